@@ -1,0 +1,45 @@
+# Two commands on a fresh Debian machine, as root:
+#   make demo   - the main job: a local InfluxDB, the lab fleet, `fleetmon run` with a live view
+#   make test   - the whole suite against real peers
+# Both install what they need (Debian packages, a venv, pip packages), idempotently.
+
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMPS     := .stamps
+APT_PKGS   := influxdb influxdb-client fping iproute2 procps python3-venv
+DEMO_SECONDS ?= 0
+
+.PHONY: all deps demo test bench clean
+
+all: test
+
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+deps: $(STAMPS)/venv
+
+test: deps
+	$(PY) -m pytest -q
+
+demo: deps
+	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m lab.demo
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(STAMPS) *.egg-info

@@ -1,0 +1,1 @@
+"""fleetmon daemon core: config, inventory, scheduler, state, storage, CLI."""

@@ -1,0 +1,93 @@
+"""The fleet's vocabulary: devices, their kinds and contract status, and selectors over them.
+
+Everything here is immutable; the inventory builds these once per (re)load and every other
+component only reads them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Iterable
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Kind(StrEnum):
+    """Device kinds of a video-surveillance contract (点位明细表 column `kind`)."""
+
+    CAMERA = "camera"
+    SWITCH = "switch"
+    UPS = "ups"
+    LINK = "link"  # a dedicated line, probed at its far end
+    SERVER = "server"
+    PLATFORM = "platform"  # video platform / storage cluster front end
+
+
+class Status(StrEnum):
+    """Contract status of a point. Only `active` points count towards the online rate:
+    tenders exclude points under construction (延建) and removed ones (拆除)."""
+
+    ACTIVE = "active"
+    CONSTRUCTION = "construction"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One monitored device (a point, 点位).
+
+    `address` is None only for removed points. `parent` is the id of the device this one
+    hangs behind (access switch, link, UPS); it drives down-vs-unreachable.
+    """
+
+    id: str
+    name: str
+    kind: Kind
+    address: IPAddress | None
+    site: str
+    region: str
+    parent: str | None = None
+    status: Status = Status.ACTIVE
+    lat: float | None = None
+    lon: float | None = None
+    model: str | None = None
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def counted(self) -> bool:
+        """True when the device counts towards online rates (status active)."""
+        return self.status is Status.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Selects devices by region, site, kind and tags; an empty list means "any".
+
+    A device matches when it matches every non-empty criterion; for `tags` it must carry
+    all listed tags.
+    """
+
+    region: frozenset[str] = frozenset()
+    site: frozenset[str] = frozenset()
+    kind: frozenset[Kind] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+    def matches(self, device: Device) -> bool:
+        return (
+            (not self.region or device.region in self.region)
+            and (not self.site or device.site in self.site)
+            and (not self.kind or device.kind in self.kind)
+            and self.tags <= device.tags
+        )
+
+    @classmethod
+    def of(
+        cls,
+        region: Iterable[str] = (),
+        site: Iterable[str] = (),
+        kind: Iterable[Kind | str] = (),
+        tags: Iterable[str] = (),
+    ) -> "Selector":
+        return cls(frozenset(region), frozenset(site), frozenset(Kind(k) for k in kind), frozenset(tags))

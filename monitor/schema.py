@@ -1,0 +1,159 @@
+"""The InfluxDB schema: a contract with the Grafana dashboards and the reports.
+
+Every point fleetmon writes goes through `point()`, which refuses undeclared measurements,
+tags and fields; docs/SCHEMA.md is generated from this module and a test keeps both equal.
+Tags are low-cardinality labels; units are in the field names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+FieldType = str  # "float" | "integer" | "boolean" | "string"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    type: FieldType
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementSpec:
+    name: str
+    description: str
+    tags: Mapping[str, str]  # tag key -> description
+    fields: Mapping[str, FieldSpec]
+
+
+DEVICE_TAGS = {
+    "device_id": "inventory id of the device (点位编号)",
+    "kind": "camera | switch | ups | link | server | platform",
+    "site": "site (站点/点位组) of the device",
+    "region": "region (township, 乡镇/区域) of the device",
+}
+
+MEASUREMENTS: dict[str, MeasurementSpec] = {
+    m.name: m
+    for m in (
+        MeasurementSpec(
+            "icmp",
+            "One ICMP probe of one device: `count` echo requests (plus retries).",
+            DEVICE_TAGS,
+            {
+                "up": FieldSpec("boolean", "", "at least one echo reply received"),
+                "sent": FieldSpec("integer", "packets", "echo requests sent"),
+                "received": FieldSpec("integer", "packets", "echo replies received"),
+                "loss_pct": FieldSpec("float", "%", "lost echoes / sent × 100"),
+                "rtt_min_ms": FieldSpec("float", "ms", "smallest round-trip time (only when a reply came)"),
+                "rtt_avg_ms": FieldSpec("float", "ms", "mean round-trip time (only when a reply came)"),
+                "rtt_max_ms": FieldSpec("float", "ms", "largest round-trip time (only when a reply came)"),
+                "jitter_ms": FieldSpec(
+                    "float", "ms", "mean absolute difference of consecutive RTTs (RFC 3550 §6.4.1 without smoothing; ≥ 2 replies)"
+                ),
+                "payload_bytes": FieldSpec("integer", "bytes", "ICMP payload size of each echo request"),
+            },
+        ),
+        MeasurementSpec(
+            "device_state",
+            "State of each device at the end of every cycle of its probe (after hysteresis and topology).",
+            DEVICE_TAGS,
+            {
+                "state": FieldSpec("string", "", "up | down | unreachable (parent down) | unknown (not yet decided)"),
+                "online": FieldSpec("integer", "0/1", "1 when state is up"),
+                "counted": FieldSpec("integer", "0/1", "1 when the device counts towards online rates (status active)"),
+            },
+        ),
+        MeasurementSpec(
+            "online_rate",
+            "Online rate (在线率) of a group of active devices, every cycle.",
+            {
+                "scope": "fleet | region | site",
+                "group": "name of the region or site; 'all' for the fleet",
+                "kind": "device kind, or 'all' for every kind",
+            },
+            {
+                "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided"),
+                "online": FieldSpec("integer", "devices", "active devices that are up"),
+                "offline": FieldSpec("integer", "devices", "active devices that are down or unreachable"),
+                "unknown": FieldSpec("integer", "devices", "active devices not yet decided (just started)"),
+                "total": FieldSpec("integer", "devices", "active devices in the group"),
+                "excluded": FieldSpec("integer", "devices", "devices in the group not counted (construction, removed)"),
+            },
+        ),
+        MeasurementSpec(
+            "fleetmon_cycle",
+            "Self-monitoring: one line per finished probe cycle.",
+            {"probe": "probe type (icmp, …)"},
+            {
+                "duration_s": FieldSpec("float", "s", "from the cycle's start to its last result"),
+                "targets": FieldSpec("integer", "devices", "devices probed in the cycle"),
+                "ok": FieldSpec("integer", "devices", "results with ok"),
+                "failed": FieldSpec("integer", "devices", "results not ok (including caller timeouts)"),
+                "caller_timeouts": FieldSpec("integer", "devices", "probes cancelled by the scheduler's deadline"),
+                "cycles_skipped": FieldSpec("integer", "cycles", "cycles skipped since start because the previous one ran late"),
+            },
+        ),
+        MeasurementSpec(
+            "fleetmon_sink",
+            "Self-monitoring of the InfluxDB writer, every flush interval.",
+            {},
+            {
+                "buffered_lines": FieldSpec("integer", "lines", "lines waiting to be written"),
+                "written_lines": FieldSpec("integer", "lines", "lines written since start"),
+                "dropped_lines": FieldSpec("integer", "lines", "lines dropped since start because the buffer was full"),
+                "write_errors": FieldSpec("integer", "requests", "failed write requests since start"),
+            },
+        ),
+    )
+}
+
+
+class SchemaError(ValueError):
+    """A point that the schema does not declare (a bug in fleetmon, never bad input)."""
+
+
+def check(measurement: str, tags: Mapping[str, str], fields: Mapping[str, object]) -> MeasurementSpec:
+    """Validate a point against the schema; raises SchemaError naming what is undeclared."""
+    spec = MEASUREMENTS.get(measurement)
+    if spec is None:
+        raise SchemaError(f"undeclared measurement {measurement!r}")
+    extra_tags = set(tags) - set(spec.tags)
+    if extra_tags:
+        raise SchemaError(f"{measurement}: undeclared tags {sorted(extra_tags)}")
+    extra_fields = set(fields) - set(spec.fields)
+    if extra_fields:
+        raise SchemaError(f"{measurement}: undeclared fields {sorted(extra_fields)}")
+    if not fields:
+        raise SchemaError(f"{measurement}: a point needs at least one field")
+    return spec
+
+
+def render_markdown() -> str:
+    """docs/SCHEMA.md as generated from MEASUREMENTS (`python -m monitor.schema > docs/SCHEMA.md`)."""
+    out = [
+        "# InfluxDB schema",
+        "",
+        "Generated from `monitor/schema.py` (`python -m monitor.schema > docs/SCHEMA.md`); a test keeps both equal",
+        "and fails on any field written to InfluxDB that is not declared here. Timestamps are UTC, nanosecond precision.",
+        "",
+    ]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    for m in MEASUREMENTS.values():
+        out += [f"## `{m.name}`", "", m.description, ""]
+        if m.tags:
+            out += ["| tag | meaning |", "| --- | --- |"]
+            out += [f"| `{k}` | {cell(v)} |" for k, v in m.tags.items()]
+            out.append("")
+        out += ["| field | type | unit | meaning |", "| --- | --- | --- | --- |"]
+        out += [f"| `{k}` | {f.type} | {f.unit or '—'} | {cell(f.description)} |" for k, f in m.fields.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

@@ -1,0 +1,11 @@
+"""Probe types. Adding a probe = a module exposing a Probe class (see probes.base) + its tests
++ one line in REGISTRY."""
+
+from probes.base import Probe, ProbeResult
+from probes.icmp import IcmpProbe
+
+REGISTRY: dict[str, type[Probe]] = {
+    IcmpProbe.name: IcmpProbe,
+}
+
+__all__ = ["REGISTRY", "Probe", "ProbeResult"]

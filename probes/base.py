@@ -1,0 +1,91 @@
+"""What every probe returns and the interface every probe implements.
+
+Data flow: scheduler → Probe.probe(device) → ProbeResult → state tracker and metrics writer.
+ProbeResult is frozen and serialisable (to_dict/from_dict) so that remote probe agents can
+later ship results over MQTT unchanged.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Protocol, Self
+
+from pydantic import BaseModel
+
+from monitor.model import Device
+
+FieldValue = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """Outcome of one probe of one device.
+
+    - device_id: the inventory id of the probed device.
+    - probe: registry name of the probe ("icmp", …).
+    - ts_ns: UTC wall-clock time the probe started, nanoseconds since the Unix epoch.
+    - ok: the device answered as the probe requires (ICMP: at least one echo reply).
+    - reason: short English reason when not ok ("timeout", "host unreachable", …), else None.
+    - fields: measurement fields, units in the names (rtt_avg_ms, loss_pct …) as declared in
+      monitor/schema.py for the measurement named like the probe. Read-only.
+    """
+
+    device_id: str
+    probe: str
+    ts_ns: int
+    ok: bool
+    reason: str | None = None
+    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", types.MappingProxyType(dict(self.fields)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "probe": self.probe,
+            "ts_ns": self.ts_ns,
+            "ok": self.ok,
+            "reason": self.reason,
+            "fields": dict(self.fields),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ProbeResult":
+        return cls(
+            device_id=str(data["device_id"]),
+            probe=str(data["probe"]),
+            ts_ns=int(data["ts_ns"]),
+            ok=bool(data["ok"]),
+            reason=data.get("reason"),
+            fields=dict(data.get("fields") or {}),
+        )
+
+
+class Probe(Protocol):
+    """A probe type. One instance serves every device of the fleet for that probe type and
+    holds the shared resources (sockets, sessions, engines) between `__aenter__` and
+    `__aexit__`.
+
+    Contract:
+    - `probe(device)` never raises because a target is dead, slow or talks garbage: it
+      returns a ProbeResult with ok=False and a reason. It raises only on bugs.
+    - The caller owns timeouts: it cancels `probe()` after `budget_s(device)` plus a margin;
+      a probe must be safe to cancel at any await.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def __init__(self, cfg: BaseModel) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def budget_s(self, device: Device) -> float:
+        """Longest time, in seconds, that probe(device) takes with this config."""
+        ...
+
+    async def probe(self, device: Device) -> ProbeResult: ...

@@ -1,0 +1,1 @@
+"""Rules engine, fault lifecycle and notifiers (filled by the faults-and-alerts work)."""
