@@ -1,0 +1,55 @@
+"""Online-rate arithmetic: who counts, who is excluded, per scope and kind."""
+
+import ipaddress
+
+from monitor.model import Device, Kind, Status
+from monitor.online_rate import online_rates
+from monitor.state import State
+
+
+def dev(i, kind=Kind.CAMERA, region="城关镇", site="S1", status=Status.ACTIVE):
+    return Device(f"D{i}", f"D{i}", kind, ipaddress.ip_address(f"198.18.0.{i}"), site, region, status=status)
+
+
+def test_rates_per_fleet_region_site_and_kind():
+    devices = [
+        dev(1), dev(2), dev(3), dev(4),                      # 城关镇/S1 cameras
+        dev(5, kind=Kind.SWITCH),                            # 城关镇/S1 switch
+        dev(6, region="河西乡", site="S2"), dev(7, region="河西乡", site="S2"),
+        dev(8, status=Status.CONSTRUCTION),                  # 延建: excluded
+        dev(9, status=Status.REMOVED),                       # 拆除: excluded
+        dev(10, region="河西乡", site="S2"),                  # not yet decided
+    ]
+    states = {
+        "D1": State.UP, "D2": State.UP, "D3": State.DOWN, "D4": State.UNREACHABLE, "D5": State.UP,
+        "D6": State.UP, "D7": State.DOWN, "D8": State.DOWN, "D9": State.DOWN,
+    }
+    rates = {(r.scope, r.group, r.kind): r for r in online_rates(devices, states)}
+
+    fleet = rates[("fleet", "all", "all")]
+    assert (fleet.online, fleet.offline, fleet.unknown, fleet.excluded, fleet.total) == (4, 3, 1, 2, 8)
+    assert fleet.rate_pct == 100 * 4 / 7
+
+    cams = rates[("fleet", "all", "camera")]
+    assert (cams.online, cams.offline) == (3, 3) and cams.rate_pct == 50.0
+    assert rates[("fleet", "all", "switch")].rate_pct == 100.0
+
+    town = rates[("region", "城关镇", "camera")]
+    assert (town.online, town.offline, town.excluded) == (2, 2, 2) and town.rate_pct == 50.0
+    s2 = rates[("site", "S2", "all")]
+    assert (s2.online, s2.offline, s2.unknown) == (1, 1, 1) and s2.rate_pct == 50.0
+
+
+def test_rate_is_none_while_nothing_is_decided_and_order_is_fleet_region_site():
+    rates = online_rates([dev(1), dev(2, region="A", site="B")], {})
+    assert all(r.rate_pct is None and r.unknown == r.total for r in rates)
+    assert [r.scope for r in rates][:2] == ["fleet", "fleet"] and rates[-1].scope == "site"
+    assert [(r.group, r.kind) for r in rates if r.scope == "region"] == [
+        ("A", "all"), ("A", "camera"), ("城关镇", "all"), ("城关镇", "camera"),
+    ]
+
+
+def test_a_group_of_only_excluded_devices_has_no_rate():
+    rates = online_rates([dev(1, status=Status.REMOVED)], {"D1": State.UP})
+    fleet = rates[0]
+    assert fleet.excluded == 1 and fleet.total == 0 and fleet.rate_pct is None

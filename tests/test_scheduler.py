@@ -1,0 +1,136 @@
+"""Scheduler semantics: spreading, concurrency bound, caller-owned timeouts, no overlap.
+
+The probe here is an in-process stand-in with scripted durations: what is under test is the
+scheduler's timing logic, not a protocol.
+"""
+
+import asyncio
+import ipaddress
+import time
+
+from monitor.model import Device, Kind
+from monitor.scheduler import CycleReport, Scheduler
+from probes.base import ProbeResult
+
+
+def devices(n: int) -> list[Device]:
+    return [
+        Device(f"D{i}", f"D{i}", Kind.CAMERA, ipaddress.ip_address(f"198.18.0.{i + 1}"), "s", "r") for i in range(n)
+    ]
+
+
+class ScriptedProbe:
+    """Answers each device after `durations[device_id]` seconds (default `default_s`)."""
+
+    name = "scripted"
+
+    def __init__(self, default_s: float = 0.0, budget_s: float = 1.0, durations=None, raise_for=()) -> None:
+        self.default_s = default_s
+        self._budget = budget_s
+        self.durations = durations or {}
+        self.raise_for = set(raise_for)
+        self.starts: list[tuple[float, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.cancelled = 0
+
+    def budget_s(self, device: Device) -> float:
+        return self._budget
+
+    async def probe(self, device: Device) -> ProbeResult:
+        self.starts.append((time.monotonic(), device.id))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if device.id in self.raise_for:
+                raise ValueError("scripted bug")
+            await asyncio.sleep(self.durations.get(device.id, self.default_s))
+            return ProbeResult(device.id, self.name, time.time_ns(), True)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+
+async def run_for(scheduler: Scheduler, seconds: float) -> None:
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_starts_are_spread_over_the_configured_part_of_the_interval():
+    probe = ScriptedProbe()
+    cycles: list[CycleReport] = []
+    s = Scheduler(probe, devices(50), interval_s=2.0, spread=0.5, max_concurrency=100,
+                  on_result=lambda r: None, on_cycle=cycles.append)
+    await run_for(s, 1.5)
+    assert len(cycles) == 1 and cycles[0].targets == 50 and cycles[0].ok == 50
+    times = [t for t, _ in probe.starts]
+    span = times[-1] - times[0]
+    # 50 targets over 0.5 × 2 s = 1 s: the last starts ~0.98 s after the first, not in one burst.
+    assert 0.8 < span < 1.2
+    # Evenly: no quarter of the window holds more than about a quarter of the starts.
+    quarters = [sum(1 for t in times if times[0] + q * 0.25 <= t < times[0] + (q + 1) * 0.25) for q in range(4)]
+    assert max(quarters) <= 16, quarters
+    assert [d for _, d in probe.starts] == [f"D{i}" for i in range(50)]
+
+
+async def test_concurrency_bound_is_respected():
+    probe = ScriptedProbe(default_s=0.2)
+    s = Scheduler(probe, devices(30), interval_s=5.0, spread=0.0, max_concurrency=4,
+                  on_result=lambda r: None, on_cycle=lambda c: None)
+    await run_for(s, 1.0)
+    assert probe.max_in_flight == 4
+
+
+async def test_caller_cancels_a_probe_that_outlives_its_budget():
+    # Budget 0.1 s + the scheduler's 1 s margin; the slow device takes 5 s.
+    probe = ScriptedProbe(budget_s=0.1, durations={"D1": 5.0})
+    results: list[ProbeResult] = []
+    cycles: list[CycleReport] = []
+    s = Scheduler(probe, devices(3), interval_s=3.0, spread=0.0, max_concurrency=10,
+                  on_result=results.append, on_cycle=cycles.append)
+    await run_for(s, 2.0)
+    by_id = {r.device_id: r for r in results}
+    assert by_id["D1"].ok is False and by_id["D1"].reason == "caller timeout"
+    assert by_id["D0"].ok and by_id["D2"].ok
+    assert probe.cancelled == 1
+    assert cycles[0].caller_timeouts == 1 and cycles[0].failed == 1
+
+
+async def test_late_cycle_skips_the_next_tick_and_cycles_never_overlap():
+    # Each cycle takes ~1.3 s (one slow device) with a 0.5 s interval.
+    probe = ScriptedProbe(budget_s=5.0, durations={"D0": 1.3})
+    cycles: list[CycleReport] = []
+    s = Scheduler(probe, devices(2), interval_s=0.5, spread=0.0, max_concurrency=10,
+                  on_result=lambda r: None, on_cycle=cycles.append)
+    await run_for(s, 2.9)
+    assert len(cycles) == 2
+    assert s.cycles_skipped >= 3
+    assert cycles[1].cycles_skipped >= 2
+    # Never two cycles at once: the second cycle starts after the first ended.
+    first_end = cycles[0].ts_ns + cycles[0].duration_s * 1e9
+    assert cycles[1].ts_ns >= first_end
+    assert probe.max_in_flight <= 2
+
+
+async def test_a_probe_bug_becomes_a_failed_result_and_monitoring_goes_on(caplog):
+    probe = ScriptedProbe(raise_for={"D1"})
+    results: list[ProbeResult] = []
+    s = Scheduler(probe, devices(3), interval_s=0.4, spread=0.0, max_concurrency=10,
+                  on_result=results.append, on_cycle=lambda c: None)
+    await run_for(s, 1.0)
+    bad = [r for r in results if r.device_id == "D1"]
+    assert len(bad) >= 2 and all(r.reason == "probe error: ValueError" for r in bad)
+    assert sum(r.ok for r in results) >= 4
+    assert "raised (a bug)" in caplog.text
+
+
+async def test_cancelling_the_scheduler_cancels_the_running_cycle():
+    probe = ScriptedProbe(default_s=10.0, budget_s=20.0)
+    s = Scheduler(probe, devices(5), interval_s=30.0, spread=0.0, max_concurrency=10,
+                  on_result=lambda r: None, on_cycle=lambda c: None)
+    await run_for(s, 0.3)
+    assert probe.cancelled == 5 and probe.in_flight == 0

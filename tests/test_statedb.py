@@ -1,0 +1,71 @@
+"""The SQLite state database: transitions survive restarts and crashes, sessions show coverage."""
+
+import sqlite3
+
+import pytest
+
+from monitor.state import State, Transition
+from monitor.statedb import StateDB, StateDBError
+
+
+def t(device, ts, old, new, reason=None, probe="icmp"):
+    return Transition(device, probe, ts, State(old), State(new), reason)
+
+
+async def test_transitions_and_states_survive_a_reopen(tmp_path):
+    path = tmp_path / "sub" / "state.db"
+    async with StateDB(path) as db:
+        await db.start_session(devices=3)
+        await db.record([t("A", 10, "unknown", "up"), t("B", 11, "unknown", "up")])
+        await db.record([t("A", 20, "up", "down", "timeout")])
+    async with StateDB(path) as db:
+        assert await db.load_states("icmp") == {"A": (State.DOWN, 20), "B": (State.UP, 11)}
+        assert await db.load_states("rtsp") == {}
+        history = await db.transitions("A")
+        assert [(x.ts_ns, x.old, x.new, x.reason) for x in history] == [
+            (10, State.UNKNOWN, State.UP, None),
+            (20, State.UP, State.DOWN, "timeout"),
+        ]
+        assert [x.device_id for x in await db.transitions(since_ns=11)] == ["B", "A"]
+
+
+async def test_database_is_in_wal_mode(tmp_path):
+    async with StateDB(tmp_path / "s.db"):
+        pass
+    mode = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+async def test_sessions_record_clean_stops_and_leave_crashes_open(tmp_path):
+    path = tmp_path / "s.db"
+    async with StateDB(path) as db:
+        await db.start_session(devices=5)
+        await db.heartbeat()
+        await db.end_session()
+    async with StateDB(path) as db:  # a daemon killed with -9 never calls end_session
+        await db.start_session(devices=5)
+        await db.heartbeat()
+    async with StateDB(path) as db:
+        first, crashed = await db.sessions()
+    assert first.stopped_ns is not None and first.stopped_ns >= first.started_ns
+    assert crashed.stopped_ns is None and crashed.last_seen_ns >= crashed.started_ns
+    assert crashed.devices == 5
+
+
+async def test_a_file_that_is_not_a_state_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateDBError, match="garbage.db"):
+        async with StateDB(path):
+            pass
+
+
+async def test_a_newer_schema_version_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    async with StateDB(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(StateDBError, match="schema version 99"):
+        async with StateDB(path):
+            pass
