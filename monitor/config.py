@@ -5,19 +5,64 @@ frozen so that a running component can never see a half-changed config. Secrets 
 written in the file: they come from an environment variable (`*_env`) or a file (`*_file`)
 and are held as SecretStr.
 
-Loading (YAML → model, errors with their YAML paths and lines) lives in `load()` below.
+Loading (YAML → model, errors with their YAML paths and lines) is `load_config()` at the end:
+a pure function, so that a daemon reloading its config keeps the old one when it raises.
+Relative paths in the file (point lists, the state database, `*_file` secrets) are relative to
+the directory of the config file.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Iterable, Iterator, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, create_model, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from monitor.config_base import Strict
 from probes import REGISTRY
+
+Loc = tuple[str | int, ...]
+"""A path into the YAML document, e.g. ("inventory", "devices", 3, "kind")."""
+
+
+class ConfigError(Exception):
+    """The config is invalid. `messages` holds every problem found, one line each:
+    "FILE:LINE: yaml.path: message" (or "FILE:LINE:COL: YAML syntax error: …")."""
+
+    def __init__(self, messages: Iterable[str]) -> None:
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Where a loaded config came from: the file (as the caller named it) and its YAML node
+    tree, so that later checks (the inventory's inline devices) can point at lines too."""
+
+    path: Path
+    root: yaml.Node
+
+    def line(self, loc: Loc) -> int:
+        """1-based line of the node at `loc` (of its key, in a mapping), or of its nearest
+        existing ancestor."""
+        return _locate(self.root, loc)[1]
 
 
 class InventoryConfig(Strict):
@@ -26,6 +71,14 @@ class InventoryConfig(Strict):
 
     point_lists: list[Path] = []
     devices: list[dict] = []  # rows with the point-list columns; validated by monitor.inventory
+
+    # Set by load_config so that monitor.inventory can report inline devices by file and line.
+    _source: ConfigSource | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> ConfigSource | None:
+        """The config file this section was loaded from; None when built in code."""
+        return self._source
 
 
 class SchedulerConfig(Strict):
@@ -49,18 +102,36 @@ class RetryConfig(Strict):
     max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
+# Upper case only: a value that is not an environment variable name may be the secret itself,
+# written into *_env by mistake, and must then not be echoed in the error message.
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
 def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
+    """The secret named by `env` (an environment variable) or `file`, or None when neither is
+    given. Raises ValueError (never showing the secret) when it is missing or empty."""
     if env is not None:
+        if not _ENV_NAME.fullmatch(env):
+            raise ValueError(
+                f"{what}_env must name an environment variable (A-Z, 0-9, _); "
+                "its value is not shown in case it is the secret itself"
+            )
         value = os.environ.get(env)
         if value is None:
             raise ValueError(f"{what}: environment variable {env} is not set")
-        return SecretStr(value)
-    if file is not None:
+        origin = f"environment variable {env}"
+    elif file is not None:
         try:
-            return SecretStr(file.read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise ValueError(f"{what}: cannot read {file}: {exc.strerror}") from None
-    return None
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{what}: cannot read {file}: {reason}") from None
+        origin = str(file)
+    else:
+        return None
+    if not value:
+        raise ValueError(f"{what}: {origin} is empty")
+    return SecretStr(value)
 
 
 class InfluxDBConfig(Strict):
@@ -93,6 +164,19 @@ class InfluxDBConfig(Strict):
     # Resolved at load time from *_env / *_file; never part of the YAML.
     password: SecretStr | None = Field(default=None, exclude=True, repr=False)
     token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        # The URL itself is never echoed: it may carry user:password@.
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # urlsplit and .port reject malformed hosts and ports
+            valid = False
+        if not valid:
+            raise ValueError("must look like http://HOST:PORT or https://HOST:PORT")
+        return url
 
     @model_validator(mode="before")
     @classmethod
@@ -140,3 +224,244 @@ class FleetmonConfig(Strict):
     state: StateConfig = StateConfig()
     influxdb: InfluxDBConfig = InfluxDBConfig()
     log: LogConfig = LogConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai "
+                "(the tzdata package provides them)"
+            ) from None
+        return name
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> FleetmonConfig:
+    """Read, parse and validate the config file at `path`.
+
+    Returns the frozen config, with relative paths made absolute against the file's directory
+    and secrets resolved. Raises ConfigError listing every problem at once, each as
+    "FILE:LINE: yaml.path: message". Pure: nothing changes unless it returns, so a failed
+    reload leaves the caller's old config in place. An empty file (or only comments) is an
+    error rather than "all defaults": a truncated file must not silently empty the fleet;
+    `{}` asks for the defaults explicitly.
+    """
+    path = Path(path)
+    root, data, problems = _parse_yaml(path, _read_text(path))
+    if not isinstance(data, dict):
+        line = root.start_mark.line + 1
+        raise ConfigError([f"{path}:{line}: the config must be a mapping of sections (key: value)"])
+    data = _with_base(FleetmonConfig, data, path.absolute().parent)
+    try:
+        cfg = FleetmonConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(path, root, error) for error in exc.errors(include_url=False)]
+        raise ConfigError(_by_line(problems)) from None
+    if problems:
+        raise ConfigError(_by_line(problems))
+    cfg.inventory._source = ConfigSource(path, root)
+    return cfg
+
+
+def _by_line(problems: list[tuple[int, str]]) -> list[str]:
+    """Messages of (line, message) problems in file order."""
+    return [message for _, message in sorted(problems, key=lambda problem: problem[0])]
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; UTF-8, a BOM tolerated. Raises ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}:{line}: the config must be UTF-8 text"]) from None
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any, list[tuple[int, str]]]:
+    """(root node, constructed data, duplicate-key problems as (line, message)).
+
+    Raises ConfigError on a syntax error ("FILE:LINE:COL: YAML syntax error: …") and on an
+    empty document.
+    """
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character; the only error without a mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigError(
+            [f"{path}:{line}:{column}: YAML syntax error: {exc.reason} (character #x{exc.character:02x})"]
+        ) from None
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise _empty(path)
+        # Before construction: constructing merges `<<:` keys into their mappings, and a key
+        # overriding a merged one is not a duplicate.
+        problems = list(_duplicate_keys(path, root, (), set()))
+        data = loader.construct_document(root)
+        if data is None:  # only "---" or "null"
+            raise _empty(path)
+        return root, data, problems
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_syntax_error(path, exc)]) from None
+    finally:
+        loader.dispose()
+
+
+def _empty(path: Path) -> ConfigError:
+    return ConfigError([f"{path}: the config is empty; write {{}} to run on the defaults"])
+
+
+def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    message = f"{where}: YAML syntax error: {exc.problem or exc.context}"
+    if exc.problem and exc.context and exc.context_mark:
+        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    return message
+
+
+def _duplicate_keys(path: Path, node: yaml.Node, loc: Loc, seen: set[int]) -> Iterator[tuple[int, str]]:
+    """(line, message) for every mapping key written twice: PyYAML silently keeps the last,
+    which would e.g. drop a whole first `inventory:` section. `seen` holds the nodes already
+    walked, so that an anchored node is checked once and recursive aliases end."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in first:
+                    where = f"{path}:{line}: {_dotted(loc + (key.value,))}"
+                    yield line, f"{where}: duplicate key (first at line {first[key.value]})"
+                else:
+                    first[key.value] = line
+            yield from _duplicate_keys(path, value, loc + (str(key.value),), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(path, item, loc + (index,), seen)
+
+
+def _describe(path: Path, root: yaml.Node, error: Any) -> tuple[int, str]:
+    """(line, "FILE:LINE: yaml.path: message") for one pydantic error."""
+    shown, line = _locate(root, error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = _unknown_key(error["loc"])
+    elif error["type"] == "missing":
+        message = "required key missing"
+    elif error["type"] == "model_type":  # pydantic's text names our classes
+        message = "must be a mapping (key: value)" + (", found nothing" if error["input"] is None else "")
+    prefix = f"{path}:{line}: "
+    return line, prefix + (f"{_dotted(shown)}: {message}" if shown else message)
+
+
+def _unknown_key(loc: Loc) -> str:
+    """"unknown key", with the closest known key or the list of known keys."""
+    known = _known_keys(FleetmonConfig, loc[:-1])
+    if not known:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown key, did you mean {close[0]!r}?"
+    return f"unknown key (known: {', '.join(known)})"
+
+
+def _locate(root: yaml.Node, loc: Loc) -> tuple[Loc, int]:
+    """Follow `loc` through the node tree: (the part of loc that exists in the document, plus a
+    missing key's name; the 1-based line of the deepest node reached, for a mapping entry the
+    line of its key).
+
+    Stops at scalars, so that pydantic's union-member steps ("int", "function-after[…]") are
+    dropped from the path shown.
+    """
+    node, line, shown = root, root.start_mark.line + 1, []
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            shown.append(part)
+            # The last entry: for a duplicated key PyYAML keeps the last value.
+            entry = next((kv for kv in reversed(node.value) if kv[0].value == part), None)
+            if entry is None:  # a required key that is missing: name it, point at its parent
+                break
+            line, node = entry[0].start_mark.line + 1, entry[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            shown.append(part)
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return tuple(shown), line
+
+
+def _dotted(loc: Loc) -> str:
+    """("inventory", "devices", 3, "kind") → "inventory.devices[3].kind"."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+# --- walking the model classes (path resolution, known keys) ----------------------------------
+
+
+def _alternatives(tp: Any) -> Iterator[Any]:
+    """The concrete types an annotation allows: Annotated and unions (incl. Optional) unwrapped."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        yield from _alternatives(get_args(tp)[0])
+    elif origin is Union or origin is UnionType:
+        for arg in get_args(tp):
+            yield from _alternatives(arg)
+    else:
+        yield tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _with_base(tp: Any, value: Any, base: Path) -> Any:
+    """`value` (raw YAML data for a `tp`) with every relative path, where the model holds a
+    Path, joined to `base`. Data of the wrong shape is returned unchanged for pydantic to
+    report."""
+    for alt in _alternatives(tp):
+        if alt is Path and isinstance(value, str) and value:
+            return str(base / value)  # an absolute value stays as it is
+        if get_origin(alt) is list and isinstance(value, list):
+            (item,) = get_args(alt)
+            return [_with_base(item, v, base) for v in value]
+        if _is_model(alt) and isinstance(value, dict):
+            fields = alt.model_fields
+            return {k: _with_base(fields[k].annotation, v, base) if k in fields else v for k, v in value.items()}
+    return value
+
+
+def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Keys allowed in the YAML mapping at `loc` below `model`; [] when loc leads elsewhere."""
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+    models = [alt for alt in _alternatives(tp) if _is_model(alt)]
+    return [name for name, field in models[0].model_fields.items() if not field.exclude] if models else []
+
+
+def _step(tp: Any, part: str | int) -> Any:
+    """The annotation one step below annotation `tp`: a list's items, or a model's field; None
+    when `tp` has no such step."""
+    for alt in _alternatives(tp):
+        if isinstance(part, int) and get_origin(alt) is list:
+            return get_args(alt)[0]
+        if isinstance(part, str) and _is_model(alt) and part in alt.model_fields:
+            return alt.model_fields[part].annotation
+    return None
