@@ -23,8 +23,10 @@ Layout of one `LabNet` (the fleetmon daemon and reference tools run in the root 
   blackholes and its root route) and update the responder's rules (SIGHUP, acknowledged).
 - `close()` stops the responder, deletes both namespaces and the root-side veths (the kernel
   drops the routes through them) and the owner record; `cleanup_stale()` does the same for labs
-  whose owner process died. After close() the lab's addresses are routed nowhere special any
-  more: don't ping them, they would follow the default route off the machine.
+  whose owner process died.
+- Both pools are routed `unreachable` in the root namespace (lowest priority, kept for good):
+  when a lab is gone its addresses hit that route and the kernel refuses to send, so lab
+  traffic can never follow the default route off the machine.
 
 Needs root. Not thread-safe: one thread drives a LabNet.
 """
@@ -147,6 +149,17 @@ def _locked() -> Iterator[None]:
         yield
 
 
+def _guard_pools() -> None:
+    """Route both whole pools to `unreachable` in the root namespace (idempotent, kept for good).
+
+    Site blocks are more specific and win while their lab lives; once a lab's namespaces are
+    gone (closed, crashed, deleted by someone else) its addresses fall back to this route and
+    the kernel refuses to send (EHOSTUNREACH) instead of following the default route off the
+    machine. Lab traffic must never leave it."""
+    for pool in (POOL4, POOL6):
+        _ip(f"-{pool.version}", "route", "replace", "unreachable", str(pool), "metric", "4294967295")
+
+
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise RuntimeError(
@@ -190,7 +203,7 @@ def _allocate(pool: IPNetwork, prefixlen: int, taken: list[IPNetwork]) -> IPNetw
     """First block of `prefixlen` in `pool` that overlaps none of `taken` (which it joins).
     Routes covering the whole pool (default, fd00::/8 …) do not count. Raises LabError when full."""
     size = 1 << (pool.max_prefixlen - prefixlen)
-    inside = [n for n in taken if n.version == pool.version and n.prefixlen >= pool.prefixlen and n.overlaps(pool)]
+    inside = [n for n in taken if n.version == pool.version and n.prefixlen > pool.prefixlen and n.overlaps(pool)]
     start, last = int(pool.network_address), int(pool.broadcast_address)
     while start + size - 1 <= last:
         block = ipaddress.ip_network((start, prefixlen))
@@ -356,6 +369,7 @@ class LabNet:
         self._owned_workdir: str | None = None
         try:
             with _locked():
+                _guard_pools()
                 record = STATE_DIR / f"{self.name}.json"
                 if record.exists() or any(ns.startswith(f"{NS_PREFIX}{self.name}-") for ns in _netns_list()):
                     raise ValueError(f"lab name {self.name!r} is in use (or stale: lab.net.cleanup_stale())")
