@@ -1,3 +1,3 @@
 """Shared fixtures live in tests/plugins/, one module per real peer."""
 
-pytest_plugins = []
+pytest_plugins = ["tests.plugins.influx", "tests.plugins.lab"]
