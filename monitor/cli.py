@@ -8,30 +8,45 @@ SUBCOMMANDS. Exit status: 0 success, 2 bad input (usage, config or inventory err
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from monitor import logs
 from monitor.config import ConfigError, FleetmonConfig, load_config
 from monitor.inventory import Inventory, load_inventory
 
 EXIT_OK = 0
+EXIT_FAILED = 1  # could not start or run (systemd restarts it: Restart=on-failure)
 EXIT_BAD_INPUT = 2  # as argparse uses for usage errors
+
+log = logging.getLogger("fleetmon.cli")
+
+
+def _load(path: Path) -> tuple[FleetmonConfig, Inventory]:
+    cfg = load_config(path)
+    return cfg, load_inventory(cfg)
+
+
+def _print_config_errors(path: Path, exc: ConfigError) -> None:
+    for message in exc.messages:
+        print(message, file=sys.stderr)
+    count = len(exc.messages)
+    print(f"{path}: {count} problem{'s' if count != 1 else ''}, nothing loaded", file=sys.stderr)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Load the config and its inventory; print every problem to stderr (exit 2), or a short
     summary of what was loaded to stdout (exit 0)."""
     try:
-        cfg = load_config(args.path)
-        inventory = load_inventory(cfg)
+        cfg, inventory = _load(args.path)
     except ConfigError as exc:
-        for message in exc.messages:
-            print(message, file=sys.stderr)
-        count = len(exc.messages)
-        print(f"{args.path}: {count} problem{'s' if count != 1 else ''}, nothing loaded", file=sys.stderr)
+        _print_config_errors(args.path, exc)
         return EXIT_BAD_INPUT
     print(f"{args.path}: OK")
     for line in _summary(cfg, inventory):
@@ -50,7 +65,157 @@ def _add_check_config(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=cmd_check_config)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_check_config,)
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config and the inventory; a
+    reload that fails is logged and the running config is kept."""
+    try:
+        cfg, inventory = _load(args.config)
+    except ConfigError as exc:
+        _print_config_errors(args.config, exc)
+        return EXIT_BAD_INPUT
+    return asyncio.run(_serve(args.config, cfg, inventory, view=args.view))
+
+
+async def _serve(path: Path, cfg: FleetmonConfig, inventory: Inventory, *, view: bool) -> int:
+    # Imported here: check-config and probe need none of the daemon's machinery.
+    from monitor.daemon import Daemon, StartupError
+    from monitor.view import LiveView
+
+    loop = asyncio.get_running_loop()
+    while True:
+        stop = asyncio.Event()
+        reloaded: list[tuple[FleetmonConfig, Inventory]] = []
+
+        def reload() -> None:
+            try:
+                reloaded.append(_load(path))
+            except ConfigError as exc:
+                log.error("reload of %s failed, keeping the running config:\n  %s", path, "\n  ".join(exc.messages))
+                return
+            log.info("reloading %s", path)
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        try:
+            if view:
+                with LiveView(inventory, language=cfg.language, tz=cfg.timezone) as live:
+                    logs.setup(cfg.log)  # after Live took over stderr, so log lines print above it
+                    await Daemon(cfg, inventory, on_snapshot=live.update).run(stop)
+            else:
+                logs.setup(cfg.log)
+                await Daemon(cfg, inventory).run(stop)
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_FAILED
+        if not reloaded:
+            return EXIT_OK
+        cfg, inventory = reloaded[-1]
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the monitoring daemon",
+        description="Probe the fleet, keep device state, write metrics. Stops cleanly on SIGTERM "
+        "(pending writes are flushed); SIGHUP reloads the config.",
+    )
+    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    parser.add_argument("--view", action="store_true", help="show a live terminal view (online rates, worst links)")
+    parser.set_defaults(run=cmd_run)
+
+
+PROBE_HEADERS = {
+    "zh": ("地址", "状态", "发送/接收", "丢包 %", "最小 ms", "平均 ms", "最大 ms", "抖动 ms", "原因"),
+    "en": ("address", "state", "sent/recv", "loss %", "min ms", "avg ms", "max ms", "jitter ms", "reason"),
+}
+PROBE_STATES = {"zh": ("在线", "离线"), "en": ("up", "down")}
+
+
+def cmd_probe_icmp(args: argparse.Namespace) -> int:
+    """Ping the addresses once with fleetmon's own engine and print a table.
+    Exit 0 when every address answered, 1 when one did not, 2 for a bad address."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from probes.icmp import IcmpEngine, IcmpPermissionError, PingParams, Target
+
+    bad = []
+    for address in args.addresses:
+        try:
+            Target.parse(address)
+        except ValueError:
+            bad.append(address)
+    if bad:
+        print(f"not an IPv4/IPv6 address: {', '.join(bad)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    params = PingParams(
+        count=args.count, echo_interval_s=args.interval / 1000, timeout_s=args.timeout,
+        retries=args.retries, payload_size=args.size,
+    )
+
+    async def sweep():
+        async with IcmpEngine(mode=args.mode, packets_per_second=args.pps) as engine:
+            return await engine.ping_many(args.addresses, params)
+
+    try:
+        results = asyncio.run(sweep())
+    except IcmpPermissionError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    table = Table(*PROBE_HEADERS[args.lang])
+    up_text, down_text = PROBE_STATES[args.lang]
+    for stats in results:
+        f = stats.fields()
+        table.add_row(
+            stats.address,
+            f"[green]{up_text}[/green]" if stats.up else f"[red]{down_text}[/red]",
+            f"{stats.sent}/{stats.received}",
+            f"{stats.loss_pct:.0f}",
+            *(f"{f[k]:.2f}" if k in f else "—" for k in ("rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "jitter_ms")),
+            stats.reason or "",
+        )
+    # Piped output (scripts, tickets) gets full columns instead of rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return EXIT_OK if all(s.up for s in results) else EXIT_FAILED
+
+
+def _add_probe(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("probe", help="probe devices once (on-duty tool)")
+    kinds = parser.add_subparsers(title="probe types", metavar="PROBE", required=True)
+    icmp = kinds.add_parser(
+        "icmp",
+        help="ping addresses once",
+        description="Ping each address with fleetmon's ICMP engine; print RTT min/avg/max, jitter and "
+        "loss. Exit 0 when all answered, 1 when one did not, 2 for a bad address.",
+    )
+    icmp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="IPv4 or IPv6 address")
+    icmp.add_argument("--count", type=_bounded(int, 1, 100), default=5, help="echo requests per address (5)")
+    icmp.add_argument("--size", type=_bounded(int, 0, 65_000), default=56, help="payload bytes (56; 20000 for line tests)")
+    icmp.add_argument("--interval", type=_bounded(float, 1, 60_000), default=200.0, help="ms between echoes (200)")
+    icmp.add_argument("--timeout", type=_bounded(float, 0.01, 60), default=1.0, help="seconds to wait per reply (1)")
+    icmp.add_argument("--retries", type=_bounded(int, 0, 10), default=0, help="extra echoes when none answered (0)")
+    icmp.add_argument("--pps", type=_bounded(float, 1, 1_000_000), default=5000.0, help="packets per second (5000)")
+    icmp.add_argument("--mode", choices=("auto", "raw", "dgram"), default="auto", help="socket type (auto)")
+    icmp.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
+    icmp.set_defaults(run=cmd_probe_icmp)
+
+
+def _bounded(cast: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low:g}…{high:g}")
+        return value
+
+    return parse
+
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_check_config, _add_run, _add_probe)
 
 
 def _summary(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:

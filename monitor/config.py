@@ -157,7 +157,7 @@ class InfluxDBConfig(Strict):
     flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     gzip: bool = True
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
-    max_buffer_lines: Annotated[int, Field(ge=1000)] = 1_000_000
+    max_buffer_lines: Annotated[int, Field(ge=1000)] = 250_000
     """Lines kept in memory while InfluxDB is unreachable; beyond it the oldest are dropped (counted)."""
     retry: RetryConfig = RetryConfig()
 

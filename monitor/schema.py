@@ -103,7 +103,9 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
             {
                 "buffered_lines": FieldSpec("integer", "lines", "lines waiting to be written"),
                 "written_lines": FieldSpec("integer", "lines", "lines written since start"),
-                "dropped_lines": FieldSpec("integer", "lines", "lines dropped since start because the buffer was full"),
+                "dropped_lines": FieldSpec(
+                    "integer", "lines", "lines lost for good since start: buffer full, or rejected by InfluxDB (type conflict)"
+                ),
                 "write_errors": FieldSpec("integer", "requests", "failed write requests since start"),
             },
         ),

@@ -1,0 +1,260 @@
+"""The fleetmon daemon: wires inventory → scheduler → probes → state tracker / metrics writer.
+
+Lifecycle (DESIGN.md): start in dependency order — state DB, InfluxDB sink, probes,
+trackers, schedulers — and stop in reverse: schedulers are cancelled and awaited, the last
+transitions are stored, the sink flushes what is pending (bounded), the session is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from monitor.config import FleetmonConfig
+from monitor.inventory import Inventory
+from monitor.model import Device, Status
+from monitor.online_rate import GroupRate, online_rates
+from monitor.scheduler import CycleReport, Scheduler
+from monitor.state import State, StateTracker, Transition
+from monitor.statedb import StateDB, StateDBError
+from monitor.storage import InfluxSink
+from probes import REGISTRY
+from probes.base import ProbeResult
+
+log = logging.getLogger("fleetmon.daemon")
+
+class StartupError(RuntimeError):
+    """A component could not start; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The daemon's view of the fleet after a cycle: for the terminal view and the API."""
+
+    cycle: CycleReport
+    rates: tuple[GroupRate, ...]
+    states: Mapping[str, State]
+    latest: Mapping[str, ProbeResult] = field(repr=False)
+
+
+def _tags(device: Device) -> dict[str, str]:
+    return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
+
+
+class Daemon:
+    """Monitors `inventory` as configured until `stop` is set.
+
+    `on_snapshot` is called after each cycle with a Snapshot (from the event loop; it must not
+    block).
+    """
+
+    def __init__(
+        self,
+        cfg: FleetmonConfig,
+        inventory: Inventory,
+        *,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.inventory = inventory
+        self._on_snapshot = on_snapshot
+        self._sink: InfluxSink | None = None
+        self._trackers: dict[str, StateTracker] = {}
+        self._latest: dict[str, dict[str, ProbeResult]] = {}
+        # Work for the state-DB writer task; None asks it to finish.
+        self._pending: asyncio.Queue[list[Transition] | None] = asyncio.Queue()
+        self._heartbeat_due = False
+        # (what, root cause id) → devices, logged once per cycle by _log_summary.
+        self._summary: Counter[tuple[str, str]] = Counter()
+        self.devices: tuple[Device, ...] = tuple(inventory.devices.values())
+        # Devices that are probed at all: removed points keep their history but are not polled.
+        self.probed: tuple[Device, ...] = tuple(
+            d for d in inventory.devices.values() if d.status is not Status.REMOVED and d.address is not None
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Monitor until `stop` is set, then shut down in order.
+
+        Raises StartupError when a component cannot start (state DB unusable, no permission for
+        ICMP sockets …); whatever had started is stopped again first."""
+        async with AsyncExitStack() as stack:
+            try:
+                schedulers = await self._start(stack)
+            except (StateDBError, PermissionError, OSError) as exc:
+                raise StartupError(str(exc)) from exc
+            log.info(
+                "fleetmon started: %d devices (%d probed), probes %s",
+                len(self.devices), len(self.probed), ", ".join(s.probe.name for s in schedulers) or "none",
+            )
+            tasks = [asyncio.create_task(s.run(), name=f"scheduler-{s.probe.name}") for s in schedulers]
+            try:
+                await stop.wait()
+            finally:
+                log.info("fleetmon stopping")
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("fleetmon stopped")
+
+    async def _start(self, stack: AsyncExitStack) -> list[Scheduler]:
+        db = await stack.enter_async_context(StateDB(self.cfg.state.database))
+        await db.start_session(len(self.probed))
+        stack.push_async_callback(db.end_session)
+        if self.cfg.influxdb.enabled:
+            self._sink = await stack.enter_async_context(InfluxSink(self.cfg.influxdb))
+        writer = asyncio.create_task(self._store_transitions(db), name="statedb-writer")
+        stack.push_async_callback(self._stop_writer, writer)
+
+        schedulers = []
+        for name, probe_cls in REGISTRY.items():
+            probe_cfg = getattr(self.cfg.probes, name)
+            if not probe_cfg.enabled:
+                continue
+            probe = await stack.enter_async_context(probe_cls(probe_cfg))
+            self._trackers[name] = StateTracker(
+                self.inventory,
+                name,
+                down_after=self.cfg.state.down_after,
+                up_after=self.cfg.state.up_after,
+                initial=await db.load_states(name),
+            )
+            self._latest[name] = {}
+            schedulers.append(
+                Scheduler(
+                    probe,
+                    self.probed,
+                    interval_s=probe_cfg.interval_s,
+                    spread=self.cfg.scheduler.spread,
+                    max_concurrency=self.cfg.scheduler.max_concurrency,
+                    on_result=self._on_result,
+                    on_cycle=self._on_cycle,
+                )
+            )
+        return schedulers
+
+    # -- callbacks from the schedulers (event loop, must not block) ----------------------------
+
+    def _on_result(self, result: ProbeResult) -> None:
+        device = self.inventory.devices[result.device_id]
+        self._latest[result.probe][result.device_id] = result
+        if self._sink is not None:
+            self._sink.write(result.probe, _tags(device), result.fields, result.ts_ns)
+        transition = self._trackers[result.probe].observe(result)
+        if transition is not None:
+            self._transitions([transition])
+
+    def _on_cycle(self, report: CycleReport) -> None:
+        now_ns = time.time_ns()
+        tracker = self._trackers[report.probe]
+        self._transitions(tracker.reconcile(now_ns))
+        self._log_summary()
+        states = tracker.states()
+        rates = tuple(online_rates(self.devices, states))
+        if self._sink is not None:
+            self._write_cycle(report, states, rates, now_ns)
+        self._heartbeat_due = True
+        self._pending.put_nowait([])
+        if self._on_snapshot is not None:
+            self._on_snapshot(Snapshot(report, rates, states, dict(self._latest[report.probe])))
+
+    def _write_cycle(
+        self, report: CycleReport, states: Mapping[str, State], rates: tuple[GroupRate, ...], now_ns: int
+    ) -> None:
+        sink = self._sink
+        assert sink is not None
+        for device in self.probed:
+            state = states[device.id]
+            sink.write(
+                "device_state",
+                _tags(device),
+                {"state": state.value, "online": int(state is State.UP), "counted": int(device.counted)},
+                now_ns,
+            )
+        for r in rates:
+            fields: dict[str, float | int] = {
+                "online": r.online, "offline": r.offline, "unknown": r.unknown, "total": r.total, "excluded": r.excluded,
+            }
+            if r.rate_pct is not None:
+                fields["online_rate_pct"] = r.rate_pct
+            sink.write("online_rate", {"scope": r.scope, "group": r.group, "kind": r.kind}, fields, now_ns)
+        sink.write(
+            "fleetmon_cycle",
+            {"probe": report.probe},
+            {
+                "duration_s": report.duration_s,
+                "targets": report.targets,
+                "ok": report.ok,
+                "failed": report.failed,
+                "caller_timeouts": report.caller_timeouts,
+                "cycles_skipped": report.cycles_skipped,
+            },
+            now_ns,
+        )
+
+    # -- transitions: log one line each, store them in order ------------------------------------
+
+    def _transitions(self, transitions: list[Transition]) -> None:
+        """Queue transitions for the state DB and log them: a line per device that goes down or
+        recovers; devices that merely follow their parent (unreachable and back) or get their
+        first verdict are logged at debug and summed up once per cycle (_log_summary)."""
+        if not transitions:
+            return
+        for t in transitions:
+            device = self.inventory.devices[t.device_id]
+            extra = {"device_id": t.device_id, "site": device.site, "region": device.region, "probe": t.probe}
+            if t.new is State.DOWN:
+                # A point under construction or removed is expected to be silent: no warning.
+                log.log(
+                    logging.WARNING if device.counted else logging.INFO,
+                    "%s %s %s → down: %s", device.kind.value, device.name, t.old.value, t.reason, extra=extra,
+                )
+            elif t.new is State.UP and t.old is State.DOWN:
+                log.info("%s %s recovered (down → up)", device.kind.value, device.name, extra=extra)
+            else:
+                log.debug("%s %s %s → %s", device.kind.value, device.name, t.old.value, t.new.value, extra=extra)
+                if t.new is State.UNREACHABLE:
+                    self._summary[("unreachable", self._root_cause(t))] += 1
+                elif t.old is State.UNREACHABLE:
+                    self._summary[("reachable again", self._root_cause(t))] += 1
+                else:
+                    self._summary[(f"first verdict {t.new.value}", "")] += 1
+        self._pending.put_nowait(transitions)
+
+    def _root_cause(self, t: Transition) -> str:
+        """The nearest ancestor that is down now (unreachable) or was (reachable again)."""
+        states = self._trackers[t.probe].states()
+        ancestors = self.inventory.ancestors(t.device_id)
+        down = [a.id for a in ancestors if states[a.id] is State.DOWN]
+        return down[0] if down else ancestors[0].id if ancestors else ""
+
+    def _log_summary(self) -> None:
+        for (what, cause), count in sorted(self._summary.items()):
+            if cause:
+                parent = self.inventory.devices[cause]
+                log.info("%d devices %s behind %s %s (%s)", count, what, parent.kind.value, parent.name, cause)
+            else:
+                log.info("%d devices: %s", count, what)
+        self._summary.clear()
+
+    async def _store_transitions(self, db: StateDB) -> None:
+        """Single writer of the state DB: transitions in arrival order, then the heartbeat.
+        Returns after the `None` that _stop_writer queues, with everything before it stored."""
+        while True:
+            items = [await self._pending.get()]
+            while not self._pending.empty():  # coalesce into one SQLite transaction
+                items.append(self._pending.get_nowait())
+            await db.record(t for batch in items if batch is not None for t in batch)
+            if self._heartbeat_due:
+                self._heartbeat_due = False
+                await db.heartbeat()
+            if None in items:
+                return
+
+    async def _stop_writer(self, writer: asyncio.Task[None]) -> None:
+        self._pending.put_nowait(None)
+        await writer
