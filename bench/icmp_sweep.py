@@ -31,14 +31,13 @@ import os
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench._common import check_routed_into_lab, run_child
 
 
 @dataclass
@@ -53,40 +52,6 @@ class Run:
     rtts: dict[str, float] = field(default_factory=dict)  # address → RTT of an up target
     sweep_cpu_s: float | None = None
     sweep_wall_s: float | None = None
-
-
-def run_child(cmd: list[str], out_path: Path, err_path: Path) -> tuple[float, float, float]:
-    """Run `cmd` with stdout/stderr to files; returns (wall s, user+sys CPU s, peak RSS MB) of
-    that child alone (os.wait4), not of this process or its other children.
-
-    Peak RSS is the child's VmHWM, polled from /proc while it runs: ru_maxrss would also
-    count the copy of this (bigger) Python process that the child was between fork and exec.
-    """
-    peak_kb = 0
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO)
-        while True:
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.005)
-        wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    """High-water mark of a process's resident memory (kB); 0 once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 # --- fping -----------------------------------------------------------------------------------
@@ -196,14 +161,6 @@ def table(rows: list[tuple[Run, Run | None]], truth: dict[str, bool]) -> str:
     return "\n".join(out)
 
 
-def _check_routed_into_lab(addresses: list[str]) -> None:
-    """Refuse to send anywhere but into the lab (e.g. if its namespaces were removed)."""
-    for address in addresses:
-        route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True).stdout
-        if not re.search(r"\bdev fml-", route):
-            raise SystemExit(f"{address} is not routed into the lab ({route.strip()!r}); not sending")
-
-
 def bench(n_targets: int, n_down: int, pps: float, timeout_s: float) -> str:
     from lab.net import LabNet
 
@@ -224,7 +181,7 @@ def bench(n_targets: int, n_down: int, pps: float, timeout_s: float) -> str:
         ]
         runs = []
         for probe in probes:
-            _check_routed_into_lab([addresses[0], addresses[-1]])
+            check_routed_into_lab([addresses[0], addresses[-1]])
             runs.append(probe())
             time.sleep(0.5)  # let the last stray replies drain before the next prober starts
     rows = [(runs[0], None), (runs[1], runs[0]), (runs[2], None), (runs[3], runs[2])]

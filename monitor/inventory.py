@@ -54,8 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import openpyxl
-from openpyxl.utils import get_column_letter
 
 from monitor.config import ConfigError, ConfigSource, FleetmonConfig, InventoryConfig
 from monitor.model import Device, IPAddress, Kind, Selector, Status
@@ -399,6 +397,8 @@ def _delimiter(text: str) -> str:
 def _xlsx_records(path: Path, sheet: str | None) -> list[_Record]:
     if not path.is_file():
         raise _Bad("cannot read: No such file or directory")
+    import openpyxl  # here: ~8 MB of RSS that a daemon fed by CSV never needs
+
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zip, XML, key and value errors on damaged files
@@ -485,7 +485,11 @@ def _header_text(cell: Any) -> str:
 
 def _column_name(j: int, spreadsheet: bool) -> str:
     """How a user finds column j (0-based): its letter in a spreadsheet, its number in CSV."""
-    return f"column {get_column_letter(j + 1)}" if spreadsheet else f"column {j + 1}"
+    if not spreadsheet:
+        return f"column {j + 1}"
+    from openpyxl.utils import get_column_letter
+
+    return f"column {get_column_letter(j + 1)}"
 
 
 def _present(cell: Any) -> bool:

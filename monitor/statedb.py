@@ -12,7 +12,6 @@ blocks on disk and writes never interleave.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sqlite3
 import time
@@ -23,7 +22,6 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from monitor.state import State, Transition
 
-log = logging.getLogger("fleetmon.statedb")
 
 T = TypeVar("T")
 

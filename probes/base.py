@@ -28,7 +28,9 @@ class ProbeResult:
     - ok: the device answered as the probe requires (ICMP: at least one echo reply).
     - reason: short English reason when not ok ("timeout", "host unreachable", …), else None.
     - fields: measurement fields, units in the names (rtt_avg_ms, loss_pct …) as declared in
-      monitor/schema.py for the measurement named like the probe. Read-only.
+      monitor/schema.py for the measurement named like the probe; every probe's measurement has
+      the boolean field `up` (= ok), so even a result the scheduler made up (caller timeout)
+      can be written. Read-only.
     """
 
     device_id: str

@@ -46,7 +46,7 @@ from monitor.config_base import SelectorConfig, Strict
 from monitor.model import Device, IPAddress, Selector
 from probes.base import ProbeResult
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fleetmon.icmp")
 
 
 class IcmpOverride(Strict):
@@ -1150,6 +1150,9 @@ async def sweep(addresses: Iterable[str | IPAddress], cfg: IcmpConfig | None = N
 # The probe.
 
 
+OVERLOAD_BACKLOG_S = 1.0  # send-queue delay beyond which IcmpProbe warns that pacing is too slow
+
+
 class IcmpProbe:
     """The `icmp` probe (probes.base.Probe): one IcmpEngine for every device.
 
@@ -1167,6 +1170,7 @@ class IcmpProbe:
         self._defaults = PingParams.from_config(cfg)
         self._overrides: list[tuple[Selector, IcmpOverride]] = [(o.match.selector(), o) for o in cfg.overrides]
         self._params: dict[tuple, PingParams] = {}
+        self._overload_warned = -60.0
 
     async def __aenter__(self) -> "IcmpProbe":
         engine = IcmpEngine(mode=self.cfg.mode, packets_per_second=self.cfg.packets_per_second)
@@ -1178,6 +1182,20 @@ class IcmpProbe:
         if self.engine is not None:
             await self.engine.close()
             self.engine = None
+
+    def _warn_if_overloaded(self) -> None:
+        # Echoes queue up when the fleet needs more echoes per second than `packets_per_second`
+        # (devices × count / (spread × interval)): every echo then waits, RTTs are still right
+        # (timed from the actual send) but cycles run long. Say so, at most once a minute.
+        backlog = self.engine.backlog_s() if self.engine is not None else 0.0
+        now = time.monotonic()
+        if backlog > OVERLOAD_BACKLOG_S and now - self._overload_warned >= 60.0:
+            self._overload_warned = now
+            log.warning(
+                "ICMP send queue is %.1f s behind: packets_per_second %g is too low for this fleet "
+                "(needs about devices × count / (scheduler.spread × interval_s)); cycles will run long",
+                backlog, self.cfg.packets_per_second,
+            )
 
     def params_for(self, device: Device) -> PingParams:
         """The device's effective PingParams (cached per selector-relevant attributes)."""
@@ -1208,6 +1226,7 @@ class IcmpProbe:
             raise RuntimeError("IcmpProbe used outside `async with`")
         params = self.params_for(device)
         if device.address is None:
-            return ProbeResult(device.id, self.name, started, False, "no address")
+            return ProbeResult(device.id, self.name, started, False, "no address", {"up": False})
+        self._warn_if_overloaded()
         stats = await self.engine.ping(device.address, params)
         return ProbeResult(device.id, self.name, started, stats.up, stats.reason, stats.fields())

@@ -95,6 +95,7 @@ async def test_caller_cancels_a_probe_that_outlives_its_budget():
     await run_for(s, 2.0)
     by_id = {r.device_id: r for r in results}
     assert by_id["D1"].ok is False and by_id["D1"].reason == "caller timeout"
+    assert dict(by_id["D1"].fields) == {"up": False}  # writable like any result of the probe
     assert by_id["D0"].ok and by_id["D2"].ok
     assert probe.cancelled == 1
     assert cycles[0].caller_timeouts == 1 and cycles[0].failed == 1
@@ -134,3 +135,17 @@ async def test_cancelling_the_scheduler_cancels_the_running_cycle():
                   on_result=lambda r: None, on_cycle=lambda c: None)
     await run_for(s, 0.3)
     assert probe.cancelled == 5 and probe.in_flight == 0
+
+
+async def test_a_crashing_callback_is_logged_and_the_next_cycle_still_runs(caplog):
+    calls = []
+
+    def broken(result: ProbeResult) -> None:
+        calls.append(result)
+        raise RuntimeError("callback bug")
+
+    s = Scheduler(ScriptedProbe(), devices(2), interval_s=0.3, spread=0.0, max_concurrency=10,
+                  on_result=broken, on_cycle=lambda c: None)
+    await run_for(s, 1.0)
+    assert len(calls) >= 6  # 2 devices × ≥ 3 cycles
+    assert "scripted-cycle-0 crashed (a bug)" in caplog.text and "callback bug" in caplog.text

@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmarks: measuring a child process and refusing to send outside
+the lab."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_child(cmd: list[str], out_path: Path, err_path: Path) -> tuple[float, float, float]:
+    """Run `cmd` with stdout/stderr to files; returns (wall s, user+sys CPU s, peak RSS MB) of
+    that child alone (os.wait4), not of this process or its other children.
+
+    Peak RSS is the child's VmHWM, polled from /proc while it runs: ru_maxrss would also
+    count the copy of this (bigger) Python process that the child was between fork and exec.
+    """
+    peak_kb = 0
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO)
+        while True:
+            peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.005)
+        wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """High-water mark of a process's resident memory (kB); 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def check_routed_into_lab(addresses: list[str]) -> None:
+    """Refuse to send anywhere but into the lab (e.g. if its namespaces were removed)."""
+    for address in addresses:
+        route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True).stdout
+        if not re.search(r"\bdev fml-", route):
+            raise SystemExit(f"{address} is not routed into the lab ({route.strip()!r}); not sending")
