@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -35,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config_base import Strict
+from monitor.config_base import Strict, read_secret
 from probes import REGISTRY
 
 Loc = tuple[str | int, ...]
@@ -104,34 +103,6 @@ class RetryConfig(Strict):
 
 # Upper case only: a value that is not an environment variable name may be the secret itself,
 # written into *_env by mistake, and must then not be echoed in the error message.
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-
-
-def _read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
-    """The secret named by `env` (an environment variable) or `file`, or None when neither is
-    given. Raises ValueError (never showing the secret) when it is missing or empty."""
-    if env is not None:
-        if not _ENV_NAME.fullmatch(env):
-            raise ValueError(
-                f"{what}_env must name an environment variable (A-Z, 0-9, _); "
-                "its value is not shown in case it is the secret itself"
-            )
-        value = os.environ.get(env)
-        if value is None:
-            raise ValueError(f"{what}: environment variable {env} is not set")
-        origin = f"environment variable {env}"
-    elif file is not None:
-        try:
-            value = file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ValueError(f"{what}: cannot read {file}: {reason}") from None
-        origin = str(file)
-    else:
-        return None
-    if not value:
-        raise ValueError(f"{what}: {origin} is empty")
-    return SecretStr(value)
 
 
 class InfluxDBConfig(Strict):
@@ -193,8 +164,8 @@ class InfluxDBConfig(Strict):
             raise ValueError("give a secret either as *_env or as *_file, not both")
         if self.api == "v2" and self.enabled and not (self.org and self.bucket):
             raise ValueError("api v2 needs org and bucket")
-        object.__setattr__(self, "password", _read_secret(self.password_env, self.password_file, "password"))
-        object.__setattr__(self, "token", _read_secret(self.token_env, self.token_file, "token"))
+        object.__setattr__(self, "password", read_secret(self.password_env, self.password_file, "password"))
+        object.__setattr__(self, "token", read_secret(self.token_env, self.token_file, "token"))
         return self
 
 

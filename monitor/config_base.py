@@ -3,9 +3,43 @@ kept apart so that probe modules need not import the whole config tree."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import os
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from monitor.model import Kind, Selector
+
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
+    """The secret named by `env` (an environment variable) or `file`, or None when neither is
+    given. Raises ValueError (never showing the secret) when it is missing or empty."""
+    if env is not None:
+        if not _ENV_NAME.fullmatch(env):
+            raise ValueError(
+                f"{what}_env must name an environment variable (A-Z, 0-9, _); "
+                "its value is not shown in case it is the secret itself"
+            )
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{what}: environment variable {env} is not set")
+        origin = f"environment variable {env}"
+    elif file is not None:
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{what}: cannot read {file}: {reason}") from None
+        origin = str(file)
+    else:
+        return None
+    if not value:
+        raise ValueError(f"{what}: {origin} is empty")
+    return SecretStr(value)
 
 
 class Strict(BaseModel):

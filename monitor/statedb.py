@@ -83,6 +83,15 @@ class StateDB:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def execute(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the database thread, after everything submitted before it.
+
+        For the other owners of tables in this file (faults, outbox, maintenance): they keep
+        their SQL to themselves but share the one connection and thread, so writes never
+        contend and one transaction can span their tables. The connection is in autocommit
+        mode: use `with conn:` plus "BEGIN" for a transaction."""
+        return await self._run(lambda: fn(self._db))
+
     async def __aenter__(self) -> "StateDB":
         await self._run(self._open)
         return self

@@ -1,0 +1,1 @@
+"""Notification routes: WeCom group robot, generic JSON webhook, MQTT."""
