@@ -1,0 +1,149 @@
+"""Config of the rules engine, fault lifecycle, maintenance windows and notifications
+(config.yaml sections `rules`, `flapping`, `maintenance`, `notify`).
+
+Rule types (RFC-free: these are the contract's own terms):
+- device_down: a device DOWN (not merely unreachable behind a down parent) for `for_s`.
+  Cameras behind it fold into its fault; a region wholly dark is one fault for the region.
+- online_rate: a group's online rate (在线率) below `below_pct` for `for_s`; clears at or above
+  `clear_above_pct` (hysteresis).
+- latency / loss / jitter: the mean of the device's last `window` ICMP results above the
+  limit; clear below the (lower) clear limit.
+Every rule has `for_s` (raise only when sustained) and `clear_for_s` (resolve only when the
+clear condition held that long), so a value hovering at the limit raises one fault.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from monitor.config_base import SelectorConfig, Strict
+from monitor.model import Kind
+from rules.model import Severity
+
+
+class _RuleBase(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    match: SelectorConfig = SelectorConfig()
+    for_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    clear_for_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    severity: Severity = Severity.MAJOR
+
+
+class DeviceDownRule(_RuleBase):
+    type: Literal["device_down"] = "device_down"
+    severity_by_kind: dict[Kind, Severity] = {
+        Kind.LINK: Severity.CRITICAL,
+        Kind.PLATFORM: Severity.CRITICAL,
+        Kind.SERVER: Severity.MAJOR,
+        Kind.SWITCH: Severity.MAJOR,
+        Kind.UPS: Severity.MAJOR,
+        Kind.CAMERA: Severity.MINOR,
+    }
+    """Severity by the down device's kind; `severity` for kinds not listed."""
+    region_dark_severity: Severity = Severity.CRITICAL
+
+
+class OnlineRateRule(_RuleBase):
+    type: Literal["online_rate"] = "online_rate"
+    scope: Literal["fleet", "region", "site"] = "region"
+    kind: Kind | Literal["all"] = Kind.CAMERA
+    below_pct: Annotated[float, Field(gt=0, le=100)] = 95.0
+    clear_above_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    """Defaults to below_pct."""
+
+    @model_validator(mode="after")
+    def _clear_not_below_raise(self) -> "OnlineRateRule":
+        if self.clear_above_pct is not None and self.clear_above_pct < self.below_pct:
+            raise ValueError("clear_above_pct must be ≥ below_pct")
+        return self
+
+
+class _WindowRule(_RuleBase):
+    window: Annotated[int, Field(ge=1, le=1000)] = 5
+    """How many of the device's latest ICMP results are averaged."""
+    min_samples: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
+class LatencyRule(_WindowRule):
+    type: Literal["latency"] = "latency"
+    above_ms: Annotated[float, Field(gt=0)] = 200.0
+    clear_below_ms: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _clear(self) -> "LatencyRule":
+        if self.clear_below_ms is not None and self.clear_below_ms > self.above_ms:
+            raise ValueError("clear_below_ms must be ≤ above_ms")
+        return self
+
+
+class LossRule(_WindowRule):
+    type: Literal["loss"] = "loss"
+    above_pct: Annotated[float, Field(gt=0, le=100)] = 5.0
+    clear_below_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _clear(self) -> "LossRule":
+        if self.clear_below_pct is not None and self.clear_below_pct > self.above_pct:
+            raise ValueError("clear_below_pct must be ≤ above_pct")
+        return self
+
+
+class JitterRule(_WindowRule):
+    type: Literal["jitter"] = "jitter"
+    above_ms: Annotated[float, Field(gt=0)] = 30.0
+    clear_below_ms: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _clear(self) -> "JitterRule":
+        if self.clear_below_ms is not None and self.clear_below_ms > self.above_ms:
+            raise ValueError("clear_below_ms must be ≤ above_ms")
+        return self
+
+
+Rule = Annotated[
+    Union[DeviceDownRule, OnlineRateRule, LatencyRule, LossRule, JitterRule], Field(discriminator="type")
+]
+
+
+def default_rules() -> list[Rule]:
+    """What a 雪亮工程 contract measures: devices down, camera online rate per region against
+    95 %, dedicated-line latency against 200 ms, loss and jitter on the lines."""
+    links = SelectorConfig(kind=[Kind.LINK])
+    return [
+        DeviceDownRule(name="device-down", for_s=60),
+        OnlineRateRule(name="camera-online-rate", for_s=300, clear_above_pct=95.5, severity=Severity.CRITICAL),
+        LatencyRule(name="link-latency", match=links, for_s=60, clear_below_ms=180),
+        LossRule(name="link-loss", match=links, for_s=60, above_pct=5, clear_below_pct=2),
+        JitterRule(name="link-jitter", match=links, for_s=120, severity=Severity.MINOR),
+    ]
+
+
+class FlappingConfig(Strict):
+    """Flap damping: a device whose state changed `max_changes` times within `window_s` is
+    *flapping*: one fault says so and holds until it has been stable for `window_s`; its
+    device_down faults are held back meanwhile."""
+
+    window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    max_changes: Annotated[int, Field(ge=2, le=1000)] = 4
+    severity: Severity = Severity.MAJOR
+
+
+class MaintenanceWindowConfig(Strict):
+    """A scheduled maintenance window (计划维护): faults of matching devices are not notified
+    inside it, and the time is marked in the state database so reports can exclude it."""
+
+    match: SelectorConfig
+    start: datetime
+    end: datetime
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+    @model_validator(mode="after")
+    def _order(self) -> "MaintenanceWindowConfig":
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset, e.g. 2026-12-01T02:00:00+08:00")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
