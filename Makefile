@@ -8,7 +8,7 @@ PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMPS     := .stamps
-APT_PKGS   := influxdb influxdb-client fping iproute2 procps tzdata python3-venv
+APT_PKGS   := influxdb influxdb-client fping iproute2 procps tzdata mosquitto python3-venv
 DEMO_SECONDS ?= 0
 
 .PHONY: all deps demo test bench clean
