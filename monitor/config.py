@@ -14,6 +14,7 @@ the directory of the config file.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     PrivateAttr,
@@ -35,6 +37,14 @@ from pydantic import (
 )
 
 from monitor.config_base import Strict, read_secret
+from rules.config import (
+    FlappingConfig,
+    MaintenanceWindowConfig,
+    NotifyConfig,
+    Rule,
+    default_rules,
+    unique_rule_names,
+)
 from probes import REGISTRY
 
 Loc = tuple[str | int, ...]
@@ -169,6 +179,50 @@ class InfluxDBConfig(Strict):
         return self
 
 
+class ApiConfig(Strict):
+    """config.yaml section `api`.
+
+    - enabled: serve the API at all (the daemon checks it).
+    - listen: IP address to bind (an address, not a host name, so that "loopback or not" is
+      decidable); anything but loopback needs a token.
+    - port: TCP port; 0 binds a free port (tests).
+    - token_env / token_file: the bearer token for writes; resolved into `token`.
+    """
+
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65_535)] = 8080
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    # Resolved at load time from token_env / token_file; never part of the YAML.
+    token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_token(cls, data: object) -> object:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError("'token' must not be written in the config: use token_env or token_file")
+        return data
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "ApiConfig":
+        try:
+            address = ipaddress.ip_address(self.listen)
+        except ValueError:
+            raise ValueError(f"listen must be an IP address such as 127.0.0.1 or ::1, not {self.listen!r}") from None
+        object.__setattr__(self, "listen", str(address))
+        if self.token_env and self.token_file:
+            raise ValueError("give the token either as token_env or as token_file, not both")
+        object.__setattr__(self, "token", read_secret(self.token_env, self.token_file, "token"))
+        if self.token is None and not address.is_loopback:
+            raise ValueError(
+                f"listening on {self.listen} (not loopback) needs a token (token_env or token_file): "
+                "anyone on the network could otherwise reach the API"
+            )
+        return self
+
+
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -195,6 +249,13 @@ class FleetmonConfig(Strict):
     state: StateConfig = StateConfig()
     influxdb: InfluxDBConfig = InfluxDBConfig()
     log: LogConfig = LogConfig()
+    rules: Annotated[list[Rule], AfterValidator(unique_rule_names)] = Field(default_factory=default_rules)
+    """Fault rules; omitted = the contract defaults (rules.config.default_rules)."""
+    flapping: FlappingConfig = FlappingConfig()
+    maintenance: list[MaintenanceWindowConfig] = []
+    """Scheduled maintenance windows; ad hoc ones come through the HTTP API."""
+    notify: NotifyConfig = NotifyConfig()
+    api: ApiConfig = ApiConfig()
 
     @field_validator("timezone")
     @classmethod

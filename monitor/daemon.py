@@ -12,34 +12,27 @@ import logging
 import time
 from collections import Counter
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from monitor.api import ApiContext, ApiServer
 from monitor.config import FleetmonConfig
 from monitor.inventory import Inventory
 from monitor.model import Device, Status
 from monitor.online_rate import GroupRate, online_rates
 from monitor.scheduler import CycleReport, Scheduler
+from monitor.snapshot import Snapshot
 from monitor.state import State, StateTracker, Transition
 from monitor.statedb import StateDB, StateDBError
 from monitor.storage import InfluxSink
 from probes import REGISTRY
 from probes.base import ProbeResult
+from rules.engine import View
+from rules.service import Alerting
 
 log = logging.getLogger("fleetmon.daemon")
 
 class StartupError(RuntimeError):
     """A component could not start; the message says which and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The daemon's view of the fleet after a cycle: for the terminal view and the API."""
-
-    cycle: CycleReport
-    rates: tuple[GroupRate, ...]
-    states: Mapping[str, State]
-    latest: Mapping[str, ProbeResult] = field(repr=False)
 
 
 def _tags(device: Device) -> dict[str, str]:
@@ -64,6 +57,9 @@ class Daemon:
         self.inventory = inventory
         self._on_snapshot = on_snapshot
         self._sink: InfluxSink | None = None
+        self._alerting: Alerting | None = None
+        self.snapshot: Snapshot | None = None  # the latest cycle's
+        self.api: ApiServer | None = None
         self._trackers: dict[str, StateTracker] = {}
         self._latest: dict[str, dict[str, ProbeResult]] = {}
         # Work for the state-DB writer task; None asks it to finish.
@@ -109,6 +105,7 @@ class Daemon:
             self._sink = await stack.enter_async_context(InfluxSink(self.cfg.influxdb))
         writer = asyncio.create_task(self._store_transitions(db), name="statedb-writer")
         stack.push_async_callback(self._stop_writer, writer)
+        self._alerting = alerting = await stack.enter_async_context(Alerting(self.cfg, self.inventory, db))
 
         schedulers = []
         for name, probe_cls in REGISTRY.items():
@@ -135,6 +132,14 @@ class Daemon:
                     on_cycle=self._on_cycle,
                 )
             )
+        if self.cfg.api.enabled:
+            ctx = ApiContext(
+                inventory=self.inventory, snapshot=lambda: self.snapshot, faults=alerting.faults,
+                maintenance=alerting.maintenance, token=self.cfg.api.token, language=self.cfg.language,
+                timezone=self.cfg.timezone, started_ns=time.time_ns(),
+                cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
+            )
+            self.api = await stack.enter_async_context(ApiServer(self.cfg.api, ctx))
         return schedulers
 
     # -- callbacks from the schedulers (event loop, must not block) ----------------------------
@@ -142,6 +147,8 @@ class Daemon:
     def _on_result(self, result: ProbeResult) -> None:
         device = self.inventory.devices[result.device_id]
         self._latest[result.probe][result.device_id] = result
+        assert self._alerting is not None
+        self._alerting.observe(result)
         if self._sink is not None:
             self._sink.write(result.probe, _tags(device), result.fields, result.ts_ns)
         transition = self._trackers[result.probe].observe(result)
@@ -159,8 +166,11 @@ class Daemon:
             self._write_cycle(report, states, rates, now_ns)
         self._heartbeat_due = True
         self._pending.put_nowait([])
+        assert self._alerting is not None
+        self._alerting.cycle(View(now_ns, states, tracker.since(), rates))
+        self.snapshot = Snapshot(report, rates, states, dict(self._latest[report.probe]))
         if self._on_snapshot is not None:
-            self._on_snapshot(Snapshot(report, rates, states, dict(self._latest[report.probe])))
+            self._on_snapshot(self.snapshot)
 
     def _write_cycle(
         self, report: CycleReport, states: Mapping[str, State], rates: tuple[GroupRate, ...], now_ns: int
@@ -204,7 +214,9 @@ class Daemon:
         first verdict are logged at debug and summed up once per cycle (_log_summary)."""
         if not transitions:
             return
+        assert self._alerting is not None
         for t in transitions:
+            self._alerting.observe_transition(t)
             device = self.inventory.devices[t.device_id]
             extra = {"device_id": t.device_id, "site": device.site, "region": device.region, "probe": t.probe}
             if t.new is State.DOWN:

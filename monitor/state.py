@@ -98,6 +98,10 @@ class StateTracker:
     def states(self) -> dict[str, State]:
         return {device_id: t.state for device_id, t in self._tracks.items()}
 
+    def since(self) -> dict[str, int]:
+        """When each device entered its current state (UTC ns; 0 = never decided)."""
+        return {device_id: t.since_ns for device_id, t in self._tracks.items()}
+
     def observe(self, result: ProbeResult) -> Transition | None:
         """Feed one result; returns the transition it caused, if any."""
         track = self._tracks.get(result.device_id)

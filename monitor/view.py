@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from monitor.daemon import Snapshot
+from monitor.snapshot import Snapshot
 from monitor.inventory import Inventory
 from monitor.model import Kind
 from monitor.online_rate import ALL, GroupRate

@@ -21,7 +21,9 @@ from pydantic import Field, model_validator
 
 from monitor.config_base import SelectorConfig, Strict
 from monitor.model import Kind
+from rules.duty import DutyShift
 from rules.model import Severity
+from rules.notifiers import MqttConfig, WebhookConfig, WeComConfig
 
 
 class _RuleBase(Strict):
@@ -147,3 +149,45 @@ class MaintenanceWindowConfig(Strict):
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
+
+
+RouteConfig = Annotated[Union[WeComConfig, WebhookConfig, MqttConfig], Field(discriminator="type")]
+
+
+class NotifyConfig(Strict):
+    """Where faults are sent (`routes`, each with its own selector, minimum severity,
+    reminders and escalation) and who is on duty (`duty`, for WeCom @mentions)."""
+
+    routes: list[RouteConfig] = []
+    duty: list[DutyShift] = []
+
+    @model_validator(mode="after")
+    def _names(self) -> "NotifyConfig":
+        names = [r.name for r in self.routes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"route names must be unique: {', '.join(twice)}")
+        for r in self.routes:
+            if r.escalate_to is not None and r.escalate_to not in names:
+                raise ValueError(f"route {r.name}: escalate_to names no route: {r.escalate_to}")
+            if r.escalate_to == r.name:
+                raise ValueError(f"route {r.name}: escalate_to must name another route")
+            if (r.escalate_to is None) != (r.escalate_after_s is None):
+                raise ValueError(f"route {r.name}: escalate_after_s and escalate_to go together")
+        return self
+
+
+RESERVED_RULE_NAMES = ("flapping", "notifier")  # faults fleetmon raises itself
+
+
+def unique_rule_names(rules: list[Rule]) -> list[Rule]:
+    """Validator of the `rules` list: names identify faults, so they must be unique and not
+    one of fleetmon's own."""
+    names = [r.name for r in rules]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"rule names must be unique: {', '.join(twice)}")
+    reserved = sorted(set(names) & set(RESERVED_RULE_NAMES))
+    if reserved:
+        raise ValueError(f"rule names reserved by fleetmon: {', '.join(reserved)}")
+    return rules

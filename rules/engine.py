@@ -36,12 +36,13 @@ from rules.config import (
     LatencyRule,
     LossRule,
     OnlineRateRule,
+    RESERVED_RULE_NAMES,
     Rule,
 )
 from rules.model import Severity
 
 Key = tuple[str, str]  # (rule name, scope)
-FLAPPING_RULE = "flapping"
+FLAPPING_RULE = RESERVED_RULE_NAMES[0]
 
 KIND_NAMES = {
     "zh": {"camera": "摄像机", "switch": "交换机", "ups": "UPS", "link": "专线", "server": "服务器", "platform": "平台", ALL: "设备"},

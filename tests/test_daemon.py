@@ -18,7 +18,8 @@ import yaml
 from lab.fleet import LabFleet
 from lab.influxdb import InfluxServer
 from monitor.config import load_config
-from monitor.daemon import Daemon, Snapshot, StartupError
+from monitor.daemon import Daemon, StartupError
+from monitor.snapshot import Snapshot
 from monitor.inventory import load_inventory
 from monitor.schema import MEASUREMENTS, render_markdown
 from monitor.state import State
@@ -37,6 +38,7 @@ def write_config(tmp_path: Path, fleet: LabFleet, influx_url: str, db: str, **ic
         "scheduler": {"spread": 0.2},
         "state": {"database": "state.db", "down_after": 1, "up_after": 1},
         "influxdb": {"url": influx_url, "database": db, "flush_interval_s": 0.2, "retry": {"initial_s": 0.2, "max_s": 1}},
+        "api": {"port": 0},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
@@ -160,11 +162,13 @@ def test_influxdb_down_at_start_daemon_runs_says_so_and_data_arrives_later(small
         before_start_ns = time.time_ns()
         influx_own.start()
         influx_own.create_database(db)
-        rows = wait_for(
-            lambda: influx_own.rows(f"SELECT count(online) FROM online_rate WHERE time < {before_start_ns}", db),
-            20, "buffered points in InfluxDB",
-        )
-        assert rows[0]["count"] >= 2 * len(small_fleet.expected_online())  # ≥ 2 cycles of every group
+        buffered = 2 * len(small_fleet.expected_online())  # ≥ 2 cycles of every group were buffered
+
+        def arrived() -> bool:
+            rows = influx_own.rows(f"SELECT count(online) FROM online_rate WHERE time < {before_start_ns}", db)
+            return bool(rows) and rows[0]["count"] >= buffered
+
+        wait_for(arrived, 20, "the buffered points in InfluxDB")
         wait_for(lambda: "InfluxDB reachable again" in (tmp_path / "fleetmon.log").read_text(), 10, "the recovery line")
         assert proc.poll() is None
     finally:
@@ -262,7 +266,7 @@ def test_bad_config_exits_2_and_unusable_state_db_exits_1(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(
         "inventory:\n  devices:\n    - {id: A, kind: camera, address: 127.0.0.1, site: s, region: r}\n"
-        "state:\n  database: state.db\ninfluxdb:\n  enabled: false\n"
+        "state:\n  database: state.db\ninfluxdb:\n  enabled: false\napi:\n  port: 0\n"
     )
     result = subprocess.run([FLEETMON, "run", "--config", str(good)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot start" in result.stderr and "state.db" in result.stderr
@@ -273,7 +277,7 @@ async def test_startup_error_is_raised_in_process_too(tmp_path):
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(
         "inventory:\n  devices:\n    - {id: A, kind: camera, address: 127.0.0.1, site: s, region: r}\n"
-        "state:\n  database: state.db\ninfluxdb:\n  enabled: false\n"
+        "state:\n  database: state.db\ninfluxdb:\n  enabled: false\napi:\n  port: 0\n"
     )
     cfg = load_config(cfg_path)
     with pytest.raises(StartupError, match="state.db"):

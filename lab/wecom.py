@@ -1,0 +1,288 @@
+"""A WeCom (企业微信) group-robot webhook server on loopback, for tests, `make demo` and benchmarks.
+
+It answers `POST /cgi-bin/webhook/send?key=KEY` the way the published robot API does
+(群机器人配置说明, https://developer.work.weixin.qq.com/document/path/91770; error codes:
+全局错误码, https://developer.work.weixin.qq.com/document/path/90313):
+
+- Every protocol error is HTTP 200 with `{"errcode": N, "errmsg": "…"}`; success is errcode 0,
+  `"errmsg": "ok"`. errmsg has WeCom's shape: "<reason>, hint: [<id>], from ip: <ip>, more info at
+  https://open.work.weixin.qq.com/devtool/query?e=<N>".
+- 93000 "invalid webhook url": no key, or a key that is not (or no longer) a robot.
+- 47001 "data format error": the body is not a UTF-8 JSON object.
+- 40008 "invalid message type": msgtype is not "text" or "markdown" (the robot API has more
+  types, image, news, file, template_card…; they are not simulated and are answered 40008).
+- 40035 "invalid parameter": `text`/`markdown` is not an object, content is not a string, a
+  mentioned list is not a list of strings.
+- 44004 "empty content": content missing or empty.
+- 40058 "<msgtype>.content exceed max length N. invalid Request Parameter": content longer than
+  4096 bytes (markdown) or 2048 bytes (text), counted in UTF-8 bytes as the API documents.
+  Servers have been seen accepting text up to 5120 bytes; the documented limit is the default.
+- 45009 "api freq out of limit": more than 20 accepted messages for one key in any window of
+  `window_s` seconds (60 s at WeCom; injectable with `clock` for fast tests). Rejected requests
+  do not count.
+
+Markdown messages cannot @mention by mobile: their `mentioned_mobile_list` is ignored (recorded as
+empty), as WeCom ignores it. Received messages are kept per key, in arrival order, with the
+simulator clock's time of arrival.
+
+Fault injection: `fail_with(errcode, for_s=… | times=…)` answers every request with that errcode
+for a while; `fail_http(status, body, times=, headers=)` answers with a raw HTTP status and a
+non-WeCom body (a proxy's 502, a portal's redirect, a 200 that is not JSON); `delay_s` holds
+every answer back (for client timeouts).
+
+Use: `async with WeComSimulator() as wecom: key = wecom.add_robot(); … wecom.url …`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Self
+
+from aiohttp import web
+
+SEND_PATH = "/cgi-bin/webhook/send"
+MAX_BYTES = {"markdown": 4096, "text": 2048}
+RATE_LIMIT = 20  # messages per robot key
+RATE_WINDOW_S = 60.0
+
+ERRMSG = {
+    0: "ok",
+    40008: "invalid message type",
+    40035: "invalid parameter",
+    40058: "invalid Request Parameter",
+    44004: "empty content",
+    45009: "api freq out of limit",
+    47001: "data format error",
+    93000: "invalid webhook url",
+    -1: "system busy",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A message the robot posted to its group.
+
+    - at: simulator clock (seconds) at arrival.
+    - msgtype: "text" | "markdown"; content: as sent (str).
+    - mentioned_mobile_list / mentioned_list: the @mentions of a text message (empty for markdown,
+      which cannot carry them).
+    """
+
+    at: float
+    msgtype: str
+    content: str
+    mentioned_mobile_list: tuple[str, ...] = ()
+    mentioned_list: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the simulator answered one request: errcode (None = an injected raw HTTP failure)."""
+
+    at: float
+    key: str
+    errcode: int | None
+
+
+@dataclass(slots=True)
+class _Injection:
+    errcode: int
+    until: float | None  # simulator clock; None = count-limited
+    times: int | None
+
+
+class WeComSimulator:
+    """The robot server. `url` is the send endpoint (http://127.0.0.1:PORT/cgi-bin/webhook/send),
+    known after start.
+
+    - clock: seconds, monotonic; arrival times and the rate window use it (a test can pass a fake
+      clock and move time instead of sleeping).
+    - window_s / rate_limit: the per-key limit, 20 messages in any 60 s at WeCom.
+    - markdown_max_bytes / text_max_bytes: content limits in UTF-8 bytes (40058 beyond).
+    - delay_s: every answer waits this long first (real seconds), to exercise client timeouts.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        window_s: float = RATE_WINDOW_S,
+        rate_limit: int = RATE_LIMIT,
+        markdown_max_bytes: int = MAX_BYTES["markdown"],
+        text_max_bytes: int = MAX_BYTES["text"],
+        delay_s: float = 0.0,
+    ) -> None:
+        self.clock = clock
+        self.window_s = window_s
+        self.rate_limit = rate_limit
+        self.max_bytes = {"markdown": markdown_max_bytes, "text": text_max_bytes}
+        self.delay_s = delay_s
+        self.answers: list[Answer] = []
+        self.url = ""
+        self._robots: set[str] = set()
+        self._messages: dict[str, list[ReceivedMessage]] = {}
+        self._injection: _Injection | None = None
+        self._http_failures: list[tuple[int, str, dict[str, str]]] = []
+        self._hints = itertools.count(1_700_000_000_000_000_000)
+        self._runner: web.AppRunner | None = None
+
+    # -- robots and what they received ---------------------------------------------------------
+
+    def add_robot(self, key: str | None = None) -> str:
+        """Create a robot and return its key (a new UUID, like WeCom's, unless given)."""
+        key = key or str(uuid.uuid4())
+        self._robots.add(key)
+        self._messages.setdefault(key, [])
+        return key
+
+    def remove_robot(self, key: str) -> None:
+        """Remove the robot from its group: later sends with its key get 93000. Its received
+        messages stay readable."""
+        self._robots.discard(key)
+
+    def messages(self, key: str) -> list[ReceivedMessage]:
+        """Messages accepted for `key`, in arrival order (a copy)."""
+        return list(self._messages.get(key, ()))
+
+    def errcodes(self, key: str) -> list[int | None]:
+        """The errcode of every answer to requests with `key`, in order (None: injected HTTP failure)."""
+        return [a.errcode for a in self.answers if a.key == key]
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    def fail_with(self, errcode: int, *, for_s: float | None = None, times: int | None = None) -> None:
+        """Answer every request with `errcode` (HTTP 200, WeCom's errmsg) for the next `for_s`
+        seconds of the simulator clock, or the next `times` requests (one of the two; `times=1`
+        when neither). Replaces an earlier injection; `fail_with(0, times=0)` clears it."""
+        if for_s is not None and times is not None:
+            raise ValueError("give for_s or times, not both")
+        if for_s is None and times is None:
+            times = 1
+        until = self.clock() + for_s if for_s is not None else None
+        self._injection = _Injection(errcode, until, times)
+
+    def fail_http(
+        self,
+        status: int,
+        body: str = "<html><body>502 Bad Gateway</body></html>",
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next `times` requests with HTTP `status`, `headers` and `body` as text/html
+        (not a WeCom answer), as a proxy, a captive portal (302 + Location) or a broken gateway
+        would; status 200 makes a 200 that is not JSON."""
+        self._http_failures += [(status, body, headers or {})] * times
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        app = web.Application()
+        app.router.add_post(SEND_PATH, self._send)
+        self._runner = web.AppRunner(app, access_log=None)  # quiet: tests read `answers` instead
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}{SEND_PATH}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- the endpoint ----------------------------------------------------------------------------
+
+    async def _send(self, request: web.Request) -> web.Response:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        raw = await request.read()
+        key = request.query.get("key", "")
+        now = self.clock()
+        if self._http_failures:
+            status, body, headers = self._http_failures.pop(0)
+            self.answers.append(Answer(now, key, None))
+            return web.Response(status=status, text=body, content_type="text/html", headers=headers)
+        errcode, detail = self._check(key, raw, now)
+        self.answers.append(Answer(now, key, errcode))
+        return web.json_response({"errcode": errcode, "errmsg": self._errmsg(errcode, detail)})
+
+    def _check(self, key: str, raw: bytes, now: float) -> tuple[int, str | None]:
+        """(errcode, reason override) for one request, in the order WeCom reports them; an
+        accepted message (errcode 0) is stored."""
+        injected = self._injected(now)
+        if injected is not None:
+            return injected, None
+        if key not in self._robots:
+            return 93000, None
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return 47001, None
+        if not isinstance(body, dict):
+            return 47001, None
+        msgtype = body.get("msgtype")
+        if msgtype not in MAX_BYTES:
+            return 40008, None
+        part = body.get(msgtype)
+        if part is None or isinstance(part, dict) and not part.get("content"):
+            return 44004, None
+        if not isinstance(part, dict) or not isinstance(part["content"], str):
+            return 40035, None
+        mentions = {name: part.get(name, []) for name in ("mentioned_mobile_list", "mentioned_list")}
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in mentions.values()):
+            return 40035, None
+        limit = self.max_bytes[msgtype]
+        if len(part["content"].encode("utf-8")) > limit:
+            return 40058, f"{msgtype}.content exceed max length {limit}. invalid Request Parameter"
+        if self._in_window(key, now) >= self.rate_limit:
+            return 45009, None
+        if msgtype == "markdown":  # WeCom markdown cannot @ by mobile or userid list: ignored
+            mentions = {name: [] for name in mentions}
+        self._messages[key].append(
+            ReceivedMessage(
+                now,
+                msgtype,
+                part["content"],
+                tuple(mentions["mentioned_mobile_list"]),
+                tuple(mentions["mentioned_list"]),
+            )
+        )
+        return 0, None
+
+    def _injected(self, now: float) -> int | None:
+        inj = self._injection
+        if inj is None:
+            return None
+        if inj.until is not None and now >= inj.until or inj.times is not None and inj.times <= 0:
+            self._injection = None
+            return None
+        if inj.times is not None:
+            inj.times -= 1
+        return inj.errcode
+
+    def _in_window(self, key: str, now: float) -> int:
+        """Messages accepted for `key` in the window (now - window_s, now]."""
+        return sum(1 for m in self._messages[key] if m.at > now - self.window_s)
+
+    def _errmsg(self, errcode: int, detail: str | None) -> str:
+        if errcode == 0:
+            return "ok"
+        reason = detail or ERRMSG.get(errcode, "unknown error")
+        return (
+            f"{reason}, hint: [{next(self._hints)}], from ip: 127.0.0.1, "
+            f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"
+        )

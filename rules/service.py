@@ -1,0 +1,114 @@
+"""Alerting as one component of the daemon: rules engine, fault lifecycle, maintenance,
+notification routes and their outbox, started and stopped together.
+
+The daemon feeds it results and transitions as they come and a View at the end of every
+cycle; evaluation and the fault lifecycle run on one task, cycle after cycle, so faults
+change in cycle order and the event loop's callbacks never wait on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Self
+
+from monitor.inventory import Inventory
+from monitor.state import Transition
+from monitor.statedb import StateDB
+from probes.base import ProbeResult
+from rules.config import RESERVED_RULE_NAMES
+from rules.duty import DutyRoster
+from rules.engine import Condition, RulesEngine, View
+from rules.faults import FaultBook
+from rules.maintenance import MaintenanceBook
+from rules.model import Severity
+from rules.notifiers import ROUTE_TYPES
+from rules.outbox import OutboxWorker
+
+if TYPE_CHECKING:
+    from monitor.config import FleetmonConfig
+
+log = logging.getLogger("fleetmon.alerting")
+
+NOTIFIER_RULE = RESERVED_RULE_NAMES[1]
+
+
+class Alerting:
+    """Use as `async with Alerting(cfg, inventory, db) as alerting`; reads the config's
+    `rules`, `flapping`, `maintenance`, `notify`, `language` and `timezone`."""
+
+    def __init__(self, cfg: "FleetmonConfig", inventory: Inventory, db: StateDB) -> None:
+        self.cfg = cfg
+        self.inventory = inventory
+        self._db = db
+        self._language = cfg.language
+        self.engine = RulesEngine(inventory, cfg.rules, cfg.flapping, language=cfg.language)
+        self._duty = DutyRoster(cfg.notify.duty, cfg.timezone)
+        self._views: asyncio.Queue[View | None] = asyncio.Queue()
+        self._stack = AsyncExitStack()
+        self.faults: FaultBook
+        self.maintenance: MaintenanceBook
+        self.outbox: OutboxWorker
+
+    async def __aenter__(self) -> Self:
+        stack = self._stack
+        try:
+            self.maintenance = await MaintenanceBook.load(self._db, self.inventory, self.cfg.maintenance)
+            self.faults = await FaultBook.load(self._db, self.inventory, self.cfg.notify.routes, self.maintenance)
+            routes = {}
+            for route_cfg in self.cfg.notify.routes:
+                route_cls = ROUTE_TYPES[route_cfg.type][1]
+                routes[route_cfg.name] = await stack.enter_async_context(route_cls(route_cfg, self._duty))
+            # A disabled route becomes a local alarm through _route_alarms, each cycle.
+            self.outbox = await stack.enter_async_context(OutboxWorker(self._db, routes))
+            worker = asyncio.create_task(self._work(), name="alerting")
+            stack.push_async_callback(self._stop_worker, worker)
+        except BaseException:
+            await stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    # -- inputs from the daemon (event loop callbacks, never block) ------------------------------
+
+    def observe(self, result: ProbeResult) -> None:
+        self.engine.observe(result)
+
+    def observe_transition(self, t: Transition) -> None:
+        self.engine.observe_transition(t)
+
+    def cycle(self, view: View) -> None:
+        self._views.put_nowait(view)
+
+    # -- the worker ---------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while (view := await self._views.get()) is not None:
+            try:
+                conditions = self.engine.evaluate(view, self.faults.open_keys())
+                for c in self._route_alarms():
+                    conditions[c.key] = c
+                if await self.faults.apply(conditions, time.time_ns()):
+                    self.outbox.wake()
+            except Exception:  # a bug: say so, and keep alerting on the next cycle
+                log.exception("rules evaluation failed (a bug)")
+
+    async def _stop_worker(self, worker: asyncio.Task[None]) -> None:
+        self._views.put_nowait(None)
+        await worker
+
+    def _route_alarms(self) -> list[Condition]:
+        """A local alarm (a fault of its own, notified through the other routes) for every
+        route the outbox had to disable, e.g. a WeCom robot whose key was removed (93000)."""
+        title = "通知通道{route}失效：{reason}" if self._language == "zh" else "notification route {route} disabled: {reason}"
+        return [
+            Condition(
+                NOTIFIER_RULE, "notifier", f"route:{route}", Severity.CRITICAL,
+                title.format(route=route, reason=reason), 0.0, 0.0, details={"route": route},
+            )
+            for route, reason in self.outbox.disabled().items()
+        ]
