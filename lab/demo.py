@@ -1,19 +1,22 @@
 """`make demo`: fleetmon's main job on a lab fleet shaped like the contract.
 
-Starts a throw-away InfluxDB, builds the lab fleet (1,850 cameras in ten townships with their
-switches, UPS units and dedicated lines; two sites slow at 250 ms, two lossy at 20 %, one dark),
-runs the real `fleetmon run --view` against it and, while it runs, takes one access switch down
-and brings it back (its cameras turn *unreachable*, not *down*). Ends on Ctrl-C or after
-DEMO_SECONDS (0 = until Ctrl-C), then prints the per-region online-rate series that InfluxDB
-holds beside the lab's ground truth, and removes everything it started.
+Starts a throw-away InfluxDB and a WeCom group-robot simulator, builds the lab fleet (1,850
+cameras in ten townships with their switches, UPS units and dedicated lines; two sites slow at
+250 ms, two lossy at 20 %, one dark), runs the real `fleetmon run --view` against it and, while
+it runs, takes one access switch down and brings it back (its cameras turn *unreachable*, not
+*down*: one fault, "交换机X离线，影响N路摄像机"). Ends on Ctrl-C or after DEMO_SECONDS (0 = until
+Ctrl-C), then prints the per-region online-rate series that InfluxDB holds beside the lab's
+ground truth and the messages the WeCom group received, and removes everything it started.
 
 Needs root (network namespaces, raw ICMP sockets).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import subprocess
 import sys
 import tempfile
@@ -26,20 +29,45 @@ from rich.table import Table
 
 from lab.fleet import LabFleet, build_contract_fleet
 from lab.influxdb import InfluxServer
+from lab.wecom import WeComSimulator
 from lab.net import LabNet, cleanup_stale
 from monitor.model import Kind
 
 INTERVAL_S = 10.0  # the demo's probe interval: lively, still a real cycle over 2,000 devices
 DATABASE = "fleetmon"
 # When, after the daemon's start, the demo takes a switch down and brings it back.
-SWITCH_DOWN_AT_S, SWITCH_UP_AT_S = 45.0, 90.0
+SWITCH_DOWN_AT_S, SWITCH_UP_AT_S = 45.0, 120.0
 REGION_SERIES_QUERY = (
     "SELECT count(online_rate_pct) AS points, last(online_rate_pct) AS last_pct, min(online_rate_pct) AS min_pct "
     "FROM online_rate WHERE scope = 'region' AND kind = 'camera' GROUP BY \"group\""
 )
 
 
-def write_config(workdir: Path, influx_url: str) -> Path:
+class WeComGroup:
+    """The WeCom simulator on an event loop of its own thread: the demo itself is synchronous."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="wecom", daemon=True)
+        self.sim = WeComSimulator()
+
+    def __enter__(self) -> "WeComGroup":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.sim.start(), self._loop).result(10)
+        self.key = self.sim.add_robot()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.sim.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def messages(self) -> list[str]:
+        return [m.content for m in self.sim.messages(self.key)]
+
+
+def write_config(workdir: Path, influx_url: str, wecom: WeComGroup) -> Path:
+    (workdir / "wecom.key").write_text(wecom.key)
     config = {
         "inventory": {"point_lists": ["points.csv"]},
         "probes": {
@@ -55,6 +83,16 @@ def write_config(workdir: Path, influx_url: str) -> Path:
         },
         "state": {"database": "state.db", "down_after": 2, "up_after": 2},
         "influxdb": {"url": influx_url, "database": DATABASE},
+        # The contract's rules with shorter `for_s`, so that faults show within the demo's minutes.
+        "rules": [
+            {"name": "device-down", "type": "device_down", "for_s": 10},
+            {"name": "camera-online-rate", "type": "online_rate", "for_s": 30, "clear_above_pct": 95.5,
+             "severity": "critical"},
+            {"name": "link-latency", "type": "latency", "match": {"kind": ["link"]}, "for_s": 20, "window": 3},
+            {"name": "link-loss", "type": "loss", "match": {"kind": ["link"]}, "for_s": 20, "window": 3},
+        ],
+        "notify": {"routes": [{"name": "duty", "type": "wecom", "url": wecom.sim.url, "key_file": "wecom.key"}]},
+        "api": {"port": 0},
     }
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -119,6 +157,14 @@ def report(influx: InfluxServer, fleet: LabFleet, console: Console) -> None:
         console.print("[red]no online-rate series in InfluxDB[/red]")
 
 
+def show_wecom(wecom: WeComGroup, console: Console) -> None:
+    messages = wecom.messages()
+    console.rule(f"WeCom group: {len(messages)} messages")
+    for text in messages:
+        console.print(text, markup=False)
+        console.rule(style="dim")
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("make demo needs root (network namespaces, raw ICMP sockets)", file=sys.stderr)
@@ -130,18 +176,19 @@ def main() -> int:
     cleanup_stale()  # leftovers of a demo that was killed
     with tempfile.TemporaryDirectory(prefix="fleetmon-demo-") as tmp, InfluxServer() as influx, LabNet(
         workdir=Path(tmp)
-    ) as net:
+    ) as net, WeComGroup() as wecom:
         workdir = Path(tmp)
         fleet = build_contract_fleet(net)
         fleet.write_point_list(workdir / "points.csv")
-        config = write_config(workdir, influx.url)
+        config = write_config(workdir, influx.url, wecom)
         console.log(
             f"lab fleet: {len(fleet.devices)} devices in {len({d.region for d in fleet.devices})} regions; "
             f"InfluxDB at {influx.url}; {'until Ctrl-C' if not seconds else f'{seconds:.0f} s'}"
         )
         run_daemon(config, fleet, seconds, console)
         report(influx, fleet, console)
-    console.log("demo cleaned up: InfluxDB stopped, lab namespaces and routes removed")
+        show_wecom(wecom, console)
+    console.log("demo cleaned up: InfluxDB and the WeCom simulator stopped, lab namespaces and routes removed")
     return 0
 
 

@@ -230,7 +230,19 @@ def _summary(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:
         f"probes enabled: {', '.join(probes) or 'none'}",
         f"influxdb: {_influxdb(cfg)}",
         f"state database: {cfg.state.database}",
+        f"rules: {', '.join(r.name for r in cfg.rules) or 'none'}",
+        f"notify routes: {', '.join(f'{r.name} ({r.type})' for r in cfg.notify.routes) or 'none'}",
+        f"api: {_api(cfg)}",
     ]
+
+
+def _api(cfg: FleetmonConfig) -> str:
+    api = cfg.api
+    if not api.enabled:
+        return "disabled"
+    host = f"[{api.listen}]" if ":" in api.listen else api.listen
+    writes = "writes need the bearer token" if api.token is not None else "read-only (no token configured)"
+    return f"http://{host}:{api.port}/, {writes}"
 
 
 def _counts(values: Iterable[str]) -> str:

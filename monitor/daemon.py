@@ -168,7 +168,9 @@ class Daemon:
         self._pending.put_nowait([])
         assert self._alerting is not None
         self._alerting.cycle(View(now_ns, states, tracker.since(), rates))
-        self.snapshot = Snapshot(report, rates, states, dict(self._latest[report.probe]))
+        self.snapshot = Snapshot(
+            report, rates, states, dict(self._latest[report.probe]), tuple(self._alerting.faults.open_faults())
+        )
         if self._on_snapshot is not None:
             self._on_snapshot(self.snapshot)
 

@@ -9,6 +9,7 @@ from monitor.online_rate import GroupRate
 from monitor.scheduler import CycleReport
 from monitor.state import State
 from probes.base import ProbeResult
+from rules.model import Fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,4 @@ class Snapshot:
     rates: tuple[GroupRate, ...]
     states: Mapping[str, State]
     latest: Mapping[str, ProbeResult] = field(repr=False)
+    open_faults: tuple[Fault, ...] = ()  # as of the previous cycle's rule evaluation

@@ -43,6 +43,10 @@ TEXTS = {
         "jitter": "抖动 ms",
         "loss": "丢包 %",
         "state": "状态",
+        "faults": "当前故障（{n} 条）",
+        "severity": "级别",
+        "fault": "故障",
+        "since": "发生时间",
     },
     "en": {
         "title": "fleetmon live",
@@ -62,6 +66,10 @@ TEXTS = {
         "jitter": "jitter ms",
         "loss": "loss %",
         "state": "state",
+        "faults": "Open faults ({n})",
+        "severity": "severity",
+        "fault": "fault",
+        "since": "since",
     },
 }
 
@@ -129,7 +137,16 @@ def render(
             Text(f"{loss:.0f}", style="red" if loss > 0 else ""),
             Text(state.value, style="green" if state is State.UP else "red"),
         )
-    return Group(head, regions, links)
+    faults = Table(title=t["faults"].format(n=len(snapshot.open_faults)), title_justify="left")
+    for col in (t["severity"], t["fault"], t["since"], t["state"]):
+        faults.add_column(col)
+    zone = ZoneInfo(tz)
+    for f in snapshot.open_faults[:worst]:
+        since = datetime.fromtimestamp(f.first_seen_ns / 1e9, timezone.utc).astimezone(zone).strftime("%H:%M:%S")
+        severity = f.severity.zh if language == "zh" else f.severity.value
+        style = "bold red" if f.severity.rank == 0 else "red" if f.severity.rank == 1 else "yellow"
+        faults.add_row(Text(severity, style=style), f.title, since, f.state.value)
+    return Group(head, regions, links, faults)
 
 
 class LiveView:

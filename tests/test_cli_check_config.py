@@ -36,6 +36,9 @@ def test_example_config_passes_with_a_summary(script: bool) -> None:
         "  probes enabled: icmp",
         "  influxdb: api v1, http://127.0.0.1:8086, database fleetmon",
         f"  state database: {REPO / 'var/state.db'}",
+        "  rules: device-down, camera-online-rate, link-latency, link-loss, link-jitter",
+        "  notify routes: none",
+        "  api: http://127.0.0.1:8080/, read-only (no token configured)",
     ]
 
 

@@ -1,0 +1,68 @@
+"""The live terminal view renders what the snapshot holds: rates against 95 %, worst links,
+open faults, in Chinese by default."""
+
+import ipaddress
+import re
+
+from rich.console import Console
+
+from monitor.inventory import Inventory
+from monitor.model import Device, Kind
+from monitor.online_rate import online_rates
+from monitor.scheduler import CycleReport
+from monitor.snapshot import Snapshot
+from monitor.state import State
+from monitor.view import render
+from probes.base import ProbeResult
+from rules.model import Fault, FaultState, Severity
+
+DEVICES = [
+    Device("L1", "城关镇专线", Kind.LINK, ipaddress.ip_address("198.18.5.1"), "中心路口", "城关镇"),
+    Device("L2", "河西乡专线", Kind.LINK, ipaddress.ip_address("198.18.5.2"), "河西市场", "河西乡"),
+    *[Device(f"C{i}", f"摄像机{i}", Kind.CAMERA, ipaddress.ip_address(f"198.18.5.{10 + i}"), "中心路口", "城关镇", parent="L1")
+      for i in range(20)],
+]
+INV = Inventory(DEVICES)
+
+
+def snapshot(language_fault_title="专线河西乡专线时延251 ms，超过200 ms"):
+    states = {d.id: State.UP for d in DEVICES} | {"C0": State.DOWN, "C1": State.DOWN}
+    latest = {
+        "L1": ProbeResult("L1", "icmp", 0, True, None, {"up": True, "rtt_avg_ms": 3.2, "jitter_ms": 0.4, "loss_pct": 0.0}),
+        "L2": ProbeResult("L2", "icmp", 0, True, None, {"up": True, "rtt_avg_ms": 251.0, "jitter_ms": 1.5, "loss_pct": 0.0}),
+    }
+    fault = Fault("F7", "link-latency", "latency", "device:L2", Severity.MAJOR, FaultState.FIRING,
+                  language_fault_title, 1_795_000_000 * 10**9, 1_795_000_000 * 10**9, device_id="L2")
+    report = CycleReport("icmp", 3, 1_795_000_000 * 10**9, 1.5, 22, 20, 2, 0, 0)
+    return Snapshot(report, tuple(online_rates(DEVICES, states)), states, latest, (fault,))
+
+
+def text(renderable) -> str:
+    console = Console(record=True, width=160, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_chinese_view_shows_region_rates_worst_links_and_faults():
+    out = text(render(snapshot(), INV))
+    assert "城关镇" in out and "90.00%" in out  # 18 of 20 cameras
+    assert "河西乡" in out and "全网" in out
+    lines = out.splitlines()
+    worst = next(i for i, line in enumerate(lines) if "时延最差" in line)
+    # The slow line comes first among the links, with its RTT.
+    assert "河西乡专线" in lines[worst + 4] and "251.0" in lines[worst + 4]
+    assert "当前故障（1 条）" in out and "严重" in out and "时延251 ms" in out
+
+
+def test_english_view():
+    out = text(render(snapshot("link L2 latency 251 ms"), INV, language="en"))
+    assert "Online rate per region" in out and "Open faults (1)" in out and "major" in out
+
+
+def test_rates_below_95_are_red_and_above_green():
+    console = Console(record=True, width=160, force_terminal=True, color_system="truecolor")
+    console.print(render(snapshot(), INV))
+    html = console.export_html(inline_styles=True)
+    # rich's "red" and "green" as exported: #800000 and #008000.
+    assert re.search(r'color: #800000[^>]*font-weight: bold">\s*90\.00%', html)
+    assert re.search(r'color: #008000[^>]*font-weight: bold">\s*100\.00%', html)
