@@ -73,13 +73,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_errors(args.config, exc)
         return EXIT_BAD_INPUT
+    _limit_malloc_arenas()
     return asyncio.run(_serve(args.config, cfg, inventory, view=args.view))
+
+
+def _limit_malloc_arenas() -> None:
+    """Two glibc malloc arenas instead of 8 per core: the daemon's threads (SQLite, DNS) would
+    otherwise each grow an arena of their own, ~15 MB of RSS for nothing at 10,000 devices.
+    Same as MALLOC_ARENA_MAX=2; must run before any thread starts. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    M_ARENA_MAX = -8  # glibc malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass
 
 
 async def _serve(path: Path, cfg: FleetmonConfig, inventory: Inventory, *, view: bool) -> int:
     # Imported here: check-config and probe need none of the daemon's machinery.
     from monitor.daemon import Daemon, StartupError
-    from monitor.view import LiveView
 
     loop = asyncio.get_running_loop()
     while True:
@@ -100,6 +115,8 @@ async def _serve(path: Path, cfg: FleetmonConfig, inventory: Inventory, *, view:
         loop.add_signal_handler(signal.SIGHUP, reload)
         try:
             if view:
+                from monitor.view import LiveView  # rich: only for the terminal view
+
                 with LiveView(inventory, language=cfg.language, tz=cfg.timezone) as live:
                     logs.setup(cfg.log)  # after Live took over stderr, so log lines print above it
                     await Daemon(cfg, inventory, on_snapshot=live.update).run(stop)

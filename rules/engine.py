@@ -42,6 +42,7 @@ from rules.config import (
 from rules.model import Severity
 
 Key = tuple[str, str]  # (rule name, scope)
+WINDOW_FIELDS = ("rtt_avg_ms", "loss_pct", "jitter_ms")  # ICMP fields the window rules average
 FLAPPING_RULE = RESERVED_RULE_NAMES[0]
 
 KIND_NAMES = {
@@ -131,8 +132,6 @@ class RulesEngine:
         self._t = TITLES[language]
         self._kinds = KIND_NAMES[language]
         self._probe = probe
-        window = max((r.window for r in rules if isinstance(r, (LatencyRule, LossRule, JitterRule))), default=1)
-        self._recent: dict[str, deque[Mapping[str, Any]]] = defaultdict(lambda: deque(maxlen=window))
         self._changes: dict[str, deque[int]] = defaultdict(deque)
         self._descendants = _descendants(inventory)
         # Per rule, the devices it applies to: selectors are static, so match once.
@@ -141,12 +140,20 @@ class RulesEngine:
             for r in rules
             if not isinstance(r, OnlineRateRule)
         }
+        # Recent (rtt_avg_ms, loss_pct, jitter_ms) of the devices a window rule watches, and only
+        # of those: keeping every device's results would cost ~30 MB at 10,000 devices.
+        windowed = [r for r in rules if isinstance(r, (LatencyRule, LossRule, JitterRule))]
+        window = max((r.window for r in windowed), default=1)
+        self._recent: dict[str, deque[tuple[float | None, ...]]] = {
+            d.id: deque(maxlen=window) for r in windowed for d in self._devices[r.name]
+        }
 
     # -- inputs -------------------------------------------------------------------------------
 
     def observe(self, result: ProbeResult) -> None:
-        if result.probe == self._probe:
-            self._recent[result.device_id].append(result.fields)
+        recent = self._recent.get(result.device_id)
+        if recent is not None and result.probe == self._probe:
+            recent.append(tuple(result.fields.get(name) for name in WINDOW_FIELDS))
 
     def observe_transition(self, t: Transition) -> None:
         if t.probe == self._probe and t.old is not State.UNKNOWN:
@@ -289,8 +296,9 @@ class RulesEngine:
         clear = limit if clear is None else clear
         for device in self._devices[rule.name]:
             key = (rule.name, f"device:{device.id}")
-            recent = self._recent.get(device.id)
-            samples = [f[field_name] for f in list(recent or ())[-rule.window :] if field_name in f]
+            column = WINDOW_FIELDS.index(field_name)
+            recent = list(self._recent.get(device.id, ()))[-rule.window :]
+            samples = [r[column] for r in recent if r[column] is not None]
             if len(samples) < rule.min_samples:
                 holds, value = key in open_keys, None
             else:
