@@ -8,8 +8,8 @@ and the real daemon, `fleetmon run`, as a child process: ICMP every `interval` s
 200 ms apart, 1 s timeout, no retry; probe starts spread over `spread` × interval, fleetmon's
 default 0.5), no InfluxDB, `state.down_after: 1`, one rule `device_down` with `for_s: 0` and
 one WeCom route. The path measured is therefore: the device's next probe fails (one failed
-cycle) → DOWN → at the end of that cycle the rules fire the fault (for_s 0) → outbox → WeCom
-message.
+cycle) → DOWN → the daemon evaluates the rules 1 s later, mid-cycle (monitor/daemon.py
+EARLY_EVALUATION_S), and the fault fires (for_s 0) → outbox → WeCom message.
 
 After the first (warm-up) cycle, `failures` distinct healthy devices (cameras and about one in
 five switches, a switch taking its UPS and cameras with it) are taken down with
@@ -229,7 +229,7 @@ def breakdown(db_path: Path, failures: list[Failure]) -> dict[str, list[float]]:
         if e["event"] == "firing" and device_id and device_id not in delivered:
             delivered[device_id] = delivered_ns
     conn.close()
-    out: dict[str, list[float]] = {"probe": [], "cycle_end": [], "notify": []}
+    out: dict[str, list[float]] = {"probe": [], "fires": [], "notify": []}
     for f in failures:
         if f.arrived_at is None or f.down_since is None:
             continue
@@ -238,7 +238,7 @@ def breakdown(db_path: Path, failures: list[Failure]) -> dict[str, list[float]]:
             continue
         t_down, t_fired, _ = (ns / 1e9 for ns in ids)
         out["probe"].append(t_down - f.down_since)
-        out["cycle_end"].append(t_fired - t_down)
+        out["fires"].append(t_fired - t_down)
         out["notify"].append(f.arrived_at - t_fired)
     return out
 
@@ -327,7 +327,7 @@ def bench(interval_s: float, n_failures: int, seed: int, cameras: int, spread: f
         (f"Detection: {n_devices} lab devices ({cameras} cameras, {len(probed)} probed), ICMP every {interval_s:g} s, "
          f"count 3 × 200 ms, timeout 1 s, no retry, spread {spread:g}"),
         "config: state.down_after 1; rule device_down for_s 0; one WeCom route (markdown, 20/min)",
-        "path: one failed cycle → DOWN → fault fires at the end of that cycle → outbox → WeCom message",
+        "path: one failed probe → DOWN → rules evaluated 1 s later → fault fires → outbox → WeCom message",
         (f"{'failures injected':<28}{len(failures):>6}   ({len(failures) - switches} cameras, {switches} switches "
          f"with their UPS and cameras; over {3 * interval_s:g} s, seed {seed})"),
         f"{'detected':<28}{detected:>6}",
@@ -348,7 +348,7 @@ def bench(interval_s: float, n_failures: int, seed: int, cameras: int, spread: f
         "",
         f"{'where the time goes (s)':<40}{'p50':>8}{'p95':>8}{'max':>8}{'mean':>8}",
         row("failure → failing probe starts", parts["probe"]),
-        row("probe start → fault fires (cycle end)", parts["cycle_end"]),
+        row("probe start → fault fires", parts["fires"]),
         row("fault fires → WeCom arrival", parts["notify"]),
         "",
         "Per failure (s): " + ", ".join(

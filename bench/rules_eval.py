@@ -18,7 +18,7 @@ Every cycle (30 s of simulated time apart) is what the daemon does at the end of
   unreachable), 2 slow (250 ms) and 2 lossy (20 %) links; points under construction down;
   and from cycle to cycle 10 cameras go down and 10 come back (their transitions observed);
 - timed: `online_rates` (the daemon computes them each cycle for the View),
-  `engine.evaluate(view, faults.open_keys())`, and `FaultBook.apply(conditions, ts)` on a real
+  `engine.evaluate(view, faults.firing_keys())`, and `FaultBook.apply(conditions, ts)` on a real
   StateDB (SQLite WAL, in a temp dir) with one route taking every fault. Cycle 1 creates the
   faults (pending), cycle 3 fires those of the 60 s rules (one outbox row each); later cycles
   are steady state with the churn.
@@ -234,7 +234,7 @@ async def run(target_devices: int, cycles: int, seed: int) -> str:
                 c = time.perf_counter()
                 view = View(ts, dict(scenario.states), dict(scenario.since), rates)
                 c2 = time.perf_counter()
-                conditions = engine.evaluate(view, book.open_keys())
+                conditions = engine.evaluate(view, book.firing_keys())
                 d = time.perf_counter()
                 queued = await book.apply(conditions, ts)
                 e = time.perf_counter()

@@ -35,6 +35,26 @@ class StartupError(RuntimeError):
     """A component could not start; the message says which and why."""
 
 
+# Delay of a mid-cycle rules evaluation after a device went down or came back, seconds.
+EARLY_EVALUATION_S = 1.0
+
+
+def _depth_first(inventory: Inventory) -> list[Device]:
+    """Every device, each parent immediately followed by everything behind it (load order
+    among siblings)."""
+    children: dict[str | None, list[Device]] = {}
+    for device in inventory.devices.values():
+        parent = device.parent if device.parent in inventory.devices else None
+        children.setdefault(parent, []).append(device)
+    out: list[Device] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        device = stack.pop()
+        out.append(device)
+        stack.extend(reversed(children.get(device.id, [])))
+    return out
+
+
 def _tags(device: Device) -> dict[str, str]:
     return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
 
@@ -68,10 +88,13 @@ class Daemon:
         # (what, root cause id) → devices, logged once per cycle by _log_summary.
         self._summary: Counter[tuple[str, str]] = Counter()
         self.devices: tuple[Device, ...] = tuple(inventory.devices.values())
-        # Devices that are probed at all: removed points keep their history but are not polled.
+        # Devices that are probed at all (removed points keep their history but are not polled),
+        # each parent right before the devices behind it: a switch that dies is then seen dead
+        # before its cameras are, not seconds after them.
         self.probed: tuple[Device, ...] = tuple(
-            d for d in inventory.devices.values() if d.status is not Status.REMOVED and d.address is not None
+            d for d in _depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
         )
+        self._early: asyncio.TimerHandle | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Monitor until `stop` is set, then shut down in order.
@@ -92,6 +115,8 @@ class Daemon:
                 await stop.wait()
             finally:
                 log.info("fleetmon stopping")
+                if self._early is not None:
+                    self._early.cancel()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -157,22 +182,41 @@ class Daemon:
 
     def _on_cycle(self, report: CycleReport) -> None:
         now_ns = time.time_ns()
-        tracker = self._trackers[report.probe]
-        self._transitions(tracker.reconcile(now_ns))
-        self._log_summary()
-        states = tracker.states()
-        rates = tuple(online_rates(self.devices, states))
+        states, rates = self._evaluate(report.probe, now_ns)
         if self._sink is not None:
             self._write_cycle(report, states, rates, now_ns)
         self._heartbeat_due = True
         self._pending.put_nowait([])
         assert self._alerting is not None
-        self._alerting.cycle(View(now_ns, states, tracker.since(), rates))
         self.snapshot = Snapshot(
             report, rates, states, dict(self._latest[report.probe]), tuple(self._alerting.faults.open_faults())
         )
         if self._on_snapshot is not None:
             self._on_snapshot(self.snapshot)
+
+    def _evaluate(self, probe: str, now_ns: int) -> tuple[dict[str, State], tuple[GroupRate, ...]]:
+        """Settle the topology (down vs unreachable), compute online rates and hand the rules a
+        View of this moment. Returns the states and rates."""
+        if self._early is not None:
+            self._early.cancel()
+            self._early = None
+        tracker = self._trackers[probe]
+        self._transitions(tracker.reconcile(now_ns))
+        self._log_summary()
+        states = tracker.states()
+        rates = tuple(online_rates(self.devices, states))
+        assert self._alerting is not None
+        self._alerting.cycle(View(now_ns, states, tracker.since(), rates))
+        return states, rates
+
+    def _evaluate_soon(self, probe: str) -> None:
+        """A device went down or came back mid-cycle: evaluate the rules shortly, not at the end
+        of the cycle (up to spread × interval later), so that detection takes one probe, not one
+        probe plus the rest of the cycle. The short delay lets the devices right behind it
+        (probed next, see `probed`) report first, so topology is settled."""
+        if self._early is None:
+            loop = asyncio.get_running_loop()
+            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns()))
 
     def _write_cycle(
         self, report: CycleReport, states: Mapping[str, State], rates: tuple[GroupRate, ...], now_ns: int
@@ -219,6 +263,8 @@ class Daemon:
         assert self._alerting is not None
         for t in transitions:
             self._alerting.observe_transition(t)
+            if t.new is State.DOWN or (t.new is State.UP and t.old.offline):
+                self._evaluate_soon(t.probe)
             device = self.inventory.devices[t.device_id]
             extra = {"device_id": t.device_id, "site": device.site, "region": device.region, "probe": t.probe}
             if t.new is State.DOWN:

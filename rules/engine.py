@@ -5,10 +5,11 @@ conditions into faults over time (for_s, clear_for_s, notifications).
 Evaluation is a pure function of the engine's inputs, so it is tested without I/O:
 - `observe(result)`: every ICMP result (a bounded window per device is kept);
 - `observe_transition(t)`: every state transition (for flap damping);
-- `evaluate(view, open_keys)`: the conditions now. `open_keys` are the keys of faults still
-  open; for them the *clear* thresholds apply (hysteresis), and a condition with no data
-  (a down device has no RTT) is held rather than cleared: a fault resolves only when its
-  problem is seen gone.
+- `evaluate(view, firing)`: the conditions now. `firing` are the keys of faults that fired and
+  are not resolved; for them the *clear* thresholds apply (hysteresis), and a condition with no
+  data (a down device has no RTT) is held rather than cleared: a fault resolves only when its
+  problem is seen gone. A pending fault is judged by the raise thresholds like a new one, so
+  it is dropped as soon as its condition stops holding.
 
 One fault per real problem:
 - only DOWN devices raise device faults; devices UNREACHABLE behind them are listed in the
@@ -82,7 +83,8 @@ TITLES = {
 @dataclass(frozen=True, slots=True)
 class Condition:
     """A problem that holds now. `since_ns` is when it began where known (a device's DOWN
-    time), else None (the lifecycle uses the time it first saw it)."""
+    time), else None (the lifecycle uses the time it first saw it). `held`: a firing fault kept
+    open without fresh data (no samples): its title and value are the last ones seen."""
 
     rule: str
     kind: str
@@ -100,6 +102,7 @@ class Condition:
     unit: str = ""
     affected: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    held: bool = False
 
     @property
     def key(self) -> Key:
@@ -161,31 +164,34 @@ class RulesEngine:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def evaluate(self, view: View, open_keys: set[Key]) -> dict[Key, Condition]:
+    def evaluate(self, view: View, firing: set[Key]) -> dict[Key, Condition]:
         """Every condition that holds at `view.ts_ns`, by key."""
         out: dict[Key, Condition] = {}
-        flapping = self._flapping(view, open_keys, out)
+        flapping = self._flapping(view, firing, out)
         dark = self._dark_regions(view)
         for rule in self.rules:
             if isinstance(rule, DeviceDownRule):
-                self._device_down(rule, view, open_keys, dark, flapping, out)
+                self._device_down(rule, view, firing, dark, flapping, out)
             elif isinstance(rule, OnlineRateRule):
-                self._online_rate(rule, view, open_keys, dark, out)
+                self._online_rate(rule, view, firing, dark, out)
             else:
-                self._window(rule, open_keys, out)
+                self._window(rule, view, firing, out)
         return out
 
-    def _flapping(self, view: View, open_keys: set[Key], out: dict[Key, Condition]) -> set[str]:
+    def _flapping(self, view: View, firing: set[Key], out: dict[Key, Condition]) -> set[str]:
         cfg = self.flapping
         horizon = view.ts_ns - int(cfg.window_s * 1e9)
         flapping = set()
-        for device_id, changes in self._changes.items():
+        for device_id, changes in list(self._changes.items()):
             while changes and changes[0] < horizon:
                 changes.popleft()
+            if not changes:  # quiet for the whole window: forget the device
+                del self._changes[device_id]
+                continue
             key = (FLAPPING_RULE, f"device:{device_id}")
             # Raise at max_changes; hold while it is still changing at all (stable for window_s
             # = no change left in the window).
-            if len(changes) >= cfg.max_changes or (key in open_keys and changes):
+            if len(changes) >= cfg.max_changes or key in firing:
                 device = self.inventory.devices[device_id]
                 flapping.add(device_id)
                 out[key] = Condition(
@@ -211,7 +217,7 @@ class RulesEngine:
         return {region: ids for region, ids in members.items() if region not in lit}
 
     def _device_down(
-        self, rule: DeviceDownRule, view: View, open_keys: set[Key], dark: dict[str, list[str]],
+        self, rule: DeviceDownRule, view: View, firing: set[Key], dark: dict[str, list[str]],
         flapping: set[str], out: dict[Key, Condition],
     ) -> None:
         for region, ids in dark.items():
@@ -224,7 +230,7 @@ class RulesEngine:
         for device in self._devices[rule.name]:
             key = (rule.name, f"device:{device.id}")
             state = view.states.get(device.id, State.UNKNOWN)
-            if key in open_keys:
+            if key in firing:
                 holds = state.offline  # a down camera whose switch then dies is still not back
             else:
                 holds = state is State.DOWN and device.region not in dark and device.id not in flapping
@@ -253,7 +259,7 @@ class RulesEngine:
         return self._t[template].format(kind=kind, name=device.name, cameras=cameras, others=others)
 
     def _online_rate(
-        self, rule: OnlineRateRule, view: View, open_keys: set[Key], dark: dict[str, list[str]],
+        self, rule: OnlineRateRule, view: View, firing: set[Key], dark: dict[str, list[str]],
         out: dict[Key, Condition],
     ) -> None:
         clear_at = rule.clear_above_pct if rule.clear_above_pct is not None else rule.below_pct
@@ -268,9 +274,9 @@ class RulesEngine:
             key = (rule.name, "fleet" if rule.scope == "fleet" else f"{rule.scope}:{rate.group}")
             value = rate.rate_pct
             if value is None:
-                holds = key in open_keys  # nothing decided: hold, never clear blind
+                holds = key in firing  # nothing decided: hold, never clear blind
             else:
-                holds = value < (clear_at if key in open_keys else rule.below_pct)
+                holds = value < (clear_at if key in firing else rule.below_pct)
             if not holds:
                 continue
             group = self._t["fleet"] if rule.scope == "fleet" else rate.group
@@ -283,10 +289,12 @@ class RulesEngine:
                 region=rate.group if rule.scope == "region" else None,
                 site=rate.group if rule.scope == "site" else None,
                 value=value, threshold=rule.below_pct, unit="%",
-                details={"online": rate.online, "offline": rate.offline, "total": rate.total},
+                details={"online": rate.online, "offline": rate.offline, "total": rate.total}, held=value is None,
             )
 
-    def _window(self, rule: LatencyRule | LossRule | JitterRule, open_keys: set[Key], out: dict[Key, Condition]) -> None:
+    def _window(
+        self, rule: LatencyRule | LossRule | JitterRule, view: View, firing: set[Key], out: dict[Key, Condition]
+    ) -> None:
         if isinstance(rule, LatencyRule):
             field_name, limit, clear, unit, title = "rtt_avg_ms", rule.above_ms, rule.clear_below_ms, "ms", "latency"
         elif isinstance(rule, LossRule):
@@ -296,21 +304,28 @@ class RulesEngine:
         clear = limit if clear is None else clear
         for device in self._devices[rule.name]:
             key = (rule.name, f"device:{device.id}")
-            column = WINDOW_FIELDS.index(field_name)
-            recent = list(self._recent.get(device.id, ()))[-rule.window :]
-            samples = [r[column] for r in recent if r[column] is not None]
+            if view.states.get(device.id, State.UNKNOWN).offline:
+                # Down or behind a down parent: device_down speaks for it (one fault per problem);
+                # a fault already firing is held below (no samples), not resolved.
+                samples = []
+            else:
+                column = WINDOW_FIELDS.index(field_name)
+                recent = list(self._recent.get(device.id, ()))[-rule.window :]
+                # Only results the device answered: a probe with no reply at all is a down signal
+                # (hysteresis decides), not 100 % loss of a line that works.
+                samples = [r[column] for r in recent if r[0] is not None and r[column] is not None]
             if len(samples) < rule.min_samples:
-                holds, value = key in open_keys, None
+                holds, value = key in firing, None
             else:
                 value = sum(samples) / len(samples)
-                holds = value >= clear if key in open_keys else value > limit
+                holds = value >= clear if key in firing else value > limit
             if not holds:
                 continue
             out[key] = Condition(
                 rule.name, title, key[1], rule.severity,
                 self._t[title].format(kind=self._kinds[device.kind], name=device.name, value=value or 0.0, limit=limit),
                 rule.for_s, rule.clear_for_s, device_id=device.id, site=device.site, region=device.region,
-                value=value, threshold=limit, unit=unit, details={"samples": len(samples)},
+                value=value, threshold=limit, unit=unit, details={"samples": len(samples)}, held=value is None,
             )
 
 

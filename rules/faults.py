@@ -121,8 +121,10 @@ class FaultBook:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def open_keys(self) -> set[Key]:
-        return set(self._open)
+    def firing_keys(self) -> set[Key]:
+        """Keys of the faults that fired and are not resolved: the rules hold these (clear
+        thresholds, no data ≠ resolved); pending ones are judged afresh."""
+        return {key for key, o in self._open.items() if o.fault.state is FaultState.FIRING}
 
     def open_faults(self) -> list[Fault]:
         """Pending and firing faults, most severe first, then newest."""
@@ -165,10 +167,13 @@ class FaultBook:
             o = self._open.get(key)
             if o is None:
                 o = self._open[key] = self._new(c, now_ns)
-            o.fault = replace(
-                o.fault, title=c.title, severity=c.severity, value=c.value, threshold=c.threshold,
-                affected=c.affected, last_seen_ns=now_ns, details=dict(c.details),
-            )
+            if c.held:  # no fresh data: keep what was last measured
+                o.fault = replace(o.fault, last_seen_ns=now_ns)
+            else:
+                o.fault = replace(
+                    o.fault, title=c.title, severity=c.severity, value=c.value, threshold=c.threshold,
+                    affected=c.affected, last_seen_ns=now_ns, details=dict(c.details),
+                )
             o.life.clear_since_ns, o.life.for_s, o.life.clear_for_s = None, c.for_s, c.clear_for_s
             if o.fault.state is FaultState.PENDING and now_ns - o.fault.first_seen_ns >= c.for_s * 1e9:
                 o.fault = replace(o.fault, state=FaultState.FIRING, fired_ns=now_ns)

@@ -89,7 +89,7 @@ class Alerting:
     async def _work(self) -> None:
         while (view := await self._views.get()) is not None:
             try:
-                conditions = self.engine.evaluate(view, self.faults.open_keys())
+                conditions = self.engine.evaluate(view, self.faults.firing_keys())
                 for c in self._route_alarms():
                     conditions[c.key] = c
                 if await self.faults.apply(conditions, time.time_ns()):

@@ -282,3 +282,19 @@ async def test_startup_error_is_raised_in_process_too(tmp_path):
     cfg = load_config(cfg_path)
     with pytest.raises(StartupError, match="state.db"):
         await Daemon(cfg, load_inventory(cfg)).run(asyncio.Event())
+
+
+def test_devices_are_probed_parent_first_with_everything_behind_it_next():
+    import ipaddress
+
+    from monitor.daemon import _depth_first
+    from monitor.inventory import Inventory
+    from monitor.model import Device, Kind
+
+    def d(i, parent=None):
+        return Device(i, i, Kind.CAMERA, ipaddress.ip_address(f"198.18.6.{len(_order) + 1}"), "s", "r", parent=parent)
+
+    _order: list = []
+    for args in [("C1", "SW1"), ("SW1", "L1"), ("C2", "SW2"), ("L1",), ("SW2", "L1"), ("P",)]:
+        _order.append(d(*args))
+    assert [x.id for x in _depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]

@@ -125,3 +125,30 @@ def test_flapping_device_is_one_flapping_condition_and_no_down_condition():
 def test_default_rules_cover_the_contract_thresholds():
     rules = {r.name: r for r in default_rules()}
     assert rules["camera-online-rate"].below_pct == 95 and rules["link-latency"].above_ms == 200
+
+
+def test_a_pending_camera_fault_is_not_held_once_its_switch_is_the_cause():
+    e = engine(DeviceDownRule(name="down"))
+    key = ("down", "device:C1")
+    assert key in e.evaluate(view(C1="down"), set())  # seen down before its switch: pending
+    later = view(SW1="down", **{f"C{i}": "unreachable" for i in range(1, 6)})
+    assert list(e.evaluate(later, set())) == [("down", "device:SW1")]  # pending: dropped, no second fault
+    assert key in e.evaluate(later, {key})  # had it fired, it would stay open until C1 is back
+
+
+def test_a_dead_link_is_a_down_fault_not_also_a_loss_fault():
+    from rules.config import LossRule
+
+    loss = LossRule(name="loss", match=SelectorConfig(kind=[Kind.LINK]), window=3, min_samples=2)
+    e = engine(DeviceDownRule(name="down"), loss)
+    for _ in range(3):  # no reply at all
+        e.observe(ProbeResult("L1", "icmp", 0, False, "timeout", {"up": False, "loss_pct": 100.0}))
+    out = e.evaluate(view(L1="down", SW1="unreachable", **{f"C{i}": "unreachable" for i in range(1, 6)}), set())
+    assert list(out) == [("down", "device:L1")]
+    # A loss fault that was already firing is held while the link is down, with its last values.
+    held = e.evaluate(view(L1="down"), {("loss", "device:L1")})[("loss", "device:L1")]
+    assert held.held and held.value is None
+    # Partial loss of a line that answers is a loss fault.
+    for lost in (33.3, 33.3, 66.7):
+        e.observe(ProbeResult("L1", "icmp", 0, True, None, {"up": True, "rtt_avg_ms": 5.0, "loss_pct": lost}))
+    assert e.evaluate(view(), set())[("loss", "device:L1")].value == pytest.approx(44.43, abs=0.01)
