@@ -20,19 +20,15 @@ API references:
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import gzip
 import json
-import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import weakref
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +37,8 @@ from typing import Any, Self
 import aiohttp
 from aiohttp import web
 
+from lab.process import ServerProcess, free_ports
+
 INFLUXD = "influxd"
 # Loopback only: never through an http_proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -48,21 +46,6 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class InfluxError(RuntimeError):
     """influxd did not start, or InfluxDB answered a request of ours with an error."""
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
-
-    All sockets are held open together so the ports differ; another process may still take one
-    before we bind it, which influxd then reports at start."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 _CONFIG = """\
@@ -99,7 +82,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-class InfluxServer:
+class InfluxServer(ServerProcess):
     """One influxd 1.6.7 process with its own temporary data directory.
 
     Ports are picked at construction, so `url` is known before the server runs (a test can point
@@ -128,7 +111,7 @@ class InfluxServer:
         self.http_port, self.rpc_port = free_ports(2)
         self.log_path = self.dir / "influxd.log"
         self._start_timeout_s = start_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
         self._admin_created = False
         config = _CONFIG.format(
             dir=self.dir,
@@ -139,7 +122,6 @@ class InfluxServer:
         )
         self._config_path = self.dir / "influxdb.conf"
         self._config_path.write_text(config, encoding="utf-8")
-        _servers.add(self)
 
     @property
     def url(self) -> str:
@@ -194,33 +176,6 @@ class InfluxServer:
             return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop influxd (SIGTERM, then SIGKILL after `timeout_s`); the data directory stays."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def close(self) -> None:
-        """Stop influxd and delete its directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- HTTP API --------------------------------------------------------------------------------
 
@@ -277,15 +232,6 @@ class InfluxServer:
         status, body = self._request("/write", {"db": db, "precision": "ns"}, lines.encode())
         if status != 204:
             raise InfluxError(f"HTTP {status}: {body[:300]!r}")
-
-
-_servers: weakref.WeakSet[InfluxServer] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_leftover_servers() -> None:
-    for server in list(_servers):
-        server.close()
 
 
 def _ident(name: str) -> str:

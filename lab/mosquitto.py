@@ -13,7 +13,6 @@ files (mosquitto.conf(5), `user`), so the temporary folder is handed to that acc
 
 from __future__ import annotations
 
-import atexit
 import os
 import pwd
 import shutil
@@ -21,12 +20,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
-from lab.influxdb import free_ports
+from lab.process import ServerProcess, free_ports
 
 MOSQUITTO = "mosquitto"
 MOSQUITTO_PASSWD = "mosquitto_passwd"
@@ -37,7 +35,7 @@ class MosquittoError(RuntimeError):
     """mosquitto did not start, or its password file could not be made."""
 
 
-class MosquittoServer:
+class MosquittoServer(ServerProcess):
     """One mosquitto process with its own temporary folder; `host`/`port` say where it listens.
 
     - users: {username: password}; when given, only these may connect (password_file,
@@ -47,13 +45,14 @@ class MosquittoServer:
 
     host = "127.0.0.1"
 
+    stop_timeout_s = 5.0
+
     def __init__(self, *, users: Mapping[str, str] | None = None, start_timeout_s: float = 10.0) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fleetmon-mosquitto-"))
         (self.port,) = free_ports(1)
         self.log_path = self.dir / "mosquitto.log"
         self._start_timeout_s = start_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
-        _servers.add(self)
+        super().__init__()
         lines = [
             f"listener {self.port} {self.host}",
             "persistence false",
@@ -111,43 +110,6 @@ class MosquittoServer:
             return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop mosquitto (SIGTERM, then SIGKILL after `timeout_s`). Connected clients lose
-        their connection; the port stays reserved for `start()`."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def close(self) -> None:
-        """Stop mosquitto and delete its folder."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-_servers: weakref.WeakSet[MosquittoServer] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_leftover_servers() -> None:
-    for server in list(_servers):
-        server.close()
 
 
 def _make_password_file(path: Path, users: Mapping[str, str]) -> None:

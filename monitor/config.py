@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Iterable, Iterator, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -36,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config_base import Strict, read_secret
+from monitor.config_base import Strict, is_http_url, read_secret
 from rules.config import (
     FlappingConfig,
     MaintenanceWindowConfig,
@@ -150,12 +149,7 @@ class InfluxDBConfig(Strict):
     @classmethod
     def _http_url(cls, url: str) -> str:
         # The URL itself is never echoed: it may carry user:password@.
-        try:
-            parts = urlsplit(url)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # urlsplit and .port reject malformed hosts and ports
-            valid = False
-        if not valid:
+        if not is_http_url(url):
             raise ValueError("must look like http://HOST:PORT or https://HOST:PORT")
         return url
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -40,6 +41,16 @@ def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | No
     if not value:
         raise ValueError(f"{what}: {origin} is empty")
     return SecretStr(value)
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host and, if any, a non-zero port. For URL
+    validators, whose errors must not echo the URL (it may carry credentials or a key)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # urlsplit and .port reject malformed hosts and ports
+        return False
 
 
 class Strict(BaseModel):

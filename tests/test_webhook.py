@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from lab.influxdb import free_ports
+from lab.process import free_ports
 from monitor.statedb import StateDB
 from rules import outbox
 from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity

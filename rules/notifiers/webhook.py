@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.config_base import read_secret
+from monitor.config_base import is_http_url, read_secret
 from rules.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.notifiers.base import Delivery, RouteConfigBase
@@ -91,12 +91,7 @@ class WebhookConfig(RouteConfigBase):
     @classmethod
     def _http_url(cls, url: str) -> str:
         # The URL itself is never echoed: it may carry user:password@ or a key in the query.
-        try:
-            parts = urlsplit(url)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # urlsplit and .port reject malformed hosts and ports
-            valid = False
-        if not valid:
+        if not is_http_url(url):
             raise ValueError("must look like http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH")
         return url
 

@@ -65,7 +65,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.config_base import read_secret
+from monitor.config_base import is_http_url, read_secret
 from rules.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.notifiers.base import Delivery, RouteConfigBase
@@ -123,14 +123,9 @@ class WeComConfig(RouteConfigBase):
     @field_validator("url")
     @classmethod
     def _send_url(cls, url: str) -> str:
-        try:
-            parts = urlsplit(url)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # urlsplit and .port reject malformed hosts and ports
-            valid = False
-        if not valid:
+        if not is_http_url(url):
             raise ValueError("must look like https://qyapi.weixin.qq.com/cgi-bin/webhook/send")
-        if parts.query:
+        if urlsplit(url).query:
             # The URL itself is not echoed: its query may be the key.
             raise ValueError("must not have a query: the robot key goes in key_env or key_file")
         return url
