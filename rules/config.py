@@ -117,9 +117,11 @@ def default_rules() -> list[Rule]:
     return [
         DeviceDownRule(name="device-down", for_s=60),
         OnlineRateRule(name="camera-online-rate", for_s=300, clear_above_pct=95.5, severity=Severity.CRITICAL),
-        LatencyRule(name="link-latency", match=links, for_s=60, clear_below_ms=180),
-        LossRule(name="link-loss", match=links, for_s=60, above_pct=5, clear_below_pct=2),
-        JitterRule(name="link-jitter", match=links, for_s=120, severity=Severity.MINOR),
+        # Loss and jitter are noisy at a few echoes a cycle: a longer window and clear_for_s
+        # keep a line that hovers at the limit from raising and resolving every few minutes.
+        LatencyRule(name="link-latency", match=links, for_s=60, clear_for_s=120, clear_below_ms=180),
+        LossRule(name="link-loss", match=links, window=10, for_s=60, clear_for_s=300, above_pct=5, clear_below_pct=2),
+        JitterRule(name="link-jitter", match=links, window=10, for_s=120, clear_for_s=300, severity=Severity.MINOR),
     ]
 
 
