@@ -33,6 +33,7 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
 deps: $(STAMPS)/venv
 
 test: deps
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q
 
 demo: deps
