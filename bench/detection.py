@@ -31,7 +31,6 @@ import json
 import math
 import os
 import random
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ from typing import Self
 import yaml
 
 from bench._common import check_routed_into_lab
+from lab.process import stop_process
 
 SETTLE_S = 2.0  # after the warm-up cycle, before the first injection
 
@@ -296,12 +296,7 @@ def bench(interval_s: float, n_failures: int, seed: int, cameras: int, spread: f
             received, seen = match(failures, wecom.messages(), title_keys, baseline)
             errcodes = wecom.errcodes()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
+            code = stop_process(proc, 60)
         if code != 0:
             print(f"warning: fleetmon exited with {code}:\n{tail(log_path)}", file=sys.stderr)
         parts = breakdown(work / "state.db", failures)

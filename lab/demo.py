@@ -31,6 +31,7 @@ from lab.fleet import LabFleet, build_contract_fleet
 from lab.influxdb import InfluxServer
 from lab.wecom import WeComSimulator
 from lab.net import LabNet, cleanup_stale
+from lab.process import stop_process
 from monitor.model import Kind
 
 INTERVAL_S = 10.0  # the demo's probe interval: lively, still a real cycle over 2,000 devices
@@ -131,13 +132,7 @@ def run_daemon(config: Path, fleet: LabFleet, seconds: float, console: Console) 
     except KeyboardInterrupt:
         pass  # Ctrl-C reached fleetmon too (same process group); it is stopping by itself
     finally:  # also on SIGTERM (SystemExit): never leave fleetmon running against a removed lab
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = stop_process(proc, 40)
     console.log(f"fleetmon exited with status {code}")
 
 

@@ -28,6 +28,17 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float) -> int:
+    """SIGTERM, then SIGKILL if it is still running after `timeout_s`; returns the exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 class ServerProcess:
     """Base of a lab server: the subclass creates `self.dir` (its temporary folder), implements
     `start()` (setting `self._proc`) and calls `super().__init__()`. As a context manager it
@@ -48,14 +59,8 @@ class ServerProcess:
         """Stop the server (SIGTERM, then SIGKILL after the timeout); its folder and port stay
         for `start()`."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(self.stop_timeout_s if timeout_s is None else timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, self.stop_timeout_s if timeout_s is None else timeout_s)
 
     def close(self) -> None:
         """Stop the server and delete its folder."""

@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config_base import Strict, is_http_url, read_secret
+from monitor.config_base import Strict, is_http_url, read_secret, refuse_inline_secrets
 from rules.config import (
     FlappingConfig,
     MaintenanceWindowConfig,
@@ -156,11 +156,7 @@ class InfluxDBConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_inline_secrets(cls, data: object) -> object:
-        if isinstance(data, dict):
-            for key in ("password", "token"):
-                if key in data:
-                    raise ValueError(f"'{key}' must not be written in the config: use {key}_env or {key}_file")
-        return data
+        return refuse_inline_secrets(data, "password", "token")
 
     @model_validator(mode="after")
     def _resolve_secrets(self) -> "InfluxDBConfig":
@@ -195,9 +191,7 @@ class ApiConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_inline_token(cls, data: object) -> object:
-        if isinstance(data, dict) and "token" in data:
-            raise ValueError("'token' must not be written in the config: use token_env or token_file")
-        return data
+        return refuse_inline_secrets(data, "token")
 
     @model_validator(mode="after")
     def _resolve(self) -> "ApiConfig":

@@ -43,6 +43,16 @@ def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | No
     return SecretStr(value)
 
 
+def refuse_inline_secrets(data: object, *keys: str) -> object:
+    """For `model_validator(mode="before")`: a secret written in the config itself is an error
+    (it would end up in backups and tickets); it belongs in `<key>_env` or `<key>_file`."""
+    if isinstance(data, dict):
+        for key in keys:
+            if key in data:
+                raise ValueError(f"'{key}' must not be written in the config: use {key}_env or {key}_file")
+    return data
+
+
 def is_http_url(url: str) -> bool:
     """True for an absolute http(s) URL with a host and, if any, a non-zero port. For URL
     validators, whose errors must not echo the URL (it may carry credentials or a key)."""

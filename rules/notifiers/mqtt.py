@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.config_base import read_secret
+from monitor.config_base import read_secret, refuse_inline_secrets
 from rules.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.notifiers.base import Delivery, RouteConfigBase
@@ -103,9 +103,7 @@ class MqttConfig(RouteConfigBase):
     @model_validator(mode="before")
     @classmethod
     def _no_inline_password(cls, data: object) -> object:
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError("'password' must not be written in the config: use password_env or password_file")
-        return data
+        return refuse_inline_secrets(data, "password")
 
     @model_validator(mode="after")
     def _resolve_password(self) -> Self:

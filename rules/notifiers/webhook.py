@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.config_base import is_http_url, read_secret
+from monitor.config_base import is_http_url, read_secret, refuse_inline_secrets
 from rules.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.notifiers.base import Delivery, RouteConfigBase
@@ -110,9 +110,7 @@ class WebhookConfig(RouteConfigBase):
     @model_validator(mode="before")
     @classmethod
     def _no_inline_token(cls, data: object) -> object:
-        if isinstance(data, dict) and "token" in data:
-            raise ValueError("'token' must not be written in the config: use token_env or token_file")
-        return data
+        return refuse_inline_secrets(data, "token")
 
     @model_validator(mode="after")
     def _resolve_token(self) -> Self:

@@ -65,7 +65,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.config_base import is_http_url, read_secret
+from monitor.config_base import is_http_url, read_secret, refuse_inline_secrets
 from rules.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.notifiers.base import Delivery, RouteConfigBase
@@ -142,9 +142,7 @@ class WeComConfig(RouteConfigBase):
     @model_validator(mode="before")
     @classmethod
     def _no_inline_key(cls, data: object) -> object:
-        if isinstance(data, dict) and "key" in data:
-            raise ValueError("'key' must not be written in the config: use key_env or key_file")
-        return data
+        return refuse_inline_secrets(data, "key")
 
     @model_validator(mode="after")
     def _resolve_key(self) -> WeComConfig:
