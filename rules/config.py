@@ -15,7 +15,7 @@ clear condition held that long), so a value hovering at the limit raises one fau
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Self, Union
 
 from pydantic import Field, model_validator
 
@@ -64,45 +64,49 @@ class OnlineRateRule(_RuleBase):
 
 
 class _WindowRule(_RuleBase):
+    """A rule on the mean of one ICMP field over the device's last `window` answered results.
+    Subclasses name the field (`metric`, its `unit`) and their raise/clear keys (`limit_keys`)."""
+
+    metric: ClassVar[str]
+    unit: ClassVar[str]
+    limit_keys: ClassVar[tuple[str, str]]  # (raise above, clear below) field names
+
     window: Annotated[int, Field(ge=1, le=1000)] = 5
     """How many of the device's latest ICMP results are averaged."""
     min_samples: Annotated[int, Field(ge=1, le=1000)] = 3
 
+    def limits(self) -> tuple[float, float]:
+        """(raise above, clear below); the clear limit defaults to the raise limit."""
+        limit, clear = (getattr(self, key) for key in self.limit_keys)
+        return limit, limit if clear is None else clear
+
+    @model_validator(mode="after")
+    def _clear_not_above_raise(self) -> Self:
+        limit, clear = self.limits()
+        if clear > limit:
+            raise ValueError(f"{self.limit_keys[1]} must be ≤ {self.limit_keys[0]}")
+        return self
+
 
 class LatencyRule(_WindowRule):
+    metric, unit, limit_keys = "rtt_avg_ms", "ms", ("above_ms", "clear_below_ms")
     type: Literal["latency"] = "latency"
     above_ms: Annotated[float, Field(gt=0)] = 200.0
     clear_below_ms: Annotated[float, Field(gt=0)] | None = None
 
-    @model_validator(mode="after")
-    def _clear(self) -> "LatencyRule":
-        if self.clear_below_ms is not None and self.clear_below_ms > self.above_ms:
-            raise ValueError("clear_below_ms must be ≤ above_ms")
-        return self
-
 
 class LossRule(_WindowRule):
+    metric, unit, limit_keys = "loss_pct", "%", ("above_pct", "clear_below_pct")
     type: Literal["loss"] = "loss"
     above_pct: Annotated[float, Field(gt=0, le=100)] = 5.0
     clear_below_pct: Annotated[float, Field(ge=0, le=100)] | None = None
 
-    @model_validator(mode="after")
-    def _clear(self) -> "LossRule":
-        if self.clear_below_pct is not None and self.clear_below_pct > self.above_pct:
-            raise ValueError("clear_below_pct must be ≤ above_pct")
-        return self
-
 
 class JitterRule(_WindowRule):
+    metric, unit, limit_keys = "jitter_ms", "ms", ("above_ms", "clear_below_ms")
     type: Literal["jitter"] = "jitter"
     above_ms: Annotated[float, Field(gt=0)] = 30.0
     clear_below_ms: Annotated[float, Field(gt=0)] | None = None
-
-    @model_validator(mode="after")
-    def _clear(self) -> "JitterRule":
-        if self.clear_below_ms is not None and self.clear_below_ms > self.above_ms:
-            raise ValueError("clear_below_ms must be ≤ above_ms")
-        return self
 
 
 Rule = Annotated[

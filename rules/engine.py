@@ -295,13 +295,8 @@ class RulesEngine:
     def _window(
         self, rule: LatencyRule | LossRule | JitterRule, view: View, firing: set[Key], out: dict[Key, Condition]
     ) -> None:
-        if isinstance(rule, LatencyRule):
-            field_name, limit, clear, unit, title = "rtt_avg_ms", rule.above_ms, rule.clear_below_ms, "ms", "latency"
-        elif isinstance(rule, LossRule):
-            field_name, limit, clear, unit, title = "loss_pct", rule.above_pct, rule.clear_below_pct, "%", "loss"
-        else:
-            field_name, limit, clear, unit, title = "jitter_ms", rule.above_ms, rule.clear_below_ms, "ms", "jitter"
-        clear = limit if clear is None else clear
+        limit, clear = rule.limits()
+        column = WINDOW_FIELDS.index(rule.metric)
         for device in self._devices[rule.name]:
             key = (rule.name, f"device:{device.id}")
             if view.states.get(device.id, State.UNKNOWN).offline:
@@ -309,7 +304,6 @@ class RulesEngine:
                 # a fault already firing is held below (no samples), not resolved.
                 samples = []
             else:
-                column = WINDOW_FIELDS.index(field_name)
                 recent = list(self._recent.get(device.id, ()))[-rule.window :]
                 # Only results the device answered: a probe with no reply at all is a down signal
                 # (hysteresis decides), not 100 % loss of a line that works.
@@ -322,10 +316,10 @@ class RulesEngine:
             if not holds:
                 continue
             out[key] = Condition(
-                rule.name, title, key[1], rule.severity,
-                self._t[title].format(kind=self._kinds[device.kind], name=device.name, value=value or 0.0, limit=limit),
+                rule.name, rule.type, key[1], rule.severity,
+                self._t[rule.type].format(kind=self._kinds[device.kind], name=device.name, value=value or 0.0, limit=limit),
                 rule.for_s, rule.clear_for_s, device_id=device.id, site=device.site, region=device.region,
-                value=value, threshold=limit, unit=unit, details={"samples": len(samples)}, held=value is None,
+                value=value, threshold=limit, unit=rule.unit, details={"samples": len(samples)}, held=value is None,
             )
 
 

@@ -152,3 +152,20 @@ def test_a_dead_link_is_a_down_fault_not_also_a_loss_fault():
     for lost in (33.3, 33.3, 66.7):
         e.observe(ProbeResult("L1", "icmp", 0, True, None, {"up": True, "rtt_avg_ms": 5.0, "loss_pct": lost}))
     assert e.evaluate(view(), set())[("loss", "device:L1")].value == pytest.approx(44.43, abs=0.01)
+
+
+def test_a_clear_limit_above_the_raise_limit_is_a_config_error():
+    from pydantic import ValidationError
+
+    from rules.config import JitterRule, LossRule
+
+    for rule, fields, message in [
+        (LatencyRule, {"above_ms": 200, "clear_below_ms": 250}, "clear_below_ms must be ≤ above_ms"),
+        (LossRule, {"above_pct": 5, "clear_below_pct": 10}, "clear_below_pct must be ≤ above_pct"),
+        (JitterRule, {"above_ms": 30, "clear_below_ms": 31}, "clear_below_ms must be ≤ above_ms"),
+        (OnlineRateRule, {"below_pct": 95, "clear_above_pct": 90}, "clear_above_pct must be ≥ below_pct"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            rule(name="r", **fields)
+    assert LatencyRule(name="r").limits() == (200.0, 200.0)
+    assert LossRule(name="r", above_pct=5, clear_below_pct=2).limits() == (5.0, 2.0)
