@@ -149,7 +149,7 @@ class Daemon:
             schedulers.append(
                 Scheduler(
                     probe,
-                    self.probed,
+                    [d for d in self.probed if probe.wants(d)],
                     interval_s=probe_cfg.interval_s,
                     spread=self.cfg.scheduler.spread,
                     max_concurrency=self.cfg.scheduler.max_concurrency,
@@ -175,7 +175,10 @@ class Daemon:
         assert self._alerting is not None
         self._alerting.observe(result)
         if self._sink is not None:
-            self._sink.write(result.probe, _tags(device), result.fields, result.ts_ns)
+            tags = _tags(device)
+            self._sink.write(result.probe, tags, result.fields, result.ts_ns)
+            for series in result.series:
+                self._sink.write(series.measurement, {**tags, **series.tags}, series.fields, result.ts_ns)
         transition = self._trackers[result.probe].observe(result)
         if transition is not None:
             self._transitions([transition])

@@ -19,6 +19,12 @@ Columns (header matching ignores case, spaces, full-width forms and a BOM):
     status   状态 建设状态                    active (default) construction removed
     lat lon  纬度 经度 (latitude longitude)   degrees
     model    型号 设备型号
+    manufacturer 厂家 厂商 品牌 生产厂家
+    firmware 固件 固件版本
+    serial   序列号 设备序列号 SN
+    stream_url 码流地址 取流地址 RTSP地址        rtsp://host[:port]/path (no credentials)
+    port     接入端口 交换机端口                port of the parent switch (ifName/ifDescr)
+    uplink   上联端口                        the device's own uplink port (switches)
     tags     标签                            separated by ; , | (or ； ， 、 ｜)
 
 Chinese values are accepted for kind (摄像机/摄像头/枪机/球机, 交换机, UPS/不间断电源, 链路/专线,
@@ -53,6 +59,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 
 from monitor.config import ConfigError, ConfigSource, FleetmonConfig, InventoryConfig
@@ -70,6 +77,12 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
     "lat": ("纬度", "latitude"),
     "lon": ("经度", "longitude"),
     "model": ("型号", "设备型号"),
+    "manufacturer": ("厂家", "厂商", "品牌", "生产厂家"),
+    "firmware": ("固件", "固件版本"),
+    "serial": ("序列号", "设备序列号", "SN"),
+    "stream_url": ("码流地址", "取流地址", "RTSP地址"),
+    "port": ("接入端口", "交换机端口"),
+    "uplink": ("上联端口",),
     "tags": ("标签",),
 }
 """Column name → header aliases accepted in point lists."""
@@ -582,10 +595,29 @@ def _parse_row(row: _Row, issues: list[_Issue]) -> _Entry | None:
             issues.append(row.issue(column, "missing (required unless status is removed)"))
     if device_id is None:
         return None
+    manufacturer, firmware, serial = cell("manufacturer", str), cell("firmware", str), cell("serial", str)
+    stream_url, port, uplink = cell("stream_url", _stream_url), cell("port", str), cell("uplink", str)
     device = None
     if len(issues) == before:
-        device = Device(device_id, name, kind, address, site, region, parent, status, lat, lon, model, tags)
+        device = Device(
+            device_id, name, kind, address, site, region, parent, status, lat, lon, model, tags,
+            manufacturer=manufacturer, firmware=firmware, serial=serial, stream_url=stream_url, port=port, uplink=uplink,
+        )
     return _Entry(row, device_id, address, status, parent, device)
+
+
+def _stream_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("rtsp", "rtsps") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise _Bad("must be an rtsp:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        # Point lists get mailed around: credentials belong in the config's *_file or *_env.
+        raise _Bad("must not carry credentials (user:password@): set them in probes.rtsp")
+    return text
 
 
 def _kind(text: str) -> Kind:

@@ -40,6 +40,11 @@ class Device:
 
     `address` is None only for removed points. `parent` is the id of the device this one
     hangs behind (access switch, link, UPS); it drives down-vs-unreachable.
+
+    As the point list records them (the ONVIF probe reports where the device differs):
+    `manufacturer`, `model`, `firmware`, `serial`. `stream_url`: the camera's RTSP URL when
+    the point list gives one. `port`: the port of the parent switch this device is plugged
+    into (ifName or ifDescr); `uplink`: this device's own uplink port (switches).
     """
 
     id: str
@@ -54,6 +59,12 @@ class Device:
     lon: float | None = None
     model: str | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
+    manufacturer: str | None = None
+    firmware: str | None = None
+    serial: str | None = None
+    stream_url: str | None = None
+    port: str | None = None
+    uplink: str | None = None
 
     @property
     def counted(self) -> bool:

@@ -7,55 +7,21 @@ Tags are low-cardinality labels; units are in the field names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
-FieldType = str  # "float" | "integer" | "boolean" | "string"
+from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 
+def _probe_measurements() -> tuple[MeasurementSpec, ...]:
+    # Imported here: probe modules import monitor.measurement, never this module.
+    from probes import REGISTRY
 
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    type: FieldType
-    unit: str
-    description: str
+    return tuple(m for probe in REGISTRY.values() for m in probe.measurements)
 
-
-@dataclass(frozen=True, slots=True)
-class MeasurementSpec:
-    name: str
-    description: str
-    tags: Mapping[str, str]  # tag key -> description
-    fields: Mapping[str, FieldSpec]
-
-
-DEVICE_TAGS = {
-    "device_id": "inventory id of the device (点位编号)",
-    "kind": "camera | switch | ups | link | server | platform",
-    "site": "site (站点/点位组) of the device",
-    "region": "region (township, 乡镇/区域) of the device",
-}
 
 MEASUREMENTS: dict[str, MeasurementSpec] = {
     m.name: m
     for m in (
-        MeasurementSpec(
-            "icmp",
-            "One ICMP probe of one device: `count` echo requests (plus retries).",
-            DEVICE_TAGS,
-            {
-                "up": FieldSpec("boolean", "", "at least one echo reply received"),
-                "sent": FieldSpec("integer", "packets", "echo requests sent"),
-                "received": FieldSpec("integer", "packets", "echo replies received"),
-                "loss_pct": FieldSpec("float", "%", "lost echoes / sent × 100"),
-                "rtt_min_ms": FieldSpec("float", "ms", "smallest round-trip time (only when a reply came)"),
-                "rtt_avg_ms": FieldSpec("float", "ms", "mean round-trip time (only when a reply came)"),
-                "rtt_max_ms": FieldSpec("float", "ms", "largest round-trip time (only when a reply came)"),
-                "jitter_ms": FieldSpec(
-                    "float", "ms", "mean absolute difference of consecutive RTTs (RFC 3550 §6.4.1 without smoothing; ≥ 2 replies)"
-                ),
-                "payload_bytes": FieldSpec("integer", "bytes", "ICMP payload size of each echo request"),
-            },
-        ),
+        *_probe_measurements(),
         MeasurementSpec(
             "device_state",
             "State of each device at the end of every cycle of its probe (after hysteresis and topology).",

@@ -13,9 +13,28 @@ from typing import Any, ClassVar, Mapping, Protocol, Self
 
 from pydantic import BaseModel
 
+from monitor.measurement import MeasurementSpec
 from monitor.model import Device
 
 FieldValue = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One more point of a probe result, for what a device has several of (a switch's ports,
+    a server's disks): written to `measurement` with the device's tags plus `tags` (e.g.
+    {"interface": "GigabitEthernet0/1"}), at the result's time. Read-only."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", types.MappingProxyType(dict(self.tags)))
+        object.__setattr__(self, "fields", types.MappingProxyType(dict(self.fields)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"measurement": self.measurement, "tags": dict(self.tags), "fields": dict(self.fields)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +50,7 @@ class ProbeResult:
       monitor/schema.py for the measurement named like the probe; every probe's measurement has
       the boolean field `up` (= ok), so even a result the scheduler made up (caller timeout)
       can be written. Read-only.
+    - series: further points of the same probe (per port, per disk …), see Series.
     """
 
     device_id: str
@@ -39,9 +59,11 @@ class ProbeResult:
     ok: bool
     reason: str | None = None
     fields: Mapping[str, FieldValue] = field(default_factory=dict)
+    series: tuple[Series, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", types.MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "series", tuple(self.series))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +73,7 @@ class ProbeResult:
             "ok": self.ok,
             "reason": self.reason,
             "fields": dict(self.fields),
+            "series": [s.to_dict() for s in self.series],
         }
 
     @classmethod
@@ -62,6 +85,10 @@ class ProbeResult:
             ok=bool(data["ok"]),
             reason=data.get("reason"),
             fields=dict(data.get("fields") or {}),
+            series=tuple(
+                Series(str(s["measurement"]), dict(s.get("tags") or {}), dict(s.get("fields") or {}))
+                for s in data.get("series") or ()
+            ),
         )
 
 
@@ -79,12 +106,20 @@ class Probe(Protocol):
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
+    measurements: ClassVar[tuple[MeasurementSpec, ...]]
+    """Every measurement the probe's results write (the first one named like the probe);
+    collected into monitor.schema."""
 
     def __init__(self, cfg: BaseModel) -> None: ...
 
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def wants(self, device: Device) -> bool:
+        """True when this probe polls `device` (by kind, config selector, credentials …).
+        Called once per device at start; the daemon only hands wanted devices to probe()."""
+        ...
 
     def budget_s(self, device: Device) -> float:
         """Longest time, in seconds, that probe(device) takes with this config."""

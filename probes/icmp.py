@@ -43,6 +43,7 @@ from typing import Annotated, Callable, ClassVar, Iterable, Literal, NamedTuple,
 from pydantic import Field
 
 from monitor.config_base import SelectorConfig, Strict
+from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.model import Device, IPAddress, Selector
 from probes.base import ProbeResult
 
@@ -1153,6 +1154,26 @@ async def sweep(addresses: Iterable[str | IPAddress], cfg: IcmpConfig | None = N
 OVERLOAD_BACKLOG_S = 1.0  # send-queue delay beyond which IcmpProbe warns that pacing is too slow
 
 
+MEASUREMENT = MeasurementSpec(
+    "icmp",
+    "One ICMP probe of one device: `count` echo requests (plus retries).",
+    DEVICE_TAGS,
+    {
+        "up": FieldSpec("boolean", "", "at least one echo reply received"),
+        "sent": FieldSpec("integer", "packets", "echo requests sent"),
+        "received": FieldSpec("integer", "packets", "echo replies received"),
+        "loss_pct": FieldSpec("float", "%", "lost echoes / sent × 100"),
+        "rtt_min_ms": FieldSpec("float", "ms", "smallest round-trip time (only when a reply came)"),
+        "rtt_avg_ms": FieldSpec("float", "ms", "mean round-trip time (only when a reply came)"),
+        "rtt_max_ms": FieldSpec("float", "ms", "largest round-trip time (only when a reply came)"),
+        "jitter_ms": FieldSpec(
+            "float", "ms", "mean absolute difference of consecutive RTTs (RFC 3550 §6.4.1 without smoothing; ≥ 2 replies)"
+        ),
+        "payload_bytes": FieldSpec("integer", "bytes", "ICMP payload size of each echo request"),
+    },
+)
+
+
 class IcmpProbe:
     """The `icmp` probe (probes.base.Probe): one IcmpEngine for every device.
 
@@ -1163,6 +1184,7 @@ class IcmpProbe:
 
     name: ClassVar[str] = "icmp"
     Config: ClassVar[type[IcmpConfig]] = IcmpConfig
+    measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
 
     def __init__(self, cfg: IcmpConfig) -> None:
         self.cfg = cfg
@@ -1196,6 +1218,10 @@ class IcmpProbe:
                 "(needs about devices × count / (scheduler.spread × interval_s)); cycles will run long",
                 backlog, self.cfg.packets_per_second,
             )
+
+    def wants(self, device: Device) -> bool:
+        """Every device with an address is pinged."""
+        return device.address is not None
 
     def params_for(self, device: Device) -> PingParams:
         """The device's effective PingParams (cached per selector-relevant attributes)."""

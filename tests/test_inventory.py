@@ -217,7 +217,8 @@ def test_xlsx_named_sheet(tmp_path: Path) -> None:
     assert problems(named) == [f"{named}:3: address: duplicate address 10.0.0.1 (first at {named}:2, id a)"]
     assert problems(Path(f"{path}#nope")) == [f"{path}#nope: no sheet named 'nope' (sheets: Sheet, 点位明细)"]
     assert problems(path) == [f"{path}: no header row: none of the first 10 rows names two known columns "
-                              "(id, name, kind, address, site, region, parent, status, lat, lon, model, tags)"]
+                              "(id, name, kind, address, site, region, parent, status, lat, lon, model, manufacturer, firmware, "
+                                  "serial, stream_url, port, uplink, tags)"]
 
 
 def test_xlsx_column_without_header_is_named_by_letter(tmp_path: Path) -> None:
@@ -310,9 +311,9 @@ def test_unknown_column_with_suggestion(tmp_path: Path) -> None:
 
 
 def test_unknown_column_lists_known_and_ignorable(tmp_path: Path) -> None:
-    path = csv_file(tmp_path, "a,camera,10.0.0.1,s,r,x", header="id,kind,address,site,region,品牌")
+    path = csv_file(tmp_path, "a,camera,10.0.0.1,s,r,x", header="id,kind,address,site,region,颜色")
     (message,) = problems(path)
-    assert message.startswith(f"{path}:1: 品牌: unknown column (known: id, name, kind, address, site, region,")
+    assert message.startswith(f"{path}:1: 颜色: unknown column (known: id, name, kind, address, site, region,")
     assert "ignorable: 序号, 备注" in message
 
 
