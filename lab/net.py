@@ -570,6 +570,11 @@ class LabNet:
         """Device addresses of a site, in the order add_site returned them. Raises KeyError."""
         return list(self._sites[site].addresses)
 
+    def namespace_of(self, address: IPAddress | str) -> str:
+        """Name of the network namespace that serves `address` now (a site moves between the
+        healthy and the impaired namespace when its behaviour changes). Raises ValueError."""
+        return self._lookup(address)[1].ns.name
+
     def behaviour(self, site: str) -> Behaviour:
         return self._sites[site].behaviour
 

@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.availability import AvailabilityConfig
 from monitor.config_base import Strict, is_http_url, read_secret, refuse_inline_secrets
 from rules.config import (
     FlappingConfig,
@@ -177,6 +178,11 @@ class ApiConfig(Strict):
       decidable); anything but loopback needs a token.
     - port: TCP port; 0 binds a free port (tests).
     - token_env / token_file: the bearer token for writes; resolved into `token`.
+    - status_token_env / status_token_file: a read-only token; resolved into `status_token`.
+      When set, the phone status page (/status?token=…) and every data read (/api/v1/status,
+      devices, faults, maintenance) need it or the write token; /healthz and the OpenAPI
+      document stay open. It must differ from the write token: it travels in page URLs
+      (bookmarks, browser history), so it must not grant writes.
     """
 
     enabled: bool = True
@@ -184,14 +190,17 @@ class ApiConfig(Strict):
     port: Annotated[int, Field(ge=0, le=65_535)] = 8080
     token_env: str | None = None
     token_file: Path | None = None
+    status_token_env: str | None = None
+    status_token_file: Path | None = None
 
-    # Resolved at load time from token_env / token_file; never part of the YAML.
+    # Resolved at load time from *_env / *_file; never part of the YAML.
     token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    status_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
     def _no_inline_token(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "token")
+        return refuse_inline_secrets(data, "token", "status_token")
 
     @model_validator(mode="after")
     def _resolve(self) -> "ApiConfig":
@@ -203,6 +212,16 @@ class ApiConfig(Strict):
         if self.token_env and self.token_file:
             raise ValueError("give the token either as token_env or as token_file, not both")
         object.__setattr__(self, "token", read_secret(self.token_env, self.token_file, "token"))
+        if self.status_token_env and self.status_token_file:
+            raise ValueError("give the status token either as status_token_env or as status_token_file, not both")
+        status_token = read_secret(self.status_token_env, self.status_token_file, "status_token")
+        if (
+            status_token is not None
+            and self.token is not None
+            and status_token.get_secret_value() == self.token.get_secret_value()
+        ):
+            raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
+        object.__setattr__(self, "status_token", status_token)
         if self.token is None and not address.is_loopback:
             raise ValueError(
                 f"listening on {self.listen} (not loopback) needs a token (token_env or token_file): "
@@ -235,6 +254,8 @@ class FleetmonConfig(Strict):
     probes: ProbesConfig = ProbesConfig()  # type: ignore[valid-type]
     scheduler: SchedulerConfig = SchedulerConfig()
     state: StateConfig = StateConfig()
+    availability: AvailabilityConfig = AvailabilityConfig()
+    """Which basis (network, service, video) counts as online for online rates and rules."""
     influxdb: InfluxDBConfig = InfluxDBConfig()
     log: LogConfig = LogConfig()
     rules: Annotated[list[Rule], AfterValidator(unique_rule_names)] = Field(default_factory=default_rules)

@@ -12,9 +12,10 @@ import logging
 import time
 from collections import Counter
 from contextlib import AsyncExitStack
-from typing import Callable, Mapping
+from typing import Callable
 
 from monitor.api import ApiContext, ApiServer
+from monitor.availability import PROBES as BASIS_PROBES, Basis, combine
 from monitor.config import FleetmonConfig
 from monitor.inventory import Inventory
 from monitor.model import Device, Status
@@ -27,6 +28,7 @@ from monitor.storage import InfluxSink
 from probes import REGISTRY
 from probes.base import ProbeResult
 from rules.engine import View
+from rules.model import EventKind, Fault, FaultState, Severity
 from rules.service import Alerting
 
 log = logging.getLogger("fleetmon.daemon")
@@ -53,6 +55,11 @@ def _depth_first(inventory: Inventory) -> list[Device]:
         out.append(device)
         stack.extend(reversed(children.get(device.id, [])))
     return out
+
+
+# The basis (monitor.availability) each probe's cycle settles; probes of none (snmp) write no
+# device_state of their own.
+BASIS_OF_PROBE = {probe: basis for basis, probes in BASIS_PROBES.items() for probe in probes}
 
 
 def _tags(device: Device) -> dict[str, str]:
@@ -82,6 +89,7 @@ class Daemon:
         self.api: ApiServer | None = None
         self._trackers: dict[str, StateTracker] = {}
         self._latest: dict[str, dict[str, ProbeResult]] = {}
+        self._polled: dict[str, frozenset[str]] = {}  # probe → ids of the devices it polls
         # Work for the state-DB writer task; None asks it to finish.
         self._pending: asyncio.Queue[list[Transition] | None] = asyncio.Queue()
         self._heartbeat_due = False
@@ -131,6 +139,8 @@ class Daemon:
         writer = asyncio.create_task(self._store_transitions(db), name="statedb-writer")
         stack.push_async_callback(self._stop_writer, writer)
         self._alerting = alerting = await stack.enter_async_context(Alerting(self.cfg, self.inventory, db))
+        if self._sink is not None:
+            alerting.faults.listeners.append(self._write_fault_event)
 
         schedulers = []
         for name, probe_cls in REGISTRY.items():
@@ -146,10 +156,12 @@ class Daemon:
                 initial=await db.load_states(name),
             )
             self._latest[name] = {}
+            polled = [d for d in self.probed if probe.wants(d)]
+            self._polled[name] = frozenset(d.id for d in polled)
             schedulers.append(
                 Scheduler(
                     probe,
-                    [d for d in self.probed if probe.wants(d)],
+                    polled,
                     interval_s=probe_cfg.interval_s,
                     spread=self.cfg.scheduler.spread,
                     max_concurrency=self.cfg.scheduler.max_concurrency,
@@ -185,32 +197,48 @@ class Daemon:
 
     def _on_cycle(self, report: CycleReport) -> None:
         now_ns = time.time_ns()
-        states, rates = self._evaluate(report.probe, now_ns)
+        view = self._evaluate(report.probe, now_ns)
+        assert self._alerting is not None
+        open_faults = tuple(self._alerting.faults.open_faults())
         if self._sink is not None:
-            self._write_cycle(report, states, rates, now_ns)
+            self._write_cycle(report, view, open_faults, now_ns)
         self._heartbeat_due = True
         self._pending.put_nowait([])
-        assert self._alerting is not None
         self.snapshot = Snapshot(
-            report, rates, states, dict(self._latest[report.probe]), tuple(self._alerting.faults.open_faults())
+            report, tuple(view.rates), view.states, dict(self._latest.get("icmp", {})), open_faults,
+            since=view.since_ns, bases=view.bases, results={p: dict(r) for p, r in self._latest.items()},
         )
         if self._on_snapshot is not None:
             self._on_snapshot(self.snapshot)
 
-    def _evaluate(self, probe: str, now_ns: int) -> tuple[dict[str, State], tuple[GroupRate, ...]]:
-        """Settle the topology (down vs unreachable), compute online rates and hand the rules a
-        View of this moment. Returns the states and rates."""
+    def _evaluate(self, probe: str, now_ns: int) -> View:
+        """Settle `probe`'s topology (down vs unreachable), combine every probe's states into
+        the bases (network, service, video, online), compute their online rates and hand the
+        rules a View of this moment, which is returned."""
         if self._early is not None:
             self._early.cancel()
             self._early = None
-        tracker = self._trackers[probe]
-        self._transitions(tracker.reconcile(now_ns))
+        self._transitions(self._trackers[probe].reconcile(now_ns))
         self._log_summary()
-        states = tracker.states()
-        rates = tuple(online_rates(self.devices, states))
+        trackers = {name: t.states() for name, t in self._trackers.items()}
+        bases = combine(self.devices, trackers, self._polled, self.cfg.availability.online_requires)
+        rates: list[GroupRate] = []
+        for basis, states in bases.items():
+            if basis in (Basis.ONLINE, Basis.NETWORK):
+                rates += online_rates(self.devices, states, basis.value) if states or basis is Basis.ONLINE else []
+            elif states:  # service and video: only the devices they apply to
+                rates += online_rates((d for d in self.devices if d.id in states), states, basis.value)
+        network = self._trackers.get("icmp")
+        view = View(
+            now_ns,
+            network.states() if network is not None else bases[Basis.ONLINE],
+            network.since() if network is not None else {},
+            tuple(rates),
+            {b.value: states for b, states in bases.items()},
+        )
         assert self._alerting is not None
-        self._alerting.cycle(View(now_ns, states, tracker.since(), rates))
-        return states, rates
+        self._alerting.cycle(view)
+        return view
 
     def _evaluate_soon(self, probe: str) -> None:
         """A device went down or came back mid-cycle: evaluate the rules shortly, not at the end
@@ -221,26 +249,37 @@ class Daemon:
             loop = asyncio.get_running_loop()
             self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns()))
 
-    def _write_cycle(
-        self, report: CycleReport, states: Mapping[str, State], rates: tuple[GroupRate, ...], now_ns: int
-    ) -> None:
+    def _write_cycle(self, report: CycleReport, view: View, open_faults: tuple[Fault, ...], now_ns: int) -> None:
+        """What a finished cycle of `report.probe` settled: the device states of its basis and
+        of `online` for the devices it polls, every online rate, open faults, the cycle."""
         sink = self._sink
         assert sink is not None
-        for device in self.probed:
-            state = states[device.id]
-            sink.write(
-                "device_state",
-                _tags(device),
-                {"state": state.value, "online": int(state is State.UP), "counted": int(device.counted)},
-                now_ns,
-            )
-        for r in rates:
+        basis = BASIS_OF_PROBE.get(report.probe)
+        polled = self._polled[report.probe]
+        for b in (basis, Basis.ONLINE) if basis is not None else ():
+            states = view.bases[b.value]
+            for device in self.probed:
+                state = states.get(device.id)
+                if state is None or device.id not in polled:
+                    continue
+                sink.write(
+                    "device_state",
+                    {**_tags(device), "basis": b.value},
+                    {"state": state.value, "online": int(state is State.UP), "counted": int(device.counted)},
+                    now_ns,
+                )
+        for r in view.rates:
             fields: dict[str, float | int] = {
                 "online": r.online, "offline": r.offline, "unknown": r.unknown, "total": r.total, "excluded": r.excluded,
             }
             if r.rate_pct is not None:
                 fields["online_rate_pct"] = r.rate_pct
-            sink.write("online_rate", {"scope": r.scope, "group": r.group, "kind": r.kind}, fields, now_ns)
+            sink.write(
+                "online_rate", {"scope": r.scope, "group": r.group, "kind": r.kind, "basis": r.basis}, fields, now_ns
+            )
+        firing = Counter(f.severity.value for f in open_faults if f.state is FaultState.FIRING)
+        for severity in Severity:
+            sink.write("faults_open", {"severity": severity.value}, {"count": firing[severity.value]}, now_ns)
         sink.write(
             "fleetmon_cycle",
             {"probe": report.probe},
@@ -254,6 +293,17 @@ class Daemon:
             },
             now_ns,
         )
+
+    def _write_fault_event(self, fault: Fault, kind: EventKind, ts_ns: int) -> None:
+        """Every firing, resolution and acknowledgement, for the command hall's fault table."""
+        assert self._sink is not None
+        fields: dict[str, str | int] = {"fault_id": fault.id, "title": fault.title, "state": fault.state.value, "event": kind.value}
+        if fault.device_id is not None:
+            fields["device_id"] = fault.device_id
+        tags = {"rule": fault.rule, "severity": fault.severity.value}
+        if fault.region is not None:
+            tags["region"] = fault.region
+        self._sink.write("fault_event", tags, fields, ts_ns)
 
     # -- transitions: log one line each, store them in order ------------------------------------
 

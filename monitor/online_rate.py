@@ -7,6 +7,8 @@ devices not yet decided (UNKNOWN, only right after the very first start) are lef
 the ratio and counted apart.
 
 Groups: the fleet, each region and each site, each for all kinds together and per kind.
+Each is computed per basis (monitor.availability): the contract's `online` and the measured
+network, service and video rates, side by side.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class GroupRate:
     offline: int
     unknown: int
     excluded: int
+    basis: str = "online"  # monitor.availability.Basis value
 
     @property
     def total(self) -> int:
@@ -43,10 +46,11 @@ class GroupRate:
         return 100.0 * self.online / decided if decided else None
 
 
-def online_rates(devices: Iterable[Device], states: Mapping[str, State]) -> list[GroupRate]:
+def online_rates(devices: Iterable[Device], states: Mapping[str, State], basis: str = "online") -> list[GroupRate]:
     """Online rates of every group, fleet first, then regions, then sites (sorted by name).
 
     `states` maps device id to its published state; a device missing from it is UNKNOWN.
+    `basis` labels the rates (which "online" the states are).
     """
     # counts[(scope, group, kind)] = [online, offline, unknown, excluded]
     counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -61,4 +65,4 @@ def online_rates(devices: Iterable[Device], states: Mapping[str, State]) -> list
             counts[(scope, group, device.kind.value)][slot] += 1
     order = {"fleet": 0, "region": 1, "site": 2}
     keys = sorted(counts, key=lambda k: (order[k[0]], k[1], k[2] != ALL, k[2]))
-    return [GroupRate(*key, *counts[key]) for key in keys]
+    return [GroupRate(*key, *counts[key], basis) for key in keys]

@@ -24,8 +24,9 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
         *_probe_measurements(),
         MeasurementSpec(
             "device_state",
-            "State of each device at the end of every cycle of its probe (after hysteresis and topology).",
-            DEVICE_TAGS,
+            "State of each device at the end of every cycle of a probe that settles a basis (after hysteresis and "
+            "topology): the probe's basis and `online`, for the devices it polls.",
+            {**DEVICE_TAGS, "basis": "online (what the contract counts) | network (icmp) | service (onvif) | video (rtsp)"},
             {
                 "state": FieldSpec("string", "", "up | down | unreachable (parent down) | unknown (not yet decided)"),
                 "online": FieldSpec("integer", "0/1", "1 when state is up"),
@@ -34,11 +35,13 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
         ),
         MeasurementSpec(
             "online_rate",
-            "Online rate (在线率) of a group of active devices, every cycle.",
+            "Online rate (在线率) of a group of active devices, per basis, at the end of every probe cycle.",
             {
                 "scope": "fleet | region | site",
                 "group": "name of the region or site; 'all' for the fleet",
                 "kind": "device kind, or 'all' for every kind",
+                "basis": "online (the contract's: availability.online_requires, default network and video) | "
+                "network (icmp) | service (onvif) | video (rtsp)",
             },
             {
                 "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided"),
@@ -47,6 +50,28 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
                 "unknown": FieldSpec("integer", "devices", "active devices not yet decided (just started)"),
                 "total": FieldSpec("integer", "devices", "active devices in the group"),
                 "excluded": FieldSpec("integer", "devices", "devices in the group not counted (construction, removed)"),
+            },
+        ),
+        MeasurementSpec(
+            "faults_open",
+            "Firing faults by severity, at the end of every probe cycle (0 when none).",
+            {"severity": "critical | major | minor"},
+            {"count": FieldSpec("integer", "faults", "faults firing now (pending ones not counted)")},
+        ),
+        MeasurementSpec(
+            "fault_event",
+            "One point per fault firing, resolution or acknowledgement, at its time.",
+            {
+                "rule": "name of the rule that raised the fault",
+                "severity": "critical | major | minor",
+                "region": "region of the fault, when it has one",
+            },
+            {
+                "fault_id": FieldSpec("string", "", "fault id (F123), as in the API and the WeCom message"),
+                "title": FieldSpec("string", "", "the fault's one-line title, in the configured language"),
+                "state": FieldSpec("string", "", "firing | resolved (the fault's state after the event)"),
+                "event": FieldSpec("string", "", "firing | resolved | acknowledged"),
+                "device_id": FieldSpec("string", "", "the fault's device, when it has one"),
             },
         ),
         MeasurementSpec(

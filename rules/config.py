@@ -8,6 +8,13 @@ Rule types (RFC-free: these are the contract's own terms):
   `clear_above_pct` (hysteresis).
 - latency / loss / jitter: the mean of the device's last `window` ICMP results above the
   limit; clear below the (lower) clear limit.
+- video_down: a camera up on the network whose video (RTSP) — or, with `basis: service`, its
+  ONVIF service — is down: the picture is gone while ping says all is well.
+- value rules on the latest result of a probe (per device, and per port or disk where the
+  measurement has several): clock_drift (ONVIF), inventory_mismatch (ONVIF vs point list),
+  port_down (IF-MIB ifOperStatus of uplinks), ups_on_battery / ups_battery_low (UPS-MIB,
+  RFC 1628), device_rebooted (sysUpTime), interface_utilisation, interface_errors,
+  storage_usage (HOST-RESOURCES-MIB).
 Every rule has `for_s` (raise only when sustained) and `clear_for_s` (resolve only when the
 clear condition held that long), so a value hovering at the limit raises one fault.
 """
@@ -15,10 +22,11 @@ clear condition held that long), so a value hovering at the limit raises one fau
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal, Self, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Self, Union
 
 from pydantic import Field, model_validator
 
+from monitor.availability import Basis
 from monitor.config_base import SelectorConfig, Strict
 from monitor.model import Kind
 from rules.duty import DutyShift
@@ -50,6 +58,8 @@ class DeviceDownRule(_RuleBase):
 
 class OnlineRateRule(_RuleBase):
     type: Literal["online_rate"] = "online_rate"
+    basis: Basis = Basis.ONLINE
+    """Which online rate (monitor.availability): the contract's `online` by default."""
     scope: Literal["fleet", "region", "site"] = "region"
     kind: Kind | Literal["all"] = Kind.CAMERA
     below_pct: Annotated[float, Field(gt=0, le=100)] = 95.0
@@ -109,14 +119,166 @@ class JitterRule(_WindowRule):
     clear_below_ms: Annotated[float, Field(gt=0)] | None = None
 
 
+class VideoDownRule(_RuleBase):
+    type: Literal["video_down"] = "video_down"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.CAMERA])
+    basis: Literal["video", "service"] = "video"
+    """Which basis must be up besides the network (monitor.availability)."""
+
+
+class _ValueRule(_RuleBase):
+    """A rule on the latest value of a probe's measurement, per device and per instance (a
+    port, a disk). Subclasses name the measurement, the fields (the value is the largest of
+    those present) and the unit; `above` rules raise above `limit_keys[0]` and clear below
+    `limit_keys[1]`, `below` rules the other way round; flag rules (no limit_keys) hold while
+    `flag(fields)` is true."""
+
+    measurement: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]]  # what the rule reads; none present = no data
+    unit: ClassVar[str] = ""
+    limit_keys: ClassVar[tuple[str, str] | None] = None
+    direction: ClassVar[Literal["above", "below"]] = "above"
+
+    def limits(self) -> tuple[float, float]:
+        """(raise, clear); the clear limit defaults to the raise limit."""
+        assert self.limit_keys is not None
+        limit, clear = (getattr(self, key) for key in self.limit_keys)
+        return limit, limit if clear is None else clear
+
+    def flag(self, fields: Mapping[str, Any]) -> bool:
+        """The condition holds on these fields whatever the limits say (flag rules)."""
+        return False
+
+    def applies(self, fields: Mapping[str, Any]) -> bool:
+        """Whether this instance (port, disk) is watched at all."""
+        return True
+
+    @model_validator(mode="after")
+    def _clear_on_the_right_side(self) -> Self:
+        if self.limit_keys is not None:
+            limit, clear = self.limits()
+            if (clear > limit) if self.direction == "above" else (clear < limit):
+                side = "≤" if self.direction == "above" else "≥"
+                raise ValueError(f"{self.limit_keys[1]} must be {side} {self.limit_keys[0]}")
+        return self
+
+
+class ClockDriftRule(_ValueRule):
+    measurement, fields, unit, limit_keys = "onvif", ("clock_drift_s",), "s", ("above_s", "clear_below_s")
+    type: Literal["clock_drift"] = "clock_drift"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.CAMERA])
+    severity: Severity = Severity.MINOR
+    above_s: Annotated[float, Field(gt=0)] = 60.0
+    """Evidence timestamps are only as good as the camera's clock."""
+    clear_below_s: Annotated[float, Field(gt=0)] | None = 30.0
+
+
+class InventoryMismatchRule(_ValueRule):
+    measurement, fields = "onvif", ("inventory_mismatch",)
+    type: Literal["inventory_mismatch"] = "inventory_mismatch"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.CAMERA])
+    severity: Severity = Severity.MINOR
+
+    def flag(self, fields: Mapping[str, Any]) -> bool:
+        return bool(fields.get("inventory_mismatch"))
+
+
+class PortDownRule(_ValueRule):
+    measurement, fields = "snmp_interface", ("oper_status",)
+    type: Literal["port_down"] = "port_down"
+    uplink_only: bool = True
+    """Only uplink ports (point list `uplink`); a camera's access port down is shown in the
+    camera's own device_down fault as its cause."""
+
+    def applies(self, fields: Mapping[str, Any]) -> bool:
+        return bool(fields.get("uplink")) or not self.uplink_only
+
+    def flag(self, fields: Mapping[str, Any]) -> bool:
+        # ifAdminStatus down = switched off on purpose (RFC 2863 §3.1.13): not a fault.
+        return fields.get("admin_status") == 1 and fields.get("oper_status", 1) != 1
+
+
+class UpsOnBatteryRule(_ValueRule):
+    measurement, fields = "ups", ("on_battery",)
+    type: Literal["ups_on_battery"] = "ups_on_battery"
+    severity: Severity = Severity.CRITICAL
+
+    def flag(self, fields: Mapping[str, Any]) -> bool:
+        return bool(fields.get("on_battery"))
+
+
+class UpsBatteryLowRule(_ValueRule):
+    measurement, fields, unit, limit_keys = "ups", ("minutes_remaining",), "min", ("below_minutes", "clear_above_minutes")
+    direction = "below"
+    type: Literal["ups_battery_low"] = "ups_battery_low"
+    severity: Severity = Severity.CRITICAL
+    below_minutes: Annotated[float, Field(gt=0)] = 10.0
+    """upsEstimatedMinutesRemaining below this, or upsBatteryStatus low/depleted."""
+    clear_above_minutes: Annotated[float, Field(gt=0)] | None = 15.0
+
+    def flag(self, fields: Mapping[str, Any]) -> bool:
+        return bool(fields.get("battery_low"))
+
+
+class DeviceRebootedRule(_ValueRule):
+    measurement, fields, unit, limit_keys = "snmp", ("sys_uptime_s",), "s", ("within_s", "within_s")
+    direction = "below"
+    type: Literal["device_rebooted"] = "device_rebooted"
+    severity: Severity = Severity.MINOR
+    within_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    """Holds while sysUpTime is below this: the device restarted that recently."""
+
+
+class InterfaceUtilisationRule(_ValueRule):
+    measurement, unit, limit_keys = "snmp_interface", "%", ("above_pct", "clear_below_pct")
+    fields = ("in_utilisation_pct", "out_utilisation_pct")
+    type: Literal["interface_utilisation"] = "interface_utilisation"
+    above_pct: Annotated[float, Field(gt=0, le=100)] = 90.0
+    clear_below_pct: Annotated[float, Field(gt=0, le=100)] | None = 80.0
+    uplink_only: bool = True
+
+    def applies(self, fields: Mapping[str, Any]) -> bool:
+        return bool(fields.get("uplink")) or not self.uplink_only
+
+
+class InterfaceErrorsRule(_ValueRule):
+    measurement, unit, limit_keys = "snmp_interface", "/s", ("above_per_s", "clear_below_per_s")
+    fields = ("in_errors_per_s", "out_errors_per_s")
+    type: Literal["interface_errors"] = "interface_errors"
+    above_per_s: Annotated[float, Field(gt=0)] = 1.0
+    clear_below_per_s: Annotated[float, Field(ge=0)] | None = None
+    uplink_only: bool = True
+
+    def applies(self, fields: Mapping[str, Any]) -> bool:
+        return bool(fields.get("uplink")) or not self.uplink_only
+
+
+class StorageUsageRule(_ValueRule):
+    measurement, fields, unit, limit_keys = "host_storage", ("used_pct",), "%", ("above_pct", "clear_below_pct")
+    type: Literal["storage_usage"] = "storage_usage"
+    above_pct: Annotated[float, Field(gt=0, le=100)] = 90.0
+    clear_below_pct: Annotated[float, Field(gt=0, le=100)] | None = 85.0
+
+
+VALUE_RULES = (
+    ClockDriftRule, InventoryMismatchRule, PortDownRule, UpsOnBatteryRule, UpsBatteryLowRule, DeviceRebootedRule,
+    InterfaceUtilisationRule, InterfaceErrorsRule, StorageUsageRule,
+)
+
 Rule = Annotated[
-    Union[DeviceDownRule, OnlineRateRule, LatencyRule, LossRule, JitterRule], Field(discriminator="type")
+    Union[
+        DeviceDownRule, OnlineRateRule, LatencyRule, LossRule, JitterRule, VideoDownRule, ClockDriftRule,
+        InventoryMismatchRule, PortDownRule, UpsOnBatteryRule, UpsBatteryLowRule, DeviceRebootedRule,
+        InterfaceUtilisationRule, InterfaceErrorsRule, StorageUsageRule,
+    ],
+    Field(discriminator="type"),
 ]
 
 
 def default_rules() -> list[Rule]:
     """What a 雪亮工程 contract measures: devices down, camera online rate per region against
-    95 %, dedicated-line latency against 200 ms, loss and jitter on the lines."""
+    95 %, dedicated-line latency against 200 ms, loss and jitter on the lines; cameras without
+    a picture, clocks and records; uplinks, UPS units, reboots, traffic and disks."""
     links = SelectorConfig(kind=[Kind.LINK])
     return [
         DeviceDownRule(name="device-down", for_s=60),
@@ -126,6 +288,17 @@ def default_rules() -> list[Rule]:
         LatencyRule(name="link-latency", match=links, for_s=60, clear_for_s=120, clear_below_ms=180),
         LossRule(name="link-loss", match=links, window=10, for_s=60, clear_for_s=300, above_pct=5, clear_below_pct=2),
         JitterRule(name="link-jitter", match=links, window=10, for_s=120, clear_for_s=300, severity=Severity.MINOR),
+        # Two RTSP cycles: one failed DESCRIBE (a camera rebooting) is no fault yet.
+        VideoDownRule(name="camera-video-down", for_s=120, clear_for_s=60),
+        ClockDriftRule(name="camera-clock-drift", for_s=600),
+        InventoryMismatchRule(name="camera-inventory-mismatch"),
+        PortDownRule(name="uplink-down"),
+        UpsOnBatteryRule(name="ups-on-battery"),
+        UpsBatteryLowRule(name="ups-battery-low"),
+        DeviceRebootedRule(name="device-rebooted"),
+        InterfaceUtilisationRule(name="uplink-utilisation", for_s=300, clear_for_s=300),
+        InterfaceErrorsRule(name="uplink-errors", for_s=300, clear_for_s=300),
+        StorageUsageRule(name="storage-usage", for_s=300),
     ]
 
 

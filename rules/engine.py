@@ -3,7 +3,10 @@ that hold now, each keyed by (rule name, scope). The fault lifecycle (rules/faul
 conditions into faults over time (for_s, clear_for_s, notifications).
 
 Evaluation is a pure function of the engine's inputs, so it is tested without I/O:
-- `observe(result)`: every ICMP result (a bounded window per device is kept);
+- `observe(result)`: every probe result (a bounded window of ICMP results per device, and the
+  latest values of the measurements value rules watch);
+- `observe_trap(event)`: SNMP traps, applied to those latest values at once (a linkDown marks
+  the port down before the next poll confirms it);
 - `observe_transition(t)`: every state transition (for flap damping);
 - `evaluate(view, firing)`: the conditions now. `firing` are the keys of faults that fired and
   are not resolved; for them the *clear* thresholds apply (hysteresis), and a condition with no
@@ -16,19 +19,25 @@ One fault per real problem:
   root cause's fault ("交换机X离线，影响N路摄像机");
 - a region whose every counted device is offline is one region fault; device and online-rate
   faults inside it are not raised separately;
-- a flapping device gets one flapping fault, and no device-down faults while it flaps.
+- a flapping device gets one flapping fault, and no device-down faults while it flaps;
+- value rules (ports, UPS, clocks …) and video_down hold, never raise, while their device is
+  offline on the network: device_down speaks for it;
+- a down device's fault names its likely cause when the engine sees one: its access port down
+  on the parent switch (point list `port`), or a UPS of its site on battery.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from monitor.availability import Basis
 from monitor.inventory import Inventory
 from monitor.model import Device, Kind
 from monitor.online_rate import ALL, GroupRate
 from monitor.state import State, Transition
+from probes import REGISTRY
 from probes.base import ProbeResult
 from rules.config import (
     DeviceDownRule,
@@ -37,9 +46,16 @@ from rules.config import (
     LatencyRule,
     LossRule,
     OnlineRateRule,
+    PortDownRule,
     RESERVED_RULE_NAMES,
     Rule,
+    UpsOnBatteryRule,
+    VideoDownRule,
+    _ValueRule,
 )
+
+if TYPE_CHECKING:
+    from probes.traps import TrapEvent
 from rules.model import Severity
 
 Key = tuple[str, str]  # (rule name, scope)
@@ -57,12 +73,28 @@ TITLES = {
         "down_affected_more": "{kind}{name}离线，影响{cameras}路摄像机及{others}台其他设备",
         "down_affected_devices": "{kind}{name}离线，影响{others}台设备",
         "region_dark": "{region}全部离线（{count}台设备）",
-        "online_rate": "{group}{kind}在线率{value:.2f}%，低于{limit:g}%",
+        "online_rate": "{group}{kind}{basis}{value:.2f}%，低于{limit:g}%",
         "fleet": "全网",
+        "basis": {"online": "在线率", "network": "网络在线率", "service": "服务在线率", "video": "视频在线率"},
         "latency": "{kind}{name}时延{value:.0f} ms，超过{limit:g} ms",
         "loss": "{kind}{name}丢包率{value:.1f}%，超过{limit:g}%",
         "jitter": "{kind}{name}抖动{value:.1f} ms，超过{limit:g} ms",
         "flapping": "{kind}{name}频繁掉线（{count}次状态变化/{minutes:g}分钟）",
+        "video_down": "{kind}{name}网络正常但视频中断（{reason}）",
+        "service_down": "{kind}{name}网络正常但ONVIF服务异常（{reason}）",
+        "clock_drift": "{kind}{name}时钟偏差{value:.0f}秒，超过{limit:g}秒",
+        "inventory_mismatch": "{kind}{name}与点位表不符：{detail}",
+        "port_down": "{kind}{name}端口{port}中断",
+        "uplink_down": "{kind}{name}上联端口{port}中断",
+        "ups_on_battery": "{kind}{name}市电中断，电池供电（剩余约{minutes}分钟），{site}{count}台设备依其供电",
+        "ups_battery_low": "{kind}{name}电池即将耗尽（剩余{minutes}分钟）",
+        "device_rebooted": "{kind}{name}重启（已运行{minutes:.0f}分钟）",
+        "interface_utilisation": "{kind}{name}端口{port}带宽利用率{value:.0f}%，超过{limit:g}%",
+        "interface_errors": "{kind}{name}端口{port}错误包{value:.1f}个/秒，超过{limit:g}个/秒",
+        "storage_usage": "{kind}{name}磁盘{disk}使用率{value:.0f}%，超过{limit:g}%",
+        "cause_port": "（{parent}端口{port}中断）",
+        "cause_ups": "（可能因UPS {ups}市电中断）",
+        "unknown_reason": "原因未知",
     },
     "en": {
         "down": "{kind} {name} down",
@@ -70,12 +102,29 @@ TITLES = {
         "down_affected_more": "{kind} {name} down, {cameras} cameras and {others} other devices affected",
         "down_affected_devices": "{kind} {name} down, {others} devices affected",
         "region_dark": "{region} entirely offline ({count} devices)",
-        "online_rate": "{group} {kind} online rate {value:.2f}%, below {limit:g}%",
+        "online_rate": "{group} {kind} {basis} {value:.2f}%, below {limit:g}%",
         "fleet": "fleet",
+        "basis": {"online": "online rate", "network": "network online rate", "service": "service online rate",
+                  "video": "video online rate"},
         "latency": "{kind} {name} latency {value:.0f} ms, above {limit:g} ms",
         "loss": "{kind} {name} loss {value:.1f}%, above {limit:g}%",
         "jitter": "{kind} {name} jitter {value:.1f} ms, above {limit:g} ms",
         "flapping": "{kind} {name} flapping ({count} state changes in {minutes:g} min)",
+        "video_down": "{kind} {name} network up but no video ({reason})",
+        "service_down": "{kind} {name} network up but ONVIF service failing ({reason})",
+        "clock_drift": "{kind} {name} clock off by {value:.0f} s, above {limit:g} s",
+        "inventory_mismatch": "{kind} {name} differs from the point list: {detail}",
+        "port_down": "{kind} {name} port {port} down",
+        "uplink_down": "{kind} {name} uplink {port} down",
+        "ups_on_battery": "{kind} {name} on battery, mains lost (about {minutes} min left); {count} devices at {site} depend on it",
+        "ups_battery_low": "{kind} {name} battery nearly exhausted ({minutes} min left)",
+        "device_rebooted": "{kind} {name} rebooted (up {minutes:.0f} min)",
+        "interface_utilisation": "{kind} {name} port {port} utilisation {value:.0f}%, above {limit:g}%",
+        "interface_errors": "{kind} {name} port {port} errors {value:.1f}/s, above {limit:g}/s",
+        "storage_usage": "{kind} {name} disk {disk} {value:.0f}% used, above {limit:g}%",
+        "cause_port": " (port {port} of {parent} down)",
+        "cause_ups": " (likely: UPS {ups} lost mains)",
+        "unknown_reason": "reason unknown",
     },
 }
 
@@ -111,12 +160,16 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """The fleet after a cycle: published states, since when, online rates; `ts_ns` UTC ns."""
+    """The fleet at `ts_ns` (UTC ns): network states (the icmp tracker's: device_down and the
+    window rules) and since when, online rates of every basis, and the states of every basis
+    (monitor.availability: basis → device id → State; a device a basis does not apply to is
+    absent)."""
 
     ts_ns: int
     states: Mapping[str, State]
     since_ns: Mapping[str, int]
     rates: Sequence[GroupRate]
+    bases: Mapping[str, Mapping[str, State]] = field(default_factory=dict)
 
 
 class RulesEngine:
@@ -150,6 +203,28 @@ class RulesEngine:
         self._recent: dict[str, deque[tuple[float | None, ...]]] = {
             d.id: deque(maxlen=window) for r in windowed for d in self._devices[r.name]
         }
+        # Latest values of the measurements value rules watch, and only for the devices they
+        # watch: (device id, measurement) → instance (series tag values; () for the probe's own
+        # fields) → fields. Also the parents' ports and the sites' UPS units, for causes.
+        self._by_site_ups: dict[str, list[Device]] = defaultdict(list)
+        for d in inventory.devices.values():
+            if d.kind is Kind.UPS:
+                self._by_site_ups[d.site].append(d)
+        watched: dict[str, set[str]] = defaultdict(set)
+        for r in rules:
+            if isinstance(r, _ValueRule):
+                watched[r.measurement].update(d.id for d in self._devices[r.name])
+        if any(isinstance(r, DeviceDownRule) for r in rules):
+            watched["snmp_interface"].update(d.parent for d in inventory.devices.values() if d.port and d.parent)
+            watched["ups"].update(u.id for ups in self._by_site_ups.values() for u in ups)
+        self._watched = {m: frozenset(ids) for m, ids in watched.items()}
+        self._measurements = {name: tuple(m.name for m in probe.measurements) for name, probe in REGISTRY.items()}
+        self._values: dict[tuple[str, str], dict[tuple[str, ...], Mapping[str, Any]]] = {}
+        # Why a camera's video (or service) is down, for video_down titles: (device, probe) → reason.
+        self._reason_of = {
+            p for r in rules if isinstance(r, VideoDownRule) for p in ("rtsp", "rtsp_frame", "onvif")
+        }
+        self._reasons: dict[tuple[str, str], str | None] = {}
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -157,6 +232,43 @@ class RulesEngine:
         recent = self._recent.get(result.device_id)
         if recent is not None and result.probe == self._probe:
             recent.append(tuple(result.fields.get(name) for name in WINDOW_FIELDS))
+        for m in self._measurements.get(result.probe, ()):
+            if result.device_id not in self._watched.get(m, ()):
+                continue
+            # Replaced wholesale: a port or disk the device no longer reports (or a failed poll,
+            # which reports none) has no data, and a fault on it is held, not resolved.
+            if m == result.probe:
+                self._values[(result.device_id, m)] = {(): result.fields}
+            else:
+                self._values[(result.device_id, m)] = {
+                    tuple(s.tags.values()): s.fields for s in result.series if s.measurement == m
+                }
+        if result.probe in self._reason_of:
+            self._reasons[(result.device_id, result.probe)] = result.reason
+
+    def observe_trap(self, event: "TrapEvent") -> None:
+        """Apply a trap to the latest values at once; the next poll confirms or corrects it.
+        linkDown/linkUp (RFC 2863 §6 / SNMPv2-MIB) set the port's ifOperStatus, upsTrapOnBattery
+        (RFC 1628 §4.1) sets upsOutputSource battery, coldStart/warmStart set sysUpTime 0."""
+        device_id = event.device_id
+        if device_id is None:
+            return
+        if event.name in ("link_down", "link_up") and device_id in self._watched.get("snmp_interface", ()):
+            ports = self._values.setdefault((device_id, "snmp_interface"), {})
+            key = next((k for k, f in ports.items() if f.get("if_index") == event.if_index), None)
+            if key is None:
+                name = event.if_name or f"ifIndex {event.if_index}"
+                key = (name,)
+                uplink = self.inventory.devices[device_id].uplink
+                ports[key] = {"if_index": event.if_index, "admin_status": 1, "uplink": uplink == name}
+            status = 2 if event.name == "link_down" else 1
+            ports[key] = {**ports[key], "oper_status": status, "up": status == 1}
+        elif event.name == "ups_on_battery" and device_id in self._watched.get("ups", ()):
+            ups = self._values.setdefault((device_id, "ups"), {(): {}})
+            ups[()] = {**ups.get((), {}), "on_battery": True, "output_source": 5}
+        elif event.name in ("cold_start", "warm_start") and device_id in self._watched.get("snmp", ()):
+            system = self._values.setdefault((device_id, "snmp"), {(): {}})
+            system[()] = {**system.get((), {}), "sys_uptime_s": 0.0}
 
     def observe_transition(self, t: Transition) -> None:
         if t.probe == self._probe and t.old is not State.UNKNOWN:
@@ -174,6 +286,10 @@ class RulesEngine:
                 self._device_down(rule, view, firing, dark, flapping, out)
             elif isinstance(rule, OnlineRateRule):
                 self._online_rate(rule, view, firing, dark, out)
+            elif isinstance(rule, VideoDownRule):
+                self._video_down(rule, view, firing, out)
+            elif isinstance(rule, _ValueRule):
+                self._value(rule, view, firing, out)
             else:
                 self._window(rule, view, firing, out)
         return out
@@ -237,12 +353,30 @@ class RulesEngine:
             if not holds:
                 continue
             affected = tuple(d for d in self._descendants.get(device.id, ()) if view.states.get(d) is State.UNREACHABLE)
+            details: dict[str, Any] = {"state": state.value}
+            cause = self._cause(device, details)
             out[key] = Condition(
                 rule.name, "device_down", key[1], rule.severity_by_kind.get(device.kind, rule.severity),
-                self._down_title(device, affected), rule.for_s, rule.clear_for_s,
+                self._down_title(device, affected) + cause, rule.for_s, rule.clear_for_s,
                 since_ns=view.since_ns.get(device.id), device_id=device.id, site=device.site, region=device.region,
-                affected=affected, details={"state": state.value},
+                affected=affected, details=details,
             )
+
+    def _cause(self, device: Device, details: dict[str, Any]) -> str:
+        """The likely cause of a device being down, as a title suffix ("" when none is seen);
+        adds it to `details`."""
+        if device.port and device.parent:
+            ports = self._values.get((device.parent, "snmp_interface"), {})
+            fields = ports.get((device.port,))
+            if fields is not None and fields.get("oper_status", 1) != 1:
+                details["cause"] = {"port": device.port, "switch": device.parent}
+                parent = self.inventory.devices[device.parent].name
+                return self._t["cause_port"].format(parent=parent, port=device.port)
+        for ups in self._by_site_ups.get(device.site, ()):
+            if ups.id != device.id and self._values.get((ups.id, "ups"), {}).get((), {}).get("on_battery"):
+                details["cause"] = {"ups": ups.id}
+                return self._t["cause_ups"].format(ups=ups.name)
+        return ""
 
     def _down_title(self, device: Device, affected: Sequence[str]) -> str:
         kind = self._kinds[device.kind]
@@ -265,7 +399,7 @@ class RulesEngine:
         clear_at = rule.clear_above_pct if rule.clear_above_pct is not None else rule.below_pct
         regions, sites = set(rule.match.region), set(rule.match.site)
         for rate in view.rates:
-            if rate.scope != rule.scope or rate.kind != rule.kind:
+            if rate.scope != rule.scope or rate.kind != rule.kind or rate.basis != rule.basis:
                 continue
             if rule.scope == "region" and ((regions and rate.group not in regions) or rate.group in dark):
                 continue
@@ -283,7 +417,8 @@ class RulesEngine:
             out[key] = Condition(
                 rule.name, "online_rate", key[1], rule.severity,
                 self._t["online_rate"].format(
-                    group=group, kind=self._kinds[rule.kind], value=value or 0.0, limit=rule.below_pct
+                    group=group, kind=self._kinds[rule.kind], basis=self._t["basis"][rule.basis], value=value or 0.0,
+                    limit=rule.below_pct,
                 ),
                 rule.for_s, rule.clear_for_s,
                 region=rate.group if rule.scope == "region" else None,
@@ -321,6 +456,110 @@ class RulesEngine:
                 rule.for_s, rule.clear_for_s, device_id=device.id, site=device.site, region=device.region,
                 value=value, threshold=limit, unit=rule.unit, details={"samples": len(samples)}, held=value is None,
             )
+
+
+    def _video_down(self, rule: VideoDownRule, view: View, firing: set[Key], out: dict[Key, Condition]) -> None:
+        basis = view.bases.get(Basis(rule.basis), {})
+        probes = ("onvif",) if rule.basis == "service" else ("rtsp", "rtsp_frame")
+        template = "service_down" if rule.basis == "service" else "video_down"
+        for device in self._devices[rule.name]:
+            key = (rule.name, f"device:{device.id}")
+            state = basis.get(device.id)
+            if state is None:
+                continue
+            if key in firing:
+                holds = state is not State.UP  # offline on the network or unknown: no news, hold
+            else:
+                holds = state is State.DOWN
+            if not holds:
+                continue
+            reason = next(
+                (r for p in probes if (r := self._reasons.get((device.id, p)))), self._t["unknown_reason"]
+            )
+            out[key] = Condition(
+                rule.name, rule.type, key[1], rule.severity,
+                self._t[template].format(kind=self._kinds[device.kind], name=device.name, reason=reason),
+                rule.for_s, rule.clear_for_s, since_ns=None, device_id=device.id, site=device.site,
+                region=device.region, details={"basis": rule.basis, "reason": reason}, held=state is not State.DOWN,
+            )
+
+    def _value(self, rule: _ValueRule, view: View, firing: set[Key], out: dict[Key, Condition]) -> None:
+        seen: set[Key] = set()
+        for device in self._devices[rule.name]:
+            prefix = f"device:{device.id}"
+            # Offline on the network: device_down speaks for it; its faults are held below.
+            offline = view.states.get(device.id, State.UNKNOWN).offline
+            instances = {} if offline else self._values.get((device.id, rule.measurement), {})
+            for instance, fields in instances.items():
+                if not rule.applies(fields):
+                    continue
+                key = (rule.name, "/".join((prefix, *instance)))
+                holds, value = self._judge(rule, fields, key in firing)
+                if holds is None:  # no data for this rule in this result
+                    continue
+                seen.add(key)
+                if holds:
+                    out[key] = self._value_condition(rule, device, instance, fields, key, value)
+        for key in firing:
+            if key[0] == rule.name and key not in seen and key not in out:
+                device_id = key[1].split("/", 1)[0].removeprefix("device:")
+                device = self.inventory.devices.get(device_id)
+                if device is not None:
+                    out[key] = Condition(
+                        rule.name, rule.type, key[1], rule.severity, "", rule.for_s, rule.clear_for_s,
+                        device_id=device.id, site=device.site, region=device.region, unit=rule.unit, held=True,
+                    )
+
+    @staticmethod
+    def _judge(rule: _ValueRule, fields: Mapping[str, Any], firing: bool) -> tuple[bool | None, float | None]:
+        """(holds, value); holds is None when the fields carry nothing this rule reads."""
+        if all(fields.get(f) is None for f in rule.fields):
+            return None, None
+        values = [float(v) for f in rule.fields if isinstance(v := fields.get(f), (int, float)) and not isinstance(v, bool)]
+        value = max(values) if values else None
+        flagged = rule.flag(fields)
+        if rule.limit_keys is None:
+            return flagged, None
+        if value is None:
+            return (True, None) if flagged else (None, None)
+        limit, clear = rule.limits()
+        if rule.direction == "above":
+            beyond = value >= clear if firing else value > limit
+        else:
+            beyond = value <= clear if firing else value < limit
+        return beyond or flagged, value
+
+    def _value_condition(
+        self, rule: _ValueRule, device: Device, instance: tuple[str, ...], fields: Mapping[str, Any], key: Key,
+        value: float | None,
+    ) -> Condition:
+        kind, name = self._kinds[device.kind], device.name
+        limit = rule.limits()[0] if rule.limit_keys is not None else None
+        part = instance[0] if instance else ""
+        affected: tuple[str, ...] = ()
+        template = rule.type
+        args: dict[str, Any] = {"kind": kind, "name": name, "value": value or 0.0, "limit": limit or 0.0}
+        if isinstance(rule, PortDownRule):
+            template = "uplink_down" if fields.get("uplink") else "port_down"
+            args["port"] = part
+        elif isinstance(rule, UpsOnBatteryRule):
+            affected = tuple(d.id for d in self.inventory.devices.values() if d.site == device.site and d.id != device.id)
+            minutes = fields.get("minutes_remaining")
+            args.update(minutes="?" if minutes is None else f"{minutes:g}", site=device.site, count=len(affected))
+        elif rule.type == "ups_battery_low":
+            minutes = fields.get("minutes_remaining")
+            args["minutes"] = "?" if minutes is None else f"{minutes:g}"
+        elif rule.type == "device_rebooted":
+            args["minutes"] = (value or 0.0) / 60
+        elif rule.type == "inventory_mismatch":
+            args["detail"] = fields.get("inventory_mismatch", "")
+        args.setdefault("port", part)
+        args.setdefault("disk", part)
+        return Condition(
+            rule.name, rule.type, key[1], rule.severity, self._t[template].format(**args), rule.for_s,
+            rule.clear_for_s, device_id=device.id, site=device.site, region=device.region, value=value,
+            threshold=limit, unit=rule.unit, affected=affected, details={"instance": part} if part else {},
+        )
 
 
 def _descendants(inventory: Inventory) -> dict[str, tuple[str, ...]]:

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from monitor.inventory import Inventory
 from monitor.statedb import StateDB
@@ -102,6 +102,9 @@ class FaultBook:
         self._maintenance = maintenance
         self._open: dict[Key, _Open] = {(o.fault.rule, o.fault.scope): o for o in open_faults}
         self._next_id = next_id
+        self.listeners: list[Callable[[Fault, EventKind, int], None]] = []
+        """Called with (fault, event, UTC ns) for every firing, resolution and acknowledgement,
+        once it is stored (e.g. the daemon writes them to InfluxDB); must not block."""
 
     @classmethod
     async def load(
@@ -326,6 +329,9 @@ class FaultBook:
                     enqueue(conn, route, kind, now_ns, fault)
 
         await self._db.execute(op)
+        for fault, kind, _ in history:
+            for listener in self.listeners:
+                listener(fault, kind, now_ns)
 
 
 def _number(fault_id: str) -> int | None:
