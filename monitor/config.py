@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from probes.traps import TrapConfig
 from monitor.availability import AvailabilityConfig
 from monitor.config_base import Strict, is_http_url, read_secret, refuse_inline_secrets
 from rules.config import (
@@ -265,6 +266,8 @@ class FleetmonConfig(Strict):
     """Scheduled maintenance windows; ad hoc ones come through the HTTP API."""
     notify: NotifyConfig = NotifyConfig()
     api: ApiConfig = ApiConfig()
+    traps: TrapConfig = TrapConfig()
+    """SNMP trap/inform receiver (off by default: UDP 162 needs root or CAP_NET_BIND_SERVICE)."""
 
     @field_validator("timezone")
     @classmethod

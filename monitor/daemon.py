@@ -27,6 +27,7 @@ from monitor.statedb import StateDB, StateDBError
 from monitor.storage import InfluxSink
 from probes import REGISTRY
 from probes.base import ProbeResult
+from probes.traps import TRAP_MEASUREMENT, TrapEvent, TrapReceiver, event_fields
 from rules.engine import View
 from rules.model import EventKind, Fault, FaultState, Severity
 from rules.service import Alerting
@@ -87,6 +88,7 @@ class Daemon:
         self._alerting: Alerting | None = None
         self.snapshot: Snapshot | None = None  # the latest cycle's
         self.api: ApiServer | None = None
+        self.traps: TrapReceiver | None = None
         self._trackers: dict[str, StateTracker] = {}
         self._latest: dict[str, dict[str, ProbeResult]] = {}
         self._polled: dict[str, frozenset[str]] = {}  # probe → ids of the devices it polls
@@ -142,6 +144,10 @@ class Daemon:
         if self._sink is not None:
             alerting.faults.listeners.append(self._write_fault_event)
 
+        if self.cfg.traps.enabled:
+            addresses = {d.address: d.id for d in self.devices if d.address is not None}
+            self.traps = await stack.enter_async_context(TrapReceiver(self.cfg.traps, addresses, self._on_trap))
+
         schedulers = []
         for name, probe_cls in REGISTRY.items():
             probe_cfg = getattr(self.cfg.probes, name)
@@ -195,6 +201,19 @@ class Daemon:
         if transition is not None:
             self._transitions([transition])
 
+    def _on_trap(self, event: TrapEvent) -> None:
+        """A trap from a known device: written, and applied to the rules at once (a linkDown
+        raises its port fault now, not at the next poll)."""
+        device = self.inventory.devices[event.device_id]
+        if self._sink is not None:
+            self._sink.write(TRAP_MEASUREMENT.name, {**_tags(device), "trap": event.name}, event_fields(event), event.ts_ns)
+        if event.name != "other":
+            log.info("trap %s from %s %s", event.name, device.kind.value, device.name,
+                     extra={"device_id": device.id, "site": device.site, "region": device.region})
+        assert self._alerting is not None
+        self._alerting.observe_trap(event)
+        self._evaluate_soon(None)
+
     def _on_cycle(self, report: CycleReport) -> None:
         now_ns = time.time_ns()
         view = self._evaluate(report.probe, now_ns)
@@ -211,14 +230,15 @@ class Daemon:
         if self._on_snapshot is not None:
             self._on_snapshot(self.snapshot)
 
-    def _evaluate(self, probe: str, now_ns: int) -> View:
+    def _evaluate(self, probe: str | None, now_ns: int) -> View:
         """Settle `probe`'s topology (down vs unreachable), combine every probe's states into
         the bases (network, service, video, online), compute their online rates and hand the
         rules a View of this moment, which is returned."""
         if self._early is not None:
             self._early.cancel()
             self._early = None
-        self._transitions(self._trackers[probe].reconcile(now_ns))
+        if probe is not None:
+            self._transitions(self._trackers[probe].reconcile(now_ns))
         self._log_summary()
         trackers = {name: t.states() for name, t in self._trackers.items()}
         bases = combine(self.devices, trackers, self._polled, self.cfg.availability.online_requires)
@@ -240,7 +260,7 @@ class Daemon:
         self._alerting.cycle(view)
         return view
 
-    def _evaluate_soon(self, probe: str) -> None:
+    def _evaluate_soon(self, probe: str | None) -> None:
         """A device went down or came back mid-cycle: evaluate the rules shortly, not at the end
         of the cycle (up to spread × interval later), so that detection takes one probe, not one
         probe plus the rest of the cycle. The short delay lets the devices right behind it

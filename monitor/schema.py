@@ -14,8 +14,9 @@ from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 def _probe_measurements() -> tuple[MeasurementSpec, ...]:
     # Imported here: probe modules import monitor.measurement, never this module.
     from probes import REGISTRY
+    from probes.traps import TRAP_MEASUREMENT
 
-    return tuple(m for probe in REGISTRY.values() for m in probe.measurements)
+    return (*(m for probe in REGISTRY.values() for m in probe.measurements), TRAP_MEASUREMENT)
 
 
 MEASUREMENTS: dict[str, MeasurementSpec] = {

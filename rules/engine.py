@@ -37,7 +37,6 @@ from monitor.inventory import Inventory
 from monitor.model import Device, Kind
 from monitor.online_rate import ALL, GroupRate
 from monitor.state import State, Transition
-from probes import REGISTRY
 from probes.base import ProbeResult
 from rules.config import (
     DeviceDownRule,
@@ -218,7 +217,9 @@ class RulesEngine:
             watched["snmp_interface"].update(d.parent for d in inventory.devices.values() if d.port and d.parent)
             watched["ups"].update(u.id for ups in self._by_site_ups.values() for u in ups)
         self._watched = {m: frozenset(ids) for m, ids in watched.items()}
-        self._measurements = {name: tuple(m.name for m in probe.measurements) for name, probe in REGISTRY.items()}
+        # Series measurements each probe has reported (learnt from its results), so that a poll
+        # that reports none of them (failed) clears them.
+        self._series_of: dict[str, set[str]] = defaultdict(set)
         self._values: dict[tuple[str, str], dict[tuple[str, ...], Mapping[str, Any]]] = {}
         # Why a camera's video (or service) is down, for video_down titles: (device, probe) → reason.
         self._reason_of = {
@@ -232,7 +233,9 @@ class RulesEngine:
         recent = self._recent.get(result.device_id)
         if recent is not None and result.probe == self._probe:
             recent.append(tuple(result.fields.get(name) for name in WINDOW_FIELDS))
-        for m in self._measurements.get(result.probe, ()):
+        known = self._series_of[result.probe]
+        known.update(s.measurement for s in result.series)
+        for m in (result.probe, *known):
             if result.device_id not in self._watched.get(m, ()):
                 continue
             # Replaced wholesale: a port or disk the device no longer reports (or a failed poll,

@@ -29,6 +29,7 @@ from rules.outbox import OutboxWorker
 
 if TYPE_CHECKING:
     from monitor.config import FleetmonConfig
+    from probes.traps import TrapEvent
 
 log = logging.getLogger("fleetmon.alerting")
 
@@ -80,6 +81,9 @@ class Alerting:
 
     def observe_transition(self, t: Transition) -> None:
         self.engine.observe_transition(t)
+
+    def observe_trap(self, event: "TrapEvent") -> None:
+        self.engine.observe_trap(event)
 
     def cycle(self, view: View) -> None:
         self._views.put_nowait(view)

@@ -119,7 +119,8 @@ def test_unknown_key_at_depth_has_path_line_and_suggestion(tmp_path: Path) -> No
 def test_unknown_top_level_key_lists_the_known_ones(tmp_path: Path) -> None:
     path = write(tmp_path, "log: {}\nzzz: 1\n")
     assert errors(path) == [
-        f"{path}:2: zzz: unknown key (known: timezone, language, inventory, probes, scheduler, state, influxdb, log, rules, flapping, maintenance, notify, api)"
+        f"{path}:2: zzz: unknown key (known: timezone, language, inventory, probes, scheduler, state, availability, influxdb, log, rules, "
+        "flapping, maintenance, notify, api, traps)"
     ]
 
 

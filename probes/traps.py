@@ -1,0 +1,739 @@
+"""SNMP notification receiver: traps (v1, v2c, v3) and informs (v2c, v3) from the fleet's switches
+and UPS units, delivered as TrapEvent the moment they arrive (no waiting for the next poll).
+
+Built on pysnmp 7.1 asyncio (`pysnmp.entity.rfc3413.ntfrcv.NotificationReceiver`) with its own
+SnmpEngine and one UDP socket, wrapped so that hostile or broken input never stops it:
+
+- every datagram passes a per-source token bucket (`max_events_per_s`) BEFORE it is decoded, so a
+  flood costs no ASN.1 decoding or decryption (dropped datagrams are counted as flood_dropped);
+- pysnmp's own MIB counters (snmpInASNParseErrs, snmpInBadCommunityNames, usmStats*, RFC 3418
+  and RFC 3414 §5) are read before and after each datagram, which attributes every rejection to its
+  sender: counted in `stats` and logged at most once per `unknown_log_interval_s` per address;
+- decoder exceptions (e.g. an SNMPv1 generic-trap value outside 0..6) count as malformed;
+- only events of known devices are delivered: by the UDP source address or, for SNMPv1, by the
+  Trap-PDU's agent-addr (RFC 1157 §4.1.6) when that maps to a device. Others are counted per
+  address (`unknown_senders`).
+
+SNMPv1 traps are translated to the SNMPv2 form by pysnmp (RFC 3584 §3.1: generic traps 0..5 →
+snmpTraps.1..6, enterprise-specific → enterprise.0.specific, agent-addr → snmpTrapAddress.0);
+the snmpTrapCommunity.0 varbind pysnmp adds is dropped because a community is a secret.
+
+SNMPv3: a trap is authenticated with the sender's authoritative engine ID, so every user that
+sends traps needs `engine_id` (RFC 3414 §3.2 step 3; RFC 3412 §6.4: the sender of a
+notification is authoritative). Informs use this receiver's own engine ID, which senders learn by
+discovery (RFC 3414 §4), so each user is registered under both IDs.
+
+Public API:
+- `TrapConfig`, `TrapUser`: config models (`traps:` in config.yaml).
+- `TrapEvent`: one decoded notification; `event_fields(event)` its `snmp_trap` point fields.
+- `TRAP_MEASUREMENT`: the measurement spec the daemon writes each event to.
+- `TrapReceiver`: async context manager that listens and calls `on_event(TrapEvent)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Mapping, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pyasn1.type import univ
+
+from monitor.config_base import Strict, read_secret, refuse_inline_secrets
+from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.model import IPAddress
+
+log = logging.getLogger("fleetmon.traps")
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+AuthProtocol = Literal["MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
+PrivProtocol = Literal["DES", "3DES", "AES", "AES-192", "AES-256", "AES-192-C", "AES-256-C"]
+"""AES = AES-128 (RFC 3826); AES-192/AES-256 with Blumenthal key extension (draft-blumenthal-
+aes-usm-04, net-snmp's AES192/AES256); the "-C" variants use Reeder key extension (Cisco,
+net-snmp's AES192C/AES256C)."""
+
+MIN_KEY_LENGTH = 8  # RFC 3414 §11.2: passphrases shorter than 8 octets are refused
+
+
+def _secret_pair(env: str | None, file: Path | None, what: str) -> SecretStr | None:
+    if env and file:
+        raise ValueError(f"give {what} either as {what}_env or as {what}_file, not both")
+    return read_secret(env, file, what)
+
+
+class TrapUser(Strict):
+    """One SNMPv3 (USM, RFC 3414) user allowed to send traps and informs.
+
+    - user: USM user name.
+    - auth_protocol: None = noAuthNoPriv (the user name is the only check).
+    - auth_key_env/auth_key_file, priv_key_env/priv_key_file: passphrases (≥ 8 characters),
+      resolved into auth_key/priv_key.
+    - engine_id: hex (optionally 0x-prefixed, 5..32 octets, RFC 3411 SnmpEngineID) of the SENDER's
+      authoritative engine ID; needed for v3 traps, not for informs.
+    """
+
+    user: Annotated[str, Field(min_length=1, max_length=32)]
+    auth_protocol: AuthProtocol | None = None
+    auth_key_env: str | None = None
+    auth_key_file: Path | None = None
+    priv_protocol: PrivProtocol | None = None
+    priv_key_env: str | None = None
+    priv_key_file: Path | None = None
+    engine_id: str | None = None
+
+    # Resolved at load time from *_env / *_file; never part of the YAML.
+    auth_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    priv_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: object) -> object:
+        return refuse_inline_secrets(data, "auth_key", "priv_key")
+
+    @field_validator("engine_id")
+    @classmethod
+    def _hex_engine_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.lower().removeprefix("0x").replace(":", "")
+        try:
+            octets = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError("engine_id must be hexadecimal, e.g. 0x80001f8880c71100000000000000") from None
+        if not 5 <= len(octets) <= 32:
+            raise ValueError(f"engine_id must be 5 to 32 octets (RFC 3411 SnmpEngineID), not {len(octets)}")
+        return octets.hex()
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "TrapUser":
+        auth = _secret_pair(self.auth_key_env, self.auth_key_file, "auth_key")
+        priv = _secret_pair(self.priv_key_env, self.priv_key_file, "priv_key")
+        if self.auth_protocol is None:
+            if auth is not None or self.priv_protocol is not None or priv is not None:
+                raise ValueError(f"user {self.user}: privacy or an auth key needs auth_protocol")
+        elif auth is None:
+            raise ValueError(f"user {self.user}: auth_protocol needs auth_key_env or auth_key_file")
+        if (self.priv_protocol is None) != (priv is None):
+            raise ValueError(f"user {self.user}: priv_protocol and priv_key_env/priv_key_file go together")
+        for what, key in (("auth_key", auth), ("priv_key", priv)):
+            if key is not None and len(key.get_secret_value()) < MIN_KEY_LENGTH:
+                raise ValueError(f"user {self.user}: {what} must be at least {MIN_KEY_LENGTH} characters (RFC 3414 §11.2)")
+        object.__setattr__(self, "auth_key", auth)
+        object.__setattr__(self, "priv_key", priv)
+        return self
+
+
+class TrapConfig(Strict):
+    """config.yaml section `traps`.
+
+    - enabled: off by default; UDP 162 needs root or CAP_NET_BIND_SERVICE.
+    - listen: IP address to bind ("0.0.0.0"; "::" listens on IPv6 and IPv4).
+    - port: UDP port (162, RFC 3417 §3 snmpTrap).
+    - communities_env / communities_file: comma-separated SNMPv1/v2c communities accepted
+      (secrets; resolved into `communities`).
+    - users: SNMPv3 users (TrapUser).
+    - max_events_per_s: per sender address; datagrams beyond it are dropped before decoding.
+    - unknown_log_interval_s: a sender that is not in the inventory, or is rejected, is logged at
+      most once per interval per address (always counted).
+    """
+
+    enabled: bool = False
+    listen: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=0, le=65_535)] = 162
+    communities_env: str | None = None
+    communities_file: Path | None = None
+    users: list[TrapUser] = []
+    max_events_per_s: Annotated[float, Field(gt=0, le=100_000)] = 50.0
+    unknown_log_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+
+    # Resolved at load time from communities_env / communities_file; never part of the YAML.
+    communities: tuple[SecretStr, ...] = Field(default=(), exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_communities(cls, data: object) -> object:
+        return refuse_inline_secrets(data, "communities", "community")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "TrapConfig":
+        try:
+            address = ipaddress.ip_address(self.listen)
+        except ValueError:
+            raise ValueError(f"listen must be an IP address such as 0.0.0.0 or ::, not {self.listen!r}") from None
+        object.__setattr__(self, "listen", str(address))
+        secret = _secret_pair(self.communities_env, self.communities_file, "communities")
+        names = [c.strip() for c in secret.get_secret_value().split(",")] if secret else []
+        if any(not c for c in names):
+            raise ValueError("communities: empty name in the comma-separated list")
+        object.__setattr__(self, "communities", tuple(SecretStr(c) for c in dict.fromkeys(names)))
+        seen = set()
+        for user in self.users:
+            key = (user.user, user.engine_id)
+            if key in seen:
+                raise ValueError(f"user {user.user} is listed twice with the same engine_id")
+            seen.add(key)
+        if self.enabled and not self.communities and not self.users:
+            raise ValueError("traps enabled but no communities (communities_env/_file) and no v3 users")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"  # snmpTrapOID.0, RFC 3416 §4.2.6
+SNMP_TRAP_ADDRESS = "1.3.6.1.6.3.18.1.3.0"  # snmpTrapAddress.0, RFC 3584 §3.1
+SNMP_TRAP_COMMUNITY = "1.3.6.1.6.3.18.1.4.0"  # snmpTrapCommunity.0: a secret, never kept
+IF_INDEX = "1.3.6.1.2.1.2.2.1.1."  # IF-MIB ifIndex.N
+IF_DESCR = "1.3.6.1.2.1.2.2.1.2."
+IF_ADMIN_STATUS = "1.3.6.1.2.1.2.2.1.7."
+IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8."
+IF_NAME = "1.3.6.1.2.1.31.1.1.1.1."  # IF-MIB ifXTable ifName.N (RFC 2863)
+UPS_ALARM_DESCR = "1.3.6.1.2.1.33.1.6.2.1.2."  # UPS-MIB upsAlarmDescr.N (RFC 1628)
+UPS_WELL_KNOWN_ALARMS = "1.3.6.1.2.1.33.1.6.3."
+
+TRAP_NAMES = {
+    "1.3.6.1.6.3.1.1.5.1": "cold_start",  # SNMPv2-MIB (RFC 3418)
+    "1.3.6.1.6.3.1.1.5.2": "warm_start",
+    "1.3.6.1.6.3.1.1.5.3": "link_down",  # IF-MIB (RFC 2863)
+    "1.3.6.1.6.3.1.1.5.4": "link_up",
+    "1.3.6.1.2.1.33.2.1": "ups_on_battery",  # UPS-MIB upsTraps (RFC 1628)
+    "1.3.6.1.2.1.33.2.2": "ups_test_completed",
+    "1.3.6.1.2.1.33.2.3": "ups_alarm_entry_added",
+    "1.3.6.1.2.1.33.2.4": "ups_alarm_entry_removed",
+}
+TrapName = Literal[
+    "cold_start", "warm_start", "link_down", "link_up", "ups_on_battery", "ups_test_completed",
+    "ups_alarm_entry_added", "ups_alarm_entry_removed", "other",
+]
+
+UPS_ALARMS = {  # RFC 1628 upsWellKnownAlarms 1.3.6.1.2.1.33.1.6.3.N
+    1: "battery bad",
+    2: "on battery",
+    3: "low battery",
+    4: "depleted battery",
+    5: "temperature bad",
+    6: "input bad",
+    7: "output bad",
+    8: "output overload",
+    9: "on bypass",
+    10: "bypass bad",
+    11: "output off as requested",
+    12: "UPS off as requested",
+    13: "charger failed",
+    14: "UPS output off",
+    15: "UPS system off",
+    16: "fan failure",
+    17: "fuse failure",
+    18: "general fault",
+    19: "diagnostic test failed",
+    20: "communications lost",
+    21: "awaiting power",
+    22: "shutdown pending",
+    23: "shutdown imminent",
+    24: "test in progress",
+}
+
+MAX_VARBINDS = 32
+"""Varbinds kept per event (a trap carries a handful; the rest of a hostile one is dropped)."""
+MAX_TEXT = 256
+"""Characters kept per varbind value and per interface name."""
+
+
+def alarm_name(alarm_oid: str) -> str:
+    """Short English name of a UPS-MIB alarm type OID, "other alarm" for vendor alarms."""
+    if alarm_oid.startswith(UPS_WELL_KNOWN_ALARMS):
+        sub = alarm_oid[len(UPS_WELL_KNOWN_ALARMS):]
+        if sub.isdigit():
+            return UPS_ALARMS.get(int(sub), "other alarm")
+    return "other alarm"
+
+
+@dataclass(frozen=True, slots=True)
+class TrapEvent:
+    """One notification from a known device.
+
+    - ts_ns: UTC wall-clock time of reception, nanoseconds since the Unix epoch.
+    - source: sender IP address (UDP source) as text.
+    - device_id: inventory id (by source address, or by SNMPv1 agent-addr).
+    - version: "1", "2c" or "3".
+    - trap_oid: snmpTrapOID (dotted); SNMPv1 traps translated per RFC 3584 §3.1.
+    - name: the well-known trap's name (TRAP_NAMES) or "other".
+    - if_index, if_name: interface of linkDown/linkUp (IF-MIB ifIndex; ifName, else ifDescr).
+    - alarm, alarm_name: UPS alarm type OID (upsAlarmDescr, RFC 1628) and its short English name,
+      for ups_alarm_entry_added/removed.
+    - varbinds: (OID, value as text) pairs, at most MAX_VARBINDS, values at most MAX_TEXT
+      characters; snmpTrapCommunity.0 is never included.
+    """
+
+    ts_ns: int
+    source: str
+    device_id: str
+    version: Literal["1", "2c", "3"]
+    trap_oid: str
+    name: TrapName
+    if_index: int | None = None
+    if_name: str | None = None
+    alarm: str | None = None
+    alarm_name: str | None = None
+    varbinds: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "varbinds", tuple((str(o), str(v)) for o, v in self.varbinds))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ts_ns": self.ts_ns,
+            "source": self.source,
+            "device_id": self.device_id,
+            "version": self.version,
+            "trap_oid": self.trap_oid,
+            "name": self.name,
+            "if_index": self.if_index,
+            "if_name": self.if_name,
+            "alarm": self.alarm,
+            "alarm_name": self.alarm_name,
+            "varbinds": [list(vb) for vb in self.varbinds],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrapEvent":
+        if_index = data.get("if_index")
+        return cls(
+            ts_ns=int(data["ts_ns"]),
+            source=str(data["source"]),
+            device_id=str(data["device_id"]),
+            version=data["version"],
+            trap_oid=str(data["trap_oid"]),
+            name=data["name"],
+            if_index=None if if_index is None else int(if_index),
+            if_name=data.get("if_name"),
+            alarm=data.get("alarm"),
+            alarm_name=data.get("alarm_name"),
+            varbinds=tuple((str(o), str(v)) for o, v in data.get("varbinds") or ()),
+        )
+
+
+TRAP_MEASUREMENT = MeasurementSpec(
+    "snmp_trap",
+    "One SNMP notification (trap or inform) received from a device, written when it arrives.",
+    {**DEVICE_TAGS, "trap": "link_down | link_up | cold_start | warm_start | ups_on_battery | ups_test_completed"
+     " | ups_alarm_entry_added | ups_alarm_entry_removed | other"},
+    {
+        "count": FieldSpec("integer", "notifications", "always 1 (sum() counts notifications)"),
+        "trap_oid": FieldSpec("string", "", "snmpTrapOID, dotted (RFC 3416 §4.2.6; v1 per RFC 3584 §3.1)"),
+        "if_index": FieldSpec("integer", "", "IF-MIB ifIndex of a linkDown/linkUp (when present)"),
+        "if_name": FieldSpec("string", "", "IF-MIB ifName, else ifDescr (when present)"),
+        "alarm": FieldSpec("string", "", "UPS-MIB alarm type, short English name (UPS alarm traps)"),
+    },
+)
+
+
+def event_fields(event: TrapEvent) -> dict[str, int | str]:
+    """Fields of the `snmp_trap` point for `event` (TRAP_MEASUREMENT); tags are the device's
+    DEVICE_TAGS plus `trap` = event.name."""
+    fields: dict[str, int | str] = {"count": 1, "trap_oid": event.trap_oid}
+    if event.if_index is not None:
+        fields["if_index"] = event.if_index
+    if event.if_name is not None:
+        fields["if_name"] = event.if_name
+    if event.alarm_name is not None:
+        fields["alarm"] = event.alarm_name
+    return fields
+
+
+def _clip(text: str) -> str:
+    # Control characters would break log lines and line protocol; a hostile agent may send them.
+    text = "".join(ch if ch.isprintable() else " " for ch in text[: MAX_TEXT + 1])
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def render_value(value: Any) -> str:
+    """A varbind value as text: OIDs dotted, numbers in decimal, IpAddress dotted-quad, printable
+    octet strings as text, other octet strings as 0x-hex."""
+    if isinstance(value, univ.ObjectIdentifier):
+        return str(value)
+    if isinstance(value, univ.Integer):
+        return str(int(value))
+    if isinstance(value, univ.OctetString):
+        if not value.hasValue():
+            return ""
+        octets = value.asOctets()
+        if type(value).__name__ == "IpAddress" and len(octets) == 4:
+            return str(ipaddress.IPv4Address(octets))
+        try:
+            text = octets.decode("utf-8")
+        except UnicodeDecodeError:
+            return _clip("0x" + octets.hex())
+        return _clip(text) if text.isprintable() else _clip("0x" + octets.hex())
+    if isinstance(value, univ.Null) or not getattr(value, "hasValue", lambda: True)():
+        return ""
+    return _clip(value.prettyPrint())
+
+
+def _index_of(oid: str, prefix: str) -> int | None:
+    sub = oid[len(prefix):]
+    return int(sub) if oid.startswith(prefix) and sub.isdigit() else None
+
+
+def decode_notification(
+    version: Literal["1", "2c", "3"],
+    source: str,
+    varbinds: list[tuple[str, str]],
+    devices: Mapping[str, str],
+    ts_ns: int,
+) -> TrapEvent | str:
+    """The TrapEvent of one notification in SNMPv2 form (`varbinds`: (dotted OID, rendered value),
+    snmpTrapOID.0 among them, RFC 3416 §4.2.6), or the reason it is not delivered:
+    "malformed" (no snmpTrapOID.0) or "unknown sender". `devices` maps canonical IP text to
+    device id; SNMPv1's agent-addr (snmpTrapAddress.0 after RFC 3584 translation) wins when it maps
+    to a device."""
+    values = dict(varbinds)
+    trap_oid = values.get(SNMP_TRAP_OID)
+    if not trap_oid or not all(part.isdigit() for part in trap_oid.split(".")):
+        return "malformed"
+    device_id = None
+    if version == "1" and SNMP_TRAP_ADDRESS in values:
+        device_id = devices.get(values[SNMP_TRAP_ADDRESS])
+    if device_id is None:
+        device_id = devices.get(source)
+    if device_id is None:
+        return "unknown sender"
+    name = TRAP_NAMES.get(trap_oid, "other")
+    if_index = if_name = if_descr = alarm = None
+    for oid, text in varbinds:
+        if oid.startswith(IF_INDEX) and text.isdigit():
+            if_index = int(text)
+        elif oid.startswith(IF_NAME) and text:
+            if_name = text
+        elif oid.startswith(IF_DESCR) and text:
+            if_descr = text
+        elif oid.startswith(UPS_ALARM_DESCR) and name.startswith("ups_alarm_entry"):
+            alarm = text
+    if if_index is None:
+        # linkDown/linkUp carry ifIndex (RFC 2863); some agents send only the instance OIDs.
+        for oid, _ in varbinds:
+            for prefix in (IF_ADMIN_STATUS, IF_OPER_STATUS, IF_NAME, IF_DESCR):
+                if if_index is None:
+                    if_index = _index_of(oid, prefix)
+    kept = tuple(vb for vb in varbinds if vb[0] != SNMP_TRAP_COMMUNITY)[:MAX_VARBINDS]
+    return TrapEvent(
+        ts_ns=ts_ns,
+        source=source,
+        device_id=device_id,
+        version=version,
+        trap_oid=trap_oid,
+        name=name,  # type: ignore[arg-type]
+        if_index=if_index,
+        if_name=if_name or if_descr,
+        alarm=alarm,
+        alarm_name=None if alarm is None else alarm_name(alarm),
+        varbinds=kept,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Receiver
+
+_VERSIONS: dict[int, Literal["1", "2c", "3"]] = {0: "1", 1: "2c", 3: "3"}  # msgProcessingModel
+
+# pysnmp's instrumentation of RFC 3418 (snmpIn*), RFC 3412 §5 (snmp*) and RFC 3414 §5 (usmStats*).
+_COUNTERS = {
+    "malformed": [
+        ("__SNMPv2-MIB", "snmpInASNParseErrs"),
+        ("__SNMPv2-MIB", "snmpInBadVersions"),
+        ("__SNMP-MPD-MIB", "snmpUnknownSecurityModels"),
+        ("__SNMP-MPD-MIB", "snmpInvalidMsgs"),
+        ("__SNMP-MPD-MIB", "snmpUnknownPDUHandlers"),
+    ],
+    "bad_community": [("__SNMPv2-MIB", "snmpInBadCommunityNames")],
+    "bad_auth": [
+        ("__SNMP-USER-BASED-SM-MIB", name)
+        for name in (
+            "usmStatsUnsupportedSecLevels", "usmStatsNotInTimeWindows", "usmStatsUnknownUserNames",
+            "usmStatsWrongDigests", "usmStatsDecryptionErrors",
+        )
+    ],
+    # pysnmp counts usmStatsUnknownEngineIDs only for an empty or malformed msgAuthoritativeEngineID,
+    # i.e. an inform sender discovering this engine's ID (RFC 3414 §4): normal, not an error.
+    "discovery": [("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownEngineIDs")],
+}
+_REASONS = {
+    "malformed": "malformed datagram",
+    "bad_community": "wrong community",
+    "bad_auth": "SNMPv3 authentication or decryption failed",
+    "unknown_sender": "sender not in the inventory",
+    "flood_dropped": "too many datagrams, dropping",
+}
+RECEIVE_BUFFER_BYTES = 4 << 20
+"""Asked-for SO_RCVBUF (the kernel caps it at net.core.rmem_max)."""
+MAX_TRACKED_ADDRESSES = 4096
+"""Per-address state (flood buckets, log times, unknown counts) is bounded: spoofed sources must
+not grow memory. Beyond it the oldest entries are forgotten (totals still count)."""
+
+
+def _canonical(address: IPAddress | str) -> str:
+    ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 senders as ::ffff:a.b.c.d
+    return str(ip)
+
+
+def _auth_protocols() -> dict[str, tuple]:
+    from pysnmp.entity import config as c
+
+    return {
+        "MD5": c.USM_AUTH_HMAC96_MD5, "SHA": c.USM_AUTH_HMAC96_SHA, "SHA-224": c.USM_AUTH_HMAC128_SHA224,
+        "SHA-256": c.USM_AUTH_HMAC192_SHA256, "SHA-384": c.USM_AUTH_HMAC256_SHA384,
+        "SHA-512": c.USM_AUTH_HMAC384_SHA512,
+    }
+
+
+def _priv_protocols() -> dict[str, tuple]:
+    from pysnmp.entity import config as c
+
+    return {
+        "DES": c.USM_PRIV_CBC56_DES, "3DES": c.USM_PRIV_CBC168_3DES, "AES": c.USM_PRIV_CFB128_AES,
+        "AES-192": c.USM_PRIV_CFB192_AES_BLUMENTHAL, "AES-256": c.USM_PRIV_CFB256_AES_BLUMENTHAL,
+        "AES-192-C": c.USM_PRIV_CFB192_AES, "AES-256-C": c.USM_PRIV_CFB256_AES,
+    }
+
+
+class _Malformed(Exception):
+    """A notification that passed authentication but breaks the protocol."""
+
+
+class _TokenBucket:
+    __slots__ = ("tokens", "at")
+
+    def __init__(self, tokens: float, at: float) -> None:
+        self.tokens, self.at = tokens, at
+
+
+class TrapReceiver:
+    """Listens for SNMP notifications on `cfg.listen`:`cfg.port` (UDP) between `__aenter__` and
+    `__aexit__` and calls `on_event(TrapEvent)` on the event loop for each one from a device in
+    `devices` (IP address → device id, built from the inventory; replace with `set_devices`).
+
+    `__aenter__` raises OSError with a clear message when the port cannot be bound (e.g. 162
+    without root/CAP_NET_BIND_SERVICE). Nothing a sender does raises: datagrams are counted in
+    `stats` (received, delivered, unknown_sender, bad_community, bad_auth, malformed,
+    flood_dropped; `discovery` = SNMPv3 engine ID discoveries by inform senders, RFC 3414 §4,
+    which are normal) and unknown senders per address in `unknown_senders`. An exception in
+    `on_event` is logged and does not stop the receiver.
+    """
+
+    def __init__(
+        self, cfg: TrapConfig, devices: Mapping[IPAddress | str, str], on_event: Callable[[TrapEvent], object]
+    ) -> None:
+        self.cfg = cfg
+        self.on_event = on_event
+        self.set_devices(devices)
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "received", "delivered", "discovery", "unknown_sender", "bad_community", "bad_auth", "malformed",
+                "flood_dropped",
+            ),
+            0,
+        )
+        self.unknown_senders: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.port: int | None = None
+        """The bound UDP port (differs from cfg.port when that is 0)."""
+        self._engine: Any = None
+        self._receiver: Any = None
+        self._counters: dict[str, list[Any]] = {}
+        self._buckets: collections.OrderedDict[str, _TokenBucket] = collections.OrderedDict()
+        self._logged: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
+        self._source = ""  # sender of the datagram being decoded (pysnmp callbacks are synchronous)
+
+    def set_devices(self, devices: Mapping[IPAddress | str, str]) -> None:
+        """Replace the address → device id map (e.g. after an inventory reload)."""
+        self._devices = {_canonical(address): device_id for address, device_id in devices.items()}
+
+    async def __aenter__(self) -> Self:
+        # Imported here: pysnmp loads its MIB tree at import, which the daemon need not pay
+        # when traps are off.
+        from pysnmp.carrier.asyncio.dgram import udp, udp6
+        from pysnmp.entity import config, engine
+        from pysnmp.entity.rfc3413 import ntfrcv
+        from pysnmp.proto.secmod.rfc3826.priv import aes
+
+        if aes.PysnmpCryptoError and any(user.priv_protocol for user in self.cfg.users):
+            # Without it pysnmp rejects every encrypted message as a "decryption error".
+            raise RuntimeError("SNMPv3 privacy (priv_protocol) needs the Python package 'cryptography'")
+
+        family = socket.AF_INET6 if ":" in self.cfg.listen else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6 and self.cfg.listen == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((self.cfg.listen, self.cfg.port))
+        except OSError as exc:
+            sock.close()
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if self.cfg.port < 1024 else ""
+            raise OSError(exc.errno, f"cannot listen for SNMP traps on UDP {self.cfg.listen} port "
+                                     f"{self.cfg.port}: {exc.strerror}{hint}") from None
+        sock.setblocking(False)
+        # A power cut makes every switch and UPS of a site trap at once: room for the burst.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        self.port = sock.getsockname()[1]
+
+        snmp_engine = engine.SnmpEngine()
+        try:
+            for i, community in enumerate(self.cfg.communities):
+                config.add_v1_system(snmp_engine, f"fleetmon-{i}", community.get_secret_value())
+            auth, priv = _auth_protocols(), _priv_protocols()
+            for user in self.cfg.users:
+                # Informs: under this engine's own ID (None); traps: under the sender's.
+                for engine_id in (None, user.engine_id) if user.engine_id else (None,):
+                    config.add_v3_user(
+                        snmp_engine,
+                        user.user,
+                        auth[user.auth_protocol] if user.auth_protocol else config.USM_AUTH_NONE,
+                        user.auth_key.get_secret_value() if user.auth_key else None,
+                        priv[user.priv_protocol] if user.priv_protocol else config.USM_PRIV_NONE,
+                        user.priv_key.get_secret_value() if user.priv_key else None,
+                        securityEngineId=None if engine_id is None else univ.OctetString(hexValue=engine_id),
+                    )
+            transport_type, domain = (
+                (udp6.Udp6AsyncioTransport, udp6.DOMAIN_NAME) if family == socket.AF_INET6
+                else (udp.UdpAsyncioTransport, udp.DOMAIN_NAME)
+            )
+            receiver = self
+
+            class GuardedTransport(transport_type):  # type: ignore[valid-type,misc]
+                def datagram_received(self, datagram: bytes, address: tuple) -> None:
+                    receiver._datagram_received(self, datagram, address)
+
+            transport = GuardedTransport()
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: transport, sock=sock)
+            config.add_transport(snmp_engine, domain, transport)
+            snmp_engine.observer.register_observer(self._check_request, "rfc3412.receiveMessage:request")
+            self._receiver = ntfrcv.NotificationReceiver(snmp_engine, self._notification)
+            mib = snmp_engine.get_mib_builder()
+            self._counters = {
+                kind: [mib.import_symbols(module, name)[0] for module, name in symbols]
+                for kind, symbols in _COUNTERS.items()
+            }
+        except BaseException:
+            sock.close()
+            snmp_engine.close_dispatcher()
+            raise
+        self._engine = snmp_engine
+        log.info("listening for SNMP traps on UDP %s port %d", self.cfg.listen, self.port)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._engine is not None:
+            self._receiver.close(self._engine)
+            self._engine.close_dispatcher()
+            self._engine = self._receiver = None
+
+    @property
+    def engine_id(self) -> bytes:
+        """This receiver's SNMP engine ID (the authoritative one for v3 informs)."""
+        return bytes(self._engine.snmpEngineID)
+
+    # --- per datagram -------------------------------------------------------------------------
+
+    def _datagram_received(self, transport: Any, datagram: bytes, address: tuple) -> None:
+        """Replaces pysnmp's DgramAsyncioProtocol.datagram_received (which defers decoding with
+        call_soon and lets decoder exceptions escape into the event loop's handler)."""
+        self.stats["received"] += 1
+        source = _canonical(address[0])
+        if not self._admit(source):
+            self._reject("flood_dropped", source)
+            return
+        before = self._read_counters()
+        self._source = source
+        try:
+            transport._callback_function(transport, address, datagram)
+        except _Malformed as exc:
+            log.debug("malformed notification from %s: %s", source, exc)
+            self._reject("malformed", source)
+        except Exception as exc:  # decoder bugs on input nobody foresaw: the receiver goes on
+            log.debug("undecodable datagram from %s: %s", source, type(exc).__name__)  # text may hold secrets
+            self._reject("malformed", source)
+        finally:
+            self._source = ""
+        after = self._read_counters()
+        for kind in _COUNTERS:
+            if after[kind] > before[kind]:
+                if kind == "discovery":
+                    self.stats[kind] += 1
+                else:
+                    self._reject(kind, source)
+
+    def _read_counters(self) -> dict[str, int]:
+        return {kind: sum(int(c.syntax) for c in counters) for kind, counters in self._counters.items()}
+
+    def _admit(self, source: str) -> bool:
+        """Token bucket per sender: max_events_per_s, bursts up to the same number (≥ 1)."""
+        rate = self.cfg.max_events_per_s
+        now = time.monotonic()
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            bucket = self._buckets[source] = _TokenBucket(max(rate, 1.0), now)
+            if len(self._buckets) > MAX_TRACKED_ADDRESSES:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(source)
+            bucket.tokens = min(max(rate, 1.0), bucket.tokens + (now - bucket.at) * rate)
+            bucket.at = now
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def _reject(self, kind: str, source: str) -> None:
+        self.stats[kind] += 1
+        if kind == "unknown_sender":
+            self.unknown_senders[source] = self.unknown_senders.pop(source, 0) + 1
+            if len(self.unknown_senders) > MAX_TRACKED_ADDRESSES:
+                self.unknown_senders.popitem(last=False)
+        now = time.monotonic()
+        last = self._logged.get((kind, source))
+        if last is None or now - last >= self.cfg.unknown_log_interval_s:
+            self._logged.pop((kind, source), None)
+            self._logged[(kind, source)] = now
+            if len(self._logged) > MAX_TRACKED_ADDRESSES:
+                self._logged.popitem(last=False)
+            log.warning("SNMP notification from %s ignored: %s (counted; logged at most every %g s)",
+                        source, _REASONS[kind], self.cfg.unknown_log_interval_s)
+
+    @staticmethod
+    def _check_request(snmp_engine: Any, execpoint: str, variables: dict, cb_ctx: Any) -> None:
+        """Observer called after authentication, before pysnmp's dispatcher records the request:
+        refuses what pysnmp's RFC 3584 translation would choke on (a KeyError later, leaving
+        per-request state behind)."""
+        if variables["messageProcessingModel"] == 0:
+            from pysnmp.proto.api import v1
+
+            pdu = variables["pdu"]
+            if pdu.tagSet == v1.TrapPDU.tagSet and not 0 <= int(v1.apiTrapPDU.get_generic_trap(pdu)) <= 6:
+                raise _Malformed("SNMPv1 generic-trap outside 0..6 (RFC 1157 §4.1.6)")
+
+    def _notification(self, snmp_engine: Any, state_reference: Any, context_engine_id: Any, context_name: Any,
+                      varbinds: Any, cb_ctx: Any) -> None:
+        """ntfrcv.NotificationReceiver callback: a notification that passed community/USM
+        checks (informs are already acknowledged), in SNMPv2 form."""
+        ctx = snmp_engine.observer.get_execution_context("rfc3412.receiveMessage:request")
+        version = _VERSIONS[int(ctx["messageProcessingModel"])]  # pysnmp knows no other models
+        source = self._source
+        rendered = [(str(oid), render_value(value)) for oid, value in varbinds[: MAX_VARBINDS + 8]]
+        result = decode_notification(version, source, rendered, self._devices, time.time_ns())
+        if isinstance(result, str):
+            self._reject("malformed" if result == "malformed" else "unknown_sender", source)
+            return
+        self.stats["delivered"] += 1
+        try:
+            self.on_event(result)
+        except Exception:
+            log.exception("trap event handler failed for %s (device %s)", source, result.device_id)

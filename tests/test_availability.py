@@ -1,0 +1,82 @@
+"""The three onlines (network, service, video) and the contract's online, combined from the
+probes' own states."""
+
+import ipaddress
+
+import pytest
+from pydantic import ValidationError
+
+from monitor.availability import AvailabilityConfig, Basis, combine
+from monitor.model import Device, Kind
+from monitor.online_rate import online_rates
+from monitor.state import State
+
+U, D, X, K = State.UP, State.DOWN, State.UNREACHABLE, State.UNKNOWN
+
+
+def dev(i, kind):
+    return Device(i, i, kind, ipaddress.ip_address(f"198.18.5.{len(i)}{ord(i[-1]) % 50}"), "S", "R")
+
+
+SWITCH, CAM_OK, CAM_NO_VIDEO, CAM_BEHIND, CAM_NEW = (
+    dev("SW", Kind.SWITCH), dev("C1", Kind.CAMERA), dev("C2", Kind.CAMERA), dev("C3", Kind.CAMERA), dev("C4", Kind.CAMERA)
+)
+DEVICES = [SWITCH, CAM_OK, CAM_NO_VIDEO, CAM_BEHIND, CAM_NEW]
+CAMERAS = frozenset({"C1", "C2", "C3", "C4"})
+POLLED = {"icmp": frozenset(d.id for d in DEVICES), "rtsp": CAMERAS, "onvif": CAMERAS}
+TRACKERS = {
+    "icmp": {"SW": U, "C1": U, "C2": U, "C3": X, "C4": U},
+    "rtsp": {"SW": K, "C1": U, "C2": D, "C3": D, "C4": K},
+    "onvif": {"SW": K, "C1": U, "C2": U, "C3": D, "C4": D},
+}
+
+
+def test_each_basis_and_the_default_online():
+    bases = combine(DEVICES, TRACKERS, POLLED, AvailabilityConfig().online_requires)
+    assert bases[Basis.NETWORK] == TRACKERS["icmp"]
+    # A camera offline on the network is unreachable for video and service: the network is the cause.
+    assert bases[Basis.VIDEO] == {"C1": U, "C2": D, "C3": X, "C4": K}
+    assert bases[Basis.SERVICE] == {"C1": U, "C2": U, "C3": X, "C4": D}
+    # Default: network up and RTSP DESCRIBE OK; a switch has no video, so its online is its network.
+    assert bases[Basis.ONLINE] == {"SW": U, "C1": U, "C2": D, "C3": X, "C4": K}
+
+
+def test_online_can_count_ping_only_or_the_service_too():
+    ping_only = combine(DEVICES, TRACKERS, POLLED, [Basis.NETWORK])
+    assert ping_only[Basis.ONLINE] == TRACKERS["icmp"]
+    strict = combine(DEVICES, TRACKERS, POLLED, [Basis.NETWORK, Basis.SERVICE, Basis.VIDEO])
+    assert strict[Basis.ONLINE] == {"SW": U, "C1": U, "C2": D, "C3": X, "C4": D}
+
+
+def test_a_disabled_probe_makes_its_basis_vanish_and_online_falls_back_to_what_is_measured():
+    polled = {"icmp": POLLED["icmp"]}
+    bases = combine(DEVICES, {"icmp": TRACKERS["icmp"]}, polled, AvailabilityConfig().online_requires)
+    assert bases[Basis.VIDEO] == {} and bases[Basis.SERVICE] == {}
+    assert bases[Basis.ONLINE] == TRACKERS["icmp"]
+
+
+def test_the_frame_check_is_part_of_video_where_enabled():
+    polled = {**POLLED, "rtsp_frame": frozenset({"C1"})}
+    trackers = {**TRACKERS, "rtsp_frame": {"SW": K, "C1": D, "C2": K, "C3": K, "C4": K}}
+    assert combine(DEVICES, trackers, polled, [Basis.VIDEO])[Basis.VIDEO]["C1"] is D
+
+
+def test_three_rates_side_by_side_disagree_where_problems_hide():
+    bases = combine(DEVICES, TRACKERS, POLLED, AvailabilityConfig().online_requires)
+    cams = {b: next(r for r in online_rates([d for d in DEVICES if d.id in s], s, b.value)
+                    if r.scope == "fleet" and r.kind == "camera")
+            for b, s in bases.items()}
+    assert cams[Basis.NETWORK].rate_pct == pytest.approx(75.0)  # 3 of 4 answer ping
+    assert cams[Basis.VIDEO].rate_pct == pytest.approx(100 / 3)  # 1 of 3 decided sends video
+    assert cams[Basis.VIDEO].unknown == 1 and cams[Basis.VIDEO].basis == "video"
+
+
+@pytest.mark.parametrize("requires, message", [
+    (["online"], "online_requires lists measured bases"),
+    (["network", "network"], "lists a basis twice"),
+    ([], "at least 1 item"),
+    (["ping"], "Input should be"),
+])
+def test_bad_online_requires_is_a_clear_error(requires, message):
+    with pytest.raises(ValidationError, match=message):
+        AvailabilityConfig(online_requires=requires)
