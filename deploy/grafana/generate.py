@@ -1,0 +1,740 @@
+"""fleetmon's Grafana dashboards as code (grafana-foundation-sdk 11.6, Grafana 11.6).
+
+`python deploy/grafana/generate.py` writes deploy/grafana/dashboards/*.json (committed; a test
+keeps them equal to a fresh generation); `--check` only compares and exits 1 when they are stale.
+
+Every panel queries the provisioned InfluxDB datasource (uid DATASOURCE_UID) in raw InfluxQL,
+which runs on InfluxDB 1.x, on 2.x through DBRP/v1 compatibility and on 3.x InfluxQL. Queries
+use Grafana's `$timeFilter` and `$__interval` and the template variables `region` and `site`
+(multi-value with "All": Grafana turns them into `(a|b)` inside `=~ /^$region$/`).
+
+Each panel declares what it `needs`: measurement names, or `measurement.key` for a tag or field
+that a measurement gains later (online_rate.basis). tests/test_grafana.py runs every panel's
+queries on a real InfluxDB filled by the daemon and reports the panels still waiting for
+something monitor/schema.py does not declare yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from grafana_foundation_sdk.builders import bargauge, barchart, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import runtime as cogruntime
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dash
+
+DATASOURCE_UID = "fleetmon-influxdb"
+DATASOURCE = dash.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
+OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+TAG = "fleetmon"
+ONLINE_TARGET_PCT = 95.0  # the contract's online rate (在线率) target
+LINK_RTT_LIMIT_MS = 200.0  # the contract's latency limit of a dedicated line (专线)
+
+
+# -- the InfluxQL target the SDK lacks ----------------------------------------------------------
+
+
+class InfluxQLTarget(cogvariants.Dataquery):
+    """One raw InfluxQL query of a panel on Grafana's InfluxDB datasource (rawQuery: true), as
+    Grafana 11 stores it: {"refId", "datasource", "query", "rawQuery", "resultFormat", "alias"?}.
+
+    result_format: "time_series" (one frame per series, legend from `alias`: `$tag_<key>`,
+    `$col`) or "table" (rows, GROUP BY tags as columns). Raises ValueError on an empty query or
+    refId, an unknown result format or rawQuery other than true (the builder mode of the editor
+    is not what this generator writes)."""
+
+    RESULT_FORMATS = ("time_series", "table")
+
+    def __init__(
+        self, query: str = "", ref_id: str = "A", result_format: str = "time_series", alias: str | None = None,
+        datasource: dash.DataSourceRef | None = None,
+    ) -> None:
+        if not query.strip():
+            raise ValueError("an InfluxQL target needs a query")
+        if not ref_id:
+            raise ValueError("an InfluxQL target needs a refId")
+        if result_format not in self.RESULT_FORMATS:
+            raise ValueError(f"resultFormat must be one of {self.RESULT_FORMATS}, not {result_format!r}")
+        self.query = query
+        self.ref_id = ref_id
+        self.result_format = result_format
+        self.alias = alias
+        self.datasource = datasource if datasource is not None else DATASOURCE
+
+    def to_json(self) -> dict[str, object]:
+        payload: dict[str, object] = {
+            "refId": self.ref_id,
+            "datasource": self.datasource,
+            "query": self.query,
+            "rawQuery": True,
+            "resultFormat": self.result_format,
+        }
+        if self.alias is not None:
+            payload["alias"] = self.alias
+        return payload
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        if data.get("rawQuery") is not True:
+            raise ValueError(f"target {data.get('refId')!r}: rawQuery must be true (raw InfluxQL only)")
+        unknown = set(data) - {"refId", "datasource", "query", "rawQuery", "resultFormat", "alias"}
+        if unknown:
+            raise ValueError(f"target {data.get('refId')!r}: unknown keys {sorted(unknown)}")
+        return cls(
+            query=data.get("query", ""),
+            ref_id=data.get("refId", ""),
+            result_format=data.get("resultFormat", "time_series"),
+            alias=data.get("alias"),
+            datasource=dash.DataSourceRef.from_json(data["datasource"]) if "datasource" in data else None,
+        )
+
+
+class InfluxQL(cogbuilder.Builder[InfluxQLTarget]):
+    """Builder of an InfluxQLTarget: InfluxQL(query).table().alias("$tag_group")."""
+
+    def __init__(self, query: str, ref_id: str = "A") -> None:
+        self._internal = InfluxQLTarget(query, ref_id)
+
+    def build(self) -> InfluxQLTarget:
+        return self._internal
+
+    def table(self) -> Self:
+        self._internal.result_format = "table"
+        return self
+
+    def alias(self, alias: str) -> Self:
+        self._internal.alias = alias
+        return self
+
+
+def register_influxql() -> None:
+    """Decode targets of panels on an "influxdb" datasource as InfluxQLTarget in the SDK's
+    Dashboard.from_json (otherwise they stay an untyped UnknownDataquery)."""
+    cogruntime.register_dataquery_variant(cogruntime.DataqueryConfig("influxdb", InfluxQLTarget.from_json))
+
+
+# -- query fragments ---------------------------------------------------------------------------
+
+IN_REGION = '"region" =~ /^$region$/'
+IN_SITES = '"region" =~ /^$region$/ AND "site" =~ /^$site$/'
+DEVICE = "\"device_id\" = '$device_id'"  # single-value variable: Grafana inserts it as is
+# The contract's basis of online_rate and device_state (by default network up and RTSP DESCRIBE OK).
+CONTRACT_RATE = "\"basis\" = 'online'"
+PER_INTERVAL = "GROUP BY time($__interval)"
+
+
+def latest_offline(where: str) -> str:
+    """Devices whose latest device_state of the contract's basis is not online (only counted
+    ones: 延建/拆除 points are expected to be dark), one row each with its state."""
+    return (
+        'SELECT "state" FROM (SELECT last("online") AS "online", last("state") AS "state" FROM "device_state" '
+        f'WHERE $timeFilter AND {CONTRACT_RATE} AND {where} AND "counted" = 1 '
+        'GROUP BY "device_id", "kind", "site", "region") '
+        'WHERE "online" = 0 GROUP BY "device_id", "kind", "site", "region"'
+    )
+
+
+def link_summary(where: str) -> str:
+    """Latest RTT, jitter and loss of every dedicated line (icmp of kind link)."""
+    return (
+        'SELECT last("rtt_avg_ms") AS "rtt_avg_ms", last("jitter_ms") AS "jitter_ms", last("loss_pct") AS "loss_pct" '
+        f"FROM \"icmp\" WHERE $timeFilter AND \"kind\" = 'link' AND {where} GROUP BY \"device_id\", \"site\""
+    )
+
+
+def link_series(field_name: str, where: str) -> str:
+    return (
+        f'SELECT mean("{field_name}") FROM "icmp" WHERE $timeFilter AND "kind" = \'link\' AND {where} '
+        f'{PER_INTERVAL}, "device_id"'
+    )
+
+
+# -- panel helpers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """What the test needs to know of a panel: its queries, what they read and, on the device
+    dashboard, which kind of device it is meant for (camera, switch, ups, server, link)."""
+
+    dashboard_uid: str
+    title: str
+    targets: tuple[InfluxQLTarget, ...]
+    needs: frozenset[str]
+    device_kind: str | None = None
+
+
+@dataclass
+class Board:
+    """One dashboard under construction and the specs of its panels."""
+
+    uid: str
+    title: str
+    description: str
+    variables: list[cogbuilder.Builder[dash.VariableModel]]
+    refresh: str = "1m"
+    builder: dash_b.Dashboard = field(init=False)
+    panels: list[PanelSpec] = field(default_factory=list)
+    _next_id: int = field(default=1, init=False)
+
+    def __post_init__(self) -> None:
+        self.builder = (
+            dash_b.Dashboard(self.title).uid(self.uid).description(self.description).tags([TAG])
+            .timezone("browser").time("now-6h", "now").refresh(self.refresh).readonly()
+            .tooltip(dash.DashboardCursorSync.CROSSHAIR).variables(self.variables)
+            .link(dash_b.DashboardLink("fleetmon").type(dash.DashboardLinkType.DASHBOARDS).tags([TAG])
+                  .as_dropdown(True).include_vars(True).keep_time(True))
+        )
+
+    def row(self, title: str) -> None:
+        self.builder.with_row(dash_b.Row(title).id(self._take_id()))
+
+    def add(
+        self, panel: Any, *targets: InfluxQL, needs: set[str], device_kind: str | None = None,
+    ) -> None:
+        """Add a panel (a viz builder with title, size and options set) reading `targets`."""
+        panel.id(self._take_id()).datasource(DATASOURCE).targets(list(targets))
+        model = panel.build()
+        custom = getattr(cogruntime.panelcfg_config(model.type_val), "field_config_from_json_hook", None)
+        if model.field_config is not None and model.field_config.defaults.custom is None and custom is not None:
+            # Spell out the panel type's default custom field config, as the SDK's from_json
+            # does: the committed JSON is then a fixed point of its decode/encode check.
+            model.field_config.defaults.custom = custom({})
+        self.panels.append(PanelSpec(self.uid, model.title, tuple(model.targets), frozenset(needs), device_kind))
+        self.builder.with_panel(panel)
+
+    def _take_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def build(self) -> dash.Dashboard:
+        return self.builder.build()
+
+
+def thresholds(base: str, *steps: tuple[float, str]) -> dash_b.ThresholdsConfig:
+    return dash_b.ThresholdsConfig().mode(dash.ThresholdsMode.ABSOLUTE).steps(
+        [dash.Threshold(value=None, color=base), *(dash.Threshold(value=v, color=c) for v, c in steps)]
+    )
+
+
+RATE_THRESHOLDS = ("red", (ONLINE_TARGET_PCT, "green"))  # red below the target
+RTT_THRESHOLDS = ("green", (LINK_RTT_LIMIT_MS, "red"))  # red above the limit
+
+STATE_MAPPINGS: list[dash.ValueMapping] = [
+    dash.ValueMap(options={
+        "up": dash.ValueMappingResult(text="在线", color="green", index=0),
+        "down": dash.ValueMappingResult(text="离线", color="red", index=1),
+        "unreachable": dash.ValueMappingResult(text="不可达（上级故障）", color="orange", index=2),
+        "unknown": dash.ValueMappingResult(text="未知", color="text", index=3),
+    })
+]
+BOOL_ALARM_MAPPINGS: list[dash.ValueMapping] = [
+    dash.ValueMap(options={
+        "true": dash.ValueMappingResult(text="是", color="red", index=0),
+        "false": dash.ValueMappingResult(text="否", color="green", index=1),
+    })
+]
+
+
+# Override property of a table column of device ids: each cell links to the device dashboard,
+# keeping the time range.
+DEVICE_LINK = dash.DynamicConfigValue(id_val="links", value=[{
+    "title": "设备详情 (device drill-down)", "url": "/d/fleetmon-device?var-device_id=${__value.raw}&${__url_time_range}",
+}])
+
+
+def colored(mode: str = "color-text") -> dash.DynamicConfigValue:
+    """Override property: color this column's cells (by thresholds or value mappings); only the
+    columns that carry the alarm, not the whole table."""
+    return dash.DynamicConfigValue(id_val="custom.cellOptions", value={"type": mode})
+
+
+def unit(name: str) -> dash.DynamicConfigValue:
+    return dash.DynamicConfigValue(id_val="unit", value=name)
+
+
+def link_table(title: str, span: int) -> table.Panel:
+    """Latest RTT, jitter and loss of each line; the RTT red above 200 ms."""
+    return (table.Panel().title(title).span(span).height(9)
+            .description("Latest RTT, jitter and loss of every dedicated line; the RTT is red above 200 ms.")
+            .thresholds(thresholds(*RTT_THRESHOLDS))
+            .sort_by([common_b.TableSortByFieldState().display_name("平均时延").desc(True)])
+            .with_transformation(organize({"device_id": "专线", "site": "站点", "rtt_avg_ms": "平均时延",
+                                           "jitter_ms": "抖动", "loss_pct": "丢包率"}))
+            .override_by_name("平均时延", [unit("ms"), colored()])
+            .override_by_name("抖动", [unit("ms")])
+            .override_by_name("丢包率", [unit("percent")]))
+
+
+def organize(rename: dict[str, str], hide: tuple[str, ...] = ("Time",)) -> dash.DataTransformerConfig:
+    return dash.DataTransformerConfig(
+        id_val="organize", options={"excludeByName": {name: True for name in hide}, "renameByName": rename}
+    )
+
+
+def rate_series(title: str, description: str) -> timeseries.Panel:
+    return (timeseries.Panel().title(title).description(description).unit("percent").min(0).max(100)
+            .thresholds(thresholds(*RATE_THRESHOLDS))
+            .thresholds_style(common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
+            .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
+                    .placement(common.LegendPlacement.BOTTOM).show_legend(True)))
+
+
+def ms_series(title: str, description: str, against_limit: bool = False) -> timeseries.Panel:
+    """A time series in ms, with the dashed 200 ms line when `against_limit`."""
+    panel = timeseries.Panel().title(title).description(description).unit("ms").min(0)
+    if against_limit:
+        panel.thresholds(thresholds(*RTT_THRESHOLDS)).thresholds_style(
+            common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+        )
+    return panel
+
+
+# -- template variables ------------------------------------------------------------------------
+
+
+def multi_variable(name: str, label: str, query: str) -> dash_b.QueryVariable:
+    """A multi-value variable from a SHOW TAG VALUES query, "All" selected by default."""
+    return (dash_b.QueryVariable(name).label(label).datasource(DATASOURCE).query(query)
+            .multi(True).include_all(True).refresh(dash.VariableRefresh.ON_DASHBOARD_LOAD)
+            .sort(dash.VariableSort.NATURAL_ASC)
+            .current(dash.VariableOption(selected=True, text=["All"], value=["$__all"])))
+
+
+def region_variable() -> dash_b.QueryVariable:
+    return multi_variable("region", "区域", 'SHOW TAG VALUES FROM "device_state" WITH KEY = "region"')
+
+
+def site_variable() -> dash_b.QueryVariable:
+    return multi_variable("site", "站点", f'SHOW TAG VALUES FROM "device_state" WITH KEY = "site" WHERE {IN_REGION}')
+
+
+def device_variable() -> dash_b.QueryVariable:
+    return (dash_b.QueryVariable("device_id").label("设备").datasource(DATASOURCE)
+            .query(f'SHOW TAG VALUES FROM "device_state" WITH KEY = "device_id" WHERE {IN_SITES}')
+            .refresh(dash.VariableRefresh.ON_DASHBOARD_LOAD).sort(dash.VariableSort.NATURAL_ASC))
+
+
+def link_variable() -> dash_b.QueryVariable:
+    return multi_variable(
+        "link", "专线", f'SHOW TAG VALUES FROM "icmp" WITH KEY = "device_id" WHERE "kind" = \'link\' AND {IN_SITES}'
+    )
+
+
+# -- dashboards --------------------------------------------------------------------------------
+
+
+def command_hall() -> Board:
+    b = Board(
+        "fleetmon-hall", "指挥大厅 · 视频监控运行态势",
+        "Command hall: camera online rate against the 95 % target, offline points, dedicated lines against "
+        "200 ms, UPS on battery and open faults. Data: fleetmon in InfluxDB (docs/SCHEMA.md).",
+        [region_variable(), site_variable()], refresh="30s",
+    )
+    b.row("在线率 (online rate)")
+    b.add(
+        stat.Panel().title("全域摄像机在线率").span(6).height(8).unit("percent").decimals(2)
+        .description("Fleet camera online rate as the contract counts it (basis online), latest value; target 95 %.")
+        .thresholds(thresholds(*RATE_THRESHOLDS)).color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
+        InfluxQL(
+            'SELECT mean("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'fleet\' '
+            f"AND \"kind\" = 'camera' AND {CONTRACT_RATE} {PER_INTERVAL}"
+        ).alias("在线率"),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.add(
+        rate_series("摄像机在线率趋势（目标 95%）",
+                    "Fleet camera online rate over time with the 95 % target line (basis online).").span(18).height(8),
+        InfluxQL(
+            'SELECT mean("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'fleet\' '
+            f"AND \"kind\" = 'camera' AND {CONTRACT_RATE} {PER_INTERVAL}"
+        ).alias("全域在线率"),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.add(
+        bargauge.Panel().title("各区域摄像机在线率").span(12).height(10).unit("percent").min(0).max(100)
+        .description("Camera online rate per region (township), latest value, basis online; target 95 %.")
+        .thresholds(thresholds(*RATE_THRESHOLDS)).display_mode(common.BarGaugeDisplayMode.LCD)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .data_links([dash_b.DashboardLink("区域详情 (region drill-down)")
+                     .url("/d/fleetmon-region?var-region=${__field.labels.group}&${__url_time_range}")]),
+        InfluxQL(
+            'SELECT last("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'region\' '
+            f'AND "kind" = \'camera\' AND {CONTRACT_RATE} AND "group" =~ /^$region$/ GROUP BY "group"'
+        ).alias("$tag_group"),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.add(
+        barchart.Panel().title("各区域三类在线率：网络 / 服务 / 视频").span(12).height(10).unit("percent")
+        .min(0).max(100)
+        .description("Per region, the camera online rate by basis side by side: network (ICMP), service (ONVIF), "
+                     "video (RTSP DESCRIBE).")
+        .thresholds(thresholds(*RATE_THRESHOLDS))
+        .thresholds_style(common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
+        .with_transformation(dash.DataTransformerConfig(
+            id_val="groupingToMatrix", options={"columnField": "basis", "rowField": "group", "valueField": "last"}
+        ))
+        .with_transformation(organize({"group\\basis": "区域", "network": "网络", "service": "服务", "video": "视频"},
+                                      hide=())),
+        InfluxQL(
+            'SELECT last("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'region\' '
+            '''AND "kind" = 'camera' AND "basis" =~ /^(network|service|video)$/ AND "group" =~ /^$region$/ '''
+            'GROUP BY "group", "basis"'
+        ).table(),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.row("离线点位与专线 (offline points, dedicated lines)")
+    b.add(
+        table.Panel().title("离线点位").span(12).height(10)
+        .description("Points whose latest state is not up (down, unreachable behind a failed parent, unknown); "
+                     "points under construction or removed are left out.")
+        .mappings(STATE_MAPPINGS).override_by_name("状态", [colored("color-background")])
+        .sort_by([common_b.TableSortByFieldState().display_name("区域")])
+        .with_transformation(organize({"device_id": "点位编号", "kind": "类型", "site": "站点", "region": "区域",
+                                       "state": "状态"}))
+        .override_by_name("点位编号", [DEVICE_LINK]),
+        InfluxQL(latest_offline(IN_SITES)).table(),
+        needs={"device_state", "device_state.basis"},
+    )
+    b.add(
+        link_table("专线时延（限值 200 ms）", 12).height(10),
+        InfluxQL(link_summary(IN_SITES)).table(),
+        needs={"icmp"},
+    )
+    b.add(
+        ms_series("专线时延趋势", "Average RTT of each dedicated line (icmp, kind link) against 200 ms.",
+                  True).span(24).height(8),
+        InfluxQL(link_series("rtt_avg_ms", IN_SITES)).alias("$tag_device_id"),
+        needs={"icmp"},
+    )
+    b.row("供电与故障 (power, faults)")
+    b.add(
+        stat.Panel().title("UPS 电池供电数").span(6).height(8).no_value("0")
+        .description("UPS units whose latest reading says on battery (mains lost).")
+        .thresholds(thresholds("green", (1, "red"))).color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["count"]).values(False).fields("/^on_battery$/"))
+        .with_transformation(dash.DataTransformerConfig(id_val="filterByValue", options={
+            "type": "include", "match": "any",
+            "filters": [{"fieldName": "on_battery", "config": {"id": "equal", "options": {"value": True}}}],
+        })),
+        InfluxQL(
+            'SELECT last("on_battery") AS "on_battery" FROM "ups" WHERE $timeFilter AND '
+            f'{IN_SITES} GROUP BY "device_id"'
+        ).table(),
+        needs={"ups"},
+    )
+    b.add(
+        table.Panel().title("UPS 状态").span(18).height(8)
+        .description("Latest state of every UPS: on battery, battery low, minutes remaining, charge.")
+        .mappings(BOOL_ALARM_MAPPINGS)
+        .override_by_name("电池供电", [colored()]).override_by_name("电池低电", [colored()])
+        .with_transformation(organize({"device_id": "设备", "site": "站点", "on_battery": "电池供电",
+                                       "battery_low": "电池低电", "minutes_remaining": "剩余分钟",
+                                       "charge_pct": "电量%"}))
+        .override_by_name("设备", [DEVICE_LINK]),
+        InfluxQL(
+            'SELECT last("on_battery") AS "on_battery", last("battery_low") AS "battery_low", '
+            'last("minutes_remaining") AS "minutes_remaining", last("charge_pct") AS "charge_pct" FROM "ups" '
+            f'WHERE $timeFilter AND {IN_SITES} GROUP BY "device_id", "site"'
+        ).table(),
+        needs={"ups"},
+    )
+    b.add(
+        stat.Panel().title("未恢复故障（按级别）").span(6).height(9).no_value("0")
+        .description("Open faults by severity, latest count.")
+        .thresholds(thresholds("green", (1, "orange"))).color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
+        InfluxQL(
+            'SELECT last("count") FROM "faults_open" WHERE $timeFilter GROUP BY "severity"'
+        ).alias("$tag_severity"),
+        needs={"faults_open"},
+    )
+    b.add(
+        table.Panel().title("最近故障事件").span(18).height(9)
+        .description("Recent fault events (firing, acknowledged, resolved) of the selected regions and those "
+                     "without a region, newest first.")
+        .with_transformation(organize({"Time": "时间", "event": "事件", "device_id": "设备", "title": "故障",
+                                       "state": "状态", "severity": "级别", "region": "区域", "rule": "规则",
+                                       "fault_id": "故障编号"}, hide=()))
+        .override_by_name("设备", [DEVICE_LINK]),
+        InfluxQL(
+            'SELECT "event", "device_id", "title", "state", "severity", "region", "rule", "fault_id" '
+            # Faults without a region (the platform, the whole fleet) show whatever the selection.
+            'FROM "fault_event" WHERE $timeFilter AND ("region" =~ /^$region$/ OR "region" = \'\') '
+            "ORDER BY time DESC LIMIT 100"
+        ).table(),
+        needs={"fault_event"},
+    )
+    return b
+
+
+def region_drilldown() -> Board:
+    b = Board(
+        "fleetmon-region", "区域 · 在线率与故障点位",
+        "Region drill-down: online rate per site, devices down in the region, latency and loss of its "
+        "dedicated lines. Pick the region (and sites) at the top.",
+        [region_variable(), site_variable()],
+    )
+    b.add(
+        bargauge.Panel().title("各站点摄像机在线率").span(12).height(10).unit("percent").min(0).max(100)
+        .description("Camera online rate of each site of the region, latest value, basis online; target 95 %.")
+        .thresholds(thresholds(*RATE_THRESHOLDS)).display_mode(common.BarGaugeDisplayMode.LCD)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
+        InfluxQL(
+            'SELECT last("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'site\' '
+            f'AND "kind" = \'camera\' AND {CONTRACT_RATE} AND "group" =~ /^$site$/ GROUP BY "group"'
+        ).alias("$tag_group"),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.add(
+        rate_series("站点在线率趋势", "Camera online rate of each site over time (basis online).")
+        .span(12).height(10),
+        InfluxQL(
+            'SELECT mean("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'site\' '
+            f'AND "kind" = \'camera\' AND {CONTRACT_RATE} AND "group" =~ /^$site$/ {PER_INTERVAL}, "group"'
+        ).alias("$tag_group"),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.add(
+        table.Panel().title("区域内离线设备").span(12).height(10)
+        .description("Every kind of device of the selected sites whose latest state is not up.")
+        .mappings(STATE_MAPPINGS).override_by_name("状态", [colored("color-background")])
+        .with_transformation(organize({"device_id": "设备", "kind": "类型", "site": "站点", "region": "区域",
+                                       "state": "状态"}))
+        .override_by_name("设备", [DEVICE_LINK]),
+        InfluxQL(latest_offline(IN_SITES)).table(),
+        needs={"device_state", "device_state.basis"},
+    )
+    b.add(
+        timeseries.Panel().title("离线摄像机数趋势").span(12).height(10).min(0).decimals(0)
+        .description("Active cameras offline per site over time, as the contract counts them (basis online).")
+        .draw_style(common.GraphDrawStyle.BARS).stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL)),
+        InfluxQL(
+            'SELECT last("offline") FROM "online_rate" WHERE $timeFilter AND "scope" = \'site\' '
+            f'AND "kind" = \'camera\' AND {CONTRACT_RATE} AND "group" =~ /^$site$/ {PER_INTERVAL}, "group"'
+        ).alias("$tag_group"),
+        needs={"online_rate", "online_rate.basis"},
+    )
+    b.add(
+        ms_series("专线时延", "Average RTT of the region's dedicated lines against 200 ms.", True)
+        .span(12).height(9),
+        InfluxQL(link_series("rtt_avg_ms", IN_SITES)).alias("$tag_device_id"),
+        needs={"icmp"},
+    )
+    b.add(
+        timeseries.Panel().title("专线丢包率").span(12).height(9).unit("percent").min(0).max(100)
+        .description("Echo loss of the region's dedicated lines."),
+        InfluxQL(link_series("loss_pct", IN_SITES)).alias("$tag_device_id"),
+        needs={"icmp"},
+    )
+    return b
+
+
+def device_drilldown() -> Board:
+    b = Board(
+        "fleetmon-device", "设备 · 单点详情",
+        "Device drill-down: ICMP RTT/loss/jitter and state timeline of one device; RTSP/ONVIF of a camera, "
+        "ports of a switch, UPS readings, host resources of a server (panels stay empty for other kinds).",
+        [region_variable(), site_variable(), device_variable()],
+    )
+    b.row("网络 (ICMP)")
+    b.add(
+        statetimeline.Panel().title("状态时间线").span(24).height(6).mappings(STATE_MAPPINGS)
+        .description("State of the device after hysteresis and topology (device_state), one line per basis: "
+                     "online (the contract's), network (ICMP), service (ONVIF), video (RTSP)."),
+        InfluxQL(f'SELECT "state" FROM "device_state" WHERE $timeFilter AND {DEVICE} GROUP BY "basis"')
+        .alias("$tag_basis"),
+        needs={"device_state", "device_state.basis"}, device_kind="camera",
+    )
+    b.add(
+        ms_series("往返时延 RTT", "ICMP round-trip time: min, average and max of each probe.").span(8).height(8),
+        InfluxQL(
+            'SELECT mean("rtt_min_ms") AS "min", mean("rtt_avg_ms") AS "avg", mean("rtt_max_ms") AS "max" '
+            f'FROM "icmp" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
+        ).alias("$col"),
+        needs={"icmp"}, device_kind="camera",
+    )
+    b.add(
+        timeseries.Panel().title("丢包率").span(8).height(8).unit("percent").min(0).max(100)
+        .description("ICMP echo loss of each probe."),
+        InfluxQL(f'SELECT mean("loss_pct") FROM "icmp" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}').alias("丢包率"),
+        needs={"icmp"}, device_kind="camera",
+    )
+    b.add(
+        ms_series("抖动", "ICMP jitter (RFC 3550 §6.4.1 without smoothing).").span(8).height(8),
+        InfluxQL(f'SELECT mean("jitter_ms") FROM "icmp" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}').alias("抖动"),
+        needs={"icmp"}, device_kind="camera",
+    )
+    b.row("摄像机 (RTSP / ONVIF)")
+    b.add(
+        ms_series("RTSP DESCRIBE 耗时", "Time of the RTSP DESCRIBE of the camera's stream.").span(8).height(8),
+        InfluxQL(f'SELECT mean("describe_ms") FROM "rtsp" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}')
+        .alias("DESCRIBE"),
+        needs={"rtsp"}, device_kind="camera",
+    )
+    b.add(
+        table.Panel().title("视频流").span(8).height(8)
+        .description("Latest RTSP result: stream up, codec and resolution.")
+        .with_transformation(organize({"up": "可用", "video_codec": "编码", "width": "宽", "height": "高"})),
+        InfluxQL(
+            'SELECT last("up") AS "up", last("video_codec") AS "video_codec", last("width") AS "width", '
+            f'last("height") AS "height" FROM "rtsp" WHERE $timeFilter AND {DEVICE}'
+        ).table(),
+        needs={"rtsp"}, device_kind="camera",
+    )
+    b.add(
+        table.Panel().title("ONVIF").span(8).height(8)
+        .description("Latest ONVIF result: service up, clock drift, firmware, mismatch with the point list.")
+        .mappings(BOOL_ALARM_MAPPINGS)
+        .with_transformation(organize({"up": "可用", "clock_drift_s": "时钟偏差 s", "firmware": "固件",
+                                       "inventory_mismatch": "与点位表不符"})),
+        InfluxQL(
+            'SELECT last("up") AS "up", last("clock_drift_s") AS "clock_drift_s", last("firmware") AS "firmware", '
+            f'last("inventory_mismatch") AS "inventory_mismatch" FROM "onvif" WHERE $timeFilter AND {DEVICE}'
+        ).table(),
+        needs={"onvif"}, device_kind="camera",
+    )
+    b.row("交换机端口 (SNMP)")
+    b.add(
+        table.Panel().title("端口状态").span(12).height(9)
+        .description("Latest ifOperStatus, traffic, utilisation and input errors of each interface.")
+        .with_transformation(organize({"interface": "端口", "oper_status": "ifOperStatus", "uplink": "上联",
+                                       "in_bps": "入 bps", "out_bps": "出 bps", "in_utilisation_pct": "入利用率%",
+                                       "out_utilisation_pct": "出利用率%", "in_errors_per_s": "入错包/s"})),
+        InfluxQL(
+            'SELECT last("oper_status") AS "oper_status", last("uplink") AS "uplink", last("in_bps") AS "in_bps", '
+            'last("out_bps") AS "out_bps", last("in_utilisation_pct") AS "in_utilisation_pct", '
+            'last("out_utilisation_pct") AS "out_utilisation_pct", last("in_errors_per_s") AS "in_errors_per_s" '
+            f'FROM "snmp_interface" WHERE $timeFilter AND {DEVICE} GROUP BY "interface"'
+        ).table(),
+        needs={"snmp_interface"}, device_kind="switch",
+    )
+    b.add(
+        timeseries.Panel().title("端口流量").span(12).height(9).unit("bps").min(0)
+        .description("Traffic in and out of each interface."),
+        InfluxQL(
+            'SELECT mean("in_bps") AS "in", mean("out_bps") AS "out" FROM "snmp_interface" '
+            f'WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}, "interface"'
+        ).alias("$tag_interface $col"),
+        needs={"snmp_interface"}, device_kind="switch",
+    )
+    b.row("UPS 与服务器 (power, host)")
+    b.add(
+        timeseries.Panel().title("UPS 电量与负载").span(8).height(8).unit("percent").min(0).max(100)
+        .description("Battery charge and output load of the UPS."),
+        InfluxQL(
+            'SELECT mean("charge_pct") AS "charge", mean("output_load_pct") AS "load" FROM "ups" '
+            f'WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
+        ).alias("$col"),
+        needs={"ups"}, device_kind="ups",
+    )
+    b.add(
+        table.Panel().title("UPS 供电").span(8).height(8)
+        .description("Latest power source, battery state, minutes remaining and input voltage.")
+        .mappings(BOOL_ALARM_MAPPINGS)
+        .with_transformation(organize({"output_source": "输出来源", "on_battery": "电池供电", "battery_low": "电池低电",
+                                       "minutes_remaining": "剩余分钟", "input_voltage_v": "输入电压 V"})),
+        InfluxQL(
+            'SELECT last("output_source") AS "output_source", last("on_battery") AS "on_battery", '
+            'last("battery_low") AS "battery_low", last("minutes_remaining") AS "minutes_remaining", '
+            f'last("input_voltage_v") AS "input_voltage_v" FROM "ups" WHERE $timeFilter AND {DEVICE}'
+        ).table(),
+        needs={"ups"}, device_kind="ups",
+    )
+    b.add(
+        timeseries.Panel().title("服务器资源").span(8).height(8).unit("percent").min(0).max(100)
+        .description("CPU load, memory used and the fullest storage volume of a server."),
+        InfluxQL(
+            'SELECT mean("cpu_load_pct") AS "cpu", mean("memory_used_pct") AS "memory", '
+            f'mean("storage_max_used_pct") AS "storage" FROM "host" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
+        ).alias("$col"),
+        needs={"host"}, device_kind="server",
+    )
+    return b
+
+
+def links() -> Board:
+    in_links = f'"device_id" =~ /^$link$/ AND {IN_SITES}'
+    b = Board(
+        "fleetmon-links", "专线 · 时延抖动丢包",
+        "Dedicated lines (专线): RTT, jitter and loss over time per line against the 200 ms limit.",
+        [region_variable(), site_variable(), link_variable()],
+    )
+    b.add(
+        ms_series("平均时延（限值 200 ms）", "Average RTT per line against 200 ms.", True)
+        .span(24).height(9),
+        InfluxQL(link_series("rtt_avg_ms", in_links)).alias("$tag_device_id"),
+        needs={"icmp"},
+    )
+    b.add(
+        ms_series("抖动", "Jitter per line (RFC 3550 §6.4.1 without smoothing).").span(12).height(8),
+        InfluxQL(link_series("jitter_ms", in_links)).alias("$tag_device_id"),
+        needs={"icmp"},
+    )
+    b.add(
+        timeseries.Panel().title("丢包率").span(12).height(8).unit("percent").min(0).max(100)
+        .description("Echo loss per line."),
+        InfluxQL(link_series("loss_pct", in_links)).alias("$tag_device_id"),
+        needs={"icmp"},
+    )
+    b.add(
+        link_table("专线一览", 24),
+        InfluxQL(link_summary(in_links)).table(),
+        needs={"icmp"},
+    )
+    return b
+
+
+def boards() -> list[Board]:
+    """Every dashboard, freshly built."""
+    register_default_plugins()  # the panel types' option and field config models
+    return [command_hall(), region_drilldown(), device_drilldown(), links()]
+
+
+def render(board: Board) -> str:
+    """The dashboard's JSON as committed: sorted keys, 2-space indent, UTF-8 text, final newline."""
+    return json.dumps(board.build(), cls=JSONEncoder, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def path_of(board: Board) -> Path:
+    return OUT_DIR / f"{board.uid}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for board in boards():
+        path, text = path_of(board), render(board)
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            OUT_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    for path in stale:
+        print(f"{'stale' if args.check else 'wrote'}: {path}", file=sys.stderr)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
