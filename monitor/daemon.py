@@ -26,7 +26,7 @@ from monitor.state import State, StateTracker, Transition
 from monitor.statedb import StateDB, StateDBError
 from monitor.storage import InfluxSink
 from probes import REGISTRY
-from probes.base import ProbeResult
+from probes.base import Probe, ProbeResult
 from probes.traps import TRAP_MEASUREMENT, TrapEvent, TrapReceiver, event_fields
 from rules.engine import View
 from rules.model import EventKind, Fault, FaultState, Severity
@@ -63,6 +63,9 @@ def _depth_first(inventory: Inventory) -> list[Device]:
 BASIS_OF_PROBE = {probe: basis for basis, probes in BASIS_PROBES.items() for probe in probes}
 
 
+STREAM_URI_USERS = ("rtsp", "rtsp_frame")  # probes with learn_stream_uri (probes/rtsp.py)
+
+
 def _tags(device: Device) -> dict[str, str]:
     return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
 
@@ -92,6 +95,7 @@ class Daemon:
         self._trackers: dict[str, StateTracker] = {}
         self._latest: dict[str, dict[str, ProbeResult]] = {}
         self._polled: dict[str, frozenset[str]] = {}  # probe → ids of the devices it polls
+        self._probes: dict[str, Probe] = {}
         # Work for the state-DB writer task; None asks it to finish.
         self._pending: asyncio.Queue[list[Transition] | None] = asyncio.Queue()
         self._heartbeat_due = False
@@ -153,7 +157,7 @@ class Daemon:
             probe_cfg = getattr(self.cfg.probes, name)
             if not probe_cfg.enabled:
                 continue
-            probe = await stack.enter_async_context(probe_cls(probe_cfg))
+            probe = self._probes[name] = await stack.enter_async_context(probe_cls(probe_cfg))
             self._trackers[name] = StateTracker(
                 self.inventory,
                 name,
@@ -197,6 +201,12 @@ class Daemon:
             self._sink.write(result.probe, tags, result.fields, result.ts_ns)
             for series in result.series:
                 self._sink.write(series.measurement, {**tags, **series.tags}, series.fields, result.ts_ns)
+        uri = result.fields.get("stream_uri") if result.probe == "onvif" else None
+        if isinstance(uri, str):
+            # The RTSP checks use the camera's own GetStreamUri answer when the point list has none.
+            for name in STREAM_URI_USERS:
+                if name in self._probes:
+                    self._probes[name].learn_stream_uri(result.device_id, uri)  # type: ignore[attr-defined]
         transition = self._trackers[result.probe].observe(result)
         if transition is not None:
             self._transitions([transition])

@@ -1,5 +1,6 @@
 """Live terminal view of a running daemon (`fleetmon run --view`, used by `make demo`):
-per-region online rate against the 95 % target and the worst links against 200 ms.
+per-region online rate against the 95 % target with the camera network, service and video
+online rates beside it, the worst links against 200 ms and the open faults.
 
 Rendering is a pure function of a Snapshot so that it can be tested without a terminal.
 """
@@ -31,6 +32,9 @@ TEXTS = {
         "regions": "各区域在线率（目标 ≥ 95%）",
         "region": "区域",
         "camera_rate": "摄像机在线率",
+        "network": "网络",
+        "service": "服务",
+        "video": "视频",
         "all_rate": "全部设备在线率",
         "online": "在线",
         "offline": "离线",
@@ -54,6 +58,9 @@ TEXTS = {
         "regions": "Online rate per region (target ≥ 95 %)",
         "region": "region",
         "camera_rate": "cameras online",
+        "network": "network",
+        "service": "service",
+        "video": "video",
         "all_rate": "all devices online",
         "online": "online",
         "offline": "offline",
@@ -91,9 +98,12 @@ def render(
         t["cycle"].format(n=c.cycle, d=c.duration_s, t=c.targets, s=c.cycles_skipped),
     )
 
-    by_key = {(r.scope, r.group, r.kind): r for r in snapshot.rates}
+    by_key = {(r.scope, r.group, r.kind, r.basis): r for r in snapshot.rates}
+    measured = [b for b in ("network", "service", "video") if any(r.basis == b for r in snapshot.rates)]
     regions = Table(title=t["regions"], title_justify="left", expand=False)
-    for col in (t["region"], t["camera_rate"], t["all_rate"], t["online"], t["offline"], t["unreachable"]):
+    columns = (t["region"], t["camera_rate"], *(t[b] for b in measured), t["all_rate"], t["online"], t["offline"],
+               t["unreachable"])
+    for col in columns:
         regions.add_column(col, justify="left" if col == t["region"] else "right")
     unreachable: dict[str, int] = {}
     for device_id, state in snapshot.states.items():
@@ -102,12 +112,13 @@ def render(
             unreachable[region] = unreachable.get(region, 0) + 1
     names = sorted({r.group for r in snapshot.rates if r.scope == "region"})
     for scope, name, label in [("region", n, n) for n in names] + [("fleet", ALL, t["fleet"])]:
-        every = by_key.get((scope, name, ALL))
+        every = by_key.get((scope, name, ALL, "online"))
         if every is None:
             continue
         regions.add_row(
             label,
-            _pct(by_key.get((scope, name, Kind.CAMERA.value))),
+            _pct(by_key.get((scope, name, Kind.CAMERA.value, "online"))),
+            *(_pct(by_key.get((scope, name, Kind.CAMERA.value, b))) for b in measured),
             _pct(every),
             str(every.online),
             str(every.offline),

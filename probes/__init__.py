@@ -3,9 +3,11 @@
 
 from probes.base import Probe, ProbeResult
 from probes.icmp import IcmpProbe
+from probes.onvif import OnvifProbe
 
 REGISTRY: dict[str, type[Probe]] = {
     IcmpProbe.name: IcmpProbe,
+    OnvifProbe.name: OnvifProbe,
 }
 
 __all__ = ["REGISTRY", "Probe", "ProbeResult"]

@@ -66,3 +66,17 @@ def test_rates_below_95_are_red_and_above_green():
     # rich's "red" and "green" as exported: #800000 and #008000.
     assert re.search(r'color: #800000[^>]*font-weight: bold">\s*90\.00%', html)
     assert re.search(r'color: #008000[^>]*font-weight: bold">\s*100\.00%', html)
+
+
+def test_camera_network_service_and_video_rates_side_by_side():
+    base = snapshot()
+    network = {d.id: State.UP for d in DEVICES}
+    video = {f"C{i}": State.UP for i in range(20)} | {"C5": State.DOWN, "C6": State.DOWN, "C7": State.DOWN, "C8": State.DOWN}
+    cameras = [d for d in DEVICES if d.kind is Kind.CAMERA]
+    rates = (*base.rates, *online_rates(DEVICES, network, "network"), *online_rates(cameras, video, "video"))
+    out = text(render(Snapshot(base.cycle, rates, base.states, base.latest, base.open_faults), INV))
+    header = next(line for line in out.splitlines() if "摄像机在线率" in line)
+    assert "网络" in header and "视频" in header and "服务" not in header  # no ONVIF results: no column
+    row = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("城关镇"))
+    # contract 90 % (2 cameras down), network 100 %, video 80 % (4 of 20 send no picture)
+    assert re.search(r"90\.00%.*100\.00%.*80\.00%", row), row
