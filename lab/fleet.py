@@ -43,10 +43,16 @@ DOMES = ("DS-2SC3Q140MY-TE", "iDS-2DE72", "DS-2DC6423IW")
 BULLET_SHARE = 0.7
 # Camera batches of the contract: 454 upgraded, 730 new, 666 existing out of 1,850.
 BATCHES = (("upgraded", 454), ("new", 730), ("existing", 666))
+MANUFACTURERS = {Kind.CAMERA: "海康威视", Kind.SWITCH: "海康威视", Kind.UPS: "山特"}  # as point lists write them
 SLOW = Behaviour(delay_ms=250.0)
 LOSSY = Behaviour(loss_pct=20.0)
 COUNTY_LAT, COUNTY_LON = 34.8, 108.9  # a county seat; regions lie within ~20 km of it
-POINT_LIST_COLUMNS = ("id", "name", "kind", "address", "site", "region", "parent", "status", "lat", "lon", "model", "tags")
+POINT_LIST_COLUMNS = (
+    "id", "name", "kind", "address", "site", "region", "parent", "status", "lat", "lon", "manufacturer", "model",
+    "firmware", "serial", "uplink", "tags",
+)
+CAMERA_FIRMWARE = "V5.7.1 build 220713"  # what the point list records for every lab camera
+SWITCH_UPLINK = "GigabitEthernet1/0/1"  # lab/snmpdata switch: its port 1 faces the link
 ALL = "all"  # group of the fleet scope, and kind of all kinds (as in monitor/online_rate.py)
 
 
@@ -154,8 +160,8 @@ class LabFleet:
             for d in self.devices:
                 writer.writerow([
                     d.id, d.name, d.kind.value, "" if d.address is None else str(d.address), d.site, d.region,
-                    d.parent or "", d.status.value, _coordinate(d.lat), _coordinate(d.lon), d.model or "",
-                    ";".join(sorted(d.tags)),
+                    d.parent or "", d.status.value, _coordinate(d.lat), _coordinate(d.lon), d.manufacturer or "",
+                    d.model or "", d.firmware or "", d.serial or "", d.uplink or "", ";".join(sorted(d.tags)),
                 ])
 
 
@@ -311,10 +317,14 @@ def _build(
         addressed = [spec for spec in specs if spec[5] is not Status.REMOVED]
         addresses = iter(net.add_site(site.name, len(addressed), site.behaviour))
         for device_id, name, kind, parent, model, status, tags in specs:
+            camera = kind is Kind.CAMERA
             devices.append(Device(
                 device_id, name, kind, None if status is Status.REMOVED else next(addresses), site.name, site.region,
                 parent=parent, status=status, lat=round(lat + rng.uniform(-5e-4, 5e-4), 6),
                 lon=round(lon + rng.uniform(-5e-4, 5e-4), 6), model=model, tags=tags,
+                manufacturer=MANUFACTURERS.get(kind), firmware=CAMERA_FIRMWARE if camera else None,
+                serial=f"DS{device_id.removeprefix('CAM-')}0713CCWR" if camera else None,
+                uplink=SWITCH_UPLINK if kind is Kind.SWITCH else None,
             ))
         if site.dark:
             dark_links.append(link)

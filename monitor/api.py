@@ -1,5 +1,5 @@
-"""The HTTP API (aiohttp): health, fleet status, devices, faults, maintenance windows, and an
-OpenAPI 3.1 document describing exactly these routes.
+"""The HTTP API (aiohttp): health, fleet status, devices, faults, maintenance windows, the phone
+status page, and an OpenAPI 3.1 document describing exactly these routes.
 
 Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
 
@@ -13,6 +13,8 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     POST   /api/v1/maintenance               {"match", "start", "end", "reason", "by"} (write)
     DELETE /api/v1/maintenance/{id}          ?by=张工                                  (write)
     GET    /api/v1/openapi.json
+    GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
+    GET    /status/status.css, /status/status.js   its files (monitor/status_page.py)
 
 Every route is declared once, in `_endpoints()`, together with the pydantic models of its path
 parameters, query, body and responses. The app's routes, the request validation and the
@@ -20,9 +22,14 @@ OpenAPI document are all built from that one table, so the document cannot drift
 the server does.
 
 Security decisions:
-- Reads are open; they show nothing the command hall's video wall does not.
-- Every write (POST, DELETE) needs `Authorization: Bearer <token>`, compared in constant
-  time. Without a configured token writes are refused (403, saying how to configure one):
+- Reads are open by default; they show nothing the command hall's video wall does not. With a
+  status token configured (api.status_token_env/_file: read-only, different from the write
+  token) every data read needs it or the write token, as a bearer header; the status page,
+  which a phone opens as a link, takes it as ?token= and its script sends it as a bearer
+  header. /healthz, the OpenAPI document and the page's CSS and script stay open: they show
+  no fleet data.
+- Every write (POST, DELETE) needs `Authorization: Bearer <token>`; tokens are compared in
+  constant time. Without a configured token writes are refused (403, saying how to configure one):
   even on loopback, since any local account on the ops server could otherwise acknowledge
   faults. Binding anything but a loopback address without a token is refused outright
   (ApiConfig's validator, and again by ApiServer).
@@ -58,6 +65,7 @@ from pydantic import (
 )
 from pydantic.json_schema import models_json_schema
 
+from monitor.availability import Basis
 from monitor.config_base import SelectorConfig
 from monitor.config import ApiConfig
 from monitor.snapshot import Snapshot
@@ -65,6 +73,7 @@ from monitor.inventory import Inventory
 from monitor.model import Device, Kind, Status
 from monitor.online_rate import ALL, GroupRate, online_rates
 from monitor.state import State
+from monitor.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
 from probes.base import ProbeResult
 from rules.faults import FaultBook, FaultStateError
 from rules.maintenance import MaintenanceBook, MaintenanceWindow
@@ -79,6 +88,7 @@ MAX_BODY_BYTES = 64 * 1024
 _MAX_ERRORS_SHOWN = 5  # validation problems listed in one error message
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JSON = "application/json"
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -97,6 +107,7 @@ class ApiContext:
 
     - snapshot: the latest finished cycle (None before the first one); called per request.
     - token: the bearer token for writes; None refuses every write.
+    - status_token: the read-only token; None leaves reads open (see the module's security notes).
     - language: "zh" | "en", for labels meant for people (severity_label).
     - timezone: IANA zone for displaying times (reported in /api/v1/status; times in the API
       itself are UTC).
@@ -114,6 +125,7 @@ class ApiContext:
     timezone: str
     started_ns: int
     cycle_interval_s: float
+    status_token: SecretStr | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -224,6 +236,10 @@ class GroupRateOut(_Out):
 
     scope: Literal["fleet", "region", "site"]
     group: Annotated[str, Field(description='region or site name; "all" for the fleet')]
+    basis: Annotated[
+        Basis,
+        Field(description="what counts as online: the contract's `online`, or a measured basis (monitor.availability)"),
+    ]
     kind: Annotated[str, Field(description='device kind, or "all"')]
     online: int
     offline: int
@@ -259,10 +275,10 @@ class StatusOut(_Out):
     timezone: Annotated[str, Field(description="zone the operators read times in (IANA)")]
     language: Literal["zh", "en"]
     cycle: Annotated[CycleOut | None, Field(description="the latest finished cycle; null before the first")]
-    fleet: Annotated[GroupRateOut, Field(description="the whole fleet, every kind")]
+    fleet: Annotated[GroupRateOut, Field(description="the whole fleet, every kind, the contract's online basis")]
     rates: Annotated[
         list[GroupRateOut],
-        Field(description="every group: fleet, then regions, then sites; each for all kinds and per kind"),
+        Field(description="every group and basis: fleet, then regions, then sites; each for all kinds and per kind"),
     ]
     devices: DeviceCountsOut
     open_faults: OpenFaultsOut
@@ -296,6 +312,8 @@ class DeviceOut(_Out):
     model: str | None
     tags: list[str]
     state: State
+    since: Annotated[datetime | None, Field(description="when the device entered `state`; null: never decided")]
+    since_ns: int | None
     latest: Annotated[LatestOut | None, Field(description="null before the device's first result")]
 
 
@@ -384,17 +402,19 @@ def _ns(dt: datetime) -> int:
 
 def _rate_out(r: GroupRate) -> GroupRateOut:
     return GroupRateOut(
-        scope=r.scope, group=r.group, kind=r.kind, online=r.online, offline=r.offline, unknown=r.unknown,
-        excluded=r.excluded, total=r.total, rate_pct=r.rate_pct,
+        scope=r.scope, group=r.group, basis=Basis(r.basis), kind=r.kind, online=r.online, offline=r.offline,
+        unknown=r.unknown, excluded=r.excluded, total=r.total, rate_pct=r.rate_pct,
     )
 
 
-def _device_out(device: Device, state: State, latest: ProbeResult | None) -> DeviceOut:
+def _device_out(device: Device, state: State, since_ns: int, latest: ProbeResult | None) -> DeviceOut:
+    """`since_ns` 0 means never decided (monitor.state.StateTracker.since)."""
     return DeviceOut(
         id=device.id, name=device.name, kind=device.kind,
         address=None if device.address is None else str(device.address),
         site=device.site, region=device.region, parent=device.parent, status=device.status,
         lat=device.lat, lon=device.lon, model=device.model, tags=sorted(device.tags), state=state,
+        since=_utc(since_ns) if since_ns else None, since_ns=since_ns or None,
         latest=None if latest is None else LatestOut(
             probe=latest.probe, ts=_utc(latest.ts_ns), ts_ns=latest.ts_ns, ok=latest.ok, reason=latest.reason,
             fields=dict(latest.fields),
@@ -461,7 +481,13 @@ Handler = Callable[[Call], Awaitable[Reply]]
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One route: its handler, the models of its inputs, and its own responses (status →
-    (description, model)); the error responses its inputs imply are added by `_responses`."""
+    (description, model)); the error responses its inputs imply are added by `_responses`.
+
+    Access: `write` needs the write token; `public` never needs a token (no fleet data in it);
+    any other route is a read, which needs the status token (or the write token) when one is
+    configured: as a bearer header or, with `query_token`, as ?token= (a page opened as a
+    link cannot send a header). `media_type`: of the successful answers (PageText bodies when
+    not JSON); errors are always JSON."""
 
     method: str
     path: str
@@ -472,6 +498,9 @@ class Endpoint:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     write: bool = False
+    public: bool = False
+    query_token: bool = False
+    media_type: str = _JSON
 
 
 def _describe(exc: ValidationError, where: str) -> str:
@@ -533,14 +562,16 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _route_handler(endpoint: Endpoint, authorize: Callable[[web.Request], None]) -> RouteHandler:
-    """The aiohttp handler of `endpoint`: authorize writes, validate inputs, call, answer;
-    one log line per write request, whatever its outcome short of a bug."""
+def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
+    """The aiohttp handler of `endpoint`: authorize, validate inputs, call, answer; one log
+    line per write request, whatever its outcome short of a bug."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
             if endpoint.write:
-                authorize(request)
+                api.authorize(request)
+            elif not endpoint.public:
+                api.authorize_read(request, endpoint.query_token)
             call = Call(
                 path=_validate(endpoint.path_params, request.match_info, "path") if endpoint.path_params else None,
                 query=_parse_query(endpoint.query, request) if endpoint.query else None,
@@ -557,6 +588,10 @@ def _route_handler(endpoint: Endpoint, authorize: Callable[[web.Request], None])
             raise
         if reply.audit is not None:
             log.info("%s (from %s)", reply.audit, request.remote)
+        if isinstance(reply.body, PageText):
+            return web.Response(
+                status=reply.status, text=reply.body.root, content_type=endpoint.media_type, headers=PAGE_HEADERS
+            )
         return _json(reply.status, reply.body)
 
     return handle
@@ -599,16 +634,30 @@ class _Api:
                 403,
                 "writes are disabled: no API token is configured (set api.token_env or api.token_file)",
             )
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        challenge = {"WWW-Authenticate": 'Bearer realm="fleetmon"'}
-        if scheme.lower() != "bearer" or not given.strip():
-            raise ApiError(401, "a bearer token is required: Authorization: Bearer <token>", challenge)
-        # Constant time, so the token cannot be guessed byte by byte from response times;
-        # surrogatepass: a header with odd bytes is a wrong token, never a crash.
-        if not hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogatepass"), token.get_secret_value().encode("utf-8", "surrogatepass")
-        ):
-            raise ApiError(401, "wrong token", challenge)
+        given = _bearer(request)
+        if given is None:
+            raise ApiError(401, "a bearer token is required: Authorization: Bearer <token>", _CHALLENGE)
+        if not _same(given, token):
+            raise ApiError(401, "wrong token", _CHALLENGE)
+
+    def authorize_read(self, request: web.Request, query_token: bool) -> None:
+        """Nothing while no status token is configured; else raises ApiError 401 unless the
+        request carries the status token or the write token as a bearer header, or (with
+        `query_token`) the status token as ?token=. The write token is never taken from a URL:
+        URLs end up in browser histories and proxy logs."""
+        status_token = self.ctx.status_token
+        if status_token is None:
+            return
+        given, accepted = _bearer(request), (status_token, self.ctx.token)
+        if given is None and query_token:
+            given, accepted = request.query.get("token") or None, (status_token, None)
+        if given is None:
+            where = "open /status?token=<token>" if query_token else "Authorization: Bearer <token>"
+            raise ApiError(401, f"the status token is required: {where}", _CHALLENGE)
+        # Every accepted token compared, always: the time taken does not tell which one nearly matched.
+        matches = [_same(given, t) for t in accepted if t is not None]
+        if not any(matches):
+            raise ApiError(401, "wrong token", _CHALLENGE)
 
     # -- reads --
 
@@ -665,6 +714,7 @@ class _Api:
         snapshot = self.ctx.snapshot()
         states: Mapping[str, State] = snapshot.states if snapshot is not None else {}
         latest: Mapping[str, ProbeResult] = snapshot.latest if snapshot is not None else {}
+        since: Mapping[str, int] = snapshot.since if snapshot is not None else {}
         matching = [
             (d, states.get(d.id, State.UNKNOWN))
             for d in self.ctx.inventory.devices.values()
@@ -677,7 +727,7 @@ class _Api:
         page = matching[q.offset : q.offset + q.limit]
         body = DeviceListOut(
             total=len(matching), limit=q.limit, offset=q.offset,
-            devices=[_device_out(d, s, latest.get(d.id)) for d, s in page],
+            devices=[_device_out(d, s, since.get(d.id, 0), latest.get(d.id)) for d, s in page],
         )
         return Reply(200, body)
 
@@ -737,9 +787,41 @@ class _Api:
         return Reply(200, DeletedOut(deleted=window_id), f"maintenance window {window_id} deleted by {by or 'unnamed'}")
 
 
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fleetmon"'}
+
+
+def _bearer(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None without one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _same(given: str, token: SecretStr) -> bool:
+    """`given` is `token`, compared in constant time so that a token cannot be guessed byte by
+    byte from response times; surrogatepass: odd bytes make a wrong token, never a crash."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), token.get_secret_value().encode("utf-8", "surrogatepass")
+    )
+
+
+def _serve(asset: Asset) -> Handler:
+    """The handler answering `asset`'s text."""
+    body = PageText(asset.text)
+
+    async def handler(call: Call) -> Reply:
+        return Reply(200, body)
+
+    handler.__name__ = asset.operation  # the OpenAPI operationId
+    return handler
+
+
 def _fleet_rate(rates: Iterable[GroupRate]) -> GroupRate:
-    """The fleet's all-kinds rate; all zero for an empty inventory (online_rates has no rows)."""
-    return next((r for r in rates if r.scope == "fleet" and r.kind == ALL), GroupRate("fleet", ALL, ALL, 0, 0, 0, 0))
+    """The fleet's all-kinds rate on the contract's basis ("online"); all zero for an empty
+    inventory (online_rates has no rows)."""
+    return next(
+        (r for r in rates if r.scope == "fleet" and r.kind == ALL and r.basis == Basis.ONLINE),
+        GroupRate("fleet", ALL, ALL, 0, 0, 0, 0),
+    )
 
 
 def _cycle_out(snapshot: Snapshot) -> CycleOut:
@@ -750,14 +832,16 @@ def _cycle_out(snapshot: Snapshot) -> CycleOut:
     )
 
 
-def _endpoints(api: _Api, openapi: Handler) -> tuple[Endpoint, ...]:
-    """Every route of the API: the single source of routes, validation and documentation."""
+def _endpoints(api: _Api, openapi: Handler, assets: tuple[Asset, ...]) -> tuple[Endpoint, ...]:
+    """Every route of the API: the single source of routes, validation and documentation.
+    `assets`: the status page and its files (monitor.status_page.load_assets), page first."""
     unknown_fault = (404, ("no such fault", ErrorOut))
+    page, *files = assets
     return (
         Endpoint("GET", "/healthz", "Liveness: are cycles still finishing?", api.health, {
             200: ("healthy, or starting within the grace time", HealthOut),
             503: (f"no cycle finished for {STALE_CYCLES} cycle intervals", HealthOut),
-        }),
+        }, public=True),
         Endpoint("GET", "/api/v1/status", "Online rates, device states and open faults", api.status, {
             200: ("fleet status", StatusOut),
         }),
@@ -788,21 +872,31 @@ def _endpoints(api: _Api, openapi: Handler) -> tuple[Endpoint, ...]:
         }, path_params=WindowPath, query=DeleteQuery, write=True),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
-        }),
+        }, public=True),
+        Endpoint("GET", page.path, page.summary, _serve(page), {
+            200: ("the page; its script reads the JSON API", PageText),
+        }, query=PageQuery, query_token=True, media_type=page.content_type),
+        *(
+            Endpoint("GET", f.path, f.summary, _serve(f), {200: ("the file", PageText)}, public=True,
+                     media_type=f.content_type)
+            for f in files
+        ),
     )
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------
 
 
-def _responses(endpoint: Endpoint) -> dict[int, tuple[str, type[BaseModel]]]:
-    """The endpoint's own responses plus the errors its inputs imply."""
+def _responses(endpoint: Endpoint, reads_need_token: bool) -> dict[int, tuple[str, type[BaseModel]]]:
+    """The endpoint's own responses plus the errors its inputs and access imply."""
     out = dict(endpoint.responses)
     if endpoint.path_params or endpoint.query or endpoint.body:
         out[400] = ("malformed request: the reason names the offending part", ErrorOut)
     if endpoint.write:
         out[401] = ("missing or wrong bearer token", ErrorOut)
         out[403] = ("writes are disabled: no token configured", ErrorOut)
+    elif reads_need_token and not endpoint.public:
+        out[401] = ("missing or wrong token: reads need the status token (or the write token)", ErrorOut)
     if endpoint.body:
         out[413] = (f"body larger than {MAX_BODY_BYTES} bytes", ErrorOut)
         out[415] = ("body is not application/json", ErrorOut)
@@ -810,11 +904,12 @@ def _responses(endpoint: Endpoint) -> dict[int, tuple[str, type[BaseModel]]]:
     return dict(sorted(out.items()))
 
 
-def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
+def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `endpoints`; JSON Schemas (draft 2020-12, as OpenAPI 3.1
-    uses) generated by pydantic from the endpoints' models."""
+    uses) generated by pydantic from the endpoints' models. `reads_need_token`: a status token
+    is configured (reads other than public ones need a token)."""
     inputs = {m for e in endpoints for m in (e.path_params, e.query, e.body) if m is not None}
-    outputs = {model for e in endpoints for _, model in _responses(e).values()}
+    outputs = {model for e in endpoints for _, model in _responses(e, reads_need_token).values()}
     pairs = sorted(
         [(m, "validation") for m in inputs] + [(m, "serialization") for m in outputs],
         key=lambda pair: (pair[0].__name__, pair[1]),
@@ -823,16 +918,20 @@ def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
     schemas = dict(defs.get("$defs", {}))
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
+        if e.write or reads_need_token and not e.public:
+            security: list[dict[str, list[str]]] = [{"bearer": []}] + ([{"query_token": []}] if e.query_token else [])
+        else:
+            security = []
         operation: dict[str, Any] = {
             "operationId": e.handler.__name__,
             "summary": e.summary,
-            "security": [{"bearer": []}] if e.write else [],
+            "security": security,
             "responses": {
                 str(status): {
                     "description": description,
-                    "content": {"application/json": {"schema": refs[(model, "serialization")]}},
+                    "content": {(e.media_type if status < 400 else _JSON): {"schema": refs[(model, "serialization")]}},
                 }
-                for status, (description, model) in _responses(e).items()
+                for status, (description, model) in _responses(e, reads_need_token).items()
             },
         }
         parameters = [
@@ -854,13 +953,17 @@ def openapi_document(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
         "info": {
             "title": "fleetmon",
             "version": "1",
-            "description": "Monitoring of video-surveillance fleets: online rates, devices, faults, maintenance. "
-            "Writes need a bearer token. Times: UTC ISO-8601 plus *_ns integers (ns since the epoch).",
+            "description": "Monitoring of video-surveillance fleets: online rates, devices, faults, maintenance, "
+            "and a status page for phones (/status). Writes need a bearer token; reads too when a status token "
+            "is configured. Times: UTC ISO-8601 plus *_ns integers (ns since the epoch).",
         },
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                **({"query_token": {"type": "apiKey", "in": "query", "name": "token"}} if reads_need_token else {}),
+            },
         },
     }
 
@@ -904,18 +1007,19 @@ def _not_null(prop: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def create_app(ctx: ApiContext) -> web.Application:
-    """The aiohttp application serving `ctx`; the routes are those of `_endpoints`."""
+    """The aiohttp application serving `ctx`; the routes are those of `_endpoints`. Raises
+    OSError when a file of the status page is missing (monitor/static)."""
     api = _Api(ctx)
     document: dict[str, Any] = {}
 
     async def openapi(call: Call) -> Reply:
         return Reply(200, OpenApiOut(document))
 
-    endpoints = _endpoints(api, openapi)
-    document.update(openapi_document(endpoints))
+    endpoints = _endpoints(api, openapi, load_assets())
+    document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:
-        app.router.add_route(e.method, e.path, _route_handler(e, api.authorize))
+        app.router.add_route(e.method, e.path, _route_handler(e, api))
     return app
 
 
@@ -923,13 +1027,18 @@ class ApiServer:
     """The API served on `cfg.listen`:`cfg.port` while inside `async with`.
 
     Raises ValueError for a non-loopback address without a token (should ApiConfig's check be
-    bypassed) and OSError when the address cannot be bound (port in use …)."""
+    bypassed) or a configured status token missing from `ctx` (reads would be open), and
+    OSError when the address cannot be bound (port in use …) or a file of the status page is
+    missing."""
 
     def __init__(self, cfg: ApiConfig, ctx: ApiContext) -> None:
         if ctx.token is None and not _is_loopback(cfg.listen):
             raise ValueError(f"refusing to serve the API on {cfg.listen} without a token")
+        if cfg.status_token is not None and ctx.status_token is None:
+            raise ValueError("refusing to serve the API with open reads: api.status_token is configured")
         self._cfg = cfg
         self._writes = "need the token" if ctx.token is not None else "disabled: no token configured"
+        self._reads = "need the status token" if ctx.status_token is not None else "open"
         self._runner = web.AppRunner(create_app(ctx), access_log=None, shutdown_timeout=5.0)
 
     @property
@@ -945,7 +1054,10 @@ class ApiServer:
             await self._runner.cleanup()
             raise
         host = f"[{self._cfg.listen}]" if ":" in self._cfg.listen else self._cfg.listen
-        log.info("HTTP API on http://%s:%d/ (writes %s)", host, self.port, self._writes)
+        log.info(
+            "HTTP API on http://%s:%d/, status page /status (writes %s, reads %s)", host, self.port, self._writes,
+            self._reads,
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -185,6 +185,7 @@ class Daemon:
                 maintenance=alerting.maintenance, token=self.cfg.api.token, language=self.cfg.language,
                 timezone=self.cfg.timezone, started_ns=time.time_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
+                status_token=self.cfg.api.status_token,
             )
             self.api = await stack.enter_async_context(ApiServer(self.cfg.api, ctx))
         return schedulers

@@ -264,8 +264,8 @@ async def test_status_reports_rates_states_and_open_faults(world):
     body = await world.call("GET", "/api/v1/status", 200)
     # active: L1 down, S1 C1 C2 unreachable, C3 up; C4 (construction) and C5 (removed) excluded
     assert body["fleet"] == {
-        "scope": "fleet", "group": "all", "kind": "all", "online": 1, "offline": 4, "unknown": 0, "excluded": 2,
-        "total": 5, "rate_pct": 20.0,
+        "scope": "fleet", "group": "all", "basis": "online", "kind": "all", "online": 1, "offline": 4, "unknown": 0,
+        "excluded": 2, "total": 5, "rate_pct": 20.0,
     }
     rates = {(r["scope"], r["group"], r["kind"]): r["rate_pct"] for r in body["rates"]}
     assert rates[("region", CHENGGUAN, "camera")] == 0.0
@@ -623,7 +623,7 @@ async def test_openapi_documents_exactly_the_app_routes(world):
     routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()}
     documented = {(method, path) for path, ops in world.doc["paths"].items() for method in ops}
     assert routes == documented
-    assert len(routes) == 10
+    assert len(routes) == 13  # 10 of the API, the status page and its CSS and script
     assert world.doc["openapi"].startswith("3.1")
 
 
