@@ -314,7 +314,13 @@ class DeviceOut(_Out):
     state: State
     since: Annotated[datetime | None, Field(description="when the device entered `state`; null: never decided")]
     since_ns: int | None
-    latest: Annotated[LatestOut | None, Field(description="null before the device's first result")]
+    latest: Annotated[LatestOut | None, Field(description="latest ICMP result; null before the first one")]
+    bases: Annotated[
+        dict[str, State],
+        Field(description="state per basis: online (what the contract counts), network (icmp), service (onvif), "
+                          "video (rtsp); a basis that does not apply to the device is absent"),
+    ]
+    results: Annotated[dict[str, LatestOut], Field(description="latest result of every probe that polls the device")]
 
 
 class DeviceListOut(_Out):
@@ -407,18 +413,22 @@ def _rate_out(r: GroupRate) -> GroupRateOut:
     )
 
 
-def _device_out(device: Device, state: State, since_ns: int, latest: ProbeResult | None) -> DeviceOut:
+def _latest_out(r: ProbeResult) -> LatestOut:
+    return LatestOut(probe=r.probe, ts=_utc(r.ts_ns), ts_ns=r.ts_ns, ok=r.ok, reason=r.reason, fields=dict(r.fields))
+
+
+def _device_out(device: Device, state: State, since_ns: int, snapshot: Snapshot | None) -> DeviceOut:
     """`since_ns` 0 means never decided (monitor.state.StateTracker.since)."""
+    latest = snapshot.latest.get(device.id) if snapshot is not None else None
+    bases = {b: states[device.id] for b, states in snapshot.bases.items() if device.id in states} if snapshot else {}
+    results = {p: _latest_out(r[device.id]) for p, r in snapshot.results.items() if device.id in r} if snapshot else {}
     return DeviceOut(
         id=device.id, name=device.name, kind=device.kind,
         address=None if device.address is None else str(device.address),
         site=device.site, region=device.region, parent=device.parent, status=device.status,
         lat=device.lat, lon=device.lon, model=device.model, tags=sorted(device.tags), state=state,
         since=_utc(since_ns) if since_ns else None, since_ns=since_ns or None,
-        latest=None if latest is None else LatestOut(
-            probe=latest.probe, ts=_utc(latest.ts_ns), ts_ns=latest.ts_ns, ok=latest.ok, reason=latest.reason,
-            fields=dict(latest.fields),
-        ),
+        latest=None if latest is None else _latest_out(latest), bases=bases, results=results,
     )
 
 
@@ -713,7 +723,6 @@ class _Api:
         q: DeviceQuery = call.query
         snapshot = self.ctx.snapshot()
         states: Mapping[str, State] = snapshot.states if snapshot is not None else {}
-        latest: Mapping[str, ProbeResult] = snapshot.latest if snapshot is not None else {}
         since: Mapping[str, int] = snapshot.since if snapshot is not None else {}
         matching = [
             (d, states.get(d.id, State.UNKNOWN))
@@ -727,7 +736,7 @@ class _Api:
         page = matching[q.offset : q.offset + q.limit]
         body = DeviceListOut(
             total=len(matching), limit=q.limit, offset=q.offset,
-            devices=[_device_out(d, s, since.get(d.id, 0), latest.get(d.id)) for d, s in page],
+            devices=[_device_out(d, s, since.get(d.id, 0), snapshot) for d, s in page],
         )
         return Reply(200, body)
 

@@ -73,7 +73,11 @@ def snapshot(cycle_end_ns: int) -> Snapshot:
         "L1": ProbeResult("L1", "icmp", cycle_end_ns - S, False, "timeout",
                           {"up": False, "sent": 3, "received": 0, "loss_pct": 100.0}),
     }
-    return Snapshot(report, tuple(online_rates(INVENTORY.devices.values(), STATES)), STATES, latest)
+    rtsp = {"C3": ProbeResult("C3", "rtsp", cycle_end_ns - S, False, "404 Not Found", {"up": False, "status_code": 404})}
+    bases = {"network": STATES, "video": {"C1": State.UNREACHABLE, "C2": State.UNREACHABLE, "C3": State.DOWN},
+             "online": {**STATES, "C3": State.DOWN}}
+    return Snapshot(report, tuple(online_rates(INVENTORY.devices.values(), STATES)), STATES, latest,
+                    bases=bases, results={"icmp": latest, "rtsp": rtsp})
 
 
 def condition(rule: str, scope: str, severity: Severity, title: str, for_s: float = 0.0, **kw: Any) -> Condition:
@@ -312,6 +316,15 @@ async def test_devices_lists_inventory_fields_state_and_latest_result(world):
     assert c3["latest"]["ok"] is True and c3["latest"]["fields"]["rtt_avg_ms"] == 12.5
     assert c3["latest"]["ts"].startswith(str(datetime.now(timezone.utc).year))
     assert c5["address"] is None and c5["status"] == "removed"
+
+
+async def test_devices_show_every_basis_and_every_probe_result(world):
+    body = await world.call("GET", "/api/v1/devices", 200)
+    c3, s1 = (next(d for d in body["devices"] if d["id"] == i) for i in ("C3", "S1"))
+    # C3 answers ping but sends no picture: network up, video and the contract's online down.
+    assert c3["bases"] == {"network": "up", "video": "down", "online": "down"}
+    assert c3["results"]["rtsp"]["reason"] == "404 Not Found" and c3["results"]["icmp"]["ok"] is True
+    assert s1["bases"] == {"network": "unreachable", "online": "unreachable"}  # a switch has no video
 
 
 @pytest.mark.parametrize(("query", "ids"), [
