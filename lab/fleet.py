@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
 from lab.net import Behaviour, LabNet
+from lab.snmp import SWITCH_UPLINK  # the lab switch's port that faces the link
 from monitor.model import Device, Kind, Status
 
 TOWNSHIPS = ("城关镇", "河西乡", "东关镇", "南湖乡", "北山镇", "西坪乡", "石桥镇", "柳林乡", "白沙镇", "青龙乡")
@@ -52,7 +53,6 @@ POINT_LIST_COLUMNS = (
     "firmware", "serial", "uplink", "tags",
 )
 CAMERA_FIRMWARE = "V5.7.1 build 220713"  # what the point list records for every lab camera
-SWITCH_UPLINK = "GigabitEthernet1/0/1"  # lab/snmpdata switch: its port 1 faces the link
 ALL = "all"  # group of the fleet scope, and kind of all kinds (as in monitor/online_rate.py)
 
 
@@ -124,32 +124,38 @@ class LabFleet:
     def _affected(self, device_id: str, cascade: bool) -> list[Device]:
         return [self._by_id[device_id], *(self.behind(device_id) if cascade else ())]
 
-    def expected_online(self) -> dict[tuple[str, str, str], tuple[int, int]]:
+    def reachable(self) -> set[str]:
+        """Ids of the devices that answer now (LabNet.is_up) and whose every parent answers too
+        (a camera behind a dead switch cannot be reached)."""
+        memo: dict[str, bool] = {}
+
+        def up(device: Device) -> bool:
+            if device.id not in memo:
+                parent = self._by_id[device.parent] if device.parent else None
+                memo[device.id] = (
+                    device.address is not None and self.net.is_up(device.address) and (parent is None or up(parent))
+                )
+            return memo[device.id]
+
+        return {d.id for d in self.devices if up(d)}
+
+    def expected_online(self, online: set[str] | None = None) -> dict[tuple[str, str, str], tuple[int, int]]:
         """Ground truth of the online rate: (scope, group, kind) → (online, total).
 
         Keys as in monitor/online_rate.py: scope "fleet" (group "all"), "region" or "site"
         (group = its name); kind a Kind value or "all". total counts active devices only;
-        online those that answer (LabNet.is_up) and whose every parent answers too (a camera
-        behind a dead switch is offline). Groups whose devices are all excluded map to (0, 0).
+        online those in `online`, by default `reachable()` (the network basis). Groups whose
+        devices are all excluded map to (0, 0).
         """
-        reachable: dict[str, bool] = {}
-
-        def up(device: Device) -> bool:
-            if device.id not in reachable:
-                parent = self._by_id[device.parent] if device.parent else None
-                reachable[device.id] = (
-                    device.address is not None and self.net.is_up(device.address) and (parent is None or up(parent))
-                )
-            return reachable[device.id]
-
+        online = self.reachable() if online is None else online
         counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         for device in self.devices:
-            counted, online = device.counted, device.counted and up(device)
+            counted = device.counted
             for scope, group in (("fleet", ALL), ("region", device.region), ("site", device.site)):
                 for kind in (ALL, device.kind.value):
-                    counts[(scope, group, kind)][0] += online
+                    counts[(scope, group, kind)][0] += counted and device.id in online
                     counts[(scope, group, kind)][1] += counted
-        return {key: (online, total) for key, (online, total) in counts.items()}
+        return {key: (n, total) for key, (n, total) in counts.items()}
 
     def write_point_list(self, path: str | os.PathLike) -> None:
         """Write the point list (点位明细表) as UTF-8 CSV with the columns of

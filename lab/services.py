@@ -1,0 +1,191 @@
+"""The services of a lab fleet's devices: ONVIF and RTSP on the cameras, SNMP agents on the
+switches, UPS units and servers, each a real server process inside the LabNet's namespaces.
+
+- ONVIF: lab/onvif.py, one process per namespace bound to 0.0.0.0:80; each camera's identity
+  (manufacturer, model, firmware, serial, clock) chosen by the address asked.
+- RTSP: GStreamer's server (lab/rtsp.py), one per namespace on 0.0.0.0:554, Digest auth.
+- SNMP: snmpsim (lab/snmp.py), one per namespace, an endpoint per switch, UPS and server
+  address on UDP 161; communities are the data files' names (switch, ups, server).
+
+Anomalies a real fleet has, picked with the seed among the active cameras of sites that are
+not dark: cameras that ping but send no video (RTSP refused), clocks that drifted, firmware
+upgraded without the point list being updated. `expected_video()` is the ground truth of the
+video basis; `probe_config()` the probes section a daemon needs to watch it all.
+
+Needs root (namespaces, nftables). Not thread-safe, like the LabNet under it.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from lab.fleet import CAMERA_FIRMWARE, LabFleet
+from lab.onvif import OnvifSimulatorProcess
+from lab.rtsp import MAIN_STREAM, RtspServer, block_video, unblock_video
+from lab.snmp import SnmpSim
+from monitor.model import Device, Kind, Status
+
+CAMERA_USER = "admin"
+CAMERA_PASSWORD = "lab-Hik12345"  # lab cameras only; the daemon reads it from a file like any secret
+UPGRADED_FIRMWARE = "V5.7.3 build 230112"
+DRIFT_S = 400.0
+SNMP_KINDS = {Kind.SWITCH: "switch", Kind.UPS: "ups", Kind.SERVER: "server", Kind.PLATFORM: "server"}
+
+
+@dataclass(frozen=True)
+class Anomalies:
+    """How many active cameras send no video, have a drifted clock, run upgraded firmware."""
+
+    no_video: int = 0
+    clock_drift: int = 0
+    upgraded: int = 0
+
+
+class FleetServices:
+    """`with FleetServices(fleet, anomalies) as services:` starts every service, stops them at
+    exit. Raises the lab modules' errors when a server does not come up (what started is
+    stopped again)."""
+
+    def __init__(self, fleet: LabFleet, anomalies: Anomalies = Anomalies(), *, seed: int = 0,
+                 onvif: bool = True, rtsp: bool = True, snmp: bool = True) -> None:
+        self.fleet = fleet
+        self._want = {"onvif": onvif, "rtsp": rtsp, "snmp": snmp}
+        healthy = [
+            d for d in fleet.devices
+            if d.kind is Kind.CAMERA and d.status is Status.ACTIVE and d.address is not None
+            and fleet.net.is_up(d.address)
+        ]
+        rng = random.Random(f"services-{seed}")
+        picked = rng.sample(healthy, min(len(healthy), anomalies.no_video + anomalies.clock_drift + anomalies.upgraded))
+        self.no_video = {d.id for d in picked[: anomalies.no_video]}
+        rest = picked[anomalies.no_video:]
+        self.clock_drift = {d.id for d in rest[: anomalies.clock_drift]}
+        self.upgraded = {d.id for d in rest[anomalies.clock_drift:]}
+        self.dir = Path(tempfile.mkdtemp(prefix="fmlab-services-"))
+        self._stack = ExitStack()
+        self._snmp: dict[str, SnmpSim] = {}  # namespace → its agent process
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _start(self) -> None:
+        net = self.fleet.net
+        cameras = [d for d in self.fleet.devices if d.kind is Kind.CAMERA and d.address is not None]
+        if self._want["onvif"]:
+            config = {
+                "default": {"username": CAMERA_USER, "password": CAMERA_PASSWORD, "manufacturer": "HIKVISION"},
+                "devices": {str(d.address): self._identity(d) for d in cameras},
+            }
+            for ns in net.namespaces:
+                self._stack.enter_context(OnvifSimulatorProcess(config, netns=ns, bind="0.0.0.0", port=80))
+        if self._want["rtsp"]:
+            for ns in net.namespaces:
+                server = RtspServer(bind="0.0.0.0", port=554, auth="digest", user=CAMERA_USER,
+                                    password=CAMERA_PASSWORD, netns=ns)
+                self._stack.enter_context(server)
+            self.fail_video(self.no_video)
+        if self._want["snmp"]:
+            agents = [d for d in self.fleet.devices if d.kind in SNMP_KINDS and d.address is not None]
+            by_ns: dict[str, list[Device]] = {}
+            for d in agents:
+                by_ns.setdefault(net.namespace_of(d.address), []).append(d)
+            for ns, devices in by_ns.items():
+                sim = SnmpSim([(str(d.address), 161) for d in devices], netns=ns)
+                self._snmp[ns] = self._stack.enter_context(sim)
+
+    def _identity(self, camera: Device) -> dict[str, Any]:
+        return {
+            "model": camera.model or "", "serial": camera.serial or camera.id,
+            "firmware": UPGRADED_FIRMWARE if camera.id in self.upgraded else (camera.firmware or CAMERA_FIRMWARE),
+            "clock_offset_s": DRIFT_S if camera.id in self.clock_drift else 0.0,
+            "stream_path": MAIN_STREAM, "rtsp_port": 554,
+        }
+
+    # -- run-time changes ----------------------------------------------------------------------------
+
+    def fail_video(self, camera_ids: set[str] | list[str]) -> None:
+        """These cameras keep answering ping but refuse RTSP (an encoder that hung)."""
+        for ns, addresses in self._by_namespace(camera_ids).items():
+            block_video(ns, addresses)
+
+    def restore_video(self, camera_ids: set[str] | list[str]) -> None:
+        for ns, addresses in self._by_namespace(camera_ids).items():
+            unblock_video(ns, addresses)
+
+    def ups_on_battery(self, ups_id: str, minutes_remaining: int = 30) -> None:
+        self._agent(ups_id).ups_on_battery(self._address(ups_id), minutes_remaining=minutes_remaining)
+
+    def ups_on_mains(self, ups_id: str) -> None:
+        self._agent(ups_id).ups_on_mains(self._address(ups_id))
+
+    def uplink_down(self, switch_id: str) -> None:
+        self._agent(switch_id).port_down(self._address(switch_id))
+
+    def uplink_up(self, switch_id: str) -> None:
+        self._agent(switch_id).port_up(self._address(switch_id))
+
+    def _address(self, device_id: str) -> str:
+        address = self.fleet.device(device_id).address
+        if address is None:
+            raise ValueError(f"{device_id} has no address")
+        return str(address)
+
+    def _agent(self, device_id: str) -> SnmpSim:
+        return self._snmp[self.fleet.net.namespace_of(self._address(device_id))]
+
+    def _by_namespace(self, device_ids: set[str] | list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for device_id in device_ids:
+            address = self._address(device_id)
+            out.setdefault(self.fleet.net.namespace_of(address), []).append(address)
+        return out
+
+    # -- for the daemon and the checks ------------------------------------------------------------------
+
+    def expected_video(self) -> set[str]:
+        """Ground truth: the ids of the active cameras whose picture comes back now (reachable
+        on the network, RTSP not failed)."""
+        reachable = self.fleet.reachable()
+        return {
+            d.id for d in self.fleet.devices
+            if d.kind is Kind.CAMERA and d.counted and d.id in reachable and d.id not in self.no_video
+        }
+
+    def probe_config(self) -> dict[str, Any]:
+        """config.yaml `probes` entries for onvif, rtsp and snmp against these services (secrets
+        in files under self.dir); merge with your icmp settings."""
+        password = self.dir / "camera.pass"
+        password.write_text(CAMERA_PASSWORD)
+        password.chmod(0o600)
+        out: dict[str, Any] = {}
+        camera = {"username": CAMERA_USER, "password_file": str(password)}
+        out["onvif"] = {"enabled": self._want["onvif"], **camera}
+        out["rtsp"] = {"enabled": self._want["rtsp"], **camera}
+        credentials = []
+        for kind, community in SNMP_KINDS.items():
+            path = self.dir / f"{community}.community"
+            path.write_text(community)
+            path.chmod(0o600)
+            credentials.append({"match": {"kind": [kind.value]}, "community_file": str(path)})
+        out["snmp"] = {"enabled": self._want["snmp"], "credentials": credentials}
+        return out

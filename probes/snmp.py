@@ -1,0 +1,715 @@
+"""SNMP polling probe: sysUpTime of every device; IF-MIB ports of switches, UPS-MIB (RFC 1628)
+of UPS units, HOST-RESOURCES-MIB (RFC 2790) of servers and platforms.
+
+One pysnmp 7.1 SnmpEngine (asyncio) serves every device: one UDP socket per address family,
+one request table, v2c communities and v3 USM users configured once per credential set. The
+probe talks to pysnmp's command generators directly (GetCommandGenerator,
+BulkCommandGeneratorSingleRun) with numeric OIDs: the hlapi wrappers resolve every varbind
+against MIB modules, which costs more CPU than the whole poll.
+
+Per device and poll (budget_s gives the worst case):
+1. one GET: sysUpTime.0 plus the scalars of its groups (UPS-MIB). No answer → ok=False.
+2. one GETBULK walk per table (ifTable+ifXTable columns together, hrStorageTable,
+   hrProcessorTable), bounded by `max_repetitions` per request, `max_rows` per table and the
+   device's `deadline_s`; at most `max_in_flight_per_device` requests at a time.
+A walk that fails half way (timeout, agent error, wrong types, non-increasing OIDs) leaves a
+partial result: ok=True (the agent answered) with reason "partial: …".
+
+Results: fields of measurement `snmp` (up, response_ms, sys_uptime_s, rebooted, varbinds) and
+series `snmp_interface`, `ups`, `host`, `host_storage` (see MEASUREMENTS).
+
+Public API: SnmpConfig (probes.snmp in config.yaml), SnmpCredentials, SnmpProfile,
+SnmpProbe (probes.base.Probe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Sequence
+
+from pydantic import Field, SecretStr, model_validator
+from pyasn1.type import univ
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.entity.rfc3413 import cmdgen
+from pysnmp.hlapi.v3arch.asyncio import auth as hlauth
+from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
+from pysnmp.hlapi.v3arch.asyncio.transport import Udp6TransportTarget, UdpTransportTarget
+from pysnmp.proto import errind, rfc1902, rfc1905
+
+from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.model import Device, Kind, Selector
+from probes.base import FieldValue, ProbeResult, Series
+from probes.snmp_mibs import (
+    GROUPS,
+    IF_TABLE,
+    SYS_UPTIME,
+    TICKS_WRAP,
+    GroupName,
+    InterfaceSample,
+    Obj,
+    Oid,
+    Row,
+    Table,
+    host_fields,
+    interface_fields,
+    interface_name,
+    uptime_step,
+    ups_fields,
+)
+
+log = logging.getLogger("fleetmon.snmp")
+
+# ---------------------------------------------------------------------------------------------
+# Config.
+
+AuthProtocol = Literal["MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
+PrivProtocol = Literal["DES", "3DES", "AES", "AES-192", "AES-256"]
+_AUTH = {  # RFC 3414 (MD5, SHA), RFC 7860 (SHA-2)
+    "MD5": hlauth.USM_AUTH_HMAC96_MD5,
+    "SHA": hlauth.USM_AUTH_HMAC96_SHA,
+    "SHA-224": hlauth.USM_AUTH_HMAC128_SHA224,
+    "SHA-256": hlauth.USM_AUTH_HMAC192_SHA256,
+    "SHA-384": hlauth.USM_AUTH_HMAC256_SHA384,
+    "SHA-512": hlauth.USM_AUTH_HMAC384_SHA512,
+}
+_PRIV = {  # RFC 3414 (DES), RFC 3826 (AES-128); AES-192/256 as net-snmp and most vendors (Blumenthal draft)
+    "DES": hlauth.USM_PRIV_CBC56_DES,
+    "3DES": hlauth.USM_PRIV_CBC168_3DES,
+    "AES": hlauth.USM_PRIV_CFB128_AES,
+    "AES-192": hlauth.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES-256": hlauth.USM_PRIV_CFB256_AES_BLUMENTHAL,
+}
+
+
+class SnmpAuth(Strict):
+    """One credential set: SNMPv2c community or SNMPv3 USM user (RFC 3414).
+
+    v3 security level follows from what is given: no auth_protocol = noAuthNoPriv, auth only =
+    authNoPriv, auth and priv = authPriv. Secrets only through *_env / *_file."""
+
+    version: Literal["2c", "3"] = "2c"
+    community_env: str | None = None
+    community_file: Path | None = None
+    user: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    auth_protocol: AuthProtocol | None = None
+    auth_key_env: str | None = None
+    auth_key_file: Path | None = None
+    priv_protocol: PrivProtocol | None = None
+    priv_key_env: str | None = None
+    priv_key_file: Path | None = None
+    context: str = ""
+    """SNMPv3 contextName (RFC 3411 §3.3.1); most agents use the empty default."""
+
+    community: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    auth_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    priv_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: object) -> object:
+        return refuse_inline_secrets(data, "community", "auth_key", "priv_key")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "SnmpAuth":
+        for key in ("community", "auth_key", "priv_key"):
+            if getattr(self, f"{key}_env") and getattr(self, f"{key}_file"):
+                raise ValueError(f"give {key} either as {key}_env or as {key}_file, not both")
+        if self.version == "2c":
+            v3 = [k for k in ("user", "auth_protocol", "auth_key_env", "auth_key_file", "priv_protocol",
+                              "priv_key_env", "priv_key_file") if getattr(self, k) is not None]
+            if v3:
+                raise ValueError(f"version 2c takes a community, not SNMPv3 settings ({', '.join(v3)})")
+            object.__setattr__(self, "community", read_secret(self.community_env, self.community_file, "community"))
+            return self
+        if self.community_env or self.community_file:
+            raise ValueError("version 3 takes a user and keys, not a community")
+        if self.user is None:
+            raise ValueError("version 3 needs `user`")
+        auth_key = read_secret(self.auth_key_env, self.auth_key_file, "auth_key")
+        priv_key = read_secret(self.priv_key_env, self.priv_key_file, "priv_key")
+        if (self.auth_protocol is None) != (auth_key is None):
+            raise ValueError("auth_protocol and auth_key_env/auth_key_file go together")
+        if (self.priv_protocol is None) != (priv_key is None):
+            raise ValueError("priv_protocol and priv_key_env/priv_key_file go together")
+        if self.priv_protocol is not None and self.auth_protocol is None:
+            raise ValueError("privacy needs authentication (RFC 3414 has no noAuthPriv level)")
+        for key, value in (("auth_key", auth_key), ("priv_key", priv_key)):
+            if value is not None and len(value.get_secret_value()) < 8:
+                raise ValueError(f"{key} must have at least 8 characters (RFC 3414 §11.2)")
+        object.__setattr__(self, "auth_key", auth_key)
+        object.__setattr__(self, "priv_key", priv_key)
+        return self
+
+    @property
+    def complete(self) -> bool:
+        """False for a v2c set without community (the top-level default): nothing to send."""
+        return self.version == "3" or self.community is not None
+
+    def usm_identity(self) -> tuple[Any, ...]:
+        return (self.auth_protocol, self.priv_protocol,
+                self.auth_key.get_secret_value() if self.auth_key else None,
+                self.priv_key.get_secret_value() if self.priv_key else None)
+
+
+class SnmpCredentials(SnmpAuth):
+    """Credentials for the devices `match` selects; the last matching entry wins as a whole
+    (fields it does not give are not taken from the top level or earlier entries)."""
+
+    match: SelectorConfig
+
+
+class SnmpProfile(Strict):
+    """Poll groups for the devices `match` selects; the last matching entry wins. Every device
+    is also asked for sysUpTime."""
+
+    match: SelectorConfig
+    groups: list[GroupName]
+
+
+DEFAULT_GROUPS: dict[Kind, tuple[GroupName, ...]] = {
+    Kind.SWITCH: ("if_mib",),
+    Kind.UPS: ("ups_mib",),
+    Kind.SERVER: ("host_resources",),
+    Kind.PLATFORM: ("host_resources",),
+}
+
+
+class SnmpConfig(SnmpAuth):
+    """config.yaml `probes.snmp`. The top-level credential fields are the default credentials;
+    without any (no community, no v3 user) only devices matched by `credentials` are polled."""
+
+    enabled: bool = True
+    interval_s: Annotated[float, Field(ge=5, le=86_400)] = 60.0
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH, Kind.UPS, Kind.SERVER, Kind.PLATFORM])
+    """Which devices are polled (they also need an address and credentials)."""
+    port: Annotated[int, Field(ge=1, le=65_535)] = 161
+    timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
+    """Wait for each response; a request is sent 1 + retries times."""
+    retries: Annotated[int, Field(ge=0, le=5)] = 1
+    max_in_flight_per_device: Annotated[int, Field(ge=1, le=2)] = 2
+    """Requests outstanding to one device at a time: small agents (UPS cards) drop more."""
+    max_repetitions: Annotated[int, Field(ge=1, le=100)] = 10
+    """GETBULK max-repetitions: rows per request of a table walk."""
+    max_rows: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    """Rows read per table at most (a chassis switch has a few hundred interfaces)."""
+    deadline_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+    """Whole poll of one device at most; what is read by then is reported (partial)."""
+    credentials: list[SnmpCredentials] = []
+    profiles: list[SnmpProfile] = []
+
+    @model_validator(mode="after")
+    def _one_key_set_per_user(self) -> "SnmpConfig":
+        # pysnmp keeps one USM entry per user name (keys are localised per agent engine ID after
+        # discovery), so one user name with two key sets would make one of them fail at random.
+        seen: dict[str, tuple[Any, ...]] = {}
+        for auth in (self, *self.credentials):
+            if auth.version == "3" and auth.user is not None:
+                if seen.setdefault(auth.user, auth.usm_identity()) != auth.usm_identity():
+                    raise ValueError(f"SNMPv3 user {auth.user!r} appears with different protocols or keys")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements.
+
+_TAGS_IF = {**DEVICE_TAGS, "interface": "ifName of the port (else ifDescr), IF-MIB"}
+_TAGS_DISK = {**DEVICE_TAGS, "storage": "hrStorageDescr of the fixed disk (mount point), HOST-RESOURCES-MIB"}
+
+MEASUREMENTS = (
+    MeasurementSpec("snmp", "One SNMP poll of one device (sysUpTime GET plus its groups).", DEVICE_TAGS, {
+        "up": FieldSpec("boolean", "", "the agent answered the GET"),
+        "response_ms": FieldSpec("float", "ms", "time to the answer of the first GET, retries included"),
+        "sys_uptime_s": FieldSpec("float", "s", "sysUpTime / 100, corrected for 32-bit wraps seen (RFC 3418)"),
+        "rebooted": FieldSpec("boolean", "", "sysUpTime went down since the previous poll and it was no wrap"),
+        "varbinds": FieldSpec("integer", "varbinds", "variable bindings received in this poll"),
+    }),
+    MeasurementSpec("snmp_interface", "One switch port per poll (IF-MIB, RFC 2863).", _TAGS_IF, {
+        "if_index": FieldSpec("integer", "", "ifIndex"),
+        "oper_status": FieldSpec("integer", "", "ifOperStatus: 1 up 2 down 3 testing 4 unknown 5 dormant "
+                                                "6 notPresent 7 lowerLayerDown"),
+        "admin_status": FieldSpec("integer", "", "ifAdminStatus: 1 up 2 down 3 testing"),
+        "up": FieldSpec("boolean", "", "oper_status == 1"),
+        "uplink": FieldSpec("boolean", "", "the switch's uplink port (point list column uplink)"),
+        "speed_mbps": FieldSpec("integer", "Mbit/s", "ifHighSpeed"),
+        "in_bps": FieldSpec("float", "bit/s", "ifHCInOctets delta × 8 / s (no field on first poll or reset)"),
+        "out_bps": FieldSpec("float", "bit/s", "ifHCOutOctets delta × 8 / s"),
+        "in_utilisation_pct": FieldSpec("float", "%", "in_bps / ifHighSpeed × 100"),
+        "out_utilisation_pct": FieldSpec("float", "%", "out_bps / ifHighSpeed × 100"),
+        "in_errors_per_s": FieldSpec("float", "1/s", "ifInErrors rate"),
+        "out_errors_per_s": FieldSpec("float", "1/s", "ifOutErrors rate"),
+        "in_discards_per_s": FieldSpec("float", "1/s", "ifInDiscards rate"),
+        "out_discards_per_s": FieldSpec("float", "1/s", "ifOutDiscards rate"),
+    }),
+    MeasurementSpec("ups", "UPS state per poll (UPS-MIB, RFC 1628).", DEVICE_TAGS, {
+        "battery_status": FieldSpec("integer", "", "upsBatteryStatus: 1 unknown 2 normal 3 low 4 depleted"),
+        "battery_low": FieldSpec("boolean", "", "battery_status is 3 (low) or 4 (depleted)"),
+        "seconds_on_battery": FieldSpec("integer", "s", "upsSecondsOnBattery (0 on mains)"),
+        "minutes_remaining": FieldSpec("integer", "min", "upsEstimatedMinutesRemaining"),
+        "charge_pct": FieldSpec("integer", "%", "upsEstimatedChargeRemaining"),
+        "input_voltage_v": FieldSpec("integer", "V", "upsInputVoltage of input line 1 (RMS)"),
+        "input_frequency_hz": FieldSpec("float", "Hz", "upsInputFrequency of input line 1 (sent in 0.1 Hz)"),
+        "output_source": FieldSpec("integer", "", "upsOutputSource: 1 other 2 none 3 normal 4 bypass 5 battery "
+                                                  "6 booster 7 reducer"),
+        "on_battery": FieldSpec("boolean", "", "output_source == 5: mains lost, running on battery"),
+        "output_load_pct": FieldSpec("integer", "%", "upsOutputPercentLoad of output line 1"),
+        "alarms_present": FieldSpec("integer", "alarms", "upsAlarmsPresent"),
+    }),
+    MeasurementSpec("host", "Server load per poll (HOST-RESOURCES-MIB, RFC 2790).", DEVICE_TAGS, {
+        "cpu_load_pct": FieldSpec("float", "%", "mean hrProcessorLoad over the processors (1-minute averages)"),
+        "memory_used_pct": FieldSpec("float", "%", "hrStorageUsed / hrStorageSize of hrStorageRam"),
+        "storage_max_used_pct": FieldSpec("float", "%", "used_pct of the fullest fixed disk"),
+    }),
+    MeasurementSpec("host_storage", "One fixed disk of a server per poll (hrStorageFixedDisk).", _TAGS_DISK, {
+        "used_pct": FieldSpec("float", "%", "hrStorageUsed / hrStorageSize × 100"),
+        "size_bytes": FieldSpec("integer", "bytes", "hrStorageSize × hrStorageAllocationUnits"),
+        "used_bytes": FieldSpec("integer", "bytes", "hrStorageUsed × hrStorageAllocationUnits"),
+    }),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Talking to agents.
+
+_TIMEOUT_INDICATIONS = (errind.RequestTimedOut,)
+_EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
+_INT_TYPES = (rfc1902.Integer32, rfc1902.Gauge32, rfc1902.Unsigned32, univ.Integer)
+_COUNTER_BITS = {rfc1902.Counter32: 32, rfc1902.Counter64: 64}
+
+
+class SnmpFailure(Exception):
+    """A request got no usable answer; str() is the reason (no secrets in it)."""
+
+
+def _indication_reason(indication: object, version: str) -> str:
+    if isinstance(indication, _TIMEOUT_INDICATIONS):
+        return "timeout (agent down or wrong community)" if version == "2c" else "timeout"
+    # pysnmp's texts for v3 reports (usmStatsWrongDigests → "Wrong SNMP PDU digest", unknown
+    # user, decryption error, …) and local errors; they carry no keys.
+    return f"SNMP error: {indication}"
+
+
+@dataclass
+class Response:
+    varbinds: Sequence[tuple[Any, Any]]
+    mono_s: float
+
+
+def decode(value: Any, kind: str) -> tuple[int | str | Oid | None, int | None]:
+    """(decoded value, counter bits) of a pysnmp value for a MIB object of `kind`; (None, None)
+    when it has another type (the result's reason names it) or is an SNMP exception."""
+    if isinstance(value, rfc1902.Counter64) or isinstance(value, rfc1902.Counter32):
+        bits = 64 if isinstance(value, rfc1902.Counter64) else 32
+        return (int(value), bits) if kind == "counter" else (None, None)
+    if isinstance(value, rfc1902.TimeTicks):
+        return (int(value), None) if kind == "ticks" else (None, None)
+    if isinstance(value, (rfc1902.IpAddress, rfc1902.Opaque)):
+        return None, None
+    if isinstance(value, univ.Integer):
+        return (int(value), None) if kind == "int" else (None, None)
+    if isinstance(value, univ.OctetString):
+        return (bytes(value.asOctets()).decode("utf-8", "replace"), None) if kind == "text" else (None, None)
+    if isinstance(value, univ.ObjectIdentifier):
+        return (tuple(value), None) if kind == "oid" else (None, None)
+    return None, None
+
+
+@dataclass(frozen=True)
+class _Target:
+    addr_name: str
+    context: str
+    version: str
+
+
+class SnmpClient:
+    """The shared SnmpEngine and its command generators; one instance per probe."""
+
+    def __init__(self) -> None:
+        self.engine = SnmpEngine()
+        self._lcd = CommandGeneratorLcdConfigurator()
+        self._get = cmdgen.GetCommandGenerator()
+        self._bulk = cmdgen.BulkCommandGeneratorSingleRun()
+        self._targets: dict[tuple, _Target] = {}
+
+    async def target(self, address: str, ipv6: bool, port: int, auth: SnmpAuth, timeout_s: float, retries: int) -> _Target:
+        """Configure (once) the engine's address and security entries for an agent."""
+        key = (address, port, id(auth), timeout_s, retries)
+        target = self._targets.get(key)
+        if target is None:
+            cls = Udp6TransportTarget if ipv6 else UdpTransportTarget
+            transport = await cls.create((address, port), timeout=timeout_s, retries=retries)
+            if auth.version == "2c":
+                assert auth.community is not None
+                data: Any = hlauth.CommunityData(auth.community.get_secret_value(), mpModel=1)
+            else:
+                data = hlauth.UsmUserData(
+                    auth.user,
+                    authKey=auth.auth_key.get_secret_value() if auth.auth_key else None,
+                    privKey=auth.priv_key.get_secret_value() if auth.priv_key else None,
+                    authProtocol=_AUTH[auth.auth_protocol] if auth.auth_protocol else hlauth.USM_AUTH_NONE,
+                    privProtocol=_PRIV[auth.priv_protocol] if auth.priv_protocol else hlauth.USM_PRIV_NONE,
+                )
+            addr_name, _params = self._lcd.configure(self.engine, data, transport, auth.context)
+            target = self._targets[key] = _Target(addr_name, auth.context, auth.version)
+        return target
+
+    def _request(self, target: _Target, send: Any) -> asyncio.Future[Response]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Response] = loop.create_future()
+
+        def done(engine, handle, indication, status, index, varbinds, ctx) -> None:  # noqa: ANN001
+            if future.done():  # the caller was cancelled (scheduler timeout, deadline)
+                return
+            if indication:
+                future.set_exception(SnmpFailure(_indication_reason(indication, target.version)))
+            elif status:
+                where = f" at varbind {int(index)}" if index else ""
+                future.set_exception(SnmpFailure(f"agent error {status.prettyPrint()}{where}"))
+            else:
+                future.set_result(Response(varbinds, time.monotonic()))
+
+        send(done)
+        return future
+
+    async def get(self, target: _Target, oids: Sequence[Oid]) -> Response:
+        varbinds = [(rfc1902.ObjectName(o), univ.Null("")) for o in oids]
+        return await self._request(target,
+            lambda done: self._get.send_varbinds(self.engine, target.addr_name, None, target.context, varbinds, done))
+
+    async def bulk(self, target: _Target, oids: Sequence[Oid], max_repetitions: int) -> Response:
+        varbinds = [(rfc1902.ObjectName(o), univ.Null("")) for o in oids]
+        return await self._request(target, lambda done: self._bulk.send_varbinds(
+            self.engine, target.addr_name, None, target.context, 0, max_repetitions, varbinds, done))
+
+    def close(self) -> None:
+        self.engine.close_dispatcher()
+
+
+@dataclass
+class _Poll:
+    """What one poll of one device gathered, and what went wrong (for the reason)."""
+
+    varbinds: int = 0
+    problems: list[str] = field(default_factory=list)
+    objects: dict[str, list[str]] = field(default_factory=dict)  # "wrong type for" → ["ifInErrors (…)", …]
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+
+    def bad_object(self, what: str, name: str) -> None:
+        """An object without a usable value, grouped by `what` so the reason stays short."""
+        names = self.objects.setdefault(what, [])
+        if name not in names:
+            names.append(name)
+
+    def reason(self) -> str | None:
+        """"partial: …" or None when nothing went wrong."""
+        parts = self.problems + [f"{what} {', '.join(names)}" for what, names in self.objects.items()]
+        return f"partial: {'; '.join(parts)}" if parts else None
+
+
+@dataclass
+class _TableData:
+    rows: dict[Oid, Row] = field(default_factory=dict)
+    times: dict[Oid, float] = field(default_factory=dict)  # row → monotonic time its first cell came
+    bits: dict[Oid, dict[str, int]] = field(default_factory=dict)
+
+
+async def walk(client: SnmpClient, target: _Target, table: Table, max_repetitions: int, max_rows: int,
+               poll: _Poll, slots: asyncio.Semaphore, data: _TableData, expected_rows: int | None = None) -> None:
+    """GETBULK walk of the table's columns side by side (RFC 3416 §4.2.3), until every column
+    left its subtree, `max_rows` rows are read, or a request fails (then what was read is kept
+    and the reason recorded in `poll`). A column whose OIDs do not increase is ended (a broken
+    agent would loop). Bounded: each request advances at least one column or ends it. Rows go
+    into `data` as they come, so a caller that cancels the walk keeps what was read.
+    `expected_rows` (the table's size hint, e.g. ifNumber) sizes max-repetitions to the rows
+    still expected plus one, which sees the end of a small table in one request."""
+    last = {c.name: c.oid for c in table.columns}
+    active = list(table.columns)
+    while active:
+        if len(data.rows) >= max_rows:
+            poll.problem(f"{table.name}: stopped at max_rows {max_rows}")
+            break
+        repetitions = max_repetitions
+        if expected_rows is not None and expected_rows >= 0:
+            repetitions = max(1, min(max_repetitions, expected_rows - len(data.rows) + 1))
+        try:
+            async with slots:
+                response = await client.bulk(target, [last[c.name] for c in active], repetitions)
+        except SnmpFailure as exc:
+            poll.problem(f"{table.name}: {exc}")
+            break
+        poll.varbinds += len(response.varbinds)
+        if not response.varbinds:
+            poll.problem(f"{table.name}: empty response")
+            break
+        ended: set[str] = set()
+        advanced = False
+        width = len(active)
+        for i, (name, value) in enumerate(response.varbinds):
+            column = active[i % width]
+            if column.name in ended:
+                continue
+            oid_ = tuple(name)
+            prefix = column.oid
+            if isinstance(value, _EXCEPTIONS) or oid_[: len(prefix)] != prefix or len(oid_) == len(prefix):
+                ended.add(column.name)
+                continue
+            if oid_ <= last[column.name]:
+                poll.problem(f"{table.name}: agent returned non-increasing OIDs")
+                ended.add(column.name)
+                continue
+            last[column.name] = oid_
+            advanced = True
+            index = oid_[len(prefix):]
+            decoded, bits = decode(value, column.kind)
+            if index not in data.rows:
+                if len(data.rows) >= max_rows:
+                    continue
+                data.rows[index] = {}
+                data.times[index] = response.mono_s
+            if decoded is None:
+                poll.bad_object(f"{table.name}: wrong type for", f"{column.name} ({type(value).__name__})")
+                continue
+            data.rows[index][column.name] = decoded
+            if bits is not None:
+                data.bits.setdefault(index, {})[column.name] = bits
+        active = [c for c in active if c.name not in ended]
+        if not advanced and active:
+            poll.problem(f"{table.name}: agent made no progress")
+            break
+
+
+def _hint(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The probe.
+
+
+@dataclass
+class _DeviceState:
+    """What the previous poll of a device left for the next one."""
+
+    ticks: int
+    mono_s: float
+    wraps: int = 0
+    interfaces: dict[int, InterfaceSample] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    auth: SnmpAuth
+    scalars: tuple[Obj, ...]
+    tables: tuple[Table, ...]
+
+
+class SnmpProbe:
+    """The `snmp` probe (probes.base.Probe). Keeps per-device state for rates and reboot
+    detection (one entry per polled device, least recently polled dropped beyond the fleet)."""
+
+    name: ClassVar[str] = "snmp"
+    Config: ClassVar[type[SnmpConfig]] = SnmpConfig
+    measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
+
+    def __init__(self, cfg: SnmpConfig) -> None:
+        self.cfg = cfg
+        self.client: SnmpClient | None = None
+        self._match = cfg.match.selector()
+        self._credentials: list[tuple[Selector, SnmpAuth]] = [(c.match.selector(), c) for c in cfg.credentials]
+        self._profiles: list[tuple[Selector, SnmpProfile]] = [(p.match.selector(), p) for p in cfg.profiles]
+        self._state: collections.OrderedDict[str, _DeviceState] = collections.OrderedDict()
+        self._wanted: set[str] = set()
+        self._warned_no_credentials = False
+
+    async def __aenter__(self) -> "SnmpProbe":
+        self.client = SnmpClient()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def plan(self, device: Device) -> _Plan | None:
+        """Credentials and objects of a device, or None when it has no credentials."""
+        auth: SnmpAuth = self.cfg
+        for selector, entry in self._credentials:
+            if selector.matches(device):
+                auth = entry
+        if not auth.complete:
+            return None
+        groups: Sequence[GroupName] = DEFAULT_GROUPS.get(device.kind, ())
+        for selector, profile in self._profiles:
+            if selector.matches(device):
+                groups = profile.groups
+        scalars = tuple(o for g in dict.fromkeys(groups) for o in GROUPS[g].scalars)
+        tables = tuple(t for g in dict.fromkeys(groups) for t in GROUPS[g].tables)
+        return _Plan(auth, (SYS_UPTIME, *scalars), tables)
+
+    def wants(self, device: Device) -> bool:
+        """Devices the `match` selector picks that have an address and credentials."""
+        if device.address is None or not self._match.matches(device):
+            return False
+        if self.plan(device) is None:
+            # Said once; a warning only when SNMP credentials were configured at all (some
+            # device left out), else SNMP is simply not set up yet.
+            if not self._warned_no_credentials:
+                self._warned_no_credentials = True
+                configured = self.cfg.credentials or self.cfg.community_env or self.cfg.community_file or self.cfg.user
+                log.log(
+                    logging.WARNING if configured else logging.INFO,
+                    "snmp: no credentials for %s (and maybe more devices): not polled; "
+                    "set community_env/_file or a `credentials` entry", device.id,
+                )
+            return False
+        self._wanted.add(device.id)
+        return True
+
+    def _request_s(self) -> float:
+        # pysnmp checks timeouts on a 0.1 s timer tick: each attempt may run that much longer.
+        return (self.cfg.timeout_s + 0.1) * (self.cfg.retries + 1)
+
+    def budget_s(self, device: Device) -> float:
+        """Worst case of probe(device): the GET, then every table walk's requests one after
+        another (ceil(max_rows / max_repetitions) + 1 each, every one taking the full timeout ×
+        (retries + 1)), capped by deadline_s (which ends the walks, counted from the start; a GET
+        that times out ends the poll); plus 0.5 s for target setup and decoding."""
+        plan = self.plan(device)
+        walks = len(plan.tables) if plan else 0
+        requests = 1 + walks * (-(-self.cfg.max_rows // self.cfg.max_repetitions) + 1)
+        request_s = self._request_s()
+        return min(requests * request_s, max(request_s, self.cfg.deadline_s)) + 0.5
+
+    async def probe(self, device: Device) -> ProbeResult:
+        """Poll one device. Never raises for a dead, slow, misconfigured or hostile agent:
+        ok=False with a reason when the first GET fails, ok=True with reason "partial: …" when
+        a later part failed."""
+        started = time.time_ns()
+        if self.client is None:
+            raise RuntimeError("SnmpProbe used outside `async with`")
+        plan = self.plan(device)
+        if device.address is None or plan is None:
+            reason = "no address" if device.address is None else "no SNMP credentials"
+            return ProbeResult(device.id, self.name, started, False, reason, {"up": False})
+        return await self._poll(device, plan, _Poll(), started)
+
+    async def _poll(self, device: Device, plan: _Plan, poll: _Poll, started: int) -> ProbeResult:
+        assert self.client is not None and device.address is not None
+        deadline = time.monotonic() + self.cfg.deadline_s
+        try:
+            target = await self.client.target(str(device.address), device.address.version == 6, self.cfg.port,
+                                              plan.auth, self.cfg.timeout_s, self.cfg.retries)
+        except Exception as exc:  # pysnmp raises PySnmpError subclasses for bad transports
+            return ProbeResult(device.id, self.name, started, False, f"SNMP setup failed: {type(exc).__name__}",
+                               {"up": False})
+        slots = asyncio.Semaphore(self.cfg.max_in_flight_per_device)
+        sent = time.monotonic()
+        try:
+            async with slots:
+                response = await self.client.get(target, [o.oid for o in plan.scalars])
+        except SnmpFailure as exc:
+            return ProbeResult(device.id, self.name, started, False, str(exc), {"up": False})
+        fields: dict[str, FieldValue] = {"up": True, "response_ms": (response.mono_s - sent) * 1000}
+        poll.varbinds += len(response.varbinds)
+        scalars = self._scalars(plan.scalars, response, poll)
+        data = {t.name: _TableData() for t in plan.tables}
+        if plan.tables:
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await asyncio.gather(*(
+                        walk(self.client, target, t, self.cfg.max_repetitions, self.cfg.max_rows, poll, slots,
+                             data[t.name], _hint(scalars.get(t.size_hint) if t.size_hint else None))
+                        for t in plan.tables
+                    ))
+            except TimeoutError:
+                poll.problem(f"deadline {self.cfg.deadline_s:g} s reached, tables incomplete")
+        state, rebooted = self._uptime(device.id, scalars.get("sysUpTime"), response.mono_s, fields, poll)
+        series: list[Series] = []
+        if IF_TABLE.name in data:
+            series += self._interfaces(device, data[IF_TABLE.name], state, rebooted)
+        if any(o.name.startswith("ups") for o in plan.scalars):
+            ups = ups_fields(scalars)
+            if ups:
+                series.append(Series("ups", {}, ups))
+        if "hrStorage" in data:
+            host, disks = host_fields(data["hrStorage"].rows, data["hrProcessor"].rows)
+            if host:
+                series.append(Series("host", {}, host))
+            series += [Series("host_storage", {"storage": name}, f) for name, f in disks]
+        fields["varbinds"] = poll.varbinds
+        reason = poll.reason()
+        return ProbeResult(device.id, self.name, started, True, reason, fields, tuple(series))
+
+    @staticmethod
+    def _scalars(objs: Sequence[Obj], response: Response, poll: _Poll) -> Row:
+        values: Row = {}
+        by_oid = {o.oid: o for o in objs}
+        for name, value in response.varbinds:
+            obj = by_oid.get(tuple(name))
+            if obj is None:
+                poll.problem("GET answered with an OID that was not asked for")
+                continue
+            if isinstance(value, _EXCEPTIONS):
+                exception = type(value).__name__  # NoSuchObject → noSuchObject (RFC 3416 names)
+                poll.bad_object(f"{exception[0].lower()}{exception[1:]} for", obj.name)
+                continue
+            decoded, _bits = decode(value, obj.kind)
+            if decoded is None:
+                poll.bad_object("wrong type for", f"{obj.name} ({type(value).__name__})")
+                continue
+            values[obj.name] = decoded
+        return values
+
+    def _uptime(self, device_id: str, ticks: Any, mono_s: float, fields: dict[str, FieldValue],
+                poll: _Poll) -> tuple[_DeviceState | None, bool]:
+        """sys_uptime_s and rebooted; returns the device's state (None without sysUpTime: then
+        rates cannot be trusted) and whether the agent restarted."""
+        prev = self._state.get(device_id)
+        if not isinstance(ticks, int):
+            poll.problem("no sysUpTime")
+            self._state.pop(device_id, None)
+            return None, True
+        state = _DeviceState(ticks, mono_s)
+        rebooted = False
+        if prev is not None:
+            step = uptime_step(prev.ticks, ticks, mono_s - prev.mono_s)
+            rebooted = step == "reboot"
+            state.wraps = 0 if rebooted else prev.wraps + (step == "wrap")
+            state.interfaces = {} if rebooted else prev.interfaces
+        fields["sys_uptime_s"] = (ticks + state.wraps * TICKS_WRAP) / 100
+        fields["rebooted"] = rebooted
+        self._remember(device_id, state)
+        return state, rebooted or prev is None
+
+    def _remember(self, device_id: str, state: _DeviceState) -> None:
+        self._state[device_id] = state
+        self._state.move_to_end(device_id)
+        while len(self._state) > max(len(self._wanted), 1):
+            self._state.popitem(last=False)
+
+    def _interfaces(self, device: Device, table: _TableData, state: _DeviceState | None,
+                    discontinuous: bool) -> list[Series]:
+        series = []
+        samples: dict[int, InterfaceSample] = {}
+        previous = state.interfaces if state is not None else {}
+        for index, row in table.rows.items():
+            if len(index) != 1:
+                continue  # ifIndex is a single sub-identifier (RFC 2863)
+            if_index = index[0]
+            name = interface_name(row, if_index)
+            uplink = device.uplink is not None and device.uplink in (row.get("ifName"), row.get("ifDescr"), name)
+            fields, sample = interface_fields(row, table.bits.get(index, {}), uplink, previous.get(if_index),
+                                              table.times[index], discontinuous)
+            fields["if_index"] = if_index
+            samples[if_index] = sample
+            series.append(Series("snmp_interface", {"interface": name}, fields))
+        if state is not None:
+            state.interfaces = samples
+        return series
