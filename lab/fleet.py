@@ -139,17 +139,23 @@ class LabFleet:
 
         return {d.id for d in self.devices if up(d)}
 
-    def expected_online(self, online: set[str] | None = None) -> dict[tuple[str, str, str], tuple[int, int]]:
+    def expected_online(
+        self, online: set[str] | None = None, kinds: Iterable[Kind] | None = None
+    ) -> dict[tuple[str, str, str], tuple[int, int]]:
         """Ground truth of the online rate: (scope, group, kind) → (online, total).
 
         Keys as in monitor/online_rate.py: scope "fleet" (group "all"), "region" or "site"
         (group = its name); kind a Kind value or "all". total counts active devices only;
-        online those in `online`, by default `reachable()` (the network basis). Groups whose
+        online those in `online`, by default `reachable()` (the network basis). `kinds`: only
+        devices of these kinds (a basis such as video applies to cameras only). Groups whose
         devices are all excluded map to (0, 0).
         """
         online = self.reachable() if online is None else online
+        wanted = None if kinds is None else set(kinds)
         counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         for device in self.devices:
+            if wanted is not None and device.kind not in wanted:
+                continue
             counted = device.counted
             for scope, group in (("fleet", ALL), ("region", device.region), ("site", device.site)):
                 for kind in (ALL, device.kind.value):

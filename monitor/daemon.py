@@ -340,25 +340,30 @@ class Daemon:
 
     def _transitions(self, transitions: list[Transition]) -> None:
         """Queue transitions for the state DB and log them: a line per device that goes down or
-        recovers; devices that merely follow their parent (unreachable and back) or get their
-        first verdict are logged at debug and summed up once per cycle (_log_summary)."""
+        recovers (naming the probe unless it is icmp); devices that merely follow their parent
+        (unreachable and back) or get their first verdict are logged at debug and summed up once
+        per cycle (_log_summary), and so is a camera's video or service lost while its network
+        is down (the network says it all)."""
         if not transitions:
             return
         assert self._alerting is not None
+        network = self._trackers.get("icmp")
         for t in transitions:
             self._alerting.observe_transition(t)
             if t.new is State.DOWN or (t.new is State.UP and t.old.offline):
                 self._evaluate_soon(t.probe)
             device = self.inventory.devices[t.device_id]
             extra = {"device_id": t.device_id, "site": device.site, "region": device.region, "probe": t.probe}
+            what = "" if t.probe == "icmp" else f"{t.probe} "
+            explained = t.probe != "icmp" and network is not None and network.state(t.device_id).offline
             if t.new is State.DOWN:
                 # A point under construction or removed is expected to be silent: no warning.
                 log.log(
-                    logging.WARNING if device.counted else logging.INFO,
-                    "%s %s %s → down: %s", device.kind.value, device.name, t.old.value, t.reason, extra=extra,
+                    logging.DEBUG if explained else logging.WARNING if device.counted else logging.INFO,
+                    "%s %s %s%s → down: %s", device.kind.value, device.name, what, t.old.value, t.reason, extra=extra,
                 )
             elif t.new is State.UP and t.old is State.DOWN:
-                log.info("%s %s recovered (down → up)", device.kind.value, device.name, extra=extra)
+                log.info("%s %s %srecovered (down → up)", device.kind.value, device.name, what, extra=extra)
             else:
                 log.debug("%s %s %s → %s", device.kind.value, device.name, t.old.value, t.new.value, extra=extra)
                 if t.new is State.UNREACHABLE:

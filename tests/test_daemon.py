@@ -16,11 +16,13 @@ import pytest
 import yaml
 
 from lab.fleet import LabFleet
+from lab.services import Anomalies, FleetServices
 from lab.influxdb import InfluxServer
 from monitor.config import load_config
 from monitor.daemon import Daemon, StartupError
 from monitor.snapshot import Snapshot
 from monitor.inventory import load_inventory
+from monitor.model import Kind
 from monitor.schema import MEASUREMENTS, render_markdown
 from monitor.state import State
 from monitor.statedb import StateDB
@@ -30,11 +32,23 @@ FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_config(tmp_path: Path, fleet: LabFleet, influx_url: str, db: str, **icmp) -> Path:
+# Camera and SNMP probes against FleetServices, at test speed.
+FAST = {"rtsp": {"interval_s": 1.0, "timeout_s": 1.0}, "onvif": {"interval_s": 10.0, "timeout_s": 1.0},
+        "snmp": {"interval_s": 5.0, "timeout_s": 0.5}}
+
+
+def write_config(
+    tmp_path: Path, fleet: LabFleet, influx_url: str, db: str, services: FleetServices | None = None, **icmp
+) -> Path:
+    """ICMP only, unless `services` run: then their probes too."""
     fleet.write_point_list(tmp_path / "points.csv")
+    if services is None:
+        others = {name: {"enabled": False} for name in ("rtsp", "onvif", "snmp")}
+    else:
+        others = {name: {**cfg, **FAST.get(name, {})} for name, cfg in services.probe_config().items()}
     config = {
         "inventory": {"point_lists": ["points.csv"]},
-        "probes": {"icmp": {"interval_s": 1.0, "count": 2, "echo_interval_ms": 50, "timeout_s": 0.3, **icmp}},
+        "probes": {"icmp": {"interval_s": 1.0, "count": 2, "echo_interval_ms": 50, "timeout_s": 0.3, **icmp}, **others},
         "scheduler": {"spread": 0.2},
         "state": {"database": "state.db", "down_after": 1, "up_after": 1},
         "influxdb": {"url": influx_url, "database": db, "flush_interval_s": 0.2, "retry": {"initial_s": 0.2, "max_s": 1}},
@@ -69,10 +83,12 @@ def wait_for(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def last_rates(influx: InfluxServer, db: str) -> dict[tuple[str, str, str], tuple[int, int, float | None]]:
+def last_rates(
+    influx: InfluxServer, db: str, basis: str = "online"
+) -> dict[tuple[str, str, str], tuple[int, int, float | None]]:
     rows = influx.rows(
         'SELECT last(online) AS online, last(total) AS total, last(online_rate_pct) AS pct FROM online_rate '
-        'GROUP BY "scope", "group", "kind"',
+        f"WHERE basis = '{basis}' GROUP BY \"scope\", \"group\", \"kind\"",
         db,
     )
     return {(r["scope"], r["group"], r["kind"]): (r["online"], r["total"], r["pct"]) for r in rows}
@@ -115,6 +131,43 @@ async def test_online_rates_in_influxdb_equal_the_lab_ground_truth(small_fleet, 
     assert f"{behind} devices unreachable behind switch" in caplog.text and "(SW-002)" in caplog.text
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 2 and all("→ down" in w for w in warnings)
+
+
+def assert_rates_equal(written, truth) -> None:
+    assert set(written) == set(truth)
+    for key, (online, total) in truth.items():
+        got_online, got_total, pct = written[key]
+        assert (got_online, got_total) == (online, total), key
+        assert pct == (pytest.approx(100 * online / total) if total else None), key
+
+
+async def test_network_service_video_and_online_rates_equal_the_lab_ground_truth(small_fleet, influx, influx_db,
+                                                                                   tmp_path):
+    fleet = small_fleet
+    fleet.fail("SW-002")
+    with FleetServices(fleet, Anomalies(no_video=2), snmp=False) as services:
+        config = write_config(tmp_path, fleet, influx.url, influx_db, services)
+        snapshots = await run_cycles(config, cycles=12)
+        reachable = fleet.reachable()
+        video = services.expected_video()
+        cameras = {d.id for d in fleet.devices if d.kind.value == "camera"}
+        truth = {
+            "network": fleet.expected_online(reachable),
+            "service": fleet.expected_online(reachable & cameras, kinds=[Kind.CAMERA]),
+            "video": fleet.expected_online(video, kinds=[Kind.CAMERA]),
+            # the contract's default: network up and RTSP DESCRIBE OK
+            "online": fleet.expected_online((reachable - cameras) | video),
+        }
+        for basis, expected in truth.items():
+            assert_rates_equal(last_rates(influx, influx_db, basis), expected)
+        # The three disagree exactly where problems hide: 2 cameras ping but send no picture.
+        network, shown = truth["network"][("fleet", "all", "camera")], truth["video"][("fleet", "all", "camera")]
+        assert shown[0] == network[0] - 2 and shown[1] == network[1]
+        last = snapshots[-1]
+        assert {last.bases["video"][c] for c in services.no_video} == {State.DOWN}
+        assert {last.bases["network"][c] for c in services.no_video} == {State.UP}
+        reasons = {last.results["rtsp"][c].reason for c in services.no_video}
+        assert reasons == {"connection refused"}
 
 
 async def test_recovery_is_seen_and_stored_with_its_time(small_fleet, influx, influx_db, tmp_path):
