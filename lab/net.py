@@ -106,6 +106,7 @@ class _Namespace:
     veth: str  # root-side end of its veth
     gw4: ipaddress.IPv4Address  # namespace-side veth addresses: next hops of the site routes
     gw6: ipaddress.IPv6Address
+    root4: ipaddress.IPv4Address  # root-side veth address: where devices reach the daemon (traps)
 
 
 @dataclass(eq=False)
@@ -397,7 +398,7 @@ class LabNet:
         root4, gw4 = link4[0], link4[1]
         root6, gw6 = link6[1], link6[2]
         _ip("netns", "add", ns)
-        namespace = _Namespace(ns, veth, gw4, gw6)  # type: ignore[arg-type]
+        namespace = _Namespace(ns, veth, gw4, gw6, root4)  # type: ignore[arg-type]
         self._namespaces.append(namespace)
         _ip("link", "add", veth, "type", "veth", "peer", "name", "up0", "netns", ns)
         _ip_batch([
@@ -569,6 +570,11 @@ class LabNet:
     def addresses(self, site: str) -> list[IPAddress]:
         """Device addresses of a site, in the order add_site returned them. Raises KeyError."""
         return list(self._sites[site].addresses)
+
+    def host_address(self, ns: str) -> ipaddress.IPv4Address:
+        """The root namespace's address as seen from namespace `ns` (its veth peer): where a lab
+        device sends traps to a daemon listening on 0.0.0.0. Raises KeyError."""
+        return next(n.root4 for n in self._namespaces if n.name == ns)
 
     def namespace_of(self, address: IPAddress | str) -> str:
         """Name of the network namespace that serves `address` now (a site moves between the

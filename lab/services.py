@@ -17,24 +17,39 @@ Needs root (namespaces, nftables). Not thread-safe, like the LabNet under it.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import subprocess
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, Sequence
 
 from lab.fleet import CAMERA_FIRMWARE, LabFleet
 from lab.onvif import OnvifSimulatorProcess
 from lab.rtsp import MAIN_STREAM, RtspServer, block_video, unblock_video
-from lab.snmp import SnmpSim
+from lab.snmp import SWITCH_UPLINK, SWITCH_UPLINK_INDEX, SnmpSim
 from monitor.model import Device, Kind, Status
 
 CAMERA_USER = "admin"
 CAMERA_PASSWORD = "lab-Hik12345"  # lab cameras only; the daemon reads it from a file like any secret
 UPGRADED_FIRMWARE = "V5.7.3 build 230112"
 DRIFT_S = 400.0
+_UPLINK = SWITCH_UPLINK_INDEX
+TRAPS: dict[str, tuple[str, list[str]]] = {  # name → (snmpTrapOID, varbinds as snmptrap arguments)
+    "link_down": ("1.3.6.1.6.3.1.1.5.3", [  # IF-MIB linkDown: ifIndex, ifAdminStatus, ifOperStatus
+        f"1.3.6.1.2.1.2.2.1.1.{_UPLINK}", "i", str(_UPLINK), f"1.3.6.1.2.1.2.2.1.7.{_UPLINK}", "i", "1",
+        f"1.3.6.1.2.1.2.2.1.8.{_UPLINK}", "i", "2", f"1.3.6.1.2.1.31.1.1.1.1.{_UPLINK}", "s", SWITCH_UPLINK]),
+    "link_up": ("1.3.6.1.6.3.1.1.5.4", [
+        f"1.3.6.1.2.1.2.2.1.1.{_UPLINK}", "i", str(_UPLINK), f"1.3.6.1.2.1.2.2.1.7.{_UPLINK}", "i", "1",
+        f"1.3.6.1.2.1.2.2.1.8.{_UPLINK}", "i", "1", f"1.3.6.1.2.1.31.1.1.1.1.{_UPLINK}", "s", SWITCH_UPLINK]),
+    # UPS-MIB upsTrapOnBattery (RFC 1628 §4.1): seconds on battery, minutes remaining, alarms
+    "ups_on_battery": ("1.3.6.1.2.1.33.2.1", [
+        "1.3.6.1.2.1.33.1.2.2.0", "i", "0", "1.3.6.1.2.1.33.1.2.3.0", "i", "30", "1.3.6.1.2.1.33.1.6.1.0", "u", "1"]),
+    "cold_start": ("1.3.6.1.6.3.1.1.5.1", []),
+}
 SNMP_KINDS = {Kind.SWITCH: "switch", Kind.UPS: "ups", Kind.SERVER: "server", Kind.PLATFORM: "server"}
 
 
@@ -143,6 +158,25 @@ class FleetServices:
 
     def uplink_up(self, switch_id: str) -> None:
         self._agent(switch_id).port_up(self._address(switch_id))
+
+    def send_trap(self, device_id: str, trap: str, to: int, *, auth: Sequence[str] = ("-v2c", "-c", "traps"),
+                  inform: bool = False) -> None:
+        """Send `trap` ("link_down", "link_up" of the uplink, "ups_on_battery", "cold_start")
+        from the device's own address with net-snmp's snmptrap (or snmpinform) to a daemon
+        listening on UDP `to` in the root namespace. `auth`: snmptrap's version and security
+        options. Raises RuntimeError with net-snmp's message when it fails (an inform that is
+        not acknowledged)."""
+        address = self._address(device_id)
+        ns = self.fleet.net.namespace_of(address)
+        oid, varbinds = TRAPS[trap]
+        command = ["snmpinform" if inform else "snmptrap", *auth, "-r", "1", "-t", "3", f"--clientaddr={address}",
+                   f"{self.fleet.net.host_address(ns)}:{to}", "", oid, *varbinds]
+        state = self.dir / "net-snmp"  # net-snmp's own config and engine state, not the machine's
+        state.mkdir(exist_ok=True)
+        env = {**os.environ, "MIBS": "", "SNMPCONFPATH": str(state), "SNMP_PERSISTENT_DIR": str(state), "HOME": str(state)}
+        done = subprocess.run(["ip", "netns", "exec", ns, *command], capture_output=True, text=True, timeout=15, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[0]} {trap} from {device_id} failed: {done.stderr.strip()}")
 
     def _address(self, device_id: str) -> str:
         address = self.fleet.device(device_id).address
