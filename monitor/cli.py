@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 from monitor import logs
 from monitor.config import ConfigError, FleetmonConfig, load_config
 from monitor.inventory import Inventory, load_inventory
+from monitor.model import Status
+from probes import REGISTRY
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # could not start or run (systemd restarts it: Restart=on-failure)
@@ -238,13 +240,18 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_ch
 def _summary(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:
     """Lines describing a loaded config: devices per kind, status and region; probes; sinks."""
     devices = inventory.devices.values()
-    probes = [name for name, probe in cfg.probes if getattr(probe, "enabled", True)]
+    # The devices each enabled probe would poll (a probe without credentials polls none).
+    probes = [
+        f"{name} {sum(1 for d in devices if d.status is not Status.REMOVED and probe.wants(d))}"
+        for name, probe_cls in REGISTRY.items()
+        if getattr(cfg.probes, name).enabled and (probe := probe_cls(getattr(cfg.probes, name)))
+    ]
     return [
         f"devices: {len(inventory.devices)} from {len(inventory.sources)} source(s)",
         f"  by kind: {_counts(d.kind.value for d in devices)}",
         f"  by status: {_counts(d.status.value for d in devices)}",
         f"  by region: {_counts(d.region for d in devices)}",
-        f"probes enabled: {', '.join(probes) or 'none'}",
+        f"probes enabled (devices polled): {', '.join(probes) or 'none'}",
         f"influxdb: {_influxdb(cfg)}",
         f"state database: {cfg.state.database}",
         f"rules: {', '.join(r.name for r in cfg.rules) or 'none'}",

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 from rules.model import Severity
 
 Key = tuple[str, str]  # (rule name, scope)
-WINDOW_FIELDS = ("rtt_avg_ms", "loss_pct", "jitter_ms")  # ICMP fields the window rules average
+WINDOW_FIELDS = ("rtt_avg_ms", "loss_pct", "jitter_ms")
+UPS_MINUTES_REMAINING = "1.3.6.1.2.1.33.1.2.3.0"  # upsEstimatedMinutesRemaining.0  # ICMP fields the window rules average
 FLAPPING_RULE = RESERVED_RULE_NAMES[0]
 
 KIND_NAMES = {
@@ -268,7 +269,12 @@ class RulesEngine:
             ports[key] = {**ports[key], "oper_status": status, "up": status == 1}
         elif event.name == "ups_on_battery" and device_id in self._watched.get("ups", ()):
             ups = self._values.setdefault((device_id, "ups"), {(): {}})
-            ups[()] = {**ups.get((), {}), "on_battery": True, "output_source": 5}
+            fields = {**ups.get((), {}), "on_battery": True, "output_source": 5}
+            # The trap carries upsEstimatedMinutesRemaining (RFC 1628 §4.1, upsTrapOnBattery).
+            minutes = dict(event.varbinds).get(UPS_MINUTES_REMAINING, "")
+            if minutes.isdigit():
+                fields["minutes_remaining"] = int(minutes)
+            ups[()] = fields
         elif event.name in ("cold_start", "warm_start") and device_id in self._watched.get("snmp", ()):
             system = self._values.setdefault((device_id, "snmp"), {(): {}})
             system[()] = {**system.get((), {}), "sys_uptime_s": 0.0}

@@ -212,10 +212,11 @@ def test_ups_on_battery_is_announced_with_the_devices_it_powers_and_named_as_the
     assert later[("down", "device:C2")].title == "摄像机S1C2离线（可能因UPS S1UPS1市电中断）"
 
 
-def test_ups_on_battery_trap_acts_before_any_poll():
+def test_ups_on_battery_trap_acts_before_any_poll_with_the_minutes_it_carries():
     e = engine(UpsOnBatteryRule(name="battery"))
-    e.observe_trap(TrapEvent(NOW, "198.18.4.3", "UPS1", "2c", "1.3.6.1.2.1.33.2.1", "ups_on_battery"))
-    assert ("battery", "device:UPS1") in e.evaluate(view(), set())
+    e.observe_trap(TrapEvent(NOW, "198.18.4.3", "UPS1", "2c", "1.3.6.1.2.1.33.2.1", "ups_on_battery",
+                             varbinds=(("1.3.6.1.2.1.33.1.2.3.0", "18"),)))
+    assert "剩余约18分钟" in e.evaluate(view(), set())[("battery", "device:UPS1")].title
 
 
 def test_battery_low_by_minutes_or_by_the_battery_status_flag():

@@ -9,9 +9,10 @@ use Grafana's `$timeFilter` and `$__interval` and the template variables `region
 (multi-value with "All": Grafana turns them into `(a|b)` inside `=~ /^$region$/`).
 
 Each panel declares what it `needs`: measurement names, or `measurement.key` for a tag or field
-that a measurement gains later (online_rate.basis). tests/test_grafana.py runs every panel's
-queries on a real InfluxDB filled by the daemon and reports the panels still waiting for
-something monitor/schema.py does not declare yet.
+it depends on (online_rate.basis). tests/test_grafana.py checks these against monitor/schema.py
+(nothing may be undeclared) and runs every panel's queries on a real InfluxDB filled by the
+daemon watching a lab fleet with all its services (ICMP, RTSP, ONVIF, SNMP, traps, rules): each
+query must return a value.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 TAG = "fleetmon"
 ONLINE_TARGET_PCT = 95.0  # the contract's online rate (在线率) target
 LINK_RTT_LIMIT_MS = 200.0  # the contract's latency limit of a dedicated line (专线)
+CLOCK_DRIFT_LIMIT_S = 60.0  # rules' clock_drift default: evidence timestamps need a right clock
+STORAGE_LIMIT_PCT = 90.0  # rules' storage_usage default
+IF_UP = 1  # IF-MIB ifOperStatus up(1), RFC 2863
 
 
 # -- the InfluxQL target the SDK lacks ----------------------------------------------------------
@@ -145,6 +149,48 @@ def latest_offline(where: str) -> str:
     )
 
 
+def video_lost(where: str) -> str:
+    """Active cameras that ping but send no picture: latest basis video down while the latest
+    basis network is up. InfluxQL has no join, so each basis' latest `online` (0/1) comes from
+    its own subquery, the network one doubled; their sum per camera is 2 exactly in that case
+    (3 both up, 0 or 1 network down). One row per camera, the sum in column "code"."""
+    tags = '"device_id", "site", "region"'
+
+    def latest(basis: str, factor: str) -> str:
+        return (
+            f'(SELECT {factor}last("online") AS "code" FROM "device_state" WHERE $timeFilter AND "basis" = \'{basis}\' '
+            f'AND "kind" = \'camera\' AND "counted" = 1 AND {where} GROUP BY {tags})'
+        )
+
+    return (
+        f'SELECT "code" FROM (SELECT sum("code") AS "code" FROM {latest("network", "2 * ")}, {latest("video", "")} '
+        f'GROUP BY {tags}) WHERE "code" = 2 GROUP BY {tags}'
+    )
+
+
+def uplinks_down(where: str) -> str:
+    """Switch uplink ports (point list `uplink`) whose latest ifOperStatus is not up, with their
+    ifAdminStatus (2 = shut on purpose)."""
+    tags = '"device_id", "interface", "site", "region"'
+    return (
+        'SELECT "oper_status", "admin_status" FROM (SELECT last("oper_status") AS "oper_status", '
+        'last("admin_status") AS "admin_status" FROM "snmp_interface" '
+        f'WHERE $timeFilter AND "uplink" = true AND {where} GROUP BY {tags}) '
+        f'WHERE "oper_status" <> {IF_UP} GROUP BY {tags}'
+    )
+
+
+def cameras_off_inventory(where: str) -> str:
+    """Cameras whose latest ONVIF answer shows a clock drift above the limit or a mismatch with
+    the point list (firmware upgraded, model swapped …)."""
+    return (
+        'SELECT "clock_drift_s", "firmware", "inventory_mismatch" FROM (SELECT last("clock_drift_s") AS '
+        '"clock_drift_s", last("firmware") AS "firmware", last("inventory_mismatch") AS "inventory_mismatch" '
+        f'FROM "onvif" WHERE $timeFilter AND {where} GROUP BY "device_id", "site") '
+        f'WHERE "clock_drift_s" > {CLOCK_DRIFT_LIMIT_S:g} OR "inventory_mismatch" <> \'\' GROUP BY "device_id", "site"'
+    )
+
+
 def link_summary(where: str) -> str:
     """Latest RTT, jitter and loss of every dedicated line (icmp of kind link)."""
     return (
@@ -246,6 +292,17 @@ BOOL_ALARM_MAPPINGS: list[dash.ValueMapping] = [
     })
 ]
 
+IF_STATUS_MAPPINGS: list[dash.ValueMapping] = [  # ifOperStatus / ifAdminStatus, IF-MIB (RFC 2863)
+    dash.ValueMap(options={
+        "1": dash.ValueMappingResult(text="up", color="green", index=0),
+        "2": dash.ValueMappingResult(text="down", color="red", index=1),
+        "3": dash.ValueMappingResult(text="testing", color="orange", index=2),
+        "4": dash.ValueMappingResult(text="unknown", color="text", index=3),
+        "5": dash.ValueMappingResult(text="dormant", color="orange", index=4),
+        "6": dash.ValueMappingResult(text="notPresent", color="red", index=5),
+        "7": dash.ValueMappingResult(text="lowerLayerDown", color="red", index=6),
+    })
+]
 
 # Override property of a table column of device ids: each cell links to the device dashboard,
 # keeping the time range.
@@ -338,8 +395,9 @@ def link_variable() -> dash_b.QueryVariable:
 def command_hall() -> Board:
     b = Board(
         "fleetmon-hall", "指挥大厅 · 视频监控运行态势",
-        "Command hall: camera online rate against the 95 % target, offline points, dedicated lines against "
-        "200 ms, UPS on battery and open faults. Data: fleetmon in InfluxDB (docs/SCHEMA.md).",
+        "Command hall: camera online rate against the 95 % target, the three rates per region, offline points, "
+        "dedicated lines against 200 ms, cameras that ping but send no video, switch uplinks down, UPS on battery "
+        "and open faults. Data: fleetmon in InfluxDB (docs/SCHEMA.md).",
         [region_variable(), site_variable()], refresh="30s",
     )
     b.row("在线率 (online rate)")
@@ -421,21 +479,40 @@ def command_hall() -> Board:
         InfluxQL(link_series("rtt_avg_ms", IN_SITES)).alias("$tag_device_id"),
         needs={"icmp"},
     )
+    b.row("有网无视频与上联中断 (video lost, uplinks down)")
+    b.add(
+        table.Panel().title("有网无视频摄像机").span(12).height(8)
+        .description("Active cameras that answer ping (basis network up) but whose stream fails (basis video "
+                     "down): a hung encoder, a wrong stream or password. Latest state of each basis.")
+        .sort_by([common_b.TableSortByFieldState().display_name("区域")])
+        .with_transformation(organize({"device_id": "点位编号", "site": "站点", "region": "区域"},
+                                      hide=("Time", "code")))
+        .override_by_name("点位编号", [DEVICE_LINK]),
+        InfluxQL(video_lost(IN_SITES)).table(),
+        needs={"device_state", "device_state.basis"},
+    )
+    b.add(
+        table.Panel().title("交换机上联端口中断").span(12).height(8)
+        .description("Uplink ports (point list column uplink) whose latest ifOperStatus is not up(1): every "
+                     "camera behind the switch is cut off. ifAdminStatus 2 means shut on purpose.")
+        .mappings(IF_STATUS_MAPPINGS).override_by_name("运行状态", [colored("color-background")])
+        .with_transformation(organize({"device_id": "交换机", "interface": "端口", "site": "站点", "region": "区域",
+                                       "oper_status": "运行状态", "admin_status": "管理状态"}))
+        .override_by_name("交换机", [DEVICE_LINK]),
+        InfluxQL(uplinks_down(IN_SITES)).table(),
+        needs={"snmp_interface"},
+    )
     b.row("供电与故障 (power, faults)")
     b.add(
         stat.Panel().title("UPS 电池供电数").span(6).height(8).no_value("0")
         .description("UPS units whose latest reading says on battery (mains lost).")
         .thresholds(thresholds("green", (1, "red"))).color_mode(common.BigValueColorMode.BACKGROUND)
         .graph_mode(common.BigValueGraphMode.NONE)
-        .reduce_options(common_b.ReduceDataOptions().calcs(["count"]).values(False).fields("/^on_battery$/"))
-        .with_transformation(dash.DataTransformerConfig(id_val="filterByValue", options={
-            "type": "include", "match": "any",
-            "filters": [{"fieldName": "on_battery", "config": {"id": "equal", "options": {"value": True}}}],
-        })),
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
         InfluxQL(
-            'SELECT last("on_battery") AS "on_battery" FROM "ups" WHERE $timeFilter AND '
-            f'{IN_SITES} GROUP BY "device_id"'
-        ).table(),
+            'SELECT count("on_battery") FROM (SELECT last("on_battery") AS "on_battery" FROM "ups" WHERE $timeFilter '
+            f'AND {IN_SITES} GROUP BY "device_id") WHERE "on_battery" = true'
+        ).alias("电池供电"),
         needs={"ups"},
     )
     b.add(
@@ -487,8 +564,9 @@ def command_hall() -> Board:
 def region_drilldown() -> Board:
     b = Board(
         "fleetmon-region", "区域 · 在线率与故障点位",
-        "Region drill-down: online rate per site, devices down in the region, latency and loss of its "
-        "dedicated lines. Pick the region (and sites) at the top.",
+        "Region drill-down: online rate per site, devices down in the region, cameras with a drifted clock or "
+        "firmware not in the point list, recent SNMP traps, latency and loss of its dedicated lines. Pick the "
+        "region (and sites) at the top.",
         [region_variable(), site_variable()],
     )
     b.add(
@@ -533,6 +611,32 @@ def region_drilldown() -> Board:
         needs={"online_rate", "online_rate.basis"},
     )
     b.add(
+        table.Panel().title("时钟偏差与固件不符").span(12).height(9)
+        .description(f"Cameras whose ONVIF clock is off by more than {CLOCK_DRIFT_LIMIT_S:g} s (evidence "
+                     "timestamps) or whose device information differs from the point list (firmware upgraded, "
+                     "model swapped); latest ONVIF answer.")
+        .thresholds(thresholds("green", (CLOCK_DRIFT_LIMIT_S, "red")))
+        .with_transformation(organize({"device_id": "设备", "site": "站点", "clock_drift_s": "时钟偏差",
+                                       "firmware": "固件", "inventory_mismatch": "与点位表不符"}))
+        .override_by_name("时钟偏差", [unit("s"), colored()])
+        .override_by_name("设备", [DEVICE_LINK]),
+        InfluxQL(cameras_off_inventory(IN_SITES)).table(),
+        needs={"onvif"},
+    )
+    b.add(
+        table.Panel().title("最近 SNMP Trap").span(12).height(9)
+        .description("SNMP notifications from the region's devices, newest first: link down/up with the port, "
+                     "UPS on battery and alarms, restarts.")
+        .with_transformation(organize({"Time": "时间", "device_id": "设备", "site": "站点", "trap": "类型",
+                                       "if_name": "端口", "alarm": "UPS 告警", "trap_oid": "snmpTrapOID"}, hide=()))
+        .override_by_name("设备", [DEVICE_LINK]),
+        InfluxQL(
+            'SELECT "device_id", "site", "trap", "if_name", "alarm", "trap_oid" FROM "snmp_trap" '
+            f"WHERE $timeFilter AND {IN_SITES} ORDER BY time DESC LIMIT 100"
+        ).table(),
+        needs={"snmp_trap"},
+    )
+    b.add(
         ms_series("专线时延", "Average RTT of the region's dedicated lines against 200 ms.", True)
         .span(12).height(9),
         InfluxQL(link_series("rtt_avg_ms", IN_SITES)).alias("$tag_device_id"),
@@ -551,7 +655,8 @@ def device_drilldown() -> Board:
     b = Board(
         "fleetmon-device", "设备 · 单点详情",
         "Device drill-down: ICMP RTT/loss/jitter and state timeline of one device; RTSP/ONVIF of a camera, "
-        "ports of a switch, UPS readings, host resources of a server (panels stay empty for other kinds).",
+        "ports, SNMP agent and traps of a switch, UPS readings, host resources and disks of a server (panels stay "
+        "empty for other kinds).",
         [region_variable(), site_variable(), device_variable()],
     )
     b.row("网络 (ICMP)")
@@ -611,7 +716,7 @@ def device_drilldown() -> Board:
         ).table(),
         needs={"onvif"}, device_kind="camera",
     )
-    b.row("交换机端口 (SNMP)")
+    b.row("交换机端口与 SNMP (ports, agent, traps)")
     b.add(
         table.Panel().title("端口状态").span(12).height(9)
         .description("Latest ifOperStatus, traffic, utilisation and input errors of each interface.")
@@ -634,6 +739,31 @@ def device_drilldown() -> Board:
             f'WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}, "interface"'
         ).alias("$tag_interface $col"),
         needs={"snmp_interface"}, device_kind="switch",
+    )
+    b.add(
+        table.Panel().title("SNMP 代理").span(12).height(8)
+        .description("Latest SNMP poll of a switch, UPS or server: agent answering, response time, uptime "
+                     "(sysUpTime) and whether it restarted since the previous poll.")
+        .mappings(BOOL_ALARM_MAPPINGS).override_by_name("重启", [colored()])
+        .with_transformation(organize({"up": "可用", "response_ms": "响应 ms", "sys_uptime_s": "运行时间",
+                                       "rebooted": "重启"}))
+        .override_by_name("运行时间", [unit("dtdurations")]),
+        InfluxQL(
+            'SELECT last("up") AS "up", last("response_ms") AS "response_ms", last("sys_uptime_s") AS "sys_uptime_s", '
+            f'last("rebooted") AS "rebooted" FROM "snmp" WHERE $timeFilter AND {DEVICE}'
+        ).table(),
+        needs={"snmp"}, device_kind="switch",
+    )
+    b.add(
+        table.Panel().title("SNMP Trap").span(12).height(8)
+        .description("SNMP notifications the device sent, newest first.")
+        .with_transformation(organize({"Time": "时间", "trap": "类型", "if_name": "端口", "alarm": "UPS 告警",
+                                       "trap_oid": "snmpTrapOID"}, hide=())),
+        InfluxQL(
+            'SELECT "trap", "if_name", "alarm", "trap_oid" FROM "snmp_trap" '
+            f"WHERE $timeFilter AND {DEVICE} ORDER BY time DESC LIMIT 50"
+        ).table(),
+        needs={"snmp_trap"}, device_kind="switch",
     )
     b.row("UPS 与服务器 (power, host)")
     b.add(
@@ -666,6 +796,17 @@ def device_drilldown() -> Board:
             f'mean("storage_max_used_pct") AS "storage" FROM "host" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
         ).alias("$col"),
         needs={"host"}, device_kind="server",
+    )
+    b.add(
+        bargauge.Panel().title("磁盘使用").span(8).height(8).unit("percent").min(0).max(100)
+        .description(f"Used space of each fixed disk of a server, latest value; red above {STORAGE_LIMIT_PCT:g} %.")
+        .thresholds(thresholds("green", (STORAGE_LIMIT_PCT, "red"))).display_mode(common.BarGaugeDisplayMode.LCD)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
+        InfluxQL(
+            f'SELECT last("used_pct") FROM "host_storage" WHERE $timeFilter AND {DEVICE} GROUP BY "storage"'
+        ).alias("$tag_storage"),
+        needs={"host_storage"}, device_kind="server",
     )
     return b
 
