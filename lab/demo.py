@@ -95,7 +95,7 @@ def write_config(workdir: Path, influx_url: str, wecom: WeComGroup, services: Fl
                 "overrides": [{"match": {"kind": ["link"]}, "payload_size": 20000}],
             },
             "rtsp": {**probes["rtsp"], "interval_s": 20},
-            "onvif": {**probes["onvif"], "interval_s": 60},
+            "onvif": {**probes["onvif"], "interval_s": 120},
             "snmp": {**probes["snmp"], "interval_s": 15},
         },
         "traps": {"enabled": True, "port": trap_port, "communities_file": "trap.communities"},

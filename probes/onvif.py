@@ -23,7 +23,10 @@ a device must not steer our credentials elsewhere.
 
 Cost: an ONVIFCamera (two aiohttp sessions, two zeep clients per service) is made per probe
 and closed after it, so memory stays bounded by the probes running at once, not by the fleet;
-the parsed WSDLs are cached by onvif-zeep-async for the whole process.
+the parsed WSDLs are cached by onvif-zeep-async for the whole process. zeep costs 7–15 ms of
+CPU per probe in long synchronous stretches, so the probes run on an event loop of their own
+thread (_Worker), never on the daemon's; the media calls (half the cost) are made at most every
+`media_refresh_s` per camera.
 
 Public API: `OnvifConfig`, `OnvifCredentials` (config models, probes.onvif in config.yaml),
 `OnvifProbe` (probes.base.Probe), `MEASUREMENT`.
@@ -37,6 +40,7 @@ import errno
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Awaitable, ClassVar, TypeVar
@@ -116,6 +120,9 @@ class OnvifConfig(Strict):
     """Per-selector accounts, applied in order; a later match wins."""
     max_response_bytes: Annotated[int, Field(ge=16_384, le=64 << 20)] = 1 << 20
     """Longest response read (decompressed); a longer one fails the probe."""
+    media_refresh_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 3600.0
+    """GetServices, GetProfiles and GetStreamUri at most this often per camera (0: every probe):
+    stream URIs rarely change, and these calls are half of a probe's cost."""
 
     # Resolved at load time from password_env / password_file; never part of the YAML.
     password: SecretStr | None = Field(default=None, exclude=True, repr=False)
@@ -400,6 +407,36 @@ def inventory_mismatch(device: Device, reported: dict[str, str]) -> str:
     return "; ".join(out)
 
 
+class _Worker:
+    """An event loop on a thread of its own for onvif-zeep-async. Building zeep clients and
+    parsing SOAP costs about 15 ms of CPU per camera in long synchronous stretches (measured:
+    event-loop stalls of several seconds with 1,850 cameras); on the daemon's loop that delays
+    every ICMP reply and makes healthy links look dead. Here the interpreter switches threads
+    every few ms (sys.getswitchinterval), so the daemon's loop keeps its pace."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="onvif", daemon=True)
+        self._thread.start()
+
+    async def run(self, coro: Awaitable[_T]) -> _T:
+        """Run `coro` on the worker's loop; cancelling the caller cancels it there."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def stop(self) -> None:
+        """Cancel what still runs there, stop the loop, join the thread (blocking)."""
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+        self.loop.close()
+
+
 class OnvifProbe:
     """The `onvif` probe (probes.base.Probe); see the module doc for the calls and the fields."""
 
@@ -412,12 +449,14 @@ class OnvifProbe:
         self._match = cfg.match.selector()
         self._overrides: list[tuple[Selector, OnvifCredentials]] = [(c.match.selector(), c) for c in cfg.credentials]
         self._accounts: dict[tuple, tuple[str, SecretStr] | None] = {}
+        self._media_due: dict[str, float] = {}  # device id → monotonic time of its next media read
 
     async def __aenter__(self) -> "OnvifProbe":
+        self._worker = _Worker()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        return None
+        await asyncio.to_thread(self._worker.stop)
 
     def wants(self, device: Device) -> bool:
         """Devices the config's `match` selects (cameras by default) that have an address and
@@ -453,7 +492,11 @@ class OnvifProbe:
 
     async def probe(self, device: Device) -> ProbeResult:
         """Ask the camera (see the module doc). Never raises for a dead, slow, hostile or
-        misconfigured device: ok=False with a reason."""
+        misconfigured device: ok=False with a reason. Runs on the probe's own thread (_Worker);
+        cancelling it cancels the probe there."""
+        return await self._worker.run(self._probe(device))
+
+    async def _probe(self, device: Device) -> ProbeResult:
         started = time.time_ns()
         if device.address is None:
             return ProbeResult(device.id, self.name, started, False, "no address", {"up": False})
@@ -485,6 +528,8 @@ class OnvifProbe:
         }
         fields.update({k: v for k, v in reported.items() if v})
         fields["inventory_mismatch"] = inventory_mismatch(device, reported)
+        if time.monotonic() < self._media_due.get(device.id, 0.0):
+            return None
         try:
             await call(camera.update_xaddrs(), has_credentials)
             camera.pin_xaddrs()
@@ -498,6 +543,7 @@ class OnvifProbe:
                 uri = _text(strip_userinfo(str(answer.Uri or ""))) if answer is not None else ""
                 if uri:
                     fields["stream_uri"] = uri
+            self._media_due[device.id] = time.monotonic() + self.cfg.media_refresh_s
         except (_CallFailed, ONVIFError) as failed:
             # The device is up (it answered GetDeviceInformation); its media part is not.
             log.debug("%s: media service: %s", device.id, getattr(failed, "reason", "not offered"))

@@ -51,7 +51,8 @@ def password_env(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def camera(address: str = "127.0.0.1", **point_list: str) -> Device:
-    return Device("cam-1", "东门卡口", Kind.CAMERA, ipaddress.ip_address(address), "east-gate", "town-a", **point_list)
+    return Device(f"cam-{address}", "东门卡口", Kind.CAMERA, ipaddress.ip_address(address), "east-gate", "town-a",
+                  **point_list)
 
 
 def probe_for(sim: OnvifSimulator, **cfg) -> OnvifProbe:
@@ -162,6 +163,17 @@ async def test_identity_chosen_by_local_address(simulator, password_env) -> None
     assert (second.fields["manufacturer"], second.fields["model"]) == ("Dahua", "IPC-HFW2431S")
     assert abs(second.fields["clock_offset_s"] + 600.0) < 1.5
     assert second.fields["stream_uri"].startswith("rtsp://127.0.0.2:554/")
+
+
+async def test_media_is_read_once_per_refresh_interval(simulator, password_env) -> None:
+    sim = await simulator()
+    probe = probe_for(sim)
+    first, second = await run(probe, camera()), await run(probe, camera())
+    assert first.fields["stream_uri"] and first.fields["profiles"] == 2
+    assert second.ok and "stream_uri" not in second.fields and "profiles" not in second.fields
+    assert [op for _, op in sim.requests].count("GetStreamUri") == 1
+    every = probe_for(sim, media_refresh_s=0)
+    assert "stream_uri" in (await run(every, camera())).fields
 
 
 async def test_connection_refused(password_env) -> None:
