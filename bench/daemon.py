@@ -77,7 +77,8 @@ def bench(cameras: int, cycles: int, interval_s: float) -> str:
         config = work / "config.yaml"
         config.write_text(yaml.safe_dump({
             "inventory": {"point_lists": ["points.csv"]},
-            "probes": {"icmp": icmp},
+            # ICMP at scale; the camera and SNMP probes have benchmarks of their own
+            "probes": {"icmp": icmp, "rtsp": {"enabled": False}},
             "state": {"database": "state.db"},
             "influxdb": {"url": influx.url, "database": "bench"},
         }, allow_unicode=True))

@@ -131,7 +131,8 @@ def write_config(work: Path, fleet, url: str, key: str, interval_s: float, sprea
     doc = {
         "inventory": {"point_lists": ["points.csv"]},
         "probes": {"icmp": {"interval_s": interval_s, "count": 3, "echo_interval_ms": 200, "timeout_s": 1.0,
-                            "retries": 0}},
+                            "retries": 0},
+                   "rtsp": {"enabled": False}},  # ICMP detection; the lab fleet serves no RTSP here
         "scheduler": {"spread": spread},
         "state": {"database": "state.db", "down_after": 1, "up_after": 1},
         "influxdb": {"enabled": False},
