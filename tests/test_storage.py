@@ -325,7 +325,7 @@ async def test_full_buffer_drops_the_oldest_lines_and_counts_them(influx_own, si
     [
         ("icmp", CAM, {"rtt_ms": 1.0}),  # undeclared field
         ("icmp", {**CAM, "vendor": "hik"}, {"up": True}),  # undeclared tag
-        ("snmp", {}, {"up": True}),  # undeclared measurement
+        ("netflow", {}, {"up": True}),  # undeclared measurement
         ("icmp", CAM, {}),  # no field
         ("icmp", CAM, {"loss_pct": "0"}),  # str for a float
         ("icmp", CAM, {"sent": True}),  # bool for an integer
