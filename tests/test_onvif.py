@@ -9,6 +9,9 @@ import hashlib
 import ipaddress
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,7 +23,8 @@ from zeep.settings import Settings
 from lab.onvif import NS_WSSE, NS_WSU, PASSWORD_DIGEST, OnvifSimulator, OnvifSimulatorProcess
 from lab.process import free_ports
 from monitor.model import Device, Kind
-from probes.onvif import OnvifConfig, OnvifProbe, check_response, reason_of, strip_userinfo, ResponseRefused
+from probes._onvif_client import ResponseRefused, check_response, reason_of
+from probes.onvif import OnvifConfig, OnvifProbe, strip_userinfo
 
 PASSWORD = "Cam-pass-7731"
 ENV = "FLEETMON_TEST_ONVIF_PASSWORD"
@@ -201,6 +205,31 @@ def test_wants_cameras_with_an_address_and_credentials(password_env) -> None:
     assert not probe.wants(Device("sw-1", "交换机", Kind.SWITCH, ipaddress.ip_address("10.0.0.1"), "s", "r"))
     assert not probe.wants(Device("cam-9", "拆除", Kind.CAMERA, None, "s", "r"))
     assert probe.budget_s(camera()) >= 5.0
+
+
+# Run in a fresh interpreter: this test process has zeep and onvif loaded already. The root
+# logger starts without handlers there, so the onvif library's logging.basicConfig would show.
+LAZY_LOAD = """
+import asyncio, logging, sys
+import monitor.daemon
+from probes.onvif import OnvifConfig, OnvifProbe
+print(sorted(m for m in ("zeep", "onvif") if m in sys.modules))
+async def enter():
+    async with OnvifProbe(OnvifConfig()):
+        pass
+asyncio.run(enter())
+root = logging.getLogger()
+print(sorted(m for m in ("zeep", "onvif") if m in sys.modules), root.handlers, logging.getLevelName(root.level))
+"""
+
+
+def test_zeep_and_onvif_load_only_when_the_probe_is_entered() -> None:
+    """An operator running ICMP only does not pay for zeep and onvif-zeep-async (~8 MB of RSS); the
+    probe loads them when entered, and the library's logging.basicConfig is undone there."""
+    done = subprocess.run([sys.executable, "-c", LAZY_LOAD], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "['onvif', 'zeep'] [] WARNING"]
 
 
 def test_config_validation(monkeypatch, tmp_path) -> None:
