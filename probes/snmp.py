@@ -5,7 +5,9 @@ One pysnmp 7.1 SnmpEngine (asyncio) serves every device: one UDP socket per addr
 one request table, v2c communities and v3 USM users configured once per credential set. The
 probe talks to pysnmp's command generators directly (GetCommandGenerator,
 BulkCommandGeneratorSingleRun) with numeric OIDs: the hlapi wrappers resolve every varbind
-against MIB modules, which costs more CPU than the whole poll.
+against MIB modules, which costs more CPU than the whole poll. That code is in
+probes/_snmp_engine.py, imported by SnmpProbe.__aenter__: importing this module (config,
+measurements, the probe class) loads neither pysnmp nor pyasn1.
 
 Per device and poll (budget_s gives the worst case):
 1. one GET: sysUpTime.0 plus the scalars of its groups (UPS-MIB). No answer → ok=False.
@@ -30,16 +32,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Sequence
 
 from pydantic import Field, SecretStr, model_validator
-from pyasn1.type import univ
-from pysnmp.entity.engine import SnmpEngine
-from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import auth as hlauth
-from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
-from pysnmp.hlapi.v3arch.asyncio.transport import Udp6TransportTarget, UdpTransportTarget
-from pysnmp.proto import errind, rfc1902, rfc1905
 
 from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
 from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
@@ -63,6 +58,9 @@ from probes.snmp_mibs import (
     ups_fields,
 )
 
+if TYPE_CHECKING:
+    from probes._snmp_engine import SnmpClient
+
 log = logging.getLogger("fleetmon.snmp")
 
 # ---------------------------------------------------------------------------------------------
@@ -70,21 +68,6 @@ log = logging.getLogger("fleetmon.snmp")
 
 AuthProtocol = Literal["MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
 PrivProtocol = Literal["DES", "3DES", "AES", "AES-192", "AES-256"]
-_AUTH = {  # RFC 3414 (MD5, SHA), RFC 7860 (SHA-2)
-    "MD5": hlauth.USM_AUTH_HMAC96_MD5,
-    "SHA": hlauth.USM_AUTH_HMAC96_SHA,
-    "SHA-224": hlauth.USM_AUTH_HMAC128_SHA224,
-    "SHA-256": hlauth.USM_AUTH_HMAC192_SHA256,
-    "SHA-384": hlauth.USM_AUTH_HMAC256_SHA384,
-    "SHA-512": hlauth.USM_AUTH_HMAC384_SHA512,
-}
-_PRIV = {  # RFC 3414 (DES), RFC 3826 (AES-128); AES-192/256 as net-snmp and most vendors (Blumenthal draft)
-    "DES": hlauth.USM_PRIV_CBC56_DES,
-    "3DES": hlauth.USM_PRIV_CBC168_3DES,
-    "AES": hlauth.USM_PRIV_CFB128_AES,
-    "AES-192": hlauth.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES-256": hlauth.USM_PRIV_CFB256_AES_BLUMENTHAL,
-}
 
 
 class SnmpAuth(Strict):
@@ -273,120 +256,11 @@ MEASUREMENTS = (
 )
 
 # ---------------------------------------------------------------------------------------------
-# Talking to agents.
-
-_TIMEOUT_INDICATIONS = (errind.RequestTimedOut,)
-_EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
-_INT_TYPES = (rfc1902.Integer32, rfc1902.Gauge32, rfc1902.Unsigned32, univ.Integer)
-_COUNTER_BITS = {rfc1902.Counter32: 32, rfc1902.Counter64: 64}
+# What a poll gathers (the requests themselves are in probes/_snmp_engine.py).
 
 
 class SnmpFailure(Exception):
     """A request got no usable answer; str() is the reason (no secrets in it)."""
-
-
-def _indication_reason(indication: object, version: str) -> str:
-    if isinstance(indication, _TIMEOUT_INDICATIONS):
-        return "timeout (agent down or wrong community)" if version == "2c" else "timeout"
-    # pysnmp's texts for v3 reports (usmStatsWrongDigests → "Wrong SNMP PDU digest", unknown
-    # user, decryption error, …) and local errors; they carry no keys.
-    return f"SNMP error: {indication}"
-
-
-@dataclass
-class Response:
-    varbinds: Sequence[tuple[Any, Any]]
-    mono_s: float
-
-
-def decode(value: Any, kind: str) -> tuple[int | str | Oid | None, int | None]:
-    """(decoded value, counter bits) of a pysnmp value for a MIB object of `kind`; (None, None)
-    when it has another type (the result's reason names it) or is an SNMP exception."""
-    if isinstance(value, rfc1902.Counter64) or isinstance(value, rfc1902.Counter32):
-        bits = 64 if isinstance(value, rfc1902.Counter64) else 32
-        return (int(value), bits) if kind == "counter" else (None, None)
-    if isinstance(value, rfc1902.TimeTicks):
-        return (int(value), None) if kind == "ticks" else (None, None)
-    if isinstance(value, (rfc1902.IpAddress, rfc1902.Opaque)):
-        return None, None
-    if isinstance(value, univ.Integer):
-        return (int(value), None) if kind == "int" else (None, None)
-    if isinstance(value, univ.OctetString):
-        return (bytes(value.asOctets()).decode("utf-8", "replace"), None) if kind == "text" else (None, None)
-    if isinstance(value, univ.ObjectIdentifier):
-        return (tuple(value), None) if kind == "oid" else (None, None)
-    return None, None
-
-
-@dataclass(frozen=True)
-class _Target:
-    addr_name: str
-    context: str
-    version: str
-
-
-class SnmpClient:
-    """The shared SnmpEngine and its command generators; one instance per probe."""
-
-    def __init__(self) -> None:
-        self.engine = SnmpEngine()
-        self._lcd = CommandGeneratorLcdConfigurator()
-        self._get = cmdgen.GetCommandGenerator()
-        self._bulk = cmdgen.BulkCommandGeneratorSingleRun()
-        self._targets: dict[tuple, _Target] = {}
-
-    async def target(self, address: str, ipv6: bool, port: int, auth: SnmpAuth, timeout_s: float, retries: int) -> _Target:
-        """Configure (once) the engine's address and security entries for an agent."""
-        key = (address, port, id(auth), timeout_s, retries)
-        target = self._targets.get(key)
-        if target is None:
-            cls = Udp6TransportTarget if ipv6 else UdpTransportTarget
-            transport = await cls.create((address, port), timeout=timeout_s, retries=retries)
-            if auth.version == "2c":
-                assert auth.community is not None
-                data: Any = hlauth.CommunityData(auth.community.get_secret_value(), mpModel=1)
-            else:
-                data = hlauth.UsmUserData(
-                    auth.user,
-                    authKey=auth.auth_key.get_secret_value() if auth.auth_key else None,
-                    privKey=auth.priv_key.get_secret_value() if auth.priv_key else None,
-                    authProtocol=_AUTH[auth.auth_protocol] if auth.auth_protocol else hlauth.USM_AUTH_NONE,
-                    privProtocol=_PRIV[auth.priv_protocol] if auth.priv_protocol else hlauth.USM_PRIV_NONE,
-                )
-            addr_name, _params = self._lcd.configure(self.engine, data, transport, auth.context)
-            target = self._targets[key] = _Target(addr_name, auth.context, auth.version)
-        return target
-
-    def _request(self, target: _Target, send: Any) -> asyncio.Future[Response]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Response] = loop.create_future()
-
-        def done(engine, handle, indication, status, index, varbinds, ctx) -> None:  # noqa: ANN001
-            if future.done():  # the caller was cancelled (scheduler timeout, deadline)
-                return
-            if indication:
-                future.set_exception(SnmpFailure(_indication_reason(indication, target.version)))
-            elif status:
-                where = f" at varbind {int(index)}" if index else ""
-                future.set_exception(SnmpFailure(f"agent error {status.prettyPrint()}{where}"))
-            else:
-                future.set_result(Response(varbinds, time.monotonic()))
-
-        send(done)
-        return future
-
-    async def get(self, target: _Target, oids: Sequence[Oid]) -> Response:
-        varbinds = [(rfc1902.ObjectName(o), univ.Null("")) for o in oids]
-        return await self._request(target,
-            lambda done: self._get.send_varbinds(self.engine, target.addr_name, None, target.context, varbinds, done))
-
-    async def bulk(self, target: _Target, oids: Sequence[Oid], max_repetitions: int) -> Response:
-        varbinds = [(rfc1902.ObjectName(o), univ.Null("")) for o in oids]
-        return await self._request(target, lambda done: self._bulk.send_varbinds(
-            self.engine, target.addr_name, None, target.context, 0, max_repetitions, varbinds, done))
-
-    def close(self) -> None:
-        self.engine.close_dispatcher()
 
 
 @dataclass
@@ -418,71 +292,6 @@ class _TableData:
     rows: dict[Oid, Row] = field(default_factory=dict)
     times: dict[Oid, float] = field(default_factory=dict)  # row → monotonic time its first cell came
     bits: dict[Oid, dict[str, int]] = field(default_factory=dict)
-
-
-async def walk(client: SnmpClient, target: _Target, table: Table, max_repetitions: int, max_rows: int,
-               poll: _Poll, slots: asyncio.Semaphore, data: _TableData, expected_rows: int | None = None) -> None:
-    """GETBULK walk of the table's columns side by side (RFC 3416 §4.2.3), until every column
-    left its subtree, `max_rows` rows are read, or a request fails (then what was read is kept
-    and the reason recorded in `poll`). A column whose OIDs do not increase is ended (a broken
-    agent would loop). Bounded: each request advances at least one column or ends it. Rows go
-    into `data` as they come, so a caller that cancels the walk keeps what was read.
-    `expected_rows` (the table's size hint, e.g. ifNumber) sizes max-repetitions to the rows
-    still expected plus one, which sees the end of a small table in one request."""
-    last = {c.name: c.oid for c in table.columns}
-    active = list(table.columns)
-    while active:
-        if len(data.rows) >= max_rows:
-            poll.problem(f"{table.name}: stopped at max_rows {max_rows}")
-            break
-        repetitions = max_repetitions
-        if expected_rows is not None and expected_rows >= 0:
-            repetitions = max(1, min(max_repetitions, expected_rows - len(data.rows) + 1))
-        try:
-            async with slots:
-                response = await client.bulk(target, [last[c.name] for c in active], repetitions)
-        except SnmpFailure as exc:
-            poll.problem(f"{table.name}: {exc}")
-            break
-        poll.varbinds += len(response.varbinds)
-        if not response.varbinds:
-            poll.problem(f"{table.name}: empty response")
-            break
-        ended: set[str] = set()
-        advanced = False
-        width = len(active)
-        for i, (name, value) in enumerate(response.varbinds):
-            column = active[i % width]
-            if column.name in ended:
-                continue
-            oid_ = tuple(name)
-            prefix = column.oid
-            if isinstance(value, _EXCEPTIONS) or oid_[: len(prefix)] != prefix or len(oid_) == len(prefix):
-                ended.add(column.name)
-                continue
-            if oid_ <= last[column.name]:
-                poll.problem(f"{table.name}: agent returned non-increasing OIDs")
-                ended.add(column.name)
-                continue
-            last[column.name] = oid_
-            advanced = True
-            index = oid_[len(prefix):]
-            decoded, bits = decode(value, column.kind)
-            if index not in data.rows:
-                if len(data.rows) >= max_rows:
-                    continue
-                data.rows[index] = {}
-                data.times[index] = response.mono_s
-            if decoded is None:
-                poll.bad_object(f"{table.name}: wrong type for", f"{column.name} ({type(value).__name__})")
-                continue
-            data.rows[index][column.name] = decoded
-            if bits is not None:
-                data.bits.setdefault(index, {})[column.name] = bits
-        active = [c for c in active if c.name not in ended]
-        if not advanced and active:
-            poll.problem(f"{table.name}: agent made no progress")
-            break
 
 
 def _hint(value: object) -> int | None:
@@ -529,6 +338,10 @@ class SnmpProbe:
         self._warned_no_credentials = False
 
     async def __aenter__(self) -> "SnmpProbe":
+        # Imported here, not at module level: pysnmp and pyasn1 cost about 20 MB of RSS, which a
+        # daemon that polls nothing by SNMP must not pay.
+        from probes._snmp_engine import SnmpClient
+
         self.client = SnmpClient()
         return self
 
@@ -618,14 +431,14 @@ class SnmpProbe:
             return ProbeResult(device.id, self.name, started, False, str(exc), {"up": False})
         fields: dict[str, FieldValue] = {"up": True, "response_ms": (response.mono_s - sent) * 1000}
         poll.varbinds += len(response.varbinds)
-        scalars = self._scalars(plan.scalars, response, poll)
+        scalars = self.client.read_scalars(plan.scalars, response, poll)
         data = {t.name: _TableData() for t in plan.tables}
         if plan.tables:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await asyncio.gather(*(
-                        walk(self.client, target, t, self.cfg.max_repetitions, self.cfg.max_rows, poll, slots,
-                             data[t.name], _hint(scalars.get(t.size_hint) if t.size_hint else None))
+                        self.client.walk(target, t, self.cfg.max_repetitions, self.cfg.max_rows, poll, slots,
+                                         data[t.name], _hint(scalars.get(t.size_hint) if t.size_hint else None))
                         for t in plan.tables
                     ))
             except TimeoutError:
@@ -646,26 +459,6 @@ class SnmpProbe:
         fields["varbinds"] = poll.varbinds
         reason = poll.reason()
         return ProbeResult(device.id, self.name, started, True, reason, fields, tuple(series))
-
-    @staticmethod
-    def _scalars(objs: Sequence[Obj], response: Response, poll: _Poll) -> Row:
-        values: Row = {}
-        by_oid = {o.oid: o for o in objs}
-        for name, value in response.varbinds:
-            obj = by_oid.get(tuple(name))
-            if obj is None:
-                poll.problem("GET answered with an OID that was not asked for")
-                continue
-            if isinstance(value, _EXCEPTIONS):
-                exception = type(value).__name__  # NoSuchObject → noSuchObject (RFC 3416 names)
-                poll.bad_object(f"{exception[0].lower()}{exception[1:]} for", obj.name)
-                continue
-            decoded, _bits = decode(value, obj.kind)
-            if decoded is None:
-                poll.bad_object("wrong type for", f"{obj.name} ({type(value).__name__})")
-                continue
-            values[obj.name] = decoded
-        return values
 
     def _uptime(self, device_id: str, ticks: Any, mono_s: float, fields: dict[str, FieldValue],
                 poll: _Poll) -> tuple[_DeviceState | None, bool]:

@@ -2,7 +2,9 @@
 and UPS units, delivered as TrapEvent the moment they arrive (no waiting for the next poll).
 
 Built on pysnmp 7.1 asyncio (`pysnmp.entity.rfc3413.ntfrcv.NotificationReceiver`) with its own
-SnmpEngine and one UDP socket, wrapped so that hostile or broken input never stops it:
+SnmpEngine and one UDP socket (probes/_trap_engine.py, imported by TrapReceiver.__aenter__:
+importing this module loads neither pysnmp nor pyasn1), wrapped so that hostile or broken input
+never stops it:
 
 - every datagram passes a per-source token bucket (`max_events_per_s`) BEFORE it is decoded, so a
   flood costs no ASN.1 decoding or decryption (dropped datagrams are counted as flood_dropped);
@@ -32,7 +34,6 @@ Public API:
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import ipaddress
 import logging
@@ -40,14 +41,16 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping, Self
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pyasn1.type import univ
 
 from monitor.config_base import Strict, read_secret, refuse_inline_secrets
 from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.model import IPAddress
+
+if TYPE_CHECKING:
+    from probes._trap_engine import TrapEngine
 
 log = logging.getLogger("fleetmon.traps")
 
@@ -349,35 +352,6 @@ def event_fields(event: TrapEvent) -> dict[str, int | str]:
     return fields
 
 
-def _clip(text: str) -> str:
-    # Control characters would break log lines and line protocol; a hostile agent may send them.
-    text = "".join(ch if ch.isprintable() else " " for ch in text[: MAX_TEXT + 1])
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
-
-
-def render_value(value: Any) -> str:
-    """A varbind value as text: OIDs dotted, numbers in decimal, IpAddress dotted-quad, printable
-    octet strings as text, other octet strings as 0x-hex."""
-    if isinstance(value, univ.ObjectIdentifier):
-        return str(value)
-    if isinstance(value, univ.Integer):
-        return str(int(value))
-    if isinstance(value, univ.OctetString):
-        if not value.hasValue():
-            return ""
-        octets = value.asOctets()
-        if type(value).__name__ == "IpAddress" and len(octets) == 4:
-            return str(ipaddress.IPv4Address(octets))
-        try:
-            text = octets.decode("utf-8")
-        except UnicodeDecodeError:
-            return _clip("0x" + octets.hex())
-        return _clip(text) if text.isprintable() else _clip("0x" + octets.hex())
-    if isinstance(value, univ.Null) or not getattr(value, "hasValue", lambda: True)():
-        return ""
-    return _clip(value.prettyPrint())
-
-
 def _index_of(oid: str, prefix: str) -> int | None:
     sub = oid[len(prefix):]
     return int(sub) if oid.startswith(prefix) and sub.isdigit() else None
@@ -442,29 +416,6 @@ def decode_notification(
 # ---------------------------------------------------------------------------------------------
 # Receiver
 
-_VERSIONS: dict[int, Literal["1", "2c", "3"]] = {0: "1", 1: "2c", 3: "3"}  # msgProcessingModel
-
-# pysnmp's instrumentation of RFC 3418 (snmpIn*), RFC 3412 §5 (snmp*) and RFC 3414 §5 (usmStats*).
-_COUNTERS = {
-    "malformed": [
-        ("__SNMPv2-MIB", "snmpInASNParseErrs"),
-        ("__SNMPv2-MIB", "snmpInBadVersions"),
-        ("__SNMP-MPD-MIB", "snmpUnknownSecurityModels"),
-        ("__SNMP-MPD-MIB", "snmpInvalidMsgs"),
-        ("__SNMP-MPD-MIB", "snmpUnknownPDUHandlers"),
-    ],
-    "bad_community": [("__SNMPv2-MIB", "snmpInBadCommunityNames")],
-    "bad_auth": [
-        ("__SNMP-USER-BASED-SM-MIB", name)
-        for name in (
-            "usmStatsUnsupportedSecLevels", "usmStatsNotInTimeWindows", "usmStatsUnknownUserNames",
-            "usmStatsWrongDigests", "usmStatsDecryptionErrors",
-        )
-    ],
-    # pysnmp counts usmStatsUnknownEngineIDs only for an empty or malformed msgAuthoritativeEngineID,
-    # i.e. an inform sender discovering this engine's ID (RFC 3414 §4): normal, not an error.
-    "discovery": [("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownEngineIDs")],
-}
 _REASONS = {
     "malformed": "malformed datagram",
     "bad_community": "wrong community",
@@ -484,26 +435,6 @@ def _canonical(address: IPAddress | str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 senders as ::ffff:a.b.c.d
     return str(ip)
-
-
-def _auth_protocols() -> dict[str, tuple]:
-    from pysnmp.entity import config as c
-
-    return {
-        "MD5": c.USM_AUTH_HMAC96_MD5, "SHA": c.USM_AUTH_HMAC96_SHA, "SHA-224": c.USM_AUTH_HMAC128_SHA224,
-        "SHA-256": c.USM_AUTH_HMAC192_SHA256, "SHA-384": c.USM_AUTH_HMAC256_SHA384,
-        "SHA-512": c.USM_AUTH_HMAC384_SHA512,
-    }
-
-
-def _priv_protocols() -> dict[str, tuple]:
-    from pysnmp.entity import config as c
-
-    return {
-        "DES": c.USM_PRIV_CBC56_DES, "3DES": c.USM_PRIV_CBC168_3DES, "AES": c.USM_PRIV_CFB128_AES,
-        "AES-192": c.USM_PRIV_CFB192_AES_BLUMENTHAL, "AES-256": c.USM_PRIV_CFB256_AES_BLUMENTHAL,
-        "AES-192-C": c.USM_PRIV_CFB192_AES, "AES-256-C": c.USM_PRIV_CFB256_AES,
-    }
 
 
 class _Malformed(Exception):
@@ -546,9 +477,7 @@ class TrapReceiver:
         self.unknown_senders: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.port: int | None = None
         """The bound UDP port (differs from cfg.port when that is 0)."""
-        self._engine: Any = None
-        self._receiver: Any = None
-        self._counters: dict[str, list[Any]] = {}
+        self._engine: TrapEngine | None = None
         self._buckets: collections.OrderedDict[str, _TokenBucket] = collections.OrderedDict()
         self._logged: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
         self._source = ""  # sender of the datagram being decoded (pysnmp callbacks are synchronous)
@@ -558,17 +487,11 @@ class TrapReceiver:
         self._devices = {_canonical(address): device_id for address, device_id in devices.items()}
 
     async def __aenter__(self) -> Self:
-        # Imported here: pysnmp loads its MIB tree at import, which the daemon need not pay
-        # when traps are off.
-        from pysnmp.carrier.asyncio.dgram import udp, udp6
-        from pysnmp.entity import config, engine
-        from pysnmp.entity.rfc3413 import ntfrcv
-        from pysnmp.proto.secmod.rfc3826.priv import aes
+        # Imported here, not at module level: pysnmp and pyasn1 cost about 20 MB of RSS (pysnmp
+        # loads its MIB tree), which a daemon with traps off must not pay.
+        from probes._trap_engine import TrapEngine, check_privacy_support
 
-        if aes.PysnmpCryptoError and any(user.priv_protocol for user in self.cfg.users):
-            # Without it pysnmp rejects every encrypted message as a "decryption error".
-            raise RuntimeError("SNMPv3 privacy (priv_protocol) needs the Python package 'cryptography'")
-
+        check_privacy_support(self.cfg)
         family = socket.AF_INET6 if ":" in self.cfg.listen else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -584,77 +507,41 @@ class TrapReceiver:
         # A power cut makes every switch and UPS of a site trap at once: room for the burst.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         self.port = sock.getsockname()[1]
-
-        snmp_engine = engine.SnmpEngine()
         try:
-            for i, community in enumerate(self.cfg.communities):
-                config.add_v1_system(snmp_engine, f"fleetmon-{i}", community.get_secret_value())
-            auth, priv = _auth_protocols(), _priv_protocols()
-            for user in self.cfg.users:
-                # Informs: under this engine's own ID (None); traps: under the sender's.
-                for engine_id in (None, user.engine_id) if user.engine_id else (None,):
-                    config.add_v3_user(
-                        snmp_engine,
-                        user.user,
-                        auth[user.auth_protocol] if user.auth_protocol else config.USM_AUTH_NONE,
-                        user.auth_key.get_secret_value() if user.auth_key else None,
-                        priv[user.priv_protocol] if user.priv_protocol else config.USM_PRIV_NONE,
-                        user.priv_key.get_secret_value() if user.priv_key else None,
-                        securityEngineId=None if engine_id is None else univ.OctetString(hexValue=engine_id),
-                    )
-            transport_type, domain = (
-                (udp6.Udp6AsyncioTransport, udp6.DOMAIN_NAME) if family == socket.AF_INET6
-                else (udp.UdpAsyncioTransport, udp.DOMAIN_NAME)
-            )
-            receiver = self
-
-            class GuardedTransport(transport_type):  # type: ignore[valid-type,misc]
-                def datagram_received(self, datagram: bytes, address: tuple) -> None:
-                    receiver._datagram_received(self, datagram, address)
-
-            transport = GuardedTransport()
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: transport, sock=sock)
-            config.add_transport(snmp_engine, domain, transport)
-            snmp_engine.observer.register_observer(self._check_request, "rfc3412.receiveMessage:request")
-            self._receiver = ntfrcv.NotificationReceiver(snmp_engine, self._notification)
-            mib = snmp_engine.get_mib_builder()
-            self._counters = {
-                kind: [mib.import_symbols(module, name)[0] for module, name in symbols]
-                for kind, symbols in _COUNTERS.items()
-            }
+            self._engine = await TrapEngine.start(self.cfg, sock, self)
         except BaseException:
             sock.close()
-            snmp_engine.close_dispatcher()
             raise
-        self._engine = snmp_engine
         log.info("listening for SNMP traps on UDP %s port %d", self.cfg.listen, self.port)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._engine is not None:
-            self._receiver.close(self._engine)
-            self._engine.close_dispatcher()
-            self._engine = self._receiver = None
+            self._engine.close()
+            self._engine = None
 
     @property
     def engine_id(self) -> bytes:
         """This receiver's SNMP engine ID (the authoritative one for v3 informs)."""
-        return bytes(self._engine.snmpEngineID)
+        if self._engine is None:
+            raise RuntimeError("TrapReceiver.engine_id used outside `async with`")
+        return self._engine.engine_id
 
-    # --- per datagram -------------------------------------------------------------------------
+    # --- per datagram (called by probes._trap_engine.TrapEngine) ------------------------------
 
-    def _datagram_received(self, transport: Any, datagram: bytes, address: tuple) -> None:
-        """Replaces pysnmp's DgramAsyncioProtocol.datagram_received (which defers decoding with
-        call_soon and lets decoder exceptions escape into the event loop's handler)."""
+    def _datagram_received(self, address: tuple, decode: Callable[[], None]) -> None:
+        """Every datagram, before pysnmp sees it: the flood guard, then `decode()` (pysnmp's
+        message processing, synchronous) with its rejections attributed to the sender."""
+        assert self._engine is not None
         self.stats["received"] += 1
         source = _canonical(address[0])
         if not self._admit(source):
             self._reject("flood_dropped", source)
             return
-        before = self._read_counters()
+        before = self._engine.read_counters()
         self._source = source
         try:
-            transport._callback_function(transport, address, datagram)
+            decode()
         except _Malformed as exc:
             log.debug("malformed notification from %s: %s", source, exc)
             self._reject("malformed", source)
@@ -663,16 +550,13 @@ class TrapReceiver:
             self._reject("malformed", source)
         finally:
             self._source = ""
-        after = self._read_counters()
-        for kind in _COUNTERS:
+        after = self._engine.read_counters()
+        for kind in after:
             if after[kind] > before[kind]:
-                if kind == "discovery":
+                if kind == "discovery":  # an inform sender learning this engine's ID: normal
                     self.stats[kind] += 1
                 else:
                     self._reject(kind, source)
-
-    def _read_counters(self) -> dict[str, int]:
-        return {kind: sum(int(c.syntax) for c in counters) for kind, counters in self._counters.items()}
 
     def _admit(self, source: str) -> bool:
         """Token bucket per sender: max_events_per_s, bursts up to the same number (≥ 1)."""
@@ -708,27 +592,11 @@ class TrapReceiver:
             log.warning("SNMP notification from %s ignored: %s (counted; logged at most every %g s)",
                         source, _REASONS[kind], self.cfg.unknown_log_interval_s)
 
-    @staticmethod
-    def _check_request(snmp_engine: Any, execpoint: str, variables: dict, cb_ctx: Any) -> None:
-        """Observer called after authentication, before pysnmp's dispatcher records the request:
-        refuses what pysnmp's RFC 3584 translation would choke on (a KeyError later, leaving
-        per-request state behind)."""
-        if variables["messageProcessingModel"] == 0:
-            from pysnmp.proto.api import v1
-
-            pdu = variables["pdu"]
-            if pdu.tagSet == v1.TrapPDU.tagSet and not 0 <= int(v1.apiTrapPDU.get_generic_trap(pdu)) <= 6:
-                raise _Malformed("SNMPv1 generic-trap outside 0..6 (RFC 1157 §4.1.6)")
-
-    def _notification(self, snmp_engine: Any, state_reference: Any, context_engine_id: Any, context_name: Any,
-                      varbinds: Any, cb_ctx: Any) -> None:
-        """ntfrcv.NotificationReceiver callback: a notification that passed community/USM
-        checks (informs are already acknowledged), in SNMPv2 form."""
-        ctx = snmp_engine.observer.get_execution_context("rfc3412.receiveMessage:request")
-        version = _VERSIONS[int(ctx["messageProcessingModel"])]  # pysnmp knows no other models
+    def _notification(self, version: Literal["1", "2c", "3"], varbinds: list[tuple[str, str]]) -> None:
+        """A notification that passed community/USM checks, in SNMPv2 form: (dotted OID,
+        rendered value) pairs. Delivered to on_event when it is from a known device."""
         source = self._source
-        rendered = [(str(oid), render_value(value)) for oid, value in varbinds[: MAX_VARBINDS + 8]]
-        result = decode_notification(version, source, rendered, self._devices, time.time_ns())
+        result = decode_notification(version, source, varbinds, self._devices, time.time_ns())
         if isinstance(result, str):
             self._reject("malformed" if result == "malformed" else "unknown_sender", source)
             return

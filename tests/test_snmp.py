@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
+import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +164,46 @@ def test_wants_kinds_credentials_and_budget(secrets: None) -> None:
     # budget: GET + one walk of ceil(1000/10)+1 requests × 2.1 s × 2, capped by deadline 20 s, + 0.5
     assert probe.budget_s(device("switch")) == pytest.approx(20.5)
     assert SnmpProbe(v2c(161)).budget_s(device("camera")) == pytest.approx((1.0 + 0.1) * 1 + 0.5)
+
+
+# --- import cost -------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run with the repository as cwd: `-c` puts it first on sys.path, ahead of an installed fleetmon.
+_LOADED = """
+import asyncio, json, sys
+import monitor.daemon
+from probes.snmp import SnmpConfig, SnmpProbe
+from probes.traps import TrapConfig, TrapReceiver
+
+def loaded():
+    return sorted({name.split(".")[0] for name in sys.modules} & {"pysnmp", "pyasn1"})
+
+async def enter(use):
+    if use == "probe":
+        async with SnmpProbe(SnmpConfig()):
+            pass
+    else:
+        async with TrapReceiver(TrapConfig(listen="127.0.0.1", port=0), {}, print):
+            pass
+
+at_import = loaded()
+asyncio.run(enter(sys.argv[1]))
+print(json.dumps({"import": at_import, "entered": loaded(), "daemon": monitor.daemon.__file__}))
+"""
+
+
+@pytest.mark.parametrize("use", ["probe", "traps"])
+def test_pysnmp_loads_only_when_snmp_is_used(use: str) -> None:
+    """`import monitor.daemon` loads neither pysnmp nor pyasn1 (~20 MB RSS an operator without
+    SNMP must not pay); entering the SNMP probe or the trap receiver loads both."""
+    proc = subprocess.run([sys.executable, "-c", _LOADED, use], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert Path(out["daemon"]).resolve() == ROOT / "monitor" / "daemon.py"
+    assert out["import"] == []
+    assert out["entered"] == ["pyasn1", "pysnmp"]
 
 
 # --- pure rules --------------------------------------------------------------------------------
