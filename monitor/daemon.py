@@ -157,7 +157,14 @@ class Daemon:
             probe_cfg = getattr(self.cfg.probes, name)
             if not probe_cfg.enabled:
                 continue
-            probe = self._probes[name] = await stack.enter_async_context(probe_cls(probe_cfg))
+            probe = probe_cls(probe_cfg)
+            polled = [d for d in self.probed if probe.wants(d)]
+            if not polled:
+                # Not entered: a probe without devices (no credentials configured, say) costs
+                # neither its library's memory nor a thread.
+                log.info("probe %s enabled but polls no device: not started", name)
+                continue
+            self._probes[name] = await stack.enter_async_context(probe)
             self._trackers[name] = StateTracker(
                 self.inventory,
                 name,
@@ -166,7 +173,6 @@ class Daemon:
                 initial=await db.load_states(name),
             )
             self._latest[name] = {}
-            polled = [d for d in self.probed if probe.wants(d)]
             self._polled[name] = frozenset(d.id for d in polled)
             schedulers.append(
                 Scheduler(

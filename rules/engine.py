@@ -222,6 +222,7 @@ class RulesEngine:
         # that reports none of them (failed) clears them.
         self._series_of: dict[str, set[str]] = defaultdict(set)
         self._values: dict[tuple[str, str], dict[tuple[str, ...], Mapping[str, Any]]] = {}
+        self._reported: set[str] = set()  # measurements with values from any device
         # Why a camera's video (or service) is down, for video_down titles: (device, probe) → reason.
         self._reason_of = {
             p for r in rules if isinstance(r, VideoDownRule) for p in ("rtsp", "rtsp_frame", "onvif")
@@ -241,6 +242,7 @@ class RulesEngine:
                 continue
             # Replaced wholesale: a port or disk the device no longer reports (or a failed poll,
             # which reports none) has no data, and a fault on it is held, not resolved.
+            self._reported.add(m)
             if m == result.probe:
                 self._values[(result.device_id, m)] = {(): result.fields}
             else:
@@ -257,6 +259,7 @@ class RulesEngine:
         device_id = event.device_id
         if device_id is None:
             return
+        self._reported.update(("snmp", "snmp_interface", "ups"))
         if event.name in ("link_down", "link_up") and device_id in self._watched.get("snmp_interface", ()):
             ports = self._values.setdefault((device_id, "snmp_interface"), {})
             key = next((k for k, f in ports.items() if f.get("if_index") == event.if_index), None)
@@ -469,6 +472,8 @@ class RulesEngine:
 
     def _video_down(self, rule: VideoDownRule, view: View, firing: set[Key], out: dict[Key, Condition]) -> None:
         basis = view.bases.get(Basis(rule.basis), {})
+        if not basis:
+            return  # the basis' probes are not running
         probes = ("onvif",) if rule.basis == "service" else ("rtsp", "rtsp_frame")
         template = "service_down" if rule.basis == "service" else "video_down"
         for device in self._devices[rule.name]:
@@ -493,6 +498,8 @@ class RulesEngine:
             )
 
     def _value(self, rule: _ValueRule, view: View, firing: set[Key], out: dict[Key, Condition]) -> None:
+        if rule.measurement not in self._reported and not any(key[0] == rule.name for key in firing):
+            return  # no probe reports it (SNMP not set up, say): 10,000 lookups saved per evaluation
         seen: set[Key] = set()
         for device in self._devices[rule.name]:
             prefix = f"device:{device.id}"

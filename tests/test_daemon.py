@@ -351,3 +351,16 @@ def test_devices_are_probed_parent_first_with_everything_behind_it_next():
     for args in [("C1", "SW1"), ("SW1", "L1"), ("C2", "SW2"), ("L1",), ("SW2", "L1"), ("P",)]:
         _order.append(d(*args))
     assert [x.id for x in _depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]
+
+
+async def test_probes_without_devices_to_poll_are_not_started(small_fleet, influx, influx_db, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="fleetmon")
+    config = write_config(tmp_path, small_fleet, influx.url, influx_db)
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for name in ("onvif", "snmp"):  # enabled, as by default, but no credentials: nothing to poll
+        doc["probes"][name] = {"enabled": True}
+    config.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    snapshots = await run_cycles(config, cycles=1)
+    assert set(snapshots[-1].results) == {"icmp"}
+    assert "probe onvif enabled but polls no device: not started" in caplog.text
+    assert "probe snmp enabled but polls no device: not started" in caplog.text
