@@ -186,6 +186,7 @@ class InventoryMismatchRule(_ValueRule):
 class PortDownRule(_ValueRule):
     measurement, fields = "snmp_interface", ("oper_status",)
     type: Literal["port_down"] = "port_down"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH])
     uplink_only: bool = True
     """Only uplink ports (point list `uplink`); a camera's access port down is shown in the
     camera's own device_down fault as its cause."""
@@ -201,6 +202,7 @@ class PortDownRule(_ValueRule):
 class UpsOnBatteryRule(_ValueRule):
     measurement, fields = "ups", ("on_battery",)
     type: Literal["ups_on_battery"] = "ups_on_battery"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.UPS])
     severity: Severity = Severity.CRITICAL
 
     def flag(self, fields: Mapping[str, Any]) -> bool:
@@ -211,6 +213,7 @@ class UpsBatteryLowRule(_ValueRule):
     measurement, fields, unit, limit_keys = "ups", ("minutes_remaining",), "min", ("below_minutes", "clear_above_minutes")
     direction = "below"
     type: Literal["ups_battery_low"] = "ups_battery_low"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.UPS])
     severity: Severity = Severity.CRITICAL
     below_minutes: Annotated[float, Field(gt=0)] = 10.0
     """upsEstimatedMinutesRemaining below this, or upsBatteryStatus low/depleted."""
@@ -224,6 +227,7 @@ class DeviceRebootedRule(_ValueRule):
     measurement, fields, unit, limit_keys = "snmp", ("sys_uptime_s",), "s", ("within_s", "within_s")
     direction = "below"
     type: Literal["device_rebooted"] = "device_rebooted"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH, Kind.UPS, Kind.SERVER, Kind.PLATFORM])
     severity: Severity = Severity.MINOR
     within_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     """Holds while sysUpTime is below this: the device restarted that recently."""
@@ -233,6 +237,7 @@ class InterfaceUtilisationRule(_ValueRule):
     measurement, unit, limit_keys = "snmp_interface", "%", ("above_pct", "clear_below_pct")
     fields = ("in_utilisation_pct", "out_utilisation_pct")
     type: Literal["interface_utilisation"] = "interface_utilisation"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH])
     above_pct: Annotated[float, Field(gt=0, le=100)] = 90.0
     clear_below_pct: Annotated[float, Field(gt=0, le=100)] | None = 80.0
     uplink_only: bool = True
@@ -245,6 +250,7 @@ class InterfaceErrorsRule(_ValueRule):
     measurement, unit, limit_keys = "snmp_interface", "/s", ("above_per_s", "clear_below_per_s")
     fields = ("in_errors_per_s", "out_errors_per_s")
     type: Literal["interface_errors"] = "interface_errors"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH])
     above_per_s: Annotated[float, Field(gt=0)] = 1.0
     clear_below_per_s: Annotated[float, Field(ge=0)] | None = None
     uplink_only: bool = True
@@ -256,6 +262,7 @@ class InterfaceErrorsRule(_ValueRule):
 class StorageUsageRule(_ValueRule):
     measurement, fields, unit, limit_keys = "host_storage", ("used_pct",), "%", ("above_pct", "clear_below_pct")
     type: Literal["storage_usage"] = "storage_usage"
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SERVER, Kind.PLATFORM])
     above_pct: Annotated[float, Field(gt=0, le=100)] = 90.0
     clear_below_pct: Annotated[float, Field(gt=0, le=100)] | None = 85.0
 
