@@ -31,7 +31,7 @@ only when the probe is entered: this module holds the config, the fields and the
 probes/_onvif_client.py everything that needs those libraries (transport, camera, reasons,
 the calls), so importing fleetmon or running ICMP only does not load them.
 
-Public API: `OnvifConfig`, `OnvifCredentials` (config models, probes.onvif in config.yaml),
+Public API: `OnvifConfig` (config model, probes.onvif in config.yaml; accounts: probes.accounts),
 `OnvifProbe` (probes.base.Probe), `MEASUREMENT`.
 """
 
@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Annotated, Awaitable, Callable, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.config_base import SelectorConfig
 from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import Device, Kind, Selector
+from monitor.model import Device, Kind
+from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 
 _T = TypeVar("_T")
@@ -57,31 +57,10 @@ MAX_CALLS = 7
 GetDeviceInformation, GetServices, GetCapabilities (fallback), GetProfiles, GetStreamUri."""
 
 
-class OnvifCredentials(Strict):
-    """Credentials for the devices `match` selects (overrides the defaults; a later match wins)."""
+class OnvifConfig(CameraAccounts):
+    """probes.onvif in config.yaml; the account fields (username, password_env/_file,
+    credentials) are probes.accounts.CameraAccounts. Without an account, no camera is polled."""
 
-    match: SelectorConfig
-    username: str
-    password_env: str | None = None
-    password_file: Path | None = None
-
-    # Resolved at load time from password_env / password_file; never part of the YAML.
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "OnvifCredentials":
-        _resolve_password(self)
-        if self.password is None:
-            raise ValueError("credentials need password_env or password_file")
-        return self
-
-
-class OnvifConfig(Strict):
     enabled: bool = True
     interval_s: Annotated[float, Field(ge=10, le=86_400)] = 300.0
     """Probe cycle: every camera is asked once per interval."""
@@ -91,38 +70,11 @@ class OnvifConfig(Strict):
     """HTTP port of the device service (/onvif/device_service)."""
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     """Deadline of each SOAP call, whole response included."""
-    username: str | None = None
-    """Default account; with password_env or password_file. Without one, only the clock is read."""
-    password_env: str | None = None
-    password_file: Path | None = None
-    credentials: list[OnvifCredentials] = []
-    """Per-selector accounts, applied in order; a later match wins."""
     max_response_bytes: Annotated[int, Field(ge=16_384, le=64 << 20)] = 1 << 20
     """Longest response read (decompressed); a longer one fails the probe."""
     media_refresh_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 3600.0
     """GetServices, GetProfiles and GetStreamUri at most this often per camera (0: every probe):
     stream URIs rarely change, and these calls are half of a probe's cost."""
-
-    # Resolved at load time from password_env / password_file; never part of the YAML.
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "OnvifConfig":
-        _resolve_password(self)
-        if (self.username is None) != (self.password is None):
-            raise ValueError("give username together with password_env or password_file")
-        return self
-
-
-def _resolve_password(model: OnvifConfig | OnvifCredentials) -> None:
-    if model.password_env and model.password_file:
-        raise ValueError("give the password either as password_env or as password_file, not both")
-    object.__setattr__(model, "password", read_secret(model.password_env, model.password_file, "password"))
 
 
 MEASUREMENT = MeasurementSpec(
@@ -230,7 +182,6 @@ class OnvifProbe:
     def __init__(self, cfg: OnvifConfig) -> None:
         self.cfg = cfg
         self._match = cfg.match.selector()
-        self._overrides: list[tuple[Selector, OnvifCredentials]] = [(c.match.selector(), c) for c in cfg.credentials]
         self._accounts: dict[tuple, tuple[str, SecretStr] | None] = {}
         self._media_due: dict[str, float] = {}  # device id → monotonic time of its next media read
 
@@ -260,11 +211,7 @@ class OnvifProbe:
         """(username, password) for `device`: the defaults, then the last matching override."""
         key = (device.region, device.site, device.kind, device.tags)
         if key not in self._accounts:
-            account = (self.cfg.username, self.cfg.password) if self.cfg.username and self.cfg.password else None
-            for selector, creds in self._overrides:
-                if selector.matches(device) and creds.password is not None:
-                    account = (creds.username, creds.password)
-            self._accounts[key] = account
+            self._accounts[key] = self.cfg.account_for(device)
         return self._accounts[key]
 
     async def probe(self, device: Device) -> ProbeResult:

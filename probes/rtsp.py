@@ -25,7 +25,7 @@ answered 200 with at least one video media section.
 `RtspFrameProbe` ("rtsp_frame", off by default) decodes one frame with Debian's ffmpeg as a
 subprocess, on its own slower schedule and with its own concurrency limit.
 
-Public API: `RtspConfig`, `RtspFrameConfig`, `RtspCredential`, `RtspProbe`, `RtspFrameProbe`,
+Public API: `RtspConfig`, `RtspFrameConfig` (accounts: probes.accounts), `RtspProbe`, `RtspFrameProbe`,
 `parse_sdp`, `parse_h264_sps`, `parse_challenges`, `digest_response`.
 """
 
@@ -44,15 +44,15 @@ import secrets
 import string
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, ClassVar, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.config_base import SelectorConfig, Strict
 from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import Device, Kind, Selector
+from monitor.model import Device, Kind
+from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 
 log = logging.getLogger("fleetmon.rtsp")
@@ -67,35 +67,6 @@ FFMPEG = "/usr/bin/ffmpeg"
 
 # ---------------------------------------------------------------------------------------------
 # Configuration.
-
-
-class RtspCredential(Strict):
-    """The account for the devices `match` selects (overrides the default one; later wins)."""
-
-    match: SelectorConfig
-    username: Annotated[str, Field(min_length=1)]
-    password_env: str | None = None
-    password_file: Path | None = None
-    # Resolved at load time from password_env / password_file; never part of the YAML.
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
-
-    @model_validator(mode="after")
-    def _resolve_password(self) -> Self:
-        object.__setattr__(self, "password", _password(self.password_env, self.password_file))
-        if self.password is None:
-            raise ValueError(f"credentials for {self.username!r} need password_env or password_file")
-        return self
-
-
-def _password(env: str | None, file: Path | None) -> SecretStr | None:
-    if env and file:
-        raise ValueError("give the password either as password_env or as password_file, not both")
-    return read_secret(env, file, "password")
 
 
 _TEMPLATE_FIELDS = {"host", "port"}
@@ -126,7 +97,7 @@ def _check_url_template(template: str) -> str:
     return template
 
 
-class _RtspTargetConfig(Strict):
+class _RtspTargetConfig(CameraAccounts):
     """What RtspConfig and RtspFrameConfig share: which devices, which URL, which account."""
 
     # Errors must not echo a url_template into which someone pasted a password.
@@ -138,29 +109,12 @@ class _RtspTargetConfig(Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 554
     url_template: str = DEFAULT_TEMPLATE
     """URL when neither the point list nor ONVIF gives one; {host} = address (IPv6 in brackets)."""
-    username: Annotated[str, Field(min_length=1)] | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    credentials: list[RtspCredential] = []
-    """Accounts for selected devices; every matching entry applies in order, the last wins."""
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
 
     @field_validator("url_template")
     @classmethod
     def _template(cls, template: str) -> str:
         return _check_url_template(template)
 
-    @model_validator(mode="after")
-    def _resolve_password(self) -> Self:
-        object.__setattr__(self, "password", _password(self.password_env, self.password_file))
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password_env/password_file go together: give both or neither")
-        return self
 
 
 class RtspLimits(Strict):
@@ -228,7 +182,6 @@ class _Targets:
     def __init__(self, cfg: _RtspTargetConfig) -> None:
         self._cfg = cfg
         self._match = cfg.match.selector()
-        self._credentials: list[tuple[Selector, RtspCredential]] = [(c.match.selector(), c) for c in cfg.credentials]
         self._learned: dict[str, str] = {}
 
     def wants(self, device: Device) -> bool:
@@ -277,13 +230,8 @@ class _Targets:
 
     def account(self, device: Device) -> tuple[str, str] | None:
         """(username, password) for the device, or None."""
-        username, password = self._cfg.username, self._cfg.password
-        for selector, credential in self._credentials:
-            if selector.matches(device):
-                username, password = credential.username, credential.password
-        if username is None or password is None:
-            return None
-        return username, password.get_secret_value()
+        account = self._cfg.account_for(device)
+        return None if account is None else (account[0], account[1].get_secret_value())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -239,9 +239,9 @@ def test_config_validation(monkeypatch, tmp_path) -> None:
         OnvifConfig(username="admin", password=PASSWORD)
     with pytest.raises(ValidationError, match="must not be written in the config"):
         OnvifConfig(credentials=[{"match": {}, "username": "a", "password": PASSWORD}])
-    with pytest.raises(ValidationError, match="username together with"):
+    with pytest.raises(ValidationError, match="username and password_env/password_file go together"):
         OnvifConfig(username="admin")
-    with pytest.raises(ValidationError, match="username together with"):
+    with pytest.raises(ValidationError, match="username and password_env/password_file go together"):
         OnvifConfig(password_env=ENV)
     with pytest.raises(ValidationError, match="FLEETMON_TEST_UNSET is not set"):
         OnvifConfig(username="admin", password_env="FLEETMON_TEST_UNSET")

@@ -1,0 +1,82 @@
+"""Camera accounts, shared by the RTSP and ONVIF probes: cameras of a contract usually have one
+account (Hikvision's admin) for both, with exceptions per region or batch.
+
+Config shape (under probes.rtsp, probes.rtsp_frame and probes.onvif):
+
+    username: admin
+    password_file: /etc/fleetmon/secrets/camera.password     # or password_env: NAME
+    credentials:                                             # exceptions; the last match wins
+      - {match: {region: [河西乡]}, username: admin, password_env: FLEETMON_CAMERA_PASSWORD_HEXI}
+
+Passwords come only from an environment variable or a file (read once, at load), are kept as
+SecretStr and never appear in errors, reasons or logs; written inline they are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.model import Device
+
+
+def _read_password(model: "_Password") -> None:
+    if model.password_env and model.password_file:
+        raise ValueError("give the password either as password_env or as password_file, not both")
+    object.__setattr__(model, "password", read_secret(model.password_env, model.password_file, "password"))
+
+
+class _Password(Strict):
+    # Errors must not echo the input: a password may have been pasted where a name belongs.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    password_env: str | None = None
+    password_file: Path | None = None
+    # Resolved at load time from password_env / password_file; never part of the YAML.
+    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: object) -> object:
+        return refuse_inline_secrets(data, "password")
+
+
+class CameraCredential(_Password):
+    """The account of the cameras `match` selects (instead of the default one)."""
+
+    match: SelectorConfig
+    username: Annotated[str, Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Self:
+        _read_password(self)
+        if self.password is None:
+            raise ValueError(f"credentials for {self.username!r} need password_env or password_file")
+        return self
+
+
+class CameraAccounts(_Password):
+    """Base of the camera probes' configs: the default account and its exceptions."""
+
+    username: Annotated[str, Field(min_length=1)] | None = None
+    credentials: list[CameraCredential] = []
+    """Accounts of selected cameras; every matching entry applies in order, the last wins."""
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Self:
+        _read_password(self)
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password_env/password_file go together: give both or neither")
+        return self
+
+    def account_for(self, device: Device) -> tuple[str, SecretStr] | None:
+        """(username, password) of `device`: the default account, then the last matching entry
+        of `credentials`; None when neither gives one."""
+        account = (self.username, self.password) if self.username and self.password else None
+        for credential in self.credentials:
+            if credential.match.selector().matches(device):
+                account = (credential.username, credential.password)  # type: ignore[assignment]
+        return account
