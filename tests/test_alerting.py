@@ -6,14 +6,12 @@ repeated across kill -9."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import pytest
 import yaml
@@ -21,9 +19,8 @@ import yaml
 from lab.fleet import LabFleet, build_small_fleet
 from lab.net import Behaviour
 from lab.wecom import WeComSimulator
-from monitor.config import load_config
+from tests.plugins.daemon import running_daemon, until
 from monitor.daemon import Daemon
-from monitor.inventory import load_inventory
 from rules.model import FaultState
 
 pytestmark = pytest.mark.root
@@ -53,28 +50,8 @@ def config(tmp_path: Path, fleet: LabFleet, wecom: WeComSimulator, key: str, rul
 DOWN = {"type": "device_down", "name": "down"}
 
 
-@contextlib.asynccontextmanager
-async def daemon(path: Path) -> AsyncIterator[Daemon]:
-    cfg = load_config(path)
-    d = Daemon(cfg, load_inventory(cfg))
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    try:
-        await until(lambda: d.snapshot is not None, 10, "the first cycle")
-        yield d
-    finally:
-        stop.set()
-        await task
-
-
-async def until(predicate: Callable[[], object], timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def daemon(path: Path):
+    return running_daemon(path)
 
 
 async def settle(d: Daemon, cycles: int = 3) -> None:

@@ -5,10 +5,9 @@ contract (simulator) and InfluxDB. One fault per problem; traps act before the n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import pytest
 import yaml
@@ -16,9 +15,8 @@ import yaml
 from lab.fleet import LabFleet
 from lab.services import FleetServices
 from lab.wecom import WeComSimulator
-from monitor.config import load_config
+from tests.plugins.daemon import running_daemon, until
 from monitor.daemon import Daemon
-from monitor.inventory import load_inventory
 from rules.model import FaultState
 
 pytestmark = pytest.mark.root
@@ -62,29 +60,11 @@ def write_config(tmp_path: Path, fleet: LabFleet, services: FleetServices, wecom
     return path
 
 
-@contextlib.asynccontextmanager
-async def daemon(path: Path) -> AsyncIterator[Daemon]:
-    cfg = load_config(path)
-    d = Daemon(cfg, load_inventory(cfg))
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    try:
-        await until(lambda: d.snapshot is not None and "snmp" in d.snapshot.results
-                    and len(d.snapshot.results["snmp"]) >= 9, 20, "the first SNMP cycle")
-        yield d
-    finally:
-        stop.set()
-        await task
-
-
-async def until(predicate: Callable[[], object], timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def daemon(path: Path):
+    return running_daemon(
+        path, lambda d: d.snapshot is not None and len(d.snapshot.results.get("snmp", ())) >= 9, "the first SNMP cycle",
+        timeout_s=20,
+    )
 
 
 @pytest.fixture
