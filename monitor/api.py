@@ -48,7 +48,7 @@ import ipaddress
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self
 
@@ -112,8 +112,11 @@ class ApiContext:
     - timezone: IANA zone for displaying times (reported in /api/v1/status; times in the API
       itself are UTC).
     - started_ns: when the daemon started (UTC ns), for uptime.
-    - cycle_interval_s: the probe's cycle interval; /healthz turns 503 after STALE_CYCLES of
+    - cycle_interval_s: the shortest probe interval; /healthz turns 503 after STALE_CYCLES of
       them without a finished cycle.
+    - probe_intervals: each running probe's interval; /healthz also turns 503 when any one probe
+      finished no cycle for STALE_CYCLES of its own intervals (a stalled ICMP scheduler must
+      not hide behind RTSP cycles that still finish).
     """
 
     inventory: Inventory
@@ -126,6 +129,7 @@ class ApiContext:
     started_ns: int
     cycle_interval_s: float
     status_token: SecretStr | None = None
+    probe_intervals: Mapping[str, float] = field(default_factory=dict)
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -215,6 +219,13 @@ class HealthOut(_Out):
     ]
     uptime_s: float
     last_cycle_age_s: Annotated[float | None, Field(description="seconds since the latest cycle finished")]
+    probes: Annotated[
+        dict[str, float | None],
+        Field(description="per running probe: seconds since its latest cycle finished (null: none yet)"),
+    ] = {}
+    stale_probes: Annotated[
+        list[str], Field(description=f"probes without a finished cycle for {STALE_CYCLES} of their intervals")
+    ] = []
 
 
 class CycleOut(_Out):
@@ -683,8 +694,20 @@ class _Api:
             cycle = snapshot.cycle
             age_s = (now - cycle.ts_ns) / 1e9 - cycle.duration_s
             status = "ok" if age_s <= limit_s else "stale"
+        probes: dict[str, float | None] = {}
+        stale: list[str] = []
+        for name, interval_s in self.ctx.probe_intervals.items():
+            report = snapshot.cycles.get(name) if snapshot is not None else None
+            probe_age = None if report is None else (now - report.ts_ns) / 1e9 - report.duration_s
+            probes[name] = None if probe_age is None else round(probe_age, 3)
+            # A probe that never finished a cycle gets the same grace time as the daemon.
+            if (uptime_s if probe_age is None else probe_age) > STALE_CYCLES * interval_s:
+                stale.append(name)
+        if stale:
+            status = "stale"
         age = None if age_s is None else round(age_s, 3)
-        body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age)
+        body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
+                         stale_probes=stale)
         return Reply(503 if status == "stale" else 200, body)
 
     async def status(self, call: Call) -> Reply:

@@ -96,6 +96,7 @@ class Daemon:
         self._latest: dict[str, dict[str, ProbeResult]] = {}
         self._polled: dict[str, frozenset[str]] = {}  # probe → ids of the devices it polls
         self._probes: dict[str, Probe] = {}
+        self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
         # Work for the state-DB writer task; None asks it to finish.
         self._pending: asyncio.Queue[list[Transition] | None] = asyncio.Queue()
         self._heartbeat_due = False
@@ -192,6 +193,7 @@ class Daemon:
                 timezone=self.cfg.timezone, started_ns=time.time_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=self.cfg.api.status_token,
+                probe_intervals={s.probe.name: s.interval_s for s in schedulers},
             )
             self.api = await stack.enter_async_context(ApiServer(self.cfg.api, ctx))
         return schedulers
@@ -233,6 +235,7 @@ class Daemon:
 
     def _on_cycle(self, report: CycleReport) -> None:
         now_ns = time.time_ns()
+        self._cycles[report.probe] = report
         view = self._evaluate(report.probe, now_ns)
         assert self._alerting is not None
         open_faults = tuple(self._alerting.faults.open_faults())
@@ -243,6 +246,7 @@ class Daemon:
         self.snapshot = Snapshot(
             report, tuple(view.rates), view.states, dict(self._latest.get("icmp", {})), open_faults,
             since=view.since_ns, bases=view.bases, results={p: dict(r) for p, r in self._latest.items()},
+            cycles=dict(self._cycles),
         )
         if self._on_snapshot is not None:
             self._on_snapshot(self.snapshot)

@@ -23,6 +23,7 @@ class Snapshot:
       since: UTC ns since when (0 = never decided).
     - bases: basis (monitor.availability.Basis value) → device id → State.
     - latest: each device's latest ICMP result; results: probe → device id → latest result.
+    - cycles: each probe's latest finished cycle.
     """
 
     cycle: CycleReport
@@ -33,3 +34,4 @@ class Snapshot:
     since: Mapping[str, int] = field(default_factory=dict, repr=False)
     bases: Mapping[str, Mapping[str, State]] = field(default_factory=dict, repr=False)
     results: Mapping[str, Mapping[str, ProbeResult]] = field(default_factory=dict, repr=False)
+    cycles: Mapping[str, CycleReport] = field(default_factory=dict)

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -130,7 +130,8 @@ def _documented_model(doc: dict[str, Any], method: str, path: str, status: int) 
 
 @asynccontextmanager
 async def make_world(tmp_path, token: str | None = TOKEN, *, started_ns: int | None = None,
-                     snap: Snapshot | None | str = "fresh", interval_s: float = 30.0):
+                     snap: Snapshot | None | str = "fresh", interval_s: float = 30.0,
+                     probe_intervals: dict[str, float] | None = None):
     """A World served on a free loopback port; `snap` "fresh" is a cycle finished 1 s ago."""
     now = time.time_ns()
     holder = {"snapshot": snapshot(now - S) if snap == "fresh" else snap}
@@ -148,6 +149,7 @@ async def make_world(tmp_path, token: str | None = TOKEN, *, started_ns: int | N
             inventory=INVENTORY, snapshot=lambda: holder["snapshot"], faults=faults, maintenance=maintenance,
             token=None if token is None else SecretStr(token), language="zh", timezone="Asia/Shanghai",
             started_ns=now - 120 * S if started_ns is None else started_ns, cycle_interval_s=interval_s,
+            probe_intervals=probe_intervals or {},
         )
         cfg = ApiConfig(port=0)
         async with ApiServer(cfg, ctx) as server, aiohttp.ClientSession() as http:
@@ -256,9 +258,25 @@ async def test_healthz_is_503_when_no_cycle_finished_for_three_intervals(world):
 async def test_healthz_grants_a_starting_daemon_three_intervals_for_its_first_cycle(tmp_path):
     async with make_world(tmp_path / "a", snap=None, started_ns=time.time_ns() - 5 * S) as w:
         body = await w.call("GET", "/healthz", 200)
-        assert body == {"status": "starting", "uptime_s": pytest.approx(5, abs=5), "last_cycle_age_s": None}
+        assert body == {"status": "starting", "uptime_s": pytest.approx(5, abs=5), "last_cycle_age_s": None,
+                        "probes": {}, "stale_probes": []}
     async with make_world(tmp_path / "b", snap=None, started_ns=time.time_ns() - 100 * S) as w:
         assert (await w.call("GET", "/healthz", 503))["status"] == "stale"
+
+
+async def test_healthz_is_503_when_one_probe_stalled_while_another_still_finishes_cycles(tmp_path):
+    now = time.time_ns()
+    fresh = snapshot(now - S)
+    rtsp_cycle = CycleReport("rtsp", 3, now - 400 * S, 5.0, 9, 9, 0, 0, 0)  # 395 s ago, interval 60 s
+    snap = replace(fresh, cycles={"icmp": fresh.cycle, "rtsp": rtsp_cycle})
+    async with make_world(tmp_path, snap=snap, probe_intervals={"icmp": 30.0, "rtsp": 60.0, "snmp": 60.0}) as w:
+        body = await w.call("GET", "/healthz", 503)
+    # snmp has not finished a cycle either, but the daemon is 120 s up: within 3 of its intervals
+    assert body["status"] == "stale" and body["stale_probes"] == ["rtsp"]
+    assert body["probes"]["icmp"] < 30 and body["probes"]["rtsp"] > 390 and body["probes"]["snmp"] is None
+    ok = replace(fresh, cycles={"icmp": fresh.cycle, "rtsp": replace(rtsp_cycle, ts_ns=now - 30 * S)})
+    async with make_world(tmp_path / "ok", snap=ok, probe_intervals={"icmp": 30.0, "rtsp": 60.0}) as w:
+        assert (await w.call("GET", "/healthz", 200))["stale_probes"] == []
 
 
 # --- status --------------------------------------------------------------------------------------
