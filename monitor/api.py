@@ -163,7 +163,12 @@ class DeviceQuery(_In):
     region: Annotated[str | None, Field(description="only devices of this region")] = None
     site: Annotated[str | None, Field(description="only devices of this site")] = None
     kind: Annotated[Kind | None, Field(description="only devices of this kind")] = None
-    state: Annotated[State | None, Field(description="only devices in this state")] = None
+    state: Annotated[State | None, Field(description="only devices in this state (of `basis`)")] = None
+    basis: Annotated[
+        Basis,
+        Field(description="which state `state` filters on: network (default), service, video or online; "
+                          "video + down = cameras that ping but send no picture"),
+    ] = Basis.NETWORK
     limit: Annotated[int, Field(ge=1, le=10_000, description="devices per page")] = 1000
     offset: Annotated[int, Field(ge=0, description="devices skipped (inventory order)")] = 0
 
@@ -755,7 +760,11 @@ class _Api:
             and (q.kind is None or d.kind is q.kind)
         ]
         if q.state is not None:
-            matching = [(d, s) for d, s in matching if s is q.state]
+            if q.basis is Basis.NETWORK:
+                matching = [(d, s) for d, s in matching if s is q.state]
+            else:
+                by_basis = snapshot.bases.get(q.basis.value, {}) if snapshot is not None else {}
+                matching = [(d, s) for d, s in matching if by_basis.get(d.id) is q.state]
         page = matching[q.offset : q.offset + q.limit]
         body = DeviceListOut(
             total=len(matching), limit=q.limit, offset=q.offset,

@@ -343,6 +343,10 @@ async def test_devices_show_every_basis_and_every_probe_result(world):
     assert c3["bases"] == {"network": "up", "video": "down", "online": "down"}
     assert c3["results"]["rtsp"]["reason"] == "404 Not Found" and c3["results"]["icmp"]["ok"] is True
     assert s1["bases"] == {"network": "unreachable", "online": "unreachable"}  # a switch has no video
+    no_picture = await world.call("GET", "/api/v1/devices?basis=video&state=down", 200)
+    assert [d["id"] for d in no_picture["devices"]] == ["C3"] and no_picture["devices"][0]["state"] == "up"
+    offline = await world.call("GET", "/api/v1/devices?basis=online&state=down", 200)
+    assert [d["id"] for d in offline["devices"]] == ["L1", "C3"]
 
 
 @pytest.mark.parametrize(("query", "ids"), [
@@ -685,7 +689,7 @@ async def test_openapi_parameters_and_refs_resolve(world):
     collect(doc)
     assert refs and all(r.rsplit("/", 1)[1] in doc["components"]["schemas"] for r in refs)
     devices = doc["paths"]["/api/v1/devices"]["get"]["parameters"]
-    assert [p["name"] for p in devices] == ["region", "site", "kind", "state", "limit", "offset"]
+    assert [p["name"] for p in devices] == ["region", "site", "kind", "state", "basis", "limit", "offset"]
     assert all(p["in"] == "query" and not p["required"] for p in devices)
     assert devices[2]["schema"] == {"$ref": "#/components/schemas/Kind"}  # no "null": absent, not null
     (fault_id,) = doc["paths"]["/api/v1/faults/{id}"]["get"]["parameters"]
