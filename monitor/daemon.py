@@ -243,10 +243,10 @@ class Daemon:
             self._write_cycle(report, view, open_faults, now_ns)
         self._heartbeat_due = True
         self._pending.put_nowait([])
+        results = {p: dict(r) for p, r in self._latest.items()}
         self.snapshot = Snapshot(
-            report, tuple(view.rates), view.states, dict(self._latest.get("icmp", {})), open_faults,
-            since=view.since_ns, bases=view.bases, results={p: dict(r) for p, r in self._latest.items()},
-            cycles=dict(self._cycles),
+            report, tuple(view.rates), view.states, results.get("icmp", {}), open_faults,
+            since=view.since_ns, bases=view.bases, results=results, cycles=dict(self._cycles),
         )
         if self._on_snapshot is not None:
             self._on_snapshot(self.snapshot)
@@ -272,7 +272,7 @@ class Daemon:
         network = self._trackers.get("icmp")
         view = View(
             now_ns,
-            network.states() if network is not None else bases[Basis.ONLINE],
+            trackers["icmp"] if network is not None else bases[Basis.ONLINE],
             network.since() if network is not None else {},
             tuple(rates),
             {b.value: states for b, states in bases.items()},
