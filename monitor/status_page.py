@@ -3,7 +3,8 @@ by the HTTP API (monitor.api) for the duty engineer's phone.
 
 The page is static: the server never writes data, let alone the status token, into it. Its
 script (static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
-/api/v1/devices?state=down|unreachable, /api/v1/devices?kind=link, /api/v1/faults, /healthz),
+/api/v1/devices?state=down|unreachable, /api/v1/devices?basis=video&state=down (cameras that ping
+but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz),
 sending the `token` of the page's own URL as `Authorization: Bearer`, and builds the DOM with
 textContent only (device names come from point lists: untrusted). When the daemon cannot be
 reached it says so and keeps the last data on screen.

@@ -75,6 +75,7 @@ INVENTORY = Inventory([
     device("C1", "城关路口东", Kind.CAMERA, "城关站", "城关镇", "S1"),
     device("C2", "城关路口西", Kind.CAMERA, "城关站", "城关镇", "S1"),
     device("C3", "城关广场", Kind.CAMERA, "城关广场站", "城关镇"),
+    device("C9", "城关车站", Kind.CAMERA, "城关广场站", "城关镇"),
     device("L2", "南山专线", Kind.LINK, "南山站", "南山乡"),
     device("C4", HOSTILE, Kind.CAMERA, "南山站", "南山乡", "L2"),
     device("C5", "南山水库", Kind.CAMERA, "南山站", "南山乡", "L2"),
@@ -85,20 +86,28 @@ INVENTORY = Inventory([
 ])
 STATES = {
     "L1": State.DOWN, "S1": State.UNREACHABLE, "C1": State.UNREACHABLE, "C2": State.UNREACHABLE, "C3": State.UP,
+    "C9": State.UP,
     "L2": State.UP, "C4": State.DOWN, "C5": State.UP, "C6": State.DOWN,
     "L3": State.UP, "C7": State.UP, "C8": State.UP,
 }
-# Video (RTSP) states of the cameras: C5 answers ping but sends no picture.
-VIDEO = {"C1": State.UNREACHABLE, "C2": State.UNREACHABLE, "C3": State.UP, "C4": State.UNREACHABLE,
-         "C5": State.DOWN, "C7": State.UP, "C8": State.UP}
-ONLINE = {**STATES, **VIDEO}  # the contract's online: network and video
+# Video (RTSP) states of the cameras: C3, C5, C8 and C9 answer ping but send no picture (their
+# RTSP results below say why); C1, C2 and C4 are offline, so is their video.
+VIDEO = {"C1": State.UNREACHABLE, "C2": State.UNREACHABLE, "C3": State.DOWN, "C9": State.DOWN,
+         "C4": State.UNREACHABLE, "C5": State.DOWN, "C7": State.UP, "C8": State.DOWN}
+# The latest RTSP DESCRIBE of every camera; C9's reason phrase is the camera's own and carries markup.
+RTSP: dict[str, str | None] = {
+    "C1": "connect timeout", "C2": "connect timeout", "C3": "401 Unauthorized (wrong credentials)",
+    "C9": "503 <b>Service Unavailable</b>", "C4": "connect timeout", "C5": "connection refused", "C7": None,
+    "C8": "404 Not Found",
+}
 # Seconds ago each device entered its (network) state.
 AGO_S = {"L1": 2 * 3600 + 15 * 60, "S1": 2 * 3600 + 14 * 60, "C1": 2 * 3600 + 14 * 60, "C2": 2 * 3600 + 13 * 60,
          "C4": 25 * 60, "C6": 3 * 86400}
 
 
-def snapshot(now_ns: int) -> Snapshot:
-    report = CycleReport("icmp", 42, now_ns - 3 * S, 2.5, 11, 7, 4, 0, 0)
+def snapshot(now_ns: int, video: dict[str, State] = VIDEO) -> Snapshot:
+    """The fleet above after ICMP cycle 42, with `video` as the cameras' video states."""
+    report = CycleReport("icmp", 42, now_ns - 3 * S, 2.5, 12, 7, 5, 0, 0)
 
     def icmp(device_id: str, ok: bool, **fields: float) -> ProbeResult:
         return ProbeResult(device_id, "icmp", now_ns - S, ok, None if ok else "timeout", {"up": ok, **fields})
@@ -110,14 +119,22 @@ def snapshot(now_ns: int) -> Snapshot:
         icmp("C5", True, sent=5, received=5, loss_pct=0.0, rtt_avg_ms=8.0),
         icmp("C4", False, sent=5, received=0, loss_pct=100.0),
     )}
+    rtsp = {
+        d: ProbeResult(d, "rtsp", now_ns - 2 * S, video[d] is State.UP, None if video[d] is State.UP else reason,
+                       {"up": video[d] is State.UP})
+        for d, reason in RTSP.items()
+    }
     since = {d: now_ns - ago * S for d, ago in AGO_S.items()}
     devices = INVENTORY.devices.values()
+    online = {**STATES, **video}  # the contract's online: network and video
     rates = (
-        *online_rates(devices, ONLINE, "online"),
+        *online_rates(devices, online, "online"),
         *online_rates(devices, STATES, "network"),
-        *online_rates([d for d in devices if d.id in VIDEO], VIDEO, "video"),
+        *online_rates([d for d in devices if d.id in video], video, "video"),
     )
-    return Snapshot(report, rates, STATES, latest, since=since)
+    return Snapshot(report, rates, STATES, latest, since=since,
+                    bases={"online": online, "network": STATES, "video": video},
+                    results={"icmp": latest, "rtsp": rtsp})
 
 
 def condition(rule: str, scope: str, severity: Severity, title: str, **kw: Any) -> Condition:
@@ -169,7 +186,9 @@ async def serve(ctx: ApiContext) -> AsyncIterator[Daemon]:
 
 
 @asynccontextmanager
-async def context(tmp_path: Path, status_token: str | None = None) -> AsyncIterator[ApiContext]:
+async def context(
+    tmp_path: Path, status_token: str | None = None, video: dict[str, State] = VIDEO
+) -> AsyncIterator[ApiContext]:
     """An ApiContext over the fleet above: faults F1 (critical, acknowledged by 张工), F2
     (minor, the hostile camera), F3 (major, online rate); a config maintenance window."""
     now = time.time_ns()
@@ -184,7 +203,7 @@ async def context(tmp_path: Path, status_token: str | None = None) -> AsyncItera
         await faults.apply({c.key: c for c in CONDITIONS[:2]}, now - 25 * 60 * S)
         await faults.apply({c.key: c for c in CONDITIONS}, now - 5 * 60 * S)
         await faults.ack("F1", "张工")
-        snap = snapshot(now)
+        snap = snapshot(now, video)
         yield ApiContext(
             inventory=INVENTORY, snapshot=lambda: snap, faults=faults, maintenance=maintenance,
             token=SecretStr(WRITE_TOKEN), language="zh", timezone="Asia/Shanghai", started_ns=now - 600 * S,
@@ -371,6 +390,12 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
             dom = await page.dom()
             png = await page.screenshot(tmp_path / "status-phone.png")
             full = await page.screenshot(tmp_path / "status-phone-full.png", full_page=True)
+            # The phone scrolled to the cameras without video, just below the sticky header.
+            novideo_box = await page.evaluate(
+                "(() => { const head = document.getElementById('top').getBoundingClientRect().bottom;"
+                " const box = () => document.getElementById('novideo').getBoundingClientRect();"
+                " window.scrollBy(0, box().top - head - 8); return [head, box().top, box().bottom]; })()")
+            novideo_png = await page.screenshot(tmp_path / "status-phone-novideo.png")
             title = await page.evaluate("document.title")
             viewport = await page.evaluate("[innerWidth, devicePixelRatio, document.documentElement.scrollWidth]")
             errors = page.errors()
@@ -379,14 +404,17 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
             d for state in ("down", "unreachable")
             for d in (await api_json(http, f"{daemon.url}/api/v1/devices?state={state}"))["devices"]
         ]
+        no_video = (await api_json(http, daemon.url + "/api/v1/devices?basis=video&state=down"))["devices"]
         links = (await api_json(http, daemon.url + "/api/v1/devices?kind=link"))["devices"]
         faults = (await api_json(http, daemon.url + "/api/v1/faults"))["faults"]
 
     artifacts = REPO / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    for name in ("status-phone.png", "status-phone-full.png"):
+    for name in ("status-phone.png", "status-phone-full.png", "status-phone-novideo.png"):
         shutil.copyfile(tmp_path / name, artifacts / name)
-    assert png_size(png) == (WIDTH * SCALE, HEIGHT * SCALE)
+    assert png_size(png) == png_size(novideo_png) == (WIDTH * SCALE, HEIGHT * SCALE)
+    # That screenshot shows all of the section, none of it under the header.
+    assert 0 < novideo_box[0] < novideo_box[1] < novideo_box[2] <= HEIGHT, novideo_box
     assert png_size(full)[0] == WIDTH * SCALE and png_size(full)[1] > HEIGHT * SCALE  # more below the fold
     assert viewport == [WIDTH, SCALE, WIDTH]  # a phone viewport, and nothing wider than it
     assert errors == []
@@ -402,7 +430,7 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     # The fleet: the same rate, red below 95 %, and the same counts.
     fleet = status["fleet"]
     (rate,) = dom.xpath("//*[@id='fleet-rate']")
-    assert rate.text_content() == pct(fleet["rate_pct"]) == "45.45%" and "bad" in rate.get("class").split()
+    assert rate.text_content() == pct(fleet["rate_pct"]) == "25.00%" and "bad" in rate.get("class").split()
     counts = dict(zip(texts(dom, "//*[@id='fleet-counts']//dt"), texts(dom, "//*[@id='fleet-counts']//dd")))
     assert counts == {
         "在线": str(fleet["online"]), "离线": str(fleet["offline"]), "未判定": str(fleet["unknown"]),
@@ -426,7 +454,7 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     ]
     assert [r[0] for r in shown_regions] == ["城关镇", "南山乡", "北河镇"]
     assert [[td.get("class").split()[-1] for td in row.xpath("td")[1:4]] for row in rows] == [
-        ["bad", "bad", "bad"], ["bad", "bad", "bad"], ["good", "good", "good"],
+        ["bad", "bad", "bad"], ["bad", "bad", "bad"], ["bad", "good", "bad"],
     ]
     # The fleet's other bases beside the headline.
     fleet_bases = {r["basis"]: r for r in status["rates"] if r["scope"] == "fleet" and r["kind"] == "all"}
@@ -452,6 +480,33 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     assert texts(dom, "//section[@id='offline']/h2/span[@class='count']") == [str(len(expected))]
     assert "南山新点" not in texts(dom, "//section[@id='offline']//li//span")
     assert "小时" in texts(dom, f"//section[@id='offline']//li[2]//span[{cls('since')}]")[0]
+
+    # Network up, no video: exactly the API's list (cameras that answer ping, RTSP fails), by
+    # region then name in Chinese (pinyin) order, which is neither the inventory's nor the code
+    # points' (北 < 城 < 南 by pinyin, 北 < 南 < 城 by code point; 车站 che < 广场 guang), each with
+    # its site, region and the RTSP probe's reason; no since-when (the API has none per basis).
+    by_id = {d["id"]: d for d in no_video}
+    assert all(d["bases"]["video"] == "down" and d["bases"]["network"] == d["state"] == "up" for d in no_video)
+    expected_ids = ["C8", "C9", "C3", "C5"]
+    assert sorted(by_id) == sorted(expected_ids)
+    novideo = f"//section[@id='novideo']//li[{cls('novideo')}]"
+    shown_novideo = [
+        (texts(li, f".//span[{cls('name')}]"), texts(li, f".//span[{cls('site')}]"),
+         texts(li, f".//div[{cls('reason')}]"), texts(li, f".//span[{cls('since')}]"))
+        for li in dom.xpath(novideo)
+    ]
+    assert shown_novideo == [
+        ([by_id[i]["name"]], [f"{by_id[i]['site']} · {by_id[i]['region']}"],
+         [f"RTSP：{by_id[i]['results']['rtsp']['reason']}"], [])
+        for i in expected_ids
+    ]
+    assert [reason for _, _, (reason,), _ in shown_novideo] == [
+        "RTSP：404 Not Found", "RTSP：503 <b>Service Unavailable</b>", "RTSP：401 Unauthorized (wrong credentials)",
+        "RTSP：connection refused",
+    ]
+    assert texts(dom, "//section[@id='novideo']/h2/span[@class='count']") == [str(len(no_video))] == ["4"]
+    assert dom.xpath("//section[@id='novideo']//b") == []  # the camera's reason phrase stayed text
+    assert texts(dom, "//main/section/@id") == ["fleet", "regions", "offline", "novideo", "links", "faults"]
 
     # The hostile camera name is shown as text; no element was made of it, nothing ran.
     assert HOSTILE in texts(dom, f"//section[@id='offline']//span[{cls('name')}]")
@@ -484,7 +539,7 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
         assert texts(li, f".//span[{cls('state')}]") == [{"firing": "告警中", "pending": "待确认"}[f["state"]]]
 
     (cycle,) = texts(dom, "//*[@id='cycle']")
-    assert cycle.startswith("第 42 轮探测（icmp）完成于") and "11 台" in cycle
+    assert cycle.startswith("第 42 轮探测（icmp）完成于") and "12 台" in cycle
     assert dom.xpath("//*[@id='problem']")[0].get("hidden") is not None
 
 
@@ -498,12 +553,28 @@ async def test_english_on_request_and_by_the_language_button(tmp_path, chromium)
             assert page.errors() == []
     assert english.get("lang") == "en"
     assert texts(english, "//h2/text()") == [
-        "Fleet online rate", "Online rate per region", "Offline points", "Dedicated links", "Open faults",
+        "Fleet online rate", "Online rate per region", "Offline points", "Network up, no video", "Dedicated links",
+        "Open faults",
     ]
+    assert texts(english, f"//section[@id='novideo']//div[{cls('reason')}]")[0] == "RTSP: 404 Not Found"
     assert texts(english, f"//section[@id='faults']//span[{cls('sev')}]") == ["critical", "major", "minor"]
     assert texts(english, "//*[@id='lang']") == ["中文"]
-    assert texts(chinese, "//h2/text()") == ["全网在线率", "各区域在线率", "离线点位", "专线", "当前故障"]
+    assert texts(chinese, "//h2/text()") == ["全网在线率", "各区域在线率", "离线点位", "有网无视频", "专线", "当前故障"]
     assert chinese.get("lang") == "zh-CN"
+
+
+async def test_without_cameras_lacking_video_the_section_says_none(tmp_path, chromium):
+    video = {d: State.UP if STATES[d] is State.UP else State.UNREACHABLE for d in VIDEO}
+    async with context(tmp_path, video=video) as ctx, serve(ctx) as daemon, aiohttp.ClientSession() as http:
+        async with open_page(chromium, daemon.url + "/status?lang=en") as page:
+            assert await page.wait_for_state("ok") == "ok"
+            dom = await page.dom()
+            assert page.errors() == []
+        listed = await api_json(http, daemon.url + "/api/v1/devices?basis=video&state=down")
+    assert listed["total"] == 0 and listed["devices"] == []
+    assert texts(dom, "//section[@id='novideo']/h2/span[@class='count']") == ["0"]
+    assert texts(dom, f"//section[@id='novideo']/p[{cls('empty')}]") == ["none"]
+    assert dom.xpath("//section[@id='novideo']//li") == []
 
 
 async def test_when_the_daemon_goes_away_the_page_says_so_and_keeps_the_last_data(tmp_path, chromium):
@@ -528,10 +599,10 @@ async def test_when_the_daemon_goes_away_the_page_says_so_and_keeps_the_last_dat
     updated_at = texts(before, "//*[@id='updated']")[0].split("更新于 ")[1][:8]
     assert message.startswith("无法连接监测服务（") and message.endswith(f"以下为 {updated_at} 的数据。")
     assert texts(after, "//main/section") == texts(before, "//main/section")  # the last data, all of it
-    assert texts(after, "//*[@id='fleet-rate']") == ["45.45%"]
+    assert texts(after, "//*[@id='fleet-rate']") == ["25.00%"]
     assert texts(after, "//*[@id='updated']") == texts(before, "//*[@id='updated']")
     assert recovered.xpath("//*[@id='problem']")[0].get("hidden") is not None
-    assert texts(recovered, "//*[@id='fleet-rate']") == ["45.45%"]
+    assert texts(recovered, "//*[@id='fleet-rate']") == ["25.00%"]
 
 
 # --- the status token ----------------------------------------------------------------------------
@@ -586,7 +657,7 @@ async def test_the_page_sends_the_token_of_its_url(tmp_path, chromium):
             dom = await page.dom()
             html = await page.evaluate("document.documentElement.outerHTML")
             assert page.errors() == []
-    assert texts(dom, "//*[@id='fleet-rate']") == ["45.45%"]
+    assert texts(dom, "//*[@id='fleet-rate']") == ["25.00%"]
     assert STATUS_TOKEN not in html
 
 
@@ -602,7 +673,7 @@ async def test_a_token_refused_under_an_open_page_is_reported_and_the_data_kept(
             dom = await page.dom()
     message = " ".join(dom.xpath("//*[@id='problem']")[0].text_content().split())
     assert message.startswith("访问令牌缺失或错误") and "以下为" in message
-    assert texts(dom, "//*[@id='fleet-rate']") == ["45.45%"]
+    assert texts(dom, "//*[@id='fleet-rate']") == ["25.00%"]
     assert dom.get("data-state") is None and dom.xpath("//body")[0].get("data-state") == "error"
 
 

@@ -31,6 +31,12 @@
       none_offline: "没有离线点位。",
       down: "离线",
       unreachable_state: "上级故障",
+      no_video: "有网无视频",
+      no_video_note: "能 ping 通，取流失败",
+      no_video_badge: "无视频",
+      none_no_video: "无",
+      rtsp_reason: "RTSP：{r}",
+      no_reason: "原因未知",
       behind_parent: "上级 {p} 离线",
       since: "{t} 起 · {d}",
       more: "另有 {n} 个未显示",
@@ -83,6 +89,12 @@
       none_offline: "No point is offline.",
       down: "down",
       unreachable_state: "unreachable",
+      no_video: "Network up, no video",
+      no_video_note: "answers ping, RTSP fails",
+      no_video_badge: "no video",
+      none_no_video: "none",
+      rtsp_reason: "RTSP: {r}",
+      no_reason: "no reason given",
       behind_parent: "behind {p} (down)",
       since: "since {t} · {d}",
       more: "{n} more not shown",
@@ -231,15 +243,16 @@
   }
 
   async function load() {
-    const [status, down, unreachable, links, faults, health] = await Promise.all([
+    const [status, down, unreachable, noVideo, links, faults, health] = await Promise.all([
       get("/api/v1/status"),
       get("/api/v1/devices?state=down&limit=10000"),
       get("/api/v1/devices?state=unreachable&limit=10000"),
+      get("/api/v1/devices?basis=video&state=down&limit=10000"),
       get("/api/v1/devices?kind=link&limit=1000"),
       get("/api/v1/faults?state=open&limit=500"),
       get("/healthz", [503]),
     ]);
-    return { status, down, unreachable, links, faults, health, fetchedMs: Date.now() };
+    return { status, down, unreachable, noVideo, links, faults, health, fetchedMs: Date.now() };
   }
 
   async function refresh() {
@@ -279,6 +292,7 @@
     renderFleet();
     renderRegions();
     renderOffline();
+    renderNoVideo();
     renderLinks();
     renderFaults();
     const c = s.cycle;
@@ -442,6 +456,29 @@
     // No down device up the chain (states changed between two requests): name the parent.
     const parent = byId.get(device.parent);
     return parent ? parent.name : device.parent;
+  }
+
+  // Cameras that answer ping but whose RTSP DESCRIBE fails: the API's list (video basis down),
+  // by region then name, with the RTSP probe's reason (the camera's own words: untrusted text).
+  // The API gives no since-when per basis, so none is shown.
+  function renderNoVideo() {
+    const cameras = [...data.noVideo.devices];
+    cameras.sort((a, b) => a.region.localeCompare(b.region, "zh-CN") || a.name.localeCompare(b.name, "zh-CN")
+      || a.id.localeCompare(b.id));
+    const total = cameras.length;
+    const rows = cameras.slice(0, MAX_OFFLINE).map((d) => {
+      const rtsp = d.results ? d.results.rtsp : undefined;
+      const reason = !rtsp ? t("no_result") : rtsp.reason || t("no_reason");
+      return el("li", { class: "novideo" },
+        el("div", { class: "line" },
+          el("span", { class: "name" }, d.name),
+          el("span", { class: "badge bad" }, t("no_video_badge"))),
+        el("div", { class: "sub" }, el("span", { class: "site" }, `${d.site} · ${d.region}`)),
+        el("div", { class: "sub reason" }, t("rtsp_reason", { r: reason })));
+    });
+    fill("novideo", heading(t("no_video"), total, t("no_video_note")),
+      rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_no_video")),
+      total > rows.length ? el("p", { class: "more" }, t("more", { n: total - rows.length })) : null);
   }
 
   function renderLinks() {
