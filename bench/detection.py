@@ -8,7 +8,7 @@ and the real daemon, `fleetmon run`, as a child process: ICMP every `interval` s
 200 ms apart, 1 s timeout, no retry; probe starts spread over `spread` × interval, fleetmon's
 default 0.5), no InfluxDB, `state.down_after: 1`, one rule `device_down` with `for_s: 0` and
 one WeCom route. The path measured is therefore: the device's next probe fails (one failed
-cycle) → DOWN → the daemon evaluates the rules 1 s later, mid-cycle (monitor/daemon.py
+cycle) → DOWN → the daemon evaluates the rules 1 s later, mid-cycle (monitor/app/daemon.py
 EARLY_EVALUATION_S), and the fault fires (for_s 0) → outbox → WeCom message.
 
 After the first (warm-up) cycle, `failures` distinct healthy devices (cameras and about one in
@@ -148,7 +148,7 @@ def write_config(work: Path, fleet, url: str, key: str, interval_s: float, sprea
 def pick_victims(fleet, count: int, rng: random.Random) -> list[str]:
     """`count` distinct healthy devices: about one switch in five (each from its own site), the
     rest cameras from other sites, shuffled."""
-    from monitor.model import Kind, Status
+    from monitor.core.model import Kind, Status
 
     healthy = [
         d for d in fleet.devices

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from bench._common import check_routed_into_lab
 from lab.net import LabNet
 from lab.rtsp import MAIN_STREAM, RtspServer
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes.rtsp import RtspConfig, RtspProbe
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

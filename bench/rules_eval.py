@@ -67,7 +67,7 @@ class AddressBook:
 def build_inventory(target_devices: int, seed: int):
     """(Inventory, devices) of about `target_devices` devices, contract-shaped."""
     from lab.fleet import NO_IMPAIRMENTS, build_contract_fleet
-    from monitor.inventory import Inventory
+    from monitor.fleet.inventory import Inventory
 
     def build(cameras: int):
         return build_contract_fleet(AddressBook(), cameras=cameras, seed=seed, impaired=NO_IMPAIRMENTS).devices
@@ -91,8 +91,8 @@ class Scenario:
     """The fleet's published states cycle after cycle, and the ICMP results behind them."""
 
     def __init__(self, inventory, devices, rng: random.Random) -> None:
-        from monitor.model import Kind, Status
-        from monitor.state import State
+        from monitor.core.model import Kind, Status
+        from monitor.state.tracker import State
 
         self.inventory, self.devices, self.rng = inventory, devices, rng
         self.probed = [d for d in devices if d.status is not Status.REMOVED and d.address is not None]
@@ -132,8 +132,8 @@ class Scenario:
         self.since = {d.id: 0 for d in devices}
 
     def counts(self) -> dict[str, int]:
-        from monitor.model import Kind
-        from monitor.state import State
+        from monitor.core.model import Kind
+        from monitor.state.tracker import State
 
         cams = [d for d in self.devices if d.kind is Kind.CAMERA and d.counted]
         return {
@@ -144,7 +144,7 @@ class Scenario:
 
     def churn(self, ts_ns: int) -> list:
         """CHURN free cameras go down and CHURN come back; returns the transitions."""
-        from monitor.state import State, Transition
+        from monitor.state.tracker import State, Transition
 
         up = [c for c in self.free_cameras if self.states[c] is State.UP]
         down = [c for c in self.free_cameras if self.states[c] is State.DOWN]
@@ -159,7 +159,7 @@ class Scenario:
 
     def results(self, ts_ns: int) -> list:
         """One ICMP result per probed device, as the probe would report it."""
-        from monitor.state import State
+        from monitor.state.tracker import State
         from probes.base import ProbeResult
 
         rng, out = self.rng, []
@@ -186,13 +186,13 @@ class Scenario:
 
 
 async def run(target_devices: int, cycles: int, seed: int) -> str:
-    from monitor.online_rate import online_rates
-    from monitor.statedb import StateDB
+    from monitor.state.online_rate import online_rates
+    from monitor.state.db import StateDB
     from rules.config import FlappingConfig, default_rules
     from rules.engine import RulesEngine, View
-    from rules.faults import FaultBook
-    from rules.maintenance import MaintenanceBook
-    from rules.notifiers.base import RouteConfigBase
+    from rules.alerting.faults import FaultBook
+    from rules.alerting.maintenance import MaintenanceBook
+    from rules.alerting.notifiers.base import RouteConfigBase
 
     # The fault book logs a line per fault firing/resolving; the daemon formats those to its log,
     # here they would go to stderr through logging's last resort. Records are still created.

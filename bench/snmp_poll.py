@@ -68,7 +68,7 @@ processes at a time. All 200 at once overload the Python agents: timeouts, retri
 def worker(addresses: list[str], rounds: int) -> None:
     """In the child: poll every address with SnmpProbe; print JSON {varbinds, wall_s, cpu_s,
     failed} of the measured rounds (after one warm-up round)."""
-    from monitor.model import Device, Kind
+    from monitor.core.model import Device, Kind
     from probes.snmp import SnmpConfig, SnmpProbe
 
     os.environ["FLEETMON_BENCH_COMMUNITY"] = COMMUNITY

@@ -40,7 +40,7 @@ from lab.wecom import WeComSimulator
 from lab.net import LabNet, cleanup_stale
 from lab.process import free_ports, stop_process
 from lab.services import Anomalies, FleetServices
-from monitor.model import Kind
+from monitor.core.model import Kind
 
 INTERVAL_S = 10.0  # the demo's probe interval: lively, still a real cycle over 2,000 devices
 DATABASE = "fleetmon"

@@ -30,7 +30,7 @@ from typing import Iterable, Mapping, Sequence
 
 from lab.net import Behaviour, LabNet
 from lab.snmp import SWITCH_UPLINK  # the lab switch's port that faces the link
-from monitor.model import Device, Kind, Status
+from monitor.core.model import Device, Kind, Status
 
 TOWNSHIPS = ("城关镇", "河西乡", "东关镇", "南湖乡", "北山镇", "西坪乡", "石桥镇", "柳林乡", "白沙镇", "青龙乡")
 PLACES = (
@@ -53,7 +53,7 @@ POINT_LIST_COLUMNS = (
     "firmware", "serial", "uplink", "tags",
 )
 CAMERA_FIRMWARE = "V5.7.1 build 220713"  # what the point list records for every lab camera
-ALL = "all"  # group of the fleet scope, and kind of all kinds (as in monitor/online_rate.py)
+ALL = "all"  # group of the fleet scope, and kind of all kinds (as in monitor/state/online_rate.py)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class LabFleet:
     ) -> dict[tuple[str, str, str], tuple[int, int]]:
         """Ground truth of the online rate: (scope, group, kind) → (online, total).
 
-        Keys as in monitor/online_rate.py: scope "fleet" (group "all"), "region" or "site"
+        Keys as in monitor/state/online_rate.py: scope "fleet" (group "all"), "region" or "site"
         (group = its name); kind a Kind value or "all". total counts active devices only;
         online those in `online`, by default `reachable()` (the network basis). `kinds`: only
         devices of these kinds (a basis such as video applies to cameras only). Groups whose

@@ -31,7 +31,7 @@ from lab.fleet import CAMERA_FIRMWARE, LabFleet
 from lab.onvif import OnvifSimulatorProcess
 from lab.rtsp import MAIN_STREAM, RtspServer, block_video, unblock_video
 from lab.snmp import SWITCH_UPLINK, SWITCH_UPLINK_INDEX, SnmpSim
-from monitor.model import Device, Kind, Status
+from monitor.core.model import Device, Kind, Status
 
 CAMERA_USER = "admin"
 CAMERA_PASSWORD = "lab-Hik12345"  # lab cameras only; the daemon reads it from a file like any secret

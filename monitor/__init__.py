@@ -1,1 +1,2 @@
-"""fleetmon daemon core: config, inventory, scheduler, state, storage, CLI."""
+"""fleetmon's daemon, in layers (docs/ARCHITECTURE.md): core → fleet → (probes) → state →
+metrics → (rules) → app. A lower layer never imports a higher one (tests/test_layers.py)."""

@@ -22,7 +22,7 @@ import aiohttp
 from lxml import etree
 from pydantic import SecretStr
 
-from monitor.model import Device
+from monitor.core.model import Device
 from probes.base import ProbeResult
 from probes.onvif import OnvifConfig, OnvifProbe, inventory_mismatch, strip_userinfo
 

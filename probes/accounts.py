@@ -19,8 +19,8 @@ from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
-from monitor.model import Device
+from monitor.core.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.core.model import Device
 
 
 def _read_password(model: "_Password") -> None:

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Mapping, Protocol, Self
 
 from pydantic import BaseModel
 
-from monitor.measurement import MeasurementSpec
-from monitor.model import Device
+from monitor.core.measurement import MeasurementSpec
+from monitor.core.model import Device
 
 FieldValue = float | int | bool | str
 
@@ -47,7 +47,7 @@ class ProbeResult:
     - ok: the device answered as the probe requires (ICMP: at least one echo reply).
     - reason: short English reason when not ok ("timeout", "host unreachable", …), else None.
     - fields: measurement fields, units in the names (rtt_avg_ms, loss_pct …) as declared in
-      monitor/schema.py for the measurement named like the probe; every probe's measurement has
+      monitor/metrics/schema.py for the measurement named like the probe; every probe's measurement has
       the boolean field `up` (= ok), so even a result the scheduler made up (caller timeout)
       can be written. Read-only.
     - series: further points of the same probe (per port, per disk …), see Series.
@@ -108,7 +108,7 @@ class Probe(Protocol):
     Config: ClassVar[type[BaseModel]]
     measurements: ClassVar[tuple[MeasurementSpec, ...]]
     """Every measurement the probe's results write (the first one named like the probe);
-    collected into monitor.schema."""
+    collected into monitor.metrics.schema."""
 
     def __init__(self, cfg: BaseModel) -> None: ...
 

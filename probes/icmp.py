@@ -42,9 +42,9 @@ from typing import Annotated, Callable, ClassVar, Iterable, Literal, NamedTuple,
 
 from pydantic import Field
 
-from monitor.config_base import SelectorConfig, Strict
-from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import Device, IPAddress, Selector
+from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.model import Device, IPAddress, Selector
 from probes.base import ProbeResult
 
 log = logging.getLogger("fleetmon.icmp")
@@ -416,7 +416,7 @@ class PingStats:
         return sum(abs(b - a) for a, b in zip(r, r[1:])) / (len(r) - 1)
 
     def fields(self) -> dict[str, float | int | bool]:
-        """Fields of the `icmp` measurement (monitor/schema.py); RTT fields only with a reply,
+        """Fields of the `icmp` measurement (monitor/metrics/schema.py); RTT fields only with a reply,
         jitter only with two."""
         out: dict[str, float | int | bool] = {
             "up": self.up,

@@ -44,9 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 
-from monitor.config_base import SelectorConfig
-from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import Device, Kind
+from monitor.core.config_base import SelectorConfig
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.model import Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 

@@ -49,9 +49,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.config_base import SelectorConfig, Strict
-from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import Device, Kind
+from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.model import Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Sequence
 
 from pydantic import Field, SecretStr, model_validator
 
-from monitor.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
-from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import Device, Kind, Selector
+from monitor.core.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.model import Device, Kind, Selector
 from probes.base import FieldValue, ProbeResult, Series
 from probes.snmp_mibs import (
     GROUPS,

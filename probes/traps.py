@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Se
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.config_base import Strict, read_secret, refuse_inline_secrets
-from monitor.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.model import IPAddress
+from monitor.core.config_base import Strict, read_secret, refuse_inline_secrets
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.model import IPAddress
 
 if TYPE_CHECKING:
     from probes._trap_engine import TrapEngine

@@ -1,5 +1,5 @@
-"""Config of the rules engine, fault lifecycle, maintenance windows and notifications
-(config.yaml sections `rules`, `flapping`, `maintenance`, `notify`).
+"""Config of the rules engine (config.yaml sections `rules` and `flapping`); the alerting
+sections (`maintenance`, `notify`) are rules.alerting.config.
 
 Rule types (RFC-free: these are the contract's own terms):
 - device_down: a device DOWN (not merely unreachable behind a down parent) for `for_s`.
@@ -21,17 +21,14 @@ clear condition held that long), so a value hovering at the limit raises one fau
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Self, Union
 
 from pydantic import Field, model_validator
 
-from monitor.availability import Basis
-from monitor.config_base import SelectorConfig, Strict
-from monitor.model import Kind
-from rules.duty import DutyShift
+from monitor.state.availability import Basis
+from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.model import Kind
 from rules.model import Severity
-from rules.notifiers import MqttConfig, WebhookConfig, WeComConfig
 
 
 class _RuleBase(Strict):
@@ -59,7 +56,7 @@ class DeviceDownRule(_RuleBase):
 class OnlineRateRule(_RuleBase):
     type: Literal["online_rate"] = "online_rate"
     basis: Basis = Basis.ONLINE
-    """Which online rate (monitor.availability): the contract's `online` by default."""
+    """Which online rate (monitor.state.availability): the contract's `online` by default."""
     scope: Literal["fleet", "region", "site"] = "region"
     kind: Kind | Literal["all"] = Kind.CAMERA
     below_pct: Annotated[float, Field(gt=0, le=100)] = 95.0
@@ -123,7 +120,7 @@ class VideoDownRule(_RuleBase):
     type: Literal["video_down"] = "video_down"
     match: SelectorConfig = SelectorConfig(kind=[Kind.CAMERA])
     basis: Literal["video", "service"] = "video"
-    """Which basis must be up besides the network (monitor.availability)."""
+    """Which basis must be up besides the network (monitor.state.availability)."""
 
 
 class _ValueRule(_RuleBase):
@@ -317,50 +314,6 @@ class FlappingConfig(Strict):
     window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     max_changes: Annotated[int, Field(ge=2, le=1000)] = 4
     severity: Severity = Severity.MAJOR
-
-
-class MaintenanceWindowConfig(Strict):
-    """A scheduled maintenance window (计划维护): faults of matching devices are not notified
-    inside it, and the time is marked in the state database so reports can exclude it."""
-
-    match: SelectorConfig
-    start: datetime
-    end: datetime
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
-
-    @model_validator(mode="after")
-    def _order(self) -> "MaintenanceWindowConfig":
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("start and end need a UTC offset, e.g. 2026-12-01T02:00:00+08:00")
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
-        return self
-
-
-RouteConfig = Annotated[Union[WeComConfig, WebhookConfig, MqttConfig], Field(discriminator="type")]
-
-
-class NotifyConfig(Strict):
-    """Where faults are sent (`routes`, each with its own selector, minimum severity,
-    reminders and escalation) and who is on duty (`duty`, for WeCom @mentions)."""
-
-    routes: list[RouteConfig] = []
-    duty: list[DutyShift] = []
-
-    @model_validator(mode="after")
-    def _names(self) -> "NotifyConfig":
-        names = [r.name for r in self.routes]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"route names must be unique: {', '.join(twice)}")
-        for r in self.routes:
-            if r.escalate_to is not None and r.escalate_to not in names:
-                raise ValueError(f"route {r.name}: escalate_to names no route: {r.escalate_to}")
-            if r.escalate_to == r.name:
-                raise ValueError(f"route {r.name}: escalate_to must name another route")
-            if (r.escalate_to is None) != (r.escalate_after_s is None):
-                raise ValueError(f"route {r.name}: escalate_after_s and escalate_to go together")
-        return self
 
 
 RESERVED_RULE_NAMES = ("flapping", "notifier")  # faults fleetmon raises itself

@@ -1,5 +1,5 @@
 """The rules engine: from what the fleet looks like after a cycle to the set of conditions
-that hold now, each keyed by (rule name, scope). The fault lifecycle (rules/faults.py) turns
+that hold now, each keyed by (rule name, scope). The fault lifecycle (rules/alerting/faults.py) turns
 conditions into faults over time (for_s, clear_for_s, notifications).
 
 Evaluation is a pure function of the engine's inputs, so it is tested without I/O:
@@ -32,11 +32,11 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from monitor.availability import Basis
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind
-from monitor.online_rate import ALL, GroupRate
-from monitor.state import State, Transition
+from monitor.state.availability import Basis
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind
+from monitor.state.online_rate import ALL, GroupRate
+from monitor.state.tracker import State, Transition
 from probes.base import ProbeResult
 from rules.config import (
     DeviceDownRule,
@@ -162,7 +162,7 @@ class Condition:
 class View:
     """The fleet at `ts_ns` (UTC ns): network states (the icmp tracker's: device_down and the
     window rules) and since when, online rates of every basis, and the states of every basis
-    (monitor.availability: basis → device id → State; a device a basis does not apply to is
+    (monitor.state.availability: basis → device id → State; a device a basis does not apply to is
     absent)."""
 
     ts_ns: int

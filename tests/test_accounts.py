@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes.accounts import CameraAccounts
 from probes.onvif import OnvifConfig
 from probes.rtsp import RtspConfig

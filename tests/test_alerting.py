@@ -20,7 +20,7 @@ from lab.fleet import LabFleet, build_small_fleet
 from lab.net import Behaviour
 from lab.wecom import WeComSimulator
 from tests.plugins.daemon import running_daemon, until
-from monitor.daemon import Daemon
+from monitor.app.daemon import Daemon
 from rules.model import FaultState
 
 pytestmark = pytest.mark.root

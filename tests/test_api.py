@@ -21,21 +21,21 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr, ValidationError
 
-import monitor.api as api
-from monitor.api import ApiConfig, ApiContext, ApiServer, create_app
-from monitor.config_base import SelectorConfig
-from monitor.snapshot import Snapshot
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind, Status
-from monitor.online_rate import online_rates
-from monitor.scheduler import CycleReport
-from monitor.state import State
-from monitor.statedb import StateDB
+import monitor.app.api as api
+from monitor.app.api import ApiConfig, ApiContext, ApiServer, create_app
+from monitor.core.config_base import SelectorConfig
+from monitor.app.snapshot import Snapshot
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind, Status
+from monitor.state.online_rate import online_rates
+from monitor.app.scheduler import CycleReport
+from monitor.state.tracker import State
+from monitor.state.db import StateDB
 from probes.base import ProbeResult
-from rules.config import MaintenanceWindowConfig
+from rules.alerting.config import MaintenanceWindowConfig
 from rules.engine import Condition
-from rules.faults import FaultBook
-from rules.maintenance import MaintenanceBook
+from rules.alerting.faults import FaultBook
+from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity
 
 TOKEN = "s3cret-token-值班"

@@ -6,10 +6,10 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.availability import AvailabilityConfig, Basis, combine
-from monitor.model import Device, Kind
-from monitor.online_rate import online_rates
-from monitor.state import State
+from monitor.state.availability import AvailabilityConfig, Basis, combine
+from monitor.core.model import Device, Kind
+from monitor.state.online_rate import online_rates
+from monitor.state.tracker import State
 
 U, D, X, K = State.UP, State.DOWN, State.UNREACHABLE, State.UNKNOWN
 

@@ -1,4 +1,4 @@
-"""`fleetmon check-config`, run as users run it: the console script and `python -m monitor.cli`,
+"""`fleetmon check-config`, run as users run it: the console script and `python -m monitor.app.cli`,
 in a subprocess, with exit status and output checked."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ SECRET = "Pa55-word-Not-For-Print"
 def fleetmon(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
              script: bool = False) -> subprocess.CompletedProcess[str]:
     # The console script lives next to the interpreter running the tests (the venv's bin/).
-    command = [str(Path(sys.executable).parent / "fleetmon")] if script else [sys.executable, "-m", "monitor.cli"]
+    command = [str(Path(sys.executable).parent / "fleetmon")] if script else [sys.executable, "-m", "monitor.app.cli"]
     return subprocess.run([*command, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=60)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from monitor.config import ConfigError, FleetmonConfig, load_config
+from monitor.app.config import FleetmonConfig, load_config
+from monitor.core.config_base import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,14 +18,14 @@ import yaml
 from lab.fleet import LabFleet
 from lab.services import Anomalies, FleetServices
 from lab.influxdb import InfluxServer
-from monitor.config import load_config
-from monitor.daemon import Daemon, StartupError
-from monitor.snapshot import Snapshot
-from monitor.inventory import load_inventory
-from monitor.model import Kind
-from monitor.schema import MEASUREMENTS, render_markdown
-from monitor.state import State
-from monitor.statedb import StateDB
+from monitor.app.config import load_config
+from monitor.app.daemon import Daemon, StartupError
+from monitor.app.snapshot import Snapshot
+from monitor.fleet.inventory import load_inventory
+from monitor.core.model import Kind
+from monitor.metrics.schema import MEASUREMENTS, render_markdown
+from monitor.state.tracker import State
+from monitor.state.db import StateDB
 
 pytestmark = pytest.mark.root
 FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
@@ -197,7 +197,7 @@ def test_every_field_written_is_declared_in_the_schema_and_docs_match(small_flee
     for series in influx.query("SHOW FIELD KEYS", influx_db)[0]["series"]:
         spec = MEASUREMENTS[series["name"]]
         for field, ftype in series["values"]:
-            assert field in spec.fields, f"{series['name']}.{field} is not declared in monitor/schema.py"
+            assert field in spec.fields, f"{series['name']}.{field} is not declared in monitor/metrics/schema.py"
             assert influx_types[spec.fields[field].type] == ftype, f"{series['name']}.{field}"
     for series in influx.query("SHOW TAG KEYS", influx_db)[0]["series"]:
         assert {row[0] for row in series["values"]} <= set(MEASUREMENTS[series["name"]].tags)
@@ -340,9 +340,9 @@ async def test_startup_error_is_raised_in_process_too(tmp_path):
 def test_devices_are_probed_parent_first_with_everything_behind_it_next():
     import ipaddress
 
-    from monitor.daemon import _depth_first
-    from monitor.inventory import Inventory
-    from monitor.model import Device, Kind
+    from monitor.app.daemon import _depth_first
+    from monitor.fleet.inventory import Inventory
+    from monitor.core.model import Device, Kind
 
     def d(i, parent=None):
         return Device(i, i, Kind.CAMERA, ipaddress.ip_address(f"198.18.6.{len(_order) + 1}"), "s", "r", parent=parent)

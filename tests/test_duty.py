@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from rules.duty import DutyRoster, DutyShift
+from rules.alerting.duty import DutyRoster, DutyShift
 
 SH = ZoneInfo("Asia/Shanghai")
 

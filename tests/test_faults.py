@@ -11,16 +11,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitor.config_base import SelectorConfig
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind
-from monitor.statedb import StateDB
-from rules.config import MaintenanceWindowConfig
+from monitor.core.config_base import SelectorConfig
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind
+from monitor.state.db import StateDB
+from rules.alerting.config import MaintenanceWindowConfig
 from rules.engine import Condition
-from rules.faults import FaultBook, FaultStateError
-from rules.maintenance import MaintenanceBook
+from rules.alerting.faults import FaultBook, FaultStateError
+from rules.alerting.maintenance import MaintenanceBook
 from rules.model import FaultState, Severity
-from rules.notifiers.base import RouteConfigBase
+from rules.alerting.notifiers.base import RouteConfigBase
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # 2027-01-15, fixed: the lifecycle is driven by the times given to apply()

@@ -1,5 +1,5 @@
 """Grafana dashboards as code (deploy/grafana): the committed JSON is what the generator makes and
-passes the SDK's own model check; every panel reads only what monitor/schema.py declares; every
+passes the SDK's own model check; every panel reads only what monitor/metrics/schema.py declares; every
 panel's InfluxQL, with the template variables resolved as Grafana resolves them, runs on a real
 InfluxDB filled by the daemon on a lab fleet with all its services (ICMP, RTSP, ONVIF, SNMP and
 traps; a UPS goes on battery and an uplink down during the run; rules raise faults) and returns
@@ -30,11 +30,12 @@ from lab.influxdb import InfluxServer
 from lab.net import LabNet
 from lab.services import DRIFT_S, UPGRADED_FIRMWARE, Anomalies, FleetServices
 from lab.snmp import SWITCH_UPLINK
-from monitor.config import InfluxDBConfig, load_config
-from monitor.daemon import Daemon
-from monitor.inventory import load_inventory
-from monitor.model import Device
-from monitor.schema import MEASUREMENTS
+from monitor.app.config import load_config
+from monitor.metrics.config import InfluxDBConfig
+from monitor.app.daemon import Daemon
+from monitor.fleet.inventory import load_inventory
+from monitor.core.model import Device
+from monitor.metrics.schema import MEASUREMENTS
 from rules.model import FaultState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def undeclared(need: str) -> bool:
 def test_no_panel_waits_for_a_measurement_the_schema_does_not_declare():
     waiting = [f"{p.dashboard_uid} / {p.title}: {sorted(filter(undeclared, p.needs))}"
                for p in PANELS if any(map(undeclared, p.needs))]
-    assert not waiting, "panels need what monitor/schema.py does not declare:\n" + "\n".join(waiting)
+    assert not waiting, "panels need what monitor/metrics/schema.py does not declare:\n" + "\n".join(waiting)
     # The check can fail: a need of a measurement or key nobody declares is seen.
     assert undeclared("online_rate.no_such_key") and undeclared("no_such_measurement")
     assert not undeclared("online_rate.basis") and not undeclared("ups")
@@ -163,7 +164,7 @@ def test_needs_name_exactly_what_the_queries_read():
         # Every tag and field it reads is declared: a renamed field fails here, not on the wall.
         declared = set().union(*(set(MEASUREMENTS[m].tags) | set(MEASUREMENTS[m].fields) for m in read))
         unknown = set().union(*map(identifiers, queries)) - declared - read
-        assert not unknown, f"{panel.title}: {sorted(unknown)} not declared in monitor/schema.py"
+        assert not unknown, f"{panel.title}: {sorted(unknown)} not declared in monitor/metrics/schema.py"
 
 
 def test_template_variables_and_queries_use_grafana_macros_only_where_grafana_expands_them():

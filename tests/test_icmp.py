@@ -28,8 +28,8 @@ from typing import Iterator
 import pytest
 
 from lab.net import Behaviour, LabNet
-from monitor import schema
-from monitor.model import Device, Kind
+from monitor.metrics import schema
+from monitor.core.model import Device, Kind
 from probes.base import ProbeResult
 from probes.icmp import (
     IcmpConfig,

@@ -11,9 +11,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from monitor.config import InventoryConfig, load_config
-from monitor.inventory import Inventory, InventoryError, load_inventory
-from monitor.model import Device, Kind, Selector, Status
+from monitor.app.config import load_config
+from monitor.fleet.inventory import InventoryConfig
+from monitor.fleet.inventory import Inventory, InventoryError, load_inventory
+from monitor.core.model import Device, Kind, Selector, Status
 
 HEADER = "id,name,kind,address,site,region,parent,status,lat,lon,model,tags"
 SWITCH = "sw1,Switch 1,switch,10.0.0.1,site-a,north,,,,,,"  # a good row, line 2 below HEADER

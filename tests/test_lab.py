@@ -24,7 +24,7 @@ import pytest
 
 from lab.fleet import CENTRE_SITE, POINT_LIST_COLUMNS, Impairments, build_contract_fleet
 from lab.net import POOL4, POOL6, STATE_DIR, Behaviour, LabNet, cleanup_stale
-from monitor.model import Kind, Status
+from monitor.core.model import Kind, Status
 
 SUMMARY = re.compile(r"^(\S+)\s+: (.*)$")
 

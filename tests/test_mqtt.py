@@ -11,12 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from lab.mosquitto import MosquittoServer
-from monitor.statedb import StateDB
-from rules import outbox
+from monitor.state.db import StateDB
+from rules.alerting import outbox
 from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
-from rules.notifiers.mqtt import REFUSED_RETRY_S, MqttConfig, MqttRoute, topic_for
-from rules.notifiers.webhook import event_document
-from rules.outbox import OutboxWorker
+from rules.alerting.notifiers.mqtt import REFUSED_RETRY_S, MqttConfig, MqttRoute, topic_for
+from rules.alerting.notifiers.webhook import event_document
+from rules.alerting.outbox import OutboxWorker
 from tests.plugins.mqtt import MQTT_PASSWORD, MQTT_USER
 
 _prefixes = iter(range(1_000_000))

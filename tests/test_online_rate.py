@@ -2,9 +2,9 @@
 
 import ipaddress
 
-from monitor.model import Device, Kind, Status
-from monitor.online_rate import online_rates
-from monitor.state import State
+from monitor.core.model import Device, Kind, Status
+from monitor.state.online_rate import online_rates
+from monitor.state.tracker import State
 
 
 def dev(i, kind=Kind.CAMERA, region="城关镇", site="S1", status=Status.ACTIVE):

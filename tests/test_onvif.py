@@ -22,7 +22,7 @@ from zeep.settings import Settings
 
 from lab.onvif import NS_WSSE, NS_WSU, PASSWORD_DIGEST, OnvifSimulator, OnvifSimulatorProcess
 from lab.process import free_ports
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes._onvif_client import ResponseRefused, check_response, reason_of
 from probes.onvif import OnvifConfig, OnvifProbe, strip_userinfo
 
@@ -211,7 +211,7 @@ def test_wants_cameras_with_an_address_and_credentials(password_env) -> None:
 # logger starts without handlers there, so the onvif library's logging.basicConfig would show.
 LAZY_LOAD = """
 import asyncio, logging, sys
-import monitor.daemon
+import monitor.app.daemon
 from probes.onvif import OnvifConfig, OnvifProbe
 print(sorted(m for m in ("zeep", "onvif") if m in sys.modules))
 async def enter():

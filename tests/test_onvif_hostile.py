@@ -12,7 +12,7 @@ from aiohttp import web
 
 from lab.onvif import HUGE_BYTES, OnvifSimulator
 from lab.process import free_ports
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes.onvif import OnvifConfig, OnvifProbe
 
 PASSWORD = "Cam-pass-7731"

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from monitor.statedb import StateDB
-from rules import outbox
+from monitor.state.db import StateDB
+from rules.alerting import outbox
 from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
-from rules.notifiers.base import Delivery
-from rules.outbox import OutboxWorker
+from rules.alerting.notifiers.base import Delivery
+from rules.alerting.outbox import OutboxWorker
 
 FAST = dict(backoff_initial_s=0.01, backoff_max_s=0.05, poll_s=0.05)
 
@@ -71,7 +71,7 @@ async def db(tmp_path):
 
 @pytest.fixture
 def outbox_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    """caplog for the outbox's records. monitor.logs.setup() stops "fleetmon" records from
+    """caplog for the outbox's records. monitor.app.logs.setup() stops "fleetmon" records from
     propagating to the root logger, where caplog listens: undo that for the test."""
     monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
     caplog.set_level(logging.DEBUG, logger="fleetmon.outbox")

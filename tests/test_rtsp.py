@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from lab.process import free_ports
 from lab.rtsp import MAIN_STREAM, SUB_STREAM, RtspServer
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes.rtsp import (
     RtspConfig,
     RtspFrameConfig,

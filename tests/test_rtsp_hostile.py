@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes.rtsp import RtspConfig, RtspProbe
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -4,14 +4,14 @@ import ipaddress
 
 import pytest
 
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind
-from monitor.online_rate import GroupRate, online_rates
-from monitor.state import State, Transition
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind
+from monitor.state.online_rate import GroupRate, online_rates
+from monitor.state.tracker import State, Transition
 from probes.base import ProbeResult
 from rules.config import DeviceDownRule, FlappingConfig, LatencyRule, OnlineRateRule, default_rules
 from rules.engine import RulesEngine, View
-from monitor.config_base import SelectorConfig
+from monitor.core.config_base import SelectorConfig
 from rules.model import Severity
 
 _n = iter(range(1, 250))

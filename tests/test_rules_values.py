@@ -7,11 +7,11 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.availability import Basis
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind
-from monitor.online_rate import online_rates
-from monitor.state import State
+from monitor.state.availability import Basis
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind
+from monitor.state.online_rate import online_rates
+from monitor.state.tracker import State
 from probes.base import ProbeResult, Series
 from probes.traps import TrapEvent
 from rules.config import (

@@ -8,8 +8,8 @@ import asyncio
 import ipaddress
 import time
 
-from monitor.model import Device, Kind
-from monitor.scheduler import CycleReport, Scheduler
+from monitor.core.model import Device, Kind
+from monitor.app.scheduler import CycleReport, Scheduler
 from probes.base import ProbeResult
 
 

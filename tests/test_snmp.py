@@ -37,7 +37,7 @@ from lab.snmp import (
     V3User,
     free_udp_ports,
 )
-from monitor.model import Device, Kind
+from monitor.core.model import Device, Kind
 from probes.base import ProbeResult
 from probes.snmp import SnmpConfig, SnmpProbe
 from probes.snmp_mibs import (
@@ -172,7 +172,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run with the repository as cwd: `-c` puts it first on sys.path, ahead of an installed fleetmon.
 _LOADED = """
 import asyncio, json, sys
-import monitor.daemon
+import monitor.app.daemon
 from probes.snmp import SnmpConfig, SnmpProbe
 from probes.traps import TrapConfig, TrapReceiver
 
@@ -189,19 +189,19 @@ async def enter(use):
 
 at_import = loaded()
 asyncio.run(enter(sys.argv[1]))
-print(json.dumps({"import": at_import, "entered": loaded(), "daemon": monitor.daemon.__file__}))
+print(json.dumps({"import": at_import, "entered": loaded(), "daemon": monitor.app.daemon.__file__}))
 """
 
 
 @pytest.mark.parametrize("use", ["probe", "traps"])
 def test_pysnmp_loads_only_when_snmp_is_used(use: str) -> None:
-    """`import monitor.daemon` loads neither pysnmp nor pyasn1 (~20 MB RSS an operator without
+    """`import monitor.app.daemon` loads neither pysnmp nor pyasn1 (~20 MB RSS an operator without
     SNMP must not pay); entering the SNMP probe or the trap receiver loads both."""
     proc = subprocess.run([sys.executable, "-c", _LOADED, use], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.splitlines()[-1])
-    assert Path(out["daemon"]).resolve() == ROOT / "monitor" / "daemon.py"
+    assert Path(out["daemon"]).resolve() == ROOT / "monitor" / "app" / "daemon.py"
     assert out["import"] == []
     assert out["entered"] == ["pyasn1", "pysnmp"]
 

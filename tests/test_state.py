@@ -2,9 +2,9 @@
 
 import ipaddress
 
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind
-from monitor.state import State, StateTracker
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind
+from monitor.state.tracker import State, StateTracker
 from probes.base import ProbeResult
 
 

@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from monitor.state import State, Transition
-from monitor.statedb import StateDB, StateDBError
+from monitor.state.tracker import State, Transition
+from monitor.state.db import StateDB, StateDBError
 
 
 def t(device, ts, old, new, reason=None, probe="icmp"):

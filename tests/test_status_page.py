@@ -33,20 +33,20 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from lab.process import ServerProcess, stop_process
-from monitor.api import ApiConfig, ApiContext, ApiServer
-from monitor.config_base import SelectorConfig
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind, Status
-from monitor.online_rate import online_rates
-from monitor.scheduler import CycleReport
-from monitor.snapshot import Snapshot
-from monitor.state import State
-from monitor.statedb import StateDB
+from monitor.app.api import ApiConfig, ApiContext, ApiServer
+from monitor.core.config_base import SelectorConfig
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind, Status
+from monitor.state.online_rate import online_rates
+from monitor.app.scheduler import CycleReport
+from monitor.app.snapshot import Snapshot
+from monitor.state.tracker import State
+from monitor.state.db import StateDB
 from probes.base import ProbeResult
-from rules.config import MaintenanceWindowConfig
+from rules.alerting.config import MaintenanceWindowConfig
 from rules.engine import Condition
-from rules.faults import FaultBook
-from rules.maintenance import MaintenanceBook
+from rules.alerting.faults import FaultBook
+from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity
 
 CHROMIUM = "/usr/bin/chromium"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from lab.influxdb import InfluxServer, V2Forwarder
-from monitor.config import InfluxDBConfig, RetryConfig
-from monitor.schema import SchemaError
-from monitor.storage import InfluxSink
+from monitor.metrics.config import InfluxDBConfig, RetryConfig
+from monitor.metrics.schema import SchemaError
+from monitor.metrics.sink import InfluxSink
 from tests.plugins.influx import V2_TOKEN
 
 T0 = 1_763_000_000_123_456_789  # 2025-11-13 UTC, ns: all points of a test fall in one shard
@@ -53,7 +53,7 @@ async def eventually(condition: Callable[[], bool], what: str, timeout_s: float 
 
 @pytest.fixture
 def sink_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    """caplog for the sink's records at every level. monitor.logs.setup() stops "fleetmon" records
+    """caplog for the sink's records at every level. monitor.app.logs.setup() stops "fleetmon" records
     from propagating to the root logger, where caplog listens: undo that for the test."""
     monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
     caplog.set_level(logging.DEBUG)

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import pytest
 from pydantic import ValidationError
 
-from monitor.measurement import DEVICE_TAGS
+from monitor.core.measurement import DEVICE_TAGS
 from probes.traps import (
     SNMP_TRAP_OID,
     TRAP_MEASUREMENT,
@@ -551,7 +551,7 @@ def test_config_errors(secrets, monkeypatch, data: dict, message: str) -> None:
     monkeypatch.setenv("FM_TRAP_SHORT", "short7!")
     with pytest.raises(ValidationError) as info:
         TrapConfig.model_validate(data)
-    # What the config loader shows (monitor/config.py _describe): the messages, not the input.
+    # What the config loader shows (monitor/app/config.py _describe): the messages, not the input.
     text = " | ".join(error["msg"] for error in info.value.errors(include_url=False))
     assert message in text
     for secret in ("short7!", "inline-key", AUTH_KEY, PRIV_KEY, "public-fm"):

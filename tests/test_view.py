@@ -6,13 +6,13 @@ import re
 
 from rich.console import Console
 
-from monitor.inventory import Inventory
-from monitor.model import Device, Kind
-from monitor.online_rate import online_rates
-from monitor.scheduler import CycleReport
-from monitor.snapshot import Snapshot
-from monitor.state import State
-from monitor.view import render
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind
+from monitor.state.online_rate import online_rates
+from monitor.app.scheduler import CycleReport
+from monitor.app.snapshot import Snapshot
+from monitor.state.tracker import State
+from monitor.app.view import render
 from probes.base import ProbeResult
 from rules.model import Fault, FaultState, Severity
 

@@ -15,16 +15,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from lab.process import free_ports
-from monitor.statedb import StateDB
-from rules import outbox
+from monitor.state.db import StateDB
+from rules.alerting import outbox
 from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
-from rules.notifiers.webhook import (
+from rules.alerting.notifiers.webhook import (
     REJECTED_RETRY_S,
     WebhookConfig,
     WebhookRoute,
     event_document,
 )
-from rules.outbox import OutboxWorker
+from rules.alerting.outbox import OutboxWorker
 
 TOKEN = "hook-token-3f9a"
 

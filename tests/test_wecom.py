@@ -21,10 +21,10 @@ import pytest
 from pydantic import ValidationError
 
 from lab.wecom import ReceivedMessage, WeComSimulator
-from rules.duty import DutyRoster, DutyShift
+from rules.alerting.duty import DutyRoster, DutyShift
 from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
-from rules.notifiers.base import Delivery
-from rules.notifiers.wecom import WeComConfig, WeComRoute, fit_bytes, utf8_len
+from rules.alerting.notifiers.base import Delivery
+from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute, fit_bytes, utf8_len
 
 SH = ZoneInfo("Asia/Shanghai")
 ON_DUTY = "13800000001"
@@ -70,7 +70,7 @@ async def wecom(clock: FakeClock):
 
 @pytest.fixture
 def wecom_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    """caplog for every record, the route's and aiohttp's. monitor.logs.setup() stops "fleetmon"
+    """caplog for every record, the route's and aiohttp's. monitor.app.logs.setup() stops "fleetmon"
     records at its own handler; a test that ran it earlier must not hide them here."""
     monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
     caplog.set_level(logging.DEBUG)

@@ -9,7 +9,7 @@ use Grafana's `$timeFilter` and `$__interval` and the template variables `region
 (multi-value with "All": Grafana turns them into `(a|b)` inside `=~ /^$region$/`).
 
 Each panel declares what it `needs`: measurement names, or `measurement.key` for a tag or field
-it depends on (online_rate.basis). tests/test_grafana.py checks these against monitor/schema.py
+it depends on (online_rate.basis). tests/test_grafana.py checks these against monitor/metrics/schema.py
 (nothing may be undeclared) and runs every panel's queries on a real InfluxDB filled by the
 daemon watching a lab fleet with all its services (ICMP, RTSP, ONVIF, SNMP, traps, rules): each
 query must return a value.

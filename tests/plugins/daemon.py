@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from monitor.inventory import load_inventory
+from monitor.app.config import load_config
+from monitor.app.daemon import Daemon
+from monitor.fleet.inventory import load_inventory
 
 
 async def until(predicate: Callable[[], object], timeout_s: float, what: str):

@@ -1,0 +1,1105 @@
+"""The HTTP API (aiohttp): health, fleet status, devices, faults, maintenance windows, the phone
+status page, and an OpenAPI 3.1 document describing exactly these routes.
+
+Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
+
+    GET    /healthz                          liveness: 200, or 503 once cycles stopped finishing
+    GET    /api/v1/status                    online rates (fleet, regions, sites, kinds), states, open faults
+    GET    /api/v1/devices                   ?region=&site=&kind=&state=&limit=&offset=
+    GET    /api/v1/faults                    ?state=open|pending|firing|resolved|all&limit=
+    GET    /api/v1/faults/{id}
+    POST   /api/v1/faults/{id}/ack           {"by": "张工"}                           (write)
+    GET    /api/v1/maintenance               ?active=true
+    POST   /api/v1/maintenance               {"match", "start", "end", "reason", "by"} (write)
+    DELETE /api/v1/maintenance/{id}          ?by=张工                                  (write)
+    GET    /api/v1/openapi.json
+    GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
+    GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
+
+Every route is declared once, in `_endpoints()`, together with the pydantic models of its path
+parameters, query, body and responses. The app's routes, the request validation and the
+OpenAPI document are all built from that one table, so the document cannot drift from what
+the server does.
+
+Security decisions:
+- Reads are open by default; they show nothing the command hall's video wall does not. With a
+  status token configured (api.status_token_env/_file: read-only, different from the write
+  token) every data read needs it or the write token, as a bearer header; the status page,
+  which a phone opens as a link, takes it as ?token= and its script sends it as a bearer
+  header. /healthz, the OpenAPI document and the page's CSS and script stay open: they show
+  no fleet data.
+- Every write (POST, DELETE) needs `Authorization: Bearer <token>`; tokens are compared in
+  constant time. Without a configured token writes are refused (403, saying how to configure one):
+  even on loopback, since any local account on the ops server could otherwise acknowledge
+  faults. Binding anything but a loopback address without a token is refused outright
+  (ApiConfig's validator, and again by ApiServer).
+- Malformed requests (bad JSON, wrong types, unknown fields or query parameters, bad values,
+  unknown ids) are answered 4xx with {"error": reason}; anything unexpected is logged with
+  its traceback and answered 500 {"error": "internal error"} without details.
+
+Logging (logger "fleetmon.api"): one line per write request — who acknowledged, created or
+deleted what, or why the request was refused; nothing per read; aiohttp's access log is off.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self
+
+from aiohttp import web
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.json_schema import models_json_schema
+
+from monitor.state.availability import Basis
+from monitor.core.config_base import SelectorConfig
+from monitor.app.config import ApiConfig
+from monitor.app.snapshot import Snapshot
+from monitor.fleet.inventory import Inventory
+from monitor.core.model import Device, Kind, Status
+from monitor.state.online_rate import ALL, GroupRate, online_rates
+from monitor.state.tracker import State
+from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
+from probes.base import ProbeResult
+from rules.alerting.faults import FaultBook, FaultStateError
+from rules.alerting.maintenance import MaintenanceBook, MaintenanceWindow
+from rules.model import Fault, FaultState, Severity
+
+log = logging.getLogger("fleetmon.api")
+
+STALE_CYCLES = 3
+"""/healthz answers 503 once no cycle finished for this many cycle intervals."""
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body accepted; the API's bodies are a few hundred bytes."""
+_MAX_ERRORS_SHOWN = 5  # validation problems listed in one error message
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JSON = "application/json"
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+def _is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+# --- context -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiContext:
+    """What the API serves, wired by the daemon.
+
+    - snapshot: the latest finished cycle (None before the first one); called per request.
+    - token: the bearer token for writes; None refuses every write.
+    - status_token: the read-only token; None leaves reads open (see the module's security notes).
+    - language: "zh" | "en", for labels meant for people (severity_label).
+    - timezone: IANA zone for displaying times (reported in /api/v1/status; times in the API
+      itself are UTC).
+    - started_ns: when the daemon started (UTC ns), for uptime.
+    - cycle_interval_s: the shortest probe interval; /healthz turns 503 after STALE_CYCLES of
+      them without a finished cycle.
+    - probe_intervals: each running probe's interval; /healthz also turns 503 when any one probe
+      finished no cycle for STALE_CYCLES of its own intervals (a stalled ICMP scheduler must
+      not hide behind RTSP cycles that still finish).
+    """
+
+    inventory: Inventory
+    snapshot: Callable[[], Snapshot | None]
+    faults: FaultBook
+    maintenance: MaintenanceBook
+    token: SecretStr | None
+    language: Literal["zh", "en"]
+    timezone: str
+    started_ns: int
+    cycle_interval_s: float
+    status_token: SecretStr | None = None
+    probe_intervals: Mapping[str, float] = field(default_factory=dict)
+
+
+# --- request models ------------------------------------------------------------------------------
+
+# One line of text from a person: no control characters, so a name cannot forge log lines.
+_Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Person = Annotated[_Line, StringConstraints(max_length=64)]
+Reason = Annotated[_Line, StringConstraints(max_length=200)]
+
+
+class _In(BaseModel):
+    """Request parts: unknown fields are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Body(_In):
+    # Strict: JSON bodies carry real types; "3" is not a number and 1700000000 not a time.
+    model_config = ConfigDict(strict=True)
+
+
+class FaultPath(_In):
+    id: Annotated[str, Field(description='fault id, e.g. "F12"', max_length=32)]
+
+
+class WindowPath(_In):
+    id: Annotated[int, Field(ge=1, description="maintenance window id")]
+
+
+class DeviceQuery(_In):
+    region: Annotated[str | None, Field(description="only devices of this region")] = None
+    site: Annotated[str | None, Field(description="only devices of this site")] = None
+    kind: Annotated[Kind | None, Field(description="only devices of this kind")] = None
+    state: Annotated[State | None, Field(description="only devices in this state (of `basis`)")] = None
+    basis: Annotated[
+        Basis,
+        Field(description="which state `state` filters on: network (default), service, video or online; "
+                          "video + down = cameras that ping but send no picture"),
+    ] = Basis.NETWORK
+    limit: Annotated[int, Field(ge=1, le=10_000, description="devices per page")] = 1000
+    offset: Annotated[int, Field(ge=0, description="devices skipped (inventory order)")] = 0
+
+
+class FaultQuery(_In):
+    state: Annotated[
+        Literal["open", "pending", "firing", "resolved", "all"],
+        Field(description="open = pending and firing (most severe first, then newest); otherwise newest first"),
+    ] = "open"
+    limit: Annotated[int, Field(ge=1, le=10_000, description="most faults returned")] = 500
+
+
+class MaintenanceQuery(_In):
+    active: Annotated[
+        bool, Field(description="true: only windows active now; false: every window not yet over")
+    ] = False
+
+
+class DeleteQuery(_In):
+    by: Annotated[Person | None, Field(description="who deletes the window (for the log)")] = None
+
+
+class AckIn(_Body):
+    by: Annotated[Person, Field(description="who takes the fault (认领), e.g. 张工")]
+
+
+class MaintenanceIn(_Body):
+    match: Annotated[SelectorConfig, Field(description="devices covered; every list empty = all devices")]
+    start: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00")]
+    end: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later")]
+    reason: Reason
+    by: Person
+
+
+# --- response models -----------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    """Response bodies. extra="forbid" only matters when a body is validated back into its model
+    (as the tests do), where it proves the documented schema lists every key sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(_Out):
+    error: Annotated[str, Field(description="why the request failed, for people")]
+
+
+class HealthOut(_Out):
+    status: Annotated[
+        Literal["ok", "starting", "stale"],
+        Field(description="starting: no cycle finished yet, still within the grace time; stale: answered 503"),
+    ]
+    uptime_s: float
+    last_cycle_age_s: Annotated[float | None, Field(description="seconds since the latest cycle finished")]
+    probes: Annotated[
+        dict[str, float | None],
+        Field(description="per running probe: seconds since its latest cycle finished (null: none yet)"),
+    ] = {}
+    stale_probes: Annotated[
+        list[str], Field(description=f"probes without a finished cycle for {STALE_CYCLES} of their intervals")
+    ] = []
+
+
+class CycleOut(_Out):
+    probe: str
+    cycle: int
+    ts: datetime
+    ts_ns: int
+    duration_s: float
+    targets: int
+    ok: int
+    failed: int
+    caller_timeouts: int
+    cycles_skipped: int
+
+
+class GroupRateOut(_Out):
+    """Online rate (在线率) of one group: online / (online + offline) × 100 over its active
+    devices; devices under construction or removed are `excluded`, undecided ones `unknown`."""
+
+    scope: Literal["fleet", "region", "site"]
+    group: Annotated[str, Field(description='region or site name; "all" for the fleet')]
+    basis: Annotated[
+        Basis,
+        Field(description="what counts as online: the contract's `online`, or a measured basis (monitor.state.availability)"),
+    ]
+    kind: Annotated[str, Field(description='device kind, or "all"')]
+    online: int
+    offline: int
+    unknown: int
+    excluded: int
+    total: Annotated[int, Field(description="active devices")]
+    rate_pct: Annotated[float | None, Field(description="null while no active device is decided")]
+
+
+class DeviceCountsOut(_Out):
+    """Devices of the inventory by state; the states count active devices only."""
+
+    total: int
+    excluded: Annotated[int, Field(description="under construction or removed")]
+    up: int
+    down: int
+    unreachable: Annotated[int, Field(description="offline because a parent (switch, link, UPS) is")]
+    unknown: int
+
+
+class OpenFaultsOut(_Out):
+    """Open (pending and firing) faults by severity."""
+
+    total: int
+    critical: int
+    major: int
+    minor: int
+
+
+class StatusOut(_Out):
+    generated: datetime
+    generated_ns: int
+    timezone: Annotated[str, Field(description="zone the operators read times in (IANA)")]
+    language: Literal["zh", "en"]
+    cycle: Annotated[CycleOut | None, Field(description="the latest finished cycle; null before the first")]
+    fleet: Annotated[GroupRateOut, Field(description="the whole fleet, every kind, the contract's online basis")]
+    rates: Annotated[
+        list[GroupRateOut],
+        Field(description="every group and basis: fleet, then regions, then sites; each for all kinds and per kind"),
+    ]
+    devices: DeviceCountsOut
+    open_faults: OpenFaultsOut
+
+
+class LatestOut(_Out):
+    """The device's latest probe result."""
+
+    probe: str
+    ts: datetime
+    ts_ns: int
+    ok: bool
+    reason: str | None
+    fields: Annotated[
+        dict[str, float | int | bool | str],
+        Field(description="measurement fields, units in the names (rtt_avg_ms, loss_pct …; docs/SCHEMA.md)"),
+    ]
+
+
+class DeviceOut(_Out):
+    id: str
+    name: str
+    kind: Kind
+    address: str | None
+    site: str
+    region: str
+    parent: str | None
+    status: Status
+    lat: float | None
+    lon: float | None
+    model: str | None
+    tags: list[str]
+    state: State
+    since: Annotated[datetime | None, Field(description="when the device entered `state`; null: never decided")]
+    since_ns: int | None
+    latest: Annotated[LatestOut | None, Field(description="latest ICMP result; null before the first one")]
+    bases: Annotated[
+        dict[str, State],
+        Field(description="state per basis: online (what the contract counts), network (icmp), service (onvif), "
+                          "video (rtsp); a basis that does not apply to the device is absent"),
+    ]
+    results: Annotated[dict[str, LatestOut], Field(description="latest result of every probe that polls the device")]
+
+
+class DeviceListOut(_Out):
+    total: Annotated[int, Field(description="devices matching the filters, all pages")]
+    limit: int
+    offset: int
+    devices: list[DeviceOut]
+
+
+class FaultOut(_Out):
+    id: str
+    rule: str
+    kind: str
+    scope: Annotated[str, Field(description='"device:<id>", "site:<name>", "region:<name>" or "fleet"')]
+    severity: Severity
+    severity_label: Annotated[str, Field(description="severity in the configured language (紧急/严重/一般)")]
+    state: FaultState
+    title: str
+    first_seen: datetime
+    first_seen_ns: int
+    last_seen: datetime
+    last_seen_ns: int
+    device_id: str | None
+    site: str | None
+    region: str | None
+    value: float | None
+    threshold: float | None
+    unit: str
+    affected: Annotated[list[str], Field(description="ids of further devices the fault covers")]
+    fired: datetime | None
+    fired_ns: int | None
+    resolved: datetime | None
+    resolved_ns: int | None
+    acked_by: str | None
+    acked: datetime | None
+    acked_ns: int | None
+    in_maintenance: bool
+    details: dict[str, Any]
+
+
+class FaultListOut(_Out):
+    faults: list[FaultOut]
+
+
+class WindowOut(_Out):
+    id: int
+    match: SelectorConfig
+    start: datetime
+    start_ns: int
+    end: datetime
+    end_ns: int
+    reason: str
+    created_by: str
+    source: Annotated[Literal["config", "api"], Field(description="config windows cannot be deleted here")]
+
+
+class WindowListOut(_Out):
+    windows: list[WindowOut]
+
+
+class DeletedOut(_Out):
+    deleted: int
+
+
+class OpenApiOut(RootModel[dict[str, Any]]):
+    """An OpenAPI 3.1 document."""
+
+
+# --- conversions ---------------------------------------------------------------------------------
+
+
+def _utc(ns: int) -> datetime:
+    """UTC datetime of `ns` (ns since the epoch), to the microsecond."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _opt_utc(ns: int | None) -> datetime | None:
+    return None if ns is None else _utc(ns)
+
+
+def _ns(dt: datetime) -> int:
+    """ns since the epoch of an aware datetime, exactly (no float rounding)."""
+    return (dt - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _rate_out(r: GroupRate) -> GroupRateOut:
+    return GroupRateOut(
+        scope=r.scope, group=r.group, basis=Basis(r.basis), kind=r.kind, online=r.online, offline=r.offline,
+        unknown=r.unknown, excluded=r.excluded, total=r.total, rate_pct=r.rate_pct,
+    )
+
+
+def _latest_out(r: ProbeResult) -> LatestOut:
+    return LatestOut(probe=r.probe, ts=_utc(r.ts_ns), ts_ns=r.ts_ns, ok=r.ok, reason=r.reason, fields=dict(r.fields))
+
+
+def _device_out(device: Device, state: State, since_ns: int, snapshot: Snapshot | None) -> DeviceOut:
+    """`since_ns` 0 means never decided (monitor.state.tracker.StateTracker.since)."""
+    latest = snapshot.latest.get(device.id) if snapshot is not None else None
+    bases = {b: states[device.id] for b, states in snapshot.bases.items() if device.id in states} if snapshot else {}
+    results = {p: _latest_out(r[device.id]) for p, r in snapshot.results.items() if device.id in r} if snapshot else {}
+    return DeviceOut(
+        id=device.id, name=device.name, kind=device.kind,
+        address=None if device.address is None else str(device.address),
+        site=device.site, region=device.region, parent=device.parent, status=device.status,
+        lat=device.lat, lon=device.lon, model=device.model, tags=sorted(device.tags), state=state,
+        since=_utc(since_ns) if since_ns else None, since_ns=since_ns or None,
+        latest=None if latest is None else _latest_out(latest), bases=bases, results=results,
+    )
+
+
+def _fault_out(f: Fault, language: str) -> FaultOut:
+    return FaultOut(
+        id=f.id, rule=f.rule, kind=f.kind, scope=f.scope, severity=f.severity,
+        severity_label=f.severity.zh if language == "zh" else f.severity.value, state=f.state, title=f.title,
+        first_seen=_utc(f.first_seen_ns), first_seen_ns=f.first_seen_ns,
+        last_seen=_utc(f.last_seen_ns), last_seen_ns=f.last_seen_ns,
+        device_id=f.device_id, site=f.site, region=f.region, value=f.value, threshold=f.threshold, unit=f.unit,
+        affected=list(f.affected), fired=_opt_utc(f.fired_ns), fired_ns=f.fired_ns,
+        resolved=_opt_utc(f.resolved_ns), resolved_ns=f.resolved_ns,
+        acked_by=f.acked_by, acked=_opt_utc(f.acked_ns), acked_ns=f.acked_ns,
+        in_maintenance=f.in_maintenance, details=dict(f.details),
+    )
+
+
+def _window_out(w: MaintenanceWindow) -> WindowOut:
+    return WindowOut(
+        id=w.id, match=w.match, start=_utc(w.start_ns), start_ns=w.start_ns, end=_utc(w.end_ns), end_ns=w.end_ns,
+        reason=w.reason, created_by=w.created_by, source=w.source,  # type: ignore[arg-type]
+    )
+
+
+# --- request plumbing ----------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """Answer the request with `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request as a handler sees it: path, query and body already validated against the
+    endpoint's models (instances of them, or None where the endpoint declares none)."""
+
+    path: Any = None
+    query: Any = None
+    body: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A handler's answer: status, body, and for writes the line to log."""
+
+    status: int
+    body: BaseModel
+    audit: str | None = None
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One route: its handler, the models of its inputs, and its own responses (status →
+    (description, model)); the error responses its inputs imply are added by `_responses`.
+
+    Access: `write` needs the write token; `public` never needs a token (no fleet data in it);
+    any other route is a read, which needs the status token (or the write token) when one is
+    configured: as a bearer header or, with `query_token`, as ?token= (a page opened as a
+    link cannot send a header). `media_type`: of the successful answers (PageText bodies when
+    not JSON); errors are always JSON."""
+
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    responses: Mapping[int, tuple[str, type[BaseModel]]]
+    path_params: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    write: bool = False
+    public: bool = False
+    query_token: bool = False
+    media_type: str = _JSON
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """ "body.start: Input should have timezone info; body.by: Field required" (input values
+    are not echoed: they may be large)."""
+    parts = []
+    for error in exc.errors(include_url=False)[:_MAX_ERRORS_SHOWN]:
+        loc = where + "".join(f"[{p}]" if isinstance(p, int) else f".{_printable(p)}" for p in error["loc"])
+        parts.append(f"{loc}: {error['msg']}")
+    more = exc.error_count() - _MAX_ERRORS_SHOWN
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _printable(name: str) -> str:
+    """A field name from the request (it may be an unknown one the client made up) as it can
+    be shown in a message and a log line: control characters escaped, at most 64 characters."""
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    return escaped if len(escaped) <= 64 else escaped[:63] + "…"
+
+
+def _validate(model: type[BaseModel], data: Mapping[str, str], where: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, _describe(exc, where)) from None
+
+
+def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:
+    """The query string as `model`; a parameter given twice is an error rather than a guess."""
+    query = request.query
+    repeated = sorted(key for key in set(query) if len(query.getall(key)) > 1)
+    if repeated:
+        raise ApiError(400, f"query parameter given more than once: {', '.join(repeated)}")
+    return _validate(model, dict(query), "query")
+
+
+async def _parse_body(model: type[BaseModel], request: web.Request) -> BaseModel:
+    if request.content_type != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not {request.content_type}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes") from None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ApiError(400, _describe(exc, "body")) from None
+
+
+def _json(status: int, body: BaseModel, headers: Mapping[str, str] | None = None) -> web.Response:
+    # pydantic writes UTF-8 without \u escapes: Chinese names stay readable in curl.
+    return web.Response(status=status, text=body.model_dump_json(), content_type="application/json", headers=headers)
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return _json(status, ErrorOut(error=message), headers)
+
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
+    """The aiohttp handler of `endpoint`: authorize, validate inputs, call, answer; one log
+    line per write request, whatever its outcome short of a bug."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            if endpoint.write:
+                api.authorize(request)
+            elif not endpoint.public:
+                api.authorize_read(request, endpoint.query_token)
+            call = Call(
+                path=_validate(endpoint.path_params, request.match_info, "path") if endpoint.path_params else None,
+                query=_parse_query(endpoint.query, request) if endpoint.query else None,
+                body=await _parse_body(endpoint.body, request) if endpoint.body else None,
+            )
+            reply = await endpoint.handler(call)
+        except ApiError as exc:
+            if endpoint.write:
+                # raw_path: still percent-encoded, so a path cannot forge log lines.
+                level = logging.WARNING if exc.status in (401, 403) else logging.INFO
+                log.log(
+                    level, "refused %s %s from %s: %s", request.method, request.raw_path, request.remote, exc.message
+                )
+            raise
+        if reply.audit is not None:
+            log.info("%s (from %s)", reply.audit, request.remote)
+        if isinstance(reply.body, PageText):
+            return web.Response(
+                status=reply.status, text=reply.body.root, content_type=endpoint.media_type, headers=PAGE_HEADERS
+            )
+        return _json(reply.status, reply.body)
+
+    return handle
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
+    """Every error as JSON {"error": …}: ours, aiohttp's (unknown route, wrong method), and
+    bugs (logged, answered 500 without details)."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.message, exc.headers)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return _error(exc.status, f"method {request.method} not allowed here (allowed: {allowed})", {"Allow": allowed})
+    except web.HTTPNotFound:
+        return _error(404, f"no such endpoint: {request.path} (see /api/v1/openapi.json)")
+    except web.HTTPException as exc:
+        return _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.raw_path)
+        return _error(500, "internal error")
+
+
+# --- the handlers --------------------------------------------------------------------------------
+
+
+class _Api:
+    """The endpoints' handlers over one ApiContext."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def authorize(self, request: web.Request) -> None:
+        """Raises ApiError 403 when writes are disabled, 401 without the right bearer token."""
+        token = self.ctx.token
+        if token is None:
+            raise ApiError(
+                403,
+                "writes are disabled: no API token is configured (set api.token_env or api.token_file)",
+            )
+        given = _bearer(request)
+        if given is None:
+            raise ApiError(401, "a bearer token is required: Authorization: Bearer <token>", _CHALLENGE)
+        if not _same(given, token):
+            raise ApiError(401, "wrong token", _CHALLENGE)
+
+    def authorize_read(self, request: web.Request, query_token: bool) -> None:
+        """Nothing while no status token is configured; else raises ApiError 401 unless the
+        request carries the status token or the write token as a bearer header, or (with
+        `query_token`) the status token as ?token=. The write token is never taken from a URL:
+        URLs end up in browser histories and proxy logs."""
+        status_token = self.ctx.status_token
+        if status_token is None:
+            return
+        given, accepted = _bearer(request), (status_token, self.ctx.token)
+        if given is None and query_token:
+            given, accepted = request.query.get("token") or None, (status_token, None)
+        if given is None:
+            where = "open /status?token=<token>" if query_token else "Authorization: Bearer <token>"
+            raise ApiError(401, f"the status token is required: {where}", _CHALLENGE)
+        # Every accepted token compared, always: the time taken does not tell which one nearly matched.
+        matches = [_same(given, t) for t in accepted if t is not None]
+        if not any(matches):
+            raise ApiError(401, "wrong token", _CHALLENGE)
+
+    # -- reads --
+
+    async def health(self, call: Call) -> Reply:
+        now = time.time_ns()
+        uptime_s = (now - self.ctx.started_ns) / 1e9
+        snapshot = self.ctx.snapshot()
+        limit_s = STALE_CYCLES * self.ctx.cycle_interval_s
+        if snapshot is None:
+            # The first cycle needs up to an interval to finish: grant the same grace time.
+            age_s, status = None, "starting" if uptime_s <= limit_s else "stale"
+        else:
+            cycle = snapshot.cycle
+            age_s = (now - cycle.ts_ns) / 1e9 - cycle.duration_s
+            status = "ok" if age_s <= limit_s else "stale"
+        probes: dict[str, float | None] = {}
+        stale: list[str] = []
+        for name, interval_s in self.ctx.probe_intervals.items():
+            report = snapshot.cycles.get(name) if snapshot is not None else None
+            probe_age = None if report is None else (now - report.ts_ns) / 1e9 - report.duration_s
+            probes[name] = None if probe_age is None else round(probe_age, 3)
+            # A probe that never finished a cycle gets the same grace time as the daemon.
+            if (uptime_s if probe_age is None else probe_age) > STALE_CYCLES * interval_s:
+                stale.append(name)
+        if stale:
+            status = "stale"
+        age = None if age_s is None else round(age_s, 3)
+        body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
+                         stale_probes=stale)
+        return Reply(503 if status == "stale" else 200, body)
+
+    async def status(self, call: Call) -> Reply:
+        ctx = self.ctx
+        now = time.time_ns()
+        snapshot = ctx.snapshot()
+        devices = ctx.inventory.devices.values()
+        states: Mapping[str, State] = snapshot.states if snapshot is not None else {}
+        rates = snapshot.rates if snapshot is not None else tuple(online_rates(devices, states))
+        counts = {state: 0 for state in State}
+        excluded = 0
+        for device in devices:
+            if device.counted:
+                counts[states.get(device.id, State.UNKNOWN)] += 1
+            else:
+                excluded += 1
+        open_faults = ctx.faults.open_faults()
+        by_severity = {s: sum(1 for f in open_faults if f.severity is s) for s in Severity}
+        body = StatusOut(
+            generated=_utc(now), generated_ns=now, timezone=ctx.timezone, language=ctx.language,
+            cycle=None if snapshot is None else _cycle_out(snapshot),
+            fleet=_rate_out(_fleet_rate(rates)),
+            rates=[_rate_out(r) for r in rates],
+            devices=DeviceCountsOut(
+                total=len(devices), excluded=excluded, up=counts[State.UP], down=counts[State.DOWN],
+                unreachable=counts[State.UNREACHABLE], unknown=counts[State.UNKNOWN],
+            ),
+            open_faults=OpenFaultsOut(
+                total=len(open_faults), critical=by_severity[Severity.CRITICAL], major=by_severity[Severity.MAJOR],
+                minor=by_severity[Severity.MINOR],
+            ),
+        )
+        return Reply(200, body)
+
+    async def devices(self, call: Call) -> Reply:
+        q: DeviceQuery = call.query
+        snapshot = self.ctx.snapshot()
+        states: Mapping[str, State] = snapshot.states if snapshot is not None else {}
+        since: Mapping[str, int] = snapshot.since if snapshot is not None else {}
+        matching = [
+            (d, states.get(d.id, State.UNKNOWN))
+            for d in self.ctx.inventory.devices.values()
+            if (q.region is None or d.region == q.region)
+            and (q.site is None or d.site == q.site)
+            and (q.kind is None or d.kind is q.kind)
+        ]
+        if q.state is not None:
+            if q.basis is Basis.NETWORK:
+                matching = [(d, s) for d, s in matching if s is q.state]
+            else:
+                by_basis = snapshot.bases.get(q.basis.value, {}) if snapshot is not None else {}
+                matching = [(d, s) for d, s in matching if by_basis.get(d.id) is q.state]
+        page = matching[q.offset : q.offset + q.limit]
+        body = DeviceListOut(
+            total=len(matching), limit=q.limit, offset=q.offset,
+            devices=[_device_out(d, s, since.get(d.id, 0), snapshot) for d, s in page],
+        )
+        return Reply(200, body)
+
+    async def faults(self, call: Call) -> Reply:
+        q: FaultQuery = call.query
+        if q.state == "open":
+            found = self.ctx.faults.open_faults()[: q.limit]
+        else:
+            state = None if q.state == "all" else FaultState(q.state)
+            found = await self.ctx.faults.faults(state, q.limit)
+        return Reply(200, FaultListOut(faults=[_fault_out(f, self.ctx.language) for f in found]))
+
+    async def fault(self, call: Call) -> Reply:
+        fault_id = call.path.id
+        found = await self.ctx.faults.get(fault_id)
+        if found is None:
+            raise ApiError(404, f"no fault {fault_id!r}")
+        return Reply(200, _fault_out(found, self.ctx.language))
+
+    async def windows(self, call: Call) -> Reply:
+        q: MaintenanceQuery = call.query
+        found = self.ctx.maintenance.windows(time.time_ns() if q.active else None)
+        return Reply(200, WindowListOut(windows=[_window_out(w) for w in found]))
+
+    # -- writes --
+
+    async def ack(self, call: Call) -> Reply:
+        fault_id, by = call.path.id, call.body.by
+        try:
+            fault = await self.ctx.faults.ack(fault_id, by)
+        except KeyError:
+            raise ApiError(404, f"no fault {fault_id!r}") from None
+        except FaultStateError as exc:
+            raise ApiError(409, str(exc)) from None
+        return Reply(200, _fault_out(fault, self.ctx.language), f"fault {fault_id} acknowledged by {by}")
+
+    async def create_window(self, call: Call) -> Reply:
+        b: MaintenanceIn = call.body
+        try:
+            window = await self.ctx.maintenance.create(b.match, _ns(b.start), _ns(b.end), b.reason, b.by)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        audit = (
+            f"maintenance window {window.id} created by {b.by}: {_utc(window.start_ns):%Y-%m-%d %H:%M} → "
+            f"{_utc(window.end_ns):%Y-%m-%d %H:%M} UTC, match {b.match.model_dump_json()}, reason {b.reason}"
+        )
+        return Reply(201, _window_out(window), audit)
+
+    async def delete_window(self, call: Call) -> Reply:
+        window_id, by = call.path.id, call.query.by
+        try:
+            await self.ctx.maintenance.delete(window_id)
+        except KeyError:
+            raise ApiError(404, f"no maintenance window {window_id}") from None
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+        return Reply(200, DeletedOut(deleted=window_id), f"maintenance window {window_id} deleted by {by or 'unnamed'}")
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fleetmon"'}
+
+
+def _bearer(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None without one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _same(given: str, token: SecretStr) -> bool:
+    """`given` is `token`, compared in constant time so that a token cannot be guessed byte by
+    byte from response times; surrogatepass: odd bytes make a wrong token, never a crash."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), token.get_secret_value().encode("utf-8", "surrogatepass")
+    )
+
+
+def _serve(asset: Asset) -> Handler:
+    """The handler answering `asset`'s text."""
+    body = PageText(asset.text)
+
+    async def handler(call: Call) -> Reply:
+        return Reply(200, body)
+
+    handler.__name__ = asset.operation  # the OpenAPI operationId
+    return handler
+
+
+def _fleet_rate(rates: Iterable[GroupRate]) -> GroupRate:
+    """The fleet's all-kinds rate on the contract's basis ("online"); all zero for an empty
+    inventory (online_rates has no rows)."""
+    return next(
+        (r for r in rates if r.scope == "fleet" and r.kind == ALL and r.basis == Basis.ONLINE),
+        GroupRate("fleet", ALL, ALL, 0, 0, 0, 0),
+    )
+
+
+def _cycle_out(snapshot: Snapshot) -> CycleOut:
+    c = snapshot.cycle
+    return CycleOut(
+        probe=c.probe, cycle=c.cycle, ts=_utc(c.ts_ns), ts_ns=c.ts_ns, duration_s=c.duration_s, targets=c.targets,
+        ok=c.ok, failed=c.failed, caller_timeouts=c.caller_timeouts, cycles_skipped=c.cycles_skipped,
+    )
+
+
+def _endpoints(api: _Api, openapi: Handler, assets: tuple[Asset, ...]) -> tuple[Endpoint, ...]:
+    """Every route of the API: the single source of routes, validation and documentation.
+    `assets`: the status page and its files (monitor.app.status_page.load_assets), page first."""
+    unknown_fault = (404, ("no such fault", ErrorOut))
+    page, *files = assets
+    return (
+        Endpoint("GET", "/healthz", "Liveness: are cycles still finishing?", api.health, {
+            200: ("healthy, or starting within the grace time", HealthOut),
+            503: (f"no cycle finished for {STALE_CYCLES} cycle intervals", HealthOut),
+        }, public=True),
+        Endpoint("GET", "/api/v1/status", "Online rates, device states and open faults", api.status, {
+            200: ("fleet status", StatusOut),
+        }),
+        Endpoint("GET", "/api/v1/devices", "Devices with their state and latest probe result", api.devices, {
+            200: ("one page of devices, in inventory order", DeviceListOut),
+        }, query=DeviceQuery),
+        Endpoint("GET", "/api/v1/faults", "Faults by state", api.faults, {
+            200: ("faults", FaultListOut),
+        }, query=FaultQuery),
+        Endpoint("GET", "/api/v1/faults/{id}", "One fault", api.fault, {
+            200: ("the fault", FaultOut), **dict([unknown_fault]),
+        }, path_params=FaultPath),
+        Endpoint("POST", "/api/v1/faults/{id}/ack", "Acknowledge (认领) an open fault", api.ack, {
+            200: ("the acknowledged fault (acknowledging twice keeps the first)", FaultOut),
+            **dict([unknown_fault]),
+            409: ("the fault is already resolved", ErrorOut),
+        }, path_params=FaultPath, body=AckIn, write=True),
+        Endpoint("GET", "/api/v1/maintenance", "Maintenance windows not yet over", api.windows, {
+            200: ("windows by start", WindowListOut),
+        }, query=MaintenanceQuery),
+        Endpoint("POST", "/api/v1/maintenance", "Create an ad hoc maintenance window", api.create_window, {
+            201: ("the window", WindowOut),
+        }, body=MaintenanceIn, write=True),
+        Endpoint("DELETE", "/api/v1/maintenance/{id}", "End an ad hoc maintenance window now", api.delete_window, {
+            200: ("the window is ended (kept in the state database for reports)", DeletedOut),
+            404: ("no such window", ErrorOut),
+            409: ("the window comes from config.yaml: change it there", ErrorOut),
+        }, path_params=WindowPath, query=DeleteQuery, write=True),
+        Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
+            200: ("an OpenAPI 3.1 document", OpenApiOut),
+        }, public=True),
+        Endpoint("GET", page.path, page.summary, _serve(page), {
+            200: ("the page; its script reads the JSON API", PageText),
+        }, query=PageQuery, query_token=True, media_type=page.content_type),
+        *(
+            Endpoint("GET", f.path, f.summary, _serve(f), {200: ("the file", PageText)}, public=True,
+                     media_type=f.content_type)
+            for f in files
+        ),
+    )
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+
+def _responses(endpoint: Endpoint, reads_need_token: bool) -> dict[int, tuple[str, type[BaseModel]]]:
+    """The endpoint's own responses plus the errors its inputs and access imply."""
+    out = dict(endpoint.responses)
+    if endpoint.path_params or endpoint.query or endpoint.body:
+        out[400] = ("malformed request: the reason names the offending part", ErrorOut)
+    if endpoint.write:
+        out[401] = ("missing or wrong bearer token", ErrorOut)
+        out[403] = ("writes are disabled: no token configured", ErrorOut)
+    elif reads_need_token and not endpoint.public:
+        out[401] = ("missing or wrong token: reads need the status token (or the write token)", ErrorOut)
+    if endpoint.body:
+        out[413] = (f"body larger than {MAX_BODY_BYTES} bytes", ErrorOut)
+        out[415] = ("body is not application/json", ErrorOut)
+    out[500] = ("a bug (logged)", ErrorOut)
+    return dict(sorted(out.items()))
+
+
+def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `endpoints`; JSON Schemas (draft 2020-12, as OpenAPI 3.1
+    uses) generated by pydantic from the endpoints' models. `reads_need_token`: a status token
+    is configured (reads other than public ones need a token)."""
+    inputs = {m for e in endpoints for m in (e.path_params, e.query, e.body) if m is not None}
+    outputs = {model for e in endpoints for _, model in _responses(e, reads_need_token).values()}
+    pairs = sorted(
+        [(m, "validation") for m in inputs] + [(m, "serialization") for m in outputs],
+        key=lambda pair: (pair[0].__name__, pair[1]),
+    )
+    refs, defs = models_json_schema(pairs, ref_template="#/components/schemas/{model}")  # type: ignore[arg-type]
+    schemas = dict(defs.get("$defs", {}))
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        if e.write or reads_need_token and not e.public:
+            security: list[dict[str, list[str]]] = [{"bearer": []}] + ([{"query_token": []}] if e.query_token else [])
+        else:
+            security = []
+        operation: dict[str, Any] = {
+            "operationId": e.handler.__name__,
+            "summary": e.summary,
+            "security": security,
+            "responses": {
+                str(status): {
+                    "description": description,
+                    "content": {(e.media_type if status < 400 else _JSON): {"schema": refs[(model, "serialization")]}},
+                }
+                for status, (description, model) in _responses(e, reads_need_token).items()
+            },
+        }
+        parameters = [
+            *_parameters(e.path_params, "path", refs, schemas),
+            *_parameters(e.query, "query", refs, schemas),
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        if e.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(e.body, "validation")]}},
+            }
+        paths.setdefault(e.path, {})[e.method.lower()] = operation
+    for model in {m for e in endpoints for m in (e.path_params, e.query) if m is not None}:
+        del schemas[_name(refs[(model, "validation")])]  # spelled out as parameters instead
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fleetmon",
+            "version": "1",
+            "description": "Monitoring of video-surveillance fleets: online rates, devices, faults, maintenance, "
+            "and a status page for phones (/status). Writes need a bearer token; reads too when a status token "
+            "is configured. Times: UTC ISO-8601 plus *_ns integers (ns since the epoch).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                **({"query_token": {"type": "apiKey", "in": "query", "name": "token"}} if reads_need_token else {}),
+            },
+        },
+    }
+
+
+def _parameters(
+    model: type[BaseModel] | None, where: str, refs: Mapping[Any, Any], schemas: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """OpenAPI parameters (`where`: "path" or "query"), one per field of `model`."""
+    if model is None:
+        return []
+    schema = schemas[_name(refs[(model, "validation")])]
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = _not_null(prop)
+        parameter = {"name": name, "in": where, "required": where == "path" or name in required}
+        if "description" in prop:
+            parameter["description"] = prop.pop("description")
+        out.append({**parameter, "schema": prop})
+    return out
+
+
+def _name(ref: Mapping[str, str]) -> str:
+    """The component name in {"$ref": "#/components/schemas/<name>"}."""
+    return ref["$ref"].rsplit("/", 1)[1]
+
+
+def _not_null(prop: Mapping[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without the `null` pydantic adds for `X | None = None`: a query
+    parameter is absent or has a value, it is never null."""
+    out = {k: v for k, v in prop.items() if not (k == "default" and v is None)}
+    branches = [b for b in out.pop("anyOf", ()) if b != {"type": "null"}]
+    if len(branches) == 1:
+        out.update(branches[0])
+    elif branches:
+        out["anyOf"] = branches
+    return out
+
+
+# --- app and server ------------------------------------------------------------------------------
+
+
+def create_app(ctx: ApiContext) -> web.Application:
+    """The aiohttp application serving `ctx`; the routes are those of `_endpoints`. Raises
+    OSError when a file of the status page is missing (monitor/app/static)."""
+    api = _Api(ctx)
+    document: dict[str, Any] = {}
+
+    async def openapi(call: Call) -> Reply:
+        return Reply(200, OpenApiOut(document))
+
+    endpoints = _endpoints(api, openapi, load_assets())
+    document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    for e in endpoints:
+        app.router.add_route(e.method, e.path, _route_handler(e, api))
+    return app
+
+
+class ApiServer:
+    """The API served on `cfg.listen`:`cfg.port` while inside `async with`.
+
+    Raises ValueError for a non-loopback address without a token (should ApiConfig's check be
+    bypassed) or a configured status token missing from `ctx` (reads would be open), and
+    OSError when the address cannot be bound (port in use …) or a file of the status page is
+    missing."""
+
+    def __init__(self, cfg: ApiConfig, ctx: ApiContext) -> None:
+        if ctx.token is None and not _is_loopback(cfg.listen):
+            raise ValueError(f"refusing to serve the API on {cfg.listen} without a token")
+        if cfg.status_token is not None and ctx.status_token is None:
+            raise ValueError("refusing to serve the API with open reads: api.status_token is configured")
+        self._cfg = cfg
+        self._writes = "need the token" if ctx.token is not None else "disabled: no token configured"
+        self._reads = "need the status token" if ctx.status_token is not None else "open"
+        self._runner = web.AppRunner(create_app(ctx), access_log=None, shutdown_timeout=5.0)
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the actual one when the config asked for 0)."""
+        return int(self._runner.addresses[0][1])
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, self._cfg.listen, self._cfg.port).start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        host = f"[{self._cfg.listen}]" if ":" in self._cfg.listen else self._cfg.listen
+        log.info(
+            "HTTP API on http://%s:%d/, status page /status (writes %s, reads %s)", host, self.port, self._writes,
+            self._reads,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,377 @@
+"""fleetmon's configuration: one YAML file, validated once into frozen pydantic models.
+
+Strict: unknown keys are errors (extra="forbid"), values are validated, and the whole tree is
+frozen so that a running component can never see a half-changed config. Secrets are never
+written in the file: they come from an environment variable (`*_env`) or a file (`*_file`)
+and are held as SecretStr.
+
+Loading (YAML → model, errors with their YAML paths and lines) is `load_config()` at the end:
+a pure function, so that a daemon reloading its config keeps the old one when it raises.
+Relative paths in the file (point lists, the state database, `*_file` secrets) are relative to
+the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from monitor.core.config_base import (
+    ConfigError,
+    ConfigSource,
+    Loc,
+    Strict,
+    locate,
+    read_secret,
+    refuse_inline_secrets,
+)
+from monitor.fleet.inventory import InventoryConfig
+from monitor.metrics.config import InfluxDBConfig
+from monitor.state.availability import AvailabilityConfig
+from monitor.state.config import StateConfig
+from probes import REGISTRY
+from probes.traps import TrapConfig
+from rules.alerting.config import MaintenanceWindowConfig, NotifyConfig
+from rules.config import (
+    FlappingConfig,
+    Rule,
+    default_rules,
+    unique_rule_names,
+)
+
+class SchedulerConfig(Strict):
+    spread: Annotated[float, Field(ge=0.0, le=0.9)] = 0.5
+    """Fraction of a probe's interval over which the starts of its targets are spread evenly."""
+    max_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    """Probes of one type in flight at once."""
+
+
+class ApiConfig(Strict):
+    """config.yaml section `api`.
+
+    - enabled: serve the API at all (the daemon checks it).
+    - listen: IP address to bind (an address, not a host name, so that "loopback or not" is
+      decidable); anything but loopback needs a token.
+    - port: TCP port; 0 binds a free port (tests).
+    - token_env / token_file: the bearer token for writes; resolved into `token`.
+    - status_token_env / status_token_file: a read-only token; resolved into `status_token`.
+      When set, the phone status page (/status?token=…) and every data read (/api/v1/status,
+      devices, faults, maintenance) need it or the write token; /healthz and the OpenAPI
+      document stay open. It must differ from the write token: it travels in page URLs
+      (bookmarks, browser history), so it must not grant writes.
+    """
+
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65_535)] = 8080
+    token_env: str | None = None
+    token_file: Path | None = None
+    status_token_env: str | None = None
+    status_token_file: Path | None = None
+
+    # Resolved at load time from *_env / *_file; never part of the YAML.
+    token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    status_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_token(cls, data: object) -> object:
+        return refuse_inline_secrets(data, "token", "status_token")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "ApiConfig":
+        try:
+            address = ipaddress.ip_address(self.listen)
+        except ValueError:
+            raise ValueError(f"listen must be an IP address such as 127.0.0.1 or ::1, not {self.listen!r}") from None
+        object.__setattr__(self, "listen", str(address))
+        if self.token_env and self.token_file:
+            raise ValueError("give the token either as token_env or as token_file, not both")
+        object.__setattr__(self, "token", read_secret(self.token_env, self.token_file, "token"))
+        if self.status_token_env and self.status_token_file:
+            raise ValueError("give the status token either as status_token_env or as status_token_file, not both")
+        status_token = read_secret(self.status_token_env, self.status_token_file, "status_token")
+        if (
+            status_token is not None
+            and self.token is not None
+            and status_token.get_secret_value() == self.token.get_secret_value()
+        ):
+            raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
+        object.__setattr__(self, "status_token", status_token)
+        if self.token is None and not address.is_loopback:
+            raise ValueError(
+                f"listening on {self.listen} (not loopback) needs a token (token_env or token_file): "
+                "anyone on the network could otherwise reach the API"
+            )
+        return self
+
+
+class LogConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+# Built from the probe registry so that a new probe type needs no edit here.
+ProbesConfig: type[BaseModel] = create_model(
+    "ProbesConfig",
+    __base__=Strict,
+    **{name: (cls.Config, cls.Config()) for name, cls in REGISTRY.items()},
+)
+
+
+class FleetmonConfig(Strict):
+    """The whole config file (config.yaml)."""
+
+    timezone: str = "Asia/Shanghai"
+    """Zone for times in messages and reports; everything stored is UTC."""
+    language: Literal["zh", "en"] = "zh"
+    """Language of texts for people (duty engineers, command hall)."""
+    inventory: InventoryConfig = InventoryConfig()
+    probes: ProbesConfig = ProbesConfig()  # type: ignore[valid-type]
+    scheduler: SchedulerConfig = SchedulerConfig()
+    state: StateConfig = StateConfig()
+    availability: AvailabilityConfig = AvailabilityConfig()
+    """Which basis (network, service, video) counts as online for online rates and rules."""
+    influxdb: InfluxDBConfig = InfluxDBConfig()
+    log: LogConfig = LogConfig()
+    rules: Annotated[list[Rule], AfterValidator(unique_rule_names)] = Field(default_factory=default_rules)
+    """Fault rules; omitted = the contract defaults (rules.config.default_rules)."""
+    flapping: FlappingConfig = FlappingConfig()
+    maintenance: list[MaintenanceWindowConfig] = []
+    """Scheduled maintenance windows; ad hoc ones come through the HTTP API."""
+    notify: NotifyConfig = NotifyConfig()
+    api: ApiConfig = ApiConfig()
+    traps: TrapConfig = TrapConfig()
+    """SNMP trap/inform receiver (off by default: UDP 162 needs root or CAP_NET_BIND_SERVICE)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai "
+                "(the tzdata package provides them)"
+            ) from None
+        return name
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> FleetmonConfig:
+    """Read, parse and validate the config file at `path`.
+
+    Returns the frozen config, with relative paths made absolute against the file's directory
+    and secrets resolved. Raises ConfigError listing every problem at once, each as
+    "FILE:LINE: yaml.path: message". Pure: nothing changes unless it returns, so a failed
+    reload leaves the caller's old config in place. An empty file (or only comments) is an
+    error rather than "all defaults": a truncated file must not silently empty the fleet;
+    `{}` asks for the defaults explicitly.
+    """
+    path = Path(path)
+    root, data, problems = _parse_yaml(path, _read_text(path))
+    if not isinstance(data, dict):
+        line = root.start_mark.line + 1
+        raise ConfigError([f"{path}:{line}: the config must be a mapping of sections (key: value)"])
+    data = _with_base(FleetmonConfig, data, path.absolute().parent)
+    try:
+        cfg = FleetmonConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(path, root, error) for error in exc.errors(include_url=False)]
+        raise ConfigError(_by_line(problems)) from None
+    if problems:
+        raise ConfigError(_by_line(problems))
+    cfg.inventory._source = ConfigSource(path, root)
+    return cfg
+
+
+def _by_line(problems: list[tuple[int, str]]) -> list[str]:
+    """Messages of (line, message) problems in file order."""
+    return [message for _, message in sorted(problems, key=lambda problem: problem[0])]
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; UTF-8, a BOM tolerated. Raises ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}:{line}: the config must be UTF-8 text"]) from None
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any, list[tuple[int, str]]]:
+    """(root node, constructed data, duplicate-key problems as (line, message)).
+
+    Raises ConfigError on a syntax error ("FILE:LINE:COL: YAML syntax error: …") and on an
+    empty document.
+    """
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character; the only error without a mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigError(
+            [f"{path}:{line}:{column}: YAML syntax error: {exc.reason} (character #x{exc.character:02x})"]
+        ) from None
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise _empty(path)
+        # Before construction: constructing merges `<<:` keys into their mappings, and a key
+        # overriding a merged one is not a duplicate.
+        problems = list(_duplicate_keys(path, root, (), set()))
+        data = loader.construct_document(root)
+        if data is None:  # only "---" or "null"
+            raise _empty(path)
+        return root, data, problems
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_syntax_error(path, exc)]) from None
+    finally:
+        loader.dispose()
+
+
+def _empty(path: Path) -> ConfigError:
+    return ConfigError([f"{path}: the config is empty; write {{}} to run on the defaults"])
+
+
+def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    message = f"{where}: YAML syntax error: {exc.problem or exc.context}"
+    if exc.problem and exc.context and exc.context_mark:
+        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    return message
+
+
+def _duplicate_keys(path: Path, node: yaml.Node, loc: Loc, seen: set[int]) -> Iterator[tuple[int, str]]:
+    """(line, message) for every mapping key written twice: PyYAML silently keeps the last,
+    which would e.g. drop a whole first `inventory:` section. `seen` holds the nodes already
+    walked, so that an anchored node is checked once and recursive aliases end."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in first:
+                    where = f"{path}:{line}: {_dotted(loc + (key.value,))}"
+                    yield line, f"{where}: duplicate key (first at line {first[key.value]})"
+                else:
+                    first[key.value] = line
+            yield from _duplicate_keys(path, value, loc + (str(key.value),), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(path, item, loc + (index,), seen)
+
+
+def _describe(path: Path, root: yaml.Node, error: Any) -> tuple[int, str]:
+    """(line, "FILE:LINE: yaml.path: message") for one pydantic error."""
+    shown, line = locate(root, error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = _unknown_key(error["loc"])
+    elif error["type"] == "missing":
+        message = "required key missing"
+    elif error["type"] == "model_type":  # pydantic's text names our classes
+        message = "must be a mapping (key: value)" + (", found nothing" if error["input"] is None else "")
+    prefix = f"{path}:{line}: "
+    return line, prefix + (f"{_dotted(shown)}: {message}" if shown else message)
+
+
+def _unknown_key(loc: Loc) -> str:
+    """"unknown key", with the closest known key or the list of known keys."""
+    known = _known_keys(FleetmonConfig, loc[:-1])
+    if not known:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown key, did you mean {close[0]!r}?"
+    return f"unknown key (known: {', '.join(known)})"
+
+
+def _dotted(loc: Loc) -> str:
+    """("inventory", "devices", 3, "kind") → "inventory.devices[3].kind"."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+# --- walking the model classes (path resolution, known keys) ----------------------------------
+
+
+def _alternatives(tp: Any) -> Iterator[Any]:
+    """The concrete types an annotation allows: Annotated and unions (incl. Optional) unwrapped."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        yield from _alternatives(get_args(tp)[0])
+    elif origin is Union or origin is UnionType:
+        for arg in get_args(tp):
+            yield from _alternatives(arg)
+    else:
+        yield tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _with_base(tp: Any, value: Any, base: Path) -> Any:
+    """`value` (raw YAML data for a `tp`) with every relative path, where the model holds a
+    Path, joined to `base`. Data of the wrong shape is returned unchanged for pydantic to
+    report."""
+    for alt in _alternatives(tp):
+        if alt is Path and isinstance(value, str) and value:
+            return str(base / value)  # an absolute value stays as it is
+        if get_origin(alt) is list and isinstance(value, list):
+            (item,) = get_args(alt)
+            return [_with_base(item, v, base) for v in value]
+        if _is_model(alt) and isinstance(value, dict):
+            fields = alt.model_fields
+            return {k: _with_base(fields[k].annotation, v, base) if k in fields else v for k, v in value.items()}
+    return value
+
+
+def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Keys allowed in the YAML mapping at `loc` below `model`; [] when loc leads elsewhere."""
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+    models = [alt for alt in _alternatives(tp) if _is_model(alt)]
+    return [name for name, field in models[0].model_fields.items() if not field.exclude] if models else []
+
+
+def _step(tp: Any, part: str | int) -> Any:
+    """The annotation one step below annotation `tp`: a list's items, or a model's field; None
+    when `tp` has no such step."""
+    for alt in _alternatives(tp):
+        if isinstance(part, int) and get_origin(alt) is list:
+            return get_args(alt)[0]
+        if isinstance(part, str) and _is_model(alt) and part in alt.model_fields:
+            return alt.model_fields[part].annotation
+    return None

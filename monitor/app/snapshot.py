@@ -1,0 +1,37 @@
+"""What the daemon knows about the fleet after a cycle: read by the terminal view and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from monitor.state.online_rate import GroupRate
+from monitor.app.scheduler import CycleReport
+from monitor.state.tracker import State
+from probes.base import ProbeResult
+from rules.model import Fault
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The daemon's view of the fleet after a cycle (of any probe): for the terminal view and
+    the API.
+
+    - cycle: the cycle that just finished.
+    - rates: online rates of every group and basis (GroupRate.basis).
+    - states: network state of every device (the icmp tracker: hysteresis and topology);
+      since: UTC ns since when (0 = never decided).
+    - bases: basis (monitor.state.availability.Basis value) → device id → State.
+    - latest: each device's latest ICMP result; results: probe → device id → latest result.
+    - cycles: each probe's latest finished cycle.
+    """
+
+    cycle: CycleReport
+    rates: tuple[GroupRate, ...]
+    states: Mapping[str, State]
+    latest: Mapping[str, ProbeResult] = field(repr=False)
+    open_faults: tuple[Fault, ...] = ()  # as of the previous rule evaluation
+    since: Mapping[str, int] = field(default_factory=dict, repr=False)
+    bases: Mapping[str, Mapping[str, State]] = field(default_factory=dict, repr=False)
+    results: Mapping[str, Mapping[str, ProbeResult]] = field(default_factory=dict, repr=False)
+    cycles: Mapping[str, CycleReport] = field(default_factory=dict)

@@ -1,0 +1,96 @@
+"""The phone status page (/status): one static HTML page, its style sheet and script, served
+by the HTTP API (monitor.app.api) for the duty engineer's phone.
+
+The page is static: the server never writes data, let alone the status token, into it. Its
+script (static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
+/api/v1/devices?state=down|unreachable, /api/v1/devices?basis=video&state=down (cameras that ping
+but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz),
+sending the `token` of the page's own URL as `Authorization: Bearer`, and builds the DOM with
+textContent only (device names come from point lists: untrusted). When the daemon cannot be
+reached it says so and keeps the last data on screen.
+
+Security: the headers below forbid inline scripts and every foreign origin (a name that slips
+through as markup still cannot run), send no Referer (the page URL may carry the token) and
+forbid caching and framing. The files are read once, when the app is built: a missing file is
+an error at start, not a 500 later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from monitor.app.view import ONLINE_TARGET_PCT, RTT_LIMIT_MS
+
+STATIC = Path(__file__).with_name("static")
+
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+"""Headers of every file of the page."""
+
+REFRESH_S = (2, 15, 600)
+"""Refresh interval of the page: least, default, most (seconds)."""
+
+
+class PageQuery(BaseModel):
+    """Query of /status. Unknown parameters are ignored, unlike the API's: links shared through
+    WeCom or WeChat come back with tracking parameters appended (from=singlemessage …)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    token: Annotated[
+        str | None, Field(description="the status token, when one is configured (api.status_token_env/_file)")
+    ] = None
+    lang: Annotated[
+        Literal["zh", "en"] | None, Field(description="language of the page; default: the daemon's `language`")
+    ] = None
+    refresh: Annotated[
+        int | None,
+        Field(ge=REFRESH_S[0], le=REFRESH_S[2], description=f"seconds between refreshes; default {REFRESH_S[1]}"),
+    ] = None
+
+
+class PageText(RootModel[str]):
+    """A file of the status page: HTML, CSS or JavaScript."""
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One file of the page as served at `path`."""
+
+    path: str
+    operation: str  # OpenAPI operationId
+    summary: str
+    content_type: str
+    text: str
+
+
+def load_assets() -> tuple[Asset, ...]:
+    """The page and its files, read from STATIC. Raises OSError when one is missing.
+
+    The page's thresholds (online rate target, RTT limit) are those of the terminal view,
+    written into data attributes of the HTML so that the script has no copies of them."""
+    html = (
+        (STATIC / "status.html").read_text(encoding="utf-8")
+        .replace("{{online_target_pct}}", f"{ONLINE_TARGET_PCT:g}")
+        .replace("{{rtt_limit_ms}}", f"{RTT_LIMIT_MS:g}")
+        .replace("{{refresh_s}}", " ".join(str(s) for s in REFRESH_S))
+    )
+    return (
+        Asset("/status", "status_page", "The phone status page (HTML)", "text/html", html),
+        Asset("/status/status.css", "status_page_css", "The status page's style sheet", "text/css",
+              (STATIC / "status.css").read_text(encoding="utf-8")),
+        Asset("/status/status.js", "status_page_js", "The status page's script", "text/javascript",
+              (STATIC / "status.js").read_text(encoding="utf-8")),
+    )

@@ -1,0 +1,137 @@
+"""Building blocks shared by every config model (monitor.app.config and each probe's Config),
+kept apart so that probe modules need not import the whole config tree."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from monitor.core.model import Kind, Selector
+
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
+    """The secret named by `env` (an environment variable) or `file`, or None when neither is
+    given. Raises ValueError (never showing the secret) when it is missing or empty."""
+    if env is not None:
+        if not _ENV_NAME.fullmatch(env):
+            raise ValueError(
+                f"{what}_env must name an environment variable (A-Z, 0-9, _); "
+                "its value is not shown in case it is the secret itself"
+            )
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{what}: environment variable {env} is not set")
+        origin = f"environment variable {env}"
+    elif file is not None:
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{what}: cannot read {file}: {reason}") from None
+        origin = str(file)
+    else:
+        return None
+    if not value:
+        raise ValueError(f"{what}: {origin} is empty")
+    return SecretStr(value)
+
+
+def refuse_inline_secrets(data: object, *keys: str) -> object:
+    """For `model_validator(mode="before")`: a secret written in the config itself is an error
+    (it would end up in backups and tickets); it belongs in `<key>_env` or `<key>_file`."""
+    if isinstance(data, dict):
+        for key in keys:
+            if key in data:
+                raise ValueError(f"'{key}' must not be written in the config: use {key}_env or {key}_file")
+    return data
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host and, if any, a non-zero port. For URL
+    validators, whose errors must not echo the URL (it may carry credentials or a key)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # urlsplit and .port reject malformed hosts and ports
+        return False
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SelectorConfig(Strict):
+    """Selects devices; every list empty = all devices. See monitor.core.model.Selector."""
+
+    region: list[str] = []
+    site: list[str] = []
+    kind: list[Kind] = []
+    tags: list[str] = []
+
+    def selector(self) -> Selector:
+        return Selector.of(self.region, self.site, self.kind, self.tags)
+
+
+Loc = tuple[str | int, ...]
+"""A path into the YAML document, e.g. ("inventory", "devices", 3, "kind")."""
+
+
+class ConfigError(Exception):
+    """The config is invalid. `messages` holds every problem found, one line each:
+    "FILE:LINE: yaml.path: message" (or "FILE:LINE:COL: YAML syntax error: …")."""
+
+    def __init__(self, messages: Iterable[str]) -> None:
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Where a loaded config came from: the file (as the caller named it) and its YAML node
+    tree, so that later checks (the inventory's inline devices) can point at lines too."""
+
+    path: Path
+    root: yaml.Node
+
+    def line(self, loc: Loc) -> int:
+        """1-based line of the node at `loc` (of its key, in a mapping), or of its nearest
+        existing ancestor."""
+        return locate(self.root, loc)[1]
+
+
+def locate(root: yaml.Node, loc: Loc) -> tuple[Loc, int]:
+    """Follow `loc` through the node tree: (the part of loc that exists in the document, plus a
+    missing key's name; the 1-based line of the deepest node reached, for a mapping entry the
+    line of its key).
+
+    Stops at scalars, so that pydantic's union-member steps ("int", "function-after[…]") are
+    dropped from the path shown.
+    """
+    node, line, shown = root, root.start_mark.line + 1, []
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            shown.append(part)
+            # The last entry: for a duplicated key PyYAML keeps the last value.
+            entry = next((kv for kv in reversed(node.value) if kv[0].value == part), None)
+            if entry is None:  # a required key that is missing: name it, point at its parent
+                break
+            line, node = entry[0].start_mark.line + 1, entry[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            shown.append(part)
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return tuple(shown), line

@@ -1,0 +1,756 @@
+"""The fleet: devices from point lists (点位明细表, CSV or XLSX) and the config's inline devices.
+
+`load_inventory()` reads every source, checks every row and the rows against each other, and
+returns an immutable `Inventory`, or raises `InventoryError` listing every problem at once,
+each as "FILE:LINE: column: reason". A bad inventory never half-loads.
+
+Sources, in load order: the point lists in the order the config lists them, then the config's
+inline devices (`inventory.devices`). Ids and addresses are unique across all of them.
+
+Columns (header matching ignores case, spaces, full-width forms and a BOM):
+
+    id       编号 点位编号 设备编号            required
+    name     名称 点位名称 设备名称            default: the id
+    kind     类型 设备类型                    required: camera switch ups link server platform
+    address  IP IP地址 地址                   required unless status is removed; IPv4 or IPv6
+    site     站点 点位组                      required
+    region   区域 乡镇 所属区域                required
+    parent   上级 上级设备 父设备              id of the device this one hangs behind
+    status   状态 建设状态                    active (default) construction removed
+    lat lon  纬度 经度 (latitude longitude)   degrees
+    model    型号 设备型号
+    manufacturer 厂家 厂商 品牌 生产厂家
+    firmware 固件 固件版本
+    serial   序列号 设备序列号 SN
+    stream_url 码流地址 取流地址 RTSP地址        rtsp://host[:port]/path (no credentials)
+    port     接入端口 交换机端口                port of the parent switch (ifName/ifDescr)
+    uplink   上联端口                        the device's own uplink port (switches)
+    tags     标签                            separated by ; , | (or ； ， 、 ｜)
+
+Chinese values are accepted for kind (摄像机/摄像头/枪机/球机, 交换机, UPS/不间断电源, 链路/专线,
+服务器/存储, 平台) and status (在用/正常/启用, 在建/延建, 拆除/已拆除). Columns such as 序号 and 备注
+(IGNORED_COLUMNS) are skipped; any other unknown column is an error, since a typo in a header
+would otherwise drop a column silently. Inline devices use the English column names as keys.
+
+Point-list files:
+- CSV (.csv, .tsv, .txt): UTF-8 with or without BOM, UTF-16 with BOM, else GB18030 (a
+  superset of the GBK that Chinese Excel writes). UTF-8 is tried first because Chinese GBK
+  text is practically never valid UTF-8, while ASCII reads the same either way. Delimiter:
+  comma, tab or semicolon, whichever the first lines hold most of.
+- XLSX (.xlsx, .xlsm): the first sheet, or the sheet named after '#': `points.xlsx#点位明细`.
+- The header row is the first row naming at least two known columns, so that title rows above
+  it (merged "XX县雪亮工程点位明细表") are skipped.
+
+Removed points keep their row (reports need them) but claim no address: a replacement camera
+often takes over the address of the one it replaced.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import io
+import ipaddress
+import math
+import re
+import types
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
+
+
+from pydantic import PrivateAttr
+
+from monitor.core.config_base import ConfigError, ConfigSource, Strict
+from monitor.core.model import Device, IPAddress, Kind, Selector, Status
+
+COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "id": ("编号", "点位编号", "设备编号"),
+    "name": ("名称", "点位名称", "设备名称"),
+    "kind": ("类型", "设备类型"),
+    "address": ("IP", "IP地址", "地址"),
+    "site": ("站点", "点位组"),
+    "region": ("区域", "乡镇", "所属区域"),
+    "parent": ("上级", "上级设备", "父设备"),
+    "status": ("状态", "建设状态"),
+    "lat": ("纬度", "latitude"),
+    "lon": ("经度", "longitude"),
+    "model": ("型号", "设备型号"),
+    "manufacturer": ("厂家", "厂商", "品牌", "生产厂家"),
+    "firmware": ("固件", "固件版本"),
+    "serial": ("序列号", "设备序列号", "SN"),
+    "stream_url": ("码流地址", "取流地址", "RTSP地址"),
+    "port": ("接入端口", "交换机端口"),
+    "uplink": ("上联端口",),
+    "tags": ("标签",),
+}
+"""Column name → header aliases accepted in point lists."""
+
+REQUIRED_COLUMNS = ("id", "kind", "address", "site", "region")
+IGNORED_COLUMNS = ("序号", "备注", "说明", "no", "no.", "#", "remark", "remarks", "note", "notes", "comment")
+"""Headers of columns that point lists commonly carry and the inventory does not use."""
+
+KIND_NAMES: Mapping[str, Kind] = {
+    **{kind.value: kind for kind in Kind},
+    "摄像机": Kind.CAMERA,
+    "摄像头": Kind.CAMERA,
+    "枪机": Kind.CAMERA,
+    "球机": Kind.CAMERA,
+    "交换机": Kind.SWITCH,
+    "不间断电源": Kind.UPS,
+    "链路": Kind.LINK,
+    "专线": Kind.LINK,
+    "服务器": Kind.SERVER,
+    "存储": Kind.SERVER,
+    "平台": Kind.PLATFORM,
+}
+STATUS_NAMES: Mapping[str, Status] = {
+    **{status.value: status for status in Status},
+    "在用": Status.ACTIVE,
+    "正常": Status.ACTIVE,
+    "启用": Status.ACTIVE,
+    "在建": Status.CONSTRUCTION,
+    "延建": Status.CONSTRUCTION,
+    "拆除": Status.REMOVED,
+    "已拆除": Status.REMOVED,
+}
+
+
+def _norm(text: str) -> str:
+    """Header or value as compared: BOM dropped, full-width forms folded, case folded, no
+    whitespace."""
+    return "".join(unicodedata.normalize("NFKC", text.replace("\ufeff", "")).casefold().split())
+
+
+_HEADERS = {_norm(alias): column for column, aliases in COLUMNS.items() for alias in (column, *aliases)}
+_SPELLINGS = {_norm(alias): alias for column, aliases in COLUMNS.items() for alias in (column, *aliases)}
+_IGNORED = {_norm(header) for header in IGNORED_COLUMNS}
+_KINDS = {_norm(name): kind for name, kind in KIND_NAMES.items()}
+_STATUSES = {_norm(name): status for name, status in STATUS_NAMES.items()}
+_TAG_SEPARATORS = re.compile(r"[;,|；，、｜]")
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+_XLSX_SUFFIXES = (".xlsx", ".xlsm")
+_HEADER_SCAN_ROWS = 10  # title rows tolerated above the header
+_EXACT_FLOAT_LIMIT = 2.0**53  # beyond it a number read from Excel may have lost digits
+
+
+class InventoryConfig(Strict):
+    """Where the fleet comes from: point lists (CSV/XLSX, 点位明细表) and/or inline devices.
+    Relative paths are relative to the config file."""
+
+    point_lists: list[Path] = []
+    devices: list[dict] = []  # rows with the point-list columns; validated by monitor.fleet.inventory
+
+    # Set by load_config so that monitor.fleet.inventory can report inline devices by file and line.
+    _source: ConfigSource | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> ConfigSource | None:
+        """The config file this section was loaded from; None when built in code."""
+        return self._source
+
+
+class InventoryError(ConfigError):
+    """The inventory is invalid. `messages`: every problem, "FILE:LINE: column: reason"
+    (XLSX: "FILE:ROW: …"; inline devices: "CONFIG:LINE: inventory.devices[i].column: …").
+    A ConfigError, so that a reload catching ConfigError also keeps the old inventory."""
+
+
+class Inventory:
+    """The fleet, immutable. Build it with load_inventory(), or from Device objects in code
+    with Inventory(devices), which checks the same cross-row rules.
+
+    - devices: id → Device, in load order.
+    - sources: where the devices came from, in load order (file names as in messages).
+    """
+
+    __slots__ = ("_devices", "_sources", "_by_address", "_children", "_topo")
+
+    def __init__(self, devices: Iterable[Device], sources: Iterable[str] = ()) -> None:
+        """Raises InventoryError (duplicate ids or addresses, unknown parents, parent cycles),
+        locating problems as "devices[i]"."""
+        devices = tuple(devices)
+        entries = [
+            _Entry(_Row({}, f"devices[{i}]", 0, i), d.id, d.address, d.status, d.parent, d)
+            for i, d in enumerate(devices)
+        ]
+        issues = _cross_check(entries, parents_known=True)
+        if issues:
+            raise InventoryError(_ordered(issues))
+        self._index(devices, sources)
+
+    @classmethod
+    def _checked(cls, devices: Sequence[Device], sources: Iterable[str]) -> "Inventory":
+        """An inventory of devices that load_inventory() has already checked."""
+        inventory = cls.__new__(cls)
+        inventory._index(devices, sources)
+        return inventory
+
+    def _index(self, devices: Sequence[Device], sources: Iterable[str]) -> None:
+        by_id = {d.id: d for d in devices}
+        children: dict[str, list[Device]] = {}
+        for device in devices:
+            if device.parent is not None:
+                children.setdefault(device.parent, []).append(device)
+        self._devices = types.MappingProxyType(by_id)
+        self._sources = tuple(sources)
+        self._by_address = {
+            d.address: d for d in devices if d.address is not None and d.status is not Status.REMOVED
+        }
+        self._children = {parent: tuple(kids) for parent, kids in children.items()}
+        self._topo = _topo_order(by_id)
+
+    @property
+    def devices(self) -> Mapping[str, Device]:
+        return self._devices
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self._sources
+
+    def __repr__(self) -> str:
+        return f"<Inventory: {len(self.devices)} devices from {', '.join(self.sources) or 'code'}>"
+
+    def by_address(self, address: str | IPAddress) -> Device | None:
+        """The device (not removed) at `address`; None for an unknown or malformed address.
+        An IPv4-mapped IPv6 address (::ffff:10.0.0.1, as dual-stack sockets report IPv4
+        peers) finds the IPv4 device."""
+        try:
+            addr = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return self._by_address.get(addr)
+
+    def children(self, device_id: str) -> tuple[Device, ...]:
+        """Devices whose parent is `device_id`, in load order. KeyError for an unknown id."""
+        if device_id not in self.devices:
+            raise KeyError(device_id)
+        return self._children.get(device_id, ())
+
+    def ancestors(self, device_id: str) -> tuple[Device, ...]:
+        """Parent, grandparent, … up to the root. KeyError for an unknown id."""
+        chain = []
+        parent = self.devices[device_id].parent
+        while parent is not None:
+            device = self.devices[parent]
+            chain.append(device)
+            parent = device.parent
+        return tuple(chain)
+
+    def topo_order(self) -> tuple[Device, ...]:
+        """Every device, parents before their children, otherwise in load order."""
+        return self._topo
+
+    def select(self, selector: Selector) -> tuple[Device, ...]:
+        """Devices matching `selector`, in load order."""
+        return tuple(d for d in self.devices.values() if selector.matches(d))
+
+
+def load_inventory(cfg: InventoryConfig | Any, base_dir: str | Path | None = None) -> Inventory:
+    """Load every source of `cfg` (a whole config or its inventory section).
+
+    Relative point-list paths are resolved against `base_dir` (default: the current directory);
+    a config from load_config() already holds absolute paths. Inline devices are located by
+    the config's file and line when it came from load_config(), else as "<config>".
+    Raises InventoryError with every problem found; returns only a fully valid inventory.
+    """
+    section = cfg if isinstance(cfg, InventoryConfig) else cfg.inventory
+    base = Path(base_dir) if base_dir is not None else Path()
+    rows: list[_Row] = []
+    issues: list[_Issue] = []
+    sources: list[str] = []
+    complete = True  # every row of every source was read; else "parent not found" may be wrong
+    for index, path in enumerate(section.point_lists):
+        table = _read_point_list(base / path, index)
+        rows += table.rows
+        issues += table.issues
+        complete &= table.complete
+        sources.append(table.name)
+    if section.devices:
+        config_rows, config_issues = _inline_rows(section.devices, section.source, len(sources))
+        rows += config_rows
+        issues += config_issues
+        sources.append(str(section.source.path) if section.source else "<config>")
+    entries = [entry for row in rows if (entry := _parse_row(row, issues)) is not None]
+    issues += _cross_check(entries, parents_known=complete)
+    if issues:
+        raise InventoryError(_ordered(issues))
+    return Inventory._checked([e.device for e in entries if e.device is not None], sources)
+
+
+# --- rows and problems ---------------------------------------------------------------------
+
+
+_Issue = tuple[int, int, str]
+"""(source index, line, message): sorted into file order before reporting."""
+
+
+class _Bad(Exception):
+    """A cell's value is unusable; the message is the reason."""
+
+
+@dataclass(slots=True)
+class _Row:
+    """One device's cells, whatever the source, and how to point at them.
+
+    values: column → the cell (text; from XLSX also a number, date or bool), present cells only.
+    where, line: "FILE:LINE" of the row and its line (XLSX: row; config: the device's entry).
+    source: index of the source, for ordering problems.
+    labels: column → the column as its source names it ("类型"); else prefix + column
+      ("inventory.devices[3]." + "kind").
+    cell_wheres: column → (line, "FILE:LINE") for cells with lines of their own (config keys).
+    """
+
+    values: dict[str, Any]
+    where: str
+    source: int
+    line: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    prefix: str = ""
+    cell_wheres: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def issue(self, column: str, reason: str) -> _Issue:
+        line, where = self.where_of(column)
+        return self.source, line, f"{where}: {self.labels.get(column, self.prefix + column)}: {reason}"
+
+    def where_of(self, column: str) -> tuple[int, str]:
+        return self.cell_wheres.get(column, (self.line, self.where))
+
+
+@dataclass(slots=True)
+class _Entry:
+    """What the cross-row checks need of a row: its id, and whatever else could be read."""
+
+    row: _Row
+    id: str
+    address: IPAddress | None
+    status: Status | None  # None: unreadable
+    parent: str | None
+    device: Device | None  # None when the row has problems
+
+
+def _ordered(issues: list[_Issue]) -> list[str]:
+    return [message for _, _, message in sorted(issues, key=lambda issue: issue[:2])]
+
+
+# --- reading point lists -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Table:
+    """A point list read: its name in messages, its rows, its problems, and whether every row
+    could be read (False when the file or its header is unusable)."""
+
+    name: str
+    rows: list[_Row]
+    issues: list[_Issue]
+    complete: bool
+
+
+def _read_point_list(path: Path, index: int) -> _Table:
+    """Read one point list (see the module docstring for formats); never raises for bad input."""
+    file, sheet = _split_sheet(path)
+    name = f"{file}#{sheet}" if sheet is not None else str(file)
+    suffix = file.suffix.lower()
+    try:
+        if suffix in _TEXT_SUFFIXES:
+            records = _csv_records(file)
+        elif suffix in _XLSX_SUFFIXES:
+            records = _xlsx_records(file, sheet)
+        elif suffix == ".xls":
+            raise _Bad("the old .xls format is not supported: save it as .xlsx or CSV")
+        else:
+            raise _Bad("unknown point-list format: expected .csv or .xlsx")
+    except _Bad as exc:
+        return _Table(name, [], [(index, 0, f"{name}: {exc}")], complete=False)
+    return _table(name, index, records, spreadsheet=suffix not in _TEXT_SUFFIXES)
+
+
+def _split_sheet(path: Path) -> tuple[Path, str | None]:
+    """points.xlsx#点位明细 → (points.xlsx, "点位明细"); other paths → (path, None)."""
+    stem, hash_, sheet = path.name.rpartition("#")
+    if hash_ and Path(stem).suffix.lower() in _XLSX_SUFFIXES:
+        return path.with_name(stem), sheet
+    return path, None
+
+
+_Record = tuple[int, Sequence[Any]]
+"""(line or row number, cells)"""
+
+
+def _csv_records(path: Path) -> list[_Record]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _Bad(f"cannot read: {exc.strerror}") from None
+    text = _decode(raw)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    records = []
+    try:
+        end = 0
+        for cells in reader:
+            start, end = end + 1, reader.line_num  # a quoted cell may span lines
+            records.append((start, cells))
+    except csv.Error as exc:
+        raise _Bad(f"line {reader.line_num}: not valid CSV: {exc}") from None
+    return records
+
+
+def _decode(raw: bytes) -> str:
+    """See the module docstring for the order of encodings tried."""
+    if raw.startswith(codecs.BOM_UTF8):
+        encoding, raw = "UTF-8", raw[len(codecs.BOM_UTF8) :]
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "UTF-16"
+    else:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding = "GB18030"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        what = "neither UTF-8 nor GB18030" if encoding == "GB18030" else f"not {encoding}"
+        raise _Bad(f"line {line}: {what} text") from None
+
+
+def _delimiter(text: str) -> str:
+    head = "\n".join(text.split("\n", _HEADER_SCAN_ROWS)[:_HEADER_SCAN_ROWS])
+    return max((",", "\t", ";"), key=head.count)
+
+
+def _xlsx_records(path: Path, sheet: str | None) -> list[_Record]:
+    if not path.is_file():
+        raise _Bad("cannot read: No such file or directory")
+    import openpyxl  # here: ~8 MB of RSS that a daemon fed by CSV never needs
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zip, XML, key and value errors on damaged files
+        raise _Bad(f"cannot read as XLSX: {exc}") from None
+    try:
+        if sheet is None:
+            worksheet = book.worksheets[0]
+        elif sheet in book.sheetnames:
+            worksheet = book[sheet]
+        else:
+            raise _Bad(f"no sheet named {sheet!r} (sheets: {', '.join(book.sheetnames)})")
+        # Read-only sheets yield missing rows as empty ones, so numbering from 1 is the row number.
+        return list(enumerate(worksheet.iter_rows(min_row=1, values_only=True), start=1))
+    finally:
+        book.close()
+
+
+def _table(name: str, index: int, records: list[_Record], spreadsheet: bool) -> _Table:
+    """Rows of a point list from its records: find the header, map it, take the rows below."""
+    header_at = next(
+        (i for i, (_, cells) in enumerate(records[:_HEADER_SCAN_ROWS]) if _known_header_count(cells) >= 2), None
+    )
+    if header_at is None:
+        known = ", ".join(COLUMNS)
+        reason = f"no header row: none of the first {_HEADER_SCAN_ROWS} rows names two known columns ({known})"
+        return _Table(name, [], [(index, 0, f"{name}: {reason}")], complete=False)
+    header_line, header = records[header_at]
+    head = _Row({}, f"{name}:{header_line}", index, header_line)
+    columns, labels, issues = _map_header(head, header)
+    missing = [column for column in REQUIRED_COLUMNS if column not in labels]
+    for column in missing:
+        accepted = ", ".join((column, *COLUMNS[column]))
+        issues.append(head.issue(column, f"missing column (headers accepted: {accepted})"))
+    if missing:
+        return _Table(name, [], issues, complete=False)
+    rows = []
+    headless = {j for j in range(len(header)) if not _present(header[j])}
+    reported: set[int] = set()
+    for line, cells in records[header_at + 1 :]:
+        values = {column: cells[j] for j, column in columns.items() if j < len(cells) and _present(cells[j])}
+        for j in headless.union(range(len(header), len(cells))) - reported:
+            if j < len(cells) and _present(cells[j]):  # once per column, at its first value
+                reported.add(j)
+                where = f"{name}:{line}: {_column_name(j, spreadsheet)}"
+                issues.append((index, line, f"{where}: value in a column without header"))
+        if values:
+            rows.append(_Row(values, f"{name}:{line}", index, line, labels))
+    return _Table(name, rows, issues, complete=True)
+
+
+def _map_header(head: _Row, header: Sequence[Any]) -> tuple[dict[int, str], dict[str, str], list[_Issue]]:
+    """(cell index → column, column → header as written, problems) for the header row `head`."""
+    columns: dict[int, str] = {}
+    labels: dict[str, str] = {}
+    issues: list[_Issue] = []
+    for j, cell in enumerate(header):
+        written = _header_text(cell)
+        key = _norm(written)
+        column = _HEADERS.get(key)
+        if not key or key in _IGNORED:
+            continue
+        if column is None:
+            close = difflib.get_close_matches(key, _HEADERS, n=1)
+            hint = (
+                f", did you mean {_SPELLINGS[close[0]]!r}?"
+                if close
+                else f" (known: {', '.join(COLUMNS)}; ignorable: {', '.join(IGNORED_COLUMNS)})"
+            )
+            issues.append(head.issue(written, f"unknown column{hint}"))
+        elif column in labels:
+            issues.append(head.issue(written, f"same column as {labels[column]} ({column})"))
+        else:
+            columns[j], labels[column] = column, written
+    return columns, labels, issues
+
+
+def _known_header_count(cells: Sequence[Any]) -> int:
+    return sum(1 for cell in cells if _norm(_header_text(cell)) in _HEADERS)
+
+
+def _header_text(cell: Any) -> str:
+    return "" if cell is None else str(cell).replace("\ufeff", "").strip()
+
+
+def _column_name(j: int, spreadsheet: bool) -> str:
+    """How a user finds column j (0-based): its letter in a spreadsheet, its number in CSV."""
+    if not spreadsheet:
+        return f"column {j + 1}"
+    from openpyxl.utils import get_column_letter
+
+    return f"column {get_column_letter(j + 1)}"
+
+
+def _present(cell: Any) -> bool:
+    return cell is not None and (not isinstance(cell, str) or bool(cell.strip()))
+
+
+def _text(cell: Any) -> str:
+    """A cell as text: numbers from spreadsheets without a spurious ".0". Raises _Bad for a
+    whole number too long for Excel to have kept every digit (e.g. a 20-digit GB/T 28181
+    device code not stored as text)."""
+    if cell is None:
+        return ""
+    if isinstance(cell, str):
+        return cell.strip()
+    if isinstance(cell, float) and cell.is_integer():
+        if abs(cell) >= _EXACT_FLOAT_LIMIT:
+            raise _Bad("number too long for Excel to keep every digit: store the column as text")
+        return str(int(cell))
+    return str(cell)
+
+
+# --- inline devices --------------------------------------------------------------------------
+
+
+def _inline_rows(devices: list[dict], source: ConfigSource | None, index: int) -> tuple[list[_Row], list[_Issue]]:
+    """Rows of the config's `inventory.devices`, each key located at its own line."""
+    rows: list[_Row] = []
+    issues: list[_Issue] = []
+    for i, item in enumerate(devices):
+        loc = ("inventory", "devices", i)
+
+        def at(*key: str) -> tuple[int, str]:
+            if source is None:
+                return i, "<config>"
+            line = source.line(loc + key)
+            return line, f"{source.path}:{line}"
+
+        line, where = at()
+        row = _Row({}, where, index, line, prefix=f"inventory.devices[{i}].")
+        for key, value in item.items():
+            key = str(key)
+            row.cell_wheres[key] = at(key)
+            if key not in COLUMNS:
+                close = difflib.get_close_matches(key, COLUMNS, n=1)
+                hint = f", did you mean {close[0]!r}?" if close else f" (known: {', '.join(COLUMNS)})"
+                issues.append(row.issue(key, f"unknown key{hint}"))
+            elif key == "tags" and isinstance(value, list) and all(isinstance(tag, str) for tag in value):
+                row.values[key] = ";".join(value)
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                if _present(value):
+                    row.values[key] = value
+            elif value is not None:
+                allowed = "text or a list of text" if key == "tags" else "text or a number"
+                issues.append(row.issue(key, f"must be {allowed}"))
+        rows.append(row)
+    return rows, issues
+
+
+# --- checking rows -------------------------------------------------------------------------
+
+
+def _parse_row(row: _Row, issues: list[_Issue]) -> _Entry | None:
+    """The row's entry (None without an id), its Device when every cell is good; appends one
+    problem per bad cell to `issues`."""
+    before = len(issues)
+
+    def cell(column: str, parse: Any, default: Any = None) -> Any:
+        if column not in row.values:
+            return default
+        try:
+            return parse(_text(row.values[column]))
+        except _Bad as exc:
+            issues.append(row.issue(column, str(exc)))
+            return None
+
+    device_id = cell("id", str)
+    kind = cell("kind", _kind)
+    status = cell("status", _status, Status.ACTIVE)
+    address = cell("address", _address)
+    site, region = cell("site", str), cell("region", str)
+    lat, lon = cell("lat", _latitude), cell("lon", _longitude)
+    parent = cell("parent", str)
+    name, model, tags = cell("name", str, device_id), cell("model", str), cell("tags", _tags, frozenset())
+    for column in REQUIRED_COLUMNS:
+        if column in row.values:
+            continue
+        if column != "address":
+            issues.append(row.issue(column, "missing (required)"))
+        elif status is not None and status is not Status.REMOVED:  # None: its own problem
+            issues.append(row.issue(column, "missing (required unless status is removed)"))
+    if device_id is None:
+        return None
+    manufacturer, firmware, serial = cell("manufacturer", str), cell("firmware", str), cell("serial", str)
+    stream_url, port, uplink = cell("stream_url", _stream_url), cell("port", str), cell("uplink", str)
+    device = None
+    if len(issues) == before:
+        device = Device(
+            device_id, name, kind, address, site, region, parent, status, lat, lon, model, tags,
+            manufacturer=manufacturer, firmware=firmware, serial=serial, stream_url=stream_url, port=port, uplink=uplink,
+        )
+    return _Entry(row, device_id, address, status, parent, device)
+
+
+def _stream_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("rtsp", "rtsps") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise _Bad("must be an rtsp:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        # Point lists get mailed around: credentials belong in the config's *_file or *_env.
+        raise _Bad("must not carry credentials (user:password@): set them in probes.rtsp")
+    return text
+
+
+def _kind(text: str) -> Kind:
+    try:
+        return _KINDS[_norm(text)]
+    except KeyError:
+        raise _Bad(f"unknown kind {text!r} (expected {', '.join(Kind)})") from None
+
+
+def _status(text: str) -> Status:
+    try:
+        return _STATUSES[_norm(text)]
+    except KeyError:
+        raise _Bad(f"unknown status {text!r} (expected {', '.join(Status)})") from None
+
+
+def _address(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _Bad(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _degrees(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _Bad(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise _Bad(f"{text!r} is not a number")
+    return value
+
+
+def _latitude(text: str) -> float:
+    value = _degrees(text)
+    if not -90 <= value <= 90:
+        swapped = " (latitude and longitude swapped?)" if -180 <= value <= 180 else ""
+        raise _Bad(f"{text} is out of range -90..90{swapped}")
+    return value
+
+
+def _longitude(text: str) -> float:
+    value = _degrees(text)
+    if not -180 <= value <= 180:
+        raise _Bad(f"{text} is out of range -180..180")
+    return value
+
+
+def _tags(text: str) -> frozenset[str]:
+    return frozenset(tag for part in _TAG_SEPARATORS.split(text) if (tag := part.strip()))
+
+
+def _cross_check(entries: list[_Entry], parents_known: bool) -> list[_Issue]:
+    """Problems between rows: duplicate ids and addresses (each naming the first place),
+    parents not found (only when `parents_known`: every row of every source was read), and
+    parent cycles (once per cycle, at its member loaded first)."""
+    issues: list[_Issue] = []
+    first_id: dict[str, _Entry] = {}
+    first_address: dict[IPAddress, _Entry] = {}
+    for entry in entries:
+        first = first_id.setdefault(entry.id, entry)
+        if first is not entry:
+            where = first.row.where_of("id")[1]
+            issues.append(entry.row.issue("id", f"duplicate id {entry.id!r} (first at {where})"))
+            continue
+        if entry.address is not None and entry.status is not Status.REMOVED:
+            first = first_address.setdefault(entry.address, entry)
+            if first is not entry:
+                where = first.row.where_of("address")[1]
+                reason = f"duplicate address {entry.address} (first at {where}, id {first.id})"
+                issues.append(entry.row.issue("address", reason))
+    if parents_known:
+        for entry in first_id.values():
+            if entry.parent is not None and entry.parent not in first_id:
+                issues.append(entry.row.issue("parent", f"parent {entry.parent!r} not found"))
+    for cycle in _cycles(first_id):
+        issues.append(first_id[cycle[0]].row.issue("parent", f"parent cycle: {' -> '.join(cycle)}"))
+    return issues
+
+
+def _cycles(entries: Mapping[str, _Entry]) -> Iterator[list[str]]:
+    """Each parent cycle once, as ids from its member first in `entries` order around to it
+    again: ["a", "b", "a"]. Each entry has one parent, so walking up from every entry and
+    stopping at anything walked before finds every cycle in linear time."""
+    order = {device_id: n for n, device_id in enumerate(entries)}
+    done: set[str] = set()
+    for start in entries:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node in entries and node not in done:
+            if node in on_path:
+                cycle = path[path.index(node) :]
+                first = min(range(len(cycle)), key=lambda k: order[cycle[k]])
+                cycle = cycle[first:] + cycle[:first]
+                yield cycle + [cycle[0]]
+                break
+            path.append(node)
+            on_path.add(node)
+            node = entries[node].parent
+        done.update(path)
+
+
+def _topo_order(devices: Mapping[str, Device]) -> tuple[Device, ...]:
+    """Devices with every parent before its children, otherwise in load order.
+    Needs every parent present and no cycles (checked before)."""
+    order: list[Device] = []
+    placed: set[str] = set()
+    for device in devices.values():
+        chain = []
+        node: Device | None = device
+        while node is not None and node.id not in placed:
+            chain.append(node)
+            node = devices[node.parent] if node.parent is not None else None
+        for ancestor in reversed(chain):
+            order.append(ancestor)
+            placed.add(ancestor.id)
+    return tuple(order)

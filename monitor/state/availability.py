@@ -1,0 +1,129 @@
+"""Three kinds of "online" and the one the contract counts.
+
+Ops teams of video networks know three different "online"s, and they disagree exactly where
+problems hide (a camera that answers ping but sends no picture):
+
+- network (网络在线): the device answers ICMP echo (probe `icmp`);
+- service (服务在线): its ONVIF device service answers, authenticated (probe `onvif`);
+- video (视频在线): its RTSP stream is described (probe `rtsp`) and, where the frame check is
+  enabled, a frame decodes (probe `rtsp_frame`).
+
+Each *basis* has a published State per device, derived from the probes' own trackers
+(monitor.state.tracker, hysteresis and topology each):
+
+- network: the icmp tracker's state, as is.
+- service / video: UNREACHABLE while the device is offline on the network (the network is the
+  cause, not the service: one fault per problem); else DOWN when any of the basis' probes
+  says so, UP when all that poll the device say UP, UNKNOWN until then.
+- online (the contract's 在线, for the 95 % rule): the bases listed in
+  `availability.online_requires` that apply to the device (default: network and video, i.e.
+  "network up and RTSP DESCRIBE OK"); a switch has no video, so for it online = network.
+  Network offline gives the network state; any other required basis DOWN gives DOWN; any
+  UNKNOWN gives UNKNOWN; else UP.
+
+A basis applies to a device when one of its probes is enabled and polls it (Probe.wants).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Iterable, Mapping
+
+from pydantic import Field, field_validator
+
+from monitor.core.config_base import Strict
+from monitor.core.model import Device
+from monitor.state.tracker import State
+
+
+class Basis(StrEnum):
+    ONLINE = "online"
+    NETWORK = "network"
+    SERVICE = "service"
+    VIDEO = "video"
+
+
+PROBES: Mapping[Basis, tuple[str, ...]] = {
+    Basis.NETWORK: ("icmp",),
+    Basis.SERVICE: ("onvif",),
+    Basis.VIDEO: ("rtsp", "rtsp_frame"),
+}
+"""Which probes each measured basis is made of."""
+
+
+class AvailabilityConfig(Strict):
+    """config.yaml section `availability`."""
+
+    online_requires: Annotated[list[Basis], Field(min_length=1)] = [Basis.NETWORK, Basis.VIDEO]
+    """What "online" means for online rates and the 95 % rule: every listed basis that applies
+    to a device must be up. Tenders differ: some count ping only ([network])."""
+
+    @field_validator("online_requires")
+    @classmethod
+    def _measured_only(cls, bases: list[Basis]) -> list[Basis]:
+        if Basis.ONLINE in bases:
+            raise ValueError("online_requires lists measured bases: network, service, video")
+        if len(set(bases)) != len(bases):
+            raise ValueError("online_requires lists a basis twice")
+        return bases
+
+
+def _measured(
+    basis: Basis,
+    device_id: str,
+    network: State | None,
+    trackers: Mapping[str, Mapping[str, State]],
+    polled: Mapping[str, frozenset[str]],
+) -> State | None:
+    """State of one measured basis (not network) of one device; None when it does not apply."""
+    states = [trackers[p][device_id] for p in PROBES[basis] if p in polled and device_id in polled[p]]
+    if not states:
+        return None
+    if network is not None and network.offline:
+        return State.UNREACHABLE
+    if any(s.offline for s in states):
+        return State.DOWN
+    if all(s is State.UP for s in states):
+        return State.UP
+    return State.UNKNOWN
+
+
+def combine(
+    devices: Iterable[Device],
+    trackers: Mapping[str, Mapping[str, State]],
+    polled: Mapping[str, frozenset[str]],
+    online_requires: Iterable[Basis],
+) -> dict[Basis, dict[str, State]]:
+    """Per-basis states of every device.
+
+    - trackers: probe name → (device id → published state of that probe's tracker);
+    - polled: probe name → ids of the devices the (enabled) probe polls.
+    Returns basis → (device id → State), with only the devices a basis applies to (`online`:
+    every device polled by any probe).
+    """
+    required = tuple(online_requires)
+    out: dict[Basis, dict[str, State]] = {b: {} for b in Basis}
+    for device in devices:
+        network = trackers["icmp"][device.id] if "icmp" in polled and device.id in polled["icmp"] else None
+        measured: dict[Basis, State] = {}
+        if network is not None:
+            measured[Basis.NETWORK] = network
+        for basis in (Basis.SERVICE, Basis.VIDEO):
+            state = _measured(basis, device.id, network, trackers, polled)
+            if state is not None:
+                measured[basis] = state
+        for basis, state in measured.items():
+            out[basis][device.id] = state
+        if measured:
+            out[Basis.ONLINE][device.id] = _online([measured[b] for b in required if b in measured] or list(measured.values()), network)
+    return out
+
+
+def _online(states: list[State], network: State | None) -> State:
+    if network is not None and network.offline:
+        return network
+    if any(s.offline for s in states):
+        return State.DOWN
+    if any(s is State.UNKNOWN for s in states):
+        return State.UNKNOWN
+    return State.UP

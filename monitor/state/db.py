@@ -1,0 +1,202 @@
+"""The state database: an embedded SQLite file (WAL) holding every state transition with its
+time, the last state of every device, and the daemon's own monitoring sessions.
+
+It is the source of truth for availability reports: a device's state at any instant is the
+`to_state` of its latest transition before that instant, and `sessions` says when fleetmon
+was watching at all (heartbeat every cycle, so a `kill -9` leaves at most one cycle unknown).
+
+All SQLite work runs on one dedicated thread, in submission order, so the event loop never
+blocks on disk and writes never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+from monitor.state.tracker import State, Transition
+
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transitions (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT    NOT NULL,
+    probe       TEXT    NOT NULL,
+    ts_ns       INTEGER NOT NULL,   -- UTC, ns since the epoch
+    from_state  TEXT    NOT NULL,
+    to_state    TEXT    NOT NULL,
+    reason      TEXT
+);
+CREATE INDEX IF NOT EXISTS transitions_device_ts ON transitions (device_id, probe, ts_ns);
+CREATE INDEX IF NOT EXISTS transitions_ts ON transitions (ts_ns);
+CREATE TABLE IF NOT EXISTS device_state (
+    device_id   TEXT    NOT NULL,
+    probe       TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    since_ns    INTEGER NOT NULL,
+    PRIMARY KEY (device_id, probe)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id          INTEGER PRIMARY KEY,
+    started_ns  INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,  -- heartbeat: monitoring is known to have run until here
+    stopped_ns  INTEGER,            -- NULL: the daemon did not stop cleanly (crash, kill -9)
+    pid         INTEGER NOT NULL,
+    devices     INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    started_ns: int
+    last_seen_ns: int
+    stopped_ns: int | None
+    pid: int
+    devices: int
+
+
+class StateDBError(RuntimeError):
+    """The state database cannot be opened or is not a fleetmon state database."""
+
+
+class StateDB:
+    """Async facade over the SQLite state database at `path` (created with its folder)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
+        self._conn: sqlite3.Connection | None = None
+        self._session_id: int | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def execute(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the database thread, after everything submitted before it.
+
+        For the other owners of tables in this file (faults, outbox, maintenance): they keep
+        their SQL to themselves but share the one connection and thread, so writes never
+        contend and one transaction can span their tables. The connection is in autocommit
+        mode: use `with conn:` plus "BEGIN" for a transaction."""
+        return await self._run(lambda: fn(self._db))
+
+    async def __aenter__(self) -> "StateDB":
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commits, never corrupts.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_DDL)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StateDBError(f"{self.path}: schema version {row[0]}, this fleetmon knows {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StateDBError(f"{self.path}: {exc}") from exc
+        self._conn = conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        assert self._conn is not None, "StateDB used outside its context"
+        return self._conn
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def start_session(self, devices: int) -> int:
+        """Record the daemon's start; returns the session id."""
+        now = time.time_ns()
+
+        def op() -> int:
+            cur = self._db.execute(
+                "INSERT INTO sessions (started_ns, last_seen_ns, pid, devices) VALUES (?, ?, ?, ?)",
+                (now, now, os.getpid(), devices),
+            )
+            return int(cur.lastrowid)
+
+        self._session_id = await self._run(op)
+        return self._session_id
+
+    async def heartbeat(self) -> None:
+        now = time.time_ns()
+        await self._run(lambda: self._db.execute("UPDATE sessions SET last_seen_ns=? WHERE id=?", (now, self._session_id)))
+
+    async def end_session(self) -> None:
+        now = time.time_ns()
+        await self._run(
+            lambda: self._db.execute(
+                "UPDATE sessions SET last_seen_ns=?, stopped_ns=? WHERE id=?", (now, now, self._session_id)
+            )
+        )
+
+    async def sessions(self) -> list[Session]:
+        rows = await self._run(lambda: self._db.execute("SELECT * FROM sessions ORDER BY id").fetchall())
+        return [Session(*r) for r in rows]
+
+    # -- states and transitions -------------------------------------------------------------
+
+    async def load_states(self, probe: str) -> dict[str, tuple[State, int]]:
+        """Last saved state of every device for `probe`: {device_id: (state, since_ns)}."""
+        rows = await self._run(
+            lambda: self._db.execute("SELECT device_id, state, since_ns FROM device_state WHERE probe=?", (probe,)).fetchall()
+        )
+        return {device_id: (State(state), since) for device_id, state, since in rows}
+
+    async def record(self, transitions: Iterable[Transition]) -> None:
+        """Store transitions and the resulting current states in one transaction."""
+        batch = list(transitions)
+        if not batch:
+            return
+
+        def op() -> None:
+            db = self._db
+            with db:  # one transaction
+                db.execute("BEGIN")
+                db.executemany(
+                    "INSERT INTO transitions (device_id, probe, ts_ns, from_state, to_state, reason) VALUES (?,?,?,?,?,?)",
+                    [(t.device_id, t.probe, t.ts_ns, t.old.value, t.new.value, t.reason) for t in batch],
+                )
+                db.executemany(
+                    "INSERT INTO device_state (device_id, probe, state, since_ns) VALUES (?,?,?,?) "
+                    "ON CONFLICT (device_id, probe) DO UPDATE SET state=excluded.state, since_ns=excluded.since_ns",
+                    [(t.device_id, t.probe, t.new.value, t.ts_ns) for t in batch],
+                )
+
+        await self._run(op)
+
+    async def transitions(self, device_id: str | None = None, since_ns: int = 0) -> list[Transition]:
+        """Stored transitions in time order, optionally of one device and from `since_ns` on."""
+        sql = "SELECT device_id, probe, ts_ns, from_state, to_state, reason FROM transitions WHERE ts_ns >= ?"
+        args: list[Any] = [since_ns]
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            args.append(device_id)
+        rows = await self._run(lambda: self._db.execute(sql + " ORDER BY ts_ns, id", args).fetchall())
+        return [Transition(d, p, ts, State(a), State(b), r) for d, p, ts, a, b, r in rows]

@@ -1,0 +1,68 @@
+"""Online rate (在线率) of device groups: the number the contract is paid against.
+
+online rate = online / (online + offline) × 100 over the *active* devices of a group, where
+online = UP and offline = DOWN or UNREACHABLE (a camera behind a dead switch sends no video
+either). Devices under construction (延建) or removed (拆除) are excluded, as tenders do;
+devices not yet decided (UNKNOWN, only right after the very first start) are left out of
+the ratio and counted apart.
+
+Groups: the fleet, each region and each site, each for all kinds together and per kind.
+Each is computed per basis (monitor.state.availability): the contract's `online` and the measured
+network, service and video rates, side by side.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from monitor.core.model import Device
+from monitor.state.tracker import State
+
+ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRate:
+    scope: str  # "fleet" | "region" | "site"
+    group: str  # region or site name; "all" for the fleet
+    kind: str  # a device kind or "all"
+    online: int
+    offline: int
+    unknown: int
+    excluded: int
+    basis: str = "online"  # monitor.state.availability.Basis value
+
+    @property
+    def total(self) -> int:
+        """Active devices in the group."""
+        return self.online + self.offline + self.unknown
+
+    @property
+    def rate_pct(self) -> float | None:
+        """Online rate in %, or None while no active device of the group is decided."""
+        decided = self.online + self.offline
+        return 100.0 * self.online / decided if decided else None
+
+
+def online_rates(devices: Iterable[Device], states: Mapping[str, State], basis: str = "online") -> list[GroupRate]:
+    """Online rates of every group, fleet first, then regions, then sites (sorted by name).
+
+    `states` maps device id to its published state; a device missing from it is UNKNOWN.
+    `basis` labels the rates (which "online" the states are).
+    """
+    # counts[(scope, group, kind)] = [online, offline, unknown, excluded]
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for device in devices:
+        if not device.counted:
+            slot = 3
+        else:
+            state = states.get(device.id, State.UNKNOWN)
+            slot = 0 if state is State.UP else 1 if state.offline else 2
+        for scope, group in (("fleet", ALL), ("region", device.region), ("site", device.site)):
+            counts[(scope, group, ALL)][slot] += 1
+            counts[(scope, group, device.kind.value)][slot] += 1
+    order = {"fleet": 0, "region": 1, "site": 2}
+    keys = sorted(counts, key=lambda k: (order[k[0]], k[1], k[2] != ALL, k[2]))
+    return [GroupRate(*key, *counts[key], basis) for key in keys]

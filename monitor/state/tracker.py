@@ -1,0 +1,155 @@
+"""Device state from probe results: hysteresis, then topology.
+
+A device is *failing* once `down_after` consecutive results of its probe were not ok, and
+stops failing after `up_after` consecutive ok results. Its published state is then:
+
+- UP when it is not failing;
+- UNREACHABLE when it is failing and its parent (switch, link, UPS …) is DOWN or UNREACHABLE:
+  the device cannot be judged, the parent is the root cause;
+- DOWN when it is failing and its parent is not;
+- UNKNOWN until the first verdict (right after the very first start; a restart resumes the
+  states saved in the state database).
+
+Every change of published state is a Transition; the caller stores them (monitor.state.db),
+they are the evidence availability reports are computed from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Mapping
+
+from probes.base import ProbeResult
+
+if TYPE_CHECKING:
+    from monitor.fleet.inventory import Inventory
+
+
+class State(StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def offline(self) -> bool:
+        return self in (State.DOWN, State.UNREACHABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of a device's published state, at `ts_ns` (UTC ns since the epoch)."""
+
+    device_id: str
+    probe: str
+    ts_ns: int
+    old: State
+    new: State
+    reason: str | None
+
+
+@dataclass(slots=True)
+class _Track:
+    state: State = State.UNKNOWN
+    since_ns: int = 0
+    failing: bool | None = None  # None = not yet decided
+    streak_ok: int = 0
+    streak_fail: int = 0
+    last_reason: str | None = None
+
+
+class StateTracker:
+    """Published state of every device of one probe type.
+
+    `observe()` takes results as they arrive (decisions use the parent's state at that
+    moment); `reconcile()` at the end of each cycle walks the topology parents-first and
+    fixes what arrived in the wrong order (a child seen failing before its switch was).
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        probe: str,
+        *,
+        down_after: int,
+        up_after: int,
+        initial: Mapping[str, tuple[State, int]] | None = None,
+    ) -> None:
+        self._inventory = inventory
+        self._probe = probe
+        self._down_after = down_after
+        self._up_after = up_after
+        self._order = inventory.topo_order()
+        self._tracks: dict[str, _Track] = {d.id: _Track() for d in self._order}
+        for device_id, (state, since_ns) in (initial or {}).items():
+            track = self._tracks.get(device_id)
+            if track is None:  # device left the inventory since the last run
+                continue
+            track.state, track.since_ns = state, since_ns
+            track.failing = None if state is State.UNKNOWN else state.offline
+
+    def state(self, device_id: str) -> State:
+        return self._tracks[device_id].state
+
+    def since_ns(self, device_id: str) -> int:
+        return self._tracks[device_id].since_ns
+
+    def states(self) -> dict[str, State]:
+        return {device_id: t.state for device_id, t in self._tracks.items()}
+
+    def since(self) -> dict[str, int]:
+        """When each device entered its current state (UTC ns; 0 = never decided)."""
+        return {device_id: t.since_ns for device_id, t in self._tracks.items()}
+
+    def observe(self, result: ProbeResult) -> Transition | None:
+        """Feed one result; returns the transition it caused, if any."""
+        track = self._tracks.get(result.device_id)
+        if track is None:
+            return None
+        if result.ok:
+            track.streak_ok += 1
+            track.streak_fail = 0
+            if track.failing is not False and track.streak_ok >= (self._up_after if track.failing else 1):
+                track.failing = False
+        else:
+            track.streak_fail += 1
+            track.streak_ok = 0
+            track.last_reason = result.reason
+            if track.failing is not True and track.streak_fail >= self._down_after:
+                track.failing = True
+        return self._publish(result.device_id, track, result.ts_ns, result.reason)
+
+    def reconcile(self, ts_ns: int) -> list[Transition]:
+        """Re-derive every published state parents-first; returns the transitions."""
+        out = []
+        for device in self._order:
+            t = self._publish(device.id, self._tracks[device.id], ts_ns, None)
+            if t is not None:
+                out.append(t)
+        return out
+
+    def _publish(self, device_id: str, track: _Track, ts_ns: int, reason: str | None) -> Transition | None:
+        new = self._derive(device_id, track)
+        if new is track.state:
+            return None
+        old = track.state
+        track.state, track.since_ns = new, ts_ns
+        if new is State.UNREACHABLE:
+            parent = self._inventory.devices[device_id].parent
+            reason = f"parent {parent} is {self._tracks[parent].state}"
+        elif new is State.DOWN:
+            reason = reason or track.last_reason
+        return Transition(device_id, self._probe, ts_ns, old, new, reason if new is not State.UP else None)
+
+    def _derive(self, device_id: str, track: _Track) -> State:
+        if track.failing is None:
+            return State.UNKNOWN
+        if not track.failing:
+            return State.UP
+        parent = self._inventory.devices[device_id].parent
+        parent_track = self._tracks.get(parent) if parent else None
+        if parent_track is not None and parent_track.state.offline:
+            return State.UNREACHABLE
+        return State.DOWN
+

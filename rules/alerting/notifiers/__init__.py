@@ -1,0 +1,15 @@
+"""Notification routes: WeCom group robot, generic JSON webhook, MQTT.
+
+ROUTE_TYPES maps a route's `type` (config `notify.routes[].type`) to its config model and its
+Route class; adding a route type = a module + its tests + one line here.
+"""
+
+from rules.alerting.notifiers.mqtt import MqttConfig, MqttRoute
+from rules.alerting.notifiers.webhook import WebhookConfig, WebhookRoute
+from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute
+
+ROUTE_TYPES = {
+    "wecom": (WeComConfig, WeComRoute),
+    "webhook": (WebhookConfig, WebhookRoute),
+    "mqtt": (MqttConfig, MqttRoute),
+}

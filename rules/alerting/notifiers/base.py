@@ -1,0 +1,74 @@
+"""The interface every notification route implements, what a delivery attempt reports, and
+the config fields every route has.
+
+The outbox (rules/alerting/outbox.py) owns durability, ordering and retries; a route only knows how to
+put events on its wire and what its peer answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Protocol, Self, Sequence
+
+from pydantic import Field
+
+from monitor.core.config_base import SelectorConfig, Strict
+from rules.model import FaultEvent, Severity
+
+
+class RouteConfigBase(Strict):
+    """What every route's config has (config `notify.routes[]`); each route type adds its own
+    fields and `type: Literal[...]`.
+
+    - name: unique route name (logs, API, `escalate_to`).
+    - match: which faults go this way (region/site/kind/tags of the fault's device; region
+      and site of group faults). Empty = all.
+    - min_severity: only faults at least this severe.
+    - remind_every_s: repeat a firing, unacknowledged fault this often (None = never).
+    - escalate_after_s / escalate_to: after this long unacknowledged, also send it to the
+      route named `escalate_to`.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    match: SelectorConfig = SelectorConfig()
+    min_severity: Severity = Severity.MINOR
+    remind_every_s: Annotated[float, Field(ge=60)] | None = None
+    escalate_after_s: Annotated[float, Field(ge=60)] | None = None
+    escalate_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Outcome of one `deliver()` call.
+
+    - delivered: ids of the events that reached the peer (a prefix of the events given, in
+      order: a route never skips ahead, so order is kept).
+    - retry_after_s: the rest should wait this long (rate limit, peer down); None = go on.
+    - disabled: the route can never work as configured (WeCom errcode 93000: the robot key
+      is invalid); the reason, for the local alarm. The outbox stops using the route.
+    - error: what went wrong, for the log (None when everything was delivered).
+    """
+
+    delivered: tuple[int, ...]
+    retry_after_s: float | None = None
+    disabled: str | None = None
+    error: str | None = None
+
+
+class Route(Protocol):
+    """A notification route. One instance per configured route, used by one outbox worker at
+    a time; holds its HTTP session / MQTT client between `__aenter__` and `__aexit__`.
+    Constructed as `RouteClass(cfg, duty)` (duty: rules.alerting.duty.DutyRoster, for @mentions)."""
+
+    type: ClassVar[str]  # "wecom" | "webhook" | "mqtt"
+    name: str  # the configured route name
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
+        """Deliver as many of `events` (oldest first) as the peer and the route's own limits
+        allow now; may combine several into one message (digest). Never raises for a dead,
+        slow or erroring peer: that is what Delivery says."""
+        ...

@@ -1,0 +1,698 @@
+"""The WeCom (企业微信) group-robot route: fault events as Chinese (or English) messages in the duty
+engineers' WeCom group, within the robot's size and rate limits, with @mentions of who is on duty.
+
+The robot API (群机器人配置说明, https://developer.work.weixin.qq.com/document/path/91770; error
+codes: 全局错误码, https://developer.work.weixin.qq.com/document/path/90313):
+- `POST {url}?key=KEY`, UTF-8 JSON: `{"msgtype": "markdown", "markdown": {"content": …}}` or
+  `{"msgtype": "text", "text": {"content": …, "mentioned_mobile_list": ["138…"]}}`.
+- content at most 4096 bytes (markdown) or 2048 bytes (text), UTF-8 bytes; 20 messages per robot
+  per minute.
+- The answer is HTTP 200 even for errors; the body's errcode decides: 0 ok; 45009 over the rate
+  limit; 40058 content too long or invalid; 93000 invalid webhook url (key wrong or robot
+  removed). A 200 with errcode ≠ 0 is a failure.
+
+What the route does with that (the outbox owns durability and calls `deliver()` again after
+`retry_after_s`):
+- Rate: each robot key has a window of its requests in the last 60 s, shared by every route
+  using that key; at most `rate_per_minute` in any 60 s. A refilling token bucket (capacity 20,
+  one token per 3 s) would allow 39 messages in the first minute, which WeCom answers with
+  45009, hence the sliding window.
+- Digest: when the pending events need more messages than the window has room for, they are
+  packed in order into digest messages ("5 条告警：" and one line per event), each within the size
+  limit, so nothing is dropped or reordered. A digest delivers all its events at once.
+- Size: one event is rendered with at most 10 affected points listed (then 5, then none) and, if
+  still too long, truncated with a visible marker. 40058 halves the route's byte budget (down to
+  512 bytes) and the events are rendered again, split into smaller digests; the smaller budget
+  stays for the route's life (logged once per halving). A message of 512 bytes or less still
+  refused is an error.
+- 45009: nothing more to this key for a whole window; retry_after ≈ 60 s, with the error (WeCom
+  counted messages this route did not send: somebody else uses the robot).
+- 93000: `Delivery(disabled=…)`: the outbox stops the route and raises the local alarm.
+- No answer, HTTP status ≠ 200 (redirects are not followed: the key is in the query), a body
+  that is not a WeCom answer, other errcodes: an error without retry_after, so the outbox's
+  backoff (exponential, with jitter) applies, as for the other routes.
+- Logging: the outbox logs failure episodes, recoveries and the disabling; the route itself logs
+  only what the outbox cannot see (a smaller byte budget after 40058).
+- @mention: text messages carry `mentioned_mobile_list`. WeCom markdown can only @ by userid
+  (`<@userid>`), and the duty roster knows mobiles, so on a markdown route a message that needs a
+  mention is preceded by a short text message with the mentions ("请值班人员处理：…"), and both
+  count against the rate limit. The ping goes first: its event stays pending until the details
+  went out too, so a failed ping is retried by the outbox like any undelivered event; pinged
+  event ids are remembered so that a retry of the details does not ping again (after a restart
+  between the two requests the ping repeats: a second ping rather than none). Mentions go to
+  whoever is on duty when the message is sent, for firing, reminder and escalated events at
+  least `mention_min_severity`; resolutions and acknowledgements never wake anybody.
+- The key never leaves this module except in the request: logs and errors show the URL with
+  `key=***`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiohttp
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from monitor.core.config_base import is_http_url, read_secret, refuse_inline_secrets
+from rules.alerting.duty import DutyRoster
+from rules.model import EventKind, FaultEvent, Severity
+from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+
+log = logging.getLogger("fleetmon.wecom")
+
+DEFAULT_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
+MAX_BYTES = {"markdown": 4096, "text": 2048}
+"""Content limits of the robot API, in UTF-8 bytes."""
+RATE_WINDOW_S = 60.0
+"""WeCom's rate window: `rate_per_minute` requests per robot key in any such window."""
+
+ERR_OK = 0
+ERR_TOO_LONG = 40058
+ERR_RATE = 45009
+ERR_BAD_KEY = 93000
+
+_MIN_BYTES = 512  # 40058 shrinking stops here: smaller than any plausible real limit
+_AFFECTED_SHOWN = (10, 5, 0)  # affected points listed by name, tried in turn until the message fits
+_MENTION_IDS = 10  # fault ids named in one @mention message
+_ERRMSG_LIMIT = 200  # characters of a peer's answer kept in an error
+
+
+class WeComConfig(RouteConfigBase):
+    """A WeCom group-robot route (config `notify.routes[]` with `type: wecom`).
+
+    - url: the robot send endpoint, without the key (WeCom's by default).
+    - key_env / key_file: where the robot key (the `key=` of the webhook URL) is; exactly one.
+      Resolved at load time into `key` (SecretStr, never printed).
+    - msgtype: "markdown" (default, colours and bold) or "text".
+    - rate_per_minute: this route's own limit per robot key, ≤ 20 (WeCom's); at least 2, so that
+      a markdown message and its @mention fit in one minute.
+    - mention_min_severity: @mention the on-duty engineers for faults at least this severe
+      (None: never).
+    - language / timezone: of the message texts and the times in them.
+    - timeout_s: per request.
+    """
+
+    # An error must not echo its input: it may be an inline key. Merged with Strict's config.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    type: Literal["wecom"]
+    url: str = DEFAULT_URL
+    key_env: str | None = None
+    key_file: Path | None = None
+    msgtype: Literal["markdown", "text"] = "markdown"
+    rate_per_minute: Annotated[int, Field(ge=2, le=20)] = 20
+    mention_min_severity: Severity | None = Severity.MAJOR
+    language: Literal["zh", "en"] = "zh"
+    timezone: str = "Asia/Shanghai"
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+
+    key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _send_url(cls, url: str) -> str:
+        if not is_http_url(url):
+            raise ValueError("must look like https://qyapi.weixin.qq.com/cgi-bin/webhook/send")
+        if urlsplit(url).query:
+            # The URL itself is not echoed: its query may be the key.
+            raise ValueError("must not have a query: the robot key goes in key_env or key_file")
+        return url
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, tz: str) -> str:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {tz!r}") from None
+        return tz
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_key(cls, data: object) -> object:
+        return refuse_inline_secrets(data, "key")
+
+    @model_validator(mode="after")
+    def _resolve_key(self) -> WeComConfig:
+        if (self.key_env is None) == (self.key_file is None):
+            raise ValueError("give the robot key as key_env or as key_file (exactly one)")
+        object.__setattr__(self, "key", read_secret(self.key_env, self.key_file, "key"))
+        return self
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+
+
+def utf8_len(text: str) -> int:
+    """Length in UTF-8 bytes, the unit of WeCom's limits (a Chinese character is 3)."""
+    return len(text.encode("utf-8"))
+
+
+def fit_bytes(text: str, budget: int, marker: str) -> str:
+    """`text` if it has at most `budget` UTF-8 bytes, else its longest prefix that fits together with
+    `marker` (appended), cut on a character boundary."""
+    data = text.encode("utf-8")
+    if len(data) <= budget:
+        return text
+    room = max(0, budget - utf8_len(marker))
+    # "ignore" drops only the bytes of a character cut in half at the end.
+    return data[:room].decode("utf-8", "ignore") + marker
+
+
+# -- texts ------------------------------------------------------------------------------------------
+
+_WORDS = {
+    "zh": {
+        "device": "设备",
+        "region": "区域",
+        "site": "站点",
+        "value": "当前值",
+        "affected": "影响",
+        "first_seen": "首次发现",
+        "resolved_at": "恢复时间",
+        "duration": "持续时长",
+        "ongoing": "已持续",
+        "unacked": "{d}，尚未确认",
+        "escalated": "{d}，尚未确认，已升级通知",
+        "acked_by": "确认人",
+        "acked_at": "确认时间",
+        "fault_id": "故障编号",
+        "colon": "：",
+        "threshold": "{v}（阈值 {t}）",
+        "points": "{n}个点位",
+        "points_listed": "{n}个点位（{ids}）",
+        "points_more": "{n}个点位（{ids} 等{n}个）",
+        "list_sep": "、",
+        "digest": "{n} 条告警：",
+        "context": "（{parts}）",
+        "context_sep": "，",
+        "mention_one": "请值班人员处理：{line}",
+        "mention_many": "请值班人员处理 {n} 条告警：{ids}",
+        "mention_more": " 等{n}条",
+        "truncated": "…（内容过长，已截断）",
+        "firing": "【{sev}】",
+        "reminder": "【提醒·{sev}】",
+        "escalated_tag": "【升级·{sev}】",
+        "resolved": "【已恢复】",
+        "acknowledged": "【已确认】",
+        "d": "{n}天",
+        "h": "{n}小时",
+        "m": "{n}分",
+        "s": "{n}秒",
+        "unit_sep": "",
+    },
+    "en": {
+        "device": "Device",
+        "region": "Region",
+        "site": "Site",
+        "value": "Value",
+        "affected": "Affected",
+        "first_seen": "First seen",
+        "resolved_at": "Resolved at",
+        "duration": "Duration",
+        "ongoing": "Ongoing for",
+        "unacked": "{d}, not acknowledged",
+        "escalated": "{d}, not acknowledged, escalated",
+        "acked_by": "Acknowledged by",
+        "acked_at": "Acknowledged at",
+        "fault_id": "Fault",
+        "colon": ": ",
+        "threshold": "{v} (threshold {t})",
+        "points": "{n} points",
+        "points_listed": "{n} points ({ids})",
+        "points_more": "{n} points ({ids} and {rest} more)",
+        "list_sep": ", ",
+        "digest": "{n} alerts:",
+        "context": " ({parts})",
+        "context_sep": ", ",
+        "mention_one": "On duty, please handle: {line}",
+        "mention_many": "On duty, please handle {n} alerts: {ids}",
+        "mention_more": " and {n} more",
+        "truncated": "… (too long, truncated)",
+        "firing": "[{sev}] ",
+        "reminder": "[REMINDER · {sev}] ",
+        "escalated_tag": "[ESCALATED · {sev}] ",
+        "resolved": "[RESOLVED] ",
+        "acknowledged": "[ACKNOWLEDGED] ",
+        "d": "{n} d",
+        "h": "{n} h",
+        "m": "{n} min",
+        "s": "{n} s",
+        "unit_sep": " ",
+    },
+}
+
+_TAG_KEYS = {
+    EventKind.FIRING: "firing",
+    EventKind.REMINDER: "reminder",
+    EventKind.ESCALATED: "escalated_tag",
+    EventKind.RESOLVED: "resolved",
+    EventKind.ACKNOWLEDGED: "acknowledged",
+}
+_MENTIONED_KINDS = frozenset({EventKind.FIRING, EventKind.REMINDER, EventKind.ESCALATED})
+
+
+def _number(value: float, unit: str) -> str:
+    """250.0, "ms" → "250 ms"; 93.456, "%" → "93.46%" (at most two decimals)."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    if not unit:
+        return text
+    return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
+
+
+def _duration(seconds: float, words: dict[str, str]) -> str:
+    """3725 s → "1小时2分" / "1 h 2 min": the two largest non-zero units (seconds below a minute)."""
+    seconds = max(0, int(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n or unit == "s" and not parts:
+            parts.append(words[unit].format(n=n))
+    return words["unit_sep"].join(parts[:2])
+
+
+class Renderer:
+    """Turns fault events into message contents of one msgtype and language; times in `tz`.
+
+    Every method returning content keeps it within the `budget` it is given (UTF-8 bytes)."""
+
+    def __init__(self, msgtype: Literal["markdown", "text"], language: Literal["zh", "en"], tz: str) -> None:
+        self.markdown = msgtype == "markdown"
+        self.language = language
+        self.words = _WORDS[language]
+        self.tz = ZoneInfo(tz)
+
+    def single(self, event: FaultEvent, budget: int) -> str:
+        """One event as a full message: headline, then one line per fact."""
+        for shown in _AFFECTED_SHOWN:
+            content = self._single(event, shown)
+            if utf8_len(content) <= budget:
+                return content
+        return fit_bytes(content, budget, self.words["truncated"])
+
+    def digest(self, events: Sequence[FaultEvent], budget: int) -> Iterator[tuple[tuple[FaultEvent, ...], str]]:
+        """`events` packed in order into digest messages, each within `budget`: yields (the events
+        of one message, its content). A message holding a single event gets the full rendering."""
+        w = self.words
+        header_room = utf8_len(self._header(len(events))) + 1  # the widest count, and its newline
+        group: list[tuple[FaultEvent, str]] = []
+        used = header_room
+        for event in events:
+            line = fit_bytes(self._digest_line(event), budget - header_room, w["truncated"])
+            if group and used + utf8_len(line) + 1 > budget:
+                yield self._group(group, budget)
+                group, used = [], header_room
+            group.append((event, line))
+            used += utf8_len(line) + 1
+        if group:
+            yield self._group(group, budget)
+
+    def mention(self, events: Sequence[FaultEvent], budget: int) -> str:
+        """The text of the @mention message that goes before a markdown message with these events."""
+        w = self.words
+        if len(events) == 1:
+            event = events[0]
+            text = w["mention_one"].format(line=self._plain_tag(event) + event.fault.title + self._context(event))
+        else:
+            ids = w["list_sep"].join(e.fault.id for e in events[:_MENTION_IDS])
+            if len(events) > _MENTION_IDS:
+                ids += w["mention_more"].format(n=len(events))
+            text = w["mention_many"].format(n=len(events), ids=ids)
+        return fit_bytes(text, budget, w["truncated"])
+
+    # -- pieces ----------------------------------------------------------------------------------
+
+    def _single(self, event: FaultEvent, shown: int) -> str:
+        f, w = event.fault, self.words
+        headline = f"{self._tag(event)}**{f.title}**" if self.markdown else self._plain_tag(event) + f.title
+        quote = "> " if self.markdown else ""
+        lines = [headline] + [f"{quote}{w[label]}{w['colon']}{value}" for label, value in self._facts(event, shown)]
+        return "\n".join(lines)
+
+    def _facts(self, event: FaultEvent, shown: int) -> list[tuple[str, str]]:
+        """(label key, value) lines of one event, by kind."""
+        f, w, kind = event.fault, self.words, event.kind
+        facts = [(label, v) for label, v in (("device", f.device_id), ("region", f.region), ("site", f.site)) if v]
+        if kind is EventKind.ACKNOWLEDGED:
+            facts += [("acked_by", f.acked_by or "-"), ("acked_at", self._time(f.acked_ns or event.ts_ns))]
+            return facts + [("fault_id", f.id)]
+        if f.value is not None and kind is not EventKind.RESOLVED:
+            value = _number(f.value, f.unit)
+            if f.threshold is not None:
+                value = w["threshold"].format(v=value, t=_number(f.threshold, f.unit))
+            facts.append(("value", value))
+        if f.affected:
+            facts.append(("affected", self._affected(f.affected, shown)))
+        facts.append(("first_seen", self._time(f.first_seen_ns)))
+        ongoing = _duration((event.ts_ns - f.first_seen_ns) / 1e9, w)
+        if kind is EventKind.RESOLVED:
+            resolved_ns = f.resolved_ns or event.ts_ns
+            facts.append(("resolved_at", self._time(resolved_ns)))
+            facts.append(("duration", _duration((resolved_ns - f.first_seen_ns) / 1e9, w)))
+        elif kind is EventKind.REMINDER:
+            facts.append(("ongoing", w["unacked"].format(d=ongoing)))
+        elif kind is EventKind.ESCALATED:
+            facts.append(("ongoing", w["escalated"].format(d=ongoing)))
+        return facts + [("fault_id", f.id)]
+
+    def _affected(self, affected: Sequence[str], shown: int) -> str:
+        w, n = self.words, len(affected)
+        if shown == 0:
+            return w["points"].format(n=n)
+        ids = w["list_sep"].join(affected[:shown])
+        if n <= shown:
+            return w["points_listed"].format(n=n, ids=ids)
+        return w["points_more"].format(n=n, ids=ids, rest=n - shown)
+
+    def _digest_line(self, event: FaultEvent) -> str:
+        return self._tag(event) + event.fault.title + self._context(event)
+
+    def _context(self, event: FaultEvent) -> str:
+        """"（城东区/东关派出所，11-20 09:15，F12）": where, when (the event's time) and which."""
+        f, w = event.fault, self.words
+        where = "/".join(x for x in (f.region, f.site) if x) or f.device_id
+        when = datetime.fromtimestamp(event.ts_ns / 1e9, UTC).astimezone(self.tz).strftime("%m-%d %H:%M")
+        parts = [p for p in (where, when, f.id) if p]
+        return w["context"].format(parts=w["context_sep"].join(parts))
+
+    def _header(self, n: int) -> str:
+        header = self.words["digest"].format(n=n)
+        return f"**{header}**" if self.markdown else header
+
+    def _group(self, group: list[tuple[FaultEvent, str]], budget: int) -> tuple[tuple[FaultEvent, ...], str]:
+        events = tuple(e for e, _ in group)
+        if len(events) == 1:
+            return events, self.single(events[0], budget)
+        return events, "\n".join([self._header(len(events))] + [line for _, line in group])
+
+    def _plain_tag(self, event: FaultEvent) -> str:
+        """"【紧急】", "【已恢复】", "[CRITICAL] " …"""
+        sev = event.fault.severity
+        return self.words[_TAG_KEYS[event.kind]].format(sev=sev.zh if self.language == "zh" else sev.name)
+
+    def _tag(self, event: FaultEvent) -> str:
+        """The tag, coloured in markdown: orange for critical/major, green for resolved, grey otherwise."""
+        tag = self._plain_tag(event)
+        if not self.markdown:
+            return tag
+        if event.kind is EventKind.RESOLVED:
+            color = "info"
+        elif event.kind is not EventKind.ACKNOWLEDGED and event.fault.severity is not Severity.MINOR:
+            color = "warning"
+        else:
+            color = "comment"
+        return f'<font color="{color}">{tag}</font>'
+
+    def _time(self, ts_ns: int) -> str:
+        return datetime.fromtimestamp(ts_ns / 1e9, UTC).astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- rate window ------------------------------------------------------------------------------------
+
+
+class SendWindow:
+    """The requests sent to one robot key in the last `window_s` seconds (times on the route's
+    clock, taken when the answer came, so the server has surely counted them by then)."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._sent: deque[float] = deque()
+        self._blocked_until = float("-inf")
+
+    def free(self, now: float, limit: int) -> int:
+        """How many requests may go now without exceeding `limit` in any window."""
+        if now < self._blocked_until:
+            return 0
+        self._expire(now)
+        return max(0, limit - len(self._sent))
+
+    def wait_s(self, now: float, limit: int, need: int) -> float:
+        """Seconds until `need` (≤ limit) requests may go."""
+        self._expire(now)
+        at = now
+        excess = len(self._sent) + need - limit  # how many of the sent must leave the window first
+        if excess > 0:
+            at = self._sent[excess - 1] + self.window_s
+        return max(at, self._blocked_until) - now
+
+    def take(self, now: float) -> None:
+        self._sent.append(now)
+
+    def block(self, now: float) -> None:
+        """WeCom said 45009: somebody else uses this robot too; send nothing for a whole window."""
+        self._blocked_until = now + self.window_s
+
+    def _expire(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - self.window_s:
+            self._sent.popleft()
+
+
+# One window per robot: WeCom's limit is per key, whichever route (or escalation route) sends.
+_windows: dict[tuple[str, str, float], SendWindow] = {}
+
+
+def _window_for(url: str, key: SecretStr, window_s: float) -> SendWindow:
+    digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
+    return _windows.setdefault((url, digest, window_s), SendWindow(window_s))
+
+
+# -- the route --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One planned request and what it delivers. mention: the @mention text message that must go
+    first (markdown routes), None when nobody is (or is still) to be mentioned."""
+
+    events: tuple[FaultEvent, ...]
+    payload: dict[str, Any]
+    size: int  # content bytes
+    mention: dict[str, Any] | None
+
+    @property
+    def cost(self) -> int:
+        """Requests it takes from the rate window."""
+        return 1 if self.mention is None else 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """How one request ended: errcode None = no WeCom answer (message says why)."""
+
+    errcode: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Why `deliver` stops before everything went out (Delivery's fields but `delivered`)."""
+
+    retry_after_s: float | None = None
+    disabled: str | None = None
+    error: str | None = None
+
+    def delivery(self, delivered: list[int]) -> Delivery:
+        return Delivery(tuple(delivered), self.retry_after_s, self.disabled, self.error)
+
+
+class WeComRoute:
+    """The WeCom group-robot route (see the module docstring for the protocol and the choices).
+
+    `WeComRoute(cfg, duty)`; tests may pass `clock` (monotonic seconds) and `window_s` to run the
+    rate window on a fake clock. Use as `async with route:`; `deliver()` outside raises RuntimeError.
+    """
+
+    type: ClassVar[str] = "wecom"
+
+    def __init__(
+        self,
+        cfg: WeComConfig,
+        duty: DutyRoster,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        window_s: float = RATE_WINDOW_S,
+    ) -> None:
+        assert cfg.key is not None  # resolved by WeComConfig's validator
+        self.name = cfg.name
+        self._cfg = cfg
+        self._key = cfg.key
+        self._duty = duty
+        self._clock = clock
+        self._window = _window_for(cfg.url, cfg.key, window_s)
+        self._renderer = Renderer(cfg.msgtype, cfg.language, cfg.timezone)
+        self._budget = MAX_BYTES[cfg.msgtype]
+        self._pinged: set[int] = set()  # events whose @mention went out, their message not yet
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def masked_url(self) -> str:
+        """The webhook URL as it may be shown: the key replaced by ***."""
+        return f"{self._cfg.url}?key=***"
+
+    def __repr__(self) -> str:
+        return f"WeComRoute(name={self.name!r}, url={self.masked_url!r}, msgtype={self._cfg.msgtype!r})"
+
+    async def __aenter__(self) -> Self:
+        # trust_env stays False: never through an http_proxy from the environment.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._cfg.timeout_s))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
+        """Send as many of `events` (oldest first) as the rate window allows, singly when all fit,
+        else as digests; returns the delivered prefix of their ids and, when not all went out,
+        when to call again or why never. Never raises for WeCom's or the network's failures."""
+        if self._session is None:
+            raise RuntimeError("WeComRoute.deliver() outside `async with route`")
+        delivered: list[int] = []
+        pending = list(events)
+        while pending:
+            now = self._clock()
+            for msg in self._plan(pending, self._window.free(now, self._cfg.rate_per_minute)):
+                now = self._clock()
+                if self._window.free(now, self._cfg.rate_per_minute) < msg.cost:
+                    return self._wait(now, msg.cost).delivery(delivered)
+                ids = [e.id for e in msg.events]
+                if msg.mention is not None:
+                    stop = self._judge(await self._post(msg.mention))
+                    if stop is not None:
+                        return stop.delivery(delivered)
+                    self._pinged.update(ids)
+                reply = await self._post(msg.payload)
+                if reply.errcode == ERR_TOO_LONG:
+                    stop = self._shrink(msg.size, reply)
+                    if stop is None:
+                        break  # plan again with the smaller budget
+                    return stop.delivery(delivered)
+                stop = self._judge(reply)
+                if stop is not None:
+                    return stop.delivery(delivered)
+                delivered += ids
+                self._pinged.difference_update(ids)
+                del pending[: len(msg.events)]
+        return Delivery(tuple(delivered))
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def _plan(self, events: Sequence[FaultEvent], free: int) -> list[_Message]:
+        """The messages for `events`, in order: one per event when they all fit in `free`
+        requests, else digests (at most `free` of them, at least one so that the caller learns
+        what the first one needs)."""
+        if len(events) <= free:
+            singles = [self._message((e,), self._renderer.single(e, self._budget)) for e in events]
+            if sum(m.cost for m in singles) <= free:
+                return singles
+        digests = islice(self._renderer.digest(events, self._budget), max(free, 1))
+        return [self._message(group, content) for group, content in digests]
+
+    def _message(self, events: tuple[FaultEvent, ...], content: str) -> _Message:
+        urgent = [e for e in events if self._wants_mention(e) and e.id not in self._pinged]
+        mobiles = self._on_duty_mobiles() if urgent else []
+        if self._cfg.msgtype == "text":
+            text: dict[str, Any] = {"content": content}
+            if mobiles:
+                text["mentioned_mobile_list"] = mobiles
+            return _Message(events, {"msgtype": "text", "text": text}, utf8_len(content), None)
+        mention = None
+        if mobiles:
+            mention_text = self._renderer.mention(urgent, MAX_BYTES["text"])
+            mention = {"msgtype": "text", "text": {"content": mention_text, "mentioned_mobile_list": mobiles}}
+        return _Message(events, {"msgtype": "markdown", "markdown": {"content": content}}, utf8_len(content), mention)
+
+    def _wants_mention(self, event: FaultEvent) -> bool:
+        floor = self._cfg.mention_min_severity
+        return floor is not None and event.kind in _MENTIONED_KINDS and event.fault.severity.rank <= floor.rank
+
+    def _on_duty_mobiles(self) -> list[str]:
+        """Mobiles of the engineers on duty now, in roster order, each once."""
+        return list(dict.fromkeys(s.mobile for s in self._duty.on_duty(time.time_ns())))
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def _post(self, payload: dict[str, Any]) -> _Reply:
+        """One request; every attempt counts against the rate window."""
+        assert self._session is not None
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        params = {"key": self._key.get_secret_value()}
+        try:
+            # No redirects: the key is in the query, and a portal's Location must not receive it.
+            async with self._session.post(
+                self._cfg.url, params=params, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # aiohttp's ClientResponseError (a peer not speaking HTTP) names the URL with its query.
+            return _Reply(None, self._redact(f"no answer from {self.masked_url}: {type(exc).__name__}: {exc}"))
+        finally:
+            self._window.take(self._clock())
+        return _parse_reply(status, raw)
+
+    def _wait(self, now: float, need: int) -> _Stop:
+        """The rate window has no room for `need` requests: when it will. No error: the route's own
+        limit is normal operation, and the outbox counts a retry_after without error as a rate
+        limit, not a failure."""
+        return _Stop(retry_after_s=self._window.wait_s(now, self._cfg.rate_per_minute, need))
+
+    def _judge(self, reply: _Reply) -> _Stop | None:
+        """None when the request succeeded; else what to tell the outbox."""
+        if reply.errcode == ERR_OK:
+            return None
+        if reply.errcode == ERR_BAD_KEY:
+            reason = f"WeCom rejects the robot key (errcode 93000, {reply.message}); url {self.masked_url}"
+            return _Stop(disabled=reason, error=reason)
+        if reply.errcode == ERR_RATE:
+            now = self._clock()
+            self._window.block(now)
+            wait = self._window.wait_s(now, self._cfg.rate_per_minute, 1)
+            return _Stop(retry_after_s=wait, error=f"WeCom rate limit (errcode 45009, {reply.message})")
+        return _Stop(error=reply.message if reply.errcode is None else f"errcode {reply.errcode}: {reply.message}")
+
+    def _shrink(self, size: int, reply: _Reply) -> _Stop | None:
+        """40058 for a message of `size` bytes: halve the budget and plan again (None), or an
+        error when it can shrink no further."""
+        smaller = max(_MIN_BYTES, min(self._budget, size) // 2)
+        if smaller >= size:
+            return _Stop(error=f"WeCom refuses even a {size}-byte message (errcode 40058, {reply.message})")
+        log.warning(
+            "wecom route %s: WeCom refused a %d-byte message as too long (40058); messages now at most %d bytes",
+            self.name,
+            size,
+            smaller,
+        )
+        self._budget = smaller
+        return None
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key.get_secret_value(), "***")
+
+
+def _parse_reply(status: int, raw: bytes) -> _Reply:
+    """WeCom's answer: HTTP 200 and a JSON object with an integer errcode, else no answer."""
+    if status != 200:
+        return _Reply(None, f"HTTP {status}: {raw[:_ERRMSG_LIMIT]!r}")
+    try:
+        doc = json.loads(raw)
+        errcode = doc["errcode"]
+        if not isinstance(errcode, int):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return _Reply(None, f"HTTP 200 without a WeCom answer: {raw[:_ERRMSG_LIMIT]!r}")
+    return _Reply(errcode, str(doc.get("errmsg", ""))[:_ERRMSG_LIMIT])
