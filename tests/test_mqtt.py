@@ -100,7 +100,7 @@ async def test_through_the_outbox_a_broker_that_comes_up_late_gets_every_event_o
 ):
     cfg = config(mosquitto_own)
     async with StateDB(tmp_path / "state.db") as db, MqttRoute(cfg, None) as route:
-        await db.execute(outbox.ensure_schema)
+        await db.migrate(outbox.SCHEMA)
 
         def op(conn):
             return [outbox.enqueue(conn, "mq", e.kind, e.ts_ns, e.fault) for e in (event(1), event(2), event(3))]

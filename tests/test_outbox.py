@@ -65,7 +65,7 @@ class ScriptedRoute:
 @pytest.fixture
 async def db(tmp_path):
     async with StateDB(tmp_path / "state.db") as db:
-        await db.execute(outbox.ensure_schema)
+        await db.migrate(outbox.SCHEMA)
         yield db
 
 
@@ -192,7 +192,7 @@ async def test_one_stuck_route_does_not_delay_another(db):
 async def test_rows_left_by_a_crash_are_delivered_exactly_once_by_the_next_run(tmp_path):
     path = tmp_path / "state.db"
     async with StateDB(path) as db:  # a run that enqueued, then died before any delivery
-        await db.execute(outbox.ensure_schema)
+        await db.migrate(outbox.SCHEMA)
         ids = await put(db, "wecom-a", 1, 2, 3)
     async with StateDB(path) as db:  # a run whose route was down until it was killed
         down = ScriptedRoute("wecom-a", lambda events: Delivery((), error="connection refused"))
@@ -213,7 +213,7 @@ async def test_a_disabled_route_is_recorded_alarmed_once_and_keeps_its_rows(tmp_
     reason = "errcode 93000: invalid webhook url"
     broken = ScriptedRoute("wecom-a", lambda events: Delivery((events[0].id,), disabled=reason, error=reason))
     async with StateDB(path) as db:
-        await db.execute(outbox.ensure_schema)
+        await db.migrate(outbox.SCHEMA)
         ids = await put(db, "wecom-a", 1, 2, 3)
         async with OutboxWorker(db, {"wecom-a": broken}, on_disabled=lambda r, why: alarms.append((r, why)), **FAST) as w:
             await eventually(lambda: alarms)

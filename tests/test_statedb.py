@@ -65,7 +65,35 @@ async def test_a_newer_schema_version_is_refused(tmp_path):
     async with StateDB(path):
         pass
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    with pytest.raises(StateDBError, match="schema version 99"):
+        conn.execute("UPDATE schema_versions SET version=99 WHERE component='state'")
+    with pytest.raises(StateDBError, match="state are at schema version 99, this fleetmon knows 1"):
         async with StateDB(path):
             pass
+
+
+async def test_every_component_is_versioned_and_a_new_step_migrates_an_old_file(tmp_path):
+    """Each owner of tables states its schema version; an appended migration step brings a file
+    written by the previous version forward on open, its rows kept."""
+    from rules.alerting import faults, maintenance, outbox
+    from monitor.state.db import SCHEMA, Schema
+
+    path = tmp_path / "s.db"
+    async with StateDB(path) as db:
+        for schema in (faults.SCHEMA, maintenance.SCHEMA, outbox.SCHEMA):
+            await db.migrate(schema)
+        await db.migrate(Schema("probe_notes", ("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",)))
+        await db.execute(lambda conn: conn.execute("INSERT INTO notes (text) VALUES ('kept')"))
+    with sqlite3.connect(path) as conn:
+        versions = dict(conn.execute("SELECT component, version FROM schema_versions").fetchall())
+    assert versions == {"state": SCHEMA.version, "faults": 1, "maintenance": 1, "outbox": 1, "probe_notes": 1}
+    v2 = Schema("probe_notes", (
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",
+        "ALTER TABLE notes ADD COLUMN by TEXT; UPDATE notes SET by='migration'",
+    ))
+    async with StateDB(path) as db:
+        await db.migrate(v2)
+        rows = await db.execute(lambda conn: conn.execute("SELECT text, by FROM notes").fetchall())
+    assert rows == [("kept", "migration")]
+    async with StateDB(path) as db:  # the older release refuses the newer file, and changes nothing
+        with pytest.raises(StateDBError, match="probe_notes are at schema version 2, this fleetmon knows 1"):
+            await db.migrate(Schema("probe_notes", v2.migrations[:1]))

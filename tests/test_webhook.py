@@ -118,7 +118,7 @@ async def test_no_token_means_no_authorization_header(receiver):
 async def test_503_then_200_is_retried_through_the_outbox_in_order_once(receiver, tmp_path):
     receiver.script = [(503, {}), (503, {})]
     async with StateDB(tmp_path / "state.db") as db, WebhookRoute(config(receiver.url), None) as route:
-        await db.execute(outbox.ensure_schema)
+        await db.migrate(outbox.SCHEMA)
 
         def op(conn):
             return [outbox.enqueue(conn, "hook", e.kind, e.ts_ns, e.fault) for e in (event(1), event(2), event(3))]

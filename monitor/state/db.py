@@ -25,9 +25,55 @@ from monitor.state.tracker import State, Transition
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """The tables one component owns in the state database, as migrations.
+
+    `migrations[i]` is the SQL script that takes the component's tables from version i to
+    i + 1 (statements separated by ";", no transaction statements); the current version is
+    `len(migrations)`. Append a step to change a table, never edit one that has shipped: a
+    database written by an older fleetmon is brought forward step by step on open."""
+
+    component: str
+    migrations: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+
+def migrate(conn: sqlite3.Connection, schema: Schema, path: Path | str = "state database") -> None:
+    """Bring `schema`'s tables up to its version, in one transaction with the version stamp.
+
+    Runs on the caller's connection (the state DB thread). Raises StateDBError when the file
+    was written by a newer fleetmon (its version of the component is higher than ours): a
+    downgrade must not write into tables it does not understand."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_versions WHERE component=?", (schema.component,)).fetchone()
+    current = 0 if row is None else int(row[0])
+    if current > schema.version:
+        raise StateDBError(
+            f"{path}: tables of {schema.component} are at schema version {current}, this fleetmon knows "
+            f"{schema.version}: it was written by a newer fleetmon"
+        )
+    if current == schema.version:
+        return
+    with conn:
+        conn.execute("BEGIN")
+        for script in schema.migrations[current:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version=excluded.version",
+            (schema.component, schema.version),
+        )
+
+
+# Version 1 is the schema of fleetmon 0.1 (whose `meta` table said schema_version 1): written
+# with IF NOT EXISTS, so a database of that release is adopted as it is.
+SCHEMA = Schema("state", (
+    """
 CREATE TABLE IF NOT EXISTS transitions (
     id          INTEGER PRIMARY KEY,
     device_id   TEXT    NOT NULL,
@@ -54,7 +100,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     pid         INTEGER NOT NULL,
     devices     INTEGER NOT NULL
 );
-"""
+""",
+))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +130,14 @@ class StateDB:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def migrate(self, schema: Schema) -> None:
+        """Create or bring forward another component's tables (faults, outbox, maintenance,
+        work orders …); see `migrate`. Raises StateDBError."""
+        try:
+            await self._run(lambda: migrate(self._db, schema, self.path))
+        except sqlite3.DatabaseError as exc:
+            raise StateDBError(f"{self.path}: {schema.component}: {exc}") from exc
+
     async def execute(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the database thread, after everything submitted before it.
 
@@ -108,12 +163,7 @@ class StateDB:
             # NORMAL in WAL mode: a power cut may lose the last commits, never corrupts.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_DDL)
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StateDBError(f"{self.path}: schema version {row[0]}, this fleetmon knows {SCHEMA_VERSION}")
+            migrate(conn, SCHEMA, self.path)
         except sqlite3.DatabaseError as exc:
             raise StateDBError(f"{self.path}: {exc}") from exc
         self._conn = conn

@@ -28,16 +28,18 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping, Sequence
 
 from monitor.fleet.inventory import Inventory
-from monitor.state.db import StateDB
+from monitor.state.db import Schema, StateDB
 from rules.engine import Condition, Key
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import EventKind, Fault, FaultState
 from rules.alerting.notifiers.base import RouteConfigBase
-from rules.alerting.outbox import enqueue, ensure_schema
+from rules.alerting import outbox
+from rules.alerting.outbox import enqueue
 
 log = logging.getLogger("fleetmon.faults")
 
-_DDL = """
+SCHEMA = Schema("faults", (
+    """
 CREATE TABLE IF NOT EXISTS faults (
     id             INTEGER PRIMARY KEY,   -- Fault.id is "F" + this
     rule           TEXT    NOT NULL,
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS fault_events (
     by        TEXT
 );
 CREATE INDEX IF NOT EXISTS fault_events_fault ON fault_events (fault_id, ts_ns);
-"""
+""",
+))
 
 
 class FaultStateError(ValueError):
@@ -111,12 +114,12 @@ class FaultBook:
         cls, db: StateDB, inventory: Inventory, routes: Sequence[RouteConfigBase], maintenance: MaintenanceBook
     ) -> "FaultBook":
         def op(conn: sqlite3.Connection) -> tuple[list[_Open], int]:
-            conn.executescript(_DDL)
-            ensure_schema(conn)
             rows = conn.execute("SELECT doc, lifecycle FROM faults WHERE state != 'resolved' ORDER BY id").fetchall()
             last = conn.execute("SELECT max(id) FROM faults").fetchone()[0] or 0
             return [_Open(Fault.from_dict(json.loads(d)), _Life(**json.loads(lc))) for d, lc in rows], last + 1
 
+        await db.migrate(SCHEMA)
+        await db.migrate(outbox.SCHEMA)
         open_faults, next_id = await db.execute(op)
         if open_faults:
             log.info("resumed %d open faults", len(open_faults))

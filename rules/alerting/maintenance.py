@@ -18,13 +18,14 @@ from typing import Sequence
 
 from monitor.core.config_base import SelectorConfig
 from monitor.fleet.inventory import Inventory
-from monitor.state.db import StateDB
+from monitor.state.db import Schema, StateDB
 from rules.alerting.config import MaintenanceWindowConfig
 from rules.model import Fault
 
 MAX_WINDOW_S = 31 * 86_400  # an ad hoc window longer than a month is a typo, not maintenance
 
-_DDL = """
+SCHEMA = Schema("maintenance", (
+    """
 CREATE TABLE IF NOT EXISTS maintenance (
     id          INTEGER PRIMARY KEY,
     selector    TEXT    NOT NULL,   -- SelectorConfig JSON
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS maintenance (
     deleted_ns  INTEGER             -- set when an ad hoc window is deleted (ended early)
 );
 CREATE INDEX IF NOT EXISTS maintenance_time ON maintenance (start_ns, end_ns);
-"""
+""",
+))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,6 @@ class MaintenanceBook:
         cls, db: StateDB, inventory: Inventory, configured: Sequence[MaintenanceWindowConfig]
     ) -> "MaintenanceBook":
         def op(conn: sqlite3.Connection) -> list[MaintenanceWindow]:
-            conn.executescript(_DDL)
             now = time.time_ns()
             with conn:
                 conn.execute("BEGIN")
@@ -89,6 +90,7 @@ class MaintenanceBook:
             ).fetchall()
             return [_window(r) for r in rows]
 
+        await db.migrate(SCHEMA)
         return cls(db, inventory, await db.execute(op))
 
     def windows(self, active_at_ns: int | None = None) -> list[MaintenanceWindow]:

@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from monitor.state.db import StateDB
+from monitor.state.db import Schema, StateDB, migrate
 from rules.model import EventKind, Fault, FaultEvent
 from rules.alerting.notifiers.base import Delivery, Route
 
@@ -60,33 +60,28 @@ log = logging.getLogger("fleetmon.outbox")
 _NS_PER_DAY = 86_400 * 10**9
 _PRUNE_EVERY_S = 3600.0
 
-_DDL = (
-    """CREATE TABLE IF NOT EXISTS outbox (
-        id              INTEGER PRIMARY KEY,
-        route           TEXT    NOT NULL,
-        event           TEXT    NOT NULL,
-        created_ns      INTEGER NOT NULL,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ns INTEGER NOT NULL,
-        delivered_ns    INTEGER,
-        last_error      TEXT
-    )""",
-    # The worker's only hot query: a route's pending rows in id order.
-    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (route, id) WHERE delivered_ns IS NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (delivered_ns) WHERE delivered_ns IS NOT NULL",
-    """CREATE TABLE IF NOT EXISTS disabled_routes (
-        route    TEXT    PRIMARY KEY,
-        reason   TEXT    NOT NULL,
-        since_ns INTEGER NOT NULL
-    )""",
-)
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the outbox tables and indexes if missing. Idempotent; plain statements rather than
-    executescript(), which would commit a transaction the caller has open."""
-    for statement in _DDL:
-        conn.execute(statement)
+SCHEMA = Schema("outbox", (
+    """
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY,
+    route           TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    created_ns      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ns INTEGER NOT NULL,
+    delivered_ns    INTEGER,
+    last_error      TEXT
+);
+-- The worker's only hot query: a route's pending rows in id order.
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (route, id) WHERE delivered_ns IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (delivered_ns) WHERE delivered_ns IS NOT NULL;
+CREATE TABLE IF NOT EXISTS disabled_routes (
+    route    TEXT    PRIMARY KEY,
+    reason   TEXT    NOT NULL,
+    since_ns INTEGER NOT NULL
+);
+""",
+))
 
 
 def enqueue(conn: sqlite3.Connection, route: str, kind: EventKind, ts_ns: int, fault: Fault) -> int:
@@ -207,7 +202,7 @@ class OutboxWorker:
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """(db thread) Schema; forget the last run's disabled routes; report orphaned rows."""
-        ensure_schema(conn)
+        migrate(conn, SCHEMA)
         conn.execute("DELETE FROM disabled_routes")
         counts = conn.execute(
             "SELECT route, count(*) FROM outbox WHERE delivered_ns IS NULL GROUP BY route ORDER BY route"
