@@ -6,7 +6,8 @@ Request: `POST {url}` with `Content-Type: application/json; charset=utf-8`, the 
 and the body `event_document(event)` (UTF-8, Chinese text as is):
 
     {"id": 17,                 # outbox row id: stable across retries, so receivers drop repeats
-     "event": "firing",        # rules.model.EventKind: firing|resolved|reminder|escalated|acknowledged
+     "event": "firing",        # rules.model.EventKind: firing|resolved|reminder|escalated|acknowledged|
+                               #   sla_warning|sla_breached (work orders: "fault" is the order)
      "ts_ns": 1764000000000000000,    # when it happened, UTC ns since the epoch
      "fault": {...},           # rules.model.Fault.to_dict() as it was at that moment
      "source": "fleetmon"}
