@@ -26,7 +26,7 @@ _WORDS = {
         "order": "工单", "device": "设备", "where": "位置", "clock": "时限", "deadline": "截止时间",
         "remaining": "剩余", "overdue": "已超时", "assignee": "负责人", "unassigned": "未指派",
         "reported": "报障时间", "offline_since": "离线起始", "offline_for": "已离线", "points": "点位",
-        "business": "（工作时间）", "more": "等{n}个点位", "sep": "、",
+        "business": "（工作时间）", "more": "等{n}个点位",
         "d": "{n}天", "h": "{n}小时", "m": "{n}分", "s": "{n}秒", "unit_sep": "",
     },
     "en": {
@@ -36,7 +36,7 @@ _WORDS = {
         "order": "Work order", "device": "Device", "where": "Where", "clock": "Clock", "deadline": "Deadline",
         "remaining": "Remaining", "overdue": "Overdue by", "assignee": "Assignee", "unassigned": "unassigned",
         "reported": "Reported", "offline_since": "Offline since", "offline_for": "Offline for", "points": "Points",
-        "business": " (working hours)", "more": "and {n} more", "sep": ", ",
+        "business": " (working hours)", "more": "and {rest} more",
         "d": "{n} d", "h": "{n} h", "m": "{n} min", "s": "{n} s", "unit_sep": " ",
     },
 }
@@ -71,13 +71,13 @@ class Texts:
         return status.label if self.language == "zh" else LABELS["en"][status.clock]
 
     def devices(self, ids: Sequence[str], devices: Mapping[str, Device]) -> str:
-        """"东关路口枪机（C-0001）" or with "等3个点位" for more."""
+        """"东关路口枪机（C-0001）", for several "…等3个点位" (3 in all) / "… and 2 more"."""
         first = devices.get(ids[0])
         text = f"{first.name}（{ids[0]}）" if first is not None else ids[0]
         if self.language == "en" and first is not None:
             text = f"{first.name} ({ids[0]})"
         if len(ids) > 1:
-            text += (" " if self.language == "en" else "") + self.w["more"].format(n=len(ids))
+            text += (" " if self.language == "en" else "") + self.w["more"].format(n=len(ids), rest=len(ids) - 1)
         return text
 
     def where(self, device: Device | None) -> str:

@@ -43,6 +43,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Callable, Collection, Iterable, Mapping, Self, Sequence
 from zoneinfo import ZoneInfo
 
@@ -299,19 +300,20 @@ class WorkOrderBook:
         """Orders open at some time in [start_ns, end_ns) (reported before the end, not closed
         before the start; None = unbounded), optionally only those listing `device_id`; oldest
         report first."""
-        sql = f"SELECT {_EVENT_COLUMNS} FROM workorder_events e JOIN workorders w ON w.ref = e.ref WHERE 1=1"
+        refs = "SELECT w.ref FROM workorders w WHERE 1=1"
         args: list[Any] = []
         if end_ns is not None:
-            sql += " AND w.opened_ns < ?"
+            refs += " AND w.opened_ns < ?"
             args.append(end_ns)
         if start_ns is not None:
-            sql += (" AND NOT EXISTS (SELECT 1 FROM workorder_events c WHERE c.ref = w.ref AND c.action = 'closed'"
-                    " AND c.ts_ns < ?)")
+            refs += (" AND NOT EXISTS (SELECT 1 FROM workorder_events c WHERE c.ref = w.ref AND c.action = 'closed'"
+                     " AND c.ts_ns < ?)")
             args.append(start_ns)
         if device_id is not None:
-            sql += " AND w.ref IN (SELECT ref FROM workorder_devices WHERE device_id = ?)"
+            refs += " AND w.ref IN (SELECT ref FROM workorder_devices WHERE device_id = ?)"
             args.append(device_id)
-        rows = await self._db.execute(lambda conn: conn.execute(sql + " ORDER BY e.ref, e.id", args).fetchall())
+        sql = f"SELECT {_EVENT_COLUMNS} FROM workorder_events e WHERE e.ref IN ({refs}) ORDER BY e.ref, e.id"
+        rows = await self._db.execute(lambda conn: conn.execute(sql, args).fetchall())
         orders = [fold(events) for events in _histories(rows).values()]
         return sorted(orders, key=lambda o: (o.reported_ns, o.ref))
 
@@ -811,10 +813,21 @@ class WorkOrderBook:
             self._wake()
 
 
+_ACTIONS = {a.value: a for a in Action}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def _histories(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[OrderEvent]]:
+    """Stored rows (ordered by ref, id) → {ref: events}. Empty payloads (acknowledged, arrived)
+    share one read-only mapping: a quarter has thousands of them."""
     out: dict[str, list[OrderEvent]] = {}
+    loads, actions = json.loads, _ACTIONS
     for row_id, ref, action, ts_ns, recorded_ns, by, payload in rows:
-        out.setdefault(ref, []).append(OrderEvent(row_id, ref, Action(action), ts_ns, recorded_ns, by, json.loads(payload)))
+        history = out.get(ref)
+        if history is None:
+            history = out[ref] = []
+        history.append(OrderEvent(row_id, ref, actions[action], ts_ns, recorded_ns, by,
+                                  _EMPTY if payload == "{}" else loads(payload)))
     return out
 
 
