@@ -124,3 +124,54 @@ async def test_fault_order_warning_breach_arrival_restore_close_in_the_wecom_gro
             await step(T0 + 3 * 60 * MIN, {})
             assert await worker.pending() == 0 and len(texts()) == 4  # nothing else, nothing twice
             assert (await book.breaches(T0, T0 + 86400 * S, T0 + 3 * 60 * MIN)).by_engineer == {"张工": 1}
+
+
+async def test_the_service_ticks_at_once_when_a_fault_fires(tmp_path):
+    import time
+
+    from monitor.assess.workorders import WorkOrderService
+
+    async with StateDB(tmp_path / "s.db") as db:
+        faults = await FaultBook.load(db, INV, [], await MaintenanceBook.load(db, INV, []))
+        cfg = WorkOrderConfig(open_on=[{"rules": ["down"]}], tick_s=3600)
+        book = await WorkOrderBook.load(db, INV, cfg, Sla.from_config(SlaConfig(), "Asia/Shanghai"), faults=faults)
+        ticks = []
+        tick = book.tick
+
+        async def counted(now_ns=None):
+            ticks.append(await tick(now_ns))
+            return ticks[-1]
+
+        book.tick = counted
+        async with WorkOrderService(book) as service:
+            faults.listeners.append(service.on_fault_event)
+            await until(lambda: ticks, 5, "the first tick")
+            down = Condition("down", "device_down", "device:C1", Severity.MINOR, "东关路口枪机离线", 0.0, 0.0,
+                             device_id="C1", site="东关派出所", region="城关镇")
+            await faults.apply({down.key: down}, time.time_ns())  # fires at once (for_s 0)
+            (order,) = await until(book.open_orders, 5, "the order, long before tick_s")
+            assert len(ticks) == 2 and ticks[1].opened == (order.ref,)
+            assert order.source_ref == "F1" and book.countdown(order) == []  # no preset: no clocks
+
+
+def test_sla_notices_render_in_markdown_and_in_english():
+    from monitor.assess.orders import Source, WorkOrder
+    from monitor.assess.texts import Texts
+    from rules.alerting.notifiers.wecom import Renderer
+    from rules.model import EventKind, FaultEvent
+
+    order = WorkOrder("WO-20261204-0003", ("SW1", "C1"), Kind.SWITCH, Severity.MINOR, Source.FAULT, "F3", "t", T0,
+                      "fleetmon", assignee="李工")
+    now = T0 + 5 * 60 * MIN
+    (status, *_) = Sla.from_config(SlaConfig(preset="zhangjiagang"), "Asia/Shanghai").evaluate(order, now)
+    zh = Texts("zh", "Asia/Shanghai").clock_notice(order, status, INV.devices, now)
+    en = Texts("en", "Asia/Shanghai").clock_notice(order, status, INV.devices, now)
+    md = Renderer("markdown", "zh", "Asia/Shanghai").single(FaultEvent(1, EventKind.SLA_BREACHED, now, zh), 4096)
+    assert md.splitlines()[:2] == [
+        '<font color="warning">【已超时·一般】</font>**工单WO-20261204-0003 响应已超时：城关一号交换机（SW1）等2个点位**',
+        "> 工单：WO-20261204-0003"]
+    assert "> 截止时间：2026-12-04 14:00" in md and "> 已超时：1小时" in md and "> 负责人：李工" in md
+    text = Renderer("text", "en", "Asia/Shanghai").single(FaultEvent(1, EventKind.SLA_BREACHED, now, en), 2048)
+    assert text.splitlines()[0] == (
+        "[SLA BREACHED · MINOR] Work order WO-20261204-0003: response deadline missed: 城关一号交换机 (SW1) and 1 more")
+    assert "Deadline: 2026-12-04 14:00" in text and "Overdue by: 1 h" in text

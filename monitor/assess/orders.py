@@ -64,13 +64,13 @@ class Action(StrEnum):
     ASSIGNED = "assigned"  # [assignee]
     ACKNOWLEDGED = "acknowledged"  # 响应
     ARRIVED = "arrived"  # 到场
-    RESTORED = "restored"  # 修复 [resolution, auto, fault]
+    RESTORED = "restored"  # 修复 [resolution; by fleetmon also auto, source_ref]
     REPLACED = "replaced"  # 更换 [device, old_serial, new_serial, old_model, new_model]
     REPLACEMENT_PROPOSED = "replacement_proposed"  # by fleetmon [device, old_serial, new_serial, new_model]
     CLASSIFIED = "classified"  # [cause, resolution, no_spare] (any of them)
     NOTED = "noted"  # [text]
     CLOSE_PROPOSED = "close_proposed"  # by fleetmon [reason]
-    CLOSED = "closed"  # [cancelled, note]
+    CLOSED = "closed"  # [cancelled, note; by fleetmon note = the reason]
     SLA_NOTICE = "sla_notice"  # by fleetmon: a warning or breach was sent [clock, level, deadline_ns]
     ESCALATED = "escalated"  # by fleetmon: points offline too long [devices, since_ns, days]
 

@@ -115,7 +115,7 @@ _EVENT_COLUMNS = "e.id, e.ref, e.action, e.ts_ns, e.recorded_ns, e.by, e.payload
 @dataclass(frozen=True, slots=True)
 class TickReport:
     """What one `tick` did: refs of the orders opened, restored by fleetmon, closed, proposed
-    for closing and escalated; notices queued."""
+    for closing and escalated; notices: outbox rows queued (one per notice and route)."""
 
     opened: tuple[str, ...] = ()
     restored: tuple[str, ...] = ()
@@ -569,7 +569,7 @@ class WorkOrderBook:
             now = self._clock() if now_ns is None else now_ns
             resolved = await self._resolved_sources()
             offline = await self._db.execute(lambda conn: offline_since(conn, self._probes))
-            back = await self._back_online(offline)
+            back = await self._back_online(offline, now)
             batch = self._batch(now)
             report: dict[str, list[str]] = defaultdict(list)
             self._open_for_faults(batch, report)
@@ -628,7 +628,7 @@ class WorkOrderBook:
                 out[order.ref] = fault.resolved_ns
         return out
 
-    async def _back_online(self, offline: Mapping[str, int]) -> dict[str, int]:
+    async def _back_online(self, offline: Mapping[str, int], now: int) -> dict[str, int]:
         """{ref: when its point came back} for open long-offline orders whose point is online."""
         if self.cfg.auto_close == "off":
             return {}
@@ -637,7 +637,7 @@ class WorkOrderBook:
             if order.source is Source.LONG_OFFLINE and order.close_proposed_ns is None and order.devices[0] not in offline:
                 device_id = order.devices[0]
                 ts = await self._db.execute(lambda conn: back_online_ns(conn, device_id, self._probes))
-                out[order.ref] = ts if ts is not None else self._clock()
+                out[order.ref] = ts if ts is not None else now
         return out
 
     def _auto_close(self, batch: _Batch, cleared: Mapping[str, int], report: dict[str, list[str]]) -> None:
@@ -651,11 +651,12 @@ class WorkOrderBook:
             if order.restored_ns is None:
                 resolution = Resolution.ON_SITE if order.arrived_ns is not None or order.replacements else Resolution.REMOTE
                 steps.append((Action.RESTORED, ts, FLEETMON,
-                              {"resolution": resolution.value, "auto": True, "fault": order.source_ref}))
+                              {"resolution": resolution.value, "auto": True, "source_ref": order.source_ref}))
+            reason = "point back online" if order.source is Source.LONG_OFFLINE else "fault resolved"
             if self.cfg.auto_close == "close":
-                steps.append((Action.CLOSED, ts, FLEETMON, {"cancelled": False, "note": "auto"}))
+                steps.append((Action.CLOSED, ts, FLEETMON, {"cancelled": False, "note": reason}))
             else:
-                steps.append((Action.CLOSE_PROPOSED, ts, FLEETMON, {"reason": "fault resolved on its own"}))
+                steps.append((Action.CLOSE_PROPOSED, ts, FLEETMON, {"reason": reason}))
             try:
                 batch.add(ref, steps)
             except WorkOrderError:  # a bug: the steps were built to be valid
