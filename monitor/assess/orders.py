@@ -329,13 +329,14 @@ def _confirmed(p: Proposal) -> Proposal:
 # -- checking -----------------------------------------------------------------------------------
 
 
-def check_by(by: str | None) -> str:
-    """Who, trimmed; raises WorkOrderError when missing or too long."""
+def check_by(by: str | None, what: str = "by") -> str:
+    """A person's name (who did it, or `what` else: the assignee), trimmed; raises
+    WorkOrderError when missing or too long."""
     if by is None or not str(by).strip():
-        raise WorkOrderError("who did it is missing (by): every event of a work order records a person")
+        raise WorkOrderError(f"{what} is missing" + (": every event of a work order records who" if what == "by" else ""))
     by = str(by).strip()
     if len(by) > MAX_BY:
-        raise WorkOrderError(f"by: at most {MAX_BY} characters")
+        raise WorkOrderError(f"{what}: at most {MAX_BY} characters")
     return by
 
 

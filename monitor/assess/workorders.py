@@ -417,7 +417,7 @@ class WorkOrderBook:
 
     async def assign(self, ref: str, assignee: str, *, by: str) -> WorkOrder:
         """Give the order to `assignee` (breaches count against them)."""
-        return await self._act(ref, Action.ASSIGNED, by, None, {"assignee": check_by(assignee)})
+        return await self._act(ref, Action.ASSIGNED, by, None, {"assignee": check_by(assignee, "assignee")})
 
     async def acknowledge(self, ref: str, *, by: str, ts_ns: int | None = None) -> WorkOrder:
         """响应 / 认领: `by` takes the order; an order without assignee becomes theirs."""
@@ -755,7 +755,7 @@ class WorkOrderBook:
         payload = {
             "devices": list(devices), "kind": kind.value, "severity": Severity(severity).value, "source": source.value,
             "source_ref": source_ref, "title": title, "fault_start_ns": fault_start_ns,
-            "assignee": check_by(assignee) if assignee is not None else None,
+            "assignee": check_by(assignee, "assignee") if assignee is not None else None,
         }
         batch.open(ref, ts_ns, by, payload)
         self._sequences[day] = seq
