@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from monitor.assess.model import Cause
 from monitor.core.model import Kind
@@ -87,10 +87,10 @@ class OrderStateError(WorkOrderError):
     """The order's state does not allow it: closed, or a stamp out of order."""
 
 
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
+class OrderEvent(NamedTuple):
     """One stored event. ts_ns: when it happened (the stamp, UTC ns); recorded_ns: when it was
-    written; id: the row id (global order of writing)."""
+    written; id: the row id (global order of writing). A NamedTuple: a quarter's fold makes
+    tens of thousands, and a tuple is built several times faster than a frozen dataclass."""
 
     id: int
     ref: str

@@ -41,7 +41,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Callable, Collection, Iterable, Mapping, Self, Sequence
@@ -798,7 +798,7 @@ class WorkOrderBook:
             raise
         stored = {id(e): i for e, i in zip(new, ids)}
         for ref, history in batch.histories.items():
-            history = [replace(e, id=stored[id(e)]) if id(e) in stored else e for e in history]
+            history = [e._replace(id=stored[id(e)]) if id(e) in stored else e for e in history]
             order = batch.orders[ref]
             if order.is_open:
                 self._histories[ref], self._open[ref] = history, order
