@@ -203,6 +203,8 @@ BAD = {
     "assign to nobody": (lambda k, a, b, c: k.assign(b, " ", by="王"), WorkOrderError, "assignee is missing"),
     "stamp in the future": (lambda k, a, b, c: k.restore(b, by="张工", ts_ns=T0 + 3 * HOUR), WorkOrderError,
                             "in the future"),
+    "time not an instant": (lambda k, a, b, c: k.arrive(b, by="张工", ts_ns="10:30"), WorkOrderError,
+                            "an integer"),
     "classify nothing": (lambda k, a, b, c: k.classify(b, by="张工"), WorkOrderError, "give a cause"),
     "unknown cause": (lambda k, a, b, c: k.classify(b, by="张工", cause="weather"), WorkOrderError, "weather"),
     "empty note": (lambda k, a, b, c: k.note(b, "  ", by="张工"), WorkOrderError, "note: missing"),

@@ -341,6 +341,9 @@ def check_by(by: str | None, what: str = "by") -> str:
 
 
 def check_time(ts_ns: int, now_ns: int, what: str) -> None:
+    """Raise WorkOrderError unless `ts_ns` is an instant (int, UTC ns) not in the future."""
+    if not isinstance(ts_ns, int) or isinstance(ts_ns, bool):
+        raise WorkOrderError(f"{what}: the time must be UTC ns since the epoch (an integer), not {ts_ns!r}")
     if ts_ns > now_ns + FUTURE_SLACK_NS:
         raise WorkOrderError(f"{what}: the time is in the future ({_ago(ts_ns - now_ns)} ahead of now)")
 
