@@ -45,6 +45,15 @@ NS_PER_MINUTE = 60 * 10**9
 REPLACE_WITHIN_NS = 3 * 24 * 3600 * 10**9
 """Qionglai: "故障摄像头3天内更换为及时更换" — 3 days as 72 h of calendar time."""
 
+_REPLACEMENT_READING = (
+    "timely = replaced ≤ 72 h after the report ÷ orders of the period needing a replacement; "
+    "excluded causes, fixes without a replacement and orders still inside their 72 h not counted"
+)
+_ARRIVAL_READING = (
+    "timely = on site by the SLA arrival deadline ÷ orders of the period needing someone on site; "
+    "excluded causes, remote fixes and orders still before their deadline not counted"
+)
+
 CAMERA_KINDS = frozenset({Kind.CAMERA})
 OTHER_FRONT_END_KINDS = frozenset({Kind.SWITCH, Kind.UPS, Kind.LINK})
 
@@ -124,7 +133,7 @@ def arrival_timely_pct(orders: Iterable[OrderFacts], period: PeriodLike, as_of_n
         else:
             outcome = "late" if as_of_ns > order.arrival_due_ns else "pending"
             evidence.append(Evidence("order", order.ref, outcome, None, "not arrived"))
-    return _ratio("arrival_timely_pct", evidence)
+    return _ratio("arrival_timely_pct", evidence, _ARRIVAL_READING)
 
 
 def faults_per_system(orders: Iterable[OrderFacts], period: PeriodLike, *, major_only: bool = False) -> MetricValue:
@@ -168,7 +177,7 @@ def _replacement(name: str, kinds: frozenset[Kind], orders: Iterable[OrderFacts]
         else:
             outcome = "late" if as_of_ns - order.reported_ns > REPLACE_WITHIN_NS else "pending"
             evidence.append(Evidence("order", order.ref, outcome, None, f"device {order.device_id} not replaced"))
-    return _ratio(name, evidence)
+    return _ratio(name, evidence, _REPLACEMENT_READING)
 
 
 def _in_period(orders: Iterable[OrderFacts], period: PeriodLike) -> list[OrderFacts]:
@@ -181,12 +190,13 @@ def _excluded(order: OrderFacts) -> Evidence:
     return Evidence("order", order.ref, "excluded", detail=f"cause {order.cause.value} ({order.cause.label('zh')})")
 
 
-def _ratio(name: str, evidence: list[Evidence]) -> MetricValue:
+def _ratio(name: str, evidence: list[Evidence], reading: str) -> MetricValue:
     timely = sum(1 for e in evidence if e.outcome == "timely")
     counted = timely + sum(1 for e in evidence if e.outcome == "late")
     if counted == 0:
-        return MetricValue(name, 100.0, Unit.PCT, 0, 0, tuple(evidence), "no counted order: 100 %, nothing was late")
-    return MetricValue(name, timely * 100 / counted, Unit.PCT, timely, counted, tuple(evidence))
+        return MetricValue(name, 100.0, Unit.PCT, 0, 0, tuple(evidence),
+                           f"{reading}; no counted order: 100 %, nothing was late")
+    return MetricValue(name, timely * 100 / counted, Unit.PCT, timely, counted, tuple(evidence), reading)
 
 
 def _minutes(ns: int) -> float:

@@ -229,14 +229,14 @@ class Grades(Strict):
         return key
 
 
-class Payment(Strict):
+class PaymentRule(Strict):
     """The payment rule: exactly one of `linear` and `grades`."""
 
     linear: Linear | None = None
     grades: Grades | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> Payment:
+    def _one(self) -> PaymentRule:
         if (self.linear is None) == (self.grades is None):
             raise ValueError("give exactly one of linear and grades")
         return self
@@ -253,7 +253,7 @@ class Scheme(Strict):
     """The assessment period; the fee in config is the fee of one such period."""
     items: list[Item]
     vetoes: list[Veto] = []
-    payment: Payment
+    payment: PaymentRule
 
     @field_validator("items")
     @classmethod
@@ -274,7 +274,7 @@ class Scheme(Strict):
 
     @field_validator("payment")
     @classmethod
-    def _veto_has_grade(cls, payment: Payment, info: ValidationInfo) -> Payment:
+    def _veto_has_grade(cls, payment: PaymentRule, info: ValidationInfo) -> PaymentRule:
         if info.data.get("vetoes") and (payment.grades is None or payment.grades.veto is None):
             raise ValueError("the scheme has vetoes: payment needs grades with `veto`, the grade a veto gives")
         return payment
