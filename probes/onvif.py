@@ -46,7 +46,7 @@ from pydantic import Field, SecretStr
 
 from monitor.core.config_base import SelectorConfig
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind
+from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 
@@ -178,6 +178,9 @@ class OnvifProbe:
     name: ClassVar[str] = "onvif"
     Config: ClassVar[type[OnvifConfig]] = OnvifConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
+    basis: ClassVar[Basis | None] = Basis.SERVICE
+    offers: ClassVar[tuple[str, ...]] = ("stream_uri",)
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: OnvifConfig) -> None:
         self.cfg = cfg

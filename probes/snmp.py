@@ -38,7 +38,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind, Selector
+from monitor.core.model import Basis, Device, Kind, Selector
 from probes.base import FieldValue, ProbeResult, Series
 from probes.snmp_mibs import (
     GROUPS,
@@ -326,6 +326,9 @@ class SnmpProbe:
     name: ClassVar[str] = "snmp"
     Config: ClassVar[type[SnmpConfig]] = SnmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
+    basis: ClassVar[Basis | None] = None
+    offers: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: SnmpConfig) -> None:
         self.cfg = cfg

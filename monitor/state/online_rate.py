@@ -32,7 +32,7 @@ class GroupRate:
     offline: int
     unknown: int
     excluded: int
-    basis: str = "online"  # monitor.state.availability.Basis value
+    basis: str = "online"  # monitor.core.model.Basis value
 
     @property
     def total(self) -> int:
