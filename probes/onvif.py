@@ -45,7 +45,7 @@ from typing import Awaitable, Callable, ClassVar, TypeVar
 from pydantic import SecretStr
 
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device
+from monitor.core.model import Basis, Device
 from probes.base import ProbeResult
 from probes.onvif_model import PROBE_NAME, OnvifConfig
 
@@ -119,6 +119,9 @@ class OnvifProbe:
     name: ClassVar[str] = PROBE_NAME
     Config: ClassVar[type[OnvifConfig]] = OnvifConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
+    basis: ClassVar[Basis | None] = Basis.SERVICE
+    offers: ClassVar[tuple[str, ...]] = ("stream_uri",)
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: OnvifConfig) -> None:
         self.cfg = cfg

@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind, Selector
+from monitor.core.model import Basis, Device, Kind, Selector
 from probes.base import FieldValue, ProbeResult, Series
 from probes.snmp_mibs import (
     GROUPS,
@@ -214,6 +214,9 @@ class SnmpProbe:
     name: ClassVar[str] = "snmp"
     Config: ClassVar[type[SnmpConfig]] = SnmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
+    basis: ClassVar[Basis | None] = None
+    offers: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: SnmpConfig) -> None:
         self.cfg = cfg

@@ -25,7 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping, Self, Union
 
 from pydantic import Field, model_validator
 
-from monitor.state.availability import Basis
+from monitor.core.model import Basis
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 from monitor.core.model import Kind
