@@ -19,8 +19,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from monitor.core.config_base import Strict
-from monitor.core.model import Kind
-from monitor.state.availability import Basis
+from monitor.core.model import Basis, Kind
 from rules.model import Severity
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}

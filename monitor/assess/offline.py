@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from monitor.assess.model import Cause
-from monitor.core.model import Kind
-from monitor.state.availability import PROBES, Basis
+from monitor.core.model import Basis, Kind
+from probes import probes_of
 
 
-def probes_of(bases: Iterable[Basis]) -> tuple[str, ...]:
-    """The probes that make up these measured bases (network → icmp, video → rtsp, rtsp_frame …)."""
-    return tuple(p for b in bases for p in PROBES[b])
+def probes_for(bases: Iterable[Basis]) -> tuple[str, ...]:
+    """The probes that feed these measured bases (network → icmp, video → rtsp, rtsp_frame …)."""
+    return tuple(p for b in bases for p in probes_of(b))
 
 
 def offline_since(conn: sqlite3.Connection, probes: Sequence[str]) -> dict[str, int]:

@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.assess.config_workorders import WorkOrderConfig
 from monitor.assess.model import Cause, Exclusion
-from monitor.assess.offline import LongOffline, back_online_ns, offline_since, probes_of
+from monitor.assess.offline import LongOffline, back_online_ns, offline_since, probes_for
 from monitor.assess.orders import (
     FLEETMON, Action, OrderEvent, OrderStateError, Resolution, Source, UnknownOrderError, WorkOrder,
     WorkOrderError, check, check_by, check_time, fold, MAX_TEXT,
@@ -216,7 +216,7 @@ class WorkOrderBook:
         self._lock = asyncio.Lock()
         days = cfg.long_offline.days or sla.long_offline_days or 7.0
         self.long_offline_days = days
-        self._probes = probes_of(cfg.long_offline.bases)
+        self._probes = probes_for(cfg.long_offline.bases)
 
     @classmethod
     async def load(

@@ -68,7 +68,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.core.config_base import is_http_url, read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery, RouteConfigBase
@@ -92,7 +92,7 @@ _MENTION_IDS = 10  # fault ids named in one @mention message
 _ERRMSG_LIMIT = 200  # characters of a peer's answer kept in an error
 
 
-class WeComConfig(RouteConfigBase):
+class WeComConfig(RouteConfigBase, WithSecrets):
     """A WeCom group-robot route (config `notify.routes[]` with `type: wecom`).
 
     - url: the robot send endpoint, without the key (WeCom's by default).
@@ -110,6 +110,8 @@ class WeComConfig(RouteConfigBase):
     # An error must not echo its input: it may be an inline key. Merged with Strict's config.
     model_config = ConfigDict(hide_input_in_errors=True)
 
+    secrets = ("key",)
+
     type: Literal["wecom"]
     url: str = DEFAULT_URL
     key_env: str | None = None
@@ -121,7 +123,7 @@ class WeComConfig(RouteConfigBase):
     timezone: str = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
 
-    key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    key: ResolvedSecret = None
 
     @field_validator("url")
     @classmethod
@@ -142,16 +144,10 @@ class WeComConfig(RouteConfigBase):
             raise ValueError(f"unknown time zone {tz!r}") from None
         return tz
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_key(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "key")
-
     @model_validator(mode="after")
-    def _resolve_key(self) -> WeComConfig:
-        if (self.key_env is None) == (self.key_file is None):
+    def _key_required(self) -> WeComConfig:
+        if self.key is None:
             raise ValueError("give the robot key as key_env or as key_file (exactly one)")
-        object.__setattr__(self, "key", read_secret(self.key_env, self.key_file, "key"))
         return self
 
 
