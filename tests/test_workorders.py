@@ -534,3 +534,39 @@ async def test_an_order_with_an_excluded_cause_is_not_assessed(tmp_path):
         await book.classify(o.ref, by="张工", cause=Cause.POWER)
         assert (await book.tick(T0 + 3 * HOUR)).notices == 0
         assert (await book.breaches(T0, T0 + DAY, T0 + 3 * HOUR)).total == 0
+
+
+async def test_orders_feed_the_scores_count_ratios(tmp_path):
+    from dataclasses import dataclass
+
+    from monitor.assess import order_ratios
+
+    @dataclass(frozen=True)
+    class Period:
+        label: str
+        start_ns: int
+        end_ns: int
+
+    q4 = Period("2026Q4", at("2026-10-01 00:00"), at("2027-01-01 00:00"))
+    clock = FakeClock(at("2026-12-10 12:00"))
+    sla = Sla.from_config(SlaConfig(preset="qionglai", policies=[{"clocks": {"arrival": {"within": "4h"}}}]),
+                          "Asia/Shanghai")
+    async with StateDB(tmp_path / "s.db") as db:
+        book = await load(db, clock, sla=sla)
+        fast = await book.report(["C1"], by="王", title="a", ts_ns=T0)  # on site in 1 h, replaced the next day
+        await book.arrive(fast.ref, by="张工", ts_ns=T0 + HOUR)
+        await book.replace(fast.ref, by="张工", device_id="C1", old_serial="S1", new_serial="S2", ts_ns=T0 + DAY)
+        slow = await book.report(["C2"], by="王", title="b", ts_ns=T0)  # on site after 5 h, replaced after 4 days
+        await book.arrive(slow.ref, by="张工", ts_ns=T0 + 5 * HOUR)
+        await book.replace(slow.ref, by="张工", device_id="C2", old_serial="S3", new_serial="S4", ts_ns=T0 + 4 * DAY)
+        remote = await book.report(["C3"], by="王", title="c", ts_ns=T0)  # fixed remotely: counts in neither
+        await book.restore(remote.ref, by="张工", ts_ns=T0 + HOUR)
+        dup = await book.report(["C3"], by="王", title="d", ts_ns=T0)
+        await book.close(dup.ref, by="王", cancelled=True)
+        facts = await book.facts(q4.start_ns, q4.end_ns)
+        assert [f.ref for f in facts] == [fast.ref, slow.ref, remote.ref]
+        assert facts[0].arrival_due_ns == T0 + 4 * HOUR and facts[2].arrival_due_ns is None
+        replaced = order_ratios.camera_replacement_timely_pct(facts, q4, clock.now)
+        arrived = order_ratios.arrival_timely_pct(facts, q4, clock.now)
+        assert (replaced.value, replaced.numerator, replaced.denominator) == (50.0, 1, 2)
+        assert (arrived.value, arrived.numerator, arrived.denominator) == (50.0, 1, 2)

@@ -18,7 +18,8 @@ from them, and what fleetmon does with them by itself.
   (`sla_notice`, `escalated`), once per order and clock and level: kill -9 neither loses nor
   repeats one.
 - Reading: open orders (memory), any order or period (folded from the database), countdowns,
-  breach counts, long-offline points, and `excluded(start, end)` for the availability report.
+  breach counts, long-offline points, `excluded(start, end)` for the availability report and
+  `facts(start, end)` for the score's count ratios (monitor.assess.order_ratios).
 
 Tables (component "workorders"; UPDATE and DELETE refused by triggers: nothing is edited in
 place):
@@ -47,15 +48,17 @@ from types import MappingProxyType
 from typing import Any, Callable, Collection, Iterable, Mapping, Self, Sequence
 from zoneinfo import ZoneInfo
 
-from monitor.assess.config_workorders import WorkOrderConfig
+from monitor.assess.config_workorders import Clock, WorkOrderConfig
 from monitor.assess.model import Cause, Exclusion
 from monitor.assess.offline import LongOffline, back_online_ns, offline_since, probes_for
+from monitor.assess.order_ratios import OrderFacts
 from monitor.assess.orders import (
     FLEETMON, Action, OrderEvent, OrderStateError, Resolution, Source, UnknownOrderError, WorkOrder,
     WorkOrderError, check, check_by, check_time, fold, MAX_TEXT,
 )
 from monitor.assess.sla import BreachReport, ClockState, ClockStatus, Sla, count_breaches
 from monitor.assess.texts import Texts
+from monitor.core.model import Device
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
 from rules.alerting import outbox
@@ -326,6 +329,34 @@ class WorkOrderBook:
         counted per order, per engineer and per clock."""
         now = self._clock() if now_ns is None else now_ns
         return count_breaches(self.sla, await self.orders(start_ns, end_ns), start_ns, end_ns, now)
+
+    async def facts(
+        self, start_ns: int, end_ns: int, now_ns: int | None = None, *,
+        system_of: Callable[[Device], str | None] | None = None,
+    ) -> list[OrderFacts]:
+        """The orders reported in [start_ns, end_ns) as the score's count ratios read them
+        (monitor.assess.order_ratios.OrderFacts), cancelled orders (误报/重复) left out:
+        the first device and its kind; the arrival deadline of the SLA arrival clock (None
+        when the policy has none, or the fix was remote); the resolution as restored or
+        classified; a pending replacement proposal or a no-spare mark as "replacement needed";
+        `major` for critical orders (重大故障); `system` from `system_of(device)` (Zhangjiagang
+        counts faults per system; None without it)."""
+        now = self._clock() if now_ns is None else now_ns
+        out = []
+        for order in await self.orders(start_ns, end_ns):
+            if order.cancelled or not start_ns <= order.reported_ns < end_ns:
+                continue
+            arrival = next((c for c in self.sla.evaluate(order, now) if c.clock is Clock.ARRIVAL), None)
+            device = self.inventory.devices.get(order.devices[0])
+            out.append(OrderFacts(
+                order.ref, order.devices[0], order.kind, order.reported_ns, cause=order.cause,
+                arrived_ns=order.arrived_ns, arrival_due_ns=arrival.deadline_ns if arrival else None,
+                resolution=order.resolution.value if order.resolution else None, replaced_ns=order.replaced_ns,
+                replacement_needed=bool(order.pending_proposals) or order.no_spare,
+                system=system_of(device) if system_of is not None and device is not None else None,
+                major=order.severity is Severity.CRITICAL,
+            ))
+        return out
 
     async def excluded(self, start_ns: int, end_ns: int) -> list[Exclusion]:
         """Downtime taken out of the assessment by orders whose cause is excluded (市政, 电力,
