@@ -44,7 +44,7 @@ from pydantic import Field
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, IPAddress, Selector
+from monitor.core.model import Basis, Device, IPAddress, Selector
 from probes.base import ProbeResult
 
 log = logging.getLogger("fleetmon.icmp")
@@ -1183,6 +1183,7 @@ class IcmpProbe:
     """
 
     name: ClassVar[str] = "icmp"
+    basis: ClassVar[Basis | None] = Basis.NETWORK
     Config: ClassVar[type[IcmpConfig]] = IcmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
 

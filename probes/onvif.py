@@ -46,7 +46,7 @@ from pydantic import Field, SecretStr
 
 from monitor.core.config_base import SelectorConfig
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind
+from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 
@@ -176,6 +176,7 @@ class OnvifProbe:
     """The `onvif` probe (probes.base.Probe); see the module doc for the calls and the fields."""
 
     name: ClassVar[str] = "onvif"
+    basis: ClassVar[Basis | None] = Basis.SERVICE
     Config: ClassVar[type[OnvifConfig]] = OnvifConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
 

@@ -51,7 +51,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind
+from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 
@@ -811,6 +811,7 @@ class RtspProbe:
     """
 
     name: ClassVar[str] = "rtsp"
+    basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspConfig]] = RtspConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
 
@@ -968,6 +969,7 @@ class RtspFrameProbe:
     """
 
     name: ClassVar[str] = "rtsp_frame"
+    basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspFrameConfig]] = RtspFrameConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT,)
 

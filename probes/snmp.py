@@ -38,7 +38,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind, Selector
+from monitor.core.model import Basis, Device, Kind, Selector
 from probes.base import FieldValue, ProbeResult, Series
 from probes.snmp_mibs import (
     GROUPS,
@@ -324,6 +324,7 @@ class SnmpProbe:
     detection (one entry per polled device, least recently polled dropped beyond the fleet)."""
 
     name: ClassVar[str] = "snmp"
+    basis: ClassVar[Basis | None] = None  # device health (ports, UPS, disks), no online of its own
     Config: ClassVar[type[SnmpConfig]] = SnmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
 

@@ -34,6 +34,18 @@ class Status(StrEnum):
     REMOVED = "removed"
 
 
+class Basis(StrEnum):
+    """What "online" a state or a rate is about (monitor/state/availability.py combines them):
+    network (ICMP echo, 网络在线), service (ONVIF, 服务在线), video (RTSP, 视频在线), and online,
+    the contract's own, combined from the others. Each probe declares the measured basis it
+    feeds (`Probe.basis`)."""
+
+    ONLINE = "online"
+    NETWORK = "network"
+    SERVICE = "service"
+    VIDEO = "video"
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     """One monitored device (a point, 点位).

@@ -26,21 +26,13 @@ A basis applies to a device when one of its probes is enabled and polls it (Prob
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Iterable, Mapping
 
 from pydantic import Field, field_validator
 
 from monitor.core.config_base import Strict
-from monitor.core.model import Device
+from monitor.core.model import Basis, Device
 from monitor.state.tracker import State
-
-
-class Basis(StrEnum):
-    ONLINE = "online"
-    NETWORK = "network"
-    SERVICE = "service"
-    VIDEO = "video"
 
 
 PROBES: Mapping[Basis, tuple[str, ...]] = {
