@@ -63,7 +63,7 @@ class DeviceDownRule(RuleBase):
         facts.keep_values(UPS, (d.id for d in devices if d.kind is Kind.UPS))
 
     def evaluate(self, facts: Facts, now: Now, out: dict[Key, Condition]) -> None:
-        view, firing, dark = now.view, now.firing, now.dark
+        view, firing, dark, flapping = now.view, now.firing, now.dark, now.flapping
         for region, ids in dark.items():
             key = (self.name, f"region:{region}")
             out[key] = Condition(
@@ -77,7 +77,7 @@ class DeviceDownRule(RuleBase):
             if key in firing:
                 holds = state.offline  # a down camera whose switch then dies is still not back
             else:
-                holds = state is State.DOWN and device.region not in dark and device.id not in now.flapping
+                holds = state is State.DOWN and device.region not in dark and device.id not in flapping
             if not holds:
                 continue
             affected = tuple(d for d in facts.behind.get(device.id, ()) if view.states.get(d) is State.UNREACHABLE)
