@@ -23,6 +23,7 @@ from monitor.state.tracker import State
 from rules.model import Severity
 
 Key = tuple[str, str]  # (rule name, scope)
+OFFLINE = frozenset(s for s in State if s.offline)  # State.offline as a set: a lookup, not a call, per device
 
 KIND_NAMES = {
     "zh": {"camera": "摄像机", "switch": "交换机", "ups": "UPS", "link": "专线", "server": "服务器", "platform": "平台", ALL: "设备"},

@@ -36,7 +36,7 @@ from monitor.fleet.inventory import Inventory
 from monitor.state.tracker import State, Transition
 from probes import probes_of
 from probes.base import ProbeResult
-from rules.base import Condition, Facts, Key, Now, RuleBase, View
+from rules.base import OFFLINE, Condition, Facts, Key, Now, RuleBase, View
 from rules.config import RESERVED_RULE_NAMES, FlappingConfig
 
 if TYPE_CHECKING:
@@ -66,6 +66,12 @@ class RulesEngine:
         self._network = frozenset(probes_of(Basis.NETWORK))
         self._changes: dict[str, deque[int]] = defaultdict(deque)
         self.facts = Facts(inventory, self.rules, language)
+        # Counted devices per region, for dark regions (the inventory is fixed for the engine's life).
+        regions: dict[str, list[str]] = defaultdict(list)
+        for device in inventory.devices.values():
+            if device.counted:
+                regions[device.region].append(device.id)
+        self._regions = {region: tuple(ids) for region, ids in regions.items()}
         # Series measurements each probe has reported (learnt from its results), so that a poll
         # that reports none of them (failed) clears them.
         self._series_of: dict[str, set[str]] = defaultdict(set)
@@ -159,12 +165,10 @@ class RulesEngine:
 
     def _dark_regions(self, view: View) -> dict[str, list[str]]:
         """Regions whose every counted device is offline: region → device ids."""
-        members: dict[str, list[str]] = defaultdict(list)
-        lit: set[str] = set()
-        for device in self.inventory.devices.values():
-            if not device.counted:
-                continue
-            members[device.region].append(device.id)
-            if not view.states.get(device.id, State.UNKNOWN).offline:
-                lit.add(device.region)
-        return {region: ids for region, ids in members.items() if region not in lit}
+        states, unknown = view.states, State.UNKNOWN
+        # all() stops at a region's first device that is not offline: a lit region costs a lookup or two.
+        return {
+            region: list(ids)
+            for region, ids in self._regions.items()
+            if all(states.get(d, unknown) in OFFLINE for d in ids)
+        }

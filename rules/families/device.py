@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 
 from monitor.core.model import Device, Kind
 from monitor.state.tracker import State
-from rules.base import Condition, Facts, Key, Now, RuleBase
+from rules.base import OFFLINE, Condition, Facts, Key, Now, RuleBase
 from rules.families.values import PortDownRule, UpsOnBatteryRule
 from rules.model import Severity
 
@@ -71,14 +71,16 @@ class DeviceDownRule(RuleBase):
                 self.title(facts, "region_dark", region=region, count=len(ids)),
                 self.for_s, self.clear_for_s, region=region, affected=tuple(ids), value=len(ids), unit="devices",
             )
+        states, unknown = view.states, State.UNKNOWN
         for device in facts.devices[self.name]:
+            state = states.get(device.id, unknown)
+            if state not in OFFLINE:
+                continue  # up or unknown: neither raises nor holds
             key = (self.name, f"device:{device.id}")
-            state = view.states.get(device.id, State.UNKNOWN)
-            if key in firing:
-                holds = state.offline  # a down camera whose switch then dies is still not back
-            else:
-                holds = state is State.DOWN and device.region not in dark and device.id not in flapping
-            if not holds:
+            # A firing fault holds while the device is offline (a down camera whose switch then
+            # dies is still not back); a new one needs the device itself DOWN, in a region that
+            # is not dark, not flapping.
+            if key not in firing and not (state is State.DOWN and device.region not in dark and device.id not in flapping):
                 continue
             affected = tuple(d for d in facts.behind.get(device.id, ()) if view.states.get(d) is State.UNREACHABLE)
             details: dict[str, Any] = {"state": state.value}
