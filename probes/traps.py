@@ -270,8 +270,9 @@ class ValuePatch:
 
     - same: a field that identifies the instance whatever its tags: an instance already known
       with the same value of it is the one patched (a poll names a port by ifName, a trap may
-      carry only ifDescr, or no name at all).
-    - defaults: fields an instance not polled yet is assumed to have besides `fields`.
+      carry only ifDescr, or no name at all); with none, `tags` name a new one (a port known
+      under that name but another ifIndex, renumbered by a restart, is not the same port).
+    - defaults: fields an instance not known yet is assumed to have besides `fields`.
     """
 
     measurement: str

@@ -103,8 +103,8 @@ class RulesEngine:
     def observe_trap(self, event: "TrapEvent") -> None:
         """Apply the values a trap implies (TrapEvent.values) to the latest values at once; the
         next poll confirms or corrects them. Each patch sets its fields on the instance its tags
-        name, or on the known instance with the same value of its `same` field; an instance not
-        seen yet starts from the patch's defaults."""
+        name or, when it has a `same` field, on the known instance with the same value of it;
+        an instance not known (so) starts from the patch's defaults."""
         facts = self.facts
         device = self.inventory.devices.get(event.device_id)
         if device is None:
@@ -115,10 +115,12 @@ class RulesEngine:
             facts.reported.add(patch.measurement)
             instances = facts.values.setdefault((device.id, patch.measurement), {})
             key = tuple(patch.tags.values())
-            if patch.same is not None:
+            if patch.same is None:
+                known = instances.get(key)
+            else:
                 same = patch.fields.get(patch.same)
-                key = next((k for k, f in instances.items() if f.get(patch.same) == same), key)
-            instances[key] = {**(instances[key] if key in instances else patch.defaults), **patch.fields}
+                key, known = next(((k, f) for k, f in instances.items() if f.get(patch.same) == same), (key, None))
+            instances[key] = {**(patch.defaults if known is None else known), **patch.fields}
 
     def observe_transition(self, t: Transition) -> None:
         if t.probe in self._network and t.old is not State.UNKNOWN:

@@ -77,3 +77,19 @@ def test_the_engine_keeps_what_the_poll_knows_of_a_port_and_patches_only_what_th
     assert engine.facts.values[("SW1", "snmp_interface")] == {
         ("Gi0/2",): {"if_index": 2, "admin_status": 2, "oper_status": 2, "up": False}
     }
+
+
+def test_a_port_known_by_name_but_with_another_if_index_is_not_the_port_polled_before():
+    from monitor.fleet.inventory import Inventory
+    from probes.base import ProbeResult, Series
+    from rules.config import FlappingConfig
+    from rules.engine import RulesEngine
+    from rules.families.values import PortDownRule
+
+    engine = RulesEngine(Inventory([SWITCH]), [PortDownRule(name="port")], FlappingConfig())
+    polled = {"if_index": 1, "admin_status": 1, "oper_status": 1, "uplink": True, "in_errors_per_s": 9.0}
+    engine.observe(ProbeResult("SW1", "snmp", 1, True, None, {"up": True}, [Series("snmp_interface", {"interface": "Gi0/1"}, polled)]))
+    engine.observe_trap(event("link_down", if_index=7, if_name="Gi0/1"))  # renumbered by a restart
+    assert engine.facts.values[("SW1", "snmp_interface")] == {
+        ("Gi0/1",): {"admin_status": 1, "uplink": True, "oper_status": 2, "up": False, "if_index": 7}
+    }
