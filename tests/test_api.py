@@ -33,7 +33,7 @@ from monitor.state.tracker import State
 from monitor.state.db import StateDB
 from probes.base import ProbeResult
 from rules.alerting.config import MaintenanceWindowConfig
-from rules.engine import Condition
+from rules.base import Condition
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity

@@ -6,9 +6,8 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.core.model import Basis
+from monitor.core.model import Basis, Device, Kind
 from monitor.state.availability import AvailabilityConfig, combine
-from monitor.core.model import Device, Kind
 from monitor.state.online_rate import online_rates, rates_of_bases
 from monitor.state.tracker import State
 from probes import REGISTRY

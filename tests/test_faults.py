@@ -16,7 +16,7 @@ from monitor.fleet.inventory import Inventory
 from monitor.core.model import Device, Kind
 from monitor.state.db import StateDB
 from rules.alerting.config import MaintenanceWindowConfig
-from rules.engine import Condition
+from rules.base import Condition
 from rules.alerting.faults import FaultBook, FaultStateError
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import FaultState, Severity

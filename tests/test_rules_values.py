@@ -7,28 +7,28 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.core.model import Basis
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Basis, Device, Kind
 from monitor.state.online_rate import online_rates
 from monitor.state.tracker import State
 from probes.base import ProbeResult, Series
 from probes.traps import TrapEvent
-from rules.config import (
+from rules.base import View
+from rules.config import FlappingConfig
+from rules.engine import RulesEngine
+from rules.families.device import DeviceDownRule
+from rules.families.rate import OnlineRateRule
+from rules.families.values import (
     ClockDriftRule,
-    DeviceDownRule,
     DeviceRebootedRule,
     InterfaceUtilisationRule,
     InventoryMismatchRule,
-    OnlineRateRule,
     PortDownRule,
     StorageUsageRule,
     UpsBatteryLowRule,
     UpsOnBatteryRule,
-    VideoDownRule,
 )
-from rules.config import FlappingConfig
-from rules.engine import RulesEngine, View
+from rules.families.video import VideoDownRule
 
 _n = iter(range(1, 250))
 
