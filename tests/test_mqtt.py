@@ -13,22 +13,20 @@ from pydantic import ValidationError
 from lab.mosquitto import MosquittoServer
 from monitor.state.db import StateDB
 from rules.alerting import outbox
-from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
+from rules.model import EventKind, FaultEvent
 from rules.alerting.notifiers.mqtt import REFUSED_RETRY_S, MqttConfig, MqttRoute, topic_for
 from rules.alerting.notifiers.webhook import event_document
 from rules.alerting.outbox import OutboxWorker
+from tests.plugins.factories import fault_event
 from tests.plugins.mqtt import MQTT_PASSWORD, MQTT_USER
 
 _prefixes = iter(range(1_000_000))
 
 
 def event(n: int, region: str | None = "城关镇", kind: EventKind = EventKind.FIRING) -> FaultEvent:
-    f = Fault(
-        id=f"F{n}", rule="latency", kind="latency", scope="site:油坊村", severity=Severity.MAJOR,
-        state=FaultState.FIRING, title="油坊村链路时延 250 ms，超过 200 ms", first_seen_ns=10, last_seen_ns=20,
-        site="油坊村", region=region, value=250.0, threshold=200.0, unit="ms",
-    )
-    return FaultEvent(n, kind, 30 + n, f)
+    return fault_event(n, event=kind, rule="latency", kind="latency", scope="site:油坊村", device_id=None,
+                       title="油坊村链路时延 250 ms，超过 200 ms", site="油坊村", region=region, value=250.0,
+                       threshold=200.0, unit="ms")
 
 
 def config(server: MosquittoServer, **kw: Any) -> MqttConfig:

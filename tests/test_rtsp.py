@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -32,13 +32,12 @@ from probes.rtsp import (
     parse_h264_sps,
     parse_sdp,
 )
+from tests.plugins.factories import device
 
 PASSWORD = "Ca-m3ra!pw"  # distinctive, to find it where it must not be
 
 
-def camera(device_id: str = "cam-1", *, address: str = "127.0.0.1", stream_url: str | None = None,
-           site: str = "s1") -> Device:
-    return Device(device_id, device_id, Kind.CAMERA, ipaddress.ip_address(address), site, "r1", stream_url=stream_url)
+camera = partial(device, address="127.0.0.1", site="s1", region="r1")  # "cam-1" unless told otherwise
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +251,8 @@ async def test_ipv6_template_brackets(plain: RtspServer) -> None:
 def test_wants_cameras_with_address() -> None:
     probe = RtspProbe(RtspConfig())
     assert probe.wants(camera())
-    assert not probe.wants(Device("sw", "sw", Kind.SWITCH, ipaddress.ip_address("127.0.0.1"), "s", "r"))
-    assert not probe.wants(Device("c", "c", Kind.CAMERA, None, "s", "r"))
+    assert not probe.wants(device("sw", Kind.SWITCH, address="127.0.0.1"))
+    assert not probe.wants(device("c", address=None))
     assert probe.budget_s(camera()) >= 2 * RtspConfig().timeout_s
 
 

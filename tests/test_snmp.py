@@ -8,7 +8,6 @@ run-time changes (UPS on battery, port down) are per endpoint.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import json
 import random
@@ -37,7 +36,7 @@ from lab.snmp import (
     V3User,
     free_udp_ports,
 )
-from monitor.core.model import Device, Kind
+from monitor.core.model import Device
 from probes.base import ProbeResult
 from probes.snmp import SnmpConfig, SnmpProbe
 from probes.snmp_mibs import (
@@ -47,6 +46,7 @@ from probes.snmp_mibs import (
     interface_fields,
     uptime_step,
 )
+from tests.plugins.factories import device as make_device
 
 USER = V3User("fmuser", "authpass12", "privpass12")
 ENDPOINTS = 12
@@ -76,8 +76,7 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def device(kind: str, address: str = "127.0.0.1", uplink: str | None = None) -> Device:
-    return Device(id=f"{kind}-1", name=kind, kind=Kind(kind), address=ipaddress.ip_address(address),
-                  site="site-a", region="town-a", uplink=uplink)
+    return make_device(f"{kind}-1", kind, name=kind, address=address, site="site-a", region="town-a", uplink=uplink)
 
 
 def v2c(port: int, community_env: str = "C_SWITCH", **extra) -> SnmpConfig:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import json
 import shutil
 import struct
@@ -48,6 +47,7 @@ from rules.engine import Condition
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity
+from tests.plugins.factories import device as make_device
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent
@@ -65,8 +65,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 
 
 def device(id: str, name: str, kind: Kind, site: str, region: str, parent: str | None = None, **kw: Any) -> Device:
-    address = ipaddress.ip_address(f"10.0.0.{len(id) + sum(map(ord, id)) % 200}")
-    return Device(id, name, kind, address, site, region, parent, **kw)
+    return make_device(id, kind, name=name, site=site, region=region, parent=parent, **kw)
 
 
 INVENTORY = Inventory([
