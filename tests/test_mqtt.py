@@ -35,6 +35,7 @@ def config(server: MosquittoServer, **kw: Any) -> MqttConfig:
     return MqttConfig(name="mq", type="mqtt", host=server.host, port=server.port, **kw)
 
 
+@pytest.mark.peer
 async def test_events_arrive_as_json_on_their_regions_topic_in_order(mosquitto, mqtt_subscriber):
     cfg = config(mosquitto)
     sub = await mqtt_subscriber(mosquitto, f"{cfg.topic_prefix}/#")
@@ -50,6 +51,7 @@ async def test_events_arrive_as_json_on_their_regions_topic_in_order(mosquitto, 
     assert FaultEvent.from_dict(got[0][1]) == events[0]
 
 
+@pytest.mark.peer
 async def test_broker_down_is_retried_and_delivered_once_it_is_up(mosquitto_own, mqtt_subscriber):
     cfg = config(mosquitto_own)
     async with MqttRoute(cfg, None) as route:
@@ -63,6 +65,7 @@ async def test_broker_down_is_retried_and_delivered_once_it_is_up(mosquitto_own,
     assert [doc["id"] for _, doc in await sub.take_until_fence()] == [1]
 
 
+@pytest.mark.peer
 async def test_a_lost_connection_is_reported_and_the_next_delivery_reconnects(mosquitto_own, mqtt_subscriber):
     cfg = config(mosquitto_own, timeout_s=1.0)
     mosquitto_own.start()
@@ -78,6 +81,7 @@ async def test_a_lost_connection_is_reported_and_the_next_delivery_reconnects(mo
     assert [doc["id"] for _, doc in await sub.take_until_fence()] == [2, 3]
 
 
+@pytest.mark.peer
 async def test_wrong_credentials_are_a_clear_error_with_a_long_retry(mosquitto_auth, monkeypatch):
     monkeypatch.setenv("MQ_PASSWORD", "not-the-password")
     wrong = config(mosquitto_auth, username=MQTT_USER, password_env="MQ_PASSWORD")
@@ -93,6 +97,7 @@ async def test_wrong_credentials_are_a_clear_error_with_a_long_retry(mosquitto_a
         assert (await route.deliver([event(1)])).delivered == (1,)
 
 
+@pytest.mark.peer
 async def test_through_the_outbox_a_broker_that_comes_up_late_gets_every_event_once(
     tmp_path, mosquitto_own, mqtt_subscriber
 ):

@@ -245,6 +245,7 @@ def test_interface_rates_need_continuity() -> None:
 # --- snmpsim -----------------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_switch_v2c_rates_ports_and_uplink(sim: SnmpSim, port: int, secrets: None) -> None:
     first, second = await poll(v2c(port), device("switch", uplink=SWITCH_UPLINK), times=2)
     assert first.ok and first.reason is None and first.fields["up"] is True
@@ -272,6 +273,7 @@ async def test_switch_v2c_rates_ports_and_uplink(sim: SnmpSim, port: int, secret
     assert second.fields["rebooted"] is False
 
 
+@pytest.mark.peer
 async def test_uplink_down_at_run_time_gives_no_negative_rate(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port)) as probe:
         dev = device("switch", uplink=SWITCH_UPLINK)
@@ -288,6 +290,7 @@ async def test_uplink_down_at_run_time_gives_no_negative_rate(sim: SnmpSim, port
     assert later["in_bps"] == 0.0
 
 
+@pytest.mark.peer
 async def test_counter_discontinuity_and_reboot(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port)) as probe:
         dev = device("switch")
@@ -306,6 +309,7 @@ async def test_counter_discontinuity_and_reboot(sim: SnmpSim, port: int, secrets
     assert after.fields["rebooted"] is False and ports_of(after)["Gi0/2"]["in_bps"] > 0
 
 
+@pytest.mark.peer
 async def test_uptime_wrap_is_no_reboot(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port)) as probe:
         dev = device("switch")
@@ -319,6 +323,7 @@ async def test_uptime_wrap_is_no_reboot(sim: SnmpSim, port: int, secrets: None) 
     assert ports_of(second)["Gi0/2"]["in_bps"] > 0
 
 
+@pytest.mark.peer
 async def test_ups_normal_then_on_battery_then_low(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port, "C_UPS")) as probe:
         dev = device("ups")
@@ -339,6 +344,7 @@ async def test_ups_normal_then_on_battery_then_low(sim: SnmpSim, port: int, secr
     assert back == normal
 
 
+@pytest.mark.peer
 async def test_change_is_per_device(sim: SnmpSim, port: int, secrets: None) -> None:
     other = next(p for _, p in reversed(sim.endpoints))  # the last endpoint: no test changes it
     sim.set_value("127.0.0.1", UPS_OUTPUT_SOURCE, 5, port=port)
@@ -349,6 +355,7 @@ async def test_change_is_per_device(sim: SnmpSim, port: int, secrets: None) -> N
     assert changed["on_battery"] is True and untouched["on_battery"] is False
 
 
+@pytest.mark.peer
 async def test_server_v3_authpriv_host_resources(sim: SnmpSim, port: int, secrets: None) -> None:
     (result,) = await poll(v3(port, "server"), device("server"))
     assert result.ok and result.reason is None
@@ -360,6 +367,7 @@ async def test_server_v3_authpriv_host_resources(sim: SnmpSim, port: int, secret
     }
 
 
+@pytest.mark.peer
 async def test_v3_wrong_key_is_a_clear_failure(sim: SnmpSim, port: int, secrets: None,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTH", "wrong-auth-key")
@@ -369,6 +377,7 @@ async def test_v3_wrong_key_is_a_clear_failure(sim: SnmpSim, port: int, secrets:
     assert "wrong-auth-key" not in result.reason
 
 
+@pytest.mark.peer
 async def test_wrong_community_times_out(sim: SnmpSim, port: int, secrets: None) -> None:
     (result,) = await poll(v2c(port, "C_BAD", timeout_s=0.3), device("switch"))
     assert not result.ok and result.reason == "timeout (agent down or wrong community)"
@@ -381,6 +390,7 @@ async def test_dead_agent(secrets: None) -> None:
     assert not result.ok and result.reason == "timeout (agent down or wrong community)"
 
 
+@pytest.mark.peer
 async def test_deadline_keeps_what_was_read(sim: SnmpSim, port: int, secrets: None) -> None:
     # max_repetitions 1: one request per row; a deadline far below the walk's length.
     cfg = v2c(port, max_repetitions=1, deadline_s=0.05)
@@ -392,6 +402,7 @@ async def test_deadline_keeps_what_was_read(sim: SnmpSim, port: int, secrets: No
 # --- snmpd: a second, different real agent ------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_snmpd_v2c_and_v3_ups_and_real_interfaces(secrets: None) -> None:
     overrides = {"1.3.6.1.2.1.33.1.2.1.0": 3, "1.3.6.1.2.1.33.1.4.1.0": 5, "1.3.6.1.2.1.33.1.2.3.0": 4,
                  "1.3.6.1.2.1.33.1.2.4.0": 12}

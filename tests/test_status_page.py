@@ -380,6 +380,7 @@ def shown_since(ns: int) -> str:
     return at.strftime("%H:%M") if at.date() == today.date() else at.strftime("%m-%d %H:%M")
 
 
+@pytest.mark.peer
 async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     async with context(tmp_path) as ctx, serve(ctx) as daemon, aiohttp.ClientSession() as http:
         before_ns = time.time_ns()
@@ -542,6 +543,7 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     assert dom.xpath("//*[@id='problem']")[0].get("hidden") is not None
 
 
+@pytest.mark.peer
 async def test_english_on_request_and_by_the_language_button(tmp_path, chromium):
     async with context(tmp_path) as ctx, serve(ctx) as daemon:
         async with open_page(chromium, daemon.url + "/status?lang=en") as page:
@@ -562,6 +564,7 @@ async def test_english_on_request_and_by_the_language_button(tmp_path, chromium)
     assert chinese.get("lang") == "zh-CN"
 
 
+@pytest.mark.peer
 async def test_without_cameras_lacking_video_the_section_says_none(tmp_path, chromium):
     video = {d: State.UP if STATES[d] is State.UP else State.UNREACHABLE for d in VIDEO}
     async with context(tmp_path, video=video) as ctx, serve(ctx) as daemon, aiohttp.ClientSession() as http:
@@ -576,6 +579,7 @@ async def test_without_cameras_lacking_video_the_section_says_none(tmp_path, chr
     assert dom.xpath("//section[@id='novideo']//li") == []
 
 
+@pytest.mark.peer
 async def test_when_the_daemon_goes_away_the_page_says_so_and_keeps_the_last_data(tmp_path, chromium):
     async with context(tmp_path) as ctx, serve(ctx) as daemon:
         async with open_page(chromium, daemon.url + "/status?refresh=2") as page:
@@ -649,6 +653,7 @@ async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
     assert doc["components"]["securitySchemes"]["query_token"] == {"type": "apiKey", "in": "query", "name": "token"}
 
 
+@pytest.mark.peer
 async def test_the_page_sends_the_token_of_its_url(tmp_path, chromium):
     async with context(tmp_path, status_token=STATUS_TOKEN) as ctx, serve(ctx) as daemon:
         async with open_page(chromium, f"{daemon.url}/status?token={STATUS_TOKEN}") as page:
@@ -660,6 +665,7 @@ async def test_the_page_sends_the_token_of_its_url(tmp_path, chromium):
     assert STATUS_TOKEN not in html
 
 
+@pytest.mark.peer
 async def test_a_token_refused_under_an_open_page_is_reported_and_the_data_kept(tmp_path, chromium):
     """The daemon restarted with another status token: the open page's next refresh is
     refused (401) and says so, with the last data still on screen."""
