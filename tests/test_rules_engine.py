@@ -1,11 +1,9 @@
 """Rules engine: one condition per real problem, hysteresis, holding without data."""
 
-import ipaddress
-
 import pytest
 
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Kind
 from monitor.state.online_rate import GroupRate, online_rates
 from monitor.state.tracker import State, Transition
 from probes.base import ProbeResult
@@ -17,12 +15,10 @@ from rules.families.rate import OnlineRateRule
 from rules.families.window import LatencyRule
 from monitor.core.config_base import SelectorConfig
 from rules.model import Severity
-
-_n = iter(range(1, 250))
-
+from tests.plugins.factories import device
 
 def dev(i, kind, region, site, parent=None):
-    return Device(i, f"{site}{i}", kind, ipaddress.ip_address(f"198.18.3.{next(_n)}"), site, region, parent=parent)
+    return device(i, kind, name=f"{site}{i}", site=site, region=region, parent=parent)
 
 
 DEVICES = [
