@@ -8,7 +8,7 @@ and the real daemon, `fleetmon run`, as a child process: ICMP every `interval` s
 200 ms apart, 1 s timeout, no retry; probe starts spread over `spread` × interval, fleetmon's
 default 0.5), no InfluxDB, `state.down_after: 1`, one rule `device_down` with `for_s: 0` and
 one WeCom route. The path measured is therefore: the device's next probe fails (one failed
-cycle) → DOWN → the daemon evaluates the rules 1 s later, mid-cycle (monitor/app/daemon.py
+cycle) → DOWN → the daemon evaluates the rules 1 s later, mid-cycle (monitor/app/pipeline.py
 EARLY_EVALUATION_S), and the fault fires (for_s 0) → outbox → WeCom message.
 
 After the first (warm-up) cycle, `failures` distinct healthy devices (cameras and about one in

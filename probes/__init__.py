@@ -1,7 +1,9 @@
 """Probe types. Adding a probe = a module exposing a Probe class (see probes.base) + its tests
-+ one line in REGISTRY."""
++ one line in REGISTRY; the basis it feeds and the hints it offers or learns are declared on
+the class, so availability, the daemon's pipeline and the rules find it from here."""
 
-from probes.base import Probe, ProbeResult
+from monitor.core.model import Basis
+from probes.base import Learner, Probe, ProbeResult
 from probes.icmp import IcmpProbe
 from probes.onvif import OnvifProbe
 from probes.rtsp import RtspFrameProbe, RtspProbe
@@ -15,4 +17,12 @@ REGISTRY: dict[str, type[Probe]] = {
     SnmpProbe.name: SnmpProbe,
 }
 
-__all__ = ["REGISTRY", "Probe", "ProbeResult"]
+
+def probes_of(basis: Basis) -> tuple[str, ...]:
+    """Names of the probe types that feed `basis` (Probe.basis), in REGISTRY order: network →
+    ("icmp",), service → ("onvif",), video → ("rtsp", "rtsp_frame"); online → () (it is
+    combined from the others, no probe feeds it)."""
+    return tuple(name for name, cls in REGISTRY.items() if cls.basis is basis)
+
+
+__all__ = ["REGISTRY", "Learner", "Probe", "ProbeResult", "probes_of"]

@@ -3,7 +3,8 @@ camera, the reasons of failures and one probe of one camera (probe_camera). The 
 and the safety rules are described in probes/onvif.py.
 
 Private to probes.onvif, which imports it only in OnvifProbe.__aenter__: these libraries cost
-about 8 MB of RSS, which a daemon that does not run the ONVIF probe must not pay.
+about 8 MB of RSS, which a daemon that does not run the ONVIF probe must not pay. What it shares
+with probes.onvif is in probes/onvif_model.py: it imports nothing back from probes.onvif.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 
 from monitor.core.model import Device
 from probes.base import ProbeResult
-from probes.onvif import OnvifConfig, OnvifProbe, inventory_mismatch, strip_userinfo
+from probes.onvif_model import PROBE_NAME, OnvifConfig, inventory_mismatch, strip_userinfo
 
 # onvif.client calls logging.basicConfig(level=INFO) at import; the daemon owns logging.
 _root = logging.getLogger()
@@ -253,7 +254,7 @@ async def probe_camera(cfg: OnvifConfig, device: Device, account: tuple[str, Sec
     dead, slow, hostile or misconfigured device: ok=False with a reason."""
     started = time.time_ns()
     if device.address is None:
-        return ProbeResult(device.id, OnvifProbe.name, started, False, "no address", {"up": False})
+        return ProbeResult(device.id, PROBE_NAME, started, False, "no address", {"up": False})
     user, password = (account[0], account[1].get_secret_value()) if account else (None, None)
     fields: dict[str, Any] = {"up": False}
     t0 = time.monotonic()
@@ -263,7 +264,7 @@ async def probe_camera(cfg: OnvifConfig, device: Device, account: tuple[str, Sec
     finally:
         fields["response_ms"] = round((time.monotonic() - t0) * 1000, 3)
         await camera.close()
-    return ProbeResult(device.id, OnvifProbe.name, started, reason is None, reason, fields)
+    return ProbeResult(device.id, PROBE_NAME, started, reason is None, reason, fields)
 
 
 async def _call(awaitable: Awaitable[_T], timeout_s: float, has_credentials: bool) -> _T:

@@ -3,7 +3,9 @@ its command generators, the GET and GETBULK requests, table walks and the decodi
 values into plain ints, texts and OIDs.
 
 Imported by SnmpProbe.__aenter__ only, never at module level: pysnmp and pyasn1 cost about
-20 MB of RSS at import, which a daemon that polls no device by SNMP must not pay.
+20 MB of RSS at import, which a daemon that polls no device by SNMP must not pay. What it shares
+with probes.snmp (credentials, failures, poll data) is in probes/snmp_model.py: it imports
+nothing back from probes.snmp.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from pyasn1.type import univ
 from pysnmp.entity.engine import SnmpEngine
@@ -21,27 +23,8 @@ from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.hlapi.v3arch.asyncio.transport import Udp6TransportTarget, UdpTransportTarget
 from pysnmp.proto import errind, rfc1902, rfc1905
 
-from probes.snmp import SnmpFailure
 from probes.snmp_mibs import Obj, Oid, Row, Table
-
-if TYPE_CHECKING:
-    from probes.snmp import SnmpAuth, _Poll, _TableData
-
-_AUTH = {  # RFC 3414 (MD5, SHA), RFC 7860 (SHA-2)
-    "MD5": hlauth.USM_AUTH_HMAC96_MD5,
-    "SHA": hlauth.USM_AUTH_HMAC96_SHA,
-    "SHA-224": hlauth.USM_AUTH_HMAC128_SHA224,
-    "SHA-256": hlauth.USM_AUTH_HMAC192_SHA256,
-    "SHA-384": hlauth.USM_AUTH_HMAC256_SHA384,
-    "SHA-512": hlauth.USM_AUTH_HMAC384_SHA512,
-}
-_PRIV = {  # RFC 3414 (DES), RFC 3826 (AES-128); AES-192/256 as net-snmp and most vendors (Blumenthal draft)
-    "DES": hlauth.USM_PRIV_CBC56_DES,
-    "3DES": hlauth.USM_PRIV_CBC168_3DES,
-    "AES": hlauth.USM_PRIV_CFB128_AES,
-    "AES-192": hlauth.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES-256": hlauth.USM_PRIV_CFB256_AES_BLUMENTHAL,
-}
+from probes.snmp_model import Poll, SnmpAuth, SnmpFailure, TableData
 
 _TIMEOUT_INDICATIONS = (errind.RequestTimedOut,)
 _EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
@@ -89,7 +72,7 @@ class Target:
 
 class SnmpClient:
     """The shared SnmpEngine and its command generators; one instance per probe. Requests
-    raise probes.snmp.SnmpFailure when the agent gives no usable answer."""
+    raise probes.snmp_model.SnmpFailure when the agent gives no usable answer."""
 
     def __init__(self) -> None:
         self.engine = SnmpEngine()
@@ -109,12 +92,13 @@ class SnmpClient:
                 assert auth.community is not None
                 data: Any = hlauth.CommunityData(auth.community.get_secret_value(), mpModel=1)
             else:
+                auth_protocol, priv_protocol = auth.pysnmp_protocols()
                 data = hlauth.UsmUserData(
                     auth.user,
                     authKey=auth.auth_key.get_secret_value() if auth.auth_key else None,
                     privKey=auth.priv_key.get_secret_value() if auth.priv_key else None,
-                    authProtocol=_AUTH[auth.auth_protocol] if auth.auth_protocol else hlauth.USM_AUTH_NONE,
-                    privProtocol=_PRIV[auth.priv_protocol] if auth.priv_protocol else hlauth.USM_PRIV_NONE,
+                    authProtocol=auth_protocol,
+                    privProtocol=priv_protocol,
                 )
             addr_name, _params = self._lcd.configure(self.engine, data, transport, auth.context)
             target = self._targets[key] = Target(addr_name, auth.context, auth.version)
@@ -149,7 +133,7 @@ class SnmpClient:
             self.engine, target.addr_name, None, target.context, 0, max_repetitions, varbinds, done))
 
     @staticmethod
-    def read_scalars(objs: Sequence[Obj], response: Response, poll: _Poll) -> Row:
+    def read_scalars(objs: Sequence[Obj], response: Response, poll: Poll) -> Row:
         """The decoded values of a GET's answer by object name; what is missing or of the wrong
         type is recorded in `poll` (for the reason) and left out."""
         values: Row = {}
@@ -170,8 +154,8 @@ class SnmpClient:
             values[obj.name] = decoded
         return values
 
-    async def walk(self, target: Target, table: Table, max_repetitions: int, max_rows: int, poll: _Poll,
-                   slots: asyncio.Semaphore, data: _TableData, expected_rows: int | None = None) -> None:
+    async def walk(self, target: Target, table: Table, max_repetitions: int, max_rows: int, poll: Poll,
+                   slots: asyncio.Semaphore, data: TableData, expected_rows: int | None = None) -> None:
         """GETBULK walk of the table's columns side by side (RFC 3416 §4.2.3), until every column
         left its subtree, `max_rows` rows are read, or a request fails (then what was read is kept
         and the reason recorded in `poll`). A column whose OIDs do not increase is ended (a broken

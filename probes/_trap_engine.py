@@ -5,6 +5,8 @@ rendering of pysnmp values as text.
 
 Imported by TrapReceiver.__aenter__ only, never at module level: pysnmp and pyasn1 cost about
 20 MB of RSS at import (pysnmp loads its MIB tree), which a daemon with traps off must not pay.
+What it shares with probes.traps is in probes/trap_model.py, and the receiver hands in its
+callbacks: it imports nothing back from probes.traps.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import ipaddress
 import socket
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Callable, Literal
 
 from pyasn1.type import univ
 from pysnmp.carrier.asyncio.dgram import udp, udp6
@@ -22,12 +24,17 @@ from pysnmp.entity.rfc3413 import ntfrcv
 from pysnmp.proto.api import v1
 from pysnmp.proto.secmod.rfc3826.priv import aes
 
-from probes.traps import MAX_TEXT, MAX_VARBINDS, _Malformed
+from probes.trap_model import MAX_TEXT, MAX_VARBINDS, MalformedNotification, TrapConfig
 
-if TYPE_CHECKING:
-    from probes.traps import TrapConfig, TrapReceiver
+Version = Literal["1", "2c", "3"]
+OnDatagram = Callable[[tuple, Callable[[], None]], None]
+"""Called with (sender address, decode) for every datagram, before pysnmp sees it; decode() runs
+pysnmp's message processing synchronously (and may raise MalformedNotification)."""
+OnNotification = Callable[[Version, list[tuple[str, str]]], None]
+"""Called from within decode() with (SNMP version, varbinds as (dotted OID, rendered text)) for a
+notification that passed the community/USM checks."""
 
-_VERSIONS: dict[int, Literal["1", "2c", "3"]] = {0: "1", 1: "2c", 3: "3"}  # msgProcessingModel
+_VERSIONS: dict[int, Version] = {0: "1", 1: "2c", 3: "3"}  # msgProcessingModel
 
 # pysnmp's instrumentation of RFC 3418 (snmpIn*), RFC 3412 §5 (snmp*) and RFC 3414 §5 (usmStats*).
 COUNTERS = {
@@ -51,18 +58,6 @@ COUNTERS = {
     "discovery": [("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownEngineIDs")],
 }
 """Rejection kinds (TrapReceiver.stats keys, plus "discovery") → the MIB counters that count them."""
-
-_AUTH = {
-    "MD5": config.USM_AUTH_HMAC96_MD5, "SHA": config.USM_AUTH_HMAC96_SHA,
-    "SHA-224": config.USM_AUTH_HMAC128_SHA224, "SHA-256": config.USM_AUTH_HMAC192_SHA256,
-    "SHA-384": config.USM_AUTH_HMAC256_SHA384, "SHA-512": config.USM_AUTH_HMAC384_SHA512,
-}
-_PRIV = {
-    "DES": config.USM_PRIV_CBC56_DES, "3DES": config.USM_PRIV_CBC168_3DES, "AES": config.USM_PRIV_CFB128_AES,
-    "AES-192": config.USM_PRIV_CFB192_AES_BLUMENTHAL, "AES-256": config.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "AES-192-C": config.USM_PRIV_CFB192_AES, "AES-256-C": config.USM_PRIV_CFB256_AES,
-}
-
 
 def _clip(text: str) -> str:
     # Control characters would break log lines and line protocol; a hostile agent may send them.
@@ -107,13 +102,12 @@ def _check_request(snmp_engine: Any, execpoint: str, variables: dict, cb_ctx: An
     if variables["messageProcessingModel"] == 0:
         pdu = variables["pdu"]
         if pdu.tagSet == v1.TrapPDU.tagSet and not 0 <= int(v1.apiTrapPDU.get_generic_trap(pdu)) <= 6:
-            raise _Malformed("SNMPv1 generic-trap outside 0..6 (RFC 1157 §4.1.6)")
+            raise MalformedNotification("SNMPv1 generic-trap outside 0..6 (RFC 1157 §4.1.6)")
 
 
 class TrapEngine:
     """The SnmpEngine behind one TrapReceiver: every datagram on the socket goes to
-    `receiver._datagram_received(address, decode)` (decode() runs pysnmp's message processing
-    synchronously) and every accepted notification to `receiver._notification(version,
+    `on_datagram(address, decode)` and every accepted notification to `on_notification(version,
     varbinds)` with varbinds as (dotted OID, render_value text), at most MAX_VARBINDS + 8."""
 
     def __init__(self, snmp_engine: Any, notification_receiver: Any, counters: dict[str, list[Any]]) -> None:
@@ -122,21 +116,23 @@ class TrapEngine:
         self._counters = counters
 
     @classmethod
-    async def start(cls, cfg: TrapConfig, sock: socket.socket, receiver: TrapReceiver) -> TrapEngine:
+    async def start(cls, cfg: TrapConfig, sock: socket.socket, on_datagram: OnDatagram,
+                    on_notification: OnNotification) -> TrapEngine:
         """Configure an engine on the bound, non-blocking `sock` (closed by the caller on error)."""
         snmp_engine = engine.SnmpEngine()
         try:
             for i, community in enumerate(cfg.communities):
                 config.add_v1_system(snmp_engine, f"fleetmon-{i}", community.get_secret_value())
             for user in cfg.users:
+                auth_protocol, priv_protocol = user.pysnmp_protocols()
                 # Informs: under this engine's own ID (None); traps: under the sender's.
                 for engine_id in (None, user.engine_id) if user.engine_id else (None,):
                     config.add_v3_user(
                         snmp_engine,
                         user.user,
-                        _AUTH[user.auth_protocol] if user.auth_protocol else config.USM_AUTH_NONE,
+                        auth_protocol,
                         user.auth_key.get_secret_value() if user.auth_key else None,
-                        _PRIV[user.priv_protocol] if user.priv_protocol else config.USM_PRIV_NONE,
+                        priv_protocol,
                         user.priv_key.get_secret_value() if user.priv_key else None,
                         securityEngineId=None if engine_id is None else univ.OctetString(hexValue=engine_id),
                     )
@@ -149,7 +145,7 @@ class TrapEngine:
                 def datagram_received(self, datagram: bytes, address: tuple) -> None:
                     # Instead of pysnmp's, which defers decoding with call_soon and lets decoder
                     # exceptions escape into the event loop's handler.
-                    receiver._datagram_received(address, partial(self._callback_function, self, address, datagram))
+                    on_datagram(address, partial(self._callback_function, self, address, datagram))
 
             def notification(snmp_engine: Any, state_reference: Any, context_engine_id: Any, context_name: Any,
                              varbinds: Any, cb_ctx: Any) -> None:
@@ -157,8 +153,8 @@ class TrapEngine:
                 # acknowledged), in SNMPv2 form.
                 ctx = snmp_engine.observer.get_execution_context("rfc3412.receiveMessage:request")
                 version = _VERSIONS[int(ctx["messageProcessingModel"])]  # pysnmp knows no other models
-                receiver._notification(version, [(str(oid), render_value(value))
-                                                  for oid, value in varbinds[: MAX_VARBINDS + 8]])
+                on_notification(version, [(str(oid), render_value(value))
+                                          for oid, value in varbinds[: MAX_VARBINDS + 8]])
 
             transport = GuardedTransport()
             await asyncio.get_running_loop().create_datagram_endpoint(lambda: transport, sock=sock)

@@ -19,29 +19,18 @@ from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from monitor.core.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, SelectorConfig, WithSecrets
 from monitor.core.model import Device
 
 
-def _read_password(model: "_Password") -> None:
-    if model.password_env and model.password_file:
-        raise ValueError("give the password either as password_env or as password_file, not both")
-    object.__setattr__(model, "password", read_secret(model.password_env, model.password_file, "password"))
-
-
-class _Password(Strict):
+class _Password(WithSecrets):
     # Errors must not echo the input: a password may have been pasted where a name belongs.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
+    secrets = ("password",)
     password_env: str | None = None
     password_file: Path | None = None
-    # Resolved at load time from password_env / password_file; never part of the YAML.
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
+    password: ResolvedSecret = None
 
 
 class CameraCredential(_Password):
@@ -51,8 +40,7 @@ class CameraCredential(_Password):
     username: Annotated[str, Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _resolve(self) -> Self:
-        _read_password(self)
+    def _required(self) -> Self:
         if self.password is None:
             raise ValueError(f"credentials for {self.username!r} need password_env or password_file")
         return self
@@ -66,8 +54,7 @@ class CameraAccounts(_Password):
     """Accounts of selected cameras; every matching entry applies in order, the last wins."""
 
     @model_validator(mode="after")
-    def _resolve(self) -> Self:
-        _read_password(self)
+    def _together(self) -> Self:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password_env/password_file go together: give both or neither")
         return self

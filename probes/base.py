@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Mapping, Protocol, Self
 from pydantic import BaseModel
 
 from monitor.core.measurement import MeasurementSpec
-from monitor.core.model import Device
+from monitor.core.model import Basis, Device
 
 FieldValue = float | int | bool | str
 
@@ -109,6 +109,16 @@ class Probe(Protocol):
     measurements: ClassVar[tuple[MeasurementSpec, ...]]
     """Every measurement the probe's results write (the first one named like the probe);
     collected into monitor.metrics.schema."""
+    basis: ClassVar[Basis | None]
+    """The measured basis of "online" this probe's states feed (monitor.state.availability):
+    icmp → network, onvif → service, rtsp and rtsp_frame → video; None for a probe whose
+    results only give the rules values (snmp). probes.probes_of(basis) lists a basis' probes."""
+    offers: ClassVar[tuple[str, ...]]
+    """Hints for other probes: string fields of this probe's results that probes naming them
+    in `learns` are given (onvif: "stream_uri", the camera's GetStreamUri answer). Usually ()."""
+    learns: ClassVar[tuple[str, ...]]
+    """Hints this probe takes from other probes' results (rtsp, rtsp_frame: "stream_uri");
+    a probe that learns any is a Learner. Usually ()."""
 
     def __init__(self, cfg: BaseModel) -> None: ...
 
@@ -126,3 +136,13 @@ class Probe(Protocol):
         ...
 
     async def probe(self, device: Device) -> ProbeResult: ...
+
+
+class Learner(Probe, Protocol):
+    """A probe whose `learns` is not empty: the daemon's pipeline hands it every value that a
+    result (of a local probe, or later of a remote agent) offers for one of those hints."""
+
+    def learn(self, device_id: str, hint: str, value: str) -> None:
+        """Take `value` of `hint` (one of `learns`) for `device_id`. Never raises for a bad
+        value: it is ignored (a hint is advice, the probe's own config stays valid)."""
+        ...

@@ -44,7 +44,7 @@ from pydantic import Field
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, IPAddress, Selector
+from monitor.core.model import Basis, Device, IPAddress, Selector
 from probes.base import ProbeResult
 
 log = logging.getLogger("fleetmon.icmp")
@@ -1185,6 +1185,9 @@ class IcmpProbe:
     name: ClassVar[str] = "icmp"
     Config: ClassVar[type[IcmpConfig]] = IcmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
+    basis: ClassVar[Basis | None] = Basis.NETWORK
+    offers: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: IcmpConfig) -> None:
         self.cfg = cfg

@@ -27,55 +27,33 @@ the parsed WSDLs are cached by onvif-zeep-async for the whole process. zeep cost
 CPU per probe in long synchronous stretches, so the probes run on an event loop of their own
 thread (_Worker), never on the daemon's; the media calls (half the cost) are made at most every
 `media_refresh_s` per camera. zeep and onvif-zeep-async themselves (~8 MB of RSS) are loaded
-only when the probe is entered: this module holds the config, the fields and the pure helpers, and
-probes/_onvif_client.py everything that needs those libraries (transport, camera, reasons,
-the calls), so importing fleetmon or running ICMP only does not load them.
+only when the probe is entered: this module holds the probe and its fields, probes/onvif_model.py
+the config and the pure helpers (shared with the client), and probes/_onvif_client.py everything
+that needs those libraries (transport, camera, reasons, the calls), so importing fleetmon or
+running ICMP only does not load them.
 
-Public API: `OnvifConfig` (config model, probes.onvif in config.yaml; accounts: probes.accounts),
-`OnvifProbe` (probes.base.Probe), `MEASUREMENT`.
+Public API: `OnvifConfig` (config model, probes.onvif in config.yaml; accounts: probes.accounts;
+defined in probes.onvif_model), `OnvifProbe` (probes.base.Probe), `MEASUREMENT`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Annotated, Awaitable, Callable, ClassVar, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Awaitable, Callable, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
-from monitor.core.config_base import SelectorConfig
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind
-from probes.accounts import CameraAccounts
+from monitor.core.model import Basis, Device
 from probes.base import ProbeResult
+from probes.onvif_model import PROBE_NAME, OnvifConfig
 
 _T = TypeVar("_T")
 
 MAX_CALLS = 7
 """Most calls in one probe: GetSystemDateAndTime ×2 (without, then with credentials),
 GetDeviceInformation, GetServices, GetCapabilities (fallback), GetProfiles, GetStreamUri."""
-
-
-class OnvifConfig(CameraAccounts):
-    """probes.onvif in config.yaml; the account fields (username, password_env/_file,
-    credentials) are probes.accounts.CameraAccounts. Without an account, no camera is polled."""
-
-    enabled: bool = True
-    interval_s: Annotated[float, Field(ge=10, le=86_400)] = 300.0
-    """Probe cycle: every camera is asked once per interval."""
-    match: SelectorConfig = SelectorConfig(kind=[Kind.CAMERA])
-    """Devices probed (those with an address)."""
-    port: Annotated[int, Field(ge=1, le=65_535)] = 80
-    """HTTP port of the device service (/onvif/device_service)."""
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
-    """Deadline of each SOAP call, whole response included."""
-    max_response_bytes: Annotated[int, Field(ge=16_384, le=64 << 20)] = 1 << 20
-    """Longest response read (decompressed); a longer one fails the probe."""
-    media_refresh_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 3600.0
-    """GetServices, GetProfiles and GetStreamUri at most this often per camera (0: every probe):
-    stream URIs rarely change, and these calls are half of a probe's cost."""
-
 
 MEASUREMENT = MeasurementSpec(
     "onvif",
@@ -103,43 +81,6 @@ MEASUREMENT = MeasurementSpec(
 
 # ---------------------------------------------------------------------------------------------
 # The probe.
-
-
-def strip_userinfo(uri: str) -> str:
-    """`uri` without user:password@ (cameras put their credentials in stream URIs)."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-_INVENTORY = ("manufacturer", "model", "firmware", "serial")
-# Point lists name brands in Chinese, devices report them in English over ONVIF.
-_BRANDS = {
-    "海康": "hikvision", "海康威视": "hikvision", "大华": "dahua", "浙江大华": "dahua", "宇视": "uniview",
-    "华为": "huawei", "天地伟业": "tiandy", "科达": "kedacom", "萤石": "ezviz", "中维世纪": "jovision",
-}
-
-
-def _same(field: str, value: str, listed: str) -> bool:
-    value, listed = value.strip().casefold(), listed.strip().casefold()
-    if field == "manufacturer":
-        value, listed = _BRANDS.get(value, value), _BRANDS.get(listed, listed)
-    return value == listed
-
-
-def inventory_mismatch(device: Device, reported: dict[str, str]) -> str:
-    """'' when what the device reports agrees with the point list (trimmed, case-insensitive,
-    Chinese brand names equal to their English ones, fields the point list leaves empty
-    ignored), else e.g. 'firmware: V5.5.0 ≠ V5.7.1 (点位表)' (device value first),
-    '; '-separated in a fixed order."""
-    out = []
-    for field in _INVENTORY:
-        listed = (getattr(device, field) or "").strip()
-        value = reported.get(field, "")
-        if listed and not _same(field, value, listed):
-            out.append(f"{field}: {value[:40]} ≠ {listed[:40]} (点位表)")
-    return "; ".join(out)
 
 
 class _Worker:
@@ -175,9 +116,12 @@ class _Worker:
 class OnvifProbe:
     """The `onvif` probe (probes.base.Probe); see the module doc for the calls and the fields."""
 
-    name: ClassVar[str] = "onvif"
+    name: ClassVar[str] = PROBE_NAME
     Config: ClassVar[type[OnvifConfig]] = OnvifConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
+    basis: ClassVar[Basis | None] = Basis.SERVICE
+    offers: ClassVar[tuple[str, ...]] = ("stream_uri",)
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: OnvifConfig) -> None:
         self.cfg = cfg

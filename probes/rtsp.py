@@ -51,7 +51,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind
+from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ProbeResult
 
@@ -813,6 +813,9 @@ class RtspProbe:
     name: ClassVar[str] = "rtsp"
     Config: ClassVar[type[RtspConfig]] = RtspConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
+    basis: ClassVar[Basis | None] = Basis.VIDEO
+    offers: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[tuple[str, ...]] = ("stream_uri",)
 
     def __init__(self, cfg: RtspConfig) -> None:
         self.cfg = cfg
@@ -831,6 +834,10 @@ class RtspProbe:
     def learn_stream_uri(self, device_id: str, uri: str) -> bool:
         """See _Targets.learn_stream_uri: the ONVIF probe's GetStreamUri result for a device."""
         return self._targets.learn_stream_uri(device_id, uri)
+
+    def learn(self, device_id: str, hint: str, value: str) -> None:
+        """probes.base.Learner: the hint `stream_uri` (offered by onvif), see learn_stream_uri."""
+        self._targets.learn_stream_uri(device_id, value)
 
     def budget_s(self, device: Device) -> float:
         """Every attempt of both requests at its full deadline (each may have to reconnect),
@@ -970,6 +977,9 @@ class RtspFrameProbe:
     name: ClassVar[str] = "rtsp_frame"
     Config: ClassVar[type[RtspFrameConfig]] = RtspFrameConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT,)
+    basis: ClassVar[Basis | None] = Basis.VIDEO
+    offers: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[tuple[str, ...]] = ("stream_uri",)
 
     def __init__(self, cfg: RtspFrameConfig, ffmpeg: str = FFMPEG) -> None:
         self.cfg = cfg
@@ -989,6 +999,10 @@ class RtspFrameProbe:
 
     def learn_stream_uri(self, device_id: str, uri: str) -> bool:
         return self._targets.learn_stream_uri(device_id, uri)
+
+    def learn(self, device_id: str, hint: str, value: str) -> None:
+        """probes.base.Learner: the hint `stream_uri`, as RtspProbe.learn."""
+        self._targets.learn_stream_uri(device_id, value)
 
     def budget_s(self, device: Device) -> float:
         """The ffmpeg deadline, times the rounds of the slot queue as it is now (call right

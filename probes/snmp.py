@@ -21,7 +21,9 @@ Results: fields of measurement `snmp` (up, response_ms, sys_uptime_s, rebooted, 
 series `snmp_interface`, `ups`, `host`, `host_storage` (see MEASUREMENTS).
 
 Public API: SnmpConfig (probes.snmp in config.yaml), SnmpCredentials, SnmpProfile,
-SnmpProbe (probes.base.Probe).
+SnmpProbe (probes.base.Probe). The credential set (SnmpAuth) and what the probe shares with its
+pysnmp side are in probes/snmp_model.py; SNMPv3 users (shared with the trap receiver) in
+probes/snmp_usm.py.
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Sequence
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from monitor.core.config_base import SelectorConfig, Strict, read_secret, refuse_inline_secrets
+from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import Device, Kind, Selector
+from monitor.core.model import Basis, Device, Kind, Selector
 from probes.base import FieldValue, ProbeResult, Series
 from probes.snmp_mibs import (
     GROUPS,
@@ -48,8 +49,6 @@ from probes.snmp_mibs import (
     GroupName,
     InterfaceSample,
     Obj,
-    Oid,
-    Row,
     Table,
     host_fields,
     interface_fields,
@@ -57,6 +56,7 @@ from probes.snmp_mibs import (
     uptime_step,
     ups_fields,
 )
+from probes.snmp_model import Poll, SnmpAuth, SnmpFailure, TableData
 
 if TYPE_CHECKING:
     from probes._snmp_engine import SnmpClient
@@ -64,80 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleetmon.snmp")
 
 # ---------------------------------------------------------------------------------------------
-# Config.
-
-AuthProtocol = Literal["MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
-PrivProtocol = Literal["DES", "3DES", "AES", "AES-192", "AES-256"]
-
-
-class SnmpAuth(Strict):
-    """One credential set: SNMPv2c community or SNMPv3 USM user (RFC 3414).
-
-    v3 security level follows from what is given: no auth_protocol = noAuthNoPriv, auth only =
-    authNoPriv, auth and priv = authPriv. Secrets only through *_env / *_file."""
-
-    version: Literal["2c", "3"] = "2c"
-    community_env: str | None = None
-    community_file: Path | None = None
-    user: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    auth_protocol: AuthProtocol | None = None
-    auth_key_env: str | None = None
-    auth_key_file: Path | None = None
-    priv_protocol: PrivProtocol | None = None
-    priv_key_env: str | None = None
-    priv_key_file: Path | None = None
-    context: str = ""
-    """SNMPv3 contextName (RFC 3411 §3.3.1); most agents use the empty default."""
-
-    community: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    auth_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    priv_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "community", "auth_key", "priv_key")
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "SnmpAuth":
-        for key in ("community", "auth_key", "priv_key"):
-            if getattr(self, f"{key}_env") and getattr(self, f"{key}_file"):
-                raise ValueError(f"give {key} either as {key}_env or as {key}_file, not both")
-        if self.version == "2c":
-            v3 = [k for k in ("user", "auth_protocol", "auth_key_env", "auth_key_file", "priv_protocol",
-                              "priv_key_env", "priv_key_file") if getattr(self, k) is not None]
-            if v3:
-                raise ValueError(f"version 2c takes a community, not SNMPv3 settings ({', '.join(v3)})")
-            object.__setattr__(self, "community", read_secret(self.community_env, self.community_file, "community"))
-            return self
-        if self.community_env or self.community_file:
-            raise ValueError("version 3 takes a user and keys, not a community")
-        if self.user is None:
-            raise ValueError("version 3 needs `user`")
-        auth_key = read_secret(self.auth_key_env, self.auth_key_file, "auth_key")
-        priv_key = read_secret(self.priv_key_env, self.priv_key_file, "priv_key")
-        if (self.auth_protocol is None) != (auth_key is None):
-            raise ValueError("auth_protocol and auth_key_env/auth_key_file go together")
-        if (self.priv_protocol is None) != (priv_key is None):
-            raise ValueError("priv_protocol and priv_key_env/priv_key_file go together")
-        if self.priv_protocol is not None and self.auth_protocol is None:
-            raise ValueError("privacy needs authentication (RFC 3414 has no noAuthPriv level)")
-        for key, value in (("auth_key", auth_key), ("priv_key", priv_key)):
-            if value is not None and len(value.get_secret_value()) < 8:
-                raise ValueError(f"{key} must have at least 8 characters (RFC 3414 §11.2)")
-        object.__setattr__(self, "auth_key", auth_key)
-        object.__setattr__(self, "priv_key", priv_key)
-        return self
-
-    @property
-    def complete(self) -> bool:
-        """False for a v2c set without community (the top-level default): nothing to send."""
-        return self.version == "3" or self.community is not None
-
-    def usm_identity(self) -> tuple[Any, ...]:
-        return (self.auth_protocol, self.priv_protocol,
-                self.auth_key.get_secret_value() if self.auth_key else None,
-                self.priv_key.get_secret_value() if self.priv_key else None)
+# Config (the credential set itself, SnmpAuth, is probes.snmp_model's; its v3 part probes.snmp_usm's).
 
 
 class SnmpCredentials(SnmpAuth):
@@ -256,50 +183,11 @@ MEASUREMENTS = (
 )
 
 # ---------------------------------------------------------------------------------------------
-# What a poll gathers (the requests themselves are in probes/_snmp_engine.py).
-
-
-class SnmpFailure(Exception):
-    """A request got no usable answer; str() is the reason (no secrets in it)."""
-
-
-@dataclass
-class _Poll:
-    """What one poll of one device gathered, and what went wrong (for the reason)."""
-
-    varbinds: int = 0
-    problems: list[str] = field(default_factory=list)
-    objects: dict[str, list[str]] = field(default_factory=dict)  # "wrong type for" → ["ifInErrors (…)", …]
-
-    def problem(self, text: str) -> None:
-        if text not in self.problems:
-            self.problems.append(text)
-
-    def bad_object(self, what: str, name: str) -> None:
-        """An object without a usable value, grouped by `what` so the reason stays short."""
-        names = self.objects.setdefault(what, [])
-        if name not in names:
-            names.append(name)
-
-    def reason(self) -> str | None:
-        """"partial: …" or None when nothing went wrong."""
-        parts = self.problems + [f"{what} {', '.join(names)}" for what, names in self.objects.items()]
-        return f"partial: {'; '.join(parts)}" if parts else None
-
-
-@dataclass
-class _TableData:
-    rows: dict[Oid, Row] = field(default_factory=dict)
-    times: dict[Oid, float] = field(default_factory=dict)  # row → monotonic time its first cell came
-    bits: dict[Oid, dict[str, int]] = field(default_factory=dict)
+# The probe (the requests themselves are in probes/_snmp_engine.py).
 
 
 def _hint(value: object) -> int | None:
     return value if isinstance(value, int) else None
-
-
-# ---------------------------------------------------------------------------------------------
-# The probe.
 
 
 @dataclass
@@ -326,6 +214,9 @@ class SnmpProbe:
     name: ClassVar[str] = "snmp"
     Config: ClassVar[type[SnmpConfig]] = SnmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
+    basis: ClassVar[Basis | None] = None
+    offers: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: SnmpConfig) -> None:
         self.cfg = cfg
@@ -411,9 +302,9 @@ class SnmpProbe:
         if device.address is None or plan is None:
             reason = "no address" if device.address is None else "no SNMP credentials"
             return ProbeResult(device.id, self.name, started, False, reason, {"up": False})
-        return await self._poll(device, plan, _Poll(), started)
+        return await self._poll(device, plan, Poll(), started)
 
-    async def _poll(self, device: Device, plan: _Plan, poll: _Poll, started: int) -> ProbeResult:
+    async def _poll(self, device: Device, plan: _Plan, poll: Poll, started: int) -> ProbeResult:
         assert self.client is not None and device.address is not None
         deadline = time.monotonic() + self.cfg.deadline_s
         try:
@@ -432,7 +323,7 @@ class SnmpProbe:
         fields: dict[str, FieldValue] = {"up": True, "response_ms": (response.mono_s - sent) * 1000}
         poll.varbinds += len(response.varbinds)
         scalars = self.client.read_scalars(plan.scalars, response, poll)
-        data = {t.name: _TableData() for t in plan.tables}
+        data = {t.name: TableData() for t in plan.tables}
         if plan.tables:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -461,7 +352,7 @@ class SnmpProbe:
         return ProbeResult(device.id, self.name, started, True, reason, fields, tuple(series))
 
     def _uptime(self, device_id: str, ticks: Any, mono_s: float, fields: dict[str, FieldValue],
-                poll: _Poll) -> tuple[_DeviceState | None, bool]:
+                poll: Poll) -> tuple[_DeviceState | None, bool]:
         """sys_uptime_s and rebooted; returns the device's state (None without sysUpTime: then
         rates cannot be trusted) and whether the agent restarted."""
         prev = self._state.get(device_id)
@@ -487,7 +378,7 @@ class SnmpProbe:
         while len(self._state) > max(len(self._wanted), 1):
             self._state.popitem(last=False)
 
-    def _interfaces(self, device: Device, table: _TableData, state: _DeviceState | None,
+    def _interfaces(self, device: Device, table: TableData, state: _DeviceState | None,
                     discontinuous: bool) -> list[Series]:
         series = []
         samples: dict[int, InterfaceSample] = {}

@@ -26,7 +26,9 @@ notification is authoritative). Informs use this receiver's own engine ID, which
 discovery (RFC 3414 §4), so each user is registered under both IDs.
 
 Public API:
-- `TrapConfig`, `TrapUser`: config models (`traps:` in config.yaml).
+- `TrapConfig`, `TrapUser`: config models (`traps:` in config.yaml), in probes/trap_model.py with
+  what else this module shares with its pysnmp side; TrapUser is an SNMPv3 user as the SNMP
+  poller has them (probes/snmp_usm.py).
 - `TrapEvent`: one decoded notification; `event_fields(event)` its `snmp_trap` point fields.
 - `TRAP_MEASUREMENT`: the measurement spec the daemon writes each event to.
 - `TrapReceiver`: async context manager that listens and calls `on_event(TrapEvent)`.
@@ -40,153 +42,16 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Self
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
-from monitor.core.config_base import Strict, read_secret, refuse_inline_secrets
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.model import IPAddress
+from probes.trap_model import MAX_VARBINDS, MalformedNotification, TrapConfig
 
 if TYPE_CHECKING:
     from probes._trap_engine import TrapEngine
 
 log = logging.getLogger("fleetmon.traps")
-
-# ---------------------------------------------------------------------------------------------
-# Config
-
-AuthProtocol = Literal["MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
-PrivProtocol = Literal["DES", "3DES", "AES", "AES-192", "AES-256", "AES-192-C", "AES-256-C"]
-"""AES = AES-128 (RFC 3826); AES-192/AES-256 with Blumenthal key extension (draft-blumenthal-
-aes-usm-04, net-snmp's AES192/AES256); the "-C" variants use Reeder key extension (Cisco,
-net-snmp's AES192C/AES256C)."""
-
-MIN_KEY_LENGTH = 8  # RFC 3414 §11.2: passphrases shorter than 8 octets are refused
-
-
-def _secret_pair(env: str | None, file: Path | None, what: str) -> SecretStr | None:
-    if env and file:
-        raise ValueError(f"give {what} either as {what}_env or as {what}_file, not both")
-    return read_secret(env, file, what)
-
-
-class TrapUser(Strict):
-    """One SNMPv3 (USM, RFC 3414) user allowed to send traps and informs.
-
-    - user: USM user name.
-    - auth_protocol: None = noAuthNoPriv (the user name is the only check).
-    - auth_key_env/auth_key_file, priv_key_env/priv_key_file: passphrases (≥ 8 characters),
-      resolved into auth_key/priv_key.
-    - engine_id: hex (optionally 0x-prefixed, 5..32 octets, RFC 3411 SnmpEngineID) of the SENDER's
-      authoritative engine ID; needed for v3 traps, not for informs.
-    """
-
-    user: Annotated[str, Field(min_length=1, max_length=32)]
-    auth_protocol: AuthProtocol | None = None
-    auth_key_env: str | None = None
-    auth_key_file: Path | None = None
-    priv_protocol: PrivProtocol | None = None
-    priv_key_env: str | None = None
-    priv_key_file: Path | None = None
-    engine_id: str | None = None
-
-    # Resolved at load time from *_env / *_file; never part of the YAML.
-    auth_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    priv_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "auth_key", "priv_key")
-
-    @field_validator("engine_id")
-    @classmethod
-    def _hex_engine_id(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        text = value.lower().removeprefix("0x").replace(":", "")
-        try:
-            octets = bytes.fromhex(text)
-        except ValueError:
-            raise ValueError("engine_id must be hexadecimal, e.g. 0x80001f8880c71100000000000000") from None
-        if not 5 <= len(octets) <= 32:
-            raise ValueError(f"engine_id must be 5 to 32 octets (RFC 3411 SnmpEngineID), not {len(octets)}")
-        return octets.hex()
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "TrapUser":
-        auth = _secret_pair(self.auth_key_env, self.auth_key_file, "auth_key")
-        priv = _secret_pair(self.priv_key_env, self.priv_key_file, "priv_key")
-        if self.auth_protocol is None:
-            if auth is not None or self.priv_protocol is not None or priv is not None:
-                raise ValueError(f"user {self.user}: privacy or an auth key needs auth_protocol")
-        elif auth is None:
-            raise ValueError(f"user {self.user}: auth_protocol needs auth_key_env or auth_key_file")
-        if (self.priv_protocol is None) != (priv is None):
-            raise ValueError(f"user {self.user}: priv_protocol and priv_key_env/priv_key_file go together")
-        for what, key in (("auth_key", auth), ("priv_key", priv)):
-            if key is not None and len(key.get_secret_value()) < MIN_KEY_LENGTH:
-                raise ValueError(f"user {self.user}: {what} must be at least {MIN_KEY_LENGTH} characters (RFC 3414 §11.2)")
-        object.__setattr__(self, "auth_key", auth)
-        object.__setattr__(self, "priv_key", priv)
-        return self
-
-
-class TrapConfig(Strict):
-    """config.yaml section `traps`.
-
-    - enabled: off by default; UDP 162 needs root or CAP_NET_BIND_SERVICE.
-    - listen: IP address to bind ("0.0.0.0"; "::" listens on IPv6 and IPv4).
-    - port: UDP port (162, RFC 3417 §3 snmpTrap).
-    - communities_env / communities_file: comma-separated SNMPv1/v2c communities accepted
-      (secrets; resolved into `communities`).
-    - users: SNMPv3 users (TrapUser).
-    - max_events_per_s: per sender address; datagrams beyond it are dropped before decoding.
-    - unknown_log_interval_s: a sender that is not in the inventory, or is rejected, is logged at
-      most once per interval per address (always counted).
-    """
-
-    enabled: bool = False
-    listen: str = "0.0.0.0"
-    port: Annotated[int, Field(ge=0, le=65_535)] = 162
-    communities_env: str | None = None
-    communities_file: Path | None = None
-    users: list[TrapUser] = []
-    max_events_per_s: Annotated[float, Field(gt=0, le=100_000)] = 50.0
-    unknown_log_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
-
-    # Resolved at load time from communities_env / communities_file; never part of the YAML.
-    communities: tuple[SecretStr, ...] = Field(default=(), exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_communities(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "communities", "community")
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "TrapConfig":
-        try:
-            address = ipaddress.ip_address(self.listen)
-        except ValueError:
-            raise ValueError(f"listen must be an IP address such as 0.0.0.0 or ::, not {self.listen!r}") from None
-        object.__setattr__(self, "listen", str(address))
-        secret = _secret_pair(self.communities_env, self.communities_file, "communities")
-        names = [c.strip() for c in secret.get_secret_value().split(",")] if secret else []
-        if any(not c for c in names):
-            raise ValueError("communities: empty name in the comma-separated list")
-        object.__setattr__(self, "communities", tuple(SecretStr(c) for c in dict.fromkeys(names)))
-        seen = set()
-        for user in self.users:
-            key = (user.user, user.engine_id)
-            if key in seen:
-                raise ValueError(f"user {user.user} is listed twice with the same engine_id")
-            seen.add(key)
-        if self.enabled and not self.communities and not self.users:
-            raise ValueError("traps enabled but no communities (communities_env/_file) and no v3 users")
-        return self
-
 
 # ---------------------------------------------------------------------------------------------
 # Events
@@ -244,12 +109,6 @@ UPS_ALARMS = {  # RFC 1628 upsWellKnownAlarms 1.3.6.1.2.1.33.1.6.3.N
     24: "test in progress",
 }
 
-MAX_VARBINDS = 32
-"""Varbinds kept per event (a trap carries a handful; the rest of a hostile one is dropped)."""
-MAX_TEXT = 256
-"""Characters kept per varbind value and per interface name."""
-
-
 def alarm_name(alarm_oid: str) -> str:
     """Short English name of a UPS-MIB alarm type OID, "other alarm" for vendor alarms."""
     if alarm_oid.startswith(UPS_WELL_KNOWN_ALARMS):
@@ -273,7 +132,7 @@ class TrapEvent:
     - alarm, alarm_name: UPS alarm type OID (upsAlarmDescr, RFC 1628) and its short English name,
       for ups_alarm_entry_added/removed.
     - varbinds: (OID, value as text) pairs, at most MAX_VARBINDS, values at most MAX_TEXT
-      characters; snmpTrapCommunity.0 is never included.
+      characters (both probes.trap_model); snmpTrapCommunity.0 is never included.
     """
 
     ts_ns: int
@@ -437,10 +296,6 @@ def _canonical(address: IPAddress | str) -> str:
     return str(ip)
 
 
-class _Malformed(Exception):
-    """A notification that passed authentication but breaks the protocol."""
-
-
 class _TokenBucket:
     __slots__ = ("tokens", "at")
 
@@ -508,7 +363,7 @@ class TrapReceiver:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         self.port = sock.getsockname()[1]
         try:
-            self._engine = await TrapEngine.start(self.cfg, sock, self)
+            self._engine = await TrapEngine.start(self.cfg, sock, self._datagram_received, self._notification)
         except BaseException:
             sock.close()
             raise
@@ -527,7 +382,7 @@ class TrapReceiver:
             raise RuntimeError("TrapReceiver.engine_id used outside `async with`")
         return self._engine.engine_id
 
-    # --- per datagram (called by probes._trap_engine.TrapEngine) ------------------------------
+    # --- per datagram (handed to probes._trap_engine.TrapEngine.start as callbacks) ----------
 
     def _datagram_received(self, address: tuple, decode: Callable[[], None]) -> None:
         """Every datagram, before pysnmp sees it: the flood guard, then `decode()` (pysnmp's
@@ -542,7 +397,7 @@ class TrapReceiver:
         self._source = source
         try:
             decode()
-        except _Malformed as exc:
+        except MalformedNotification as exc:
             log.debug("malformed notification from %s: %s", source, exc)
             self._reject("malformed", source)
         except Exception as exc:  # decoder bugs on input nobody foresaw: the receiver goes on

@@ -25,8 +25,9 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping, Self, Union
 
 from pydantic import Field, model_validator
 
-from monitor.state.availability import Basis
+from monitor.core.model import Basis
 from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 from monitor.core.model import Kind
 from rules.model import Severity
 
@@ -59,7 +60,7 @@ class OnlineRateRule(_RuleBase):
     """Which online rate (monitor.state.availability): the contract's `online` by default."""
     scope: Literal["fleet", "region", "site"] = "region"
     kind: Kind | Literal["all"] = Kind.CAMERA
-    below_pct: Annotated[float, Field(gt=0, le=100)] = 95.0
+    below_pct: Annotated[float, Field(gt=0, le=100)] = ONLINE_RATE_TARGET_PCT
     clear_above_pct: Annotated[float, Field(gt=0, le=100)] | None = None
     """Defaults to below_pct."""
 
@@ -98,7 +99,7 @@ class _WindowRule(_RuleBase):
 class LatencyRule(_WindowRule):
     metric, unit, limit_keys = "rtt_avg_ms", "ms", ("above_ms", "clear_below_ms")
     type: Literal["latency"] = "latency"
-    above_ms: Annotated[float, Field(gt=0)] = 200.0
+    above_ms: Annotated[float, Field(gt=0)] = LINE_RTT_LIMIT_MS
     clear_below_ms: Annotated[float, Field(gt=0)] | None = None
 
 
@@ -281,15 +282,20 @@ Rule = Annotated[
 
 def default_rules() -> list[Rule]:
     """What a 雪亮工程 contract measures: devices down, camera online rate per region against
-    95 %, dedicated-line latency against 200 ms, loss and jitter on the lines; cameras without
-    a picture, clocks and records; uplinks, UPS units, reboots, traffic and disks."""
+    the contract's target, dedicated-line latency against its limit (both monitor.core.contract),
+    loss and jitter on the lines; cameras without a picture, clocks and records; uplinks, UPS
+    units, reboots, traffic and disks."""
     links = SelectorConfig(kind=[Kind.LINK])
     return [
         DeviceDownRule(name="device-down", for_s=60),
-        OnlineRateRule(name="camera-online-rate", for_s=300, clear_above_pct=95.5, severity=Severity.CRITICAL),
+        # Cleared half a point above the target and 20 ms below the limit: a value hovering at
+        # the line raises one fault, not one per cycle.
+        OnlineRateRule(name="camera-online-rate", for_s=300, clear_above_pct=ONLINE_RATE_TARGET_PCT + 0.5,
+                       severity=Severity.CRITICAL),
         # Loss and jitter are noisy at a few echoes a cycle: a longer window and clear_for_s
         # keep a line that hovers at the limit from raising and resolving every few minutes.
-        LatencyRule(name="link-latency", match=links, for_s=60, clear_for_s=120, clear_below_ms=180),
+        LatencyRule(name="link-latency", match=links, for_s=60, clear_for_s=120,
+                    clear_below_ms=LINE_RTT_LIMIT_MS - 20),
         LossRule(name="link-loss", match=links, window=10, for_s=60, clear_for_s=300, above_pct=5, clear_below_pct=2),
         JitterRule(name="link-jitter", match=links, window=10, for_s=120, clear_for_s=300, severity=Severity.MINOR),
         # Two RTSP cycles: one failed DESCRIBE (a camera rebooting) is no fault yet.

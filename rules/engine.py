@@ -32,7 +32,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from monitor.state.availability import Basis
+from monitor.core.model import Basis
 from monitor.fleet.inventory import Inventory
 from monitor.core.model import Device, Kind
 from monitor.state.online_rate import ALL, GroupRate

@@ -43,6 +43,11 @@ class EventKind(StrEnum):
     REMINDER = "reminder"  # still firing and not acknowledged after `remind_every_s`
     ESCALATED = "escalated"  # not acknowledged after `escalate_after_s`: sent to the escalation route
     ACKNOWLEDGED = "acknowledged"  # somebody took it (API)
+    # Work orders (monitor.assess): the "fault" carried is the order (id = its reference, e.g.
+    # WO-20261204-0007) and `details["facts"]` holds its [label, value] lines, already in the
+    # configured language, for the routes to show as they are.
+    SLA_WARNING = "sla_warning"  # an SLA clock of the order is close to its deadline (e.g. 80 % used)
+    SLA_BREACHED = "sla_breached"  # an SLA clock passed its deadline, or a point stayed offline too long
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,12 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.state.availability import AvailabilityConfig, Basis, combine
+from monitor.core.model import Basis
+from monitor.state.availability import AvailabilityConfig, combine
 from monitor.core.model import Device, Kind
-from monitor.state.online_rate import online_rates
+from monitor.state.online_rate import online_rates, rates_of_bases
 from monitor.state.tracker import State
+from probes import REGISTRY
 
 U, D, X, K = State.UP, State.DOWN, State.UNREACHABLE, State.UNKNOWN
 
@@ -80,3 +82,44 @@ def test_three_rates_side_by_side_disagree_where_problems_hide():
 def test_bad_online_requires_is_a_clear_error(requires, message):
     with pytest.raises(ValidationError, match=message):
         AvailabilityConfig(online_requires=requires)
+
+
+def test_rates_of_bases_count_service_and_video_only_where_they_apply():
+    bases = combine(DEVICES, TRACKERS, POLLED, AvailabilityConfig().online_requires)
+    fleet = {r.basis: r for r in rates_of_bases(DEVICES, bases) if r.scope == "fleet" and r.kind == "all"}
+    assert list(fleet) == ["online", "network", "service", "video"]
+    assert fleet["network"].total == 5 and fleet["video"].total == 4  # the switch has no video
+    assert (fleet["video"].online, fleet["video"].offline, fleet["video"].unknown) == (1, 2, 1)
+    # Without a network probe there is no network rate; online stays, over every device (the
+    # switch, which no running probe decides, is unknown).
+    alone = combine(DEVICES, {"rtsp": TRACKERS["rtsp"]}, {"rtsp": CAMERAS}, [Basis.VIDEO])
+    fleet = {r.basis: r for r in rates_of_bases(DEVICES, alone) if r.scope == "fleet" and r.kind == "all"}
+    assert list(fleet) == ["online", "video"] and fleet["online"].total == 5 and fleet["online"].unknown == 2
+
+
+class _NewVideoCheck:
+    """A probe type as a new module would add it: its basis declared on the class."""
+
+    name = "video_check"
+    basis = Basis.VIDEO
+
+
+class _SecondPing:
+    name = "tcp_ping"
+    basis = Basis.NETWORK
+
+
+def test_a_registered_probe_feeds_its_declared_basis_with_no_edit_here(monkeypatch):
+    monkeypatch.setitem(REGISTRY, _NewVideoCheck.name, _NewVideoCheck)
+    polled = {**POLLED, "video_check": frozenset({"C1"})}
+    trackers = {**TRACKERS, "video_check": {"SW": K, "C1": D, "C2": K, "C3": K, "C4": K}}
+    assert combine(DEVICES, trackers, polled, [Basis.VIDEO])[Basis.VIDEO]["C1"] is D
+
+
+def test_with_two_network_probes_a_device_is_as_offline_as_the_worst_says(monkeypatch):
+    monkeypatch.setitem(REGISTRY, _SecondPing.name, _SecondPing)
+    polled = {**POLLED, "tcp_ping": frozenset({"SW", "C1", "C2"})}
+    trackers = {**TRACKERS, "tcp_ping": {"SW": U, "C1": D, "C2": K, "C3": U, "C4": U}}
+    bases = combine(DEVICES, trackers, polled, AvailabilityConfig().online_requires)
+    assert bases[Basis.NETWORK] == {"SW": U, "C1": D, "C2": K, "C3": X, "C4": U}
+    assert bases[Basis.VIDEO]["C1"] is X  # offline on the network: the video is not a second problem

@@ -24,7 +24,8 @@ from lab.onvif import NS_WSSE, NS_WSU, PASSWORD_DIGEST, OnvifSimulator, OnvifSim
 from lab.process import free_ports
 from monitor.core.model import Device, Kind
 from probes._onvif_client import ResponseRefused, check_response, reason_of
-from probes.onvif import OnvifConfig, OnvifProbe, strip_userinfo
+from probes.onvif import OnvifConfig, OnvifProbe
+from probes.onvif_model import strip_userinfo
 
 PASSWORD = "Cam-pass-7731"
 ENV = "FLEETMON_TEST_ONVIF_PASSWORD"

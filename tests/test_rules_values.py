@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from monitor.state.availability import Basis
+from monitor.core.model import Basis
 from monitor.fleet.inventory import Inventory
 from monitor.core.model import Device, Kind
 from monitor.state.online_rate import online_rates

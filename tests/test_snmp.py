@@ -49,6 +49,9 @@ from probes.snmp_mibs import (
 )
 
 USER = V3User("fmuser", "authpass12", "privpass12")
+# AES-256 with Reeder key extension (snmpsim's AES256, net-snmp's AES256C, Cisco's): with SHA-1's
+# 20-byte keys the extension differs from Blumenthal's, so the two variants are told apart.
+CISCO_USER = V3User("fmcisco", "authpass34", "privpass34", priv_proto="AES256")
 ENDPOINTS = 12
 _ids = itertools.count()
 
@@ -56,7 +59,7 @@ _ids = itertools.count()
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SnmpSim]:
     ports = free_udp_ports(ENDPOINTS)
-    with SnmpSim([("127.0.0.1", p) for p in ports], users=[USER]) as agent:
+    with SnmpSim([("127.0.0.1", p) for p in ports], users=[USER, CISCO_USER]) as agent:
         yield agent
 
 
@@ -71,7 +74,8 @@ def port(sim: SnmpSim) -> int:
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"C_SWITCH": "switch", "C_UPS": "ups", "C_SERVER": "server", "C_BAD": "nope",
-                        "AUTH": USER.auth_key, "PRIV": USER.priv_key, "C_PUBLIC": "public"}.items():
+                        "AUTH": USER.auth_key, "PRIV": USER.priv_key, "C_PUBLIC": "public",
+                        "CISCO_AUTH": CISCO_USER.auth_key, "CISCO_PRIV": CISCO_USER.priv_key}.items():
         monkeypatch.setenv(name, value)
 
 
@@ -359,6 +363,21 @@ async def test_server_v3_authpriv_host_resources(sim: SnmpSim, port: int, secret
         "/": {"used_pct": 40.0, "size_bytes": 25_000_000 * 4096, "used_bytes": 10_000_000 * 4096},
         "/data": {"used_pct": 85.0, "size_bytes": 500_000_000 * 4096, "used_bytes": 425_000_000 * 4096},
     }
+
+
+@pytest.mark.parametrize(("priv_protocol", "ok"), [("AES-256-C", True), ("AES-256", False)])
+async def test_v3_aes_256_with_reeder_key_extension(sim: SnmpSim, port: int, secrets: None, priv_protocol: str,
+                                                    ok: bool) -> None:
+    """The poller speaks the trap receiver's AES-192-C/AES-256-C (one SNMPv3 user model,
+    probes.snmp_usm); the Blumenthal variant under the same keys is refused by the agent."""
+    cfg = v3(port, "server", user=CISCO_USER.name, auth_key_env="CISCO_AUTH", priv_key_env="CISCO_PRIV",
+             priv_protocol=priv_protocol)
+    (result,) = await poll(cfg, device("server"))
+    assert result.ok is ok
+    if ok:
+        assert result.reason is None and one(result, "host")["cpu_load_pct"] == 30.0
+    else:
+        assert result.reason is not None and result.reason.startswith("SNMP error: ")
 
 
 async def test_v3_wrong_key_is_a_clear_failure(sim: SnmpSim, port: int, secrets: None,

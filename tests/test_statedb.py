@@ -97,3 +97,22 @@ async def test_every_component_is_versioned_and_a_new_step_migrates_an_old_file(
     async with StateDB(path) as db:  # the older release refuses the newer file, and changes nothing
         with pytest.raises(StateDBError, match="probe_notes are at schema version 2, this fleetmon knows 1"):
             await db.migrate(Schema("probe_notes", v2.migrations[:1]))
+
+
+async def test_a_migration_may_create_triggers_whose_bodies_hold_semicolons(tmp_path):
+    """A trigger's BEGIN … END body has statements of its own: the script is split only between
+    complete statements (the work-order tables refuse UPDATE and DELETE this way)."""
+    from monitor.state.db import Schema
+
+    schema = Schema("ledger", ("""
+CREATE TABLE ledger (id INTEGER PRIMARY KEY, text TEXT);
+CREATE TRIGGER ledger_append_only BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'append-only; no updates'); END;
+INSERT INTO ledger (text) VALUES ('a; b');
+""",))
+    async with StateDB(tmp_path / "s.db") as db:
+        await db.migrate(schema)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only; no updates"):
+            await db.execute(lambda conn: conn.execute("UPDATE ledger SET text='x'"))
+        rows = await db.execute(lambda conn: conn.execute("SELECT text FROM ledger").fetchall())
+    assert rows == [("a; b",)]

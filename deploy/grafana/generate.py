@@ -35,12 +35,15 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dash
 
+from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
+
 DATASOURCE_UID = "fleetmon-influxdb"
 DATASOURCE = dash.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 TAG = "fleetmon"
-ONLINE_TARGET_PCT = 95.0  # the contract's online rate (在线率) target
-LINK_RTT_LIMIT_MS = 200.0  # the contract's latency limit of a dedicated line (专线)
+# The contract's online rate (在线率) target and latency limit of a dedicated line (专线), as texts.
+TARGET = f"{ONLINE_RATE_TARGET_PCT:g}"
+LIMIT = f"{LINE_RTT_LIMIT_MS:g}"
 CLOCK_DRIFT_LIMIT_S = 60.0  # rules' clock_drift default: evidence timestamps need a right clock
 STORAGE_LIMIT_PCT = 90.0  # rules' storage_usage default
 IF_UP = 1  # IF-MIB ifOperStatus up(1), RFC 2863
@@ -274,8 +277,8 @@ def thresholds(base: str, *steps: tuple[float, str]) -> dash_b.ThresholdsConfig:
     )
 
 
-RATE_THRESHOLDS = ("red", (ONLINE_TARGET_PCT, "green"))  # red below the target
-RTT_THRESHOLDS = ("green", (LINK_RTT_LIMIT_MS, "red"))  # red above the limit
+RATE_THRESHOLDS = ("red", (ONLINE_RATE_TARGET_PCT, "green"))  # red below the target
+RTT_THRESHOLDS = ("green", (LINE_RTT_LIMIT_MS, "red"))  # red above the limit
 
 STATE_MAPPINGS: list[dash.ValueMapping] = [
     dash.ValueMap(options={
@@ -322,9 +325,9 @@ def unit(name: str) -> dash.DynamicConfigValue:
 
 
 def link_table(title: str, span: int) -> table.Panel:
-    """Latest RTT, jitter and loss of each line; the RTT red above 200 ms."""
+    """Latest RTT, jitter and loss of each line; the RTT red above the contract's limit."""
     return (table.Panel().title(title).span(span).height(9)
-            .description("Latest RTT, jitter and loss of every dedicated line; the RTT is red above 200 ms.")
+            .description(f"Latest RTT, jitter and loss of every dedicated line; the RTT is red above {LIMIT} ms.")
             .thresholds(thresholds(*RTT_THRESHOLDS))
             .sort_by([common_b.TableSortByFieldState().display_name("平均时延").desc(True)])
             .with_transformation(organize({"device_id": "专线", "site": "站点", "rtt_avg_ms": "平均时延",
@@ -349,7 +352,7 @@ def rate_series(title: str, description: str) -> timeseries.Panel:
 
 
 def ms_series(title: str, description: str, against_limit: bool = False) -> timeseries.Panel:
-    """A time series in ms, with the dashed 200 ms line when `against_limit`."""
+    """A time series in ms, with the contract's limit as a dashed line when `against_limit`."""
     panel = timeseries.Panel().title(title).description(description).unit("ms").min(0)
     if against_limit:
         panel.thresholds(thresholds(*RTT_THRESHOLDS)).thresholds_style(
@@ -395,15 +398,15 @@ def link_variable() -> dash_b.QueryVariable:
 def command_hall() -> Board:
     b = Board(
         "fleetmon-hall", "指挥大厅 · 视频监控运行态势",
-        "Command hall: camera online rate against the 95 % target, the three rates per region, offline points, "
-        "dedicated lines against 200 ms, cameras that ping but send no video, switch uplinks down, UPS on battery "
-        "and open faults. Data: fleetmon in InfluxDB (docs/SCHEMA.md).",
+        f"Command hall: camera online rate against the {TARGET} % target, the three rates per region, "
+        f"offline points, dedicated lines against {LIMIT} ms, cameras that ping but send no video, switch uplinks "
+        "down, UPS on battery and open faults. Data: fleetmon in InfluxDB (docs/SCHEMA.md).",
         [region_variable(), site_variable()], refresh="30s",
     )
     b.row("在线率 (online rate)")
     b.add(
         stat.Panel().title("全域摄像机在线率").span(6).height(8).unit("percent").decimals(2)
-        .description("Fleet camera online rate as the contract counts it (basis online), latest value; target 95 %.")
+        .description(f"Fleet camera online rate as the contract counts it (basis online), latest value; target {TARGET} %.")
         .thresholds(thresholds(*RATE_THRESHOLDS)).color_mode(common.BigValueColorMode.BACKGROUND)
         .graph_mode(common.BigValueGraphMode.AREA)
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
@@ -414,8 +417,8 @@ def command_hall() -> Board:
         needs={"online_rate", "online_rate.basis"},
     )
     b.add(
-        rate_series("摄像机在线率趋势（目标 95%）",
-                    "Fleet camera online rate over time with the 95 % target line (basis online).").span(18).height(8),
+        rate_series(f"摄像机在线率趋势（目标 {TARGET}%）",
+                    f"Fleet camera online rate over time with the {TARGET} % target line (basis online).").span(18).height(8),
         InfluxQL(
             'SELECT mean("online_rate_pct") FROM "online_rate" WHERE $timeFilter AND "scope" = \'fleet\' '
             f"AND \"kind\" = 'camera' AND {CONTRACT_RATE} {PER_INTERVAL}"
@@ -424,7 +427,7 @@ def command_hall() -> Board:
     )
     b.add(
         bargauge.Panel().title("各区域摄像机在线率").span(12).height(10).unit("percent").min(0).max(100)
-        .description("Camera online rate per region (township), latest value, basis online; target 95 %.")
+        .description(f"Camera online rate per region (township), latest value, basis online; target {TARGET} %.")
         .thresholds(thresholds(*RATE_THRESHOLDS)).display_mode(common.BarGaugeDisplayMode.LCD)
         .orientation(common.VizOrientation.HORIZONTAL)
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -469,12 +472,12 @@ def command_hall() -> Board:
         needs={"device_state", "device_state.basis"},
     )
     b.add(
-        link_table("专线时延（限值 200 ms）", 12).height(10),
+        link_table(f"专线时延（限值 {LIMIT} ms）", 12).height(10),
         InfluxQL(link_summary(IN_SITES)).table(),
         needs={"icmp"},
     )
     b.add(
-        ms_series("专线时延趋势", "Average RTT of each dedicated line (icmp, kind link) against 200 ms.",
+        ms_series("专线时延趋势", f"Average RTT of each dedicated line (icmp, kind link) against {LIMIT} ms.",
                   True).span(24).height(8),
         InfluxQL(link_series("rtt_avg_ms", IN_SITES)).alias("$tag_device_id"),
         needs={"icmp"},
@@ -571,7 +574,7 @@ def region_drilldown() -> Board:
     )
     b.add(
         bargauge.Panel().title("各站点摄像机在线率").span(12).height(10).unit("percent").min(0).max(100)
-        .description("Camera online rate of each site of the region, latest value, basis online; target 95 %.")
+        .description(f"Camera online rate of each site of the region, latest value, basis online; target {TARGET} %.")
         .thresholds(thresholds(*RATE_THRESHOLDS)).display_mode(common.BarGaugeDisplayMode.LCD)
         .orientation(common.VizOrientation.HORIZONTAL)
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
@@ -637,7 +640,7 @@ def region_drilldown() -> Board:
         needs={"snmp_trap"},
     )
     b.add(
-        ms_series("专线时延", "Average RTT of the region's dedicated lines against 200 ms.", True)
+        ms_series("专线时延", f"Average RTT of the region's dedicated lines against {LIMIT} ms.", True)
         .span(12).height(9),
         InfluxQL(link_series("rtt_avg_ms", IN_SITES)).alias("$tag_device_id"),
         needs={"icmp"},
@@ -815,11 +818,11 @@ def links() -> Board:
     in_links = f'"device_id" =~ /^$link$/ AND {IN_SITES}'
     b = Board(
         "fleetmon-links", "专线 · 时延抖动丢包",
-        "Dedicated lines (专线): RTT, jitter and loss over time per line against the 200 ms limit.",
+        f"Dedicated lines (专线): RTT, jitter and loss over time per line against the {LIMIT} ms limit.",
         [region_variable(), site_variable(), link_variable()],
     )
     b.add(
-        ms_series("平均时延（限值 200 ms）", "Average RTT per line against 200 ms.", True)
+        ms_series(f"平均时延（限值 {LIMIT} ms）", f"Average RTT per line against {LIMIT} ms.", True)
         .span(24).height(9),
         InfluxQL(link_series("rtt_avg_ms", in_links)).alias("$tag_device_id"),
         needs={"icmp"},

@@ -65,12 +65,11 @@ from pydantic import (
 )
 from pydantic.json_schema import models_json_schema
 
-from monitor.state.availability import Basis
 from monitor.core.config_base import SelectorConfig
 from monitor.app.config import ApiConfig
 from monitor.app.snapshot import Snapshot
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind, Status
+from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
 from monitor.state.tracker import State
 from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets

@@ -26,7 +26,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
-    SecretStr,
     ValidationError,
     create_model,
     field_validator,
@@ -37,10 +36,10 @@ from monitor.core.config_base import (
     ConfigError,
     ConfigSource,
     Loc,
+    ResolvedSecret,
     Strict,
+    WithSecrets,
     locate,
-    read_secret,
-    refuse_inline_secrets,
 )
 from monitor.fleet.inventory import InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
@@ -63,7 +62,7 @@ class SchedulerConfig(Strict):
     """Probes of one type in flight at once."""
 
 
-class ApiConfig(Strict):
+class ApiConfig(WithSecrets):
     """config.yaml section `api`.
 
     - enabled: serve the API at all (the daemon checks it).
@@ -78,6 +77,8 @@ class ApiConfig(Strict):
       (bookmarks, browser history), so it must not grant writes.
     """
 
+    secrets = ("token", "status_token")
+
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65_535)] = 8080
@@ -86,35 +87,22 @@ class ApiConfig(Strict):
     status_token_env: str | None = None
     status_token_file: Path | None = None
 
-    # Resolved at load time from *_env / *_file; never part of the YAML.
-    token: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    status_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_token(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "token", "status_token")
+    token: ResolvedSecret = None
+    status_token: ResolvedSecret = None
 
     @model_validator(mode="after")
-    def _resolve(self) -> "ApiConfig":
+    def _check(self) -> "ApiConfig":
         try:
             address = ipaddress.ip_address(self.listen)
         except ValueError:
             raise ValueError(f"listen must be an IP address such as 127.0.0.1 or ::1, not {self.listen!r}") from None
         object.__setattr__(self, "listen", str(address))
-        if self.token_env and self.token_file:
-            raise ValueError("give the token either as token_env or as token_file, not both")
-        object.__setattr__(self, "token", read_secret(self.token_env, self.token_file, "token"))
-        if self.status_token_env and self.status_token_file:
-            raise ValueError("give the status token either as status_token_env or as status_token_file, not both")
-        status_token = read_secret(self.status_token_env, self.status_token_file, "status_token")
         if (
-            status_token is not None
+            self.status_token is not None
             and self.token is not None
-            and status_token.get_secret_value() == self.token.get_secret_value()
+            and self.status_token.get_secret_value() == self.token.get_secret_value()
         ):
             raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
-        object.__setattr__(self, "status_token", status_token)
         if self.token is None and not address.is_loopback:
             raise ValueError(
                 f"listening on {self.listen} (not loopback) needs a token (token_env or token_file): "

@@ -21,7 +21,7 @@ class Snapshot:
     - rates: online rates of every group and basis (GroupRate.basis).
     - states: network state of every device (the icmp tracker: hysteresis and topology);
       since: UTC ns since when (0 = never decided).
-    - bases: basis (monitor.state.availability.Basis value) → device id → State.
+    - bases: basis (monitor.core.model.Basis value) → device id → State.
     - latest: each device's latest ICMP result; results: probe → device id → latest result.
     - cycles: each probe's latest finished cycle.
     """

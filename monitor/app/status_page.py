@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from monitor.app.view import ONLINE_TARGET_PCT, RTT_LIMIT_MS
+from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 
 STATIC = Path(__file__).with_name("static")
 
@@ -79,12 +79,13 @@ class Asset:
 def load_assets() -> tuple[Asset, ...]:
     """The page and its files, read from STATIC. Raises OSError when one is missing.
 
-    The page's thresholds (online rate target, RTT limit) are those of the terminal view,
-    written into data attributes of the HTML so that the script has no copies of them."""
+    The page's thresholds (online rate target, RTT limit) are the contract's
+    (monitor.core.contract), written into data attributes of the HTML so that the script has no
+    copies of them."""
     html = (
         (STATIC / "status.html").read_text(encoding="utf-8")
-        .replace("{{online_target_pct}}", f"{ONLINE_TARGET_PCT:g}")
-        .replace("{{rtt_limit_ms}}", f"{RTT_LIMIT_MS:g}")
+        .replace("{{online_target_pct}}", f"{ONLINE_RATE_TARGET_PCT:g}")
+        .replace("{{rtt_limit_ms}}", f"{LINE_RTT_LIMIT_MS:g}")
         .replace("{{refresh_s}}", " ".join(str(s) for s in REFRESH_S))
     )
     return (

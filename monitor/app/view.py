@@ -1,6 +1,7 @@
 """Live terminal view of a running daemon (`fleetmon run --view`, used by `make demo`):
-per-region online rate against the 95 % target with the camera network, service and video
-online rates beside it, the worst links against 200 ms and the open faults.
+per-region online rate against the contract's target with the camera network, service and video
+online rates beside it, the worst links against the contract's RTT limit (both
+monitor.core.contract) and the open faults.
 
 Rendering is a pure function of a Snapshot so that it can be tested without a terminal.
 """
@@ -18,18 +19,16 @@ from rich.text import Text
 
 from monitor.app.snapshot import Snapshot
 from monitor.fleet.inventory import Inventory
+from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 from monitor.core.model import Kind
 from monitor.state.online_rate import ALL, GroupRate
 from monitor.state.tracker import State
-
-ONLINE_TARGET_PCT = 95.0  # contract threshold (在线率 ≥ 95 %)
-RTT_LIMIT_MS = 200.0  # contract threshold for dedicated lines
 
 TEXTS = {
     "zh": {
         "title": "fleetmon 实时监测",
         "cycle": "第 {n} 轮 · 用时 {d:.1f} 秒 · 探测 {t} 台 · 跳过 {s} 轮",
-        "regions": "各区域在线率（目标 ≥ 95%）",
+        "regions": f"各区域在线率（目标 ≥ {ONLINE_RATE_TARGET_PCT:g}%）",
         "region": "区域",
         "camera_rate": "摄像机在线率",
         "network": "网络",
@@ -40,7 +39,7 @@ TEXTS = {
         "offline": "离线",
         "unreachable": "其中上级故障",
         "fleet": "全网",
-        "links": "时延最差的链路/设备（上限 200 ms）",
+        "links": f"时延最差的链路/设备（上限 {LINE_RTT_LIMIT_MS:g} ms）",
         "device": "设备",
         "site": "站点",
         "rtt": "平均时延 ms",
@@ -55,7 +54,7 @@ TEXTS = {
     "en": {
         "title": "fleetmon live",
         "cycle": "cycle {n} · {d:.1f} s · {t} devices probed · {s} skipped",
-        "regions": "Online rate per region (target ≥ 95 %)",
+        "regions": f"Online rate per region (target ≥ {ONLINE_RATE_TARGET_PCT:g} %)",
         "region": "region",
         "camera_rate": "cameras online",
         "network": "network",
@@ -66,7 +65,7 @@ TEXTS = {
         "offline": "offline",
         "unreachable": "of which parent down",
         "fleet": "fleet",
-        "links": "Worst links/devices by RTT (limit 200 ms)",
+        "links": f"Worst links/devices by RTT (limit {LINE_RTT_LIMIT_MS:g} ms)",
         "device": "device",
         "site": "site",
         "rtt": "avg RTT ms",
@@ -84,7 +83,7 @@ TEXTS = {
 def _pct(rate: GroupRate | None) -> Text:
     if rate is None or rate.rate_pct is None:
         return Text("—", style="dim")
-    return Text(f"{rate.rate_pct:.2f}%", style="bold green" if rate.rate_pct >= ONLINE_TARGET_PCT else "bold red")
+    return Text(f"{rate.rate_pct:.2f}%", style="bold green" if rate.rate_pct >= ONLINE_RATE_TARGET_PCT else "bold red")
 
 
 def render(
@@ -138,7 +137,7 @@ def render(
     for rtt, loss, r in measured[:worst]:
         device = inventory.devices[r.device_id]
         state = snapshot.states.get(r.device_id, State.UNKNOWN)
-        rtt_text = Text("—" if rtt == float("inf") else f"{rtt:.1f}", style="red" if rtt > RTT_LIMIT_MS else "")
+        rtt_text = Text("—" if rtt == float("inf") else f"{rtt:.1f}", style="red" if rtt > LINE_RTT_LIMIT_MS else "")
         jitter = r.fields.get("jitter_ms")
         links.add_row(
             device.name,

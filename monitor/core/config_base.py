@@ -7,11 +7,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Annotated, Any, ClassVar, Iterable
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from monitor.core.model import Kind, Selector
 
@@ -56,6 +56,15 @@ def refuse_inline_secrets(data: object, *keys: str) -> object:
     return data
 
 
+def resolve_secret(model: BaseModel, name: str) -> SecretStr | None:
+    """The secret `name` of `model` from its fields `<name>_env` / `<name>_file` (read_secret), or
+    None when neither is given. Raises ValueError when both are given."""
+    env, file = getattr(model, f"{name}_env"), getattr(model, f"{name}_file")
+    if env and file:
+        raise ValueError(f"give {name} either as {name}_env or as {name}_file, not both")
+    return read_secret(env, file, name)
+
+
 def is_http_url(url: str) -> bool:
     """True for an absolute http(s) URL with a host and, if any, a non-zero port. For URL
     validators, whose errors must not echo the URL (it may carry credentials or a key)."""
@@ -70,6 +79,55 @@ class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, instances are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ResolvedSecret = Annotated[SecretStr | None, Field(exclude=True, repr=False)]
+"""Type of the field a secret is resolved into (`token: ResolvedSecret = None`): never part of
+the YAML, of dumps or of repr."""
+
+
+class WithSecrets(Strict):
+    """Base of config models that hold secrets (passwords, tokens, keys, communities).
+
+    Each name in `secrets` is written in the config only as `<name>_env` (an environment
+    variable) or `<name>_file` (a file, stripped), never inline (it would end up in backups and
+    tickets), and is resolved once, at load, into the field `<name>`. The subclass declares the
+    three fields itself, so that its schema reads plainly:
+
+        secrets = ("token",)
+        token_env: str | None = None
+        token_file: Path | None = None
+        token: ResolvedSecret = None
+
+    Checks, before the subclass's own after-validators run: `<name>` (or a key in `refused`)
+    written inline; `<name>_env` and `<name>_file` both given; read_secret's errors (variable
+    unset, file unreadable, value empty). Whether a secret is required, and how it goes with
+    other fields, is the subclass's business: its after-validators see the resolved values.
+    A class lacking one of the three fields of a secret is refused when it is defined (TypeError).
+    """
+
+    secrets: ClassVar[tuple[str, ...]] = ()
+    refused: ClassVar[tuple[str, ...]] = ()
+    """Further keys refused inline, resolved by the subclass itself (e.g. a list of secrets)."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name in cls.secrets:
+            missing = [f for f in (f"{name}_env", f"{name}_file", name) if f not in cls.model_fields]
+            if missing:
+                raise TypeError(f"{cls.__name__}: secret {name!r} needs the fields {', '.join(missing)}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline_secrets(cls, data: object) -> object:
+        return refuse_inline_secrets(data, *cls.secrets, *cls.refused)
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> "WithSecrets":
+        for name in self.secrets:
+            object.__setattr__(self, name, resolve_secret(self, name))
+        return self
 
 
 class SelectorConfig(Strict):

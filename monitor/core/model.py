@@ -1,4 +1,5 @@
-"""The fleet's vocabulary: devices, their kinds and contract status, and selectors over them.
+"""The fleet's vocabulary: devices, their kinds and contract status, the bases of "online",
+and selectors over them.
 
 Everything here is immutable; the inventory builds these once per (re)load and every other
 component only reads them.
@@ -32,6 +33,16 @@ class Status(StrEnum):
     ACTIVE = "active"
     CONSTRUCTION = "construction"
     REMOVED = "removed"
+
+
+class Basis(StrEnum):
+    """What "online" is judged on (monitor.state.availability): a probe feeds at most one
+    measured basis (probes.base.Probe.basis); `online` is the contract's, combined from them."""
+
+    ONLINE = "online"
+    NETWORK = "network"  # 网络在线: answers ICMP echo
+    SERVICE = "service"  # 服务在线: its ONVIF device service answers
+    VIDEO = "video"  # 视频在线: its RTSP stream is described (and a frame decodes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from monitor.core.config_base import Strict, is_http_url, read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, Strict, WithSecrets, is_http_url
 
 
 class RetryConfig(Strict):
@@ -15,13 +15,11 @@ class RetryConfig(Strict):
     max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
 
-# Upper case only: a value that is not an environment variable name may be the secret itself,
-# written into *_env by mistake, and must then not be echoed in the error message.
-
-
-class InfluxDBConfig(Strict):
+class InfluxDBConfig(WithSecrets):
     """Where metrics go. `api: v1` = POST /write + InfluxQL (InfluxDB 1.x; 2.x/3.x v1
     compatibility); `api: v2` = the influxdb-client async write API (2.x, 3.x, 1.8+)."""
+
+    secrets = ("password", "token")
 
     enabled: bool = True
     api: Literal["v1", "v2"] = "v1"
@@ -46,9 +44,8 @@ class InfluxDBConfig(Strict):
     """Lines kept in memory while InfluxDB is unreachable; beyond it the oldest are dropped (counted)."""
     retry: RetryConfig = RetryConfig()
 
-    # Resolved at load time from *_env / *_file; never part of the YAML.
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    password: ResolvedSecret = None
+    token: ResolvedSecret = None
 
     @field_validator("url")
     @classmethod
@@ -58,17 +55,8 @@ class InfluxDBConfig(Strict):
             raise ValueError("must look like http://HOST:PORT or https://HOST:PORT")
         return url
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password", "token")
-
     @model_validator(mode="after")
-    def _resolve_secrets(self) -> "InfluxDBConfig":
-        if self.password_env and self.password_file or self.token_env and self.token_file:
-            raise ValueError("give a secret either as *_env or as *_file, not both")
+    def _v2_target(self) -> "InfluxDBConfig":
         if self.api == "v2" and self.enabled and not (self.org and self.bucket):
             raise ValueError("api v2 needs org and bucket")
-        object.__setattr__(self, "password", read_secret(self.password_env, self.password_file, "password"))
-        object.__setattr__(self, "token", read_secret(self.token_env, self.token_file, "token"))
         return self

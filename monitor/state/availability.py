@@ -11,7 +11,7 @@ problems hide (a camera that answers ping but sends no picture):
 Each *basis* has a published State per device, derived from the probes' own trackers
 (monitor.state.tracker, hysteresis and topology each):
 
-- network: the icmp tracker's state, as is.
+- network: its probe's tracker state, as is (the worst, should several probes feed it).
 - service / video: UNREACHABLE while the device is offline on the network (the network is the
   cause, not the service: one fault per problem); else DOWN when any of the basis' probes
   says so, UP when all that poll the device say UP, UNKNOWN until then.
@@ -22,33 +22,22 @@ Each *basis* has a published State per device, derived from the probes' own trac
   UNKNOWN gives UNKNOWN; else UP.
 
 A basis applies to a device when one of its probes is enabled and polls it (Probe.wants).
+Which probes feed which basis is declared by the probes (Probe.basis, probes.probes_of).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Iterable, Mapping
 
 from pydantic import Field, field_validator
 
 from monitor.core.config_base import Strict
-from monitor.core.model import Device
+from monitor.core.model import Basis, Device
 from monitor.state.tracker import State
+from probes import probes_of
 
-
-class Basis(StrEnum):
-    ONLINE = "online"
-    NETWORK = "network"
-    SERVICE = "service"
-    VIDEO = "video"
-
-
-PROBES: Mapping[Basis, tuple[str, ...]] = {
-    Basis.NETWORK: ("icmp",),
-    Basis.SERVICE: ("onvif",),
-    Basis.VIDEO: ("rtsp", "rtsp_frame"),
-}
-"""Which probes each measured basis is made of."""
+MEASURED = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO)
+"""The bases probes feed (Probe.basis); `online` is combined from them."""
 
 
 class AvailabilityConfig(Strict):
@@ -68,15 +57,20 @@ class AvailabilityConfig(Strict):
         return bases
 
 
-def _measured(
-    basis: Basis,
-    device_id: str,
-    network: State | None,
-    trackers: Mapping[str, Mapping[str, State]],
-    polled: Mapping[str, frozenset[str]],
-) -> State | None:
-    """State of one measured basis (not network) of one device; None when it does not apply."""
-    states = [trackers[p][device_id] for p in PROBES[basis] if p in polled and device_id in polled[p]]
+# With several network probes, the worst of their states (each tracker settles its own topology).
+_WORST_FIRST = (State.DOWN, State.UNREACHABLE, State.UNKNOWN, State.UP)
+
+
+def _network(states: list[State]) -> State | None:
+    """The network state of one device from its network probes' states; None when none polls it."""
+    if len(states) < 2:
+        return states[0] if states else None
+    return min(states, key=_WORST_FIRST.index)
+
+
+def _measured(states: list[State], network: State | None) -> State | None:
+    """State of one measured basis but network, from its probes' states of one device; None
+    when it does not apply (no probe of it polls the device)."""
     if not states:
         return None
     if network is not None and network.offline:
@@ -102,20 +96,23 @@ def combine(
     every device polled by any probe).
     """
     required = tuple(online_requires)
+    # basis → the probes of it that run (are in `polled`)
+    running = {b: [(trackers[p], polled[p]) for p in probes_of(b) if p in polled] for b in MEASURED}
     out: dict[Basis, dict[str, State]] = {b: {} for b in Basis}
     for device in devices:
-        network = trackers["icmp"][device.id] if "icmp" in polled and device.id in polled["icmp"] else None
+        key = device.id
+        network = _network([states[key] for states, ids in running[Basis.NETWORK] if key in ids])
         measured: dict[Basis, State] = {}
         if network is not None:
             measured[Basis.NETWORK] = network
         for basis in (Basis.SERVICE, Basis.VIDEO):
-            state = _measured(basis, device.id, network, trackers, polled)
+            state = _measured([states[key] for states, ids in running[basis] if key in ids], network)
             if state is not None:
                 measured[basis] = state
         for basis, state in measured.items():
-            out[basis][device.id] = state
+            out[basis][key] = state
         if measured:
-            out[Basis.ONLINE][device.id] = _online([measured[b] for b in required if b in measured] or list(measured.values()), network)
+            out[Basis.ONLINE][key] = _online([measured[b] for b in required if b in measured] or list(measured.values()), network)
     return out
 
 

@@ -30,9 +30,10 @@ class Schema:
     """The tables one component owns in the state database, as migrations.
 
     `migrations[i]` is the SQL script that takes the component's tables from version i to
-    i + 1 (statements separated by ";", no transaction statements); the current version is
-    `len(migrations)`. Append a step to change a table, never edit one that has shipped: a
-    database written by an older fleetmon is brought forward step by step on open."""
+    i + 1 (statements separated by ";", triggers included; no transaction statements); the
+    current version is `len(migrations)`. Append a step to change a table, never edit one that
+    has shipped: a database written by an older fleetmon is brought forward step by step on
+    open."""
 
     component: str
     migrations: tuple[str, ...]
@@ -61,13 +62,28 @@ def migrate(conn: sqlite3.Connection, schema: Schema, path: Path | str = "state 
     with conn:
         conn.execute("BEGIN")
         for script in schema.migrations[current:]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(script):
+                conn.execute(statement)
         conn.execute(
             "INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version=excluded.version",
             (schema.component, schema.version),
         )
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a migration script, split on ";" but never inside one (a trigger's
+    BEGIN … END body holds semicolons of its own): pieces are joined until SQLite calls the
+    statement complete."""
+    out, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n\t;"):
+                out.append(buf)
+            buf = ""
+    if buf.strip(" \n\t;"):
+        raise StateDBError(f"incomplete SQL statement in a migration: {buf.strip()[:80]!r}")
+    return out
 
 
 # Version 1 is the schema of fleetmon 0.1 (whose `meta` table said schema_version 1): written

@@ -7,7 +7,7 @@ devices not yet decided (UNKNOWN, only right after the very first start) are lef
 the ratio and counted apart.
 
 Groups: the fleet, each region and each site, each for all kinds together and per kind.
-Each is computed per basis (monitor.state.availability): the contract's `online` and the measured
+Each is computed per basis (monitor.core.model.Basis, monitor.state.availability): the contract's `online` and the measured
 network, service and video rates, side by side.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
-from monitor.core.model import Device
+from monitor.core.model import Basis, Device
 from monitor.state.tracker import State
 
 ALL = "all"
@@ -32,7 +32,7 @@ class GroupRate:
     offline: int
     unknown: int
     excluded: int
-    basis: str = "online"  # monitor.state.availability.Basis value
+    basis: str = "online"  # monitor.core.model.Basis value
 
     @property
     def total(self) -> int:
@@ -66,3 +66,21 @@ def online_rates(devices: Iterable[Device], states: Mapping[str, State], basis: 
     order = {"fleet": 0, "region": 1, "site": 2}
     keys = sorted(counts, key=lambda k: (order[k[0]], k[1], k[2] != ALL, k[2]))
     return [GroupRate(*key, *counts[key], basis) for key in keys]
+
+
+def rates_of_bases(devices: Sequence[Device], bases: Mapping[Basis, Mapping[str, State]]) -> list[GroupRate]:
+    """Online rates of every basis side by side (GroupRate.basis), in the order of `bases`
+    (monitor.state.availability.combine: basis → device id → State).
+
+    `online` and `network` are rates over all `devices` (a device no probe decides is
+    UNKNOWN); `network` only while some network probe runs. `service` and `video` are rates
+    over the devices they apply to (a switch has no video), and absent when they apply to none.
+    """
+    rates: list[GroupRate] = []
+    for basis, states in bases.items():
+        if basis in (Basis.ONLINE, Basis.NETWORK):
+            if states or basis is Basis.ONLINE:
+                rates += online_rates(devices, states, basis.value)
+        elif states:
+            rates += online_rates((d for d in devices if d.id in states), states, basis.value)
+    return rates

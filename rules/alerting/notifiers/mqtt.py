@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from monitor.core.config_base import read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, WithSecrets
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.alerting.notifiers.base import Delivery, RouteConfigBase
@@ -59,7 +59,7 @@ _CREDENTIALS_REFUSED = frozenset({4, 5, 0x86, 0x87})
 _NOT_IN_LEVEL = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
 
-class MqttConfig(RouteConfigBase):
+class MqttConfig(RouteConfigBase, WithSecrets):
     """An MQTT route (config `notify.routes[]` with `type: mqtt`).
 
     - host / port: the broker (plain TCP).
@@ -73,6 +73,8 @@ class MqttConfig(RouteConfigBase):
     - timeout_s: for connecting and for each acknowledgement.
     """
 
+    secrets = ("password",)
+
     type: Literal["mqtt"]
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
@@ -85,8 +87,7 @@ class MqttConfig(RouteConfigBase):
     client_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
-    # Resolved at load time from password_env / password_file; never part of the YAML.
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    password: ResolvedSecret = None
 
     @field_validator("topic_prefix")
     @classmethod
@@ -100,19 +101,10 @@ class MqttConfig(RouteConfigBase):
             raise ValueError("topics starting with $ are the broker's own (MQTT 3.1.1 §4.7.2)")
         return prefix
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
-
     @model_validator(mode="after")
-    def _resolve_password(self) -> Self:
-        if self.password_env and self.password_file:
-            raise ValueError("give the password either as password_env or as password_file, not both")
-        password = read_secret(self.password_env, self.password_file, "password")
-        if password is not None and self.username is None:
+    def _password_needs_username(self) -> Self:
+        if self.password is not None and self.username is None:
             raise ValueError("a password needs a username (MQTT 3.1.1 §3.1.2.9)")
-        object.__setattr__(self, "password", password)
         return self
 
 

@@ -6,7 +6,8 @@ Request: `POST {url}` with `Content-Type: application/json; charset=utf-8`, the 
 and the body `event_document(event)` (UTF-8, Chinese text as is):
 
     {"id": 17,                 # outbox row id: stable across retries, so receivers drop repeats
-     "event": "firing",        # rules.model.EventKind: firing|resolved|reminder|escalated|acknowledged
+     "event": "firing",        # rules.model.EventKind: firing|resolved|reminder|escalated|acknowledged|
+                               #   sla_warning|sla_breached (work orders: "fault" is the order)
      "ts_ns": 1764000000000000000,    # when it happened, UTC ns since the epoch
      "fault": {...},           # rules.model.Fault.to_dict() as it was at that moment
      "source": "fleetmon"}
@@ -39,9 +40,9 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from monitor.core.config_base import is_http_url, read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.alerting.notifiers.base import Delivery, RouteConfigBase
@@ -67,7 +68,7 @@ def event_json(event: FaultEvent) -> bytes:
     return json.dumps(event_document(event), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-class WebhookConfig(RouteConfigBase):
+class WebhookConfig(RouteConfigBase, WithSecrets):
     """A webhook route (config `notify.routes[]` with `type: webhook`).
 
     - url: http:// or https:// (user:password@ in it means HTTP Basic auth; never logged).
@@ -77,6 +78,8 @@ class WebhookConfig(RouteConfigBase):
       Content-Length and Host are fleetmon's, Authorization too when a token is configured.
     """
 
+    secrets = ("token",)
+
     type: Literal["webhook"]
     url: str
     token_env: str | None = None
@@ -84,8 +87,7 @@ class WebhookConfig(RouteConfigBase):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     headers: dict[str, str] = {}
 
-    # Resolved at load time from token_env / token_file; never part of the YAML.
-    token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    token: ResolvedSecret = None
 
     @field_validator("url")
     @classmethod
@@ -107,22 +109,13 @@ class WebhookConfig(RouteConfigBase):
                 raise ValueError(f"header {name}: the value must not contain CR, LF or NUL")
         return headers
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_token(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "token")
-
     @model_validator(mode="after")
-    def _resolve_token(self) -> Self:
-        if self.token_env and self.token_file:
-            raise ValueError("give the token either as token_env or as token_file, not both")
-        token = read_secret(self.token_env, self.token_file, "token")
-        if token is not None:
+    def _one_authorization(self) -> Self:
+        if self.token is not None:
             if any(name.lower() == "authorization" for name in self.headers):
                 raise ValueError("an Authorization header and a token exclude each other")
             if urlsplit(self.url).username is not None:
                 raise ValueError("credentials in the url and a token exclude each other")
-        object.__setattr__(self, "token", token)
         return self
 
 

@@ -40,8 +40,11 @@ What the route does with that (the outbox owns durability and calls `deliver()` 
   went out too, so a failed ping is retried by the outbox like any undelivered event; pinged
   event ids are remembered so that a retry of the details does not ping again (after a restart
   between the two requests the ping repeats: a second ping rather than none). Mentions go to
-  whoever is on duty when the message is sent, for firing, reminder and escalated events at
-  least `mention_min_severity`; resolutions and acknowledgements never wake anybody.
+  whoever is on duty when the message is sent, for firing, reminder, escalated and work-order
+  SLA (warning, breach) events at least `mention_min_severity`; resolutions and
+  acknowledgements never wake anybody.
+- Work-order SLA events carry their own fact lines (`details["facts"]`, in the order book's
+  language): the headline is the order's title, the lines are shown as given.
 - The key never leaves this module except in the request: logs and errors show the URL with
   `key=***`.
 """
@@ -65,7 +68,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.core.config_base import is_http_url, read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery, RouteConfigBase
@@ -89,7 +92,7 @@ _MENTION_IDS = 10  # fault ids named in one @mention message
 _ERRMSG_LIMIT = 200  # characters of a peer's answer kept in an error
 
 
-class WeComConfig(RouteConfigBase):
+class WeComConfig(RouteConfigBase, WithSecrets):
     """A WeCom group-robot route (config `notify.routes[]` with `type: wecom`).
 
     - url: the robot send endpoint, without the key (WeCom's by default).
@@ -107,6 +110,8 @@ class WeComConfig(RouteConfigBase):
     # An error must not echo its input: it may be an inline key. Merged with Strict's config.
     model_config = ConfigDict(hide_input_in_errors=True)
 
+    secrets = ("key",)
+
     type: Literal["wecom"]
     url: str = DEFAULT_URL
     key_env: str | None = None
@@ -118,7 +123,7 @@ class WeComConfig(RouteConfigBase):
     timezone: str = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
 
-    key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    key: ResolvedSecret = None
 
     @field_validator("url")
     @classmethod
@@ -139,16 +144,10 @@ class WeComConfig(RouteConfigBase):
             raise ValueError(f"unknown time zone {tz!r}") from None
         return tz
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_key(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "key")
-
     @model_validator(mode="after")
-    def _resolve_key(self) -> WeComConfig:
-        if (self.key_env is None) == (self.key_file is None):
+    def _key_required(self) -> WeComConfig:
+        if self.key is None:
             raise ValueError("give the robot key as key_env or as key_file (exactly one)")
-        object.__setattr__(self, "key", read_secret(self.key_env, self.key_file, "key"))
         return self
 
 
@@ -207,6 +206,8 @@ _WORDS = {
         "escalated_tag": "【升级·{sev}】",
         "resolved": "【已恢复】",
         "acknowledged": "【已确认】",
+        "sla_warning": "【时限预警·{sev}】",
+        "sla_breached": "【已超时·{sev}】",
         "d": "{n}天",
         "h": "{n}小时",
         "m": "{n}分",
@@ -246,6 +247,8 @@ _WORDS = {
         "escalated_tag": "[ESCALATED · {sev}] ",
         "resolved": "[RESOLVED] ",
         "acknowledged": "[ACKNOWLEDGED] ",
+        "sla_warning": "[SLA WARNING · {sev}] ",
+        "sla_breached": "[SLA BREACHED · {sev}] ",
         "d": "{n} d",
         "h": "{n} h",
         "m": "{n} min",
@@ -260,8 +263,14 @@ _TAG_KEYS = {
     EventKind.ESCALATED: "escalated_tag",
     EventKind.RESOLVED: "resolved",
     EventKind.ACKNOWLEDGED: "acknowledged",
+    EventKind.SLA_WARNING: "sla_warning",
+    EventKind.SLA_BREACHED: "sla_breached",
 }
-_MENTIONED_KINDS = frozenset({EventKind.FIRING, EventKind.REMINDER, EventKind.ESCALATED})
+_MENTIONED_KINDS = frozenset(
+    {EventKind.FIRING, EventKind.REMINDER, EventKind.ESCALATED, EventKind.SLA_WARNING, EventKind.SLA_BREACHED}
+)
+# Work-order events bring their own fact lines, already in the order book's language.
+_OWN_FACTS = frozenset({EventKind.SLA_WARNING, EventKind.SLA_BREACHED})
 
 
 def _number(value: float, unit: str) -> str:
@@ -338,11 +347,17 @@ class Renderer:
         f, w = event.fault, self.words
         headline = f"{self._tag(event)}**{f.title}**" if self.markdown else self._plain_tag(event) + f.title
         quote = "> " if self.markdown else ""
-        lines = [headline] + [f"{quote}{w[label]}{w['colon']}{value}" for label, value in self._facts(event, shown)]
+        lines = [headline] + [f"{quote}{label}{w['colon']}{value}" for label, value in self._facts(event, shown)]
         return "\n".join(lines)
 
     def _facts(self, event: FaultEvent, shown: int) -> list[tuple[str, str]]:
-        """(label key, value) lines of one event, by kind."""
+        """(label, value) lines of one event, by kind."""
+        if event.kind in _OWN_FACTS:
+            return [(str(label), str(value)) for label, value in event.fault.details.get("facts", ())]
+        return [(self.words[label], value) for label, value in self._fault_facts(event, shown)]
+
+    def _fault_facts(self, event: FaultEvent, shown: int) -> list[tuple[str, str]]:
+        """(label key, value) lines of a fault's event, by kind."""
         f, w, kind = event.fault, self.words, event.kind
         facts = [(label, v) for label, v in (("device", f.device_id), ("region", f.region), ("site", f.site)) if v]
         if kind is EventKind.ACKNOWLEDGED:
@@ -403,12 +418,15 @@ class Renderer:
         return self.words[_TAG_KEYS[event.kind]].format(sev=sev.zh if self.language == "zh" else sev.name)
 
     def _tag(self, event: FaultEvent) -> str:
-        """The tag, coloured in markdown: orange for critical/major, green for resolved, grey otherwise."""
+        """The tag, coloured in markdown: orange for critical/major and SLA notices, green for resolved,
+        grey otherwise."""
         tag = self._plain_tag(event)
         if not self.markdown:
             return tag
         if event.kind is EventKind.RESOLVED:
             color = "info"
+        elif event.kind in _OWN_FACTS:
+            color = "warning"  # a deadline near or missed stands out whatever the severity
         elif event.kind is not EventKind.ACKNOWLEDGED and event.fault.severity is not Severity.MINOR:
             color = "warning"
         else:

@@ -1,0 +1,237 @@
+"""The daemon's data flow, in one direction, as one object:
+
+    result ──► tracker (hysteresis, topology) ──► transitions: rules, log, state DB
+           ──► rules (latest values) ──► InfluxDB ──► hints for other probes
+    trap   ──► InfluxDB ──► rules (values patched at once) ──► evaluation within a second
+    cycle  ──► reconcile topology ──► bases ──► online rates ──► rules (View)
+           ──► InfluxDB (device states, rates, open faults, the cycle) ──► Snapshot
+
+Its inputs are event-loop callbacks that never block: the schedulers call `on_result` and
+`on_cycle`, the trap receiver `on_trap`; results of remote probe agents enter through
+`on_result` too. The components it feeds (alerting, the state DB's Recorder, the metrics
+writer) are started and stopped by the daemon (monitor.app.daemon), which only wires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence, cast
+
+from monitor.app.scheduler import CycleReport
+from monitor.app.snapshot import Snapshot
+from monitor.core.model import Basis, Device
+from monitor.fleet.inventory import Inventory
+from monitor.metrics.writer import MetricsWriter
+from monitor.state.availability import combine
+from monitor.state.online_rate import rates_of_bases
+from monitor.state.recorder import Recorder
+from monitor.state.tracker import State, StateTracker, Transition
+from monitor.state.transition_log import TransitionLog
+from probes import REGISTRY, Learner, Probe, ProbeResult, probes_of
+from probes.traps import TrapEvent
+from rules.alerting.service import Alerting
+from rules.engine import View
+from rules.model import Fault, FaultState, Severity
+
+log = logging.getLogger("fleetmon.daemon")
+
+# Delay of a mid-cycle rules evaluation after a device went down or came back, seconds.
+EARLY_EVALUATION_S = 1.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started probe type: its instance, its tracker and the devices it polls (parents first)."""
+
+    probe: Probe
+    tracker: StateTracker
+    devices: tuple[Device, ...]
+    polled: frozenset[str] = field(init=False)  # their ids
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "polled", frozenset(d.id for d in self.devices))
+
+
+class Pipeline:
+    """Carries results, traps and finished cycles through state, rules and metrics.
+
+    - running: probe name → Running, every probe type the daemon started;
+    - alerting: the rules and the fault lifecycle (rules.alerting.service.Alerting, entered);
+    - recorder: the state DB's writer (entered); metrics: None when InfluxDB is disabled;
+    - online_requires: availability.online_requires;
+    - on_snapshot: called with each new Snapshot (must not block).
+    `snapshot` is the latest cycle's (None before the first one).
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        running: Mapping[str, Running],
+        *,
+        alerting: Alerting,
+        recorder: Recorder,
+        metrics: MetricsWriter | None,
+        online_requires: Sequence[Basis],
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.devices = tuple(inventory.devices.values())
+        self.snapshot: Snapshot | None = None
+        self._running = dict(running)
+        self._trackers = {name: r.tracker for name, r in self._running.items()}
+        self._polled = {name: r.polled for name, r in self._running.items()}
+        self._alerting = alerting
+        self._recorder = recorder
+        self._metrics = metrics
+        self._online_requires = tuple(online_requires)
+        self._on_snapshot = on_snapshot
+        # The network tracker: device_down and the window rules read its states, the snapshot
+        # its results, the log tells other probes' losses apart by it.
+        self._network = next((p for p in probes_of(Basis.NETWORK) if p in self._running), None)
+        self._log = TransitionLog(inventory, self._trackers, self._network)
+        self._hints = _hints(self._running)
+        self._latest: dict[str, dict[str, ProbeResult]] = {name: {} for name in self._running}
+        self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
+        self._early: asyncio.TimerHandle | None = None
+        self._closed = False
+        if metrics is not None:
+            alerting.faults.listeners.append(metrics.fault_event)
+
+    def close(self) -> None:
+        """No early evaluation after this (traps and transitions still arriving while the daemon
+        stops): a pending one is cancelled, none is scheduled."""
+        self._closed = True
+        self._cancel_early()
+
+    def _cancel_early(self) -> None:
+        if self._early is not None:
+            self._early.cancel()
+            self._early = None
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def on_result(self, result: ProbeResult) -> None:
+        """One probe result: tracker → rules → InfluxDB → hints for other probes."""
+        device = self.inventory.devices[result.device_id]
+        self._latest[result.probe][result.device_id] = result
+        transition = self._trackers[result.probe].observe(result)
+        if transition is not None:
+            self._transitions([transition])
+        self._alerting.observe(result)
+        if self._metrics is not None:
+            self._metrics.result(device, result)
+        for hint, learners in self._hints.get(result.probe, ()):
+            value = result.fields.get(hint)
+            if isinstance(value, str):
+                for learner in learners:
+                    learner.learn(result.device_id, hint, value)
+
+    def on_trap(self, event: TrapEvent) -> None:
+        """A trap from a known device: written, and applied to the rules at once (a linkDown
+        raises its port fault now, not at the next poll)."""
+        device = self.inventory.devices[event.device_id]
+        if self._metrics is not None:
+            self._metrics.trap(device, event)
+        if event.name != "other":
+            log.info("trap %s from %s %s", event.name, device.kind.value, device.name,
+                     extra={"device_id": device.id, "site": device.site, "region": device.region})
+        self._alerting.observe_trap(event)
+        self._evaluate_soon(None)
+
+    def on_cycle(self, report: CycleReport) -> None:
+        """A probe's finished cycle: settle and evaluate (reconcile → bases → online rates →
+        rules), write what it settled, publish a Snapshot."""
+        now_ns = time.time_ns()
+        self._cycles[report.probe] = report
+        view = self._evaluate(report.probe, now_ns)
+        open_faults = tuple(self._alerting.faults.open_faults())
+        if self._metrics is not None:
+            self._write_cycle(report, view, open_faults, now_ns)
+        self._recorder.heartbeat()
+        results = {p: dict(r) for p, r in self._latest.items()}
+        network = results.get(self._network, {}) if self._network is not None else {}
+        self.snapshot = Snapshot(
+            report, tuple(view.rates), view.states, network, open_faults,
+            since=view.since_ns, bases=view.bases, results=results, cycles=dict(self._cycles),
+        )
+        if self._on_snapshot is not None:
+            self._on_snapshot(self.snapshot)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _evaluate(self, probe: str | None, now_ns: int) -> View:
+        """Settle `probe`'s topology (down vs unreachable), combine every probe's states into
+        the bases (network, service, video, online), compute their online rates and hand the
+        rules a View of this moment, which is returned."""
+        self._cancel_early()
+        if probe is not None:
+            self._transitions(self._trackers[probe].reconcile(now_ns))
+        self._log.summary()
+        trackers = {name: t.states() for name, t in self._trackers.items()}
+        bases = combine(self.devices, trackers, self._polled, self._online_requires)
+        network = self._trackers.get(self._network) if self._network is not None else None
+        view = View(
+            now_ns,
+            trackers[self._network] if self._network is not None else bases[Basis.ONLINE],
+            network.since() if network is not None else {},
+            tuple(rates_of_bases(self.devices, bases)),
+            {b.value: states for b, states in bases.items()},
+        )
+        self._alerting.cycle(view)
+        return view
+
+    def _evaluate_soon(self, probe: str | None) -> None:
+        """A device went down or came back mid-cycle: evaluate the rules shortly, not at the end
+        of the cycle (up to spread × interval later), so that detection takes one probe, not one
+        probe plus the rest of the cycle. The short delay lets the devices right behind it
+        (probed next, see Daemon.probed) report first, so topology is settled."""
+        if self._early is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns()))
+
+    def _transitions(self, transitions: list[Transition]) -> None:
+        """To the rules (flap damping; a device down or back asks for an early evaluation), to
+        the log, and in order to the state DB."""
+        if not transitions:
+            return
+        for t in transitions:
+            self._alerting.observe_transition(t)
+            if t.new is State.DOWN or (t.new is State.UP and t.old.offline):
+                self._evaluate_soon(t.probe)
+        self._log.log(transitions)
+        self._recorder.store(transitions)
+
+    def _write_cycle(self, report: CycleReport, view: View, open_faults: tuple[Fault, ...], now_ns: int) -> None:
+        """What a finished cycle of `report.probe` settled: the device states of its basis and
+        of `online` for the devices it polls, every online rate, open faults, the cycle."""
+        metrics = self._metrics
+        assert metrics is not None
+        running = self._running[report.probe]
+        basis = type(running.probe).basis
+        for b in (basis, Basis.ONLINE) if basis is not None else ():
+            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns)
+        metrics.online_rates(view.rates, now_ns)
+        firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)
+        metrics.faults_open({s.value: firing[s] for s in Severity}, now_ns)
+        metrics.cycle(report, now_ns)
+
+
+def _hints(running: Mapping[str, Running]) -> dict[str, tuple[tuple[str, tuple[Learner, ...]], ...]]:
+    """probe name → ((hint, the running probes that learn it), …) for every probe type that
+    offers a hint some running probe learns (Probe.offers, Probe.learns). Offers are read
+    from the registry, by the result's probe name: a result says what it carries whoever ran it."""
+    out: dict[str, tuple[tuple[str, tuple[Learner, ...]], ...]] = {}
+    for name, cls in REGISTRY.items():
+        pairs = []
+        for hint in cls.offers:
+            learners = tuple(cast(Learner, r.probe) for r in running.values() if hint in type(r.probe).learns)
+            if learners:
+                pairs.append((hint, learners))
+        if pairs:
+            out[name] = tuple(pairs)
+    return out
+

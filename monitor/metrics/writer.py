@@ -1,0 +1,127 @@
+"""What the daemon writes to InfluxDB, each measurement's tags and fields in one place.
+
+Measured series as they come: every probe result (the probe's measurement and its Series)
+and every SNMP trap. Derived series (fleetmon's own conclusions): at the end of every cycle
+`device_state`, `online_rate`, `faults_open` and `fleetmon_cycle`; `fault_event` for every
+firing, resolution and acknowledgement. Shapes and units: monitor.metrics.schema (the sink
+refuses anything undeclared). Times are UTC ns since the epoch.
+
+The writer knows the vocabulary of the layers below it (devices, states, rates, probe results,
+traps); what it needs of higher ones (a cycle report, a fault) it names as a Protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Protocol
+
+from monitor.core.model import Device
+from monitor.metrics.sink import InfluxSink
+from monitor.state.online_rate import GroupRate
+from monitor.state.tracker import State
+from probes.base import ProbeResult
+from probes.traps import TRAP_MEASUREMENT, TrapEvent, event_fields
+
+
+class CycleStats(Protocol):
+    """A finished probe cycle (monitor.app.scheduler.CycleReport), as `fleetmon_cycle` records it."""
+
+    probe: str
+    duration_s: float
+    targets: int
+    ok: int
+    failed: int
+    caller_timeouts: int
+    cycles_skipped: int
+
+
+class FaultRecord(Protocol):
+    """A fault (rules.model.Fault), as `fault_event` records it; state and severity are
+    StrEnums, written as their values."""
+
+    id: str
+    rule: str
+    title: str
+    state: str
+    severity: str
+    device_id: str | None
+    region: str | None
+
+
+def device_tags(device: Device) -> dict[str, str]:
+    """monitor.core.measurement.DEVICE_TAGS of `device`."""
+    return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
+
+
+class MetricsWriter:
+    """Turns the daemon's data into points of `sink` (never blocks, see InfluxSink.write)."""
+
+    def __init__(self, sink: InfluxSink) -> None:
+        self._sink = sink
+
+    def result(self, device: Device, result: ProbeResult) -> None:
+        """The result's own point (measurement named like its probe) and its Series, at its time."""
+        tags = device_tags(device)
+        self._sink.write(result.probe, tags, result.fields, result.ts_ns)
+        for series in result.series:
+            self._sink.write(series.measurement, {**tags, **series.tags}, series.fields, result.ts_ns)
+
+    def trap(self, device: Device, event: TrapEvent) -> None:
+        """One `snmp_trap` point, at reception."""
+        self._sink.write(TRAP_MEASUREMENT.name, {**device_tags(device), "trap": event.name}, event_fields(event), event.ts_ns)
+
+    def device_states(self, basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int) -> None:
+        """`device_state` of each of `devices` that `states` (device id → State of `basis`) has."""
+        for device in devices:
+            state = states.get(device.id)
+            if state is None:
+                continue
+            self._sink.write(
+                "device_state",
+                {**device_tags(device), "basis": basis},
+                {"state": state.value, "online": int(state is State.UP), "counted": int(device.counted)},
+                ts_ns,
+            )
+
+    def online_rates(self, rates: Iterable[GroupRate], ts_ns: int) -> None:
+        """One `online_rate` point per group and basis; the percentage only once any device is decided."""
+        for r in rates:
+            fields: dict[str, float | int] = {
+                "online": r.online, "offline": r.offline, "unknown": r.unknown, "total": r.total, "excluded": r.excluded,
+            }
+            if r.rate_pct is not None:
+                fields["online_rate_pct"] = r.rate_pct
+            self._sink.write(
+                "online_rate", {"scope": r.scope, "group": r.group, "kind": r.kind, "basis": r.basis}, fields, ts_ns
+            )
+
+    def faults_open(self, firing: Mapping[str, int], ts_ns: int) -> None:
+        """`firing`: severity → faults firing now, every severity listed (0 included)."""
+        for severity, count in firing.items():
+            self._sink.write("faults_open", {"severity": severity}, {"count": count}, ts_ns)
+
+    def cycle(self, report: CycleStats, ts_ns: int) -> None:
+        """Self-monitoring: one `fleetmon_cycle` point per finished cycle."""
+        self._sink.write(
+            "fleetmon_cycle",
+            {"probe": report.probe},
+            {
+                "duration_s": report.duration_s,
+                "targets": report.targets,
+                "ok": report.ok,
+                "failed": report.failed,
+                "caller_timeouts": report.caller_timeouts,
+                "cycles_skipped": report.cycles_skipped,
+            },
+            ts_ns,
+        )
+
+    def fault_event(self, fault: FaultRecord, event: str, ts_ns: int) -> None:
+        """A firing, resolution or acknowledgement (`event`, a rules.model.EventKind), for the
+        command hall's fault table; fits rules.alerting.faults.FaultBook.listeners."""
+        fields: dict[str, str | int] = {"fault_id": fault.id, "title": fault.title, "state": str(fault.state), "event": str(event)}
+        if fault.device_id is not None:
+            fields["device_id"] = fault.device_id
+        tags = {"rule": fault.rule, "severity": str(fault.severity)}
+        if fault.region is not None:
+            tags["region"] = fault.region
+        self._sink.write("fault_event", tags, fields, ts_ns)

@@ -1,0 +1,224 @@
+"""The daemon's data flow as one object (monitor.app.pipeline), without schedulers or sockets:
+results, traps and cycles are handed to it as the schedulers would, and what comes out is read
+where it lands: the real state database, the real rules and fault book, a real InfluxDB, the
+real RTSP probe (hints), the log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lab.influxdb import InfluxServer
+from lab.rtsp import SUB_STREAM, RtspServer
+from monitor.app.pipeline import EARLY_EVALUATION_S, Pipeline, Running
+from monitor.app.scheduler import CycleReport
+from monitor.app.snapshot import Snapshot
+from monitor.core.model import Basis, Device, Kind
+from monitor.fleet.inventory import Inventory
+from monitor.metrics.config import InfluxDBConfig
+from monitor.metrics.sink import InfluxSink
+from monitor.metrics.writer import MetricsWriter
+from monitor.state.db import StateDB
+from monitor.state.recorder import Recorder
+from monitor.state.tracker import State, StateTracker
+from monitor.state.transition_log import TransitionLog
+from probes.base import Probe, ProbeResult
+from probes.icmp import IcmpConfig, IcmpProbe
+from probes.onvif import OnvifConfig, OnvifProbe
+from probes.rtsp import RtspConfig, RtspProbe
+from rules.alerting.config import NotifyConfig
+from rules.alerting.service import Alerting
+from rules.config import DeviceDownRule, FlappingConfig
+from rules.model import FaultState
+
+U, D, X, K = State.UP, State.DOWN, State.UNREACHABLE, State.UNKNOWN
+
+
+def dev(device_id: str, kind: Kind, parent: str | None = None, address: str | None = None) -> Device:
+    address = address or f"198.18.7.{len(DEVICES) + 1}"
+    return Device(device_id, device_id, kind, ipaddress.ip_address(address), "S1", "R1", parent=parent)
+
+
+DEVICES: list[Device] = []
+for _args in [("L1", Kind.LINK), ("SW1", Kind.SWITCH, "L1"), ("C1", Kind.CAMERA, "SW1", "127.0.0.1"),
+              ("C2", Kind.CAMERA, "SW1"), ("C3", Kind.CAMERA, "SW1")]:
+    DEVICES.append(dev(*_args))
+INV = Inventory(DEVICES)
+CAMERAS = tuple(d for d in DEVICES if d.kind is Kind.CAMERA)
+
+
+def running(probe: Probe, devices=DEVICES) -> Running:
+    return Running(probe, StateTracker(INV, probe.name, down_after=1, up_after=1), tuple(devices))
+
+
+def result(probe: str, device_id: str, ok: bool, reason: str | None = None, **fields) -> ProbeResult:
+    return ProbeResult(device_id, probe, time.time_ns(), ok, None if ok else reason or "timeout", {"up": ok, **fields})
+
+
+def report(probe: str, targets: int, ok: int) -> CycleReport:
+    return CycleReport(probe, 0, time.time_ns(), 0.5, targets, ok, targets - ok, 0, 0)
+
+
+@contextlib.asynccontextmanager
+async def flow(tmp_path: Path, probes: list[Running], metrics: MetricsWriter | None = None,
+               snapshots: list[Snapshot] | None = None) -> AsyncIterator[tuple[Pipeline, Alerting]]:
+    """A Pipeline over INV on a real state DB, recorder and alerting (rule: device_down)."""
+    async with StateDB(tmp_path / "state.db") as db:
+        await db.start_session(len(DEVICES))
+        async with Recorder(db) as recorder, Alerting(
+            INV, db, rules=[DeviceDownRule(name="down")], flapping=FlappingConfig(), maintenance=[],
+            notify=NotifyConfig(), language="en", timezone="Asia/Shanghai",
+        ) as alerting:
+            pipeline = Pipeline(
+                INV, {r.probe.name: r for r in probes}, alerting=alerting, recorder=recorder, metrics=metrics,
+                online_requires=[Basis.NETWORK, Basis.VIDEO], on_snapshot=None if snapshots is None else snapshots.append,
+            )
+            try:
+                yield pipeline, alerting
+            finally:
+                pipeline.close()
+
+
+async def until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_results_and_cycles_make_bases_rates_a_snapshot_and_stored_transitions(tmp_path):
+    icmp, rtsp = running(IcmpProbe(IcmpConfig())), running(RtspProbe(RtspConfig()), CAMERAS)
+    snapshots: list[Snapshot] = []
+    async with flow(tmp_path, [icmp, rtsp], snapshots=snapshots) as (pipeline, _):
+        for d in DEVICES:
+            pipeline.on_result(result("icmp", d.id, d.id != "C3"))
+        pipeline.on_cycle(report("icmp", 5, 4))
+        for d, ok in zip(CAMERAS, (True, False, False)):
+            pipeline.on_result(result("rtsp", d.id, ok, "connection refused"))
+        pipeline.on_cycle(report("rtsp", 3, 1))
+    first, last = snapshots
+    assert pipeline.snapshot is last and last.cycle.probe == "rtsp" and set(last.cycles) == {"icmp", "rtsp"}
+    assert first.bases["video"] == {"C1": K, "C2": K, "C3": X}  # no RTSP result yet: applies, undecided
+    assert last.states == {"L1": U, "SW1": U, "C1": U, "C2": U, "C3": D}  # the network tracker's
+    # C3 is offline on the network: its video is unreachable, not a second problem.
+    assert last.bases["video"] == {"C1": U, "C2": D, "C3": X}
+    assert last.bases["online"] == {"L1": U, "SW1": U, "C1": U, "C2": D, "C3": D}
+    assert "service" not in {r.basis for r in last.rates}  # no ONVIF probe runs
+    fleet = {(r.basis, r.kind): r for r in last.rates if r.scope == "fleet"}
+    assert (fleet[("online", "camera")].online, fleet[("online", "camera")].offline) == (1, 2)
+    assert (fleet[("network", "all")].online, fleet[("network", "all")].offline) == (4, 1)
+    assert set(last.latest) == {d.id for d in DEVICES} and last.latest["C3"].probe == "icmp"
+    assert last.results["rtsp"]["C2"].reason == "connection refused"
+    assert last.since["C3"] > 0
+    async with StateDB(tmp_path / "state.db") as db:
+        stored = [(t.device_id, t.probe, t.old, t.new) for t in await db.transitions()]
+        (session,) = await db.sessions()
+    # In arrival order: every device's first verdict, each probe's.
+    assert stored == [*((d.id, "icmp", K, D if d.id == "C3" else U) for d in DEVICES),
+                      ("C1", "rtsp", K, U), ("C2", "rtsp", K, D), ("C3", "rtsp", K, D)]
+    assert session.last_seen_ns > session.started_ns  # a heartbeat per cycle
+
+
+async def test_a_device_down_is_evaluated_within_a_second_not_at_the_end_of_the_cycle(tmp_path):
+    async with flow(tmp_path, [running(IcmpProbe(IcmpConfig()))]) as (pipeline, alerting):
+        for d in DEVICES:
+            pipeline.on_result(result("icmp", d.id, d.id not in ("SW1", "C1", "C2", "C3")))
+        started = time.monotonic()
+        (fault,) = await until(alerting.faults.open_faults, 3 * EARLY_EVALUATION_S, "the early evaluation")
+        assert time.monotonic() - started >= EARLY_EVALUATION_S * 0.9  # the devices behind it reported first
+        assert fault.device_id == "SW1" and fault.state is FaultState.FIRING
+        assert fault.affected == ("C1", "C2", "C3")  # one fault, the cameras behind it listed
+
+
+async def test_no_early_evaluation_once_closed(tmp_path):
+    async with flow(tmp_path, [running(IcmpProbe(IcmpConfig()))]) as (pipeline, alerting):
+        pipeline.close()
+        pipeline.on_result(result("icmp", "C2", False))
+        await asyncio.sleep(EARLY_EVALUATION_S + 0.5)
+        assert alerting.faults.open_faults() == []
+
+
+async def test_the_onvif_stream_uri_is_handed_to_the_rtsp_probe(tmp_path):
+    with RtspServer() as server:
+        # The template leads to a 404; only the learned URI (its path and port, on the device's
+        # own address) reaches the sub stream.
+        cfg = RtspConfig(port=server.port, url_template="rtsp://{host}:{port}/template/path")
+        async with RtspProbe(cfg) as rtsp:
+            onvif = running(OnvifProbe(OnvifConfig()), CAMERAS)
+            async with flow(tmp_path, [onvif, running(rtsp, CAMERAS)]) as (pipeline, _):
+                c1 = INV.devices["C1"]
+                assert (await rtsp.probe(c1)).reason == "404 Not Found"
+                pipeline.on_result(result("onvif", "C1", True, stream_uri=f"rtsp://u:p@10.99.0.7:{server.port}{SUB_STREAM}"))
+                learned = await rtsp.probe(c1)
+                assert learned.ok and learned.fields["video_codec"] == "JPEG"
+                # Only the probe's own hints are passed: another probe's field of that name is not one.
+                pipeline.on_result(result("rtsp", "C1", True, stream_uri="rtsp://10.99.0.7/elsewhere"))
+                assert (await rtsp.probe(c1)).fields["video_codec"] == "JPEG"
+
+
+async def test_a_cycle_writes_its_basis_online_rates_faults_and_itself(tmp_path, influx: InfluxServer, influx_db: str):
+    cfg = InfluxDBConfig(url=influx.url, database=influx_db, flush_interval_s=0.05, timeout_s=5.0)
+    icmp, rtsp = running(IcmpProbe(IcmpConfig())), running(RtspProbe(RtspConfig()), CAMERAS)
+    async with InfluxSink(cfg) as sink:
+        async with flow(tmp_path, [icmp, rtsp], MetricsWriter(sink)) as (pipeline, alerting):
+            for d in DEVICES:
+                pipeline.on_result(result("icmp", d.id, d.id != "C3", rtt_avg_ms=1.5))
+            await until(alerting.faults.open_faults, 3, "the fault of C3")
+            for d in CAMERAS:
+                pipeline.on_result(result("rtsp", d.id, d.id == "C1"))
+            pipeline.on_cycle(report("rtsp", 3, 1))
+
+    def rows(q: str) -> list[dict]:
+        return influx.rows(q, influx_db)
+
+    # The cycle of rtsp settles video and online for the cameras it polls, not the switch.
+    states = {(r["device_id"], r["basis"]): r["state"] for r in rows('SELECT * FROM device_state')}
+    assert states == {("C1", "video"): "up", ("C2", "video"): "down", ("C3", "video"): "unreachable",
+                      ("C1", "online"): "up", ("C2", "online"): "down", ("C3", "online"): "down"}
+    bases = {r["basis"] for r in rows("SELECT * FROM online_rate WHERE scope = 'fleet' AND kind = 'all'")}
+    assert bases == {"online", "network", "video"}
+    assert {r["severity"]: r["count"] for r in rows("SELECT * FROM faults_open")} == {"critical": 0, "major": 0, "minor": 1}
+    (cycle,) = rows("SELECT * FROM fleetmon_cycle")
+    assert (cycle["probe"], cycle["targets"], cycle["ok"], cycle["failed"]) == ("rtsp", 3, 1, 2)
+    (event,) = rows("SELECT * FROM fault_event")
+    assert (event["device_id"], event["event"], event["state"], event["rule"], event["severity"]) == (
+        "C3", "firing", "firing", "down", "minor")
+    assert len(rows("SELECT * FROM icmp")) == 5 and len(rows("SELECT * FROM rtsp")) == 3
+
+
+def test_the_log_names_a_dead_switch_once_and_sums_up_the_devices_behind_it(caplog):
+    caplog.set_level(logging.DEBUG, logger="fleetmon")
+    icmp = StateTracker(INV, "icmp", down_after=1, up_after=1)
+    rtsp = StateTracker(INV, "rtsp", down_after=1, up_after=1)
+    tlog = TransitionLog(INV, {"icmp": icmp, "rtsp": rtsp}, network="icmp")
+    for d in DEVICES:
+        tlog.log([t for t in [icmp.observe(result("icmp", d.id, d.id == "L1"))] if t is not None])
+    tlog.log([rtsp.observe(result("rtsp", "C1", False, "connect timeout"))])
+    tlog.summary()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["switch SW1 unknown → down: timeout"]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == ["1 devices: first verdict up", "3 devices unreachable behind switch SW1 (SW1)"]
+    # The camera's video lost behind a dead switch is no news: debug, with the probe's name.
+    (video,) = [r for r in caplog.records if "rtsp" in r.getMessage()]
+    assert video.levelno == logging.DEBUG and video.getMessage() == "camera C1 rtsp unknown → down: connect timeout"
+    caplog.clear()
+    tlog.summary()
+    assert caplog.records == []  # counted once
+
+
+@pytest.mark.parametrize("network", [None, "icmp"])
+def test_without_a_network_probe_every_probe_is_named(caplog, network):
+    caplog.set_level(logging.INFO, logger="fleetmon")
+    rtsp = StateTracker(INV, "rtsp", down_after=1, up_after=1)
+    TransitionLog(INV, {"rtsp": rtsp}, network=network).log([rtsp.observe(result("rtsp", "C2", False, "404 Not Found"))])
+    assert [r.getMessage() for r in caplog.records] == ["camera C2 rtsp unknown → down: 404 Not Found"]
