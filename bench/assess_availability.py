@@ -53,7 +53,7 @@ async def _measure(points: int, args: argparse.Namespace, path: Path) -> list[tu
     from lab.history import generate, write
     from monitor.assess.availability import availability
     from monitor.assess.config import AvailabilityAssessmentConfig
-    from monitor.state.availability import Basis
+    from monitor.core.model import Basis
     from monitor.state.db import StateDB
 
     scenario = generate(points, "2026Q3", seed=args.seed, outages_per_camera=args.churn,

@@ -29,8 +29,7 @@ from lab.history import Scenario, generate, write
 from monitor.assess.availability import ALL, AvailabilityReport, availability
 from monitor.assess.config import AvailabilityAssessmentConfig
 from monitor.assess.periods import check_instants
-from monitor.core.model import Kind, Status
-from monitor.state.availability import Basis
+from monitor.core.model import Basis, Kind, Status
 from monitor.state.db import StateDB
 
 UNKNOWN, UP, DOWN, UNREACH, NA, BLIND = range(6)
@@ -91,6 +90,7 @@ class Truth:
         for o in sc.outages:
             self.outages[o.device_id].append(o)
         self.counts: dict[str, dict[Basis, np.ndarray]] = {}
+        self.longest: dict[str, int] = {}  # longest run of counted offline time, online basis
         self.checks: dict[str, dict[Basis, np.ndarray]] = {}
         for device in sc.inventory.devices.values():
             self._point(device)
@@ -215,6 +215,10 @@ class Truth:
 
         self.counts[device.id], self.checks[device.id] = {}, {}
         period = slice(self.first, self.last)
+        counted_off = ((online[period] == DOWN) | (online[period] == UNREACH)) & (excl[period] == EX_NONE)
+        edges = np.diff(np.concatenate(([0], counted_off.astype(np.int8), [0])))
+        runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+        self.longest[device.id] = int(runs.max()) * self.grid if len(runs) else 0
         for basis, cls in zip(BASES, (network, service, video, online)):
             c, x = cls[period], excl[period]
             applies = (c != NA) & (x != EX_OUTSIDE)
@@ -307,6 +311,8 @@ def test_point_rates_equal_the_truth(quarter, truth, definition):
                 c = truth.counts[device_id][basis]
                 expected = rate(c[0], c[1] + c[2], c[3] + c[4], policy)
             assert close(figures.rate_pct, expected), (device_id, basis, figures.rate_pct, expected)
+            num, den = figures.rate_parts
+            assert figures.rate_pct is None if den == 0 else figures.rate_pct == 100.0 * num / den
             if expected is not None:
                 worst = max(worst, abs(figures.rate_pct - expected))
                 checked += 1
@@ -341,6 +347,7 @@ def test_group_figures_equal_the_truth_and_the_sums_of_their_points(quarter, tru
 def test_outages_are_the_counted_offline_minutes(quarter, truth):
     _, reports, _ = quarter
     for device_id, point in reports["point_time"].points.items():
+        assert point.longest_outage_ns(Basis.ONLINE) == truth.longest[device_id], device_id
         for basis, figures in point.figures.items():
             outages = point.outages(basis)
             assert sum(o.end_ns - o.start_ns for o in outages) == figures.offline_ns

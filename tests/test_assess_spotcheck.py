@@ -15,7 +15,7 @@ from monitor.assess.periods import NS, Period
 from monitor.assess.spotcheck import spot_check
 from monitor.metrics.config import InfluxDBConfig
 from monitor.metrics.results import InfluxResults
-from monitor.state.availability import Basis
+from monitor.core.model import Basis
 from monitor.state.db import StateDB
 from monitor.state.tracker import State
 

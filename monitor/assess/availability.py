@@ -73,9 +73,8 @@ from monitor.assess.timeline import (
     sweep,
     tables,
 )
-from monitor.core.model import Device, Selector
+from monitor.core.model import Basis, Device, Selector
 from monitor.fleet.inventory import Inventory
-from monitor.state.availability import Basis
 from monitor.state.db import StateDB
 from monitor.state.tracker import State
 
@@ -100,7 +99,9 @@ class Figures:
     excluded cause); each excluded moment is in one bucket only (status before maintenance
     before cause). checks_*: daily check instants (point × instant for groups) by class, for
     daily_snapshot. rate_pct: the online rate in % by the configured definition and unknown
-    policy, None when nothing was counted."""
+    policy, None when nothing was counted. rate_parts: (numerator, denominator) it was
+    divided from, under the unknown policy: ns for point_time, checks for daily_snapshot; None
+    for a group's daily_snapshot rate (a mean over instants, see GroupAvailability.checks)."""
 
     up_ns: int = 0
     down_ns: int = 0
@@ -115,6 +116,7 @@ class Figures:
     checks_unknown: int = 0
     checks_excluded: int = 0
     rate_pct: float | None = None
+    rate_parts: tuple[int, int] | None = None
 
     @property
     def offline_ns(self) -> int:
@@ -150,6 +152,7 @@ class Figures:
         out.update(
             checks_up=self.checks_up, checks_offline=self.checks_offline, checks_unknown=self.checks_unknown,
             checks_excluded=self.checks_excluded, rate_pct=self.rate_pct,
+            rate_parts=list(self.rate_parts) if self.rate_parts is not None else None,
         )
         return out
 
@@ -180,6 +183,18 @@ class PointAvailability:
         unreachable time), in time order; () when the basis did not apply."""
         flat = self.offline.get(basis, array("q"))
         return tuple(Outage(flat[i], flat[i + 1], _OFFLINE_STATE[flat[i + 2]]) for i in range(0, len(flat), 3))
+
+    def longest_outage_ns(self, basis: Basis = Basis.ONLINE) -> int:
+        """The longest stretch of counted offline time on `basis`, down and unreachable joined
+        where one follows the other (one fault, e.g. Zhangjiagang's "单一故障发生时间"); 0 when
+        none."""
+        longest, start, end = 0, None, None
+        for outage in self.outages(basis):
+            if outage.start_ns != end:
+                start = outage.start_ns
+            end = outage.end_ns
+            longest = max(longest, end - start)
+        return longest
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,18 +264,30 @@ async def availability(
     (availability.online_requires: what "online" means, as for the live rates).
 
     `exclusions`: time taken out of the assessment by the caller, e.g. the downtime of work
-    orders with an excluded cause (kind "cause"; "maintenance" and "status" are accepted too).
-    Two of them for the same point must not overlap: the same downtime excluded twice means two
-    orders claim it; maintenance windows, on the other hand, may overlap each other and
-    anything else (time is excluded once).
+    orders with an excluded cause (WorkOrderBook.excluded; kind "cause", "maintenance" and
+    "status" are accepted too). Two of them for the same point must not overlap: the same
+    downtime excluded twice means two orders claim it; maintenance windows, on the other hand,
+    may overlap each other and anything else (time is excluded once). One naming a point no
+    longer in the point list is left out, and a note says how many were.
 
     Reads the state database on its thread and computes on a worker thread. Raises
     AvailabilityError (nothing read) for an unknown device id, a selection matching no point,
-    or a bad exclusion (unknown device, end not after start, unknown kind, overlap)."""
-    devices, given = check_inputs(inventory, period, device_ids, selector, exclusions)
-    ids = [d.id for d in devices]
+    or a bad exclusion (end not after start, unknown kind, overlap)."""
+    checked = check_inputs(inventory, period, device_ids, selector, exclusions)
+    ids = [d.id for d in checked.devices]
     history = await db.execute(lambda conn: load_history(conn, ids, period.start_ns, period.end_ns))
-    return await asyncio.to_thread(compute, history, devices, period, config, tuple(online_requires), given)
+    return await asyncio.to_thread(
+        compute, history, checked.devices, period, config, tuple(online_requires), checked.exclusions, checked.notes
+    )
+
+
+class Checked(NamedTuple):
+    """Inputs found good: the selected points in inventory order, the exclusions by point,
+    notes for people about what was left out."""
+
+    devices: list[Device]
+    exclusions: dict[str, list[Exclusion]]
+    notes: list[str]
 
 
 def check_inputs(
@@ -269,9 +296,8 @@ def check_inputs(
     device_ids: Collection[str] | None,
     selector: Selector | None,
     exclusions: Iterable[Exclusion],
-) -> tuple[list[Device], dict[str, list[Exclusion]]]:
-    """The selected points, in inventory order, and the exclusions by point. Raises
-    AvailabilityError with every problem (see `availability`)."""
+) -> Checked:
+    """The inputs of `availability` checked. Raises AvailabilityError with every problem."""
     problems = []
     if device_ids is not None:
         problems += [f"unknown device: {d}" for d in device_ids if d not in inventory.devices]
@@ -286,14 +312,15 @@ def check_inputs(
         return format_local(ts, period.timezone)
 
     given: dict[str, list[tuple[int, Exclusion]]] = defaultdict(list)
+    gone = 0
     for i, e in enumerate(exclusions):
         where = f"exclusion {i} ({e.device_id}, {e.reason!r})"
-        if e.device_id not in inventory.devices:
-            problems.append(f"{where}: unknown device")
-        elif e.end_ns <= e.start_ns:
+        if e.end_ns <= e.start_ns:
             problems.append(f"{where}: end {when(e.end_ns)} is not after start {when(e.start_ns)}")
         elif e.kind not in EXCLUSION_KINDS:
             problems.append(f"{where}: kind {e.kind!r} is not one of {', '.join(EXCLUSION_KINDS)}")
+        elif e.device_id not in inventory.devices:
+            gone += 1  # an order of a point since taken off the point list: nothing to exclude from
         else:
             given[e.device_id].append((i, e))
     for device_id, items in given.items():
@@ -307,7 +334,8 @@ def check_inputs(
                 )
     if problems:
         raise AvailabilityError(problems)
-    return devices, {d: [e for _, e in items] for d, items in given.items()}
+    notes = [f"{gone} exclusion(s) name points that are not in the point list: left out"] if gone else []
+    return Checked(devices, {d: [e for _, e in items] for d, items in given.items()}, notes)
 
 
 def compute(
@@ -317,8 +345,10 @@ def compute(
     config: AvailabilityAssessmentConfig,
     online_requires: tuple[Basis, ...],
     exclusions: dict[str, list[Exclusion]],
+    notes: Sequence[str] = (),
 ) -> AvailabilityReport:
-    """The report from evidence already read (`availability` checks the inputs)."""
+    """The report from evidence already read (`availability` checks the inputs); `notes` from
+    the check are kept."""
     start, end = period.start_ns, period.end_ns
     t = tables(online_requires, config.unknown_policy)
     snapshot = config.definition is Definition.DAILY_SNAPSHOT
@@ -363,7 +393,7 @@ def compute(
         )
 
     groups = _groups(leaf_time, leaf_checks, leaf_ratio, leaf_points, leaf_bases, config, len(instants))
-    notes = [period.note] if period.note else []
+    notes = ([period.note] if period.note else []) + list(notes)
     gaps = coverage_gaps(history, start, end)
     blind = sum(g.end_ns - g.start_ns for g in gaps if g.probe is None)
     if blind:
@@ -395,19 +425,21 @@ def _figures(time: Sequence[int], checks: Sequence[int], b: int, config: Availab
         up, offline, unknown = tb[B_UP], tb[B_DOWN] + tb[B_UNREACHABLE], tb[B_UNDECIDED] + tb[B_BLIND]
     else:
         up, offline, unknown = cb[C_UP], cb[C_OFFLINE], cb[C_UNKNOWN]
-    rate = _rate(up, offline, unknown, config.unknown_policy)
+    num, den = _parts(up, offline, unknown, config.unknown_policy)
     return Figures(
         tb[B_UP], tb[B_DOWN], tb[B_UNREACHABLE], tb[B_UNDECIDED], tb[B_BLIND], tb[B_STATUS], tb[B_MAINTENANCE],
-        tb[B_CAUSE], cb[C_UP], cb[C_OFFLINE], cb[C_UNKNOWN], cb[C_EXCLUDED], rate,
+        tb[B_CAUSE], cb[C_UP], cb[C_OFFLINE], cb[C_UNKNOWN], cb[C_EXCLUDED], 100.0 * num / den if den else None,
+        (num, den),
     )
 
 
-def _rate(up: int, offline: int, unknown: int, policy: UnknownPolicy) -> float | None:
+def _parts(up: int, offline: int, unknown: int, policy: UnknownPolicy) -> tuple[int, int]:
+    """(online, counted) under the unknown policy."""
     if policy is UnknownPolicy.COUNT_AS_UP:
         up += unknown
     elif policy is UnknownPolicy.COUNT_AS_DOWN:
         offline += unknown
-    return 100.0 * up / (up + offline) if up + offline else None
+    return up, up + offline
 
 
 def _groups(
@@ -444,7 +476,7 @@ def _groups(
                 den = _sum(per_instant[leaf][2 * b + 1] for leaf in leaves) if instants else []
                 rates = [u / c for u, c in zip(num, den) if c]
                 rate = 100.0 * sum(rates) / len(rates) if rates else None
-                figures[BASES[b]] = dataclasses.replace(figures[BASES[b]], rate_pct=rate)
+                figures[BASES[b]] = dataclasses.replace(figures[BASES[b]], rate_pct=rate, rate_parts=None)
                 series[BASES[b]] = tuple(zip(num, den))
         out.append(GroupAvailability(*key, sum(leaf_points[leaf] for leaf in leaves), figures, series))
     return tuple(out)

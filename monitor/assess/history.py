@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from monitor.core.model import Status
-from monitor.state.availability import PROBES, Basis
+from monitor.state.availability import MEASURED
 from monitor.state.tracker import State
+from probes import probes_of
 from rules.alerting.maintenance import MaintenanceWindow, windows_between
 
-PROBE_ORDER: tuple[str, ...] = tuple(p for b in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO) for p in PROBES[b])
+PROBE_ORDER: tuple[str, ...] = tuple(p for b in MEASURED for p in probes_of(b))
 """The probes that make the bases, in a fixed order: their index is their slot in a timeline."""
 
 STATE_CODE = {State.UNKNOWN.value: 0, State.UP.value: 1, State.DOWN.value: 2, State.UNREACHABLE.value: 3}

@@ -46,10 +46,9 @@ from monitor.assess.timeline import (
     sweep,
     tables,
 )
-from monitor.core.model import Device, Status
+from monitor.core.model import Basis, Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import RawResult, ResultsUnavailable
-from monitor.state.availability import Basis
 from monitor.state.db import StateDB
 from monitor.state.tracker import State, Transition
 
@@ -145,8 +144,8 @@ async def spot_check(
     if at_ns > now_ns:
         raise AvailabilityError([f"spot check at {format_local(at_ns, timezone)}: that is in the future"])
     moment = Period(format_local(at_ns, timezone), "custom", at_ns, at_ns + 1, timezone)
-    devices, given = check_inputs(inventory, moment, [device_id], None, exclusions)
-    device = devices[0]
+    checked = check_inputs(inventory, moment, [device_id], None, exclusions)
+    device, given = checked.devices[0], checked.exclusions
 
     def read(conn: sqlite3.Connection) -> tuple[History, dict[str, tuple[list[Transition], list[Transition]]], list]:
         history = load_history(conn, [device_id], at_ns, at_ns + 1)

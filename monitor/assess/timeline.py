@@ -27,9 +27,10 @@ from typing import Iterable, Sequence
 from monitor.assess.config import UnknownPolicy
 from monitor.assess.history import PROBE_ORDER, History
 from monitor.assess.model import Exclusion
-from monitor.core.model import Device, Kind, Selector, Status
-from monitor.state.availability import PROBES, Basis, combine
+from monitor.core.model import Basis, Device, Kind, Selector, Status
+from monitor.state.availability import combine
 from monitor.state.tracker import State
+from probes import probes_of
 from rules.alerting.maintenance import MaintenanceWindow
 
 UNKNOWN, UP, DOWN, UNREACHABLE, NA, BLIND = range(6)
@@ -118,7 +119,7 @@ def _classify(codes: Sequence[int], online_requires: tuple[Basis, ...]) -> tuple
     for basis in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO):
         state = combined[basis].get("x")
         cls = NA if state is None else _STATES.index(state)
-        if cls == UNKNOWN and any(judged.get(p) == BLIND for p in PROBES[basis]):
+        if cls == UNKNOWN and any(judged.get(p) == BLIND for p in probes_of(basis)):
             cls = BLIND
         classes[basis] = cls
     state = combined[Basis.ONLINE].get("x")
