@@ -12,7 +12,7 @@ work-order exclusions (an excluded cause) for some outages.
 `write()` stores it the way the daemon would: Transition objects (what each probe's tracker
 would have published: hysteresis already settled, topology applied, nothing published while the
 probe produced no results) through `StateDB.record`, sessions through `StateDB.start_session`,
-`heartbeat` and `end_session`, probe cycles through `record_probe_cycle`, statuses through
+`heartbeat` and `end_session`, probe cycles through `StateDB.probe_cycle`, statuses through
 `record_inventory_statuses`, windows through `MaintenanceBook`. Those calls take their time from
 the clock, so `write()` runs them on a simulated clock (`SimClock`).
 
@@ -375,7 +375,7 @@ def simulated(clock: SimClock) -> Iterator[None]:
 
 async def write(scenario: Scenario, db, batch: int = 20_000) -> int:
     """Store the scenario in an open StateDB; returns the number of transitions stored."""
-    from monitor.assess.records import record_inventory_statuses, record_probe_cycle
+    from monitor.assess.records import record_inventory_statuses
     from rules.alerting.config import MaintenanceWindowConfig
     from rules.alerting.maintenance import MaintenanceBook
 
@@ -385,14 +385,14 @@ async def write(scenario: Scenario, db, batch: int = 20_000) -> int:
             await record_inventory_statuses(db, inventory, ts)
         for s in scenario.sessions:
             clock.now_ns = s.start_ns
-            session_id = await db.start_session(len(scenario.inventory.devices))
+            await db.start_session(len(scenario.inventory.devices))
             if s.watched:
                 for probe in (p for p in PROBES if p not in s.off):
                     stalls = [(a, b) for p, a, b in s.stalls if p == probe]
                     ts = s.start_ns
                     while ts + 5 * 60 * NS <= s.end_ns:
                         if not any(a < ts + 5 * 60 * NS and ts < b for a, b in stalls):
-                            await record_probe_cycle(db, session_id, probe, ts, ts + 5 * 60 * NS, scenario.grace_ns)
+                            await db.probe_cycle(probe, ts, ts + 5 * 60 * NS, scenario.grace_ns)
                         ts += scenario.cycle_ns
             clock.now_ns = s.end_ns
             await db.heartbeat()

@@ -15,7 +15,7 @@ from monitor.assess.availability import AvailabilityError, availability
 from monitor.assess.config import AvailabilityAssessmentConfig
 from monitor.assess.model import Exclusion
 from monitor.assess.periods import NS, Period
-from monitor.assess.records import record_inventory_statuses, record_probe_cycle
+from monitor.assess.records import record_inventory_statuses
 from monitor.core.config_base import SelectorConfig
 from monitor.core.model import Basis, Device, Kind, Selector, Status
 from monitor.fleet.inventory import Inventory
@@ -228,16 +228,16 @@ async def test_a_point_counts_from_its_first_evidence_and_a_removed_point_is_exc
 
 async def test_a_stalled_probe_blinds_its_basis_only_and_a_probe_off_does_not_apply(fleet):
     inv = inventory(dev("C1"))
-    sid = await fleet.session(-H, 11 * H)
+    await fleet.session(-H, 11 * H)
     await fleet.record(
         tr("C1", "icmp", -H, "unknown", "up"), tr("C1", "rtsp", -H, "unknown", "up"),
         tr("C1", "onvif", -H, "unknown", "up"),
     )
     grace = 3 * H * NS // 2  # the next cycle is due within 1.5 h of the end of the last
     for hour in range(-1, 11):  # hourly cycles; rtsp misses those starting at 3 … 5 h
-        await record_probe_cycle(fleet.db, sid, "icmp", s(hour * H), s(hour * H + 60), grace)
+        await fleet.db.probe_cycle("icmp", s(hour * H), s(hour * H + 60), grace)
         if hour not in (3, 4, 5):
-            await record_probe_cycle(fleet.db, sid, "rtsp", s(hour * H), s(hour * H + 60), grace)
+            await fleet.db.probe_cycle("rtsp", s(hour * H), s(hour * H + 60), grace)
     report = await availability(fleet.db, inv, period(), config(), online_requires=NET_VIDEO)
     figures = report.points["C1"].figures
     # rtsp's last cycle before the stall ended at 2:01; watched until 3:31; next cycle at 6:00.

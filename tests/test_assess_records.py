@@ -1,4 +1,4 @@
-"""The assessment's own evidence: point status history and probe cycles, appended only."""
+"""The assessment's own evidence: point status history, appended only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from monitor.assess.records import record_inventory_statuses, record_probe_cycle
+from monitor.assess.records import record_inventory_statuses
 from monitor.core.model import Device, Kind, Status
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import StateDB
@@ -47,17 +47,3 @@ async def test_a_clock_set_back_stores_nothing(tmp_path):
         with pytest.raises(ValueError, match="point C1: status change at 500 ns is earlier than its stored change"):
             await record_inventory_statuses(db, Inventory([point(1, Status.REMOVED), point(2, Status.REMOVED)]), 500)
     assert len(rows(path, "SELECT * FROM point_status")) == 2
-
-
-async def test_probe_cycles_make_stretches_and_a_stall_opens_a_new_one(tmp_path):
-    path = tmp_path / "state.db"
-    async with StateDB(path) as db:
-        for start in (0, 60, 120, 500, 560):  # the cycle at 500 comes 320 after the last end: > grace 150
-            await record_probe_cycle(db, 1, "icmp", start, start + 10, 150)
-        await record_probe_cycle(db, 1, "rtsp", 0, 10, 150)
-        await record_probe_cycle(db, 2, "icmp", 600, 610, 150)  # another session: its own stretch
-        with pytest.raises(ValueError, match="cycle end 5 before start 10"):
-            await record_probe_cycle(db, 1, "icmp", 10, 5, 150)
-    assert rows(path, "SELECT session_id, probe, start_ns, end_ns, grace_ns FROM probe_watch ORDER BY id") == [
-        (1, "icmp", 0, 130, 150), (1, "icmp", 500, 570, 150), (1, "rtsp", 0, 10, 150), (2, "icmp", 600, 610, 150),
-    ]

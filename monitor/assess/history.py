@@ -1,7 +1,7 @@
 """What the state database says about a set of points over a period, read in a handful of
 queries and handed on as plain data (no SQL beyond this module).
 
-Sources: `transitions` and `sessions` (monitor.state.db), `point_status` and `probe_watch`
+Sources: `transitions`, `sessions` and `probe_watch` (monitor.state.db), `point_status`
 (monitor.assess.records), maintenance windows through rules.alerting.maintenance. A table that
 a database does not have yet (the component never ran) reads as empty.
 """
@@ -114,7 +114,7 @@ def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int,
         ).fetchall()
     )
     watches: list[Watch] = []
-    if "probe_watch" in tables and sessions:
+    if sessions:
         bounds = {sid: (started, last) for sid, started, last in sessions}
         opened: set[tuple[int, str]] = set()
         for session_id, probe, w_start, w_end, grace in conn.execute(
