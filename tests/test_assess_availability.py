@@ -150,6 +150,16 @@ async def test_time_fleetmon_did_not_watch_is_unknown_and_the_policy_decides(fle
     assert any("not running for 2.00 h" in n for n in report.notes)
 
 
+async def test_after_the_last_heartbeat_of_a_running_daemon_is_unknown_and_said_so(fleet):
+    inv = inventory(dev("C1"))
+    await fleet.session(-H, 9.5 * H, crashed=True)  # no end_session: running (or crashed, not yet restarted)
+    await fleet.record(tr("C1", "icmp", -H, "unknown", "up"))
+    report = await availability(fleet.db, inv, period(), config(), online_requires=NET_VIDEO)
+    assert seconds(report.points["C1"].figures[Basis.ONLINE], "blind_ns") == 0.5 * H
+    assert [(g.start_ns, g.end_ns, g.reason) for g in report.gaps] == [(s(9.5 * H), s(10 * H), "since the last heartbeat")]
+    assert report.notes == ("fleetmon's last heartbeat was at 2026-09-22 07:43:20: the 1800 s since are unknown",)
+
+
 async def test_an_undecided_probe_is_unknown_not_blind(fleet):
     inv = inventory(dev("C1"))
     await fleet.session(-H, 11 * H)

@@ -61,7 +61,7 @@ async def test_a_spot_check_says_what_the_period_figures_count(stored):
             expected = {
                 basis: next(NAMES[f] for f in NAMES if getattr(figures, f))
                 for basis, figures in report.points[device_id].figures.items() if figures.span_ns
-            }
+            } or {Basis.ONLINE: "not a point yet"}  # no time at all: before its first evidence
             assert spot.counted == expected, (device_id, spot.when)
 
 
@@ -106,6 +106,15 @@ async def test_a_stalled_probe_blinds_its_basis(stored):
     assert spot.counted[Basis.NETWORK] == "up" and spot.counted[Basis.VIDEO] == "not watched"
     assert Basis.SERVICE not in spot.counted  # onvif is off in that session
     assert spot.probes.get("onvif") is None or spot.probes["onvif"].coverage == "not running"
+
+
+async def test_before_its_first_evidence_a_point_is_not_assessed(stored):
+    scenario, path = stored
+    late = next(d for d, joined in scenario.joined.items() if joined > scenario.period.start_ns)
+    spot = await check(path, scenario, late, scenario.joined[late] - DAY)
+    assert spot.counted == {Basis.ONLINE: "not a point yet"} and spot.seen == {Basis.ONLINE: "unknown"}
+    icmp = spot.probes["icmp"]
+    assert icmp.state is None and icmp.before == () and icmp.after[0].ts_ns == scenario.joined[late]
 
 
 async def test_bad_spot_checks_are_clear_errors(stored):

@@ -228,7 +228,7 @@ class AvailabilityReport:
     """Availability of the selected points over `period`. `points` in inventory order;
     `groups` fleet first, then regions and sites by name, each "all" kinds first;
     `check_instants_ns` the daily checks (daily_snapshot only); `gaps` when fleetmon was not
-    watching; `notes` for people (a clipped period …)."""
+    watching (the time since the last heartbeat of a running daemon included); `notes` for people (a clipped period …)."""
 
     period: Period
     definition: Definition
@@ -395,9 +395,15 @@ def compute(
     groups = _groups(leaf_time, leaf_checks, leaf_ratio, leaf_points, leaf_bases, config, len(instants))
     notes = ([period.note] if period.note else []) + list(notes)
     gaps = coverage_gaps(history, start, end)
-    blind = sum(g.end_ns - g.start_ns for g in gaps if g.probe is None)
+    blind = sum(g.end_ns - g.start_ns for g in gaps if g.reason == "not running")
     if blind:
         notes.append(f"fleetmon was not running for {blind / NS / 3600:.2f} h of the period: that time is unknown")
+    for g in gaps:
+        if g.reason == "since the last heartbeat":
+            notes.append(
+                f"fleetmon's last heartbeat was at {format_local(g.start_ns, period.timezone)}: the "
+                f"{(g.end_ns - g.start_ns) / NS:.0f} s since are unknown"
+            )
     missing = sum(1 for d in devices if history.first_seen[d.id] is None)
     if missing:
         notes.append(f"{missing} point(s) have no stored evidence at all (never judged, no status recorded)")
@@ -491,10 +497,12 @@ def _sum(lists: Iterable[list[int]]) -> list[int]:
 
 
 def coverage_gaps(history: History, start: int, end: int) -> tuple[CoverageGap, ...]:
-    """When nobody watched: no session (probe None), or a probe stalled inside one."""
+    """When nobody watched: no session (probe None: "not running", or "since the last
+    heartbeat" of a session that has not stopped, the daemon maybe still running), or a probe
+    stalled inside one ("stalled")."""
     sessions = [(s, last, 1) for _, s, last in history.sessions]
     gaps = [
-        CoverageGap(None, a, b, "not running")
+        CoverageGap(None, a, b, "since the last heartbeat" if a == history.open_heartbeat_ns else "not running")
         for (a, code), (b, _) in itertools.pairwise(paint(start, end, sessions) + [(end, 0)])
         if code == 0 and b > a
     ]

@@ -53,7 +53,9 @@ class History:
     - first_seen: device id → earliest stored evidence of the point (its first transition or
       first status row), None when there is none at all;
     - windows: maintenance windows in force at some time of the period (deleted ones end at
-      their deletion).
+      their deletion);
+    - open_heartbeat_ns: the last heartbeat of the latest session when it has not stopped (the
+      daemon is running, or crashed and not restarted yet), else None.
     """
 
     start_ns: int
@@ -65,6 +67,7 @@ class History:
     statuses: dict[str, list[tuple[int, Status]]]
     first_seen: dict[str, int | None]
     windows: tuple[MaintenanceWindow, ...]
+    open_heartbeat_ns: int | None
 
 
 def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int, end_ns: int) -> History:
@@ -140,7 +143,8 @@ def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int,
             seen = first_seen[device_id]
             first_seen[device_id] = rows[0][0] if seen is None else min(seen, rows[0][0])
 
+    latest = conn.execute("SELECT last_seen_ns, stopped_ns FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
     return History(
         start_ns, end_ns, initial, changes, sessions, tuple(watches), statuses, first_seen,
-        tuple(windows_between(conn, start_ns, end_ns)),
+        tuple(windows_between(conn, start_ns, end_ns)), latest[0] if latest and latest[1] is None else None,
     )

@@ -39,6 +39,7 @@ from monitor.assess.timeline import (
     COV_OFF,
     COV_RUN,
     EX_NONE,
+    EX_OUTSIDE,
     coverage,
     epochs_of,
     exclusion_layer,
@@ -90,7 +91,8 @@ class SpotCheck:
     - seen: per basis that applied then, its state as fleetmon saw it: "up", "down",
       "unreachable", "unknown" (undecided) or "not watched";
     - counted: the same as the assessment counts it: one of those, or "excluded: status",
-      "excluded: maintenance", "excluded: cause" (the first that applies, in that order);
+      "excluded: maintenance", "excluded: cause" (the first that applies, in that order), or
+      "not a point yet" (before its first stored evidence);
     - probes: per probe that ever judged the point (and every basis probe);
     - status: the point's status then and since when (None: from before its recorded history);
     - exclusions: the status, maintenance windows and caller exclusions in force;
@@ -179,8 +181,12 @@ async def spot_check(
     layer = paint(at_ns, at_ns + 1, pieces)
     # The same exclusions over all time, to show them whole (from, to), not cut to the moment.
     _, evidence = exclusion_layer(device, history, 0, 2**62, windows, given.get(device_id, ()))
-    counted = _classes(sweep(at_ns, at_ns + 1, history.initial[device_id], changes[0][1], layer[0][1], events, t, epochs, (), None).time)
     seen = _classes(sweep(at_ns, at_ns + 1, history.initial[device_id], changes[0][1], EX_NONE, events, t, epochs, (), None).time)
+    if layer[0][1] == EX_OUTSIDE:  # before the point's first evidence: not assessed at all
+        counted = {basis: "not a point yet" for basis in seen}
+    else:
+        counted = _classes(sweep(at_ns, at_ns + 1, history.initial[device_id], changes[0][1], layer[0][1], events, t,
+                                 epochs, (), None).time)
 
     probes = {}
     for probe, (before, after) in sorted(around.items()):
