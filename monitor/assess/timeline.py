@@ -220,9 +220,11 @@ def sweep(
                     key += (code - probe_codes[slot]) * weights[slot]
                     probe_codes[slot] = code
                 elif slot == n:
-                    covers = epochs[value]
-                    probe_codes = [eff[c][s] for c, s in zip(covers, states)]
-                    key = sum(c * w for c, w in zip(probe_codes, weights))
+                    covers, key = epochs[value], 0
+                    for j in range(n):
+                        code = eff[covers[j]][states[j]]
+                        probe_codes[j] = code
+                        key += code * weights[j]
                 else:
                     excluded = value
                 i += 1
