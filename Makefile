@@ -1,7 +1,8 @@
-# Two commands on a fresh Debian machine, as root:
+# On a fresh Debian machine, as root:
 #   make demo   - the main job: a local InfluxDB, the lab fleet, `fleetmon run` with a live view
-#   make test   - the whole suite against real peers
-# Both install what they need (Debian packages, a venv, pip packages), idempotently.
+#   make test   - the whole suite against real peers (what .ci/run calls)
+#   make check  - the edit loop: lint and the tests that need no root and no peer (about a minute)
+# Each installs what it needs (Debian packages, a venv, pip packages), idempotently.
 
 SHELL      := /bin/bash
 PYTHON     ?= python3
@@ -14,7 +15,7 @@ APT_PKGS   := influxdb influxdb-client fping iproute2 procps tzdata mosquitto py
               gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver
 DEMO_SECONDS ?= 0
 
-.PHONY: all deps demo test bench clean
+.PHONY: all deps demo test check bench clean
 
 all: test
 
@@ -38,6 +39,11 @@ deps: $(STAMPS)/venv
 test: deps
 	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q
+
+# Markers in pyproject.toml: `root` (network namespaces, raw sockets), `peer` (a real peer program).
+check: deps
+	$(PY) -m ruff check --quiet .
+	$(PY) -m pytest -q -m "not root and not peer"
 
 demo: deps
 	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m lab.demo

@@ -247,7 +247,7 @@ def breakdown(db_path: Path, failures: list[Failure]) -> dict[str, list[float]]:
 def bench(interval_s: float, n_failures: int, seed: int, cameras: int, spread: float) -> str:
     from lab.fleet import Impairments, build_contract_fleet
     from lab.net import LabNet
-    from rules.engine import KIND_NAMES
+    from rules.base import KIND_NAMES
 
     rng = random.Random(seed)
     fleetmon = Path(sys.executable).with_name("fleetmon")

@@ -189,7 +189,8 @@ async def run(target_devices: int, cycles: int, seed: int) -> str:
     from monitor.state.online_rate import online_rates
     from monitor.state.db import StateDB
     from rules.config import FlappingConfig, default_rules
-    from rules.engine import RulesEngine, View
+    from rules.base import View
+    from rules.engine import RulesEngine
     from rules.alerting.faults import FaultBook
     from rules.alerting.maintenance import MaintenanceBook
     from rules.alerting.notifiers.base import RouteConfigBase

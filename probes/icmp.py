@@ -1183,6 +1183,7 @@ class IcmpProbe:
     """
 
     name: ClassVar[str] = "icmp"
+    basis: ClassVar[Basis | None] = Basis.NETWORK
     Config: ClassVar[type[IcmpConfig]] = IcmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
     basis: ClassVar[Basis | None] = Basis.NETWORK

@@ -811,6 +811,7 @@ class RtspProbe:
     """
 
     name: ClassVar[str] = "rtsp"
+    basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspConfig]] = RtspConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
     basis: ClassVar[Basis | None] = Basis.VIDEO
@@ -975,6 +976,7 @@ class RtspFrameProbe:
     """
 
     name: ClassVar[str] = "rtsp_frame"
+    basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspFrameConfig]] = RtspFrameConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT,)
     basis: ClassVar[Basis | None] = Basis.VIDEO

@@ -212,6 +212,7 @@ class SnmpProbe:
     detection (one entry per polled device, least recently polled dropped beyond the fleet)."""
 
     name: ClassVar[str] = "snmp"
+    basis: ClassVar[Basis | None] = None  # device health (ports, UPS, disks), no online of its own
     Config: ClassVar[type[SnmpConfig]] = SnmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
     basis: ClassVar[Basis | None] = None

@@ -42,10 +42,12 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Self
 
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
-from monitor.core.model import IPAddress
+from monitor.core.model import Device, IPAddress
+from probes.base import FieldValue
 from probes.trap_model import MAX_VARBINDS, MalformedNotification, TrapConfig
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8."
 IF_NAME = "1.3.6.1.2.1.31.1.1.1.1."  # IF-MIB ifXTable ifName.N (RFC 2863)
 UPS_ALARM_DESCR = "1.3.6.1.2.1.33.1.6.2.1.2."  # UPS-MIB upsAlarmDescr.N (RFC 1628)
 UPS_WELL_KNOWN_ALARMS = "1.3.6.1.2.1.33.1.6.3."
+UPS_MINUTES_REMAINING = "1.3.6.1.2.1.33.1.2.3.0"  # UPS-MIB upsEstimatedMinutesRemaining.0 (RFC 1628)
 
 TRAP_NAMES = {
     "1.3.6.1.6.3.1.1.5.1": "cold_start",  # SNMPv2-MIB (RFC 3418)
@@ -116,6 +119,27 @@ def alarm_name(alarm_oid: str) -> str:
         if sub.isdigit():
             return UPS_ALARMS.get(int(sub), "other alarm")
     return "other alarm"
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePatch:
+    """What a notification says about a device's latest polled values, ahead of the next poll
+    (which confirms or corrects it): set `fields` on the instance `tags` of `measurement`, in the
+    shapes of a ProbeResult's Series (probes/base.py; tags {} = the measurement's one point per
+    device). The measurements and fields are those the snmp probe declares (probes/snmp.py).
+
+    - same: a field that identifies the instance whatever its tags: an instance already known
+      with the same value of it is the one patched (a poll names a port by ifName, a trap may
+      carry only ifDescr, or no name at all); with none, `tags` name a new one (a port known
+      under that name but another ifIndex, renumbered by a restart, is not the same port).
+    - defaults: fields an instance not known yet is assumed to have besides `fields`.
+    """
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    same: str | None = None
+    defaults: Mapping[str, FieldValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +205,32 @@ class TrapEvent:
             alarm_name=data.get("alarm_name"),
             varbinds=tuple((str(o), str(v)) for o, v in data.get("varbinds") or ()),
         )
+
+    def values(self, device: Device) -> tuple[ValuePatch, ...]:
+        """What this notification from `device` means for its polled values (ValuePatch), ()
+        for a notification that says nothing the snmp probe polls:
+        - linkDown/linkUp (RFC 2863 §6): the port's ifOperStatus down (2) / up (1); a port not
+          polled yet is assumed admin up and is the uplink when the point list names it so;
+        - upsTrapOnBattery (RFC 1628 §4.1): upsOutputSource battery (5), with the
+          upsEstimatedMinutesRemaining the trap carries;
+        - coldStart/warmStart (RFC 3418): sysUpTime 0, the device just restarted."""
+        if self.name in ("link_down", "link_up"):
+            status = 2 if self.name == "link_down" else 1
+            name = self.if_name or f"ifIndex {self.if_index}"
+            fields: dict[str, FieldValue] = {"oper_status": status, "up": status == 1}
+            if self.if_index is not None:
+                fields["if_index"] = self.if_index
+            defaults = {"admin_status": 1, "uplink": device.uplink == name}
+            return (ValuePatch("snmp_interface", {"interface": name}, fields, same="if_index", defaults=defaults),)
+        if self.name == "ups_on_battery":
+            fields = {"on_battery": True, "output_source": 5}
+            minutes = dict(self.varbinds).get(UPS_MINUTES_REMAINING, "")
+            if minutes.isdigit():
+                fields["minutes_remaining"] = int(minutes)
+            return (ValuePatch("ups", {}, fields),)
+        if self.name in ("cold_start", "warm_start"):
+            return (ValuePatch("snmp", {}, {"sys_uptime_s": 0.0}),)
+        return ()
 
 
 TRAP_MEASUREMENT = MeasurementSpec(

@@ -8,7 +8,6 @@ forbid unknown keys), so the document is checked against what the server actuall
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -33,10 +32,11 @@ from monitor.state.tracker import State
 from monitor.state.db import StateDB
 from probes.base import ProbeResult
 from rules.alerting.config import MaintenanceWindowConfig
-from rules.engine import Condition
+from rules.base import Condition
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity
+from tests.plugins.factories import device as make_device
 
 TOKEN = "s3cret-token-值班"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -45,8 +45,8 @@ CHENGGUAN, NANSHAN = "城关镇", "南山乡"
 
 
 def device(id: str, kind: Kind, n: int | None, site: str, region: str, parent: str | None = None, **kw: Any) -> Device:
-    address = None if n is None else ipaddress.ip_address(f"10.0.0.{n}")
-    return Device(id, f"{id}号", kind, address, site, region, parent, **kw)
+    address = None if n is None else f"10.0.0.{n}"
+    return make_device(id, kind, name=f"{id}号", address=address, site=site, region=region, parent=parent, **kw)
 
 
 INVENTORY = Inventory([

@@ -1,27 +1,22 @@
 """The three onlines (network, service, video) and the contract's online, combined from the
 probes' own states."""
 
-import ipaddress
-
 import pytest
 from pydantic import ValidationError
 
-from monitor.core.model import Basis
+from monitor.core.model import Basis, Kind
 from monitor.state.availability import AvailabilityConfig, combine
-from monitor.core.model import Device, Kind
 from monitor.state.online_rate import online_rates, rates_of_bases
 from monitor.state.tracker import State
 from probes import REGISTRY
 
+from tests.plugins.factories import device
+
 U, D, X, K = State.UP, State.DOWN, State.UNREACHABLE, State.UNKNOWN
 
 
-def dev(i, kind):
-    return Device(i, i, kind, ipaddress.ip_address(f"198.18.5.{len(i)}{ord(i[-1]) % 50}"), "S", "R")
-
-
 SWITCH, CAM_OK, CAM_NO_VIDEO, CAM_BEHIND, CAM_NEW = (
-    dev("SW", Kind.SWITCH), dev("C1", Kind.CAMERA), dev("C2", Kind.CAMERA), dev("C3", Kind.CAMERA), dev("C4", Kind.CAMERA)
+    device("SW", Kind.SWITCH, site="S", region="R"), *(device(i, site="S", region="R") for i in ("C1", "C2", "C3", "C4"))
 )
 DEVICES = [SWITCH, CAM_OK, CAM_NO_VIDEO, CAM_BEHIND, CAM_NEW]
 CAMERAS = frozenset({"C1", "C2", "C3", "C4"})

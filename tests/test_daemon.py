@@ -26,6 +26,7 @@ from monitor.core.model import Kind
 from monitor.metrics.schema import MEASUREMENTS, render_markdown
 from monitor.state.tracker import State
 from monitor.state.db import StateDB
+from tests.plugins.factories import device
 
 pytestmark = pytest.mark.root
 FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
@@ -338,18 +339,11 @@ async def test_startup_error_is_raised_in_process_too(tmp_path):
 
 
 def test_devices_are_probed_parent_first_with_everything_behind_it_next():
-    import ipaddress
-
     from monitor.app.daemon import _depth_first
     from monitor.fleet.inventory import Inventory
-    from monitor.core.model import Device, Kind
 
-    def d(i, parent=None):
-        return Device(i, i, Kind.CAMERA, ipaddress.ip_address(f"198.18.6.{len(_order) + 1}"), "s", "r", parent=parent)
-
-    _order: list = []
-    for args in [("C1", "SW1"), ("SW1", "L1"), ("C2", "SW2"), ("L1",), ("SW2", "L1"), ("P",)]:
-        _order.append(d(*args))
+    _order = [device("C1", parent="SW1"), device("SW1", parent="L1"), device("C2", parent="SW2"), device("L1"),
+              device("SW2", parent="L1"), device("P")]
     assert [x.id for x in _depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]
 
 

@@ -4,7 +4,6 @@ reminders, escalation, acknowledgement."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -13,23 +12,24 @@ import pytest
 
 from monitor.core.config_base import SelectorConfig
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Kind
 from monitor.state.db import StateDB
 from rules.alerting.config import MaintenanceWindowConfig
-from rules.engine import Condition
+from rules.base import Condition
 from rules.alerting.faults import FaultBook, FaultStateError
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import FaultState, Severity
 from rules.alerting.notifiers.base import RouteConfigBase
+from tests.plugins.factories import device
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # 2027-01-15, fixed: the lifecycle is driven by the times given to apply()
 
 INV = Inventory(
     [
-        Device("SW1", "一号交换机", Kind.SWITCH, ipaddress.ip_address("198.18.4.1"), "S1", "城关镇"),
-        Device("C1", "一号摄像机", Kind.CAMERA, ipaddress.ip_address("198.18.4.2"), "S1", "城关镇", parent="SW1"),
-        Device("C2", "二号摄像机", Kind.CAMERA, ipaddress.ip_address("198.18.4.3"), "S2", "河西乡"),
+        device("SW1", Kind.SWITCH, name="一号交换机", site="S1", region="城关镇"),
+        device("C1", name="一号摄像机", site="S1", region="城关镇", parent="SW1"),
+        device("C2", name="二号摄像机", site="S2", region="河西乡"),
     ]
 )
 ROUTES = [

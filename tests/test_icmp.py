@@ -29,7 +29,6 @@ import pytest
 
 from lab.net import Behaviour, LabNet
 from monitor.metrics import schema
-from monitor.core.model import Device, Kind
 from probes.base import ProbeResult
 from probes.icmp import (
     IcmpConfig,
@@ -43,15 +42,11 @@ from probes.icmp import (
     parse_icmp4,
     parse_icmp6,
 )
+from tests.plugins.factories import device
 
 REPO = Path(__file__).resolve().parents[1]
 root = pytest.mark.root  # skipped only when not root (tests/plugins/lab.py)
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def device(address: str | None, *, kind: str = "camera", site: str = "s1", region: str = "r1", tags=()) -> Device:
-    ip = ipaddress.ip_address(address) if address else None
-    return Device(id=f"d-{address}", name="dev", kind=Kind(kind), address=ip, site=site, region=region, tags=frozenset(tags))
 
 
 # --- packet codec (no privileges) ----------------------------------------------------------------
@@ -165,12 +160,12 @@ def test_overrides_overlay_in_order_and_budget_covers_the_timeline() -> None:
         ],
     )
     probe = IcmpProbe(cfg)
-    assert probe.params_for(device("10.0.0.1")) == PingParams(3, 0.2, 1.0, 0, 56)
-    assert probe.params_for(device("10.0.0.1", kind="link")) == PingParams(5, 0.2, 1.0, 0, 20_000)
-    link_on_tower = probe.params_for(device("10.0.0.1", kind="link", site="tower", tags=["wireless"]))
+    assert probe.params_for(device(address="10.0.0.1")) == PingParams(3, 0.2, 1.0, 0, 56)
+    assert probe.params_for(device(address="10.0.0.1", kind="link")) == PingParams(5, 0.2, 1.0, 0, 20_000)
+    link_on_tower = probe.params_for(device(address="10.0.0.1", kind="link", site="tower", tags=["wireless"]))
     assert link_on_tower == PingParams(2, 0.2, 3.0, 2, 20_000)
     # (2 − 1) × 0.2 + (1 + 2) × 3 s of echo timeline, plus pacing for 4 echoes at 5,000 pps.
-    budget = probe.budget_s(device("10.0.0.1", kind="link", site="tower", tags=["wireless"]))
+    budget = probe.budget_s(device(address="10.0.0.1", kind="link", site="tower", tags=["wireless"]))
     assert 9.2 < budget < 9.5
 
 
@@ -266,8 +261,8 @@ async def test_loopback_20000_byte_payload(engine: IcmpEngine) -> None:
 async def test_probe_adapter_returns_schema_fields() -> None:
     cfg = IcmpConfig(count=2, echo_interval_ms=5, overrides=[IcmpOverride(match={"kind": ["link"]}, payload_size=1000)])
     async with IcmpProbe(cfg) as probe:
-        result = await probe.probe(device("127.0.0.1", kind="link"))
-        removed = await probe.probe(device(None))
+        result = await probe.probe(device(address="127.0.0.1", kind="link"))
+        removed = await probe.probe(device(address=None))
     assert isinstance(result, ProbeResult) and result.probe == "icmp" and result.ok and result.reason is None
     assert result.fields["payload_bytes"] == 1000 and result.fields["received"] == 2
     schema.check("icmp", {"device_id": result.device_id}, result.fields)
@@ -505,7 +500,7 @@ async def test_lab_loss_site_within_a_binomial_band(labnet, engine: IcmpEngine) 
 async def test_lab_devices_taken_down_and_up_at_run_time(labnet) -> None:
     lab = labnet()
     addresses = lab_site(lab, "townA", 3)
-    cam = device(addresses[1])
+    cam = device(address=addresses[1])
     async with IcmpProbe(IcmpConfig(count=2, echo_interval_ms=10, timeout_s=0.4, retries=1)) as probe:
         assert (await probe.probe(cam)).ok
         lab.set_down([addresses[1]])
@@ -517,7 +512,7 @@ async def test_lab_devices_taken_down_and_up_at_run_time(labnet) -> None:
         assert "rtt_avg_ms" not in down.fields and 0.8 <= elapsed <= budget + 0.1
         lab.set_up([addresses[1]])
         assert (await probe.probe(cam)).ok
-        assert (await probe.probe(device(addresses[0]))).ok  # its neighbours never went down
+        assert (await probe.probe(device(address=addresses[0]))).ok  # its neighbours never went down
 
 
 @root

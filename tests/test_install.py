@@ -45,6 +45,9 @@ BASE_VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["
 # Top-level entries of a checkout that are not part of it (build output, venvs, caches).
 NOT_SOURCE = {".git", ".venv", "build", "var", ".stamps", ".pytest_cache", ".ruff_cache"}
 RUN_TIMEOUT_S = 300
+# The installed release must run on its own: a PYTHONPATH naming the checkout (as in a developer's
+# shell) would import the checkout's code before the release's.
+OWN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def copy_checkout(dest: Path, version: str | None = None) -> Path:
@@ -102,7 +105,7 @@ def module_root():
 
 
 def install(src: Path, root: Path, wheels: Path | None, *options: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env = {k: v for k, v in OWN_ENV.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull  # only the wheelhouse: no index, no find-links from pip.conf
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     cmd = ["bash", str(src / "deploy" / "install.sh"), "--prefix-root", str(root), "--no-apt", "--no-start"]
@@ -112,12 +115,14 @@ def install(src: Path, root: Path, wheels: Path | None, *options: str) -> subpro
 
 
 def check_config(fleetmon: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([fleetmon, "check-config", config], capture_output=True, text=True, timeout=60, cwd="/")
+    return subprocess.run([fleetmon, "check-config", config], capture_output=True, text=True, timeout=60, cwd="/",
+                          env=OWN_ENV)
 
 
 def python_of(release: Path, code: str) -> str:
     # cwd "/": `python -c` imports from the current directory first, the checkout when run from it.
-    out = subprocess.run([release / "bin" / "python", "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    out = subprocess.run([release / "bin" / "python", "-c", code], capture_output=True, text=True, timeout=60, cwd="/",
+                         env=OWN_ENV)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -244,7 +249,7 @@ def test_installed_daemon_serves_api_and_status_page(first: Installed, tmp_path:
     http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
     log = tmp_path / "fleetmon.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([first.opt / "venv/bin/fleetmon", "run", "--config", config], cwd="/",
+        proc = subprocess.Popen([first.opt / "venv/bin/fleetmon", "run", "--config", config], cwd="/", env=OWN_ENV,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         health = None

@@ -15,6 +15,7 @@ from monitor.app.config import load_config
 from monitor.fleet.inventory import InventoryConfig
 from monitor.fleet.inventory import Inventory, InventoryError, load_inventory
 from monitor.core.model import Device, Kind, Selector, Status
+from tests.plugins.factories import device
 
 HEADER = "id,name,kind,address,site,region,parent,status,lat,lon,model,tags"
 SWITCH = "sw1,Switch 1,switch,10.0.0.1,site-a,north,,,,,,"  # a good row, line 2 below HEADER
@@ -432,22 +433,16 @@ def test_example_point_lists_load_with_the_example_config() -> None:
 # --- the Inventory ----------------------------------------------------------------------------
 
 
-def device(id: str, parent: str | None = None, kind: Kind = Kind.CAMERA, region: str = "north",
-           address: str | None = None, status: Status = Status.ACTIVE, tags: frozenset[str] = frozenset()) -> Device:
-    addr = ipaddress.ip_address(address) if address else None
-    return Device(id, id, kind, addr, "site", region, parent, status, tags=tags)
-
-
 @pytest.fixture
 def fleet() -> Inventory:
     # Loaded children first, so that topo_order has something to reorder.
     return Inventory([
-        device("cam1", "sw1", address="10.0.0.11", tags=frozenset({"school"})),
-        device("sw1", "link1", Kind.SWITCH, address="10.0.0.2"),
-        device("cam2", "sw1", address="2001:db8::11", region="south"),
-        device("link1", "core", Kind.LINK, address="10.0.0.1"),
-        device("core", None, Kind.SWITCH, address="10.0.0.254"),
-        device("gone", "sw1", address="10.0.0.11", status=Status.REMOVED),
+        device("cam1", parent="sw1", address="10.0.0.11", tags={"school"}),
+        device("sw1", Kind.SWITCH, parent="link1", address="10.0.0.2"),
+        device("cam2", parent="sw1", address="2001:db8::11", region="south"),
+        device("link1", Kind.LINK, parent="core", address="10.0.0.1"),
+        device("core", Kind.SWITCH, address="10.0.0.254"),
+        device("gone", parent="sw1", address="10.0.0.11", status=Status.REMOVED),
     ])
 
 
@@ -493,8 +488,8 @@ def test_inventory_is_immutable(fleet: Inventory) -> None:
 
 def test_inventory_from_code_checks_the_same_rules() -> None:
     with pytest.raises(InventoryError) as info:
-        Inventory([device("a", address="10.0.0.1"), device("a"), device("b", "nope", address="10.0.0.1"),
-                   device("c", "d"), device("d", "c")])
+        Inventory([device("a", address="10.0.0.1"), device("a"), device("b", parent="nope", address="10.0.0.1"),
+                   device("c", parent="d"), device("d", parent="c")])
     assert info.value.messages == [
         "devices[1]: id: duplicate id 'a' (first at devices[0])",
         "devices[2]: address: duplicate address 10.0.0.1 (first at devices[0], id a)",

@@ -302,9 +302,54 @@ def test_point_list_csv(small_fleet, tmp_path):
     assert rows["LNK-001"]["parent"] == "" and rows["CAM-0020"]["status"] == "construction"
 
 
-@pytest.mark.root
-def test_contract_fleet_shape_and_impaired_sites(labnet):
-    fleet = build_contract_fleet(labnet())
+class PaperNet:
+    """What build_contract_fleet asks of a LabNet, on paper: addresses from the lab's pool, each
+    site's behaviour, which devices are down. Creates nothing (no root, no namespaces): a fleet's
+    plan is data, and checking it needs no lab. test_a_contract_fleet_plan_built_in_the_lab
+    shows that a real LabNet given the same plan ends in the same state."""
+
+    def __init__(self) -> None:
+        self._hosts = POOL4.hosts()
+        self._behaviours: dict[str, Behaviour] = {}
+        self._site_of: dict[ipaddress.IPv4Address, str] = {}
+        self._down: set[ipaddress.IPv4Address] = set()
+
+    def add_site(self, site: str, count: int, behaviour: Behaviour = Behaviour()) -> list[ipaddress.IPv4Address]:
+        assert site not in self._behaviours, f"site {site!r} added twice"
+        self._behaviours[site] = behaviour
+        addresses = [next(self._hosts) for _ in range(count)]
+        self._site_of.update(dict.fromkeys(addresses, site))
+        return addresses
+
+    def set_down(self, addresses) -> None:
+        for address in addresses:
+            ip = ipaddress.ip_address(address)
+            assert ip in self._site_of, f"{ip} is not in the lab"
+            self._down.add(ip)
+
+    def is_up(self, address) -> bool:
+        ip = ipaddress.ip_address(address)
+        return ip not in self._down and not self._behaviours[self._site_of[ip]].dead
+
+    def behaviour(self, site: str) -> Behaviour:
+        return self._behaviours[site]
+
+    @property
+    def sites(self) -> list[str]:
+        return list(self._behaviours)
+
+
+def plan_key(d):
+    """What a fleet's plan fixes of a device (its address comes from the lab's allocator)."""
+    return d.id, d.name, d.kind, d.site, d.region, d.parent, d.status, d.model, d.tags, d.lat, d.lon
+
+
+def down_ids(fleet) -> set[str]:
+    return {d.id for d in fleet.devices if d.address is not None and not fleet.net.is_up(d.address)}
+
+
+def test_contract_fleet_shape_and_impaired_sites():
+    fleet = build_contract_fleet(PaperNet())
     devices, by_id = fleet.devices, {d.id: d for d in fleet.devices}
     kinds = Counter(d.kind for d in devices)
     assert kinds[Kind.CAMERA] == 1850 and kinds[Kind.PLATFORM] == 1 and kinds[Kind.SERVER] == 3
@@ -332,13 +377,27 @@ def test_contract_fleet_shape_and_impaired_sites(labnet):
     links = {d.site: d for d in devices if d.kind is Kind.LINK}
     dark = [site for site, link in links.items() if not fleet.net.is_up(link.address)]
     assert len(dark) == 1 and not any(fleet.net.is_up(a) for d in devices if d.site == dark[0] and (a := d.address))
+
+    again = build_contract_fleet(PaperNet(), impaired=Impairments(0, 0, 0))  # same seed: same inventory
+    assert [plan_key(d) for d in again.devices] == [plan_key(d) for d in devices]
+
+
+@pytest.mark.root
+def test_a_contract_fleet_plan_built_in_the_lab(labnet):
+    """A smaller contract fleet (7 sites: 2 slow, 2 lossy, 1 dark, 2 healthy), built for real:
+    the lab holds the plan's devices, behaviours and down devices, and fping sees them."""
+    paper = build_contract_fleet(PaperNet(), cameras=200)
+    fleet = build_contract_fleet(labnet(), cameras=200)
+    devices = fleet.devices
+    assert [plan_key(d) for d in devices] == [plan_key(d) for d in paper.devices]
+    assert {s: fleet.net.behaviour(s) for s in fleet.net.sites} == {s: paper.net.behaviour(s) for s in paper.net.sites}
+    assert down_ids(fleet) == down_ids(paper)
+
+    links = {d.site: d for d in devices if d.kind is Kind.LINK}
+    (dark,) = [site for site, link in links.items() if not fleet.net.is_up(link.address)]
     slow = next(site for site in links if fleet.net.behaviour(site).delay_ms == 250)
-    healthy = next(site for site in links if not fleet.net.behaviour(site).impaired and site != dark[0])
-    targets = [links[slow].address, links[dark[0]].address, links[healthy].address]
+    healthy = next(site for site in links if not fleet.net.behaviour(site).impaired and site != dark)
+    targets = [links[slow].address, links[dark].address, links[healthy].address]
     rtts = fping(targets, count=2, period_ms=50, timeout_ms=1000)
     assert all(v is not None and v >= 250 for v in rtts[str(targets[0])]), rtts
     assert rtts[str(targets[1])] == [None, None] and all(v is not None and v < 50 for v in rtts[str(targets[2])])
-
-    again = build_contract_fleet(labnet(), impaired=Impairments(0, 0, 0))  # same seed: same inventory
-    key = lambda d: (d.id, d.name, d.kind, d.site, d.region, d.parent, d.status, d.model, d.tags, d.lat, d.lon)
-    assert [key(d) for d in again.devices] == [key(d) for d in devices]

@@ -13,22 +13,20 @@ from pydantic import ValidationError
 from lab.mosquitto import MosquittoServer
 from monitor.state.db import StateDB
 from rules.alerting import outbox
-from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
+from rules.model import EventKind, FaultEvent
 from rules.alerting.notifiers.mqtt import REFUSED_RETRY_S, MqttConfig, MqttRoute, topic_for
 from rules.alerting.notifiers.webhook import event_document
 from rules.alerting.outbox import OutboxWorker
+from tests.plugins.factories import fault_event
 from tests.plugins.mqtt import MQTT_PASSWORD, MQTT_USER
 
 _prefixes = iter(range(1_000_000))
 
 
 def event(n: int, region: str | None = "城关镇", kind: EventKind = EventKind.FIRING) -> FaultEvent:
-    f = Fault(
-        id=f"F{n}", rule="latency", kind="latency", scope="site:油坊村", severity=Severity.MAJOR,
-        state=FaultState.FIRING, title="油坊村链路时延 250 ms，超过 200 ms", first_seen_ns=10, last_seen_ns=20,
-        site="油坊村", region=region, value=250.0, threshold=200.0, unit="ms",
-    )
-    return FaultEvent(n, kind, 30 + n, f)
+    return fault_event(n, event=kind, rule="latency", kind="latency", scope="site:油坊村", device_id=None,
+                       title="油坊村链路时延 250 ms，超过 200 ms", site="油坊村", region=region, value=250.0,
+                       threshold=200.0, unit="ms")
 
 
 def config(server: MosquittoServer, **kw: Any) -> MqttConfig:
@@ -37,6 +35,7 @@ def config(server: MosquittoServer, **kw: Any) -> MqttConfig:
     return MqttConfig(name="mq", type="mqtt", host=server.host, port=server.port, **kw)
 
 
+@pytest.mark.peer
 async def test_events_arrive_as_json_on_their_regions_topic_in_order(mosquitto, mqtt_subscriber):
     cfg = config(mosquitto)
     sub = await mqtt_subscriber(mosquitto, f"{cfg.topic_prefix}/#")
@@ -52,6 +51,7 @@ async def test_events_arrive_as_json_on_their_regions_topic_in_order(mosquitto, 
     assert FaultEvent.from_dict(got[0][1]) == events[0]
 
 
+@pytest.mark.peer
 async def test_broker_down_is_retried_and_delivered_once_it_is_up(mosquitto_own, mqtt_subscriber):
     cfg = config(mosquitto_own)
     async with MqttRoute(cfg, None) as route:
@@ -65,6 +65,7 @@ async def test_broker_down_is_retried_and_delivered_once_it_is_up(mosquitto_own,
     assert [doc["id"] for _, doc in await sub.take_until_fence()] == [1]
 
 
+@pytest.mark.peer
 async def test_a_lost_connection_is_reported_and_the_next_delivery_reconnects(mosquitto_own, mqtt_subscriber):
     cfg = config(mosquitto_own, timeout_s=1.0)
     mosquitto_own.start()
@@ -80,6 +81,7 @@ async def test_a_lost_connection_is_reported_and_the_next_delivery_reconnects(mo
     assert [doc["id"] for _, doc in await sub.take_until_fence()] == [2, 3]
 
 
+@pytest.mark.peer
 async def test_wrong_credentials_are_a_clear_error_with_a_long_retry(mosquitto_auth, monkeypatch):
     monkeypatch.setenv("MQ_PASSWORD", "not-the-password")
     wrong = config(mosquitto_auth, username=MQTT_USER, password_env="MQ_PASSWORD")
@@ -95,6 +97,7 @@ async def test_wrong_credentials_are_a_clear_error_with_a_long_retry(mosquitto_a
         assert (await route.deliver([event(1)])).delivered == (1,)
 
 
+@pytest.mark.peer
 async def test_through_the_outbox_a_broker_that_comes_up_late_gets_every_event_once(
     tmp_path, mosquitto_own, mqtt_subscriber
 ):

@@ -1,24 +1,24 @@
 """Online-rate arithmetic: who counts, who is excluded, per scope and kind."""
 
-import ipaddress
+from functools import partial
 
-from monitor.core.model import Device, Kind, Status
+from monitor.core.model import Kind, Status
 from monitor.state.online_rate import online_rates
 from monitor.state.tracker import State
+from tests.plugins.factories import device
 
 
-def dev(i, kind=Kind.CAMERA, region="城关镇", site="S1", status=Status.ACTIVE):
-    return Device(f"D{i}", f"D{i}", kind, ipaddress.ip_address(f"198.18.0.{i}"), site, region, status=status)
+dev = partial(device, site="S1", region="城关镇")  # a camera of 城关镇/S1 unless told otherwise
 
 
 def test_rates_per_fleet_region_site_and_kind():
     devices = [
-        dev(1), dev(2), dev(3), dev(4),                      # 城关镇/S1 cameras
-        dev(5, kind=Kind.SWITCH),                            # 城关镇/S1 switch
-        dev(6, region="河西乡", site="S2"), dev(7, region="河西乡", site="S2"),
-        dev(8, status=Status.CONSTRUCTION),                  # 延建: excluded
-        dev(9, status=Status.REMOVED),                       # 拆除: excluded
-        dev(10, region="河西乡", site="S2"),                  # not yet decided
+        dev("D1"), dev("D2"), dev("D3"), dev("D4"),          # 城关镇/S1 cameras
+        dev("D5", kind=Kind.SWITCH),                        # 城关镇/S1 switch
+        dev("D6", region="河西乡", site="S2"), dev("D7", region="河西乡", site="S2"),
+        dev("D8", status=Status.CONSTRUCTION),              # 延建: excluded
+        dev("D9", status=Status.REMOVED),                   # 拆除: excluded
+        dev("D10", region="河西乡", site="S2"),              # not yet decided
     ]
     states = {
         "D1": State.UP, "D2": State.UP, "D3": State.DOWN, "D4": State.UNREACHABLE, "D5": State.UP,
@@ -41,7 +41,7 @@ def test_rates_per_fleet_region_site_and_kind():
 
 
 def test_rate_is_none_while_nothing_is_decided_and_order_is_fleet_region_site():
-    rates = online_rates([dev(1), dev(2, region="A", site="B")], {})
+    rates = online_rates([dev("D1"), dev("D2", region="A", site="B")], {})
     assert all(r.rate_pct is None and r.unknown == r.total for r in rates)
     assert [r.scope for r in rates][:2] == ["fleet", "fleet"] and rates[-1].scope == "site"
     assert [(r.group, r.kind) for r in rates if r.scope == "region"] == [
@@ -50,6 +50,6 @@ def test_rate_is_none_while_nothing_is_decided_and_order_is_fleet_region_site():
 
 
 def test_a_group_of_only_excluded_devices_has_no_rate():
-    rates = online_rates([dev(1, status=Status.REMOVED)], {"D1": State.UP})
+    rates = online_rates([dev("D1", status=Status.REMOVED)], {"D1": State.UP})
     fleet = rates[0]
     assert fleet.excluded == 1 and fleet.total == 0 and fleet.rate_pct is None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import ipaddress
 import logging
 import os
 import subprocess
@@ -26,6 +25,8 @@ from monitor.core.model import Device, Kind
 from probes._onvif_client import ResponseRefused, check_response, reason_of
 from probes.onvif import OnvifConfig, OnvifProbe
 from probes.onvif_model import strip_userinfo
+
+from tests.plugins.factories import device
 
 PASSWORD = "Cam-pass-7731"
 ENV = "FLEETMON_TEST_ONVIF_PASSWORD"
@@ -56,8 +57,7 @@ def password_env(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def camera(address: str = "127.0.0.1", **point_list: str) -> Device:
-    return Device(f"cam-{address}", "东门卡口", Kind.CAMERA, ipaddress.ip_address(address), "east-gate", "town-a",
-                  **point_list)
+    return device(f"cam-{address}", name="东门卡口", address=address, site="east-gate", region="town-a", **point_list)
 
 
 def probe_for(sim: OnvifSimulator, **cfg) -> OnvifProbe:
@@ -195,7 +195,7 @@ async def test_credentials_override_per_selector(simulator, monkeypatch, tmp_pat
     sim = await simulator()
     probe = probe_for(sim, credentials=[{"match": {"region": ["town-a"]}, "username": "admin", "password_file": secret}])
     assert (await run(probe, camera())).ok
-    other = Device("cam-2", "西门", Kind.CAMERA, ipaddress.ip_address("127.0.0.1"), "west", "town-b")
+    other = device("cam-2", name="西门", address="127.0.0.1", site="west", region="town-b")
     assert (await run(probe, other)).reason == "401 NotAuthorized (wrong credentials)"
 
 
@@ -203,8 +203,8 @@ def test_wants_cameras_with_an_address_and_credentials(password_env) -> None:
     assert not OnvifProbe(OnvifConfig()).wants(camera())  # no credentials: not polled, no 0 % service rate
     probe = OnvifProbe(OnvifConfig(username="admin", password_env=ENV))
     assert probe.wants(camera())
-    assert not probe.wants(Device("sw-1", "交换机", Kind.SWITCH, ipaddress.ip_address("10.0.0.1"), "s", "r"))
-    assert not probe.wants(Device("cam-9", "拆除", Kind.CAMERA, None, "s", "r"))
+    assert not probe.wants(device("sw-1", Kind.SWITCH, name="交换机", address="10.0.0.1"))
+    assert not probe.wants(device("cam-9", name="拆除", address=None))
     assert probe.budget_s(camera()) >= 5.0
 
 

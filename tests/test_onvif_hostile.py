@@ -4,7 +4,6 @@ within the probe's own budget, without reading more than max_response_bytes into
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import tracemalloc
 
 import pytest
@@ -12,8 +11,8 @@ from aiohttp import web
 
 from lab.onvif import HUGE_BYTES, OnvifSimulator
 from lab.process import free_ports
-from monitor.core.model import Device, Kind
 from probes.onvif import OnvifConfig, OnvifProbe
+from tests.plugins.factories import device
 
 PASSWORD = "Cam-pass-7731"
 ENV = "FLEETMON_TEST_ONVIF_PASSWORD"
@@ -35,8 +34,8 @@ async def test_hostile_device_gives_a_reason_within_budget(monkeypatch, behaviou
     async with OnvifSimulator(config, hosts=("127.0.0.1", "127.0.0.2")) as sim:
         probe = OnvifProbe(OnvifConfig(port=sim.port, username="admin", password_env=ENV, timeout_s=1,
                                        max_response_bytes=MAX_BYTES))
-        hostile = Device("cam-h", "恶意", Kind.CAMERA, ipaddress.ip_address("127.0.0.2"), "s", "r")
-        healthy = Device("cam-ok", "正常", Kind.CAMERA, ipaddress.ip_address("127.0.0.1"), "s", "r")
+        hostile = device("cam-h", name="恶意", address="127.0.0.2")
+        healthy = device("cam-ok", name="正常", address="127.0.0.1")
         async with probe:
             assert (await probe.probe(healthy)).ok  # also loads the WSDLs (once per process), before tracing
             tracemalloc.start()
@@ -60,9 +59,9 @@ async def test_slow_drip_is_cut_by_the_call_deadline_not_a_read_timeout(monkeypa
     monkeypatch.setenv(ENV, PASSWORD)
     async with OnvifSimulator({"default": {"password": PASSWORD, "behaviour": "slow_drip"}}) as sim:
         probe = OnvifProbe(OnvifConfig(port=sim.port, username="admin", password_env=ENV, timeout_s=2.5))
-        device = Device("cam-d", "滴", Kind.CAMERA, ipaddress.ip_address("127.0.0.1"), "s", "r")
+        camera = device("cam-d", name="滴", address="127.0.0.1")
         async with probe:
-            result = await asyncio.wait_for(probe.probe(device), probe.budget_s(device))
+            result = await asyncio.wait_for(probe.probe(camera), probe.budget_s(camera))
     assert result.reason == "timeout"
     assert sim.requests == {("127.0.0.1", "GetSystemDateAndTime"): 1}
 
@@ -87,9 +86,9 @@ async def test_web_server_without_onvif(monkeypatch, status, reason) -> None:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         probe = OnvifProbe(OnvifConfig(port=port, username="admin", password_env=ENV, timeout_s=2))
-        device = Device("cam-w", "网页", Kind.CAMERA, ipaddress.ip_address("127.0.0.1"), "s", "r")
+        camera = device("cam-w", name="网页", address="127.0.0.1")
         async with probe:
-            result = await probe.probe(device)
+            result = await probe.probe(camera)
     finally:
         await runner.cleanup()
     assert not result.ok and result.reason == reason

@@ -14,20 +14,17 @@ import pytest
 
 from monitor.state.db import StateDB
 from rules.alerting import outbox
-from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
+from rules.model import EventKind, Fault, FaultEvent
 from rules.alerting.notifiers.base import Delivery
 from rules.alerting.outbox import OutboxWorker
+from tests.plugins.factories import fault as make_fault
 
 FAST = dict(backoff_initial_s=0.01, backoff_max_s=0.05, poll_s=0.05)
 
 
 def fault(n: int, region: str | None = "城关镇") -> Fault:
-    return Fault(
-        id=f"F{n}", rule="switch-down", kind="device_down", scope=f"device:SW-{n:03d}", severity=Severity.MAJOR,
-        state=FaultState.FIRING, title=f"交换机SW-{n:03d}离线，影响3路摄像机", first_seen_ns=1_000 + n,
-        last_seen_ns=2_000 + n, device_id=f"SW-{n:03d}", region=region, affected=("CAM-1", "CAM-2", "CAM-3"),
-        details={"parent": "CORE-1"},
-    )
+    return make_fault(n, title=f"交换机SW-{n:03d}离线，影响3路摄像机", first_seen_ns=1_000 + n, last_seen_ns=2_000 + n,
+                      region=region, affected=("CAM-1", "CAM-2", "CAM-3"), details={"parent": "CORE-1"})
 
 
 Answer = Callable[[Sequence[FaultEvent]], Delivery]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -32,13 +32,12 @@ from probes.rtsp import (
     parse_h264_sps,
     parse_sdp,
 )
+from tests.plugins.factories import device
 
 PASSWORD = "Ca-m3ra!pw"  # distinctive, to find it where it must not be
 
 
-def camera(device_id: str = "cam-1", *, address: str = "127.0.0.1", stream_url: str | None = None,
-           site: str = "s1") -> Device:
-    return Device(device_id, device_id, Kind.CAMERA, ipaddress.ip_address(address), site, "r1", stream_url=stream_url)
+camera = partial(device, address="127.0.0.1", site="s1", region="r1")  # "cam-1" unless told otherwise
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +121,7 @@ class Recorder:
 # --- against GStreamer --------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_no_auth_h264_sdp_parsed(plain: RtspServer) -> None:
     [result] = await probe_once(RtspConfig(port=plain.port), camera())
     assert result.ok and result.reason is None
@@ -134,6 +134,7 @@ async def test_no_auth_h264_sdp_parsed(plain: RtspServer) -> None:
     assert all(f[k] >= 0 for k in ("connect_ms", "options_ms", "describe_ms"))
 
 
+@pytest.mark.peer
 async def test_mjpeg_mount_via_stream_url(plain: RtspServer) -> None:
     device = camera(stream_url=plain.url(SUB_STREAM))
     [result] = await probe_once(RtspConfig(port=1), device)  # the template's port is not used
@@ -143,6 +144,7 @@ async def test_mjpeg_mount_via_stream_url(plain: RtspServer) -> None:
     assert "width" not in result.fields  # GStreamer's MJPEG SDP has no size attribute
 
 
+@pytest.mark.peer
 async def test_unknown_path_is_404(plain: RtspServer) -> None:
     cfg = RtspConfig(port=plain.port, url_template="rtsp://{host}:{port}/no/such/stream")
     [result] = await probe_once(cfg, camera())
@@ -158,6 +160,7 @@ async def test_connection_refused() -> None:
     assert (result.ok, result.reason, result.fields["up"]) == (False, "connection refused", False)
 
 
+@pytest.mark.peer
 async def test_basic_auth(basic: RtspServer, password_env: str) -> None:
     async with Recorder(basic.port) as rec:
         results = await probe_once(RtspConfig(port=rec.port, username="admin", password_env=password_env),
@@ -171,6 +174,7 @@ async def test_basic_auth(basic: RtspServer, password_env: str) -> None:
     assert base64.b64encode(f"admin:{PASSWORD}".encode()) in rec.sent
 
 
+@pytest.mark.peer
 async def test_digest_auth_and_challenge_reuse(digest: RtspServer, password_env: str) -> None:
     async with Recorder(digest.port) as rec:
         results = await probe_once(RtspConfig(port=rec.port, username="admin", password_env=password_env),
@@ -192,6 +196,7 @@ async def test_digest_auth_and_challenge_reuse(digest: RtspServer, password_env:
     assert PASSWORD.encode() not in rec.sent
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("server", ["basic", "digest"])
 async def test_wrong_password(server: str, request: pytest.FixtureRequest, password_env: str) -> None:
     srv: RtspServer = request.getfixturevalue(server)
@@ -203,11 +208,13 @@ async def test_wrong_password(server: str, request: pytest.FixtureRequest, passw
         assert "not-the-password" not in repr(result.to_dict())
 
 
+@pytest.mark.peer
 async def test_no_credentials_configured(digest: RtspServer) -> None:
     [result] = await probe_once(RtspConfig(port=digest.port), camera())
     assert (result.ok, result.reason) == (False, "401 Unauthorized (no credentials configured)")
 
 
+@pytest.mark.peer
 async def test_credential_overrides_later_wins(basic: RtspServer, password_env: str) -> None:
     cfg = RtspConfig(
         port=basic.port, username="admin", password_env="FM_TEST_WRONG_PW",
@@ -223,6 +230,7 @@ async def test_credential_overrides_later_wins(basic: RtspServer, password_env: 
     assert override_site.ok, override_site.reason
 
 
+@pytest.mark.peer
 async def test_url_priority_point_list_then_onvif_then_template(plain: RtspServer) -> None:
     # The template points nowhere useful: a 404 shows when it was used.
     cfg = RtspConfig(port=plain.port, url_template="rtsp://{host}:{port}/template/path")
@@ -242,6 +250,7 @@ async def test_url_priority_point_list_then_onvif_then_template(plain: RtspServe
         assert (await probe.probe(camera("t"))).fields["video_codec"] == "JPEG"
 
 
+@pytest.mark.peer
 async def test_ipv6_template_brackets(plain: RtspServer) -> None:
     cfg = RtspConfig(port=plain.port)
     async with RtspProbe(cfg) as probe:
@@ -252,8 +261,8 @@ async def test_ipv6_template_brackets(plain: RtspServer) -> None:
 def test_wants_cameras_with_address() -> None:
     probe = RtspProbe(RtspConfig())
     assert probe.wants(camera())
-    assert not probe.wants(Device("sw", "sw", Kind.SWITCH, ipaddress.ip_address("127.0.0.1"), "s", "r"))
-    assert not probe.wants(Device("c", "c", Kind.CAMERA, None, "s", "r"))
+    assert not probe.wants(device("sw", Kind.SWITCH, address="127.0.0.1"))
+    assert not probe.wants(device("c", address=None))
     assert probe.budget_s(camera()) >= 2 * RtspConfig().timeout_s
 
 
@@ -479,6 +488,7 @@ async def test_digest_peer_wrong_password() -> None:
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
 
 
+@pytest.mark.peer
 @needs_ffmpeg
 async def test_frame_probe_decodes_a_frame(digest: RtspServer, password_env: str) -> None:
     cfg = RtspFrameConfig(enabled=True, port=digest.port, username="admin", password_env=password_env)
@@ -490,6 +500,7 @@ async def test_frame_probe_decodes_a_frame(digest: RtspServer, password_env: str
     assert_no_secret(result)
 
 
+@pytest.mark.peer
 @needs_ffmpeg
 async def test_frame_probe_404_and_wrong_password(plain: RtspServer, digest: RtspServer) -> None:
     async with RtspFrameProbe(RtspFrameConfig(port=plain.port, url_template="rtsp://{host}:{port}/nope")) as probe:
@@ -500,6 +511,7 @@ async def test_frame_probe_404_and_wrong_password(plain: RtspServer, digest: Rts
     assert (result.ok, result.reason) == (False, "401 Unauthorized")
 
 
+@pytest.mark.peer
 @needs_ffmpeg
 async def test_frame_probe_timeout_kills_ffmpeg() -> None:
     accepted: list[asyncio.StreamWriter] = []
@@ -523,6 +535,7 @@ async def test_frame_probe_timeout_kills_ffmpeg() -> None:
     assert accepted  # ffmpeg did connect
 
 
+@pytest.mark.peer
 @needs_ffmpeg
 async def test_frame_probe_concurrency_and_budget(plain: RtspServer) -> None:
     cfg = RtspFrameConfig(port=plain.port, max_concurrency=1, timeout_s=10)

@@ -5,17 +5,16 @@ purpose. Each case asserts the probe's reason and that it returned within its ow
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from monitor.core.model import Device, Kind
 from probes.rtsp import RtspConfig, RtspProbe
+from tests.plugins.factories import device
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-CAMERA = Device("cam-h", "cam-h", Kind.CAMERA, ipaddress.ip_address("127.0.0.1"), "s", "r")
+CAMERA = device("cam-h", address="127.0.0.1")
 TIMEOUT_S = 1.0
 SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n"
 

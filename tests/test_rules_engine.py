@@ -1,24 +1,24 @@
 """Rules engine: one condition per real problem, hysteresis, holding without data."""
 
-import ipaddress
-
 import pytest
 
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Kind
 from monitor.state.online_rate import GroupRate, online_rates
 from monitor.state.tracker import State, Transition
 from probes.base import ProbeResult
-from rules.config import DeviceDownRule, FlappingConfig, LatencyRule, OnlineRateRule, default_rules
-from rules.engine import RulesEngine, View
+from rules.base import View
+from rules.config import FlappingConfig, default_rules
+from rules.engine import RulesEngine
+from rules.families.device import DeviceDownRule
+from rules.families.rate import OnlineRateRule
+from rules.families.window import LatencyRule
 from monitor.core.config_base import SelectorConfig
 from rules.model import Severity
-
-_n = iter(range(1, 250))
-
+from tests.plugins.factories import device
 
 def dev(i, kind, region, site, parent=None):
-    return Device(i, f"{site}{i}", kind, ipaddress.ip_address(f"198.18.3.{next(_n)}"), site, region, parent=parent)
+    return device(i, kind, name=f"{site}{i}", site=site, region=region, parent=parent)
 
 
 DEVICES = [
@@ -137,7 +137,7 @@ def test_a_pending_camera_fault_is_not_held_once_its_switch_is_the_cause():
 
 
 def test_a_dead_link_is_a_down_fault_not_also_a_loss_fault():
-    from rules.config import LossRule
+    from rules.families.window import LossRule
 
     loss = LossRule(name="loss", match=SelectorConfig(kind=[Kind.LINK]), window=3, min_samples=2)
     e = engine(DeviceDownRule(name="down"), loss)
@@ -157,7 +157,7 @@ def test_a_dead_link_is_a_down_fault_not_also_a_loss_fault():
 def test_a_clear_limit_above_the_raise_limit_is_a_config_error():
     from pydantic import ValidationError
 
-    from rules.config import JitterRule, LossRule
+    from rules.families.window import JitterRule, LossRule
 
     for rule, fields, message in [
         (LatencyRule, {"above_ms": 200, "clear_below_ms": 250}, "clear_below_ms must be ≤ above_ms"),

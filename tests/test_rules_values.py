@@ -2,40 +2,38 @@
 traffic, disks): one condition per problem, hysteresis, holding without data, traps at once,
 likely causes in device faults."""
 
-import ipaddress
-
 import pytest
 from pydantic import ValidationError
 
-from monitor.core.model import Basis
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Basis, Kind
 from monitor.state.online_rate import online_rates
 from monitor.state.tracker import State
 from probes.base import ProbeResult, Series
 from probes.traps import TrapEvent
-from rules.config import (
+from rules.base import View
+from rules.config import FlappingConfig
+from rules.engine import RulesEngine
+from rules.families.device import DeviceDownRule
+from rules.families.rate import OnlineRateRule
+from rules.families.values import (
     ClockDriftRule,
-    DeviceDownRule,
     DeviceRebootedRule,
     InterfaceUtilisationRule,
     InventoryMismatchRule,
-    OnlineRateRule,
     PortDownRule,
     StorageUsageRule,
     UpsBatteryLowRule,
     UpsOnBatteryRule,
-    VideoDownRule,
 )
-from rules.config import FlappingConfig
-from rules.engine import RulesEngine, View
+from rules.families.video import VideoDownRule
+from tests.plugins.factories import device
 
 _n = iter(range(1, 250))
 
 
-def dev(i, kind, site, parent=None, **kw):
-    address = ipaddress.ip_address(f"198.18.4.{next(_n)}")
-    return Device(i, f"{site}{i}", kind, address, site, "R1", parent=parent, **kw)
+def dev(i, kind, site, parent=None, **kw):  # addresses 198.18.4.1, .2 … in order, as the traps below say
+    return device(i, kind, name=f"{site}{i}", address=f"198.18.4.{next(_n)}", site=site, region="R1", parent=parent, **kw)
 
 
 DEVICES = [

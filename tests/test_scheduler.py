@@ -5,18 +5,16 @@ scheduler's timing logic, not a protocol.
 """
 
 import asyncio
-import ipaddress
 import time
 
-from monitor.core.model import Device, Kind
+from monitor.core.model import Device
 from monitor.app.scheduler import CycleReport, Scheduler
 from probes.base import ProbeResult
+from tests.plugins.factories import device
 
 
 def devices(n: int) -> list[Device]:
-    return [
-        Device(f"D{i}", f"D{i}", Kind.CAMERA, ipaddress.ip_address(f"198.18.0.{i + 1}"), "s", "r") for i in range(n)
-    ]
+    return [device(f"D{i}") for i in range(n)]
 
 
 class ScriptedProbe:

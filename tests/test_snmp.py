@@ -8,7 +8,6 @@ run-time changes (UPS on battery, port down) are per endpoint.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import json
 import random
@@ -37,7 +36,7 @@ from lab.snmp import (
     V3User,
     free_udp_ports,
 )
-from monitor.core.model import Device, Kind
+from monitor.core.model import Device
 from probes.base import ProbeResult
 from probes.snmp import SnmpConfig, SnmpProbe
 from probes.snmp_mibs import (
@@ -47,6 +46,7 @@ from probes.snmp_mibs import (
     interface_fields,
     uptime_step,
 )
+from tests.plugins.factories import device as make_device
 
 USER = V3User("fmuser", "authpass12", "privpass12")
 # AES-256 with Reeder key extension (snmpsim's AES256, net-snmp's AES256C, Cisco's): with SHA-1's
@@ -80,8 +80,7 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def device(kind: str, address: str = "127.0.0.1", uplink: str | None = None) -> Device:
-    return Device(id=f"{kind}-1", name=kind, kind=Kind(kind), address=ipaddress.ip_address(address),
-                  site="site-a", region="town-a", uplink=uplink)
+    return make_device(f"{kind}-1", kind, name=kind, address=address, site="site-a", region="town-a", uplink=uplink)
 
 
 def v2c(port: int, community_env: str = "C_SWITCH", **extra) -> SnmpConfig:
@@ -250,6 +249,7 @@ def test_interface_rates_need_continuity() -> None:
 # --- snmpsim -----------------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_switch_v2c_rates_ports_and_uplink(sim: SnmpSim, port: int, secrets: None) -> None:
     first, second = await poll(v2c(port), device("switch", uplink=SWITCH_UPLINK), times=2)
     assert first.ok and first.reason is None and first.fields["up"] is True
@@ -277,6 +277,7 @@ async def test_switch_v2c_rates_ports_and_uplink(sim: SnmpSim, port: int, secret
     assert second.fields["rebooted"] is False
 
 
+@pytest.mark.peer
 async def test_uplink_down_at_run_time_gives_no_negative_rate(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port)) as probe:
         dev = device("switch", uplink=SWITCH_UPLINK)
@@ -293,6 +294,7 @@ async def test_uplink_down_at_run_time_gives_no_negative_rate(sim: SnmpSim, port
     assert later["in_bps"] == 0.0
 
 
+@pytest.mark.peer
 async def test_counter_discontinuity_and_reboot(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port)) as probe:
         dev = device("switch")
@@ -311,6 +313,7 @@ async def test_counter_discontinuity_and_reboot(sim: SnmpSim, port: int, secrets
     assert after.fields["rebooted"] is False and ports_of(after)["Gi0/2"]["in_bps"] > 0
 
 
+@pytest.mark.peer
 async def test_uptime_wrap_is_no_reboot(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port)) as probe:
         dev = device("switch")
@@ -324,6 +327,7 @@ async def test_uptime_wrap_is_no_reboot(sim: SnmpSim, port: int, secrets: None) 
     assert ports_of(second)["Gi0/2"]["in_bps"] > 0
 
 
+@pytest.mark.peer
 async def test_ups_normal_then_on_battery_then_low(sim: SnmpSim, port: int, secrets: None) -> None:
     async with SnmpProbe(v2c(port, "C_UPS")) as probe:
         dev = device("ups")
@@ -344,6 +348,7 @@ async def test_ups_normal_then_on_battery_then_low(sim: SnmpSim, port: int, secr
     assert back == normal
 
 
+@pytest.mark.peer
 async def test_change_is_per_device(sim: SnmpSim, port: int, secrets: None) -> None:
     other = next(p for _, p in reversed(sim.endpoints))  # the last endpoint: no test changes it
     sim.set_value("127.0.0.1", UPS_OUTPUT_SOURCE, 5, port=port)
@@ -354,6 +359,7 @@ async def test_change_is_per_device(sim: SnmpSim, port: int, secrets: None) -> N
     assert changed["on_battery"] is True and untouched["on_battery"] is False
 
 
+@pytest.mark.peer
 async def test_server_v3_authpriv_host_resources(sim: SnmpSim, port: int, secrets: None) -> None:
     (result,) = await poll(v3(port, "server"), device("server"))
     assert result.ok and result.reason is None
@@ -365,6 +371,7 @@ async def test_server_v3_authpriv_host_resources(sim: SnmpSim, port: int, secret
     }
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize(("priv_protocol", "ok"), [("AES-256-C", True), ("AES-256", False)])
 async def test_v3_aes_256_with_reeder_key_extension(sim: SnmpSim, port: int, secrets: None, priv_protocol: str,
                                                     ok: bool) -> None:
@@ -380,6 +387,7 @@ async def test_v3_aes_256_with_reeder_key_extension(sim: SnmpSim, port: int, sec
         assert result.reason is not None and result.reason.startswith("SNMP error: ")
 
 
+@pytest.mark.peer
 async def test_v3_wrong_key_is_a_clear_failure(sim: SnmpSim, port: int, secrets: None,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTH", "wrong-auth-key")
@@ -389,6 +397,7 @@ async def test_v3_wrong_key_is_a_clear_failure(sim: SnmpSim, port: int, secrets:
     assert "wrong-auth-key" not in result.reason
 
 
+@pytest.mark.peer
 async def test_wrong_community_times_out(sim: SnmpSim, port: int, secrets: None) -> None:
     (result,) = await poll(v2c(port, "C_BAD", timeout_s=0.3), device("switch"))
     assert not result.ok and result.reason == "timeout (agent down or wrong community)"
@@ -401,6 +410,7 @@ async def test_dead_agent(secrets: None) -> None:
     assert not result.ok and result.reason == "timeout (agent down or wrong community)"
 
 
+@pytest.mark.peer
 async def test_deadline_keeps_what_was_read(sim: SnmpSim, port: int, secrets: None) -> None:
     # max_repetitions 1: one request per row; a deadline far below the walk's length.
     cfg = v2c(port, max_repetitions=1, deadline_s=0.05)
@@ -412,6 +422,7 @@ async def test_deadline_keeps_what_was_read(sim: SnmpSim, port: int, secrets: No
 # --- snmpd: a second, different real agent ------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_snmpd_v2c_and_v3_ups_and_real_interfaces(secrets: None) -> None:
     overrides = {"1.3.6.1.2.1.33.1.2.1.0": 3, "1.3.6.1.2.1.33.1.4.1.0": 5, "1.3.6.1.2.1.33.1.2.3.0": 4,
                  "1.3.6.1.2.1.33.1.2.4.0": 12}

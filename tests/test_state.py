@@ -1,21 +1,20 @@
 """State tracker: hysteresis, down vs unreachable, order independence, resumed states."""
 
-import ipaddress
-
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Kind
 from monitor.state.tracker import State, StateTracker
 from probes.base import ProbeResult
+from tests.plugins.factories import device
 
 
 def inventory() -> Inventory:
     # link ← switch ← two cameras
     return Inventory(
         [
-            Device("L", "L", Kind.LINK, ipaddress.ip_address("198.18.1.1"), "S1", "R1"),
-            Device("SW", "SW", Kind.SWITCH, ipaddress.ip_address("198.18.1.2"), "S1", "R1", parent="L"),
-            Device("C1", "C1", Kind.CAMERA, ipaddress.ip_address("198.18.1.3"), "S1", "R1", parent="SW"),
-            Device("C2", "C2", Kind.CAMERA, ipaddress.ip_address("198.18.1.4"), "S1", "R1", parent="SW"),
+            device("L", Kind.LINK, site="S1", region="R1"),
+            device("SW", Kind.SWITCH, site="S1", region="R1", parent="L"),
+            device("C1", site="S1", region="R1", parent="SW"),
+            device("C2", site="S1", region="R1", parent="SW"),
         ]
     )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import json
 import shutil
 import struct
@@ -44,10 +43,11 @@ from monitor.state.tracker import State
 from monitor.state.db import StateDB
 from probes.base import ProbeResult
 from rules.alerting.config import MaintenanceWindowConfig
-from rules.engine import Condition
+from rules.base import Condition
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity
+from tests.plugins.factories import device as make_device
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent
@@ -65,8 +65,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 
 
 def device(id: str, name: str, kind: Kind, site: str, region: str, parent: str | None = None, **kw: Any) -> Device:
-    address = ipaddress.ip_address(f"10.0.0.{len(id) + sum(map(ord, id)) % 200}")
-    return Device(id, name, kind, address, site, region, parent, **kw)
+    return make_device(id, kind, name=name, site=site, region=region, parent=parent, **kw)
 
 
 INVENTORY = Inventory([
@@ -381,6 +380,7 @@ def shown_since(ns: int) -> str:
     return at.strftime("%H:%M") if at.date() == today.date() else at.strftime("%m-%d %H:%M")
 
 
+@pytest.mark.peer
 async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     async with context(tmp_path) as ctx, serve(ctx) as daemon, aiohttp.ClientSession() as http:
         before_ns = time.time_ns()
@@ -543,6 +543,7 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     assert dom.xpath("//*[@id='problem']")[0].get("hidden") is not None
 
 
+@pytest.mark.peer
 async def test_english_on_request_and_by_the_language_button(tmp_path, chromium):
     async with context(tmp_path) as ctx, serve(ctx) as daemon:
         async with open_page(chromium, daemon.url + "/status?lang=en") as page:
@@ -563,6 +564,7 @@ async def test_english_on_request_and_by_the_language_button(tmp_path, chromium)
     assert chinese.get("lang") == "zh-CN"
 
 
+@pytest.mark.peer
 async def test_without_cameras_lacking_video_the_section_says_none(tmp_path, chromium):
     video = {d: State.UP if STATES[d] is State.UP else State.UNREACHABLE for d in VIDEO}
     async with context(tmp_path, video=video) as ctx, serve(ctx) as daemon, aiohttp.ClientSession() as http:
@@ -577,6 +579,7 @@ async def test_without_cameras_lacking_video_the_section_says_none(tmp_path, chr
     assert dom.xpath("//section[@id='novideo']//li") == []
 
 
+@pytest.mark.peer
 async def test_when_the_daemon_goes_away_the_page_says_so_and_keeps_the_last_data(tmp_path, chromium):
     async with context(tmp_path) as ctx, serve(ctx) as daemon:
         async with open_page(chromium, daemon.url + "/status?refresh=2") as page:
@@ -650,6 +653,7 @@ async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
     assert doc["components"]["securitySchemes"]["query_token"] == {"type": "apiKey", "in": "query", "name": "token"}
 
 
+@pytest.mark.peer
 async def test_the_page_sends_the_token_of_its_url(tmp_path, chromium):
     async with context(tmp_path, status_token=STATUS_TOKEN) as ctx, serve(ctx) as daemon:
         async with open_page(chromium, f"{daemon.url}/status?token={STATUS_TOKEN}") as page:
@@ -661,6 +665,7 @@ async def test_the_page_sends_the_token_of_its_url(tmp_path, chromium):
     assert STATUS_TOKEN not in html
 
 
+@pytest.mark.peer
 async def test_a_token_refused_under_an_open_page_is_reported_and_the_data_kept(tmp_path, chromium):
     """The daemon restarted with another status token: the open page's next refresh is
     refused (401) and says so, with the last data still on screen."""

@@ -71,6 +71,7 @@ def sent_values(influx: InfluxServer, db: str) -> list[int]:
 # -- both APIs write exactly what was given --------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_v1_writes_values_types_tags_and_timestamps_exactly(influx, influx_db):
     async with InfluxSink(v1_config(influx.url, influx_db)) as sink:
         sink.write(
@@ -104,6 +105,7 @@ async def test_v1_writes_values_types_tags_and_timestamps_exactly(influx, influx
     assert (own["written_lines"], own["buffered_lines"], own["dropped_lines"]) == (3, 0, 0)
 
 
+@pytest.mark.peer
 async def test_v2_writes_through_the_forwarder_into_the_real_database(influx, influx_db, v2_forwarder, monkeypatch):
     monkeypatch.setenv("FLEETMON_TEST_TOKEN", V2_TOKEN)
     async with InfluxSink(v2_config(v2_forwarder.url, influx_db, "FLEETMON_TEST_TOKEN")) as sink:
@@ -117,6 +119,7 @@ async def test_v2_writes_through_the_forwarder_into_the_real_database(influx, in
     assert {(r.api, r.database, r.status) for r in v2_forwarder.requests} == {("v2", influx_db, 204)}
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("api", ["v1", "v2"])
 @pytest.mark.parametrize("use_gzip", [True, False])
 async def test_requests_are_batched_and_gzipped_as_configured(influx, influx_db, v2_forwarder, monkeypatch, api, use_gzip):
@@ -139,6 +142,7 @@ async def test_requests_are_batched_and_gzipped_as_configured(influx, influx_db,
 # -- outages ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_influxdb_down_at_start_then_all_data_arrives_in_order(influx_own, sink_log):
     """The daemon's case: InfluxDB (a fresh one, without the database yet) is not running when the
     sink starts. The sink starts anyway, buffers, says so once, and writes everything later."""
@@ -162,6 +166,7 @@ async def test_influxdb_down_at_start_then_all_data_arrives_in_order(influx_own,
     assert "flushed 500 lines" in back.getMessage()
 
 
+@pytest.mark.peer
 async def test_influxdb_restarted_mid_stream_loses_nothing(influx_own, sink_log):
     influx_own.start()
     influx_own.create_database("fleetmon")
@@ -181,6 +186,7 @@ async def test_influxdb_restarted_mid_stream_loses_nothing(influx_own, sink_log)
     assert len(messages(sink_log, "InfluxDB reachable again")) == 1
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("status", [429, 503])
 async def test_retry_after_is_honoured_and_nothing_is_lost(influx, influx_db, v2_forwarder, monkeypatch, sink_log, status):
     monkeypatch.setenv("FLEETMON_TEST_TOKEN", V2_TOKEN)
@@ -197,6 +203,7 @@ async def test_retry_after_is_honoured_and_nothing_is_lost(influx, influx_db, v2
     assert sink.stats.dropped_lines == 0
 
 
+@pytest.mark.peer
 async def test_stopping_while_influxdb_is_down_says_what_is_left(influx_own, sink_log):
     async with InfluxSink(v1_config(influx_own.url, "fleetmon", timeout_s=0.3)) as sink:
         for i in range(3):
@@ -209,6 +216,7 @@ async def test_stopping_while_influxdb_is_down_says_what_is_left(influx_own, sin
 # -- what InfluxDB refuses ---------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_wrong_token_is_reported_clearly_and_nothing_is_dropped(influx, influx_db, v2_forwarder, monkeypatch, sink_log):
     wrong = "wrong-token-7f3a1c"
     monkeypatch.setenv("FLEETMON_TEST_TOKEN", wrong)
@@ -227,6 +235,7 @@ async def test_wrong_token_is_reported_clearly_and_nothing_is_dropped(influx, in
     assert wrong not in sink_log.text
 
 
+@pytest.mark.peer
 async def test_v1_credentials_are_used_and_never_shown(monkeypatch, sink_log):
     secret = "adm-pw-94e0d2"
     with InfluxServer(admin=("admin", secret)) as server:
@@ -256,6 +265,7 @@ async def test_v1_credentials_are_used_and_never_shown(monkeypatch, sink_log):
     assert not [text for text in shown if secret in text]
 
 
+@pytest.mark.peer
 async def test_field_type_conflict_drops_only_the_conflicting_line(influx, influx_db, sink_log):
     # Older data stored loss_pct as an integer: a float for it can never be written to this shard.
     influx.write(f"icmp,device_id=cam-001 loss_pct=5i {T0}", influx_db)
@@ -274,6 +284,7 @@ async def test_field_type_conflict_drops_only_the_conflicting_line(influx, influ
     assert "field type conflict" in rejected.getMessage()
 
 
+@pytest.mark.peer
 async def test_too_large_v1_requests_are_split(sink_log):
     with InfluxServer(max_body_size=3000) as server:  # influxd answers 413 beyond 3,000 bytes
         server.create_database("fleetmon")
@@ -286,6 +297,7 @@ async def test_too_large_v1_requests_are_split(sink_log):
     assert messages(sink_log, "refused a batch of 200 lines as too large (HTTP 413")
 
 
+@pytest.mark.peer
 async def test_too_large_v2_requests_are_split(influx, influx_db, monkeypatch):
     monkeypatch.setenv("FLEETMON_TEST_TOKEN", V2_TOKEN)
     async with V2Forwarder(influx.url, V2_TOKEN, max_body_bytes=3000) as forwarder:
@@ -300,6 +312,7 @@ async def test_too_large_v2_requests_are_split(influx, influx_db, monkeypatch):
     assert sink.stats.dropped_lines == 0
 
 
+@pytest.mark.peer
 async def test_full_buffer_drops_the_oldest_lines_and_counts_them(influx_own, sink_log):
     cfg = v1_config(influx_own.url, "fleetmon", max_buffer_lines=1000, batch_size=100)
     async with InfluxSink(cfg) as sink:

@@ -124,6 +124,7 @@ def v2c(port: int, *varbinds: str, community: str = "public-fm", tool: str = "sn
 # --- SNMPv1 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_v1_link_down_is_mapped_by_agent_addr(secrets, snmp_env) -> None:
     sink = Sink()
     devices = {"127.0.0.1": "sw-loopback", "198.18.0.5": "sw-5"}
@@ -145,6 +146,7 @@ async def test_v1_link_down_is_mapped_by_agent_addr(secrets, snmp_env) -> None:
     assert rx.stats["delivered"] == 1 and rx.stats["received"] == 1
 
 
+@pytest.mark.peer
 async def test_v1_enterprise_specific_and_unknown_agent_addr_fall_back_to_source(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "sw-loopback"}, sink) as rx:
@@ -164,6 +166,7 @@ async def test_v1_enterprise_specific_and_unknown_agent_addr_fall_back_to_source
 # --- SNMPv2c ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize(("trap_oid", "name"), [(LINK_DOWN, "link_down"), (LINK_UP, "link_up")])
 async def test_v2c_link_traps_carry_the_interface(secrets, snmp_env, trap_oid: str, name: str) -> None:
     sink = Sink()
@@ -179,6 +182,7 @@ async def test_v2c_link_traps_carry_the_interface(secrets, snmp_env, trap_oid: s
     assert event_fields(event) == {"count": 1, "trap_oid": trap_oid, "if_index": 12, "if_name": "Gi0/12"}
 
 
+@pytest.mark.peer
 async def test_v2c_link_down_without_if_index_takes_the_instance(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "sw-1"}, sink) as rx:
@@ -188,6 +192,7 @@ async def test_v2c_link_down_without_if_index_takes_the_instance(secrets, snmp_e
     assert (event.name, event.if_index, event.if_name) == ("link_down", 7, None)
 
 
+@pytest.mark.peer
 async def test_v2c_cold_start(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "cam-1"}, sink) as rx:
@@ -199,6 +204,7 @@ async def test_v2c_cold_start(secrets, snmp_env) -> None:
     assert event_fields(event) == {"count": 1, "trap_oid": COLD_START}
 
 
+@pytest.mark.peer
 async def test_v2c_inform_is_acknowledged(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "sw-1"}, sink) as rx:
@@ -209,6 +215,7 @@ async def test_v2c_inform_is_acknowledged(secrets, snmp_env) -> None:
     assert (event.version, event.name, event.if_index) == ("2c", "link_up", 4)
 
 
+@pytest.mark.peer
 async def test_inform_with_wrong_community_is_not_acknowledged(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "sw-1"}, sink) as rx:
@@ -233,6 +240,7 @@ def v3(port: int, tool: str, level: str, user: str, *varbinds: str, auth=AUTH_KE
     return [*args, f"127.0.0.1:{port}", "", *varbinds]
 
 
+@pytest.mark.peer
 async def test_v3_trap_auth_priv_sha_aes(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "sw-1"}, sink) as rx:
@@ -245,6 +253,7 @@ async def test_v3_trap_auth_priv_sha_aes(secrets, snmp_env) -> None:
         "sw-1", "3", "link_down", 9, "Gi0/9")
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize(("level", "user"), [("authNoPriv", "fm-auth"), ("authPriv", "fm-priv")])
 async def test_v3_inform_is_acknowledged(secrets, snmp_env, level: str, user: str) -> None:
     """LAB.md saw "Decryption error" for authPriv informs: that was pysnmp without the optional
@@ -259,6 +268,7 @@ async def test_v3_inform_is_acknowledged(secrets, snmp_env, level: str, user: st
     assert (event.device_id, event.version, event.name) == ("ups-1", "3", "cold_start")
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize(
     "change",
     [
@@ -286,6 +296,7 @@ async def test_v3_trap_with_wrong_credentials_is_counted(secrets, snmp_env, capl
 # --- UPS-MIB (RFC 1628) ----------------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_ups_on_battery(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "ups-1"}, sink) as rx:
@@ -302,6 +313,7 @@ async def test_ups_on_battery(secrets, snmp_env) -> None:
     assert event_fields(event) == {"count": 1, "trap_oid": UPS_ON_BATTERY}
 
 
+@pytest.mark.peer
 async def test_ups_alarm_entry_added_names_the_alarm(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {"127.0.0.1": "ups-1"}, sink) as rx:
@@ -326,6 +338,7 @@ def test_alarm_names() -> None:
 # --- senders that are not ours ---------------------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_unknown_sender_is_counted_logged_once_and_not_delivered(secrets, snmp_env, caplog) -> None:
     sink = Sink()
     caplog.set_level(logging.WARNING, "fleetmon.traps")
@@ -342,6 +355,7 @@ async def test_unknown_sender_is_counted_logged_once_and_not_delivered(secrets, 
     assert len(lines) == 1 and "not in the inventory" in lines[0]
 
 
+@pytest.mark.peer
 async def test_device_map_can_be_replaced(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(), {}, sink) as rx:
@@ -354,6 +368,7 @@ async def test_device_map_can_be_replaced(secrets, snmp_env) -> None:
         assert (await sink.one(rx)).device_id == "cam-9"
 
 
+@pytest.mark.peer
 async def test_wrong_community_is_counted_and_not_logged(secrets, snmp_env, caplog) -> None:
     sink = Sink()
     caplog.set_level(logging.DEBUG)
@@ -389,6 +404,7 @@ async def capture(env: dict[str, str], args: Callable[[int], list[str]]) -> byte
         return sink.recv(65_535)
 
 
+@pytest.mark.peer
 async def test_garbage_and_truncated_datagrams_are_counted(secrets, snmp_env, udp_sender, caplog) -> None:
     caplog.set_level(logging.DEBUG, "fleetmon.traps")
     good_v2c = await capture(snmp_env, lambda port: v2c(port, LINK_DOWN, f"{IF_INDEX}.1", "i", "1"))
@@ -422,6 +438,7 @@ def test_notification_without_trap_oid_is_malformed() -> None:
     assert decode_notification("2c", "127.0.0.9", [(SNMP_TRAP_OID, COLD_START)], devices, 1) == "unknown sender"
 
 
+@pytest.mark.peer
 async def test_flood_is_dropped_before_decoding_and_receiver_still_answers(secrets, snmp_env, udp_sender) -> None:
     good = await capture(snmp_env, lambda port: v2c(port, LINK_DOWN, f"{IF_INDEX}.1", "i", "1"))
     sink = Sink()
@@ -449,6 +466,7 @@ async def test_flood_is_dropped_before_decoding_and_receiver_still_answers(secre
         assert (await sink.one(rx)).device_id == "sw-1"
 
 
+@pytest.mark.peer
 async def test_handler_exception_does_not_stop_the_receiver(secrets, snmp_env, caplog) -> None:
     seen: list[TrapEvent] = []
 
@@ -466,6 +484,7 @@ async def test_handler_exception_does_not_stop_the_receiver(secrets, snmp_env, c
     assert "trap event handler failed" in caplog.text
 
 
+@pytest.mark.peer
 async def test_ipv6_listener(secrets, snmp_env) -> None:
     sink = Sink()
     async with TrapReceiver(config(listen="::1"), {"::1": "sw-6"}, sink) as rx:

@@ -1,26 +1,25 @@
 """The live terminal view renders what the snapshot holds: rates against 95 %, worst links,
 open faults, in Chinese by default."""
 
-import ipaddress
 import re
 
 from rich.console import Console
 
 from monitor.fleet.inventory import Inventory
-from monitor.core.model import Device, Kind
+from monitor.core.model import Kind
 from monitor.state.online_rate import online_rates
 from monitor.app.scheduler import CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.state.tracker import State
 from monitor.app.view import render
 from probes.base import ProbeResult
-from rules.model import Fault, FaultState, Severity
+from rules.model import Severity
+from tests.plugins.factories import device, fault as make_fault
 
 DEVICES = [
-    Device("L1", "城关镇专线", Kind.LINK, ipaddress.ip_address("198.18.5.1"), "中心路口", "城关镇"),
-    Device("L2", "河西乡专线", Kind.LINK, ipaddress.ip_address("198.18.5.2"), "河西市场", "河西乡"),
-    *[Device(f"C{i}", f"摄像机{i}", Kind.CAMERA, ipaddress.ip_address(f"198.18.5.{10 + i}"), "中心路口", "城关镇", parent="L1")
-      for i in range(20)],
+    device("L1", Kind.LINK, name="城关镇专线", site="中心路口", region="城关镇"),
+    device("L2", Kind.LINK, name="河西乡专线", site="河西市场", region="河西乡"),
+    *[device(f"C{i}", name=f"摄像机{i}", site="中心路口", region="城关镇", parent="L1") for i in range(20)],
 ]
 INV = Inventory(DEVICES)
 
@@ -31,8 +30,8 @@ def snapshot(language_fault_title="专线河西乡专线时延251 ms，超过200
         "L1": ProbeResult("L1", "icmp", 0, True, None, {"up": True, "rtt_avg_ms": 3.2, "jitter_ms": 0.4, "loss_pct": 0.0}),
         "L2": ProbeResult("L2", "icmp", 0, True, None, {"up": True, "rtt_avg_ms": 251.0, "jitter_ms": 1.5, "loss_pct": 0.0}),
     }
-    fault = Fault("F7", "link-latency", "latency", "device:L2", Severity.MAJOR, FaultState.FIRING,
-                  language_fault_title, 1_795_000_000 * 10**9, 1_795_000_000 * 10**9, device_id="L2")
+    fault = make_fault(7, rule="link-latency", kind="latency", device_id="L2", severity=Severity.MAJOR,
+                       title=language_fault_title, first_seen_ns=1_795_000_000 * 10**9, last_seen_ns=1_795_000_000 * 10**9)
     report = CycleReport("icmp", 3, 1_795_000_000 * 10**9, 1.5, 22, 20, 2, 0, 0)
     return Snapshot(report, tuple(online_rates(DEVICES, states)), states, latest, (fault,))
 

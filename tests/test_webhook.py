@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from lab.process import free_ports
 from monitor.state.db import StateDB
 from rules.alerting import outbox
-from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
+from rules.model import FaultEvent, Severity
 from rules.alerting.notifiers.webhook import (
     REJECTED_RETRY_S,
     WebhookConfig,
@@ -25,17 +25,14 @@ from rules.alerting.notifiers.webhook import (
     event_document,
 )
 from rules.alerting.outbox import OutboxWorker
+from tests.plugins.factories import fault_event
 
 TOKEN = "hook-token-3f9a"
 
 
 def event(n: int, region: str | None = "城关镇") -> FaultEvent:
-    f = Fault(
-        id=f"F{n}", rule="switch-down", kind="device_down", scope=f"device:SW-{n:03d}", severity=Severity.CRITICAL,
-        state=FaultState.FIRING, title=f"交换机SW-{n:03d}离线，影响40路摄像机", first_seen_ns=10, last_seen_ns=20,
-        device_id=f"SW-{n:03d}", region=region, affected=("CAM-1", "CAM-2"),
-    )
-    return FaultEvent(n, EventKind.FIRING, 30 + n, f)
+    return fault_event(n, severity=Severity.CRITICAL, title=f"交换机SW-{n:03d}离线，影响40路摄像机", region=region,
+                       affected=("CAM-1", "CAM-2"))
 
 
 @dataclass

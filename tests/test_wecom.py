@@ -22,9 +22,10 @@ from pydantic import ValidationError
 
 from lab.wecom import ReceivedMessage, WeComSimulator
 from rules.alerting.duty import DutyRoster, DutyShift
-from rules.model import EventKind, Fault, FaultEvent, FaultState, Severity
+from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery
 from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute, fit_bytes, utf8_len
+from tests.plugins.factories import fault_event
 
 SH = ZoneInfo("Asia/Shanghai")
 ON_DUTY = "13800000001"
@@ -87,23 +88,22 @@ def route_for(sim: WeComSimulator, key: str, monkeypatch, clock: FakeClock, **ov
     return WeComRoute(config(sim.url, key, monkeypatch, **overrides), roster(), clock=clock)
 
 
-def event(n: int, kind: EventKind = EventKind.FIRING, severity: Severity = Severity.MINOR, **fault) -> FaultEvent:
-    """Event `n` of fault F<n>; times relative to T0 (first seen at T0, event n seconds later)."""
+def event(n: int, kind: EventKind = EventKind.FIRING, severity: Severity = Severity.MINOR, ts_ns: int | None = None,
+          **fault) -> FaultEvent:
+    """Event `n` of fault F<n>, camera CAM-<n> down; times relative to T0 (first seen at T0, the event by default
+    n seconds later)."""
+    camera = f"CAM-{n:03d}"
     fields = {
-        "id": f"F{n}",
         "rule": "device_down",
-        "kind": "device_down",
-        "scope": f"device:CAM-{n:03d}",
         "severity": severity,
-        "state": FaultState.RESOLVED if kind is EventKind.RESOLVED else FaultState.FIRING,
-        "title": f"摄像机CAM-{n:03d}离线",
+        "title": f"摄像机{camera}离线",
         "first_seen_ns": T0,
         "last_seen_ns": T0,
-        "device_id": f"CAM-{n:03d}",
+        "device_id": camera,
         "region": "城东区",
         "site": "东关派出所",
     }
-    return FaultEvent(n, kind, T0 + n * 1_000_000_000, Fault(**(fields | fault)))
+    return fault_event(n, kind, ts_ns=T0 + n * 1_000_000_000 if ts_ns is None else ts_ns, **(fields | fault))
 
 
 SWITCH_DOWN = {
@@ -196,8 +196,8 @@ async def test_reminder_escalated_and_acknowledged_variants(wecom, clock, monkey
     key = wecom.add_robot()
     later = 7_200 * 10**9
     events = [
-        FaultEvent(1, EventKind.REMINDER, T0 + later, event(1, severity=Severity.CRITICAL).fault),
-        FaultEvent(2, EventKind.ESCALATED, T0 + later, event(2, severity=Severity.MAJOR).fault),
+        event(1, EventKind.REMINDER, Severity.CRITICAL, ts_ns=T0 + later),
+        event(2, EventKind.ESCALATED, Severity.MAJOR, ts_ns=T0 + later),
         event(3, EventKind.ACKNOWLEDGED, Severity.CRITICAL, acked_by="张工", acked_ns=T0 + 600 * 10**9),
     ]
     async with route_for(wecom, key, monkeypatch, clock) as route:

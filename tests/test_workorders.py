@@ -33,7 +33,7 @@ from monitor.state.tracker import State, Transition
 from rules.alerting.config import MaintenanceWindowConfig
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
-from rules.engine import Condition
+from rules.base import Condition
 from rules.model import Severity
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -22,7 +22,7 @@ from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
 from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute
 from rules.alerting.outbox import OutboxWorker
-from rules.engine import Condition
+from rules.base import Condition
 from rules.model import Severity
 from tests.plugins.daemon import until
 

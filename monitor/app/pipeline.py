@@ -34,7 +34,7 @@ from monitor.state.transition_log import TransitionLog
 from probes import REGISTRY, Learner, Probe, ProbeResult, probes_of
 from probes.traps import TrapEvent
 from rules.alerting.service import Alerting
-from rules.engine import View
+from rules.base import View
 from rules.model import Fault, FaultState, Severity
 
 log = logging.getLogger("fleetmon.daemon")

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
 from rules.alerting.duty import DutyShift
-from rules.alerting.notifiers import MqttConfig, WebhookConfig, WeComConfig
+from rules.alerting.notifiers import ROUTE_TYPES
 
 
 class MaintenanceWindowConfig(Strict):
@@ -31,7 +31,8 @@ class MaintenanceWindowConfig(Strict):
         return self
 
 
-RouteConfig = Annotated[Union[WeComConfig, WebhookConfig, MqttConfig], Field(discriminator="type")]
+RouteConfig = Annotated[Union[tuple(cfg for cfg, _ in ROUTE_TYPES.values())], Field(discriminator="type")]
+"""One entry of `notify.routes`: the registered route type its `type` names."""
 
 
 class NotifyConfig(Strict):

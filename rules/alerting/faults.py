@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
-from rules.engine import Condition, Key
+from rules.base import Condition, Key
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import EventKind, Fault, FaultState
 from rules.alerting.notifiers.base import RouteConfigBase

@@ -21,7 +21,8 @@ from probes.base import ProbeResult
 from rules.alerting.config import MaintenanceWindowConfig, NotifyConfig
 from rules.config import RESERVED_RULE_NAMES, FlappingConfig, Rule
 from rules.alerting.duty import DutyRoster
-from rules.engine import Condition, RulesEngine, View
+from rules.base import Condition, View
+from rules.engine import RulesEngine
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity

@@ -1,7 +1,8 @@
 """Notification routes: WeCom group robot, generic JSON webhook, MQTT.
 
 ROUTE_TYPES maps a route's `type` (config `notify.routes[].type`) to its config model and its
-Route class; adding a route type = a module + its tests + one line here.
+Route class; rules/alerting/config.py builds the config's `RouteConfig` union from it. Adding a
+route type = a module + its tests + one line here.
 """
 
 from rules.alerting.notifiers.mqtt import MqttConfig, MqttRoute
@@ -9,7 +10,7 @@ from rules.alerting.notifiers.webhook import WebhookConfig, WebhookRoute
 from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute
 
 ROUTE_TYPES = {
-    "wecom": (WeComConfig, WeComRoute),
-    "webhook": (WebhookConfig, WebhookRoute),
-    "mqtt": (MqttConfig, MqttRoute),
+    WeComRoute.type: (WeComConfig, WeComRoute),
+    WebhookRoute.type: (WebhookConfig, WebhookRoute),
+    MqttRoute.type: (MqttConfig, MqttRoute),
 }

@@ -1,0 +1,38 @@
+"""Rule types: config `rules[].type` → its class (config model, titles and judgement; the
+contract is rules/base.py RuleBase). rules/config.py builds the config's `Rule` union from it.
+Adding a rule type = a module in rules/families/ + its test + one line here."""
+
+from rules.base import RuleBase
+from rules.families.device import DeviceDownRule
+from rules.families.rate import OnlineRateRule
+from rules.families.values import (
+    ClockDriftRule,
+    DeviceRebootedRule,
+    InterfaceErrorsRule,
+    InterfaceUtilisationRule,
+    InventoryMismatchRule,
+    PortDownRule,
+    StorageUsageRule,
+    UpsBatteryLowRule,
+    UpsOnBatteryRule,
+)
+from rules.families.video import VideoDownRule
+from rules.families.window import JitterRule, LatencyRule, LossRule
+
+RULE_TYPES: dict[str, type[RuleBase]] = {
+    "device_down": DeviceDownRule,
+    "online_rate": OnlineRateRule,
+    "latency": LatencyRule,
+    "loss": LossRule,
+    "jitter": JitterRule,
+    "video_down": VideoDownRule,
+    "clock_drift": ClockDriftRule,
+    "inventory_mismatch": InventoryMismatchRule,
+    "port_down": PortDownRule,
+    "ups_on_battery": UpsOnBatteryRule,
+    "ups_battery_low": UpsBatteryLowRule,
+    "device_rebooted": DeviceRebootedRule,
+    "interface_utilisation": InterfaceUtilisationRule,
+    "interface_errors": InterfaceErrorsRule,
+    "storage_usage": StorageUsageRule,
+}
