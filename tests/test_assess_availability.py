@@ -6,7 +6,7 @@ windows go through StateDB / MaintenanceBook on the simulated clock of lab/histo
 
 from __future__ import annotations
 
-import ipaddress
+from dataclasses import replace
 
 import pytest
 
@@ -22,6 +22,7 @@ from monitor.fleet.inventory import Inventory
 from monitor.state.db import StateDB
 from monitor.state.tracker import State, Transition
 from rules.alerting.maintenance import MaintenanceBook
+from tests.plugins.factories import device
 
 T0 = 1_790_000_000 * NS  # 2026-09-22, a moment in the past: every period here has ended
 H = 3600
@@ -33,8 +34,7 @@ def s(seconds: float) -> int:
 
 
 def dev(i: str, kind=Kind.CAMERA, parent=None, site="S1", region="R1", status=Status.ACTIVE) -> Device:
-    n = sum(map(ord, i)) % 250 + 1
-    return Device(i, i, kind, ipaddress.ip_address(f"10.9.{len(i)}.{n}"), site, region, parent=parent, status=status)
+    return device(i, kind, site=site, region=region, parent=parent, status=status)
 
 
 def tr(device: str, probe: str, at: float, old: str, new: str) -> Transition:
@@ -181,7 +181,7 @@ async def test_excluded_time_is_counted_once_status_before_maintenance_before_ca
         tr("C1", "icmp", 5 * H, "down", "up"), tr("C1", "rtsp", 5 * H, "down", "up"),
     )
     # 延建 until 2 h, then active.
-    await record_inventory_statuses(fleet.db, inventory(Device(**{**_fields(c1), "status": Status.CONSTRUCTION})), s(-H))
+    await record_inventory_statuses(fleet.db, inventory(replace(c1, status=Status.CONSTRUCTION)), s(-H))
     await record_inventory_statuses(fleet.db, inventory(c1), s(2 * H))
     # Two overlapping windows 1:30–3:00 and 2:30–3:30 (fine), and a power cut 3:00–4:30.
     with simulated(fleet.clock):
@@ -223,7 +223,7 @@ async def test_a_window_deleted_early_ends_at_its_deletion(fleet):
 async def test_a_point_counts_from_its_first_evidence_and_a_removed_point_is_excluded(fleet):
     old, new, gone = dev("OLD"), dev("NEW"), dev("GONE", status=Status.REMOVED)
     await fleet.session(-H, 11 * H)
-    await record_inventory_statuses(fleet.db, inventory(old, Device(**{**_fields(gone), "status": Status.ACTIVE})), s(-H))
+    await record_inventory_statuses(fleet.db, inventory(old, replace(gone, status=Status.ACTIVE)), s(-H))
     await record_inventory_statuses(fleet.db, inventory(old, new, gone), s(4 * H))
     await fleet.record(
         tr("OLD", "icmp", -H, "unknown", "up"), tr("GONE", "icmp", -H, "unknown", "up"),
@@ -271,7 +271,7 @@ async def test_daily_snapshot_is_the_mean_of_the_rates_at_the_check_times(fleet)
     # B under construction on day 2 from 12:00: not counted at day 2's 15:00.
     b = dev("B")
     await record_inventory_statuses(fleet.db, inventory(dev("A"), b), s(base - H))
-    await record_inventory_statuses(fleet.db, inventory(dev("A"), Device(**{**_fields(b), "status": Status.CONSTRUCTION})),
+    await record_inventory_statuses(fleet.db, inventory(dev("A"), replace(b, status=Status.CONSTRUCTION)),
                                     s(base + 36 * H))
     report = await availability(fleet.db, inv, day, config(definition="daily_snapshot"), online_requires=NET_VIDEO)
     fleet_online = report.group().figures[Basis.ONLINE]
@@ -340,7 +340,3 @@ async def test_bad_exclusions_are_errors_listing_each(fleet):
     fine = [Exclusion("C1", s(0), s(H), "cause", "a"), Exclusion("C1", s(H), s(2 * H), "cause", "b"), bad[0]]
     report = await availability(fleet.db, inv, period(), config(), online_requires=NET_VIDEO, exclusions=fine)
     assert "1 exclusion(s) name points that are not in the point list: left out" in report.notes
-
-
-def _fields(device: Device) -> dict:
-    return {name: getattr(device, name) for name in Device.__slots__}

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sqlite3
 
 import pytest
 
 from monitor.assess.records import record_inventory_statuses
-from monitor.core.model import Device, Kind, Status
+from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import StateDB
+from tests.plugins.factories import device
 
 
 def point(i: int, status: Status = Status.ACTIVE) -> Device:
-    return Device(f"C{i}", f"C{i}", Kind.CAMERA, ipaddress.ip_address(f"10.0.0.{i}"), "S", "R", status=status)
+    return device(f"C{i}", status=status)
 
 
 def rows(path, sql):

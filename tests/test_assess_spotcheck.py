@@ -128,6 +128,7 @@ async def test_bad_spot_checks_are_clear_errors(stored):
 # -- raw results from the real InfluxDB ---------------------------------------------------------
 
 
+@pytest.mark.peer
 async def test_raw_results_around_the_moment_come_from_influxdb(stored, influx, influx_db):
     scenario, path = stored
     at = scenario.period.start_ns + 30 * DAY
@@ -149,6 +150,7 @@ async def test_raw_results_around_the_moment_come_from_influxdb(stored, influx, 
     assert quiet.results == () and quiet.results_note == "InfluxDB holds no probe result of this point within ±10 min"
 
 
+@pytest.mark.peer
 async def test_an_unavailable_influxdb_is_said_not_hidden(stored, influx):
     scenario, path = stored
     at = scenario.period.start_ns + 30 * DAY
