@@ -78,7 +78,9 @@ def chart_svg(chart: Chart, language: str = "zh") -> bytes:
     """One chart as an SVG document (UTF-8 bytes), WIDTH_IN × HEIGHT_IN inches."""
     family = cjk_font()
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), layout="constrained")
-    with matplotlib.rc_context({"font.family": [family], "font.size": 8, "axes.unicode_minus": False}):
+    # A fixed hash salt and no date: the same chart gives the same bytes (reproducible reports).
+    style = {"font.family": [family], "font.size": 8, "axes.unicode_minus": False, "svg.hashsalt": "fleetmon"}
+    with matplotlib.rc_context(style):
         ax = fig.add_subplot()
         if isinstance(chart, BarChart):
             _bars(ax, chart, language)
@@ -89,7 +91,7 @@ def chart_svg(chart: Chart, language: str = "zh") -> bytes:
         ax.grid(axis="y", color="#DDDDDD", linewidth=0.6)
         ax.set_axisbelow(True)
         out = io.BytesIO()
-        fig.savefig(out, format="svg", metadata={"Date": None})  # no date: same chart, same bytes
+        fig.savefig(out, format="svg", metadata={"Date": None})
     return out.getvalue()
 
 

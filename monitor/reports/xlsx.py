@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
 from monitor.reports.document import ColumnType, Kpi, Part, Report
@@ -131,7 +132,7 @@ def _cover(ws: Worksheet, report: Report, names: list[str]) -> None:
         for part, name in zip(report.parts, names):
             row += 1
             link = ws.cell(row, 1, part.title)
-            link.hyperlink = f"#'{name}'!A1"
+            link.hyperlink = Hyperlink(ref=link.coordinate, location=f"'{name}'!A1")  # within the workbook
             link.font = Font(color="1F4E79", underline="single")
             ws.cell(row, 2, w["rows"].format(n=len(part.rows))).font = _GREY
             if part.note:
