@@ -180,6 +180,9 @@ class DeliveryConfig(Strict):
     - email: an SMTP server and recipients (None: no e-mail).
     """
 
+    # An error must not echo its input: it may hold an inline password.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     wecom: list[str] = []
     email: EmailConfig | None = None
 
@@ -205,6 +208,8 @@ class ReportsConfig(Strict):
     - schedule: which types are made when; empty = none (reports only on demand).
     - delivery: WeCom routes and e-mail.
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # see DeliveryConfig
 
     directory: Path = Path("/var/lib/fleetmon/reports")
     keep_days: Annotated[int, Field(ge=1, le=3660)] = 400
