@@ -176,7 +176,7 @@ def sample_report(points: int = 1850, *, seed: int = 1, language: str = "zh", or
     )
     return Report(
         kind="quarterly",
-        title="邛崃雪亮工程 季度考核报告" if zh else "Qionglai Xueliang project: quarterly assessment",
+        title="邛崃雪亮工程 季度考核报告（示例数据）" if zh else "Qionglai Xueliang project: quarterly assessment (sample data)",
         period=Period("2026Q4", start_ns, end_ns),
         generated_ns=_ns(date(2027, 1, 1), zone, 8, 0),
         timezone=ZONE,

@@ -97,7 +97,7 @@ async def test_the_group_gets_each_file_then_a_summary_of_the_headline_figures(s
         assert message.media.data == path.read_bytes()
         assert message.media.filelength == str(path.stat().st_size)
     summary = messages[2].content
-    assert summary.startswith("**邛崃雪亮工程 季度考核报告**\n> 统计周期：2026Q4（2026-10-01 至 2026-12-31）")
+    assert summary.startswith("**邛崃雪亮工程 季度考核报告（示例数据）**\n> 统计周期：2026Q4（2026-10-01 至 2026-12-31）")
     online = report.kpis[0]
     assert f'前端摄像机在线率：<font color="info">{online.value * 100:.2f}%（目标 95.00%，达标）</font>' in summary
     assert '故障及时更换率：<font color="warning">' in summary and "未达标" in summary
@@ -267,7 +267,7 @@ async def test_the_report_arrives_by_email_with_its_files_attached(report, files
     assert got.sender == "reports@fleetmon.example.cn"
     assert got.recipients == ("buyer@example.cn", "manager@example.cn", "duty@example.cn")
     msg = got.message
-    assert msg["Subject"] == "邛崃雪亮工程 季度考核报告 2026Q4"
+    assert msg["Subject"] == "邛崃雪亮工程 季度考核报告（示例数据） 2026Q4"
     body = msg.get_body(("plain",)).get_content()
     assert "统计周期：2026Q4（2026-10-01 至 2026-12-31）" in body and "未达标" in body
     attachments = {a.get_filename(): (a.get_content_type(), a.get_content()) for a in msg.iter_attachments()}

@@ -57,7 +57,7 @@ def pages(report, tmp_path_factory) -> list[str]:
 def test_every_page_has_the_title_period_and_page_of_pages(pages):
     assert len(pages) > 5
     for n, page in enumerate(pages, start=1):
-        assert "邛崃雪亮工程 季度考核报告" in page
+        assert "邛崃雪亮工程 季度考核报告（示例数据）" in page
         assert "2026Q4 · 2026-10-01 至 2026-12-31" in page
         assert f"第 {n} 页，共 {len(pages)} 页" in page
 

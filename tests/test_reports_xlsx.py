@@ -101,7 +101,7 @@ def test_a_part_says_what_data_it_could_not_see(report, workbook):
 
 def test_the_cover_has_the_facts_the_headline_figures_and_links(report, workbook):
     ws = workbook["概览"]
-    assert ws["A1"].value == "邛崃雪亮工程 季度考核报告"
+    assert ws["A1"].value == "邛崃雪亮工程 季度考核报告（示例数据）"
     facts = {ws.cell(r, 1).value: ws.cell(r, 2).value for r in range(2, 6)}
     assert facts == {
         "统计周期": "2026-10-01 至 2026-12-31",

@@ -100,7 +100,13 @@ def _scale(kind: ColumnType) -> float:
 
 
 def _label(value: float, kind: ColumnType) -> str:
-    """97.14 → "97.1%", 95.0 → "95%"; other values as whole numbers."""
+    """A bar's value: 97.14 → "97.1%", 97.0 → "97.0%" (one decimal, so that bars compare
+    at a glance); other values as whole numbers."""
+    return f"{value:.1f}%" if kind is ColumnType.PCT else f"{value:,.0f}"
+
+
+def _target_label(value: float, kind: ColumnType) -> str:
+    """The target as a contract writes it: 95.0 → "95%", 99.9 → "99.9%"."""
     if kind is ColumnType.PCT:
         return f"{value:.1f}".removesuffix(".0") + "%"
     return f"{value:,.0f}"
@@ -169,7 +175,7 @@ def _target_line(ax, target: float | None, kind: ColumnType, language: str) -> N
     """The target as a dashed line, named in the legend (a label on the line would sit on the
     bars or the trend)."""
     if target is not None:
-        label = words(language)["target_line"].format(v=_label(target, kind))  # type: ignore[arg-type]
+        label = words(language)["target_line"].format(v=_target_label(target, kind))  # type: ignore[arg-type]
         ax.axhline(target, color=_TARGET, linestyle="--", linewidth=1.1, label=label)
     handles, _labels = ax.get_legend_handles_labels()
     if handles:
