@@ -111,7 +111,8 @@ def test_the_summary_stays_within_wecoms_markdown_limit(report):
     long_note = Part("长说明", (Column("a", "甲", "A"),), (), note="未见数据：" + "、".join(f"CAM-{i:05d}" for i in range(400)))
     big = dataclasses.replace(report, kpis=many, parts=(long_note,))
     text = summary_markdown(big)
-    assert utf8_len(text) <= 4096 and text.endswith("…")
+    assert utf8_len(text) <= 4096 and text.endswith("\n…")
+    assert text.count("<font") == text.count("</font>")  # whole lines only: no tag cut in half
     assert "CAM-00399" not in text  # notes are shortened in the summary, the report has them whole
 
 

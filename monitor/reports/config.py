@@ -202,7 +202,7 @@ class ReportsConfig(Strict):
     - keep_days: files older than this (by the time they were written) are deleted.
     - formats: the formats made by default.
     - pdf_max_rows: a table longer than this is cut short in the PDF, with a note that the XLSX
-      has every row (None: never cut); a 10,000-row table costs WeasyPrint a minute and a GB.
+      has every row (None: never cut); a 10,000-row table costs WeasyPrint two minutes and 2 GB.
     - catch_up: after a stop, how many missed periods of one type are made at start (the most
       recent ones), so that a month offline does not bury the group in 30 daily reports.
     - schedule: which types are made when; empty = none (reports only on demand).

@@ -47,7 +47,7 @@ import aiosmtplib
 from monitor.reports.config import EmailConfig
 from monitor.reports.document import Report
 from monitor.reports.text import kpi_text, period_text, verdict, words
-from rules.alerting.notifiers.wecom import MAX_BYTES, RATE_WINDOW_S, WeComConfig, fit_bytes, robot_window
+from rules.alerting.notifiers.wecom import MAX_BYTES, RATE_WINDOW_S, WeComConfig, fit_bytes, robot_window, utf8_len
 
 MIN_FILE_BYTES = 6
 """WeCom: "所有类型的文件大小均要求大于5个字节"."""
@@ -107,16 +107,20 @@ def summary_lines(report: Report, files: Sequence[Path] = ()) -> list[tuple[str,
 
 def summary_markdown(report: Report, files: Sequence[Path] = (), max_bytes: int = MAX_BYTES["markdown"]) -> str:
     """The WeCom markdown summary: the title in bold, one line per summary line, figures that
-    miss their target in WeCom's warning colour, met ones in its info colour; cut to
-    `max_bytes` UTF-8 bytes."""
+    miss their target in WeCom's warning colour, met ones in its info colour. At most
+    `max_bytes` UTF-8 bytes: lines that do not fit are left out, whole (a cut inside a <font>
+    tag would garble the rest), and "…" says so."""
     colon = "：" if report.language == "zh" else ": "
-    out = [f"**{_md(report.title)}**"]
+    out = fit_bytes(f"**{_md(report.title)}**", max_bytes - 2, "…")
     for label, value, ok in summary_lines(report, files):
         shown = _md(value)
         if ok is not None:
             shown = f'<font color="{"info" if ok else "warning"}">{shown}</font>'
-        out.append(f"> {_md(label)}{colon}{shown}")
-    return fit_bytes("\n".join(out), max_bytes, "…")
+        line = f"\n> {_md(label)}{colon}{shown}"
+        if utf8_len(out) + utf8_len(line) + utf8_len("\n…") > max_bytes:
+            return out + "\n…"
+        out += line
+    return out
 
 
 def summary_text(report: Report, files: Sequence[Path] = ()) -> str:

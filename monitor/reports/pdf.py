@@ -9,9 +9,9 @@ scope, zone, generation time) and the headline figures with their verdicts; each
 with its note (what data could not be seen) above its charts and table.
 
 `max_rows`: a part with more rows than that shows its first `max_rows` and says how many more
-there are and that the XLSX has them all. WeasyPrint needs about 4 ms and 0.1 MB per table row
-(bench/reports_render.py), so a 10,000-point annex is a minute and over a gigabyte; the XLSX of
-the same report takes seconds.
+there are and that the XLSX has them all. WeasyPrint needs about 10 ms of CPU and 0.2 MB per row
+of a nine-column table (bench/reports_render.py), so a 10,000-point annex takes two minutes and
+2 GB; the XLSX of the same report takes seconds.
 
 Cost of the import: WeasyPrint and matplotlib load with this module (about 1 s), so import it
 where a PDF is made, not at daemon start.
@@ -36,6 +36,7 @@ CELL_PADDING = 2.0
 """A table cell's padding, in character cells."""
 
 _NUMERIC = frozenset({ColumnType.INT, ColumnType.PCT, ColumnType.MS, ColumnType.DURATION})
+_AIR = 1.3
 
 _CSS = """
 @page {
@@ -170,10 +171,11 @@ def _part(part: Part, report: Report, max_rows: int | None) -> str:
     if len(rows) < len(part.rows):
         out.append(f'<div class="note">{escape(w["truncated"].format(shown=len(rows), total=len(part.rows)))}</div>')
     cols = "".join(f'<col style="width:{width / total * 100:.2f}%">' for width in widths)
-    # A table of few narrow columns is not stretched across the page.
-    table_width = min(100.0, max(50.0, total / PORTRAIT_CELLS * 100 * 1.3)) if not wide else 100.0
+    # A table of few narrow columns is not stretched across the page: it gets the share of the
+    # width its columns need, with 30 % to spare (at least half the page).
+    table_width = 100.0 if wide else min(100.0, max(50.0, total / PORTRAIT_CELLS * 100 * _AIR))
     head = "".join(f"<th>{escape(c.header(report.language))}</th>" for c in part.columns)
-    classes = [' class="n"' if c.type in _NUMERIC else (' class="t"' if c.type is ColumnType.DATETIME else "") for c in part.columns]
+    classes = [_cell_class(c.type) for c in part.columns]
     places = [c.places for c in part.columns]
     kinds = [c.type for c in part.columns]
     tz = report.timezone
@@ -186,6 +188,16 @@ def _part(part: Part, report: Report, max_rows: int | None) -> str:
         + "</tr>"
         for row in rows
     )
-    out.append(f"<table class=\"data\" style=\"width:{table_width:.0f}%\"><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    out.append(
+        f'<table class="data" style="width:{table_width:.0f}%"><colgroup>{cols}</colgroup>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
     out.append(f'<p class="rows">{escape(w["rows"].format(n=len(part.rows)))}</p></section>')
     return "".join(out)
+
+
+def _cell_class(kind: ColumnType) -> str:
+    """Numbers right-aligned and unbroken, times unbroken, text as it comes."""
+    if kind in _NUMERIC:
+        return ' class="n"'
+    return ' class="t"' if kind is ColumnType.DATETIME else ""

@@ -1,7 +1,7 @@
 """From a report document to files kept and delivered: render each format, keep the files in the
 reports directory, deliver them. What the scheduler and the CLI call.
 
-Rendering a PDF is CPU work of seconds to a minute and, for long tables, of a gigabyte (see
+Rendering a PDF is CPU work of seconds to minutes and, for long tables, of gigabytes (see
 pdf.py), so `publish` renders in child processes by default (`isolate`, render.py): the
 daemon's event loop keeps running, and the memory goes back to the system when they end.
 

@@ -123,7 +123,7 @@ def cell_text(kind: ColumnType, value: object, places: int, timezone: str) -> st
 
 
 def kpi_text(kpi: Kpi, value: float | int | None, language: Language) -> str:
-    """A headline value (or target) with its unit: "95.12%", "1,850 个", "5小时20分", "123.4 ms"."""
+    """A headline value (or target) with its unit: "95.12%", "1,850个", "5小时20分", "123.4 ms"."""
     if value is None:
         return MISSING
     if kpi.type is ColumnType.PCT:
@@ -133,9 +133,14 @@ def kpi_text(kpi: Kpi, value: float | int | None, language: Language) -> str:
     if kpi.type is ColumnType.MS:
         return f"{value:,.{kpi.places}f} ms"
     text = f"{value:,.{kpi.places}f}" if isinstance(value, float) else f"{value:,}"
-    if not kpi.unit:
-        return text
-    return f"{text}{'' if _cjk(kpi.unit) else ' '}{kpi.unit}"  # "1,850个", "1,850 points"
+    return text + unit_suffix(kpi.unit)
+
+
+def unit_suffix(unit: str) -> str:
+    """A unit as written after a number: "个" right after it, "points" after a space."""
+    if not unit:
+        return ""
+    return unit if _cjk(unit) else f" {unit}"
 
 
 def verdict(kpi: Kpi, language: Language) -> str:

@@ -27,7 +27,16 @@ from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
 from monitor.reports.document import ColumnType, Kpi, Part, Report
-from monitor.reports.text import MISSING, column_width, display_width, local_time, period_text, verdict, words
+from monitor.reports.text import (
+    MISSING,
+    column_width,
+    display_width,
+    local_time,
+    period_text,
+    unit_suffix,
+    verdict,
+    words,
+)
 
 HEADER_ROW = 3
 """Row of a part sheet's column headers; data starts on the next row."""
@@ -153,7 +162,7 @@ def _kpi_row(ws: Worksheet, row: int, kpi: Kpi, report: Report) -> None:
         if value is None and col == 2:
             cell.value = MISSING
     if kpi.unit and kpi.type is ColumnType.INT:
-        ws.cell(row, 2).number_format = f'{fmt}" {kpi.unit}"'
+        ws.cell(row, 2).number_format = f'{fmt}"{unit_suffix(kpi.unit)}"'
     text = verdict(kpi, report.language)
     if text:
         ws.cell(row, 4, text).font = _OK if kpi.ok else _BAD
