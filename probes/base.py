@@ -106,9 +106,6 @@ class Probe(Protocol):
     """
 
     name: ClassVar[str]
-    basis: ClassVar[Basis | None]
-    """The measured basis (network, service, video; never online) whose state this probe's
-    results feed (monitor/state/availability.py), None for a probe no basis is made of."""
     Config: ClassVar[type[BaseModel]]
     measurements: ClassVar[tuple[MeasurementSpec, ...]]
     """Every measurement the probe's results write (the first one named like the probe);
