@@ -58,7 +58,8 @@ class _ValueRule(RuleBase):
     those present) and the unit; `above` rules raise above `limit_keys[0]` and clear below
     `limit_keys[1]`, `below` rules the other way round; flag rules (no limit_keys) hold while
     `flag(fields)` is true. Their title is the template named like their type, with `kind`,
-    `name`, `value`, `limit`, `port` and `disk` (the instance), plus what `describe` adds."""
+    `name`, `value`, `limit`, `instance` (and its aliases `port` and `disk`), plus what
+    `describe` adds."""
 
     titles = TITLES
     measurement: ClassVar[str]
@@ -79,6 +80,11 @@ class _ValueRule(RuleBase):
 
     def applies(self, fields: Mapping[str, Any]) -> bool:
         """Whether this instance (port, disk) is watched at all."""
+        return True
+
+    def applies_to(self, facts: Facts, device: Device) -> bool:
+        """Whether the device's values are judged now; when not, they count as no data (a
+        firing fault is held, nothing new is raised)."""
         return True
 
     def describe(self, facts: Facts, device: Device, fields: Mapping[str, Any], value: float | None) -> Described:
@@ -108,7 +114,8 @@ class _ValueRule(RuleBase):
             prefix = f"device:{device.id}"
             # Offline on the network: device_down speaks for it; its faults are held below.
             offline = states.get(device.id, State.UNKNOWN).offline
-            instances = {} if offline else values.get((device.id, self.measurement), {})
+            judged = not offline and self.applies_to(facts, device)
+            instances = values.get((device.id, self.measurement), {}) if judged else {}
             for instance, fields in instances.items():
                 if not self.applies(fields):
                     continue
@@ -152,7 +159,7 @@ class _ValueRule(RuleBase):
         template, more, affected = self.describe(facts, device, fields, value)
         args: dict[str, Any] = {
             "kind": facts.kinds[device.kind], "name": device.name, "value": value or 0.0, "limit": limit or 0.0,
-            "port": part, "disk": part, **more,
+            "instance": part, "port": part, "disk": part, **more,
         }
         return Condition(
             self.name, self.type, key[1], self.severity, self.title(facts, template, **args), self.for_s,
