@@ -63,7 +63,8 @@ class VideoDownRule(RuleBase):
                 continue
             reason = next((self._reason(p, r) for p in probes if (r := facts.reasons.get((device.id, p)))),
                           t["unknown_reason"])
-            template = self.basis if device.id in now.view.states or self.basis == "video" else "service_alone"
+            pinged = device.id in now.view.bases.get(Basis.NETWORK.value, {})
+            template = self.basis if pinged or self.basis == "video" else "service_alone"
             out[key] = Condition(
                 self.name, self.type, key[1], self.severity,
                 t[template].format(kind=facts.kinds[device.kind], name=device.name, reason=reason),
