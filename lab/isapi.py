@@ -56,7 +56,6 @@ from lxml import etree
 NS_HIKVISION = "http://www.hikvision.com/ver20/XMLSchema"
 NS_ISAPI = "http://www.isapi.org/ver20/XMLSchema"
 BEHAVIOURS = frozenset({"", "busy", "device_error", "garbage", "dtd", "huge", "slow_drip", "hang"})
-MB = 1 << 20
 STATUS_STRINGS = {1: "OK", 2: "Device Busy", 3: "Device Error", 4: "Invalid Operation", 5: "Invalid XML Format",
                   6: "Invalid XML Content"}
 MAX_REQUEST_BYTES = 64 * 1024
@@ -88,7 +87,6 @@ class Channel:
     """
 
     id: int
-    name: str = ""
     since: dt.datetime | None = None
     recording: bool = True
     stopped: dt.datetime | None = None
