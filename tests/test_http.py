@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lab.certs import make_ca, make_cert, server_context
 from probes.http import HttpConfig, HttpProbe
-from tests.plugins.factories import device
+from tests.plugins.factories import device, schema_checked
 
 SECRET = "Pa55-not-for-logs"
 
@@ -32,7 +32,7 @@ async def serve_app(app: web.Application, context: ssl.SSLContext | None = None)
 async def check(url: str, **cfg: object):
     """One probe of a platform at `url` with HttpConfig(**cfg)."""
     async with HttpProbe(HttpConfig(**cfg)) as probe:
-        return await probe.probe(device("plt", "platform", url=url))
+        return schema_checked(await probe.probe(device("plt", "platform", url=url)))
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ async def against(handler: Handler, **cfg: object):
         async with HttpProbe(HttpConfig(timeout_s=1.0, **cfg)) as probe:
             target = device("plt", "platform", url=f"http://127.0.0.1:{port}/")
             started = loop.time()
-            result = await probe.probe(target)
+            result = schema_checked(await probe.probe(target))
             return result, loop.time() - started, probe.budget_s(target)
     finally:
         server.close()

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from lab.isapi import Channel, Disk, IsapiSimulator, Nvr, NS_ISAPI
 from probes.nvr import DISK_STATES, NvrConfig, NvrProbe
-from tests.plugins.factories import device
+from tests.plugins.factories import device, schema_checked
 
 NVR = device("nvr1", "nvr", address="127.0.0.1")
 DAY = dt.timedelta(days=1)
@@ -40,7 +40,7 @@ async def poll(nvr: Nvr, times: int = 1, **cfg):
         config = NvrConfig(port=sim.port, username="admin", password_env="NVR_PASSWORD",
                            **({"timeout_s": 2.0} | cfg))
         async with NvrProbe(config) as probe:
-            results = [await probe.probe(NVR) for _ in range(times)]
+            results = [schema_checked(await probe.probe(NVR)) for _ in range(times)]
         return results, sim
 
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from probes.tcp import TcpConfig, TcpProbe
-from tests.plugins.factories import device
+from tests.plugins.factories import device, schema_checked
 
 
 def free_port() -> int:
@@ -49,7 +49,7 @@ async def test_open_refused_and_silent_ports_each_with_their_reason(silent_port)
             target = device("plt", "platform", address="127.0.0.1", tags={"sip"})
             assert probe.ports_for(target) == (open_port, refused, silent_port)  # each once, config order
             started = loop.time()
-            result = await probe.probe(target)
+            result = schema_checked(await probe.probe(target))
             took, budget = loop.time() - started, probe.budget_s(target)
             healthy = await probe.probe(device("p2", "platform", address="127.0.0.1"))
     finally:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from lab.certs import make_ca, make_cert, server_context
 from probes.tls import TlsConfig, TlsProbe, hostname_matches
-from tests.plugins.factories import device
+from tests.plugins.factories import device, schema_checked
 
 
 async def tls_server(context: ssl.SSLContext | None, handler=None) -> tuple[asyncio.Server, int]:
@@ -36,7 +36,7 @@ async def check(port: int | list[int], **cfg: object):
         target = device("plt", "platform", address="127.0.0.1")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        result = await probe.probe(target)
+        result = schema_checked(await probe.probe(target))
         return result, loop.time() - started, probe.budget_s(target)
 
 
