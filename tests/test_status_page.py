@@ -639,9 +639,9 @@ async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
         # Open: liveness, the document and the page's code (no fleet data in them).
         for path in ("/healthz", "/api/v1/openapi.json", "/status/status.css", "/status/status.js"):
             assert (await status_of("GET", path))[0] == 200, path
-        # The status token is read-only.
+        # The status token is read-only, and says so.
         code, body = await status_of("POST", "/api/v1/faults/F2/ack", json={"by": "李工"}, headers=bearer)
-        assert code == 401 and "wrong token" in body
+        assert code == 403 and "the status token is read-only" in body
         assert (await ctx.faults.get("F2")).acked_by is None
 
         doc = await api_json(http, url + "/api/v1/openapi.json")
