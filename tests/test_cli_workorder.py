@@ -165,3 +165,19 @@ async def test_the_command_as_its_own_process_prints_a_table_when_piped(tmp_path
     assert "工单 1 个（未关闭）" in text and "人民广场01号黑屏" in text and "已报障" in text
     # Reported 20 min ago: the 15 min response clock (Qionglai) is the one shown, overdue.
     assert "响应 超时" in text
+
+
+def test_check_config_counts_the_personal_tokens_and_their_roles(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FM_TOKEN_ZHANG", TOKENS["张工"])
+    monkeypatch.setenv("FM_TOKEN_WANG", TOKENS["王经理"])
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "inventory: {devices: [{id: C1, name: 东关, kind: camera, address: 198.18.0.1, site: s, region: r}]}\n"
+        "api:\n  people:\n    - {name: 张工, token_env: FM_TOKEN_ZHANG, roles: [duty]}\n"
+        "    - {name: 王经理, token_env: FM_TOKEN_WANG, roles: [manager]}\n", encoding="utf-8")
+    assert main(["check-config", str(config)]) == 0
+    assert "  api: http://127.0.0.1:8080/, writes need a token (2 personal: duty 1, manager 1)" in capsys.readouterr().out
+    monkeypatch.setenv("FM_TOKEN_WANG", TOKENS["张工"])
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}:2: api: people[1]: 王经理's token is the same as 张工's token" in err and TOKENS["张工"] not in err

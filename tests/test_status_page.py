@@ -506,7 +506,11 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     ]
     assert texts(dom, "//section[@id='novideo']/h2/span[@class='count']") == [str(len(no_video))] == ["4"]
     assert dom.xpath("//section[@id='novideo']//b") == []  # the camera's reason phrase stayed text
-    assert texts(dom, "//main/section/@id") == ["fleet", "regions", "offline", "novideo", "links", "faults"]
+    assert texts(dom, "//main/section/@id") == [
+        "signin", "fleet", "orders", "regions", "offline", "novideo", "links", "faults",
+    ]
+    # Without work orders in the daemon (503) their card and the sign-in stay empty and hidden.
+    assert dom.xpath("//section[@id='orders']/*") == [] and dom.xpath("//*[@id='account']")[0].get("hidden") is not None
 
     # The hostile camera name is shown as text; no element was made of it, nothing ran.
     assert HOSTILE in texts(dom, f"//section[@id='offline']//span[{cls('name')}]")

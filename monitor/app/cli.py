@@ -270,6 +270,10 @@ def _api(cfg: FleetmonConfig) -> str:
         return "disabled"
     host = f"[{api.listen}]" if ":" in api.listen else api.listen
     writes = "writes need the bearer token" if api.token is not None else "read-only (no token configured)"
+    if api.people:
+        roles = _counts(r.value for person in api.people for r in person.roles)
+        shared = "the shared one or " if api.token is not None else ""
+        writes = f"writes need a token ({shared}{len(api.people)} personal: {roles})"
     return f"http://{host}:{api.port}/, {writes}"
 
 
