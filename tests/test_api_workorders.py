@@ -207,7 +207,8 @@ def test_people_config_errors_name_the_person_never_the_token(tmp_path, monkeypa
     ("王经理", {"kind": "person", "name": "王经理", "roles": ["manager"],
               "permissions": ["read", "fault_ack", "workorder", "exclude"]}),
     ("赵观察", {"kind": "person", "name": "赵观察", "roles": ["read"], "permissions": ["read"]}),
-    ("write", {"kind": "admin", "name": None, "roles": [], "permissions": ["read", "fault_ack", "workorder", "exclude"]}),
+    ("write", {"kind": "admin", "name": None, "roles": [],
+               "permissions": ["read", "fault_ack", "workorder", "exclude"]}),
     ("status", {"kind": "status", "name": None, "roles": [], "permissions": ["read"]}),
 ])
 async def test_whoami_names_the_person_and_what_the_token_may_do(tmp_path, who, expected):
@@ -298,9 +299,13 @@ def writes(ref: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("POST", f"/api/v1/workorders/{ref}/assign", {"assignee": "李工"}),
         ("POST", f"/api/v1/workorders/{ref}/close", {"cancelled": True}),
         ("POST", "/api/v1/faults/F1/ack", {}),
-        ("POST", "/api/v1/maintenance", {"match": {}, "start": "2099-01-01T02:00:00+08:00",
-                                         "end": "2099-01-01T03:00:00+08:00", "reason": "割接"}),
+        MAINTENANCE,
+        ("DELETE", "/api/v1/maintenance/1", None),
     ]
+
+
+MAINTENANCE = ("POST", "/api/v1/maintenance", {"match": {}, "start": "2099-01-01T02:00:00+08:00",
+                                               "end": "2099-01-01T03:00:00+08:00", "reason": "割接"})
 
 
 async def test_a_read_only_person_and_the_status_token_change_nothing(tmp_path):
@@ -324,7 +329,7 @@ async def test_a_duty_engineer_may_not_take_time_out_of_the_assessment(world):
     for method, path, body in [
         ("POST", f"/api/v1/workorders/{ref}/close", {"cancelled": True}),
         ("POST", f"/api/v1/workorders/{ref}/classify", {"cause": "power"}),
-        writes(ref)[-1],  # a maintenance window
+        MAINTENANCE,
     ]:
         error = (await world.call(method, path, 403, json=body, headers=bearer("张工")))["error"]
         assert "张工's token (roles: duty) may not take time out of the assessment" in error, error

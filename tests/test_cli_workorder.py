@@ -176,7 +176,8 @@ def test_check_config_counts_the_personal_tokens_and_their_roles(tmp_path, capsy
         "api:\n  people:\n    - {name: 张工, token_env: FM_TOKEN_ZHANG, roles: [duty]}\n"
         "    - {name: 王经理, token_env: FM_TOKEN_WANG, roles: [manager]}\n", encoding="utf-8")
     assert main(["check-config", str(config)]) == 0
-    assert "  api: http://127.0.0.1:8080/, writes need a token (2 personal: duty 1, manager 1)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  api: http://127.0.0.1:8080/, writes need a token (2 personal: duty 1, manager 1)" in out
     monkeypatch.setenv("FM_TOKEN_WANG", TOKENS["张工"])
     assert main(["check-config", str(config)]) == 2
     err = capsys.readouterr().err

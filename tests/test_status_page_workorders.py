@@ -119,6 +119,11 @@ async def type_into(page: Page, selector: str, text: str) -> None:
     await page.send("Input.insertText", text=text)
 
 
+def signed_in(name: str) -> str:
+    """JavaScript: the header's account button names `name` (the page may still be loading)."""
+    return f"(document.getElementById('account') || {{}}).textContent === {json.dumps(name)}"
+
+
 async def notice(page: Page, starts: str) -> str:
     """Wait for the orders' notice to start with `starts`; returns it."""
     return await page.wait_until(
@@ -167,7 +172,7 @@ async def test_a_duty_engineer_reports_and_works_an_order_from_the_phone(tmp_pat
             await tap(page, "#account")
             await type_into(page, "#token-input", PEOPLE["张工"][0])
             await tap(page, "#signin-submit")
-            await page.wait_until("document.getElementById('account') && document.getElementById('account').textContent === '张工'")
+            await page.wait_until(signed_in("张工"))
             assert await page.evaluate("localStorage.getItem('fleetmon.person-token')") == PEOPLE["张工"][0]
 
             # 报障: find the lab point by part of its name, describe, pick the severity, send.
@@ -217,7 +222,7 @@ async def test_a_duty_engineer_reports_and_works_an_order_from_the_phone(tmp_pat
 
         # A new visit of the page: still signed in (the token kept in this browser).
         async with open_page(browser, f"{url}/status?token={STATUS}") as again:
-            await again.wait_until("document.getElementById('account') && document.getElementById('account').textContent === '张工'")
+            await again.wait_until(signed_in("张工"))
             assert again.errors() == []
         order = await order_json(http, url, ref)
 
@@ -280,8 +285,9 @@ async def test_sign_in_refuses_wrong_and_shared_tokens_and_a_reader_gets_no_butt
             await tap(page, "#account")
             await type_into(page, "#token-input", PEOPLE["赵观察"][0])
             await tap(page, "#signin-submit")
-            await page.wait_until("document.getElementById('account') && document.getElementById('account').textContent === '赵观察'")
+            await page.wait_until(signed_in("赵观察"))
             reader = await page.dom()
+            await shot(page, tmp_path, "workorders-phone-reader-en.png", "#orders")
             # The same page in Chinese after a tap on the language button.
             await tap(page, "#lang")
             chinese = await page.dom()

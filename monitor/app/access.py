@@ -12,11 +12,14 @@ Tokens (config `api`, monitor.app.config.ApiConfig):
 
 Roles and what they grant (a person has one or more):
 
-| role    | read | acknowledge faults | work orders (报障, 认领, 到场, 修复, 更换, 关闭 …) | take time out of the assessment |
-|---------|------|--------------------|----------------------------------------------------|---------------------------------|
-| read    | yes  |                    |                                                    |                                 |
-| duty    | yes  | yes                | yes                                                |                                 |
-| manager | yes  | yes                | yes                                                | yes                             |
+| role    | read | acknowledge faults | work orders (报障 … 关闭) | take time out of the assessment |
+|---------|------|--------------------|---------------------------|---------------------------------|
+| read    | yes  |                    |                           |                                 |
+| duty    | yes  | yes                | yes                       |                                 |
+| manager | yes  | yes                | yes                       | yes                             |
+
+Work orders: 报障 (a manual report), 认领, 到场, 修复, 更换, classify, note, assign, and 关闭 once
+restored.
 
 "Take time out of the assessment" is whatever makes downtime stop counting against the
 contractor: cancelling an order (误报/重复: its clocks stop counting), an excluded cause class

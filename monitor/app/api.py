@@ -220,7 +220,8 @@ class MaintenanceQuery(_In):
 
 class DeleteQuery(_In):
     by: Annotated[
-        Person | None, Field(description="who deletes the window (for the log); with a personal token absent or theirs"),
+        Person | None,
+        Field(description="who deletes the window (for the log); with a personal token absent or theirs"),
     ] = None
 
 
@@ -510,8 +511,8 @@ class Endpoint:
     with the role, or the shared write token; monitor.app.access); `public` never needs a token
     (no fleet data in it); any other route is a read, which needs a token (status, write or a
     person's) when a status token is configured: as a bearer header or, with `query_token`, the
-    status token as ?token= (a page opened as a link cannot send a header). `media_type`: of the successful answers (PageText bodies when
-    not JSON); errors are always JSON."""
+    status token as ?token= (a page opened as a link cannot send a header). `media_type`: of
+    the successful answers (PageText bodies when not JSON); errors are always JSON."""
 
     method: str
     path: str

@@ -86,12 +86,15 @@ class OrderQuery(InModel):
 class ReportIn(BodyModel):
     """A manual fault report (故障申告): the buyer phoned, duty staff enter it."""
 
-    devices: Annotated[list[DeviceId], Field(min_length=1, max_length=100, description="device ids, first the main one")]
+    devices: Annotated[
+        list[DeviceId], Field(min_length=1, max_length=100, description="device ids, first the main one"),
+    ]
     title: Annotated[Reason, Field(description="what was reported, one line")]
     severity: Annotated[Severity, Field(description="critical (紧急), major (严重), minor (一般)")] = Severity.MAJOR
     assignee: Annotated[Person | None, Field(description="who should take it (default: whoever acknowledges)")] = None
     reported: Annotated[
-        AwareDatetime | None, Field(description="when the fault was reported (the call), ISO-8601 with offset; default now"),
+        AwareDatetime | None,
+        Field(description="when the fault was reported (the call), ISO-8601 with offset; default now"),
     ] = None
     by: By = None
 

@@ -514,7 +514,8 @@ def add_workorder(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--assignee", help="who should take it")
     p.set_defaults(run=cmd_report)
 
-    for name, help_text, run in (("ack", "acknowledge (响应/认领)", cmd_ack), ("arrive", "arrived on site (到场)", cmd_arrive)):
+    for name, help_text, run in (("ack", "acknowledge (响应/认领)", cmd_ack),
+                                 ("arrive", "arrived on site (到场)", cmd_arrive)):
         p = sub.add_parser(name, parents=[stamped], help=help_text)
         p.add_argument("ref")
         p.set_defaults(run=run)

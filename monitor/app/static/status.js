@@ -224,7 +224,7 @@
       over: "{d} over",
       met: "✓",
       missed: "missed",
-      do_ack: "Take", do_arrive: "On site", do_restore: "Restored", do_replace: "Replaced", do_close: "Close",
+      do_ack: "Take", do_arrive: "On site", do_restore: "Fixed", do_replace: "Replace", do_close: "Close",
       restore_how: "How was it fixed?",
       remote: "Remotely",
       on_site: "On site",
