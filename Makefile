@@ -12,7 +12,8 @@ STAMPS     := .stamps
 APT_PKGS   := influxdb influxdb-client fping iproute2 procps tzdata mosquitto python3-venv \
               snmp snmpd snmptrapd nftables ffmpeg systemd \
               python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-              gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver
+              gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver \
+              fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 DEMO_SECONDS ?= 0
 
 .PHONY: all deps demo test check bench clean

@@ -1,16 +1,17 @@
 """A WeCom (企业微信) group-robot webhook server on loopback, for tests, `make demo` and benchmarks.
 
-It answers `POST /cgi-bin/webhook/send?key=KEY` the way the published robot API does
-(群机器人配置说明, https://developer.work.weixin.qq.com/document/path/91770; error codes:
-全局错误码, https://developer.work.weixin.qq.com/document/path/90313):
+It answers `POST /cgi-bin/webhook/send?key=KEY` and `POST /cgi-bin/webhook/upload_media?key=KEY&type=…`
+the way the published robot API does (群机器人配置说明,
+https://developer.work.weixin.qq.com/document/path/91770; error codes: 全局错误码,
+https://developer.work.weixin.qq.com/document/path/90313):
 
 - Every protocol error is HTTP 200 with `{"errcode": N, "errmsg": "…"}`; success is errcode 0,
   `"errmsg": "ok"`. errmsg has WeCom's shape: "<reason>, hint: [<id>], from ip: <ip>, more info at
   https://open.work.weixin.qq.com/devtool/query?e=<N>".
 - 93000 "invalid webhook url": no key, or a key that is not (or no longer) a robot.
 - 47001 "data format error": the body is not a UTF-8 JSON object.
-- 40008 "invalid message type": msgtype is not "text" or "markdown" (the robot API has more
-  types, image, news, file, template_card…; they are not simulated and are answered 40008).
+- 40008 "invalid message type": msgtype is not "text", "markdown" or "file" (the robot API has
+  more types, image, news, template_card…; they are not simulated and are answered 40008).
 - 40035 "invalid parameter": `text`/`markdown` is not an object, content is not a string, a
   mentioned list is not a list of strings.
 - 44004 "empty content": content missing or empty.
@@ -20,6 +21,20 @@ It answers `POST /cgi-bin/webhook/send?key=KEY` the way the published robot API 
 - 45009 "api freq out of limit": more than 20 accepted messages for one key in any window of
   `window_s` seconds (60 s at WeCom; injectable with `clock` for fast tests). Rejected requests
   do not count.
+
+File messages and their upload:
+- `upload_media`: multipart/form-data with a part named `media` (its Content-Disposition
+  carries filename and filelength); `type` is "file" (at most 20 MB) or "voice" (at most 2 MB);
+  every file must be more than 5 bytes ("所有类型的文件大小均要求大于5个字节"). Answers:
+  `{"errcode": 0, "errmsg": "ok", "type": …, "media_id": …, "created_at": "<unix s>"}`;
+  93000 for a bad key; 40005 "invalid file type" for another `type`; 44001 "empty media data"
+  when the body is not multipart or has no `media` part; 40006 "invalid file size" outside the
+  limits (the global code for file sizes; 40009 is the one for images). Uploads are not
+  messages: they do not count against the rate limit.
+- `{"msgtype": "file", "file": {"media_id": …}}`: 40035 when `file` is not an object with a
+  string media_id; 40007 "invalid media_id" when the id is unknown, older than `media_ttl_s`
+  (three days: "该media_id仅三天内有效") or was uploaded by another robot ("media_id只能是对应上传
+  文件的机器人可以使用").
 
 Markdown messages cannot @mention by mobile: their `mentioned_mobile_list` is ignored (recorded as
 empty), as WeCom ignores it. Received messages are kept per key, in arrival order, with the
@@ -44,18 +59,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
-from aiohttp import web
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.multipart import parse_content_disposition
 
 SEND_PATH = "/cgi-bin/webhook/send"
+UPLOAD_PATH = "/cgi-bin/webhook/upload_media"
 MAX_BYTES = {"markdown": 4096, "text": 2048}
+MAX_MEDIA_BYTES = {"file": 20 * 1024 * 1024, "voice": 2 * 1024 * 1024}
+MIN_MEDIA_BYTES = 6  # "大于5个字节"
+MEDIA_TTL_S = 3 * 86_400.0
+MSGTYPES = ("text", "markdown", "file")
 RATE_LIMIT = 20  # messages per robot key
 RATE_WINDOW_S = 60.0
 
 ERRMSG = {
     0: "ok",
+    40005: "invalid file type",
+    40006: "invalid file size",
+    40007: "invalid media_id",
     40008: "invalid message type",
     40035: "invalid parameter",
     40058: "invalid Request Parameter",
+    44001: "empty media data",
     44004: "empty content",
     45009: "api freq out of limit",
     47001: "data format error",
@@ -65,11 +90,27 @@ ERRMSG = {
 
 
 @dataclass(frozen=True, slots=True)
+class Media:
+    """A file uploaded to a robot: its key, media_id, `type` ("file" | "voice"), the filename
+    and filelength its form-data part declared (None when absent), the bytes received, and
+    the simulator clock at upload."""
+
+    key: str
+    media_id: str
+    type: str
+    filename: str | None
+    filelength: str | None
+    data: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReceivedMessage:
     """A message the robot posted to its group.
 
     - at: simulator clock (seconds) at arrival.
-    - msgtype: "text" | "markdown"; content: as sent (str).
+    - msgtype: "text" | "markdown" | "file"; content: as sent (str); for a file message the
+      media's filename, and `media` the uploaded file it posted.
     - mentioned_mobile_list / mentioned_list: the @mentions of a text message (empty for markdown,
       which cannot carry them).
     """
@@ -79,6 +120,7 @@ class ReceivedMessage:
     content: str
     mentioned_mobile_list: tuple[str, ...] = ()
     mentioned_list: tuple[str, ...] = ()
+    media: Media | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +148,7 @@ class WeComSimulator:
     - window_s / rate_limit: the per-key limit, 20 messages in any 60 s at WeCom.
     - markdown_max_bytes / text_max_bytes: content limits in UTF-8 bytes (40058 beyond).
     - delay_s: every answer waits this long first (real seconds), to exercise client timeouts.
+    - media_ttl_s: how long a media_id stays valid (three days at WeCom).
     """
 
     def __init__(
@@ -117,13 +160,17 @@ class WeComSimulator:
         markdown_max_bytes: int = MAX_BYTES["markdown"],
         text_max_bytes: int = MAX_BYTES["text"],
         delay_s: float = 0.0,
+        media_ttl_s: float = MEDIA_TTL_S,
     ) -> None:
         self.clock = clock
         self.window_s = window_s
         self.rate_limit = rate_limit
         self.max_bytes = {"markdown": markdown_max_bytes, "text": text_max_bytes}
         self.delay_s = delay_s
+        self.media_ttl_s = media_ttl_s
         self.answers: list[Answer] = []
+        self.upload_url = ""
+        self._media: dict[str, Media] = {}
         self.url = ""
         self._robots: set[str] = set()
         self._messages: dict[str, list[ReceivedMessage]] = {}
@@ -149,6 +196,10 @@ class WeComSimulator:
     def messages(self, key: str) -> list[ReceivedMessage]:
         """Messages accepted for `key`, in arrival order (a copy)."""
         return list(self._messages.get(key, ()))
+
+    def uploads(self, key: str) -> list[Media]:
+        """Files uploaded with `key`, in arrival order."""
+        return [m for m in self._media.values() if m.key == key]
 
     def errcodes(self, key: str) -> list[int | None]:
         """The errcode of every answer to requests with `key`, in order (None: injected HTTP failure)."""
@@ -183,14 +234,17 @@ class WeComSimulator:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> Self:
-        app = web.Application()
+        # Room for a file above WeCom's 20 MB, so that the simulator, not aiohttp, refuses it.
+        app = web.Application(client_max_size=2 * MAX_MEDIA_BYTES["file"])
         app.router.add_post(SEND_PATH, self._send)
+        app.router.add_post(UPLOAD_PATH, self._upload)
         self._runner = web.AppRunner(app, access_log=None)  # quiet: tests read `answers` instead
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}{SEND_PATH}"
+        self.upload_url = f"http://127.0.0.1:{port}{UPLOAD_PATH}"
         return self
 
     async def stop(self) -> None:
@@ -213,12 +267,54 @@ class WeComSimulator:
         key = request.query.get("key", "")
         now = self.clock()
         if self._http_failures:
-            status, body, headers = self._http_failures.pop(0)
-            self.answers.append(Answer(now, key, None))
-            return web.Response(status=status, text=body, content_type="text/html", headers=headers)
+            return self._http_failure(now, key)
         errcode, detail = self._check(key, raw, now)
         self.answers.append(Answer(now, key, errcode))
         return web.json_response({"errcode": errcode, "errmsg": self._errmsg(errcode, detail)})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        key = request.query.get("key", "")
+        kind = request.query.get("type", "")
+        now = self.clock()
+        if self._http_failures:
+            await request.read()
+            return self._http_failure(now, key)
+        part = await _media_part(request)  # read in any case: a client must get its answer
+        errcode = self._injected(now)
+        if errcode is None:
+            if key not in self._robots:
+                errcode = 93000
+            elif kind not in MAX_MEDIA_BYTES:
+                errcode = 40005
+            elif part is None:
+                errcode = 44001
+            elif not MIN_MEDIA_BYTES <= len(part[2]) <= MAX_MEDIA_BYTES[kind]:
+                errcode = 40006
+            else:
+                errcode = 0
+        self.answers.append(Answer(now, key, errcode))
+        if errcode != 0:
+            return web.json_response({"errcode": errcode, "errmsg": self._errmsg(errcode, None)})
+        assert part is not None
+        filename, filelength, data = part
+        media = Media(key, uuid.uuid4().hex + uuid.uuid4().hex[:12], kind, filename, filelength, data, now)
+        self._media[media.media_id] = media
+        return web.json_response(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "type": kind,
+                "media_id": media.media_id,
+                "created_at": str(int(time.time())),
+            }
+        )
+
+    def _http_failure(self, now: float, key: str) -> web.Response:
+        status, body, headers = self._http_failures.pop(0)
+        self.answers.append(Answer(now, key, None))
+        return web.Response(status=status, text=body, content_type="text/html", headers=headers)
 
     def _check(self, key: str, raw: bytes, now: float) -> tuple[int, str | None]:
         """(errcode, reason override) for one request, in the order WeCom reports them; an
@@ -235,8 +331,10 @@ class WeComSimulator:
         if not isinstance(body, dict):
             return 47001, None
         msgtype = body.get("msgtype")
-        if msgtype not in MAX_BYTES:
+        if msgtype not in MSGTYPES:
             return 40008, None
+        if msgtype == "file":
+            return self._file_message(key, body.get("file"), now)
         part = body.get(msgtype)
         if part is None or isinstance(part, dict) and not part.get("content"):
             return 44004, None
@@ -263,6 +361,17 @@ class WeComSimulator:
         )
         return 0, None
 
+    def _file_message(self, key: str, part: object, now: float) -> tuple[int, str | None]:
+        if not isinstance(part, dict) or not isinstance(part.get("media_id"), str):
+            return 40035, None
+        media = self._media.get(part["media_id"])
+        if media is None or media.key != key or now - media.at > self.media_ttl_s:
+            return 40007, None
+        if self._in_window(key, now) >= self.rate_limit:
+            return 45009, None
+        self._messages[key].append(ReceivedMessage(now, "file", media.filename or "", media=media))
+        return 0, None
+
     def _injected(self, now: float) -> int | None:
         inj = self._injection
         if inj is None:
@@ -286,3 +395,24 @@ class WeComSimulator:
             f"{reason}, hint: [{next(self._hints)}], from ip: 127.0.0.1, "
             f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"
         )
+
+
+async def _media_part(request: web.Request) -> tuple[str | None, str | None, bytes] | None:
+    """(filename, filelength, bytes) of the multipart body's `media` part; None when the body is
+    not multipart/form-data or has no such part. Reads the whole body."""
+    if not request.content_type.startswith("multipart/"):
+        await request.read()
+        return None
+    found = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            data = await part.read()
+            if part.name == "media" and found is None:
+                _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+                found = (part.filename, params.get("filelength"), bytes(data))
+    except ValueError:  # a malformed multipart body
+        return None
+    return found

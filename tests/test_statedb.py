@@ -6,6 +6,7 @@ import pytest
 
 from monitor.state.tracker import State, Transition
 from monitor.state.db import StateDB, StateDBError
+from monitor.state.recorder import Recorder
 
 
 def t(device, ts, old, new, reason=None, probe="icmp"):
@@ -66,7 +67,7 @@ async def test_a_newer_schema_version_is_refused(tmp_path):
         pass
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE schema_versions SET version=99 WHERE component='state'")
-    with pytest.raises(StateDBError, match="state are at schema version 99, this fleetmon knows 1"):
+    with pytest.raises(StateDBError, match="state are at schema version 99, this fleetmon knows 2"):
         async with StateDB(path):
             pass
 
@@ -116,3 +117,25 @@ INSERT INTO ledger (text) VALUES ('a; b');
             await db.execute(lambda conn: conn.execute("UPDATE ledger SET text='x'"))
         rows = await db.execute(lambda conn: conn.execute("SELECT text FROM ledger").fetchall())
     assert rows == [("a; b",)]
+
+
+async def test_probe_cycles_make_stretches_and_a_stall_opens_a_new_one(tmp_path):
+    path = tmp_path / "state.db"
+    async with StateDB(path) as db:
+        with pytest.raises(ValueError, match="call start_session first"):
+            await db.probe_cycle("icmp", 0, 10, 150)
+        first = await db.start_session(devices=3)
+        for start in (0, 60, 120, 500, 560):  # the cycle at 500 starts 370 after the last end: > grace 150
+            await db.probe_cycle("icmp", start, start + 10, 150)
+        await db.probe_cycle("rtsp", 0, 10, 150)
+        with pytest.raises(ValueError, match="cycle end 5 before start 10"):
+            await db.probe_cycle("icmp", 10, 5, 150)
+        second = await db.start_session(devices=3)
+        async with Recorder(db) as recorder:  # the daemon's way: queued, written after the transitions
+            recorder.cycle("icmp", 600, 610, 150)
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT session_id, probe, start_ns, end_ns, grace_ns FROM probe_watch ORDER BY id").fetchall()
+    assert rows == [
+        (first, "icmp", 0, 130, 150), (first, "icmp", 500, 570, 150), (first, "rtsp", 0, 10, 150),
+        (second, "icmp", 600, 610, 150),  # another session: its own stretch
+    ]

@@ -117,6 +117,18 @@ CREATE TABLE IF NOT EXISTS sessions (
     devices     INTEGER NOT NULL
 );
 """,
+    # 2: per-probe coverage inside a session (a probe can stall while the others keep cycling).
+    """
+CREATE TABLE probe_watch (
+    id          INTEGER PRIMARY KEY,
+    session_id  INTEGER NOT NULL,   -- sessions.id
+    probe       TEXT    NOT NULL,
+    start_ns    INTEGER NOT NULL,   -- start of the first cycle of the stretch
+    end_ns      INTEGER NOT NULL,   -- end of its latest cycle
+    grace_ns    INTEGER NOT NULL    -- the next cycle is due by end_ns + grace_ns at the latest
+);
+CREATE INDEX probe_watch_session ON probe_watch (session_id, probe, end_ns);
+""",
 ))
 
 
@@ -213,6 +225,37 @@ class StateDB:
     async def heartbeat(self) -> None:
         now = time.time_ns()
         await self._run(lambda: self._db.execute("UPDATE sessions SET last_seen_ns=? WHERE id=?", (now, self._session_id)))
+
+    async def probe_cycle(self, probe: str, start_ns: int, end_ns: int, grace_ns: int) -> None:
+        """Note that a cycle of `probe` ran from `start_ns` to `end_ns` in this session
+        (`probe_watch`): it extends the probe's current stretch when it started no later than
+        `grace_ns` after that stretch's end, else it opens a new one and the time between was a
+        stall (its devices not watched on that probe's basis, whatever the session's heartbeat
+        says). `grace_ns`: how long after a cycle's end the next may start at the latest, e.g.
+        2 × the probe's interval (a late cycle is skipped, not run twice). Raises ValueError for
+        an end before the start, a negative grace, or no session started."""
+        if end_ns < start_ns or grace_ns < 0:
+            raise ValueError(f"probe {probe}: cycle end {end_ns} before start {start_ns}, or negative grace {grace_ns}")
+        session_id = self._session_id
+        if session_id is None:
+            raise ValueError("probe cycles are recorded inside a session: call start_session first")
+
+        def op() -> None:
+            db = self._db
+            row = db.execute(
+                "SELECT id, end_ns, grace_ns FROM probe_watch WHERE session_id=? AND probe=? "
+                "ORDER BY end_ns DESC, id DESC LIMIT 1",
+                (session_id, probe),
+            ).fetchone()
+            if row is not None and start_ns <= row[1] + row[2]:
+                db.execute("UPDATE probe_watch SET end_ns=max(end_ns, ?), grace_ns=? WHERE id=?", (end_ns, grace_ns, row[0]))
+            else:
+                db.execute(
+                    "INSERT INTO probe_watch (session_id, probe, start_ns, end_ns, grace_ns) VALUES (?, ?, ?, ?, ?)",
+                    (session_id, probe, start_ns, end_ns, grace_ns),
+                )
+
+        await self._run(op)
 
     async def end_session(self) -> None:
         now = time.time_ns()

@@ -156,3 +156,18 @@ def _ns(dt) -> int:
 def _window(row: tuple) -> MaintenanceWindow:
     wid, selector, start_ns, end_ns, reason, created_by, source = row
     return MaintenanceWindow(wid, SelectorConfig.model_validate(json.loads(selector)), start_ns, end_ns, reason, created_by, source)
+
+
+def windows_between(conn: sqlite3.Connection, start_ns: int, end_ns: int) -> list[MaintenanceWindow]:
+    """Every stored window that was in force at some time in [start_ns, end_ns), as it was in
+    force: one deleted early ends at its deletion (a window deleted before it began is left
+    out). For reports (availability excludes the time they cover); runs on the caller's
+    connection (the state DB thread); an empty list when the table does not exist yet."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='maintenance'").fetchone() is None:
+        return []
+    rows = conn.execute(
+        "SELECT id, selector, start_ns, min(end_ns, coalesce(deleted_ns, end_ns)), reason, created_by, source "
+        "FROM maintenance WHERE start_ns < ? AND end_ns > ? ORDER BY start_ns, id",
+        (end_ns, start_ns),
+    ).fetchall()
+    return [w for w in map(_window, rows) if w.end_ns > w.start_ns and w.end_ns > start_ns]

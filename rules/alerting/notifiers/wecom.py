@@ -481,7 +481,9 @@ class SendWindow:
 _windows: dict[tuple[str, str, float], SendWindow] = {}
 
 
-def _window_for(url: str, key: SecretStr, window_s: float) -> SendWindow:
+def robot_window(url: str, key: SecretStr, window_s: float = RATE_WINDOW_S) -> SendWindow:
+    """The rate window of the robot with `key` at `url`, shared by everything in this process
+    that sends to it (fault routes, escalations, monitor.reports' delivery)."""
     digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
     return _windows.setdefault((url, digest, window_s), SendWindow(window_s))
 
@@ -548,7 +550,7 @@ class WeComRoute:
         self._key = cfg.key
         self._duty = duty
         self._clock = clock
-        self._window = _window_for(cfg.url, cfg.key, window_s)
+        self._window = robot_window(cfg.url, cfg.key, window_s)
         self._renderer = Renderer(cfg.msgtype, cfg.language, cfg.timezone)
         self._budget = MAX_BYTES[cfg.msgtype]
         self._pinged: set[int] = set()  # events whose @mention went out, their message not yet
