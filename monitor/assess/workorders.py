@@ -237,7 +237,12 @@ class WorkOrderBook:
         wake: Callable[[], None] | None = None,
     ) -> "WorkOrderBook":
         """Create or migrate the tables and load the open orders. Raises ValueError when
-        cfg.routes names a route not in `known_routes`, StateDBError for the database."""
+        cfg.routes names a route not in `known_routes`, StateDBError for the database.
+
+        On a read-only StateDB (the CLI beside the running daemon) nothing is written: the
+        tables must be there already (StateDBError otherwise), and the book only reads
+        (orders, facts, excluded time, breaches, long-offline points); its actions and `tick`
+        would fail on the database."""
         if known_routes is not None:
             unknown = [r for r in cfg.routes if r not in known_routes]
             if unknown:
@@ -247,9 +252,13 @@ class WorkOrderBook:
         now = clock()
         prefix = cfg.prefix
 
+        read_only = db.read_only
+
         def op(conn: sqlite3.Connection) -> tuple[Any, ...]:
-            conn.execute("INSERT OR IGNORE INTO workorder_meta (key, value) VALUES ('enabled_ns', ?)", (now,))
-            enabled = conn.execute("SELECT value FROM workorder_meta WHERE key = 'enabled_ns'").fetchone()[0]
+            if not read_only:
+                conn.execute("INSERT OR IGNORE INTO workorder_meta (key, value) VALUES ('enabled_ns', ?)", (now,))
+            row = conn.execute("SELECT value FROM workorder_meta WHERE key = 'enabled_ns'").fetchone()
+            enabled = now if row is None else row[0]
             rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM workorder_events e WHERE e.ref IN (SELECT ref FROM workorders w "
                 "WHERE NOT EXISTS (SELECT 1 FROM workorder_events c WHERE c.ref = w.ref AND c.action = 'closed')) "
