@@ -12,6 +12,10 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/maintenance               ?active=true
     POST   /api/v1/maintenance               {"match", "start", "end", "reason", "by"} (write)
     DELETE /api/v1/maintenance/{id}          ?by=张工                                  (write)
+    GET    /api/v1/availability              ?period=2026Q4&scope=&group=&kind=&basis=&points=  (考核在线率)
+    GET    /api/v1/score                     ?period=2026Q4&evidence=&manual=                   (考核得分)
+    GET    /api/v1/spot-check/{device_id}    ?at=2026-12-01 10:00                               (抽查)
+    GET    /api/v1/long-offline              points offline for the configured days (a week)
     GET    /api/v1/openapi.json
     GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
@@ -66,7 +70,20 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from monitor.core.config_base import SelectorConfig
+from monitor.app import assess_views as views
+from monitor.app.assess_views import (
+    AvailabilityOut,
+    AvailabilityQuery,
+    LongOfflineOut,
+    ScoreOut,
+    ScoreQuery,
+    SpotCheckOut,
+    SpotCheckPath,
+    SpotCheckQuery,
+)
 from monitor.app.config import ApiConfig
+from monitor.assess.assessment import Assessment
+from monitor.assess.workorders import WorkOrderBook
 from monitor.app.snapshot import Snapshot
 from monitor.fleet.inventory import Inventory
 from monitor.core.model import Basis, Device, Kind, Status
@@ -116,6 +133,9 @@ class ApiContext:
     - probe_intervals: each running probe's interval; /healthz also turns 503 when any one probe
       finished no cycle for STALE_CYCLES of its own intervals (a stalled ICMP scheduler must
       not hide behind RTSP cycles that still finish).
+    - workorders: the daemon's work-order book (None: no work orders here).
+    - assessment: availability over periods, score, spot checks, long-offline points (None:
+      those endpoints answer 503).
     """
 
     inventory: Inventory
@@ -129,6 +149,8 @@ class ApiContext:
     cycle_interval_s: float
     status_token: SecretStr | None = None
     probe_intervals: Mapping[str, float] = field(default_factory=dict)
+    workorders: WorkOrderBook | None = None
+    assessment: Assessment | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -792,6 +814,29 @@ class _Api:
         found = self.ctx.maintenance.windows(time.time_ns() if q.active else None)
         return Reply(200, WindowListOut(windows=[_window_out(w) for w in found]))
 
+    # -- the assessment (monitor.app.assess_views: the same answers as the CLI's) --
+
+    async def availability(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.availability, call.query))
+
+    async def score(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.score, call.query))
+
+    async def spot_check(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.spot_check, call.path.device_id, call.query.at))
+
+    async def long_offline(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.long_offline))
+
+    async def _assess(self, answer: Callable[..., Awaitable[BaseModel]], *args: Any) -> BaseModel:
+        """`answer(assessment, *args)`, its RequestError as the error it means."""
+        if self.ctx.assessment is None:
+            raise ApiError(503, "the assessment is not available in this API (no state database behind it)")
+        try:
+            return await answer(self.ctx.assessment, *args)
+        except views.RequestError as exc:
+            raise ApiError(exc.status, exc.message) from None
+
     # -- writes --
 
     async def ack(self, call: Call) -> Reply:
@@ -910,6 +955,28 @@ def _endpoints(api: _Api, openapi: Handler, assets: tuple[Asset, ...]) -> tuple[
             404: ("no such window", ErrorOut),
             409: ("the window comes from config.yaml: change it there", ErrorOut),
         }, path_params=WindowPath, query=DeleteQuery, write=True),
+        Endpoint("GET", "/api/v1/availability", "Availability over a period (考核在线率) per group and point",
+                 api.availability, {
+            200: ("the groups of the scope (and the points) on one basis", AvailabilityOut),
+            404: ("no such region, site or kind in the point list", ErrorOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }, query=AvailabilityQuery),
+        Endpoint("GET", "/api/v1/score", "The assessment score of a period (考核得分), with its evidence", api.score, {
+            200: ("every item, tier, deduction, the payment; evidence of every figure", ScoreOut),
+            409: ("no scheme configured (assessment.score)", ErrorOut),
+            422: ("a metric has no value: one entered by hand not given, or nothing was counted", ErrorOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }, query=ScoreQuery),
+        Endpoint("GET", "/api/v1/spot-check/{device_id}", "Spot check (抽查): one point at one moment", api.spot_check, {
+            200: ("the point as seen and as counted, with the evidence around the moment", SpotCheckOut),
+            404: ("no such point", ErrorOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }, path_params=SpotCheckPath, query=SpotCheckQuery),
+        Endpoint("GET", "/api/v1/long-offline", "Points offline for the configured days or more (掉线点位)",
+                 api.long_offline, {
+            200: ("the points, longest offline first", LongOfflineOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
         }, public=True),
