@@ -236,6 +236,22 @@ def test_score_is_the_hand_computed_table_and_every_figure_opens_to_its_evidence
     assert [(e["outcome"], e["minutes"]) for e in replacement["evidence"] if e["outcome"] == "timely"] == [("timely", 50)]
 
 
+def test_with_daily_snapshots_the_score_reads_the_mean_of_the_checks(site: Path, tmp_path: Path) -> None:
+    for name in ("points.csv", "state.db"):
+        (tmp_path / name).write_bytes((site / name).read_bytes())
+    config = write_config(tmp_path)
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    doc["assessment"]["availability"] = {"definition": "daily_snapshot", "daily_check_times": ["01:30", "07:00"]}
+    config.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    score = cli_json(tmp_path, "score", "--period", PERIOD, "--evidence")
+    online = score["items"][0]["metric"]
+    # 01:30: C1 down, C2 and C3 up; 07:00: C2 down, C1 and C3 up (C4 延建 is not counted): 2/3 twice.
+    assert online["value"] == pytest.approx(100 * 2 / 3) and online["numerator"] is None
+    assert "the mean over 2 daily checks" in online["note"]
+    (fleet,) = cli_json(tmp_path, "availability", "--period", PERIOD, "--kind", "camera")["groups"]
+    assert fleet["figures"]["rate_pct"] == online["value"]
+
+
 async def test_the_api_answers_the_same_documents_as_the_cli(site: Path) -> None:
     async with served(site) as client:
         for path, args in (

@@ -19,6 +19,7 @@ from typing import Callable, Collection, Mapping, Sequence
 
 from monitor.assess.availability import AvailabilityReport, availability
 from monitor.assess.config import AssessmentConfig
+from monitor.assess.model import Exclusion
 from monitor.assess.offline import LongOffline
 from monitor.assess.periods import Period, parse_instant, parse_period
 from monitor.assess.score import EvaluatedScore, evaluate
@@ -92,7 +93,13 @@ class Assessment:
     ) -> AvailabilityReport:
         """Availability of the points (all, or those selected) over `period`, excluded causes
         taken out. Raises AvailabilityError (unknown device, nothing selected)."""
-        exclusions = await self.book.excluded(period.start_ns, period.end_ns)
+        return await self._availability(period, await self.book.excluded(period.start_ns, period.end_ns),
+                                        selector, device_ids)
+
+    async def _availability(
+        self, period: Period, exclusions: Sequence[Exclusion], selector: Selector | None = None,
+        device_ids: Collection[str] | None = None,
+    ) -> AvailabilityReport:
         return await availability(
             self.db, self.inventory, period, self.cfg.availability, online_requires=self.online_requires,
             exclusions=exclusions, device_ids=device_ids, selector=selector,
@@ -111,9 +118,13 @@ class Assessment:
             )
         entered = manual_values(manual or {})
         now = self._clock()
-        report = await self.availability(period)
-        orders = await self.book.facts(period.start_ns, period.end_ns, now, system_of=system_of(score_cfg.systems))
-        source = AssessmentSource(report, orders, now, systems=score_cfg.systems, manual=entered)
+        # The orders of the period, read and folded once for both of their uses.
+        orders = await self.book.orders(period.start_ns, period.end_ns)
+        report = await self._availability(period, await self.book.excluded(period.start_ns, period.end_ns,
+                                                                          orders=orders))
+        facts = await self.book.facts(period.start_ns, period.end_ns, now, system_of=system_of(score_cfg.systems),
+                                      orders=orders)
+        source = AssessmentSource(report, facts, now, systems=score_cfg.systems, manual=entered)
         score = evaluate(score_cfg.scheme, source, period, Decimal(score_cfg.fee_per_period_yuan))
         notes = list(report.notes)
         own = _SCHEME_PERIODS[score_cfg.scheme.period]

@@ -341,7 +341,7 @@ class WorkOrderBook:
 
     async def facts(
         self, start_ns: int, end_ns: int, now_ns: int | None = None, *,
-        system_of: Callable[[Device], str | None] | None = None,
+        system_of: Callable[[Device], str | None] | None = None, orders: Sequence[WorkOrder] | None = None,
     ) -> list[OrderFacts]:
         """The orders reported in [start_ns, end_ns) as the score's count ratios read them
         (monitor.assess.order_ratios.OrderFacts), cancelled orders (误报/重复) left out:
@@ -349,10 +349,11 @@ class WorkOrderBook:
         when the policy has none, or the fix was remote); the resolution as restored or
         classified; a pending replacement proposal or a no-spare mark as "replacement needed";
         `major` for critical orders (重大故障); `system` from `system_of(device)` (Zhangjiagang
-        counts faults per system; None without it)."""
+        counts faults per system; None without it). `orders`: `orders(start_ns, end_ns)` when
+        the caller has read them already."""
         now = self._clock() if now_ns is None else now_ns
         out = []
-        for order in await self.orders(start_ns, end_ns):
+        for order in await self.orders(start_ns, end_ns) if orders is None else orders:
             if order.cancelled or not start_ns <= order.reported_ns < end_ns:
                 continue
             arrival = next((c for c in self.sla.evaluate(order, now) if c.clock is Clock.ARRIVAL), None)
@@ -367,15 +368,18 @@ class WorkOrderBook:
             ))
         return out
 
-    async def excluded(self, start_ns: int, end_ns: int) -> list[Exclusion]:
+    async def excluded(
+        self, start_ns: int, end_ns: int, *, orders: Sequence[WorkOrder] | None = None
+    ) -> list[Exclusion]:
         """Downtime taken out of the assessment by orders whose cause is excluded (市政, 电力,
         人为破坏, 不可抗力, 运营商, 采购方原因): for each device of such an order, from the
         fault's start (or the report) to the restore (or the close; still open: now), clipped to
         [start_ns, end_ns). Per device the intervals are merged (disjoint, sorted), `kind`
-        "cause", `reason` the orders and causes ("WO-20261204-0007 电力")."""
+        "cause", `reason` the orders and causes ("WO-20261204-0007 电力"). `orders`:
+        `orders(start_ns, end_ns)` when the caller has read them already."""
         now = self._clock()
         spans: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-        for order in await self.orders(start_ns, end_ns):
+        for order in await self.orders(start_ns, end_ns) if orders is None else orders:
             if order.cause is None or not order.cause.excluded:
                 continue
             s = max(start_ns, order.downtime_start_ns)
@@ -859,16 +863,20 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _histories(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[OrderEvent]]:
-    """Stored rows (ordered by ref, id) → {ref: events}. Empty payloads (acknowledged, arrived)
-    share one read-only mapping: a quarter has thousands of them."""
+    """Stored rows (ordered by ref, id) → {ref: events}. Payloads written alike (empty ones of
+    acknowledged and arrived, {"assignee":"张工"}, {"resolution":"remote"} …) are decoded once
+    and share one read-only mapping: a quarter has thousands of each."""
     out: dict[str, list[OrderEvent]] = {}
+    decoded: dict[str, Mapping[str, Any]] = {"{}": _EMPTY}
     loads, actions = json.loads, _ACTIONS
     for row_id, ref, action, ts_ns, recorded_ns, by, payload in rows:
         history = out.get(ref)
         if history is None:
             history = out[ref] = []
-        history.append(OrderEvent(row_id, ref, actions[action], ts_ns, recorded_ns, by,
-                                  _EMPTY if payload == "{}" else loads(payload)))
+        mapping = decoded.get(payload)
+        if mapping is None:
+            mapping = decoded[payload] = MappingProxyType(loads(payload))
+        history.append(OrderEvent(row_id, ref, actions[action], ts_ns, recorded_ns, by, mapping))
     return out
 
 
