@@ -283,6 +283,15 @@ def test_spot_check_shows_seen_and_counted_with_the_work_order_exclusion(site: P
     assert c1["session"] is not None and c1["results_note"]
 
 
+def test_a_period_not_over_yet_is_counted_up_to_now_and_says_so(site: Path) -> None:
+    doc = cli_json(site, "availability", "--period", datetime.now(SH).strftime("%Y-%m"))
+    assert doc["period"]["clipped"] is True and doc["period"]["note"] in doc["notes"]
+    assert "has not ended yet: counted up to now" in doc["period"]["note"]
+    (fleet,) = doc["groups"]  # nobody watched since 2026-11-02 11:00: all of it unknown, nothing to rate
+    assert fleet["figures"]["counted_s"] == 0 and fleet["figures"]["rate_pct"] is None
+    assert any("was not running" in n for n in doc["notes"])
+
+
 def test_long_offline_lists_the_ups_down_for_weeks(site: Path) -> None:
     doc = cli_json(site, "long-offline")
     (point,) = doc["points"]
@@ -317,6 +326,8 @@ def test_people_read_chinese_by_default_and_english_when_configured(site: Path, 
     (("availability", "--period", PERIOD, "--scope", "region", "--group", "R9"), "no region 'R9' in the point list"),
     (("availability", "--period", PERIOD, "--kind", "drone"), "--kind"),
     (("availability", "--period", PERIOD, "--kind", "server"), "no point of kind server"),
+    (("availability", "--period", PERIOD, "--scope", "region", "--group", "R1", "--kind", "ups"),
+     "no point of kind ups in region R1"),
     (("spot-check", "C9", "--at", "2026-11-02 04:00"), "unknown device: C9"),
     (("spot-check", "C1", "--at", "yesterday"), "is not like 2026-12-01 10:00"),
     (("spot-check", "C1", "--at", "2099-01-01 00:00"), "in the future"),

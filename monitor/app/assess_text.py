@@ -125,7 +125,8 @@ def availability_text(doc: AvailabilityOut, language: str) -> list[str]:
     if doc.gaps:
         tz = doc.period.timezone
         lines += ["", f"{w['gaps']}:"] + [
-            f"  {format_local(g.start_ns, tz)} – {format_local(g.end_ns, tz)}  {g.probe or ''} {w.get(g.reason, g.reason)}"
+            f"  {format_local(g.start_ns, tz)} – {format_local(g.end_ns, tz)}  "
+            + " ".join(x for x in (g.probe, w.get(g.reason, g.reason)) if x)
             for g in doc.gaps
         ]
     return lines + _notes(doc.notes, w)

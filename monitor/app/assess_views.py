@@ -238,7 +238,10 @@ def _selector(assessment: Assessment, q: AvailabilityQuery) -> Selector | None:
     if q.group is None and q.kind is None:
         return None
     where = {q.scope: [q.group]} if q.group is not None else {}
-    return Selector.of(**where, kind=[q.kind] if q.kind is not None else [])
+    selector = Selector.of(**where, kind=[q.kind] if q.kind is not None else [])
+    if not any(selector.matches(d) for d in devices):
+        raise RequestError(404, f"no point of kind {q.kind.value if q.kind else '-'} in {q.scope} {q.group}")
+    return selector
 
 
 async def availability(assessment: Assessment, q: AvailabilityQuery) -> AvailabilityOut:
@@ -247,8 +250,8 @@ async def availability(assessment: Assessment, q: AvailabilityQuery) -> Availabi
     selector = _selector(assessment, q)
     try:
         report = await assessment.availability(period, selector=selector)
-    except AvailabilityError as exc:
-        raise RequestError(404 if "unknown device" in str(exc) or "matches" in str(exc) else 400, str(exc)) from None
+    except AvailabilityError as exc:  # the selection was checked: what is left is a bug's, or the data's
+        raise RequestError(400, str(exc)) from None
     return availability_out(report, q)
 
 
@@ -377,7 +380,7 @@ async def score(assessment: Assessment, q: ScoreQuery) -> ScoreOut:
     except (ValueError, ScoreError) as exc:  # a bad manual value; a source answering wrongly (a bug)
         raise RequestError(400, str(exc)) from None
     except LookupError as exc:  # a metric without value: a manual one not given, nothing counted
-        raise RequestError(422, str(exc).strip("'\"")) from None
+        raise RequestError(422, str(exc)) from None
     d: dict[str, Any] = report.score.to_dict(q.evidence)
     for key in ("period", "start_ns", "end_ns"):
         del d[key]
