@@ -23,14 +23,14 @@ from contextlib import AsyncExitStack
 from typing import Callable
 
 from monitor.app.api import ApiContext, ApiServer
-from monitor.assess.assessment import Assessment
-from monitor.assess.records import record_inventory_statuses
-from monitor.assess.serials import SerialWatch
-from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
 from monitor.app.scheduler import Scheduler
 from monitor.app.snapshot import Snapshot
+from monitor.assess.assessment import Assessment
+from monitor.assess.records import record_inventory_statuses
+from monitor.assess.serials import SerialWatch
+from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import InfluxResults
