@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import AbstractSet, Any, Sequence
 
 from pyasn1.type import univ
 from pysnmp.entity.engine import SnmpEngine
@@ -154,19 +154,25 @@ class SnmpClient:
             self.engine, target.addr_name, None, target.context, 0, max_repetitions, varbinds, done))
 
     @staticmethod
-    def read_scalars(objs: Sequence[Obj], response: Response, poll: Poll, missing: list[str] | None = None) -> Row:
+    def read_scalars(objs: Sequence[Obj], response: Response, poll: Poll, missing: list[str] | None = None,
+                     quiet: AbstractSet[str] = frozenset()) -> Row:
         """The decoded values of a GET's answer by object name (several objects may share an
         OID); what is of the wrong type is recorded in `poll` (for the reason) and left out, and
-        so is what the agent does not have, unless `missing` is given: then those names go there
-        (a device profile's objects: whether they count as missing depends on what else answered)."""
+        so is what the agent does not have, except for the objects named in `quiet`: their names
+        go to `missing` (a device profile's objects: whether they count as missing depends on
+        what else answered)."""
         values: Row = {}
         by_oid: dict[Oid, list[Obj]] = {}
         for o in objs:
             by_oid.setdefault(o.oid, []).append(o)
         for name, value in response.varbinds:
-            for obj in by_oid.get(tuple(name)) or ():
+            found = by_oid.get(tuple(name))
+            if found is None:
+                poll.problem("GET answered with an OID that was not asked for")
+                continue
+            for obj in found:
                 if isinstance(value, _EXCEPTIONS):
-                    if missing is not None:
+                    if obj.name in quiet and missing is not None:
                         missing.append(obj.name)
                         continue
                     exception = type(value).__name__  # NoSuchObject → noSuchObject (RFC 3416 names)
@@ -177,8 +183,6 @@ class SnmpClient:
                     poll.bad_object("wrong type for", f"{obj.name} ({type(value).__name__})")
                     continue
                 values[obj.name] = decoded
-            if tuple(name) not in by_oid:
-                poll.problem("GET answered with an OID that was not asked for")
         return values
 
     async def walk(self, target: Target, table: Table, max_repetitions: int, max_rows: int, poll: Poll,

@@ -415,11 +415,7 @@ class SnmpProbe:
     def _read(self, objs: Sequence[Obj], response: Any, poll: Poll, values: Row, missing: list[str],
               profile_keys: set[str]) -> None:
         assert self.client is not None
-        builtin = [o for o in objs if o.name not in profile_keys]
-        mine = [o for o in objs if o.name in profile_keys]
-        values.update(self.client.read_scalars(builtin, response, poll))
-        if mine:
-            values.update(self.client.read_scalars(mine, response, poll, missing))
+        values.update(self.client.read_scalars(objs, response, poll, missing, profile_keys))
 
     async def _poll(self, device: Device, plan: _Plan, poll: Poll, started: int) -> ProbeResult:
         assert self.client is not None and device.address is not None
@@ -505,6 +501,7 @@ class SnmpProbe:
         has it). Refused values and, for a profile that answered at all, the objects it lacks
         are named in the reason, unless another profile gave that field."""
         merged: dict[str, dict[str, FieldValue]] = {}
+        given_by: dict[tuple[str, str], str] = {}  # (measurement, field) → the profile that gave it
         mibs: dict[str, list[str]] = {}
         series: list[Series] = []
         results = []
@@ -516,18 +513,26 @@ class SnmpProbe:
             if measurement is not None and got.fields:
                 target = merged.setdefault(measurement, {})
                 for key, value in got.fields.items():
-                    target.setdefault(key, value)
+                    if key not in target:
+                        target[key] = value
+                        given_by[(measurement, key)] = profile.name
                 if profile.decl.mib not in mibs.setdefault(measurement, []):
                     mibs[measurement].append(profile.decl.mib)
             series += [Series(m, tags, f) for m, tags, f in got.series]
         for got in results:
-            have = merged.get(got.profile.decl.measurement or "", {})
+            measurement = got.profile.decl.measurement or ""
+
+            def elsewhere(field_name: str | None) -> bool:
+                # Another profile gave this field: what this one lacks or refused is no news.
+                other = given_by.get((measurement, field_name or ""))
+                return other is not None and other != got.profile.name
+
             for refusal in got.refused:
-                if refusal.field is None or refusal.field not in have:
+                if not elsewhere(refusal.field):
                     poll.refuse(str(refusal))
             if got.answered:
                 for name, field_name in got.missing:
-                    if field_name is None or field_name not in have:
+                    if not elsewhere(field_name) and field_name not in merged.get(measurement, {}):
                         poll.bad_object("noSuchObject for", name)
         for measurement, values in merged.items():
             if measurement == UPS_MEASUREMENT:

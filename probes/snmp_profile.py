@@ -482,7 +482,7 @@ def _coerce(value: Any, target: FieldSpec | None) -> FieldValue:
     if kind == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(round(value))
     if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return round(float(value), 6)  # 2101 × 0.1 is 210.10000000000002 in binary floating point
     if kind == "string":
         return str(value)
     return value
@@ -523,7 +523,7 @@ def apply(profile: Profile, scalars: Row, missing: Iterable[str], tables: Mappin
         for index, row in rows.items():
             if row:
                 out.answered = True
-            if t.skip_when and all(str(row.get(c)) in {str(v) for v in vs} for c, vs in t.skip_when.items()):
+            if t.skip_when and _skipped(t.skip_when, row):
                 continue
             tag = _row_tag(t, index, row)
             if tag is None:
@@ -541,6 +541,12 @@ def apply(profile: Profile, scalars: Row, missing: Iterable[str], tables: Mappin
             if fields:
                 out.series.append((t.measurement, {t.tag: tag}, fields))
     return out
+
+
+def _skipped(skip_when: Mapping[str, list[int | str]], row: Row) -> bool:
+    """The row has at least one of the listed columns, and each it has holds a listed value."""
+    present = [(c, vs) for c, vs in skip_when.items() if c in row]
+    return bool(present) and all(str(row[c]) in {str(v) for v in vs} for c, vs in present)
 
 
 def _row_tag(table: TableDecl, index: Oid, row: Row) -> str | None:
