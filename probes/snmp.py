@@ -292,6 +292,8 @@ class SnmpProbe:
         self._device_profiles = cfg.device_profiles
         self._state: collections.OrderedDict[str, _DeviceState] = collections.OrderedDict()
         self._identity: dict[str, Oid] = {}  # device id → sysObjectID of its last poll
+        self._profile_keys = frozenset(o.name for p in self._device_profiles for o in p.scalars)
+        self._picked: dict[tuple, list[Profile]] = {}  # profiles_for results: it runs every poll
         self._wanted: set[str] = set()
         self._warned_no_credentials = False
 
@@ -328,6 +330,15 @@ class SnmpProbe:
     def profiles_for(self, device: Device, plan: _Plan, sys_object_id: Oid | None) -> list[Profile]:
         """The device profiles that apply, most specific first (Profile.match_rank); UPS profiles
         (measurement `ups`) only where the device's groups include ups_mib."""
+        key = (device.id, device.kind, device.model, sys_object_id, plan.ups)
+        picked = self._picked.get(key)
+        if picked is None:
+            if len(self._picked) > 4 * max(len(self._wanted), 1):
+                self._picked.clear()  # devices and sysObjectIDs come and go: bounded
+            picked = self._picked[key] = self._rank(device, plan, sys_object_id)
+        return picked
+
+    def _rank(self, device: Device, plan: _Plan, sys_object_id: Oid | None) -> list[Profile]:
         ranked = []
         for i, profile in enumerate(self._device_profiles):
             if profile.decl.measurement == UPS_MEASUREMENT and not plan.ups:
@@ -397,7 +408,7 @@ class SnmpProbe:
         return await self._poll(device, plan, Poll(), started)
 
     async def _get_scalars(self, target: Any, objs: Sequence[Obj], poll: Poll, slots: asyncio.Semaphore,
-                           values: Row, missing: list[str], profile_keys: set[str]) -> None:
+                           values: Row, missing: list[str], profile_keys: frozenset[str]) -> None:
         """GET `objs` in chunks into `values`; profile objects the agent lacks go to `missing`.
         A failed chunk is a problem of the poll, the rest goes on."""
         assert self.client is not None
@@ -413,7 +424,7 @@ class SnmpProbe:
             self._read(wanted, response, poll, values, missing, profile_keys)
 
     def _read(self, objs: Sequence[Obj], response: Any, poll: Poll, values: Row, missing: list[str],
-              profile_keys: set[str]) -> None:
+              profile_keys: frozenset[str]) -> None:
         assert self.client is not None
         values.update(self.client.read_scalars(objs, response, poll, missing, profile_keys))
 
@@ -429,7 +440,7 @@ class SnmpProbe:
         slots = asyncio.Semaphore(self.cfg.max_in_flight_per_device)
         known = self._identity.get(device.id)
         profiles = self.profiles_for(device, plan, known)
-        profile_keys = {o.name for p in self._device_profiles for o in p.scalars}
+        profile_keys = self._profile_keys
         asked = [*plan.scalars, *(o for p in profiles for o in p.scalars)]
         first, *rest = _chunks(asked, GET_CHUNK)
         sent = time.monotonic()

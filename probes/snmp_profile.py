@@ -78,6 +78,14 @@ def _check_oid(text: str) -> str:
     return text
 
 
+def _keys_as_text(value: object) -> object:
+    """YAML reads `3:` as an int key (and `true:` as a bool): raw values are matched as text (3,
+    "Active Event", an OID)."""
+    if isinstance(value, dict):
+        return {(str(k).lower() if isinstance(k, bool) else str(k)): v for k, v in value.items()}
+    return value
+
+
 def _scale(value: float | str) -> float:
     """A number, or a fraction written "1/6000" (TimeTicks to minutes)."""
     if isinstance(value, str):
@@ -132,13 +140,10 @@ class ObjectDecl(_Model):
     def _oid(cls, value: str) -> str:
         return _check_oid(value)
 
-    @field_validator("map", "tag_map", mode="before", check_fields=False)
+    @field_validator("map", mode="before")
     @classmethod
-    def _keys_as_text(cls, value: object) -> object:
-        # YAML reads `3:` as an int key; raw values are matched as text (3, "onBattery", an OID).
-        if isinstance(value, dict):
-            return {(str(k).lower() if isinstance(k, bool) else str(k)): v for k, v in value.items()}
-        return value
+    def _map_keys(cls, value: object) -> object:
+        return _keys_as_text(value)
 
     @field_validator("scale", mode="before")
     @classmethod
@@ -174,7 +179,10 @@ class TableDecl(_Model):
     column has one of its listed raw values (ENTITY tables list the chassis, fans and ports too,
     with CPU and memory usage 0)."""
 
-    _tag_keys = field_validator("tag_map", mode="before")(ObjectDecl._keys_as_text.__func__)  # type: ignore[attr-defined]
+    @field_validator("tag_map", mode="before")
+    @classmethod
+    def _tag_map_keys(cls, value: object) -> object:
+        return _keys_as_text(value)
 
     @model_validator(mode="after")
     def _columns(self) -> "TableDecl":
@@ -285,6 +293,14 @@ class Profile:
     def name(self) -> str:
         return self.decl.profile
 
+    @property
+    def prefixes(self) -> tuple[Oid, ...]:
+        cached = self.__dict__.get("_prefixes")
+        if cached is None:
+            cached = tuple(oid(p) for p in self.decl.match.sys_object_id)
+            object.__setattr__(self, "_prefixes", cached)  # parsed once: this runs every poll
+        return cached
+
     def match_rank(self, device: Device, sys_object_id: Oid | None) -> int | None:
         """None when the profile does not apply; else how specifically it applies (the length
         of the matching sysObjectID prefix; 1 for a model match; 0 for kind only): values of
@@ -296,8 +312,7 @@ class Profile:
             return 0
         rank = None
         if sys_object_id is not None:
-            for prefix in m.sys_object_id:
-                p = oid(prefix)
+            for p in self.prefixes:
                 if sys_object_id[: len(p)] == p:
                     rank = max(rank or 0, len(p))
         if rank is None and device.model and any(fnmatch.fnmatch(device.model.lower(), pat.lower()) for pat in m.model):
