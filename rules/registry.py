@@ -12,6 +12,7 @@ from rules.families.values import (
     InterfaceUtilisationRule,
     InventoryMismatchRule,
     PortDownRule,
+    SnmpValueRule,
     StorageUsageRule,
     UpsBatteryLowRule,
     UpsOnBatteryRule,
@@ -35,4 +36,5 @@ RULE_TYPES: dict[str, type[RuleBase]] = {
     "interface_utilisation": InterfaceUtilisationRule,
     "interface_errors": InterfaceErrorsRule,
     "storage_usage": StorageUsageRule,
+    "snmp_value": SnmpValueRule,
 }
