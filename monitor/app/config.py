@@ -26,12 +26,18 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    StringConstraints,
     ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
 
+from monitor.app.access import FLEETMON, Role
+from monitor.assess.calendar import CalendarError
+from monitor.assess.config_workorders import Clock
+from monitor.assess.config import AssessmentConfig
+from monitor.assess.sla import Sla
 from monitor.core.config_base import (
     ConfigError,
     ConfigSource,
@@ -41,6 +47,7 @@ from monitor.core.config_base import (
     WithSecrets,
     locate,
 )
+from monitor.core.model import Kind
 from monitor.fleet.inventory import InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
 from monitor.state.availability import AvailabilityConfig
@@ -48,6 +55,7 @@ from monitor.state.config import StateConfig
 from probes import REGISTRY
 from probes.traps import TrapConfig
 from rules.alerting.config import MaintenanceWindowConfig, NotifyConfig
+from rules.model import Severity
 from rules.config import (
     FlappingConfig,
     Rule,
@@ -62,19 +70,58 @@ class SchedulerConfig(Strict):
     """Probes of one type in flight at once."""
 
 
+PersonName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
+"""A person's name as work orders and faults record it (`by`): one line, at most 64 characters."""
+
+
+class PersonConfig(WithSecrets):
+    """One person of `api.people`: their name, their own token, their roles.
+
+    - name: recorded as `by` of everything done with the token (张工); unique.
+    - token_env / token_file: the person's bearer token (required); unique, and different from
+      the shared write token and the status token.
+    - roles: read, duty (acknowledge faults, work-order actions), manager (also cancel orders,
+      excluded causes, maintenance windows); see monitor.app.access.
+    """
+
+    secrets = ("token",)
+
+    name: PersonName
+    roles: Annotated[list[Role], Field(min_length=1)]
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    token: ResolvedSecret = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "PersonConfig":
+        if self.token is None:
+            raise ValueError(f"{self.name}: a person needs a token of their own (token_env or token_file)")
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"{self.name}: a role is listed twice")
+        if self.name.lower() == FLEETMON:
+            raise ValueError(f"{self.name!r} is the name of fleetmon's own actions: choose a person's name")
+        return self
+
+
 class ApiConfig(WithSecrets):
     """config.yaml section `api`.
 
     - enabled: serve the API at all (the daemon checks it).
     - listen: IP address to bind (an address, not a host name, so that "loopback or not" is
-      decidable); anything but loopback needs a token.
+      decidable); anything but loopback needs a token (the write token or a person's).
     - port: TCP port; 0 binds a free port (tests).
-    - token_env / token_file: the bearer token for writes; resolved into `token`.
+    - token_env / token_file: the shared bearer token for writes (admin, integrations: the
+      request names who acts, `by`); resolved into `token`.
     - status_token_env / status_token_file: a read-only token; resolved into `status_token`.
       When set, the phone status page (/status?token=…) and every data read (/api/v1/status,
-      devices, faults, maintenance) need it or the write token; /healthz and the OpenAPI
-      document stay open. It must differ from the write token: it travels in page URLs
-      (bookmarks, browser history), so it must not grant writes.
+      devices, faults, maintenance, workorders) need it, the write token or a person's token;
+      /healthz and the OpenAPI document stay open. It must differ from the write token: it
+      travels in page URLs (bookmarks, browser history), so it must not grant writes.
+    - people: per-person tokens (PersonConfig): every write made with one records its person,
+      as far as their roles allow (monitor.app.access). Tokens are all different.
     """
 
     secrets = ("token", "status_token")
@@ -86,6 +133,7 @@ class ApiConfig(WithSecrets):
     token_file: Path | None = None
     status_token_env: str | None = None
     status_token_file: Path | None = None
+    people: list[PersonConfig] = []
 
     token: ResolvedSecret = None
     status_token: ResolvedSecret = None
@@ -103,12 +151,32 @@ class ApiConfig(WithSecrets):
             and self.status_token.get_secret_value() == self.token.get_secret_value()
         ):
             raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
-        if self.token is None and not address.is_loopback:
+        self._check_people()
+        if self.token is None and not self.people and not address.is_loopback:
             raise ValueError(
-                f"listening on {self.listen} (not loopback) needs a token (token_env or token_file): "
+                f"listening on {self.listen} (not loopback) needs a token (token_env or token_file, or people): "
                 "anyone on the network could otherwise reach the API"
             )
         return self
+
+    def _check_people(self) -> None:
+        """Names unique; every token different from every other (a shared token would record
+        one person's actions as another's). Messages name people and tokens, never a value."""
+        seen: dict[str, str] = {}
+        if self.token is not None:
+            seen[self.token.get_secret_value()] = "the shared write token (token)"
+        if self.status_token is not None:
+            seen[self.status_token.get_secret_value()] = "the status token (status_token)"
+        names: set[str] = set()
+        for i, person in enumerate(self.people):
+            if person.name in names:
+                raise ValueError(f"people[{i}]: {person.name} is listed twice")
+            names.add(person.name)
+            assert person.token is not None  # PersonConfig requires it
+            other = seen.setdefault(person.token.get_secret_value(), f"{person.name}'s token")
+            if other != f"{person.name}'s token":
+                raise ValueError(f"people[{i}]: {person.name}'s token is the same as {other}: "
+                                 "every person needs a token of their own")
 
 
 class LogConfig(Strict):
@@ -148,6 +216,8 @@ class FleetmonConfig(Strict):
     api: ApiConfig = ApiConfig()
     traps: TrapConfig = TrapConfig()
     """SNMP trap/inform receiver (off by default: UDP 162 needs root or CAP_NET_BIND_SERVICE)."""
+    assessment: AssessmentConfig = AssessmentConfig()
+    """考核: availability over periods, work orders and their SLA clocks, the score."""
 
     @field_validator("timezone")
     @classmethod
@@ -186,10 +256,61 @@ def load_config(path: str | os.PathLike[str]) -> FleetmonConfig:
     except ValidationError as exc:
         problems += [_describe(path, root, error) for error in exc.errors(include_url=False)]
         raise ConfigError(_by_line(problems)) from None
+    problems += _unknown_order_routes(path, root, cfg)
     if problems:
         raise ConfigError(_by_line(problems))
     cfg.inventory._source = ConfigSource(path, root)
+    cfg.assessment._sla = sla = _sla(path, root, cfg)
+    _arrival_clocks(path, root, cfg, sla)
     return cfg
+
+
+def _arrival_clocks(path: Path, root: yaml.Node, cfg: FleetmonConfig, sla: Sla) -> None:
+    """A scheme that scores arrival in time (arrival_timely_pct) needs an arrival deadline for
+    every order it may count: raises ConfigError naming the severities and kinds without one
+    (the Qionglai tender scores arrival but gives no figure: the config must)."""
+    score = cfg.assessment.score
+    if score is None or not any(i.metric == "arrival_timely_pct" for i in score.scheme.items):
+        return
+    missing = [
+        f"{severity.value}/{kind.value}" for severity in Severity for kind in Kind
+        if Clock.ARRIVAL not in sla.clocks_for(severity, kind)
+    ]
+    if missing:
+        shown, line = locate(root, ("assessment", "score", "scheme"))
+        raise ConfigError([
+            f"{path}:{line}: {_dotted(shown)}: the scheme {score.scheme.name} scores arrival in time "
+            f"(arrival_timely_pct), but the SLA clocks have no arrival deadline for {', '.join(missing[:6])}"
+            f"{' …' if len(missing) > 6 else ''}: add one in assessment.sla.policies, e.g. "
+            "{clocks: {arrival: {within: 4h}}}"
+        ])
+
+
+def _unknown_order_routes(path: Path, root: yaml.Node, cfg: FleetmonConfig) -> list[tuple[int, str]]:
+    """(line, message) for each route of assessment.workorders.routes that notify.routes does
+    not define."""
+    known = [r.name for r in cfg.notify.routes]
+    problems = []
+    for i, name in enumerate(cfg.assessment.workorders.routes):
+        if name not in known:
+            shown, line = locate(root, ("assessment", "workorders", "routes", i))
+            problems.append((line, f"{path}:{line}: {_dotted(shown)}: no notify route {name!r} "
+                                   f"(notify.routes: {', '.join(known) or 'none'})"))
+    return problems
+
+
+def _sla(path: Path, root: yaml.Node, cfg: FleetmonConfig) -> Sla:
+    """The SLA clocks of `assessment.sla`, built now so that a holiday file that cannot be read
+    or is invalid is a config error at the line naming it (its own problems with their lines
+    in it), and so is a calendar without any working day. Raises ConfigError."""
+    try:
+        return Sla.from_config(cfg.assessment.sla, cfg.timezone, path.absolute().parent)
+    except CalendarError as exc:
+        where, messages = ("assessment", "sla", "calendar", "file"), exc.messages
+    except ValueError as exc:  # WorkCalendar: no working day at all
+        where, messages = ("assessment", "sla", "calendar", "workdays"), [str(exc)]
+    shown, line = locate(root, where)
+    raise ConfigError([f"{path}:{line}: {_dotted(shown)}: {message}" for message in messages])
 
 
 def _by_line(problems: list[tuple[int, str]]) -> list[str]:
