@@ -22,7 +22,7 @@ Defects (`DEFECTS`), each applied to the scene of both frames:
   faint texture) from one border covering 25–70 % of the frame;
 - frozen: the second frame repeats the first (sensor noise included); only the OSD clock ticks;
 - dark: exposure gain 0.06–0.15 (a night picture without IR);
-- bright: gain 2.5–3.5 with clipping, or a veil of +110…170 (glare, iris open);
+- bright: gain 3.5–6 with clipping (iris open), or a veil of +150…200 (glare, washed out);
 - cast: one channel gain 1.35–1.8 or the others 0.55–0.75 (white balance lost, IR-cut filter
   stuck);
 - noise: snow, Gaussian σ 12–35 plus 0–2 % salt and pepper;
@@ -215,9 +215,9 @@ def _degrade(label: str, scene: np.ndarray, exp: _Exposure, rng: np.random.Gener
         exp = _Exposure(rng.uniform(0.06, 0.15), exp.gamma, exp.wb, exp.sigma, exp.quality)
     elif label == "bright":
         if rng.integers(2):
-            exp = _Exposure(rng.uniform(2.5, 3.5), exp.gamma, exp.wb, exp.sigma, exp.quality)
+            exp = _Exposure(rng.uniform(3.5, 6.0), exp.gamma, exp.wb, exp.sigma, exp.quality)
         else:
-            veil = rng.uniform(110, 170)
+            veil = rng.uniform(150, 200)
             scene = scene * (255 - veil) / 255 + veil
     elif label == "cast":
         channel = int(rng.integers(3))

@@ -23,18 +23,18 @@ Share = Annotated[float, Field(gt=0, le=1)]
 class Thresholds(Strict):
     """A fault when the score reaches the threshold. Units: blur 0–1 (Crete blur effect),
     occlusion share of the frame, frozen share of identical blocks, dark 1 − p90/255, bright
-    max(p10/255, clipped share), cast |Δ log channel ratio|, noise σ grey levels, signal_loss
+    median luma / 255, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
     share of a solid colour or bars, moved share of the width, decode_errors per burst."""
 
-    blur: Share = 0.66
-    occlusion: Share = 0.03
-    frozen: Share = 0.95
-    dark: Share = 0.72
-    bright: Share = 0.55
-    cast: Annotated[float, Field(gt=0, le=5)] = 0.3
-    noise: Annotated[float, Field(gt=0, le=128)] = 3.6
-    signal_loss: Share = 0.93
-    moved: Share = 0.06
+    blur: Share = 0.667
+    occlusion: Share = 0.15
+    frozen: Share = 0.84
+    dark: Share = 0.75
+    bright: Share = 0.84
+    cast: Annotated[float, Field(gt=0, le=5)] = 0.247
+    noise: Annotated[float, Field(gt=0, le=128)] = 3.46
+    signal_loss: Share = 0.855
+    moved: Share = 0.053
     decode_errors: Annotated[int, Field(ge=1)] = 1
 
 

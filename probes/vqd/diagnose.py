@@ -29,7 +29,7 @@ SUPPRESSED_BY: Mapping[str, tuple[str, ...]] = {
     "bright": ("signal_loss",),
     "blur": _CANNOT_SEE,
     "occlusion": (*_CANNOT_SEE, "blur"),
-    "frozen": ("signal_loss",),
+    "frozen": ("signal_loss", "bright"),  # a clipped white picture has no noise left to change
     "cast": (*_CANNOT_SEE, "blur", "occlusion"),
     "noise": ("signal_loss", "dark"),
     "moved": (*_CANNOT_SEE, "blur", "occlusion"),
@@ -84,8 +84,13 @@ def scores(frames: list[Frame], reference: Reference | None, decode_errors: int 
 
 
 def judge(scores: Mapping[str, float], thresholds: Thresholds) -> tuple[str, ...]:
-    """The faults: scores at or above their thresholds, minus the suppressed ones."""
+    """The faults: scores at or above their thresholds, minus the suppressed ones. One more
+    rule between occlusion and moved: a view matched to the reference but displaced
+    (moved < 1) explains blocks that lost their texture (they show another part of the scene),
+    so it is moved, not occluded; an unmatched view with a flat region is a cover."""
     raw = {name for name, score in scores.items() if score >= getattr(thresholds, name)}
+    if "moved" in raw and scores["moved"] < 1.0:
+        raw.discard("occlusion")
     return tuple(n for n in DIAGNOSES if n in raw and not raw.intersection(SUPPRESSED_BY[n]))
 
 

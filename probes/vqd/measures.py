@@ -133,13 +133,13 @@ def frozen(frames: list[Frame], still: float = 0.5) -> float:
 
 def luma(frame: Frame) -> tuple[float, float]:
     """(dark, bright) from the luminance histogram (BT.601 luma 0–255): dark = 1 − p90/255
-    (even the brightest tenth of the picture is dark: a night picture without IR); bright = the
-    larger of p10/255 (even the darkest tenth is bright: a washed-out picture, glare) and the
-    share of clipped pixels (≥ 250: an open iris, the sun in the lens)."""
+    (even the brightest tenth of the picture is dark: a night picture without IR); bright =
+    p50/255, the median (half the picture near white: an open iris, glare, a washed-out
+    picture)."""
     hist = cv2.calcHist([frame.gray], [0], None, [256], [0, 256]).ravel()
     cdf = np.cumsum(hist) / hist.sum()
-    p10, p90 = int(np.searchsorted(cdf, 0.10)), int(np.searchsorted(cdf, 0.90))
-    return 1.0 - p90 / 255.0, max(p10 / 255.0, float(1.0 - cdf[249]))
+    p50, p90 = int(np.searchsorted(cdf, 0.50)), int(np.searchsorted(cdf, 0.90))
+    return 1.0 - p90 / 255.0, p50 / 255.0
 
 
 def chroma(frame: Frame) -> tuple[float, float, float, float]:
