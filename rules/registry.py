@@ -17,6 +17,7 @@ from rules.families.values import (
     UpsOnBatteryRule,
 )
 from rules.families.video import VideoDownRule
+from rules.families.vqd import VIDEO_QUALITY_RULES
 from rules.families.window import JitterRule, LatencyRule, LossRule
 
 RULE_TYPES: dict[str, type[RuleBase]] = {
@@ -35,4 +36,5 @@ RULE_TYPES: dict[str, type[RuleBase]] = {
     "interface_utilisation": InterfaceUtilisationRule,
     "interface_errors": InterfaceErrorsRule,
     "storage_usage": StorageUsageRule,
+    **{cls.model_fields["type"].default: cls for cls in VIDEO_QUALITY_RULES},
 }

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.model import Device
 
 Share = Annotated[float, Field(gt=0, le=1)]
@@ -82,3 +83,30 @@ class VqdConfig(Strict):
                 changed = override.model_dump(exclude={"match"}, exclude_none=True)
                 return self.thresholds.model_copy(update=changed)
         return self.thresholds
+
+
+_SCORE_FIELDS = {
+    "signal_loss": ("", "share of the frame in one solid colour or colour bars (no video screen)"),
+    "dark": ("", "1 − p90 luma / 255: even the brightest tenth is dark"),
+    "bright": ("", "median luma / 255: half the picture near white"),
+    "blur": ("", "blur effect after Crete et al. 2007, 0 sharp … 1 blurred, median over textured blocks"),
+    "occlusion": ("", "share of the frame in the largest region that lost its texture (covered lens)"),
+    "frozen": ("", "share of blocks identical between two frames burst_gap_s apart"),
+    "cast": ("", "max |Δ log R/G|, |Δ log B/G| of the grey world against the reference (or neutral)"),
+    "noise": ("grey levels", "noise σ, the quietest fifth of the blocks (spatial and temporal)"),
+    "moved": ("", "largest displacement of a frame corner against the reference frame, share of the width"),
+    "decode_errors": ("", "decoder errors (concealed macroblocks, missing references) in the burst"),
+}
+MEASUREMENT = MeasurementSpec(
+    "video_quality",
+    "Video-quality diagnosis (视频质量诊断) of the frames one frame check (rtsp_frame) decoded, when "
+    "probes.rtsp_frame.vqd is enabled; a score ≥ its threshold is a fault (probes/vqd/config.py).",
+    DEVICE_TAGS,
+    {
+        **{f"{name}_score": FieldSpec("float", unit, text) for name, (unit, text) in _SCORE_FIELDS.items()},
+        "faults": FieldSpec("string", "", "the faults found, comma-separated (blur,occlusion,…); empty = picture normal"),
+        "picture_ok": FieldSpec("boolean", "", "no fault found (画面正常)"),
+        "frames": FieldSpec("integer", "", "frames analysed"),
+        "analysis_ms": FieldSpec("float", "ms", "CPU time of the analysis (worker thread)"),
+    },
+)

@@ -22,6 +22,7 @@ import numpy as np
 
 ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
+BAR_BANDS = 6
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
@@ -194,8 +195,9 @@ def noise(frames: list[Frame], quantile: float = 0.2) -> float:
 
 def signal_loss(frame: Frame, tolerance: int = 3) -> float:
     """How much the frame is one solid colour or a colour-bar test pattern (0–1): the share of
-    pixels within `tolerance` grey levels of the median luma, or of their column's median for
-    colour bars (at least three sharp steps across the frame). Encoders' "no video" screens are
+    pixels within `tolerance` grey levels of the median luma, or, for colour bars (at least three
+    sharp steps across the top band), of their column's median within each of BAR_BANDS
+    horizontal bands. Encoders' "no video" screens are
     solid blue, black or grey with a little text, or colour bars; a camera's picture, however
     dark, keeps some structure and sensor noise. A clipped white frame is glare (too bright),
     not a lost signal: a median above 230 scores 0."""
@@ -204,11 +206,14 @@ def signal_loss(frame: Frame, tolerance: int = 3) -> float:
     if median > 230:
         return 0.0
     uniform = float((np.abs(gray.astype(np.int16) - median) <= tolerance).mean())
-    column_median = np.median(gray[::4], axis=0)
-    if (np.abs(np.diff(column_median)) > 20).sum() < 3:
+    # Bars per horizontal band: SMPTE patterns change below two thirds of the height.
+    bands = np.array_split(gray, BAR_BANDS, axis=0)
+    medians = [np.median(band[::2], axis=0) for band in bands]
+    jumps = np.abs(medians[0][4:] - medians[0][:-4]) > 20  # over 4 columns: the encoder softens edges
+    if int((np.diff(jumps.astype(np.int8)) == 1).sum() + jumps[0]) < 3:  # runs of jumps = edges
         return uniform
-    bars = float((np.abs(gray - column_median.astype(np.int16)) <= tolerance).mean())
-    return max(uniform, bars)
+    near = sum(int((np.abs(band - med.astype(np.int16)) <= tolerance).sum()) for band, med in zip(bands, medians))
+    return max(uniform, near / gray.size)
 
 
 @dataclass(frozen=True, slots=True)
