@@ -21,6 +21,7 @@ from rules.families.values import (
 )
 from rules.families.recording import NvrDiskRule, NvrNotRecordingRule, NvrRetentionRule
 from rules.families.video import VideoDownRule
+from rules.families.vqd import VIDEO_QUALITY_RULES
 from rules.families.window import JitterRule, LatencyRule, LossRule
 
 RULE_TYPES: dict[str, type[RuleBase]] = {
@@ -47,4 +48,5 @@ RULE_TYPES: dict[str, type[RuleBase]] = {
     "nvr_retention": NvrRetentionRule,
     "nvr_disk": NvrDiskRule,
     "link_bandwidth": LinkBandwidthRule,
+    **{cls.model_fields["type"].default: cls for cls in VIDEO_QUALITY_RULES},
 }
