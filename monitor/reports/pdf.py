@@ -35,7 +35,7 @@ Wider parts go landscape (269 mm); narrow ones get a narrower table."""
 CELL_PADDING = 2.0
 """A table cell's padding, in character cells."""
 
-_NUMERIC = frozenset({ColumnType.INT, ColumnType.PCT, ColumnType.MS, ColumnType.DURATION})
+_NUMERIC = frozenset({ColumnType.INT, ColumnType.PCT, ColumnType.MS, ColumnType.NUMBER, ColumnType.DURATION})
 _AIR = 1.3
 
 _CSS = """

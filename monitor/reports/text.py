@@ -2,7 +2,7 @@
 the XLSX cover and the WeCom/e-mail summaries so that a figure reads the same everywhere.
 
 Values (see document.py for the units): pct 0.95123 → "95.12%"; int 1850 → "1,850";
-ms 123.45 → "123.5"; duration 3725 s → "1:02" in tables (hours:minutes, as Excel's [h]:mm) and
+ms 123.45 → "123.5"; number 250000 with 2 decimals → "250,000.00"; duration 3725 s → "1:02" in tables (hours:minutes, as Excel's [h]:mm) and
 "1小时2分" / "1 h 2 min" as a headline; datetime → "2026-12-03 08:15" in the report's zone;
 None → "—".
 """
@@ -113,7 +113,7 @@ def cell_text(kind: ColumnType, value: object, places: int, timezone: str) -> st
         return f"{value * 100:.{places}f}%"  # type: ignore[operator]
     if kind is ColumnType.INT:
         return f"{value:,}"
-    if kind is ColumnType.MS:
+    if kind in (ColumnType.MS, ColumnType.NUMBER):
         return f"{value:,.{places}f}"
     if kind is ColumnType.DURATION:
         return clock_duration(value)  # type: ignore[arg-type]
@@ -132,7 +132,7 @@ def kpi_text(kpi: Kpi, value: float | int | None, language: Language) -> str:
         return word_duration(value, language)
     if kpi.type is ColumnType.MS:
         return f"{value:,.{kpi.places}f} ms"
-    text = f"{value:,.{kpi.places}f}" if isinstance(value, float) else f"{value:,}"
+    text = f"{value:,.{kpi.places}f}" if isinstance(value, float) or kpi.type is ColumnType.NUMBER else f"{value:,}"
     return text + unit_suffix(kpi.unit)
 
 
@@ -174,6 +174,7 @@ _TYPE_WIDTH = {
     ColumnType.PCT: 7,  # 100.00%
     ColumnType.INT: 6,
     ColumnType.MS: 7,
+    ColumnType.NUMBER: 10,  # 250,000.00
     ColumnType.DURATION: 6,  # 123:45
     ColumnType.DATETIME: 16,  # 2026-12-03 08:15
 }
