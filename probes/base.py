@@ -1,8 +1,9 @@
 """What every probe returns and the interface every probe implements.
 
-Data flow: scheduler → Probe.probe(device) → ProbeResult → state tracker and metrics writer.
-ProbeResult is frozen and serialisable (to_dict/from_dict) so that remote probe agents can
-later ship results over MQTT unchanged.
+Data flow: scheduler → Probe.probe(device) → ProbeResult → Pipeline.on_result
+(monitor/app/pipeline.py): state tracker, rules, metrics writer. ProbeResult is frozen and
+serialisable (to_dict/from_dict) so that remote probe agents can later ship results over MQTT
+unchanged.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ class ProbeResult:
     - ts_ns: UTC wall-clock time the probe started, nanoseconds since the Unix epoch.
     - ok: the device answered as the probe requires (ICMP: at least one echo reply).
     - reason: short English reason when not ok ("timeout", "host unreachable", …), else None.
-    - fields: measurement fields, units in the names (rtt_avg_ms, loss_pct …) as declared in
-      monitor/metrics/schema.py for the measurement named like the probe; every probe's measurement has
-      the boolean field `up` (= ok), so even a result the scheduler made up (caller timeout)
-      can be written. Read-only.
+    - fields: measurement fields, units in the names (rtt_avg_ms, loss_pct …) as the probe
+      declares them in `Probe.measurements` for the measurement named like the probe (collected
+      into monitor/metrics/schema.py); every probe's measurement has the boolean field `up`
+      (= ok), so even a result the scheduler made up (caller timeout) can be written. Read-only.
     - series: further points of the same probe (per port, per disk …), see Series.
     """
 
@@ -105,9 +106,6 @@ class Probe(Protocol):
     """
 
     name: ClassVar[str]
-    basis: ClassVar[Basis | None]
-    """The measured basis (network, service, video; never online) whose state this probe's
-    results feed (monitor/state/availability.py), None for a probe no basis is made of."""
     Config: ClassVar[type[BaseModel]]
     measurements: ClassVar[tuple[MeasurementSpec, ...]]
     """Every measurement the probe's results write (the first one named like the probe);

@@ -1186,7 +1186,6 @@ class IcmpProbe:
     basis: ClassVar[Basis | None] = Basis.NETWORK
     Config: ClassVar[type[IcmpConfig]] = IcmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
-    basis: ClassVar[Basis | None] = Basis.NETWORK
     offers: ClassVar[tuple[str, ...]] = ()
     learns: ClassVar[tuple[str, ...]] = ()
 

@@ -814,7 +814,6 @@ class RtspProbe:
     basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspConfig]] = RtspConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
-    basis: ClassVar[Basis | None] = Basis.VIDEO
     offers: ClassVar[tuple[str, ...]] = ()
     learns: ClassVar[tuple[str, ...]] = ("stream_uri",)
 
@@ -979,7 +978,6 @@ class RtspFrameProbe:
     basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspFrameConfig]] = RtspFrameConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT,)
-    basis: ClassVar[Basis | None] = Basis.VIDEO
     offers: ClassVar[tuple[str, ...]] = ()
     learns: ClassVar[tuple[str, ...]] = ("stream_uri",)
 

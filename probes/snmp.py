@@ -215,7 +215,6 @@ class SnmpProbe:
     basis: ClassVar[Basis | None] = None  # device health (ports, UPS, disks), no online of its own
     Config: ClassVar[type[SnmpConfig]] = SnmpConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = MEASUREMENTS
-    basis: ClassVar[Basis | None] = None
     offers: ClassVar[tuple[str, ...]] = ()
     learns: ClassVar[tuple[str, ...]] = ()
 

@@ -10,11 +10,16 @@ from probes import REGISTRY, probes_of
 
 
 def test_each_basis_is_fed_by_the_probes_that_declare_it():
-    assert probes_of(Basis.NETWORK) == ("icmp",)
-    assert probes_of(Basis.SERVICE) == ("onvif",)
-    assert probes_of(Basis.VIDEO) == ("rtsp", "rtsp_frame")
+    """The shipped probes feed what DESIGN.md says; a new probe may join a basis without an edit
+    here (membership, not equality)."""
+    assert "icmp" in probes_of(Basis.NETWORK)
+    assert "onvif" in probes_of(Basis.SERVICE)
+    assert {"rtsp", "rtsp_frame"} <= set(probes_of(Basis.VIDEO))
     assert probes_of(Basis.ONLINE) == ()  # combined from the others, fed by none
     assert REGISTRY["snmp"].basis is None  # values for the rules only
+    for basis in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO):  # registry order
+        names = probes_of(basis)
+        assert list(names) == [n for n in REGISTRY if n in names]
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

@@ -34,9 +34,9 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import Strict, read_secret, refuse_inline_secrets
+from monitor.core.config_base import ResolvedSecret, Strict, WithSecrets
 from monitor.reports.document import REPORT_TYPES
 from rules.alerting.notifiers.base import RouteConfigBase
 from rules.alerting.notifiers.wecom import WeComConfig
@@ -93,7 +93,7 @@ class ScheduleEntry(Strict):
         return self
 
 
-class EmailConfig(Strict):
+class EmailConfig(WithSecrets):
     """Reports by e-mail (config `reports.delivery.email`).
 
     - host / port: the SMTP server (submission: 587 with STARTTLS, or 465 with TLS).
@@ -110,6 +110,7 @@ class EmailConfig(Strict):
     """
 
     model_config = ConfigDict(hide_input_in_errors=True)
+    secrets = ("password",)
 
     host: Annotated[str, Field(min_length=1, max_length=253)]
     port: Annotated[int, Field(ge=1, le=65_535)] = 587
@@ -124,7 +125,7 @@ class EmailConfig(Strict):
     max_attachment_mb: Annotated[float, Field(gt=0, le=100)] = 20.0
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
 
-    password: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    password: ResolvedSecret = None
 
     @field_validator("host")
     @classmethod
@@ -143,16 +144,9 @@ class EmailConfig(Strict):
     def _recipients(cls, addresses: list[str]) -> list[str]:
         return [_address(a) for a in addresses]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_password(cls, data: object) -> object:
-        return refuse_inline_secrets(data, "password")
-
     @model_validator(mode="after")
-    def _resolve_password(self) -> EmailConfig:
-        given = (self.password_env is not None) + (self.password_file is not None)
-        if given > 1:
-            raise ValueError("give the SMTP password as password_env or as password_file, not both")
+    def _auth(self) -> EmailConfig:
+        given = self.password is not None  # resolved by WithSecrets, which refused env and file both
         if self.username is None and given:
             raise ValueError("a password without a username: set username too")
         if self.username is not None and not given:
@@ -161,7 +155,6 @@ class EmailConfig(Strict):
             raise ValueError('security "none" would send the SMTP password unencrypted: use starttls or tls')
         if self.ca_file is not None and self.security == "none":
             raise ValueError('ca_file is for starttls or tls, not security "none"')
-        object.__setattr__(self, "password", read_secret(self.password_env, self.password_file, "password"))
         return self
 
 

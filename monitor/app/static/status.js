@@ -1,4 +1,4 @@
-// fleetmon status page (monitor/status_page.py): fetches the JSON API every `refresh` seconds and
+// fleetmon status page (monitor/app/status_page.py): fetches the JSON API every `refresh` seconds and
 // draws it for a phone. Every text goes in through textContent: device names come from point
 // lists and are not trusted. When the daemon cannot be reached the last data stays on screen.
 "use strict";
