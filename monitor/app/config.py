@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -43,6 +44,7 @@ from monitor.core.config_base import (
 )
 from monitor.fleet.inventory import InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
+from monitor.reports.config import ReportsConfig, wecom_routes
 from monitor.state.availability import AvailabilityConfig
 from monitor.state.config import StateConfig
 from probes import REGISTRY
@@ -148,6 +150,18 @@ class FleetmonConfig(Strict):
     api: ApiConfig = ApiConfig()
     traps: TrapConfig = TrapConfig()
     """SNMP trap/inform receiver (off by default: UDP 162 needs root or CAP_NET_BIND_SERVICE)."""
+    reports: ReportsConfig = ReportsConfig()
+    """Reports: where they are kept, the schedule, delivery to WeCom groups and by e-mail."""
+
+    @field_validator("reports")
+    @classmethod
+    def _report_routes(cls, reports: ReportsConfig, info: ValidationInfo) -> ReportsConfig:
+        """reports.delivery.wecom names WeCom routes of notify.routes (skipped when notify is
+        itself invalid: its own errors say why)."""
+        notify = info.data.get("notify")
+        if notify is not None:
+            wecom_routes(reports, notify.routes)
+        return reports
 
     @field_validator("timezone")
     @classmethod
