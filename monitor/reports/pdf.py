@@ -34,6 +34,13 @@ fits the portrait text width (182 mm) at the body's 9 pt: a CJK character is 3.2
 Wider parts go landscape (269 mm); narrow ones get a narrower table."""
 CELL_PADDING = 2.0
 """A table cell's padding, in character cells."""
+NARROW = 1.15
+"""Cells of a Latin letter or digit at the body's size: Noto Sans CJK SC sets them 0.55–0.65
+em wide, more than half a CJK character (one cell), so identifiers such as CAM-0003-02 or
+WO-20260920-0007 would otherwise break inside their column."""
+COUNT_FROM = 16
+"""Tables of this many rows or more say how many they have below them (a short one is counted
+at a glance, and its count line alone would otherwise be carried onto a page of its own)."""
 
 _NUMERIC = frozenset({ColumnType.INT, ColumnType.PCT, ColumnType.MS, ColumnType.NUMBER, ColumnType.DURATION})
 _AIR = 1.3
@@ -155,7 +162,7 @@ def _kpis(report: Report) -> str:
 
 def _part(part: Part, report: Report, max_rows: int | None) -> str:
     w = words(report.language)
-    widths = [column_width(part, i, report.language) + CELL_PADDING for i in range(len(part.columns))]
+    widths = [column_width(part, i, report.language, NARROW) + CELL_PADDING for i in range(len(part.columns))]
     total = sum(widths)
     wide = total > PORTRAIT_CELLS
     out = [f'<section class="part{" wide" if wide else ""}"><h2>{escape(part.title)}</h2>']
@@ -192,7 +199,9 @@ def _part(part: Part, report: Report, max_rows: int | None) -> str:
         f'<table class="data" style="width:{table_width:.0f}%"><colgroup>{cols}</colgroup>'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     )
-    out.append(f'<p class="rows">{escape(w["rows"].format(n=len(part.rows)))}</p></section>')
+    if len(part.rows) >= COUNT_FROM:
+        out.append(f'<p class="rows">{escape(w["rows"].format(n=len(part.rows)))}</p>')
+    out.append("</section>")
     return "".join(out)
 
 

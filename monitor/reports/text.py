@@ -182,23 +182,27 @@ _WIDTH_SAMPLE = 200  # rows looked at to size a text column
 _MAX_WIDTH = 44
 
 
-def display_width(text: str) -> int:
-    """Width in character cells: CJK (wide and full-width) characters count double."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+def display_width(text: str, narrow: float = 1.0) -> float:
+    """Width in character cells: CJK (wide and full-width) characters count double, the others
+    `narrow` each (1 for Excel's widths; a proportional font's Latin letters and digits are
+    wider than half a CJK character, see pdf.py)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else narrow for ch in text)
 
 
-def column_width(part: Part, index: int, language: Language) -> float:
-    """Width of column `index`'s content in character cells (CJK double), without padding: the
-    column's hint, else the widest of its header and its values (for text, of its first rows;
-    else of the type's widest value)."""
+def column_width(part: Part, index: int, language: Language, narrow: float = 1.0) -> float:
+    """Width of column `index`'s content in character cells (CJK double, others `narrow`),
+    without padding: the column's hint, else the widest of its header and its values as shown
+    (of its first rows; the type's widest value when it has none)."""
     column = part.columns[index]
     if column.width is not None:
         return column.width
-    widest = display_width(column.header(language))
+    widest = display_width(column.header(language), narrow)
+    values = [row[index] for row in part.rows[:_WIDTH_SAMPLE] if row[index] is not None]
     if column.type is ColumnType.TEXT:
-        for row in part.rows[:_WIDTH_SAMPLE]:
-            if row[index] is not None:
-                widest = max(widest, display_width(str(row[index])))
+        shown = [str(v) for v in values]
+    elif values:
+        shown = [cell_text(column.type, v, column.places, "UTC") for v in values]
     else:
-        widest = max(widest, _TYPE_WIDTH[column.type])
+        shown = ["0" * _TYPE_WIDTH[column.type]]
+    widest = max([widest] + [display_width(v, narrow) for v in shown])
     return min(_MAX_WIDTH, widest)

@@ -122,8 +122,8 @@ def advice(f: ReportFacts, say: Say) -> Part:
                  say("继续按计划巡检与维护。", "Keep to the inspection and maintenance plan."))]
     return Part(
         say("问题隐患及建议", "Issues and suggestions"),
-        (Column("n", "序号", "No.", T.INT), Column("what", "类别", "Area"), Column("finding", "问题", "Finding", width=46),
-         Column("suggestion", "建议", "Suggestion", width=46)),
+        (Column("n", "序号", "No.", T.INT), Column("what", "类别", "Area"), Column("finding", "问题", "Finding", width=44),
+         Column("suggestion", "建议", "Suggestion", width=44)),
         tuple((i, *row) for i, row in enumerate(rows, start=1)),
         say("根据本期数据自动生成。", "Generated from this period's figures."),
     )

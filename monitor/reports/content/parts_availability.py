@@ -140,30 +140,28 @@ def points(f: ReportFacts, say: Say) -> Part:
         d, figures = p.device, p.figures[Basis.ONLINE]
         outages = len({o.start_ns for o in p.outages(Basis.ONLINE)})
         rows.append((
-            d.id, d.name, say.label(DEVICE_KINDS, d.kind.value), d.region, d.site, say.label(STATUSES, d.status.value),
-            frac(figures.rate_pct), seconds(figures.up_ns), seconds(figures.offline_ns), seconds(figures.unknown_ns),
+            d.id, d.name, say.label(DEVICE_KINDS, d.kind.value), d.site, say.label(STATUSES, d.status.value),
+            frac(figures.rate_pct), seconds(figures.offline_ns), seconds(figures.unknown_ns),
             seconds(figures.excluded_ns), outages,
         ))
     return Part(
         say("附件1 点位在线率明细", "Annex 1: availability per point"),
         (
             Column("id", "点位编号", "Point"),
-            Column("name", "点位名称", "Name"),
+            Column("name", "点位名称", "Name", width=13),
             Column("kind", "类型", "Kind"),
-            Column("region", "区域", "Region"),
             Column("site", "站点", "Site"),
             Column("status", "状态", "Status"),
             Column("online", "在线率", "Online", T.PCT),
-            Column("up", "在线时长", "Online", T.DURATION),
             Column("offline", "离线时长", "Offline", T.DURATION),
             Column("unknown", "未知时长", "Unknown", T.DURATION),
             Column("excluded", "排除时长", "Excluded", T.DURATION),
             Column("outages", "离线次数", "Outages", T.INT),
         ),
         tuple(rows),
-        say("在线率 = 在线时长 ÷ (在线时长 + 离线时长)；未知时段与排除时段不计入。状态为点位表当前状态。",
-            "Online rate = online ÷ (online + offline); unknown and excluded time are not counted. Status: the "
-            "point list's current one."),
+        say("在线率 = 在线时长 ÷ (在线时长 + 离线时长)；未知时段与排除时段不计入。离线次数为计入的离线时段数。状态为点位表当前状态。",
+            "Online rate = online ÷ (online + offline); unknown and excluded time are not counted. Outages: the "
+            "counted offline stretches. Status: the point list's current one."),
     )
 
 
@@ -183,19 +181,18 @@ def exclusions(f: ReportFacts, say: Say) -> Part:
     rows = []
     for p in f.availability.points.values():
         for e in p.exclusions:
-            rows.append((p.device.id, p.device.name, say.label(EXCLUSION_KINDS, e.kind), e.start_ns, e.end_ns,
+            rows.append((p.device.id, say.label(EXCLUSION_KINDS, e.kind), e.start_ns, e.end_ns,
                          seconds(e.end_ns - e.start_ns), exclusion_reason(e.kind, e.reason, say)))
-    rows.sort(key=lambda r: (r[3], r[0]))
+    rows.sort(key=lambda r: (r[2], r[0]))
     return Part(
         say("附件4 排除时段及原因", "Annex 4: excluded time and reasons"),
         (
             Column("point", "点位", "Point"),
-            Column("name", "点位名称", "Name"),
             Column("kind", "类别", "Kind"),
             Column("start", "开始", "Start", T.DATETIME),
             Column("end", "结束", "End", T.DATETIME),
             Column("length", "时长", "Length", T.DURATION),
-            Column("reason", "原因", "Reason"),
+            Column("reason", "原因", "Reason", width=24),
         ),
         tuple(rows),
         say("同一点位的维护窗口可相互重叠，在线率计算中重叠时段只排除一次。",

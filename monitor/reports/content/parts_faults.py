@@ -19,6 +19,8 @@ from monitor.reports.document import ColumnType as T
 from rules.model import Fault
 
 UPS_KINDS = ("ups_on_battery", "ups_battery_low")
+MAX_IDS = 8
+"""Fault ids listed for one device of the repeat faults (the rest: "…")."""
 CLOCK_KINDS = ("clock_drift", "inventory_mismatch")
 
 
@@ -26,11 +28,11 @@ def _open_at(fault: Fault, ts: int) -> bool:
     return fault.fired_ns is not None and fault.fired_ns < ts and (fault.resolved_ns is None or fault.resolved_ns >= ts)
 
 
-def _where(fault: Fault, f: ReportFacts) -> str:
-    device = f.availability.points.get(fault.device_id or "")
-    if device is not None:
-        return f"{device.device.id} {device.device.name}"
-    return fault.scope.split(":", 1)[-1]
+def _state(fault: Fault, f: ReportFacts, say: Say) -> str:
+    """Resolved by the period's end, or still open then."""
+    if fault.resolved_ns is not None and fault.resolved_ns < f.end_ns:
+        return say("已恢复", "resolved")
+    return say("未恢复", "open")
 
 
 def _order_by_fault(f: ReportFacts) -> dict[str, WorkOrder]:
@@ -46,32 +48,28 @@ def faults_of_period(f: ReportFacts, say: Say) -> Part:
         resolved = fault.resolved_ns is not None and f.start_ns <= fault.resolved_ns < f.end_ns
         if not (fired or resolved):
             continue
-        what = say("新增并恢复", "opened, resolved") if fired and resolved else (
-            say("新增", "opened") if fired else say("恢复", "resolved"))
         end = fault.resolved_ns if fault.resolved_ns is not None and fault.resolved_ns <= f.end_ns else f.end_ns
         order = orders.get(fault.id)
         rows.append((
-            fault.id, say.label(SEVERITIES, fault.severity.value), say.label(FAULT_KINDS, fault.kind), _where(fault, f),
-            fault.title, fault.first_seen_ns, fault.resolved_ns, seconds(max(0, end - fault.first_seen_ns)),
-            fault.acked_by, order.ref if order else None, what,
+            fault.id, say.label(SEVERITIES, fault.severity.value), fault.device_id or fault.scope.split(":", 1)[-1],
+            fault.title, fault.first_seen_ns, seconds(max(0, end - fault.first_seen_ns)),
+            _state(fault, f, say), order.ref if order else None,
         ))
     return Part(
         say("故障记录", "Faults"),
         (
             Column("id", "故障号", "Fault"),
             Column("severity", "级别", "Severity"),
-            Column("kind", "类型", "Kind"),
             Column("device", "设备", "Device"),
-            Column("title", "描述", "Description", width=40),
+            Column("title", "描述", "Description", width=24),
             Column("since", "发生时间", "Since", T.DATETIME),
-            Column("resolved", "恢复时间", "Resolved", T.DATETIME),
-            Column("length", "持续时长", "Duration", T.DURATION),
-            Column("acked_by", "认领人", "Taken by"),
+            Column("length", "持续", "Lasted", T.DURATION),
+            Column("state", "状态", "State"),
             Column("order", "工单", "Work order"),
-            Column("what", "本期", "This period"),
         ),
         tuple(rows),
-        say("持续时长计至恢复，未恢复的计至本期末。", "Duration to the resolution, or to the period's end if still open."),
+        say("本期新增或恢复的故障。持续时长计至恢复，未恢复的计至本期末。",
+            "Faults opened or resolved in the period. Lasted: to the resolution, or to the period's end while open."),
     )
 
 
@@ -114,22 +112,18 @@ def offline(f: ReportFacts, say: Say) -> Part:
             continue
         d = point.device
         order = open_orders.get(device_id)
-        rows.append((d.id, d.name, say.label(DEVICE_KINDS, d.kind.value), d.region, d.site, since,
-                     seconds(f.end_ns - since), likely_cause(device_id, f, say) or None,
-                     order.ref if order else None, say.cause(order.cause) if order and order.cause else None))
+        rows.append((d.id, d.name, d.site, since, seconds(f.end_ns - since), likely_cause(device_id, f, say) or None,
+                     order.ref if order else None))
     return Part(
         say("离线点位", "Points offline"),
         (
             Column("id", "点位编号", "Point"),
-            Column("name", "点位名称", "Name"),
-            Column("kind", "类型", "Kind"),
-            Column("region", "区域", "Region"),
+            Column("name", "点位名称", "Name", width=13),
             Column("site", "站点", "Site"),
             Column("since", "离线开始", "Offline since", T.DATETIME),
-            Column("length", "已离线", "Offline for", T.DURATION),
-            Column("cause", "可能原因", "Likely cause", width=30),
+            Column("length", "已离线", "For", T.DURATION),
+            Column("cause", "可能原因", "Likely cause", width=18),
             Column("order", "工单", "Work order"),
-            Column("class", "原因分类", "Cause class"),
         ),
         tuple(rows),
         say("本期末仍离线的在用点位（网络或视频离线）。", "Active points offline (network or video) at the period's end."),
@@ -148,7 +142,7 @@ def long_offline(f: ReportFacts, say: Say) -> Part:
             continue
         d, order = point.device, open_orders.get(device_id)
         excluded = bool(order and order.cause and order.cause.excluded)
-        rows.append((d.id, d.name, d.region, d.site, since, round((f.end_ns - since) / DAY_NS, 1),
+        rows.append((d.id, d.name, d.site, since, round((f.end_ns - since) / DAY_NS, 1),
                      order.ref if order else None, say.cause(order.cause) if order else None,
                      say("是", "yes") if excluded else say("否", "no")))
     days = f"{f.long_offline_days:g}"
@@ -156,11 +150,10 @@ def long_offline(f: ReportFacts, say: Say) -> Part:
         say(f"离线超过{days}天的点位", f"Points offline {days} days or more"),
         (
             Column("id", "点位编号", "Point"),
-            Column("name", "点位名称", "Name"),
-            Column("region", "区域", "Region"),
+            Column("name", "点位名称", "Name", width=15),
             Column("site", "站点", "Site"),
             Column("since", "离线开始", "Offline since", T.DATETIME),
-            Column("days", "离线天数", "Days", T.NUMBER, decimals=1),
+            Column("days", "离线天数", "Days", T.NUMBER, decimals=1, width=8),
             Column("order", "工单", "Work order"),
             Column("class", "原因分类", "Cause class"),
             Column("excluded", "不计考核", "Excluded"),
@@ -181,23 +174,20 @@ def value_faults(f: ReportFacts, say: Say, kinds: Iterable[str], title: str, emp
         if fault.kind not in kinds or fault.fired_ns is None:
             continue
         end = fault.resolved_ns if fault.resolved_ns is not None and fault.resolved_ns <= f.end_ns else f.end_ns
-        rows.append((fault.id, say.label(FAULT_KINDS, fault.kind), _where(fault, f), fault.title,
-                     None if fault.value is None else float(fault.value),
-                     None if fault.threshold is None else float(fault.threshold), fault.unit or None,
-                     fault.first_seen_ns, fault.resolved_ns, seconds(max(0, end - fault.first_seen_ns))))
+        rows.append((fault.id, fault.device_id or fault.scope.split(":", 1)[-1], fault.title,
+                     None if fault.value is None else float(fault.value), fault.unit or None,
+                     fault.first_seen_ns, seconds(max(0, end - fault.first_seen_ns)), _state(fault, f, say)))
     return Part(
         title,
         (
             Column("id", "故障号", "Fault"),
-            Column("kind", "类型", "Kind"),
             Column("device", "设备", "Device"),
-            Column("title", "描述", "Description", width=40),
-            Column("value", "数值", "Value", T.NUMBER, decimals=1),
-            Column("limit", "限值", "Limit", T.NUMBER, decimals=1),
+            Column("title", "描述", "Description", width=30),
+            Column("value", "数值", "Value", T.NUMBER, decimals=1, width=7),
             Column("unit", "单位", "Unit"),
             Column("since", "开始", "Since", T.DATETIME),
-            Column("resolved", "恢复", "Resolved", T.DATETIME),
-            Column("length", "持续时长", "Duration", T.DURATION),
+            Column("length", "持续", "Lasted", T.DURATION),
+            Column("state", "状态", "State"),
         ),
         tuple(rows),
         None if rows else empty,
@@ -305,22 +295,21 @@ def repeats(f: ReportFacts, say: Say) -> Part:
             continue
         point = f.availability.points.get(device_id)
         kinds = Counter(say.label(FAULT_KINDS, x.kind) for x in faults)
-        rows.append((device_id, point.device.name if point else None, point.device.region if point else None,
-                     point.device.site if point else None, len(faults), say.join(f"{k}×{n}" for k, n in kinds.most_common()),
-                     faults[0].first_seen_ns, faults[-1].first_seen_ns, say.join(x.id for x in faults)))
-    rows.sort(key=lambda r: (-r[4], r[0]))
+        ids = say.join(x.id for x in faults[:MAX_IDS]) + ("…" if len(faults) > MAX_IDS else "")
+        rows.append((device_id, point.device.site if point else None, len(faults),
+                     say.join(f"{k}×{n}" for k, n in kinds.most_common()), faults[0].first_seen_ns,
+                     faults[-1].first_seen_ns, ids))
+    rows.sort(key=lambda r: (-r[2], r[0]))
     return Part(
         say("重复故障", "Repeat faults"),
         (
             Column("id", "设备", "Device"),
-            Column("name", "名称", "Name"),
-            Column("region", "区域", "Region"),
             Column("site", "站点", "Site"),
             Column("count", "故障次数", "Faults", T.INT),
-            Column("kinds", "类型", "Kinds"),
+            Column("kinds", "类型", "Kinds", width=13),
             Column("first", "首次", "First", T.DATETIME),
             Column("last", "末次", "Last", T.DATETIME),
-            Column("faults", "故障号", "Fault ids", width=30),
+            Column("faults", "故障号", "Fault ids", width=16),
         ),
         tuple(rows),
         say("本期发生 2 次及以上故障的设备。", "Devices with two faults or more in the period."),

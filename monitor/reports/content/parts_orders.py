@@ -13,27 +13,22 @@ from statistics import mean
 
 from monitor.assess.orders import FLEETMON, WorkOrder
 from monitor.assess.score import EvaluatedScore
-from monitor.assess.sla import ClockState, ClockStatus
+from monitor.assess.sla import ClockStatus
 from monitor.reports.content.facts import NS, ReportFacts
 from monitor.reports.content.parts_availability import seconds
-from monitor.reports.content.words import CLOCK_STATES, CLOCKS, OUTCOMES, SEVERITIES, STAGES, TOTAL, Say
+from monitor.reports.content.words import CLOCKS, OUTCOMES, SEVERITIES, TOTAL, Say
 from monitor.reports.document import Column, Part
 from monitor.reports.document import ColumnType as T
 from rules.model import Severity
 
-_RANK = {ClockState.BREACHED: 0, ClockState.MISSED: 1, ClockState.WARNING: 2, ClockState.OK: 3, ClockState.MET: 4}
-
-
-def _devices(order: WorkOrder, f: ReportFacts, say: Say) -> str:
-    first = f.availability.points.get(order.devices[0])
-    name = f"{order.devices[0]} {first.device.name}" if first else order.devices[0]
+def _devices(order: WorkOrder, say: Say) -> str:
+    """The order's first device, and how many more it lists."""
     more = len(order.devices) - 1
-    return name + (say(f" 等{more + 1}个", f" and {more} more") if more else "")
+    return order.devices[0] + (say(f" 等{more + 1}个", f" +{more}") if more else "")
 
 
 def _clock_text(s: ClockStatus, say: Say) -> str:
-    label = s.label if say.zh else say.label(CLOCKS, s.clock)
-    return f"{label}{say.label(CLOCK_STATES, s.state)}"
+    return s.label if say.zh else say.label(CLOCKS, s.clock)
 
 
 def open_orders(f: ReportFacts, say: Say) -> Part:
@@ -42,35 +37,29 @@ def open_orders(f: ReportFacts, say: Say) -> Part:
     rows = []
     for order in sorted(f.at_end, key=lambda o: (o.reported_ns, o.ref)):
         clocks = f.clocks.get(order.ref, ())
-        worst = min(clocks, key=lambda s: _RANK[s.state], default=None)
         late = [s for s in clocks if s.state.late]
         running = [s for s in clocks if s.stopped_ns is None and not s.state.late]
         following = min(running, key=lambda s: s.deadline_ns, default=None)
         rows.append((
-            order.ref, _devices(order, f, say), order.title, say.label(SEVERITIES, order.severity.value), order.reported_ns,
-            order.assignee, say.label(STAGES, order.stage),
-            say.label(CLOCK_STATES, worst.state) if worst else None,
+            order.ref, _devices(order, say), order.title, order.reported_ns, order.assignee,
             say.join(_clock_text(s, say) for s in late) or None,
             following.deadline_ns if following else None,
-            (say.label(CLOCKS, following.clock) if not say.zh else following.label) if following else None,
         ))
     return Part(
         say("未关闭工单", "Open work orders"),
         (
             Column("ref", "工单号", "Order"),
-            Column("device", "设备", "Device", width=24),
-            Column("title", "描述", "Description", width=30),
-            Column("severity", "级别", "Severity"),
+            Column("device", "设备", "Device", width=11),
+            Column("title", "描述", "Description", width=14),
             Column("reported", "报障时间", "Reported", T.DATETIME),
             Column("assignee", "负责人", "Assignee"),
-            Column("stage", "进度", "Stage"),
-            Column("sla", "SLA 状态", "SLA"),
-            Column("late", "超时项", "Late clocks"),
+            Column("late", "已超时限", "Past deadline", width=10),
             Column("next", "下一时限", "Next deadline", T.DATETIME),
-            Column("next_clock", "时限类别", "Clock"),
         ),
         tuple(rows),
-        say("本期末仍未关闭的工单及其当时的 SLA 时限状态。", "Orders still open at the period's end, SLA clocks as then."),
+        say("本期末仍未关闭的工单：已超过的时限，以及尚在计时的最近一个时限（均为当时的状态）。",
+            "Orders still open at the period's end: the clocks past their deadline, and the nearest deadline still "
+            "running (as they stood then)."),
     )
 
 
@@ -128,24 +117,22 @@ def breaches(f: ReportFacts, say: Say) -> Part:
         order = refs.get(b.ref)
         stopped = b.stopped_ns
         rows.append((
-            b.ref, _devices(order, f, say) if order else None, b.label if say.zh else say.label(CLOCKS, b.clock),
+            b.ref, _devices(order, say) if order else None, b.label if say.zh else say.label(CLOCKS, b.clock),
             say.label(SEVERITIES, b.severity.value), b.deadline_ns, stopped,
             seconds((stopped if stopped is not None else f.generated_ns) - b.deadline_ns), b.engineer,
-            say.cause(order.cause) if order else None,
         ))
     rows.sort(key=lambda r: (r[4], r[0]))
     return Part(
         say("SLA 超时", "SLA breaches"),
         (
             Column("ref", "工单号", "Order"),
-            Column("device", "设备", "Device", width=24),
+            Column("device", "设备", "Device"),
             Column("clock", "时限", "Clock"),
             Column("severity", "级别", "Severity"),
             Column("deadline", "截止时间", "Deadline", T.DATETIME),
             Column("stopped", "完成时间", "Done", T.DATETIME),
             Column("over", "超出", "Over by", T.DURATION),
             Column("engineer", "负责人", "Engineer"),
-            Column("cause", "原因分类", "Cause class"),
         ),
         tuple(rows),
         say("截止时间在本期内、已超时或完成晚于截止的时限；原因属除外情形的工单不计。未完成的计至报告生成时。",
@@ -199,38 +186,52 @@ def workload(f: ReportFacts, say: Say) -> Part:
     )
 
 
+_ITEM_CLOCKS = {
+    "camera_replacement_timely_pct": "replacement",
+    "other_replacement_timely_pct": "replacement",
+    "arrival_timely_pct": "arrival",
+}
+"""The score's order ratios and the column of the annex they fill (monitor.assess.order_ratios:
+an order is counted by one replacement item, by its device kind, and by the arrival item)."""
+
+
 def counted_orders(f: ReportFacts, say: Say, score: EvaluatedScore | None) -> Part:
-    """Annex: the work orders reported in the period and how each item of the score counted
-    them (及时/超时/未到期/不计入/不适用), with the minutes the item measured."""
-    outcome: dict[str, dict[str, tuple[str, float | None]]] = defaultdict(dict)
-    items = []
+    """Annex: the work orders reported in the period and how the score's order ratios counted
+    each (及时/超时/未到期/除外/不适用), with the time they measured from the report."""
+    outcome: dict[tuple[str, str], tuple[str, float | None]] = {}
     for item in score.items if score else ():
-        kinds = {e.kind for e in item.metric.evidence}
-        if "order" not in kinds:
-            continue
-        items.append(item)
-        for e in item.metric.evidence:
+        column = _ITEM_CLOCKS.get(item.metric.name)
+        for e in item.metric.evidence if column else ():
             if e.kind == "order":
-                outcome[e.ref][item.key] = (e.outcome, e.minutes)
-    columns = [
-        Column("ref", "工单号", "Order"),
-        Column("device", "设备", "Device", width=24),
-        Column("severity", "级别", "Severity"),
-        Column("reported", "报障时间", "Reported", T.DATETIME),
-        Column("cause", "原因分类", "Cause class"),
-    ]
-    for i, item in enumerate(items):
-        name = item.name.zh if say.zh else item.name.en
-        columns += [Column(f"outcome_{i}", name, name), Column(f"minutes_{i}", "用时", "Took", T.DURATION)]
+                outcome[(e.ref, column)] = (e.outcome, e.minutes)
     rows = []
     for o in f.reported():
-        row = [o.ref, _devices(o, f, say), say.label(SEVERITIES, o.severity.value), o.reported_ns, say.cause(o.cause)]
-        for item in items:
-            result, minutes = outcome.get(o.ref, {}).get(item.key, (None, None))
+        row = [o.ref, _devices(o, say), say.label(SEVERITIES, o.severity.value), o.reported_ns, say.cause(o.cause)]
+        for column in ("replacement", "arrival"):
+            result, minutes = outcome.get((o.ref, column), (None, None))
             row += [say.label(OUTCOMES, result) if result else None, None if minutes is None else round(minutes * 60)]
         rows.append(tuple(row))
-    note = None if score else say("本期没有考核得分，工单未按考核项判定。", "No score this period: orders not judged by item.")
-    return Part(say("附件2 考核工单", "Annex 2: work orders counted"), tuple(columns), tuple(rows), note)
+    note = say("更换：自报障起 72 小时内更换为及时；到场：在 SLA 到场时限内到达为及时。“除外”：原因属除外情形，不计入；“不适用”：无须更换或无须到场。",
+               "Replacement: timely within 72 h of the report; arrival: timely by the SLA arrival deadline. "
+               "Excluded: an excluded cause, not counted; not needed: nothing to replace or no visit needed.")
+    if score is None:
+        note = say("本期没有考核得分，工单未按考核项判定。", "No score this period: orders not judged by item.")
+    return Part(
+        say("附件2 考核工单", "Annex 2: work orders counted"),
+        (
+            Column("ref", "工单号", "Order"),
+            Column("device", "设备", "Device"),
+            Column("severity", "级别", "Severity"),
+            Column("reported", "报障时间", "Reported", T.DATETIME),
+            Column("cause", "原因分类", "Cause class"),
+            Column("replacement", "更换", "Replacement"),
+            Column("replacement_took", "更换用时", "Took", T.DURATION),
+            Column("arrival", "到场", "Arrival"),
+            Column("arrival_took", "到场用时", "Took", T.DURATION),
+        ),
+        tuple(rows),
+        note,
+    )
 
 
 def replacements(f: ReportFacts, say: Say) -> Part:
@@ -240,29 +241,22 @@ def replacements(f: ReportFacts, say: Say) -> Part:
         for r in o.replacements:
             if not f.start_ns <= r.ts_ns < f.end_ns:
                 continue
-            point = f.availability.points.get(r.device_id)
             took = r.ts_ns - o.reported_ns
-            rows.append((o.ref, r.device_id, point.device.name if point else None, r.old_serial, r.new_serial,
-                         r.old_model, r.new_model, o.reported_ns, r.ts_ns, seconds(took),
-                         say("是", "yes") if took <= 3 * 86_400 * NS else say("否", "no"), r.by))
-    rows.sort(key=lambda r: (r[8], r[0]))
+            rows.append((o.ref, r.device_id, r.old_serial, r.new_serial, r.ts_ns, seconds(took),
+                         say("是", "yes") if took <= 3 * 86_400 * NS else say("否", "no")))
+    rows.sort(key=lambda r: (r[4], r[0]))
     return Part(
         say("附件3 设备更换记录", "Annex 3: replacements"),
         (
             Column("ref", "工单号", "Order"),
             Column("device", "设备", "Device"),
-            Column("name", "名称", "Name"),
             Column("old_serial", "原序列号", "Old serial"),
             Column("new_serial", "新序列号", "New serial"),
-            Column("old_model", "原型号", "Old model"),
-            Column("new_model", "新型号", "New model"),
-            Column("reported", "报障时间", "Reported", T.DATETIME),
             Column("replaced", "更换时间", "Replaced", T.DATETIME),
             Column("took", "用时", "Took", T.DURATION),
             Column("in_time", "3天内", "Within 3 days"),
-            Column("by", "更换人", "By"),
         ),
         tuple(rows),
-        say("“3天内”：自报障起 72 小时内更换（故障摄像头 3 天内更换为及时更换）。",
-            "Within 3 days: replaced within 72 h of the report (the tender's timely replacement)."),
+        say("用时自报障起计；“3天内”：72 小时内更换（故障摄像头 3 天内更换为及时更换）。",
+            "Took: from the report; within 3 days: replaced within 72 h of it (the tender's timely replacement)."),
     )

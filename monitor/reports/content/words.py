@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from monitor.assess.config_workorders import Clock
 from monitor.assess.model import Cause
-from monitor.assess.sla import ClockState
 from monitor.reports.document import Language
 
 TITLES = {
@@ -53,27 +52,11 @@ STATUSES = {"active": ("在用", "active"), "construction": ("延建", "under co
 
 SEVERITIES = {"critical": ("紧急", "critical"), "major": ("严重", "major"), "minor": ("一般", "minor")}
 
-STAGES = {
-    "reported": ("已报障", "reported"),
-    "acknowledged": ("已响应", "acknowledged"),
-    "arrived": ("已到场", "on site"),
-    "restored": ("已修复", "restored"),
-    "closed": ("已关闭", "closed"),
-}
-
 CLOCKS = {
     Clock.RESPONSE: ("响应", "response"),
     Clock.ARRIVAL: ("到场", "arrival"),
     Clock.RESTORE: ("修复", "restore"),
     Clock.REPLACEMENT: ("更换", "replacement"),
-}
-
-CLOCK_STATES = {
-    ClockState.OK: ("正常", "ok"),
-    ClockState.WARNING: ("预警", "warning"),
-    ClockState.BREACHED: ("已超时", "breached"),
-    ClockState.MET: ("达标", "met"),
-    ClockState.MISSED: ("超时", "missed"),
 }
 
 EXCLUSION_KINDS = {
@@ -86,14 +69,13 @@ OUTCOMES = {
     "timely": ("及时", "timely"),
     "late": ("超时", "late"),
     "pending": ("未到期", "pending"),
-    "excluded": ("不计入（除外原因）", "excluded (cause)"),
+    "excluded": ("除外", "excluded"),
     "not_needed": ("不适用", "not needed"),
 }
 
 UNCLASSIFIED = ("未分类", "unclassified")
 NO_ORDER = ("无工单", "no work order")
 TOTAL = ("合计", "Total")
-FLEET = ("全部", "All")
 
 
 class Say:
