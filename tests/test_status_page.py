@@ -506,7 +506,11 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     ]
     assert texts(dom, "//section[@id='novideo']/h2/span[@class='count']") == [str(len(no_video))] == ["4"]
     assert dom.xpath("//section[@id='novideo']//b") == []  # the camera's reason phrase stayed text
-    assert texts(dom, "//main/section/@id") == ["fleet", "regions", "offline", "novideo", "links", "faults"]
+    assert texts(dom, "//main/section/@id") == [
+        "signin", "fleet", "orders", "regions", "offline", "novideo", "links", "faults",
+    ]
+    # Without work orders in the daemon (503) their card and the sign-in stay empty and hidden.
+    assert dom.xpath("//section[@id='orders']/*") == [] and dom.xpath("//*[@id='account']")[0].get("hidden") is not None
 
     # The hostile camera name is shown as text; no element was made of it, nothing ran.
     assert HOSTILE in texts(dom, f"//section[@id='offline']//span[{cls('name')}]")
@@ -639,9 +643,9 @@ async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
         # Open: liveness, the document and the page's code (no fleet data in them).
         for path in ("/healthz", "/api/v1/openapi.json", "/status/status.css", "/status/status.js"):
             assert (await status_of("GET", path))[0] == 200, path
-        # The status token is read-only.
+        # The status token is read-only, and says so.
         code, body = await status_of("POST", "/api/v1/faults/F2/ack", json={"by": "李工"}, headers=bearer)
-        assert code == 401 and "wrong token" in body
+        assert code == 403 and "the status token is read-only" in body
         assert (await ctx.faults.get("F2")).acked_by is None
 
         doc = await api_json(http, url + "/api/v1/openapi.json")

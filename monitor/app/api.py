@@ -12,6 +12,9 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/maintenance               ?active=true
     POST   /api/v1/maintenance               {"match", "start", "end", "reason", "by"} (write)
     DELETE /api/v1/maintenance/{id}          ?by=张工                                  (write)
+    GET    /api/v1/whoami                    who the request's token makes: person, roles, permissions
+    GET    /api/v1/workorders …              work orders (工单): list, one, report, actions  (writes)
+                                             (monitor/app/api_workorders.py)
     GET    /api/v1/openapi.json
     GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
@@ -28,45 +31,82 @@ Security decisions:
   which a phone opens as a link, takes it as ?token= and its script sends it as a bearer
   header. /healthz, the OpenAPI document and the page's CSS and script stay open: they show
   no fleet data.
-- Every write (POST, DELETE) needs `Authorization: Bearer <token>`; tokens are compared in
-  constant time. Without a configured token writes are refused (403, saying how to configure one):
-  even on loopback, since any local account on the ops server could otherwise acknowledge
-  faults. Binding anything but a loopback address without a token is refused outright
-  (ApiConfig's validator, and again by ApiServer).
+- Every write (POST, DELETE) needs `Authorization: Bearer <token>`: a person's token
+  (api.people: the write records that person as `by`, as far as their roles allow; a `by` in
+  the request must be absent or the same, else 403) or the shared write token (admin and
+  integrations: `by` from the request). A token without the role a write needs is answered 403
+  saying which role (monitor.app.access); tokens are compared in constant time, all of them
+  every time. Without any write token configured writes are refused (403, saying how to
+  configure one): even on loopback, since any local account on the ops server could otherwise
+  acknowledge faults. Binding anything but a loopback address without a token is refused
+  outright (ApiConfig's validator, and again by ApiServer).
+- A person's token also reads (as the status token does), but never from a URL.
 - Malformed requests (bad JSON, wrong types, unknown fields or query parameters, bad values,
   unknown ids) are answered 4xx with {"error": reason}; anything unexpected is logged with
   its traceback and answered 500 {"error": "internal error"} without details.
 
-Logging (logger "fleetmon.api"): one line per write request — who acknowledged, created or
-deleted what, or why the request was refused; nothing per read; aiohttp's access log is off.
+Logging (logger "fleetmon.api"): one line per write request — who acknowledged, created,
+deleted or recorded what, or why the request was refused; nothing per read; aiohttp's access
+log is off.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self
 
 from aiohttp import web
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     RootModel,
     SecretStr,
-    StringConstraints,
     ValidationError,
 )
 from pydantic.json_schema import models_json_schema
 
 from monitor.core.config_base import SelectorConfig
-from monitor.app.config import ApiConfig
+from monitor.app.access import Caller, Permission, Role, identify, roles_granting
+from monitor.app.api_base import (
+    ApiError,
+    BodyModel as _Body,
+    Call,
+    ErrorOut,
+    Handler,
+    InModel as _In,
+    OutModel as _Out,
+    Person,
+    Reason,
+    Reply,
+    opt_utc as _opt_utc,
+    to_ns as _ns,
+    utc as _utc,
+)
+from monitor.app import api_workorders as wo
+from monitor.app.api_workorders import (
+    AssignIn,
+    ClassifyIn,
+    CloseIn,
+    ConfirmIn,
+    NoteIn,
+    OrderPath,
+    OrderQuery,
+    ReplaceIn,
+    ReportIn,
+    RestoreIn,
+    StampIn,
+    WorkOrderDetailOut,
+    WorkOrderListOut,
+    WorkOrderRoutes,
+)
+from monitor.app.config import ApiConfig, PersonConfig
+from monitor.assess.workorders import WorkOrderBook
 from monitor.app.snapshot import Snapshot
 from monitor.fleet.inventory import Inventory
 from monitor.core.model import Basis, Device, Kind, Status
@@ -85,7 +125,6 @@ STALE_CYCLES = 3
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted; the API's bodies are a few hundred bytes."""
 _MAX_ERRORS_SHOWN = 5  # validation problems listed in one error message
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON = "application/json"
 
@@ -105,8 +144,11 @@ class ApiContext:
     """What the API serves, wired by the daemon.
 
     - snapshot: the latest finished cycle (None before the first one); called per request.
-    - token: the bearer token for writes; None refuses every write.
+    - token: the shared bearer token for writes (`by` from the request); None: only people's
+      tokens write (none configured: every write is refused).
     - status_token: the read-only token; None leaves reads open (see the module's security notes).
+    - people: per-person tokens and roles (config api.people; monitor.app.access).
+    - workorders: the work-order book (None: work orders not enabled, their routes answer 503).
     - language: "zh" | "en", for labels meant for people (severity_label).
     - timezone: IANA zone for displaying times (reported in /api/v1/status; times in the API
       itself are UTC).
@@ -129,26 +171,11 @@ class ApiContext:
     cycle_interval_s: float
     status_token: SecretStr | None = None
     probe_intervals: Mapping[str, float] = field(default_factory=dict)
+    people: tuple[PersonConfig, ...] = ()
+    workorders: WorkOrderBook | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
-
-# One line of text from a person: no control characters, so a name cannot forge log lines.
-_Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Person = Annotated[_Line, StringConstraints(max_length=64)]
-Reason = Annotated[_Line, StringConstraints(max_length=200)]
-
-
-class _In(BaseModel):
-    """Request parts: unknown fields are errors (a typo must not be silently ignored)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Body(_In):
-    # Strict: JSON bodies carry real types; "3" is not a number and 1700000000 not a time.
-    model_config = ConfigDict(strict=True)
-
 
 class FaultPath(_In):
     id: Annotated[str, Field(description='fault id, e.g. "F12"', max_length=32)]
@@ -168,6 +195,11 @@ class DeviceQuery(_In):
         Field(description="which state `state` filters on: network (default), service, video or online; "
                           "video + down = cameras that ping but send no picture"),
     ] = Basis.NETWORK
+    q: Annotated[
+        str | None,
+        Field(max_length=64, description="only devices whose id or name contains this (case-insensitive): "
+                                         "the phone page's point search"),
+    ] = None
     limit: Annotated[int, Field(ge=1, le=10_000, description="devices per page")] = 1000
     offset: Annotated[int, Field(ge=0, description="devices skipped (inventory order)")] = 0
 
@@ -187,11 +219,18 @@ class MaintenanceQuery(_In):
 
 
 class DeleteQuery(_In):
-    by: Annotated[Person | None, Field(description="who deletes the window (for the log)")] = None
+    by: Annotated[
+        Person | None,
+        Field(description="who deletes the window (for the log); with a personal token absent or theirs"),
+    ] = None
+
+
+_BY = ("who: absent (or the same name) with a personal token, which records its person; required with the shared "
+       "write token")
 
 
 class AckIn(_Body):
-    by: Annotated[Person, Field(description="who takes the fault (认领), e.g. 张工")]
+    by: Annotated[Person | None, Field(description=f"who takes the fault (认领), e.g. 张工; {_BY}")] = None
 
 
 class MaintenanceIn(_Body):
@@ -199,21 +238,10 @@ class MaintenanceIn(_Body):
     start: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00")]
     end: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later")]
     reason: Reason
-    by: Person
+    by: Annotated[Person | None, Field(description=_BY)] = None
 
 
 # --- response models -----------------------------------------------------------------------------
-
-
-class _Out(BaseModel):
-    """Response bodies. extra="forbid" only matters when a body is validated back into its model
-    (as the tests do), where it proves the documented schema lists every key sent."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ErrorOut(_Out):
-    error: Annotated[str, Field(description="why the request failed, for people")]
 
 
 class HealthOut(_Out):
@@ -325,6 +353,7 @@ class DeviceOut(_Out):
     lat: float | None
     lon: float | None
     model: str | None
+    serial: Annotated[str | None, Field(description="serial number as the point list records it")]
     tags: list[str]
     state: State
     since: Annotated[datetime | None, Field(description="when the device entered `state`; null: never decided")]
@@ -400,25 +429,27 @@ class DeletedOut(_Out):
     deleted: int
 
 
+class WhoAmIOut(_Out):
+    """Who the request's bearer token makes (monitor.app.access)."""
+
+    kind: Annotated[
+        Literal["person", "admin", "status", "anonymous"],
+        Field(description="person: a personal token (api.people); admin: the shared write token; status: the "
+                          "status token; anonymous: no token (reads open)"),
+    ]
+    name: Annotated[str | None, Field(description="the person (writes record it as `by`)")]
+    roles: Annotated[list[Role], Field(description="the person's roles: read, duty, manager")]
+    permissions: Annotated[list[Permission], Field(description="what the token may do")]
+    language: Literal["zh", "en"]
+    timezone: str
+    workorders: Annotated[bool, Field(description="work orders are enabled in this daemon")]
+
+
 class OpenApiOut(RootModel[dict[str, Any]]):
     """An OpenAPI 3.1 document."""
 
 
 # --- conversions ---------------------------------------------------------------------------------
-
-
-def _utc(ns: int) -> datetime:
-    """UTC datetime of `ns` (ns since the epoch), to the microsecond."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def _opt_utc(ns: int | None) -> datetime | None:
-    return None if ns is None else _utc(ns)
-
-
-def _ns(dt: datetime) -> int:
-    """ns since the epoch of an aware datetime, exactly (no float rounding)."""
-    return (dt - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _rate_out(r: GroupRate) -> GroupRateOut:
@@ -441,7 +472,7 @@ def _device_out(device: Device, state: State, since_ns: int, snapshot: Snapshot 
         id=device.id, name=device.name, kind=device.kind,
         address=None if device.address is None else str(device.address),
         site=device.site, region=device.region, parent=device.parent, status=device.status,
-        lat=device.lat, lon=device.lon, model=device.model, tags=sorted(device.tags), state=state,
+        lat=device.lat, lon=device.lon, model=device.model, serial=device.serial, tags=sorted(device.tags), state=state,
         since=_utc(since_ns) if since_ns else None, since_ns=since_ns or None,
         latest=None if latest is None else _latest_out(latest), bases=bases, results=results,
     )
@@ -471,48 +502,17 @@ def _window_out(w: MaintenanceWindow) -> WindowOut:
 # --- request plumbing ----------------------------------------------------------------------------
 
 
-class ApiError(Exception):
-    """Answer the request with `status` and {"error": message}."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers or {})
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A request as a handler sees it: path, query and body already validated against the
-    endpoint's models (instances of them, or None where the endpoint declares none)."""
-
-    path: Any = None
-    query: Any = None
-    body: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A handler's answer: status, body, and for writes the line to log."""
-
-    status: int
-    body: BaseModel
-    audit: str | None = None
-
-
-Handler = Callable[[Call], Awaitable[Reply]]
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One route: its handler, the models of its inputs, and its own responses (status →
     (description, model)); the error responses its inputs imply are added by `_responses`.
 
-    Access: `write` needs the write token; `public` never needs a token (no fleet data in it);
-    any other route is a read, which needs the status token (or the write token) when one is
-    configured: as a bearer header or, with `query_token`, as ?token= (a page opened as a
-    link cannot send a header). `media_type`: of the successful answers (PageText bodies when
-    not JSON); errors are always JSON."""
+    Access: a route with a `permission` is a write: it needs a token that grants it (a person's
+    with the role, or the shared write token; monitor.app.access); `public` never needs a token
+    (no fleet data in it); any other route is a read, which needs a token (status, write or a
+    person's) when a status token is configured: as a bearer header or, with `query_token`, the
+    status token as ?token= (a page opened as a link cannot send a header). `media_type`: of
+    the successful answers (PageText bodies when not JSON); errors are always JSON."""
 
     method: str
     path: str
@@ -522,10 +522,14 @@ class Endpoint:
     path_params: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
-    write: bool = False
+    permission: Permission | None = None
     public: bool = False
     query_token: bool = False
     media_type: str = _JSON
+
+    @property
+    def write(self) -> bool:
+        return self.permission is not None
 
 
 def _describe(exc: ValidationError, where: str) -> str:
@@ -593,14 +597,17 @@ def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
-            if endpoint.write:
-                api.authorize(request)
+            if endpoint.permission is not None:
+                caller = api.authorize(request, endpoint.permission)
             elif not endpoint.public:
-                api.authorize_read(request, endpoint.query_token)
+                caller = api.authorize_read(request, endpoint.query_token)
+            else:
+                caller = Caller("anonymous")
             call = Call(
                 path=_validate(endpoint.path_params, request.match_info, "path") if endpoint.path_params else None,
                 query=_parse_query(endpoint.query, request) if endpoint.query else None,
                 body=await _parse_body(endpoint.body, request) if endpoint.body else None,
+                caller=caller,
             )
             reply = await endpoint.handler(call)
         except ApiError as exc:
@@ -651,38 +658,51 @@ class _Api:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
 
-    def authorize(self, request: web.Request) -> None:
-        """Raises ApiError 403 when writes are disabled, 401 without the right bearer token."""
-        token = self.ctx.token
-        if token is None:
+    def _identify(self, given: str) -> Caller | None:
+        ctx = self.ctx
+        return identify(given, write=ctx.token, status=ctx.status_token, people=ctx.people)
+
+    def authorize(self, request: web.Request, permission: Permission) -> Caller:
+        """The caller of a write needing `permission`. Raises ApiError 403 when writes are
+        disabled or the token does not grant `permission` (the reason names the role needed),
+        401 without a bearer token or with one matching none."""
+        if self.ctx.token is None and not self.ctx.people:
             raise ApiError(
                 403,
-                "writes are disabled: no API token is configured (set api.token_env or api.token_file)",
+                "writes are disabled: no API token is configured (set api.token_env or api.token_file, "
+                "or give people their own tokens in api.people)",
             )
         given = _bearer(request)
         if given is None:
             raise ApiError(401, "a bearer token is required: Authorization: Bearer <token>", _CHALLENGE)
-        if not _same(given, token):
+        caller = self._identify(given)
+        if caller is None:
             raise ApiError(401, "wrong token", _CHALLENGE)
+        if not caller.may(permission):
+            raise ApiError(403, caller.refusal(permission))
+        return caller
 
-    def authorize_read(self, request: web.Request, query_token: bool) -> None:
-        """Nothing while no status token is configured; else raises ApiError 401 unless the
-        request carries the status token or the write token as a bearer header, or (with
-        `query_token`) the status token as ?token=. The write token is never taken from a URL:
-        URLs end up in browser histories and proxy logs."""
-        status_token = self.ctx.status_token
-        if status_token is None:
-            return
-        given, accepted = _bearer(request), (status_token, self.ctx.token)
+    def authorize_read(self, request: web.Request, query_token: bool) -> Caller:
+        """The caller of a read. While no status token is configured reads are open: the bearer
+        token's caller, anonymous without one, "unknown" for one that matches none. Else raises
+        ApiError 401 unless the request carries a known token (status, write or a person's) as a
+        bearer header, or (with `query_token`) the status token as ?token=. Tokens that grant
+        writes are never taken from a URL: URLs end up in browser histories and proxy logs."""
+        given = _bearer(request)
+        caller = self._identify(given) if given is not None else None
+        if self.ctx.status_token is None:
+            return caller or Caller("anonymous" if given is None else "unknown")
         if given is None and query_token:
-            given, accepted = request.query.get("token") or None, (status_token, None)
+            given = request.query.get("token") or None
+            caller = self._identify(given) if given is not None else None
+            if caller is not None and caller.kind != "status":
+                caller = None
         if given is None:
             where = "open /status?token=<token>" if query_token else "Authorization: Bearer <token>"
             raise ApiError(401, f"the status token is required: {where}", _CHALLENGE)
-        # Every accepted token compared, always: the time taken does not tell which one nearly matched.
-        matches = [_same(given, t) for t in accepted if t is not None]
-        if not any(matches):
+        if caller is None:
             raise ApiError(401, "wrong token", _CHALLENGE)
+        return caller
 
     # -- reads --
 
@@ -751,12 +771,14 @@ class _Api:
         snapshot = self.ctx.snapshot()
         states: Mapping[str, State] = snapshot.states if snapshot is not None else {}
         since: Mapping[str, int] = snapshot.since if snapshot is not None else {}
+        needle = (q.q or "").strip().casefold() or None
         matching = [
             (d, states.get(d.id, State.UNKNOWN))
             for d in self.ctx.inventory.devices.values()
             if (q.region is None or d.region == q.region)
             and (q.site is None or d.site == q.site)
             and (q.kind is None or d.kind is q.kind)
+            and (needle is None or needle in d.id.casefold() or needle in d.name.casefold())
         ]
         if q.state is not None:
             if q.basis is Basis.NETWORK:
@@ -794,8 +816,19 @@ class _Api:
 
     # -- writes --
 
+    async def whoami(self, call: Call) -> Reply:
+        caller = call.caller
+        if caller.kind == "unknown":
+            raise ApiError(401, "wrong token", _CHALLENGE)
+        body = WhoAmIOut(
+            kind=caller.kind, name=caller.name, roles=sorted(caller.roles, key=list(Role).index),
+            permissions=sorted(caller.permissions, key=list(Permission).index), language=self.ctx.language,
+            timezone=self.ctx.timezone, workorders=self.ctx.workorders is not None,
+        )
+        return Reply(200, body)
+
     async def ack(self, call: Call) -> Reply:
-        fault_id, by = call.path.id, call.body.by
+        fault_id, by = call.path.id, call.who(call.body.by)
         try:
             fault = await self.ctx.faults.ack(fault_id, by)
         except KeyError:
@@ -806,18 +839,21 @@ class _Api:
 
     async def create_window(self, call: Call) -> Reply:
         b: MaintenanceIn = call.body
+        by = call.who(b.by)
         try:
-            window = await self.ctx.maintenance.create(b.match, _ns(b.start), _ns(b.end), b.reason, b.by)
+            window = await self.ctx.maintenance.create(b.match, _ns(b.start), _ns(b.end), b.reason, by)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         audit = (
-            f"maintenance window {window.id} created by {b.by}: {_utc(window.start_ns):%Y-%m-%d %H:%M} → "
+            f"maintenance window {window.id} created by {by}: {_utc(window.start_ns):%Y-%m-%d %H:%M} → "
             f"{_utc(window.end_ns):%Y-%m-%d %H:%M} UTC, match {b.match.model_dump_json()}, reason {b.reason}"
         )
         return Reply(201, _window_out(window), audit)
 
     async def delete_window(self, call: Call) -> Reply:
-        window_id, by = call.path.id, call.query.by
+        # The shared token may leave `by` out here (ending a window records no one); a person is always named.
+        window_id = call.path.id
+        by = call.who(call.query.by) if call.caller.kind == "person" else call.query.by
         try:
             await self.ctx.maintenance.delete(window_id)
         except KeyError:
@@ -834,14 +870,6 @@ def _bearer(request: web.Request) -> str | None:
     """The token of an `Authorization: Bearer <token>` header; None without one."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return given.strip() if scheme.lower() == "bearer" and given.strip() else None
-
-
-def _same(given: str, token: SecretStr) -> bool:
-    """`given` is `token`, compared in constant time so that a token cannot be guessed byte by
-    byte from response times; surrogatepass: odd bytes make a wrong token, never a crash."""
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), token.get_secret_value().encode("utf-8", "surrogatepass")
-    )
 
 
 def _serve(asset: Asset) -> Handler:
@@ -872,11 +900,28 @@ def _cycle_out(snapshot: Snapshot) -> CycleOut:
     )
 
 
-def _endpoints(api: _Api, openapi: Handler, assets: tuple[Asset, ...]) -> tuple[Endpoint, ...]:
+def _endpoints(
+    api: _Api, orders: WorkOrderRoutes, openapi: Handler, assets: tuple[Asset, ...]
+) -> tuple[Endpoint, ...]:
     """Every route of the API: the single source of routes, validation and documentation.
-    `assets`: the status page and its files (monitor.app.status_page.load_assets), page first."""
+    `orders`: the work-order handlers (monitor.app.api_workorders); `assets`: the status page
+    and its files (monitor.app.status_page.load_assets), page first."""
     unknown_fault = (404, ("no such fault", ErrorOut))
     page, *files = assets
+    off = {503: (wo.NOT_ENABLED, ErrorOut)}
+    unknown_order = {404: ("no such work order", ErrorOut)}
+    order_write = {
+        200: ("the order with its events", WorkOrderDetailOut),
+        **unknown_order,
+        409: ("the order is closed, or the stamp is out of order (before the report or an earlier stamp, "
+              "a stage already recorded)", ErrorOut),
+        **off,
+    }
+
+    def action(name: str, summary: str, handler: Handler, body: type[BaseModel], **extra: Any) -> Endpoint:
+        return Endpoint("POST", f"/api/v1/workorders/{{ref}}/{name}", summary, handler, {**order_write, **extra},
+                        path_params=OrderPath, body=body, permission=Permission.WORKORDER)
+
     return (
         Endpoint("GET", "/healthz", "Liveness: are cycles still finishing?", api.health, {
             200: ("healthy, or starting within the grace time", HealthOut),
@@ -898,18 +943,47 @@ def _endpoints(api: _Api, openapi: Handler, assets: tuple[Asset, ...]) -> tuple[
             200: ("the acknowledged fault (acknowledging twice keeps the first)", FaultOut),
             **dict([unknown_fault]),
             409: ("the fault is already resolved", ErrorOut),
-        }, path_params=FaultPath, body=AckIn, write=True),
+        }, path_params=FaultPath, body=AckIn, permission=Permission.FAULT_ACK),
         Endpoint("GET", "/api/v1/maintenance", "Maintenance windows not yet over", api.windows, {
             200: ("windows by start", WindowListOut),
         }, query=MaintenanceQuery),
         Endpoint("POST", "/api/v1/maintenance", "Create an ad hoc maintenance window", api.create_window, {
             201: ("the window", WindowOut),
-        }, body=MaintenanceIn, write=True),
+        }, body=MaintenanceIn, permission=Permission.EXCLUDE),
         Endpoint("DELETE", "/api/v1/maintenance/{id}", "End an ad hoc maintenance window now", api.delete_window, {
             200: ("the window is ended (kept in the state database for reports)", DeletedOut),
             404: ("no such window", ErrorOut),
             409: ("the window comes from config.yaml: change it there", ErrorOut),
-        }, path_params=WindowPath, query=DeleteQuery, write=True),
+        }, path_params=WindowPath, query=DeleteQuery, permission=Permission.EXCLUDE),
+        Endpoint("GET", "/api/v1/whoami", "Who the request's token makes: person, roles, permissions", api.whoami, {
+            200: ("the caller", WhoAmIOut),
+            401: ("a bearer token that matches none", ErrorOut),
+        }),
+        Endpoint("GET", "/api/v1/workorders", "Work orders (工单) with their SLA clocks", orders.workorders, {
+            200: ("orders", WorkOrderListOut), **off,
+        }, query=OrderQuery),
+        Endpoint("GET", "/api/v1/workorders/{ref}", "One work order, its events and SLA clocks", orders.workorder, {
+            200: ("the order", WorkOrderDetailOut), **unknown_order, **off,
+        }, path_params=OrderPath),
+        Endpoint("POST", "/api/v1/workorders", "Report a fault by hand (故障申告): opens a work order",
+                 orders.workorder_report, {
+                     201: ("the new order", WorkOrderDetailOut), **off,
+                 }, body=ReportIn, permission=Permission.WORKORDER),
+        action("acknowledge", "Acknowledge (响应/认领) an order: an order without assignee becomes the caller's",
+               orders.workorder_acknowledge, StampIn),
+        action("arrive", "Record the arrival on site (到场)", orders.workorder_arrive, StampIn),
+        action("restore", "Record the restore (修复), remote or on site", orders.workorder_restore, RestoreIn),
+        action("replace", "Record a device exchanged (更换): old and new serial and model", orders.workorder_replace,
+               ReplaceIn),
+        action("confirm-replacement", "Confirm fleetmon's replacement proposal (the camera's serial changed)",
+               orders.workorder_confirm_replacement, ConfirmIn),
+        action("classify", "Set the cause class, the resolution class or the no-spare-part mark",
+               orders.workorder_classify, ClassifyIn),
+        action("note", "Add a note", orders.workorder_note, NoteIn),
+        action("assign", "Give the order to someone (breaches count against the assignee)", orders.workorder_assign,
+               AssignIn),
+        action("close", "Close the order (after its restore), or cancel it (误报/重复, manager role)",
+               orders.workorder_close, CloseIn),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
         }, public=True),
@@ -934,7 +1008,8 @@ def _responses(endpoint: Endpoint, reads_need_token: bool) -> dict[int, tuple[st
         out[400] = ("malformed request: the reason names the offending part", ErrorOut)
     if endpoint.write:
         out[401] = ("missing or wrong bearer token", ErrorOut)
-        out[403] = ("writes are disabled: no token configured", ErrorOut)
+        out[403] = ("the token lacks the role (the reason names it), `by` names someone else, or writes are "
+                    "disabled (no token configured)", ErrorOut)
     elif reads_need_token and not endpoint.public:
         out[401] = ("missing or wrong token: reads need the status token (or the write token)", ErrorOut)
     if endpoint.body:
@@ -965,6 +1040,7 @@ def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = F
         operation: dict[str, Any] = {
             "operationId": e.handler.__name__,
             "summary": e.summary,
+            **({"description": _needs(e.permission)} if e.permission is not None else {}),
             "security": security,
             "responses": {
                 str(status): {
@@ -1006,6 +1082,12 @@ def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = F
             },
         },
     }
+
+
+def _needs(permission: Permission) -> str:
+    roles = " or ".join(r.value for r in roles_granting(permission))
+    return (f"Needs a personal token with the {roles} role (recorded as `by`), or the shared write token "
+            "(`by` in the request).")
 
 
 def _parameters(
@@ -1055,7 +1137,8 @@ def create_app(ctx: ApiContext) -> web.Application:
     async def openapi(call: Call) -> Reply:
         return Reply(200, OpenApiOut(document))
 
-    endpoints = _endpoints(api, openapi, load_assets())
+    orders = WorkOrderRoutes(ctx.workorders, ctx.inventory, ctx.language)
+    endpoints = _endpoints(api, orders, openapi, load_assets())
     document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:
@@ -1072,12 +1155,15 @@ class ApiServer:
     missing."""
 
     def __init__(self, cfg: ApiConfig, ctx: ApiContext) -> None:
-        if ctx.token is None and not _is_loopback(cfg.listen):
+        if ctx.token is None and not ctx.people and not _is_loopback(cfg.listen):
             raise ValueError(f"refusing to serve the API on {cfg.listen} without a token")
         if cfg.status_token is not None and ctx.status_token is None:
             raise ValueError("refusing to serve the API with open reads: api.status_token is configured")
         self._cfg = cfg
-        self._writes = "need the token" if ctx.token is not None else "disabled: no token configured"
+        self._writes = (
+            f"need a token ({'the shared one or ' if ctx.token is not None else ''}{len(ctx.people)} personal)"
+            if ctx.token is not None or ctx.people else "disabled: no token configured"
+        )
         self._reads = "need the status token" if ctx.status_token is not None else "open"
         self._runner = web.AppRunner(create_app(ctx), access_log=None, shutdown_timeout=5.0)
 

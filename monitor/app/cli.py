@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from monitor.app import logs
+from monitor.app.cli_workorder import add_workorder
 from monitor.app.config import FleetmonConfig, load_config
 from monitor.core.config_base import ConfigError
 from monitor.fleet.inventory import Inventory, load_inventory
@@ -235,7 +236,9 @@ def _bounded(cast: Callable[[str], float], low: float, high: float) -> Callable[
     return parse
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_check_config, _add_run, _add_probe)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_check_config, _add_run, _add_probe, add_workorder,
+)
 
 
 def _summary(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:
@@ -267,6 +270,10 @@ def _api(cfg: FleetmonConfig) -> str:
         return "disabled"
     host = f"[{api.listen}]" if ":" in api.listen else api.listen
     writes = "writes need the bearer token" if api.token is not None else "read-only (no token configured)"
+    if api.people:
+        roles = _counts(r.value for person in api.people for r in person.roles)
+        shared = "the shared one or " if api.token is not None else ""
+        writes = f"writes need a token ({shared}{len(api.people)} personal: {roles})"
     return f"http://{host}:{api.port}/, {writes}"
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -33,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.app.access import FLEETMON, Role
 from monitor.core.config_base import (
     ConfigError,
     ConfigSource,
@@ -64,19 +66,58 @@ class SchedulerConfig(Strict):
     """Probes of one type in flight at once."""
 
 
+PersonName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
+"""A person's name as work orders and faults record it (`by`): one line, at most 64 characters."""
+
+
+class PersonConfig(WithSecrets):
+    """One person of `api.people`: their name, their own token, their roles.
+
+    - name: recorded as `by` of everything done with the token (张工); unique.
+    - token_env / token_file: the person's bearer token (required); unique, and different from
+      the shared write token and the status token.
+    - roles: read, duty (acknowledge faults, work-order actions), manager (also cancel orders,
+      excluded causes, maintenance windows); see monitor.app.access.
+    """
+
+    secrets = ("token",)
+
+    name: PersonName
+    roles: Annotated[list[Role], Field(min_length=1)]
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    token: ResolvedSecret = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "PersonConfig":
+        if self.token is None:
+            raise ValueError(f"{self.name}: a person needs a token of their own (token_env or token_file)")
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"{self.name}: a role is listed twice")
+        if self.name.lower() == FLEETMON:
+            raise ValueError(f"{self.name!r} is the name of fleetmon's own actions: choose a person's name")
+        return self
+
+
 class ApiConfig(WithSecrets):
     """config.yaml section `api`.
 
     - enabled: serve the API at all (the daemon checks it).
     - listen: IP address to bind (an address, not a host name, so that "loopback or not" is
-      decidable); anything but loopback needs a token.
+      decidable); anything but loopback needs a token (the write token or a person's).
     - port: TCP port; 0 binds a free port (tests).
-    - token_env / token_file: the bearer token for writes; resolved into `token`.
+    - token_env / token_file: the shared bearer token for writes (admin, integrations: the
+      request names who acts, `by`); resolved into `token`.
     - status_token_env / status_token_file: a read-only token; resolved into `status_token`.
       When set, the phone status page (/status?token=…) and every data read (/api/v1/status,
-      devices, faults, maintenance) need it or the write token; /healthz and the OpenAPI
-      document stay open. It must differ from the write token: it travels in page URLs
-      (bookmarks, browser history), so it must not grant writes.
+      devices, faults, maintenance, workorders) need it, the write token or a person's token;
+      /healthz and the OpenAPI document stay open. It must differ from the write token: it
+      travels in page URLs (bookmarks, browser history), so it must not grant writes.
+    - people: per-person tokens (PersonConfig): every write made with one records its person,
+      as far as their roles allow (monitor.app.access). Tokens are all different.
     """
 
     secrets = ("token", "status_token")
@@ -88,6 +129,7 @@ class ApiConfig(WithSecrets):
     token_file: Path | None = None
     status_token_env: str | None = None
     status_token_file: Path | None = None
+    people: list[PersonConfig] = []
 
     token: ResolvedSecret = None
     status_token: ResolvedSecret = None
@@ -105,12 +147,32 @@ class ApiConfig(WithSecrets):
             and self.status_token.get_secret_value() == self.token.get_secret_value()
         ):
             raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
-        if self.token is None and not address.is_loopback:
+        self._check_people()
+        if self.token is None and not self.people and not address.is_loopback:
             raise ValueError(
-                f"listening on {self.listen} (not loopback) needs a token (token_env or token_file): "
+                f"listening on {self.listen} (not loopback) needs a token (token_env or token_file, or people): "
                 "anyone on the network could otherwise reach the API"
             )
         return self
+
+    def _check_people(self) -> None:
+        """Names unique; every token different from every other (a shared token would record
+        one person's actions as another's). Messages name people and tokens, never a value."""
+        seen: dict[str, str] = {}
+        if self.token is not None:
+            seen[self.token.get_secret_value()] = "the shared write token (token)"
+        if self.status_token is not None:
+            seen[self.status_token.get_secret_value()] = "the status token (status_token)"
+        names: set[str] = set()
+        for i, person in enumerate(self.people):
+            if person.name in names:
+                raise ValueError(f"people[{i}]: {person.name} is listed twice")
+            names.add(person.name)
+            assert person.token is not None  # PersonConfig requires it
+            other = seen.setdefault(person.token.get_secret_value(), f"{person.name}'s token")
+            if other != f"{person.name}'s token":
+                raise ValueError(f"people[{i}]: {person.name}'s token is the same as {other}: "
+                                 "every person needs a token of their own")
 
 
 class LogConfig(Strict):

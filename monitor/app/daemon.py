@@ -148,7 +148,7 @@ class Daemon:
                 maintenance=alerting.maintenance, token=cfg.api.token, language=cfg.language,
                 timezone=cfg.timezone, started_ns=time.time_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
-                status_token=cfg.api.status_token,
+                status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))

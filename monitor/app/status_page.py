@@ -1,13 +1,19 @@
 """The phone status page (/status): one static HTML page, its style sheet and script, served
 by the HTTP API (monitor.app.api) for the duty engineer's phone.
 
-The page is static: the server never writes data, let alone the status token, into it. Its
-script (static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
+The page is static: the server never writes data, let alone a token, into it. Its script
+(static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
 /api/v1/devices?state=down|unreachable, /api/v1/devices?basis=video&state=down (cameras that ping
-but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz),
-sending the `token` of the page's own URL as `Authorization: Bearer`, and builds the DOM with
-textContent only (device names come from point lists: untrusted). When the daemon cannot be
-reached it says so and keeps the last data on screen.
+but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz, /api/v1/whoami and,
+when the daemon keeps them, /api/v1/workorders), sending the `token` of the page's own URL as
+`Authorization: Bearer`, and builds the DOM with textContent only (device names come from point
+lists: untrusted). When the daemon cannot be reached it says so and keeps the last data on screen.
+
+Work orders (工单): the open orders with their SLA countdowns; a duty engineer signs in once with
+their personal token (api.people), which the script keeps in the browser's localStorage and sends
+only as a bearer header (to /api/v1/whoami and the work-order writes, never in a URL: it grants
+writes), and gets the buttons 报障 (a point found by /api/v1/devices?q=), 认领, 到场, 修复, 更换
+and 关闭; the API records that person as `by`.
 
 Security: the headers below forbid inline scripts and every foreign origin (a name that slips
 through as markup still cannot run), send no Referer (the page URL may carry the token) and

@@ -1,6 +1,11 @@
 // fleetmon status page (monitor/app/status_page.py): fetches the JSON API every `refresh` seconds and
 // draws it for a phone. Every text goes in through textContent: device names come from point
 // lists and are not trusted. When the daemon cannot be reached the last data stays on screen.
+//
+// Work orders (工单): the open orders with their SLA countdowns for everyone who may read; for a
+// person signed in with their own token (entered once, kept in this browser's localStorage, sent
+// only as a bearer header on writes and /whoami, never in a URL) the duty engineer's actions:
+// 报障 (a manual report), 认领, 到场, 修复, 更换, 关闭. The API records that person as `by`.
 "use strict";
 
 (() => {
@@ -62,6 +67,67 @@
       basis_online: "在线率", basis_network: "网络", basis_service: "服务", basis_video: "视频",
       d: "{n}天", h: "{n}小时", m: "{n}分", s: "{n}秒",
       tz_Asia_Shanghai: "北京时间",
+      orders: "工单",
+      orders_note: "最紧迫在前",
+      none_orders: "没有未关闭的工单。",
+      sign_in: "登录",
+      sign_in_title: "值班人员登录",
+      sign_in_help: "输入您的个人令牌（由管理员发放）。令牌只保存在本机浏览器中，用于记录操作人。",
+      token: "个人令牌",
+      submit_sign_in: "登录",
+      cancel: "取消",
+      signed_in_as: "已登录：{name}（{roles}）",
+      sign_out: "退出登录",
+      close_panel: "关闭",
+      not_personal: "这不是个人令牌：请使用管理员发放给您本人的令牌。",
+      bad_token: "令牌无效。",
+      token_expired: "登录已失效，请重新登录。",
+      role_duty: "值班", role_manager: "主管", role_read: "只读",
+      sign_in_to_act: "登录后可报障和处理工单。",
+      read_only_person: "您的令牌只能查看，不能处理工单。",
+      report: "＋ 报障",
+      report_title: "报障（故障申告）",
+      point: "点位",
+      point_search: "输入点位编号或名称",
+      no_points: "没有匹配的点位。",
+      pick_point: "请选择点位。",
+      fault_title: "故障描述",
+      fault_title_hint: "例：采购方来电，画面黑屏",
+      need_title: "请填写故障描述。",
+      severity: "级别",
+      submit_report: "提交报障",
+      stage_reported: "待认领", stage_acknowledged: "已认领", stage_arrived: "已到场", stage_restored: "已修复",
+      stage_closed: "已关闭",
+      assignee: "负责人 {n}",
+      unassigned: "未指派",
+      more_points: "等{n}个点位",
+      left: "剩{d}",
+      over: "超时{d}",
+      met: "✓",
+      missed: "超时",
+      do_ack: "认领", do_arrive: "到场", do_restore: "修复", do_replace: "更换", do_close: "关闭",
+      restore_how: "如何修复？",
+      remote: "远程修复",
+      on_site: "现场修复",
+      on_site_needs_arrival: "现场修复需先记录到场。",
+      replace_title: "更换设备",
+      device: "设备",
+      old_serial: "旧序列号",
+      new_serial: "新序列号",
+      new_model: "新型号（可选）",
+      need_serials: "请填写新旧序列号。",
+      submit_replace: "确认更换",
+      close_confirm: "确认关闭工单 {ref}？",
+      submit_close: "确认关闭",
+      done_report: "已报障 {ref} · {t}",
+      done_ack: "已认领 {ref} · {t}",
+      done_arrive: "已记录到场 {ref} · {t}",
+      done_restore: "已记录修复 {ref} · {t}",
+      done_replace: "已记录更换 {ref} · {t}",
+      done_close: "已关闭 {ref} · {t}",
+      failed: "操作未完成（{code}）：{msg}",
+      failed_net: "操作未完成：无法连接监测服务。",
+      working: "正在提交…",
     },
     en: {
       title: "fleetmon network status",
@@ -119,6 +185,69 @@
       camera: "cameras", switch: "switches", ups: "UPS", link: "links", server: "servers", platform: "platforms",
       basis_online: "online", basis_network: "network", basis_service: "service", basis_video: "video",
       d: "{n} d", h: "{n} h", m: "{n} min", s: "{n} s",
+      orders: "Work orders",
+      orders_note: "most urgent first",
+      none_orders: "No open work order.",
+      sign_in: "Sign in",
+      sign_in_title: "Duty sign-in",
+      sign_in_help: "Enter your personal token (from your administrator). It stays in this browser and "
+        + "records who acts.",
+      token: "Personal token",
+      submit_sign_in: "Sign in",
+      cancel: "Cancel",
+      signed_in_as: "Signed in: {name} ({roles})",
+      sign_out: "Sign out",
+      close_panel: "Close",
+      not_personal: "This is not a personal token: use the one issued to you.",
+      bad_token: "Wrong token.",
+      token_expired: "Your sign-in is no longer valid: please sign in again.",
+      role_duty: "duty", role_manager: "manager", role_read: "read only",
+      sign_in_to_act: "Sign in to report faults and act on orders.",
+      read_only_person: "Your token may read, not act on orders.",
+      report: "+ Report",
+      report_title: "Report a fault",
+      point: "Point",
+      point_search: "point id or name",
+      no_points: "No point matches.",
+      pick_point: "Pick a point.",
+      fault_title: "What is wrong",
+      fault_title_hint: "e.g. buyer called: no picture",
+      need_title: "Describe the fault.",
+      severity: "Severity",
+      submit_report: "Report",
+      stage_reported: "to take", stage_acknowledged: "taken", stage_arrived: "on site", stage_restored: "restored",
+      stage_closed: "closed",
+      assignee: "assignee {n}",
+      unassigned: "unassigned",
+      more_points: "+{n} points",
+      left: "{d} left",
+      over: "{d} over",
+      met: "✓",
+      missed: "missed",
+      do_ack: "Take", do_arrive: "On site", do_restore: "Fixed", do_replace: "Replace", do_close: "Close",
+      restore_how: "How was it fixed?",
+      remote: "Remotely",
+      on_site: "On site",
+      on_site_needs_arrival: "An on-site fix needs the arrival first.",
+      replace_title: "Device replaced",
+      device: "Device",
+      old_serial: "Old serial",
+      new_serial: "New serial",
+      new_model: "New model (optional)",
+      need_serials: "Enter both serial numbers.",
+      submit_replace: "Record replacement",
+      close_confirm: "Close work order {ref}?",
+      submit_close: "Close it",
+      done_report: "Reported {ref} · {t}",
+      done_ack: "Taken {ref} · {t}",
+      done_arrive: "Arrival recorded {ref} · {t}",
+      done_restore: "Restore recorded {ref} · {t}",
+      done_replace: "Replacement recorded {ref} · {t}",
+      done_close: "Closed {ref} · {t}",
+      failed: "Not done ({code}): {msg}",
+      failed_net: "Not done: cannot reach the monitoring service.",
+      working: "Sending…",
+      response: "response", arrival: "arrival", restore: "restore", replacement: "replacement",
     },
   };
   const MAX_OFFLINE = 100;
@@ -127,6 +256,10 @@
   const FETCH_TIMEOUT_S = 20; // a hung daemon is reported, not waited for
   const MAX_PARENT_HOPS = 32; // bounds the walk up to a root cause, whatever the data
   const HEADLINE_BASIS = "online"; // the contract's rate, when the API reports several
+  const MAX_ORDERS = 50;
+  const MAX_POINTS_FOUND = 8; // search results shown while picking a point
+  const SEARCH_DELAY_MS = 250; // typing pause before the point search asks the API
+  const PERSON_KEY = "fleetmon.person-token"; // localStorage: the signed-in person's own token
 
   const body = document.body;
   const targetPct = Number(body.dataset.onlineTargetPct);
@@ -139,6 +272,12 @@
   let lang = TEXTS[params.get("lang")] ? params.get("lang") : null; // null: the daemon's language
   let data = null; // the last data fetched completely
   let problem = null; // {kind, at, code, msg} of the last failed refresh, null after a good one
+  let personToken = readStored(); // the signed-in person's token, or null
+  let person = null; // the signed-in person as /whoami says: {name, roles, permissions}
+  let signin = null; // the sign-in panel: null (closed) or {error}
+  let panel = null; // the open work-order form: {kind: "report"|"restore"|"replace"|"close", ref, …}
+  let notice = null; // {ok, text}: what the last action did
+  let busy = false; // a write is on its way: no second one
 
   // -- helpers ----------------------------------------------------------------------------------
 
@@ -224,9 +363,10 @@
     }
   }
 
-  async function get(path, okStatuses) {
+  // GET `path` with the page's read token (the status token of its URL) or `bearer`.
+  async function get(path, okStatuses, bearer) {
     const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
+    if (bearer || token) headers.Authorization = `Bearer ${bearer || token}`;
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), FETCH_TIMEOUT_S * 1000);
     try {
@@ -243,7 +383,7 @@
   }
 
   async function load() {
-    const [status, down, unreachable, noVideo, links, faults, health] = await Promise.all([
+    const [status, down, unreachable, noVideo, links, faults, health, me] = await Promise.all([
       get("/api/v1/status"),
       get("/api/v1/devices?state=down&limit=10000"),
       get("/api/v1/devices?state=unreachable&limit=10000"),
@@ -251,13 +391,19 @@
       get("/api/v1/devices?kind=link&limit=1000"),
       get("/api/v1/faults?state=open&limit=500"),
       get("/healthz", [503]),
+      get("/api/v1/whoami"), // says whether the daemon keeps work orders at all
     ]);
-    return { status, down, unreachable, noVideo, links, faults, health, fetchedMs: Date.now() };
+    const orders = me.workorders ? await get(`/api/v1/workorders?state=open&limit=${MAX_ORDERS}`) : null;
+    return {
+      status, down, unreachable, noVideo, links, faults, health, fetchedMs: Date.now(),
+      orders: orders ? { ...orders, fetchedMs: Date.now() } : null,
+    };
   }
 
   async function refresh() {
     try {
       data = await load();
+      await identify();
       problem = null;
       body.dataset.state = "ok";
     } catch (err) {
@@ -295,6 +441,8 @@
     renderNoVideo();
     renderLinks();
     renderFaults();
+    renderAccount();
+    if (!panel) renderOrders(); // an open form is left alone: a refresh must not eat what is typed
     const c = s.cycle;
     fill("cycle", c
       ? t("cycle", { n: c.cycle, probe: c.probe, t: clock(c.ts_ns / 1e6 + c.duration_s * 1000, true),
@@ -528,11 +676,404 @@
       faults.length > rows.length ? el("p", { class: "more" }, t("more", { n: faults.length - rows.length })) : null);
   }
 
+  // -- work orders (工单) ------------------------------------------------------------------------
+
+  function readStored() {
+    try {
+      return localStorage.getItem(PERSON_KEY);
+    } catch (err) {
+      return null; // storage disabled: sign in again on each visit
+    }
+  }
+
+  function store(value) {
+    try {
+      if (value) localStorage.setItem(PERSON_KEY, value);
+      else localStorage.removeItem(PERSON_KEY);
+    } catch (err) {
+      // private mode: signed in for this visit only
+    }
+  }
+
+  function may(permission) {
+    return Boolean(person && person.permissions.includes(permission));
+  }
+
+  function button(id, text, onClick, style) {
+    const node = el("button", { type: "button", id, class: style || null }, text);
+    node.addEventListener("click", onClick);
+    return node;
+  }
+
+  // An input bound to `panel[key]`: a re-render shows what was typed.
+  function input(id, key, attrs) {
+    const { tag, options, ...rest } = attrs || {};
+    const node = el(tag || "input", { id, ...rest }, options || []);
+    node.value = panel[key] || "";
+    node.addEventListener(node.tagName === "SELECT" ? "change" : "input", () => { panel[key] = node.value; });
+    return node;
+  }
+
+  function field(label, control) {
+    return el("label", { class: "field" }, el("span", null, label), control);
+  }
+
+  async function post(path, body) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), FETCH_TIMEOUT_S * 1000);
+    try {
+      const resp = await fetch(path, {
+        method: "POST", body: JSON.stringify(body), cache: "no-store", credentials: "omit", signal: abort.signal,
+        headers: { Accept: "application/json", "Content-Type": "application/json", Authorization: `Bearer ${personToken}` },
+      });
+      const json = await resp.json().catch(() => null);
+      if (!resp.ok) throw new HttpError(resp.status, json && typeof json.error === "string" ? json.error : resp.statusText);
+      if (json === null) throw new HttpError(resp.status, "not JSON");
+      return json;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // Who the stored token belongs to; a token the daemon no longer knows is forgotten.
+  async function identify() {
+    if (!personToken || person) return;
+    try {
+      const me = await get("/api/v1/whoami", null, personToken);
+      if (me.kind !== "person") throw new HttpError(401, "");
+      person = me;
+    } catch (err) {
+      if (err instanceof HttpError && err.code === 401) {
+        signOut();
+        notice = { ok: false, text: t("token_expired") };
+      } // unreachable: asked again at the next refresh
+    }
+  }
+
+  function signOut() {
+    personToken = null;
+    person = null;
+    panel = null;
+    store(null);
+  }
+
+  function rolesText() {
+    return person.roles.map((r) => t(`role_${r}`)).join("、");
+  }
+
+  function renderAccount() {
+    const node = document.getElementById("account");
+    node.hidden = !(data && data.orders); // without work orders there is nothing to sign in for
+    node.replaceChildren(person ? person.name : t("sign_in"));
+    node.classList.toggle("in", Boolean(person));
+  }
+
+  function renderSignin() {
+    const box = document.getElementById("signin");
+    box.hidden = signin === null;
+    if (signin === null) {
+      box.replaceChildren();
+      return;
+    }
+    if (person) {
+      fill("signin", heading(t("sign_in_title"), null, null),
+        el("p", { class: "who", id: "signed-in" }, t("signed_in_as", { name: person.name, roles: rolesText() })),
+        el("div", { class: "actions" },
+          button("sign-out", t("sign_out"), () => { signOut(); signin = null; render(); renderSignin(); }),
+          button("signin-close", t("close_panel"), () => { signin = null; renderSignin(); })));
+      return;
+    }
+    const tokenInput = el("input", {
+      id: "token-input", type: "password", autocomplete: "off", autocapitalize: "off", spellcheck: "false",
+    });
+    tokenInput.addEventListener("keydown", (e) => { if (e.key === "Enter") submitSignin(); });
+    fill("signin", heading(t("sign_in_title"), null, null),
+      el("p", { class: "help" }, t("sign_in_help")),
+      field(t("token"), tokenInput),
+      signin.error ? el("p", { class: "error", role: "alert" }, signin.error) : null,
+      el("div", { class: "actions" },
+        button("signin-submit", t("submit_sign_in"), submitSignin, "primary"),
+        button("signin-cancel", t("cancel"), () => { signin = null; renderSignin(); })));
+    tokenInput.focus();
+  }
+
+  async function submitSignin() {
+    const value = document.getElementById("token-input").value.trim();
+    if (!value) return;
+    try {
+      const me = await get("/api/v1/whoami", null, value);
+      if (me.kind !== "person") {
+        signin = { error: t("not_personal") };
+      } else {
+        personToken = value;
+        person = me;
+        store(value);
+        signin = null;
+        notice = null;
+      }
+    } catch (err) {
+      signin = { error: !(err instanceof HttpError) ? t("failed_net")
+        : err.code === 401 ? t("bad_token") : t("failed", { code: err.code, msg: err.message }) };
+    }
+    renderSignin();
+    renderAccount();
+    renderOrders();
+  }
+
+  // Now on the daemon's clock (its answer's now_ns, advanced by the time since): a phone's
+  // clock may be off by minutes, a countdown must not be.
+  function serverNowMs() {
+    return data.orders.now_ns / 1e6 + (Date.now() - data.orders.fetchedMs);
+  }
+
+  function urgency(order, nowMs) {
+    const running = order.clocks.filter((c) => c.stopped_ns === null);
+    return running.length ? Math.min(...running.map((c) => c.deadline_ns / 1e6 - nowMs)) : Infinity;
+  }
+
+  function clockName(c) {
+    return currentLang() === "zh" ? c.label : t(c.clock);
+  }
+
+  // One chip per SLA clock: running ones count down (red once past the deadline), stopped ones
+  // say met or missed.
+  function clockChip(c, nowMs) {
+    if (c.stopped_ns !== null) {
+      const met = c.state === "met";
+      return el("span", { class: `clock ${c.state}`, "data-clock": c.clock }, `${clockName(c)} ${t(met ? "met" : "missed")}`);
+    }
+    const leftMs = c.deadline_ns / 1e6 - nowMs;
+    const state = leftMs < 0 ? "breached" : c.state === "warning" ? "warning" : "ok";
+    const text = leftMs < 0 ? t("over", { d: duration(-leftMs) }) : t("left", { d: duration(leftMs) });
+    return el("span", { class: `clock ${state}`, "data-clock": c.clock }, `${clockName(c)} ${text}`);
+  }
+
+  function renderOrders() {
+    const box = document.getElementById("orders");
+    if (!data || !data.orders) {
+      box.replaceChildren(); // work orders not enabled: the card stays hidden
+      return;
+    }
+    const nowMs = serverNowMs();
+    const orders = [...data.orders.orders].sort((a, b) => (urgency(a, nowMs) - urgency(b, nowMs))
+      || a.reported_ns - b.reported_ns);
+    const canAct = may("workorder");
+    fill("orders",
+      heading(t("orders"), data.orders.total, t("orders_note")),
+      notice ? el("p", { class: `notice ${notice.ok ? "ok" : "error"}`, id: "order-notice", role: "status" },
+        notice.text) : null,
+      canAct ? el("div", { class: "actions top" },
+        panel && panel.kind === "report" ? null
+          : button("report-open", t("report"), () => openPanel({ kind: "report", severity: "major" }), "primary"))
+        : el("p", { class: "hint" }, person ? t("read_only_person") : t("sign_in_to_act")),
+      panel && panel.kind === "report" ? reportForm() : null,
+      orders.length ? el("ul", { class: "list orders" }, orders.map((o) => orderItem(o, nowMs, canAct)))
+        : el("p", { class: "empty" }, t("none_orders")),
+      data.orders.total > orders.length ? el("p", { class: "more" }, t("more", { n: data.orders.total - orders.length }))
+        : null);
+  }
+
+  function orderItem(o, nowMs, canAct) {
+    const first = o.devices[0];
+    const point = first.name ? `${first.name}（${first.id}）` : first.id;
+    const mine = panel && panel.ref === o.ref ? panel : null;
+    return el("li", { class: `order ${o.severity}`, "data-ref": o.ref },
+      el("div", { class: "line" },
+        el("span", { class: `badge sev ${o.severity}` }, t(o.severity)),
+        el("span", { class: "title" }, o.title)),
+      el("div", { class: "sub" },
+        el("span", { class: "ref" }, o.ref),
+        el("span", { class: `stage ${o.stage}` }, t(`stage_${o.stage}`)),
+        el("span", { class: "assignee" }, o.assignee ? t("assignee", { n: o.assignee }) : t("unassigned"))),
+      el("div", { class: "sub" },
+        el("span", { class: "point" }, point),
+        o.devices.length > 1 ? el("span", null, t("more_points", { n: o.devices.length })) : null,
+        first.site ? el("span", { class: "site" }, first.site) : null),
+      el("div", { class: "clocks" }, o.clocks.map((c) => clockChip(c, nowMs))),
+      canAct && !mine ? orderActions(o) : null,
+      mine ? orderPanel(o, mine) : null);
+  }
+
+  function orderActions(o) {
+    const open = o.restored_ns === null;
+    const act = (name, onClick) => {
+      const node = el("button", { type: "button", "data-action": name }, t(`do_${name}`));
+      node.addEventListener("click", onClick);
+      return node;
+    };
+    const base = `/api/v1/workorders/${encodeURIComponent(o.ref)}`;
+    return el("div", { class: "actions" },
+      open && o.acknowledged_ns === null && o.arrived_ns === null
+        ? act("ack", () => send(`${base}/acknowledge`, {}, "ack")) : null,
+      open && o.arrived_ns === null ? act("arrive", () => send(`${base}/arrive`, {}, "arrive")) : null,
+      open ? act("restore", () => openPanel({ kind: "restore", ref: o.ref })) : null,
+      act("replace", () => openPanel({
+        kind: "replace", ref: o.ref, device: o.devices[0].id, old_serial: o.devices[0].serial || "",
+      })),
+      open ? null : act("close", () => openPanel({ kind: "close", ref: o.ref })));
+  }
+
+  function orderPanel(o, p) {
+    const base = `/api/v1/workorders/${encodeURIComponent(o.ref)}`;
+    const cancel = button("panel-cancel", t("cancel"), closePanel);
+    if (p.kind === "restore") {
+      return el("div", { class: "form", id: "restore-form" },
+        el("p", null, t("restore_how")),
+        o.arrived_ns === null ? el("p", { class: "hint" }, t("on_site_needs_arrival")) : null,
+        el("div", { class: "actions" },
+          button("restore-remote", t("remote"), () => send(`${base}/restore`, { resolution: "remote" }, "restore")),
+          o.arrived_ns === null ? null : button("restore-on-site", t("on_site"),
+            () => send(`${base}/restore`, { resolution: "on_site" }, "restore"), "primary"),
+          cancel));
+    }
+    if (p.kind === "replace") {
+      const devices = o.devices.map((d) => el("option", { value: d.id }, d.name ? `${d.name}（${d.id}）` : d.id));
+      return el("div", { class: "form", id: "replace-form" },
+        el("h3", null, t("replace_title")),
+        o.devices.length > 1 ? field(t("device"), input("replace-device", "device", { tag: "select", options: devices }))
+          : null,
+        field(t("old_serial"), input("replace-old", "old_serial", { type: "text", autocapitalize: "characters" })),
+        field(t("new_serial"), input("replace-new", "new_serial", { type: "text", autocapitalize: "characters" })),
+        field(t("new_model"), input("replace-model", "new_model", { type: "text" })),
+        p.error ? el("p", { class: "error" }, p.error) : null,
+        el("div", { class: "actions" },
+          button("replace-submit", t("submit_replace"), () => {
+            if (!(p.old_serial || "").trim() || !(p.new_serial || "").trim()) {
+              p.error = t("need_serials");
+              renderOrders();
+              return;
+            }
+            send(`${base}/replace`, {
+              device: p.device, old_serial: p.old_serial.trim(), new_serial: p.new_serial.trim(),
+              ...(p.new_model && p.new_model.trim() ? { new_model: p.new_model.trim() } : {}),
+            }, "replace");
+          }, "primary"),
+          cancel));
+    }
+    return el("div", { class: "form", id: "close-form" },
+      el("p", null, t("close_confirm", { ref: o.ref })),
+      el("div", { class: "actions" },
+        button("close-submit", t("submit_close"), () => send(`${base}/close`, {}, "close"), "primary"), cancel));
+  }
+
+  function reportForm() {
+    const p = panel;
+    const search = input("point-search", "query", { type: "search", placeholder: t("point_search"), autocomplete: "off" });
+    search.addEventListener("input", () => {
+      clearTimeout(p.timer);
+      p.timer = setTimeout(() => findPoints(p), SEARCH_DELAY_MS);
+    });
+    const chosen = p.point ? el("div", { class: "chosen", id: "point-chosen" },
+      el("span", null, el("span", { class: "name" }, p.point.name), el("span", { class: "sub" }, p.point.id)),
+      button("point-clear", "✕", () => { p.point = null; renderOrders(); })) : null;
+    const severities = ["critical", "major", "minor"].map((s) => el("option", { value: s }, t(s)));
+    return el("div", { class: "form", id: "report-form" },
+      el("h3", null, t("report_title")),
+      field(t("point"), chosen || search),
+      chosen ? null : el("div", { id: "points-found" }),
+      field(t("fault_title"), input("report-title", "title", { type: "text", maxlength: "200",
+        placeholder: t("fault_title_hint") })),
+      field(t("severity"), input("report-severity", "severity", { tag: "select", options: severities })),
+      p.error ? el("p", { class: "error" }, p.error) : null,
+      el("div", { class: "actions" },
+        button("report-submit", t("submit_report"), () => {
+          const title = (p.title || "").trim();
+          p.error = !p.point ? t("pick_point") : !title ? t("need_title") : null;
+          if (p.error) {
+            renderOrders();
+            return;
+          }
+          send("/api/v1/workorders", { devices: [p.point.id], title, severity: p.severity }, "report");
+        }, "primary"),
+        button("report-cancel", t("cancel"), closePanel)));
+  }
+
+  // The points matching what was typed, as buttons; only the result list is redrawn (the
+  // search field keeps its focus).
+  async function findPoints(p) {
+    const query = (p.query || "").trim();
+    const box = document.getElementById("points-found");
+    if (!box || panel !== p) return;
+    if (!query) {
+      box.replaceChildren();
+      return;
+    }
+    let found;
+    try {
+      found = await get(`/api/v1/devices?q=${encodeURIComponent(query)}&limit=${MAX_POINTS_FOUND * 2}`);
+    } catch (err) {
+      box.replaceChildren(el("p", { class: "error" }, err instanceof HttpError
+        ? t("failed", { code: err.code, msg: err.message }) : t("failed_net")));
+      return;
+    }
+    if (panel !== p || (p.query || "").trim() !== query) return; // typed on meanwhile
+    const points = found.devices.filter((d) => d.status !== "removed").slice(0, MAX_POINTS_FOUND);
+    box.replaceChildren(points.length ? el("ul", { class: "found" }, points.map((d) => {
+      const pick = el("button", { type: "button", "data-device": d.id },
+        el("span", { class: "name" }, d.name), el("span", { class: "sub" }, `${d.id} · ${d.site}`));
+      pick.addEventListener("click", () => {
+        p.point = { id: d.id, name: d.name };
+        renderOrders();
+        const title = document.getElementById("report-title");
+        if (title) title.focus();
+      });
+      return el("li", null, pick);
+    })) : el("p", { class: "hint" }, t("no_points")));
+  }
+
+  function openPanel(p) {
+    panel = p;
+    notice = null;
+    renderOrders();
+    const first = document.querySelector("#orders .form input, #orders .form button");
+    if (first) first.focus();
+  }
+
+  function closePanel() {
+    panel = null;
+    renderOrders();
+  }
+
+  // POST a work-order action as the signed-in person; the notice says what was recorded (with
+  // the stamp the daemon kept) or why not.
+  async function send(path, body, kind) {
+    if (busy) return;
+    busy = true;
+    notice = { ok: true, text: t("working") };
+    renderOrders();
+    try {
+      const order = await post(path, body);
+      const last = order.events[order.events.length - 1];
+      notice = { ok: true, text: t(`done_${kind}`, { ref: order.ref, t: clock(last.at_ns / 1e6, true) }) };
+      panel = null;
+      const orders = await get(`/api/v1/workorders?state=open&limit=${MAX_ORDERS}`);
+      data.orders = { ...orders, fetchedMs: Date.now() };
+    } catch (err) {
+      if (err instanceof HttpError && err.code === 401) {
+        signOut();
+        notice = { ok: false, text: t("token_expired") };
+        renderAccount();
+      } else {
+        notice = { ok: false, text: err instanceof HttpError ? t("failed", { code: err.code, msg: err.message })
+          : t("failed_net") };
+      }
+    } finally {
+      busy = false;
+    }
+    renderOrders();
+  }
+
   // -- start -------------------------------------------------------------------------------------
 
   document.getElementById("lang").addEventListener("click", () => {
     lang = currentLang() === "zh" ? "en" : "zh";
     render();
+    if (!signin || person) renderSignin(); // a half-typed token is left as it is
+  });
+  document.getElementById("account").addEventListener("click", () => {
+    signin = signin ? null : {};
+    renderSignin();
+    if (signin) document.getElementById("signin").scrollIntoView({ block: "nearest" });
   });
   render();
   refresh();
