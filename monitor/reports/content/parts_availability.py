@@ -34,7 +34,7 @@ def _times(figures: Figures | None) -> tuple[int | None, int | None, int | None]
     return seconds(figures.offline_ns), seconds(figures.unknown_ns), seconds(figures.excluded_ns)
 
 
-def regions(f: ReportFacts, say: Say, *, notes: bool = True) -> Part:
+def regions(f: ReportFacts, say: Say) -> Part:
     """Online rate per region on each basis (the fleet first), with the regions' bars against
     the target; its note says what data could not be seen."""
     groups = [("fleet", ALL)] + [(g.scope, g.group) for g in f.availability.groups if g.scope == "region" and g.kind == ALL]
@@ -65,7 +65,7 @@ def regions(f: ReportFacts, say: Say, *, notes: bool = True) -> Part:
     charts = [chart] if names else []
     if f.trend:
         charts.append(_trend_chart(f, say))
-    note = _join(data_notes(f, say), say) if notes else None
+    note = _join(data_notes(f, say), say)
     return Part(say("区域在线率", "Online rate per region"), tuple(columns), tuple(rows), note, tuple(charts))
 
 
@@ -117,7 +117,8 @@ def _trend_chart(f: ReportFacts, say: Say) -> LineChart:
 
 
 def trend(f: ReportFacts, say: Say) -> Part:
-    """The trend as a table: per step, the fleet, its cameras and each region."""
+    """The trend as a table: per step, the fleet, its cameras and each region (its chart is in
+    the regions part)."""
     title, header = _step_words(f, say)
     names = sorted({g for s in f.trend for (scope, g, kind) in s.rates if scope == "region" and kind == ALL})
     columns = (
@@ -130,7 +131,7 @@ def trend(f: ReportFacts, say: Say) -> Part:
         (s.label, frac(s.rate()), frac(s.rate(kind=Kind.CAMERA.value)), *(frac(s.rate("region", n)) for n in names))
         for s in f.trend
     )
-    return Part(title, columns, rows, None, (_trend_chart(f, say),) if f.trend else ())
+    return Part(title, columns, rows)
 
 
 def points(f: ReportFacts, say: Say) -> Part:
@@ -229,6 +230,9 @@ def blind(f: ReportFacts, say: Say) -> Part:
 def notes(f: ReportFacts, say: Say, more: list[str]) -> Part:
     """Every note of the report in one list (the data notes, then `more`)."""
     lines = data_notes(f, say) + more
+    if not lines:
+        lines = [say("本期监测数据完整：监测系统全程运行，所有在用点位均有数据。",
+                     "Nothing unseen: fleetmon watched throughout and every active point has data.")]
     return Part(
         say("数据说明", "Data notes"),
         (Column("n", "序号", "No.", T.INT), Column("note", "说明", "Note", width=90)),

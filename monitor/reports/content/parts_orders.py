@@ -49,7 +49,7 @@ def open_orders(f: ReportFacts, say: Say) -> Part:
         say("未关闭工单", "Open work orders"),
         (
             Column("ref", "工单号", "Order"),
-            Column("device", "设备", "Device", width=11),
+            Column("device", "设备", "Device"),
             Column("title", "描述", "Description", width=14),
             Column("reported", "报障时间", "Reported", T.DATETIME),
             Column("assignee", "负责人", "Assignee"),
@@ -204,18 +204,24 @@ def counted_orders(f: ReportFacts, say: Say, score: EvaluatedScore | None) -> Pa
         for e in item.metric.evidence if column else ():
             if e.kind == "order":
                 outcome[(e.ref, column)] = (e.outcome, e.minutes)
-    rows = []
+    rows, unjudged = [], 0
     for o in f.reported():
+        results = [outcome.get((o.ref, column), (None, None)) for column in ("replacement", "arrival")]
+        if score is not None and all(r in (None, "not_needed") for r, _ in results):
+            unjudged += 1  # neither a replacement nor a visit was needed: no item counted it
+            continue
         row = [o.ref, _devices(o, say), say.label(SEVERITIES, o.severity.value), o.reported_ns, say.cause(o.cause)]
-        for column in ("replacement", "arrival"):
-            result, minutes = outcome.get((o.ref, column), (None, None))
+        for result, minutes in results:
             row += [say.label(OUTCOMES, result) if result else None, None if minutes is None else round(minutes * 60)]
         rows.append(tuple(row))
-    note = say("更换：自报障起 72 小时内更换为及时；到场：在 SLA 到场时限内到达为及时。“除外”：原因属除外情形，不计入；“不适用”：无须更换或无须到场。",
-               "Replacement: timely within 72 h of the report; arrival: timely by the SLA arrival deadline. "
-               "Excluded: an excluded cause, not counted; not needed: nothing to replace or no visit needed.")
+    note = say(f"本期报障工单中由考核项计入（及时、超时、未到期）或因除外原因不计入的工单；其余 {unjudged} 张既无须更换也无须到场，未列出。"
+               "更换：自报障起 72 小时内更换为及时；到场：在 SLA 到场时限内到达为及时。",
+               f"The orders of the period an item counted (timely, late, pending) or left out for an excluded cause; "
+               f"the other {unjudged} needed neither a replacement nor a visit and are not listed. Replacement: timely "
+               "within 72 h of the report; arrival: timely by the SLA arrival deadline.")
     if score is None:
-        note = say("本期没有考核得分，工单未按考核项判定。", "No score this period: orders not judged by item.")
+        note = say("本期没有考核得分，工单未按考核项判定（列出本期报障的全部工单）。",
+                   "No score this period: orders not judged by item (every order reported is listed).")
     return Part(
         say("附件2 考核工单", "Annex 2: work orders counted"),
         (

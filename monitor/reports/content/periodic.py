@@ -35,7 +35,6 @@ def build_periodic(f: ReportFacts) -> Report:
         parts.append(advice(f, say))
     parts += [
         av.sites(f, say),
-        av.trend(f, say),
         fa.kinds_and_causes(f, say),
         wo.times(f, say),
         wo.breaches(f, say),
@@ -45,5 +44,6 @@ def build_periodic(f: ReportFacts) -> Report:
     if f.kind == "weekly":
         parts.append(fa.links(f, say))
     missing = sc.missing_note(f, say)
-    parts += [av.blind(f, say), av.notes(f, say, [missing] if missing else [])]
+    # The trend table last: with a column per region it is a landscape page of its own.
+    parts += [av.blind(f, say), av.notes(f, say, [missing] if missing else []), av.trend(f, say)]
     return report(f, say, kpis, parts)
