@@ -116,7 +116,9 @@ class Probe(Protocol):
     results only give the rules values (snmp). probes.probes_of(basis) lists a basis' probes."""
     offers: ClassVar[tuple[str, ...]]
     """Hints for other probes: string fields of this probe's results that probes naming them
-    in `learns` are given (onvif: "stream_uri", the camera's GetStreamUri answer). Usually ()."""
+    in `learns` are given (onvif: "stream_uri", the camera's GetStreamUri answer). The daemon
+    may hand them to listeners that are not probes as well (onvif: "serial", to the work
+    orders' replacement proposals). Usually ()."""
     learns: ClassVar[tuple[str, ...]]
     """Hints this probe takes from other probes' results (rtsp, rtsp_frame: "stream_uri");
     a probe that learns any is a Learner. Usually ()."""

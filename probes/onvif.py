@@ -120,7 +120,9 @@ class OnvifProbe:
     Config: ClassVar[type[OnvifConfig]] = OnvifConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
     basis: ClassVar[Basis | None] = Basis.SERVICE
-    offers: ClassVar[tuple[str, ...]] = ("stream_uri",)
+    # stream_uri for the RTSP checks; serial for the work orders (a changed serial proposes a
+    # replacement: monitor.assess.serials).
+    offers: ClassVar[tuple[str, ...]] = ("stream_uri", "serial")
     learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: OnvifConfig) -> None:

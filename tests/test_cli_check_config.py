@@ -42,6 +42,10 @@ def test_example_config_passes_with_a_summary(script: bool) -> None:
         "uplink-utilisation, uplink-errors, storage-usage",
         "  notify routes: none",
         "  api: http://127.0.0.1:8080/, read-only (no token configured)",
+        "  assessment: online rate point_time, unknown time exclude",
+        "    work orders: open on manual reports only, auto close propose, notices to no route, long offline order",
+        "    SLA: preset qionglai + 1 own, warn at 80 %",
+        "    score: scheme qionglai (邛崃市雪亮工程运维服务季度考核), 4 items, per quarter, fee 250000 元, systems by site",
     ]
 
 

@@ -300,12 +300,23 @@ def test_sighup_keeps_the_running_config_when_the_new_one_is_bad(small_fleet, in
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reload of" in log_path.read_text(), 10, "the failed reload")
         assert "down_afterr" in log_path.read_text() and proc.poll() is None
+        # The good reload also brings a point list in which a camera was removed (拆除): its status
+        # is recorded with the reload's time, for the assessment.
+        camera = next(d for d in small_fleet.devices if d.kind is Kind.CAMERA and d.counted)
+        points = tmp_path / "points.csv"
+        rows = points.read_text(encoding="utf-8").splitlines()
+        points.write_text("\n".join(r.replace(",active,", ",removed,") if r.startswith(camera.id + ",") else r
+                                     for r in rows) + "\n", encoding="utf-8")
         config.write_text(good.replace("down_after: 1", "down_after: 2"))
+        reloaded_ns = time.time_ns()
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: log_path.read_text().count("fleetmon started") == 2, 20, "the reload")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    statuses = sqlite3.connect(tmp_path / "state.db").execute(
+        "SELECT status, since_ns FROM point_status WHERE device_id = ? ORDER BY id", (camera.id,)).fetchall()
+    assert [s for s, _ in statuses] == ["active", "removed"] and statuses[1][1] > reloaded_ns
 
 
 def test_bad_config_exits_2_and_unusable_state_db_exits_1(tmp_path):

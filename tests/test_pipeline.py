@@ -55,7 +55,7 @@ CAMERAS = tuple(d for d in DEVICES if d.kind is Kind.CAMERA)
 
 
 def running(probe: Probe, devices=DEVICES) -> Running:
-    return Running(probe, StateTracker(INV, probe.name, down_after=1, up_after=1), tuple(devices))
+    return Running(probe, StateTracker(INV, probe.name, down_after=1, up_after=1), tuple(devices), 1.0)
 
 
 def result(probe: str, device_id: str, ok: bool, reason: str | None = None, **fields) -> ProbeResult:
@@ -126,6 +126,28 @@ async def test_results_and_cycles_make_bases_rates_a_snapshot_and_stored_transit
     assert stored == [*((d.id, "icmp", K, D if d.id == "C3" else U) for d in DEVICES),
                       ("C1", "rtsp", K, U), ("C2", "rtsp", K, D), ("C3", "rtsp", K, D)]
     assert session.last_seen_ns > session.started_ns  # a heartbeat per cycle
+
+
+async def test_each_cycle_is_recorded_so_that_a_stalled_probe_is_seen(tmp_path):
+    icmp, rtsp = running(IcmpProbe(IcmpConfig())), running(RtspProbe(RtspConfig()), CAMERAS)
+    rtsp = Running(rtsp.probe, rtsp.tracker, rtsp.devices, 60.0)
+    async with flow(tmp_path, [icmp, rtsp]) as (pipeline, _):
+        first, second = report("icmp", 5, 5), report("icmp", 5, 5)
+        pipeline.on_cycle(first)
+        pipeline.on_cycle(second)
+        late = CycleReport("icmp", 2, second.ts_ns + 10 * 10**9, 0.5, 5, 5, 0, 0, 0)  # 10 s later: > 2 intervals
+        pipeline.on_cycle(late)
+        video = report("rtsp", 3, 3)
+        pipeline.on_cycle(video)
+    async with StateDB(tmp_path / "state.db") as db:
+        rows = await db.execute(lambda conn: conn.execute(
+            "SELECT probe, start_ns, end_ns, grace_ns FROM probe_watch ORDER BY probe, start_ns").fetchall())
+    half = 500_000_000
+    assert rows == [
+        ("icmp", first.ts_ns, second.ts_ns + half, 2 * 10**9),  # grace: twice the 1 s interval
+        ("icmp", late.ts_ns, late.ts_ns + half, 2 * 10**9),  # a new stretch: the gap between is a stall
+        ("rtsp", video.ts_ns, video.ts_ns + half, 120 * 10**9),
+    ]
 
 
 async def test_a_device_down_is_evaluated_within_a_second_not_at_the_end_of_the_cycle(tmp_path):

@@ -37,5 +37,5 @@ def test_every_probe_declares_basis_offers_and_learns(name: str):
 
 
 def test_the_onvif_stream_uri_is_offered_to_both_rtsp_checks():
-    assert REGISTRY["onvif"].offers == ("stream_uri",)
+    assert REGISTRY["onvif"].offers == ("stream_uri", "serial")  # serial: for the work orders, no probe
     assert [n for n, cls in REGISTRY.items() if "stream_uri" in cls.learns] == ["rtsp", "rtsp_frame"]

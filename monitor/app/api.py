@@ -15,6 +15,10 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/whoami                    who the request's token makes: person, roles, permissions
     GET    /api/v1/workorders …              work orders (工单): list, one, report, actions  (writes)
                                              (monitor/app/api_workorders.py)
+    GET    /api/v1/availability              ?period=2026Q4&scope=&group=&kind=&basis=&points=  (考核在线率)
+    GET    /api/v1/score                     ?period=2026Q4&evidence=&manual=                   (考核得分)
+    GET    /api/v1/spot-check/{device_id}    ?at=2026-12-01 10:00                               (抽查)
+    GET    /api/v1/long-offline              points offline for the configured days (a week)
     GET    /api/v1/openapi.json
     GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
@@ -106,6 +110,18 @@ from monitor.app.api_workorders import (
     WorkOrderRoutes,
 )
 from monitor.app.config import ApiConfig, PersonConfig
+from monitor.app import assess_views as views
+from monitor.app.assess_views import (
+    AvailabilityOut,
+    AvailabilityQuery,
+    LongOfflineOut,
+    ScoreOut,
+    ScoreQuery,
+    SpotCheckOut,
+    SpotCheckPath,
+    SpotCheckQuery,
+)
+from monitor.assess.assessment import Assessment
 from monitor.assess.workorders import WorkOrderBook
 from monitor.app.snapshot import Snapshot
 from monitor.fleet.inventory import Inventory
@@ -158,6 +174,9 @@ class ApiContext:
     - probe_intervals: each running probe's interval; /healthz also turns 503 when any one probe
       finished no cycle for STALE_CYCLES of its own intervals (a stalled ICMP scheduler must
       not hide behind RTSP cycles that still finish).
+    - workorders: the daemon's work-order book (None: no work orders here).
+    - assessment: availability over periods, score, spot checks, long-offline points (None:
+      those endpoints answer 503).
     """
 
     inventory: Inventory
@@ -173,6 +192,7 @@ class ApiContext:
     probe_intervals: Mapping[str, float] = field(default_factory=dict)
     people: tuple[PersonConfig, ...] = ()
     workorders: WorkOrderBook | None = None
+    assessment: Assessment | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -814,6 +834,29 @@ class _Api:
         found = self.ctx.maintenance.windows(time.time_ns() if q.active else None)
         return Reply(200, WindowListOut(windows=[_window_out(w) for w in found]))
 
+    # -- the assessment (monitor.app.assess_views: the same answers as the CLI's) --
+
+    async def availability(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.availability, call.query))
+
+    async def score(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.score, call.query))
+
+    async def spot_check(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.spot_check, call.path.device_id, call.query.at))
+
+    async def long_offline(self, call: Call) -> Reply:
+        return Reply(200, await self._assess(views.long_offline))
+
+    async def _assess(self, answer: Callable[..., Awaitable[BaseModel]], *args: Any) -> BaseModel:
+        """`answer(assessment, *args)`, its RequestError as the error it means."""
+        if self.ctx.assessment is None:
+            raise ApiError(503, "the assessment is not available in this API (no state database behind it)")
+        try:
+            return await answer(self.ctx.assessment, *args)
+        except views.RequestError as exc:
+            raise ApiError(exc.status, exc.message) from None
+
     # -- writes --
 
     async def whoami(self, call: Call) -> Reply:
@@ -984,6 +1027,28 @@ def _endpoints(
                AssignIn),
         action("close", "Close the order (after its restore), or cancel it (误报/重复, manager role)",
                orders.workorder_close, CloseIn),
+        Endpoint("GET", "/api/v1/availability", "Availability over a period (考核在线率) per group and point",
+                 api.availability, {
+            200: ("the groups of the scope (and the points) on one basis", AvailabilityOut),
+            404: ("no such region, site or kind in the point list", ErrorOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }, query=AvailabilityQuery),
+        Endpoint("GET", "/api/v1/score", "The assessment score of a period (考核得分), with its evidence", api.score, {
+            200: ("every item, tier, deduction, the payment; evidence of every figure", ScoreOut),
+            409: ("no scheme configured (assessment.score)", ErrorOut),
+            422: ("a metric has no value: one entered by hand not given, or nothing was counted", ErrorOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }, query=ScoreQuery),
+        Endpoint("GET", "/api/v1/spot-check/{device_id}", "Spot check (抽查): one point at one moment", api.spot_check, {
+            200: ("the point as seen and as counted, with the evidence around the moment", SpotCheckOut),
+            404: ("no such point", ErrorOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }, path_params=SpotCheckPath, query=SpotCheckQuery),
+        Endpoint("GET", "/api/v1/long-offline", "Points offline for the configured days or more (掉线点位)",
+                 api.long_offline, {
+            200: ("the points, longest offline first", LongOfflineOut),
+            503: ("no assessment behind this API", ErrorOut),
+        }),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
         }, public=True),

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from monitor.app import logs
@@ -236,8 +236,174 @@ def _bounded(cast: Callable[[str], float], low: float, high: float) -> Callable[
     return parse
 
 
+# --- the assessment: read from the state database, beside the running daemon -------------------
+
+
+def _assess(args: argparse.Namespace, answer: Callable[[Any], Awaitable[Any]],
+            text: Callable[[Any, FleetmonConfig], list[str]]) -> int:
+    """Load the config, open the state database read-only, answer with
+    monitor.app.assess_views (the documents of the HTTP API): `--json` prints the document,
+    else `text(document, cfg)` in the config's language. Exit 2 for bad input (config, period,
+    unknown point or group, a metric without value), 1 when the database cannot be read."""
+    from monitor.app.assess_views import RequestError
+    from monitor.assess.periods import PeriodError, parse_period
+    from monitor.state.db import StateDBError
+
+    try:
+        cfg, inventory = _load(args.config)
+    except ConfigError as exc:
+        _print_config_errors(args.config, exc)
+        return EXIT_BAD_INPUT
+    try:
+        if getattr(args, "period", None) is not None:
+            parse_period(args.period, cfg.timezone)  # a bad period is said before the database is opened
+        doc = asyncio.run(_read_only(cfg, inventory, answer))
+    except PeriodError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RequestError as exc:
+        print(exc.message, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StateDBError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(doc.model_dump_json(indent=2))
+    else:
+        print("\n".join(text(doc, cfg)))
+    return EXIT_OK
+
+
+async def _read_only(cfg: FleetmonConfig, inventory: Inventory, answer: Callable[[Any], Awaitable[Any]]) -> Any:
+    """`answer(assessment)` over a read-only connection to the config's state database and a
+    work-order book that only reads (no orders opened, nothing written)."""
+    from monitor.assess.assessment import Assessment
+    from monitor.assess.workorders import WorkOrderBook
+    from monitor.metrics.results import InfluxResults
+    from monitor.state.db import StateDB
+
+    async with StateDB(cfg.state.database, read_only=True) as db:
+        book = await WorkOrderBook.load(db, inventory, cfg.assessment.workorders, cfg.assessment.clocks(cfg.timezone),
+                                        language=cfg.language, timezone=cfg.timezone)
+        assessment = Assessment(
+            db, inventory, cfg.assessment, book, timezone=cfg.timezone,
+            online_requires=cfg.availability.online_requires,
+            results=InfluxResults(cfg.influxdb) if cfg.influxdb.enabled else None,
+        )
+        return await answer(assessment)
+
+
+def _query(model: Any, **fields: Any) -> Any:
+    """The request model of assess_views from command-line values; its problems as the
+    RequestError a bad HTTP query gets (printed, exit 2)."""
+    from pydantic import ValidationError
+
+    from monitor.app.assess_views import RequestError
+
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise RequestError(400, problems) from None
+
+
+def cmd_availability(args: argparse.Namespace) -> int:
+    """The online rate of a period per group (and point) on one basis."""
+    from monitor.app import assess_text, assess_views
+
+    async def answer(assessment: Any) -> Any:
+        q = _query(assess_views.AvailabilityQuery, period=args.period, scope=args.scope, group=args.group,
+                   kind=args.kind, basis=args.basis, points=args.points)
+        return await assess_views.availability(assessment, q)
+
+    return _assess(args, answer, lambda doc, cfg: assess_text.availability_text(doc, cfg.language))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """The score of a period under the configured scheme, with the evidence."""
+    from monitor.app import assess_text, assess_views
+
+    async def answer(assessment: Any) -> Any:
+        q = _query(assess_views.ScoreQuery, period=args.period, evidence=args.evidence or args.json,
+                   manual=",".join(args.manual) if args.manual else None)
+        return await assess_views.score(assessment, q)
+
+    return _assess(args, answer, lambda doc, cfg: assess_text.score_text(doc, cfg.language))
+
+
+def cmd_spot_check(args: argparse.Namespace) -> int:
+    """One point at one moment (抽查)."""
+    from monitor.app import assess_text, assess_views
+
+    async def answer(assessment: Any) -> Any:
+        return await assess_views.spot_check(assessment, args.device_id, args.at)
+
+    return _assess(args, answer, lambda doc, cfg: assess_text.spot_check_text(doc, cfg.language, cfg.timezone))
+
+
+def cmd_long_offline(args: argparse.Namespace) -> int:
+    """Points offline for the configured days (a week) or more."""
+    from monitor.app import assess_text, assess_views
+
+    return _assess(args, assess_views.long_offline,
+                   lambda doc, cfg: assess_text.long_offline_text(doc, cfg.language, cfg.timezone))
+
+
+def _assess_parser(subparsers: argparse._SubParsersAction, name: str, help: str, description: str,
+                   run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help, description=description + " Reads the state database (read-only: "
+                                   "safe beside the running daemon). Exit 2 for bad input, 1 when the database "
+                                   "cannot be read.")
+    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    parser.add_argument("--json", action="store_true", help="print the JSON document (as the HTTP API answers)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+PERIOD_HELP = "2026-12-01, 2026-W49, 2026-12, 2026Q4, 2026H2, 2026, or 2026-10-01..2026-12-31 (the config's zone)"
+
+
+def _add_availability(subparsers: argparse._SubParsersAction) -> None:
+    parser = _assess_parser(subparsers, "availability", "online rate of a period (考核在线率)",
+                            "Time excluded, unknown and counted, and the online rate, per group and point.",
+                            cmd_availability)
+    parser.add_argument("--period", required=True, help=PERIOD_HELP)
+    parser.add_argument("--scope", choices=("fleet", "region", "site"), default="fleet", help="groups shown (fleet)")
+    parser.add_argument("--group", help="one region or site (with --scope region|site)")
+    parser.add_argument("--kind", help="only points of this kind (camera, switch, ups, link, server, platform)")
+    parser.add_argument("--basis", default="online", help="online (default), network, service or video")
+    parser.add_argument("--points", action="store_true", help="every point too, with its outages")
+
+
+def _add_score(subparsers: argparse._SubParsersAction) -> None:
+    parser = _assess_parser(subparsers, "score", "the assessment score of a period (考核得分)",
+                            "Each item of the configured scheme (assessment.score): its figure, tier, deduction; "
+                            "the total and the payment.", cmd_score)
+    parser.add_argument("--period", required=True, help=PERIOD_HELP)
+    parser.add_argument("--evidence", action="store_true", help="list what every figure stands on (--json: always)")
+    parser.add_argument("--manual", action="append", metavar="NAME=VALUE",
+                        help="a figure fleetmon does not measure: report_nonconformities, serious_incidents, "
+                             "data_leaks (repeatable)")
+
+
+def _add_spot_check(subparsers: argparse._SubParsersAction) -> None:
+    parser = _assess_parser(subparsers, "spot-check", "one point at one moment (抽查)",
+                            "The point's state on each basis as seen and as counted, the probes' transitions around "
+                            "the moment, exclusions in force, the monitoring session, raw results from InfluxDB.",
+                            cmd_spot_check)
+    parser.add_argument("device_id", metavar="ID", help="the point's id (点位编号)")
+    parser.add_argument("--at", required=True, help='local time, e.g. "2026-12-01 10:00"')
+
+
+def _add_long_offline(subparsers: argparse._SubParsersAction) -> None:
+    _assess_parser(subparsers, "long-offline", "points offline for a week or more",
+                   "Points offline at least assessment.workorders.long_offline.days (the preset's, else 7), with "
+                   "their work order and cause.", cmd_long_offline)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_check_config, _add_run, _add_probe, add_workorder,
+    _add_availability, _add_score, _add_spot_check, _add_long_offline,
 )
 
 
@@ -261,6 +427,34 @@ def _summary(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:
         f"rules: {', '.join(r.name for r in cfg.rules) or 'none'}",
         f"notify routes: {', '.join(f'{r.name} ({r.type})' for r in cfg.notify.routes) or 'none'}",
         f"api: {_api(cfg)}",
+        *_assessment(cfg),
+    ]
+
+
+def _assessment(cfg: FleetmonConfig) -> list[str]:
+    """The assessment section in a few lines: the online-rate definition, work orders, the
+    SLA clocks, the scheme."""
+    a = cfg.assessment
+    av = a.availability
+    checks = f" at {', '.join(av.daily_check_times)}" if av.definition.value == "daily_snapshot" else ""
+    wo = a.workorders
+    opening = f"{len(wo.open_on)} rule(s)" if wo.open_on else "manual reports only"
+    sla = a.sla
+    calendar = f", holidays {sla.calendar.file}" if sla.calendar.file is not None else ""
+    warn = f"warn at {sla.warn_at_pct:g} %" if sla.warn_at_pct is not None else "no early warning"
+    if a.score is None:
+        score = "not configured (assessment.score)"
+    else:
+        scheme = a.score.scheme
+        score = (f"scheme {scheme.name} ({scheme.title.zh}), {len(scheme.items)} items, per "
+                 f"{scheme.period.replace('_', '-')}, fee {a.score.fee_per_period_yuan} 元, systems by {a.score.systems}")
+    return [
+        f"assessment: online rate {av.definition.value}{checks}, unknown time {av.unknown_policy.value}",
+        f"  work orders: open on {opening}, auto close {wo.auto_close}, notices to "
+        f"{', '.join(wo.routes) or 'no route'}, long offline {wo.long_offline.escalate}",
+        f"  SLA: preset {sla.preset or 'none'}{f' + {len(sla.policies)} own' if sla.policies else ''}, "
+        f"{warn}{calendar}",
+        f"  score: {score}",
     ]
 
 

@@ -35,6 +35,10 @@ from pydantic import (
 )
 
 from monitor.app.access import FLEETMON, Role
+from monitor.assess.calendar import CalendarError
+from monitor.assess.config_workorders import Clock
+from monitor.assess.config import AssessmentConfig
+from monitor.assess.sla import Sla
 from monitor.core.config_base import (
     ConfigError,
     ConfigSource,
@@ -44,6 +48,7 @@ from monitor.core.config_base import (
     WithSecrets,
     locate,
 )
+from monitor.core.model import Kind
 from monitor.fleet.inventory import InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
 from monitor.reports.config import ReportsConfig, wecom_routes
@@ -52,6 +57,7 @@ from monitor.state.config import StateConfig
 from probes import REGISTRY
 from probes.traps import TrapConfig
 from rules.alerting.config import MaintenanceWindowConfig, NotifyConfig
+from rules.model import Severity
 from rules.config import (
     FlappingConfig,
     Rule,
@@ -212,6 +218,8 @@ class FleetmonConfig(Strict):
     api: ApiConfig = ApiConfig()
     traps: TrapConfig = TrapConfig()
     """SNMP trap/inform receiver (off by default: UDP 162 needs root or CAP_NET_BIND_SERVICE)."""
+    assessment: AssessmentConfig = AssessmentConfig()
+    """考核: availability over periods, work orders and their SLA clocks, the score."""
     reports: ReportsConfig = ReportsConfig()
     """Reports: where they are kept, the schedule, delivery to WeCom groups and by e-mail."""
 
@@ -262,10 +270,61 @@ def load_config(path: str | os.PathLike[str]) -> FleetmonConfig:
     except ValidationError as exc:
         problems += [_describe(path, root, error) for error in exc.errors(include_url=False)]
         raise ConfigError(_by_line(problems)) from None
+    problems += _unknown_order_routes(path, root, cfg)
     if problems:
         raise ConfigError(_by_line(problems))
     cfg.inventory._source = ConfigSource(path, root)
+    cfg.assessment._sla = sla = _sla(path, root, cfg)
+    _arrival_clocks(path, root, cfg, sla)
     return cfg
+
+
+def _arrival_clocks(path: Path, root: yaml.Node, cfg: FleetmonConfig, sla: Sla) -> None:
+    """A scheme that scores arrival in time (arrival_timely_pct) needs an arrival deadline for
+    every order it may count: raises ConfigError naming the severities and kinds without one
+    (the Qionglai tender scores arrival but gives no figure: the config must)."""
+    score = cfg.assessment.score
+    if score is None or not any(i.metric == "arrival_timely_pct" for i in score.scheme.items):
+        return
+    missing = [
+        f"{severity.value}/{kind.value}" for severity in Severity for kind in Kind
+        if Clock.ARRIVAL not in sla.clocks_for(severity, kind)
+    ]
+    if missing:
+        shown, line = locate(root, ("assessment", "score", "scheme"))
+        raise ConfigError([
+            f"{path}:{line}: {_dotted(shown)}: the scheme {score.scheme.name} scores arrival in time "
+            f"(arrival_timely_pct), but the SLA clocks have no arrival deadline for {', '.join(missing[:6])}"
+            f"{' …' if len(missing) > 6 else ''}: add one in assessment.sla.policies, e.g. "
+            "{clocks: {arrival: {within: 4h}}}"
+        ])
+
+
+def _unknown_order_routes(path: Path, root: yaml.Node, cfg: FleetmonConfig) -> list[tuple[int, str]]:
+    """(line, message) for each route of assessment.workorders.routes that notify.routes does
+    not define."""
+    known = [r.name for r in cfg.notify.routes]
+    problems = []
+    for i, name in enumerate(cfg.assessment.workorders.routes):
+        if name not in known:
+            shown, line = locate(root, ("assessment", "workorders", "routes", i))
+            problems.append((line, f"{path}:{line}: {_dotted(shown)}: no notify route {name!r} "
+                                   f"(notify.routes: {', '.join(known) or 'none'})"))
+    return problems
+
+
+def _sla(path: Path, root: yaml.Node, cfg: FleetmonConfig) -> Sla:
+    """The SLA clocks of `assessment.sla`, built now so that a holiday file that cannot be read
+    or is invalid is a config error at the line naming it (its own problems with their lines
+    in it), and so is a calendar without any working day. Raises ConfigError."""
+    try:
+        return Sla.from_config(cfg.assessment.sla, cfg.timezone, path.absolute().parent)
+    except CalendarError as exc:
+        where, messages = ("assessment", "sla", "calendar", "file"), exc.messages
+    except ValueError as exc:  # WorkCalendar: no working day at all
+        where, messages = ("assessment", "sla", "calendar", "workdays"), [str(exc)]
+    shown, line = locate(root, where)
+    raise ConfigError([f"{path}:{line}: {_dotted(shown)}: {message}" for message in messages])
 
 
 def _by_line(problems: list[tuple[int, str]]) -> list[str]:

@@ -1,11 +1,17 @@
 """The fleetmon daemon: wiring and lifecycle. The data flow itself is monitor.app.pipeline.
 
-Every component goes on one AsyncExitStack, started in dependency order — state DB (and the
-session), InfluxDB sink, the state DB's recorder, alerting (rules, faults, routes, outbox),
+Every component goes on one AsyncExitStack, started in dependency order — state DB (the point
+list's statuses recorded, the session), InfluxDB sink, the state DB's recorder, alerting
+(rules, faults, routes, outbox), work orders (their book and service, the serial watch),
 probes and their trackers, the pipeline, trap receiver, HTTP API, schedulers — and stopped in
 reverse: schedulers are cancelled and awaited first (nothing new flows in), the API and the
-trap receiver close, the pipeline evaluates no more, probes close, alerting stops, the last transitions are stored, the sink flushes what is
+trap receiver close, the pipeline evaluates no more, probes close, work orders stop (a last
+proposal written), alerting stops, the last transitions are stored, the sink flushes what is
 pending (bounded), the session is closed.
+
+A reload (SIGHUP, monitor.app.cli) stops this daemon and starts a new one on the new config
+and point list, so everything done at start, the statuses recorded included, is done after
+every successful reload too.
 """
 
 from __future__ import annotations
@@ -21,8 +27,13 @@ from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
 from monitor.app.scheduler import Scheduler
 from monitor.app.snapshot import Snapshot
+from monitor.assess.assessment import Assessment
+from monitor.assess.records import record_inventory_statuses
+from monitor.assess.serials import SerialWatch
+from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
+from monitor.metrics.results import InfluxResults
 from monitor.metrics.sink import InfluxSink
 from monitor.metrics.writer import MetricsWriter
 from monitor.state.db import StateDB, StateDBError
@@ -76,6 +87,8 @@ class Daemon:
         self.api: ApiServer | None = None
         self.traps: TrapReceiver | None = None
         self._alerting: Alerting | None = None
+        self.workorders: WorkOrderBook | None = None
+        self.assessment: Assessment | None = None
         self.devices: tuple[Device, ...] = tuple(inventory.devices.values())
         # Devices that are probed at all (removed points keep their history but are not polled),
         # each parent right before the devices behind it: a switch that dies is then seen dead
@@ -112,6 +125,7 @@ class Daemon:
     async def _start(self, stack: AsyncExitStack) -> list[Scheduler]:
         cfg = self.cfg
         db = await stack.enter_async_context(StateDB(cfg.state.database))
+        await self._record_statuses(db)
         await db.start_session(len(self.probed))
         stack.push_async_callback(db.end_session)
         sink = await stack.enter_async_context(InfluxSink(cfg.influxdb)) if cfg.influxdb.enabled else None
@@ -120,11 +134,13 @@ class Daemon:
             self.inventory, db, rules=cfg.rules, flapping=cfg.flapping, maintenance=cfg.maintenance,
             notify=cfg.notify, language=cfg.language, timezone=cfg.timezone,
         ))
+        serials = await self._start_workorders(stack, db, alerting)
         running = await self._start_probes(stack, db)
         self.pipeline = pipeline = Pipeline(
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink) if sink is not None else None,
             online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
+            listeners=[serials],
         )
         stack.callback(pipeline.close)
         if cfg.traps.enabled:
@@ -150,12 +166,45 @@ class Daemon:
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
+                workorders=self.workorders, assessment=self.assessment,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
             task = asyncio.create_task(scheduler.run(), name=f"scheduler-{scheduler.probe.name}")
             stack.push_async_callback(_cancel, task)
         return schedulers
+
+    async def _record_statuses(self, db: StateDB) -> None:
+        """Store the point list's statuses (延建/拆除) that changed since the last start: the
+        assessment leaves a point out for exactly the time it had such a status. A clock set
+        back is logged, not fatal: monitoring goes on, the statuses wait for a later start."""
+        try:
+            changes = await record_inventory_statuses(db, self.inventory, time.time_ns())
+        except ValueError as exc:
+            log.error("point statuses not recorded: %s", exc)
+            return
+        if changes:
+            log.info("point statuses recorded: %d point(s) new or changed", len(changes))
+
+    async def _start_workorders(self, stack: AsyncExitStack, db: StateDB, alerting: Alerting) -> SerialWatch:
+        """The work-order book (orders for firing faults, SLA notices through the alerting
+        outbox), its service (ticks, woken by fault events) and the serial watch (replacement
+        proposals from the ONVIF serials), and the assessment that reads them."""
+        cfg = self.cfg
+        book = await WorkOrderBook.load(
+            db, self.inventory, cfg.assessment.workorders, cfg.assessment.clocks(cfg.timezone),
+            faults=alerting.faults, known_routes=[r.name for r in cfg.notify.routes], language=cfg.language,
+            timezone=cfg.timezone, wake=alerting.outbox.wake,
+        )
+        service = await stack.enter_async_context(WorkOrderService(book))
+        alerting.faults.listeners.append(service.on_fault_event)
+        self.workorders = book
+        self.assessment = Assessment(
+            db, self.inventory, cfg.assessment, book, timezone=cfg.timezone,
+            online_requires=cfg.availability.online_requires,
+            results=InfluxResults(cfg.influxdb) if cfg.influxdb.enabled else None,
+        )
+        return await stack.enter_async_context(SerialWatch(book, self.inventory))
 
     async def _start_probes(self, stack: AsyncExitStack, db: StateDB) -> dict[str, Running]:
         """Every enabled probe type that polls a device, entered, with its tracker resuming the
@@ -180,7 +229,7 @@ class Daemon:
                 up_after=self.cfg.state.up_after,
                 initial=await db.load_states(name),
             )
-            running[name] = Running(probe, tracker, polled)
+            running[name] = Running(probe, tracker, polled, probe_cfg.interval_s)
         return running
 
 

@@ -1,10 +1,11 @@
 """The daemon's data flow, in one direction, as one object:
 
     result ──► tracker (hysteresis, topology) ──► transitions: rules, log, state DB
-           ──► rules (latest values) ──► InfluxDB ──► hints for other probes
+           ──► rules (latest values) ──► InfluxDB ──► hints for other probes and listeners
     trap   ──► InfluxDB ──► rules (values patched at once) ──► evaluation within a second
     cycle  ──► reconcile topology ──► bases ──► online rates ──► rules (View)
-           ──► InfluxDB (device states, rates, open faults, the cycle) ──► Snapshot
+           ──► InfluxDB (device states, rates, open faults, the cycle)
+           ──► state DB (the probe's cycle and the heartbeat) ──► Snapshot
 
 Its inputs are event-loop callbacks that never block: the schedulers call `on_result` and
 `on_cycle`, the trap receiver `on_trap`; results of remote probe agents enter through
@@ -19,7 +20,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence, cast
+from typing import Callable, ClassVar, Mapping, Protocol, Sequence, cast
 
 from monitor.app.scheduler import CycleReport
 from monitor.app.snapshot import Snapshot
@@ -45,11 +46,13 @@ EARLY_EVALUATION_S = 1.0
 
 @dataclass(frozen=True)
 class Running:
-    """A started probe type: its instance, its tracker and the devices it polls (parents first)."""
+    """A started probe type: its instance, its tracker, the devices it polls (parents first)
+    and its cycle interval in seconds."""
 
     probe: Probe
     tracker: StateTracker
     devices: tuple[Device, ...]
+    interval_s: float
     polled: frozenset[str] = field(init=False)  # their ids
 
     def __post_init__(self) -> None:
@@ -63,7 +66,8 @@ class Pipeline:
     - alerting: the rules and the fault lifecycle (rules.alerting.service.Alerting, entered);
     - recorder: the state DB's writer (entered); metrics: None when InfluxDB is disabled;
     - online_requires: availability.online_requires;
-    - on_snapshot: called with each new Snapshot (must not block).
+    - on_snapshot: called with each new Snapshot (must not block);
+    - listeners: components other than probes that learn hints of results (Listener).
     `snapshot` is the latest cycle's (None before the first one).
     """
 
@@ -77,6 +81,7 @@ class Pipeline:
         metrics: MetricsWriter | None,
         online_requires: Sequence[Basis],
         on_snapshot: Callable[[Snapshot], None] | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.inventory = inventory
         self.devices = tuple(inventory.devices.values())
@@ -93,7 +98,7 @@ class Pipeline:
         # its results, the log tells other probes' losses apart by it.
         self._network = next((p for p in probes_of(Basis.NETWORK) if p in self._running), None)
         self._log = TransitionLog(inventory, self._trackers, self._network)
-        self._hints = _hints(self._running)
+        self._hints = _hints(self._running, listeners)
         self._latest: dict[str, dict[str, ProbeResult]] = {name: {} for name in self._running}
         self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
         self._early: asyncio.TimerHandle | None = None
@@ -151,7 +156,11 @@ class Pipeline:
         open_faults = tuple(self._alerting.faults.open_faults())
         if self._metrics is not None:
             self._write_cycle(report, view, open_faults, now_ns)
-        self._recorder.heartbeat()
+        # The cycle and the heartbeat: the next cycle is due one interval later and may be
+        # skipped once when this one ran late, so a gap of more than 2 intervals is a stall
+        # (its devices then count as not watched on that probe's basis, not as up or down).
+        end_ns = report.ts_ns + round(report.duration_s * 1e9)
+        self._recorder.cycle(report.probe, report.ts_ns, end_ns, round(2 * self._running[report.probe].interval_s * 1e9))
         results = {p: dict(r) for p, r in self._latest.items()}
         network = results.get(self._network, {}) if self._network is not None else {}
         self.snapshot = Snapshot(
@@ -220,15 +229,30 @@ class Pipeline:
         metrics.cycle(report, now_ns)
 
 
-def _hints(running: Mapping[str, Running]) -> dict[str, tuple[tuple[str, tuple[Learner, ...]], ...]]:
-    """probe name → ((hint, the running probes that learn it), …) for every probe type that
-    offers a hint some running probe learns (Probe.offers, Probe.learns). Offers are read
+class Listener(Protocol):
+    """Not a probe, yet it learns hints from probe results (Probe.offers), as a Learner does:
+    e.g. the work orders' serial watch (monitor.assess.serials.SerialWatch). `learn` is called
+    on the event loop and must not block."""
+
+    learns: ClassVar[tuple[str, ...]]
+
+    def learn(self, device_id: str, hint: str, value: str) -> None: ...
+
+
+def _hints(
+    running: Mapping[str, Running], listeners: Sequence[Listener] = ()
+) -> dict[str, tuple[tuple[str, tuple[Learner | Listener, ...]], ...]]:
+    """probe name → ((hint, the running probes and listeners that learn it), …) for every
+    probe type that offers a hint someone learns (Probe.offers, Probe.learns). Offers are read
     from the registry, by the result's probe name: a result says what it carries whoever ran it."""
-    out: dict[str, tuple[tuple[str, tuple[Learner, ...]], ...]] = {}
+    out: dict[str, tuple[tuple[str, tuple[Learner | Listener, ...]], ...]] = {}
     for name, cls in REGISTRY.items():
         pairs = []
         for hint in cls.offers:
-            learners = tuple(cast(Learner, r.probe) for r in running.values() if hint in type(r.probe).learns)
+            learners: tuple[Learner | Listener, ...] = (
+                *(cast(Learner, r.probe) for r in running.values() if hint in type(r.probe).learns),
+                *(listener for listener in listeners if hint in type(listener).learns),
+            )
             if learners:
                 pairs.append((hint, learners))
         if pairs:

@@ -1,4 +1,6 @@
-"""config.yaml section `assessment` (考核): how availability over a period is computed.
+"""config.yaml section `assessment` (考核): how availability over a period is computed, and the
+sections of work orders (`workorders`, `sla`: monitor.assess.config_workorders) and of the
+score (`score`: monitor.assess.config_score).
 
 Buyers' platforms differ in what "online rate of the quarter" means (CONTRACTS.md A: "前端设备
 整体正常运行率不得低于95%"), so the definition is configuration, not code:
@@ -18,8 +20,11 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
+from monitor.assess.config_score import ScoreConfig
+from monitor.assess.config_workorders import SlaConfig, WorkOrderConfig
+from monitor.assess.sla import Sla
 from monitor.core.config_base import Strict
 
 _CHECK_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
@@ -62,6 +67,30 @@ class AvailabilityAssessmentConfig(Strict):
 
 
 class AssessmentConfig(Strict):
-    """config.yaml section `assessment`."""
+    """config.yaml section `assessment`.
+
+    - availability: how the online rate of a period is computed (above).
+    - workorders: which faults open work orders, automatic closing, notice routes, long-offline
+      points (monitor.assess.config_workorders.WorkOrderConfig).
+    - sla: the SLA clocks of work orders: a tender preset, policies, the working-time calendar
+      (monitor.assess.config_workorders.SlaConfig).
+    - score: the assessment scheme and the fee of one period (monitor.assess.config_score);
+      None: no score is computed (`fleetmon score` says how to configure one).
+    """
 
     availability: AvailabilityAssessmentConfig = AvailabilityAssessmentConfig()
+    workorders: WorkOrderConfig = WorkOrderConfig()
+    sla: SlaConfig = SlaConfig()
+    score: ScoreConfig | None = None
+
+    # The SLA clocks built from `sla` when the config file was loaded (its holiday file read
+    # then, so that a bad one is a config error at its line): see clocks().
+    _sla: Sla | None = PrivateAttr(default=None)
+
+    def clocks(self, timezone: str) -> Sla:
+        """The SLA clocks of `sla`: those built by the config loader (monitor.app.config), or,
+        for a config made in code, built now (calendar file relative to the working
+        directory). Raises CalendarError for a bad holiday file."""
+        if self._sla is None:
+            self._sla = Sla.from_config(self.sla, timezone)
+        return self._sla

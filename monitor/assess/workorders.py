@@ -237,7 +237,12 @@ class WorkOrderBook:
         wake: Callable[[], None] | None = None,
     ) -> "WorkOrderBook":
         """Create or migrate the tables and load the open orders. Raises ValueError when
-        cfg.routes names a route not in `known_routes`, StateDBError for the database."""
+        cfg.routes names a route not in `known_routes`, StateDBError for the database.
+
+        On a read-only StateDB (the CLI beside the running daemon) nothing is written: the
+        tables must be there already (StateDBError otherwise), and the book only reads
+        (orders, facts, excluded time, breaches, long-offline points); its actions and `tick`
+        would fail on the database."""
         if known_routes is not None:
             unknown = [r for r in cfg.routes if r not in known_routes]
             if unknown:
@@ -247,9 +252,13 @@ class WorkOrderBook:
         now = clock()
         prefix = cfg.prefix
 
+        read_only = db.read_only
+
         def op(conn: sqlite3.Connection) -> tuple[Any, ...]:
-            conn.execute("INSERT OR IGNORE INTO workorder_meta (key, value) VALUES ('enabled_ns', ?)", (now,))
-            enabled = conn.execute("SELECT value FROM workorder_meta WHERE key = 'enabled_ns'").fetchone()[0]
+            if not read_only:
+                conn.execute("INSERT OR IGNORE INTO workorder_meta (key, value) VALUES ('enabled_ns', ?)", (now,))
+            row = conn.execute("SELECT value FROM workorder_meta WHERE key = 'enabled_ns'").fetchone()
+            enabled = now if row is None else row[0]
             rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM workorder_events e WHERE e.ref IN (SELECT ref FROM workorders w "
                 "WHERE NOT EXISTS (SELECT 1 FROM workorder_events c WHERE c.ref = w.ref AND c.action = 'closed')) "
@@ -332,7 +341,7 @@ class WorkOrderBook:
 
     async def facts(
         self, start_ns: int, end_ns: int, now_ns: int | None = None, *,
-        system_of: Callable[[Device], str | None] | None = None,
+        system_of: Callable[[Device], str | None] | None = None, orders: Sequence[WorkOrder] | None = None,
     ) -> list[OrderFacts]:
         """The orders reported in [start_ns, end_ns) as the score's count ratios read them
         (monitor.assess.order_ratios.OrderFacts), cancelled orders (误报/重复) left out:
@@ -340,10 +349,11 @@ class WorkOrderBook:
         when the policy has none, or the fix was remote); the resolution as restored or
         classified; a pending replacement proposal or a no-spare mark as "replacement needed";
         `major` for critical orders (重大故障); `system` from `system_of(device)` (Zhangjiagang
-        counts faults per system; None without it)."""
+        counts faults per system; None without it). `orders`: `orders(start_ns, end_ns)` when
+        the caller has read them already."""
         now = self._clock() if now_ns is None else now_ns
         out = []
-        for order in await self.orders(start_ns, end_ns):
+        for order in await self.orders(start_ns, end_ns) if orders is None else orders:
             if order.cancelled or not start_ns <= order.reported_ns < end_ns:
                 continue
             arrival = next((c for c in self.sla.evaluate(order, now) if c.clock is Clock.ARRIVAL), None)
@@ -358,15 +368,18 @@ class WorkOrderBook:
             ))
         return out
 
-    async def excluded(self, start_ns: int, end_ns: int) -> list[Exclusion]:
+    async def excluded(
+        self, start_ns: int, end_ns: int, *, orders: Sequence[WorkOrder] | None = None
+    ) -> list[Exclusion]:
         """Downtime taken out of the assessment by orders whose cause is excluded (市政, 电力,
         人为破坏, 不可抗力, 运营商, 采购方原因): for each device of such an order, from the
         fault's start (or the report) to the restore (or the close; still open: now), clipped to
         [start_ns, end_ns). Per device the intervals are merged (disjoint, sorted), `kind`
-        "cause", `reason` the orders and causes ("WO-20261204-0007 电力")."""
+        "cause", `reason` the orders and causes ("WO-20261204-0007 电力"). `orders`:
+        `orders(start_ns, end_ns)` when the caller has read them already."""
         now = self._clock()
         spans: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-        for order in await self.orders(start_ns, end_ns):
+        for order in await self.orders(start_ns, end_ns) if orders is None else orders:
             if order.cause is None or not order.cause.excluded:
                 continue
             s = max(start_ns, order.downtime_start_ns)
@@ -850,16 +863,20 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _histories(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[OrderEvent]]:
-    """Stored rows (ordered by ref, id) → {ref: events}. Empty payloads (acknowledged, arrived)
-    share one read-only mapping: a quarter has thousands of them."""
+    """Stored rows (ordered by ref, id) → {ref: events}. Payloads written alike (empty ones of
+    acknowledged and arrived, {"assignee":"张工"}, {"resolution":"remote"} …) are decoded once
+    and share one read-only mapping: a quarter has thousands of each."""
     out: dict[str, list[OrderEvent]] = {}
+    decoded: dict[str, Mapping[str, Any]] = {"{}": _EMPTY}
     loads, actions = json.loads, _ACTIONS
     for row_id, ref, action, ts_ns, recorded_ns, by, payload in rows:
         history = out.get(ref)
         if history is None:
             history = out[ref] = []
-        history.append(OrderEvent(row_id, ref, actions[action], ts_ns, recorded_ns, by,
-                                  _EMPTY if payload == "{}" else loads(payload)))
+        mapping = decoded.get(payload)
+        if mapping is None:
+            mapping = decoded[payload] = MappingProxyType(loads(payload))
+        history.append(OrderEvent(row_id, ref, actions[action], ts_ns, recorded_ns, by, mapping))
     return out
 
 

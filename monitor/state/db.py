@@ -70,6 +70,50 @@ def migrate(conn: sqlite3.Connection, schema: Schema, path: Path | str = "state 
         )
 
 
+def require(conn: sqlite3.Connection, schema: Schema, path: Path | str = "state database") -> None:
+    """Check, without writing, that `schema`'s tables are at this fleetmon's version (for a
+    read-only connection). Raises StateDBError saying what to do when they are missing or
+    older (the daemon brings them forward when it starts) or newer (written by a newer
+    fleetmon)."""
+    try:
+        row = conn.execute("SELECT version FROM schema_versions WHERE component=?", (schema.component,)).fetchone()
+    except sqlite3.OperationalError:  # no schema_versions table: not (yet) a fleetmon state database
+        row = None
+    current = 0 if row is None else int(row[0])
+    if current < schema.version:
+        found = "has none" if current == 0 else f"has version {current}"
+        raise StateDBError(
+            f"{path}: the tables of {schema.component} are at schema version {schema.version} in this fleetmon, "
+            f"the database {found}: start this fleetmon's daemon once (it brings the database forward), "
+            "then ask again"
+        )
+    if current > schema.version:
+        raise StateDBError(
+            f"{path}: tables of {schema.component} are at schema version {current}, this fleetmon knows "
+            f"{schema.version}: it was written by a newer fleetmon"
+        )
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection to the existing database at `path` that can never write (SQLite's
+    mode=ro; the WAL index file is shared with the daemon). Raises StateDBError when there is
+    no database yet, or it cannot be read, or its `state` tables are not at this version."""
+    if not path.is_file():
+        raise StateDBError(f"{path}: no state database yet: the daemon (fleetmon run) creates it when it first starts")
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False,
+                               isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            require(conn, SCHEMA, path)
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.DatabaseError as exc:
+        raise StateDBError(f"{path}: cannot read the state database: {exc}") from exc
+    return conn
+
+
 def _statements(script: str) -> list[str]:
     """The SQL statements of a migration script, split on ";" but never inside one (a trigger's
     BEGIN … END body holds semicolons of its own): pieces are joined until SQLite calls the
@@ -147,10 +191,18 @@ class StateDBError(RuntimeError):
 
 
 class StateDB:
-    """Async facade over the SQLite state database at `path` (created with its folder)."""
+    """Async facade over the SQLite state database at `path` (created with its folder).
 
-    def __init__(self, path: Path) -> None:
+    `read_only=True` opens an existing database for reading beside the running daemon (the
+    `fleetmon availability` / `score` / `spot-check` commands): SQLite's read-only mode, so
+    nothing is ever written, and nothing migrated: `migrate` then checks that each
+    component's tables are at this fleetmon's version instead (StateDBError when a table set
+    is older, newer or missing, saying what to do). In WAL mode readers never block the
+    daemon's writer, and see every transaction committed before each of their reads."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._conn: sqlite3.Connection | None = None
         self._session_id: int | None = None
@@ -161,8 +213,9 @@ class StateDB:
     async def migrate(self, schema: Schema) -> None:
         """Create or bring forward another component's tables (faults, outbox, maintenance,
         work orders …); see `migrate`. Raises StateDBError."""
+        check = require if self.read_only else migrate
         try:
-            await self._run(lambda: migrate(self._db, schema, self.path))
+            await self._run(lambda: check(self._db, schema, self.path))
         except sqlite3.DatabaseError as exc:
             raise StateDBError(f"{self.path}: {schema.component}: {exc}") from exc
 
@@ -184,6 +237,9 @@ class StateDB:
         self._executor.shutdown(wait=True)
 
     def _open(self) -> None:
+        if self.read_only:
+            self._conn = _open_read_only(self.path)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
