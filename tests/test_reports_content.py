@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from monitor.assess.availability import ALL, availability
-from monitor.assess.config import AvailabilityAssessmentConfig
+from monitor.assess.availability import ALL
 from monitor.assess.offline import offline_at, probes_for
 from monitor.assess.periods import PeriodError, parse_period
 from monitor.core.model import Basis
@@ -28,7 +27,7 @@ from monitor.reports.render import render
 from monitor.reports.xlsx import HEADER_ROW, sheet_names
 from rules.alerting.faults import faults_between
 from rules.model import Fault, FaultState, Severity
-from tests.plugins.quarter import ONLINE, ZONE
+from tests.plugins.quarter import ZONE
 
 DAY = "2026-09-20"
 
@@ -57,21 +56,20 @@ def pdf_text(data: bytes, tmp_path) -> str:
 needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils")
 
 
-async def truth(db, book, quarter, p):
-    """availability() as the assessment computes it: the excluded causes of the book taken out."""
-    return await availability(db, quarter.inventory, p, AvailabilityAssessmentConfig(), online_requires=ONLINE,
-                              exclusions=await book.excluded(p.start_ns, p.end_ns))
+async def truth(a, p):
+    """Availability as the API and the CLI answer it (Assessment.availability)."""
+    return await a.availability(p)
 
 
 @needs_pdftotext
 async def test_daily_report_says_what_the_assessment_says(quarter, tmp_path):
     p = period(DAY)
-    async with quarter.open() as (db, book):
-        facts = await gather("daily", p, quarter.sources(db, book))
-        expected = await truth(db, book, quarter, p)
-        faults = await db.execute(lambda c: faults_between(c, p.start_ns, p.end_ns))
-        offline = await db.execute(lambda c: offline_at(c, probes_for([Basis.NETWORK, Basis.VIDEO]), p.end_ns))
-        orders = await book.orders(p.start_ns, p.end_ns)
+    async with quarter.open() as a:
+        facts = await gather("daily", p, quarter.sources(a))
+        expected = await truth(a, p)
+        faults = await a.db.execute(lambda c: faults_between(c, p.start_ns, p.end_ns))
+        offline = await a.db.execute(lambda c: offline_at(c, probes_for([Basis.NETWORK, Basis.VIDEO]), p.end_ns))
+        orders = await a.book.orders(p.start_ns, p.end_ns)
     report = build(facts)
     xlsx = render(report, "xlsx")
 
@@ -106,9 +104,9 @@ async def test_daily_report_says_what_the_assessment_says(quarter, tmp_path):
 
 async def test_the_trend_is_availability_over_each_day(quarter):
     p = period("2026-W38")
-    async with quarter.open() as (db, book):
-        facts = await gather("weekly", p, quarter.sources(db, book))
-        days = [await truth(db, book, quarter, d) for d in steps(p, "day")]
+    async with quarter.open() as a:
+        facts = await gather("weekly", p, quarter.sources(a))
+        days = [await truth(a, d) for d in steps(p, "day")]
     report = build(facts)
     xlsx = render(report, "xlsx")
     assert column(xlsx, report, "每日在线率", "step") == [f"09-{d:02d}" for d in range(14, 21)]
@@ -120,10 +118,10 @@ async def test_the_trend_is_availability_over_each_day(quarter):
 
 async def test_weekly_work_orders_breaches_and_workload_match_the_book(quarter):
     p = period("2026-W38")
-    async with quarter.open() as (db, book):
-        facts = await gather("weekly", p, quarter.sources(db, book))
-        breaches = await book.breaches(p.start_ns, p.end_ns)
-        orders = await book.orders(p.start_ns, p.end_ns)
+    async with quarter.open() as a:
+        facts = await gather("weekly", p, quarter.sources(a))
+        breaches = await a.book.breaches(p.start_ns, p.end_ns)
+        orders = await a.book.orders(p.start_ns, p.end_ns)
     report = build(facts)
     xlsx = render(report, "xlsx")
     assert breaches.total > 0
@@ -146,8 +144,8 @@ async def test_weekly_work_orders_breaches_and_workload_match_the_book(quarter):
 
 async def test_repeat_faults_are_devices_with_two_or_more(quarter):
     p = period("2026-09")
-    async with quarter.open() as (db, book):
-        facts = await gather("monthly", p, quarter.sources(db, book))
+    async with quarter.open() as a:
+        facts = await gather("monthly", p, quarter.sources(a))
     fired = [f for f in facts.faults if f.fired_ns is not None and p.start_ns <= f.fired_ns < p.end_ns and f.device_id]
     counts = {d: sum(1 for f in fired if f.device_id == d) for d in {f.device_id for f in fired}}
     report = build(facts)
@@ -157,8 +155,8 @@ async def test_repeat_faults_are_devices_with_two_or_more(quarter):
 
 async def test_the_monthly_report_names_what_is_wrong_and_what_to_do(quarter):
     p = period("2026-09")
-    async with quarter.open() as (db, book):
-        facts = await gather("monthly", p, quarter.sources(db, book))
+    async with quarter.open() as a:
+        facts = await gather("monthly", p, quarter.sources(a))
     ups = Fault("F90001", "ups-on-battery", "ups_on_battery", "device:UPS-1", Severity.MAJOR, FaultState.RESOLVED,
                 "UPS 城关镇-001 市电中断，电池供电", p.start_ns + 3600 * 10**9, p.start_ns + 7200 * 10**9,
                 site="城关镇-001", fired_ns=p.start_ns + 3700 * 10**9, resolved_ns=p.start_ns + 7200 * 10**9)
@@ -177,8 +175,8 @@ async def test_the_monthly_report_names_what_is_wrong_and_what_to_do(quarter):
 
 async def test_the_long_offline_point_is_listed_from_its_start(quarter):
     p = period("2026-09-30")
-    async with quarter.open() as (db, book):
-        facts = await gather("daily", p, quarter.sources(db, book))
+    async with quarter.open() as a:
+        facts = await gather("daily", p, quarter.sources(a))
     report = build(facts)
     part = report.part("离线超过7天的点位")
     assert part.column("id") == (quarter.extras.long_offline,)
@@ -194,28 +192,58 @@ async def test_clock_drift_and_point_list_mismatches_are_listed(quarter):
     rule, device, start, _, value = quarter.extras.value_faults[0]
     day = datetime.fromtimestamp(start / 1e9, ZoneInfo(ZONE))
     p = period(day.date().isoformat())
-    async with quarter.open() as (db, book):
-        report = build(await gather("daily", p, quarter.sources(db, book)))
+    async with quarter.open() as a:
+        report = build(await gather("daily", p, quarter.sources(a)))
     part = report.part("时钟偏差与点位信息不符")
     assert any(d.startswith(device) for d in part.column("device"))
     assert value in part.column("value")
 
 
+async def test_quarterly_score_table_is_the_assessments_score(quarter, tmp_path):
+    p = period("2026Q3")
+    async with quarter.open() as a:
+        facts = await gather("quarterly", p, quarter.sources(a))
+        expected = (await a.score(p)).score
+    report = build(facts)
+    xlsx = render(report, "xlsx")
+    items = [i.name.zh for i in expected.items]
+    assert column(xlsx, report, "考核得分", "item") == items + ["合计"]
+    assert column(xlsx, report, "考核得分", "value")[:-1] == pytest.approx([i.value for i in expected.items])
+    assert column(xlsx, report, "考核得分", "rule")[:-1] == [i.rule for i in expected.items]
+    assert column(xlsx, report, "考核得分", "deduction") == [float(i.deduction) for i in expected.items] + [
+        float(sum(i.deduction for i in expected.items))]
+    assert column(xlsx, report, "考核得分", "score")[-1] == float(expected.total)
+    pay = expected.payment
+    assert column(xlsx, report, "服务费核算", "yuan") == [float(pay.fee_yuan), float(pay.deduction_yuan),
+                                                     float(pay.payable_yuan)]
+    kpis = {k.label: k.value for k in report.kpis}
+    assert kpis["考核得分"] == float(expected.total) and kpis["应付服务费"] == float(pay.payable_yuan)
+    assert report.title == "邛崃市雪亮工程运维服务季度考核报告"
+    text = pdf_text(render(report, "pdf"), tmp_path)
+    assert "考核得分" in text and f"{float(pay.payable_yuan):,.2f}" in text and items[0] in text
+
+
 async def test_quarterly_annexes_hold_every_point_order_replacement_and_exclusion(quarter):
     p = period("2026Q3")
-    async with quarter.open() as (db, book):
-        facts = await gather("quarterly", p, quarter.sources(db, book))
-        expected = await truth(db, book, quarter, p)
-        orders = await book.orders(p.start_ns, p.end_ns)
+    async with quarter.open() as a:
+        facts = await gather("quarterly", p, quarter.sources(a))
+        expected = await truth(a, p)
+        orders = await a.book.orders(p.start_ns, p.end_ns)
+        score = (await a.score(p)).score
     report = build(facts)
     xlsx = render(report, "xlsx")
     ids = column(xlsx, report, "附件1 点位在线率明细", "id")
     assert ids == list(quarter.inventory.devices)
     rates = [None if (r := expected.points[d].figures[Basis.ONLINE].rate_pct) is None else r / 100 for d in ids]
     assert column(xlsx, report, "附件1 点位在线率明细", "online") == pytest.approx(rates, abs=1e-12)
-    reported = [o.ref for o in sorted(orders, key=lambda o: (o.reported_ns, o.ref))
-                if p.start_ns <= o.reported_ns < p.end_ns and not o.cancelled]
-    assert column(xlsx, report, "附件2 考核工单", "ref") == reported
+    # Annex 2: the orders the score's order ratios counted (timely, late, pending) or excluded.
+    judged = {e.ref for i in score.items for e in i.metric.evidence if e.kind == "order" and e.outcome != "not_needed"}
+    listed = column(xlsx, report, "附件2 考核工单", "ref")
+    assert listed and set(listed) == judged
+    arrival = {e.ref: e.outcome for e in score.item("arrival").metric.evidence if e.kind == "order"}
+    outcomes = dict(zip(listed, column(xlsx, report, "附件2 考核工单", "arrival")))
+    words = {"timely": "及时", "late": "超时", "pending": "未到期", "excluded": "除外", "not_needed": "不适用"}
+    assert all(outcomes[ref] == words[arrival[ref]] for ref in listed if ref in arrival)
     swaps = sorted((r.ts_ns, o.ref) for o in orders for r in o.replacements if p.start_ns <= r.ts_ns < p.end_ns)
     assert swaps and column(xlsx, report, "附件3 设备更换记录", "ref") == [ref for _, ref in swaps]
     exclusions = sorted((e.start_ns, d) for d, pt in expected.points.items() for e in pt.exclusions)
@@ -223,17 +251,33 @@ async def test_quarterly_annexes_hold_every_point_order_replacement_and_exclusio
     reasons = set(column(xlsx, report, "附件4 排除时段及原因", "reason"))
     assert {"延建", "拆除"} <= reasons and any("电力" in r for r in reasons) and any("维护窗口 #" in r for r in reasons)
     notes = report.part("数据说明").column("note")
-    assert any("未配置考核办法" in n for n in notes)  # no scheme given: the report says so
     assert any("监测盲区" in n for n in notes)  # the crash and the upgrade stop of the generated quarter
     blind = report.part("监测盲区")
     assert sum(r[4] for r in blind.rows if r[0] == "监测系统未运行") == round(
         sum(g.end_ns - g.start_ns for g in expected.gaps if g.reason == "not running") / 1e9)
 
 
+async def test_without_a_scheme_the_quarterly_says_so_and_lists_every_order(quarter):
+    p = period("2026Q3")
+    async with quarter.open(scheme=None) as a:
+        report = build(await gather("quarterly", p, quarter.sources(a)))
+        orders = await a.book.orders(p.start_ns, p.end_ns)
+    assert "考核得分" not in [x.title for x in report.parts] and report.title == "季度考核报告"
+    assert any("未配置考核办法" in n for n in report.part("数据说明").column("note"))
+    reported = [o.ref for o in orders if p.start_ns <= o.reported_ns < p.end_ns and not o.cancelled]
+    assert list(report.part("附件2 考核工单").column("ref")) == reported
+
+
+async def test_a_scheme_of_another_period_is_said_not_scored(quarter):
+    async with quarter.open(scheme="zhangjiagang") as a:  # a half-year scheme
+        report = build(await gather("quarterly", period("2026Q3"), quarter.sources(a)))
+    assert any("所配置的考核办法按半年考核" in n for n in report.part("数据说明").column("note"))
+
+
 async def test_half_year_and_annual_trends_go_by_week_and_by_month(quarter):
-    async with quarter.open() as (db, book):
-        half = build(await gather("half-year", period("2026H2"), quarter.sources(db, book)))
-        year = build(await gather("annual", period("2026"), quarter.sources(db, book)))
+    async with quarter.open() as a:
+        half = build(await gather("half-year", period("2026H2"), quarter.sources(a)))
+        year = build(await gather("annual", period("2026"), quarter.sources(a)))
     weeks = half.part("每周在线率").column("step")  # 1 July (a Wednesday) to now: the half has not ended
     assert weeks == tuple(f"W{w}" for w in range(27, 27 + len(weeks))) and len(weeks) >= 22
     first, second = steps(period("2026H2"), "week")[:2]
@@ -246,8 +290,8 @@ async def test_half_year_and_annual_trends_go_by_week_and_by_month(quarter):
 
 
 async def test_english_is_selectable(quarter):
-    async with quarter.open() as (db, book):
-        report = build(await gather("weekly", period("2026-W38"), quarter.sources(db, book, language="en")))
+    async with quarter.open() as a:
+        report = build(await gather("weekly", period("2026-W38"), quarter.sources(a, language="en")))
     assert report.title == "Weekly statistical report" and report.language == "en"
     titles = [p.title for p in report.parts]
     assert titles[:2] == ["Online rate per region", "Online rate per site"] and titles[-1] == "Daily online rate"
@@ -258,8 +302,8 @@ async def test_english_is_selectable(quarter):
 
 async def test_a_period_before_any_data_says_so(quarter, tmp_path):
     p = period("2026-06-01")  # before the generated history began
-    async with quarter.open() as (db, book):
-        report = build(await gather("daily", p, quarter.sources(db, book)))
+    async with quarter.open() as a:
+        report = build(await gather("daily", p, quarter.sources(a)))
     kpis = {k.label: k for k in report.kpis}
     assert kpis["摄像机在线率"].value is None and kpis["摄像机在线率"].ok is None
     note = report.part("区域在线率").note
@@ -273,8 +317,8 @@ async def test_a_period_not_yet_over_is_counted_to_now_and_says_so(quarter):
     now = parse_period("2026-09-20", ZONE).start_ns + 10 * 3600 * 10**9
     p = parse_period("2026-09-20", ZONE, now)
     assert p.clipped
-    async with quarter.open() as (db, book):
-        report = build(await gather("daily", p, quarter.sources(db, book), now_ns=now))
+    async with quarter.open() as a:
+        report = build(await gather("daily", p, quarter.sources(a), now_ns=now))
     assert report.period.end_ns == now
     assert report.part("区域在线率").note.startswith("本期尚未结束，统计截至 2026-09-20 10:00。")
 

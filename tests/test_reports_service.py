@@ -57,9 +57,9 @@ class Clock:
 
 async def test_the_daily_report_is_made_kept_and_delivered_at_eight(quarter, tmp_path, monkeypatch):
     clock = Clock(at("2026-09-21 07:59"))
-    async with quarter.open() as (db, book), WeComSimulator() as sim, SmtpServer() as smtp:
+    async with quarter.open() as a, WeComSimulator() as sim, SmtpServer() as smtp:
         key = sim.add_robot()
-        src = quarter.sources(db, book)
+        src = quarter.sources(a)
 
         async def make(kind, period):
             return build(await gather(kind, period, src, now_ns=clock.now))
@@ -103,8 +103,8 @@ def quarter_period(label: str):
 
 async def test_after_a_stop_the_missed_days_are_made_oldest_first(quarter, tmp_path):
     clock = Clock(at("2026-09-18 09:00"))
-    async with quarter.open() as (db, book):
-        src = quarter.sources(db, book)
+    async with quarter.open() as a:
+        src = quarter.sources(a)
 
         async def make(kind, period):
             return build(await gather(kind, period, src, now_ns=clock.now))
@@ -122,9 +122,9 @@ async def test_after_a_stop_the_missed_days_are_made_oldest_first(quarter, tmp_p
 
 async def test_a_group_refusing_the_upload_leaves_the_report_kept_and_mailed(quarter, tmp_path, monkeypatch, caplog):
     clock = Clock(at("2026-09-21 08:01"))
-    async with quarter.open() as (db, book), WeComSimulator() as sim, SmtpServer() as smtp:
+    async with quarter.open() as a, WeComSimulator() as sim, SmtpServer() as smtp:
         key = sim.add_robot()
-        src = quarter.sources(db, book)
+        src = quarter.sources(a)
 
         async def make(kind, period):
             return build(await gather(kind, period, src, now_ns=clock.now))
@@ -146,8 +146,8 @@ async def test_a_reports_directory_that_cannot_be_read_is_an_error_and_nothing_i
     blocker = tmp_path / "reports"
     blocker.write_text("a file where the directory should be")
     clock = Clock(at("2026-09-21 08:01"))
-    async with quarter.open() as (db, book):
-        src = quarter.sources(db, book)
+    async with quarter.open() as a:
+        src = quarter.sources(a)
 
         async def make(kind, period):
             return build(await gather(kind, period, src, now_ns=clock.now))
@@ -169,8 +169,8 @@ async def test_a_report_that_cannot_be_written_is_an_error_and_tried_again(quart
     taken.mkdir()  # something in the way of the file
     clock = Clock(at("2026-09-21 08:01"))
     made = []
-    async with quarter.open() as (db, book):
-        src = quarter.sources(db, book)
+    async with quarter.open() as a:
+        src = quarter.sources(a)
 
         async def make(kind, period):
             made.append(period.label)
@@ -194,9 +194,9 @@ async def test_a_report_that_cannot_be_written_is_an_error_and_tried_again(quart
 @pytest.mark.parametrize("entry", [{"deliver": False}])
 async def test_an_entry_that_does_not_deliver_only_keeps(quarter, tmp_path, monkeypatch, entry):
     clock = Clock(at("2026-09-21 08:01"))
-    async with quarter.open() as (db, book), WeComSimulator() as sim:
+    async with quarter.open() as a, WeComSimulator() as sim:
         key = sim.add_robot()
-        src = quarter.sources(db, book)
+        src = quarter.sources(a)
 
         async def make(kind, period):
             return build(await gather(kind, period, src, now_ns=clock.now))

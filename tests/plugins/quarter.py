@@ -3,24 +3,30 @@
 paths), `quarter_1850` (the Qionglai fleet's size, built by the one test module that asks).
 
 Each is a `Quarter`: the database path, the scenario (its point list), what lab/duty.py added
-and wrote. Tests open the database themselves (`async with quarter.open() as (db, book)`) and
-change nothing in it.
+and wrote. Tests open the database themselves (`async with quarter.open() as assessment`: the
+assessment the API and the CLI answer with, its config the lab's work orders, SLA clocks and
+the Qionglai scheme) and change nothing in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
+import yaml
 
-from lab.duty import DutyStats, Extras, extend, sla, workorder_config, write_duty
+from lab.duty import RULE_DOWN, RULE_VIDEO, DutyStats, Extras, extend, sla_config, workorder_config, write_duty
+from lab.fleet import POINT_LIST_COLUMNS
 from lab.history import Scenario, generate, write
-from monitor.assess.config import AvailabilityAssessmentConfig
+from monitor.assess.assessment import Assessment
+from monitor.assess.config import AssessmentConfig
+from monitor.assess.config_score import ScoreConfig
 from monitor.assess.workorders import WorkOrderBook
 from monitor.core.model import Basis
 from monitor.reports.content.gather import Sources
@@ -29,6 +35,13 @@ from monitor.state.db import StateDB
 PERIOD = "2026Q3"
 ONLINE = (Basis.NETWORK, Basis.VIDEO)
 ZONE = "Asia/Shanghai"
+FEE = 250_000
+
+
+def assessment_config(scheme: str | None = "qionglai") -> AssessmentConfig:
+    """The lab's `assessment` section: its work orders and SLA clocks (lab/duty.py), a scheme."""
+    score = None if scheme is None else ScoreConfig(scheme=scheme, fee_per_period_yuan=FEE)
+    return AssessmentConfig(workorders=workorder_config(), sla=sla_config(), score=score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +56,40 @@ class Quarter:
         return self.scenario.inventory
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[tuple[StateDB, WorkOrderBook]]:
-        async with StateDB(self.path) as db:
-            yield db, await WorkOrderBook.load(db, self.inventory, workorder_config(), sla())
+    async def open(self, scheme: str | None = "qionglai", **kw) -> AsyncIterator[Assessment]:
+        """The assessment over the quarter's database, read-only (as the CLI opens it)."""
+        cfg = assessment_config(scheme)
+        async with StateDB(self.path, read_only=True) as db:
+            book = await WorkOrderBook.load(db, self.inventory, cfg.workorders, cfg.clocks(ZONE), timezone=ZONE)
+            yield Assessment(db, self.inventory, cfg, book, timezone=ZONE, online_requires=ONLINE, **kw)
 
-    def sources(self, db: StateDB, book: WorkOrderBook, language: str = "zh", **extra) -> Sources:
-        return Sources(db, self.inventory, book, AvailabilityAssessmentConfig(), ONLINE, ZONE, language, **extra)
+    def sources(self, assessment: Assessment, language: str = "zh", **extra) -> Sources:
+        return Sources(assessment, language, **extra)
+
+    def write_config(self, folder: Path, **extra: Any) -> Path:
+        """config.yaml and points.csv in `folder` for the quarter: its point list, its database,
+        the assessment section of `assessment_config()` written as people write it, InfluxDB off;
+        `extra`: more top-level sections."""
+        with open(folder / "points.csv", "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(POINT_LIST_COLUMNS[:8])
+            for d in self.inventory.devices.values():
+                writer.writerow([d.id, d.name, d.kind.value, str(d.address), d.site, d.region, d.parent or "",
+                                 d.status.value])
+        doc = {
+            "inventory": {"point_lists": ["points.csv"]},
+            "state": {"database": str(self.path)},
+            "influxdb": {"enabled": False},
+            "assessment": {
+                "workorders": {"open_on": [{"rules": [RULE_DOWN, RULE_VIDEO]}], "auto_close": "propose"},
+                "sla": {"preset": "qionglai", "policies": [{"clocks": {"arrival": {"within": "4h"}}}]},
+                "score": {"scheme": "qionglai", "fee_per_period_yuan": FEE},
+            },
+            **extra,
+        }
+        path = folder / "config.yaml"
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        return path
 
 
 def build_quarter(path: Path, points: int, seed: int = 11) -> Quarter:

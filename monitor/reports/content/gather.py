@@ -1,22 +1,23 @@
 """Gathering a report's facts (facts.ReportFacts) from the state database, the work-order book and
-InfluxDB, through the functions the HTTP API and the CLI answer with, so that a report cannot
-say other than they do:
+InfluxDB, through the assessment (monitor.assess.assessment.Assessment) that the HTTP API and the
+CLI answer with, so that a report cannot say other than they do:
 
-- availability: monitor.assess.availability.availability() over the period, with the downtime
-  of work orders with an excluded cause taken out (WorkOrderBook.excluded), as the assessment
-  computes it; the trend: the same call over each day (week, month: TREND_STEPS) of the period;
+- availability: monitor.assess.availability.availability() over the period on the assessment's
+  database, point list, config and online basis, with the downtime of work orders with an
+  excluded cause taken out (WorkOrderBook.excluded), as Assessment.availability computes it;
+  the trend: the same call over each day (week, month: TREND_STEPS) of the period;
+- the score: Assessment.score (the configured scheme through its MetricSource), for the
+  report types whose period the scheme assesses;
 - faults: rules.alerting.faults.faults_between; work orders: WorkOrderBook.orders, .events
   (folded up to the period's end for the orders still open then), .countdown, .breaches;
 - offline points at the period's end: monitor.assess.offline.offline_at on the bases of the
   long-offline check (WorkOrderBook's config);
 - line quality: monitor.metrics.results.InfluxResults.icmp_summary (daily and weekly reports),
-  or why it could not be read;
-- the score: handed in by the caller (`Sources.score`), which evaluates the configured scheme
-  through the assessment's MetricSource.
+  or why it could not be read.
 
 Errors: PeriodError for a period that starts in the future (parse_period), AvailabilityError for
-an empty point list; a period that has not ended is gathered up to now (`period.clipped`) and
-the report says so.
+an empty point list, StateDBError; a period that has not ended is gathered up to now
+(`period.clipped`) and the report says so.
 """
 
 from __future__ import annotations
@@ -24,23 +25,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Awaitable, Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 from zoneinfo import ZoneInfo
 
-from monitor.assess.availability import ALL, availability
-from monitor.assess.config import AvailabilityAssessmentConfig
+from monitor.assess.assessment import Assessment, NoScheme
+from monitor.assess.availability import ALL, AvailabilityReport, availability
 from monitor.assess.model import Exclusion
 from monitor.assess.offline import offline_at, probes_for
 from monitor.assess.orders import fold
 from monitor.assess.periods import NS, Period
 from monitor.assess.score import EvaluatedScore
-from monitor.assess.workorders import WorkOrderBook
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 from monitor.core.model import Basis, Kind
-from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import IcmpSummary, ResultsUnavailable
 from monitor.reports.content.facts import Links, ReportFacts, ScoreMissing, TrendStep
-from monitor.state.db import StateDB
 from rules.alerting.faults import faults_between
 
 LOSS_LIMIT_PCT = 5.0
@@ -61,35 +59,20 @@ class IcmpSource(Protocol):
     async def icmp_summary(self, start_ns: int, end_ns: int) -> dict[str, IcmpSummary]: ...
 
 
-ScoreFn = Callable[[Period], Awaitable[EvaluatedScore]]
-
-
 @dataclass(frozen=True, slots=True)
 class Sources:
     """Where a report's facts come from.
 
-    - db, inventory, book: the state database (read-only is enough), the point list, the
-      work-order book on that database.
-    - availability, online_requires: config `assessment.availability` and
-      `availability.online_requires`.
-    - timezone, language: of the config.
+    - assessment: the state database (read-only is enough), the point list, config
+      `assessment` and the work-order book, as the API and the CLI use them.
+    - language: of the config (`language`).
     - icmp: InfluxDB's results (None: InfluxDB disabled in the config, said in the report).
-    - score, scheme_period: evaluates the configured scheme over a period (None: no scheme), and
-      the period it assesses ("quarter", "half_year", "year"): a report of another length
-      carries no score.
     - rtt_limit_ms, loss_limit_pct: a line is slow or lossy beyond these.
     """
 
-    db: StateDB
-    inventory: Inventory
-    book: WorkOrderBook
-    availability: AvailabilityAssessmentConfig
-    online_requires: Sequence[Basis]
-    timezone: str
+    assessment: Assessment
     language: str
     icmp: IcmpSource | None = None
-    score: ScoreFn | None = None
-    scheme_period: str | None = None
     rtt_limit_ms: float = LINE_RTT_LIMIT_MS
     loss_limit_pct: float = LOSS_LIMIT_PCT
 
@@ -99,13 +82,14 @@ async def gather(kind: str, period: Period, src: Sources, *, now_ns: int | None 
     AvailabilityError (nothing to report on), StateDBError."""
     now = time.time_ns() if now_ns is None else now_ns
     start, end = period.start_ns, period.end_ns
-    book = src.book
-    exclusions = tuple(await book.excluded(start, end))
-    report = await _availability(src, period, exclusions)
-    step = TREND_STEPS[kind]
-    trend = tuple([await _step(src, p, exclusions) for p in steps(period, step)] if step else ())
-    faults = tuple(await src.db.execute(lambda conn: faults_between(conn, start, end)))
+    a = src.assessment
+    book = a.book
     orders = tuple(await book.orders(start, end))
+    exclusions = tuple(await book.excluded(start, end, orders=orders))
+    report = await _availability(a, period, exclusions)
+    step = TREND_STEPS[kind]
+    trend = tuple([await _step(a, p, exclusions) for p in steps(period, step)] if step else ())
+    faults = tuple(await a.db.execute(lambda conn: faults_between(conn, start, end)))
     at_end, clocks = [], {}
     for order in orders:
         if order.reported_ns >= end or (order.closed_ns is not None and order.closed_ns < end):
@@ -117,11 +101,11 @@ async def gather(kind: str, period: Period, src: Sources, *, now_ns: int | None 
             clocks[then.ref] = tuple(book.countdown(then, end))
     breaches = await book.breaches(start, end, now)
     probes = probes_for(book.cfg.long_offline.bases)
-    offline = await src.db.execute(lambda conn: offline_at(conn, probes, end))
+    offline = await a.db.execute(lambda conn: offline_at(conn, probes, end))
     links = await _links(src, period) if kind in LINK_REPORTS else Links(None, None, src.rtt_limit_ms, src.loss_limit_pct)
-    score, missing = await _score(kind, period, src)
+    score, missing = await _score(kind, period, a)
     return ReportFacts(
-        kind=kind, period=period, generated_ns=now, timezone=src.timezone, language=src.language,
+        kind=kind, period=period, generated_ns=now, timezone=a.timezone, language=src.language,
         availability=report, exclusions=exclusions, trend=trend, faults=faults, orders=orders, at_end=tuple(at_end),
         clocks=clocks, breaches=breaches, offline=offline, long_offline_days=book.long_offline_days, links=links,
         target_pct=ONLINE_RATE_TARGET_PCT, score=score, score_missing=missing, trend_step=step or "day",
@@ -137,18 +121,19 @@ def _all_before(order, end: int) -> bool:
     return all(s is None or s < end for s in stamps)
 
 
-async def _availability(src: Sources, period: Period, exclusions: Sequence[Exclusion]):
-    return await availability(src.db, src.inventory, period, src.availability,
-                              online_requires=src.online_requires, exclusions=exclusions)
+async def _availability(a: Assessment, period: Period, exclusions: Sequence[Exclusion]) -> AvailabilityReport:
+    """availability() as Assessment.availability calls it, with the excluded time read once."""
+    return await availability(a.db, a.inventory, period, a.cfg.availability, online_requires=a.online_requires,
+                              exclusions=exclusions)
 
 
-async def _step(src: Sources, period: Period, exclusions: Sequence[Exclusion]) -> TrendStep:
+async def _step(a: Assessment, period: Period, exclusions: Sequence[Exclusion]) -> TrendStep:
     """The online rates of one step of the trend: availability() over it."""
     inside = [
         Exclusion(e.device_id, max(e.start_ns, period.start_ns), min(e.end_ns, period.end_ns), e.kind, e.reason)
         for e in exclusions if e.start_ns < period.end_ns and e.end_ns > period.start_ns
     ]
-    report = await _availability(src, period, inside)
+    report = await _availability(a, period, inside)
     rates = {}
     for g in report.groups:
         if g.scope in ("fleet", "region") and g.kind in (ALL, Kind.CAMERA.value) and Basis.ONLINE in g.figures:
@@ -194,16 +179,19 @@ async def _links(src: Sources, period: Period) -> Links:
     return Links(stats, None, src.rtt_limit_ms, src.loss_limit_pct)
 
 
-async def _score(kind: str, period: Period, src: Sources) -> tuple[EvaluatedScore | None, ScoreMissing | None]:
-    """The score when a scheme assesses periods of this report's length, else why not."""
+async def _score(kind: str, period: Period, a: Assessment) -> tuple[EvaluatedScore | None, ScoreMissing | None]:
+    """The score when the configured scheme assesses periods of this report's length, else why
+    not."""
     fits = SCORED.get(kind)
     if fits is None:
         return None, None
-    if src.score is None:
+    if a.cfg.score is None:
         return None, ScoreMissing("no_scheme")
-    if src.scheme_period != fits:
-        return None, ScoreMissing("other_period", src.scheme_period or "")
+    if a.cfg.score.scheme.period != fits:
+        return None, ScoreMissing("other_period", a.cfg.score.scheme.period)
     try:
-        return await src.score(period), None
-    except LookupError as exc:
+        return (await a.score(period)).score, None
+    except NoScheme:
+        return None, ScoreMissing("no_scheme")
+    except LookupError as exc:  # a metric without value: one entered by hand, or nothing counted
         return None, ScoreMissing("no_value", str(exc))
