@@ -38,6 +38,8 @@ from typing import Any, Awaitable, Callable, Iterator
 from unittest import mock
 
 from lab.history import DAY, HOUR, NS, Outage, Scenario, SimClock, simulated
+from monitor.assess.config import AssessmentConfig
+from monitor.assess.config_score import ScoreConfig
 from monitor.assess.config_workorders import (
     ClockSpec,
     LongOfflineConfig,
@@ -80,6 +82,17 @@ def sla_config() -> SlaConfig:
 
 def sla(timezone: str = "Asia/Shanghai") -> Sla:
     return Sla.from_config(sla_config(), timezone)
+
+
+FEE_YUAN = 250_000
+"""The lab's fee of one quarter (the Qionglai scheme's period)."""
+
+
+def assessment_config(scheme: str | None = "qionglai") -> AssessmentConfig:
+    """The lab's config section `assessment`: its work orders and SLA clocks, and a scheme with
+    the fee of one of its periods (None: no score)."""
+    score = None if scheme is None else ScoreConfig(scheme=scheme, fee_per_period_yuan=FEE_YUAN)
+    return AssessmentConfig(workorders=workorder_config(), sla=sla_config(), score=score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,4 +377,5 @@ def _value(device: Device, rule: str, value: float) -> Condition:
                      device_id=device.id, site=device.site, region=device.region)
 
 
-__all__ = ["DutyStats", "Extras", "extend", "sla", "sla_config", "workorder_config", "write_duty"]
+__all__ = ["DutyStats", "Extras", "assessment_config", "extend", "sla", "sla_config", "workorder_config",
+           "write_duty"]

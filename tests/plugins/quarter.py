@@ -21,12 +21,10 @@ from typing import Any, AsyncIterator
 import pytest
 import yaml
 
-from lab.duty import RULE_DOWN, RULE_VIDEO, DutyStats, Extras, extend, sla_config, workorder_config, write_duty
+from lab.duty import FEE_YUAN, RULE_DOWN, RULE_VIDEO, DutyStats, Extras, assessment_config, extend, write_duty
 from lab.fleet import POINT_LIST_COLUMNS
 from lab.history import Scenario, generate, write
 from monitor.assess.assessment import Assessment
-from monitor.assess.config import AssessmentConfig
-from monitor.assess.config_score import ScoreConfig
 from monitor.assess.workorders import WorkOrderBook
 from monitor.core.model import Basis
 from monitor.reports.content.gather import Sources
@@ -35,13 +33,6 @@ from monitor.state.db import StateDB
 PERIOD = "2026Q3"
 ONLINE = (Basis.NETWORK, Basis.VIDEO)
 ZONE = "Asia/Shanghai"
-FEE = 250_000
-
-
-def assessment_config(scheme: str | None = "qionglai") -> AssessmentConfig:
-    """The lab's `assessment` section: its work orders and SLA clocks (lab/duty.py), a scheme."""
-    score = None if scheme is None else ScoreConfig(scheme=scheme, fee_per_period_yuan=FEE)
-    return AssessmentConfig(workorders=workorder_config(), sla=sla_config(), score=score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +74,7 @@ class Quarter:
             "assessment": {
                 "workorders": {"open_on": [{"rules": [RULE_DOWN, RULE_VIDEO]}], "auto_close": "propose"},
                 "sla": {"preset": "qionglai", "policies": [{"clocks": {"arrival": {"within": "4h"}}}]},
-                "score": {"scheme": "qionglai", "fee_per_period_yuan": FEE},
+                "score": {"scheme": "qionglai", "fee_per_period_yuan": FEE_YUAN},
             },
             **extra,
         }

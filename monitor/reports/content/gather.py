@@ -9,7 +9,8 @@ CLI answer with, so that a report cannot say other than they do:
 - the score: Assessment.score (the configured scheme through its MetricSource), for the
   report types whose period the scheme assesses;
 - faults: rules.alerting.faults.faults_between; work orders: WorkOrderBook.orders, .events
-  (folded up to the period's end for the orders still open then), .countdown, .breaches;
+  (folded up to the period's end for the orders still open then), .countdown, and the breaches
+  as WorkOrderBook.breaches counts them (monitor.assess.sla.count_breaches on the orders read);
 - offline points at the period's end: monitor.assess.offline.offline_at on the bases of the
   long-offline check (WorkOrderBook's config);
 - line quality: monitor.metrics.results.InfluxResults.icmp_summary (daily and weekly reports),
@@ -35,6 +36,7 @@ from monitor.assess.offline import offline_at, probes_for
 from monitor.assess.orders import fold
 from monitor.assess.periods import NS, Period
 from monitor.assess.score import EvaluatedScore
+from monitor.assess.sla import count_breaches
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 from monitor.core.model import Basis, Kind
 from monitor.metrics.results import IcmpSummary, ResultsUnavailable
@@ -99,7 +101,7 @@ async def gather(kind: str, period: Period, src: Sources, *, now_ns: int | None 
         if then.is_open:
             at_end.append(then)
             clocks[then.ref] = tuple(book.countdown(then, end))
-    breaches = await book.breaches(start, end, now)
+    breaches = count_breaches(book.sla, orders, start, end, now)  # WorkOrderBook.breaches, on the orders read
     probes = probes_for(book.cfg.long_offline.bases)
     offline = await a.db.execute(lambda conn: offline_at(conn, probes, end))
     links = await _links(src, period) if kind in LINK_REPORTS else Links(None, None, src.rtt_limit_ms, src.loss_limit_pct)

@@ -57,16 +57,16 @@ def data_notes(f: ReportFacts, say: Say) -> list[str]:
                        f"unknown then and {policy[1]}."))
     silent = [p.device.id for p in av.points.values() if p.device.counted and p.figures[Basis.ONLINE].span_ns == 0]
     if silent:
-        shown = say.join(silent[:MAX_IDS]) + (say(f" 等 {len(silent)} 个", f" and {len(silent) - MAX_IDS} more")
+        shown = say.join(silent[:MAX_IDS]) + (say(f" 等 {len(silent):,} 个", f" and {len(silent) - MAX_IDS:,} more")
                                                 if len(silent) > MAX_IDS else "")
-        out.append(say(f"{len(silent)} 个在用点位本期无任何监测数据（{shown}），未计入在线率。",
-                       f"{len(silent)} active point(s) have no monitoring data in this period ({shown}); "
+        out.append(say(f"{len(silent):,} 个在用点位本期无任何监测数据（{shown}），未计入在线率。",
+                       f"{len(silent):,} active point(s) have no monitoring data in this period ({shown}); "
                        "they are not in the online rate."))
     unknown = [p for p in av.points.values() if p.figures[Basis.ONLINE].unknown_ns and p.figures[Basis.ONLINE].span_ns]
     if unknown and fleet is not None and fleet.unknown_ns:
         d = word_duration(fleet.unknown_ns / NS / max(1, len(unknown)), say.language)
-        out.append(say(f"{len(unknown)} 个点位有状态未知的时段（平均每点 {d}），{policy[0]}。",
-                       f"{len(unknown)} point(s) had time of unknown state ({d} each on average), {policy[1]}."))
+        out.append(say(f"{len(unknown):,} 个点位有状态未知的时段（平均每点 {d}），{policy[0]}。",
+                       f"{len(unknown):,} point(s) had time of unknown state ({d} each on average), {policy[1]}."))
     gone = sum(1 for e in f.exclusions if e.device_id not in av.points)
     if gone:
         out.append(say(f"{gone} 条工单除外时段所属点位已不在点位表中，未予计算。",

@@ -60,8 +60,9 @@ def regions(f: ReportFacts, say: Say) -> Part:
         Column("excluded", "排除点时", "Excluded point-h", T.DURATION),
     ]
     names = [g for s, g in groups if s == "region"]
-    chart = BarChart(say("各区域在线率", "Online rate per region"), tuple(names),
-                     tuple(frac(f.rate("region", g)) for g in names), target=f.target_pct / 100)
+    camera = Kind.CAMERA.value
+    chart = BarChart(say("各区域摄像机在线率", "Camera online rate per region"), tuple(names),
+                     tuple(frac(f.rate("region", g, camera)) for g in names), target=f.target_pct / 100)
     charts = [chart] if names else []
     if f.trend:
         charts.append(_trend_chart(f, say))
@@ -95,23 +96,25 @@ def sites(f: ReportFacts, say: Say) -> Part:
     )
 
 
-def _step_words(f: ReportFacts, say: Say) -> tuple[str, str]:
-    """(part title, first column header) of the trend."""
+def _step_words(f: ReportFacts, say: Say) -> tuple[str, str, str]:
+    """(part title, first column header, chart title) of the trend."""
     return {
-        "day": (say("每日在线率", "Daily online rate"), say("日期", "Day")),
-        "week": (say("每周在线率", "Weekly online rate"), say("周", "Week")),
-        "month": (say("每月在线率", "Monthly online rate"), say("月份", "Month")),
+        "day": (say("每日在线率", "Daily online rate"), say("日期", "Day"),
+                say("每日摄像机在线率", "Daily camera online rate")),
+        "week": (say("每周在线率", "Weekly online rate"), say("周", "Week"),
+                 say("每周摄像机在线率", "Weekly camera online rate")),
+        "month": (say("每月在线率", "Monthly online rate"), say("月份", "Month"),
+                  say("每月摄像机在线率", "Monthly camera online rate")),
     }[f.trend_step]
 
 
 def _trend_chart(f: ReportFacts, say: Say) -> LineChart:
+    """The cameras' rate step by step against the target: the contract's figure (the table
+    of the trend has every device and every region too)."""
     return LineChart(
-        _step_words(f, say)[0],
+        _step_words(f, say)[2],
         tuple(s.label for s in f.trend),
-        (
-            Series(say("全部设备", "All devices"), tuple(frac(s.rate()) for s in f.trend)),
-            Series(say("摄像机", "Cameras"), tuple(frac(s.rate(kind=Kind.CAMERA.value)) for s in f.trend)),
-        ),
+        (Series(say("摄像机", "Cameras"), tuple(frac(s.rate(kind=Kind.CAMERA.value)) for s in f.trend)),),
         target=f.target_pct / 100,
     )
 
@@ -119,7 +122,7 @@ def _trend_chart(f: ReportFacts, say: Say) -> LineChart:
 def trend(f: ReportFacts, say: Say) -> Part:
     """The trend as a table: per step, the fleet, its cameras and each region (its chart is in
     the regions part)."""
-    title, header = _step_words(f, say)
+    title, header, _ = _step_words(f, say)
     names = sorted({g for s in f.trend for (scope, g, kind) in s.rates if scope == "region" and kind == ALL})
     columns = (
         Column("step", header, header),
@@ -141,8 +144,7 @@ def points(f: ReportFacts, say: Say) -> Part:
         d, figures = p.device, p.figures[Basis.ONLINE]
         outages = len({o.start_ns for o in p.outages(Basis.ONLINE)})
         rows.append((
-            d.id, d.name, say.label(DEVICE_KINDS, d.kind.value), d.site, say.label(STATUSES, d.status.value),
-            frac(figures.rate_pct), seconds(figures.offline_ns), seconds(figures.unknown_ns),
+            d.id, d.name, say.label(DEVICE_KINDS, d.kind.value), d.site, frac(figures.rate_pct), seconds(figures.offline_ns), seconds(figures.unknown_ns),
             seconds(figures.excluded_ns), outages,
         ))
     return Part(
@@ -152,7 +154,6 @@ def points(f: ReportFacts, say: Say) -> Part:
             Column("name", "点位名称", "Name", width=13),
             Column("kind", "类型", "Kind"),
             Column("site", "站点", "Site"),
-            Column("status", "状态", "Status"),
             Column("online", "在线率", "Online", T.PCT),
             Column("offline", "离线时长", "Offline", T.DURATION),
             Column("unknown", "未知时长", "Unknown", T.DURATION),
@@ -160,9 +161,9 @@ def points(f: ReportFacts, say: Say) -> Part:
             Column("outages", "离线次数", "Outages", T.INT),
         ),
         tuple(rows),
-        say("在线率 = 在线时长 ÷ (在线时长 + 离线时长)；未知时段与排除时段不计入。离线次数为计入的离线时段数。状态为点位表当前状态。",
-            "Online rate = online ÷ (online + offline); unknown and excluded time are not counted. Outages: the "
-            "counted offline stretches. Status: the point list's current one."),
+        say("在线率 = 在线时长 ÷ (在线时长 + 离线时长)；未知时段与排除时段（延建、拆除见附件4）不计入。离线次数为计入的离线时段数。",
+            "Online rate = online ÷ (online + offline); unknown and excluded time (延建/拆除: annex 4) are not counted. "
+            "Outages: the counted offline stretches."),
     )
 
 
@@ -177,14 +178,18 @@ def exclusion_reason(kind: str, reason: str, say: Say) -> str:
 
 
 def exclusions(f: ReportFacts, say: Say) -> Part:
-    """Annex: the excluded time of every point with its reason (延建/拆除, maintenance windows,
-    work orders with an excluded cause), clipped to the period."""
-    rows = []
+    """Annex: the excluded time with its reasons (延建/拆除, maintenance windows, work orders with
+    an excluded cause), clipped to the period: one row per reason and stretch of time, with the
+    point, or how many points shared it (a window over a region is one row, not one per camera)."""
+    groups: dict[tuple[int, int, str, str], list[str]] = {}
     for p in f.availability.points.values():
         for e in p.exclusions:
-            rows.append((p.device.id, say.label(EXCLUSION_KINDS, e.kind), e.start_ns, e.end_ns,
-                         seconds(e.end_ns - e.start_ns), exclusion_reason(e.kind, e.reason, say)))
-    rows.sort(key=lambda r: (r[2], r[0]))
+            groups.setdefault((e.start_ns, e.end_ns, e.kind, e.reason), []).append(p.device.id)
+    rows = []
+    for (start, end, kind, reason), ids in sorted(groups.items(), key=lambda x: (x[0][0], x[1][0])):
+        who = ids[0] if len(ids) == 1 else say(f"{len(ids):,} 个点位", f"{len(ids):,} points")
+        rows.append((who, say.label(EXCLUSION_KINDS, kind), start, end, seconds(end - start),
+                     exclusion_reason(kind, reason, say)))
     return Part(
         say("附件4 排除时段及原因", "Annex 4: excluded time and reasons"),
         (
@@ -196,8 +201,9 @@ def exclusions(f: ReportFacts, say: Say) -> Part:
             Column("reason", "原因", "Reason", width=24),
         ),
         tuple(rows),
-        say("同一点位的维护窗口可相互重叠，在线率计算中重叠时段只排除一次。",
-            "A point's maintenance windows may overlap; the online rate excludes overlapping time once."),
+        say("同一原因、同一时段涉及多个点位的合并为一行（如区域维护窗口）；同一点位的维护窗口可相互重叠，在线率计算中重叠时段只排除一次。",
+            "One row per reason and stretch of time, with how many points it covered (a window over a region); a "
+            "point's windows may overlap, and the online rate excludes overlapping time once."),
     )
 
 

@@ -93,6 +93,8 @@ def likely_cause(device_id: str, f: ReportFacts, say: Say) -> str:
             return say(f"上级设备离线：{name}", f"upstream device down: {name}")
         if fault.kind == "video_down":
             return say("视频中断（网络正常）", "no video (network up)")
+        if fault.kind == "device_down":
+            return say("设备无响应（网络不通）", "no answer on the network")
         return fault.title
     if point is not None and point.device.parent in f.offline:
         parent = points.get(point.device.parent)
@@ -141,22 +143,23 @@ def long_offline(f: ReportFacts, say: Say) -> Part:
         if point is None or not point.device.counted or f.end_ns - since < threshold:
             continue
         d, order = point.device, open_orders.get(device_id)
-        excluded = bool(order and order.cause and order.cause.excluded)
+        cause = None
+        if order is not None:
+            cause = say.cause(order.cause) + (say("（不计考核）", " (not assessed)")
+                                               if order.cause and order.cause.excluded else "")
         rows.append((d.id, d.name, d.site, since, round((f.end_ns - since) / DAY_NS, 1),
-                     order.ref if order else None, say.cause(order.cause) if order else None,
-                     say("是", "yes") if excluded else say("否", "no")))
+                     order.ref if order else None, cause))
     days = f"{f.long_offline_days:g}"
     return Part(
         say(f"离线超过{days}天的点位", f"Points offline {days} days or more"),
         (
             Column("id", "点位编号", "Point"),
-            Column("name", "点位名称", "Name", width=15),
+            Column("name", "点位名称", "Name", width=13),
             Column("site", "站点", "Site"),
             Column("since", "离线开始", "Offline since", T.DATETIME),
             Column("days", "离线天数", "Days", T.NUMBER, decimals=1, width=8),
             Column("order", "工单", "Work order"),
-            Column("class", "原因分类", "Cause class"),
-            Column("excluded", "不计考核", "Excluded"),
+            Column("class", "原因分类", "Cause class", width=12),
         ),
         tuple(rows),
         say("合同要求掉线点位一周内重新上线；原因属除外情形（市政、电力、人为破坏、不可抗力等）的不计考核。",

@@ -141,6 +141,38 @@ def breaches(f: ReportFacts, say: Say) -> Part:
     )
 
 
+def breach_summary(f: ReportFacts, say: Say) -> Part:
+    """Breaches counted per clock (the long reports: a quarter of a large fleet has thousands;
+    each is in the weekly and monthly reports, and the per-engineer counts in the workload)."""
+    by_clock: dict[str, list] = defaultdict(list)
+    for b in f.breaches.breaches:
+        by_clock[b.label if say.zh else say.label(CLOCKS, b.clock)].append(b)
+    rows = []
+    for label, items in sorted(by_clock.items(), key=lambda x: -len(x[1])):
+        stopped = [b for b in items if b.stopped_ns is not None]
+        over = [b.stopped_ns - b.deadline_ns for b in stopped]
+        rows.append((label, len(items), len({b.ref for b in items}), len(items) - len(stopped), _mean_s(over),
+                     round(max(over) / NS) if over else None))
+    if rows:
+        rows.append((say.pick(TOTAL), f.breaches.total, len(f.breaches.by_order), sum(r[3] for r in rows), None, None))
+    return Part(
+        say("SLA 超时", "SLA breaches"),
+        (
+            Column("clock", "时限", "Clock"),
+            Column("count", "超时次数", "Breaches", T.INT),
+            Column("orders", "涉及工单", "Orders", T.INT),
+            Column("running", "至今未完成", "Still running", T.INT),
+            Column("over", "平均超出", "Mean overrun", T.DURATION),
+            Column("over_max", "最长超出", "Longest overrun", T.DURATION),
+        ),
+        tuple(rows),
+        say("截止时间在本期内、已超时或完成晚于截止的时限，按时限分类；原因属除外情形的工单不计。逐单明细见各周报、月报，逐人次数见工作量统计。",
+            "Clocks whose deadline fell in the period and were missed or are past it, per clock; orders with an "
+            "excluded cause are not counted. Each one is in the weekly and monthly reports, per engineer in the "
+            "workload."),
+    )
+
+
 def workload(f: ReportFacts, say: Say) -> Part:
     """Per engineer, the stamps they recorded in the period: responses, arrivals (on-site
     visits), restores, replacements, closes; and the breaches counted against them."""
@@ -210,7 +242,7 @@ def counted_orders(f: ReportFacts, say: Say, score: EvaluatedScore | None) -> Pa
         if score is not None and all(r in (None, "not_needed") for r, _ in results):
             unjudged += 1  # neither a replacement nor a visit was needed: no item counted it
             continue
-        row = [o.ref, _devices(o, say), say.label(SEVERITIES, o.severity.value), o.reported_ns, say.cause(o.cause)]
+        row = [o.ref, _devices(o, say), o.reported_ns, say.cause(o.cause)]
         for result, minutes in results:
             row += [say.label(OUTCOMES, result) if result else None, None if minutes is None else round(minutes * 60)]
         rows.append(tuple(row))
@@ -227,7 +259,6 @@ def counted_orders(f: ReportFacts, say: Say, score: EvaluatedScore | None) -> Pa
         (
             Column("ref", "工单号", "Order"),
             Column("device", "设备", "Device"),
-            Column("severity", "级别", "Severity"),
             Column("reported", "报障时间", "Reported", T.DATETIME),
             Column("cause", "原因分类", "Cause class"),
             Column("replacement", "更换", "Replacement"),

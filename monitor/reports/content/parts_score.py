@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from monitor.assess.inputs import Unit
+from monitor.assess.inputs import MetricValue, Unit
 from monitor.assess.score import EvaluatedScore
 from monitor.reports.content.facts import ReportFacts
 from monitor.reports.content.words import TOTAL, Say
@@ -27,6 +27,23 @@ def _places(values: list[Decimal]) -> int:
     return 0 if all(v == v.to_integral_value() for v in values) else 2
 
 
+_TIME_RATES = ("online_rate_pct", "availability_pct")
+"""Rates divided from minutes (the others from counts of orders)."""
+
+
+def _parts(m: MetricValue, say: Say) -> str | None:
+    """What a rate was divided from, for people: point-hours for the time rates, orders for the
+    count ratios; None when the metric has no parts."""
+    if m.numerator is None or m.denominator is None:
+        return None
+    if not m.denominator:
+        return say("无计入项", "nothing counted")
+    if m.name in _TIME_RATES:
+        return say(f"{m.numerator / 60:,.0f} / {m.denominator / 60:,.0f} 点时", f"{m.numerator / 60:,.0f} / "
+                   f"{m.denominator / 60:,.0f} point-h")
+    return say(f"{m.numerator:,.0f} / {m.denominator:,.0f} 单", f"{m.numerator:,.0f} / {m.denominator:,.0f} orders")
+
+
 def score_table(score: EvaluatedScore, say: Say) -> Part:
     """One row per item (its figure, what it was computed from, the tier, the points), the
     vetoes, the total."""
@@ -34,9 +51,7 @@ def score_table(score: EvaluatedScore, say: Say) -> Part:
     rows = []
     for n, item in enumerate(score.items, start=1):
         m = item.metric
-        parts = None
-        if m.numerator is not None and m.denominator is not None:
-            parts = f"{m.numerator:,.0f} / {m.denominator:,.0f}" if m.denominator else say("无计入项", "nothing counted")
+        parts = _parts(m, say)
         rows.append((n, item.name.zh if say.zh else item.name.en, number(item.points), float(item.value),
                      say.pick(_UNITS[m.unit]), parts, item.rule, number(item.deduction), number(item.score)))
     for veto in score.vetoes:
@@ -47,19 +62,19 @@ def score_table(score: EvaluatedScore, say: Say) -> Part:
                  number(sum((i.deduction for i in score.items), Decimal(0))), number(score.total)))
     columns = (
         Column("n", "序号", "No.", T.INT),
-        Column("item", "考核项目", "Item", width=30),
+        Column("item", "考核项目", "Item", width=28),
         Column("points", "分值", "Points", T.NUMBER, decimals=places),
         Column("value", "指标值", "Figure", T.NUMBER, decimals=2),
         Column("unit", "单位", "Unit"),
-        Column("parts", "计算依据", "From", width=20),
+        Column("parts", "计算依据", "From", width=24),
         Column("rule", "适用档位", "Tier"),
         Column("deduction", "扣分", "Deducted", T.NUMBER, decimals=places),
         Column("score", "得分", "Score", T.NUMBER, decimals=places),
     )
     title = score.title.zh if say.zh else score.title.en
-    note = say(f"考核办法：{title}（{score.scheme}）。在线率计算依据为在线分钟数 / 计入分钟数，工单类为及时次数 / 计入次数。",
-               f"Scheme: {title} ({score.scheme}). Rates from online minutes / counted minutes, or timely orders / "
-               "counted orders.")
+    note = say(f"考核办法：{title}（{score.scheme}）。计算依据：在线率为在线点时 / 计入点时（点位·小时），工单类为及时单数 / 计入单数。",
+               f"Scheme: {title} ({score.scheme}). From: online point-hours / counted point-hours for the online "
+               "rate, timely orders / counted orders for the others.")
     return Part(say("考核得分", "Score"), columns, tuple(rows), note)
 
 

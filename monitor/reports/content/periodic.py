@@ -37,7 +37,7 @@ def build_periodic(f: ReportFacts) -> Report:
         av.sites(f, say),
         fa.kinds_and_causes(f, say),
         wo.times(f, say),
-        wo.breaches(f, say),
+        wo.breaches(f, say) if f.kind in ("weekly", "monthly") else wo.breach_summary(f, say),
         fa.repeats(f, say),
         wo.workload(f, say),
     ]

@@ -1,6 +1,7 @@
 """季度考核 (the quarterly assessment; Qionglai: paid by the quarter against a 100-point score):
 the score table with each item's figure, tier and deduction, the total, the payment in 元, the
-online rate per region and site with the daily trend, faults, times, breaches and workload; and
+online rate per region and site with the weekly trend, faults, times, breaches (per clock) and
+workload; and
 the evidence as annexes: availability per point, the work orders the score counted with their
 outcome, the replacements, the excluded time with its reasons.
 """
@@ -14,6 +15,7 @@ from monitor.reports.content import parts_score as sc
 from monitor.reports.content.common import blind_kpi, order_kpis, rate_kpis, report
 from monitor.reports.content.facts import ReportFacts
 from monitor.reports.content.words import Say
+from monitor.reports.document import ColumnType as T
 from monitor.reports.document import Report
 
 
@@ -22,14 +24,16 @@ def build_quarterly(f: ReportFacts) -> Report:
     (None: the report says why, and carries everything else)."""
     say = Say(f.language)  # type: ignore[arg-type]
     score = f.score
-    kpis = (sc.score_kpis(score, say) if score else []) + rate_kpis(f, say) + order_kpis(f, say) + blind_kpi(f, say)
+    # The money first; the order figures are in their parts.
+    kpis = (sc.score_kpis(score, say) if score else []) + rate_kpis(f, say) + [
+        k for k in order_kpis(f, say) if k.type is not T.DURATION] + blind_kpi(f, say)
     parts = [sc.score_table(score, say), sc.payment(score, say)] if score else []
     parts += [
         av.regions(f, say),
         av.sites(f, say),
         fa.kinds_and_causes(f, say),
         wo.times(f, say),
-        wo.breaches(f, say),
+        wo.breach_summary(f, say),
         wo.workload(f, say),
         av.points(f, say),
         wo.counted_orders(f, say, score),
