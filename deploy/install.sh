@@ -25,7 +25,7 @@ switched to; otherwise nothing changes and the running version stays.
 Options:
   --prefix-root DIR  install under DIR instead of / (files name the final paths; for tests
                      and image builds; DIR/etc/passwd and DIR/etc/group must exist)
-  --no-apt           do not install Debian packages (python3, python3-venv)
+  --no-apt           do not install Debian packages (python3, python3-venv; fonts-noto-cjk and Pango for reports)
   --no-start         do not start or restart the service
   --pip-args "ARGS"  extra pip install arguments, e.g. offline:
                      --pip-args "--no-index --find-links /srv/fleetmon-wheels"
@@ -189,9 +189,10 @@ fi
 # --- Debian packages ---------------------------------------------------------------------------
 
 if [ "$APT" -eq 1 ]; then
-    # What the daemon needs at run time: an interpreter and venv (the rest comes from pip).
+    # What the daemon needs at run time: an interpreter and venv (the rest comes from pip), and
+    # for reports the CJK fonts and Pango that WeasyPrint lays the PDFs out with.
     missing=()
-    for p in python3 python3-venv; do
+    for p in python3 python3-venv fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

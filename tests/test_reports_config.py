@@ -132,3 +132,29 @@ def test_wecom_delivery_names_wecom_routes(monkeypatch):
         "reports.delivery.wecom: no route named 'duty' in notify.routes (WeCom routes: duty-group, managers); "
         "reports.delivery.wecom: route 'ops-hook' is a webhook route, not a WeCom robot"
     )
+
+
+def test_the_config_file_checks_the_reports_routes_at_their_line(tmp_path, monkeypatch):
+    from monitor.app.config import load_config
+    from monitor.core.config_base import ConfigError
+
+    monkeypatch.setenv("FLEETMON_TEST_WECOM_KEY", "k")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "notify:\n"
+        "  routes:\n"
+        "    - {name: duty-group, type: wecom, key_env: FLEETMON_TEST_WECOM_KEY}\n"
+        "reports:\n"
+        "  schedule: [{report: daily, at: '08:00'}]\n"
+        "  delivery: {wecom: [duty]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.messages == [
+        f"{path}:4: reports: reports.delivery.wecom: no route named 'duty' in notify.routes (WeCom routes: duty-group)"
+    ]
+    path.write_text(path.read_text(encoding="utf-8").replace("[duty]", "[duty-group]"), encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.reports.delivery.wecom == ["duty-group"] and cfg.reports.schedule[0].report == "daily"
+    assert cfg.reports.directory == Path("/var/lib/fleetmon/reports")

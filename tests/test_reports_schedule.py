@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.reports.config import ScheduleEntry
-from monitor.reports.schedule import due, next_firing, period_start
+from monitor.reports.schedule import due, last_period, next_firing, period_start
 
 SH = "Asia/Shanghai"
 NS = 1_000_000_000
@@ -129,3 +129,19 @@ def test_a_label_in_the_record_that_is_not_of_its_type_is_an_error(report, label
         period_start(report, label)
     with pytest.raises(ValueError):
         due(at(2026, 12, 4, 9), {report: label}, [e for e in ALL if e.report == report], SH)
+
+
+@pytest.mark.parametrize("report, label", [
+    ("daily", "2027-01-03"), ("weekly", "2026-W53"), ("monthly", "2026-12"), ("quarterly", "2026Q4"),
+    ("half-year", "2026H2"), ("annual", "2026"),
+])
+def test_the_last_whole_period_is_what_a_firing_today_makes(report, label):
+    now = at(2027, 1, 4, 0, 30)  # 00:30 local, Monday 4 January 2027 (16:30 UTC the day before)
+    assert last_period(report, now, SH) == label
+    # In UTC it is still Sunday 3 January: the day before, and the week before that week (2026 has 53).
+    assert last_period(report, now, "UTC") == {"daily": "2027-01-02", "weekly": "2026-W52"}.get(report, label)
+
+
+def test_last_period_names_an_unknown_type():
+    with pytest.raises(ValueError, match="unknown report type 'fortnightly'"):
+        last_period("fortnightly", at(2027, 1, 4), SH)

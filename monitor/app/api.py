@@ -19,6 +19,8 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/score                     ?period=2026Q4&evidence=&manual=                   (考核得分)
     GET    /api/v1/spot-check/{device_id}    ?at=2026-12-01 10:00                               (抽查)
     GET    /api/v1/long-offline              points offline for the configured days (a week)
+    GET    /api/v1/reports/{kind}            ?period=&format=pdf|xlsx&lang=  the report file (daily … annual)
+                                             (monitor/app/api_reports.py)
     GET    /api/v1/openapi.json
     GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
@@ -109,7 +111,9 @@ from monitor.app.api_workorders import (
     WorkOrderListOut,
     WorkOrderRoutes,
 )
+from monitor.app.api_reports import MEDIA_TYPES, NOT_AVAILABLE, ReportFile, ReportPath, ReportQuery, ReportRoutes
 from monitor.app.config import ApiConfig, PersonConfig
+from monitor.app.reports import ReportMaker
 from monitor.app import assess_views as views
 from monitor.app.assess_views import (
     AvailabilityOut,
@@ -177,6 +181,7 @@ class ApiContext:
     - workorders: the daemon's work-order book (None: no work orders here).
     - assessment: availability over periods, score, spot checks, long-offline points (None:
       those endpoints answer 503).
+    - reports: makes the report files of /api/v1/reports (None: it answers 503).
     """
 
     inventory: Inventory
@@ -193,6 +198,7 @@ class ApiContext:
     people: tuple[PersonConfig, ...] = ()
     workorders: WorkOrderBook | None = None
     assessment: Assessment | None = None
+    reports: ReportMaker | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -533,7 +539,8 @@ class Endpoint:
     (no fleet data in it); any other route is a read, which needs a token (status, write or a
     person's) when a status token is configured: as a bearer header or, with `query_token`, the
     status token as ?token= (a page opened as a link cannot send a header). `media_type`: of
-    the successful answers (PageText bodies when not JSON); errors are always JSON."""
+    the successful answers (PageText bodies when not JSON); `media_types`: those of a route
+    answering a file in one of several (ReportFile bodies); errors are always JSON."""
 
     method: str
     path: str
@@ -547,6 +554,7 @@ class Endpoint:
     public: bool = False
     query_token: bool = False
     media_type: str = _JSON
+    media_types: tuple[str, ...] = ()
 
     @property
     def write(self) -> bool:
@@ -641,6 +649,10 @@ def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
             raise
         if reply.audit is not None:
             log.info("%s (from %s)", reply.audit, request.remote)
+        if isinstance(reply.body, ReportFile):
+            disposition = f'attachment; filename="{reply.body.filename}"'  # file_name: letters, digits, ._- only
+            return web.Response(status=reply.status, body=reply.body.data, content_type=reply.body.media_type,
+                                headers={"Content-Disposition": disposition})
         if isinstance(reply.body, PageText):
             return web.Response(
                 status=reply.status, text=reply.body.root, content_type=endpoint.media_type, headers=PAGE_HEADERS
@@ -945,11 +957,12 @@ def _cycle_out(snapshot: Snapshot) -> CycleOut:
 
 
 def _endpoints(
-    api: _Api, orders: WorkOrderRoutes, openapi: Handler, assets: tuple[Asset, ...]
+    api: _Api, orders: WorkOrderRoutes, reports: ReportRoutes, openapi: Handler, assets: tuple[Asset, ...]
 ) -> tuple[Endpoint, ...]:
     """Every route of the API: the single source of routes, validation and documentation.
-    `orders`: the work-order handlers (monitor.app.api_workorders); `assets`: the status page
-    and its files (monitor.app.status_page.load_assets), page first."""
+    `orders`: the work-order handlers (monitor.app.api_workorders); `reports`: the report
+    handler (monitor.app.api_reports); `assets`: the status page and its files
+    (monitor.app.status_page.load_assets), page first."""
     unknown_fault = (404, ("no such fault", ErrorOut))
     page, *files = assets
     off = {503: (wo.NOT_ENABLED, ErrorOut)}
@@ -1050,6 +1063,11 @@ def _endpoints(
             200: ("the points, longest offline first", LongOfflineOut),
             503: ("no assessment behind this API", ErrorOut),
         }),
+        Endpoint("GET", "/api/v1/reports/{kind}", "A report file (巡检日报 … 年报), made now", reports.report, {
+            200: ("the report as PDF or XLSX (Content-Disposition: attachment; filename)", ReportFile),
+            409: ("the point list is empty: nothing to report on", ErrorOut),
+            503: (f"{NOT_AVAILABLE}; or the file could not be rendered (the reason says)", ErrorOut),
+        }, path_params=ReportPath, query=ReportQuery, media_types=tuple(MEDIA_TYPES.values())),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
         }, public=True),
@@ -1111,7 +1129,10 @@ def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = F
             "responses": {
                 str(status): {
                     "description": description,
-                    "content": {(e.media_type if status < 400 else _JSON): {"schema": refs[(model, "serialization")]}},
+                    "content": {
+                        media: {"schema": refs[(model, "serialization")]}
+                        for media in ((e.media_types or (e.media_type,)) if status < 400 else (_JSON,))
+                    },
                 }
                 for status, (description, model) in _responses(e, reads_need_token).items()
             },
@@ -1204,7 +1225,7 @@ def create_app(ctx: ApiContext) -> web.Application:
         return Reply(200, OpenApiOut(document))
 
     orders = WorkOrderRoutes(ctx.workorders, ctx.inventory, ctx.language)
-    endpoints = _endpoints(api, orders, openapi, load_assets())
+    endpoints = _endpoints(api, orders, ReportRoutes(ctx.reports), openapi, load_assets())
     document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:

@@ -493,9 +493,89 @@ def _add_long_offline(subparsers: argparse._SubParsersAction) -> None:
                    "their work order and cause.", cmd_long_offline)
 
 
+# --- reports ------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Make one report now from the state database (read-only, beside the running daemon) and
+    write it: to --out (a file, or a directory for the usual name), else into the reports
+    directory (reports.directory). Exit 2 for bad input (config, period, an empty point list), 1
+    when the database cannot be read or the file cannot be rendered or written."""
+    import time
+
+    from monitor.app.reports import ReportMaker, report_period
+    from monitor.assess.availability import AvailabilityError
+    from monitor.assess.periods import PeriodError
+    from monitor.reports.delivery import summary_lines
+    from monitor.reports.render import render
+    from monitor.reports.store import ReportStore, StoreError, file_name
+    from monitor.state.db import StateDBError
+
+    try:
+        cfg, inventory = _load(args.config)
+    except ConfigError as exc:
+        _print_config_errors(args.config, exc)
+        return EXIT_BAD_INPUT
+    try:
+        period = report_period(cfg.timezone, args.kind, args.period, time.time_ns())  # before the database is opened
+
+        async def answer(assessment: Any) -> Any:
+            return await ReportMaker(cfg, assessment).make(args.kind, period, language=args.lang)
+
+        report = asyncio.run(_read_only(cfg, inventory, answer))
+    except (PeriodError, AvailabilityError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StateDBError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        data = render(report, args.format, pdf_max_rows=cfg.reports.pdf_max_rows)
+    except RuntimeError as exc:  # charts.FontMissing: says what to install
+        print(f"cannot render the {args.format}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    name = file_name(args.kind, period.label, args.format)
+    if args.out is not None:
+        target = args.out / name if args.out.is_dir() else args.out
+        try:
+            target.write_bytes(data)
+        except OSError as exc:
+            print(f"cannot write {target}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        try:
+            target = ReportStore(cfg.reports.directory, cfg.reports.keep_days).save(args.kind, period.label, args.format,
+                                                                                   data)
+        except StoreError as exc:
+            print(f"{exc}; give --out PATH to write the report elsewhere", file=sys.stderr)
+            return EXIT_FAILED
+    print(target)
+    colon = "：" if report.language == "zh" else ": "
+    for label, value, _ in summary_lines(report):
+        print(f"  {label}{colon}{value}")
+    return EXIT_OK
+
+
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report", help="make a report now (巡检日报 … 年报, PDF or XLSX)",
+        description="Make a report from the state database (read-only: safe beside the running daemon), as the "
+        "schedule and GET /api/v1/reports/{kind} make it, and write it to --out or into reports.directory. Exit 2 "
+        "for bad input, 1 when the database cannot be read or the file cannot be written.")
+    parser.add_argument("kind", choices=("daily", "weekly", "monthly", "quarterly", "half-year", "annual"),
+                        help="巡检日报, 统计分析周报, 月报, 季度考核, 半年报, 年报")
+    parser.add_argument("--period", help=PERIOD_HELP + "; default: the last whole period (yesterday, the week before …)")
+    parser.add_argument("--format", choices=("pdf", "xlsx"), default="pdf", help="the file's format (pdf)")
+    parser.add_argument("--out", type=Path, help="write here (a file, or a directory for the usual name, e.g. "
+                        "monthly_2026-12.pdf) instead of into reports.directory")
+    parser.add_argument("--lang", choices=("zh", "en"), help="the report's language (default: the config's)")
+    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    parser.set_defaults(run=cmd_report)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_check_config, _add_run, _add_probe, add_workorder,
-    _add_availability, _add_score, _add_spot_check, _add_long_offline,
+    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report,
 )
 
 

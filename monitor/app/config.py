@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -50,6 +51,7 @@ from monitor.core.config_base import (
 from monitor.core.model import Kind
 from monitor.fleet.inventory import InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
+from monitor.reports.config import ReportsConfig, wecom_routes
 from monitor.state.availability import AvailabilityConfig
 from monitor.state.config import StateConfig
 from probes import REGISTRY
@@ -218,6 +220,18 @@ class FleetmonConfig(Strict):
     """SNMP trap/inform receiver (off by default: UDP 162 needs root or CAP_NET_BIND_SERVICE)."""
     assessment: AssessmentConfig = AssessmentConfig()
     """考核: availability over periods, work orders and their SLA clocks, the score."""
+    reports: ReportsConfig = ReportsConfig()
+    """Reports: where they are kept, the schedule, delivery to WeCom groups and by e-mail."""
+
+    @field_validator("reports")
+    @classmethod
+    def _report_routes(cls, reports: ReportsConfig, info: ValidationInfo) -> ReportsConfig:
+        """reports.delivery.wecom names WeCom routes of notify.routes (skipped when notify is
+        itself invalid: its own errors say why)."""
+        notify = info.data.get("notify")
+        if notify is not None:
+            wecom_routes(reports, notify.routes)
+        return reports
 
     @field_validator("timezone")
     @classmethod

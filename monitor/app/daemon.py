@@ -3,9 +3,10 @@
 Every component goes on one AsyncExitStack, started in dependency order — state DB (the point
 list's statuses recorded, the session), InfluxDB sink, the state DB's recorder, alerting
 (rules, faults, routes, outbox), work orders (their book and service, the serial watch),
-probes and their trackers, the pipeline, trap receiver, HTTP API, schedulers — and stopped in
-reverse: schedulers are cancelled and awaited first (nothing new flows in), the API and the
-trap receiver close, the pipeline evaluates no more, probes close, work orders stop (a last
+probes and their trackers, the pipeline, trap receiver, reports (a read-only connection, the
+schedule), HTTP API, schedulers — and stopped in reverse: schedulers are cancelled and awaited
+first (nothing new flows in), the API closes, a scheduled report being made is cancelled (its
+rendering children killed), the trap receiver closes, the pipeline evaluates no more, probes close, work orders stop (a last
 proposal written), alerting stops, the last transitions are stored, the sink flushes what is
 pending (bounded), the session is closed.
 
@@ -25,6 +26,7 @@ from typing import Callable
 from monitor.app.api import ApiContext, ApiServer
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
+from monitor.app.reports import ReportMaker
 from monitor.app.scheduler import Scheduler
 from monitor.app.snapshot import Snapshot
 from monitor.assess.assessment import Assessment
@@ -36,6 +38,8 @@ from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import InfluxResults
 from monitor.metrics.sink import InfluxSink
 from monitor.metrics.writer import MetricsWriter
+from monitor.reports.config import wecom_routes
+from monitor.reports.service import ReportService
 from monitor.state.db import StateDB, StateDBError
 from monitor.state.recorder import Recorder
 from monitor.state.tracker import StateTracker
@@ -88,6 +92,7 @@ class Daemon:
         self.traps: TrapReceiver | None = None
         self._alerting: Alerting | None = None
         self.workorders: WorkOrderBook | None = None
+        self.reports: ReportService | None = None
         self.assessment: Assessment | None = None
         self.devices: tuple[Device, ...] = tuple(inventory.devices.values())
         # Devices that are probed at all (removed points keep their history but are not polled),
@@ -158,6 +163,7 @@ class Daemon:
             )
             for name, r in running.items()
         ]
+        reports = await self._start_reports(stack)
         if cfg.api.enabled:
             ctx = ApiContext(
                 inventory=self.inventory, snapshot=lambda: pipeline.snapshot, faults=alerting.faults,
@@ -166,7 +172,7 @@ class Daemon:
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
-                workorders=self.workorders, assessment=self.assessment,
+                workorders=self.workorders, assessment=self.assessment, reports=reports,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
@@ -205,6 +211,23 @@ class Daemon:
             results=InfluxResults(cfg.influxdb) if cfg.influxdb.enabled else None,
         )
         return await stack.enter_async_context(SerialWatch(book, self.inventory))
+
+    async def _start_reports(self, stack: AsyncExitStack) -> ReportMaker:
+        """Reports (monitor.app.reports): their own read-only connection to the state database,
+        so that the seconds a quarterly report reads never hold up the daemon's writer; the
+        maker the API uses; and the schedule (ReportService) when reports.schedule lists any."""
+        cfg = self.cfg
+        db = await stack.enter_async_context(StateDB(cfg.state.database, read_only=True))
+        book = await WorkOrderBook.load(db, self.inventory, cfg.assessment.workorders,
+                                        cfg.assessment.clocks(cfg.timezone), language=cfg.language,
+                                        timezone=cfg.timezone)
+        assessment = Assessment(db, self.inventory, cfg.assessment, book, timezone=cfg.timezone,
+                                online_requires=cfg.availability.online_requires)
+        maker = ReportMaker(cfg, assessment)
+        if cfg.reports.schedule:
+            self.reports = await stack.enter_async_context(ReportService(
+                cfg.reports, cfg.timezone, maker.make, wecom=wecom_routes(cfg.reports, cfg.notify.routes)))
+        return maker
 
     async def _start_probes(self, stack: AsyncExitStack, db: StateDB) -> dict[str, Running]:
         """Every enabled probe type that polls a device, entered, with its tracker resuming the

@@ -41,6 +41,31 @@ def offline_since(conn: sqlite3.Connection, probes: Sequence[str]) -> dict[str, 
     return out
 
 
+def offline_at(conn: sqlite3.Connection, probes: Sequence[str], at_ns: int) -> dict[str, int]:
+    """(state DB thread) `offline_since` as it was at `at_ns` (a report's period end), from the
+    stored transitions before it: {device id: UTC ns its offline run began} for the devices
+    whose latest state before `at_ns` was down or unreachable on any of `probes`."""
+    marks = ",".join("?" * len(probes))
+    latest = conn.execute(
+        f"SELECT device_id, probe, to_state, max(ts_ns) FROM transitions WHERE ts_ns < ? AND probe IN ({marks}) "
+        "GROUP BY device_id, probe", (at_ns, *probes),
+    ).fetchall()
+    offline = {(d, p): ts for d, p, state, ts in latest if state in ("down", "unreachable")}
+    if not offline:
+        return {}
+    runs = conn.execute(
+        f"SELECT device_id, probe, max(ts_ns) FROM transitions WHERE ts_ns < ? AND probe IN ({marks}) "
+        "AND to_state IN ('down', 'unreachable') AND from_state NOT IN ('down', 'unreachable') GROUP BY device_id, probe",
+        (at_ns, *probes),
+    ).fetchall()
+    starts = {(d, p): ts for d, p, ts in runs}
+    out: dict[str, int] = {}
+    for (device_id, probe), last in offline.items():
+        start = min(starts.get((device_id, probe), last), last)
+        out[device_id] = min(out.get(device_id, start), start)
+    return out
+
+
 def back_online_ns(conn: sqlite3.Connection, device_id: str, probes: Sequence[str]) -> int | None:
     """(state DB thread) When the device's last offline probe recovered: the latest change of
     its current states on `probes` (None when it has none)."""

@@ -17,7 +17,8 @@ Shapes and units (the project's rules: UTC ns inside, the zone for people):
   `ColumnType`), `rows` (tuples, one value per column, None = no value) — an optional `note`
   (for "data not seen: …": a report must say which data it could not see) and optional `charts`.
 - Cell values by column type: text → str; int → int; pct → a fraction (0.9512 is 95.12 %);
-  duration → seconds (int or float); datetime → UTC ns (int); ms → milliseconds (int or float).
+  duration → seconds (int or float); datetime → UTC ns (int); ms → milliseconds (int or float);
+  number → any finite number (points of a score, 元), shown with the column's decimals.
 - Charts: `BarChart` (one bar per group against a target line, e.g. online rate per region
   against 95 %) and `LineChart` (a daily trend, one or more series, optional target line).
 
@@ -56,10 +57,11 @@ class ColumnType(StrEnum):
     DURATION = "duration"  # seconds, shown as h:mm
     DATETIME = "datetime"  # UTC ns, shown in the report's zone
     MS = "ms"  # milliseconds (RTT, jitter)
+    NUMBER = "number"  # a plain number with decimals: score points (89.5 分), money (元)
 
 
 # Decimal places when a column or KPI does not say.
-DEFAULT_DECIMALS = {ColumnType.PCT: 2, ColumnType.MS: 1, ColumnType.INT: 0}
+DEFAULT_DECIMALS = {ColumnType.PCT: 2, ColumnType.MS: 1, ColumnType.INT: 0, ColumnType.NUMBER: 2}
 
 
 def _is_number(value: object) -> bool:
@@ -199,7 +201,8 @@ class Kpi:
     - value in `type`'s unit (pct: a fraction), None = could not be computed (shown as such).
     - target: the contract's figure in the same unit (None: none); ok: met or not (None: no
       judgement, e.g. a count).
-    - unit: a word after int values ("个", "points"); ignored for pct/duration/datetime/ms.
+    - unit: a word after int and number values ("个", "分", "元"); ignored for
+      pct/duration/datetime/ms.
     """
 
     label: str

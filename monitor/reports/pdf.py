@@ -9,9 +9,11 @@ scope, zone, generation time) and the headline figures with their verdicts; each
 with its note (what data could not be seen) above its charts and table.
 
 `max_rows`: a part with more rows than that shows its first `max_rows` and says how many more
-there are and that the XLSX has them all. WeasyPrint needs about 10 ms of CPU and 0.2 MB per row
-of a nine-column table (bench/reports_render.py), so a 10,000-point annex takes two minutes and
-2 GB; the XLSX of the same report takes seconds.
+there are and that the XLSX has them all. WeasyPrint needs about 8 ms of CPU and 0.2 MB per row
+of a nine-column table (bench/reports_render.py, bench/reports_quarterly.py), so a 10,000-point
+annex takes over a minute and 2 GB; the XLSX of the same report takes seconds. Rows of data
+tables are told apart by their shading, not by a rule under every cell: the rules cost a tenth
+of the layout time.
 
 Cost of the import: WeasyPrint and matplotlib load with this module (about 1 s), so import it
 where a PDF is made, not at daemon start.
@@ -34,8 +36,15 @@ fits the portrait text width (182 mm) at the body's 9 pt: a CJK character is 3.2
 Wider parts go landscape (269 mm); narrow ones get a narrower table."""
 CELL_PADDING = 2.0
 """A table cell's padding, in character cells."""
+NARROW = 1.15
+"""Cells of a Latin letter or digit at the body's size: Noto Sans CJK SC sets them 0.55–0.65
+em wide, more than half a CJK character (one cell), so identifiers such as CAM-0003-02 or
+WO-20260920-0007 would otherwise break inside their column."""
+COUNT_FROM = 16
+"""Tables of this many rows or more say how many they have below them (a short one is counted
+at a glance, and its count line alone would otherwise be carried onto a page of its own)."""
 
-_NUMERIC = frozenset({ColumnType.INT, ColumnType.PCT, ColumnType.MS, ColumnType.DURATION})
+_NUMERIC = frozenset({ColumnType.INT, ColumnType.PCT, ColumnType.MS, ColumnType.NUMBER, ColumnType.DURATION})
 _AIR = 1.3
 
 _CSS = """
@@ -61,6 +70,8 @@ tr { break-inside: avoid; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.t { white-space: nowrap; }
 table.data tbody tr:nth-child(even) td { background: #F6F8FB; }
+table.data td { border-bottom: none; }
+table.data { border-bottom: 0.4pt solid #C8CED8; }
 table.facts { width: auto; margin-bottom: 4mm; }
 table.facts td { border: none; padding: 0.6pt 8pt 0.6pt 0; }
 table.facts td.label { color: #666; }
@@ -155,7 +166,7 @@ def _kpis(report: Report) -> str:
 
 def _part(part: Part, report: Report, max_rows: int | None) -> str:
     w = words(report.language)
-    widths = [column_width(part, i, report.language) + CELL_PADDING for i in range(len(part.columns))]
+    widths = [column_width(part, i, report.language, NARROW) + CELL_PADDING for i in range(len(part.columns))]
     total = sum(widths)
     wide = total > PORTRAIT_CELLS
     out = [f'<section class="part{" wide" if wide else ""}"><h2>{escape(part.title)}</h2>']
@@ -192,7 +203,9 @@ def _part(part: Part, report: Report, max_rows: int | None) -> str:
         f'<table class="data" style="width:{table_width:.0f}%"><colgroup>{cols}</colgroup>'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     )
-    out.append(f'<p class="rows">{escape(w["rows"].format(n=len(part.rows)))}</p></section>')
+    if len(part.rows) >= COUNT_FROM:
+        out.append(f'<p class="rows">{escape(w["rows"].format(n=len(part.rows)))}</p>')
+    out.append("</section>")
     return "".join(out)
 
 

@@ -45,39 +45,50 @@ def render(report: Report, fmt: str, *, pdf_max_rows: int | None = None) -> byte
 async def render_isolated(
     report: Report, formats: Sequence[str], *, pdf_max_rows: int | None = None, timeout_s: float = 900.0
 ) -> dict[str, bytes]:
-    """Each format rendered by a child process of its own; format → bytes. Raises RenderError
-    when a child fails or takes longer than `timeout_s` (it is then killed), ValueError for an
-    unknown format."""
+    """Each format rendered by a child process of its own, the children side by side; format →
+    bytes. Raises RenderError when a child fails or takes longer than `timeout_s` (it is then
+    killed; so is the other child when the caller is cancelled), ValueError for an unknown
+    format."""
     for fmt in formats:
         if fmt not in FORMATS:
             raise ValueError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})")
     payload = report.to_json().encode("utf-8")
-    out = {}
-    for fmt in formats:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor.reports.render",
-            fmt,
-            str(pdf_max_rows or 0),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=_child_env(),
+    # The formats side by side: the XLSX is done while the PDF is still being laid out.
+    done = await asyncio.gather(*(_child(report, fmt, payload, pdf_max_rows, timeout_s) for fmt in formats),
+                                return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return dict(zip(formats, done))  # type: ignore[arg-type]
+
+
+async def _child(report: Report, fmt: str, payload: bytes, pdf_max_rows: int | None, timeout_s: float) -> bytes:
+    """One format rendered by a child process. Raises RenderError."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor.reports.render",
+        fmt,
+        str(pdf_max_rows or 0),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_child_env(),
+    )
+    try:
+        data, err = await asyncio.wait_for(proc.communicate(payload), timeout_s)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        proc.kill()
+        await proc.wait()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise RenderError(f"rendering the {fmt} of {report.kind} {report.period.label} took over {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        lines = err.decode("utf-8", "replace")[-_ERR_TAIL:].strip().splitlines() or ["(no message)"]
+        raise RenderError(
+            f"rendering the {fmt} of {report.kind} {report.period.label} failed (exit {proc.returncode}): {lines[-1]}"
         )
-        try:
-            data, err = await asyncio.wait_for(proc.communicate(payload), timeout_s)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise RenderError(f"rendering the {fmt} of {report.kind} {report.period.label} took over {timeout_s:g} s") from None
-        if proc.returncode != 0:
-            lines = err.decode("utf-8", "replace")[-_ERR_TAIL:].strip().splitlines() or ["(no message)"]
-            raise RenderError(
-                f"rendering the {fmt} of {report.kind} {report.period.label} failed (exit {proc.returncode}): {lines[-1]}"
-            )
-        out[fmt] = data
-    return out
+    return data
 
 
 def _child_env() -> dict[str, str]:

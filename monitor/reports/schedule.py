@@ -92,6 +92,16 @@ def next_firing(now_ns: int, schedule: Sequence[ScheduleEntry], timezone: str) -
     return min(later, default=None)
 
 
+def last_period(report: str, now_ns: int, timezone: str) -> str:
+    """The label of the last whole period of `report`'s type before today (local date of
+    `now_ns` in `timezone`): what a firing today makes (yesterday, the ISO week before, the
+    month before …). ValueError for an unknown type."""
+    if report not in _EXAMPLES:
+        raise ValueError(f"unknown report type {report!r} (one of {', '.join(_EXAMPLES)})")
+    today = datetime.fromtimestamp(now_ns / NS, ZoneInfo(timezone)).date()
+    return _period_of(report, today)[0]
+
+
 def period_start(report: str, label: str) -> int:
     """The first day of a period label of `report`'s type, as a day ordinal (comparable across
     labels of one type). ValueError for a label not in the type's canonical form."""

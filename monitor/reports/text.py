@@ -2,7 +2,7 @@
 the XLSX cover and the WeCom/e-mail summaries so that a figure reads the same everywhere.
 
 Values (see document.py for the units): pct 0.95123 → "95.12%"; int 1850 → "1,850";
-ms 123.45 → "123.5"; duration 3725 s → "1:02" in tables (hours:minutes, as Excel's [h]:mm) and
+ms 123.45 → "123.5"; number 250000 with 2 decimals → "250,000.00"; duration 3725 s → "1:02" in tables (hours:minutes, as Excel's [h]:mm) and
 "1小时2分" / "1 h 2 min" as a headline; datetime → "2026-12-03 08:15" in the report's zone;
 None → "—".
 """
@@ -113,7 +113,7 @@ def cell_text(kind: ColumnType, value: object, places: int, timezone: str) -> st
         return f"{value * 100:.{places}f}%"  # type: ignore[operator]
     if kind is ColumnType.INT:
         return f"{value:,}"
-    if kind is ColumnType.MS:
+    if kind in (ColumnType.MS, ColumnType.NUMBER):
         return f"{value:,.{places}f}"
     if kind is ColumnType.DURATION:
         return clock_duration(value)  # type: ignore[arg-type]
@@ -132,7 +132,7 @@ def kpi_text(kpi: Kpi, value: float | int | None, language: Language) -> str:
         return word_duration(value, language)
     if kpi.type is ColumnType.MS:
         return f"{value:,.{kpi.places}f} ms"
-    text = f"{value:,.{kpi.places}f}" if isinstance(value, float) else f"{value:,}"
+    text = f"{value:,.{kpi.places}f}" if isinstance(value, float) or kpi.type is ColumnType.NUMBER else f"{value:,}"
     return text + unit_suffix(kpi.unit)
 
 
@@ -174,6 +174,7 @@ _TYPE_WIDTH = {
     ColumnType.PCT: 7,  # 100.00%
     ColumnType.INT: 6,
     ColumnType.MS: 7,
+    ColumnType.NUMBER: 10,  # 250,000.00
     ColumnType.DURATION: 6,  # 123:45
     ColumnType.DATETIME: 16,  # 2026-12-03 08:15
 }
@@ -181,23 +182,27 @@ _WIDTH_SAMPLE = 200  # rows looked at to size a text column
 _MAX_WIDTH = 44
 
 
-def display_width(text: str) -> int:
-    """Width in character cells: CJK (wide and full-width) characters count double."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+def display_width(text: str, narrow: float = 1.0) -> float:
+    """Width in character cells: CJK (wide and full-width) characters count double, the others
+    `narrow` each (1 for Excel's widths; a proportional font's Latin letters and digits are
+    wider than half a CJK character, see pdf.py)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else narrow for ch in text)
 
 
-def column_width(part: Part, index: int, language: Language) -> float:
-    """Width of column `index`'s content in character cells (CJK double), without padding: the
-    column's hint, else the widest of its header and its values (for text, of its first rows;
-    else of the type's widest value)."""
+def column_width(part: Part, index: int, language: Language, narrow: float = 1.0) -> float:
+    """Width of column `index`'s content in character cells (CJK double, others `narrow`),
+    without padding: the column's hint, else the widest of its header and its values as shown
+    (of its first rows; the type's widest value when it has none)."""
     column = part.columns[index]
     if column.width is not None:
         return column.width
-    widest = display_width(column.header(language))
+    widest = display_width(column.header(language), narrow)
+    values = [row[index] for row in part.rows[:_WIDTH_SAMPLE] if row[index] is not None]
     if column.type is ColumnType.TEXT:
-        for row in part.rows[:_WIDTH_SAMPLE]:
-            if row[index] is not None:
-                widest = max(widest, display_width(str(row[index])))
+        shown = [str(v) for v in values]
+    elif values:
+        shown = [cell_text(column.type, v, column.places, "UTC") for v in values]
     else:
-        widest = max(widest, _TYPE_WIDTH[column.type])
+        shown = ["0" * _TYPE_WIDTH[column.type]]
+    widest = max([widest] + [display_width(v, narrow) for v in shown])
     return min(_MAX_WIDTH, widest)

@@ -8,7 +8,7 @@ Layout (fixed, so that people and tests find things in the same place):
   unique): A1 the part's title, A2 its note ("data not seen: …") or nothing, row 3 the headers
   (the report's language), data from row 4. Rows 1–3 stay frozen; the header row has a filter.
 - Numbers stay numbers, with formats per column type: pct as a fraction with 0.00% (the
-  document's value itself), int #,##0, ms #,##0.0, duration as days (Excel's time unit:
+  document's value itself), int #,##0, ms #,##0.0, number #,##0.00 (its decimals), duration as days (Excel's time unit:
   seconds / 86400) with [h]:mm, datetime as the local time of the report's zone (Excel has no
   zones; the cover names the zone) with yyyy-mm-dd hh:mm. Empty cells for None.
 """
@@ -63,7 +63,7 @@ def number_format(kind: ColumnType, places: int) -> str:
     decimals = "." + "0" * places if places else ""
     if kind is ColumnType.PCT:
         return f"0{decimals}%"
-    if kind in (ColumnType.INT, ColumnType.MS):
+    if kind in (ColumnType.INT, ColumnType.MS, ColumnType.NUMBER):
         return f"#,##0{decimals}"
     if kind is ColumnType.DURATION:
         return "[h]:mm"
@@ -161,7 +161,7 @@ def _kpi_row(ws: Worksheet, row: int, kpi: Kpi, report: Report) -> None:
         cell.number_format = fmt
         if value is None and col == 2:
             cell.value = MISSING
-    if kpi.unit and kpi.type is ColumnType.INT:
+    if kpi.unit and kpi.type in (ColumnType.INT, ColumnType.NUMBER):
         ws.cell(row, 2).number_format = f'{fmt}"{unit_suffix(kpi.unit)}"'
     text = verdict(kpi, report.language)
     if text:

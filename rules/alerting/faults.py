@@ -337,6 +337,20 @@ class FaultBook:
                 listener(fault, kind, now_ns)
 
 
+def faults_between(conn: sqlite3.Connection, start_ns: int, end_ns: int) -> list[Fault]:
+    """(state DB thread) Every stored fault that was open at some time in [start_ns, end_ns):
+    first seen before the end and not resolved before the start, oldest first (by id). Pending
+    faults still open are included (their `fired_ns` is None); pending ones that cleared were
+    never kept. For reports, read-only; [] when the table does not exist yet."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='faults'").fetchone() is None:
+        return []
+    rows = conn.execute(
+        "SELECT doc FROM faults WHERE first_seen_ns < ? AND (resolved_ns IS NULL OR resolved_ns >= ?) ORDER BY id",
+        (end_ns, start_ns),
+    ).fetchall()
+    return [Fault.from_dict(json.loads(doc)) for (doc,) in rows]
+
+
 def _number(fault_id: str) -> int | None:
     return int(fault_id[1:]) if fault_id[:1] == "F" and fault_id[1:].isdigit() else None
 
