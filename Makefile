@@ -9,7 +9,7 @@ PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMPS     := .stamps
-APT_PKGS   := influxdb influxdb-client fping iproute2 procps tzdata mosquitto python3-venv \
+APT_PKGS   := influxdb influxdb-client fping curl iproute2 procps tzdata mosquitto python3-venv \
               snmp snmpd snmptrapd nftables ffmpeg systemd \
               python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
               gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver \

@@ -13,6 +13,12 @@ file stem:
 - `ups`: RFC 1628, on mains (upsOutputSource 3), battery normal, 45 min left, 100 % charge,
   220 V / 50.0 Hz in, 35 % load, no alarms.
 - `server`: RFC 2790, CPUs at 20 % and 40 %, RAM 75 % used, fixed disks / 40 % and /data 85 %.
+- `ups_apc`, `ups_liebert`, `ups_huawei`, `ups_eaton`, `ups_tripplite`: UPS units that answer only
+  their vendor's MIB (PowerNet-MIB; LIEBERT-GP-FLEXIBLE-MIB; HUAWEI-UPS-MIB; XUPS-MIB;
+  TRIPPLITE-PRODUCTS), each with the vendor's units (tenths, centihertz, seconds, TimeTicks),
+  on mains. UPS_VENDORS has what puts each on battery (`ups_on_battery(vendor=…)`). Written
+  for the lab from the MIB definitions; recordings of real units are tests' data
+  (lab/realwalks.py).
 
 Values change per endpoint at run time (`set_value`, and the helpers `ups_on_battery`,
 `ups_battery_low`, `ups_on_mains`, `port_down`, `port_up`): the data files mark those records
@@ -63,6 +69,26 @@ IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"
 IF_HC_IN_OCTETS = "1.3.6.1.2.1.31.1.1.1.6"
 IF_HC_OUT_OCTETS = "1.3.6.1.2.1.31.1.1.1.10"
 IF_COUNTER_DISCONTINUITY = "1.3.6.1.2.1.31.1.1.1.19"
+
+UPS_VENDORS: dict[str, dict[str, int | str]] = {
+    # data file (community) → the values its agent sends on battery with 25 minutes left
+    "ups": {UPS_OUTPUT_SOURCE: 5, UPS_MINUTES_REMAINING: 25, UPS_INPUT_VOLTAGE_1: 0},
+    "ups_apc": {"1.3.6.1.4.1.318.1.1.1.4.1.1.0": 3,  # upsBasicOutputStatus onBattery(3)
+                "1.3.6.1.4.1.318.1.1.1.2.2.3.0": 150_000,  # upsAdvBatteryRunTimeRemaining, TimeTicks
+                "1.3.6.1.4.1.318.1.1.1.3.3.1.0": 0, "1.3.6.1.4.1.318.1.1.1.3.2.1.0": 0},
+    "ups_liebert": {"1.3.6.1.4.1.476.1.42.3.9.20.1.20.1.2.100.4168": "Active Event",  # Battery Discharging
+                    "1.3.6.1.4.1.476.1.42.3.9.20.1.20.1.2.1.4150": "25",  # Battery Time Remaining, min
+                    "1.3.6.1.4.1.476.1.42.3.9.20.1.20.1.2.1.4096": "0"},
+    "ups_huawei": {"1.3.6.1.4.1.2011.6.174.1.2.101.1.1.1": 4,  # hwUpsDevicePowerSupplyMethod battery(4)
+                   "1.3.6.1.4.1.2011.6.174.1.6.100.1.4.1": 1500,  # hwUpsBatteryBackupTime, s
+                   "1.3.6.1.4.1.2011.6.174.1.3.100.1.1.1": 0},
+    "ups_eaton": {"1.3.6.1.4.1.534.1.4.5.0": 5,  # xupsOutputSource battery(5)
+                  "1.3.6.1.4.1.534.1.2.1.0": 1500,  # xupsBatTimeRemaining, s
+                  "1.3.6.1.4.1.534.1.3.4.1.2.1": 0, "1.3.6.1.4.1.534.1.7.1.0": 1},
+    "ups_tripplite": {"1.3.6.1.4.1.850.1.1.3.1.3.3.1.1.1.1": 5,  # tlpUpsOutputSource battery(5)
+                      "1.3.6.1.4.1.850.1.1.3.1.3.1.1.1.3.1": 25,  # tlpUpsEstimatedMinutesRemaining
+                      "1.3.6.1.4.1.850.1.1.3.1.3.2.2.1.3.1.1": 0, "1.3.6.1.4.1.850.1.3.1.0": 1},
+}
 
 SWITCH_PORTS = 10
 SWITCH_UPLINK = "Gi0/10"
@@ -138,6 +164,8 @@ class SnmpSim(ServerProcess):
     - users: SNMPv3 users; a v3 request names the data file as contextName ("switch", "ups",
       "server"), since snmpsim picks data files by context.
     - max_var_binds: varbinds per response (snmpsim's default 64 truncates big GETBULKs).
+    - data_dir, ready_community: the data files served, and one whose sysUpTime shows the agent is
+      up (lab/realwalks.py serves recordings of real devices).
     Context manager: starts (waits until the first endpoint answers), stops, deletes its folder.
     Raises SnmpLabError when snmpsim is missing or does not come up.
     """
@@ -145,7 +173,8 @@ class SnmpSim(ServerProcess):
     stop_timeout_s = 5.0
 
     def __init__(self, endpoints: Sequence[tuple[str, int]], *, netns: str | None = None,
-                 users: Sequence[V3User] = (), data_dir: Path = DATA_DIR, max_var_binds: int = 512) -> None:
+                 users: Sequence[V3User] = (), data_dir: Path = DATA_DIR, max_var_binds: int = 512,
+                 ready_community: str = "switch") -> None:
         if not endpoints:
             raise ValueError("snmpsim needs at least one endpoint")
         self.dir = Path(tempfile.mkdtemp(prefix="fleetmon-snmpsim-"))
@@ -156,6 +185,7 @@ class SnmpSim(ServerProcess):
         self.users = list(users)
         self.data_dir = data_dir
         self.max_var_binds = max_var_binds
+        self.ready_community = ready_community  # a data file stem of data_dir: answered once up
         self.db_path = self.dir / "overrides.sqlite"
         self.log_path = self.dir / "snmpsim.log"
         super().__init__()
@@ -203,7 +233,7 @@ class SnmpSim(ServerProcess):
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise SnmpLabError(f"snmpsim exited ({self._proc.returncode}); log {self.log_path}:\n{self._log_tail()}")
-            if snmp_get_v2c(address, port, "switch", SYS_UPTIME, timeout_s=0.2) is not None:
+            if snmp_get_v2c(address, port, self.ready_community, SYS_UPTIME, timeout_s=0.2) is not None:
                 return self
         self.stop()
         raise SnmpLabError(f"snmpsim did not answer within {START_TIMEOUT_S} s; log {self.log_path}:\n{self._log_tail()}")
@@ -253,6 +283,11 @@ class SnmpSim(ServerProcess):
                                    [(endpoint, o.strip(".")) for o in oids])
         finally:
             db.close()
+
+    def vendor_on_battery(self, address: str, vendor: str, *, port: int | None = None) -> None:
+        """Mains lost on a UPS served from data file `vendor` (UPS_VENDORS): the vendor's own
+        objects say so, in its own codes and units; 25 minutes left."""
+        self.set_values(address, dict(UPS_VENDORS[vendor]), port=port)
 
     def ups_on_battery(self, address: str, *, minutes_remaining: int = 30, port: int | None = None) -> None:
         """Mains lost: upsOutputSource battery(5), upsSecondsOnBattery counting from 0, input 0 V,

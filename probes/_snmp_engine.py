@@ -11,9 +11,10 @@ nothing back from probes.snmp.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import AbstractSet, Any, Sequence
 
 from pyasn1.type import univ
 from pysnmp.entity.engine import SnmpEngine
@@ -27,6 +28,7 @@ from probes.snmp_mibs import Obj, Oid, Row, Table
 from probes.snmp_model import Poll, SnmpAuth, SnmpFailure, TableData
 
 _TIMEOUT_INDICATIONS = (errind.RequestTimedOut,)
+
 _EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
 
 
@@ -55,12 +57,29 @@ def decode(value: Any, kind: str) -> tuple[int | str | Oid | None, int | None]:
     if isinstance(value, (rfc1902.IpAddress, rfc1902.Opaque)):
         return None, None
     if isinstance(value, univ.Integer):
-        return (int(value), None) if kind == "int" else (None, None)
+        return (int(value), None) if kind in ("int", "number") else (None, None)
     if isinstance(value, univ.OctetString):
-        return (bytes(value.asOctets()).decode("utf-8", "replace"), None) if kind == "text" else (None, None)
+        text = bytes(value.asOctets()).decode("utf-8", "replace")
+        if kind == "number":
+            return _number(text), None
+        return (text, None) if kind == "text" else (None, None)
     if isinstance(value, univ.ObjectIdentifier):
         return (tuple(value), None) if kind == "oid" else (None, None)
     return None, None
+
+
+def _number(text: str) -> int | float | None:
+    """A decimal STRING as a number ("50.0" → 50.0, "229" → 229); None for anything else
+    (LIEBERT-GP-FLEXIBLE-MIB's lgpFlexibleEntryValue carries numbers as text)."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,8 @@ class SnmpClient:
         return future
 
     async def get(self, target: Target, oids: Sequence[Oid]) -> Response:
+        """One GET of `oids` (callers keep them to GET_CHUNK: small agents answer tooBig or
+        nothing to larger requests)."""
         varbinds = [(rfc1902.ObjectName(o), univ.Null("")) for o in oids]
         return await self._request(target,
             lambda done: self._get.send_varbinds(self.engine, target.addr_name, None, target.context, varbinds, done))
@@ -133,25 +154,35 @@ class SnmpClient:
             self.engine, target.addr_name, None, target.context, 0, max_repetitions, varbinds, done))
 
     @staticmethod
-    def read_scalars(objs: Sequence[Obj], response: Response, poll: Poll) -> Row:
-        """The decoded values of a GET's answer by object name; what is missing or of the wrong
-        type is recorded in `poll` (for the reason) and left out."""
+    def read_scalars(objs: Sequence[Obj], response: Response, poll: Poll, missing: list[str] | None = None,
+                     quiet: AbstractSet[str] = frozenset()) -> Row:
+        """The decoded values of a GET's answer by object name (several objects may share an
+        OID); what is of the wrong type is recorded in `poll` (for the reason) and left out, and
+        so is what the agent does not have, except for the objects named in `quiet`: their names
+        go to `missing` (a device profile's objects: whether they count as missing depends on
+        what else answered)."""
         values: Row = {}
-        by_oid = {o.oid: o for o in objs}
+        by_oid: dict[Oid, list[Obj]] = {}
+        for o in objs:
+            by_oid.setdefault(o.oid, []).append(o)
         for name, value in response.varbinds:
-            obj = by_oid.get(tuple(name))
-            if obj is None:
+            found = by_oid.get(tuple(name))
+            if found is None:
                 poll.problem("GET answered with an OID that was not asked for")
                 continue
-            if isinstance(value, _EXCEPTIONS):
-                exception = type(value).__name__  # NoSuchObject → noSuchObject (RFC 3416 names)
-                poll.bad_object(f"{exception[0].lower()}{exception[1:]} for", obj.name)
-                continue
-            decoded, _bits = decode(value, obj.kind)
-            if decoded is None:
-                poll.bad_object("wrong type for", f"{obj.name} ({type(value).__name__})")
-                continue
-            values[obj.name] = decoded
+            for obj in found:
+                if isinstance(value, _EXCEPTIONS):
+                    if obj.name in quiet and missing is not None:
+                        missing.append(obj.name)
+                        continue
+                    exception = type(value).__name__  # NoSuchObject → noSuchObject (RFC 3416 names)
+                    poll.bad_object(f"{exception[0].lower()}{exception[1:]} for", obj.name)
+                    continue
+                decoded, _bits = decode(value, obj.kind)
+                if decoded is None:
+                    poll.bad_object("wrong type for", f"{obj.name} ({type(value).__name__})")
+                    continue
+                values[obj.name] = decoded
         return values
 
     async def walk(self, target: Target, table: Table, max_repetitions: int, max_rows: int, poll: Poll,

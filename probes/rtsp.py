@@ -53,7 +53,8 @@ from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
-from probes.base import ProbeResult
+from probes.base import ProbeResult, Series
+from probes.vqd.config import MEASUREMENT as VQD_MEASUREMENT, VqdConfig
 
 log = logging.getLogger("fleetmon.rtsp")
 
@@ -153,6 +154,14 @@ class RtspFrameConfig(_RtspTargetConfig):
     """Bytes ffmpeg may read to find the stream (-probesize): the bandwidth budget per check."""
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
     """ffmpeg processes at once (dedicated lines are 10 Mbit/s; decoding costs CPU)."""
+    vqd: VqdConfig = VqdConfig()
+    """Video-quality diagnosis of the frames (probes/vqd): a burst of two frames per check."""
+
+    @model_validator(mode="after")
+    def _burst_fits(self) -> Self:
+        if self.vqd.enabled and self.timeout_s < self.vqd.burst_gap_s + 5:
+            raise ValueError("timeout_s must be at least vqd.burst_gap_s + 5 s (the burst, then connecting)")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -977,7 +986,7 @@ class RtspFrameProbe:
     name: ClassVar[str] = "rtsp_frame"
     basis: ClassVar[Basis | None] = Basis.VIDEO
     Config: ClassVar[type[RtspFrameConfig]] = RtspFrameConfig
-    measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT,)
+    measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT, VQD_MEASUREMENT)
     offers: ClassVar[tuple[str, ...]] = ()
     learns: ClassVar[tuple[str, ...]] = ("stream_uri",)
 
@@ -987,12 +996,19 @@ class RtspFrameProbe:
         self._targets = _Targets(cfg)
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
         self._queued = 0  # probe() calls waiting for or holding a slot
+        self._vqd = None  # probes.vqd.runner.VqdRunner while entered with vqd enabled
 
     async def __aenter__(self) -> Self:
+        if self.cfg.vqd.enabled:  # OpenCV is loaded only here
+            from probes.vqd.runner import VqdRunner
+
+            self._vqd = VqdRunner(self.cfg.vqd)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        pass
+        if self._vqd is not None:
+            self._vqd.close()
+            self._vqd = None
 
     def wants(self, device: Device) -> bool:
         return self._targets.wants(device)
@@ -1008,7 +1024,8 @@ class RtspFrameProbe:
         """The ffmpeg deadline, times the rounds of the slot queue as it is now (call right
         before probe()), plus 1 s to kill and reap ffmpeg."""
         rounds = 1 + self._queued // self.cfg.max_concurrency
-        return rounds * self.cfg.timeout_s + 1.0
+        analysis = 2.0 if self.cfg.vqd.enabled else 0.0  # the worker thread's queue, one analysis at a time
+        return rounds * self.cfg.timeout_s + 1.0 + analysis
 
     def _command(self, device: Device, target: _Target) -> list[str]:
         url = target.url
@@ -1017,12 +1034,17 @@ class RtspFrameProbe:
             parts = urlsplit(url)
             userinfo = f"{quote(account[0], safe='')}:{quote(account[1], safe='')}@"
             url = urlunsplit((parts.scheme, userinfo + parts.netloc, parts.path, parts.query, ""))
-        return [
+        head = [
             self.ffmpeg, "-nostdin", "-hide_banner", "-v", "verbose", "-rtsp_transport", "tcp",
             "-timeout", str(int(self.cfg.timeout_s * 1e6)),  # socket I/O timeout, µs
             "-probesize", str(self.cfg.max_bytes), "-analyzeduration", "1000000",
-            "-i", url, "-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm", "-pix_fmt", "gray", "-",
         ]
+        if self._vqd is not None:
+            from probes.vqd.grab import ffmpeg_input_args, ffmpeg_output_args
+
+            return [*head, *ffmpeg_input_args(self.cfg.vqd), "-i", url, *ffmpeg_output_args(self.cfg.vqd)]
+        return [*head, "-i", url, "-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm",
+                "-pix_fmt", "gray", "-"]
 
     async def probe(self, device: Device) -> ProbeResult:
         started = time.time_ns()
@@ -1032,12 +1054,14 @@ class RtspFrameProbe:
         self._queued += 1
         try:
             async with self._slots:
-                fields, reason = await self._run(self._command(device, target))
+                fields, reason, series = await self._run(self._command(device, target), device)
         finally:
             self._queued -= 1
-        return ProbeResult(device.id, self.name, started, reason is None, reason, fields)
+        return ProbeResult(device.id, self.name, started, reason is None, reason, fields, series)
 
-    async def _run(self, cmd: list[str]) -> tuple[dict[str, float | int | bool | str], str | None]:
+    async def _run(
+        self, cmd: list[str], device: Device,
+    ) -> tuple[dict[str, float | int | bool | str], str | None, tuple[Series, ...]]:
         t0 = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -1045,15 +1069,21 @@ class RtspFrameProbe:
                 stderr=asyncio.subprocess.PIPE, start_new_session=True,
             )
         except OSError:
-            return {"up": False}, "ffmpeg not found"
+            return {"up": False}, "ffmpeg not found", ()
         fields: dict[str, float | int | bool | str] = {"up": False}
+        frames: list = []
         try:
             async with asyncio.timeout(self.cfg.timeout_s):
-                (size, frame_ms), stderr, _ = await asyncio.gather(
-                    _read_frame(proc, t0), _read_tail(proc), proc.wait()
-                )
+                if self._vqd is not None:
+                    (size, frame_ms, frames), stderr, _ = await asyncio.gather(
+                        _read_burst(proc, t0), _read_tail(proc), proc.wait()
+                    )
+                else:
+                    (size, frame_ms), stderr, _ = await asyncio.gather(
+                        _read_frame(proc, t0), _read_tail(proc), proc.wait()
+                    )
         except TimeoutError:
-            return fields, f"timeout (no frame within {self.cfg.timeout_s:g} s)"
+            return fields, f"timeout (no frame within {self.cfg.timeout_s:g} s)", ()
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -1065,10 +1095,15 @@ class RtspFrameProbe:
         if size is None or proc.returncode != 0:
             for pattern, reason in _FFMPEG_REASONS:
                 if pattern.search(stderr):
-                    return fields, reason
-            return fields, "no frame decoded"
+                    return fields, reason, ()
+            return fields, "no frame decoded", ()
         fields.update(up=True, frame_ms=round(frame_ms, 3), width=size[0], height=size[1])
-        return fields, None
+        if self._vqd is not None:
+            if m := _SOURCE_SIZE.search(stderr):  # the camera's size, not the scaled frames'
+                fields.update(width=int(m[1]), height=int(m[2]))
+            series = await self._vqd.series(device, frames, stderr)
+            return fields, None, (series,) if series is not None else ()
+        return fields, None, ()
 
 
 async def _read_frame(proc: asyncio.subprocess.Process, t0: float) -> tuple[tuple[int, int] | None, float]:
@@ -1084,6 +1119,26 @@ async def _read_frame(proc: asyncio.subprocess.Process, t0: float) -> tuple[tupl
             head += chunk[: 64 - len(head)]
     m = _PGM_HEADER.match(head)
     return ((int(m[1]), int(m[2])) if m else None), first_ms
+
+
+_SOURCE_SIZE = re.compile(rb"Stream #\d+:\d+.*?: Video: .*?, (\d{2,5})x(\d{2,5})")
+
+
+async def _read_burst(proc: asyncio.subprocess.Process, t0: float) -> tuple[tuple[int, int] | None, float, list]:
+    """The vqd burst from ffmpeg's stdout (probes.vqd.grab.read_ppm_frames): (width, height) of
+    the first frame as scaled or None, ms to the first frame, the frames (BGR arrays). A stream
+    that is not PPM counts as no frame."""
+    from probes.vqd.grab import FrameError, read_ppm_frames
+
+    assert proc.stdout is not None
+    try:
+        frames = await read_ppm_frames(proc.stdout)
+    except FrameError:
+        while await proc.stdout.read(65536):
+            pass
+        return None, 0.0, []
+    ms = (time.perf_counter() - t0) * 1000
+    return ((frames[0].shape[1], frames[0].shape[0]) if frames else None), ms, frames
 
 
 async def _read_tail(proc: asyncio.subprocess.Process) -> bytes:

@@ -33,9 +33,10 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Sequence
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
@@ -44,19 +45,23 @@ from probes.base import FieldValue, ProbeResult, Series
 from probes.snmp_mibs import (
     GROUPS,
     IF_TABLE,
+    SYS_OBJECT_ID,
     SYS_UPTIME,
     TICKS_WRAP,
     GroupName,
     InterfaceSample,
     Obj,
+    Oid,
+    Row,
     Table,
     host_fields,
     interface_fields,
     interface_name,
     uptime_step,
-    ups_fields,
+    ups_derived,
 )
-from probes.snmp_model import Poll, SnmpAuth, SnmpFailure, TableData
+from probes.snmp_model import GET_CHUNK, Poll, SnmpAuth, SnmpFailure, TableData
+from probes.snmp_profile import SHIPPED_DIR, Profile, ProfileError, apply, load_profiles
 
 if TYPE_CHECKING:
     from probes._snmp_engine import SnmpClient
@@ -112,6 +117,30 @@ class SnmpConfig(SnmpAuth):
     """Whole poll of one device at most; what is read by then is reported (partial)."""
     credentials: list[SnmpCredentials] = []
     profiles: list[SnmpProfile] = []
+    profile_dirs: list[Path] = []
+    """Directories (or files) of your own device profiles (*.yaml, docs/SNMP_PROFILES.md), read
+    and checked at config load: they may write the measurements and fields the schema declares.
+    A profile named like a shipped one replaces it."""
+
+    _device_profiles: tuple[Profile, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _load_device_profiles(self) -> "SnmpConfig":
+        user: tuple[Profile, ...] = ()
+        if self.profile_dirs:
+            try:
+                user = load_profiles(self.profile_dirs, {m.name: m for m in MEASUREMENTS}, shipped=False)
+            except ProfileError as exc:
+                raise ValueError("device profiles are invalid:\n  " + "\n  ".join(exc.messages)) from None
+        mine = {p.name for p in user}
+        self._device_profiles = tuple(p for p in SHIPPED if p.name not in mine) + user
+        return self
+
+    @property
+    def device_profiles(self) -> tuple[Profile, ...]:
+        """The shipped profiles and the user's (probes.snmp_profile), the user's replacing
+        shipped ones of the same name."""
+        return self._device_profiles
 
     @model_validator(mode="after")
     def _one_key_set_per_user(self) -> "SnmpConfig":
@@ -131,13 +160,17 @@ class SnmpConfig(SnmpAuth):
 _TAGS_IF = {**DEVICE_TAGS, "interface": "ifName of the port (else ifDescr), IF-MIB"}
 _TAGS_DISK = {**DEVICE_TAGS, "storage": "hrStorageDescr of the fixed disk (mount point), HOST-RESOURCES-MIB"}
 
-MEASUREMENTS = (
-    MeasurementSpec("snmp", "One SNMP poll of one device (sysUpTime GET plus its groups).", DEVICE_TAGS, {
-        "up": FieldSpec("boolean", "", "the agent answered the GET"),
+BUILTIN_MEASUREMENTS = (
+    MeasurementSpec("snmp", "One SNMP poll of one device (sysUpTime GET plus its groups and device profiles).",
+                    DEVICE_TAGS, {
+        "up": FieldSpec("boolean", "", "the agent answered the GET and, for a UPS, a known UPS MIB answered"),
         "response_ms": FieldSpec("float", "ms", "time to the answer of the first GET, retries included"),
         "sys_uptime_s": FieldSpec("float", "s", "sysUpTime / 100, corrected for 32-bit wraps seen (RFC 3418)"),
         "rebooted": FieldSpec("boolean", "", "sysUpTime went down since the previous poll and it was no wrap"),
         "varbinds": FieldSpec("integer", "varbinds", "variable bindings received in this poll"),
+        "values_refused": FieldSpec("integer", "values", "values the agent sent and fleetmon did not store: sentinels "
+                                                       "(the agent's 'unknown'), values outside the valid range, "
+                                                       "unknown codes; named in the result's reason"),
     }),
     MeasurementSpec("snmp_interface", "One switch port per poll (IF-MIB, RFC 2863).", _TAGS_IF, {
         "if_index": FieldSpec("integer", "", "ifIndex"),
@@ -156,7 +189,9 @@ MEASUREMENTS = (
         "in_discards_per_s": FieldSpec("float", "1/s", "ifInDiscards rate"),
         "out_discards_per_s": FieldSpec("float", "1/s", "ifOutDiscards rate"),
     }),
-    MeasurementSpec("ups", "UPS state per poll (UPS-MIB, RFC 1628).", DEVICE_TAGS, {
+    MeasurementSpec("ups", "UPS state per poll, whatever MIB answered: UPS-MIB (RFC 1628) or the vendor's "
+                           "(APC PowerNet, Liebert/Vertiv, Huawei, Eaton XUPS, Tripp Lite), mapped onto RFC 1628's "
+                           "codes and units (probes/snmp_profiles/ups_*.yaml; docs/SNMP_PROFILES.md).", DEVICE_TAGS, {
         "battery_status": FieldSpec("integer", "", "upsBatteryStatus: 1 unknown 2 normal 3 low 4 depleted"),
         "battery_low": FieldSpec("boolean", "", "battery_status is 3 (low) or 4 (depleted)"),
         "seconds_on_battery": FieldSpec("integer", "s", "upsSecondsOnBattery (0 on mains)"),
@@ -168,7 +203,13 @@ MEASUREMENTS = (
                                                   "6 booster 7 reducer"),
         "on_battery": FieldSpec("boolean", "", "output_source == 5: mains lost, running on battery"),
         "output_load_pct": FieldSpec("integer", "%", "upsOutputPercentLoad of output line 1"),
-        "alarms_present": FieldSpec("integer", "alarms", "upsAlarmsPresent"),
+        "output_voltage_v": FieldSpec("float", "V", "upsOutputVoltage of output line 1 (RMS)"),
+        "output_frequency_hz": FieldSpec("float", "Hz", "upsOutputFrequency (sent in 0.1 Hz)"),
+        "battery_voltage_v": FieldSpec("float", "V", "upsBatteryVoltage (DC; sent in 0.1 V)"),
+        "battery_temp_c": FieldSpec("float", "°C", "upsBatteryTemperature (or the vendor's UPS temperature)"),
+        "alarms_present": FieldSpec("integer", "alarms", "upsAlarmsPresent (or the vendor's count of active alarms)"),
+        "mibs": FieldSpec("string", "", "the MIBs that gave these values, most specific first (e.g. "
+                                       "'PowerNet-MIB, UPS-MIB')"),
     }),
     MeasurementSpec("host", "Server load per poll (HOST-RESOURCES-MIB, RFC 2790).", DEVICE_TAGS, {
         "cpu_load_pct": FieldSpec("float", "%", "mean hrProcessorLoad over the processors (1-minute averages)"),
@@ -181,6 +222,18 @@ MEASUREMENTS = (
         "used_bytes": FieldSpec("integer", "bytes", "hrStorageUsed × hrStorageAllocationUnits"),
     }),
 )
+
+SHIPPED: tuple[Profile, ...] = load_profiles([SHIPPED_DIR], {m.name: m for m in BUILTIN_MEASUREMENTS}, shipped=True)
+"""The device profiles shipped in probes/snmp_profiles (read at import: a broken shipped profile is
+a bug that stops the import, and tests/test_snmp_profiles.py loads them all)."""
+
+MEASUREMENTS = BUILTIN_MEASUREMENTS + tuple(m.spec() for p in SHIPPED for m in p.decl.measurements)
+"""What the probe writes: its own measurements and those the shipped profiles declare."""
+
+UPS_MEASUREMENT = "ups"
+REQUIRED: dict[Kind, str] = {Kind.UPS: UPS_MEASUREMENT}
+"""A polled device of this kind with none of these values failed its poll: a UPS from which no
+known UPS MIB answered is not a healthy UPS (it may be a wrong card, or a MIB fleetmon lacks)."""
 
 # ---------------------------------------------------------------------------------------------
 # The probe (the requests themselves are in probes/_snmp_engine.py).
@@ -205,11 +258,23 @@ class _Plan:
     auth: SnmpAuth
     scalars: tuple[Obj, ...]
     tables: tuple[Table, ...]
+    ups: bool = False
+    """The device's groups include ups_mib: the UPS profiles apply, and their values are required
+    of a UPS (REQUIRED)."""
+
+
+def _chunks(objs: Sequence[Obj], size: int) -> list[tuple[Obj, ...]]:
+    unique: dict[Oid, Obj] = {}
+    for o in objs:
+        unique.setdefault(o.oid, o)  # objects sharing an OID: one varbind, decoded for each
+    oids = list(unique.values())
+    return [tuple(oids[i:i + size]) for i in range(0, len(oids), size)]
 
 
 class SnmpProbe:
     """The `snmp` probe (probes.base.Probe). Keeps per-device state for rates and reboot
-    detection (one entry per polled device, least recently polled dropped beyond the fleet)."""
+    detection (one entry per polled device, least recently polled dropped beyond the fleet), and
+    each device's sysObjectID, which picks its device profiles (probes.snmp_profile)."""
 
     name: ClassVar[str] = "snmp"
     basis: ClassVar[Basis | None] = None  # device health (ports, UPS, disks), no online of its own
@@ -224,7 +289,11 @@ class SnmpProbe:
         self._match = cfg.match.selector()
         self._credentials: list[tuple[Selector, SnmpAuth]] = [(c.match.selector(), c) for c in cfg.credentials]
         self._profiles: list[tuple[Selector, SnmpProfile]] = [(p.match.selector(), p) for p in cfg.profiles]
+        self._device_profiles = cfg.device_profiles
         self._state: collections.OrderedDict[str, _DeviceState] = collections.OrderedDict()
+        self._identity: dict[str, Oid] = {}  # device id → sysObjectID of its last poll
+        self._profile_keys = frozenset(o.name for p in self._device_profiles for o in p.scalars)
+        self._picked: dict[tuple, list[Profile]] = {}  # profiles_for results: it runs every poll
         self._wanted: set[str] = set()
         self._warned_no_credentials = False
 
@@ -242,7 +311,8 @@ class SnmpProbe:
             self.client = None
 
     def plan(self, device: Device) -> _Plan | None:
-        """Credentials and objects of a device, or None when it has no credentials."""
+        """Credentials and objects of a device (its groups; device profiles come on top, see
+        profiles_for), or None when it has no credentials."""
         auth: SnmpAuth = self.cfg
         for selector, entry in self._credentials:
             if selector.matches(device):
@@ -255,7 +325,28 @@ class SnmpProbe:
                 groups = profile.groups
         scalars = tuple(o for g in dict.fromkeys(groups) for o in GROUPS[g].scalars)
         tables = tuple(t for g in dict.fromkeys(groups) for t in GROUPS[g].tables)
-        return _Plan(auth, (SYS_UPTIME, *scalars), tables)
+        return _Plan(auth, (SYS_UPTIME, SYS_OBJECT_ID, *scalars), tables, "ups_mib" in groups)
+
+    def profiles_for(self, device: Device, plan: _Plan, sys_object_id: Oid | None) -> list[Profile]:
+        """The device profiles that apply, most specific first (Profile.match_rank); UPS profiles
+        (measurement `ups`) only where the device's groups include ups_mib."""
+        key = (device.id, device.kind, device.model, sys_object_id, plan.ups)
+        picked = self._picked.get(key)
+        if picked is None:
+            if len(self._picked) > 4 * max(len(self._wanted), 1):
+                self._picked.clear()  # devices and sysObjectIDs come and go: bounded
+            picked = self._picked[key] = self._rank(device, plan, sys_object_id)
+        return picked
+
+    def _rank(self, device: Device, plan: _Plan, sys_object_id: Oid | None) -> list[Profile]:
+        ranked = []
+        for i, profile in enumerate(self._device_profiles):
+            if profile.decl.measurement == UPS_MEASUREMENT and not plan.ups:
+                continue
+            rank = profile.match_rank(device, sys_object_id)
+            if rank is not None:
+                ranked.append((-rank, i, profile))
+        return [p for _, _, p in sorted(ranked, key=lambda r: r[:2])]
 
     def wants(self, device: Device) -> bool:
         """Devices the `match` selector picks that have an address and credentials."""
@@ -281,20 +372,32 @@ class SnmpProbe:
         return (self.cfg.timeout_s + 0.1) * (self.cfg.retries + 1)
 
     def budget_s(self, device: Device) -> float:
-        """Worst case of probe(device): the GET, then every table walk's requests one after
-        another (ceil(max_rows / max_repetitions) + 1 each, every one taking the full timeout ×
-        (retries + 1)), capped by deadline_s (which ends the walks, counted from the start; a GET
-        that times out ends the poll); plus 0.5 s for target setup and decoding."""
+        """Worst case of probe(device): the GETs (sysUpTime and the groups' scalars with the
+        scalars of the device profiles its last known sysObjectID picks, GET_CHUNK varbinds
+        each; one more round when the sysObjectID is new), then every table walk's requests one
+        after another (ceil(max_rows / max_repetitions) + 1 each, every one taking the full
+        timeout × (retries + 1)), capped by deadline_s (which ends everything after the first
+        GET, counted from the start; a first GET that times out ends the poll); plus 0.5 s for
+        target setup and decoding. The first poll of a device walks no profile tables: its
+        sysObjectID is not known yet when the walks start."""
         plan = self.plan(device)
-        walks = len(plan.tables) if plan else 0
-        requests = 1 + walks * (-(-self.cfg.max_rows // self.cfg.max_repetitions) + 1)
+        if plan is None:
+            return self._request_s() + 0.5
+        identity = self._identity.get(device.id)
+        profiles = self.profiles_for(device, plan, identity)
+        scalars = [*plan.scalars, *(o for p in profiles for o in p.scalars)]
+        gets = len(_chunks(scalars, GET_CHUNK))
+        if identity is None and self._device_profiles:
+            gets += 1 + max((len(p.scalars) for p in self._device_profiles), default=0) // GET_CHUNK
+        walks = len(plan.tables) + (sum(len(p.tables) for p in profiles) if identity is not None else 0)
+        requests = gets + walks * (-(-self.cfg.max_rows // self.cfg.max_repetitions) + 1)
         request_s = self._request_s()
         return min(requests * request_s, max(request_s, self.cfg.deadline_s)) + 0.5
 
     async def probe(self, device: Device) -> ProbeResult:
         """Poll one device. Never raises for a dead, slow, misconfigured or hostile agent:
-        ok=False with a reason when the first GET fails, ok=True with reason "partial: …" when
-        a later part failed."""
+        ok=False with a reason when the first GET fails or a UPS answers no known UPS MIB,
+        ok=True with reason "partial: …" when a later part failed or values were refused."""
         started = time.time_ns()
         if self.client is None:
             raise RuntimeError("SnmpProbe used outside `async with`")
@@ -303,6 +406,27 @@ class SnmpProbe:
             reason = "no address" if device.address is None else "no SNMP credentials"
             return ProbeResult(device.id, self.name, started, False, reason, {"up": False})
         return await self._poll(device, plan, Poll(), started)
+
+    async def _get_scalars(self, target: Any, objs: Sequence[Obj], poll: Poll, slots: asyncio.Semaphore,
+                           values: Row, missing: list[str], profile_keys: frozenset[str]) -> None:
+        """GET `objs` in chunks into `values`; profile objects the agent lacks go to `missing`.
+        A failed chunk is a problem of the poll, the rest goes on."""
+        assert self.client is not None
+        for chunk in _chunks(objs, GET_CHUNK):
+            try:
+                async with slots:
+                    response = await self.client.get(target, [o.oid for o in chunk])
+            except SnmpFailure as exc:
+                poll.problem(f"GET of device profile objects: {exc}")
+                continue
+            poll.varbinds += len(response.varbinds)
+            wanted = [o for o in objs if o.oid in {c.oid for c in chunk}]
+            self._read(wanted, response, poll, values, missing, profile_keys)
+
+    def _read(self, objs: Sequence[Obj], response: Any, poll: Poll, values: Row, missing: list[str],
+              profile_keys: frozenset[str]) -> None:
+        assert self.client is not None
+        values.update(self.client.read_scalars(objs, response, poll, missing, profile_keys))
 
     async def _poll(self, device: Device, plan: _Plan, poll: Poll, started: int) -> ProbeResult:
         assert self.client is not None and device.address is not None
@@ -314,42 +438,127 @@ class SnmpProbe:
             return ProbeResult(device.id, self.name, started, False, f"SNMP setup failed: {type(exc).__name__}",
                                {"up": False})
         slots = asyncio.Semaphore(self.cfg.max_in_flight_per_device)
+        known = self._identity.get(device.id)
+        profiles = self.profiles_for(device, plan, known)
+        profile_keys = self._profile_keys
+        asked = [*plan.scalars, *(o for p in profiles for o in p.scalars)]
+        first, *rest = _chunks(asked, GET_CHUNK)
         sent = time.monotonic()
         try:
             async with slots:
-                response = await self.client.get(target, [o.oid for o in plan.scalars])
+                response = await self.client.get(target, [o.oid for o in first])
         except SnmpFailure as exc:
             return ProbeResult(device.id, self.name, started, False, str(exc), {"up": False})
         fields: dict[str, FieldValue] = {"up": True, "response_ms": (response.mono_s - sent) * 1000}
         poll.varbinds += len(response.varbinds)
-        scalars = self.client.read_scalars(plan.scalars, response, poll)
-        data = {t.name: TableData() for t in plan.tables}
-        if plan.tables:
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+        scalars: Row = {}
+        missing: list[str] = []
+        first_oids = {o.oid for o in first}
+        self._read([o for o in asked if o.oid in first_oids], response, poll, scalars, missing, profile_keys)
+        data: dict[str, TableData] = {}
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                if rest:
+                    await self._get_scalars(target, [o for o in asked if o.oid not in first_oids], poll, slots,
+                                            scalars, missing, profile_keys)
+                identity = scalars.get(SYS_OBJECT_ID.name)
+                identity = identity if isinstance(identity, tuple) else None
+                if identity != known:
+                    # A new (or first) sysObjectID: its profiles' scalars now; their tables
+                    # from the next poll on (budget_s counts them only once the ID is known).
+                    had = {p.name for p in profiles}
+                    profiles = self.profiles_for(device, plan, identity)
+                    extra = [o for p in profiles if p.name not in had for o in p.scalars]
+                    if extra:
+                        await self._get_scalars(target, extra, poll, slots, scalars, missing, profile_keys)
+                    self._remember_identity(device.id, identity)
+                tables = [*plan.tables, *(t for p in profiles for t in p.tables)] if identity == known else [
+                    *plan.tables]
+                data = {t.name: TableData() for t in tables}
+                if tables:
                     await asyncio.gather(*(
                         self.client.walk(target, t, self.cfg.max_repetitions, self.cfg.max_rows, poll, slots,
                                          data[t.name], _hint(scalars.get(t.size_hint) if t.size_hint else None))
-                        for t in plan.tables
+                        for t in tables
                     ))
-            except TimeoutError:
-                poll.problem(f"deadline {self.cfg.deadline_s:g} s reached, tables incomplete")
+        except TimeoutError:
+            poll.problem(f"deadline {self.cfg.deadline_s:g} s reached, tables incomplete")
         state, rebooted = self._uptime(device.id, scalars.get("sysUpTime"), response.mono_s, fields, poll)
         series: list[Series] = []
         if IF_TABLE.name in data:
             series += self._interfaces(device, data[IF_TABLE.name], state, rebooted)
-        if any(o.name.startswith("ups") for o in plan.scalars):
-            ups = ups_fields(scalars)
-            if ups:
-                series.append(Series("ups", {}, ups))
         if "hrStorage" in data:
             host, disks = host_fields(data["hrStorage"].rows, data["hrProcessor"].rows)
             if host:
                 series.append(Series("host", {}, host))
             series += [Series("host_storage", {"storage": name}, f) for name, f in disks]
+        series += self._profile_series(profiles, scalars, missing, data, poll)
         fields["varbinds"] = poll.varbinds
+        fields["values_refused"] = len(poll.refused)
         reason = poll.reason()
+        required = REQUIRED.get(device.kind) if plan.ups else None
+        if required is not None and not any(s.measurement == required and not s.tags for s in series):
+            tried = ", ".join(p.name for p in profiles if p.decl.measurement == required) or "none"
+            fields["up"] = False
+            why = f"no known UPS MIB answered (profiles tried: {tried})"
+            return ProbeResult(device.id, self.name, started, False, f"{why}; {reason}" if reason else why,
+                               fields, tuple(series))
         return ProbeResult(device.id, self.name, started, True, reason, fields, tuple(series))
+
+    def _profile_series(self, profiles: Sequence[Profile], scalars: Row, missing: Sequence[str],
+                        data: dict[str, TableData], poll: Poll) -> list[Series]:
+        """The points of the device profiles, most specific first: the scalars of every profile
+        that writes one measurement merge into one point (a field from the first profile that
+        has it). Refused values and, for a profile that answered at all, the objects it lacks
+        are named in the reason, unless another profile gave that field."""
+        merged: dict[str, dict[str, FieldValue]] = {}
+        given_by: dict[tuple[str, str], str] = {}  # (measurement, field) → the profile that gave it
+        mibs: dict[str, list[str]] = {}
+        series: list[Series] = []
+        results = []
+        for profile in profiles:
+            tables = {t.name: data[t.name].rows for t in profile.tables if t.name in data}
+            got = apply(profile, scalars, missing, tables)
+            results.append(got)
+            measurement = profile.decl.measurement
+            if measurement is not None and got.fields:
+                target = merged.setdefault(measurement, {})
+                for key, value in got.fields.items():
+                    if key not in target:
+                        target[key] = value
+                        given_by[(measurement, key)] = profile.name
+                if profile.decl.mib not in mibs.setdefault(measurement, []):
+                    mibs[measurement].append(profile.decl.mib)
+            series += [Series(m, tags, f) for m, tags, f in got.series]
+        for got in results:
+            measurement = got.profile.decl.measurement or ""
+
+            def elsewhere(field_name: str | None) -> bool:
+                # Another profile gave this field: what this one lacks or refused is no news.
+                other = given_by.get((measurement, field_name or ""))
+                return other is not None and other != got.profile.name
+
+            for refusal in got.refused:
+                if not elsewhere(refusal.field):
+                    poll.refuse(str(refusal))
+            if got.answered:
+                for name, field_name in got.missing:
+                    if not elsewhere(field_name) and field_name not in merged.get(measurement, {}):
+                        poll.bad_object("noSuchObject for", name)
+        for measurement, values in merged.items():
+            if measurement == UPS_MEASUREMENT:
+                values = ups_derived(values)
+                values["mibs"] = ", ".join(mibs[measurement])
+            series.insert(0, Series(measurement, {}, values))
+        return series
+
+    def _remember_identity(self, device_id: str, identity: Oid | None) -> None:
+        if identity is None:
+            self._identity.pop(device_id, None)
+            return
+        self._identity[device_id] = identity
+        while len(self._identity) > max(len(self._wanted), 1):
+            self._identity.pop(next(iter(self._identity)))
 
     def _uptime(self, device_id: str, ticks: Any, mono_s: float, fields: dict[str, FieldValue],
                 poll: Poll) -> tuple[_DeviceState | None, bool]:

@@ -2,8 +2,9 @@
 group (numeric OIDs, no MIB files needed) and the pure computations (uptime wrap, counter rates,
 interface / UPS / host fields). No I/O here, so every rule has unit tests.
 
-Sources: SNMPv2-MIB (RFC 3418) sysUpTime; IF-MIB (RFC 2863) ifTable/ifXTable; UPS-MIB (RFC 1628);
-HOST-RESOURCES-MIB (RFC 2790) hrStorageTable, hrProcessorTable.
+Sources: SNMPv2-MIB (RFC 3418) sysUpTime, sysObjectID; IF-MIB (RFC 2863) ifTable/ifXTable;
+HOST-RESOURCES-MIB (RFC 2790) hrStorageTable, hrProcessorTable. UPS-MIB (RFC 1628) and the
+vendor MIBs are data: probes/snmp_profiles/ (probes.snmp_profile).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Literal, Mapping
 from probes.base import FieldValue
 
 Oid = tuple[int, ...]
-ValueKind = Literal["int", "counter", "ticks", "text", "oid"]
-"""What a MIB object's value must be: int = INTEGER/Integer32/Gauge32/Unsigned32, counter =
-Counter32/Counter64, ticks = TimeTicks, text = OCTET STRING, oid = OBJECT IDENTIFIER. A value of
-another type (a STRING where a Counter64 belongs) is dropped and named in the result's reason."""
+ValueKind = Literal["int", "number", "counter", "ticks", "text", "oid"]
+"""What a MIB object's value must be: int = INTEGER/Integer32/Gauge32/Unsigned32, number = int or
+a decimal OCTET STRING ("50.0"), counter = Counter32/Counter64, ticks = TimeTicks, text = OCTET
+STRING, oid = OBJECT IDENTIFIER. A value of another type (a STRING where a Counter64 belongs) is
+dropped and named in the result's reason."""
 
 
 def oid(text: str) -> Oid:
@@ -73,19 +75,6 @@ IF_TABLE = Table("interfaces", (
 ), size_hint="ifNumber")
 IF_NUMBER = Obj("ifNumber", oid("1.3.6.1.2.1.2.1.0"), "int")
 
-_UPS = "1.3.6.1.2.1.33.1."  # UPS-MIB upsObjects
-UPS_SCALARS = (
-    Obj("upsBatteryStatus", oid(_UPS + "2.1.0"), "int"),
-    Obj("upsSecondsOnBattery", oid(_UPS + "2.2.0"), "int"),
-    Obj("upsEstimatedMinutesRemaining", oid(_UPS + "2.3.0"), "int"),
-    Obj("upsEstimatedChargeRemaining", oid(_UPS + "2.4.0"), "int"),
-    Obj("upsInputFrequency.1", oid(_UPS + "3.3.1.2.1"), "int"),  # input line 1, 0.1 Hz
-    Obj("upsInputVoltage.1", oid(_UPS + "3.3.1.3.1"), "int"),  # input line 1, RMS volts
-    Obj("upsOutputSource", oid(_UPS + "4.1.0"), "int"),
-    Obj("upsOutputPercentLoad.1", oid(_UPS + "4.4.1.5.1"), "int"),  # output line 1, %
-    Obj("upsAlarmsPresent", oid(_UPS + "6.1.0"), "int"),
-)
-
 _HR = "1.3.6.1.2.1.25."
 HR_STORAGE = Table("hrStorage", (
     Obj("hrStorageType", oid(_HR + "2.3.1.2"), "oid"),
@@ -98,9 +87,12 @@ HR_PROCESSOR = Table("hrProcessor", (Obj("hrProcessorLoad", oid(_HR + "3.3.1.2")
 HR_STORAGE_RAM = oid(_HR + "2.1.2")
 HR_STORAGE_FIXED_DISK = oid(_HR + "2.1.4")
 
+SYS_OBJECT_ID = Obj("sysObjectID", oid("1.3.6.1.2.1.1.2.0"), "oid")
+"""Asked with sysUpTime in every poll: it picks the device profiles (probes.snmp_profile)."""
+
 GROUPS: Mapping[str, Group] = {
     "if_mib": Group(scalars=(IF_NUMBER,), tables=(IF_TABLE,)),
-    "ups_mib": Group(scalars=UPS_SCALARS),
+    "ups_mib": Group(),  # UPS-MIB and the vendors' UPS MIBs are device profiles (probes/snmp_profiles)
     "host_resources": Group(tables=(HR_STORAGE, HR_PROCESSOR)),
 }
 GroupName = Literal["if_mib", "ups_mib", "host_resources"]
@@ -253,34 +245,21 @@ def interface_name(row: Row, if_index: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# UPS-MIB (RFC 1628).
+# UPS: what the `ups` measurement derives whatever MIB answered (probes/snmp_profiles/ups_*.yaml
+# map every vendor's values onto RFC 1628's codes: upsBatteryStatus, upsOutputSource).
 
 UPS_BATTERY_LOW = {3, 4}  # upsBatteryStatus batteryLow(3), batteryDepleted(4)
 UPS_OUTPUT_ON_BATTERY = 5  # upsOutputSource battery(5)
-_UPS_FIELDS = (  # (field, object, scale)
-    ("battery_status", "upsBatteryStatus", None),
-    ("seconds_on_battery", "upsSecondsOnBattery", None),
-    ("minutes_remaining", "upsEstimatedMinutesRemaining", None),
-    ("charge_pct", "upsEstimatedChargeRemaining", None),
-    ("input_voltage_v", "upsInputVoltage.1", None),
-    ("input_frequency_hz", "upsInputFrequency.1", 0.1),
-    ("output_source", "upsOutputSource", None),
-    ("output_load_pct", "upsOutputPercentLoad.1", None),
-    ("alarms_present", "upsAlarmsPresent", None),
-)
 
 
-def ups_fields(scalars: Row) -> dict[str, FieldValue]:
-    """Fields of measurement `ups` from the UPS_SCALARS values (missing objects: no field)."""
-    fields: dict[str, FieldValue] = {}
-    for name, obj, scale in _UPS_FIELDS:
-        value = scalars.get(obj)
-        if isinstance(value, int):
-            fields[name] = value * scale if scale else value
-    if "battery_status" in fields:
-        fields["battery_low"] = fields["battery_status"] in UPS_BATTERY_LOW
-    if "output_source" in fields:
-        fields["on_battery"] = fields["output_source"] == UPS_OUTPUT_ON_BATTERY
+def ups_derived(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    """`fields` plus battery_low and on_battery where a profile gave the codes they follow from
+    and not the flags themselves (RFC 1628: batteryLow(3)/batteryDepleted(4); battery(5))."""
+    status, source = fields.get("battery_status"), fields.get("output_source")
+    if "battery_low" not in fields and isinstance(status, int):
+        fields["battery_low"] = status in UPS_BATTERY_LOW
+    if "on_battery" not in fields and isinstance(source, int):
+        fields["on_battery"] = source == UPS_OUTPUT_ON_BATTERY
     return fields
 
 

@@ -51,6 +51,11 @@ class SnmpAuth(UsmUser):
         return self.version == "3" or self.community is not None
 
 
+GET_CHUNK = 40
+"""Varbinds per GET at most: a UPS card's agent (APC NMC, Liebert IntelliSlot) answers a GET
+of 40 short scalars in one 1,500-byte datagram; larger requests get tooBig or no answer."""
+
+
 class SnmpFailure(Exception):
     """A request got no usable answer; str() is the reason (no secrets in it)."""
 
@@ -62,6 +67,10 @@ class Poll:
     varbinds: int = 0
     problems: list[str] = field(default_factory=list)
     objects: dict[str, list[str]] = field(default_factory=dict)  # "wrong type for" → ["ifInErrors (…)", …]
+    refused: list[str] = field(default_factory=list)  # "upsBatteryTemperature=-273: -273 °C outside -40…80 °C"
+
+    LISTED = 8
+    """Names shown per kind of problem; the rest are counted ("+5 more")."""
 
     def problem(self, text: str) -> None:
         if text not in self.problems:
@@ -73,9 +82,20 @@ class Poll:
         if name not in names:
             names.append(name)
 
+    def refuse(self, text: str) -> None:
+        """A value the agent sent and fleetmon does not store (a sentinel, an impossible value)."""
+        if text not in self.refused:
+            self.refused.append(text)
+
     def reason(self) -> str | None:
         """"partial: …" or None when nothing went wrong."""
-        parts = self.problems + [f"{what} {', '.join(names)}" for what, names in self.objects.items()]
+        def listed(names: list[str]) -> str:
+            more = len(names) - self.LISTED
+            return ", ".join(names[: self.LISTED]) + (f" (+{more} more)" if more > 0 else "")
+
+        parts = self.problems + [f"{what} {listed(names)}" for what, names in self.objects.items()]
+        if self.refused:
+            parts.append(f"refused {listed(self.refused)}")
         return f"partial: {'; '.join(parts)}" if parts else None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import AbstractSet, Annotated, Any, ClassVar, Iterable, Literal, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -26,8 +27,10 @@ Key = tuple[str, str]  # (rule name, scope)
 OFFLINE = frozenset(s for s in State if s.offline)  # State.offline as a set: a lookup, not a call, per device
 
 KIND_NAMES = {
-    "zh": {"camera": "摄像机", "switch": "交换机", "ups": "UPS", "link": "专线", "server": "服务器", "platform": "平台", ALL: "设备"},
-    "en": {"camera": "camera", "switch": "switch", "ups": "UPS", "link": "link", "server": "server", "platform": "platform", ALL: "device"},
+    "zh": {"camera": "摄像机", "switch": "交换机", "ups": "UPS", "link": "专线", "server": "服务器", "platform": "平台",
+           "nvr": "录像机", ALL: "设备"},
+    "en": {"camera": "camera", "switch": "switch", "ups": "UPS", "link": "link", "server": "server", "platform": "platform",
+           "nvr": "NVR", ALL: "device"},
 }
 
 
@@ -95,7 +98,8 @@ class Facts:
     needs kept (RuleBase.watch → match, keep_window, keep_values, keep_reasons), and only that
     is kept: every device's results would cost ~30 MB at 10,000 devices.
 
-    - inventory; language of titles; kinds: kind → its name in that language;
+    - inventory; language of titles; kinds: kind → its name in that language; zone: the
+      configured time zone, for what people count in local days (renewal dates);
     - devices: rule name → the counted devices its selector matches, in topology order;
     - behind: device id → ids of every device behind it (children, their children …);
     - at_site: site → its devices (all of them), in inventory order;
@@ -107,10 +111,13 @@ class Facts:
     - reasons: (device id, probe) → the reason of its latest result, for the probes in reason_of.
     """
 
-    def __init__(self, inventory: Inventory, rules: Sequence[RuleBase], language: str) -> None:
+    def __init__(
+        self, inventory: Inventory, rules: Sequence[RuleBase], language: str, timezone: str = "Asia/Shanghai"
+    ) -> None:
         self.inventory = inventory
         self.language = language
         self.kinds = KIND_NAMES[language]
+        self.zone = ZoneInfo(timezone)
         self.devices: dict[str, tuple[Device, ...]] = {}
         self.behind = _behind(inventory)
         at_site: dict[str, list[Device]] = defaultdict(list)

@@ -3,9 +3,11 @@ sections (`maintenance`, `notify`) are rules.alerting.config.
 
 A rule's `type` names its class in rules/registry.py (RULE_TYPES), from which the `Rule` union
 below is built; each rule type is described in its family module (rules/families/): device_down,
-online_rate, latency / loss / jitter (window), video_down, and the value rules (clock_drift,
+online_rate, latency / loss / jitter (window), video_down, the value rules (clock_drift,
 inventory_mismatch, port_down, ups_on_battery, ups_battery_low, device_rebooted,
-interface_utilisation, interface_errors, storage_usage). Every rule has `for_s` (raise only
+interface_utilisation, interface_errors, storage_usage), renewal_due, tls_expiry and
+tls_untrusted (platform), nvr_not_recording, nvr_retention and nvr_disk (recording), and
+link_bandwidth. Every rule has `for_s` (raise only
 when sustained) and `clear_for_s` (resolve only when the clear condition held that long), so a
 value hovering at the limit raises one fault.
 """
@@ -19,7 +21,9 @@ from pydantic import Field
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 from monitor.core.model import Kind
+from rules.families.bandwidth import LinkBandwidthRule
 from rules.families.device import DeviceDownRule
+from rules.families.platform import RenewalDueRule, TlsExpiryRule
 from rules.families.rate import OnlineRateRule
 from rules.families.values import (
     ClockDriftRule,
@@ -32,6 +36,7 @@ from rules.families.values import (
     UpsBatteryLowRule,
     UpsOnBatteryRule,
 )
+from rules.families.recording import NvrDiskRule, NvrNotRecordingRule, NvrRetentionRule
 from rules.families.video import VideoDownRule
 from rules.families.window import JitterRule, LatencyRule, LossRule
 from rules.model import Severity
@@ -44,7 +49,9 @@ Rule = Annotated[Union[tuple(RULE_TYPES.values())], Field(discriminator="type")]
 def default_rules() -> list[Rule]:
     """What a 雪亮工程 contract measures: devices down, camera online rate per region against
     95 %, dedicated-line latency against 200 ms, loss and jitter on the lines; cameras without
-    a picture, clocks and records; uplinks, UPS units, reboots, traffic and disks."""
+    a picture, clocks and records; uplinks, UPS units, reboots, traffic and disks; platforms'
+    services, renewals and certificates a month ahead, NVR recording and 30 days kept, lines
+    near their contracted bandwidth."""
     links = SelectorConfig(kind=[Kind.LINK])
     return [
         DeviceDownRule(name="device-down", for_s=60),
@@ -69,6 +76,16 @@ def default_rules() -> list[Rule]:
         InterfaceUtilisationRule(name="uplink-utilisation", for_s=300, clear_for_s=300),
         InterfaceErrorsRule(name="uplink-errors", for_s=300, clear_for_s=300),
         StorageUsageRule(name="storage-usage", for_s=300),
+        # Platforms, servers and NVRs whose service check (http, tcp, ISAPI) fails while they ping.
+        VideoDownRule(name="platform-service-down", basis="service", for_s=120, clear_for_s=60,
+                      match=SelectorConfig(kind=[Kind.PLATFORM, Kind.SERVER, Kind.NVR])),
+        RenewalDueRule(name="renewal-due"),
+        TlsExpiryRule(name="tls-expiry"),
+        # Two NVR polls (15 min each): a channel restarting its recording is no fault yet.
+        NvrNotRecordingRule(name="nvr-not-recording", for_s=1800),
+        NvrRetentionRule(name="nvr-retention"),
+        NvrDiskRule(name="nvr-disk"),
+        LinkBandwidthRule(name="link-bandwidth", for_s=300, clear_for_s=300),
     ]
 
 

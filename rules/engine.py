@@ -57,6 +57,7 @@ class RulesEngine:
         flapping: FlappingConfig,
         *,
         language: str = "zh",
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         self.inventory = inventory
         self.rules = tuple(rules)
@@ -65,7 +66,7 @@ class RulesEngine:
         # Window rules average, and flap damping counts, the results of the network basis.
         self._network = frozenset(probes_of(Basis.NETWORK))
         self._changes: dict[str, deque[int]] = defaultdict(deque)
-        self.facts = Facts(inventory, self.rules, language)
+        self.facts = Facts(inventory, self.rules, language, timezone)
         # Counted devices per region, for dark regions (the inventory is fixed for the engine's life).
         regions: dict[str, list[str]] = defaultdict(list)
         for device in inventory.devices.values():

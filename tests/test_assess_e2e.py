@@ -1,7 +1,7 @@
 """The assessment end to end with the daemon and the lab: a camera goes down in the lab (real
 ICMP in network namespaces) → its fault fires → a work order opens by itself → the SLA warning
 and then the breach reach the WeCom group (robot simulator) → the duty engineer acknowledges,
-arrives and restores (the work-order book's own actions, as the API's will call them) → the
+arrives and restores through the HTTP API with their own token (recorded as them) → the
 camera comes back → the fault resolves and the order closes → `fleetmon score` (read-only,
 beside the running daemon) and GET /api/v1/availability give the camera's down time as the lab
 saw it.
@@ -56,6 +56,7 @@ async def test_fault_order_warning_breach_arrival_restore_close_then_the_score_o
     key = wecom.add_robot()
     fleet.write_point_list(tmp_path / "points.csv")
     (tmp_path / "wecom.key").write_text(key)
+    (tmp_path / "zhang.token").write_text("token-of-zhang-gong-0123456789")
     doc = {
         "inventory": {"point_lists": ["points.csv"]},
         # ICMP only: the lab's cameras serve no RTSP here, so "online" is the network basis.
@@ -64,7 +65,7 @@ async def test_fault_order_warning_breach_arrival_restore_close_then_the_score_o
         "scheduler": {"spread": 0.2},
         "state": {"database": "state.db", "down_after": 1, "up_after": 1},
         "influxdb": {"enabled": False},
-        "api": {"port": 0},
+        "api": {"port": 0, "people": [{"name": ENGINEER, "token_file": "zhang.token", "roles": ["duty"]}]},
         "rules": [{"type": "device_down", "name": "down"}],
         "notify": {"routes": [{"type": "wecom", "name": "duty", "url": wecom.url, "key_file": "wecom.key",
                                "msgtype": "text"}]},
@@ -97,9 +98,11 @@ async def test_fault_order_warning_breach_arrival_restore_close_then_the_score_o
         await until(lambda: len(texts()) >= 3, 15, "the SLA breach")
         assert texts()[2].splitlines()[0].startswith(f"【已超时·一般】工单{order.ref} 响应已超时")
 
-        await book.acknowledge(order.ref, by=ENGINEER)
-        await book.arrive(order.ref, by=ENGINEER)
-        await book.restore(order.ref, by=ENGINEER)
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer token-of-zhang-gong-0123456789"}) as http:
+            for action in ("acknowledge", "arrive", "restore"):
+                url = f"http://127.0.0.1:{d.api.port}/api/v1/workorders/{order.ref}/{action}"
+                async with http.post(url, json={}) as resp:
+                    assert resp.status == 200, await resp.text()
         fleet.restore(camera.id, cascade=False)
         restored_at = time.time()
         closed = await until(lambda: not book.open_orders() and book, 15, "the order closed by the fault's end")

@@ -34,12 +34,13 @@ def test_example_config_passes_with_a_summary(script: bool) -> None:
         "    by status: active 15, construction 2, removed 1",
         "    by region: 城关镇 9, 东湖镇 7, 城区 2",
         # 17 devices with an address; ONVIF and SNMP have no credentials in the example: they poll none
-        "  probes enabled (devices polled): icmp 17, onvif 0, rtsp 9, snmp 0",
+        "  probes enabled (devices polled): icmp 17, onvif 0, rtsp 9, snmp 0, http 0, tcp 0, tls 0, nvr 0",
         "  influxdb: api v1, http://127.0.0.1:8086, database fleetmon",
         f"  state database: {REPO / 'var/state.db'}",
         "  rules: device-down, camera-online-rate, link-latency, link-loss, link-jitter, camera-video-down, "
         "camera-clock-drift, camera-inventory-mismatch, uplink-down, ups-on-battery, ups-battery-low, device-rebooted, "
-        "uplink-utilisation, uplink-errors, storage-usage",
+        "uplink-utilisation, uplink-errors, storage-usage, platform-service-down, renewal-due, tls-expiry, "
+        "nvr-not-recording, nvr-retention, nvr-disk, link-bandwidth",
         "  notify routes: none",
         "  api: http://127.0.0.1:8080/, read-only (no token configured)",
         "  assessment: online rate point_time, unknown time exclude",

@@ -49,9 +49,10 @@ def test_every_rule_type_has_its_titles_in_both_languages(cls):
 
 
 @pytest.mark.parametrize(
-    "cls", [c for c in RULE_TYPES.values() if issubclass(c, _ValueRule)], ids=lambda c: c.__name__
+    "cls", [c for c in RULE_TYPES.values() if issubclass(c, _ValueRule) and c.measurement], ids=lambda c: c.__name__
 )
 def test_value_rules_read_measurements_and_fields_a_probe_declares(cls):
+    # (snmp_value names its measurement in its config: checked at config load, tests/test_rules_values.py)
     assert cls.measurement in DECLARED
     assert set(cls.fields) <= set(DECLARED[cls.measurement].fields)
     assert _literal(cls) in cls.titles["zh"]

@@ -248,3 +248,40 @@ def test_storage_per_disk_and_a_disk_no_longer_reported_is_held():
 def test_value_rule_limits_are_validated(rule, data, message):
     with pytest.raises(ValidationError, match=message):
         rule(name="r", **data)
+
+
+def test_snmp_value_rule_on_what_device_profiles_measure():
+    """snmp_value: a limit on any declared field per instance (a precision AC's supply air), with
+    hysteresis, and a flag (a Moxa switch's second power input lost)."""
+    from rules.families.values import SnmpValueRule
+
+    hot = SnmpValueRule(name="hot", value="precision_ac_sensor.temperature_c", above=28, clear_below=26,
+                        match={"kind": ["server"]})
+    power = SnmpValueRule(name="power2", value="switch_power.power2_present", equals=False)
+    e = engine(hot, power)
+    air = [Series("precision_ac_sensor", {"point": "supply_air"}, {"temperature_c": 29.5}),
+           Series("precision_ac_sensor", {"point": "return_air"}, {"temperature_c": 24.0})]
+    e.observe(result("SRV1", "snmp", {"up": True}, air))
+    e.observe(result("SW1", "snmp", {"up": True}, [Series("switch_power", {}, {"power1_present": True,
+                                                                              "power2_present": False})]))
+    out = e.evaluate(view(), set())
+    assert set(out) == {("hot", "device:SRV1/supply_air"), ("power2", "device:SW1")}
+    assert out[("hot", "device:SRV1/supply_air")].title == "服务器S9SRV1（supply_air）precision_ac_sensor.temperature_c29.5°C，超过28°C"
+    assert out[("power2", "device:SW1")].title == "交换机S1SW1switch_power.power2_present为false"
+    key = ("hot", "device:SRV1/supply_air")
+    e.observe(result("SRV1", "snmp", {"up": True}, [Series("precision_ac_sensor", {"point": "supply_air"},
+                                                           {"temperature_c": 27.0})]))
+    assert key in e.evaluate(view(), {key}) and key not in e.evaluate(view(), set())  # clears below 26 only
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"value": "precision_ac.temp", "above": 1}, "no declared measurement.field (fields of precision_ac:"),
+    ({"value": "nothing.x", "above": 1}, "no declared measurement.field (measurements: "),
+    ({"value": "environment.value", "above": 30, "below": 5}, "give exactly one of above, below, equals"),
+    ({"value": "environment.value", "above": 30, "clear_below": 35}, "clear_below must be ≤ above"),
+])
+def test_snmp_value_rule_refuses_what_the_schema_does_not_declare(config, message):
+    from rules.families.values import SnmpValueRule
+
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(")):
+        SnmpValueRule(name="r", **config)

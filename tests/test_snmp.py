@@ -166,7 +166,8 @@ def test_wants_kinds_credentials_and_budget(secrets: None) -> None:
     assert not probe.wants(device("camera"))  # not in `match`
     # budget: GET + one walk of ceil(1000/10)+1 requests × 2.1 s × 2, capped by deadline 20 s, + 0.5
     assert probe.budget_s(device("switch")) == pytest.approx(20.5)
-    assert SnmpProbe(v2c(161)).budget_s(device("camera")) == pytest.approx((1.0 + 0.1) * 1 + 0.5)
+    # No walks: the GET, and the GET of the device profiles' scalars its (still unknown) sysObjectID picks.
+    assert SnmpProbe(v2c(161)).budget_s(device("camera")) == pytest.approx((1.0 + 0.1) * 2 + 0.5)
 
 
 # --- import cost -------------------------------------------------------------------------------
@@ -340,7 +341,9 @@ async def test_ups_normal_then_on_battery_then_low(sim: SnmpSim, port: int, secr
         back = one(await probe.probe(dev), "ups")
     assert normal == {"battery_status": 2, "battery_low": False, "seconds_on_battery": 0, "minutes_remaining": 45,
                       "charge_pct": 100, "input_voltage_v": 220, "input_frequency_hz": 50.0, "output_source": 3,
-                      "on_battery": False, "output_load_pct": 35, "alarms_present": 0}
+                      "on_battery": False, "output_load_pct": 35, "alarms_present": 0, "battery_voltage_v": 272.0,
+                      "battery_temp_c": 25.0, "output_frequency_hz": 50.0, "output_voltage_v": 220.0,
+                      "mibs": "UPS-MIB"}
     assert battery["on_battery"] is True and battery["output_source"] == 5
     assert battery["minutes_remaining"] == 25 and battery["input_voltage_v"] == 0 and battery["alarms_present"] == 1
     assert battery["battery_low"] is False
@@ -536,8 +539,10 @@ async def test_wrong_types_are_dropped_and_named(hostile, secrets: None) -> None
 async def test_no_such_object_and_end_of_mib(hostile, secrets: None) -> None:
     port, _ = await hostile("nosuch")
     (result,) = await poll(v2c(port, "C_PUBLIC"), device("ups"))
-    assert result.ok and "noSuchObject for sysUpTime, upsBatteryStatus" in result.reason
-    assert "upsOutputSource" in result.reason
+    # The agent answers, but no UPS MIB: a UPS that tells nothing is no healthy poll.
+    assert not result.ok and result.fields["up"] is False
+    assert result.reason.startswith("no known UPS MIB answered (profiles tried: ups_rfc1628); partial: ")
+    assert "noSuchObject for sysUpTime, sysObjectID" in result.reason
     assert not [s for s in result.series if s.measurement == "ups"]
     port, _ = await hostile("endofmib")
     (result,) = await poll(v2c(port, "C_PUBLIC"), device("switch"))

@@ -387,8 +387,9 @@ class DeviceOut(_Out):
     latest: Annotated[LatestOut | None, Field(description="latest ICMP result; null before the first one")]
     bases: Annotated[
         dict[str, State],
-        Field(description="state per basis: online (what the contract counts), network (icmp), service (onvif), "
-                          "video (rtsp); a basis that does not apply to the device is absent"),
+        Field(description="state per basis: online (what the contract counts), network (icmp), service (onvif; "
+                          "http, tcp, nvr for platforms), video (rtsp); a basis that does not apply to the device "
+                          "is absent"),
     ]
     results: Annotated[dict[str, LatestOut], Field(description="latest result of every probe that polls the device")]
 

@@ -221,6 +221,98 @@ def _add_probe(subparsers: argparse._SubParsersAction) -> None:
     icmp.add_argument("--mode", choices=("auto", "raw", "dgram"), default="auto", help="socket type (auto)")
     icmp.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
     icmp.set_defaults(run=cmd_probe_icmp)
+    vqd = kinds.add_parser(
+        "vqd",
+        help="video-quality diagnosis of images or streams",
+        description="Score an image file or an rtsp:// stream (two frames GAP s apart) for blur, occlusion, "
+        "frozen picture, darkness, glare, colour cast, noise, lost signal and (with --reference) a moved "
+        "camera. Exit 0 when all are normal, 1 when one is not, 2 for bad arguments.",
+    )
+    vqd.add_argument("targets", nargs="+", metavar="IMAGE|rtsp://…", help="image file or stream URL")
+    vqd.add_argument("--reference", type=Path, help="the camera's reference picture (moved camera, occlusion, cast)")
+    vqd.add_argument("--gap", type=_bounded(float, 1, 30), default=3.0, help="seconds between the two frames (3)")
+    vqd.add_argument("--timeout", type=_bounded(float, 2, 120), default=20.0, help="seconds per stream (20)")
+    vqd.add_argument("--json", action="store_true", help="JSON instead of a table")
+    vqd.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
+    vqd.set_defaults(run=cmd_probe_vqd)
+
+
+def cmd_probe_vqd(args: argparse.Namespace) -> int:
+    """Video-quality diagnosis of image files or rtsp:// streams (a burst of two frames with
+    ffmpeg): each score and verdict, as a table or JSON. Exit 0 when every picture is normal,
+    1 when one has a fault or could not be read, 2 for bad arguments."""
+    import json
+
+    from probes.vqd import measures
+    from probes.vqd.config import VqdConfig
+    from probes.vqd.diagnose import TITLES, diagnose
+    from probes.vqd.grab import FrameError, read_image
+
+    cfg = VqdConfig(enabled=True, burst_gap_s=args.gap)
+    reference = None
+    try:
+        if args.reference is not None:
+            reference = measures.reference(measures.prepare(read_image(args.reference, cfg.max_pixels)))
+    except (FrameError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    reports, status = [], EXIT_OK
+    for target in args.targets:
+        try:
+            if target.lower().startswith("rtsp://"):
+                images, errors = asyncio.run(_grab_stream(target, cfg, args.timeout))
+            else:
+                images, errors = [read_image(Path(target), cfg.max_pixels)], None
+            d = diagnose(images, reference, cfg.thresholds, errors)
+            report = {"target": _redact(target), "ok": d.ok, "faults": list(d.faults), "scores": dict(d.scores),
+                      "frames": len(images), "size": [d.width, d.height]}
+        except (FrameError, ValueError, TimeoutError) as exc:
+            report = {"target": _redact(target), "ok": False, "error": str(exc) or "timeout"}
+        status = max(status, EXIT_OK if report["ok"] else EXIT_FAILED)
+        reports.append(report)
+    if args.json:
+        print(json.dumps(reports, ensure_ascii=False, indent=2))
+        return status
+    titles = TITLES[args.lang]
+    for r in reports:
+        if "error" in r:
+            print(f"{r['target']}: {r['error']}")
+            continue
+        verdict = "、".join(titles[f] for f in r["faults"]) or ("画面正常" if args.lang == "zh" else "picture normal")
+        print(f"{r['target']}: {verdict}")
+        for name, score in r["scores"].items():
+            mark = " *" if name in r["faults"] else ""
+            print(f"  {titles[name]:<12} {score:>8.3f} / {getattr(cfg.thresholds, name):g}{mark}")
+    return status
+
+
+def _redact(target: str) -> str:
+    """A target as printed: a URL's password replaced by ***."""
+    parts = urlsplit(target)
+    if parts.scheme.lower() != "rtsp" or parts.password is None:
+        return target
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def _grab_stream(url: str, cfg, timeout_s: float):
+    """The burst of `url` with ffmpeg (as the frame check takes it): (frames, decoder errors)."""
+    from probes.vqd.grab import ffmpeg_input_args, ffmpeg_output_args, read_ppm_frames, decode_errors
+
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-rtsp_transport", "tcp",
+           "-timeout", str(int(timeout_s * 1e6)), *ffmpeg_input_args(cfg), "-i", url, *ffmpeg_output_args(cfg)]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(timeout_s):
+            frames, stderr, _ = await asyncio.gather(read_ppm_frames(proc.stdout), proc.stderr.read(), proc.wait())
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if not frames:
+        raise ValueError("no frame decoded")
+    return frames, decode_errors(stderr)
 
 
 def _bounded(cast: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:

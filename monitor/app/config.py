@@ -366,7 +366,10 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any, list[tuple[int, 
         # Before construction: constructing merges `<<:` keys into their mappings, and a key
         # overriding a merged one is not a duplicate.
         problems = list(_duplicate_keys(path, root, (), set()))
-        data = loader.construct_document(root)
+        try:
+            data = loader.construct_document(root)
+        except ValueError:  # PyYAML raises a bare ValueError for a date that does not exist (2027-13-01)
+            raise ConfigError([_bad_timestamp(path, root, loader)]) from None
         if data is None:  # only "---" or "null"
             raise _empty(path)
         return root, data, problems
@@ -374,6 +377,24 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any, list[tuple[int, 
         raise ConfigError([_syntax_error(path, exc)]) from None
     finally:
         loader.dispose()
+
+
+def _bad_timestamp(path: Path, root: yaml.Node, loader: yaml.SafeLoader) -> str:
+    """"FILE:LINE:COL: …" of the first scalar YAML reads as a timestamp and cannot construct."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                loader.construct_yaml_timestamp(node)
+            except ValueError as exc:
+                mark = node.start_mark
+                return f"{path}:{mark.line + 1}:{mark.column + 1}: {node.value!r} is not a date ({exc})"
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return f"{path}: a value YAML cannot construct"
 
 
 def _empty(path: Path) -> ConfigError:

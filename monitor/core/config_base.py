@@ -75,6 +75,20 @@ def is_http_url(url: str) -> bool:
         return False
 
 
+def check_http_url(text: str) -> str:
+    """`text` stripped when it is an http:// or https:// URL with a host (and a port, if any,
+    1–65535) and no user:password@; raises ValueError otherwise, without echoing it. For the
+    point list's `url` and the HTTP check's templates."""
+    url = text.strip()
+    if not is_http_url(url):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Point lists get mailed around: credentials belong in the config's *_env or *_file.
+        raise ValueError("must not carry credentials (user:password@): set them in probes.http")
+    return url
+
+
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, instances are frozen."""
 

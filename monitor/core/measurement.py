@@ -29,7 +29,7 @@ class MeasurementSpec:
 
 DEVICE_TAGS = {
     "device_id": "inventory id of the device (点位编号)",
-    "kind": "camera | switch | ups | link | server | platform",
+    "kind": "camera | switch | ups | link | server | platform | nvr",
     "site": "site (站点/点位组) of the device",
     "region": "region (township, 乡镇/区域) of the device",
 }

@@ -7,6 +7,7 @@ component only reads them.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,7 @@ class Kind(StrEnum):
     LINK = "link"  # a dedicated line, probed at its far end
     SERVER = "server"
     PLATFORM = "platform"  # video platform / storage cluster front end
+    NVR = "nvr"  # network video recorder (网络硬盘录像机): disks and per-channel recording
 
 
 class Status(StrEnum):
@@ -56,6 +58,11 @@ class Device:
     `manufacturer`, `model`, `firmware`, `serial`. `stream_url`: the camera's RTSP URL when
     the point list gives one. `port`: the port of the parent switch this device is plugged
     into (ifName or ifDescr); `uplink`: this device's own uplink port (switches).
+
+    Platform checks and contracts: `url`, the http(s):// address its HTTP check asks (no
+    credentials); `bandwidth_bps`, a line's contracted bandwidth (签约带宽) in bit/s; `expires`,
+    the local date its licence, subscription or contract runs out (到期日期, valid through that
+    day).
     """
 
     id: str
@@ -76,6 +83,9 @@ class Device:
     stream_url: str | None = None
     port: str | None = None
     uplink: str | None = None
+    url: str | None = None
+    bandwidth_bps: int | None = None
+    expires: dt.date | None = None
 
     @property
     def counted(self) -> bool:

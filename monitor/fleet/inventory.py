@@ -11,7 +11,7 @@ Columns (header matching ignores case, spaces, full-width forms and a BOM):
 
     id       编号 点位编号 设备编号            required
     name     名称 点位名称 设备名称            default: the id
-    kind     类型 设备类型                    required: camera switch ups link server platform
+    kind     类型 设备类型                    required: camera switch ups link server platform nvr
     address  IP IP地址 地址                   required unless status is removed; IPv4 or IPv6
     site     站点 点位组                      required
     region   区域 乡镇 所属区域                required
@@ -25,10 +25,13 @@ Columns (header matching ignores case, spaces, full-width forms and a BOM):
     stream_url 码流地址 取流地址 RTSP地址        rtsp://host[:port]/path (no credentials)
     port     接入端口 交换机端口                port of the parent switch (ifName/ifDescr)
     uplink   上联端口                        the device's own uplink port (switches)
+    url      检测地址 访问地址 网址            http(s)://host[:port]/path its HTTP check asks (no credentials)
+    bandwidth 签约带宽 专线带宽 带宽            a line's contracted rate: 10M, 50Mbps, 622M, 1G (bare number: Mbit/s)
+    expires  到期日期 到期时间 到期日 有效期至    the local date its licence, subscription or contract runs out
     tags     标签                            separated by ; , | (or ； ， 、 ｜)
 
 Chinese values are accepted for kind (摄像机/摄像头/枪机/球机, 交换机, UPS/不间断电源, 链路/专线,
-服务器/存储, 平台) and status (在用/正常/启用, 在建/延建, 拆除/已拆除). Columns such as 序号 and 备注
+服务器/存储, 平台, 录像机/硬盘录像机/网络硬盘录像机) and status (在用/正常/启用, 在建/延建, 拆除/已拆除). Columns such as 序号 and 备注
 (IGNORED_COLUMNS) are skipped; any other unknown column is an error, since a typo in a header
 would otherwise drop a column silently. Inline devices use the English column names as keys.
 
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import difflib
 import io
 import ipaddress
@@ -58,14 +62,16 @@ import types
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Annotated, Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 
-from pydantic import PrivateAttr
+from pydantic import AfterValidator, PrivateAttr
 
-from monitor.core.config_base import ConfigError, ConfigSource, Strict
+from monitor.core.config_base import ConfigError, ConfigSource, Strict, check_http_url
 from monitor.core.model import Device, IPAddress, Kind, Selector, Status
+from monitor.fleet.renewals import Renewal, RenewalConfig, unique_renewal_names
+from monitor.fleet.values import parse_bandwidth, parse_date
 
 COLUMNS: Mapping[str, tuple[str, ...]] = {
     "id": ("编号", "点位编号", "设备编号"),
@@ -85,6 +91,9 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
     "stream_url": ("码流地址", "取流地址", "RTSP地址"),
     "port": ("接入端口", "交换机端口"),
     "uplink": ("上联端口",),
+    "url": ("检测地址", "访问地址", "网址"),
+    "bandwidth": ("签约带宽", "专线带宽", "带宽"),
+    "expires": ("到期日期", "到期时间", "到期日", "有效期至"),
     "tags": ("标签",),
 }
 """Column name → header aliases accepted in point lists."""
@@ -106,6 +115,9 @@ KIND_NAMES: Mapping[str, Kind] = {
     "服务器": Kind.SERVER,
     "存储": Kind.SERVER,
     "平台": Kind.PLATFORM,
+    "录像机": Kind.NVR,
+    "硬盘录像机": Kind.NVR,
+    "网络硬盘录像机": Kind.NVR,
 }
 STATUS_NAMES: Mapping[str, Status] = {
     **{status.value: status for status in Status},
@@ -143,6 +155,9 @@ class InventoryConfig(Strict):
 
     point_lists: list[Path] = []
     devices: list[dict] = []  # rows with the point-list columns; validated by monitor.fleet.inventory
+    renewals: Annotated[list[RenewalConfig], AfterValidator(unique_renewal_names)] = []
+    """Dates to renew by that no point-list row carries (domains, licences, the contract itself);
+    see monitor.fleet.renewals."""
 
     # Set by load_config so that monitor.fleet.inventory can report inline devices by file and line.
     _source: ConfigSource | None = PrivateAttr(default=None)
@@ -165,31 +180,40 @@ class Inventory:
 
     - devices: id → Device, in load order.
     - sources: where the devices came from, in load order (file names as in messages).
+    - renewals: every date to renew by (monitor.fleet.renewals): the devices' `expires`, in
+      load order, then the config's `inventory.renewals`.
     """
 
-    __slots__ = ("_devices", "_sources", "_by_address", "_children", "_topo")
+    __slots__ = ("_devices", "_sources", "_by_address", "_children", "_topo", "_renewals")
 
-    def __init__(self, devices: Iterable[Device], sources: Iterable[str] = ()) -> None:
-        """Raises InventoryError (duplicate ids or addresses, unknown parents, parent cycles),
-        locating problems as "devices[i]"."""
-        devices = tuple(devices)
+    def __init__(
+        self, devices: Iterable[Device], sources: Iterable[str] = (), renewals: Iterable[RenewalConfig] = ()
+    ) -> None:
+        """Raises InventoryError (duplicate ids or addresses, unknown parents, parent cycles,
+        renewals of unknown devices), locating problems as "devices[i]" and "renewals[i]"."""
+        devices, renewals = tuple(devices), tuple(renewals)
         entries = [
             _Entry(_Row({}, f"devices[{i}]", 0, i), d.id, d.address, d.status, d.parent, d)
             for i, d in enumerate(devices)
         ]
         issues = _cross_check(entries, parents_known=True)
+        ids = {d.id for d in devices}
+        issues += [
+            (1, i, f"renewals[{i}].device: device {r.device!r} not found")
+            for i, r in enumerate(renewals) if r.device is not None and r.device not in ids
+        ]
         if issues:
             raise InventoryError(_ordered(issues))
-        self._index(devices, sources)
+        self._index(devices, sources, renewals)
 
     @classmethod
-    def _checked(cls, devices: Sequence[Device], sources: Iterable[str]) -> "Inventory":
-        """An inventory of devices that load_inventory() has already checked."""
+    def _checked(cls, devices: Sequence[Device], sources: Iterable[str], renewals: Sequence[RenewalConfig]) -> "Inventory":
+        """An inventory of devices (and renewals) that load_inventory() has already checked."""
         inventory = cls.__new__(cls)
-        inventory._index(devices, sources)
+        inventory._index(devices, sources, renewals)
         return inventory
 
-    def _index(self, devices: Sequence[Device], sources: Iterable[str]) -> None:
+    def _index(self, devices: Sequence[Device], sources: Iterable[str], renewals: Sequence[RenewalConfig]) -> None:
         by_id = {d.id: d for d in devices}
         children: dict[str, list[Device]] = {}
         for device in devices:
@@ -202,6 +226,10 @@ class Inventory:
         }
         self._children = {parent: tuple(kids) for parent, kids in children.items()}
         self._topo = _topo_order(by_id)
+        self._renewals = (
+            *(Renewal(f"device:{d.id}", d.name, d.expires, device_id=d.id) for d in devices if d.expires is not None),
+            *(Renewal(f"renewal:{r.name}", r.name, r.expires, r.what, r.owner, r.device) for r in renewals),
+        )
 
     @property
     def devices(self) -> Mapping[str, Device]:
@@ -210,6 +238,10 @@ class Inventory:
     @property
     def sources(self) -> tuple[str, ...]:
         return self._sources
+
+    @property
+    def renewals(self) -> tuple[Renewal, ...]:
+        return self._renewals
 
     def __repr__(self) -> str:
         return f"<Inventory: {len(self.devices)} devices from {', '.join(self.sources) or 'code'}>"
@@ -278,9 +310,26 @@ def load_inventory(cfg: InventoryConfig | Any, base_dir: str | Path | None = Non
         sources.append(str(section.source.path) if section.source else "<config>")
     entries = [entry for row in rows if (entry := _parse_row(row, issues)) is not None]
     issues += _cross_check(entries, parents_known=complete)
+    if complete:
+        issues += _renewal_devices(section, {e.id for e in entries}, len(section.point_lists))
     if issues:
         raise InventoryError(_ordered(issues))
-    return Inventory._checked([e.device for e in entries if e.device is not None], sources)
+    devices = [e.device for e in entries if e.device is not None]
+    return Inventory._checked(devices, sources, section.renewals)
+
+
+def _renewal_devices(section: InventoryConfig, ids: set[str], index: int) -> list[_Issue]:
+    """Problems of `inventory.renewals` entries naming a device that is not in the inventory,
+    located at their `device` key; `index`: the config's source index (after the point lists)."""
+    issues: list[_Issue] = []
+    for i, renewal in enumerate(section.renewals):
+        if renewal.device is None or renewal.device in ids:
+            continue
+        loc = ("inventory", "renewals", i, "device")
+        line = section.source.line(loc) if section.source else i
+        where = f"{section.source.path}:{line}" if section.source else "<config>"
+        issues.append((index, line, f"{where}: inventory.renewals[{i}].device: device {renewal.device!r} not found"))
+    return issues
 
 
 # --- rows and problems ---------------------------------------------------------------------
@@ -569,6 +618,8 @@ def _inline_rows(devices: list[dict], source: ConfigSource | None, index: int) -
                 issues.append(row.issue(key, f"unknown key{hint}"))
             elif key == "tags" and isinstance(value, list) and all(isinstance(tag, str) for tag in value):
                 row.values[key] = ";".join(value)
+            elif key == "expires" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+                row.values[key] = value.isoformat()  # YAML reads 2027-03-31 as a date
             elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 if _present(value):
                     row.values[key] = value
@@ -615,11 +666,13 @@ def _parse_row(row: _Row, issues: list[_Issue]) -> _Entry | None:
         return None
     manufacturer, firmware, serial = cell("manufacturer", str), cell("firmware", str), cell("serial", str)
     stream_url, port, uplink = cell("stream_url", _stream_url), cell("port", str), cell("uplink", str)
+    url, bandwidth_bps, expires = cell("url", _url), cell("bandwidth", _bandwidth), cell("expires", _expires)
     device = None
     if len(issues) == before:
         device = Device(
             device_id, name, kind, address, site, region, parent, status, lat, lon, model, tags,
             manufacturer=manufacturer, firmware=firmware, serial=serial, stream_url=stream_url, port=port, uplink=uplink,
+            url=url, bandwidth_bps=bandwidth_bps, expires=expires,
         )
     return _Entry(row, device_id, address, status, parent, device)
 
@@ -636,6 +689,27 @@ def _stream_url(text: str) -> str:
         # Point lists get mailed around: credentials belong in the config's *_file or *_env.
         raise _Bad("must not carry credentials (user:password@): set them in probes.rtsp")
     return text
+
+
+def _url(text: str) -> str:
+    try:
+        return check_http_url(text)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _bandwidth(text: str) -> int:
+    try:
+        return parse_bandwidth(text)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _expires(text: str) -> dt.date:
+    try:
+        return parse_date(text)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _kind(text: str) -> Kind:

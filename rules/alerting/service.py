@@ -58,7 +58,7 @@ class Alerting:
         self._language = language
         self._maintenance_cfg = maintenance
         self._notify = notify
-        self.engine = RulesEngine(inventory, rules, flapping, language=language)
+        self.engine = RulesEngine(inventory, rules, flapping, language=language, timezone=timezone)
         self._duty = DutyRoster(notify.duty, timezone)
         self._views: asyncio.Queue[View | None] = asyncio.Queue()
         self._stack = AsyncExitStack()

@@ -50,6 +50,7 @@ class DeviceDownRule(RuleBase):
         Kind.SERVER: Severity.MAJOR,
         Kind.SWITCH: Severity.MAJOR,
         Kind.UPS: Severity.MAJOR,
+        Kind.NVR: Severity.MAJOR,  # a dead recorder records nothing for all its channels
         Kind.CAMERA: Severity.MINOR,
     }
     """Severity by the down device's kind; `severity` for kinds not listed."""

@@ -2,8 +2,10 @@
 the measurement has several (a port, a disk): clock_drift (ONVIF), inventory_mismatch (ONVIF
 vs point list), port_down (IF-MIB ifOperStatus of uplinks), ups_on_battery / ups_battery_low
 (UPS-MIB, RFC 1628), device_rebooted (sysUpTime), interface_utilisation, interface_errors,
-storage_usage (HOST-RESOURCES-MIB). Measurements and fields are those the probes declare
-(`Probe.measurements`; tests/test_rules_registry.py holds them to it).
+storage_usage (HOST-RESOURCES-MIB), and snmp_value: a limit or a value of any declared field,
+e.g. of what the SNMP device profiles measure (precision AC, sensors, PDUs, bridges, switch CPU).
+Measurements and fields are those the probes declare (`Probe.measurements`; tests/
+test_rules_registry.py holds them to it; snmp_value's are checked at config load).
 
 They hold, never raise, while their device is offline on the network (device_down speaks for
 it), and a failed poll (no instances) holds a firing fault rather than resolving it. Traps
@@ -12,9 +14,12 @@ patch the latest values at once (probes/traps.py TrapEvent.values).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Self
 
 from pydantic import Field, model_validator
+
+from monitor.metrics.schema import MEASUREMENTS as SCHEMA
 
 from monitor.core.config_base import SelectorConfig
 from monitor.core.model import Device, Kind
@@ -34,6 +39,7 @@ TITLES = {
         "interface_utilisation": "{kind}{name}端口{port}带宽利用率{value:.0f}%，超过{limit:g}%",
         "interface_errors": "{kind}{name}端口{port}错误包{value:.1f}个/秒，超过{limit:g}个/秒",
         "storage_usage": "{kind}{name}磁盘{disk}使用率{value:.0f}%，超过{limit:g}%",
+        "snmp_value": "{kind}{name}{where}{what}{shown}",
     },
     "en": {
         "clock_drift": "{kind} {name} clock off by {value:.0f} s, above {limit:g} s",
@@ -46,6 +52,7 @@ TITLES = {
         "interface_utilisation": "{kind} {name} port {port} utilisation {value:.0f}%, above {limit:g}%",
         "interface_errors": "{kind} {name} port {port} errors {value:.1f}/s, above {limit:g}/s",
         "storage_usage": "{kind} {name} disk {disk} {value:.0f}% used, above {limit:g}%",
+        "snmp_value": "{kind} {name}{where} {what} {shown}",
     },
 }
 
@@ -58,7 +65,8 @@ class _ValueRule(RuleBase):
     those present) and the unit; `above` rules raise above `limit_keys[0]` and clear below
     `limit_keys[1]`, `below` rules the other way round; flag rules (no limit_keys) hold while
     `flag(fields)` is true. Their title is the template named like their type, with `kind`,
-    `name`, `value`, `limit`, `port` and `disk` (the instance), plus what `describe` adds."""
+    `name`, `value`, `limit`, `instance` (and its aliases `port` and `disk`), plus what
+    `describe` adds."""
 
     titles = TITLES
     measurement: ClassVar[str]
@@ -79,6 +87,11 @@ class _ValueRule(RuleBase):
 
     def applies(self, fields: Mapping[str, Any]) -> bool:
         """Whether this instance (port, disk) is watched at all."""
+        return True
+
+    def applies_to(self, facts: Facts, device: Device) -> bool:
+        """Whether the device's values are judged now; when not, they count as no data (a
+        firing fault is held, nothing new is raised)."""
         return True
 
     def describe(self, facts: Facts, device: Device, fields: Mapping[str, Any], value: float | None) -> Described:
@@ -108,7 +121,8 @@ class _ValueRule(RuleBase):
             prefix = f"device:{device.id}"
             # Offline on the network: device_down speaks for it; its faults are held below.
             offline = states.get(device.id, State.UNKNOWN).offline
-            instances = {} if offline else values.get((device.id, self.measurement), {})
+            judged = not offline and self.applies_to(facts, device)
+            instances = values.get((device.id, self.measurement), {}) if judged else {}
             for instance, fields in instances.items():
                 if not self.applies(fields):
                     continue
@@ -152,7 +166,7 @@ class _ValueRule(RuleBase):
         template, more, affected = self.describe(facts, device, fields, value)
         args: dict[str, Any] = {
             "kind": facts.kinds[device.kind], "name": device.name, "value": value or 0.0, "limit": limit or 0.0,
-            "port": part, "disk": part, **more,
+            "instance": part, "port": part, "disk": part, **more,
         }
         return Condition(
             self.name, self.type, key[1], self.severity, self.title(facts, template, **args), self.for_s,
@@ -285,3 +299,74 @@ class StorageUsageRule(_ValueRule):
     match: SelectorConfig = SelectorConfig(kind=[Kind.SERVER, Kind.PLATFORM])
     above_pct: Annotated[float, Field(gt=0, le=100)] = 90.0
     clear_below_pct: Annotated[float, Field(gt=0, le=100)] | None = 85.0
+
+
+_SHOWN = {
+    "zh": {"above": "{value:g}{unit}，超过{limit:g}{unit}", "below": "{value:g}{unit}，低于{limit:g}{unit}",
+           "equals": "为{equals}"},
+    "en": {"above": "{value:g}{unit}, above {limit:g}{unit}", "below": "{value:g}{unit}, below {limit:g}{unit}",
+           "equals": "is {equals}"},
+}
+
+
+class SnmpValueRule(_ValueRule):
+    """A limit on, or a value of, any declared field: `value: precision_ac_sensor.temperature_c`
+    with `above` (and `clear_below`), `below` (and `clear_above`) or `equals` (a flag or a code:
+    `precision_ac.general_alarm` equals true, `switch_power.power2_present` equals false). Per
+    instance where the measurement has several (a sensor, an outlet, a board). The measurement
+    and field must be in the schema (monitor.metrics.schema), checked at config load."""
+
+    measurement: ClassVar[str] = ""  # per rule, from `value` (set at validation)
+    fields: ClassVar[tuple[str, ...]] = ()
+    type: Literal["snmp_value"] = "snmp_value"
+    match: SelectorConfig = SelectorConfig()
+    severity: Severity = Severity.MINOR
+    value: str
+    """measurement.field, e.g. environment.value, pdu_outlet.switched_on, switch_health.cpu_pct."""
+    above: float | None = None
+    clear_below: float | None = None
+    below: float | None = None
+    clear_above: float | None = None
+    equals: bool | int | str | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Self:
+        measurement, _, field = self.value.partition(".")
+        spec = SCHEMA.get(measurement)
+        if spec is None or field not in spec.fields:
+            known = f"fields of {measurement}: {', '.join(spec.fields)}" if spec else \
+                f"measurements: {', '.join(SCHEMA)}"
+            raise ValueError(f"value {self.value!r} is no declared measurement.field ({known})")
+        given = [k for k in ("above", "below", "equals") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of above, below, equals")
+        kind = given[0]
+        limit_keys = {"above": ("above", "clear_below"), "below": ("below", "clear_above")}.get(kind)
+        for name, attr in (("measurement", measurement), ("fields", (field,)), ("unit", spec.fields[field].unit),
+                           ("limit_keys", limit_keys), ("direction", "below" if kind == "below" else "above")):
+            object.__setattr__(self, name, attr)  # per rule what subclasses of _ValueRule fix per class
+        if limit_keys is not None:
+            limit, clear = self.limits()
+            if (clear > limit) if kind == "above" else (clear < limit):
+                raise ValueError(f"{limit_keys[1]} must be {'≤' if kind == 'above' else '≥'} {limit_keys[0]}")
+        return self
+
+    def flag(self, fields: Mapping[str, Any]) -> bool:
+        return self.equals is not None and fields.get(self.fields[0]) == self.equals
+
+    def describe(self, facts: Facts, device: Device, fields: Mapping[str, Any], value: float | None) -> Described:
+        kind = "equals" if self.equals is not None else ("below" if self.direction == "below" else "above")
+        limit = self.limits()[0] if self.limit_keys is not None else 0.0
+        equals = str(self.equals).lower() if isinstance(self.equals, bool) else self.equals
+        shown = _SHOWN[facts.language][kind].format(value=value or 0.0, unit=self.unit, limit=limit, equals=equals)
+        return self.type, {"what": self.value, "shown": shown, "where": ""}, ()
+
+    def _condition(self, facts: Facts, device: Device, instance: tuple[str, ...], fields: Mapping[str, Any], key: Key,
+                   value: float | None) -> Condition:
+        condition = super()._condition(facts, device, instance, fields, key, value)
+        if not instance:
+            return condition
+        where = f"（{instance[0]}）" if facts.language == "zh" else f" ({instance[0]})"
+        template, args, _ = self.describe(facts, device, fields, value)
+        title = self.title(facts, template, kind=facts.kinds[device.kind], name=device.name, **{**args, "where": where})
+        return dataclasses.replace(condition, title=title)

@@ -76,3 +76,24 @@ def fault_event(n: int = 1, event: EventKind = EventKind.FIRING, *, ts_ns: int |
     if event is EventKind.RESOLVED:
         fault_fields.setdefault("state", FaultState.RESOLVED)
     return FaultEvent(n, event, 30 + n if ts_ns is None else ts_ns, fault(n, **fault_fields))
+
+
+_TYPES = {"boolean": (bool,), "integer": (int,), "float": (float,), "string": (str,)}
+
+
+def schema_checked(result: Any) -> Any:
+    """`result` (a ProbeResult), after checking its own point and every Series against the
+    InfluxDB schema: declared measurement, tags and fields, and each field of its declared
+    type (InfluxDB refuses a field whose type changes: an int where a float was written)."""
+    from monitor.core.measurement import DEVICE_TAGS
+    from monitor.metrics.schema import check
+
+    points = [(result.probe, dict.fromkeys(DEVICE_TAGS, "x"), result.fields)]
+    points += [(s.measurement, {**dict.fromkeys(DEVICE_TAGS, "x"), **s.tags}, s.fields) for s in result.series]
+    for measurement, tags, fields in points:
+        spec = check(measurement, tags, fields)
+        for name, value in fields.items():
+            wanted = _TYPES[spec.fields[name].type]
+            ok = isinstance(value, wanted) and (bool in wanted or not isinstance(value, bool))
+            assert ok, f"{measurement}.{name} = {value!r} is not {spec.fields[name].type}"
+    return result

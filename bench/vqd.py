@@ -1,0 +1,64 @@
+"""Video-quality diagnosis: thresholds from the ROC of a tuning split, precision and recall on a
+held-out split of real photographs (lab/vqd_data.py), CPU per frame and per camera check.
+
+`python -m bench.vqd [--per-photo 40] [--seed 17]` (no root, no network). Prints:
+1. per diagnosis the threshold chosen on the tuning split (best TPR at FPR ≤ 0.5 %, midway in
+   the gap to the next positive) beside the shipped default (probes/vqd/config.py);
+2. per diagnosis on the held-out split with the shipped defaults: TP, FP, FN, precision,
+   recall; and false alarms on the clean samples;
+3. CPU (process time) per check: scoring a burst of two 384-px frames with its reference, and
+   the fleet's load: 1,850 cameras at one check per 15 minutes as a share of one core.
+Targets of issue 17: precision and recall ≥ 0.95, false alarms on clean ≤ 1 %, ≤ 5 % of a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+CAMERAS, PERIOD_S = 1850, 900
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-photo", type=int, default=40, help="samples per label and photograph (40)")
+    parser.add_argument("--seed", type=int, default=17)
+    args = parser.parse_args(argv)
+
+    from lab.vqd_data import DEFECTS, HELD_OUT, TUNING, choose_threshold, quality, score_all
+    from probes.vqd.config import Thresholds
+
+    defaults = Thresholds()
+    tuning = score_all(TUNING, args.per_photo, args.seed)
+    print(f"tuning split: {', '.join(TUNING)}; {len(tuning)} samples")
+    print(f"{'diagnosis':<12} {'ROC threshold':>13} {'TPR':>6} {'FPR':>7} {'default':>8}")
+    chosen = {}
+    for d in DEFECTS:
+        t, tpr, fpr = choose_threshold(tuning, d)
+        chosen[d] = t
+        print(f"{d:<12} {t:>13.3f} {tpr:>6.3f} {fpr:>7.4f} {getattr(defaults, d):>8g}")
+
+    held = score_all(HELD_OUT, args.per_photo, args.seed + 1)
+    print(f"\nheld-out split: {', '.join(HELD_OUT)}; {len(held)} samples, shipped default thresholds")
+    table, false_alarms = quality(held, defaults)
+    print(f"{'diagnosis':<12} {'TP':>5} {'FP':>5} {'FN':>5} {'precision':>10} {'recall':>7}")
+    for q in table:
+        print(f"{q.diagnosis:<12} {q.tp:>5} {q.fp:>5} {q.fn:>5} {q.precision:>10.3f} {q.recall:>7.3f}")
+    clean = sum(1 for s in held if s.label == "clean")
+    print(f"false alarms on clean samples: {false_alarms:.2%} of {clean}")
+    tuned_table, tuned_fa = quality(held, defaults.model_copy(update=chosen))
+    worst = min(min(q.precision, q.recall) for q in tuned_table)
+    print(f"(with the unrounded ROC thresholds: worst precision/recall {worst:.3f}, false alarms {tuned_fa:.2%})")
+
+    cpu = [s.cpu_s for s in tuning + held]
+    per_check = statistics.mean(cpu)
+    print(f"\nCPU per check (2 frames + reference, 384 px): mean {per_check * 1e3:.1f} ms, "
+          f"p95 {statistics.quantiles(cpu, n=20)[-1] * 1e3:.1f} ms")
+    load = per_check * CAMERAS / PERIOD_S
+    print(f"{CAMERAS} cameras, one check per {PERIOD_S // 60} min: {load:.2%} of one core (analysis only)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,112 @@
+"""Config of video-quality diagnosis: `probes.rtsp_frame.vqd` in config.yaml. Loads no OpenCV.
+
+Each diagnosis has a score (probes/vqd/measures.py: larger is worse) and a threshold; a score
+at or above its threshold is a fault. The defaults were chosen on the ROC of the tuning split
+of lab/vqd_data.py (bench/vqd.py prints the choice and the held-out precision and recall).
+`overrides` change thresholds for the cameras their selector picks (first match wins), e.g.
+a camera facing a lake (flat, so occlusion needs more) or a tunnel (dark by nature).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.model import Device
+
+Share = Annotated[float, Field(gt=0, le=1)]
+
+
+class Thresholds(Strict):
+    """A fault when the score reaches the threshold. Units: blur 0–1 (Crete blur effect),
+    occlusion share of the frame, frozen share of identical blocks, dark 1 − p90/255, bright
+    median luma / 255, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
+    share of a solid colour or bars, moved share of the width, decode_errors per burst."""
+
+    blur: Share = 0.667
+    occlusion: Share = 0.15
+    frozen: Share = 0.84
+    dark: Share = 0.75
+    bright: Share = 0.84
+    cast: Annotated[float, Field(gt=0, le=5)] = 0.247
+    noise: Annotated[float, Field(gt=0, le=128)] = 3.46
+    signal_loss: Share = 0.855
+    moved: Share = 0.053
+    decode_errors: Annotated[int, Field(ge=1)] = 1
+
+
+class ThresholdsOverride(Strict):
+    """Thresholds for the cameras `match` picks; a field left out keeps the default."""
+
+    match: SelectorConfig
+    blur: Share | None = None
+    occlusion: Share | None = None
+    frozen: Share | None = None
+    dark: Share | None = None
+    bright: Share | None = None
+    cast: Annotated[float, Field(gt=0, le=5)] | None = None
+    noise: Annotated[float, Field(gt=0, le=128)] | None = None
+    signal_loss: Share | None = None
+    moved: Share | None = None
+    decode_errors: Annotated[int, Field(ge=1)] | None = None
+
+
+class VqdConfig(Strict):
+    """Video-quality diagnosis on the frames the frame check (rtsp_frame) pulls."""
+
+    enabled: bool = False
+    thresholds: Thresholds = Thresholds()
+    overrides: list[ThresholdsOverride] = []
+    burst_gap_s: Annotated[float, Field(ge=1, le=30)] = 3.0
+    """Seconds between the two frames of the burst (frozen picture, noise): the stream is read
+    this long longer, so bytes per check ≈ probesize + gap × bitrate."""
+    keyframes_only: bool = True
+    """Decode only key frames (ffmpeg -skip_frame nokey): a fraction of the CPU; decoding
+    errors are then counted on key frames only."""
+    reference_dir: Path | None = None
+    """Where each camera's reference frame (moved camera, occlusion, colour) is kept as
+    <device id>.png; None keeps them in memory only. The first frame without a fault becomes
+    the reference; delete the file (or restart without a directory) to take a new one."""
+    max_pixels: Annotated[int, Field(ge=64 * 48, le=200_000_000)] = 40_000_000
+    """Larger images are refused by `fleetmon probe vqd IMAGE` before decoding (8K is 33 MP)."""
+
+    def thresholds_for(self, device: Device | None) -> Thresholds:
+        """The thresholds of `device`: the first override whose selector matches, else the defaults."""
+        if device is None:
+            return self.thresholds
+        for override in self.overrides:
+            if override.match.selector().matches(device):
+                changed = override.model_dump(exclude={"match"}, exclude_none=True)
+                return self.thresholds.model_copy(update=changed)
+        return self.thresholds
+
+
+_SCORE_FIELDS = {
+    "signal_loss": ("", "share of the frame in one solid colour or colour bars (no video screen)"),
+    "dark": ("", "1 − p90 luma / 255: even the brightest tenth is dark"),
+    "bright": ("", "median luma / 255: half the picture near white"),
+    "blur": ("", "blur effect after Crete et al. 2007, 0 sharp … 1 blurred, median over textured blocks"),
+    "occlusion": ("", "share of the frame in the largest region that lost its texture (covered lens)"),
+    "frozen": ("", "share of blocks identical between two frames burst_gap_s apart"),
+    "cast": ("", "max |Δ log R/G|, |Δ log B/G| of the grey world against the reference (or neutral)"),
+    "noise": ("grey levels", "noise σ, the quietest fifth of the blocks (spatial and temporal)"),
+    "moved": ("", "largest displacement of a frame corner against the reference frame, share of the width"),
+    "decode_errors": ("", "decoder errors (concealed macroblocks, missing references) in the burst"),
+}
+MEASUREMENT = MeasurementSpec(
+    "video_quality",
+    "Video-quality diagnosis (视频质量诊断) of the frames one frame check (rtsp_frame) decoded, when "
+    "probes.rtsp_frame.vqd is enabled; a score ≥ its threshold is a fault (probes/vqd/config.py).",
+    DEVICE_TAGS,
+    {
+        **{f"{name}_score": FieldSpec("float", unit, text) for name, (unit, text) in _SCORE_FIELDS.items()},
+        "faults": FieldSpec("string", "", "the faults found, comma-separated (blur,occlusion,…); empty = picture normal"),
+        "picture_ok": FieldSpec("boolean", "", "no fault found (画面正常)"),
+        "frames": FieldSpec("integer", "", "frames analysed"),
+        "analysis_ms": FieldSpec("float", "ms", "CPU time of the analysis (worker thread)"),
+    },
+)

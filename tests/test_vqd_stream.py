@@ -1,0 +1,132 @@
+"""Video-quality diagnosis inside the frame check, on real streams: the GStreamer RTSP server of
+the lab (its videotestsrc sends SMPTE colour bars: an encoder's "no video" screen) decoded by
+Debian's ffmpeg, and the hostile inputs: a stream that never sends a frame, an 8K frame, a
+corrupt frame."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lab.rtsp import RtspServer
+from probes.rtsp import RtspFrameConfig, RtspFrameProbe
+from probes.vqd.config import MEASUREMENT, VqdConfig
+from probes.vqd.diagnose import DIAGNOSES
+from probes.vqd.grab import FrameError, decode_errors, read_image
+from tests.plugins.factories import device
+
+camera = partial(device, address="127.0.0.1", site="s1", region="r1")
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
+
+
+@pytest.fixture(scope="module")
+def plain() -> Iterator[RtspServer]:
+    with RtspServer() as server:
+        yield server
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+async def test_burst_diagnosed_in_the_frame_check(plain: RtspServer, tmp_path: Path) -> None:
+    vqd = VqdConfig(enabled=True, burst_gap_s=1.0, keyframes_only=False, reference_dir=tmp_path)
+    async with RtspFrameProbe(RtspFrameConfig(port=plain.port, vqd=vqd)) as probe:
+        result = await probe.probe(camera())
+    assert result.ok, result.reason
+    (series,) = result.series
+    assert series.measurement == MEASUREMENT.name
+    assert set(series.fields) <= set(MEASUREMENT.fields)
+    assert series.fields["frames"] == 2 and series.fields["analysis_ms"] > 0
+    assert all(f"{d}_score" in series.fields for d in DIAGNOSES if d != "moved")  # moved: no reference yet
+    assert series.fields["picture_ok"] is (series.fields["faults"] == "")
+    assert (result.fields["width"], result.fields["height"]) == (320, 240)  # the camera's, not the scaled
+    # Only a picture without faults becomes the camera's reference.
+    assert [p.name for p in tmp_path.iterdir()] == (["cam-1.png"] if series.fields["picture_ok"] else [])
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+async def test_stream_that_never_sends_a_frame_is_bounded() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = RtspFrameConfig(port=port, timeout_s=6.0, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+    loop = asyncio.get_running_loop()
+    async with RtspFrameProbe(cfg) as probe:
+        started = loop.time()
+        result = await probe.probe(camera())
+        elapsed = loop.time() - started
+    server.close()
+    for w in accepted:
+        w.close()
+    assert (result.ok, result.reason, result.series) == (False, "timeout (no frame within 6 s)", ())
+    assert elapsed < probe.budget_s(camera())
+
+
+def _ffmpeg_h264(path: Path, size: str, seconds: float = 1.0) -> None:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=5", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "5", "-y", str(path)],
+        check=True, timeout=120,
+    )
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_8k_frame_reaches_us_scaled(tmp_path: Path) -> None:
+    """ffmpeg scales inside its process: an 8K stream yields frames at most 480 px wide here."""
+    from probes.vqd.grab import ffmpeg_output_args
+
+    src = tmp_path / "8k.mp4"
+    _ffmpeg_h264(src, "7680x4320", 0.4)
+    cmd = ["ffmpeg", "-v", "error", "-i", str(src), *ffmpeg_output_args(VqdConfig(burst_gap_s=1.0))]
+    out = subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout
+    assert out.startswith(b"P6\n480 270\n255\n")
+    assert len(out) <= 2 * (480 * 270 * 3 + 20)
+
+
+@needs_ffmpeg
+@pytest.mark.peer
+def test_corrupt_stream_counts_decode_errors(tmp_path: Path) -> None:
+    src = tmp_path / "ok.h264"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", "-y", str(src)], check=True, timeout=60)
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(1)
+    for pos in rng.integers(2000, len(data), 40):  # bytes flipped in the slices, headers spared
+        data[pos] ^= 0xFF
+    bad = tmp_path / "bad.h264"
+    bad.write_bytes(bytes(data))
+    clean = subprocess.run(["ffmpeg", "-i", str(src), "-f", "null", "-"], capture_output=True, timeout=60).stderr
+    damaged = subprocess.run(["ffmpeg", "-i", str(bad), "-f", "null", "-"], capture_output=True, timeout=60).stderr
+    assert decode_errors(clean) == 0
+    assert decode_errors(damaged) > 0
+
+
+def test_image_files_hostile(tmp_path: Path) -> None:
+    import cv2
+
+    corrupt = tmp_path / "corrupt.jpg"
+    ok, data = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))
+    corrupt.write_bytes(data.tobytes()[:200])
+    with pytest.raises(FrameError, match="corrupt|not a readable image"):
+        read_image(corrupt, 40_000_000)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(FrameError, match="not a readable image"):
+        read_image(text, 40_000_000)
+    big = tmp_path / "8k.png"
+    cv2.imwrite(str(big), np.zeros((4320, 7680), np.uint8))
+    with pytest.raises(FrameError, match="larger than"):
+        read_image(big, 8_000_000)  # refused from the header, before decoding
+    assert read_image(big, 40_000_000).shape == (4320, 7680, 3)
