@@ -333,3 +333,22 @@ async def test_a_period_not_yet_over_is_counted_to_now_and_says_so(quarter):
 def test_a_period_in_the_future_is_refused():
     with pytest.raises(PeriodError, match="starts in the future"):
         parse_period("2027-01", ZONE, parse_period("2026-12", ZONE).start_ns)
+
+
+async def test_the_quarterly_of_the_qionglai_fleet_1850_points(quarter_1850):
+    p = period("2026Q3")
+    async with quarter_1850.open() as a:
+        facts = await gather("quarterly", p, quarter_1850.sources(a))
+        expected = await truth(a, p)
+        score = (await a.score(p)).score
+    report = build(facts)
+    xlsx = render(report, "xlsx")
+    ids = column(xlsx, report, "附件1 点位在线率明细", "id")
+    assert len(ids) == len(quarter_1850.inventory.devices) >= 1850
+    rates = [None if (r := expected.points[d].figures[Basis.ONLINE].rate_pct) is None else r / 100 for d in ids]
+    assert column(xlsx, report, "附件1 点位在线率明细", "online") == pytest.approx(rates, abs=1e-12)
+    assert column(xlsx, report, "考核得分", "value")[:-1] == pytest.approx([i.value for i in score.items])
+    assert column(xlsx, report, "考核得分", "score")[-1] == float(score.total)
+    camera = expected.group("fleet", ALL, "camera").figures[Basis.ONLINE].rate_pct
+    assert {k.label: k.value for k in report.kpis}["摄像机在线率"] == camera / 100
+    assert column(xlsx, report, "区域在线率", "points")[0] == len(ids)

@@ -80,7 +80,7 @@ table.kpis td { font-size: 10pt; padding: 2.5pt 4pt; }
 td.ok { color: #006100; font-weight: bold; text-align: center; }
 td.bad { color: #9C0006; font-weight: bold; text-align: center; }
 .note { margin: 1mm 0 2mm 0; padding: 2mm 3mm; background: #FFF4E0; border-left: 2pt solid #E67E22;
-        color: #6B4300; }
+        color: #6B4300; break-after: avoid; }
 .empty, .rows { color: #666; margin: 1mm 0; }
 .chart { margin: 1mm 0 2mm 0; break-inside: avoid; }
 .chart img { width: 100%; }
