@@ -36,7 +36,6 @@ reference numbers are allocated in memory; the primary key refuses a duplicate a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -58,6 +57,7 @@ from monitor.assess.orders import (
 )
 from monitor.assess.sla import BreachReport, ClockState, ClockStatus, Sla, count_breaches
 from monitor.assess.texts import Texts
+from monitor.core.periodic import PeriodicTask
 from monitor.core.model import Device
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
@@ -896,30 +896,17 @@ class WorkOrderService:
 
     def __init__(self, book: WorkOrderBook) -> None:
         self.book = book
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # A failed tick (a bug or the database) is logged and tried again next tick.
+        self._loop = PeriodicTask(book.tick, lambda: book.cfg.tick_s, name="workorders", log=log,
+                                  what="work-order tick")
 
     def on_fault_event(self, fault: Fault, kind: EventKind, ts_ns: int) -> None:
         if kind in (EventKind.FIRING, EventKind.RESOLVED):
-            self._wake.set()
+            self._loop.wake()
 
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="workorders")
+        await self._loop.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.book.tick()
-            except Exception:  # a bug or the database: say so, try again next tick
-                log.exception("work-order tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.book.cfg.tick_s)
-            self._wake.clear()
+        await self._loop.__aexit__(*exc_info)

@@ -18,13 +18,13 @@ worker thread, the rendering child processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
 from monitor.assess.periods import Period, parse_period
+from monitor.core.periodic import PeriodicTask
 from monitor.reports.config import ReportsConfig
 from monitor.reports.document import Report
 from monitor.reports.publish import Published, publish
@@ -66,31 +66,19 @@ class ReportService:
         self._make = make
         self._wecom = tuple(wecom)
         self._clock = clock
-        self._wake_s = wake_s
         self._retry_s = retry_s
         self._published = published
         self._failed: dict[tuple[str, str], float] = {}  # (type, label) → monotonic time it may be tried again
         self._said: tuple[str, float] | None = None  # the last directory error logged, and when
-        self._task: asyncio.Task[None] | None = None
+        # A failed round (a bug, or the reports directory unreadable) is logged and tried again.
+        self._loop = PeriodicTask(self.run_due, lambda: wake_s, name="reports", log=log, what="scheduled reports")
 
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="reports")
+        await self._loop.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-            except Exception:  # a bug, or the reports directory unreadable: say so, try again later
-                log.exception("scheduled reports failed")
-            await asyncio.sleep(self._wake_s)
+        await self._loop.__aexit__(*exc_info)
 
     async def run_due(self) -> list[tuple[Due, Published]]:
         """Make every report due now (oldest first); returns what was published. A report that
