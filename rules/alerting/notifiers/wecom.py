@@ -85,7 +85,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 
 log = logging.getLogger("fleetmon.wecom")
 
@@ -616,10 +616,11 @@ class WeComRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
         """Send as many of `events` (oldest first) as the rate window allows, singly when all fit,
         else as digests; returns the delivered prefix of their ids and, when not all went out,
-        when to call again or why never. Never raises for WeCom's or the network's failures."""
+        when to call again or why never; `progress(ids)` after each message WeCom accepted.
+        Never raises for WeCom's or the network's failures."""
         if self._session is None:
             raise RuntimeError("WeComRoute.deliver() outside `async with route`")
         delivered: list[int] = []
@@ -649,6 +650,8 @@ class WeComRoute:
                 self._pinged.difference_update(ids)
                 for event_id in ids:
                     self._uncertain.pop(event_id, None)
+                if progress is not None:
+                    await progress(ids)
                 del pending[: len(msg.events)]
         return Delivery(tuple(delivered))
 
