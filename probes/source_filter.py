@@ -9,8 +9,10 @@ then the kernel drops whatever comes next, the fleet's own traps included. With 
 flood's share of the buffer shrinks by `sample_every` and the fleet's datagrams find room.
 
 Limits: IPv4 sockets only (an AF_INET6 socket returns False: the receiver then relies on its
-own check); at most MAX_ADDRESSES addresses (two instructions each within BPF_MAXINSNS = 4096;
-beyond, False). Loads no pysnmp.
+own check). A classic BPF program has at most 4096 instructions (BPF_MAXINSNS), two per accepted
+network here: beyond MAX_NETWORKS addresses they are widened to their /24 networks, then /16
+(a fleet's devices sit in a few subnets). The filter only has to keep the flood's bulk out of
+the buffer: the receiver still checks every address exactly. Loads no pysnmp.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from collections.abc import Iterable
 
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h (not exported by Python's socket module)
 SO_DETACH_FILTER = 27
-MAX_ADDRESSES = 2000
+MAX_NETWORKS = 1500
+_WIDER = (32, 24, 16, 8)  # prefix lengths tried in turn until the networks fit
 
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
@@ -39,18 +42,33 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
 
-def program(addresses: Iterable[str], sample_every: int) -> bytes | None:
-    """The filter's instructions (struct sock_filter[]) accepting `addresses` (IPv4 text; others
-    are ignored) and one in `sample_every` (a power of two) of the rest; None beyond
-    MAX_ADDRESSES."""
+def networks(addresses: Iterable[str]) -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks the filter accepts for `addresses` (IPv4 text; others ignored): the
+    addresses themselves, or their /24, /16, /8 networks when there are more than
+    MAX_NETWORKS."""
+    v4 = [ipaddress.IPv4Address(a) for a in addresses if ":" not in a]
+    for prefix in _WIDER:
+        nets = list(ipaddress.collapse_addresses(ipaddress.IPv4Network(f"{a}/{prefix}", strict=False) for a in v4))
+        if len(nets) <= MAX_NETWORKS:
+            return nets
+    raise AssertionError("unreachable: at most 256 networks of /8")
+
+
+def program(addresses: Iterable[str], sample_every: int) -> bytes:
+    """The filter's instructions (struct sock_filter[]) accepting `networks(addresses)` and one
+    in `sample_every` (a power of two) of the rest."""
     if sample_every < 1 or sample_every & (sample_every - 1):
         raise ValueError("sample_every must be a power of two")
-    v4 = sorted({int(ipaddress.IPv4Address(a)) for a in addresses if ":" not in a})
-    if len(v4) > MAX_ADDRESSES:
-        return None
-    code = [_insn(_LD_W_ABS, 0, 0, _NET_SRC)]
-    for address in v4:  # equal: the next instruction accepts; else skip it
-        code += [_insn(_JEQ_K, 0, 1, address), _insn(_RET_K, 0, 0, _ACCEPT)]
+    by_prefix: dict[int, list[int]] = {}
+    for net in networks(addresses):
+        by_prefix.setdefault(net.prefixlen, []).append(int(net.network_address))
+    code = []
+    for prefix, nets in sorted(by_prefix.items(), reverse=True):
+        code.append(_insn(_LD_W_ABS, 0, 0, _NET_SRC))
+        if prefix < 32:
+            code.append(_insn(_AND_K, 0, 0, (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+        for net in nets:  # equal: the next instruction accepts; else skip it
+            code += [_insn(_JEQ_K, 0, 1, net), _insn(_RET_K, 0, 0, _ACCEPT)]
     code += [
         _insn(_LD_W_ABS, 0, 0, _RANDOM),
         _insn(_AND_K, 0, 0, sample_every - 1),
@@ -63,12 +81,10 @@ def program(addresses: Iterable[str], sample_every: int) -> bytes | None:
 
 def attach(sock: socket.socket, addresses: Iterable[str], sample_every: int) -> bool:
     """Attach (or replace) the filter on `sock`; False when it does not apply (not an IPv4
-    socket, too many addresses) or the kernel refuses it (OSError), and nothing changed."""
+    socket) or the kernel refuses it (OSError), and nothing changed."""
     if sock.family != socket.AF_INET:
         return False
     code = program(addresses, sample_every)
-    if code is None:
-        return False
     buf = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(buf))  # struct sock_fprog
     try:

@@ -450,7 +450,6 @@ class TrapReceiver:
     ) -> None:
         self.cfg = cfg
         self.on_event = on_event
-        self.set_devices(devices)
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "received", "delivered", "discovery", "unknown_sender", "bad_community", "bad_auth", "malformed",
@@ -476,6 +475,7 @@ class TrapReceiver:
         self._rate_count = 0
         self._calm_since: float | None = None
         self._flood_timer: asyncio.TimerHandle | None = None
+        self.set_devices(devices)
         self._source = ""  # sender of the datagram being decoded (pysnmp callbacks are synchronous)
 
     def set_devices(self, devices: Mapping[IPAddress | str, str]) -> None:
@@ -488,7 +488,7 @@ class TrapReceiver:
         known.update({f"::ffff:{address}": address for address in allowed if ":" not in address})
         self._allowed = allowed
         self._known = known
-        if getattr(self, "_filtered", False) and self._sock is not None:
+        if self._filtered and self._sock is not None:
             if not source_filter.attach(self._sock, allowed, FLOOD_SAMPLE):
                 self._disengage()
 

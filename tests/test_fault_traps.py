@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
 import os
 import re
@@ -193,7 +194,23 @@ def test_kernel_filter_keeps_the_fleet_and_samples_the_rest() -> None:
         assert not source_filter.attach(six, ["::1"], 64)  # IPv4 only
     with pytest.raises(ValueError, match="power of two"):
         source_filter.program(["127.0.0.1"], 3)
-    assert source_filter.program([f"10.0.{i // 250}.{i % 250}" for i in range(2001)], 64) is None
+    # A large fleet: its addresses widened to their /24 networks, within BPF's 4096 instructions.
+    fleet = [f"10.{i // 25_000}.{i // 250 % 100}.{1 + i % 250}" for i in range(50_000)] + ["127.0.0.1"]
+    nets = source_filter.networks(fleet)  # 201 /24 networks, collapsed where adjacent
+    assert sum(n.num_addresses for n in nets) == 201 * 256 and len(nets) < 201
+    assert all(any(ipaddress.ip_address(a) in n for n in nets) for a in fleet[::997])
+    assert len(source_filter.program(fleet, 64)) // 8 < 4096
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        assert source_filter.attach(rx, fleet, 1 << 30)  # practically no sample
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as device, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            device.bind(("127.0.0.1", 0))
+            stranger.bind(("127.10.0.1", 0))
+            stranger.sendto(b"x", rx.getsockname())
+            device.sendto(b"y", rx.getsockname())
+            assert [sender[0] for _, sender in _drain(rx)] == ["127.0.0.1"]
 
 
 def _drain(sock: socket.socket) -> list[tuple[bytes, tuple]]:
