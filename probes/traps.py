@@ -432,7 +432,11 @@ class TrapReceiver:
     2. the sender's token bucket (`cfg.max_events_per_s`; flood_dropped);
     3. the global token bucket of all senders together (`cfg.max_total_events_per_s`;
        overload_dropped), which bounds the decoding work whatever the number of senders.
-    So the fleet's own traps keep their place during a flood from elsewhere.
+    When unknown senders send more than FLOOD_PER_S datagrams a second, the kernel drops them
+    (probes/source_filter.py) until the flood is over, so that they do not fill the socket
+    buffer; one in FLOOD_SAMPLE still arrives and counts for FLOOD_SAMPLE (unknown_sender and
+    `unknown_senders` are estimates then, and the log says "≈"). So the fleet's own traps keep
+    their place during a flood from elsewhere.
 
     `__aenter__` raises OSError with a clear message when the port cannot be bound (e.g. 162
     without root/CAP_NET_BIND_SERVICE). Nothing a sender does raises: datagrams are counted in

@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -88,6 +89,7 @@ async def test_global_rate_guard_bounds_decoding_across_senders(community) -> No
     devices = {f"127.20.0.{i}": f"sw-{i}" for i in range(1, 41)}
     seen = []
     cfg = config(max_events_per_s=50, max_total_events_per_s=20)
+    started = time.monotonic()  # the global bucket starts full (20) and refills 20 per second
     async with TrapReceiver(cfg, devices, seen.append) as rx:
         socks = []
         try:
@@ -106,7 +108,8 @@ async def test_global_rate_guard_bounds_decoding_across_senders(community) -> No
                 break
             await _tick()
         assert rx.stats["received"] == 80
-        assert 20 <= len(seen) <= 22  # the global burst (20), plus what refilled meanwhile
+        elapsed = time.monotonic() - started
+        assert 20 <= len(seen) <= 20 + 20 * elapsed + 1  # the burst, plus what refilled meanwhile
         assert rx.stats["overload_dropped"] == 80 - len(seen)
         assert rx.stats["flood_dropped"] == 0
 
@@ -128,6 +131,7 @@ async def test_summary_line_per_period(community, caplog) -> None:
     """Rejections go on for three periods: the first at once, then one line per period."""
     caplog.set_level(logging.WARNING, "fleetmon.traps")
     good = capture_trap(1)
+    started = time.monotonic()
     async with TrapReceiver(config(unknown_log_interval_s=0.3), {KNOWN: "sw-genuine"}, lambda e: None) as rx:
         socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
         try:
@@ -140,9 +144,10 @@ async def test_summary_line_per_period(community, caplog) -> None:
         finally:
             for s in socks:
                 s.close()
+    elapsed = time.monotonic() - started
     lines = [r.getMessage() for r in caplog.records]
     assert "SNMP notification from 127.10.0.1 ignored: sender not in the inventory" in lines[0]
-    assert 3 <= len(lines) <= 5, lines  # 1 + a summary per period of 0.3 s (+ the rest at exit)
+    assert 3 <= len(lines) <= 2 + elapsed / 0.3, lines  # 1 + a summary per period of 0.3 s (+ the rest at exit)
     assert "from 4 unknown senders (sender not in the inventory, e.g. 127.10.0." in lines[1], lines
     assert sum(int(line.split()[1]) for line in lines[1:]) == 119  # every drop counted once
 

@@ -41,7 +41,8 @@ What the route does with that (the outbox owns durability and calls `deliver()` 
 - Repeats: delivery is at least once and WeCom has no idempotency key, so every message names
   its events' ids ("通知编号：#17", a digest line ends in "#17"): people and tools can see a
   repeat for what it is. A repeat happens only (a) when fleetmon dies (kill -9, power) between
-  WeCom posting a message and the outbox recording it (at most once per event and crash), or
+  WeCom posting a message and the outbox recording it: each accepted message is reported to
+  the outbox at once (`progress`), so only the message in flight repeats, once per crash; or
   (b) when WeCom posts a message but answers later than `timeout_s` (default 30 s; WeCom
   answers within a second normally): then at most once per uncertain attempt, the attempts
   `resend_after_s`, 2 × `resend_after_s`, … apart.
