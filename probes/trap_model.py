@@ -73,7 +73,7 @@ class TrapConfig(WithSecrets):
     - unknown_log_interval_s: rejected datagrams (unknown senders, floods, wrong communities or
       keys, malformed) are counted always and logged in aggregate: the first of a quiet spell at
       once, then one summary line per interval ("dropped N SNMP notifications from M unknown
-      senders in the last 60 s …"); 0 logs every rejection summary at once.
+      senders in the last 60 s …"); 0 logs every rejection.
     """
 
     # A list of secrets: resolved here (into a tuple), not by WithSecrets into one SecretStr.

@@ -127,6 +127,7 @@ async def _tick() -> None:
     await asyncio.sleep(0.01)
 
 
+@pytest.mark.peer
 async def test_summary_line_per_period(community, caplog) -> None:
     """Rejections go on for three periods: the first at once, then one line per period."""
     caplog.set_level(logging.WARNING, "fleetmon.traps")
