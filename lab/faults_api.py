@@ -33,6 +33,7 @@ WRITE_TOKEN = "write-tok-b81e55"
 SECRETS = (PASSWORD, STATUS_TOKEN, WRITE_TOKEN)
 """Strings no log line may hold."""
 ATTACKER = "127.0.0.2"
+IDLER = "127.0.0.4"
 FLOODER = "127.0.0.3"
 START_TIMEOUT_S = 30.0
 
@@ -144,13 +145,22 @@ async def _health(url: str) -> str | None:
         return None
 
 
+REFUSED_WITHIN_S = 0.5
+"""A connection the server closed this soon was refused (over the cap: 503, or a reset when the
+client's bytes were still unread), not timed out."""
+
+
 @dataclass
 class Connection:
-    """One attacking connection: `refused` (answered 503 at once), `lifetime_s` (until the server
-    closed it; None: still open at the end)."""
+    """One attacking connection: `answered_503`, `lifetime_s` (until the server closed it;
+    None: still open at the end)."""
 
-    refused: bool = False
+    answered_503: bool = False
     lifetime_s: float | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.answered_503 or self.lifetime_s is not None and self.lifetime_s < REFUSED_WITHIN_S
 
 
 async def slowloris(port: int, *, byte_interval_s: float = 1.0, max_s: float = 30.0,
@@ -162,15 +172,18 @@ async def slowloris(port: int, *, byte_interval_s: float = 1.0, max_s: float = 3
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     except OSError:
-        out.refused = True
+        out.lifetime_s = 0.0
         return out
     started = time.monotonic()
     try:
         if request_first:
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: fleetmon\r\n\r\n")
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            except TimeoutError:
+                return out  # no answer: still open, unserved
             if head.startswith(b"HTTP/1.1 503"):
-                out.refused = True
+                out.answered_503 = True
                 return out
             length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
             await reader.readexactly(length)
@@ -186,7 +199,7 @@ async def slowloris(port: int, *, byte_interval_s: float = 1.0, max_s: float = 3
             except TimeoutError:
                 continue
             if data.startswith(b"HTTP/1.1 503"):
-                out.refused = True
+                out.answered_503 = True
                 return out
             if not data:
                 break
@@ -258,24 +271,32 @@ async def attack(url: str, port: int, *, slow: int = 100, idle: int = 20, byte_i
     await asyncio.sleep(1.0)  # a healthy baseline first
     slow_tasks = [slowloris(port, byte_interval_s=byte_interval_s, max_s=max_s) for _ in range(slow)]
     idle_tasks = [slowloris(port, byte_interval_s=byte_interval_s, max_s=max_s, request_first=i % 2 == 0,
-                            silent=i % 2 == 1) for i in range(idle)]
+                            silent=i % 2 == 1, source=IDLER) for i in range(idle)]
     results = await asyncio.gather(*slow_tasks, *idle_tasks)
     await asyncio.sleep(2.0)  # and after
     stop.set()
     return Attack(list(results[:slow]), list(results[slow:]), await watcher)
 
 
-async def refuse_many(url: str, count: int = 3000, concurrency: int = 4) -> dict[int, int]:
+async def refuse_many(url: str, count: int = 3000, concurrency: int = 4, deadline_s: float = 60.0) -> dict[int, int]:
     """`count` writes with a wrong bearer token from FLOODER over `concurrency` keep-alive
-    connections; {status: how many}."""
+    connections, for at most `deadline_s`; {status: how many} (0: no answer, -1: not sent in
+    time)."""
     statuses: dict[int, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency, local_addr=(FLOODER, 0))
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+    stop_at = time.monotonic() + deadline_s
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=5)) as http:
         async def one(i: int) -> None:
-            async with http.post(f"{url}/api/v1/faults/F{i}/ack", json={"by": "攻击者"},
-                                 headers={"Authorization": f"Bearer wrong-{i}"}) as resp:
-                await resp.read()
-                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            status = -1
+            if time.monotonic() < stop_at:
+                try:
+                    async with http.post(f"{url}/api/v1/faults/F{i}/ack", json={"by": "攻击者"},
+                                         headers={"Authorization": f"Bearer wrong-{i}"}) as resp:
+                        await resp.read()
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+            statuses[status] = statuses.get(status, 0) + 1
 
         queue = iter(range(count))
 
@@ -293,22 +314,34 @@ async def leak_attempts(url: str, port: int) -> list[int]:
     on a bad request. The statuses answered."""
     out = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        for path in (f"/status?token={STATUS_TOKEN}", f"/api/v1/faults?token={WRITE_TOKEN}",
-                     f"/api/v1/faults/F1/ack?access_token={WRITE_TOKEN}"):
-            async with http.get(url + path) as resp:
-                out.append(resp.status)
-        async with http.post(f"{url}/api/v1/faults/F1/ack?token={WRITE_TOKEN}", json={"by": "x"},
-                             headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as resp:
-            out.append(resp.status)
+        for method, path, headers in (
+            ("GET", f"/status?token={STATUS_TOKEN}", {}),
+            ("GET", f"/api/v1/faults?token={WRITE_TOKEN}", {}),
+            ("GET", f"/api/v1/faults/F1/ack?access_token={WRITE_TOKEN}", {}),
+            ("POST", f"/api/v1/faults/F1/ack?token={WRITE_TOKEN}", {"Authorization": f"Bearer {WRITE_TOKEN}"}),
+        ):
+            try:
+                async with http.request(method, url + path, json={"by": "x"}, headers=headers) as resp:
+                    out.append(resp.status)
+            except (aiohttp.ClientError, TimeoutError):
+                out.append(0)
     for raw in (
         f"GET /api/v1/status?token={STATUS_TOKEN} HTTP/1.1\r\nHost: x\r\nBad Header\x01: y\r\n\r\n".encode(),
         f"GET /x?password={PASSWORD} HTTP/9.9\r\nAuthorization: Bearer {WRITE_TOKEN}\r\n\r\n".encode(),
     ):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(raw)
-        head = await asyncio.wait_for(reader.read(200), 5)
-        out.append(int(head.split()[1]) if head.startswith(b"HTTP/") else 0)
-        writer.close()
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        except (OSError, TimeoutError):
+            out.append(0)
+            continue
+        try:
+            writer.write(raw)
+            head = await asyncio.wait_for(reader.read(200), 5)
+            out.append(int(head.split()[1]) if head.startswith(b"HTTP/") else 0)
+        except (OSError, TimeoutError):
+            out.append(0)
+        finally:
+            writer.close()
     return out
 
 
@@ -330,3 +363,36 @@ def refusal_lines(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The log records about refused requests."""
     return [d for d in docs if d.get("logger") == "fleetmon.api"
             and (d.get("msg", "").startswith("refused ") or "refused requests" in d.get("msg", ""))]
+
+
+@dataclass
+class Scenario:
+    """Everything one run saw: the attack, the refused flood's statuses, the leak attempts'
+    statuses, the daemon's descriptors before and after, its exit code and its log lines."""
+
+    attack: Attack
+    flood: dict[int, int]
+    leaks: list[int]
+    fds: tuple[int, int]
+    exit_code: int | None
+    log_lines: list[str]
+    header_timeout_s: float
+    idle_timeout_s: float
+
+
+def run_scenario(folder: Path, *, slow: int = 100, idle: int = 20, refused: int = 3000, nofile: int = 128,
+                 header_timeout_s: float = 2.0, idle_timeout_s: float = 2.0) -> Scenario:
+    """Start the daemon (ApiFaultDaemon), attack it with `slow` slowloris and `idle` idle
+    connections while watching /healthz and the camera's RTSP results, send `refused` writes
+    with wrong tokens, try to leak secrets into the log, stop it."""
+    with ApiFaultDaemon(folder, nofile=nofile, header_timeout_s=header_timeout_s,
+                        idle_timeout_s=idle_timeout_s) as daemon:
+        before = daemon.open_fds()
+        seen = asyncio.run(attack(daemon.url, daemon.port, slow=slow, idle=idle,
+                                  max_s=4 * max(header_timeout_s, idle_timeout_s) + 5))
+        flood = asyncio.run(refuse_many(daemon.url, refused))
+        leaks = asyncio.run(leak_attempts(daemon.url, daemon.port))
+        after = daemon.open_fds()
+        code = daemon.stop()
+        return Scenario(seen, flood, leaks, (before, after), code, daemon.log_lines(), header_timeout_s,
+                        idle_timeout_s)

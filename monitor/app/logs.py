@@ -26,8 +26,9 @@ _SECRET_NAMES = r"(?:access_token|token|password|passwd|pwd|secret|api_key|apike
 _REDACTIONS = (
     # user:password@ in any URL (rtsp://admin:pw@cam/…, http://u:p@proxy): the user stays.
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@'\"]*:)[^@\s/'\"]+@"), r"\1***@"),
-    # Authorization headers, whatever the scheme and quoting: everything after the name.
-    (re.compile(r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)[^\r\n'\"]+"), r"\1***"),
+    # Authorization headers, whatever the scheme: the quoted value (a repr, JSON), else the rest of the line.
+    (re.compile(r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=]\s*)(['\"])[^'\"]*"), r"\1\2***"),
+    (re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?!['\"])[^\r\n]+"), r"\1***"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 ***"),
     # name=value in query strings, forms and key=value text: token=, password=, key= (WeCom) …
     (re.compile(rf"(?i)(?<![A-Za-z0-9_])({_SECRET_NAMES})(=|%3D)[^&\s'\"<>,;]+"), r"\1\2***"),
