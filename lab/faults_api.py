@@ -263,19 +263,30 @@ class Attack:
 
 
 async def attack(url: str, port: int, *, slow: int = 100, idle: int = 20, byte_interval_s: float = 1.0,
-                 max_s: float = 20.0) -> Attack:
+                 max_s: float = 20.0, hold_s: float = 0.0) -> Attack:
     """`slow` slowloris connections and `idle` keep-alive connections left idle after one
-    request (half of them: sockets that never send a byte), all at once, while `watch` polls."""
+    request (half of them: sockets that never send a byte), all at once, while `watch` polls.
+    With `hold_s`, each of them reconnects when closed (after 0.2 s) until `hold_s` passed:
+    an attacker who keeps trying. Every connection made is in the answer."""
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(url, stop))
     await asyncio.sleep(1.0)  # a healthy baseline first
-    slow_tasks = [slowloris(port, byte_interval_s=byte_interval_s, max_s=max_s) for _ in range(slow)]
-    idle_tasks = [slowloris(port, byte_interval_s=byte_interval_s, max_s=max_s, request_first=i % 2 == 0,
-                            silent=i % 2 == 1, source=IDLER) for i in range(idle)]
+    until = time.monotonic() + hold_s
+
+    async def again(**kw: Any) -> list[Connection]:
+        made = [await slowloris(port, byte_interval_s=byte_interval_s, max_s=max_s, **kw)]
+        while time.monotonic() < until and made[-1].lifetime_s is not None:
+            await asyncio.sleep(0.2)
+            made.append(await slowloris(port, byte_interval_s=byte_interval_s, max_s=max_s, **kw))
+        return made
+
+    slow_tasks = [again() for _ in range(slow)]
+    idle_tasks = [again(request_first=i % 2 == 0, silent=i % 2 == 1, source=IDLER) for i in range(idle)]
     results = await asyncio.gather(*slow_tasks, *idle_tasks)
     await asyncio.sleep(2.0)  # and after
     stop.set()
-    return Attack(list(results[:slow]), list(results[slow:]), await watcher)
+    return Attack([c for made in results[:slow] for c in made], [c for made in results[slow:] for c in made],
+                  await watcher)
 
 
 async def refuse_many(url: str, count: int = 3000, concurrency: int = 4, deadline_s: float = 60.0) -> dict[int, int]:
@@ -381,15 +392,16 @@ class Scenario:
 
 
 def run_scenario(folder: Path, *, slow: int = 100, idle: int = 20, refused: int = 3000, nofile: int = 128,
-                 header_timeout_s: float = 2.0, idle_timeout_s: float = 2.0) -> Scenario:
+                 header_timeout_s: float = 2.0, idle_timeout_s: float = 2.0, hold_s: float = 0.0) -> Scenario:
     """Start the daemon (ApiFaultDaemon), attack it with `slow` slowloris and `idle` idle
-    connections while watching /healthz and the camera's RTSP results, send `refused` writes
-    with wrong tokens, try to leak secrets into the log, stop it."""
+    connections (kept up for `hold_s`, see `attack`) while watching /healthz and the camera's
+    RTSP results, send `refused` writes with wrong tokens, try to leak secrets into the log,
+    stop it."""
     with ApiFaultDaemon(folder, nofile=nofile, header_timeout_s=header_timeout_s,
                         idle_timeout_s=idle_timeout_s) as daemon:
         before = daemon.open_fds()
         seen = asyncio.run(attack(daemon.url, daemon.port, slow=slow, idle=idle,
-                                  max_s=4 * max(header_timeout_s, idle_timeout_s) + 5))
+                                  max_s=4 * max(header_timeout_s, idle_timeout_s) + 5, hold_s=hold_s))
         flood = asyncio.run(refuse_many(daemon.url, refused))
         leaks = asyncio.run(leak_attempts(daemon.url, daemon.port))
         after = daemon.open_fds()
