@@ -31,13 +31,14 @@ STOP_TIMEOUT_S = 5.0
 
 
 class DirectNotices:
-    """Sends the state DB's failure and recovery through `routes` ({name: entered Route}), texts
-    in `language` ("zh" | "en"). `statedb` is a WriteHealth listener; `close()` waits up to
-    STOP_TIMEOUT_S for what is being sent."""
+    """Sends the state DB's failure and recovery through `routes` ({name: entered Route}), the
+    title in each route's `languages[name]` ("zh" | "en"; its own setting, else the daemon's).
+    `statedb` is a WriteHealth listener; `close()` waits up to STOP_TIMEOUT_S for what is being
+    sent."""
 
-    def __init__(self, routes: Mapping[str, Route], language: str) -> None:
+    def __init__(self, routes: Mapping[str, Route], languages: Mapping[str, str]) -> None:
         self._routes = dict(routes)
-        self._language = language if language in TITLE else "zh"
+        self._languages = {name: lang if lang in TITLE else "zh" for name, lang in languages.items()}
         self._last: asyncio.Task[None] | None = None
         self._failure: WriteFailure | None = None
         self._sent = 0
@@ -46,13 +47,16 @@ class DirectNotices:
         """WriteHealth listener: a failure starts (WriteFailure) or ends (None)."""
         if failure is not None:
             self._failure = failure
-            event = self._event(EventKind.FIRING, failure, time.time_ns())
+            kind = EventKind.FIRING
         elif self._failure is not None:
-            event, self._failure = self._event(EventKind.RESOLVED, self._failure, time.time_ns()), None
+            kind, failure, self._failure = EventKind.RESOLVED, self._failure, None
         else:
             return
+        self._sent += 1
+        now = time.time_ns()
+        events = {name: self._event(kind, failure, now, self._languages.get(name, "zh")) for name in self._routes}
         # Chained: each notice waits for the one before, so the recovery never overtakes it.
-        self._last = asyncio.get_running_loop().create_task(self._send(event, self._last), name="statedb-notice")
+        self._last = asyncio.get_running_loop().create_task(self._send(events, self._last), name="statedb-notice")
 
     async def close(self) -> None:
         if self._last is not None:
@@ -61,22 +65,22 @@ class DirectNotices:
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("stopping while a state database notice was being sent: it may not arrive")
 
-    def _event(self, kind: EventKind, failure: WriteFailure, now_ns: int) -> FaultEvent:
-        self._sent += 1
+    def _event(self, kind: EventKind, failure: WriteFailure, now_ns: int, language: str) -> FaultEvent:
         resolved = kind is EventKind.RESOLVED
         fault = Fault(
             id=RULE, rule=RULE, kind=RULE, scope="fleetmon", severity=Severity.CRITICAL,
             state=FaultState.RESOLVED if resolved else FaultState.FIRING,
-            title=TITLE[self._language].format(cause=failure.cause),
+            title=TITLE[language].format(cause=failure.cause),
             first_seen_ns=failure.since_ns, last_seen_ns=now_ns, fired_ns=failure.since_ns,
             resolved_ns=now_ns if resolved else None,
         )
         return FaultEvent(-self._sent, kind, now_ns, fault)
 
-    async def _send(self, event: FaultEvent, before: asyncio.Task[None] | None) -> None:
+    async def _send(self, events: Mapping[str, FaultEvent], before: asyncio.Task[None] | None) -> None:
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)
         for name, route in self._routes.items():
+            event = events[name]
             try:
                 outcome = await route.deliver([event])
             except Exception:  # a bug in the route; the notice is best-effort

@@ -80,7 +80,8 @@ class Alerting:
             self.outbox = await stack.enter_async_context(OutboxWorker(self._db, routes))
             # The state DB's failures go to people straight through the routes: its outbox is
             # in the failing database.
-            self._direct = DirectNotices(routes, self._language)
+            languages = {cfg.name: getattr(cfg, "language", self._language) for cfg in self._notify.routes}
+            self._direct = DirectNotices(routes, languages)
             self._db.health.listeners.append(self._direct.statedb)
             stack.push_async_callback(self._direct.close)
             worker = asyncio.create_task(self._work(), name="alerting")
