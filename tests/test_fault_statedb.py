@@ -21,6 +21,9 @@ import pytest
 
 from lab.faults_statedb import fill, run_scenario, small_tmpfs
 from lab.wecom import WeComSimulator
+from monitor.assess.config_workorders import SlaConfig, WorkOrderConfig
+from monitor.assess.sla import Sla
+from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Kind
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import StateDB
@@ -156,3 +159,24 @@ async def test_direct_notices_reach_the_group_once_each_in_its_language(monkeypa
         texts = [m.content for m in sim.messages(key)]
     assert len(texts) == 2 and all(words[0] in t and "SQLITE_FULL" in t for t in texts), texts
     assert words[1] not in texts[0] and words[1] in texts[1]
+
+
+async def test_work_orders_wait_for_room_without_a_traceback_and_open_after(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="fleetmon")
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        async with StateDB(disk / "state.db") as db:
+            faults = await FaultBook.load(db, INV, [], await MaintenanceBook.load(db, INV, []))
+            c = down()
+            await faults.apply({c.key: c}, T0)  # fires (for_s 0), stored
+            book = await WorkOrderBook.load(
+                db, INV, WorkOrderConfig.model_validate({"open_on": [{"rules": ["down"]}]}),
+                Sla.from_config(SlaConfig(preset="qionglai"), "Asia/Shanghai"), faults=faults, clock=lambda: T0 + S,
+            )
+            filler = fill(disk)
+            async with WorkOrderService(book):
+                await until(lambda: db.health.failure, 5, "the failure")
+                assert book.open_orders() == []
+                filler.unlink()
+                await until(lambda: book.open_orders(), 5, "the order after the space returned")
+                assert db.health.failure is None
+    assert "work-order tick failed" not in caplog.text and "Traceback" not in caplog.text
