@@ -34,12 +34,14 @@ from rules.alerting.direct import DirectNotices
 from rules.alerting.duty import DutyRoster
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
+from rules.alerting import outbox
 from rules.alerting.notifiers.base import RouteConfigBase
+from rules.alerting.outbox import OutboxWorker
 from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute
 from rules.base import Condition
 from rules.model import EventKind, Severity
 from tests.plugins.daemon import until
-from tests.plugins.factories import device
+from tests.plugins.factories import device, fault
 
 pytestmark = pytest.mark.root
 S = 1_000_000_000
@@ -180,3 +182,29 @@ async def test_work_orders_wait_for_room_without_a_traceback_and_open_after(tmp_
                 await until(lambda: book.open_orders(), 5, "the order after the space returned")
                 assert db.health.failure is None
     assert "work-order tick failed" not in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_outbox_sends_nothing_twice_when_the_full_disk_refuses_its_delivery_records(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEETMON_TEST_STATEDB_KEY", "k")
+    async with WeComSimulator() as sim:
+        key = sim.add_robot("k")
+        cfg = WeComConfig(name="duty", type="wecom", url=sim.url, key_env="FLEETMON_TEST_STATEDB_KEY", msgtype="text")
+        with small_tmpfs(tmp_path / "disk", "1m") as disk:
+            async with StateDB(disk / "state.db") as db, WeComRoute(cfg, DutyRoster([])) as route:
+                await db.migrate(outbox.SCHEMA)
+                async with OutboxWorker(db, {"duty": route}, backoff_initial_s=0.05, backoff_max_s=0.2,
+                                        poll_s=0.1) as worker:
+                    for n in (1, 2, 3):
+                        await db.execute(lambda conn, n=n: outbox.enqueue(conn, "duty", EventKind.FIRING, T0, fault(n)))
+                    filler = fill(disk)
+                    worker.wake()
+                    await until(lambda: db.health.failure, 5, "the refused delivery record")
+                    sent = [m.content for m in sim.messages(key)]
+                    await asyncio.sleep(1.0)  # retries while full: nothing sent again
+                    assert [m.content for m in sim.messages(key)] == sent
+                    filler.unlink()
+                    await until(lambda: db.health.failure is None, 5, "the recovery")
+                    assert await worker.pending() == 0
+                    await asyncio.sleep(0.5)
+        text = "\n".join(m.content for m in sim.messages(key))
+    assert [text.count(f"F{n}") for n in (1, 2, 3)] == [1, 1, 1], text
