@@ -10,7 +10,7 @@ from lab.faults_statedb import run_in_tempdir
 
 
 def run() -> list[Figure]:
-    out = run_in_tempdir(hold_s=4.0)
+    out = run_in_tempdir(hold_s=20.0)  # three steps: the disk is full for a minute
     scenario = f"state DB disk full {out.outage_s:.0f} s, 3 switch faults fire and clear"
     seen_503 = 503 in out.health_during
     stop = "SIGTERM while writes fail"
