@@ -27,6 +27,7 @@ from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Kind
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import StateDB
+import monitor.state.recorder as recorder_module
 from monitor.state.recorder import Recorder
 from monitor.state.tracker import State, Transition
 from monitor.state.writes import Backoff, WriteFailure
@@ -208,3 +209,20 @@ async def test_outbox_sends_nothing_twice_when_the_full_disk_refuses_its_deliver
                     await asyncio.sleep(0.5)
         text = "\n".join(m.content for m in sim.messages(key))
     assert [text.count(f"F{n}") for n in (1, 2, 3)] == [1, 1, 1], text
+
+
+async def test_recorder_past_its_bound_drops_the_oldest_and_counts_them(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(recorder_module, "MAX_BACKLOG", 5)
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        async with StateDB(disk / "state.db") as db:
+            await db.start_session(1)
+            filler = fill(disk)
+            async with Recorder(db, Backoff(0.02, 0.05)) as recorder:
+                recorder.store([transition(1)])
+                await until(lambda: db.health.failure, 5, "the failure")
+                recorder.store([transition(n) for n in range(2, 11)])
+                await until(lambda: db.health.dropped == 5, 5, "the drop")
+                filler.unlink()
+                await until(lambda: db.health.failure is None and recorder.backlog == 0, 5, "the recovery")
+            assert await db.transitions() == [transition(n) for n in range(6, 11)]  # the newest 5, in order
+    assert "recorder dropped 5 transitions" in caplog.text
