@@ -59,6 +59,7 @@ log = logging.getLogger("fleetmon.outbox")
 
 _NS_PER_DAY = 86_400 * 10**9
 _PRUNE_EVERY_S = 3600.0
+WRITER = "outbox"  # its name in the state DB's WriteHealth
 
 SCHEMA = Schema("outbox", (
     """
@@ -117,6 +118,10 @@ class _RouteState:
     not_before: float = 0.0  # time.monotonic() before which the head row is not attempted
     failures: int = 0  # consecutive failed attempts: the backoff exponent
     trouble: _Trouble | None = None
+    # Outcomes the state DB did not take (disk full): retried before the next attempt; their
+    # delivered ids are not offered again meanwhile (no repeated message).
+    unrecorded: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list)
+    sent: set[int] = field(default_factory=set)
 
 
 class OutboxWorker:
@@ -235,7 +240,10 @@ class OutboxWorker:
     async def _round(self, state: _RouteState) -> bool:
         """One delivery attempt of the route's oldest pending rows; True when the route is
         disabled and its task should end."""
-        rows = await self._db.execute(lambda conn: _load(conn, state.name, self._batch_size))
+        if not await self._rerecord(state):
+            return False
+        rows = await self._db.execute(lambda conn: _load(conn, state.name, self._batch_size + len(state.sent)))
+        rows = [row for row in rows if row[0] not in state.sent][: self._batch_size]
         if not rows:
             self._drained(state)
             await self._sleep(state, self._poll_s)
@@ -249,7 +257,7 @@ class OutboxWorker:
         reported = set(outcome.delivered)
         delivered = [e.id for e in events if e.id in reported]
         delay_s = self._schedule(state, len(events) - len(delivered), bool(delivered), outcome, exc)
-        await self._record(events, delivered, outcome.error or outcome.disabled, delay_s)
+        await self._record(state, events, delivered, outcome.error or outcome.disabled, delay_s)
         if state.trouble is not None:
             state.trouble.delivered += len(delivered)
         if outcome.disabled is not None:
@@ -305,8 +313,11 @@ class OutboxWorker:
                 state.name, trouble.delivered, time.monotonic() - trouble.since,
             )
 
-    async def _record(self, events: list[FaultEvent], delivered: list[int], error: str | None, delay_s: float) -> None:
-        """Write an attempt's outcome to its rows, in one transaction."""
+    async def _record(
+        self, state: _RouteState, events: list[FaultEvent], delivered: list[int], error: str | None, delay_s: float
+    ) -> None:
+        """Write an attempt's outcome to its rows, in one transaction; when the state DB does not
+        take it, keep it for `_rerecord` (reported to `db.health`)."""
         now = time.time_ns()
         offered = [(e.id,) for e in events]
         done = set(delivered)
@@ -326,7 +337,33 @@ class OutboxWorker:
         write = asyncio.ensure_future(self._db.execute(op))
         self._bookkeeping.add(write)
         write.add_done_callback(self._bookkeeping.discard)
-        await asyncio.shield(write)
+        try:
+            await asyncio.shield(write)
+        except sqlite3.Error as exc:
+            self._db.health.failed(WRITER, exc)
+            state.unrecorded.append(op)
+            state.sent.update(delivered)
+        else:
+            self._db.health.ok(WRITER)
+
+    async def _rerecord(self, state: _RouteState) -> bool:
+        """Store the outcomes the state DB did not take, oldest first; False (and the route backs
+        off) while it still does not."""
+        if not state.unrecorded:
+            return True
+        while state.unrecorded:
+            try:
+                await self._db.execute(state.unrecorded[0])
+            except sqlite3.Error as exc:
+                self._db.health.failed(WRITER, exc)
+                state.failures += 1
+                state.not_before = time.monotonic() + self._backoff_s(state.failures)
+                return False
+            state.unrecorded.pop(0)
+        state.sent.clear()
+        state.failures = 0
+        self._db.health.ok(WRITER)
+        return True
 
     async def _disable(self, state: _RouteState, reason: str) -> None:
         self._disabled[state.name] = reason

@@ -22,6 +22,7 @@
       nodata: "尚无数据。",
       stale: "探测已停止：最近一轮完成于 {age} 前。",
       starting: "监测服务刚启动，等待第一轮探测完成。",
+      failing: "状态库写入失败：{cause}。数据暂存内存，恢复后补写。",
       fleet: "全网在线率",
       target: "目标 ≥ {p}%",
       online: "在线",
@@ -141,6 +142,7 @@
       nodata: "No data yet.",
       stale: "Probing has stopped: the last cycle finished {age} ago.",
       starting: "The monitoring service just started; waiting for the first cycle.",
+      failing: "State database writes failing: {cause}. Data is kept in memory and written once they work again.",
       fleet: "Fleet online rate",
       target: "target ≥ {p} %",
       online: "online",
@@ -473,7 +475,8 @@
     const h = data.health;
     const text = h.status === "stale"
       ? t("stale", { age: h.last_cycle_age_s === null ? "—" : duration(h.last_cycle_age_s * 1000) })
-      : h.status === "starting" ? t("starting") : null;
+      : h.status === "starting" ? t("starting")
+      : h.status === "failing" ? t("failing", { cause: h.statedb_error }) : null;
     box.hidden = text === null;
     box.replaceChildren(text || "");
   }
