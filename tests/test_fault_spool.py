@@ -1,0 +1,153 @@
+"""Issue 13, "nothing lost": the metrics spool against a real InfluxDB (influxd 1.6.7, and the
+v2 write API through lab.influxdb.V2Forwarder). InfluxDB is stopped; writers in child processes
+are restarted and killed with SIGKILL meanwhile; when InfluxDB is back every point is there,
+once, with its own timestamp. A full spool drops its oldest points and counts them exactly; a
+damaged spool is reported where it is damaged and the rest is replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from lab.faults_spool import Target, outage_with_restart_and_kill, point_time
+from lab.influxdb import InfluxServer, V2Forwarder
+from monitor.metrics.config import InfluxDBConfig, RetryConfig
+from monitor.metrics.sink import InfluxSink
+from tests.plugins.influx import V2_TOKEN
+
+pytestmark = pytest.mark.peer
+CAM = {"device_id": "cam-001", "kind": "camera", "site": "S1", "region": "城关镇"}
+
+
+@pytest.fixture
+def sink_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """caplog for the sink's records (monitor.app.logs.setup() stops "fleetmon" propagating)."""
+    monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
+    caplog.set_level(logging.INFO)
+    return caplog
+
+
+def config(url: str, db: str, **overrides) -> InfluxDBConfig:
+    fast = dict(flush_interval_s=0.05, timeout_s=1.0, max_buffer_lines=1000, retry=RetryConfig(initial_s=0.05, max_s=0.2))
+    return InfluxDBConfig(url=url, database=db, **(fast | overrides))
+
+
+def write(sink: InfluxSink, i: int) -> None:
+    sink.write("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
+
+
+def sent(influx: InfluxServer, db: str) -> list[int]:
+    return [r["sent"] for r in influx.rows("SELECT sent FROM icmp", db)]
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+async def test_outage_with_a_restart_and_a_kill_9_loses_no_point(api, influx_own, tmp_path):
+    influx_own.start()
+    influx_own.create_database("spool")
+    if api == "v1":
+        outcome = await outage_with_restart_and_kill(
+            influx_own, Target("v1", influx_own.url, "spool"), tmp_path / "spool", cycles=9, per_cycle=300)
+    else:
+        async with V2Forwarder(influx_own.url, V2_TOKEN) as forwarder:
+            outcome = await outage_with_restart_and_kill(
+                influx_own, Target("v2", forwarder.url, "spool", V2_TOKEN), tmp_path / "spool", cycles=9, per_cycle=300)
+    assert len(outcome.confirmed) >= 8 * 300  # the killed writer's unreported cycle at most is unconfirmed
+    assert outcome.lost == 0
+    assert outcome.duplicated == 0 and outcome.foreign == 0  # once each, at its own time
+    assert settled(tmp_path / "spool")
+
+
+async def test_points_spooled_before_a_restart_are_sent_in_order_with_their_times(influx_own, tmp_path):
+    """Graceful restart in one process: the second sink sends the first one's points first."""
+    influx_own.start()
+    influx_own.create_database("order")
+    await asyncio.to_thread(influx_own.stop)
+    cfg = config(influx_own.url, "order")
+    async with InfluxSink(cfg, tmp_path / "spool") as sink:
+        for i in range(2500):  # beyond max_buffer_lines: most wait on disk only
+            write(sink, i)
+        assert sink.stats.buffered_lines == 2500
+    async with InfluxSink(cfg, tmp_path / "spool") as sink:
+        assert sink.stats.buffered_lines == 2501  # and the first sink's own fleetmon_sink point
+        for i in range(2500, 3000):
+            write(sink, i)
+        await asyncio.to_thread(influx_own.start)
+        assert await sink.flush(30)
+        assert sink.stats.dropped_lines == 0
+    rows = influx_own.rows("SELECT sent FROM icmp", "order")
+    assert [r["sent"] for r in rows] == list(range(3000))
+    assert all(r["time"] == point_time(r["sent"]) for r in rows)
+
+
+async def test_a_full_spool_drops_the_oldest_points_and_counts_them_exactly(influx_own, tmp_path, sink_log):
+    influx_own.start()
+    influx_own.create_database("full")
+    await asyncio.to_thread(influx_own.stop)
+    cfg = config(influx_own.url, "full", spool_max_bytes=1 << 20)
+    async with InfluxSink(cfg, tmp_path / "spool") as sink:
+        for i in range(20_000):  # ~2.3 MB of records for a 1 MiB spool
+            write(sink, i)
+        dropped = sink.stats.dropped_lines
+        assert 9_000 < dropped < 20_000 and sink.stats.buffered_lines == 20_000 - dropped
+        assert sum(p.stat().st_size for p in (tmp_path / "spool").glob("*.seg")) <= 1 << 20
+        await asyncio.to_thread(influx_own.start)
+        assert await sink.flush(30)
+        assert sink.stats.dropped_lines == dropped
+    assert sent(influx_own, "full") == list(range(dropped, 20_000))  # the newest, all of them, in order
+    full = [r for r in sink_log.records if "spool full" in r.getMessage()]
+    assert len(full) == 1 and "1048576 bytes" in full[0].getMessage()
+    (back,) = [r for r in sink_log.records if "InfluxDB reachable again" in r.getMessage()]
+    assert f"{dropped} lines were dropped because the buffer was full" in back.getMessage()
+
+
+async def test_a_damaged_spool_is_reported_where_and_the_rest_is_replayed(influx_own, tmp_path, sink_log):
+    influx_own.start()
+    influx_own.create_database("damaged")
+    await asyncio.to_thread(influx_own.stop)
+    spool = tmp_path / "spool"
+    cfg = config(influx_own.url, "damaged", spool_max_bytes=1 << 20)
+    async with InfluxSink(cfg, spool) as sink:
+        for i in range(3000):
+            write(sink, i)
+    segments = sorted(spool.glob("*.seg"))
+    assert len(segments) >= 2
+    # A flipped byte inside point 100's record (first segment), a record torn by a crash at the
+    # end of the last one, garbage for a cursor and a stray file.
+    first = bytearray(segments[0].read_bytes())
+    start = sum(len(line) for line in first.splitlines(keepends=True)[:100])
+    first[start + 30] ^= 0x01
+    segments[0].write_bytes(bytes(first))
+    with segments[-1].open("ab") as f:
+        f.write(b"1234abcd icmp,device_id=cam-001 up=tr")
+    (spool / "cursor").write_text("not a number")
+    (spool / "notes.txt").write_text("hello")
+    sink_log.clear()
+    async with InfluxSink(cfg, spool) as sink:
+        await asyncio.to_thread(influx_own.start)
+        assert await sink.flush(30)
+        assert sink.stats.dropped_lines == 2  # the damaged record and the torn one
+    assert sent(influx_own, "damaged") == [i for i in range(3000) if i != 100]
+    warnings = [r.getMessage() for r in sink_log.records if r.levelno == logging.WARNING]
+    assert any(f"{segments[0]}: damaged record at byte {start}" in w for w in warnings), warnings
+    assert any(f"{segments[-1]}: torn last record" in w for w in warnings), warnings
+    assert any("cursor" in w and "replaying every segment" in w for w in warnings), warnings
+    assert any("'notes.txt' is not a spool file" in w for w in warnings), warnings
+
+
+async def test_spool_settles_and_deletes_what_influxdb_took(influx, influx_db, tmp_path):
+    """With InfluxDB up the spool stays small: written lines are acknowledged, whole segments deleted."""
+    async with InfluxSink(config(influx.url, influx_db, spool_max_bytes=1 << 20), tmp_path / "spool") as sink:
+        for i in range(5000):
+            write(sink, i)
+        assert await sink.flush(30)
+    assert sent(influx, influx_db) == list(range(5000))
+    assert len(list((tmp_path / "spool").glob("*.seg"))) == 1 and settled(tmp_path / "spool")
+
+
+def settled(spool: Path) -> bool:
+    """Everything the spool holds is acknowledged: the cursor is at the end of the last segment."""
+    last = max(spool.glob("*.seg"))
+    return int((spool / "cursor").read_text()) == int(last.stem) + last.stat().st_size
