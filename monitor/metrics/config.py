@@ -47,7 +47,7 @@ class InfluxDBConfig(WithSecrets):
     InfluxDB cannot take them, across restarts and crashes. Default: `influx-spool` next to
     the state database."""
     spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
-    """Bytes the spool may hold (~160 B a point: 512 MiB ≈ 3 million points); beyond it the
+    """Bytes the spool may hold (~200 B a point: 512 MiB ≈ 2.5 million points); beyond it the
     oldest points are dropped, counted in the sink's dropped_lines and logged."""
     retry: RetryConfig = RetryConfig()
 

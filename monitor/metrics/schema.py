@@ -93,10 +93,10 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
             "Self-monitoring of the InfluxDB writer, every flush interval.",
             {},
             {
-                "buffered_lines": FieldSpec("integer", "lines", "lines waiting to be written"),
+                "buffered_lines": FieldSpec("integer", "lines", "lines waiting to be written, in memory and in the spool on disk"),
                 "written_lines": FieldSpec("integer", "lines", "lines written since start"),
                 "dropped_lines": FieldSpec(
-                    "integer", "lines", "lines lost for good since start: buffer full, or rejected by InfluxDB (type conflict)"
+                    "integer", "lines", "lines lost for good since start: buffer or spool full, damaged in the spool, or rejected by InfluxDB (type conflict)"
                 ),
                 "write_errors": FieldSpec("integer", "requests", "failed write requests since start"),
             },
