@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from lab.faults_spool import Target, outage_with_restart_and_kill, point_time
 from lab.influxdb import InfluxServer, V2Forwarder
 from monitor.metrics.config import InfluxDBConfig, RetryConfig
 from monitor.metrics.sink import InfluxSink
+from monitor.metrics.spool import SpoolError
 from tests.plugins.influx import V2_TOKEN
 
 pytestmark = pytest.mark.peer
@@ -151,3 +153,43 @@ def settled(spool: Path) -> bool:
     """Everything the spool holds is acknowledged: the cursor is at the end of the last segment."""
     last = max(spool.glob("*.seg"))
     return int((spool / "cursor").read_text()) == int(last.stem) + last.stat().st_size
+
+
+async def test_a_spool_in_use_by_another_sink_is_refused_clearly(tmp_path):
+    cfg = config("http://127.0.0.1:9", "x")
+    async with InfluxSink(cfg, tmp_path / "spool"):
+        with pytest.raises(SpoolError, match="spool .* is in use by another process"):
+            async with InfluxSink(cfg, tmp_path / "spool"):
+                pass
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SpoolError, match="metrics spool .*file/spool"):
+        async with InfluxSink(cfg, tmp_path / "file" / "spool"):
+            pass
+
+
+@pytest.mark.root
+async def test_a_full_disk_loses_only_what_it_refused_counts_it_and_the_sink_goes_on(influx_own, tmp_path, sink_log):
+    """The spool's file system fills up (a 256 KiB tmpfs under a 1 MiB spool limit): appends
+    fail, each refused point is counted, one error is logged, write() never raises; what the
+    disk took arrives when InfluxDB is back."""
+    influx_own.start()
+    influx_own.create_database("enospc")
+    await asyncio.to_thread(influx_own.stop)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        async with InfluxSink(config(influx_own.url, "enospc", spool_max_bytes=1 << 20), mnt / "spool") as sink:
+            for i in range(4000):  # ~460 KB of records
+                write(sink, i)
+            dropped = sink.stats.dropped_lines
+            assert 1000 < dropped < 4000
+            await asyncio.to_thread(influx_own.start)
+            assert await sink.flush(30)
+            assert sink.stats.dropped_lines == dropped
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    kept = sent(influx_own, "enospc")
+    assert kept == list(range(4000 - dropped)) and len(kept) + dropped == 4000  # the oldest are kept
+    errors = [r.getMessage() for r in sink_log.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "cannot append" in errors[0] and "No space left on device" in errors[0]

@@ -519,7 +519,12 @@ class InfluxSink:
             if self._spool.unloaded_lines:
                 self._drained.clear()
                 self._wake.set()
-        await self._writer.open()
+        try:
+            await self._writer.open()
+        except BaseException:
+            if self._spool is not None:
+                self._spool.close()
+            raise
         spooled = f", spool {self._spool.directory}" if self._spool is not None else ""
         log.info("writing metrics to InfluxDB at %s (api %s, %s%s)", self._url, self._cfg.api, self._target, spooled)
         self._tasks = [

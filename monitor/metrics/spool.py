@@ -45,6 +45,7 @@ Not thread-safe: one owner (the sink, on the event loop).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -57,6 +58,7 @@ log = logging.getLogger("fleetmon.storage")
 MIN_SEGMENT_BYTES = 64 * 1024
 _SEGMENT = re.compile(r"^(\d{20})\.seg$")
 _CURSOR = "cursor"
+_LOCK = "lock"  # held (flock) by the one process using the spool: two writers would interleave
 _READ_CHUNK = 1 << 20  # bytes read at a time when loading from disk
 _OVERHEAD = 10  # "XXXXXXXX " before a line and "\n" after it
 
@@ -98,6 +100,7 @@ class Spool:
         self.segment_bytes = max(MIN_SEGMENT_BYTES, max_bytes // 16)
         self._segments: list[_Segment] = []
         self._fd: int | None = None  # the last segment, opened for appending
+        self._lock_fd: int | None = None
         self._dirty = False
         self.head = self.loaded = 0
         self._unloaded_lines = 0  # records between loaded and tail (counted newlines)
@@ -109,39 +112,52 @@ class Spool:
 
     def open(self) -> None:
         """Create the directory or recover what it holds: the segments in order, the cursor, a torn
-        last record cut off. Raises SpoolError when the directory cannot be used."""
+        last record cut off. Raises SpoolError when the directory cannot be used or another
+        process uses it."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            names = sorted(os.listdir(self.directory))
+            self._lock_fd = os.open(self.directory / _LOCK, os.O_WRONLY | os.O_CREAT, 0o640)
         except OSError as exc:
             raise SpoolError(exc.errno, f"metrics spool {self.directory}: {exc.strerror}") from None
-        for name in names:
-            match = _SEGMENT.match(name)
-            if match:
-                path = self.directory / name
-                self._segments.append(_Segment(int(match.group(1)), path.stat().st_size, path))
-            elif name not in (_CURSOR, _CURSOR + ".tmp"):
-                log.warning("metrics spool %s: %r is not a spool file: ignored", self.directory, name)
-        self._segments.sort(key=lambda s: s.start)
-        for earlier, later in zip(self._segments, self._segments[1:]):
-            if earlier.end > later.start:  # overlapping names: only damage or a hand edit does that
-                log.warning("metrics spool %s overlaps %s: the overlap is read twice", earlier.path, later.path.name)
-        if self._segments:
-            self._cut_torn_tail(self._segments[-1])
-        self.head = self.loaded = self._read_cursor()
-        self._unloaded_lines = self._count_lines(self.head)
         try:
-            if not self._segments or self._segments[-1].size >= self.segment_bytes:
-                self._new_segment(self._segments[-1].end if self._segments else self.head)
-            else:
-                self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.close()
+            raise SpoolError(11, f"metrics spool {self.directory} is in use by another process") from None
+        try:
+            self._recover()
         except OSError as exc:
-            raise SpoolError(exc.errno, f"metrics spool {self.directory}: {exc.strerror}") from None
+            self.close()
+            raise SpoolError(exc.errno, f"metrics spool {self.directory}: {exc}") from None
         if self._unloaded_lines:
             log.info(
                 "metrics spool %s: %d lines (%d bytes) from before the start wait for InfluxDB",
                 self.directory, self._unloaded_lines, self.tail - self.head,
             )
+
+    def _recover(self) -> None:
+        for name in sorted(os.listdir(self.directory)):
+            match = _SEGMENT.match(name)
+            if match:
+                path = self.directory / name
+                self._segments.append(_Segment(int(match.group(1)), path.stat().st_size, path))
+            elif name not in (_CURSOR, _CURSOR + ".tmp", _LOCK):
+                log.warning("metrics spool %s: %r is not a spool file: ignored", self.directory, name)
+        self._segments.sort(key=lambda s: s.start)
+        for earlier, later in zip(self._segments, self._segments[1:]):
+            if earlier.end > later.start:  # overlapping names: only damage or a hand edit does that
+                log.warning(
+                    "metrics spool %s overlaps %s: damaged spool, the overlapping start of the later one is skipped",
+                    earlier.path, later.path.name,
+                )
+        if self._segments:
+            self._cut_torn_tail(self._segments[-1])
+        self.head = self.loaded = self._read_cursor()
+        self._unloaded_lines = self._count_lines(self.head)
+        if not self._segments or self._segments[-1].size >= self.segment_bytes:
+            self._new_segment(self._segments[-1].end if self._segments else self.head)
+        else:
+            self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
 
     def _cut_torn_tail(self, segment: _Segment) -> None:
         """A crash while appending can leave the last record without its newline: cut it off, so
@@ -219,9 +235,9 @@ class Spool:
         caller holds the line in RAM, so `loaded` moves past it; allowed only when nothing is
         waiting on disk (`loaded == tail`)."""
         data = record(line)
-        self._make_room(len(data))
         assert self._fd is not None, "the spool is not open"
         try:
+            self._make_room(len(data))
             written = os.write(self._fd, data)
             if written != len(data):  # a full disk: do not leave half a record behind
                 raise OSError(28, "short write (disk full?)")
@@ -230,7 +246,7 @@ class Spool:
             return None
         if self._append_failed:
             self._append_failed = False
-            log.info("metrics spool %s: appending works again", self.directory)
+            log.info("metrics spool %s: the disk works again", self.directory)
         seg = self._segments[-1]
         seg.size += len(data)
         self._dirty = True
@@ -242,15 +258,12 @@ class Spool:
         return seg.end
 
     def _undo_partial_write(self, exc: OSError) -> None:
-        seg = self._segments[-1]
         try:
-            os.ftruncate(self._fd, seg.size)  # type: ignore[arg-type]
+            os.ftruncate(self._fd, self._segments[-1].size)  # type: ignore[arg-type]
         except OSError:
-            pass  # the next record's CRC check will catch the fragment when it is read
+            pass  # the CRC check catches the fragment when it is read
         self._dropped += 1
-        if not self._append_failed:
-            self._append_failed = True
-            log.error("metrics spool %s: cannot append (%s): points are lost until it works again", seg.path, exc)
+        self._trouble("cannot append: points are lost until it works again", exc)
 
     def _make_room(self, needed: int) -> None:
         """Start a new segment when the last one is full; delete the oldest ones while the spool
@@ -279,12 +292,14 @@ class Spool:
             return f.read().count(b"\n")
 
     def _new_segment(self, start: int) -> None:
+        """Append to a new segment from `start` on; raises OSError, the old one still in use."""
+        path = self.directory / f"{start:020d}.seg"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         if self._fd is not None:
             self.sync()
             os.close(self._fd)
-        path = self.directory / f"{start:020d}.seg"
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._segments.append(_Segment(start, os.fstat(self._fd).st_size, path))
+        self._fd = fd
+        self._segments.append(_Segment(start, os.fstat(fd).st_size, path))
         _fsync_dir(self.directory)
 
     def take_dropped(self) -> int:
@@ -298,9 +313,14 @@ class Spool:
         return self._corrupt
 
     def sync(self) -> None:
-        """fdatasync the last segment if anything was appended since the last sync."""
+        """fdatasync the last segment if anything was appended since the last sync. A failure is
+        logged (once) and retried at the next call: it must not stop the metrics."""
         if self._dirty and self._fd is not None:
-            os.fdatasync(self._fd)
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                self._trouble("cannot sync", exc)
+                return
             self._dirty = False
 
     # -- reading, settling ------------------------------------------------------------------------
@@ -315,7 +335,18 @@ class Spool:
             if seg.end <= self.loaded:
                 continue
             self.loaded = max(self.loaded, seg.start)
-            self._load_from(seg, max_lines - len(out), out)
+            try:
+                self._load_from(seg, max_lines - len(out), out)
+            except OSError as exc:  # unreadable: skip the rest of it, count what is left
+                log.error("metrics spool %s unreadable from byte %d (%s): skipped", seg.path, self.loaded - seg.start, exc)
+                self._corrupt += 1
+                self.loaded = seg.end
+                try:
+                    self._unloaded_lines = self._count_lines(self.loaded)
+                except OSError:
+                    self._unloaded_lines = 0
+        if self.loaded >= self.tail:
+            self._unloaded_lines = 0  # whatever the count said: nothing is left to load
         return out
 
     def _load_from(self, seg: _Segment, max_lines: int, out: list[tuple[bytes, int]]) -> None:
@@ -359,11 +390,20 @@ class Spool:
         if position <= self.head:
             return
         self.head = position
-        while len(self._segments) > 1 and self._segments[0].end <= self.head:
-            self._segments.pop(0).path.unlink(missing_ok=True)
-        tmp = self.directory / (_CURSOR + ".tmp")
-        tmp.write_bytes(b"%d\n" % self.head)
-        os.replace(tmp, self.directory / _CURSOR)
+        try:
+            while len(self._segments) > 1 and self._segments[0].end <= self.head:
+                self._segments.pop(0).path.unlink(missing_ok=True)
+            tmp = self.directory / (_CURSOR + ".tmp")
+            tmp.write_bytes(b"%d\n" % self.head)
+            os.replace(tmp, self.directory / _CURSOR)
+        except OSError as exc:  # a stale cursor only makes lines be sent twice (stored once)
+            self._trouble("cannot record what InfluxDB took", exc)
+
+    def _trouble(self, what: str, exc: OSError) -> None:
+        """Disk trouble after open: one error line per episode (cleared by the next good append)."""
+        if not self._append_failed:
+            self._append_failed = True
+            log.error("metrics spool %s: %s (%s)", self.directory, what, exc)
 
     def close(self) -> None:
         """Sync and close; what is not settled stays for the next `open`."""
@@ -371,6 +411,9 @@ class Spool:
             self.sync()
             os.close(self._fd)
             self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
 
 def _checked(rec: bytes) -> bytes | None:
