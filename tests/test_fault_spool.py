@@ -7,13 +7,20 @@ damaged spool is reported where it is damaged and the rest is replayed."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
+import signal
+import sqlite3
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.faults_spool import Target, outage_with_restart_and_kill, point_time
+from lab.fleet import POINT_LIST_COLUMNS
 from lab.influxdb import InfluxServer, V2Forwarder
 from monitor.metrics.config import InfluxDBConfig, RetryConfig
 from monitor.metrics.sink import InfluxSink
@@ -151,8 +158,11 @@ async def test_spool_settles_and_deletes_what_influxdb_took(influx, influx_db, t
 
 def settled(spool: Path) -> bool:
     """Everything the spool holds is acknowledged: the cursor is at the end of the last segment."""
-    last = max(spool.glob("*.seg"))
-    return int((spool / "cursor").read_text()) == int(last.stem) + last.stat().st_size
+    try:
+        last = max(spool.glob("*.seg"))
+        return int((spool / "cursor").read_text()) == int(last.stem) + last.stat().st_size
+    except (ValueError, OSError):  # no segment or no cursor yet, or replaced right now
+        return False
 
 
 async def test_a_spool_in_use_by_another_sink_is_refused_clearly(tmp_path):
@@ -193,3 +203,89 @@ async def test_a_full_disk_loses_only_what_it_refused_counts_it_and_the_sink_goe
     assert kept == list(range(4000 - dropped)) and len(kept) + dropped == 4000  # the oldest are kept
     errors = [r.getMessage() for r in sink_log.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "cannot append" in errors[0] and "No space left on device" in errors[0]
+
+
+FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
+
+
+def daemon_config(tmp_path: Path, influx_url: str, db: str) -> Path:
+    """ICMP every second to three loopback addresses (no namespaces needed), metrics to `db`."""
+    with (tmp_path / "points.csv").open("w", newline="", encoding="utf-8") as out:
+        rows = csv.writer(out)
+        rows.writerow(POINT_LIST_COLUMNS)
+        for n in (1, 2, 3):
+            rows.writerow([f"CAM-{n}", f"camera {n}", "camera", f"127.0.0.{n}", "S1", "城关镇", "", "active",
+                           *[""] * (len(POINT_LIST_COLUMNS) - 8)])
+    config = {
+        "inventory": {"point_lists": ["points.csv"]},
+        "probes": {"icmp": {"interval_s": 1.0, "count": 1, "timeout_s": 0.2},
+                   **{name: {"enabled": False} for name in ("rtsp", "onvif", "snmp")}},
+        "state": {"database": "state.db", "down_after": 1, "up_after": 1},
+        "influxdb": {"url": influx_url, "database": db, "flush_interval_s": 0.1, "timeout_s": 0.5,
+                     "retry": {"initial_s": 0.1, "max_s": 0.3}},
+        "api": {"port": 0},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def sessions(db_path: Path) -> list[tuple[int, int]]:
+    """(started_ns, last_seen_ns) of every daemon session, the last heartbeat being after the
+    cycle's metrics were handed to the sink."""
+    try:
+        return sqlite3.connect(db_path).execute("SELECT started_ns, last_seen_ns FROM sessions ORDER BY id").fetchall()
+    except sqlite3.Error:  # not created yet
+        return []
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.root
+def test_the_daemon_restarted_and_killed_while_influxdb_is_down_loses_no_cycle(influx_own, tmp_path):
+    """The real daemon (`fleetmon run`), InfluxDB down: a graceful restart, a kill -9, a third
+    run during which InfluxDB comes back. Every session's cycles, up to the last one it recorded
+    in the state database, are in InfluxDB, once each."""
+    influx_own.start()
+    influx_own.create_database("daemon")
+    influx_own.stop()
+    config, db_path = daemon_config(tmp_path, influx_own.url, "daemon"), tmp_path / "state.db"
+
+    def run_until_cycles(n_sessions: int) -> subprocess.Popen:
+        proc = subprocess.Popen([FLEETMON, "run", "--config", str(config)], stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(s := sessions(db_path)) == n_sessions and s[-1][1] - s[-1][0] > 2.1e9, 30,
+                 f"session {n_sessions} to run 2 cycles")
+        return proc
+
+    proc = run_until_cycles(1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    proc = run_until_cycles(2)
+    proc.kill()
+    proc.wait()
+    proc = run_until_cycles(3)
+    try:
+        influx_own.start()
+        wait_for(lambda: settled(tmp_path / "influx-spool"), 30, "the spool to drain")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    times = cycles(influx_own)
+    assert len(times) == len(set(times))
+    for n, (started, last_seen) in enumerate(sessions(db_path)):
+        mine = [t for t in times if started <= t <= last_seen]
+        assert len(mine) >= (last_seen - started) / 1e9 - 1, (started, last_seen, mine)  # a cycle a second
+        # The killed session's last heartbeat came right after its last cycle's points were
+        # handed to the sink: that cycle is there. A stopped one's is the stop, < 1 cycle later.
+        assert last_seen - max(mine) < (0.5e9 if n == 1 else 1.5e9)
+
+
+def cycles(influx: InfluxServer) -> list[int]:
+    """Times (ns) of the daemon's icmp cycles in InfluxDB (fleetmon_cycle)."""
+    return [r["time"] for r in influx.rows("SELECT targets FROM fleetmon_cycle WHERE probe = 'icmp'", "daemon")]

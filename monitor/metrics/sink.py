@@ -614,7 +614,6 @@ class InfluxSink:
     async def _send_batch(self, failures: int) -> float | None:
         """Send the oldest lines once. None when they are settled (written, rejected) or the
         batch size changed; else the seconds to wait before trying again."""
-        self._refill()
         lines = list(itertools.islice(self._queue, self._batch_limit))
         self._inflight, self._inflight_evicted = len(lines), 0
         try:
