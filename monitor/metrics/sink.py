@@ -476,11 +476,13 @@ class InfluxSink:
                 )
 
     def _refill(self) -> bool:
-        """Load lines waiting on disk only into memory, in order, as far as memory has room.
-        True when lines are in memory afterwards."""
+        """Load lines waiting on disk only into memory, in order, up to two batches ahead (reading
+        runs on the event loop: a few ms at a time, never the whole backlog). True when lines are
+        in memory afterwards."""
         spool = self._spool
-        if spool is not None and spool.unloaded_lines and len(self._queue) < self._cfg.max_buffer_lines:
-            for line, end in spool.load(self._cfg.max_buffer_lines - len(self._queue)):
+        room = min(self._cfg.max_buffer_lines, 2 * self._batch_limit) - len(self._queue)
+        if spool is not None and spool.unloaded_lines and room > 0:
+            for line, end in spool.load(room):
                 self._queue.append(line)
                 self._ends.append(end)
             damaged, self._corrupt_counted = spool.corrupt_records - self._corrupt_counted, spool.corrupt_records
