@@ -95,7 +95,7 @@ class Writer:
     @classmethod
     async def start(
         cls, target: Target, spool: Path, first: int, count: int, *, per_cycle: int, cycle_s: float,
-        drain: bool = False, spool_max_bytes: int = 64 << 20,
+        drain: bool = False, spool_max_bytes: int = 64 << 20, ram_lines: int = 1000,
     ) -> "Writer":
         env = {**os.environ, "PYTHONPATH": str(_ROOT)}
         if target.token is not None:
@@ -103,7 +103,7 @@ class Writer:
         args = [
             "--api", target.api, "--url", target.url, "--db", target.db, "--spool", str(spool),
             "--first", str(first), "--count", str(count), "--per-cycle", str(per_cycle),
-            "--cycle-s", str(cycle_s), "--spool-max-bytes", str(spool_max_bytes),
+            "--cycle-s", str(cycle_s), "--spool-max-bytes", str(spool_max_bytes), "--ram-lines", str(ram_lines),
         ]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lab.faults_spool", *args, *(["--drain"] if drain else []),
@@ -150,23 +150,25 @@ class Writer:
 
 async def outage_with_restart_and_kill(
     influx: InfluxServer, target: Target, spool: Path, *, cycles: int = 20, per_cycle: int = 500, cycle_s: float = 0.05,
+    ram_lines: int = 1000,
 ) -> Outcome:
     """InfluxDB down for `cycles` cycles of `per_cycle` points; within them a writer stopped
     gracefully after a third, the next killed with SIGKILL after two thirds, the last one left
     running while InfluxDB comes back, until its spool is empty. InfluxDB must be running with
-    the target database at the call; it is stopped here and started again."""
+    the target database at the call; it is stopped here and started again. `ram_lines`: the
+    writers' max_buffer_lines (small: most lines go through the disk only)."""
     await asyncio.to_thread(influx.stop)
     third = cycles // 3 * per_cycle
     confirmed: set[int] = set()
     attempted: set[int] = set()
     # 1. Written while InfluxDB is down, then a graceful restart.
-    first = await Writer.start(target, spool, 0, third, per_cycle=per_cycle, cycle_s=cycle_s)
+    first = await Writer.start(target, spool, 0, third, per_cycle=per_cycle, cycle_s=cycle_s, ram_lines=ram_lines)
     await first.until_written(third)
     if await first.terminate() != 0:
         raise AssertionError("the first writer did not stop cleanly")
     confirmed |= set(range(third))
     # 2. The next one replays nothing (InfluxDB still down), writes on, and is killed mid-run.
-    second = await Writer.start(target, spool, third, 10 * third, per_cycle=per_cycle, cycle_s=cycle_s)
+    second = await Writer.start(target, spool, third, 10 * third, per_cycle=per_cycle, cycle_s=cycle_s, ram_lines=ram_lines)
     await second.until_written(2 * third)
     await second.kill9()
     confirmed |= set(range(third, second.written))
@@ -174,7 +176,8 @@ async def outage_with_restart_and_kill(
     # 3. The last one writes the rest; InfluxDB comes back meanwhile; it drains everything.
     start = second.written + per_cycle
     rest = cycles * per_cycle - 2 * third
-    last = await Writer.start(target, spool, start, rest, per_cycle=per_cycle, cycle_s=cycle_s, drain=True)
+    last = await Writer.start(target, spool, start, rest, per_cycle=per_cycle, cycle_s=cycle_s, drain=True,
+                              ram_lines=ram_lines)
     await last.until_written(start + rest // 2)
     await asyncio.to_thread(influx.start)
     back = time.monotonic()
@@ -200,7 +203,7 @@ async def _child(args: argparse.Namespace) -> None:
     v2 = {"org": "fleetmon", "bucket": args.db, "token_env": TOKEN_ENV} if args.api == "v2" else {}
     cfg = InfluxDBConfig(
         api=args.api, url=args.url, database=args.db, flush_interval_s=0.05, timeout_s=0.5,
-        max_buffer_lines=1000, spool_max_bytes=args.spool_max_bytes, retry=RetryConfig(initial_s=0.05, max_s=0.2), **v2,
+        max_buffer_lines=args.ram_lines, spool_max_bytes=args.spool_max_bytes, retry=RetryConfig(initial_s=0.05, max_s=0.2), **v2,
     )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -233,6 +236,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--per-cycle", type=int, default=500)
     parser.add_argument("--cycle-s", type=float, default=0.05)
     parser.add_argument("--spool-max-bytes", type=int, default=64 << 20)
+    parser.add_argument("--ram-lines", type=int, default=1000, help="max_buffer_lines")
     parser.add_argument("--drain", action="store_true", help="after writing, wait until the spool is empty")
     asyncio.run(_child(parser.parse_args(argv)))
 

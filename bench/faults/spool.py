@@ -4,7 +4,9 @@ long does the replay take? Plus what the spool costs a point on the hot path.
 
 Compressed time: 20 cycles of a 30 s probe interval (10 min) run as 20 cycles of 0.05 s, 1,000
 points each (500 devices × 2 series); the writer is lab.faults_spool's child process (the
-daemon's InfluxSink with its spool) against a real influxd 1.6.7 on loopback, API v1.
+daemon's InfluxSink with its spool, production batch and memory sizes) against a real influxd
+1.6.7 on loopback, API v1. The replay time includes up to one retry delay (0.2 s here).
+tests/test_fault_spool.py runs the same with the real daemon (`fleetmon run`) too.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def run() -> list[Figure]:
             influx.create_database("bench")
             outcome = asyncio.run(outage_with_restart_and_kill(
                 influx, Target("v1", influx.url, "bench"), Path(tmp) / "spool",
-                cycles=CYCLES, per_cycle=PER_CYCLE, cycle_s=CYCLE_S,
+                cycles=CYCLES, per_cycle=PER_CYCLE, cycle_s=CYCLE_S, ram_lines=250_000,
             ))
         append_us = _append_cost_us(Path(tmp) / "cost")
     rows = len(outcome.rows)
