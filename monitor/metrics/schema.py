@@ -45,7 +45,7 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
                 "network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp)",
             },
             {
-                "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided"),
+                "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided (service, video: while none of the group's devices was judged by their probe)"),
                 "online": FieldSpec("integer", "devices", "active devices that are up"),
                 "offline": FieldSpec("integer", "devices", "active devices that are down or unreachable"),
                 "unknown": FieldSpec("integer", "devices", "active devices not yet decided (just started)"),
