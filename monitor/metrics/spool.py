@@ -64,7 +64,8 @@ _OVERHEAD = 10  # "XXXXXXXX " before a line and "\n" after it
 
 
 class SpoolError(OSError):
-    """The spool directory cannot be used (not creatable, not writable)."""
+    """The spool directory cannot be used (not creatable, not writable, unreadable) or another
+    process uses it."""
 
 
 @dataclass(slots=True)
