@@ -135,7 +135,10 @@ class Daemon:
         await self._record_statuses(db)
         await db.start_session(len(self.probed))
         stack.push_async_callback(_end_session, db)
-        sink = await stack.enter_async_context(InfluxSink(cfg.influxdb)) if cfg.influxdb.enabled else None
+        sink = None
+        if cfg.influxdb.enabled:
+            spool_dir = cfg.influxdb.spool_dir or cfg.state.database.parent / "influx-spool"
+            sink = await stack.enter_async_context(InfluxSink(cfg.influxdb, spool_dir))
         recorder = await stack.enter_async_context(Recorder(db))
         self._alerting = alerting = await stack.enter_async_context(Alerting(
             self.inventory, db, rules=cfg.rules, flapping=cfg.flapping, maintenance=cfg.maintenance,
