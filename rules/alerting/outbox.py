@@ -66,6 +66,7 @@ log = logging.getLogger("fleetmon.outbox")
 
 _NS_PER_DAY = 86_400 * 10**9
 _PRUNE_EVERY_S = 3600.0
+WRITER = "outbox"  # its name in the state DB's WriteHealth
 
 SCHEMA = Schema("outbox", (
     """
@@ -124,6 +125,10 @@ class _RouteState:
     not_before: float = 0.0  # time.monotonic() before which the head row is not attempted
     failures: int = 0  # consecutive failed attempts: the backoff exponent
     trouble: _Trouble | None = None
+    # Outcomes the state DB did not take (disk full): retried before the next attempt; their
+    # delivered ids are not offered again meanwhile (no repeated message).
+    unrecorded: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list)
+    sent: set[int] = field(default_factory=set)
 
 
 class OutboxWorker:
@@ -242,7 +247,10 @@ class OutboxWorker:
     async def _round(self, state: _RouteState) -> bool:
         """One delivery attempt of the route's oldest pending rows; True when the route is
         disabled and its task should end."""
-        rows = await self._db.execute(lambda conn: _load(conn, state.name, self._batch_size))
+        if not await self._rerecord(state):
+            return False
+        rows = await self._db.execute(lambda conn: _load(conn, state.name, self._batch_size + len(state.sent)))
+        rows = [row for row in rows if row[0] not in state.sent][: self._batch_size]
         if not rows:
             self._drained(state)
             await self._sleep(state, self._poll_s)
@@ -252,7 +260,7 @@ class OutboxWorker:
 
         async def progress(ids: Sequence[int]) -> None:
             # Recorded before the route sends its next message (only ids of this batch).
-            await self._mark_delivered([i for i in ids if i in batch])
+            await self._mark_delivered(state, [i for i in ids if i in batch])
 
         try:
             outcome, exc = await state.route.deliver(events, progress), None
@@ -262,7 +270,7 @@ class OutboxWorker:
         reported = set(outcome.delivered)
         delivered = [e.id for e in events if e.id in reported]
         delay_s = self._schedule(state, len(events) - len(delivered), bool(delivered), outcome, exc)
-        await self._record(events, delivered, outcome.error or outcome.disabled, delay_s)
+        await self._record(state, events, delivered, outcome.error or outcome.disabled, delay_s)
         if state.trouble is not None:
             state.trouble.delivered += len(delivered)
         if outcome.disabled is not None:
@@ -318,8 +326,11 @@ class OutboxWorker:
                 state.name, trouble.delivered, time.monotonic() - trouble.since,
             )
 
-    async def _record(self, events: list[FaultEvent], delivered: list[int], error: str | None, delay_s: float) -> None:
-        """Write an attempt's outcome to its rows, in one transaction."""
+    async def _record(
+        self, state: _RouteState, events: list[FaultEvent], delivered: list[int], error: str | None, delay_s: float
+    ) -> None:
+        """Write an attempt's outcome to its rows, in one transaction; when the state DB does not
+        take it, keep it for `_rerecord` (reported to `db.health`)."""
         now = time.time_ns()
         offered = [(e.id,) for e in events]
         done = set(delivered)
@@ -335,9 +346,9 @@ class OutboxWorker:
                 )
                 conn.executemany("UPDATE outbox SET last_error = ?, next_attempt_ns = ? WHERE id = ?", waiting)
 
-        await self._write(op)
+        await self._write(state, op, delivered)
 
-    async def _mark_delivered(self, ids: Sequence[int]) -> None:
+    async def _mark_delivered(self, state: _RouteState, ids: Sequence[int]) -> None:
         """Mark rows delivered now, as the route reports each accepted message."""
         if not ids:
             return
@@ -350,15 +361,43 @@ class OutboxWorker:
                     "UPDATE outbox SET delivered_ns = ?, last_error = NULL WHERE id = ? AND delivered_ns IS NULL", rows
                 )
 
-        await self._write(op)
+        await self._write(state, op, ids)
 
-    async def _write(self, op: Callable[[sqlite3.Connection], None]) -> None:
-        """Run a bookkeeping write shielded and tracked: a stop that interrupts the task does
-        not lose it (see __aexit__)."""
+    async def _write(self, state: _RouteState, op: Callable[[sqlite3.Connection], None], delivered: Sequence[int]) -> None:
+        """Run a bookkeeping write (`delivered`: the row ids it marks delivered) shielded and
+        tracked, so that a stop that interrupts the task does not lose it (see __aexit__); when
+        the state DB does not take it, keep it for `_rerecord` (reported to `db.health`), and
+        offer its delivered rows no more meanwhile."""
         write = asyncio.ensure_future(self._db.execute(op))
         self._bookkeeping.add(write)
         write.add_done_callback(self._bookkeeping.discard)
-        await asyncio.shield(write)
+        try:
+            await asyncio.shield(write)
+        except sqlite3.Error as exc:
+            self._db.health.failed(WRITER, exc)
+            state.unrecorded.append(op)
+            state.sent.update(delivered)
+        else:
+            self._db.health.ok(WRITER)
+
+    async def _rerecord(self, state: _RouteState) -> bool:
+        """Store the outcomes the state DB did not take, oldest first; False (and the route backs
+        off) while it still does not."""
+        if not state.unrecorded:
+            return True
+        while state.unrecorded:
+            try:
+                await self._db.execute(state.unrecorded[0])
+            except sqlite3.Error as exc:
+                self._db.health.failed(WRITER, exc)
+                state.failures += 1
+                state.not_before = time.monotonic() + self._backoff_s(state.failures)
+                return False
+            state.unrecorded.pop(0)
+        state.sent.clear()
+        state.failures = 0
+        self._db.health.ok(WRITER)
+        return True
 
     async def _disable(self, state: _RouteState, reason: str) -> None:
         self._disabled[state.name] = reason
