@@ -135,9 +135,11 @@ async def flood_run(
 
     counter = _Count()
     logger = logging.getLogger("fleetmon.traps")
-    logger.addHandler(counter)
+    level = logger.level
     try:
         async with TrapReceiver(cfg, {KNOWN: "sw-genuine"}, on_event) as rx:
+            logger.setLevel(logging.INFO)  # as the daemon logs; counted from the flood's start
+            logger.addHandler(counter)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "lab.faults_traps", "flood", str(rx.port), flood_datagram.hex(), str(sources),
                 str(rate), str(duration_s), stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
@@ -165,6 +167,7 @@ async def flood_run(
             stats = dict(rx.stats)
     finally:
         logger.removeHandler(counter)  # after the receiver's exit: its closing summary counts too
+        logger.setLevel(level)
     latencies = [arrived[n] - sent_at[n] if n in arrived else None for n in sorted(sent_at)]
     return FloodResult(latencies, counter.lines, sent, stats)
 
