@@ -41,7 +41,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets
 from rules.alerting.duty import DutyRoster
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import Renderer
 from rules.model import FaultEvent
 
@@ -222,8 +222,9 @@ class EmailRoute:
     async def __aexit__(self, *exc_info: object) -> None:
         return None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """One mail with the first `max_events` events (module doc for the outcomes)."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """One mail with the first `max_events` events (module doc for the outcomes). One
+        request per call, so `progress` has nothing to report before the call returns."""
         batch = tuple(events[: self.cfg.max_events])
         if not batch:
             return Delivery(())

@@ -58,7 +58,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
 from rules.alerting.duty import DutyRoster
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import Renderer, robot_window, utf8_len
 from rules.model import EventKind, FaultEvent, Severity
 
@@ -190,8 +190,9 @@ class _RobotRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """As many of `events` as the window allows, singly when they fit, else as digests."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """As many of `events` as the window allows, singly when they fit, else as digests;
+        `progress(ids)` after each message the robot accepted."""
         delivered: list[int] = []
         pending = list(events)
         while pending:
@@ -208,6 +209,8 @@ class _RobotRoute:
                 if code == self.dialect.ok:
                     delivered += [e.id for e in group]
                     del pending[: len(group)]
+                    if progress is not None:
+                        await progress([e.id for e in group])
                     continue
                 if code in self.dialect.too_long and self._budget > MIN_BYTES:
                     self._budget = max(MIN_BYTES, min(self._budget, utf8_len(content)) // 2)

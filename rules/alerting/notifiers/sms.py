@@ -59,7 +59,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
 from rules.alerting.duty import DutyRoster
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.model import EventKind, FaultEvent, Severity
 
 ENDPOINTS = {"aliyun": "https://dysmsapi.aliyuncs.com/", "tencent": "https://sms.tencentcloudapi.com/"}
@@ -204,8 +204,9 @@ class SmsRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """One SMS with every pending texted event to each number that has not got them."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """One SMS with every pending texted event to each number that has not got them. One
+        request per call, so `progress` has nothing to report before the call returns."""
         texted = [e for e in events if e.kind in self.cfg.kinds]
         if not texted:
             return Delivery(tuple(e.id for e in events))
