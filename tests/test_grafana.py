@@ -549,7 +549,7 @@ LIMITS = {
     "online_rate_pct": gen.ONLINE_RATE_TARGET_PCT, "rtt_avg_ms": gen.LINE_RTT_LIMIT_MS,
     "jitter_ms": gen.JITTER_LIMIT_MS, "loss_pct": gen.LOSS_LIMIT_PCT, "clock_drift_s": gen.CLOCK_DRIFT_LIMIT_S,
     "used_pct": gen.STORAGE_LIMIT_PCT, "storage_max_used_pct": gen.STORAGE_LIMIT_PCT,
-    "minutes_remaining": gen.UPS_MINUTES_LOW, "charge_pct": gen.UPS_CHARGE_LOW_PCT, "sla_remaining_s": 0,
+    "minutes_remaining": gen.UPS_MINUTES_LOW, "charge_pct": gen.UPS_CHARGE_LOW_PCT, "sla_remaining_s": 0,  # in hours
 }
 
 
@@ -814,7 +814,112 @@ def test_open_work_orders_show_owner_and_sla_countdown(filled: Filled):
         device = fleet.device(row["device_id"])
         assert (row["device_name"], row["site"], row["region"]) == (device.name, device.site, device.region)
         assert row["severity"] in ("critical", "major", "minor") and row["sla_clock"]
-        assert 0 < row["sla_remaining_s"] < 7 * 86400  # the Qionglai clocks: hours to days ahead
+        assert 0 < row["sla_remaining_h"] < 7 * 24  # the Qionglai clocks: hours to days ahead
     deadlines = [r["sla_deadline_ms"] for r in rows]
     assert deadlines == sorted(deadlines)  # the most urgent first
     assert {r["fault_id"] for r in rows} <= {r["fault_id"] for r in _rows(filled, "fleetmon-region", "最近故障事件")}
+
+
+# -- a picture of the wall ---------------------------------------------------------------------------
+
+
+def _load_wall():
+    spec = importlib.util.spec_from_file_location("fleetmon_grafana_wall", GRAFANA / "wall.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CHROMIUM = "/usr/bin/chromium"
+WALL_PNG = os.environ.get("FLEETMON_WALL_PNG")  # where to keep the screenshot (docs/wall-1920x1080.png)
+
+
+@pytest.mark.root
+@pytest.mark.peer
+def test_a_picture_of_the_wall_on_the_lab_fleet(filled: Filled, tmp_path: Path):
+    """The wall laid out by its gridPos with every panel's results on the lab fleet, drawn by
+    deploy/grafana/wall.py and screenshotted at 1920×1080 by headless Chromium: every panel
+    drawn inside the screen, the figures and names on it."""
+    import subprocess
+    import struct
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    wall = _load_wall()
+    data = _board_json(WALL)
+    board = next(b for b in BOARDS if b.uid == WALL)
+    values = resolve_variables(filled, board)
+    results = {p["id"]: [filled.run(interpolate(t["query"], values)) for t in p["targets"]] for p in data["panels"]}
+    page = wall.render_html(data, results)
+    for panel in data["panels"]:
+        left, top, w, h = wall.panel_box(**{k: panel["gridPos"][k] for k in "xywh"}, width=1920)
+        assert left + w <= 1920 and top + h <= 1080 - wall.PAGE_PADDING_PX, panel["title"]
+    lost = next(iter(filled.no_video))
+    assert filled.fleet.device(lost).name in page and lost not in page  # names, not ids
+    assert "离线" in page and "不可达（上级故障）" in page and OWNER in page and "未指派" in page
+    html_path, png = tmp_path / "wall.html", tmp_path / "wall.png"
+    html_path.write_text(page, encoding="utf-8")
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={png}",
+         "--window-size=1920,1080", "--user-data-dir=" + str(tmp_path / "profile"), html_path.as_uri()],
+        check=True, timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    width, height = struct.unpack(">II", png.read_bytes()[16:24])  # the PNG's IHDR
+    assert (width, height) == (1920, 1080)
+    if WALL_PNG:
+        Path(WALL_PNG).write_bytes(png.read_bytes())
+        Path(WALL_PNG).with_suffix(".html").write_text(page, encoding="utf-8")
+
+
+# -- what the writer puts in for the wall ---------------------------------------------------------
+
+
+@pytest.mark.peer
+async def test_the_writer_gives_the_wall_names_coordinates_and_the_open_orders_of_now(influx, influx_db):
+    """device_state carries the point list's name and lat/lon (fields, absent without
+    coordinates); work_order_open holds the latest snapshot only: a slot emptied since (an order
+    closed), or left by an earlier run, is read as empty by the wall's query."""
+    from monitor.core.model import Kind
+    from monitor.metrics.sink import InfluxSink
+    from monitor.metrics.writer import MetricsWriter, OpenOrder
+    from monitor.state.tracker import State
+
+    cfg = InfluxDBConfig(url=influx.url, database=influx_db, flush_interval_s=0.05)
+    cam = Device("CAM-1", "城关镇中心小学01号枪机", Kind.CAMERA, None, "城关镇中心小学", "城关镇", lat=30.41, lon=103.46)
+    ups = Device("UPS-1", "城关镇中心小学UPS", Kind.UPS, None, "城关镇中心小学", "城关镇")
+
+    def order(ref: str, owner: str = "", deadline_ns: int | None = None) -> OpenOrder:
+        return OpenOrder(ref=ref, fault_id="F1", severity="major", title="摄像机离线", device_id=cam.id, device=cam,
+                         owner=owner, sla_clock="响应" if deadline_ns else "", sla_deadline_ns=deadline_ns,
+                         sla_remaining_s=3600.0 if deadline_ns else None)
+
+    now = time.time_ns()
+    async with InfluxSink(cfg) as sink:
+        earlier_run = MetricsWriter(sink)
+        earlier_run.work_orders_open([order("WO-1"), order("WO-2"), order("WO-3")], now - 3_000_000_000)
+        writer = MetricsWriter(sink)  # a restart: the first snapshot empties every other slot
+        writer.work_orders_open([order("WO-1"), order("WO-2", "王工", now + 3600 * 10**9)], now - 2_000_000_000)
+        writer.work_orders_open([order("WO-2", "王工", now + 3600 * 10**9)], now - 1_000_000_000)  # WO-1 closed
+        writer.device_states("online", {cam.id: State.DOWN, ups.id: State.UP}, [cam, ups], now)
+        assert await sink.flush(10)
+
+    def run(query: str) -> list[dict]:
+        series = influx.query(interpolate(query, {"region": ".*", "site": ".*"}), influx_db)[0].get("series", [])
+        return [{**s.get("tags", {}), **dict(zip(s["columns"], row))} for s in series for row in s["values"]]
+
+    [row] = run(gen.open_orders())
+    assert (row["slot"], row["ref"], row["owner"], row["device_name"], row["sla_clock"]) == (
+        "0", "WO-2", "王工", cam.name, "响应")
+    assert row["sla_remaining_h"] == pytest.approx(1.0) and row["sla_deadline_ms"] == (now + 3600 * 10**9) // 10**6
+    slots = run('SELECT last("open") FROM "work_order_open" WHERE $timeFilter GROUP BY "slot"')
+    from monitor.metrics.schema import OPEN_ORDER_SLOTS
+
+    assert len(slots) == OPEN_ORDER_SLOTS and sum(r["last"] for r in slots) == 1
+
+    states = {r["device_id"]: r for r in run(
+        'SELECT "name", "lat", "lon", "state" FROM "device_state" WHERE $timeFilter GROUP BY "device_id"')}
+    assert (states["CAM-1"]["name"], states["CAM-1"]["lat"], states["CAM-1"]["lon"]) == (cam.name, 30.41, 103.46)
+    assert (states["UPS-1"]["name"], states["UPS-1"]["lat"], states["UPS-1"]["lon"]) == (ups.name, None, None)
+    tags = {v for s in influx.query('SHOW TAG KEYS FROM "device_state"', influx_db)[0]["series"] for (v,) in s["values"]}
+    assert not {"name", "lat", "lon"} & tags

@@ -259,10 +259,12 @@ OPEN_ORDER_FIELDS = ("ref", "fault_id", "severity", "title", "device_id", "devic
 
 def open_orders() -> str:
     """The open work orders of the latest snapshot: per slot its latest point (the selector
-    last("open") returns the other fields of that same point), the slots holding an order."""
+    last("open") returns the other fields of that same point), the slots holding an order; the
+    time left in hours (sla_remaining_h: Grafana's duration units speak English)."""
     fields = ", ".join(f'"{f}"' for f in OPEN_ORDER_FIELDS)
+    shown = fields.replace('"sla_remaining_s"', '"sla_remaining_s" / 3600 AS "sla_remaining_h"')
     return (
-        f'SELECT {fields} FROM (SELECT last("open") AS "open", {fields} FROM "work_order_open" WHERE $timeFilter '
+        f'SELECT {shown} FROM (SELECT last("open") AS "open", {fields} FROM "work_order_open" WHERE $timeFilter '
         'GROUP BY "slot") WHERE "open" = 1 GROUP BY "slot"'
     )
 
@@ -445,7 +447,8 @@ def link_table(title: str, span: int, show_id: bool = True) -> table.Panel:
              .thresholds(thresholds(*RTT_THRESHOLDS))
              .sort_by([common_b.TableSortByFieldState().display_name("平均时延").desc(True)])
              .with_transformation(JOIN_NAMES)
-             .with_transformation(organize(rename, hide=("Time", "Time 1", "Time 2", *(() if show_id else ("device_id", "site")))))
+             .with_transformation(organize(rename, hide=("Time", "Time 1", "Time 2", *(() if show_id else ("device_id", "site"))),
+                                           order=("name", "rtt_avg_ms", "jitter_ms", "loss_pct")))
              .override_by_name("平均时延", [unit("ms"), colored()])
              .override_by_name("抖动", [unit("ms"), limited(*JITTER_THRESHOLDS), colored()])
              .override_by_name("丢包率", [unit("percent"), limited(*LOSS_THRESHOLDS), colored()]))
@@ -454,10 +457,15 @@ def link_table(title: str, span: int, show_id: bool = True) -> table.Panel:
     return panel
 
 
-def organize(rename: dict[str, str], hide: tuple[str, ...] = ("Time",)) -> dash.DataTransformerConfig:
-    return dash.DataTransformerConfig(
-        id_val="organize", options={"excludeByName": {name: True for name in hide}, "renameByName": rename}
-    )
+def organize(
+    rename: dict[str, str], hide: tuple[str, ...] = ("Time",), order: tuple[str, ...] = ()
+) -> dash.DataTransformerConfig:
+    """Grafana's organize transformation: hide columns, rename them, and put `order`'s columns
+    (original names) first, in that order (the ones a narrow wall table must not cut off)."""
+    options: dict[str, object] = {"excludeByName": {name: True for name in hide}, "renameByName": rename}
+    if order:
+        options["indexByName"] = {name: i for i, name in enumerate(order)}
+    return dash.DataTransformerConfig(id_val="organize", options=options)
 
 
 def rate_series(title: str, description: str) -> timeseries.Panel:
@@ -655,11 +663,12 @@ def command_hall() -> Board:
         .sort_by([common_b.TableSortByFieldState().display_name("剩余时间")])
         .with_transformation(organize(
             {"severity": "级别", "device_name": "点位", "title": "故障", "owner": "处理人", "sla_clock": "时限",
-             "sla_remaining_s": "剩余时间", "ref": "工单号"},
-            hide=("Time", "slot", "fault_id", "device_id", "site", "region", "sla_deadline_ms")))
+             "sla_remaining_h": "剩余时间", "ref": "工单号"},
+            hide=("Time", "slot", "fault_id", "device_id", "site", "region", "sla_deadline_ms"),
+            order=("severity", "device_name", "owner", "sla_clock", "sla_remaining_h", "title", "ref")))
         .override_by_name("级别", [mapped(SEVERITY_MAPPINGS), colored("color-text")])
         .override_by_name("处理人", [mapped(OWNER_MAPPINGS), colored("color-text")])
-        .override_by_name("剩余时间", [unit("s"), decimals(1), limited("red", (0, "orange"), (3600, "green")),
+        .override_by_name("剩余时间", [unit("suffix: 小时"), decimals(1), limited("red", (0, "orange"), (1, "green")),
                                       colored("color-background")]),
         InfluxQL(open_orders()).table(),
         needs={"work_order_open"},
@@ -670,7 +679,7 @@ def command_hall() -> Board:
                      "behind a failed parent; by name.")
         .sort_by([common_b.TableSortByFieldState().display_name("区域")])
         .with_transformation(organize({"name": "点位", "kind": "类型", "region": "区域", "state": "状态"},
-                                      hide=("Time", "device_id", "site")))
+                                      hide=("Time", "device_id", "site"), order=("name", "state", "kind", "region")))
         .override_by_name("状态", [mapped(STATE_MAPPINGS), colored("color-background")])
         .override_by_name("类型", [mapped(KIND_MAPPINGS)]),
         InfluxQL(latest_offline(IN_SITES)).table(),
