@@ -667,7 +667,9 @@ def test_the_map_places_points_by_their_lat_lon_fields():
     [layer] = panel["options"]["layers"]
     assert layer["type"] == "markers"
     assert layer["location"] == {"mode": "coords", "latitude": "lat", "longitude": "lon"}
-    assert layer["config"]["style"]["color"]["field"] == "state"
+    # Grafana matches the layer's fields by display name: the colour field is state as renamed.
+    assert layer["config"]["style"]["color"]["field"] == _organize(panel)["renameByName"]["state"] == "状态"
+    assert "lat" not in _organize(panel)["renameByName"] and "lon" not in _organize(panel)["renameByName"]
     query = panel["targets"][0]["query"]
     assert {'"lat"', '"lon"', '"state"', '"name"'} <= set(re.findall(r'"\w+"', query))
     spec = MEASUREMENTS["device_state"]
@@ -813,10 +815,15 @@ def test_open_work_orders_show_owner_and_sla_countdown(filled: Filled):
     for row in rows:
         device = fleet.device(row["device_id"])
         assert (row["device_name"], row["site"], row["region"]) == (device.name, device.site, device.region)
-        assert row["severity"] in ("critical", "major", "minor") and row["sla_clock"]
-        assert 0 < row["sla_remaining_h"] < 7 * 24  # the Qionglai clocks: hours to days ahead
+        assert row["severity"] in ("critical", "major", "minor")
+        if row["sla_clock"]:  # the Qionglai clocks (响应 15 min, 排除 2 h, 更换 3 d) run ahead
+            assert 0 < row["sla_remaining_h"] < 3 * 24 and row["sla_deadline_ms"] > 0
+        else:  # every clock stopped (the fault resolved, restore stamped): nothing to count down
+            assert row["sla_remaining_h"] is None and row["sla_deadline_ms"] is None
     deadlines = [r["sla_deadline_ms"] for r in rows]
-    assert deadlines == sorted(deadlines)  # the most urgent first
+    timed = [d for d in deadlines if d is not None]
+    assert timed and deadlines == timed + [None] * (len(deadlines) - len(timed))  # the most urgent first
+    assert timed == sorted(timed)
     assert {r["fault_id"] for r in rows} <= {r["fault_id"] for r in _rows(filled, "fleetmon-region", "最近故障事件")}
 
 

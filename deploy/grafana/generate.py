@@ -605,7 +605,8 @@ def command_hall() -> Board:
                  .location(common_b.FrameGeometrySource().mode(common.FrameGeometrySourceMode.COORDS)
                            .latitude("lat").longitude("lon"))
                  .config({"showLegend": True, "style": {
-                     "color": {"field": "state", "fixed": "green"},
+                     # Fields are matched by their display name: after organize, 状态 (state).
+                     "color": {"field": "状态", "fixed": "green"},
                      "size": {"fixed": 7},
                      "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"},
                      "opacity": 0.9,

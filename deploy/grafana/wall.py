@@ -209,7 +209,8 @@ def _geomap(panel: dict, results: list[Series], w: int, h: int) -> str:
     lat_f, lon_f = layer["location"]["latitude"], layer["location"]["longitude"]
     field = layer["config"]["style"]["color"]["field"]
     mappings = panel["fieldConfig"]["defaults"].get("mappings", [])
-    points = [r for r in rows(results[0]) if r.get(lat_f) is not None and r.get(lon_f) is not None]
+    _names, table = table_frame(panel, results)  # fields by their display names, as the layer names them
+    points = [r for r in table if r.get(lat_f) is not None and r.get(lon_f) is not None]
     lats, lons = [p[lat_f] for p in points], [p[lon_f] for p in points]
     pad = 70  # room for the site names at the edges
     plot_w, plot_h = w - 2 * pad, h - 60 - 2 * 30
@@ -229,8 +230,9 @@ def _geomap(panel: dict, results: list[Series], w: int, h: int) -> str:
         dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{7 if p[field] != "up" else 5}" fill="{fill}" '
                     f'fill-opacity="0.9" stroke="#000" stroke-width="0.6"/>')
     sites: dict[str, list[tuple[float, float]]] = {}
+    site_field = _organize_name(panel, "site")
     for p in points:
-        sites.setdefault(p.get("site", ""), []).append(xy(p))
+        sites.setdefault(p.get(site_field, ""), []).append(xy(p))
     for site, spots in sites.items():
         x, y = sum(s[0] for s in spots) / len(spots), min(s[1] for s in spots)
         labels.append(f'<text x="{x:.1f}" y="{y - 12:.1f}" class="site" text-anchor="middle">{html.escape(site)}</text>')
@@ -287,6 +289,14 @@ DRAW: dict[str, Callable[[dict, list[Series], int, int], str]] = {
     "stat": _stat, "barchart": _barchart, "timeseries": _timeseries, "geomap": _geomap, "table": _table,
     "bargauge": _bargauge,
 }
+
+
+def _organize_name(panel: dict, field: str) -> str:
+    """The display name of `field` after the panel's organize transformation."""
+    for transformation in panel.get("transformations", []):
+        if transformation["id"] == "organize":
+            return transformation["options"]["renameByName"].get(field, field)
+    return field
 
 
 def _title(panel: dict) -> str:
