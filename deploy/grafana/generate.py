@@ -8,6 +8,13 @@ which runs on InfluxDB 1.x, on 2.x through DBRP/v1 compatibility and on 3.x Infl
 use Grafana's `$timeFilter` and `$__interval` and the template variables `region` and `site`
 (multi-value with "All": Grafana turns them into `(a|b)` inside `=~ /^$region$/`).
 
+The command hall (`fleetmon-hall`) is a wall: one 1920×1080 screen in kiosk mode, nothing to
+scroll (its grid height is checked against WALL_HEIGHT_PX less KIOSK_CHROME_PX). People read
+names, not ids: device_state carries each point's name (and lat/lon for the map); tables of other
+measurements join a names lookup (query B, `names()`) on device_id. States, kinds, severities,
+events and traps show in Chinese through per-column value mappings; every figure with a limit
+(the contract's 95 % and 200 ms, the rules' loss and jitter defaults …) has it as thresholds.
+
 Each panel declares what it `needs`: measurement names, or `measurement.key` for a tag or field
 it depends on (online_rate.basis). tests/test_grafana.py checks these against monitor/metrics/schema.py
 (nothing may be undeclared) and runs every panel's queries on a real InfluxDB filled by the
