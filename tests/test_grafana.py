@@ -930,3 +930,27 @@ async def test_the_writer_gives_the_wall_names_coordinates_and_the_open_orders_o
     assert (states["UPS-1"]["name"], states["UPS-1"]["lat"], states["UPS-1"]["lon"]) == (ups.name, None, None)
     tags = {v for s in influx.query('SHOW TAG KEYS FROM "device_state"', influx_db)[0]["series"] for (v,) in s["values"]}
     assert not {"name", "lat", "lon"} & tags
+
+
+def test_series_names_people_read_are_chinese():
+    """Legends and stat labels: a column alias ($col) is a Chinese name; a series named by a tag
+    whose values are English words (basis, severity) gets a Chinese display name for each."""
+    english_tags = {"basis": ("online", "network", "service", "video"), "severity": ("critical", "major", "minor")}
+    checked = 0
+    for board in BOARDS:
+        for panel in _board_json(board.uid)["panels"]:
+            if panel["type"] == "row":
+                continue
+            names = {o["matcher"]["options"]: p["value"] for o in panel["fieldConfig"]["overrides"]
+                     for p in o["properties"] if p["id"] == "displayName"}
+            for target in panel["targets"]:
+                alias = target.get("alias", "")
+                if "$col" in alias:
+                    aliases = re.findall(r'\bAS "([^"]+)"', target["query"])
+                    assert aliases and all(not a.isascii() or a == "CPU" for a in aliases), (panel["title"], aliases)
+                    checked += 1
+                for tag, values in english_tags.items():
+                    if f"$tag_{tag}" in alias:
+                        assert all(v in names and not names[v].isascii() for v in values), (panel["title"], names)
+                        checked += 1
+    assert checked >= 6

@@ -432,6 +432,11 @@ def unit(name: str) -> dash.DynamicConfigValue:
     return dash.DynamicConfigValue(id_val="unit", value=name)
 
 
+def display(name: str) -> dash.DynamicConfigValue:
+    """Override property: the name people read for a series named by a tag value (alias $tag_…)."""
+    return dash.DynamicConfigValue(id_val="displayName", value=name)
+
+
 def decimals(places: int) -> dash.DynamicConfigValue:
     return dash.DynamicConfigValue(id_val="decimals", value=places)
 
@@ -820,6 +825,8 @@ def region_drilldown() -> Board:
         stat.Panel().title("未恢复故障（按级别）").span(6).height(9).no_value("0")
         .description("Open faults by severity, latest count.")
         .thresholds(thresholds("green", (1, "orange"))).color_mode(common.BigValueColorMode.BACKGROUND)
+        .override_by_name("critical", [display("紧急")]).override_by_name("major", [display("重要")])
+        .override_by_name("minor", [display("一般")])
         .graph_mode(common.BigValueGraphMode.NONE)
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
         InfluxQL(
@@ -928,6 +935,8 @@ def device_drilldown() -> Board:
     )
     b.add(
         statetimeline.Panel().title("状态时间线").span(24).height(6).mappings(STATE_MAPPINGS)
+        .override_by_name("online", [display("在线（合同口径）")]).override_by_name("network", [display("网络 ICMP")])
+        .override_by_name("service", [display("服务 ONVIF")]).override_by_name("video", [display("视频 RTSP")])
         .description("State of the device after hysteresis and topology (device_state), one line per basis: "
                      "online (the contract's), network (ICMP), service (ONVIF), video (RTSP)."),
         InfluxQL(f'SELECT "state" FROM "device_state" WHERE $timeFilter AND {DEVICE} GROUP BY "basis"')
@@ -938,7 +947,7 @@ def device_drilldown() -> Board:
         ms_series("往返时延 RTT", f"ICMP round-trip time: min, average and max of each probe; the dashed line is "
                   f"the dedicated lines' {LIMIT} ms.", RTT_THRESHOLDS).span(8).height(8),
         InfluxQL(
-            'SELECT mean("rtt_min_ms") AS "min", mean("rtt_avg_ms") AS "avg", mean("rtt_max_ms") AS "max" '
+            'SELECT mean("rtt_min_ms") AS "最小", mean("rtt_avg_ms") AS "平均", mean("rtt_max_ms") AS "最大" '
             f'FROM "icmp" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
         ).alias("$col"),
         needs={"icmp"}, device_kind="camera",
@@ -1007,7 +1016,7 @@ def device_drilldown() -> Board:
         timeseries.Panel().title("端口流量").span(12).height(9).unit("bps").min(0)
         .description("Traffic in and out of each interface."),
         InfluxQL(
-            'SELECT mean("in_bps") AS "in", mean("out_bps") AS "out" FROM "snmp_interface" '
+            'SELECT mean("in_bps") AS "入", mean("out_bps") AS "出" FROM "snmp_interface" '
             f'WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}, "interface"'
         ).alias("$tag_interface $col"),
         needs={"snmp_interface"}, device_kind="switch",
@@ -1043,10 +1052,10 @@ def device_drilldown() -> Board:
     b.add(
         timeseries.Panel().title("UPS 电量与负载").span(8).height(8).unit("percent").min(0).max(100)
         .description(f"Battery charge (red under {UPS_CHARGE_LOW_PCT:g} %) and output load of the UPS.")
-        .override_by_name("charge", [limited("red", (UPS_CHARGE_LOW_PCT, "green"))])
+        .override_by_name("电量", [limited("red", (UPS_CHARGE_LOW_PCT, "green"))])
         .thresholds_style(common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)),
         InfluxQL(
-            'SELECT mean("charge_pct") AS "charge", mean("output_load_pct") AS "load" FROM "ups" '
+            'SELECT mean("charge_pct") AS "电量", mean("output_load_pct") AS "负载" FROM "ups" '
             f'WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
         ).alias("$col"),
         needs={"ups"}, device_kind="ups",
@@ -1074,8 +1083,8 @@ def device_drilldown() -> Board:
         .thresholds(thresholds("green", (STORAGE_LIMIT_PCT, "red")))
         .thresholds_style(common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)),
         InfluxQL(
-            'SELECT mean("cpu_load_pct") AS "cpu", mean("memory_used_pct") AS "memory", '
-            f'mean("storage_max_used_pct") AS "storage" FROM "host" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
+            'SELECT mean("cpu_load_pct") AS "CPU", mean("memory_used_pct") AS "内存", '
+            f'mean("storage_max_used_pct") AS "存储" FROM "host" WHERE $timeFilter AND {DEVICE} {PER_INTERVAL}'
         ).alias("$col"),
         needs={"host"}, device_kind="server",
     )
