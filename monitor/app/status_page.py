@@ -25,12 +25,14 @@ an error at start, not a 500 later.
 
 from __future__ import annotations
 
+import html as html_text
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from monitor.app import status_reasons
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 
 STATIC = Path(__file__).with_name("static")
@@ -86,12 +88,13 @@ def load_assets() -> tuple[Asset, ...]:
 
     The page's thresholds (online rate target, RTT limit) are the contract's
     (monitor.core.contract), written into data attributes of the HTML so that the script has no
-    copies of them."""
+    copies of them; so is the Chinese of the probes' failure reasons (status_reasons), as JSON."""
     html = (
         (STATIC / "status.html").read_text(encoding="utf-8")
         .replace("{{online_target_pct}}", f"{ONLINE_RATE_TARGET_PCT:g}")
         .replace("{{rtt_limit_ms}}", f"{LINE_RTT_LIMIT_MS:g}")
         .replace("{{refresh_s}}", " ".join(str(s) for s in REFRESH_S))
+        .replace("{{reasons}}", html_text.escape(status_reasons.as_json(), quote=True))
     )
     return (
         Asset("/status", "status_page", "The phone status page (HTML)", "text/html", html),
