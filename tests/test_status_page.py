@@ -469,24 +469,28 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
         f"网络 {pct(fleet_bases['network']['rate_pct'])}", f"视频 {pct(fleet_bases['video']['rate_pct'])}",
     ]
 
-    # Offline points: active ones only (not the point under construction), down first, newest first.
+    # Offline points: active ones only (not the point under construction); down first, those with
+    # the most offline points behind them first (L1: S1, C1, C2), then newest first.
     active = [d for d in offline if d["status"] == "active"]
-    expected = sorted(active, key=lambda d: (d["state"] != "down", -d["since_ns"]))
+    behind = {"L1": 3}
+    expected = sorted(active, key=lambda d: (d["state"] != "down", -behind.get(d["id"], 0), -d["since_ns"]))
     items = dom.xpath(f"//section[@id='offline']//li[{cls('point')}]")
     assert texts(dom, f"//section[@id='offline']//li//span[{cls('name')}]") == [d["name"] for d in expected]
-    assert [d["id"] for d in expected] == ["C4", "L1", "C2", "S1", "C1"]  # S1, C1: same time, inventory order
+    assert [d["id"] for d in expected] == ["L1", "C4", "C2", "S1", "C1"]  # S1, C1: same time, inventory order
+    assert [texts(li, f".//div[{cls('impact')}]") for li in items] == [["下挂 3 个点位随之离线"], [], [], [], []]
     for item, d in zip(items, expected):
         sub = texts(item, f".//span[{cls('since')}]")[0]
         assert sub.startswith(f"{shown_since(d['since_ns'])} 起 · "), sub
         badge = item.xpath(f".//span[{cls('badge')}]")[0].text_content()
         cause = texts(item, f".//div[{cls('cause')}]")
+        assert texts(item, f".//span[{cls('id')}]") == [d["id"]] and texts(item, f".//span[{cls('ip')}]") == [d["address"]]
         if d["state"] == "down":
             assert (badge, cause) == ("离线", [])
         else:  # behind the down link, however deep
             assert (badge, cause) == ("上级故障", ["上级 城关专线 离线"])
     assert texts(dom, "//section[@id='offline']//h2/span[@class='count']") == [str(len(expected))]
     assert "南山新点" not in texts(dom, "//section[@id='offline']//li//span")
-    assert "小时" in texts(dom, f"//section[@id='offline']//li[2]//span[{cls('since')}]")[0]
+    assert "小时" in texts(dom, f"//section[@id='offline']//li[1]//span[{cls('since')}]")[0]
 
     # Network up, no video: exactly the API's list (cameras that answer ping, RTSP fails), by
     # region then name in Chinese (pinyin) order, which is neither the inventory's nor the code

@@ -16,7 +16,6 @@ import base64
 import json
 import random
 import re
-import shutil
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -93,11 +92,14 @@ def snapshot(now_ns: int) -> Snapshot:
     states, since, reasons, no_video = plan(now_ns)
     report = CycleReport("icmp", 311, now_ns - 4 * S, 6.8, len(states), sum(s is State.UP for s in states.values()),
                          sum(s is not State.UP for s in states.values()), 0, 0)
+    rng = random.Random(311)  # round trips: most lines 6–60 ms, one in twenty slow (220–300 ms)
+    rtt = {d: rng.uniform(220, 300) if rng.random() < 0.05 else rng.uniform(6, 60) for d in states}
     latest = {
         d: ProbeResult(d, "icmp", now_ns - S, states[d] is State.UP, reasons.get(d) if states[d] is State.DOWN else None,
                        {"up": states[d] is State.UP, "sent": 5, "received": 5 if states[d] is State.UP else 0,
                         "loss_pct": 0.0 if states[d] is State.UP else 100.0,
-                        **({"rtt_avg_ms": 12.5} if states[d] is State.UP else {})})
+                        **({"rtt_avg_ms": round(rtt[d], 1), "jitter_ms": round(rtt[d] / 20, 1)}
+                           if states[d] is State.UP else {})})
         for d in states if states[d] is not State.UNREACHABLE
     }
     cameras = [d.id for d in ACTIVE if d.kind is Kind.CAMERA]
@@ -199,11 +201,13 @@ async def api(http: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def offline_of(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
-    """The offline points as the page orders them: down first, newest first; active only."""
+    """The offline points as the page orders them: down first, the dark links (the most points
+    behind them) first, then newest first; active only."""
     points = [d for state in ("down", "unreachable")
               for d in (await api(http, f"{url}/api/v1/devices?state={state}&limit=10000"))["devices"]]
     points = [d for d in points if d["status"] == "active"]
-    return sorted(points, key=lambda d: (d["state"] != "down", -d["since_ns"]))  # stable, as Array.sort
+    behind = {link: sum(x.status is Status.ACTIVE for x in FLEET.behind(link)) for link in DARK_LINKS}
+    return sorted(points, key=lambda d: (d["state"] != "down", -behind.get(d["id"], 0), -d["since_ns"]))
 
 
 # Elements that hold a name (point, site, region, fault or order title) and, in the browser, the
@@ -286,6 +290,9 @@ async def test_the_duty_desk_page_on_a_phone(tmp_path, browser, width):
             reason = d["latest"]["reason"]
             assert texts(li, f".//div[{cls('reason')}]") == [f"原因：{status_reasons.EXACT[reason]}"]
     assert texts(dom, "//*[@id='offline-shown']") == [f"显示 {STEP} / {len(offline)}"]
+    assert [d["id"] for d in offline[:3]] == sorted(DARK_LINKS, key=lambda i: -len(FLEET.behind(i)))
+    assert texts(points[0], f".//div[{cls('impact')}]") == [
+        f"下挂 {sum(x.status is Status.ACTIVE for x in FLEET.behind(offline[0]['id']))} 个点位随之离线"]
 
     # Cameras without video: their RTSP reason in Chinese, the camera's own phrase as it came.
     novideo = dom.xpath(f"//section[@id='novideo']//li[{cls('novideo')}]")
@@ -307,7 +314,7 @@ async def test_search_and_filters_reach_every_offline_point(tmp_path, browser):
     async with served(tmp_path) as (url, _), aiohttp.ClientSession() as http:
         offline = await offline_of(http, url)
         far = offline[130]  # far beyond the first 100
-        async with phone(browser, f"{url}/status#token={STATUS}", 360) as page:
+        async with phone(browser, f"{url}/status?refresh=2#token={STATUS}", 360) as page:
             ids = "[...document.querySelectorAll('#offline li.point')].map((e) => e.dataset.id)"
             assert far["id"] not in await page.evaluate(ids)
             # Type part of its IP address into the search box, as a finger would.
@@ -315,9 +322,11 @@ async def test_search_and_filters_reach_every_offline_point(tmp_path, browser):
             await page.send("Input.insertText", text=far["address"])
             by_ip = await page.wait_until(f"(() => {{ const x = {ids}; return x.length && x; }})()")
             shown_by_ip = await page.evaluate("document.getElementById('offline-shown').textContent")
-            focused = await page.evaluate("document.activeElement.id")
-            # A refresh of the data keeps what is typed and where the finger is.
-            await page.wait_until("document.getElementById('offline-search').value !== ''")
+            # The next refresh (2 s) keeps what is typed, where the finger is and what it found.
+            updated = await page.evaluate("document.getElementById('updated').textContent")
+            await page.wait_until(f"document.getElementById('updated').textContent !== {json.dumps(updated)}")
+            kept = await page.evaluate("[document.activeElement.id, document.getElementById('offline-search').value]")
+            by_ip_refreshed = await page.evaluate(ids)
             # Its site as the search, then the region filter: the same set as the API's.
             await page.evaluate("(() => { const s = document.getElementById('offline-search');"
                                 " s.value = ''; s.dispatchEvent(new Event('input')); })()")
@@ -341,10 +350,9 @@ async def test_search_and_filters_reach_every_offline_point(tmp_path, browser):
             errors = page.errors()
 
     assert errors == []
-    assert far["id"] in by_ip and all(d["address"].startswith(far["address"]) or far["address"] in d["address"]
-                                      for d in offline if d["id"] in by_ip)
+    assert far["id"] in by_ip and by_ip == [d["id"] for d in offline if far["address"] in d["address"]][:STEP]
     assert shown_by_ip == f"显示 {len(by_ip)} / {len(by_ip)}（筛选自 {len(offline)}）"
-    assert focused == "offline-search"
+    assert kept == ["offline-search", far["address"]] and by_ip_refreshed == by_ip
     wanted = [d["id"] for d in offline if d["region"] == far["region"] and d["state"] == "unreachable"]
     assert filtered_ids == wanted[:STEP] and len(wanted) > 0
     assert filtered_count == f"显示 {min(STEP, len(wanted))} / {len(wanted)}（筛选自 {len(offline)}）"

@@ -11,6 +11,13 @@ send to a server, so it is in no server or proxy log (the API refuses tokens in 
 It builds the DOM with textContent only (device names come from point
 lists: untrusted). When the daemon cannot be reached it says so and keeps the last data on screen.
 
+What needs a person comes first: work orders and open faults (most urgent first), then the
+offline points with id, IP, since when and the probe's reason in Chinese (status_reasons), with a
+search (id, name, IP, site, region) and filters (region, kind, state) over the whole list; every
+list shows PAGE_STEP items more per tap and says how many of how many ("显示 20 / 151"), never
+cutting silently; then cameras without video, regions and links. The layout keeps names whole on
+a 360 px phone (no break-all; tests/test_status_page_hall.py measures it in Chromium).
+
 Work orders (工单): the open orders with their SLA countdowns; a duty engineer signs in once with
 their personal token (api.people), which the script keeps in the browser's localStorage and sends
 only as a bearer header (to /api/v1/whoami and the work-order writes, never in a URL: it grants

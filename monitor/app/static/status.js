@@ -46,6 +46,7 @@
       no_reason: "原因未知",
       no_address: "无地址",
       behind_parent: "上级 {p} 离线",
+      behind_it: "下挂 {n} 个点位随之离线",
       since: "{t} 起 · {d}",
       shown_of: "显示 {n} / {total}",
       shown_filtered: "显示 {n} / {total}（筛选自 {all}）",
@@ -70,7 +71,7 @@
       acked: "已认领 · {by}",
       not_acked: "待认领",
       maintenance: "维护期",
-      cycle: "第 {n} 轮探测（{probe}）完成于 {t} · {targets} 台 · 用时 {d} 秒",
+      cycle: "第 {n} 轮探测（{probe}）完成于 {t} · {targets}\u00a0台 · 用时 {d}\u00a0秒", // no break before a unit
       no_cycle: "第一轮探测尚未完成。",
       critical: "紧急", major: "严重", minor: "一般",
       camera: "摄像机", switch: "交换机", ups: "UPS", link: "专线", server: "服务器", platform: "平台", nvr: "录像机",
@@ -176,6 +177,7 @@
       no_reason: "no reason given",
       no_address: "no address",
       behind_parent: "behind {p} (down)",
+      behind_it: "{n} points behind it are offline too",
       since: "since {t} · {d}",
       shown_of: "showing {n} / {total}",
       shown_filtered: "showing {n} / {total} (filtered from {all})",
@@ -644,13 +646,23 @@
       el("ul", { class: "list rates" }, items));
   }
 
-  // Offline points (the rate counts them: status active), down first (root causes), then those
-  // behind them; newest first within each. Searched and filtered here, over the whole list.
+  // Offline points (the rate counts them: status active), down first (root causes, those with
+  // the most points behind them first: a dead line before a camera), then those behind them;
+  // newest first within each. Searched and filtered here, over the whole list. Returns
+  // {points, byId, behind: id of a down device → how many offline points are behind it}.
   function offlinePoints() {
-    const points = [...data.down.devices, ...data.unreachable.devices].filter((d) => d.status === "active");
+    const all = [...data.down.devices, ...data.unreachable.devices];
+    const byId = new Map(all.map((d) => [d.id, d]));
+    const points = all.filter((d) => d.status === "active");
+    const behind = new Map();
+    for (const d of points) {
+      const root = d.state === "down" ? null : rootOf(d, byId);
+      if (root) behind.set(root.id, (behind.get(root.id) || 0) + 1);
+    }
     points.sort((a, b) => (a.state === b.state ? 0 : a.state === "down" ? -1 : 1)
+      || (behind.get(b.id) || 0) - (behind.get(a.id) || 0)
       || (b.since_ns || 0) - (a.since_ns || 0));
-    return points;
+    return { points, byId, behind };
   }
 
   function matches(d) {
@@ -712,11 +724,10 @@
   }
 
   function renderOfflineBody() {
-    const points = offlinePoints();
-    const byId = new Map([...data.down.devices, ...data.unreachable.devices].map((d) => [d.id, d]));
+    const { points, byId, behind } = offlinePoints();
     const found = points.filter(matches);
     const drawn = limitOf("offline", found.length);
-    const rows = found.slice(0, drawn).map((d) => offlineItem(d, byId));
+    const rows = found.slice(0, drawn).map((d) => offlineItem(d, byId, behind.get(d.id) || 0));
     fill("offline-head", heading(t("offline_points"), points.length, t("offline_note")));
     fill("offline-body",
       rows.length ? el("ul", { class: "list" }, rows)
@@ -727,11 +738,12 @@
   // A point as the engineer on the way needs it: name, id and IP (to ping, to find it in the
   // point list), since when (local time and how long), and why: the probe's reason or the
   // down device it is behind.
-  function offlineItem(d, byId) {
+  function offlineItem(d, byId, behind) {
     const down = d.state === "down";
     const since = d.since_ns
       ? t("since", { t: clock(d.since_ns / 1e6, false), d: duration(data.fetchedMs - d.since_ns / 1e6) }) : "";
-    const cause = down ? null : rootCause(d, byId);
+    const root = down ? null : rootOf(d, byId);
+    const cause = down ? null : root ? root.name : d.parent;
     const reason = down && d.latest && !d.latest.ok ? reasonText(d.latest.reason || t("no_reason")) : null;
     return el("li", { class: `point ${d.state}`, "data-id": d.id },
       el("div", { class: "line" },
@@ -743,21 +755,21 @@
         since ? el("span", { class: "since" }, since) : null),
       el("div", { class: "sub" }, el("span", { class: "site" }, `${d.site} · ${d.region}`)),
       reason ? el("div", { class: "sub reason" }, t("reason", { r: reason })) : null,
+      behind ? el("div", { class: "sub impact" }, t("behind_it", { n: count(behind) })) : null,
       cause ? el("div", { class: "sub cause" }, t("behind_parent", { p: cause })) : null);
   }
 
-  // The name of the down device an unreachable one is behind: up its offline parents, bounded.
-  function rootCause(device, byId) {
+  // The down device an unreachable one is behind: up its offline parents, bounded. With no down
+  // device up the chain (states changed between two requests) its offline parent, if any.
+  function rootOf(device, byId) {
     let current = device;
     for (let hop = 0; hop < MAX_PARENT_HOPS; hop++) {
       const parent = current.parent ? byId.get(current.parent) : undefined;
       if (!parent) break;
-      if (parent.state === "down") return parent.name;
+      if (parent.state === "down") return parent;
       current = parent;
     }
-    // No down device up the chain (states changed between two requests): name the parent.
-    const parent = byId.get(device.parent);
-    return parent ? parent.name : device.parent;
+    return byId.get(device.parent);
   }
 
   // Cameras that answer ping but whose RTSP DESCRIBE fails: the API's list (video basis down),
