@@ -303,7 +303,9 @@ async def test_the_duty_desk_page_on_a_phone(tmp_path, browser, width):
     assert all(texts(li, f".//span[{cls('ip')}]")[0].startswith("198.18.") for li in novideo)
     assert texts(dom, "//*[@id='novideo-shown']") == [f"显示 {STEP} / 30"]
 
-    # One vocabulary: no 已确认 / 待确认 anywhere on the page.
+    # One vocabulary: no 已确认 / 待确认 anywhere on the page, nor in its script's texts.
+    script = (REPO / "monitor" / "app" / "static" / "status.js").read_text(encoding="utf-8")
+    assert not re.search("已确认|待确认|未认领", script)
     page_text = " ".join(dom.xpath("//body")[0].text_content().split())
     assert "已确认" not in page_text and "待确认" not in page_text and "未认领" not in page_text
     assert "待认领" in page_text
