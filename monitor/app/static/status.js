@@ -183,9 +183,9 @@
       shown_filtered: "showing {n} / {total} (filtered from {all})",
       show_more: "Show {n} more",
       search: "search id, name, IP, site, region",
-      all_regions: "all regions",
-      all_kinds: "all kinds",
-      all_states: "all states",
+      all_regions: "region", // the filter's label while it is off: short, for a 360 px phone
+      all_kinds: "kind",
+      all_states: "state",
       links: "Dedicated links",
       links_note: "RTT limit {ms} ms, worst first",
       none_links: "No links.",
