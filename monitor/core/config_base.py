@@ -243,6 +243,8 @@ class ConfigError(Exception):
                 kept.append(message)
             else:
                 more += 1
+        self.total = len(kept) + more
+        """Problems found, those not listed included."""
         if more:
             kept.append(f"… and {more} more problem{'s' if more > 1 else ''}")
         self.messages = kept
@@ -317,14 +319,17 @@ def locate(root: yaml.Node, loc: Loc) -> tuple[Loc, int]:
     line of its key).
 
     Stops at scalars, so that pydantic's union-member steps ("int", "function-after[…]") are
-    dropped from the path shown.
+    dropped from the path shown; skips the tag of a discriminated union ("wecom" in
+    ("notify", "routes", 0, "wecom", "timezone")), which is the value of the mapping's `type`.
     """
     node, line, shown = root, root.start_mark.line + 1, []
     for part in loc:
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            shown.append(part)
             # The last entry: for a duplicated key PyYAML keeps the last value.
             entry = next((kv for kv in reversed(node.value) if kv[0].value == part), None)
+            if entry is None and any(k.value == "type" and getattr(v, "value", None) == part for k, v in node.value):
+                continue  # the union's tag, not a key
+            shown.append(part)
             if entry is None:  # a required key that is missing: name it, point at its parent
                 break
             line, node = entry[0].start_mark.line + 1, entry[1]
