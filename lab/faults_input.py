@@ -157,6 +157,10 @@ CASES: tuple[Case, ...] = (
     Case("MQTT host with user:password@",
          _config("notify:\n  routes:\n    - {name: m, type: mqtt, host: 'u:pw@127.0.0.1'}\n"),
          "{path}:3: notify.routes[0].host: must be a host name or address only"),
+    Case("device url with ?token=",
+         _config("inventory:\n  devices:\n    - {id: P, kind: platform, address: 10.0.0.5, site: s, region: r, "
+                 "url: 'http://10.0.0.5/status?token=t'}\n"),
+         "{path}:3: inventory.devices[0].url: must not carry a secret in the query (token=…)"),
     Case("device address 0.0.0.0", _config(_devices("0.0.0.0")), "inventory.devices[0].address: 0.0.0.0 is the unspecified"),
     Case("device address ::", _config(_devices("::")), "inventory.devices[0].address: :: is the unspecified"),
     Case("device address 255.255.255.255", _config(_devices("255.255.255.255")), "is the broadcast address"),

@@ -142,8 +142,9 @@ def is_http_url(url: str) -> bool:
 
 def check_http_url(text: str) -> str:
     """`text` stripped when it is an http:// or https:// URL with a host (and a port, if any,
-    1–65535) and no user:password@; raises ValueError otherwise, without echoing it. For the
-    point list's `url` and the HTTP check's templates."""
+    1–65535), no user:password@ and no query parameter named like a secret (url_secret_problem);
+    raises ValueError otherwise, without echoing it. For the point list's `url` and the HTTP
+    check's templates."""
     url = text.strip()
     if not is_http_url(url):
         raise ValueError("must be an http:// or https:// URL with a host")
@@ -151,6 +152,8 @@ def check_http_url(text: str) -> str:
     if parts.username is not None or parts.password is not None:
         # Point lists get mailed around: credentials belong in the config's *_env or *_file.
         raise ValueError("must not carry credentials (user:password@): set them in probes.http")
+    if (problem := url_secret_problem(url)) is not None:
+        raise ValueError(problem)
     return url
 
 
