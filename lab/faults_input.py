@@ -100,6 +100,19 @@ def _big(directory: Path) -> Path:
     return path
 
 
+def _fifo_config(directory: Path) -> Path:
+    path = directory / "config.yaml"
+    os.mkfifo(path)
+    return path
+
+
+def _zero_point_list(directory: Path) -> Path:
+    (directory / "points.csv").symlink_to("/dev/zero")
+    path = directory / "config.yaml"
+    path.write_text("inventory:\n  point_lists: [points.csv]\n", encoding="utf-8")
+    return path
+
+
 def _xlsx_formula(directory: Path) -> Path:
     """A point list whose 上级 (parent) is a formula without a saved value, as openpyxl or a
     script writes it: Excel would compute it on opening; fleetmon must not read it as empty."""
@@ -134,6 +147,8 @@ CASES: tuple[Case, ...] = (
     Case("secret file is a FIFO", _secret_file(_fifo), "is a FIFO, not a regular file"),
     Case("secret file is a directory", _secret_file(lambda d: d), "is a directory, not a regular file"),
     Case("secret file of 1 MiB", _secret_file(_big), "is larger than 64 KiB"),
+    Case("config file is a FIFO", _fifo_config, "{path}: is a FIFO, not a config file"),
+    Case("point list is /dev/zero", _zero_point_list, "{dir}/points.csv: is a device, not a point list"),
     Case("InfluxDB url with user:password@", _config("influxdb:\n  url: http://u:pw@127.0.0.1:8086\n"),
          "{path}:2: influxdb.url: must not carry credentials"),
     Case("InfluxDB url with ?p=", _config("influxdb:\n  url: http://127.0.0.1:8086/?u=a&p=pw\n"),

@@ -47,6 +47,7 @@ from monitor.core.config_base import (
     WithSecrets,
     expansion_problem,
     locate,
+    read_regular_file,
 )
 from monitor.core.model import Kind
 from monitor.core.timecheck import check_zone
@@ -326,12 +327,18 @@ def _by_line(problems: list[tuple[int, str]]) -> list[str]:
     return [message for _, message in sorted(problems, key=lambda problem: problem[0])]
 
 
+MAX_CONFIG_BYTES = 16 << 20
+"""A config file larger than this is refused unread (the example is ~30 KB)."""
+
+
 def _read_text(path: Path) -> str:
     """The file's text; UTF-8, a BOM tolerated. Raises ConfigError."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_CONFIG_BYTES, "a config file")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except ValueError as exc:  # a FIFO, a device, a directory, too large
+        raise ConfigError([f"{path}: {exc}"]) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -39,7 +39,7 @@ def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | No
         origin = f"environment variable {env}"
     elif file is not None:
         try:
-            value = _read_secret_file(file).decode("utf-8").strip()
+            value = read_regular_file(file, MAX_SECRET_FILE, "a regular file holding the secret").decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ValueError(f"{what}: cannot read {file}: {reason}") from None
@@ -53,10 +53,11 @@ def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | No
     return SecretStr(value)
 
 
-def _read_secret_file(file: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_SECRET_FILE bytes. Never blocks: opened with
+def read_regular_file(file: Path, limit: int, wanted: str = "a regular file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. Never blocks: opened with
     O_NONBLOCK (a FIFO without a writer would hang a plain open), then fstat decides. Raises
-    OSError (unreadable) or ValueError (not a regular file, too large)."""
+    OSError (unreadable) or ValueError (not a regular file: "is a FIFO, not {wanted}"; too
+    large). For secret files, the config and point lists: /dev/zero must not eat the memory."""
     fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
@@ -66,14 +67,23 @@ def _read_secret_file(file: Path) -> bytes:
                 else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
                 else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
             )
-            raise ValueError(f"is {kind}, not a regular file holding the secret")
+            raise ValueError(f"is {kind}, not {wanted}")
+        if info.st_size > limit:
+            raise ValueError(f"is larger than {_size(limit)}")
         # Read one byte past the cap: a file growing after fstat is caught too.
-        data = os.read(fd, MAX_SECRET_FILE + 1)
-        if info.st_size > MAX_SECRET_FILE or len(data) > MAX_SECRET_FILE:
-            raise ValueError(f"is larger than {MAX_SECRET_FILE // 1024} KiB: not a secret file")
-        return data
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"is larger than {_size(limit)}")
+        return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
 
 
 _SECRET_WORDS = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session|cookie", re.IGNORECASE)

@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, PrivateAttr
 
-from monitor.core.config_base import ConfigError, ConfigSource, Strict, check_http_url
+from monitor.core.config_base import ConfigError, ConfigSource, Strict, check_http_url, read_regular_file
 from monitor.core.model import Device, IPAddress, Kind, Selector, Status
 from monitor.fleet.renewals import Renewal, RenewalConfig, unique_renewal_names
 from monitor.fleet.values import parse_bandwidth, parse_date
@@ -158,6 +158,8 @@ _TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 _XLSX_SUFFIXES = (".xlsx", ".xlsm")
 _HEADER_SCAN_ROWS = 10  # title rows tolerated above the header
 _EXACT_FLOAT_LIMIT = 2.0**53  # beyond it a number read from Excel may have lost digits
+MAX_POINT_LIST_BYTES = 64 << 20
+"""A CSV point list larger than this is refused unread (100,000 points are ~15 MB)."""
 
 
 class InventoryConfig(Strict):
@@ -460,9 +462,11 @@ _Record = tuple[int, Sequence[Any]]
 
 def _csv_records(path: Path) -> list[_Record]:
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_POINT_LIST_BYTES, "a point list")
     except OSError as exc:
         raise _Bad(f"cannot read: {exc.strerror}") from None
+    except ValueError as exc:  # a FIFO, a device, a directory, too large
+        raise _Bad(str(exc)) from None
     text = _decode(raw)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     records = []
@@ -502,7 +506,7 @@ def _delimiter(text: str) -> str:
 
 def _xlsx_records(path: Path, sheet: str | None) -> list[_Record]:
     if not path.is_file():
-        raise _Bad("cannot read: No such file or directory")
+        raise _Bad("is not a regular file" if path.exists() else "cannot read: No such file or directory")
     import openpyxl  # here: ~8 MB of RSS that a daemon fed by CSV never needs
 
     try:
