@@ -3,8 +3,10 @@ lab/faults_input.py, each in its own child process, and the cost of the worst on
 
 Figures: hostile configs ending in a traceback (or a hang, or the wrong message); the YAML
 bomb's time and peak RSS; the peak RSS of a config whose secret file is /dev/zero; the time a
-FIFO secret takes to be refused. Before this round: 4 tracebacks (zones, nesting), a bomb of
-79 s and 1.3 GB printing a million lines, /dev/zero eating memory until killed, a FIFO hanging.
+FIFO secret takes to be refused. Before this round (same machine): tracebacks for the four zone
+cases, 5000-deep nesting (RecursionError) and /dev/zero (MemoryError at a 4 GB ulimit after
+9 s); the bomb took 79 s and 1.3 GB and printed 1,005,007 lines; a FIFO secret hung (killed at
+15 s); windows in 2300 and 9999, inline secrets and impossible addresses passed silently.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def run() -> list[Figure]:
             if outcome.traceback or outcome.returncode != 2 or expect not in outcome.stderr:
                 failed.append(case.name)
     bomb, zero, fifo = outcomes.get(_BOMB), outcomes.get(_ZERO), outcomes.get(_FIFO)
+    # Times include the interpreter's start: held to the baseline's plus 2 s, not to a fixed
+    # figure that a loaded machine would miss.
+    limit_s = baseline.seconds + 2
     figures = [
         Figure("baseline: check-config of `{}` (start and imports)", "time (s) / peak RSS (MB)",
                f"{baseline.seconds:.2f} / {baseline.peak_rss_mb:.0f}", "-", baseline.returncode == 0),
@@ -50,7 +55,8 @@ def run() -> list[Figure]:
     if bomb is not None:
         lines = bomb.stderr.count("\n")
         figures += [
-            Figure("YAML bomb: 13 KB, 1000 aliases of 1000 keys", "time to error (s)", f"{bomb.seconds:.2f}", "≤ 5", bomb.seconds <= 5),
+            Figure("YAML bomb: 13 KB, 1000 aliases of 1000 keys", "time to error (s)", f"{bomb.seconds:.2f}",
+                   f"≤ {limit_s:.1f} (baseline + 2)", bomb.seconds <= limit_s),
             Figure("YAML bomb: 13 KB, 1000 aliases of 1000 keys", "peak RSS (MB)", f"{bomb.peak_rss_mb:.0f}", "≤ 200",
                    bomb.peak_rss_mb <= 200),
             Figure("YAML bomb: 13 KB, 1000 aliases of 1000 keys", "error lines printed", str(lines), "≤ 101", lines <= 101),
@@ -59,6 +65,6 @@ def run() -> list[Figure]:
         figures.append(Figure("password_file: /dev/zero", "peak RSS (MB)", f"{zero.peak_rss_mb:.0f}", "≤ 200",
                               zero.peak_rss_mb <= 200))
     if fifo is not None:
-        figures.append(Figure("password_file: a FIFO without writer", "time to error (s)", f"{fifo.seconds:.2f}", "≤ 5",
-                              fifo.seconds <= 5))
+        figures.append(Figure("password_file: a FIFO without writer", "time to error (s)", f"{fifo.seconds:.2f}",
+                              f"≤ {limit_s:.1f} (baseline + 2)", fifo.seconds <= limit_s))
     return figures
