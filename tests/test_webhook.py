@@ -105,6 +105,9 @@ async def test_each_event_is_one_json_document_with_the_bearer_token(receiver, t
     headers = receiver.seen[0].headers
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Content-Type"] == "application/json; charset=utf-8" and headers["X-Site"] == "县公安局"
+    # The event id is the idempotency key, in the header and the body, the same in every resend.
+    assert [s.headers["Idempotency-Key"] for s in receiver.seen] == ["1", "2"]
+    assert [s.body["id"] for s in receiver.seen] == [1, 2]
 
 
 async def test_no_token_means_no_authorization_header(receiver):
@@ -196,6 +199,7 @@ def test_event_document_is_the_event_plus_its_source():
         ({"token_env": "HOOK_TOKEN", "token_file": "/tmp/x"}, "not both"),
         ({"token_env": "HOOK_TOKEN", "headers": {"Authorization": "Basic x"}}, "would carry a secret"),
         ({"headers": {"Content-Type": "text/plain"}}, "set by fleetmon"),
+        ({"headers": {"idempotency-key": "x"}}, "set by fleetmon"),
         ({"headers": {"X-Bad": "a\r\nInjected: 1"}}, "CR, LF"),
         ({"token_env": "HOOK_TOKEN_UNSET"}, "is not set"),
     ],

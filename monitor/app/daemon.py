@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from contextlib import AsyncExitStack
 from typing import Callable
@@ -42,6 +43,7 @@ from monitor.reports.config import wecom_routes
 from monitor.reports.service import ReportService
 from monitor.state.db import StateDB, StateDBError
 from monitor.state.recorder import Recorder
+from monitor.state.writes import cause_of
 from monitor.state.tracker import StateTracker
 from probes import REGISTRY
 from probes.traps import TrapReceiver
@@ -132,8 +134,11 @@ class Daemon:
         db = await stack.enter_async_context(StateDB(cfg.state.database))
         await self._record_statuses(db)
         await db.start_session(len(self.probed))
-        stack.push_async_callback(db.end_session)
-        sink = await stack.enter_async_context(InfluxSink(cfg.influxdb)) if cfg.influxdb.enabled else None
+        stack.push_async_callback(_end_session, db)
+        sink = None
+        if cfg.influxdb.enabled:
+            spool_dir = cfg.influxdb.spool_dir or cfg.state.database.parent / "influx-spool"
+            sink = await stack.enter_async_context(InfluxSink(cfg.influxdb, spool_dir))
         recorder = await stack.enter_async_context(Recorder(db))
         self._alerting = alerting = await stack.enter_async_context(Alerting(
             self.inventory, db, rules=cfg.rules, flapping=cfg.flapping, maintenance=cfg.maintenance,
@@ -172,7 +177,7 @@ class Daemon:
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
-                workorders=self.workorders, assessment=self.assessment, reports=reports,
+                workorders=self.workorders, assessment=self.assessment, reports=reports, statedb=db.health,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
@@ -254,6 +259,15 @@ class Daemon:
             )
             running[name] = Running(probe, tracker, polled, probe_cfg.interval_s)
         return running
+
+
+async def _end_session(db: StateDB) -> None:
+    """Close the session; a state DB that takes no writes leaves it open (seen as a crash at the
+    last heartbeat), which is logged, not raised: the daemon still stops cleanly."""
+    try:
+        await db.end_session()
+    except sqlite3.Error as exc:
+        log.error("session end not stored: %s", cause_of(exc))
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

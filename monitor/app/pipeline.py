@@ -27,7 +27,7 @@ from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.writer import MetricsWriter
-from monitor.state.availability import combine
+from monitor.state.availability import combine, judged
 from monitor.state.online_rate import rates_of_bases
 from monitor.state.recorder import Recorder
 from monitor.state.tracker import State, StateTracker, Transition
@@ -187,7 +187,7 @@ class Pipeline:
             now_ns,
             trackers[self._network] if self._network is not None else bases[Basis.ONLINE],
             network.since() if network is not None else {},
-            tuple(rates_of_bases(self.devices, bases)),
+            tuple(rates_of_bases(self.devices, bases, judged(trackers, self._polled))),
             {b.value: states for b, states in bases.items()},
         )
         self._alerting.cycle(view)

@@ -44,7 +44,15 @@ class InfluxDBConfig(WithSecrets):
     gzip: bool = True
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     max_buffer_lines: Annotated[int, Field(ge=1000)] = 250_000
-    """Lines kept in memory while InfluxDB is unreachable; beyond it the oldest are dropped (counted)."""
+    """Lines kept in memory: the front of the spool (the rest waits on disk); without a spool
+    directory all there is, and beyond it the oldest are dropped (counted)."""
+    spool_dir: Path | None = None
+    """Directory of the metrics spool (monitor/metrics/spool.py): points wait there, on disk, while
+    InfluxDB cannot take them, across restarts and crashes. Default: `influx-spool` next to
+    the state database."""
+    spool_max_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
+    """Bytes the spool may hold (~200 B a point: 512 MiB ≈ 2.5 million points); beyond it the
+    oldest points are dropped, counted in the sink's dropped_lines and logged."""
     retry: RetryConfig = RetryConfig()
 
     password: ResolvedSecret = None

@@ -45,7 +45,7 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
                 "network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp)",
             },
             {
-                "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided"),
+                "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided (service, video: while none of the group's devices was judged by their probe)"),
                 "online": FieldSpec("integer", "devices", "active devices that are up"),
                 "offline": FieldSpec("integer", "devices", "active devices that are down or unreachable"),
                 "unknown": FieldSpec("integer", "devices", "active devices not yet decided (just started)"),
@@ -93,10 +93,10 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
             "Self-monitoring of the InfluxDB writer, every flush interval.",
             {},
             {
-                "buffered_lines": FieldSpec("integer", "lines", "lines waiting to be written"),
+                "buffered_lines": FieldSpec("integer", "lines", "lines waiting to be written, in memory and in the spool on disk"),
                 "written_lines": FieldSpec("integer", "lines", "lines written since start"),
                 "dropped_lines": FieldSpec(
-                    "integer", "lines", "lines lost for good since start: buffer full, or rejected by InfluxDB (type conflict)"
+                    "integer", "lines", "lines lost for good since start: buffer or spool full, damaged in the spool, or rejected by InfluxDB (type conflict)"
                 ),
                 "write_errors": FieldSpec("integer", "requests", "failed write requests since start"),
             },

@@ -38,7 +38,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from monitor.core.config_base import ResolvedSecret, WithSecrets
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.webhook import event_json
 
 if TYPE_CHECKING:  # imported where used: ~5 MB of RSS that a daemon without MQTT routes never needs
@@ -145,8 +145,9 @@ class MqttRoute:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._disconnect()
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """Publish the events one by one, oldest first, each acknowledged before the next."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """Publish the events one by one, oldest first, each acknowledged before the next;
+        `progress([id])` after each acknowledgement."""
         import aiomqtt
 
         delivered: list[int] = []
@@ -161,6 +162,8 @@ class MqttRoute:
                     timeout=self._cfg.timeout_s,
                 )
                 delivered.append(event.id)
+                if progress is not None:
+                    await progress((event.id,))
         except aiomqtt.MqttError as exc:
             retry_after_s, error = self._failure(exc, connected=self._client is not None)
             # Whatever broke, the next delivery starts on a fresh connection.

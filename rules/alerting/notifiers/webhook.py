@@ -2,10 +2,11 @@
 WeCom nor MQTT (ticketing, a command-hall bridge, a script).
 
 Request: `POST {url}` with `Content-Type: application/json; charset=utf-8`, the configured
-`headers`, `Authorization: Bearer <token>` when token_env / token_file is set (RFC 6750 §2.1),
-and the body `event_document(event)` (UTF-8, Chinese text as is):
+`headers`, `Authorization: Bearer <token>` (or the token as `token_header`) when token_env / token_file is set (RFC 6750 §2.1),
+`Idempotency-Key: <id>` (the event id, as in the IETF httpapi draft "The Idempotency-Key HTTP
+Header Field"), and the body `event_document(event)` (UTF-8, Chinese text as is):
 
-    {"id": 17,                 # outbox row id: stable across retries, so receivers drop repeats
+    {"id": 17,                 # outbox row id = the Idempotency-Key: the same in every resend
      "event": "firing",        # rules.model.EventKind: firing|resolved|reminder|escalated|acknowledged|
                                #   sla_warning|sla_breached (work orders: "fault" is the order)
      "ts_ns": 1764000000000000000,    # when it happened, UTC ns since the epoch
@@ -13,7 +14,9 @@ and the body `event_document(event)` (UTF-8, Chinese text as is):
      "source": "fleetmon"}
 
 Events of a route are posted one at a time, oldest first; the first failure ends the attempt, so
-the receiver sees them in order. Delivery is at least once (see rules/alerting/outbox.py).
+the receiver sees them in order. Delivery is at least once (see rules/alerting/outbox.py): an
+event whose answer never came (timeout_s) is posted again, and after a crash the event in
+flight is; a receiver that must act once drops a repeated Idempotency-Key.
 
 What the receiver answers, and what the route reports (status semantics: RFC 9110 §15):
 - 2xx: delivered.
@@ -51,7 +54,7 @@ from monitor.core.config_base import (
 )
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 
 REJECTED_RETRY_S = 600.0
 """Wait before retrying an event the receiver refused (3xx, 4xx other than 408/429)."""
@@ -60,7 +63,7 @@ MAX_RETRY_AFTER_S = 3600.0
 
 _TRANSIENT = frozenset({408, 429})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2 token
-_SET_BY_FLEETMON = frozenset({"content-type", "content-length", "host"})
+_SET_BY_FLEETMON = frozenset({"content-type", "content-length", "host", "idempotency-key"})
 _SNIPPET_CHARS = 200
 
 
@@ -84,8 +87,9 @@ class WebhookConfig(RouteConfigBase, WithSecrets):
       header (a receiver's API key header, e.g. `token_header: X-Api-Key`).
     - timeout_s: per request, connecting included.
     - headers: extra request headers, without secrets (e.g. `X-Site: 城区`); Content-Type,
-      Content-Length and Host are fleetmon's; headers named like secrets (Authorization, Cookie,
-      X-Api-Key, X-Auth-Token …) are refused: use the token and `token_header`.
+      Content-Length, Host and Idempotency-Key are fleetmon's; headers named like secrets
+      (Authorization, Cookie, X-Api-Key, X-Auth-Token …) are refused: use the token and
+      `token_header`.
     """
 
     # Errors must not echo their input: a URL or host may carry a secret. Merged with Strict's config.
@@ -172,8 +176,9 @@ class WebhookRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """POST the events one by one, oldest first, until one fails."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """POST the events one by one, oldest first, until one fails; `progress([id])` after
+        each one the receiver took."""
         delivered: list[int] = []
         for event in events:
             failure = await self._post(event)
@@ -181,6 +186,8 @@ class WebhookRoute:
                 retry_after_s, error = failure
                 return Delivery(tuple(delivered), retry_after_s=retry_after_s, error=error)
             delivered.append(event.id)
+            if progress is not None:
+                await progress((event.id,))
         return Delivery(tuple(delivered))
 
     async def _post(self, event: FaultEvent) -> tuple[float | None, str] | None:
@@ -188,7 +195,9 @@ class WebhookRoute:
         assert self._session is not None, "WebhookRoute used outside its context"
         try:
             # Redirects are not followed: aiohttp would turn a 303 into a GET without the body.
-            async with self._session.post(self._cfg.url, data=event_json(event), allow_redirects=False) as resp:
+            async with self._session.post(
+                self._cfg.url, data=event_json(event), headers={"Idempotency-Key": str(event.id)}, allow_redirects=False
+            ) as resp:
                 if 200 <= resp.status < 300:
                     return None
                 body = await resp.text(errors="replace")
