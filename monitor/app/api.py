@@ -77,6 +77,7 @@ from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mappi
 
 from aiohttp import web
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     Field,
@@ -87,6 +88,7 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from monitor.core.config_base import SelectorConfig
+from monitor.core.timecheck import check_datetime
 from monitor.app.access import Caller, Permission, Role, identify, roles_granting
 from monitor.app.api_guard import AcceptErrors, BadRequests, Guard, Summaries, Tally, connection_cap, tally_line
 from monitor.app.api_base import (
@@ -274,8 +276,14 @@ class AckIn(_Body):
 
 class MaintenanceIn(_Body):
     match: Annotated[SelectorConfig, Field(description="devices covered; every list empty = all devices")]
-    start: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00")]
-    end: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later")]
+    start: Annotated[
+        AwareDatetime, AfterValidator(check_datetime),
+        Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00; before 2100"),
+    ]
+    end: Annotated[
+        AwareDatetime, AfterValidator(check_datetime),
+        Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later; before 2100"),
+    ]
     reason: Reason
     by: Annotated[Person | None, Field(description=_BY)] = None
 

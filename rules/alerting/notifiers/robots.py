@@ -56,12 +56,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S, Renderer, robot_window, utf8_len
@@ -126,11 +126,7 @@ class _RobotConfig(RouteConfigBase, WithSecrets):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("unknown time zone") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _token_required(self) -> Self:

@@ -55,12 +55,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S
@@ -134,11 +135,7 @@ class SmsConfig(RouteConfigBase, WithSecrets):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("unknown time zone") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:

@@ -78,12 +78,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url, url_secret_problem
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
@@ -157,16 +158,14 @@ class WeComConfig(RouteConfigBase, WithSecrets):
         if urlsplit(url).query:
             # The URL itself is not echoed: its query may be the key.
             raise ValueError("must not have a query: the robot key goes in key_env or key_file")
+        if (problem := url_secret_problem(url)) is not None:
+            raise ValueError(problem)
         return url
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {tz!r}") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _key_required(self) -> WeComConfig:
