@@ -200,7 +200,7 @@ class Daemon:
         book = await WorkOrderBook.load(
             db, self.inventory, cfg.assessment.workorders, cfg.assessment.clocks(cfg.timezone),
             faults=alerting.faults, known_routes=[r.name for r in cfg.notify.routes], language=cfg.language,
-            timezone=cfg.timezone, wake=alerting.outbox.wake,
+            timezone=cfg.timezone, mono=time.monotonic_ns, wake=alerting.outbox.wake,
         )
         service = await stack.enter_async_context(WorkOrderService(book))
         alerting.faults.listeners.append(service.on_fault_event)
