@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from lab.faults_clock import SteppedClock, hold_across_step, libfaketime
+from lab.faults_clock import SteppedClock, hold_across_step
 from monitor.assess.config_workorders import SlaConfig, WorkOrderConfig
 from monitor.assess.sla import ClockState, Sla
 from monitor.assess.workorders import WorkOrderBook
@@ -279,9 +279,9 @@ def test_a_running_sla_clock_counts_the_monotonic_time_since_the_report():
 
 
 @pytest.mark.peer
-@pytest.mark.skipif(libfaketime() is None, reason="libfaketime not installed (Debian packages faketime, libfaketime)")
 @STEPS
 def test_the_daemon_fires_for_s_after_the_condition_began_when_its_clock_steps(tmp_path, step_s):
+    """Needs libfaketime (Makefile APT_PKGS: faketime, libfaketime); fails loudly without it."""
     run = hold_across_step(tmp_path, step_s, for_s=6.0, cycle_s=1.0, step_after_s=2.0)
     assert run.hold_s is not None, f"no firing within {run.waited_s} s (held by the step)"
     # Within a cycle (evaluations come once a cycle; 0.5 s for this test's polling and a loaded
