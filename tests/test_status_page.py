@@ -615,7 +615,7 @@ async def test_when_the_daemon_goes_away_the_page_says_so_and_keeps_the_last_dat
 # --- the status token ----------------------------------------------------------------------------
 
 
-async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
+async def test_with_a_status_token_data_reads_need_it_and_never_from_a_url(tmp_path):
     async with context(tmp_path, status_token=STATUS_TOKEN) as ctx, serve(ctx) as daemon, \
             aiohttp.ClientSession() as http:
         url = daemon.url
@@ -625,19 +625,20 @@ async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
                 return resp.status, await resp.text()
 
         bearer = {"Authorization": f"Bearer {STATUS_TOKEN}"}
-        # The page: by ?token= only when opened as a link.
-        assert (await status_of("GET", "/status"))[0] == 401
-        assert "/status?token=" in json.loads((await status_of("GET", "/status"))[1])["error"]
-        assert (await status_of("GET", "/status?token=wrong"))[0] == 401
-        assert (await status_of("GET", f"/status?token={WRITE_TOKEN}"))[0] == 401  # never in a URL
-        code, html = await status_of("GET", f"/status?token={STATUS_TOKEN}&from=singlemessage")
-        assert code == 200 and STATUS_TOKEN not in html and "<script src=\"/status/status.js\"" in html
-        assert (await status_of("GET", "/status", headers=bearer))[0] == 200
+        # The page is static and open: its link carries the token after the # (never sent).
+        code, html = await status_of("GET", "/status?from=singlemessage")
+        assert code == 200 and "<script src=\"/status/status.js\"" in html
+        # A token in a query string is refused, whichever it is, pointing to the header.
+        for query in (f"token={STATUS_TOKEN}", "token=wrong", f"access_token={WRITE_TOKEN}", f"TOKEN={STATUS_TOKEN}"):
+            code, body = await status_of("GET", f"/status?{query}")
+            assert code == 400 and "Authorization: Bearer" in body and "/status#token=" in body, query
+            assert STATUS_TOKEN not in body and WRITE_TOKEN not in body
         # Data reads: the status token or the write token, as a bearer header.
         for path in ("/api/v1/status", "/api/v1/devices", "/api/v1/faults", "/api/v1/faults/F1", "/api/v1/maintenance"):
             assert (await status_of("GET", path))[0] == 401, path
             assert (await status_of("GET", path, headers={"Authorization": "Bearer wrong"}))[0] == 401, path
-            assert (await status_of("GET", f"{path}?token={STATUS_TOKEN}"))[0] in (400, 401), path
+            code, body = await status_of("GET", f"{path}?token={STATUS_TOKEN}", headers=bearer)
+            assert code == 400 and "Authorization: Bearer" in body, path
             assert (await status_of("GET", path, headers=bearer))[0] == 200, path
             assert (await status_of("GET", path, headers={"Authorization": f"Bearer {WRITE_TOKEN}"}))[0] == 200
         # Open: liveness, the document and the page's code (no fleet data in them).
@@ -650,17 +651,17 @@ async def test_with_a_status_token_the_page_and_data_reads_need_it(tmp_path):
 
         doc = await api_json(http, url + "/api/v1/openapi.json")
     assert doc["paths"]["/api/v1/status"]["get"]["security"] == [{"bearer": []}]
-    assert doc["paths"]["/status"]["get"]["security"] == [{"bearer": []}, {"query_token": []}]
+    assert doc["paths"]["/status"]["get"]["security"] == []
     assert "401" in doc["paths"]["/api/v1/devices"]["get"]["responses"]
     healthz = doc["paths"]["/healthz"]["get"]
     assert healthz["security"] == [] and "401" not in healthz["responses"]
-    assert doc["components"]["securitySchemes"]["query_token"] == {"type": "apiKey", "in": "query", "name": "token"}
+    assert doc["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
 
 
 @pytest.mark.peer
 async def test_the_page_sends_the_token_of_its_url(tmp_path, chromium):
     async with context(tmp_path, status_token=STATUS_TOKEN) as ctx, serve(ctx) as daemon:
-        async with open_page(chromium, f"{daemon.url}/status?token={STATUS_TOKEN}") as page:
+        async with open_page(chromium, f"{daemon.url}/status#token={STATUS_TOKEN}") as page:
             assert await page.wait_for_state("ok", "error") == "ok"
             dom = await page.dom()
             html = await page.evaluate("document.documentElement.outerHTML")
@@ -674,7 +675,7 @@ async def test_a_token_refused_under_an_open_page_is_reported_and_the_data_kept(
     """The daemon restarted with another status token: the open page's next refresh is
     refused (401) and says so, with the last data still on screen."""
     async with context(tmp_path, status_token=STATUS_TOKEN) as ctx, serve(ctx) as daemon:
-        async with open_page(chromium, f"{daemon.url}/status?token={STATUS_TOKEN}&refresh=2") as page:
+        async with open_page(chromium, f"{daemon.url}/status?refresh=2#token={STATUS_TOKEN}") as page:
             assert await page.wait_for_state("ok") == "ok"
             await daemon.stop()
             await daemon.start(replace(ctx, status_token=SecretStr("a-new-token")))
@@ -702,8 +703,8 @@ async def test_page_headers_forbid_inline_scripts_referrers_caching_and_framing(
     assert 'data-online-target-pct="95"' in html and 'data-rtt-limit-ms="200"' in html and "{{" not in html
     page = doc["paths"]["/status"]["get"]
     assert list(page["responses"]["200"]["content"]) == ["text/html"]
-    assert [p["name"] for p in page["parameters"]] == ["token", "lang", "refresh"]
-    assert page["security"] == []  # no status token configured: reads are open
+    assert [p["name"] for p in page["parameters"]] == ["lang", "refresh"]  # the token travels after the #
+    assert page["security"] == []  # the page is static: open
 
 
 async def test_devices_report_since_when_they_are_in_their_state(tmp_path):

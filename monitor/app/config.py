@@ -118,12 +118,21 @@ class ApiConfig(WithSecrets):
     - token_env / token_file: the shared bearer token for writes (admin, integrations: the
       request names who acts, `by`); resolved into `token`.
     - status_token_env / status_token_file: a read-only token; resolved into `status_token`.
-      When set, the phone status page (/status?token=…) and every data read (/api/v1/status,
-      devices, faults, maintenance, workorders) need it, the write token or a person's token;
-      /healthz and the OpenAPI document stay open. It must differ from the write token: it
-      travels in page URLs (bookmarks, browser history), so it must not grant writes.
+      When set, every data read (/api/v1/status, devices, faults, maintenance, workorders) needs
+      it, the write token or a person's token, as a bearer header; the phone status page's
+      script sends the one of its link (/status#token=…: after the #, so it never reaches the
+      server or a proxy log). /healthz, the OpenAPI document and the page's files stay open. It
+      must differ from the write token: it travels in page links (bookmarks, browser history),
+      so it must not grant writes.
     - people: per-person tokens (PersonConfig): every write made with one records its person,
       as far as their roles allow (monitor.app.access). Tokens are all different.
+    - header_timeout_s: a connection must send its first request's headers (and a request its
+      body) within this long, else it is closed (slowloris, silent sockets).
+    - idle_timeout_s: a keep-alive connection idle (or slow with its next request) this long
+      is closed.
+    - max_connections: API connections open at once; beyond, a connection is answered 503 and
+      closed. None: a quarter of the soft RLIMIT_NOFILE, between 4 and 256, so the probes keep
+      the other three quarters of the file descriptors (monitor.app.api_guard).
     """
 
     secrets = ("token", "status_token")
@@ -136,6 +145,9 @@ class ApiConfig(WithSecrets):
     status_token_env: str | None = None
     status_token_file: Path | None = None
     people: list[PersonConfig] = []
+    header_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    idle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    max_connections: Annotated[int, Field(ge=1, le=65_536)] | None = None
 
     token: ResolvedSecret = None
     status_token: ResolvedSecret = None
@@ -152,7 +164,7 @@ class ApiConfig(WithSecrets):
             and self.token is not None
             and self.status_token.get_secret_value() == self.token.get_secret_value()
         ):
-            raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
+            raise ValueError("status_token must differ from token: it is read-only and travels in page links")
         self._check_people()
         if self.token is None and not self.people and not address.is_loopback:
             raise ValueError(

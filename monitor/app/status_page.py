@@ -5,8 +5,10 @@ The page is static: the server never writes data, let alone a token, into it. It
 (static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
 /api/v1/devices?state=down|unreachable, /api/v1/devices?basis=video&state=down (cameras that ping
 but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz, /api/v1/whoami and,
-when the daemon keeps them, /api/v1/workorders), sending the `token` of the page's own URL as
-`Authorization: Bearer`, and builds the DOM with textContent only (device names come from point
+when the daemon keeps them, /api/v1/workorders), sending the `token` of the page's own link as
+`Authorization: Bearer`: the link carries it after the # (/status#token=…), which browsers never
+send to a server, so it is in no server or proxy log (the API refuses tokens in query strings).
+It builds the DOM with textContent only (device names come from point
 lists: untrusted). When the daemon cannot be reached it says so and keeps the last data on screen.
 
 Work orders (工单): the open orders with their SLA countdowns; a duty engineer signs in once with
@@ -16,7 +18,7 @@ writes), and gets the buttons 报障 (a point found by /api/v1/devices?q=), 认�
 and 关闭; the API records that person as `by`.
 
 Security: the headers below forbid inline scripts and every foreign origin (a name that slips
-through as markup still cannot run), send no Referer (the page URL may carry the token) and
+through as markup still cannot run), send no Referer and
 forbid caching and framing. The files are read once, when the app is built: a missing file is
 an error at start, not a 500 later.
 """
@@ -55,9 +57,6 @@ class PageQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    token: Annotated[
-        str | None, Field(description="the status token, when one is configured (api.status_token_env/_file)")
-    ] = None
     lang: Annotated[
         Literal["zh", "en"] | None, Field(description="language of the page; default: the daemon's `language`")
     ] = None

@@ -31,7 +31,8 @@ Columns (header matching ignores case, spaces, full-width forms and a BOM):
     tags     标签                            separated by ; , | (or ； ， 、 ｜)
 
 Chinese values are accepted for kind (摄像机/摄像头/枪机/球机, 交换机, UPS/不间断电源, 链路/专线,
-服务器/存储, 平台, 录像机/硬盘录像机/网络硬盘录像机) and status (在用/正常/启用, 在建/延建, 拆除/已拆除). Columns such as 序号 and 备注
+服务器/存储, 平台, 录像机/硬盘录像机/网络硬盘录像机, 精密空调/空调, 温湿度/温湿度传感器/传感器/动环,
+电源分配单元/机柜PDU) and status (在用/正常/启用, 在建/延建, 拆除/已拆除). Columns such as 序号 and 备注
 (IGNORED_COLUMNS) are skipped; any other unknown column is an error, since a typo in a header
 would otherwise drop a column silently. Inline devices use the English column names as keys.
 
@@ -118,6 +119,14 @@ KIND_NAMES: Mapping[str, Kind] = {
     "录像机": Kind.NVR,
     "硬盘录像机": Kind.NVR,
     "网络硬盘录像机": Kind.NVR,
+    "精密空调": Kind.AIRCON,
+    "空调": Kind.AIRCON,
+    "温湿度": Kind.SENSOR,
+    "温湿度传感器": Kind.SENSOR,
+    "传感器": Kind.SENSOR,
+    "动环": Kind.SENSOR,
+    "电源分配单元": Kind.PDU,
+    "机柜pdu": Kind.PDU,
 }
 STATUS_NAMES: Mapping[str, Status] = {
     **{status.value: status for status in Status},

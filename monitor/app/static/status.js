@@ -17,7 +17,7 @@
       loading: "正在加载…",
       unreachable: "无法连接监测服务（{t}）。",
       http: "监测服务返回错误 {code}（{t}）：{msg}",
-      unauthorized: "访问令牌缺失或错误（{t}）：请使用带 ?token= 的链接打开本页。",
+      unauthorized: "访问令牌缺失或错误（{t}）：请使用带 #token= 的链接打开本页。",
       kept: "以下为 {t} 的数据。",
       nodata: "尚无数据。",
       stale: "探测已停止：最近一轮完成于 {age} 前。",
@@ -136,7 +136,7 @@
       loading: "Loading…",
       unreachable: "Cannot reach the monitoring service ({t}).",
       http: "The monitoring service answered {code} ({t}): {msg}",
-      unauthorized: "Token missing or wrong ({t}): open this page with its ?token= link.",
+      unauthorized: "Token missing or wrong ({t}): open this page with its #token= link.",
       kept: "Showing the data of {t}.",
       nodata: "No data yet.",
       stale: "Probing has stopped: the last cycle finished {age} ago.",
@@ -266,7 +266,9 @@
   const rttLimitMs = Number(body.dataset.rttLimitMs);
   const [minRefresh, defaultRefresh, maxRefresh] = body.dataset.refreshS.split(" ").map(Number);
   const params = new URLSearchParams(location.search);
-  const token = params.get("token");
+  // The status token travels after the # of the page's link (/status#token=…): browsers never send
+  // that part, so it reaches no server or proxy log. The daemon refuses tokens in query strings.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
   const asked = Number.parseInt(params.get("refresh") || "", 10);
   const refreshS = Number.isFinite(asked) ? Math.min(maxRefresh, Math.max(minRefresh, asked)) : defaultRefresh;
   let lang = TEXTS[params.get("lang")] ? params.get("lang") : null; // null: the daemon's language
@@ -363,7 +365,7 @@
     }
   }
 
-  // GET `path` with the page's read token (the status token of its URL) or `bearer`.
+  // GET `path` with the page's read token (the status token of its link, after #) or `bearer`.
   async function get(path, okStatuses, bearer) {
     const headers = { Accept: "application/json" };
     if (bearer || token) headers.Authorization = `Bearer ${bearer || token}`;
