@@ -168,7 +168,7 @@ class Daemon:
             ctx = ApiContext(
                 inventory=self.inventory, snapshot=lambda: pipeline.snapshot, faults=alerting.faults,
                 maintenance=alerting.maintenance, token=cfg.api.token, language=cfg.language,
-                timezone=cfg.timezone, started_ns=time.time_ns(),
+                timezone=cfg.timezone, started_ns=time.time_ns(), started_mono_ns=time.monotonic_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
