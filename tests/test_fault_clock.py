@@ -262,6 +262,33 @@ async def test_sla_countdowns_run_on_the_monotonic_clock(tmp_path, step_s):
         assert again.countdown(o)[0].remaining_s == 900 - max(0, 901 + step_s) - 60
 
 
+async def test_after_a_step_back_fleetmons_own_stamps_keep_the_orders_valid(tmp_path):
+    """The wall clock stepped back an hour after two orders opened: the fault of one resolving
+    still restores and closes it, the other's response breach is still recorded and sent, each
+    stamped not before the order's own stamps. Before: the close was refused as "before the
+    report" (logged as a bug) for an hour, and the breach failed the whole tick."""
+    clock = SteppedClock(T0)
+    sla = Sla.from_config(SlaConfig(preset="qionglai"), "Asia/Shanghai")
+    async with StateDB(tmp_path / "s.db") as db:
+        faults = await fault_book(db, routes=())
+        book = await WorkOrderBook.load(
+            db, INV, WorkOrderConfig(routes=["duty"], auto_close="close",
+                                     open_on=[{"rules": ["down"], "min_severity": "major"}]),
+            sla, faults=faults, clock=clock.wall_ns, mono=clock.mono_ns)
+        manual = await book.report(["C2"], by="王", title="黑屏")
+        c = down(for_s=0)
+        await apply(faults, [c], clock)
+        (opened,) = (await book.tick()).opened
+        clock.advance(20 * 60)
+        clock.step(-HOUR)
+        await apply(faults, [], clock)  # SW1 is back: resolved at the (stepped) wall clock
+        report = await book.tick()
+        assert report.closed == (opened,) and report.notices == 1  # the manual order's breach
+        closed = await book.get(opened)
+        assert closed.restored_ns == closed.closed_ns == T0  # its report, not 40 min before it
+        assert ("response", "breached") in (await book.get(manual.ref)).notices
+
+
 def test_a_running_sla_clock_counts_the_monotonic_time_since_the_report():
     sla = Sla.from_config(SlaConfig(preset="qionglai"), "Asia/Shanghai")
     from monitor.assess.orders import Action, OrderEvent, fold

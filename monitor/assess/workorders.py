@@ -714,7 +714,9 @@ class WorkOrderBook:
             order = batch.order(ref)
             stamps = [order.reported_ns, order.acknowledged_ns, order.arrived_ns, order.restored_ns,
                       *(r.ts_ns for r in order.replacements)]
-            ts = min(max(ts, *(s for s in stamps if s is not None)), batch.now)
+            # When it cleared, but not after now, nor before the order's stamps: after the wall
+            # clock stepped back those may lie after now, and they win.
+            ts = max(min(ts, batch.now), *(s for s in stamps if s is not None))
             steps: list[tuple[Action, int, str, dict[str, Any]]] = []
             if order.restored_ns is None:
                 resolution = Resolution.ON_SITE if order.arrived_ns is not None or order.replacements else Resolution.REMOTE
@@ -726,7 +728,7 @@ class WorkOrderBook:
             else:
                 steps.append((Action.CLOSE_PROPOSED, ts, FLEETMON, {"reason": reason}))
             try:
-                batch.add(ref, steps)
+                batch.add(ref, steps, now_ns=max(ts, batch.now))
             except WorkOrderError:  # a bug: the steps were built to be valid
                 log.exception("work order %s: automatic close refused", ref)
                 continue
