@@ -4,7 +4,8 @@
   passes), `step` only the wall clock (NTP or an operator set it).
 - `hold_across_step`: the real daemon (`fleetmon run`, a child process) under libfaketime
   (Debian packages faketime, libfaketime), its wall clock stepped while a rule with `for_s`
-  is pending; the hold time measured from outside, on this process's own monotonic clock.
+  is pending; the hold time measured from outside, on this process's own monotonic clock, from
+  the pending fault's row to the firing event's row in the daemon's state DB.
 
 libfaketime 0.9.10 as used here: LD_PRELOAD of libfaketime.so.1; FAKETIME_TIMESTAMP_FILE holds
 the offset ("+0", then "+3600" or "-3600": relative seconds) and FAKETIME_NO_CACHE=1 makes it
@@ -68,7 +69,7 @@ class HoldRun:
     - step_s: the step of the daemon's wall clock, made `step_after_s` into the hold;
     - for_s, cycle_s: the rule's hold time and the probe's interval (evaluations come once a
       cycle: the tolerance);
-    - hold_s: from the device going down (its transition stored) to the fault firing (its
+    - hold_s: from the condition beginning (the pending fault stored) to the fault firing (its
       event stored), on this process's monotonic clock; None: it did not fire within `waited_s`;
     - wall_hold_s: the same span on the daemon's (stepped) wall clock, from its own stamps
       (fault first seen → fired): shows the step reached the daemon (≈ for_s + step_s).
@@ -114,10 +115,10 @@ def hold_across_step(
     start_timeout_s: float = 30.0,
 ) -> HoldRun:
     """Run `fleetmon run` under libfaketime on a camera whose RTSP port is closed (down from its
-    first probe), step the daemon's wall clock by `step_s` `step_after_s` after the device went
-    down, and measure when its device_down fault (`for_s`) fires. Waits at most for_s + 5
-    cycles + 5 s after the device went down. Raises RuntimeError when libfaketime is missing
-    or the daemon does not start (its log is `workdir/fleetmon.log`)."""
+    first probe), step the daemon's wall clock by `step_s` `step_after_s` after its device_down
+    fault (`for_s`) is pending, and measure when it fires. Waits at most for_s + 5 cycles + 5 s
+    after it was pending. Raises RuntimeError when libfaketime is missing or the camera is not
+    seen down (the daemon's log is `workdir/fleetmon.log`)."""
     preload = libfaketime()
     if preload is None:
         raise RuntimeError("libfaketime is not installed (Debian packages faketime, libfaketime)")
@@ -137,28 +138,28 @@ def hold_across_step(
         proc = subprocess.Popen([fleetmon, "run", "-c", str(config)], cwd=workdir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        down = fired = None
+        pending = fired = None
         stepped = False
         deadline = time.monotonic() + start_timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"fleetmon exited ({proc.returncode}); see {workdir / 'fleetmon.log'}")
             now = time.monotonic()
-            if down is None and _stored(workdir / "state.db", "SELECT 1 FROM transitions WHERE to_state = 'down'"):
-                down = now
-                deadline = down + waited
-            if down is not None and not stepped and now >= down + step_after_s:
+            if pending is None and _stored(workdir / "state.db", "SELECT 1 FROM faults"):
+                pending = now
+                deadline = pending + waited
+            if pending is not None and not stepped and now >= pending + step_after_s:
                 offset.write_text(f"{step_s:+.0f}\n")
                 stepped = True
-            if down is not None and _stored(workdir / "state.db", "SELECT 1 FROM fault_events WHERE event = 'firing'"):
+            if pending is not None and _stored(workdir / "state.db", "SELECT 1 FROM fault_events WHERE event = 'firing'"):
                 fired = now
                 break
             time.sleep(0.02)
-        if down is None:
-            raise RuntimeError(f"the camera was not seen down within {start_timeout_s} s; see {workdir / 'fleetmon.log'}")
+        if pending is None:
+            raise RuntimeError(f"no fault pending within {start_timeout_s} s; see {workdir / 'fleetmon.log'}")
         wall = _stored(workdir / "state.db", "SELECT (fired - first) / 1e9 FROM (SELECT json_extract(doc, '$.fired_ns')"
                                             " AS fired, first_seen_ns AS first FROM faults WHERE state = 'firing')")
-        return HoldRun(step_s, for_s, cycle_s, step_after_s, None if fired is None else fired - down,
+        return HoldRun(step_s, for_s, cycle_s, step_after_s, None if fired is None else fired - pending,
                        None if wall is None else float(wall), waited)
     finally:
         stop_process(proc, 10.0)
