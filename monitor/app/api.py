@@ -3,7 +3,7 @@ status page, and an OpenAPI 3.1 document describing exactly these routes.
 
 Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
 
-    GET    /healthz                          liveness: 200, or 503 once cycles stopped finishing
+    GET    /healthz                          liveness: 200, or 503 once cycles stopped finishing or state writes fail
     GET    /api/v1/status                    online rates (fleet, regions, sites, kinds), states, open faults
     GET    /api/v1/devices                   ?region=&site=&kind=&state=&limit=&offset=
     GET    /api/v1/faults                    ?state=open|pending|firing|resolved|all&limit=
@@ -77,6 +77,7 @@ from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mappi
 
 from aiohttp import web
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     Field,
@@ -87,6 +88,7 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from monitor.core.config_base import SelectorConfig
+from monitor.core.timecheck import check_datetime
 from monitor.app.access import Caller, Permission, Role, identify, roles_granting
 from monitor.app.api_guard import AcceptErrors, BadRequests, Guard, Summaries, Tally, connection_cap, tally_line
 from monitor.app.api_base import (
@@ -142,6 +144,7 @@ from monitor.fleet.inventory import Inventory
 from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
 from monitor.state.tracker import State
+from monitor.state.writes import WriteHealth
 from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
 from probes.base import ProbeResult
 from rules.alerting.faults import FaultBook, FaultStateError
@@ -195,6 +198,7 @@ class ApiContext:
     - assessment: availability over periods, score, spot checks, long-offline points (None:
       those endpoints answer 503).
     - reports: makes the report files of /api/v1/reports (None: it answers 503).
+    - statedb: the state database's write health; /healthz answers 503 while writes fail.
     """
 
     inventory: Inventory
@@ -213,6 +217,7 @@ class ApiContext:
     workorders: WorkOrderBook | None = None
     assessment: Assessment | None = None
     reports: ReportMaker | None = None
+    statedb: WriteHealth | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -275,8 +280,14 @@ class AckIn(_Body):
 
 class MaintenanceIn(_Body):
     match: Annotated[SelectorConfig, Field(description="devices covered; every list empty = all devices")]
-    start: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00")]
-    end: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later")]
+    start: Annotated[
+        AwareDatetime, AfterValidator(check_datetime),
+        Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00; before 2100"),
+    ]
+    end: Annotated[
+        AwareDatetime, AfterValidator(check_datetime),
+        Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later; before 2100"),
+    ]
     reason: Reason
     by: Annotated[Person | None, Field(description=_BY)] = None
 
@@ -286,8 +297,9 @@ class MaintenanceIn(_Body):
 
 class HealthOut(_Out):
     status: Annotated[
-        Literal["ok", "starting", "stale"],
-        Field(description="starting: no cycle finished yet, still within the grace time; stale: answered 503"),
+        Literal["ok", "starting", "stale", "failing"],
+        Field(description="starting: no cycle finished yet, still within the grace time; stale: answered 503; "
+                          "failing: the state database takes no writes, answered 503 (statedb_error says why)"),
     ]
     uptime_s: float
     last_cycle_age_s: Annotated[float | None, Field(description="seconds since the latest cycle finished")]
@@ -298,6 +310,11 @@ class HealthOut(_Out):
     stale_probes: Annotated[
         list[str], Field(description=f"probes without a finished cycle for {STALE_CYCLES} of their intervals")
     ] = []
+    statedb_error: Annotated[
+        str | None,
+        Field(description="why state database writes fail, e.g. \"database or disk is full (SQLITE_FULL, ENOSPC)\" "
+                          "(null: they work); what could not be stored waits in memory and is retried"),
+    ] = None
 
 
 class CycleOut(_Out):
@@ -777,10 +794,13 @@ class _Api:
                 stale.append(name)
         if stale:
             status = "stale"
+        failure = self.ctx.statedb.failure if self.ctx.statedb is not None else None
+        if failure is not None:
+            status = "failing"
         age = None if last_age_s is None else round(last_age_s, 3)
         body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
-                         stale_probes=stale)
-        return Reply(503 if status == "stale" else 200, body)
+                         stale_probes=stale, statedb_error=failure.cause if failure is not None else None)
+        return Reply(503 if status in ("stale", "failing") else 200, body)
 
     async def status(self, call: Call) -> Reply:
         ctx = self.ctx
@@ -1009,7 +1029,8 @@ def _endpoints(
     return (
         Endpoint("GET", "/healthz", "Liveness: are cycles still finishing?", api.health, {
             200: ("healthy, or starting within the grace time", HealthOut),
-            503: (f"no cycle finished for {STALE_CYCLES} cycle intervals", HealthOut),
+            503: (f"no cycle finished for {STALE_CYCLES} cycle intervals, or state database writes fail",
+                  HealthOut),
         }, public=True),
         Endpoint("GET", "/api/v1/status", "Online rates, device states and open faults", api.status, {
             200: ("fleet status", StatusOut),
