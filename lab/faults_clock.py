@@ -91,6 +91,7 @@ class HoldRun:
 
 CONFIG = """\
 inventory:
+  allow_loopback: true  # the lab: a camera on this host
   devices:
     - {{id: CAM1, name: 一号机, kind: camera, address: 127.0.0.1, site: 中心, region: 城区,
        stream_url: "rtsp://127.0.0.1:{port}/live"}}
