@@ -185,7 +185,10 @@ class ApiContext:
     - language: "zh" | "en", for labels meant for people (severity_label).
     - timezone: IANA zone for displaying times (reported in /api/v1/status; times in the API
       itself are UTC).
-    - started_ns: when the daemon started (UTC ns), for uptime.
+    - started_ns: when the daemon started (UTC ns), for uptime; started_mono_ns: the same on the
+      monotonic clock (None: not known, the wall clock serves). /healthz measures uptime and
+      cycle ages on the monotonic clock where it can (monitor/core/clock.py), so a step of the
+      wall clock neither hides a stall nor fakes one.
     - cycle_interval_s: the shortest probe interval; /healthz turns 503 after STALE_CYCLES of
       them without a finished cycle.
     - probe_intervals: each running probe's interval; /healthz also turns 503 when any one probe
@@ -206,6 +209,7 @@ class ApiContext:
     language: Literal["zh", "en"]
     timezone: str
     started_ns: int
+    started_mono_ns: int | None = None
     cycle_interval_s: float
     status_token: SecretStr | None = None
     probe_intervals: Mapping[str, float] = field(default_factory=dict)
@@ -764,22 +768,26 @@ class _Api:
     # -- reads --
 
     async def health(self, call: Call) -> Reply:
-        now = time.time_ns()
-        uptime_s = (now - self.ctx.started_ns) / 1e9
+        now, mono = time.time_ns(), time.monotonic_ns()
+
+        def age_s(wall_ns: int, mono_ns: int | None) -> float:
+            return (now - wall_ns if mono_ns is None else mono - mono_ns) / 1e9
+
+        uptime_s = age_s(self.ctx.started_ns, self.ctx.started_mono_ns)
         snapshot = self.ctx.snapshot()
         limit_s = STALE_CYCLES * self.ctx.cycle_interval_s
         if snapshot is None:
             # The first cycle needs up to an interval to finish: grant the same grace time.
-            age_s, status = None, "starting" if uptime_s <= limit_s else "stale"
+            last_age_s, status = None, "starting" if uptime_s <= limit_s else "stale"
         else:
             cycle = snapshot.cycle
-            age_s = (now - cycle.ts_ns) / 1e9 - cycle.duration_s
-            status = "ok" if age_s <= limit_s else "stale"
+            last_age_s = age_s(cycle.ts_ns, cycle.mono_ns) - cycle.duration_s
+            status = "ok" if last_age_s <= limit_s else "stale"
         probes: dict[str, float | None] = {}
         stale: list[str] = []
         for name, interval_s in self.ctx.probe_intervals.items():
             report = snapshot.cycles.get(name) if snapshot is not None else None
-            probe_age = None if report is None else (now - report.ts_ns) / 1e9 - report.duration_s
+            probe_age = None if report is None else age_s(report.ts_ns, report.mono_ns) - report.duration_s
             probes[name] = None if probe_age is None else round(probe_age, 3)
             # A probe that never finished a cycle gets the same grace time as the daemon.
             if (uptime_s if probe_age is None else probe_age) > STALE_CYCLES * interval_s:
@@ -789,7 +797,7 @@ class _Api:
         failure = self.ctx.statedb.failure if self.ctx.statedb is not None else None
         if failure is not None:
             status = "failing"
-        age = None if age_s is None else round(age_s, 3)
+        age = None if last_age_s is None else round(last_age_s, 3)
         body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
                          stale_probes=stale, statedb_error=failure.cause if failure is not None else None)
         return Reply(503 if status in ("stale", "failing") else 200, body)

@@ -174,7 +174,7 @@ class Daemon:
             ctx = ApiContext(
                 inventory=self.inventory, snapshot=lambda: pipeline.snapshot, faults=alerting.faults,
                 maintenance=alerting.maintenance, token=cfg.api.token, language=cfg.language,
-                timezone=cfg.timezone, started_ns=time.time_ns(),
+                timezone=cfg.timezone, started_ns=time.time_ns(), started_mono_ns=time.monotonic_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
@@ -227,7 +227,7 @@ class Daemon:
         book = await WorkOrderBook.load(
             db, self.inventory, cfg.assessment.workorders, cfg.assessment.clocks(cfg.timezone),
             faults=alerting.faults, known_routes=[r.name for r in cfg.notify.routes], language=cfg.language,
-            timezone=cfg.timezone, wake=alerting.outbox.wake,
+            timezone=cfg.timezone, mono=time.monotonic_ns, wake=alerting.outbox.wake,
         )
         service = await stack.enter_async_context(WorkOrderService(book))
         alerting.faults.listeners.append(service.on_fault_event)
