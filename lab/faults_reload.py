@@ -1,0 +1,152 @@
+"""Reload fault injection, shared by tests/test_fault_reload.py and bench/faults/reload.py.
+
+A real `fleetmon run` process (python -m monitor.app.cli) on a loopback fleet (cameras at
+127.0.0.1, ICMP every second), its config and point list rewritten between SIGHUPs, its
+/healthz polled over real HTTP. Its stderr goes to a file whose device:inode is given as
+JOURNAL_STREAM, as systemd does for a service whose stderr is the journal, so the log lines
+carry their `<N>` syslog priority prefixes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.fleet import POINT_LIST_COLUMNS
+from lab.process import stop_process
+
+CAMERAS = 3
+
+
+def point_rows(count: int, *, probed: int = CAMERAS) -> list[list[str]]:
+    """`count` point-list rows (columns of lab.fleet.POINT_LIST_COLUMNS): the first `probed`
+    cameras at 127.0.0.1, 127.0.0.2 …, the rest removed points (拆除) without an address, which
+    a daemon loads, counts out and does not poll."""
+    rows = []
+    for n in range(count):
+        active = n < probed
+        address = f"127.0.{n // 250}.{n % 250 + 1}" if active else ""
+        rows.append([f"CAM-{n:06d}", f"摄像机{n}", "camera", address, f"S{n // 50}", f"R{n // 5000}",
+                     "", "active" if active else "removed", "", "", "", "", "", "", "", ""])
+    return rows
+
+
+def write_points(path: Path, rows: list[list[str]]) -> None:
+    """The point list as UTF-8 CSV, or as XLSX when `path` ends in .xlsx."""
+    if path.suffix == ".xlsx":
+        import openpyxl
+
+        book = openpyxl.Workbook(write_only=True)
+        sheet = book.create_sheet("点位")
+        sheet.append(list(POINT_LIST_COLUMNS))
+        for row in rows:
+            sheet.append(row)
+        book.save(path)
+        return
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(POINT_LIST_COLUMNS)
+        writer.writerows(rows)
+
+
+def config_doc(api_port: int, *, points: str = "points.csv", database: str = "state.db") -> dict[str, Any]:
+    """A config for the loopback fleet: ICMP every second, no other probe, no InfluxDB, the API
+    on 127.0.0.1:`api_port`."""
+    return {
+        "inventory": {"point_lists": [points]},
+        "probes": {"icmp": {"interval_s": 1.0, "count": 1, "timeout_s": 0.3},
+                   **{name: {"enabled": False} for name in ("rtsp", "onvif", "snmp")}},
+        "state": {"database": database, "down_after": 1, "up_after": 1},
+        "influxdb": {"enabled": False},
+        "api": {"port": api_port},
+        "log": {"level": "info"},
+    }
+
+
+def write_config(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+class Fleetmon:
+    """`fleetmon run --config CONFIG` with stderr in LOG (JOURNAL_STREAM naming it), until
+    `stop()` (SIGTERM). Use as a context manager."""
+
+    def __init__(self, config: Path, log: Path, *, env: dict[str, str] | None = None) -> None:
+        self.config, self.log = config, log
+        self._env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Fleetmon:
+        out = self.log.open("wb")
+        st = os.fstat(out.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", **self._env}
+        self.proc = subprocess.Popen([sys.executable, "-m", "monitor.app.cli", "run", "--config", str(self.config)],
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        out.close()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc, 30)
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_log(self, needle: str, count: int = 1, timeout_s: float = 30) -> str:
+        """Wait until `needle` occurs `count` times in the log; returns the log. Raises
+        AssertionError on timeout or when the process exited first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.text()
+            if text.count(needle) >= count:
+                return text
+            if not self.alive():
+                raise AssertionError(f"fleetmon exited ({self.proc.returncode}) before {needle!r}:\n{text[-3000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {needle!r} ×{count}:\n{self.text()[-3000:]}")
+
+    def sighup(self) -> None:
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> int:
+        """SIGTERM; the exit status (SIGKILL after 30 s)."""
+        return stop_process(self.proc, 30)
+
+
+def healthz(port: int, timeout_s: float = 5.0) -> tuple[int | None, dict[str, Any] | None, float]:
+    """GET http://127.0.0.1:`port`/healthz: (HTTP status or None when no answer, body,
+    seconds taken)."""
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout_s) as reply:
+            status, body = reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, json.loads(exc.read() or b"null")
+    except (OSError, urllib.error.URLError):
+        status, body = None, None
+    return status, body, time.perf_counter() - started
+
+
+def wait_healthy(port: int, timeout_s: float = 30) -> dict[str, Any]:
+    """Poll /healthz until it answers 200 with status ok; returns the body."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, body, _ = healthz(port)
+        if status == 200 and body["status"] == "ok":
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"/healthz on {port} not ok within {timeout_s} s")

@@ -1,0 +1,97 @@
+"""Reload faults (issue 13): a SIGHUP with a config that cannot be used never kills the daemon.
+
+A real `fleetmon run` process (lab/faults_reload.py) gets each failing config in turn: one that
+validates but cannot start (the API port taken, the state database's path not creatable), one
+that fails validation, one whose point list fails to load. Each time the daemon stays alive,
+its old config keeps serving /healthz (which shows the failed reload), and the error is logged
+at error priority (`<3>`, journald's prefix); then a good config reloads."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from lab.faults_reload import Fleetmon, config_doc, healthz, point_rows, wait_healthy, write_config, write_points
+from lab.process import free_ports
+
+pytestmark = pytest.mark.root  # raw ICMP to 127.0.0.1
+
+
+def _port_taken(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    held.append(sock)
+    doc["api"]["port"] = port = sock.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+def _db_not_creatable(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
+    (tmp_path / "a-file").write_text("not a directory")
+    doc["state"]["database"] = str(tmp_path / "a-file" / "state.db")
+    return "a-file/state.db"
+
+
+def _invalid(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
+    doc["state"]["down_afterr"] = 2
+    return "state.down_afterr"
+
+
+def _bad_point_list(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
+    rows = point_rows(5)
+    rows[3][3] = "10.0.0.300"
+    write_points(tmp_path / "points.csv", rows)
+    return "points.csv:5"
+
+
+CASES: dict[str, Callable[[Path, dict, list[socket.socket]], str]] = {
+    "api port taken": _port_taken,
+    "state db path not creatable": _db_not_creatable,
+    "config fails validation": _invalid,
+    "point list fails to load": _bad_point_list,
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_sighup_with_a_failing_config_keeps_the_daemon_and_its_old_config(tmp_path, case):
+    (port,) = free_ports(1)
+    config = tmp_path / "config.yaml"
+    write_points(tmp_path / "points.csv", point_rows(5))
+    write_config(config, config_doc(port))
+    held: list[socket.socket] = []
+    with Fleetmon(config, tmp_path / "fleetmon.log") as daemon:
+        daemon.wait_log("fleetmon started")
+        assert wait_healthy(port)["reload"] is None  # no reload yet
+
+        doc = config_doc(port)
+        detail = CASES[case](tmp_path, doc, held)
+        write_config(config, doc)
+        daemon.sighup()
+        text = daemon.wait_log("reload of")
+
+        assert daemon.alive(), text
+        (failed,) = [line for line in text.splitlines() if "reload of" in line]
+        assert failed.startswith("<3>") and "keeping the running config" in failed, failed
+        assert detail in text, text
+        status, body, _ = healthz(port)  # the old config still serves, on the old port
+        assert status == 200 and body["status"] == "ok", body
+        assert body["reload"]["ok"] is False and detail in body["reload"]["error"], body
+        assert text.count("fleetmon started") in (1, 2)  # kept running, or restarted on the old config
+
+        # Then a good config reloads: the point list repaired, a setting changed.
+        for sock in held:
+            sock.close()
+        write_points(tmp_path / "points.csv", point_rows(5))
+        good = config_doc(port)
+        good["state"]["down_after"] = 2
+        write_config(config, good)
+        started = text.count("fleetmon started")
+        daemon.sighup()
+        daemon.wait_log("fleetmon started", count=started + 1)
+        body = wait_healthy(port)
+        assert body["reload"]["ok"] is True and body["reload"]["error"] is None, body
+        assert daemon.stop() == 0
+    assert "Unclosed" not in daemon.text()
