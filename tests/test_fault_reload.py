@@ -1,7 +1,8 @@
 """Reload faults (issue 13): a SIGHUP with a config that cannot be used never kills the daemon.
 
 A real `fleetmon run` process (lab/faults_reload.py) gets each failing config in turn: one that
-validates but cannot start (the API port taken, the state database's path not creatable), one
+validates but cannot start (the API port taken, the state database's path not creatable, a
+state database file that is not one: the old config is started again after it), one
 that fails validation, one whose point list fails to load. Each time the daemon stays alive,
 its old config keeps serving /healthz (which shows the failed reload), and the error is logged
 at error priority (`<3>`, journald's prefix); then a good config reloads."""
@@ -14,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from lab.faults_reload import Fleetmon, config_doc, healthz, point_rows, wait_healthy, write_config, write_points
+from lab.faults_reload import Fleetmon, config_doc, point_rows, wait_healthy, write_config, write_points
 from lab.process import free_ports
 
 pytestmark = pytest.mark.root  # raw ICMP to 127.0.0.1
@@ -35,6 +36,14 @@ def _db_not_creatable(tmp_path: Path, doc: dict, held: list[socket.socket]) -> s
     return "a-file/state.db"
 
 
+def _db_not_a_database(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
+    # Passes the pre-flight check (a writable file): the new daemon's start fails, and the old
+    # config is started again.
+    (tmp_path / "other.db").write_bytes(b"not a database" * 100)
+    doc["state"]["database"] = str(tmp_path / "other.db")
+    return "file is not a database"
+
+
 def _invalid(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
     doc["state"]["down_afterr"] = 2
     return "state.down_afterr"
@@ -50,6 +59,7 @@ def _bad_point_list(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str
 CASES: dict[str, Callable[[Path, dict, list[socket.socket]], str]] = {
     "api port taken": _port_taken,
     "state db path not creatable": _db_not_creatable,
+    "state db unusable at start": _db_not_a_database,
     "config fails validation": _invalid,
     "point list fails to load": _bad_point_list,
 }
@@ -76,8 +86,7 @@ def test_sighup_with_a_failing_config_keeps_the_daemon_and_its_old_config(tmp_pa
         (failed,) = [line for line in text.splitlines() if "reload of" in line]
         assert failed.startswith("<3>") and "keeping the running config" in failed, failed
         assert detail in text, text
-        status, body, _ = healthz(port)  # the old config still serves, on the old port
-        assert status == 200 and body["status"] == "ok", body
+        body = wait_healthy(port, timeout_s=5)  # the old config still serves, on the old port
         assert body["reload"]["ok"] is False and detail in body["reload"]["error"], body
         assert text.count("fleetmon started") in (1, 2)  # kept running, or restarted on the old config
 

@@ -127,7 +127,8 @@ from monitor.app.assess_views import (
 )
 from monitor.assess.assessment import Assessment
 from monitor.assess.workorders import WorkOrderBook
-from monitor.app.snapshot import Snapshot
+from monitor.app.reloads import ReloadOutcome
+from monitor.app.snapshot import STALE_CYCLES, Snapshot, probe_ages
 from monitor.fleet.inventory import Inventory
 from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
@@ -140,8 +141,6 @@ from rules.model import Fault, FaultState, Severity
 
 log = logging.getLogger("fleetmon.api")
 
-STALE_CYCLES = 3
-"""/healthz answers 503 once no cycle finished for this many cycle intervals."""
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted; the API's bodies are a few hundred bytes."""
 _MAX_ERRORS_SHOWN = 5  # validation problems listed in one error message
@@ -182,6 +181,7 @@ class ApiContext:
     - assessment: availability over periods, score, spot checks, long-offline points (None:
       those endpoints answer 503).
     - reports: makes the report files of /api/v1/reports (None: it answers 503).
+    - reload: the latest reload's outcome (None: none since start), shown by /healthz.
     """
 
     inventory: Inventory
@@ -199,6 +199,7 @@ class ApiContext:
     workorders: WorkOrderBook | None = None
     assessment: Assessment | None = None
     reports: ReportMaker | None = None
+    reload: Callable[[], ReloadOutcome | None] = lambda: None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -270,6 +271,13 @@ class MaintenanceIn(_Body):
 # --- response models -----------------------------------------------------------------------------
 
 
+class ReloadOut(_Out):
+    at: Annotated[datetime, Field(description="when the reload ended (UTC)")]
+    ok: Annotated[bool, Field(description="false: the new config could not be used; the old one still runs")]
+    error: Annotated[str | None, Field(description="why it failed: located messages (FILE:LINE: key: reason), "
+                                                   "one per line")] = None
+
+
 class HealthOut(_Out):
     status: Annotated[
         Literal["ok", "starting", "stale"],
@@ -284,6 +292,11 @@ class HealthOut(_Out):
     stale_probes: Annotated[
         list[str], Field(description=f"probes without a finished cycle for {STALE_CYCLES} of their intervals")
     ] = []
+    reload: Annotated[
+        ReloadOut | None,
+        Field(description="the latest reload (SIGHUP); null: none since start. A failed one left the old config "
+                          "running and does not make /healthz 503"),
+    ] = None
 
 
 class CycleOut(_Out):
@@ -751,20 +764,15 @@ class _Api:
             cycle = snapshot.cycle
             age_s = (now - cycle.ts_ns) / 1e9 - cycle.duration_s
             status = "ok" if age_s <= limit_s else "stale"
-        probes: dict[str, float | None] = {}
-        stale: list[str] = []
-        for name, interval_s in self.ctx.probe_intervals.items():
-            report = snapshot.cycles.get(name) if snapshot is not None else None
-            probe_age = None if report is None else (now - report.ts_ns) / 1e9 - report.duration_s
-            probes[name] = None if probe_age is None else round(probe_age, 3)
-            # A probe that never finished a cycle gets the same grace time as the daemon.
-            if (uptime_s if probe_age is None else probe_age) > STALE_CYCLES * interval_s:
-                stale.append(name)
+        ages, stale = probe_ages(snapshot, self.ctx.probe_intervals, now, uptime_s)
+        probes = {name: None if a is None else round(a, 3) for name, a in ages.items()}
         if stale:
             status = "stale"
         age = None if age_s is None else round(age_s, 3)
+        reload = self.ctx.reload()
         body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
-                         stale_probes=stale)
+                         stale_probes=stale, reload=None if reload is None else ReloadOut(
+                             at=_utc(reload.at_ns), ok=reload.ok, error=reload.error))
         return Reply(503 if status == "stale" else 200, body)
 
     async def status(self, call: Call) -> Reply:
