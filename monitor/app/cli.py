@@ -539,9 +539,45 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=cmd_report)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """An online backup of the config's state database (monitor.state.backup), safe while the
+    daemon runs; keeps the newest --keep. Prints the new file and what was deleted. Exit 2 for
+    a bad config, 1 when the backup failed (nothing deleted then)."""
+    from monitor.state.backup import BackupError, backup
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        _print_config_errors(args.config, exc)
+        return EXIT_BAD_INPUT
+    database = cfg.state.database
+    try:
+        result = backup(database, args.dir or database.parent / "backups", keep=args.keep)
+    except BackupError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{result.path} ({result.size} bytes)")
+    for path in result.deleted:
+        print(f"deleted {path}")
+    return EXIT_OK
+
+
+def _add_backup(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "backup",
+        help="back up the state database (online, beside the running daemon)",
+        description="Copy the state database with SQLite's backup API while the daemon writes, check the "
+        "copy (integrity_check) and keep the newest --keep backups. Restore: docs/OPERATIONS.md.",
+    )
+    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    parser.add_argument("--dir", type=Path, help="where backups go (default: backups/ beside the state database)")
+    parser.add_argument("--keep", type=_bounded(int, 1, 10_000), default=14, help="backups kept, newest first (14)")
+    parser.set_defaults(run=cmd_backup)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_check_config, _add_run, _add_probe, add_workorder,
-    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report,
+    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup,
 )
 
 
