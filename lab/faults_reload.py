@@ -150,3 +150,22 @@ def wait_healthy(port: int, timeout_s: float = 30) -> dict[str, Any]:
             return body
         time.sleep(0.1)
     raise AssertionError(f"/healthz on {port} not ok within {timeout_s} s")
+
+
+def fleet_config_doc(probes: dict[str, Any], influx_url: str | None, api_port: int = 0) -> dict[str, Any]:
+    """A config for a lab fleet (lab.fleet.LabFleet's point list as points.csv) at its shortest
+    intervals: ICMP every second, RTSP every 2 s, SNMP every 5 s, ONVIF every 10 s (the
+    validators' floors but RTSP's: 34 devices' DESCRIBEs take more than a second), with lab.services.FleetServices' `probes` section merged in; InfluxDB at
+    `influx_url` (None: disabled)."""
+    fast = {"rtsp": {"interval_s": 2.0, "timeout_s": 1.0}, "onvif": {"interval_s": 10.0, "timeout_s": 1.0},
+            "snmp": {"interval_s": 5.0, "timeout_s": 0.5}}
+    return {
+        "inventory": {"point_lists": ["points.csv"]},
+        "probes": {"icmp": {"interval_s": 1.0, "count": 2, "echo_interval_ms": 50, "timeout_s": 0.3},
+                   **{name: {**cfg, **fast.get(name, {})} for name, cfg in probes.items()}},
+        "scheduler": {"spread": 0.5},
+        "state": {"database": "state.db", "down_after": 1, "up_after": 1},
+        "influxdb": ({"url": influx_url, "database": "soak", "flush_interval_s": 0.2} if influx_url
+                     else {"enabled": False}),
+        "api": {"port": api_port},
+    }
