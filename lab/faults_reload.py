@@ -9,15 +9,19 @@ carry their `<N>` syslog priority prefixes.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +173,122 @@ def fleet_config_doc(probes: dict[str, Any], influx_url: str | None, api_port: i
                      else {"enabled": False}),
         "api": {"port": api_port},
     }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at the daemon's process: seconds since the start, resident memory (KiB), open
+    file descriptors, asyncio tasks on the daemon's loop, threads."""
+
+    t_s: float
+    rss_kib: int
+    fds: int
+    tasks: int
+    threads: int
+
+
+def sample(started: float) -> Sample:
+    """This process, now (Linux /proc)."""
+    with open("/proc/self/statm") as statm:
+        rss_pages = int(statm.read().split()[1])
+    return Sample(time.monotonic() - started, rss_pages * os.sysconf("SC_PAGE_SIZE") // 1024,
+                  len(os.listdir("/proc/self/fd")), len(asyncio.all_tasks()), threading.active_count())
+
+
+@dataclass(frozen=True)
+class Soak:
+    """What `soak` saw: `steady` holds one Sample just before each reload (every component
+    running, none starting); `reloads` and `failed_reloads` counted; `cycles`: probe cycles
+    finished while every probe was fresh (the watchdog's pings), all daemons together."""
+
+    steady: list[Sample]
+    reloads: int
+    failed_reloads: int
+    cycles: int
+
+    def growth(self, warmup: int = 2, window: int = 3) -> Sample:
+        """Growth after warm-up: the median of the last `window` steady samples minus the median
+        of the `window` after the first `warmup` (medians: a probe task or a pooled connection
+        more or less at one instant is not growth); t_s is the span between the two windows."""
+        if len(self.steady) < warmup + 2 * window:
+            raise ValueError(f"{len(self.steady)} samples: too few for warm-up {warmup} and windows of {window}")
+        first, last = self.steady[warmup:warmup + window], self.steady[-window:]
+
+        def change(field: str) -> int:
+            return int(statistics.median(getattr(s, field) for s in last)
+                       - statistics.median(getattr(s, field) for s in first))
+
+        return Sample(last[-1].t_s - first[0].t_s, change("rss_kib"), change("fds"), change("tasks"), change("threads"))
+
+
+async def soak(config: Path, duration_s: float, reload_every_s: float) -> Soak:
+    """Run the daemon (monitor.app.supervisor, in this process) on `config` for `duration_s`,
+    reloading it (as SIGHUP does: a full stop and start) every `reload_every_s`, and sample
+    this process just before each reload. Ends with a clean stop."""
+    from monitor.app.sdnotify import Notifier
+    from monitor.app.supervisor import Supervisor, load
+
+    class Counting(Notifier):
+        cycles = 0
+
+        def watchdog(self) -> bool:
+            self.cycles += 1
+            return super().watchdog()
+
+    notifier = Counting({})
+    supervisor = Supervisor(config, notifier=notifier)
+    started = time.monotonic()
+    serving = asyncio.create_task(supervisor.serve(*load(config)))
+    steady: list[Sample] = []
+    reloads = failed = 0
+    try:
+        while time.monotonic() - started + reload_every_s <= duration_s:
+            await asyncio.sleep(reload_every_s)
+            if serving.done():
+                break
+            steady.append(sample(started))
+            outcome = supervisor.outcome
+            supervisor._on_hup()
+            async with asyncio.timeout(60):
+                while supervisor.outcome is outcome:
+                    await asyncio.sleep(0.05)
+            reloads += 1
+            failed += not supervisor.outcome.ok
+    finally:
+        supervisor._on_stop()
+        status = await asyncio.wait_for(serving, 60)
+    if status != 0:
+        raise RuntimeError(f"the daemon ended with exit status {status}")
+    return Soak(steady, reloads, failed, notifier.cycles)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One GET /healthz during a reload: `reading` when the whole request fell between the log's
+    "reloading" and "fleetmon stopping" (the new config being read, the old daemon serving),
+    its HTTP status (None: no answer, e.g. while the daemons swap) and its seconds."""
+
+    reading: bool
+    status: int | None
+    latency_s: float
+
+
+def healthz_during_reload(daemon: Fleetmon, port: int, timeout_s: float = 300) -> list[Probe]:
+    """SIGHUP `daemon`, then GET /healthz back to back until the reload ended (the log says
+    "fleetmon started" once more, or "reload of … failed"); every request, in order."""
+    probes: list[Probe] = []
+    before = daemon.text()
+    done = before.count("fleetmon started") + 1, before.count("reload of") + 1
+    daemon.sighup()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = daemon.text()
+        if text.count("fleetmon started") >= done[0] or text.count("reload of") >= done[1]:
+            return probes
+        reading = "reloading" in text[len(before):] and "fleetmon stopping" not in text[len(before):]
+        status, _, latency = healthz(port, timeout_s=30)
+        after = daemon.text()[len(before):]
+        probes.append(Probe(reading and "fleetmon stopping" not in after, status, latency))
+        if status is None:
+            time.sleep(0.01)  # refused while the daemons swap: do not spin
+    raise AssertionError(f"the reload did not end within {timeout_s} s")
