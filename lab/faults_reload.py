@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -80,6 +81,56 @@ def config_doc(api_port: int, *, points: str = "points.csv", database: str = "st
 
 def write_config(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+# --- configs that cannot be used: each edits a config_doc() (files under the config's folder),
+# may hold sockets open in `held` (the caller closes them), and returns a text the error names.
+
+
+def _port_taken(tmp_path: Path, doc: dict[str, Any], held: list[socket.socket]) -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    held.append(sock)
+    doc["api"]["port"] = port = sock.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+def _db_not_creatable(tmp_path: Path, doc: dict[str, Any], held: list[socket.socket]) -> str:
+    (tmp_path / "a-file").write_text("not a directory")
+    doc["state"]["database"] = str(tmp_path / "a-file" / "state.db")
+    return "a-file/state.db"
+
+
+def _db_not_a_database(tmp_path: Path, doc: dict[str, Any], held: list[socket.socket]) -> str:
+    # Passes the pre-flight check (a writable file): the new daemon's start fails, and the old
+    # config is started again.
+    (tmp_path / "other.db").write_bytes(b"not a database" * 100)
+    doc["state"]["database"] = str(tmp_path / "other.db")
+    return "file is not a database"
+
+
+def _invalid(tmp_path: Path, doc: dict[str, Any], held: list[socket.socket]) -> str:
+    doc["state"]["down_afterr"] = 2
+    return "state.down_afterr"
+
+
+def _bad_point_list(tmp_path: Path, doc: dict[str, Any], held: list[socket.socket]) -> str:
+    rows = point_rows(5)
+    rows[3][3] = "10.0.0.300"
+    write_points(tmp_path / "points.csv", rows)
+    return "points.csv:5"
+
+
+FAILING: dict[str, Callable[[Path, dict[str, Any], list[socket.socket]], str]] = {
+    "api port taken": _port_taken,
+    "state db path not creatable": _db_not_creatable,
+    "state db unusable at start": _db_not_a_database,
+    "config fails validation": _invalid,
+    "point list fails to load": _bad_point_list,
+}
+"""Each way a reloaded config can fail: validates but cannot start (caught before the running
+daemon stops, or only by the new daemon's start), fails validation, or its point list fails."""
 
 
 class Fleetmon:

@@ -14,13 +14,11 @@ import gc
 import socket
 import time
 import warnings
-from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from lab.faults_reload import (Fleetmon, config_doc, fleet_config_doc, healthz_during_reload, point_rows, soak,
-                               wait_healthy, write_config, write_points)
+from lab.faults_reload import (FAILING, Fleetmon, config_doc, fleet_config_doc, healthz_during_reload, point_rows,
+                               soak, wait_healthy, write_config, write_points)
 from lab.onvif import OnvifSimulator
 from lab.process import free_ports
 from lab.services import Anomalies, FleetServices
@@ -30,51 +28,7 @@ from tests.plugins.factories import device
 pytestmark = pytest.mark.root  # raw ICMP to 127.0.0.1
 
 
-def _port_taken(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    held.append(sock)
-    doc["api"]["port"] = port = sock.getsockname()[1]
-    return f"127.0.0.1:{port}"
-
-
-def _db_not_creatable(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
-    (tmp_path / "a-file").write_text("not a directory")
-    doc["state"]["database"] = str(tmp_path / "a-file" / "state.db")
-    return "a-file/state.db"
-
-
-def _db_not_a_database(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
-    # Passes the pre-flight check (a writable file): the new daemon's start fails, and the old
-    # config is started again.
-    (tmp_path / "other.db").write_bytes(b"not a database" * 100)
-    doc["state"]["database"] = str(tmp_path / "other.db")
-    return "file is not a database"
-
-
-def _invalid(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
-    doc["state"]["down_afterr"] = 2
-    return "state.down_afterr"
-
-
-def _bad_point_list(tmp_path: Path, doc: dict, held: list[socket.socket]) -> str:
-    rows = point_rows(5)
-    rows[3][3] = "10.0.0.300"
-    write_points(tmp_path / "points.csv", rows)
-    return "points.csv:5"
-
-
-CASES: dict[str, Callable[[Path, dict, list[socket.socket]], str]] = {
-    "api port taken": _port_taken,
-    "state db path not creatable": _db_not_creatable,
-    "state db unusable at start": _db_not_a_database,
-    "config fails validation": _invalid,
-    "point list fails to load": _bad_point_list,
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(FAILING))
 def test_sighup_with_a_failing_config_keeps_the_daemon_and_its_old_config(tmp_path, case):
     (port,) = free_ports(1)
     config = tmp_path / "config.yaml"
@@ -86,7 +40,7 @@ def test_sighup_with_a_failing_config_keeps_the_daemon_and_its_old_config(tmp_pa
         assert wait_healthy(port)["reload"] is None  # no reload yet
 
         doc = config_doc(port)
-        detail = CASES[case](tmp_path, doc, held)
+        detail = FAILING[case](tmp_path, doc, held)
         write_config(config, doc)
         daemon.sighup()
         text = daemon.wait_log("reload of")
