@@ -135,7 +135,7 @@ async def test_soak_with_reloads_keeps_memory_fds_and_tasks_flat(small_fleet, tm
     """A compressed hour: the lab fleet with every probe at its shortest interval, reloaded
     (a full stop and start of every component) every 4 s for 40 s. After two reloads of
     warm-up (WSDLs parsed, pools filled), what the process holds stays flat. Figures for a longer
-    run: python -m bench faults reload."""
+    run: python -m bench.faults reload."""
     small_fleet.write_point_list(tmp_path / "points.csv")
     with FleetServices(small_fleet, Anomalies(no_video=2)) as services:
         config = tmp_path / "config.yaml"
