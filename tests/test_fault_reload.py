@@ -144,7 +144,9 @@ async def test_soak_with_reloads_keeps_memory_fds_and_tasks_flat(small_fleet, tm
     assert result.reloads >= 8 and result.failed_reloads == 0 and result.cycles >= 40
     growth = result.growth(warmup=2)
     assert growth.fds <= 2 and growth.tasks <= 2 and growth.threads <= 1, (growth, result.steady)
-    assert growth.rss_kib < 8 * 1024, (growth, result.steady)
+    # Memory is noisier (allocator pools, pymalloc arenas not returned at once): up to +4.4 MiB
+    # measured over 100 s; a leak per reload would pass this bound within a few dozen reloads.
+    assert growth.rss_kib < 16 * 1024, (growth, result.steady)
 
 
 def test_healthz_answers_while_a_reload_reads_a_100000_row_point_list(tmp_path):
