@@ -37,9 +37,13 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
 
 deps: $(STAMPS)/venv
 
+# The suite in parallel, one worker per core, each test file kept on one worker (its module
+# fixtures built once); labs, ports and temp dirs are per process already. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= auto
+
 test: deps
 	$(PY) -m ruff check --quiet .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # Markers in pyproject.toml: `root` (network namespaces, raw sockets), `peer` (a real peer program).
 check: deps

@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench [NAME…]` (default: every module of this package).
+"""Run the benchmarks: `python -m bench [NAME…]` (default: every module of this package), or
+one with its own arguments: `python -m bench NAME ARG…` (e.g. `python -m bench faults api`).
 
 Convention: a benchmark is a module `bench/<name>.py` with `main(argv: list[str]) -> int`
 that runs it with its default settings and prints its table(s). Benchmarks measure and
@@ -20,6 +21,9 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in available() and any(a not in available() for a in argv[1:]):
+        print(f"== bench.{argv[0]} ==", flush=True)
+        return importlib.import_module(f"bench.{argv[0]}").main(argv[1:])
     names = argv or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:

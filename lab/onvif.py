@@ -6,7 +6,11 @@ SOAP 1.2 over HTTP (`application/soap+xml`), POST to
 
 - /onvif/device_service: GetSystemDateAndTime, GetCapabilities, GetServices (PRE_AUTH: no
   credentials needed, ONVIF Core §5.9.4.3) and GetDeviceInformation (authenticated);
-- /onvif/media_service: GetProfiles and GetStreamUri (authenticated).
+- /onvif/media_service: GetProfiles and GetStreamUri (authenticated);
+- for a recorder with `recordings` (ONVIF Profile G: Recording Control and Recording Search
+  Service specifications): /onvif/recording_service GetRecordings, GetRecordingJobs and
+  /onvif/search_service GetRecordingSummary, GetRecordingInformation (authenticated); both are
+  then listed by GetServices. Without recordings they are not offered (ActionNotSupported).
 
 Authentication is the WS-Security UsernameToken with PasswordDigest (OASIS WSS UsernameToken
 Profile 1.0 §3.1: Base64(SHA-1(nonce + created + password))), checked the way cameras do it:
@@ -31,7 +35,8 @@ Configuration (a dict, or the same as a JSON file for the command line):
      "devices": {"198.18.0.5": {...identity...}, ...}}
 
 Identity keys (all optional, see `Identity`): manufacturer, model, firmware, serial,
-hardware_id, clock_offset_s, username, password, stream_path, rtsp_port, profiles, behaviour.
+hardware_id, clock_offset_s, username, password, stream_path, rtsp_port, profiles, behaviour,
+recordings (a list of `Recording` dicts: source, earliest_days, latest_s, status, job).
 A device entry starts from the default identity and overrides what it names.
 
 Hostile `behaviour`s for the probe's tests: "billion_laughs" (entity-expansion DTD in the
@@ -80,6 +85,8 @@ NS_ENV = "http://www.w3.org/2003/05/soap-envelope"
 NS_ENV11 = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_TDS = "http://www.onvif.org/ver10/device/wsdl"
 NS_TRT = "http://www.onvif.org/ver10/media/wsdl"
+NS_TRC = "http://www.onvif.org/ver10/recording/wsdl"
+NS_TSE = "http://www.onvif.org/ver10/search/wsdl"
 NS_TT = "http://www.onvif.org/ver10/schema"
 NS_TER = "http://www.onvif.org/ver10/error"
 NS_WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -88,6 +95,8 @@ PASSWORD_DIGEST = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-usern
 
 DEVICE_PATH = "/onvif/device_service"
 MEDIA_PATH = "/onvif/media_service"
+RECORDING_PATH = "/onvif/recording_service"
+SEARCH_PATH = "/onvif/search_service"
 FRESHNESS_S = 300.0
 """Accepted distance of a UsernameToken's Created from the device clock (cameras use ±5 min)."""
 MAX_NONCES = 10_000
@@ -96,6 +105,33 @@ MAX_REQUEST_BYTES = 64 * 1024
 HUGE_BYTES = 8 << 20
 BEHAVIOURS = frozenset({"", "billion_laughs", "huge", "slow_drip", "garbage", "hang", "fault_all"})
 SOAP_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
+
+
+RECORDING_STATES = frozenset({"Initiated", "Recording", "Stopped", "Removing", "Removed", "Unknown"})
+"""tt:RecordingStatus (onvif.xsd)."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording of a simulated recorder (Profile G: one per channel, as NVRs have them).
+
+    - source: the camera's name (tt:RecordingSourceInformation Name).
+    - earliest_days: the oldest data, days before the device's now (None: nothing recorded).
+    - latest_s: the newest data, seconds before the device's now (None: nothing recorded).
+    - status: tt:RecordingStatus. job: the recording job's mode, "Active" or "Idle" ("" no job).
+    """
+
+    source: str = "Camera 01"
+    earliest_days: float | None = 30.0
+    latest_s: float | None = 2.0
+    status: str = "Recording"
+    job: str = "Active"
+
+    def __post_init__(self) -> None:
+        if self.status not in RECORDING_STATES:
+            raise ValueError(f"unknown recording status {self.status!r}; one of {sorted(RECORDING_STATES)}")
+        if self.job not in ("", "Active", "Idle"):
+            raise ValueError("job must be 'Active', 'Idle' or ''")
 
 
 @dataclass(frozen=True)
@@ -107,6 +143,7 @@ class Identity:
     - stream_path: path of the RTSP URI GetStreamUri returns (rtsp://ADDRESS:rtsp_port/PATH).
     - profiles: 1 (main stream) or 2 (main + sub stream) media profiles, H.264.
     - behaviour: "" (a well-behaved camera) or one of the hostile behaviours of the module doc.
+    - recordings: a recorder's recordings (Profile G); empty for a camera.
     """
 
     manufacturer: str = "HIKVISION"
@@ -121,6 +158,7 @@ class Identity:
     rtsp_port: int = 554
     profiles: int = 2
     behaviour: str = ""
+    recordings: tuple[Recording, ...] = ()
 
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
@@ -137,7 +175,10 @@ class Identity:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown identity keys {unknown}; known: {sorted(known)}")
-        return replace(base or cls(), **dict(data))
+        values = dict(data)
+        if "recordings" in values:
+            values["recordings"] = tuple(r if isinstance(r, Recording) else Recording(**r) for r in values["recordings"])
+        return replace(base or cls(), **values)
 
 
 def load_config(config: Mapping[str, Any] | None) -> tuple[Identity, dict[str, Identity]]:
@@ -183,7 +224,7 @@ def _envelope(body: str) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<env:Envelope xmlns:env="{NS_ENV}" xmlns:tds="{NS_TDS}" xmlns:trt="{NS_TRT}" '
-        f'xmlns:tt="{NS_TT}" xmlns:ter="{NS_TER}"><env:Body>{body}</env:Body></env:Envelope>'
+        f'xmlns:trc="{NS_TRC}" xmlns:tse="{NS_TSE}" xmlns:tt="{NS_TT}" xmlns:ter="{NS_TER}"><env:Body>{body}</env:Body></env:Envelope>'
     )
 
 
@@ -313,12 +354,15 @@ def capabilities(base_url: str, categories: Sequence[str]) -> str:
     return f"<tds:GetCapabilitiesResponse><tds:Capabilities>{''.join(parts)}</tds:Capabilities></tds:GetCapabilitiesResponse>"
 
 
-def services(base_url: str) -> str:
+def services(base_url: str, ident: Identity) -> str:
     # IncludeCapability is ignored: no service capabilities are returned (the element is optional).
+    offered = [(NS_TDS, DEVICE_PATH), (NS_TRT, MEDIA_PATH)]
+    if ident.recordings:
+        offered += [(NS_TRC, RECORDING_PATH), (NS_TSE, SEARCH_PATH)]
     entries = "".join(
         f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{base_url}{path}</tds:XAddr>"
         "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>"
-        for ns, path in ((NS_TDS, DEVICE_PATH), (NS_TRT, MEDIA_PATH))
+        for ns, path in offered
     )
     return f"<tds:GetServicesResponse>{entries}</tds:GetServicesResponse>"
 
@@ -381,9 +425,77 @@ def stream_uri(request: etree._Element, ident: Identity, address: str) -> str:
     )
 
 
+def _xs_time(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _source(rec: Recording, n: int) -> str:
+    return (
+        f"<tt:SourceId>urn:uuid:00000000-0000-0000-0000-{n:012d}</tt:SourceId><tt:Name>{escape(rec.source)}</tt:Name>"
+        f"<tt:Location>Site</tt:Location><tt:Description>Channel {n}</tt:Description>"
+        f"<tt:Address>http://camera{n}.local/onvif/device_service</tt:Address>"
+    )
+
+
+def _span(rec: Recording, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    earliest = now - dt.timedelta(days=rec.earliest_days) if rec.earliest_days is not None else None
+    latest = now - dt.timedelta(seconds=rec.latest_s) if rec.latest_s is not None else None
+    return earliest, latest
+
+
+def recording_answer(name: str, request: etree._Element, ident: Identity, now: dt.datetime) -> str:
+    """Profile G answers: GetRecordings, GetRecordingJobs (recording service), GetRecordingSummary,
+    GetRecordingInformation (search service). Recording n has the token REC_n."""
+    recs = ident.recordings
+    if name == "GetRecordings":
+        items = "".join(
+            f"<trc:RecordingItem><tt:RecordingToken>REC_{n}</tt:RecordingToken><tt:Configuration>"
+            f"<tt:Source>{_source(rec, n)}</tt:Source><tt:Content>Recording {n}</tt:Content>"
+            "<tt:MaximumRetentionTime>PT0S</tt:MaximumRetentionTime></tt:Configuration><tt:Tracks>"
+            f"<tt:Track><tt:TrackToken>VIDEO00{n}</tt:TrackToken><tt:Configuration><tt:TrackType>Video</tt:TrackType>"
+            "<tt:Description>video</tt:Description></tt:Configuration></tt:Track></tt:Tracks></trc:RecordingItem>"
+            for n, rec in enumerate(recs, 1)
+        )
+        return f"<trc:GetRecordingsResponse>{items}</trc:GetRecordingsResponse>"
+    if name == "GetRecordingJobs":
+        jobs = "".join(
+            f"<trc:JobItem><tt:JobToken>JOB_{n}</tt:JobToken><tt:JobConfiguration>"
+            f"<tt:RecordingToken>REC_{n}</tt:RecordingToken><tt:Mode>{rec.job}</tt:Mode><tt:Priority>1</tt:Priority>"
+            "</tt:JobConfiguration></trc:JobItem>"
+            for n, rec in enumerate(recs, 1) if rec.job
+        )
+        return f"<trc:GetRecordingJobsResponse>{jobs}</trc:GetRecordingJobsResponse>"
+    if name == "GetRecordingSummary":
+        spans = [_span(rec, now) for rec in recs]
+        firsts = [e for e, _ in spans if e is not None]
+        lasts = [latest for _, latest in spans if latest is not None]
+        return (
+            "<tse:GetRecordingSummaryResponse><tse:Summary>"
+            f"<tt:DataFrom>{_xs_time(min(firsts, default=now))}</tt:DataFrom>"
+            f"<tt:DataUntil>{_xs_time(max(lasts, default=now))}</tt:DataUntil>"
+            f"<tt:NumberRecordings>{len(recs)}</tt:NumberRecordings></tse:Summary></tse:GetRecordingSummaryResponse>"
+        )
+    token = (request.findtext(f"{{{NS_TSE}}}RecordingToken") or "").strip()  # GetRecordingInformation
+    n = int(token[4:]) if token.startswith("REC_") and token[4:].isdigit() else 0
+    if not 1 <= n <= len(recs):
+        raise SoapFault("env:Sender", ["ter:InvalidArgVal", "ter:NoRecording"], "The RecordingToken does not reference an existing recording")
+    rec = recs[n - 1]
+    earliest, latest = _span(rec, now)
+    span = (f"<tt:EarliestRecording>{_xs_time(earliest)}</tt:EarliestRecording>" if earliest else "") + (
+        f"<tt:LatestRecording>{_xs_time(latest)}</tt:LatestRecording>" if latest else "")
+    return (
+        "<tse:GetRecordingInformationResponse><tse:RecordingInformation>"
+        f"<tt:RecordingToken>{token}</tt:RecordingToken><tt:Source>{_source(rec, n)}</tt:Source>{span}"
+        f"<tt:Content>Recording {n}</tt:Content><tt:RecordingStatus>{rec.status}</tt:RecordingStatus>"
+        "</tse:RecordingInformation></tse:GetRecordingInformationResponse>"
+    )
+
+
 PRE_AUTH = {(DEVICE_PATH, "GetSystemDateAndTime"), (DEVICE_PATH, "GetCapabilities"), (DEVICE_PATH, "GetServices")}
 AUTHENTICATED = {(DEVICE_PATH, "GetDeviceInformation"), (MEDIA_PATH, "GetProfiles"), (MEDIA_PATH, "GetStreamUri")}
-_SERVICE_NS = {DEVICE_PATH: NS_TDS, MEDIA_PATH: NS_TRT}
+PROFILE_G = {(RECORDING_PATH, "GetRecordings"), (RECORDING_PATH, "GetRecordingJobs"),
+             (SEARCH_PATH, "GetRecordingSummary"), (SEARCH_PATH, "GetRecordingInformation")}
+_SERVICE_NS = {DEVICE_PATH: NS_TDS, MEDIA_PATH: NS_TRT, RECORDING_PATH: NS_TRC, SEARCH_PATH: NS_TSE}
 
 _LAUGHS = (
     '<?xml version="1.0"?>\n<!DOCTYPE env:Envelope [\n<!ENTITY lol "lol">\n'
@@ -430,6 +542,8 @@ class OnvifSimulator:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(DEVICE_PATH, self._handle)
         app.router.add_post(MEDIA_PATH, self._handle)
+        app.router.add_post(RECORDING_PATH, self._handle)
+        app.router.add_post(SEARCH_PATH, self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         for host in self.hosts:
@@ -493,7 +607,8 @@ class OnvifSimulator:
         name = qname.localname
         key = (address, name)
         self.requests[key] = self.requests.get(key, 0) + 1
-        if qname.namespace != _SERVICE_NS[path] or (path, name) not in PRE_AUTH | AUTHENTICATED:
+        offered = PRE_AUTH | AUTHENTICATED | (PROFILE_G if self.device(address).identity.recordings else set())
+        if qname.namespace != _SERVICE_NS[path] or (path, name) not in offered:
             raise SoapFault("env:Receiver", ["ter:ActionNotSupported"], "Optional Action Not Implemented")
         return name, child
 
@@ -501,7 +616,7 @@ class OnvifSimulator:
                 base_url: str) -> str:
         name, request = operation
         ident = device.identity
-        if (path, name) in AUTHENTICATED:
+        if (path, name) in AUTHENTICATED | PROFILE_G:
             why = check_username_token(request, device)
             if why is not None:
                 self.auth_failures.append((address, name, why))
@@ -511,12 +626,14 @@ class OnvifSimulator:
         if name == "GetCapabilities":
             return capabilities(base_url, [c.text or "" for c in request.findall(f"{{{NS_TDS}}}Category")])
         if name == "GetServices":
-            return services(base_url)
+            return services(base_url, ident)
         if name == "GetDeviceInformation":
             return device_information(ident)
         if name == "GetProfiles":
             return profiles(ident)
-        return stream_uri(request, ident, address)  # GetStreamUri: the only one left
+        if name == "GetStreamUri":
+            return stream_uri(request, ident, address)
+        return recording_answer(name, request, ident, device.now())  # Profile G
 
     async def _huge(self, request: web.Request) -> web.StreamResponse:
         """HUGE_BYTES of a well-formed response, chunked (no Content-Length to refuse early)."""

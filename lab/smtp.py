@@ -5,7 +5,8 @@
   (implicit TLS, as on port 465), with a self-signed certificate for 127.0.0.1 made at start
   (`ca_file`: the PEM to trust it with);
 - users: {login: password} accepted by AUTH PLAIN/LOGIN (then AUTH is required); else no AUTH;
-- refuse: recipient addresses answered "550 5.1.1 mailbox unavailable".
+- refuse: recipient addresses answered "550 5.1.1 mailbox unavailable";
+- busy: the first `busy` messages are answered "451 4.3.0" at DATA (greylisting, a busy server).
 Accepted messages are kept in `messages` (sender, recipients, the parsed EmailMessage).
 
 Use: `async with SmtpServer(tls="starttls", users={"u": "pw"}) as smtp: … smtp.port …`.
@@ -52,6 +53,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope: Envelope) -> str:
+        if self.server.busy > 0:
+            self.server.busy -= 1
+            return "451 4.3.0 Temporary failure, try again later"
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         self.server.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), message))  # type: ignore[arg-type]
         return "250 Message accepted for delivery"
@@ -66,8 +70,10 @@ class SmtpServer:
         tls: Literal["none", "starttls", "tls"] = "none",
         users: dict[str, str] | None = None,
         refuse: tuple[str, ...] = (),
+        busy: int = 0,
     ) -> None:
         self.tls = tls
+        self.busy = busy
         self.users = dict(users or {})
         self.refuse = set(refuse)
         self.messages: list[Received] = []

@@ -148,7 +148,7 @@ class _Service(ONVIFService):
 onvif.client.ONVIFService = _Service
 
 
-class _Camera(ONVIFCamera):
+class OnvifDevice(ONVIFCamera):
     """ONVIFCamera whose services use _BoundedTransport and safe zeep settings, sign with the
     measured clock offset, and only talk to the device's own address."""
 
@@ -256,7 +256,9 @@ def reason_of(exc: BaseException, has_credentials: bool) -> str | None:
     return None
 
 
-class _CallFailed(Exception):
+class CallFailed(Exception):
+    """A SOAP call failed; `reason` says why in one line (reason_of)."""
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -280,7 +282,7 @@ async def probe_camera(cfg: OnvifConfig, device: Device, account: tuple[str, Sec
     user, password = (account[0], account[1].get_secret_value()) if account else (None, None)
     fields: dict[str, Any] = {"up": False}
     t0 = time.monotonic()
-    camera = _Camera(str(device.address), cfg.port, user, password, cfg.max_response_bytes, cfg.timeout_s)
+    camera = OnvifDevice(str(device.address), cfg.port, user, password, cfg.max_response_bytes, cfg.timeout_s)
     try:
         reason = await _run(cfg, camera, device, fields, account is not None, media_due)
     finally:
@@ -289,8 +291,8 @@ async def probe_camera(cfg: OnvifConfig, device: Device, account: tuple[str, Sec
     return ProbeResult(device.id, PROBE_NAME, started, reason is None, reason, fields)
 
 
-async def _call(awaitable: Awaitable[_T], timeout_s: float, has_credentials: bool) -> _T:
-    """One SOAP call under the per-call deadline; device failures become _CallFailed."""
+async def bounded_call(awaitable: Awaitable[_T], timeout_s: float, has_credentials: bool) -> _T:
+    """One SOAP call under the per-call deadline; device failures become CallFailed."""
     try:
         async with asyncio.timeout(timeout_s):
             return await awaitable
@@ -298,19 +300,19 @@ async def _call(awaitable: Awaitable[_T], timeout_s: float, has_credentials: boo
         reason = reason_of(exc, has_credentials)
         if reason is None:
             raise
-        raise _CallFailed(reason) from None
+        raise CallFailed(reason) from None
 
 
-async def _run(cfg: OnvifConfig, camera: _Camera, device: Device, fields: dict[str, Any], has_credentials: bool,
+async def _run(cfg: OnvifConfig, camera: OnvifDevice, device: Device, fields: dict[str, Any], has_credentials: bool,
                media_due: dict[str, float]) -> str | None:
     def call(awaitable: Awaitable[_T]) -> Awaitable[_T]:
-        return _call(awaitable, cfg.timeout_s, has_credentials)
+        return bounded_call(awaitable, cfg.timeout_s, has_credentials)
 
     try:
         devicemgmt = await camera.create_devicemgmt_service()
-        await _read_clock(camera, devicemgmt, fields, cfg.timeout_s, has_credentials)
+        await read_clock(camera, devicemgmt, fields, cfg.timeout_s, has_credentials)
         info = await call(devicemgmt.GetDeviceInformation())
-    except _CallFailed as failed:
+    except CallFailed as failed:
         return failed.reason
     fields["up"] = True
     reported = {
@@ -334,23 +336,23 @@ async def _run(cfg: OnvifConfig, camera: _Camera, device: Device, fields: dict[s
             if uri:
                 fields["stream_uri"] = uri
         media_due[device.id] = time.monotonic() + cfg.media_refresh_s
-    except (_CallFailed, ONVIFError) as failed:
+    except (CallFailed, ONVIFError) as failed:
         # The device is up (it answered GetDeviceInformation); its media part is not.
         log.debug("%s: media service: %s", device.id, getattr(failed, "reason", "not offered"))
     return None
 
 
-async def _read_clock(camera: _Camera, devicemgmt: ONVIFService, fields: dict[str, Any], timeout_s: float,
+async def read_clock(camera: OnvifDevice, devicemgmt: ONVIFService, fields: dict[str, Any], timeout_s: float,
                       has_credentials: bool) -> None:
     """clock_offset_s from GetSystemDateAndTime (without credentials; with them on a
     fault) and the camera signs later calls with it. A device that faults both ways or has
-    no UTCDateTime leaves the fields out; transport failures end the probe (_CallFailed)."""
+    no UTCDateTime leaves the fields out; transport failures end the probe (CallFailed)."""
     for attempt in (devicemgmt.authless_GetSystemDateAndTime, devicemgmt.GetSystemDateAndTime):
         sent_wall, sent = time.time(), time.monotonic()
         try:
-            answer = await _call(attempt(), timeout_s, has_credentials)
+            answer = await bounded_call(attempt(), timeout_s, has_credentials)
             break
-        except _CallFailed as failed:
+        except CallFailed as failed:
             if not failed.reason.startswith(("SOAP fault", "401 NotAuthorized")):
                 raise
     else:

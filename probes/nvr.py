@@ -1,6 +1,11 @@
-"""NVR probe: the disks and the per-channel recording of Hikvision network video recorders (海康
-NVR) through ISAPI, HTTP Digest (RFC 7616) with the recorder's account. The contract counts
+"""NVR probe: the disks and the per-channel recording of network video recorders. Hikvision (海康)
+NVRs through ISAPI, HTTP Digest (RFC 7616) with the recorder's account; other recorders (Dahua,
+Uniview …) through ONVIF Profile G (probes/_nvr_onvif.py; `api`). The contract counts
 recordings, not only pictures: every channel recording, 30 days kept (issue 14).
+
+Which API (`api`, default auto): ISAPI for a recorder whose point-list manufacturer is empty or
+names Hikvision (ISAPI_MAKERS), ONVIF Profile G for any other manufacturer; `isapi` or `onvif`
+forces one for every NVR. The rest of this doc is the ISAPI path.
 
 Per NVR and poll (all under one deadline, `deadline_s`; each request under `timeout_s`):
 
@@ -51,6 +56,8 @@ from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import FieldValue, ProbeResult, Series
 
+ISAPI_MAKERS = ("hikvision", "海康", "hikrobot", "hiwatch")
+"""Manufacturer words (point list, case-insensitive) of recorders that speak ISAPI."""
 MB = 1 << 20  # ISAPI's "MB" of capacity and freeSpace (the web page shows GB = MB / 1024)
 EPOCH = dt.datetime(2000, 1, 1)  # searches for the oldest recording start here
 READ_CHUNK = 65536
@@ -101,6 +108,17 @@ class NvrConfig(CameraAccounts):
     auth_retry_s: Annotated[float, Field(ge=0, le=86_400)] = 3600.0
     """After a wrong password, the NVR is not asked again for this long (accounts lock)."""
     max_response_bytes: Annotated[int, Field(ge=16_384, le=64 << 20)] = 4 << 20
+    api: Literal["auto", "isapi", "onvif"] = "auto"
+    """auto: ISAPI for Hikvision (or no manufacturer in the point list), ONVIF Profile G else."""
+    onvif_port: Annotated[int, Field(ge=1, le=65_535)] = 80
+    """Port of the recorders' ONVIF device service (http)."""
+
+    def api_for(self, device: Device) -> Literal["isapi", "onvif"]:
+        """The API `device` is polled with (see `api`)."""
+        if self.api != "auto":
+            return self.api
+        maker = (device.manufacturer or "").casefold()
+        return "isapi" if not maker or any(word in maker for word in ISAPI_MAKERS) else "onvif"
 
 
 _TAGS_DISK = {**DEVICE_TAGS, "disk": "hddName of the disk (ISAPI hdd id when unnamed)"}
@@ -135,7 +153,7 @@ MEASUREMENTS = (
         "detect": FieldSpec("string", "", "InputProxy chanDetectResult (connect, netUnreachable …), where reported"),
         "recording": FieldSpec("boolean", "", "a recording within recording_window_s before the NVR's now"),
         "retention_days": FieldSpec("float", "d", "NVR's now − start of the oldest recording, in days"),
-        "oldest": FieldSpec("string", "", "start of the oldest recording, NVR local time (ISO 8601)"),
+        "oldest": FieldSpec("string", "", "start of the oldest recording, ISO 8601: NVR local time (ISAPI), UTC with offset (ONVIF)"),
     }),
 )
 
@@ -186,6 +204,8 @@ class NvrProbe:
         self._auth_failed: dict[str, tuple[float, str]] = {}  # device id → (monotonic time, reason)
         self._oldest: dict[tuple[str, int], tuple[float, dt.datetime | None]] = {}  # (device, track) → (when, oldest)
         self._ssl: ssl.SSLContext | bool = False
+        self._zeep: Any = None  # probes.onvif.ZeepLoop, made at the first ONVIF poll
+        self._poll_profile_g: Any = None  # probes._nvr_onvif.poll_profile_g, imported with it
 
     async def __aenter__(self) -> Self:
         import aiohttp
@@ -203,6 +223,9 @@ class NvrProbe:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._zeep is not None:
+            zeep, self._zeep = self._zeep, None
+            await asyncio.to_thread(zeep.stop)
 
     def wants(self, device: Device) -> bool:
         """NVRs the config's `match` selects that have an address and an account."""
@@ -224,6 +247,8 @@ class NvrProbe:
         if failed is not None and time.monotonic() - failed[0] < self.cfg.auth_retry_s:
             reason = f"{failed[1]}; not asked again for {self.cfg.auth_retry_s:g} s (the NVR locks accounts)"
             return ProbeResult(device.id, self.name, started, False, reason, {"up": False})
+        if self.cfg.api_for(device) == "onvif":
+            return await self._probe_onvif(device, account, started)
         poll = _Poll(self, device, account)
         t0 = time.perf_counter()
         try:
@@ -240,6 +265,26 @@ class NvrProbe:
             self._auth_failed.pop(device.id, None)
         poll.fields["response_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         return poll.result(started)
+
+    async def _probe_onvif(self, device: Device, account: tuple[str, SecretStr], started: int) -> ProbeResult:
+        """The ONVIF Profile G poll (probes/_nvr_onvif.py) on the zeep thread (probes.onvif.ZeepLoop:
+        zeep's CPU stretches stay off the daemon's loop), under deadline_s."""
+        if self._zeep is None:
+            from probes._nvr_onvif import poll_profile_g
+            from probes.onvif import ZeepLoop
+
+            self._zeep, self._poll_profile_g = ZeepLoop(), poll_profile_g
+        t0 = time.perf_counter()
+        poll = self._poll_profile_g(device, account, port=self.cfg.onvif_port, timeout_s=self.cfg.timeout_s,
+                                    max_bytes=self.cfg.max_response_bytes, max_in_flight=self.cfg.max_in_flight,
+                                    window_s=self.cfg.recording_window_s)
+        try:
+            async with asyncio.timeout(self.cfg.deadline_s):
+                ok, reason, fields, series = await self._zeep.run(poll)
+        except TimeoutError:
+            ok, reason, fields, series = False, f"timeout (poll not done within {self.cfg.deadline_s:g} s)", {"up": False}, []
+        fields["response_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        return ProbeResult(device.id, self.name, started, ok, reason, fields, tuple(series))
 
     # -- one request ----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ Cost: an ONVIFCamera (two aiohttp sessions, two zeep clients per service) is mad
 and closed after it, so memory stays bounded by the probes running at once, not by the fleet;
 the parsed WSDLs are cached by onvif-zeep-async for the whole process. zeep costs 7–15 ms of
 CPU per probe in long synchronous stretches, so the probes run on an event loop of their own
-thread (_Worker), never on the daemon's; the media calls (half the cost) are made at most every
+thread (ZeepLoop), never on the daemon's; the media calls (half the cost) are made at most every
 `media_refresh_s` per camera. zeep and onvif-zeep-async themselves (~8 MB of RSS) are loaded
 only when the probe is entered: this module holds the probe and its fields, probes/onvif_model.py
 the config and the pure helpers (shared with the client), and probes/_onvif_client.py everything
@@ -86,7 +86,7 @@ MEASUREMENT = MeasurementSpec(
 # The probe.
 
 
-class _Worker:
+class ZeepLoop:
     """An event loop on a thread of its own for onvif-zeep-async. Building zeep clients and
     parsing SOAP costs about 15 ms of CPU per camera in long synchronous stretches (measured:
     event-loop stalls of several seconds with 1,850 cameras); on the daemon's loop that delays
@@ -149,7 +149,7 @@ class OnvifProbe:
         from probes._onvif_client import probe_camera
 
         self._probe_camera: Callable[..., Awaitable[ProbeResult]] = probe_camera
-        self._worker = _Worker()
+        self._worker = ZeepLoop()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -174,6 +174,6 @@ class OnvifProbe:
 
     async def probe(self, device: Device) -> ProbeResult:
         """Ask the camera (see the module doc). Never raises for a dead, slow, hostile or
-        misconfigured device: ok=False with a reason. Runs on the probe's own thread (_Worker);
+        misconfigured device: ok=False with a reason. Runs on the probe's own thread (ZeepLoop);
         cancelling it cancels the probe there."""
         return await self._worker.run(self._probe_camera(self.cfg, device, self.account(device), self._media_due))

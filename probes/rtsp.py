@@ -39,6 +39,7 @@ import errno
 import hashlib
 import ipaddress
 import logging
+import os
 import re
 import secrets
 import string
@@ -64,6 +65,7 @@ MAX_ATTEMPTS_PER_REQUEST = 3  # without credentials / with a remembered challeng
 REQUESTS = ("OPTIONS", "DESCRIBE")
 READ_CHUNK = 4096
 FFMPEG = "/usr/bin/ffmpeg"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -972,9 +974,13 @@ STDERR_CAP = 256 << 10
 class RtspFrameProbe:
     """The `rtsp_frame` probe: decode one frame per camera with ffmpeg (RTSP over TCP).
 
-    ffmpeg gets the credentials in its input URL (it has no other way in Debian's 5.1), so
-    they are visible in /proc/<pid>/cmdline to local users for the seconds ffmpeg runs; never
-    logged or put into reasons. At most `max_concurrency` ffmpeg processes run; each is killed
+    The stream URL, credentials included, never appears in ffmpeg's argv: /proc/<pid>/cmdline
+    is readable by every local user. ffmpeg reads it from its stdin, a pipe, as a one-entry
+    ffconcat list (`-f concat -i pipe:0`, see `_input_list`); the environment was no option
+    (ffmpeg 5.1 reads no URL from it) and a file would put the password on disk. The pipe is
+    filled and closed before ffmpeg starts, so nothing else can read it; ffmpeg's stderr may
+    name the URL and is only matched, never logged or put into reasons. At most
+    `max_concurrency` ffmpeg processes run; each is killed
     at `timeout_s` or when probe() is cancelled. `-probesize max_bytes` bounds what ffmpeg
     reads to find the stream; the frame is output as a PGM to a pipe whose header gives the
     size (the pixels are read and dropped, memory stays bounded).
@@ -1027,23 +1033,45 @@ class RtspFrameProbe:
         analysis = 2.0 if self.cfg.vqd.enabled else 0.0  # the worker thread's queue, one analysis at a time
         return rounds * self.cfg.timeout_s + 1.0 + analysis
 
-    def _command(self, device: Device, target: _Target) -> list[str]:
+    def _stream_url(self, device: Device, target: _Target) -> str:
+        """The stream URL with the device's account as userinfo (percent-encoded)."""
         url = target.url
         account = self._targets.account(device)
         if account is not None:
             parts = urlsplit(url)
             userinfo = f"{quote(account[0], safe='')}:{quote(account[1], safe='')}@"
             url = urlunsplit((parts.scheme, userinfo + parts.netloc, parts.path, parts.query, ""))
+        return url
+
+    def _input_list(self, url: str) -> bytes:
+        """The ffconcat list ffmpeg reads on stdin: the one stream, with the RTSP and probing
+        options that apply to it (the concat demuxer opens it: options outside the list would
+        not reach it). Raises ValueError for a URL with control characters (a line break
+        would start a directive of its own)."""
+        if _CONTROL.search(url):
+            raise ValueError("control characters in the stream URL")
+        quoted = "'" + url.replace("'", "'\\''") + "'"  # ffconcat (av_get_token) quoting: \' outside quotes
+        return (
+            "ffconcat version 1.0\n"
+            f"file {quoted}\n"
+            "option rtsp_transport tcp\n"
+            f"option timeout {int(self.cfg.timeout_s * 1e6)}\n"  # socket I/O timeout, µs
+            f"option probesize {self.cfg.max_bytes}\n"
+            "option analyzeduration 1000000\n"
+        ).encode()
+
+    def _command(self) -> list[str]:
+        """ffmpeg's argv: no URL in it; the input is the list on stdin (`_input_list`)."""
         head = [
-            self.ffmpeg, "-nostdin", "-hide_banner", "-v", "verbose", "-rtsp_transport", "tcp",
-            "-timeout", str(int(self.cfg.timeout_s * 1e6)),  # socket I/O timeout, µs
-            "-probesize", str(self.cfg.max_bytes), "-analyzeduration", "1000000",
+            self.ffmpeg, "-nostdin", "-hide_banner", "-v", "verbose",
+            # -safe 0: the list names a URL, not a relative file name; only the protocols needed.
+            "-f", "concat", "-safe", "0", "-protocol_whitelist", "pipe,rtsp,tcp",
         ]
         if self._vqd is not None:
             from probes.vqd.grab import ffmpeg_input_args, ffmpeg_output_args
 
-            return [*head, *ffmpeg_input_args(self.cfg.vqd), "-i", url, *ffmpeg_output_args(self.cfg.vqd)]
-        return [*head, "-i", url, "-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm",
+            return [*head, *ffmpeg_input_args(self.cfg.vqd), "-i", "pipe:0", *ffmpeg_output_args(self.cfg.vqd)]
+        return [*head, "-i", "pipe:0", "-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "pgm",
                 "-pix_fmt", "gray", "-"]
 
     async def probe(self, device: Device) -> ProbeResult:
@@ -1054,22 +1082,33 @@ class RtspFrameProbe:
         self._queued += 1
         try:
             async with self._slots:
-                fields, reason, series = await self._run(self._command(device, target), device)
+                try:
+                    listing = self._input_list(self._stream_url(device, target))
+                except ValueError as exc:
+                    fields, reason, series = {"up": False}, f"bad stream URL ({exc})", ()
+                else:
+                    fields, reason, series = await self._run(self._command(), listing, device)
         finally:
             self._queued -= 1
         return ProbeResult(device.id, self.name, started, reason is None, reason, fields, series)
 
     async def _run(
-        self, cmd: list[str], device: Device,
+        self, cmd: list[str], listing: bytes, device: Device,
     ) -> tuple[dict[str, float | int | bool | str], str | None, tuple[Series, ...]]:
         t0 = time.perf_counter()
+        # The list (a few hundred bytes) fits the pipe's buffer: written and closed before ffmpeg starts.
+        read_end, write_end = os.pipe()
         try:
+            with os.fdopen(write_end, "wb") as w:
+                w.write(listing)
             proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                *cmd, stdin=read_end, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, start_new_session=True,
             )
         except OSError:
             return {"up": False}, "ffmpeg not found", ()
+        finally:
+            os.close(read_end)
         fields: dict[str, float | int | bool | str] = {"up": False}
         frames: list = []
         try:

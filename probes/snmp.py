@@ -101,7 +101,8 @@ class SnmpConfig(SnmpAuth):
 
     enabled: bool = True
     interval_s: Annotated[float, Field(ge=5, le=86_400)] = 60.0
-    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH, Kind.UPS, Kind.SERVER, Kind.PLATFORM])
+    match: SelectorConfig = SelectorConfig(kind=[Kind.SWITCH, Kind.UPS, Kind.SERVER, Kind.PLATFORM, Kind.AIRCON,
+                                                 Kind.SENSOR, Kind.PDU])
     """Which devices are polled (they also need an address and credentials)."""
     port: Annotated[int, Field(ge=1, le=65_535)] = 161
     timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
@@ -234,6 +235,10 @@ UPS_MEASUREMENT = "ups"
 REQUIRED: dict[Kind, str] = {Kind.UPS: UPS_MEASUREMENT}
 """A polled device of this kind with none of these values failed its poll: a UPS from which no
 known UPS MIB answered is not a healthy UPS (it may be a wrong card, or a MIB fleetmon lacks)."""
+
+PROFILE_KINDS = frozenset({Kind.AIRCON, Kind.SENSOR, Kind.PDU})
+"""Kinds read only through device profiles: one from which no profile got a value failed its
+poll (a precision AC or sensor whose MIB fleetmon lacks is not a healthy one; add a profile)."""
 
 # ---------------------------------------------------------------------------------------------
 # The probe (the requests themselves are in probes/_snmp_engine.py).
@@ -492,7 +497,8 @@ class SnmpProbe:
             if host:
                 series.append(Series("host", {}, host))
             series += [Series("host_storage", {"storage": name}, f) for name, f in disks]
-        series += self._profile_series(profiles, scalars, missing, data, poll)
+        from_profiles = self._profile_series(profiles, scalars, missing, data, poll)
+        series += from_profiles
         fields["varbinds"] = poll.varbinds
         fields["values_refused"] = len(poll.refused)
         reason = poll.reason()
@@ -501,6 +507,12 @@ class SnmpProbe:
             tried = ", ".join(p.name for p in profiles if p.decl.measurement == required) or "none"
             fields["up"] = False
             why = f"no known UPS MIB answered (profiles tried: {tried})"
+            return ProbeResult(device.id, self.name, started, False, f"{why}; {reason}" if reason else why,
+                               fields, tuple(series))
+        if device.kind in PROFILE_KINDS and not from_profiles:
+            tried = ", ".join(p.name for p in profiles) or "none matched its sysObjectID or model"
+            fields["up"] = False
+            why = f"no known device profile answered (profiles tried: {tried})"
             return ProbeResult(device.id, self.name, started, False, f"{why}; {reason}" if reason else why,
                                fields, tuple(series))
         return ProbeResult(device.id, self.name, started, True, reason, fields, tuple(series))

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from monitor.core.config_base import SelectorConfig, Strict
-from monitor.core.model import Device
+from monitor.core.model import KIND_LABELS, Device
 from monitor.fleet.inventory import Inventory
 from monitor.state.online_rate import ALL, GroupRate
 from monitor.state.tracker import State
@@ -27,10 +27,8 @@ Key = tuple[str, str]  # (rule name, scope)
 OFFLINE = frozenset(s for s in State if s.offline)  # State.offline as a set: a lookup, not a call, per device
 
 KIND_NAMES = {
-    "zh": {"camera": "摄像机", "switch": "交换机", "ups": "UPS", "link": "专线", "server": "服务器", "platform": "平台",
-           "nvr": "录像机", ALL: "设备"},
-    "en": {"camera": "camera", "switch": "switch", "ups": "UPS", "link": "link", "server": "server", "platform": "platform",
-           "nvr": "NVR", ALL: "device"},
+    "zh": {**{kind.value: zh for kind, (zh, _) in KIND_LABELS.items()}, ALL: "设备"},
+    "en": {**{kind.value: en for kind, (_, en) in KIND_LABELS.items()}, ALL: "device"},
 }
 
 

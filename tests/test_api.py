@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -149,7 +150,7 @@ async def make_world(tmp_path, token: str | None = TOKEN, *, started_ns: int | N
             inventory=INVENTORY, snapshot=lambda: holder["snapshot"], faults=faults, maintenance=maintenance,
             token=None if token is None else SecretStr(token), language="zh", timezone="Asia/Shanghai",
             started_ns=now - 120 * S if started_ns is None else started_ns, cycle_interval_s=interval_s,
-            probe_intervals=probe_intervals or {},
+            probe_intervals=probe_intervals or {}, statedb=db.health,
         )
         cfg = ApiConfig(port=0)
         async with ApiServer(cfg, ctx) as server, aiohttp.ClientSession() as http:
@@ -259,7 +260,8 @@ async def test_healthz_grants_a_starting_daemon_three_intervals_for_its_first_cy
     async with make_world(tmp_path / "a", snap=None, started_ns=time.time_ns() - 5 * S) as w:
         body = await w.call("GET", "/healthz", 200)
         assert body == {"status": "starting", "uptime_s": pytest.approx(5, abs=5), "last_cycle_age_s": None,
-                        "probes": {}, "stale_probes": [], "reload": None}
+                        "probes": {}, "stale_probes": [], "statedb_error": None,
+                        "reload": None}
     async with make_world(tmp_path / "b", snap=None, started_ns=time.time_ns() - 100 * S) as w:
         assert (await w.call("GET", "/healthz", 503))["status"] == "stale"
 
@@ -277,6 +279,19 @@ async def test_healthz_is_503_when_one_probe_stalled_while_another_still_finishe
     ok = replace(fresh, cycles={"icmp": fresh.cycle, "rtsp": replace(rtsp_cycle, ts_ns=now - 30 * S)})
     async with make_world(tmp_path / "ok", snap=ok, probe_intervals={"icmp": 30.0, "rtsp": 60.0}) as w:
         assert (await w.call("GET", "/healthz", 200))["stale_probes"] == []
+
+
+async def test_healthz_is_503_with_the_cause_while_state_database_writes_fail(tmp_path):
+    async with make_world(tmp_path) as w:
+        health = w.faults._db.health
+        try:
+            health.failed("recorder", sqlite3.OperationalError("database or disk is full"))
+            body = await w.call("GET", "/healthz", 503)
+            assert body["status"] == "failing" and body["statedb_error"].startswith("database or disk is full")
+        finally:
+            health.ok("recorder")
+        body = await w.call("GET", "/healthz", 200)
+        assert body["status"] == "ok" and body["statedb_error"] is None
 
 
 # --- status --------------------------------------------------------------------------------------
@@ -546,6 +561,9 @@ async def test_maintenance_delete_unknown_or_malformed_id(world):
     (window_body(start="2000-01-01T00:00:00Z", end="2000-01-01T01:00:00Z"), "already over"),
     (window_body(start="2099-01-01T02:00:00"), "body.start: Input should have timezone info"),
     (window_body(start=4070908800), "body.start"),
+    # Stored as int64 ns: a window in 2300 was an OverflowError and a 500.
+    (window_body(start="2300-01-01T00:00:00+08:00", end="2300-01-02T00:00:00+08:00"), "2300-01-01 is out of range"),
+    (window_body(end="9999-12-31T23:59:59Z"), "9999-12-31 is out of range"),
     (window_body(match={"zone": ["x"]}), "body.match.zone: Extra inputs are not permitted"),
     (window_body(match={"kind": ["tower"]}), "body.match.kind[0]"),
     (window_body(reason=""), "body.reason"),

@@ -130,7 +130,7 @@ def test_status_aliases(value: str, status: Status) -> None:
 def test_title_rows_above_the_header_are_skipped_and_lines_stay_true(tmp_path: Path) -> None:
     path = tmp_path / "points.csv"
     path.write_text("XX县雪亮工程点位明细表,,,,\n\nid,kind,address,site,region\na,camera,10.0.0.1,s,r\nb,plane,10.0.0.2,s,r\n")
-    assert problems(path) == [f"{path}:5: kind: unknown kind 'plane' (expected camera, switch, ups, link, server, platform, nvr)"]
+    assert problems(path) == [f"{path}:5: kind: unknown kind 'plane' (expected camera, switch, ups, link, server, platform, nvr, aircon, sensor, pdu)"]
 
 
 def test_quoted_multiline_cell_keeps_line_numbers(tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ def test_xlsx_errors_name_the_row_and_the_header_as_written(tmp_path: Path) -> N
     )
     assert problems(path) == [
         f"{path}:5: 点位编号: number too long for Excel to keep every digit: store the column as text",
-        f"{path}:6: 设备类型: unknown kind '飞机' (expected camera, switch, ups, link, server, platform, nvr)",
+        f"{path}:6: 设备类型: unknown kind '飞机' (expected camera, switch, ups, link, server, platform, nvr, aircon, sensor, pdu)",
         f"{path}:6: 上级设备: parent '9999' not found",
     ]
 
@@ -230,7 +230,7 @@ def test_xlsx_column_without_header_is_named_by_letter(tmp_path: Path) -> None:
 
 # --- bad rows -------------------------------------------------------------------------------
 
-KINDS = "(expected camera, switch, ups, link, server, platform, nvr)"
+KINDS = "(expected camera, switch, ups, link, server, platform, nvr, aircon, sensor, pdu)"
 
 
 @pytest.mark.parametrize(

@@ -53,3 +53,14 @@ def test_a_group_of_only_excluded_devices_has_no_rate():
     rates = online_rates([dev("D1", status=Status.REMOVED)], {"D1": State.UP})
     fleet = rates[0]
     assert fleet.excluded == 1 and fleet.total == 0 and fleet.rate_pct is None
+
+
+def test_a_group_none_of_whose_devices_its_basis_judged_has_no_rate():
+    """Derived states (video UNREACHABLE because the network is down) make no rate on their own."""
+    devices = [dev("D1"), dev("D2"), dev("D3", region="A", site="B")]
+    states = {"D1": State.UNREACHABLE, "D2": State.UNREACHABLE, "D3": State.UNREACHABLE}
+    rates = {(r.scope, r.group, r.kind): r for r in online_rates(devices, states, "video", judged={"D3"})}
+    town = rates[("region", "城关镇", "camera")]
+    assert (town.offline, town.judged, town.rate_pct) == (2, 0, None)
+    assert rates[("region", "A", "camera")].rate_pct == 0.0  # D3 judged: its 0 % is true
+    assert rates[("fleet", "all", "all")].judged == 1 and rates[("fleet", "all", "all")].rate_pct == 0.0

@@ -244,3 +244,32 @@ def test_without_a_network_probe_every_probe_is_named(caplog, network):
     rtsp = StateTracker(INV, "rtsp", down_after=1, up_after=1)
     TransitionLog(INV, {"rtsp": rtsp}, network=network).log([rtsp.observe(result("rtsp", "C2", False, "404 Not Found"))])
     assert [r.getMessage() for r in caplog.records] == ["camera C2 rtsp unknown → down: 404 Not Found"]
+
+
+async def test_no_rate_for_a_basis_before_its_probe_judged_a_device_of_the_group(tmp_path, influx: InfluxServer,
+                                                                                influx_db: str):
+    """Start-up (issue 13): the network says the cameras are down, the video probe has not run yet.
+    Their video is UNREACHABLE by derivation, but no video probe judged any of them: a video
+    online rate of 0.00 % would be false (unknown is not down), so none is written."""
+    cfg = InfluxDBConfig(url=influx.url, database=influx_db, flush_interval_s=0.05, timeout_s=5.0)
+    icmp, rtsp = running(IcmpProbe(IcmpConfig())), running(RtspProbe(RtspConfig()), CAMERAS)
+    snapshots: list[Snapshot] = []
+    async with InfluxSink(cfg) as sink:
+        async with flow(tmp_path, [icmp, rtsp], MetricsWriter(sink), snapshots) as (pipeline, _):
+            for d in DEVICES:
+                pipeline.on_result(result("icmp", d.id, d.kind is not Kind.CAMERA))
+            pipeline.on_cycle(report("icmp", 5, 2))
+            early = snapshots[-1]
+            pipeline.on_result(result("rtsp", "C1", False, "connection refused"))
+            pipeline.on_cycle(report("rtsp", 3, 0))
+            judged = snapshots[-1]
+    assert early.bases["video"] == {"C1": X, "C2": X, "C3": X}  # derived, not judged by rtsp
+    video = {(r.scope, r.kind): r for r in early.rates if r.basis == "video"}
+    assert video[("region", "camera")].offline == 3 and video[("region", "camera")].rate_pct is None
+    online = {(r.scope, r.kind): r for r in early.rates if r.basis == "online"}
+    assert online[("region", "camera")].rate_pct == 0.0  # the network judged them: a true 0 %
+    # Once rtsp judged one camera of the group, the unreachable ones count as offline again.
+    assert {(r.scope, r.kind): r.rate_pct for r in judged.rates if r.basis == "video"}[("region", "camera")] == 0.0
+    rows = influx.rows("SELECT online_rate_pct FROM online_rate WHERE basis = 'video' AND \"scope\" = 'region' "
+                       "AND kind = 'camera'", influx_db)
+    assert [r["online_rate_pct"] for r in rows] == [0.0]  # only the judged cycle's

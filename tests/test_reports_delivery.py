@@ -286,7 +286,7 @@ async def test_email_over_starttls_or_tls_with_a_password_and_a_private_ca(repor
         assert len(smtp.messages) == 1
         monkeypatch.setenv("FLEETMON_TEST_SMTP_PW", "wrong-pw-0000")
         cfg = email_config(smtp, username="reports", password_env="FLEETMON_TEST_SMTP_PW")
-        with pytest.raises(DeliveryError, match=f"email: {smtp.host}:{smtp.port} refused the report 2026Q4: 535") as info:
+        with pytest.raises(DeliveryError, match=f"email: report 2026Q4: {smtp.host}:{smtp.port} answered 535") as info:
             await send_email(cfg, report, files)
         assert "wrong-pw-0000" not in str(info.value)
 
@@ -302,7 +302,7 @@ async def test_refused_recipients_are_named(report, files):
     async with SmtpServer(refuse=("manager@example.cn",)) as smtp:
         with pytest.raises(DeliveryError) as info:
             await send_email(email_config(smtp), report, files)
-        assert "refused some recipients (the others got the report): manager@example.cn: 550" in str(info.value)
+        assert "refused some recipients (the others got it): manager@example.cn: 550" in str(info.value)
         assert smtp.messages[0].recipients == ("buyer@example.cn", "duty@example.cn")
     async with SmtpServer(refuse=("buyer@example.cn",)) as smtp:
         with pytest.raises(DeliveryError, match="refused every recipient: buyer@example.cn: 550"):
@@ -314,7 +314,7 @@ async def test_an_smtp_server_that_is_down_is_a_clear_error(report, files):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = EmailConfig(host="127.0.0.1", port=port, security="none", sender="r@example.cn", to=["b@example.cn"])
-    with pytest.raises(DeliveryError, match=f"email: cannot send through 127.0.0.1:{port}: SMTPConnectError"):
+    with pytest.raises(DeliveryError, match=f"email: report 2026Q4: cannot send through 127.0.0.1:{port}: SMTPConnectError"):
         await send_email(cfg, report, files)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
 import secrets
 import shutil
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from pydantic import ValidationError
@@ -498,6 +500,55 @@ async def test_frame_probe_decodes_a_frame(digest: RtspServer, password_env: str
     assert (result.fields["width"], result.fields["height"]) == (320, 240)
     assert result.fields["bytes"] > 1000 and result.fields["frame_ms"] > 0
     assert_no_secret(result)
+
+
+def _ffmpeg_cmdlines() -> list[bytes]:
+    """The argv (NUL-separated, as any local user reads /proc/PID/cmdline) of this process's
+    ffmpeg children."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == os.getpid() and b"ffmpeg" in cmdline.split(b"\0", 1)[0]:
+            out.append(cmdline)
+    return out
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+@pytest.mark.parametrize("vqd", [False, True], ids=["frame", "vqd"])
+async def test_frame_probe_keeps_the_password_out_of_ffmpegs_argv(
+    digest: RtspServer, password_env: str, vqd: bool
+) -> None:
+    # /proc/PID/cmdline is world-readable: the password must reach ffmpeg another way (a pipe).
+    cfg = RtspFrameConfig(enabled=True, port=digest.port, username="admin", password_env=password_env,
+                          vqd={"enabled": vqd})
+    seen: list[bytes] = []
+    async with RtspFrameProbe(cfg) as probe:
+        running = asyncio.create_task(probe.probe(camera()))
+        for _ in range(2000):  # bounded: the probe ends within its 15 s timeout
+            seen.extend(_ffmpeg_cmdlines())
+            if running.done():
+                break
+            await asyncio.sleep(0.005)
+        result = await running
+    assert result.ok, result.reason
+    assert seen, "ffmpeg was never seen running"
+    assert all(PASSWORD.encode() not in c and quote(PASSWORD, safe="").encode() not in c for c in seen), seen[0]
+    assert all(b"rtsp://" not in c for c in seen)  # not even the address with its user name
+
+
+def test_frame_probe_input_list_quotes_and_refuses_line_breaks() -> None:
+    probe = RtspFrameProbe(RtspFrameConfig(timeout_s=7))
+    listing = probe._input_list("rtsp://u:p@10.0.0.1/it's").decode()
+    assert "file 'rtsp://u:p@10.0.0.1/it'\\''s'\n" in listing and "option timeout 7000000\n" in listing
+    with pytest.raises(ValueError, match="control characters"):
+        probe._input_list("rtsp://10.0.0.1/a\nfile 'rtsp://elsewhere/'")
 
 
 @pytest.mark.peer

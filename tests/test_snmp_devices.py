@@ -270,6 +270,18 @@ async def test_a_ups_no_known_mib_answers_fails_its_poll(sim: SnmpSim, port: int
     assert not [s for s in result.series if s.measurement == "ups"]
 
 
+@pytest.mark.peer
+@pytest.mark.parametrize("kind", ["aircon", "sensor", "pdu"])
+async def test_a_machine_room_device_no_profile_answers_fails_its_poll(sim: SnmpSim, port: int, kind: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A precision AC, sensor or PDU whose MIB no profile reads (here a switch's agent) is not a
+    healthy poll: up is false and the reason says a profile is missing."""
+    async with SnmpProbe(cfg(port, "switch", monkeypatch)) as probe:
+        result = await probe.probe(dev(kind))
+    assert not result.ok and result.fields["up"] is False and "sys_uptime_s" in result.fields
+    assert result.reason == "no known device profile answered (profiles tried: none matched its sysObjectID or model)"
+
+
 USER = """\
 profile: apc_extra
 description: user profile with mistakes an agent reveals only at run time

@@ -162,7 +162,7 @@ def browser(tmp_path):
 @pytest.mark.peer
 async def test_a_duty_engineer_reports_and_works_an_order_from_the_phone(tmp_path, browser):
     async with served(tmp_path) as (url, book), aiohttp.ClientSession() as http:
-        async with open_page(browser, f"{url}/status?token={STATUS}") as page:
+        async with open_page(browser, f"{url}/status#token={STATUS}") as page:
             assert await page.wait_for_state("ok", "error") == "ok"
             await page.wait_until("document.querySelectorAll('#orders li.order').length === 2")
             before = await page.dom()
@@ -221,7 +221,7 @@ async def test_a_duty_engineer_reports_and_works_an_order_from_the_phone(tmp_pat
             errors = page.errors()
 
         # A new visit of the page: still signed in (the token kept in this browser).
-        async with open_page(browser, f"{url}/status?token={STATUS}") as again:
+        async with open_page(browser, f"{url}/status#token={STATUS}") as again:
             await again.wait_until(signed_in("张工"))
             assert again.errors() == []
         order = await order_json(http, url, ref)
@@ -272,7 +272,7 @@ async def test_a_duty_engineer_reports_and_works_an_order_from_the_phone(tmp_pat
 @pytest.mark.peer
 async def test_sign_in_refuses_wrong_and_shared_tokens_and_a_reader_gets_no_buttons(tmp_path, browser):
     async with served(tmp_path) as (url, book):
-        async with open_page(browser, f"{url}/status?token={STATUS}&lang=en") as page:
+        async with open_page(browser, f"{url}/status?lang=en#token={STATUS}") as page:
             assert await page.wait_for_state("ok") == "ok"
             errors_shown = []
             for token in ("not-a-token", STATUS):

@@ -3,7 +3,7 @@ status page, and an OpenAPI 3.1 document describing exactly these routes.
 
 Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
 
-    GET    /healthz                          liveness: 200, or 503 once cycles stopped finishing
+    GET    /healthz                          liveness: 200, or 503 once cycles stopped finishing or state writes fail
     GET    /api/v1/status                    online rates (fleet, regions, sites, kinds), states, open faults
     GET    /api/v1/devices                   ?region=&site=&kind=&state=&limit=&offset=
     GET    /api/v1/faults                    ?state=open|pending|firing|resolved|all&limit=
@@ -22,7 +22,7 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/reports/{kind}            ?period=&format=pdf|xlsx&lang=  the report file (daily … annual)
                                              (monitor/app/api_reports.py)
     GET    /api/v1/openapi.json
-    GET    /status                           the phone status page (HTML), ?token=&lang=&refresh=
+    GET    /status                           the phone status page (HTML), ?lang=&refresh=, #token=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
 
 Every route is declared once, in `_endpoints()`, together with the pydantic models of its path
@@ -33,10 +33,13 @@ the server does.
 Security decisions:
 - Reads are open by default; they show nothing the command hall's video wall does not. With a
   status token configured (api.status_token_env/_file: read-only, different from the write
-  token) every data read needs it or the write token, as a bearer header; the status page,
-  which a phone opens as a link, takes it as ?token= and its script sends it as a bearer
-  header. /healthz, the OpenAPI document and the page's CSS and script stay open: they show
-  no fleet data.
+  token) every data read needs it or the write token, as a bearer header. The status page,
+  which a phone opens as a link, is static and open; its link carries the token after the #
+  (/status#token=…), which browsers never send, and its script sends it as a bearer header.
+  /healthz, the OpenAPI document and the page's files stay open: they show no fleet data.
+- No token is taken from a URL: a query with `token` (or `access_token`) is answered 400
+  pointing to the Authorization header. Query strings end up in proxy logs and browser
+  histories; fleetmon's own log lines name the path without the query.
 - Every write (POST, DELETE) needs `Authorization: Bearer <token>`: a person's token
   (api.people: the write records that person as `by`, as far as their roles allow; a `by` in
   the request must be absent or the same, else 403) or the shared write token (admin and
@@ -46,18 +49,24 @@ Security decisions:
   configure one): even on loopback, since any local account on the ops server could otherwise
   acknowledge faults. Binding anything but a loopback address without a token is refused
   outright (ApiConfig's validator, and again by ApiServer).
-- A person's token also reads (as the status token does), but never from a URL.
+- A person's token also reads (as the status token does).
 - Malformed requests (bad JSON, wrong types, unknown fields or query parameters, bad values,
   unknown ids) are answered 4xx with {"error": reason}; anything unexpected is logged with
   its traceback and answered 500 {"error": "internal error"} without details.
 
-Logging (logger "fleetmon.api"): one line per write request — who acknowledged, created,
-deleted or recorded what, or why the request was refused; nothing per read; aiohttp's access
-log is off.
+Logging (logger "fleetmon.api"): one line per write — who acknowledged, created, deleted or
+recorded what; refused writes are counted: the first of a minute is logged with its reason,
+then one line "N refused requests from M addresses in the last 60 s" (a flood of bad tokens
+cannot flood the log); nothing per read; aiohttp's access log is off.
+
+Connections (monitor.app.api_guard): at most api.max_connections open at once (by default a
+quarter of RLIMIT_NOFILE, the rest stays for the probes), headers within api.header_timeout_s,
+keep-alive connections closed after api.idle_timeout_s idle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -68,6 +77,7 @@ from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mappi
 
 from aiohttp import web
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     Field,
@@ -78,7 +88,9 @@ from pydantic import (
 from pydantic.json_schema import models_json_schema
 
 from monitor.core.config_base import SelectorConfig
+from monitor.core.timecheck import check_datetime
 from monitor.app.access import Caller, Permission, Role, identify, roles_granting
+from monitor.app.api_guard import AcceptErrors, BadRequests, Guard, Summaries, Tally, connection_cap, tally_line
 from monitor.app.api_base import (
     ApiError,
     BodyModel as _Body,
@@ -133,6 +145,7 @@ from monitor.fleet.inventory import Inventory
 from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
 from monitor.state.tracker import State
+from monitor.state.writes import WriteHealth
 from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
 from probes.base import ProbeResult
 from rules.alerting.faults import FaultBook, FaultStateError
@@ -182,6 +195,7 @@ class ApiContext:
       those endpoints answer 503).
     - reports: makes the report files of /api/v1/reports (None: it answers 503).
     - reload: the latest reload's outcome (None: none since start), shown by /healthz.
+    - statedb: the state database's write health; /healthz answers 503 while writes fail.
     """
 
     inventory: Inventory
@@ -200,6 +214,7 @@ class ApiContext:
     assessment: Assessment | None = None
     reports: ReportMaker | None = None
     reload: Callable[[], ReloadOutcome | None] = lambda: None
+    statedb: WriteHealth | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -262,8 +277,14 @@ class AckIn(_Body):
 
 class MaintenanceIn(_Body):
     match: Annotated[SelectorConfig, Field(description="devices covered; every list empty = all devices")]
-    start: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00")]
-    end: Annotated[AwareDatetime, Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later")]
+    start: Annotated[
+        AwareDatetime, AfterValidator(check_datetime),
+        Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00; before 2100"),
+    ]
+    end: Annotated[
+        AwareDatetime, AfterValidator(check_datetime),
+        Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later; before 2100"),
+    ]
     reason: Reason
     by: Annotated[Person | None, Field(description=_BY)] = None
 
@@ -280,8 +301,9 @@ class ReloadOut(_Out):
 
 class HealthOut(_Out):
     status: Annotated[
-        Literal["ok", "starting", "stale"],
-        Field(description="starting: no cycle finished yet, still within the grace time; stale: answered 503"),
+        Literal["ok", "starting", "stale", "failing"],
+        Field(description="starting: no cycle finished yet, still within the grace time; stale: answered 503; "
+                          "failing: the state database takes no writes, answered 503 (statedb_error says why)"),
     ]
     uptime_s: float
     last_cycle_age_s: Annotated[float | None, Field(description="seconds since the latest cycle finished")]
@@ -292,6 +314,11 @@ class HealthOut(_Out):
     stale_probes: Annotated[
         list[str], Field(description=f"probes without a finished cycle for {STALE_CYCLES} of their intervals")
     ] = []
+    statedb_error: Annotated[
+        str | None,
+        Field(description="why state database writes fail, e.g. \"database or disk is full (SQLITE_FULL, ENOSPC)\" "
+                          "(null: they work); what could not be stored waits in memory and is retried"),
+    ] = None
     reload: Annotated[
         ReloadOut | None,
         Field(description="the latest reload (SIGHUP); null: none since start. A failed one left the old config "
@@ -550,8 +577,7 @@ class Endpoint:
     Access: a route with a `permission` is a write: it needs a token that grants it (a person's
     with the role, or the shared write token; monitor.app.access); `public` never needs a token
     (no fleet data in it); any other route is a read, which needs a token (status, write or a
-    person's) when a status token is configured: as a bearer header or, with `query_token`, the
-    status token as ?token= (a page opened as a link cannot send a header). `media_type`: of
+    person's) when a status token is configured, as a bearer header. `media_type`: of
     the successful answers (PageText bodies when not JSON); `media_types`: those of a route
     answering a file in one of several (ReportFile bodies); errors are always JSON."""
 
@@ -565,7 +591,6 @@ class Endpoint:
     body: type[BaseModel] | None = None
     permission: Permission | None = None
     public: bool = False
-    query_token: bool = False
     media_type: str = _JSON
     media_types: tuple[str, ...] = ()
 
@@ -608,13 +633,16 @@ def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:
     return _validate(model, dict(query), "query")
 
 
-async def _parse_body(model: type[BaseModel], request: web.Request) -> BaseModel:
+async def _parse_body(model: type[BaseModel], request: web.Request, timeout_s: float) -> BaseModel:
     if request.content_type != "application/json":
         raise ApiError(415, f"Content-Type must be application/json, not {request.content_type}")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):  # a body sent a byte at a time must not hold the connection
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes") from None
+    except TimeoutError:
+        raise ApiError(408, f"request body not received within {timeout_s:g} s", {"Connection": "close"}) from None
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -639,26 +667,27 @@ def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
+            _no_token_in_query(request)
             if endpoint.permission is not None:
                 caller = api.authorize(request, endpoint.permission)
             elif not endpoint.public:
-                caller = api.authorize_read(request, endpoint.query_token)
+                caller = api.authorize_read(request)
             else:
                 caller = Caller("anonymous")
             call = Call(
                 path=_validate(endpoint.path_params, request.match_info, "path") if endpoint.path_params else None,
                 query=_parse_query(endpoint.query, request) if endpoint.query else None,
-                body=await _parse_body(endpoint.body, request) if endpoint.body else None,
+                body=await _parse_body(endpoint.body, request, api.body_timeout_s) if endpoint.body else None,
                 caller=caller,
             )
             reply = await endpoint.handler(call)
         except ApiError as exc:
-            if endpoint.write:
-                # raw_path: still percent-encoded, so a path cannot forge log lines.
+            if endpoint.write and api.refused.note(request.remote):
+                # The window's first refusal in full, the rest counted (ApiServer logs the count).
+                # The path still percent-encoded (cannot forge log lines), without the query.
                 level = logging.WARNING if exc.status in (401, 403) else logging.INFO
-                log.log(
-                    level, "refused %s %s from %s: %s", request.method, request.raw_path, request.remote, exc.message
-                )
+                log.log(level, "refused %s %s from %s: %s (further refusals counted, logged once a minute)",
+                        request.method, request.url.raw_path, request.remote, exc.message)
             raise
         if reply.audit is not None:
             log.info("%s (from %s)", reply.audit, request.remote)
@@ -691,7 +720,7 @@ async def _errors(request: web.Request, handler: RouteHandler) -> web.StreamResp
     except web.HTTPException as exc:
         return _error(exc.status, exc.reason)
     except Exception:
-        log.exception("%s %s failed", request.method, request.raw_path)
+        log.exception("%s %s failed", request.method, request.url.raw_path)
         return _error(500, "internal error")
 
 
@@ -701,8 +730,10 @@ async def _errors(request: web.Request, handler: RouteHandler) -> web.StreamResp
 class _Api:
     """The endpoints' handlers over one ApiContext."""
 
-    def __init__(self, ctx: ApiContext) -> None:
+    def __init__(self, ctx: ApiContext, body_timeout_s: float = 10.0) -> None:
         self.ctx = ctx
+        self.body_timeout_s = body_timeout_s
+        self.refused = Tally()  # refused writes, for the summary line
 
     def _identify(self, given: str) -> Caller | None:
         ctx = self.ctx
@@ -728,24 +759,17 @@ class _Api:
             raise ApiError(403, caller.refusal(permission))
         return caller
 
-    def authorize_read(self, request: web.Request, query_token: bool) -> Caller:
+    def authorize_read(self, request: web.Request) -> Caller:
         """The caller of a read. While no status token is configured reads are open: the bearer
         token's caller, anonymous without one, "unknown" for one that matches none. Else raises
         ApiError 401 unless the request carries a known token (status, write or a person's) as a
-        bearer header, or (with `query_token`) the status token as ?token=. Tokens that grant
-        writes are never taken from a URL: URLs end up in browser histories and proxy logs."""
+        bearer header."""
         given = _bearer(request)
         caller = self._identify(given) if given is not None else None
         if self.ctx.status_token is None:
             return caller or Caller("anonymous" if given is None else "unknown")
-        if given is None and query_token:
-            given = request.query.get("token") or None
-            caller = self._identify(given) if given is not None else None
-            if caller is not None and caller.kind != "status":
-                caller = None
         if given is None:
-            where = "open /status?token=<token>" if query_token else "Authorization: Bearer <token>"
-            raise ApiError(401, f"the status token is required: {where}", _CHALLENGE)
+            raise ApiError(401, "the status token is required: Authorization: Bearer <token>", _CHALLENGE)
         if caller is None:
             raise ApiError(401, "wrong token", _CHALLENGE)
         return caller
@@ -768,12 +792,16 @@ class _Api:
         probes = {name: None if a is None else round(a, 3) for name, a in ages.items()}
         if stale:
             status = "stale"
+        failure = self.ctx.statedb.failure if self.ctx.statedb is not None else None
+        if failure is not None:
+            status = "failing"
         age = None if age_s is None else round(age_s, 3)
         reload = self.ctx.reload()
         body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
-                         stale_probes=stale, reload=None if reload is None else ReloadOut(
-                             at=_utc(reload.at_ns), ok=reload.ok, error=reload.error))
-        return Reply(503 if status == "stale" else 200, body)
+                         stale_probes=stale, statedb_error=failure.cause if failure is not None else None,
+                         reload=None if reload is None else ReloadOut(at=_utc(reload.at_ns), ok=reload.ok,
+                                                                      error=reload.error))
+        return Reply(503 if status in ("stale", "failing") else 200, body)
 
     async def status(self, call: Call) -> Reply:
         ctx = self.ctx
@@ -930,6 +958,18 @@ class _Api:
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fleetmon"'}
 
 
+QUERY_TOKENS = frozenset({"token", "access_token"})
+"""Query parameters refused: a token there would be logged by every proxy on the way."""
+
+
+def _no_token_in_query(request: web.Request) -> None:
+    """Raises ApiError 400 when the query names a token (QUERY_TOKENS, any case)."""
+    if any(key.lower() in QUERY_TOKENS for key in request.query):
+        raise ApiError(400, "tokens are not accepted in the URL (proxies and browser histories keep URLs): send "
+                            "the header Authorization: Bearer <token>; the status page takes its token after "
+                            "the #: /status#token=<token>")
+
+
 def _bearer(request: web.Request) -> str | None:
     """The token of an `Authorization: Bearer <token>` header; None without one."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -990,7 +1030,8 @@ def _endpoints(
     return (
         Endpoint("GET", "/healthz", "Liveness: are cycles still finishing?", api.health, {
             200: ("healthy, or starting within the grace time", HealthOut),
-            503: (f"no cycle finished for {STALE_CYCLES} cycle intervals", HealthOut),
+            503: (f"no cycle finished for {STALE_CYCLES} cycle intervals, or state database writes fail",
+                  HealthOut),
         }, public=True),
         Endpoint("GET", "/api/v1/status", "Online rates, device states and open faults", api.status, {
             200: ("fleet status", StatusOut),
@@ -1081,7 +1122,7 @@ def _endpoints(
         }, public=True),
         Endpoint("GET", page.path, page.summary, _serve(page), {
             200: ("the page; its script reads the JSON API", PageText),
-        }, query=PageQuery, query_token=True, media_type=page.content_type),
+        }, query=PageQuery, public=True, media_type=page.content_type),
         *(
             Endpoint("GET", f.path, f.summary, _serve(f), {200: ("the file", PageText)}, public=True,
                      media_type=f.content_type)
@@ -1126,7 +1167,7 @@ def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = F
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
         if e.write or reads_need_token and not e.public:
-            security: list[dict[str, list[str]]] = [{"bearer": []}] + ([{"query_token": []}] if e.query_token else [])
+            security: list[dict[str, list[str]]] = [{"bearer": []}]
         else:
             security = []
         operation: dict[str, Any] = {
@@ -1171,10 +1212,7 @@ def openapi_document(endpoints: tuple[Endpoint, ...], reads_need_token: bool = F
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                **({"query_token": {"type": "apiKey", "in": "query", "name": "token"}} if reads_need_token else {}),
-            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 
@@ -1223,10 +1261,15 @@ def _not_null(prop: Mapping[str, Any]) -> dict[str, Any]:
 # --- app and server ------------------------------------------------------------------------------
 
 
-def create_app(ctx: ApiContext) -> web.Application:
-    """The aiohttp application serving `ctx`; the routes are those of `_endpoints`. Raises
-    OSError when a file of the status page is missing (monitor/app/static)."""
-    api = _Api(ctx)
+REFUSED = web.AppKey("refused", Tally)
+"""The app's tally of refused writes (ApiServer logs it once a minute)."""
+
+
+def create_app(ctx: ApiContext, body_timeout_s: float = 10.0) -> web.Application:
+    """The aiohttp application serving `ctx`; the routes are those of `_endpoints`; a request
+    body must arrive within `body_timeout_s` (else 408). Raises OSError when a file of the
+    status page is missing (monitor/app/static)."""
+    api = _Api(ctx, body_timeout_s)
     document: dict[str, Any] = {}
 
     async def openapi(call: Call) -> Reply:
@@ -1238,6 +1281,7 @@ def create_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:
         app.router.add_route(e.method, e.path, _route_handler(e, api))
+    app[REFUSED] = api.refused
     return app
 
 
@@ -1260,7 +1304,18 @@ class ApiServer:
             if ctx.token is not None or ctx.people else "disabled: no token configured"
         )
         self._reads = "need the status token" if ctx.status_token is not None else "open"
-        self._runner = web.AppRunner(create_app(ctx), access_log=None, shutdown_timeout=5.0)
+        app = create_app(ctx, body_timeout_s=cfg.header_timeout_s)
+        # keepalive_timeout: aiohttp closes a connection idle (or slow with its next request) this long.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, keepalive_timeout=cfg.idle_timeout_s)
+        self.guard = Guard(connection_cap(cfg.max_connections), cfg.header_timeout_s)
+        self._summaries = Summaries()
+        self._summaries.add(tally_line(app[REFUSED], "refused requests"))
+        self._summaries.add(tally_line(self.guard.over_cap, "connections refused over the cap"))
+        self._summaries.add(tally_line(self.guard.slow, "connections closed without headers in time"))
+        self._bad_requests = BadRequests()
+        self._summaries.add(tally_line(self._bad_requests.tally, "malformed requests"))
+        self._accept_errors: AcceptErrors | None = None
+        self._summarizing: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -1270,16 +1325,56 @@ class ApiServer:
     async def __aenter__(self) -> Self:
         await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, self._cfg.listen, self._cfg.port).start()
+            await _GuardedSite(self._runner, self._cfg.listen, self._cfg.port, self.guard).start()
         except BaseException:
             await self._runner.cleanup()
             raise
+        logging.getLogger("aiohttp.server").addFilter(self._bad_requests)
+        loop = asyncio.get_running_loop()
+        self._accept_errors = AcceptErrors(loop.get_exception_handler())
+        loop.set_exception_handler(self._accept_errors)
+        self._summaries.add(self._accept_errors.summary)
+        self._summarizing = asyncio.create_task(self._summaries.run(), name="api-log-summaries")
         host = f"[{self._cfg.listen}]" if ":" in self._cfg.listen else self._cfg.listen
         log.info(
-            "HTTP API on http://%s:%d/, status page /status (writes %s, reads %s)", host, self.port, self._writes,
-            self._reads,
+            "HTTP API on http://%s:%d/, status page /status (writes %s, reads %s; at most %d connections, "
+            "headers within %g s, idle %g s)", host, self.port, self._writes, self._reads, self.guard.cap,
+            self._cfg.header_timeout_s, self._cfg.idle_timeout_s,
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._runner.cleanup()
+        try:
+            await self._runner.cleanup()
+        finally:
+            if self._summarizing is not None:
+                self._summarizing.cancel()
+                await asyncio.gather(self._summarizing, return_exceptions=True)
+            self._summaries.flush()  # what the last window counted
+            logging.getLogger("aiohttp.server").removeFilter(self._bad_requests)
+            if self._accept_errors is not None:
+                loop = asyncio.get_running_loop()
+                if loop.get_exception_handler() is self._accept_errors:
+                    loop.set_exception_handler(self._accept_errors.previous)
+
+
+class _GuardedSite(web.BaseSite):
+    """aiohttp's TCPSite with each connection wrapped by `guard` (monitor.app.api_guard)."""
+
+    __slots__ = ("_host", "_port", "_guard")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: Guard) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._guard = host, port, guard
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.factory(server), self._host, self._port, backlog=128
+        )

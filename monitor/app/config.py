@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -46,9 +45,12 @@ from monitor.core.config_base import (
     ResolvedSecret,
     Strict,
     WithSecrets,
+    expansion_problem,
     locate,
+    read_regular_file,
 )
 from monitor.core.model import Kind
+from monitor.core.timecheck import check_zone
 from monitor.fleet.inventory import InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
 from monitor.reports.config import ReportsConfig, wecom_routes
@@ -118,12 +120,21 @@ class ApiConfig(WithSecrets):
     - token_env / token_file: the shared bearer token for writes (admin, integrations: the
       request names who acts, `by`); resolved into `token`.
     - status_token_env / status_token_file: a read-only token; resolved into `status_token`.
-      When set, the phone status page (/status?token=…) and every data read (/api/v1/status,
-      devices, faults, maintenance, workorders) need it, the write token or a person's token;
-      /healthz and the OpenAPI document stay open. It must differ from the write token: it
-      travels in page URLs (bookmarks, browser history), so it must not grant writes.
+      When set, every data read (/api/v1/status, devices, faults, maintenance, workorders) needs
+      it, the write token or a person's token, as a bearer header; the phone status page's
+      script sends the one of its link (/status#token=…: after the #, so it never reaches the
+      server or a proxy log). /healthz, the OpenAPI document and the page's files stay open. It
+      must differ from the write token: it travels in page links (bookmarks, browser history),
+      so it must not grant writes.
     - people: per-person tokens (PersonConfig): every write made with one records its person,
       as far as their roles allow (monitor.app.access). Tokens are all different.
+    - header_timeout_s: a connection must send its first request's headers (and a request its
+      body) within this long, else it is closed (slowloris, silent sockets).
+    - idle_timeout_s: a keep-alive connection idle (or slow with its next request) this long
+      is closed.
+    - max_connections: API connections open at once; beyond, a connection is answered 503 and
+      closed. None: a quarter of the soft RLIMIT_NOFILE, between 4 and 256, so the probes keep
+      the other three quarters of the file descriptors (monitor.app.api_guard).
     """
 
     secrets = ("token", "status_token")
@@ -136,6 +147,9 @@ class ApiConfig(WithSecrets):
     status_token_env: str | None = None
     status_token_file: Path | None = None
     people: list[PersonConfig] = []
+    header_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    idle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    max_connections: Annotated[int, Field(ge=1, le=65_536)] | None = None
 
     token: ResolvedSecret = None
     status_token: ResolvedSecret = None
@@ -152,7 +166,7 @@ class ApiConfig(WithSecrets):
             and self.token is not None
             and self.status_token.get_secret_value() == self.token.get_secret_value()
         ):
-            raise ValueError("status_token must differ from token: it is read-only and travels in page URLs")
+            raise ValueError("status_token must differ from token: it is read-only and travels in page links")
         self._check_people()
         if self.token is None and not self.people and not address.is_loopback:
             raise ValueError(
@@ -236,14 +250,7 @@ class FleetmonConfig(Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai "
-                "(the tzdata package provides them)"
-            ) from None
-        return name
+        return check_zone(name)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -332,12 +339,18 @@ def _by_line(problems: list[tuple[int, str]]) -> list[str]:
     return [message for _, message in sorted(problems, key=lambda problem: problem[0])]
 
 
+MAX_CONFIG_BYTES = 16 << 20
+"""A config file larger than this is refused unread (the example is ~30 KB)."""
+
+
 def _read_text(path: Path) -> str:
     """The file's text; UTF-8, a BOM tolerated. Raises ConfigError."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_CONFIG_BYTES, "a config file")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except ValueError as exc:  # a FIFO, a device, a directory, too large
+        raise ConfigError([f"{path}: {exc}"]) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -360,9 +373,17 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any, list[tuple[int, 
             [f"{path}:{line}:{column}: YAML syntax error: {exc.reason} (character #x{exc.character:02x})"]
         ) from None
     try:
-        root = loader.get_single_node()
+        try:
+            root = loader.get_single_node()
+        except RecursionError:  # PyYAML composes nested collections recursively
+            mark = loader.get_mark()
+            raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: YAML nested too deeply"]) from None
         if root is None:
             raise _empty(path)
+        # Before construction, which would build every expansion (exponential in the text).
+        if (too_large := expansion_problem(root)) is not None:
+            mark, why = too_large
+            raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: {why}"])
         # Before construction: constructing merges `<<:` keys into their mappings, and a key
         # overriding a merged one is not a duplicate.
         problems = list(_duplicate_keys(path, root, (), set()))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from contextlib import AsyncExitStack
 from typing import Callable
@@ -34,16 +35,18 @@ from monitor.app.snapshot import Snapshot
 from monitor.assess.assessment import Assessment
 from monitor.assess.records import record_inventory_statuses
 from monitor.assess.serials import SerialWatch
+from monitor.assess.orders import Source
 from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import InfluxResults
 from monitor.metrics.sink import InfluxSink
-from monitor.metrics.writer import MetricsWriter
+from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.reports.config import wecom_routes
 from monitor.reports.service import ReportService
 from monitor.state.db import StateDB, StateDBError
 from monitor.state.recorder import Recorder
+from monitor.state.writes import cause_of
 from monitor.state.tracker import StateTracker
 from probes import REGISTRY
 from probes.traps import TrapReceiver
@@ -143,8 +146,11 @@ class Daemon:
         db = await stack.enter_async_context(StateDB(cfg.state.database))
         await self._record_statuses(db)
         await db.start_session(len(self.probed))
-        stack.push_async_callback(db.end_session)
-        sink = await stack.enter_async_context(InfluxSink(cfg.influxdb)) if cfg.influxdb.enabled else None
+        stack.push_async_callback(_end_session, db)
+        sink = None
+        if cfg.influxdb.enabled:
+            spool_dir = cfg.influxdb.spool_dir or cfg.state.database.parent / "influx-spool"
+            sink = await stack.enter_async_context(InfluxSink(cfg.influxdb, spool_dir))
         recorder = await stack.enter_async_context(Recorder(db))
         self._alerting = alerting = await stack.enter_async_context(Alerting(
             self.inventory, db, rules=cfg.rules, flapping=cfg.flapping, maintenance=cfg.maintenance,
@@ -156,7 +162,7 @@ class Daemon:
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink) if sink is not None else None,
             online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
-            listeners=[serials],
+            listeners=[serials], open_orders=self._open_orders,
         )
         stack.callback(pipeline.close)
         if cfg.traps.enabled:
@@ -184,13 +190,35 @@ class Daemon:
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
-                workorders=self.workorders, assessment=self.assessment, reports=reports, reload=self._reload,
+                workorders=self.workorders, assessment=self.assessment, reports=reports, statedb=db.health,
+                reload=self._reload,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
             task = asyncio.create_task(scheduler.run(), name=f"scheduler-{scheduler.probe.name}")
             stack.push_async_callback(_cancel, task)
         return schedulers
+
+    def _open_orders(self, now_ns: int) -> list[OpenOrder]:
+        """The open work orders for the command hall's wall (`work_order_open`), the most urgent
+        first: by the deadline of the next running SLA clock, orders without one last."""
+        book = self.workorders
+        if book is None:
+            return []
+        rows = []
+        for order in book.open_orders():
+            running = [c for c in book.countdown(order, now_ns) if c.stopped_ns is None]
+            clock = min(running, key=lambda c: c.deadline_ns, default=None)
+            device_id = order.devices[0] if order.devices else ""
+            rows.append(OpenOrder(
+                ref=order.ref, fault_id=order.source_ref if order.source is Source.FAULT and order.source_ref else "",
+                severity=order.severity.value, title=order.title, device_id=device_id,
+                device=self.inventory.devices.get(device_id), owner=order.assignee or "",
+                sla_clock=clock.label if clock is not None else "",
+                sla_deadline_ns=clock.deadline_ns if clock is not None else None,
+                sla_remaining_s=clock.remaining_s if clock is not None else None,
+            ))
+        return sorted(rows, key=lambda r: (r.sla_deadline_ns is None, r.sla_deadline_ns or 0))
 
     async def _record_statuses(self, db: StateDB) -> None:
         """Store the point list's statuses (延建/拆除) that changed since the last start: the
@@ -266,6 +294,15 @@ class Daemon:
             )
             running[name] = Running(probe, tracker, polled, probe_cfg.interval_s)
         return running
+
+
+async def _end_session(db: StateDB) -> None:
+    """Close the session; a state DB that takes no writes leaves it open (seen as a crash at the
+    last heartbeat), which is logged, not raised: the daemon still stops cleanly."""
+    try:
+        await db.end_session()
+    except sqlite3.Error as exc:
+        log.error("session end not stored: %s", cause_of(exc))
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

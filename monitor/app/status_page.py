@@ -5,9 +5,18 @@ The page is static: the server never writes data, let alone a token, into it. It
 (static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
 /api/v1/devices?state=down|unreachable, /api/v1/devices?basis=video&state=down (cameras that ping
 but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz, /api/v1/whoami and,
-when the daemon keeps them, /api/v1/workorders), sending the `token` of the page's own URL as
-`Authorization: Bearer`, and builds the DOM with textContent only (device names come from point
+when the daemon keeps them, /api/v1/workorders), sending the `token` of the page's own link as
+`Authorization: Bearer`: the link carries it after the # (/status#token=…), which browsers never
+send to a server, so it is in no server or proxy log (the API refuses tokens in query strings).
+It builds the DOM with textContent only (device names come from point
 lists: untrusted). When the daemon cannot be reached it says so and keeps the last data on screen.
+
+What needs a person comes first: work orders and open faults (most urgent first), then the
+offline points with id, IP, since when and the probe's reason in Chinese (status_reasons), with a
+search (id, name, IP, site, region) and filters (region, kind, state) over the whole list; every
+list shows PAGE_STEP items more per tap and says how many of how many ("显示 20 / 151"), never
+cutting silently; then cameras without video, regions and links. The layout keeps names whole on
+a 360 px phone (no break-all; tests/test_status_page_hall.py measures it in Chromium).
 
 Work orders (工单): the open orders with their SLA countdowns; a duty engineer signs in once with
 their personal token (api.people), which the script keeps in the browser's localStorage and sends
@@ -16,19 +25,21 @@ writes), and gets the buttons 报障 (a point found by /api/v1/devices?q=), 认�
 and 关闭; the API records that person as `by`.
 
 Security: the headers below forbid inline scripts and every foreign origin (a name that slips
-through as markup still cannot run), send no Referer (the page URL may carry the token) and
+through as markup still cannot run), send no Referer and
 forbid caching and framing. The files are read once, when the app is built: a missing file is
 an error at start, not a 500 later.
 """
 
 from __future__ import annotations
 
+import html as html_text
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from monitor.app import status_reasons
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 
 STATIC = Path(__file__).with_name("static")
@@ -55,9 +66,6 @@ class PageQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    token: Annotated[
-        str | None, Field(description="the status token, when one is configured (api.status_token_env/_file)")
-    ] = None
     lang: Annotated[
         Literal["zh", "en"] | None, Field(description="language of the page; default: the daemon's `language`")
     ] = None
@@ -87,12 +95,13 @@ def load_assets() -> tuple[Asset, ...]:
 
     The page's thresholds (online rate target, RTT limit) are the contract's
     (monitor.core.contract), written into data attributes of the HTML so that the script has no
-    copies of them."""
+    copies of them; so is the Chinese of the probes' failure reasons (status_reasons), as JSON."""
     html = (
         (STATIC / "status.html").read_text(encoding="utf-8")
         .replace("{{online_target_pct}}", f"{ONLINE_RATE_TARGET_PCT:g}")
         .replace("{{rtt_limit_ms}}", f"{LINE_RTT_LIMIT_MS:g}")
         .replace("{{refresh_s}}", " ".join(str(s) for s in REFRESH_S))
+        .replace("{{reasons}}", html_text.escape(status_reasons.as_json(), quote=True))
     )
     return (
         Asset("/status", "status_page", "The phone status page (HTML)", "text/html", html),

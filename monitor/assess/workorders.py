@@ -61,6 +61,7 @@ from monitor.core.periodic import PeriodicTask
 from monitor.core.model import Device
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
+from monitor.state.writes import Backoff
 from rules.alerting import outbox
 from rules.alerting.faults import FaultBook
 from rules.model import EventKind, Fault, FaultState, Severity
@@ -889,6 +890,9 @@ def _text(text: str | None, what: str) -> str:
     return text
 
 
+WRITER = "workorders"  # its name in the state DB's WriteHealth
+
+
 class WorkOrderService:
     """Runs `book.tick()` every `cfg.tick_s` seconds and at once after a fault fires or
     resolves. `async with WorkOrderService(book) as service:` then
@@ -897,8 +901,23 @@ class WorkOrderService:
     def __init__(self, book: WorkOrderBook) -> None:
         self.book = book
         # A failed tick (a bug or the database) is logged and tried again next tick.
-        self._loop = PeriodicTask(book.tick, lambda: book.cfg.tick_s, name="workorders", log=log,
+        self._loop = PeriodicTask(self._tick, lambda: book.cfg.tick_s, name="workorders", log=log,
                                   what="work-order tick")
+        self._backoff = Backoff()
+
+    async def _tick(self) -> None:
+        """One tick; a state DB that takes no writes is reported to its WriteHealth (the book's
+        memory is unchanged by a batch that was not stored: the next tick makes it again, after
+        a backoff rather than a whole tick_s), not logged as a bug."""
+        health = self.book._db.health
+        try:
+            await self.book.tick()
+        except sqlite3.Error as exc:
+            health.failed(WRITER, exc)
+            asyncio.get_running_loop().call_later(self._backoff.next_s(), self._loop.wake)
+            return
+        self._backoff.reset()
+        health.ok(WRITER)
 
     def on_fault_event(self, fault: Fault, kind: EventKind, ts_ns: int) -> None:
         if kind in (EventKind.FIRING, EventKind.RESOLVED):

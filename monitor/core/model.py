@@ -26,6 +26,24 @@ class Kind(StrEnum):
     SERVER = "server"
     PLATFORM = "platform"  # video platform / storage cluster front end
     NVR = "nvr"  # network video recorder (网络硬盘录像机): disks and per-channel recording
+    AIRCON = "aircon"  # machine-room precision air conditioning (精密空调), SNMP profile
+    SENSOR = "sensor"  # temperature/humidity and other environment sensors (温湿度传感器), SNMP profile
+    PDU = "pdu"  # switched/metered rack power distribution unit (PDU), SNMP profile
+
+
+KIND_LABELS: dict[Kind, tuple[str, str]] = {
+    Kind.CAMERA: ("摄像机", "camera"),
+    Kind.SWITCH: ("交换机", "switch"),
+    Kind.UPS: ("UPS", "UPS"),
+    Kind.LINK: ("专线", "line"),
+    Kind.SERVER: ("服务器", "server"),
+    Kind.PLATFORM: ("平台", "platform"),
+    Kind.NVR: ("录像机", "NVR"),
+    Kind.AIRCON: ("精密空调", "precision AC"),
+    Kind.SENSOR: ("温湿度传感器", "sensor"),
+    Kind.PDU: ("PDU", "PDU"),
+}
+"""What people read for a kind: (Chinese, English). The one table alerts, pages and reports use."""
 
 
 class Status(StrEnum):

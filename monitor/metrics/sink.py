@@ -2,8 +2,14 @@
 InfluxDB outages.
 
 Data flow: `InfluxSink.write()` (sync, from the event loop) → schema check and line-protocol
-encoding → in-memory buffer (bounded) → one background task that sends batches of at most
-`batch_size` lines every `flush_interval_s` (or as soon as a batch is full) → InfluxDB.
+encoding → the spool on disk (monitor/metrics/spool.py: survives restarts and kill -9; bounded
+by `spool_max_bytes`), whose front is held in memory (at most `max_buffer_lines`) → one
+background task that sends batches of at most `batch_size` lines every `flush_interval_s` (or
+as soon as a batch is full) → InfluxDB; what InfluxDB settled is acknowledged in the spool.
+Lines waiting on disk only (an outage longer than the memory holds, or lines from before a
+restart) are loaded back in order as the memory empties: the order of the lines and their
+timestamps are the ones written. Without a spool directory (tests, one-shot commands) the
+memory is all there is.
 
 Two APIs, one encoder (`encode_line`, nanosecond precision):
 - `api: v1`: aiohttp `POST {url}/write?db=&rp=&precision=ns`, Basic auth from username/password
@@ -27,7 +33,8 @@ https://docs.influxdata.com/influxdb/v2/write-data/troubleshoot/):
 - No answer (connection refused, timeout), 429, 5xx and other statuses (e.g. v2 bucket not
   found): kept and retried with exponential backoff (retry.initial_s … retry.max_s, jitter);
   429/503 `Retry-After` is honoured.
-The buffer holds at most `max_buffer_lines`; beyond it the oldest lines are dropped and counted.
+Without a spool the buffer holds at most `max_buffer_lines`; beyond it the oldest lines are
+dropped and counted. With one, the oldest are dropped (and counted) only when the spool is full.
 
 Logging follows the daemon's rule of one line per state change: one when writes start failing,
 one when they work again, never one per retry. Secrets (password, token) are never logged.
@@ -50,6 +57,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Protocol, Self
 
 import aiohttp
@@ -57,6 +65,7 @@ import yarl
 
 from monitor.metrics import schema
 from monitor.metrics.config import InfluxDBConfig
+from monitor.metrics.spool import Spool
 
 if TYPE_CHECKING:
     from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -83,10 +92,11 @@ _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
 class SinkStats:
     """Counters of one sink since it was created, in lines (one line = one point).
 
-    - buffered_lines: waiting in memory, including a batch being sent.
+    - buffered_lines: waiting to be written (in memory or in the spool), including a batch
+      being sent.
     - written_lines: accepted by InfluxDB.
-    - dropped_lines: lost for good: evicted because the buffer was full, or rejected by InfluxDB
-      (field type conflict, too large).
+    - dropped_lines: lost for good: evicted because the buffer (or the spool) was full, damaged
+      in the spool, or rejected by InfluxDB (field type conflict, too large).
     - write_errors: write requests that did not fully succeed (including ones retried later).
     - reachable: the last write request was answered and accepted, fully or in part (True
       until a request fails).
@@ -362,19 +372,26 @@ def _basic_auth(user: str, password: str) -> str:
 class InfluxSink:
     """Writes points to InfluxDB in the background; see the module docstring for the behaviour.
 
-    Use as `async with InfluxSink(cfg) as sink:`; call `write()` from the event loop's thread.
-    Entering never waits for InfluxDB (the daemon must start while InfluxDB is down); leaving
-    flushes what is pending for at most `cfg.timeout_s` seconds, logs what could not be written,
-    and stops the background tasks. Call `flush()` first for a longer bound.
+    Use as `async with InfluxSink(cfg, spool_dir) as sink:`; call `write()` from the event
+    loop's thread. `spool_dir`: the spool's directory (None: memory only). Entering never waits
+    for InfluxDB (the daemon must start while InfluxDB is down) and starts sending what the
+    spool holds from before; it raises spool.SpoolError when the directory cannot be used.
+    Leaving flushes what is pending for at most `cfg.timeout_s` seconds, logs what could not be
+    written (kept in the spool for the next start, if any), and stops the background tasks.
+    Call `flush()` first for a longer bound.
     """
 
-    def __init__(self, cfg: InfluxDBConfig) -> None:
+    def __init__(self, cfg: InfluxDBConfig, spool_dir: Path | None = None) -> None:
         self._cfg = cfg
         base, url_credentials = _split_url_credentials(cfg.url)
         self._url = str(base)
         self._target = f"database {cfg.database}" if cfg.api == "v1" else f"org {cfg.org}, bucket {cfg.bucket}"
         self._writer: _Writer = _V1Writer(cfg, base, url_credentials) if cfg.api == "v1" else _V2Writer(cfg, base)
         self._queue: deque[bytes] = deque()
+        self._spool = Spool(spool_dir, cfg.spool_max_bytes) if spool_dir is not None else None
+        # With a spool: the spool position after each line of _queue (for acknowledging).
+        self._ends: deque[int] = deque()
+        self._corrupt_counted = 0
         # The first `_inflight` lines of the queue travel in the current request; lines evicted
         # from them meanwhile are `_inflight_evicted`: their fate is known when the reply comes.
         self._inflight = 0
@@ -403,7 +420,11 @@ class InfluxSink:
 
     @property
     def stats(self) -> SinkStats:
-        return SinkStats(len(self._queue), self._written, self._dropped, self._errors, self._reachable)
+        return SinkStats(self._pending(), self._written, self._dropped, self._errors, self._reachable)
+
+    def _pending(self) -> int:
+        """Lines not yet settled: in memory, and on disk only."""
+        return len(self._queue) + (self._spool.unloaded_lines if self._spool is not None else 0)
 
     # -- producer side ---------------------------------------------------------------------------
 
@@ -413,12 +434,60 @@ class InfluxSink:
         line = encode_line(measurement, tags, fields, ts_ns)
         if not line:
             return  # every field was NaN/inf: nothing to store
-        if len(self._queue) >= self._cfg.max_buffer_lines:
-            self._evict_oldest()
-        self._queue.append(line)
+        if self._spool is not None:
+            self._spool_line(self._spool, line)
+        else:
+            if len(self._queue) >= self._cfg.max_buffer_lines:
+                self._evict_oldest()
+            self._queue.append(line)
         self._drained.clear()
-        if len(self._queue) - self._inflight >= self._batch_limit and not self._backing_off:
+        if self._pending() - self._inflight >= self._batch_limit and not self._backing_off:
             self._wake.set()
+
+    def _spool_line(self, spool: Spool, line: bytes) -> None:
+        """Append to the spool; keep the line in memory too while nothing older waits on disk
+        only and memory has room. Then forget what a full spool dropped."""
+        keep = spool.loaded == spool.tail and len(self._queue) < self._cfg.max_buffer_lines
+        end = spool.append(line, keep_loaded=keep)
+        if end is not None and keep:
+            self._queue.append(line)
+            self._ends.append(end)
+        self._forget_dropped(spool)
+
+    def _forget_dropped(self, spool: Spool) -> None:
+        """The spool deleted its oldest segments to make room: the lines of them held in memory
+        go too (those in flight are settled by the reply), and all are counted as lost."""
+        floor, lost = spool.floor, spool.take_dropped()
+        while self._ends and self._ends[0] <= floor:
+            self._queue.popleft()
+            self._ends.popleft()
+            if self._inflight:
+                self._inflight -= 1
+                self._inflight_evicted += 1
+            else:
+                lost += 1
+        if lost:
+            self._lose_evicted(lost)
+            if not self._overflow_logged:
+                self._overflow_logged = True
+                log.warning(
+                    "InfluxDB sink spool full (%d bytes in %s): dropping the oldest lines until InfluxDB takes "
+                    "writes again", spool.max_bytes, spool.directory,
+                )
+
+    def _refill(self) -> bool:
+        """Load lines waiting on disk only into memory, in order, up to two batches ahead (reading
+        runs on the event loop: a few ms at a time, never the whole backlog). True when lines are
+        in memory afterwards."""
+        spool = self._spool
+        room = min(self._cfg.max_buffer_lines, 2 * self._batch_limit) - len(self._queue)
+        if spool is not None and spool.unloaded_lines and room > 0:
+            for line, end in spool.load(room):
+                self._queue.append(line)
+                self._ends.append(end)
+            damaged, self._corrupt_counted = spool.corrupt_records - self._corrupt_counted, spool.corrupt_records
+            self._dropped += damaged
+        return bool(self._queue)
 
     def _evict_oldest(self) -> None:
         self._queue.popleft()
@@ -437,22 +506,35 @@ class InfluxSink:
     async def flush(self, timeout_s: float) -> bool:
         """Send what is buffered now, without waiting for the flush interval or a retry delay.
         True when the buffer is empty at the end, False after `timeout_s` seconds otherwise."""
-        if not self._queue:
+        if not self._pending():
             return True
         self._wake.set()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._drained.wait(), timeout_s)
-        return not self._queue
+        return not self._pending()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self._writer.open()
-        log.info("writing metrics to InfluxDB at %s (api %s, %s)", self._url, self._cfg.api, self._target)
+        if self._spool is not None:
+            self._spool.open()
+            if self._spool.unloaded_lines:
+                self._drained.clear()
+                self._wake.set()
+        try:
+            await self._writer.open()
+        except BaseException:
+            if self._spool is not None:
+                self._spool.close()
+            raise
+        spooled = f", spool {self._spool.directory}" if self._spool is not None else ""
+        log.info("writing metrics to InfluxDB at %s (api %s, %s%s)", self._url, self._cfg.api, self._target, spooled)
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="influx-sink"),
             asyncio.create_task(self._self_monitor_loop(), name="influx-sink-stats"),
         ]
+        if self._spool is not None:
+            self._tasks.append(asyncio.create_task(self._sync_loop(self._spool), name="influx-sink-sync"))
         for task in self._tasks:
             task.add_done_callback(_report_crash)
         return self
@@ -460,14 +542,23 @@ class InfluxSink:
     async def __aexit__(self, *exc_info: object) -> None:
         self._write_self_monitoring()
         if not await self.flush(self._cfg.timeout_s):
+            kept = f"; kept in the spool {self._spool.directory} for the next start" if self._spool is not None else ""
             log.warning(
-                "InfluxDB sink stopping with %d lines not written (InfluxDB at %s: %s)",
-                len(self._queue), self._url, self._trouble_reason if not self._reachable else "too slow",
+                "InfluxDB sink stopping with %d lines not written (InfluxDB at %s: %s)%s",
+                self._pending(), self._url, self._trouble_reason if not self._reachable else "too slow", kept,
             )
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._writer.close()
+        if self._spool is not None:
+            self._spool.close()
+
+    async def _sync_loop(self, spool: Spool) -> None:
+        """fdatasync the spool once per flush interval: the power-loss window (see spool.py)."""
+        while True:
+            await asyncio.sleep(self._cfg.flush_interval_s)
+            spool.sync()
 
     async def _self_monitor_loop(self) -> None:
         while True:
@@ -494,7 +585,7 @@ class InfluxSink:
     async def _wait_for_work(self) -> None:
         """Return when a full batch waits, `flush_interval_s` has passed, or flush() asks."""
         self._wake.clear()
-        if len(self._queue) >= self._batch_limit:
+        if self._pending() >= self._batch_limit:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._cfg.flush_interval_s)
@@ -503,7 +594,7 @@ class InfluxSink:
         """Send batches from the head of the buffer until it is empty, waiting between failed
         attempts (exponential backoff; flush() cuts a wait short)."""
         failures = 0
-        while self._queue:
+        while self._refill():
             delay = await self._send_batch(failures)
             if delay is None:
                 failures = 0
@@ -553,9 +644,14 @@ class InfluxSink:
         return None
 
     def _settle(self, sent: int, dropped: int) -> None:
-        """InfluxDB answered for the in-flight lines: remove them, count them."""
+        """InfluxDB answered for the in-flight lines: remove them, count them, and tell the spool
+        never to send them again."""
         for _ in range(self._inflight):
             self._queue.popleft()
+        if self._spool is not None and self._inflight:
+            for _ in range(self._inflight - 1):
+                self._ends.popleft()
+            self._spool.ack(self._ends.popleft())
         self._written += sent - dropped
         self._dropped += dropped
         self._inflight = self._inflight_evicted = 0

@@ -28,7 +28,6 @@ Times are local times of the top-level `timezone`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import time
 from pathlib import Path
@@ -36,17 +35,16 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, Strict, WithSecrets
+from monitor.core.config_base import Strict
 from monitor.reports.document import REPORT_TYPES
 from rules.alerting.notifiers.base import RouteConfigBase
+from rules.alerting.notifiers.email import SmtpConfig
 from rules.alerting.notifiers.wecom import WeComConfig
 
 ReportType = Literal["daily", "weekly", "monthly", "quarterly", "half-year", "annual"]
 assert get_args(ReportType) == REPORT_TYPES, "the config's report types are the document's"
 Format = Literal["pdf", "xlsx"]
 
-_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
-_HOST = re.compile(r"[A-Za-z0-9._:\[\]-]+")
 
 
 class ScheduleEntry(Strict):
@@ -93,75 +91,15 @@ class ScheduleEntry(Strict):
         return self
 
 
-class EmailConfig(WithSecrets):
-    """Reports by e-mail (config `reports.delivery.email`).
+class EmailConfig(SmtpConfig):
+    """Reports by e-mail (config `reports.delivery.email`): the SMTP server, account and
+    recipients (rules.alerting.notifiers.email.SmtpConfig, shared with the e-mail alarm route), and
 
-    - host / port: the SMTP server (submission: 587 with STARTTLS, or 465 with TLS).
-    - security: "starttls" (default), "tls" (implicit, port 465) or "none" (only for a relay on
-      the same host or a lab).
-    - username with password_env / password_file (exactly one, when username is set): SMTP
-      AUTH. Resolved at load time into `password` (SecretStr, never printed).
-    - sender, to, cc: addresses (at least one recipient in `to`).
-    - ca_file: PEM file of the CA that signed the server's certificate (a private CA);
-      None: the system's CAs. The certificate is always verified.
     - max_attachment_mb: a report file larger than this is not attached (the mail says where it
       is kept instead); many servers refuse messages over 20–25 MB.
-    - timeout_s: per SMTP operation.
     """
 
-    model_config = ConfigDict(hide_input_in_errors=True)
-    secrets = ("password",)
-
-    host: Annotated[str, Field(min_length=1, max_length=253)]
-    port: Annotated[int, Field(ge=1, le=65_535)] = 587
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    sender: str
-    to: Annotated[list[str], Field(min_length=1)]
-    cc: list[str] = []
-    ca_file: Path | None = None
     max_attachment_mb: Annotated[float, Field(gt=0, le=100)] = 20.0
-    timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
-
-    password: ResolvedSecret = None
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, host: str) -> str:
-        if not _HOST.fullmatch(host):
-            raise ValueError("must be a host name or an IP address")
-        return host
-
-    @field_validator("sender")
-    @classmethod
-    def _sender(cls, address: str) -> str:
-        return _address(address)
-
-    @field_validator("to", "cc")
-    @classmethod
-    def _recipients(cls, addresses: list[str]) -> list[str]:
-        return [_address(a) for a in addresses]
-
-    @model_validator(mode="after")
-    def _auth(self) -> EmailConfig:
-        given = self.password is not None  # resolved by WithSecrets, which refused env and file both
-        if self.username is None and given:
-            raise ValueError("a password without a username: set username too")
-        if self.username is not None and not given:
-            raise ValueError("username needs password_env or password_file")
-        if self.username is not None and self.security == "none":
-            raise ValueError('security "none" would send the SMTP password unencrypted: use starttls or tls')
-        if self.ca_file is not None and self.security == "none":
-            raise ValueError('ca_file is for starttls or tls, not security "none"')
-        return self
-
-
-def _address(address: str) -> str:
-    if not _ADDRESS.fullmatch(address):
-        raise ValueError(f"not an e-mail address: {address!r}")
-    return address
 
 
 class DeliveryConfig(Strict):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
@@ -42,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiosmtplib
 
 from monitor.reports.config import EmailConfig
 from monitor.reports.document import Report
 from monitor.reports.text import kpi_text, period_text, verdict, words
+from rules.alerting.notifiers.email import SmtpError, smtp_send
 from rules.alerting.notifiers.wecom import MAX_BYTES, RATE_WINDOW_S, WeComConfig, fit_bytes, robot_window, utf8_len
 
 MIN_FILE_BYTES = 6
@@ -308,36 +307,10 @@ _MIME = {
 
 
 async def send_email(cfg: EmailConfig, report: Report, files: Sequence[Path]) -> None:
-    """Send the report by e-mail (see email_message). Raises DeliveryError (target "email")
-    with the server's code and reply, or why it could not be reached."""
-    msg = email_message(cfg, report, files)
-    tls = None
-    if cfg.security != "none":
-        tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-    password = cfg.password.get_secret_value() if cfg.password is not None else None
-    server = f"{cfg.host}:{cfg.port}"
+    """Send the report by e-mail (see email_message) through the shared SMTP submission
+    (rules.alerting.notifiers.email.smtp_send). Raises DeliveryError (target "email") with the
+    server's code and reply, or why it could not be reached."""
     try:
-        refused, _reply = await aiosmtplib.send(
-            msg,
-            hostname=cfg.host,
-            port=cfg.port,
-            username=cfg.username,
-            password=password,
-            use_tls=cfg.security == "tls",
-            start_tls=cfg.security == "starttls",
-            tls_context=tls,
-            timeout=cfg.timeout_s,
-        )
-    except aiosmtplib.SMTPResponseException as exc:
-        raise DeliveryError("email", f"{server} refused the report {report.period.label}: {exc.code} {exc.message}") from None
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        refused = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        raise DeliveryError("email", f"{server} refused every recipient: {refused}") from None
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        text = str(exc)
-        if password:
-            text = text.replace(password, "***")
-        raise DeliveryError("email", f"cannot send through {server}: {type(exc).__name__}: {text}") from None
-    if refused:  # some recipients accepted, these not
-        listed = "; ".join(f"{addr}: {r.code} {r.message}" for addr, r in refused.items())
-        raise DeliveryError("email", f"{server} refused some recipients (the others got the report): {listed}")
+        await smtp_send(cfg, email_message(cfg, report, files))
+    except SmtpError as exc:
+        raise DeliveryError("email", f"report {report.period.label}: {exc}") from None

@@ -116,6 +116,23 @@ def combine(
     return out
 
 
+def judged(trackers: Mapping[str, Mapping[str, State]], polled: Mapping[str, frozenset[str]]) -> dict[Basis, frozenset[str]]:
+    """Per derived basis (service, video): the ids of the devices one of its own probes has
+    given a verdict (a state other than UNKNOWN). `combine` calls a device offline on the
+    network UNREACHABLE on these bases before their probes ever ran; such a state is derived,
+    not judged, and an online rate made only of derived states would be false (issue 13:
+    right after start-up a region's service rate read 0.00 %). Network and online states are
+    verdicts themselves (their UNKNOWN is left out of the rates anyway), so they are not listed.
+    Arguments as for `combine`."""
+    out: dict[Basis, frozenset[str]] = {}
+    for basis in (Basis.SERVICE, Basis.VIDEO):
+        out[basis] = frozenset(
+            key for p in probes_of(basis) if p in polled
+            for key, state in trackers[p].items() if state is not State.UNKNOWN and key in polled[p]
+        )
+    return out
+
+
 def _online(states: list[State], network: State | None) -> State:
     if network is not None and network.offline:
         return network

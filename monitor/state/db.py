@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from monitor.state.tracker import State, Transition
+from monitor.state.writes import WriteHealth
 
 
 T = TypeVar("T")
@@ -206,6 +207,8 @@ class StateDB:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statedb")
         self._conn: sqlite3.Connection | None = None
         self._session_id: int | None = None
+        self.health = WriteHealth()
+        """Whether writes work (fed by the writers: Recorder, FaultBook, OutboxWorker)."""
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -4,7 +4,9 @@ online rate = online / (online + offline) × 100 over the *active* devices of a 
 online = UP and offline = DOWN or UNREACHABLE (a camera behind a dead switch sends no video
 either). Devices under construction (延建) or removed (拆除) are excluded, as tenders do;
 devices not yet decided (UNKNOWN, only right after the very first start) are left out of
-the ratio and counted apart.
+the ratio and counted apart. A group has no rate while none of its devices is decided, nor,
+on a derived basis (service, video), while none was judged by that basis' own probe: unknown
+is not down (monitor.state.availability.judged).
 
 Groups: the fleet, each region and each site, each for all kinds together and per kind.
 Each is computed per basis (monitor.core.model.Basis, monitor.state.availability): the contract's `online` and the measured
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Container, Iterable, Mapping, Sequence
 
 from monitor.core.model import Basis, Device
 from monitor.state.tracker import State
@@ -33,6 +35,9 @@ class GroupRate:
     unknown: int
     excluded: int
     basis: str = "online"  # monitor.core.model.Basis value
+    judged: int | None = None
+    """Active devices with a verdict of the basis' own probes; None where every decided state
+    is one (network, online)."""
 
     @property
     def total(self) -> int:
@@ -41,36 +46,50 @@ class GroupRate:
 
     @property
     def rate_pct(self) -> float | None:
-        """Online rate in %, or None while no active device of the group is decided."""
+        """Online rate in %, or None while no active device of the group is decided or judged."""
         decided = self.online + self.offline
-        return 100.0 * self.online / decided if decided else None
+        return 100.0 * self.online / decided if decided and self.judged != 0 else None
 
 
-def online_rates(devices: Iterable[Device], states: Mapping[str, State], basis: str = "online") -> list[GroupRate]:
+def online_rates(
+    devices: Iterable[Device], states: Mapping[str, State], basis: str = "online", judged: Container[str] | None = None
+) -> list[GroupRate]:
     """Online rates of every group, fleet first, then regions, then sites (sorted by name).
 
     `states` maps device id to its published state; a device missing from it is UNKNOWN.
-    `basis` labels the rates (which "online" the states are).
+    `basis` labels the rates (which "online" the states are). `judged`: the ids whose state
+    the basis' own probes decided (availability.judged), for a derived basis; None when every
+    state is a verdict. A group none of whose active devices is judged has no rate.
     """
-    # counts[(scope, group, kind)] = [online, offline, unknown, excluded]
-    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    # counts[(scope, group, kind)] = [online, offline, unknown, excluded, judged]
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for device in devices:
         if not device.counted:
             slot = 3
         else:
             state = states.get(device.id, State.UNKNOWN)
             slot = 0 if state is State.UP else 1 if state.offline else 2
+        own = int(device.counted and judged is not None and device.id in judged)
         for scope, group in (("fleet", ALL), ("region", device.region), ("site", device.site)):
-            counts[(scope, group, ALL)][slot] += 1
-            counts[(scope, group, device.kind.value)][slot] += 1
+            for key in ((scope, group, ALL), (scope, group, device.kind.value)):
+                counts[key][slot] += 1
+                counts[key][4] += own
     order = {"fleet": 0, "region": 1, "site": 2}
     keys = sorted(counts, key=lambda k: (order[k[0]], k[1], k[2] != ALL, k[2]))
-    return [GroupRate(*key, *counts[key], basis) for key in keys]
+    return [
+        GroupRate(*key, *counts[key][:4], basis, None if judged is None else counts[key][4]) for key in keys
+    ]
 
 
-def rates_of_bases(devices: Sequence[Device], bases: Mapping[Basis, Mapping[str, State]]) -> list[GroupRate]:
+def rates_of_bases(
+    devices: Sequence[Device],
+    bases: Mapping[Basis, Mapping[str, State]],
+    judged: Mapping[Basis, Container[str]] | None = None,
+) -> list[GroupRate]:
     """Online rates of every basis side by side (GroupRate.basis), in the order of `bases`
-    (monitor.state.availability.combine: basis → device id → State).
+    (monitor.state.availability.combine: basis → device id → State). `judged`
+    (availability.judged: basis → ids its own probes decided) keeps a group of a derived
+    basis without a rate until one of its devices is judged; None: no such check.
 
     `online` and `network` are rates over all `devices` (a device no probe decides is
     UNKNOWN); `network` only while some network probe runs. `service` and `video` are rates
@@ -82,5 +101,6 @@ def rates_of_bases(devices: Sequence[Device], bases: Mapping[Basis, Mapping[str,
             if states or basis is Basis.ONLINE:
                 rates += online_rates(devices, states, basis.value)
         elif states:
-            rates += online_rates((d for d in devices if d.id in states), states, basis.value)
+            own = judged.get(basis) if judged is not None else None
+            rates += online_rates((d for d in devices if d.id in states), states, basis.value, own)
     return rates

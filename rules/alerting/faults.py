@@ -14,7 +14,14 @@ Each cycle `apply()` takes the conditions that hold now (rules/engine.py) and:
 
 Faults, their event history (fault_events: the evidence for response-time reports) and the
 outbox rows of their notifications are written in ONE SQLite transaction per cycle, so a
-crash (even kill -9) loses no fault and neither loses nor repeats a notification.
+crash (even kill -9) loses no fault, loses no notification and queues none twice (delivery
+itself is at least once: rules/alerting/outbox.py says when a message can repeat).
+
+When that transaction fails (disk full, I/O error) the change is not lost: it waits in memory
+behind the other unstored changes, in order, and each later cycle stores the waiting ones
+first (`flush`). Listeners hear of an event only once it is stored, and the outbox gets a
+fault's firing notice before its resolution, so a group never reads "已恢复" for a fault it
+was not told of. The open faults in memory run ahead of the database meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -37,6 +45,11 @@ from rules.alerting import outbox
 from rules.alerting.outbox import enqueue
 
 log = logging.getLogger("fleetmon.faults")
+
+WRITER = "faults"
+MAX_UNSTORED = 10_000
+"""Changes (about one per cycle) kept in memory while the state DB fails; the oldest beyond are
+dropped and counted (monitor.state.writes.WriteHealth.drop)."""
 
 SCHEMA = Schema("faults", (
     """
@@ -105,6 +118,8 @@ class FaultBook:
         self._maintenance = maintenance
         self._open: dict[Key, _Open] = {(o.fault.rule, o.fault.scope): o for o in open_faults}
         self._next_id = next_id
+        # Changes made in memory and not stored yet (the database failed), oldest first.
+        self._unstored: deque[_Write] = deque()
         self.listeners: list[Callable[[Fault, EventKind, int], None]] = []
         """Called with (fault, event, UTC ns) for every firing, resolution and acknowledgement,
         once it is stored (e.g. the daemon writes them to InfluxDB); must not block."""
@@ -163,7 +178,9 @@ class FaultBook:
 
     async def apply(self, conditions: Mapping[Key, Condition], now_ns: int) -> int:
         """Advance every fault to `now_ns` (UTC ns) given the conditions that hold; store the
-        changes and their notifications in one transaction. Returns notifications queued."""
+        changes and their notifications in one transaction, after the changes of earlier cycles
+        that could not be stored yet (see `flush`). Returns the notifications stored in the
+        outbox by this call (0 while the database fails: they wait in memory, in order)."""
         changed: dict[Key, _Open] = {}
         dropped: list[Fault] = []
         notices: list[tuple[str, EventKind, Fault]] = []
@@ -210,8 +227,7 @@ class FaultBook:
             if (o.fault.in_maintenance, len(notices)) != before:
                 changed[key] = o
 
-        await self._store(changed.values(), dropped, history, notices, now_ns)
-        return len(notices)
+        return await self._store(changed.values(), dropped, history, notices, now_ns)
 
     def _new(self, c: Condition, now_ns: int) -> _Open:
         fault_id = self._next_id
@@ -301,7 +317,8 @@ class FaultBook:
         history: Sequence[tuple[Fault, EventKind, str | None]],
         notices: Sequence[tuple[str, EventKind, Fault]],
         now_ns: int,
-    ) -> None:
+    ) -> int:
+        """Queue one change behind those not stored yet and flush; returns `flush()`'s count."""
         rows = [
             (
                 _number(o.fault.id), o.fault.rule, o.fault.scope, o.fault.state.value, o.fault.severity.value,
@@ -311,30 +328,75 @@ class FaultBook:
             for o in changed
         ]
         if not (rows or dropped or history or notices):
-            return
+            return await self.flush()
+        self._unstored.append(_Write(rows, [_number(f.id) for f in dropped], list(history), list(notices), now_ns))
+        over = len(self._unstored) - MAX_UNSTORED
+        if over > 0:
+            for _ in range(over):
+                self._unstored.popleft()
+            self._db.health.drop(WRITER, over, "fault changes")
+        return await self.flush()
 
-        def op(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN")
-                conn.executemany(
-                    "INSERT INTO faults (id, rule, scope, state, severity, first_seen_ns, resolved_ns, doc, lifecycle) "
-                    "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET state=excluded.state, "
-                    "severity=excluded.severity, resolved_ns=excluded.resolved_ns, doc=excluded.doc, "
-                    "lifecycle=excluded.lifecycle",
-                    rows,
-                )
-                conn.executemany("DELETE FROM faults WHERE id=?", [(_number(f.id),) for f in dropped])
-                conn.executemany(
-                    "INSERT INTO fault_events (fault_id, event, ts_ns, by) VALUES (?,?,?,?)",
-                    [(_number(f.id), kind.value, now_ns, by) for f, kind, by in history],
-                )
-                for route, kind, fault in notices:
-                    enqueue(conn, route, kind, now_ns, fault)
+    @property
+    def unstored(self) -> int:
+        """Changes (one per cycle or acknowledgement) made in memory and not stored yet."""
+        return len(self._unstored)
 
-        await self._db.execute(op)
-        for fault, kind, _ in history:
-            for listener in self.listeners:
-                listener(fault, kind, now_ns)
+    async def flush(self) -> int:
+        """Store the changes not stored yet, oldest first, each in its own transaction, and tell
+        the listeners of each once it is stored. Returns the notifications stored. A database
+        error stops the flush (reported to `db.health`; the rest waits for the next call);
+        any other error (a bug, e.g. details that are not JSON) drops that one change and is
+        raised."""
+        stored = 0
+        while self._unstored:
+            write = self._unstored[0]
+            try:
+                await self._db.execute(write.op)
+            except sqlite3.Error as exc:
+                self._db.health.failed(WRITER, exc)
+                return stored
+            except Exception:
+                self._unstored.popleft()
+                raise
+            self._unstored.popleft()
+            stored += len(write.notices)
+            for fault, kind, _ in write.history:
+                for listener in self.listeners:
+                    listener(fault, kind, write.now_ns)
+        self._db.health.ok(WRITER)
+        return stored
+
+
+@dataclass(slots=True)
+class _Write:
+    """One change of the book (a cycle's or an acknowledgement's) as it goes to SQLite: fault
+    rows, dropped pending faults, events for fault_events and notices for the outbox."""
+
+    rows: list[tuple[object, ...]]
+    dropped: list[int | None]
+    history: list[tuple[Fault, EventKind, str | None]]
+    notices: list[tuple[str, EventKind, Fault]]
+    now_ns: int
+
+    def op(self, conn: sqlite3.Connection) -> None:
+        """(db thread) The change in one transaction: all of it is stored or none."""
+        with conn:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO faults (id, rule, scope, state, severity, first_seen_ns, resolved_ns, doc, lifecycle) "
+                "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET state=excluded.state, "
+                "severity=excluded.severity, resolved_ns=excluded.resolved_ns, doc=excluded.doc, "
+                "lifecycle=excluded.lifecycle",
+                self.rows,
+            )
+            conn.executemany("DELETE FROM faults WHERE id=?", [(n,) for n in self.dropped])
+            conn.executemany(
+                "INSERT INTO fault_events (fault_id, event, ts_ns, by) VALUES (?,?,?,?)",
+                [(_number(f.id), kind.value, self.now_ns, by) for f, kind, by in self.history],
+            )
+            for route, kind, fault in self.notices:
+                enqueue(conn, route, kind, self.now_ns, fault)
 
 
 def faults_between(conn: sqlite3.Connection, start_ns: int, end_ns: int) -> list[Fault]:

@@ -28,6 +28,7 @@ from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Severity
 from rules.alerting.notifiers import ROUTE_TYPES
 from rules.alerting.outbox import OutboxWorker
+from rules.alerting.direct import DirectNotices
 
 if TYPE_CHECKING:
     from probes.traps import TrapEvent
@@ -77,6 +78,12 @@ class Alerting:
                 routes[route_cfg.name] = await stack.enter_async_context(route_cls(route_cfg, self._duty))
             # A disabled route becomes a local alarm through _route_alarms, each cycle.
             self.outbox = await stack.enter_async_context(OutboxWorker(self._db, routes))
+            # The state DB's failures go to people straight through the routes: its outbox is
+            # in the failing database.
+            languages = {cfg.name: getattr(cfg, "language", self._language) for cfg in self._notify.routes}
+            self._direct = DirectNotices(routes, languages)
+            self._db.health.listeners.append(self._direct.statedb)
+            stack.push_async_callback(self._direct.close)
             worker = asyncio.create_task(self._work(), name="alerting")
             stack.push_async_callback(self._stop_worker, worker)
         except BaseException:
@@ -109,6 +116,8 @@ class Alerting:
                 conditions = self.engine.evaluate(view, self.faults.firing_keys())
                 for c in self._route_alarms():
                     conditions[c.key] = c
+                # A failing state DB is not an error here: the book keeps its changes in order
+                # and stores them on a later cycle (WriteHealth says so, once).
                 if await self.faults.apply(conditions, time.time_ns()):
                     self.outbox.wake()
             except Exception:  # a bug: say so, and keep alerting on the next cycle
@@ -117,6 +126,15 @@ class Alerting:
     async def _stop_worker(self, worker: asyncio.Task[None]) -> None:
         self._views.put_nowait(None)
         await worker
+        # One last try for changes the database did not take; lost if it still fails.
+        try:
+            if await self.faults.flush():
+                self.outbox.wake()
+        except Exception:
+            log.exception("storing the last fault changes failed (a bug)")
+        if self.faults.unstored:
+            log.error("stopping with %d fault changes not stored: the state database still fails",
+                      self.faults.unstored)
 
     def _route_alarms(self) -> list[Condition]:
         """A local alarm (a fault of its own, notified through the other routes) for every

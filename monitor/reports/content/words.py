@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from monitor.assess.config_workorders import Clock
 from monitor.assess.model import Cause
+from monitor.core.model import KIND_LABELS
 from monitor.reports.document import Language
 
 TITLES = {
@@ -39,14 +40,7 @@ FAULT_KINDS = {
     "notifier": ("通知通道故障", "notification route failing"),
 }
 
-DEVICE_KINDS = {
-    "camera": ("摄像机", "camera"),
-    "switch": ("交换机", "switch"),
-    "ups": ("UPS", "UPS"),
-    "link": ("专线", "line"),
-    "server": ("服务器", "server"),
-    "platform": ("平台", "platform"),
-}
+DEVICE_KINDS = {kind.value: labels for kind, labels in KIND_LABELS.items()}
 
 STATUSES = {"active": ("在用", "active"), "construction": ("延建", "under construction"), "removed": ("拆除", "removed")}
 
