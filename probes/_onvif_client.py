@@ -144,7 +144,7 @@ class _Service(ONVIFService):
 
 
 # The library makes its services by this module-level name (ONVIFCamera.create_onvif_service);
-# only this probe uses the library in fleetmon, and only through _Camera.
+# only this probe uses the library in fleetmon, and only through OnvifDevice.
 onvif.client.ONVIFService = _Service
 
 
