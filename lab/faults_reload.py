@@ -69,7 +69,7 @@ def config_doc(api_port: int, *, points: str = "points.csv", database: str = "st
     """A config for the loopback fleet: ICMP every second, no other probe, no InfluxDB, the API
     on 127.0.0.1:`api_port`."""
     return {
-        "inventory": {"point_lists": [points]},
+        "inventory": {"point_lists": [points], "allow_loopback": True},
         "probes": {"icmp": {"interval_s": 1.0, "count": 1, "timeout_s": 0.3},
                    **{name: {"enabled": False} for name in ("rtsp", "onvif", "snmp")}},
         "state": {"database": database, "down_after": 1, "up_after": 1},
