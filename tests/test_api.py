@@ -260,7 +260,8 @@ async def test_healthz_grants_a_starting_daemon_three_intervals_for_its_first_cy
     async with make_world(tmp_path / "a", snap=None, started_ns=time.time_ns() - 5 * S) as w:
         body = await w.call("GET", "/healthz", 200)
         assert body == {"status": "starting", "uptime_s": pytest.approx(5, abs=5), "last_cycle_age_s": None,
-                        "probes": {}, "stale_probes": [], "statedb_error": None}
+                        "probes": {}, "stale_probes": [], "statedb_error": None,
+                        "reload": None}
     async with make_world(tmp_path / "b", snap=None, started_ns=time.time_ns() - 100 * S) as w:
         assert (await w.call("GET", "/healthz", 503))["status"] == "stale"
 
