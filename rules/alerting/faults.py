@@ -298,6 +298,8 @@ class FaultBook:
             return []
         out: list[tuple[str, EventKind, Fault]] = []
         for route in self._matching_routes(fault):
+            if route.quiet_hours is not None and route.quiet_hours.holds_back(fault.severity, now_ns):
+                continue  # notified once the quiet hours end, if still open
             last = o.life.notices.get(route.name)
             if last is None:
                 out.append((route.name, EventKind.FIRING, fault))
