@@ -313,11 +313,16 @@ class Page:
         return png
 
     def errors(self) -> list[dict[str, Any]]:
-        """Uncaught exceptions, failed loads and console errors (CSP violations among them)."""
+        """Uncaught exceptions, failed loads and console errors (CSP violations among them).
+        Not net::ERR_NETWORK_CHANGED: Chromium aborts a load in flight when any interface of the
+        machine changes, which other tests do all the time (they build network namespaces and
+        veth pairs beside it); the page's next refresh loads it again, as it would for a
+        phone changing cells."""
         return [
             e for e in self.events
             if e["method"] == "Runtime.exceptionThrown"
             or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+            and "net::ERR_NETWORK_CHANGED" not in e["params"]["entry"].get("text", "")
             or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"
         ]
 
