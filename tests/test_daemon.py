@@ -348,12 +348,12 @@ async def test_startup_error_is_raised_in_process_too(tmp_path):
 
 
 def test_devices_are_probed_parent_first_with_everything_behind_it_next():
-    from monitor.app.daemon import _depth_first
+    from monitor.app.daemon import depth_first
     from monitor.fleet.inventory import Inventory
 
     _order = [device("C1", parent="SW1"), device("SW1", parent="L1"), device("C2", parent="SW2"), device("L1"),
               device("SW2", parent="L1"), device("P")]
-    assert [x.id for x in _depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]
+    assert [x.id for x in depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]
 
 
 async def test_probes_without_devices_to_poll_are_not_started(small_fleet, influx, influx_db, tmp_path, caplog):

@@ -56,7 +56,7 @@ class StartupError(RuntimeError):
     """A component could not start; the message says which and why."""
 
 
-def _depth_first(inventory: Inventory) -> list[Device]:
+def depth_first(inventory: Inventory) -> list[Device]:
     """Every device, each parent immediately followed by everything behind it (load order
     among siblings)."""
     children: dict[str | None, list[Device]] = {}
@@ -101,7 +101,7 @@ class Daemon:
         # each parent right before the devices behind it: a switch that dies is then seen dead
         # before its cameras are, not seconds after them.
         self.probed: tuple[Device, ...] = tuple(
-            d for d in _depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
+            d for d in depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
         )
 
     @property

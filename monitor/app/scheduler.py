@@ -93,6 +93,11 @@ class Scheduler:
                 cycle_task.cancel()
                 await asyncio.gather(cycle_task, return_exceptions=True)
 
+    async def run_once(self) -> None:
+        """One cycle (number 0) now, reported to on_cycle as `run` reports each: for
+        `fleetmon run --once`."""
+        await self._cycle(0)
+
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         # A crashed cycle is a bug (in a callback, say); say so loudly, the next cycle still runs.
         if not task.cancelled() and task.exception() is not None:
