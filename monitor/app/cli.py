@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from monitor.app import logs
+from monitor.app import logs, version
 from monitor.app.cli_common import (
     EXIT_CANNOT_RUN, EXIT_EPILOG, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, add_config_option, add_progress_option,
     config_path, progress_printer,
@@ -660,17 +660,6 @@ def _influxdb(cfg: FleetmonConfig) -> str:
     url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     target = f"database {influx.database}" if influx.api == "v1" else f"org {influx.org}, bucket {influx.bucket}"
     return f"api {influx.api}, {url}, {target}"
-
-
-def version() -> str:
-    """fleetmon's version from the installed package's metadata ("unknown" when run from a
-    checkout that was never installed)."""
-    from importlib.metadata import PackageNotFoundError, version as dist_version
-
-    try:
-        return dist_version("fleetmon")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:

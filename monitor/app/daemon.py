@@ -24,11 +24,13 @@ import time
 from contextlib import AsyncExitStack
 from typing import Callable
 
+from monitor.app import version
 from monitor.app.api import ApiContext, ApiServer
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
 from monitor.app.reports import ReportMaker
 from monitor.app.scheduler import Scheduler
+from monitor.app.selfmetrics import SelfMetrics
 from monitor.app.snapshot import Snapshot
 from monitor.assess.assessment import Assessment
 from monitor.assess.records import record_inventory_statuses
@@ -178,6 +180,9 @@ class Daemon:
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
                 workorders=self.workorders, assessment=self.assessment, reports=reports, statedb=db.health,
+                metrics=SelfMetrics(version=version(), schedulers=schedulers, sink=sink, outbox=alerting.outbox,
+                                    routes=[r.name for r in cfg.notify.routes], faults=alerting.faults,
+                                    statedb=db.health).exposition,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
