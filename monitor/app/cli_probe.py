@@ -116,12 +116,12 @@ def cmd_icmp(args: argparse.Namespace) -> int:
 
     addresses: dict[str, str] = {}  # target → address
     ids = [t for t in args.targets if not _is_address(t)]
-    inventory = None
+    inventory, language = None, args.lang or "zh"
     if ids:
         loaded = _load(args)
         if loaded is None:
             return EXIT_PROBLEMS
-        inventory = loaded[1]
+        inventory, language = loaded[1], args.lang or loaded[0].language
     unknown = []
     for t in args.targets:
         if _is_address(t):
@@ -156,8 +156,8 @@ def cmd_icmp(args: argparse.Namespace) -> int:
     else:
         from rich.table import Table
 
-        table = Table(*ICMP_HEADERS[args.lang])
-        up_text, down_text = STATES[args.lang]
+        table = Table(*ICMP_HEADERS[language])
+        up_text, down_text = STATES[language]
         for t, stats in rows:
             f = stats.fields()
             table.add_row(
@@ -204,8 +204,9 @@ def cmd_device_probe(args: argparse.Namespace) -> int:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(*HEADERS[args.lang])
-        up_text, down_text = STATES[args.lang]
+        language = args.lang or cfg.language
+        table = Table(*HEADERS[language])
+        up_text, down_text = STATES[language]
         for r in results:
             measured = ", ".join(f"{k}={_short(v)}" for k, v in r["fields"].items() if k != "up")
             table.add_row(escape(r["target"]), escape(r["device_id"]),
@@ -245,7 +246,7 @@ def add_probe_kinds(kinds: argparse._SubParsersAction) -> None:
     common.add_argument("targets", nargs="+", metavar="TARGET", help="a point id of the point list, or an IP address")
     add_config_option(common)
     common.add_argument("--json", action="store_true", help="JSON instead of a table")
-    common.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
+    common.add_argument("--lang", choices=("zh", "en"), help="table language (default: the config's, else zh)")
     add_progress_option(common)
     icmp = kinds.add_parser(
         "icmp", parents=[common],
