@@ -359,3 +359,26 @@ def test_the_loader_reports_progress_as_it_goes(tmp_path):
     inventory = load_inventory(load_config(config), progress=lambda done, total: seen.append((done, total)))
     assert len(inventory.devices) == 30_001
     assert seen == [(0, 30_001), (10_000, 30_001), (20_000, 30_001), (30_000, 30_001), (30_001, 30_001)]
+
+
+@pytest.mark.peer
+def test_probe_snmp_of_a_switch_with_the_configs_community(tmp_path, capsys, monkeypatch):
+    from lab.snmp import SnmpSim, free_udp_ports
+
+    (port,) = free_udp_ports(1)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "inventory:\n  devices:\n    - {id: SW1, name: 核心交换机, kind: switch, address: 127.0.0.1, site: s, region: r}\n"
+        f"probes:\n  snmp:\n    port: {port}\n    timeout_s: 2\n    retries: 0\n    community_env: FLEETMON_TEST_COMMUNITY\n",
+        encoding="utf-8")
+    with SnmpSim([("127.0.0.1", port)]):
+        monkeypatch.setenv("FLEETMON_TEST_COMMUNITY", "switch")  # snmpsim serves switch.snmprec as "switch"
+        status, out, err = run(capsys, "probe", "snmp", "SW1", "-c", str(config), "--json")
+        (result,) = json.loads(out)
+        assert status == 0, err
+        assert result["ok"] and result["device_id"] == "SW1" and result["fields"]["response_ms"] > 0 and result["fields"]["varbinds"] > 0
+        monkeypatch.setenv("FLEETMON_TEST_COMMUNITY", "not-the-community")
+        status, out, err = run(capsys, "probe", "snmp", "127.0.0.1", "-c", str(config), "--json")
+        (result,) = json.loads(out)
+        assert status == 1 and result["ok"] is False and result["device_id"] == "SW1"
+        assert "not-the-community" not in out + err
