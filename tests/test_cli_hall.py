@@ -46,7 +46,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def write_config(path: Path, body: str = "") -> Path:
     path.write_text(
-        "inventory:\n  devices:\n"
+        "inventory:\n  allow_loopback: true\n  devices:\n"
         "    - {id: C1, name: 东关, kind: camera, address: 127.0.0.1, site: s1, region: 城关镇}\n"
         f"state:\n  database: {path.parent / 'state.db'}\ninfluxdb:\n  enabled: false\n" + body,
         encoding="utf-8")
@@ -263,7 +263,7 @@ async def test_metrics_and_faults_from_a_running_daemon_then_from_the_state_data
     monkeypatch.setenv("FLEETMON_TEST_STATUS_TOKEN", STATUS_TOKEN)
     config = tmp_path / "config.yaml"
     config.write_text(
-        "inventory:\n  devices:\n"
+        "inventory:\n  allow_loopback: true\n  devices:\n"
         "    - {id: C1, name: 东关, kind: camera, address: 127.0.0.1, site: s1, region: 城关镇}\n"
         f"state:\n  database: {tmp_path / 'state.db'}\n  down_after: 1\n  up_after: 1\n"
         f"influxdb:\n  url: http://127.0.0.1:{influx_port}\n"
@@ -368,7 +368,7 @@ def test_probe_snmp_of_a_switch_with_the_configs_community(tmp_path, capsys, mon
     (port,) = free_udp_ports(1)
     config = tmp_path / "config.yaml"
     config.write_text(
-        "inventory:\n  devices:\n    - {id: SW1, name: 核心交换机, kind: switch, address: 127.0.0.1, site: s, region: r}\n"
+        "inventory:\n  allow_loopback: true\n  devices:\n    - {id: SW1, name: 核心交换机, kind: switch, address: 127.0.0.1, site: s, region: r}\n"
         f"probes:\n  snmp:\n    port: {port}\n    timeout_s: 2\n    retries: 0\n    community_env: FLEETMON_TEST_COMMUNITY\n",
         encoding="utf-8")
     with SnmpSim([("127.0.0.1", port)]):

@@ -34,7 +34,7 @@ def test_a_silent_address_exits_1_and_says_down_in_chinese(labnet):
 
 def test_unknown_target_and_bad_option_exit_2(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("inventory:\n  devices: [{id: C1, kind: camera, address: 127.0.0.1, site: s, region: r}]\n")
+    config.write_text("inventory:\n  allow_loopback: true\n  devices: [{id: C1, kind: camera, address: 127.0.0.1, site: s, region: r}]\n")
     result = probe("10.0.0.x", "-c", str(config))
     assert result.returncode == 2
     assert "neither a point id of the config's point list nor an IP address: 10.0.0.x" in result.stderr

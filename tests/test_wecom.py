@@ -206,10 +206,10 @@ async def test_reminder_escalated_and_acknowledged_variants(wecom, clock, monkey
 
     contents = [(m.msgtype, m.content) for m in wecom.messages(key)]
     reminder_mention, reminder, escalated_mention, escalated, acked = contents
-    assert "【提醒·紧急】" in reminder[1] and "已持续：2小时，尚未确认" in reminder[1]
+    assert "【提醒·紧急】" in reminder[1] and "已持续：2小时，尚未认领" in reminder[1]
     assert "【升级·严重】" in escalated[1] and "已升级通知" in escalated[1]
     assert reminder_mention[0] == escalated_mention[0] == "text"
-    assert "【已确认】" in acked[1] and "确认人：张工" in acked[1] and "确认时间：2026-11-20 09:25:03" in acked[1]
+    assert "【已认领】" in acked[1] and "认领人：张工" in acked[1] and "认领时间：2026-11-20 09:25:03" in acked[1]
     assert len(contents) == 5, "an acknowledgement mentions nobody"
 
 

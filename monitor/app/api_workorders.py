@@ -31,13 +31,14 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Awaitable, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 from monitor.app.access import Permission
 from monitor.app.api_base import (
     ApiError, BodyModel, Call, InModel, Line, OutModel, Person, Reason, Reply, opt_utc, to_ns, utc,
 )
 from monitor.assess.model import Cause
+from monitor.core.timecheck import check_datetime
 from monitor.assess.orders import (
     MAX_TEXT, OrderEvent, OrderStateError, Resolution, Source, UnknownOrderError, WorkOrder, WorkOrderError,
 )
@@ -56,8 +57,14 @@ NOT_ENABLED = "work orders are not enabled in this daemon (config assessment.wor
 DeviceId = Annotated[Line, StringConstraints(max_length=64)]
 Serial = Annotated[Line, StringConstraints(max_length=64)]
 ModelName = Annotated[Line, StringConstraints(max_length=64)]
+def _in_range(moment: datetime | None) -> datetime | None:
+    """monitor.core.timecheck's range: stamps are stored as int64 ns."""
+    return None if moment is None else check_datetime(moment)
+
+
 Stamp = Annotated[
     AwareDatetime | None,
+    AfterValidator(_in_range),
     Field(description="when it happened, ISO-8601 with a UTC offset (entered late: the real time); default now"),
 ]
 By = Annotated[
@@ -94,6 +101,7 @@ class ReportIn(BodyModel):
     assignee: Annotated[Person | None, Field(description="who should take it (default: whoever acknowledges)")] = None
     reported: Annotated[
         AwareDatetime | None,
+        AfterValidator(_in_range),
         Field(description="when the fault was reported (the call), ISO-8601 with offset; default now"),
     ] = None
     by: By = None
@@ -371,13 +379,13 @@ class WorkOrderRoutes:
             raise ApiError(503, NOT_ENABLED)
         return self._book
 
-    def _out(self, order: WorkOrder, now_ns: int) -> WorkOrderOut:
-        clocks = self.book.countdown(order, now_ns)
+    def _out(self, order: WorkOrder) -> WorkOrderOut:
+        clocks = self.book.countdown(order)  # now: running clocks on the monotonic clock
         return WorkOrderOut(**_order_fields(order, clocks, self._inventory, self._language))
 
     async def _detail(self, order: WorkOrder) -> WorkOrderDetailOut:
         events = await self.book.events(order.ref)
-        clocks = self.book.countdown(order, time.time_ns())
+        clocks = self.book.countdown(order)
         return WorkOrderDetailOut(**_order_fields(order, clocks, self._inventory, self._language),
                                   events=[_event_out(e) for e in events])
 
@@ -409,7 +417,7 @@ class WorkOrderRoutes:
             found = [o for o in found if q.state == "all" or not o.is_open]
             found.reverse()  # newest report first
         body = WorkOrderListOut(now=utc(now), now_ns=now, total=len(found),
-                                orders=[self._out(o, now) for o in found[: q.limit]])
+                                orders=[self._out(o) for o in found[: q.limit]])
         return Reply(200, body)
 
     async def workorder(self, call: Call) -> Reply:

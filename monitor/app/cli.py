@@ -13,14 +13,13 @@ import argparse
 import asyncio
 import logging
 import re
-import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from monitor.app import logs, version
+from monitor.app import version
 from monitor.app.cli_common import (
     EXIT_CANNOT_RUN, EXIT_EPILOG, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, add_config_option, add_progress_option,
     config_path, progress_printer,
@@ -45,7 +44,7 @@ def _load(path: Path, progress: Callable[[int, int], None] | None = None) -> tup
 def _print_config_errors(path: Path, exc: ConfigError) -> None:
     for message in exc.messages:
         print(message, file=sys.stderr)
-    count = len(exc.messages)
+    count = exc.total
     print(f"{path}: {count} problem{'s' if count != 1 else ''}, nothing loaded", file=sys.stderr)
 
 
@@ -119,7 +118,7 @@ def _add_check_config(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config and the inventory; a
-    reload that fails is logged and the running config is kept. --once: one cycle of every
+    reload that fails is logged and the running config is kept (monitor.app.supervisor). --once: one cycle of every
     probe, its summary, exit (monitor.app.run_once)."""
     loaded = load_or_complain(args)
     if loaded is None:
@@ -150,41 +149,9 @@ def _limit_malloc_arenas() -> None:
 
 async def _serve(path: Path, cfg: FleetmonConfig, inventory: Inventory, *, view: bool) -> int:
     # Imported here: check-config and probe need none of the daemon's machinery.
-    from monitor.app.daemon import Daemon, StartupError
+    from monitor.app.supervisor import Supervisor
 
-    loop = asyncio.get_running_loop()
-    while True:
-        stop = asyncio.Event()
-        reloaded: list[tuple[FleetmonConfig, Inventory]] = []
-
-        def reload() -> None:
-            try:
-                reloaded.append(_load(path))
-            except ConfigError as exc:
-                log.error("reload of %s failed, keeping the running config:\n  %s", path, "\n  ".join(exc.messages))
-                return
-            log.info("reloading %s", path)
-            stop.set()
-
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, reload)
-        try:
-            if view:
-                from monitor.app.view import LiveView  # rich: only for the terminal view
-
-                with LiveView(inventory, language=cfg.language, tz=cfg.timezone) as live:
-                    logs.setup(cfg.log)  # after Live took over stderr, so log lines print above it
-                    await Daemon(cfg, inventory, on_snapshot=live.update).run(stop)
-            else:
-                logs.setup(cfg.log)
-                await Daemon(cfg, inventory).run(stop)
-        except StartupError as exc:
-            log.error("cannot start: %s", exc)
-            return EXIT_CANNOT_RUN
-        if not reloaded:
-            return EXIT_OK
-        cfg, inventory = reloaded[-1]
+    return await Supervisor(path, view=view).serve(cfg, inventory)
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
@@ -574,9 +541,46 @@ def _add_completion(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=cmd_completion)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """An online backup of the config's state database (monitor.state.backup), safe while the
+    daemon runs; keeps the newest --keep. Prints the new file and what was deleted. Exit 1 for
+    a bad config, 3 when the backup failed (nothing deleted then)."""
+    from monitor.state.backup import BackupError, backup
+
+    path = config_path(args)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_config_errors(path, exc)
+        return EXIT_PROBLEMS
+    database = cfg.state.database
+    try:
+        result = backup(database, args.dir or database.parent / "backups", keep=args.keep)
+    except BackupError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    print(f"{result.path} ({result.size} bytes)")
+    for path in result.deleted:
+        print(f"deleted {path}")
+    return EXIT_OK
+
+
+def _add_backup(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "backup",
+        help="back up the state database (online, beside the running daemon)",
+        description="Copy the state database with SQLite's backup API while the daemon writes, check the "
+        "copy (integrity_check) and keep the newest --keep backups. Restore: docs/OPERATIONS.md.",
+    )
+    add_config_option(parser)
+    parser.add_argument("--dir", type=Path, help="where backups go (default: backups/ beside the state database)")
+    parser.add_argument("--keep", type=_bounded(int, 1, 10_000), default=14, help="backups kept, newest first (14)")
+    parser.set_defaults(run=cmd_backup)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_check_config, _add_run, _add_probe, add_faults, add_workorder,
-    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_completion,
+    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup, _add_completion,
 )
 
 

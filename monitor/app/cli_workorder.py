@@ -35,13 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from monitor.app.cli_common import (
     EXIT_CANNOT_RUN, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, add_config_option, config_path,
 )
+from monitor.core.timecheck import check_zone
 
 TOKEN_ENV = "FLEETMON_TOKEN"
 TIMEOUT_S = 30.0
@@ -175,18 +176,29 @@ def target(args: argparse.Namespace) -> Target:
     path = config_path(args)
     if args.url is None or args.config is not None:
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            loaded = _load_bounded(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
             raise CliError(EXIT_PROBLEMS, f"{path}: cannot read the config ({reason}); or give --url") from None
         raw = loaded if isinstance(loaded, dict) else {}
     url = args.url.rstrip("/") if args.url else _api_url(raw.get("api") or {}, path)
     language = args.lang or (raw.get("language") if raw.get("language") in WORDS else "zh")
     try:
-        zone = ZoneInfo(str(raw.get("timezone") or "Asia/Shanghai"))
-    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(check_zone(str(raw.get("timezone") or "Asia/Shanghai")))
+    except ValueError:  # check-config says why; the client need not
         zone = ZoneInfo("Asia/Shanghai")
     return Target(url, language, zone, _token(args))
+
+
+def _load_bounded(text: str) -> Any:
+    """yaml.safe_load, refusing a document whose aliases expand beyond the config's bound
+    (ValueError): this client reads the same file as the daemon."""
+    from monitor.core.config_base import expansion_problem  # here: pydantic only when a config is read
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None and (too_large := expansion_problem(root)) is not None:
+        raise ValueError(f"line {too_large[0].line + 1}: {too_large[1]}")
+    return yaml.safe_load(text)
 
 
 def _api_url(api: Any, path: Path) -> str:

@@ -10,9 +10,10 @@ rendering children killed), the trap receiver closes, the pipeline evaluates no 
 proposal written), alerting stops, the last transitions are stored, the sink flushes what is
 pending (bounded), the session is closed.
 
-A reload (SIGHUP, monitor.app.cli) stops this daemon and starts a new one on the new config
-and point list, so everything done at start, the statuses recorded included, is done after
-every successful reload too.
+A reload (SIGHUP, monitor.app.supervisor) stops this daemon and starts a new one on the new
+config and point list, so everything done at start, the statuses recorded included, is done
+after every successful reload too; a new one that cannot start is stopped again and the old
+config started anew.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monitor.app import version
 from monitor.app.api import ApiContext, ApiServer
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
+from monitor.app.reloads import ReloadOutcome
 from monitor.app.reports import ReportMaker
 from monitor.app.scheduler import Scheduler
 from monitor.app.selfmetrics import SelfMetrics
@@ -35,12 +37,13 @@ from monitor.app.snapshot import Snapshot
 from monitor.assess.assessment import Assessment
 from monitor.assess.records import record_inventory_statuses
 from monitor.assess.serials import SerialWatch
+from monitor.assess.orders import Source
 from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import InfluxResults
 from monitor.metrics.sink import InfluxSink
-from monitor.metrics.writer import MetricsWriter
+from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.reports.config import wecom_routes
 from monitor.reports.service import ReportService
 from monitor.state.db import StateDB, StateDBError
@@ -78,7 +81,9 @@ class Daemon:
     """Monitors `inventory` as configured until `stop` is set.
 
     `on_snapshot` is called after each cycle with a Snapshot (from the event loop; it must not
-    block). Each component gets its own config section only.
+    block). `reload` gives the latest reload's outcome for /healthz. Each component gets its
+    own config section only. `started` is set once every component runs; `probe_intervals`
+    then holds each running probe's interval (s).
     """
 
     def __init__(
@@ -87,10 +92,15 @@ class Daemon:
         inventory: Inventory,
         *,
         on_snapshot: Callable[[Snapshot], None] | None = None,
+        reload: Callable[[], ReloadOutcome | None] = lambda: None,
     ) -> None:
         self.cfg = cfg
         self.inventory = inventory
         self._on_snapshot = on_snapshot
+        self._reload = reload
+        self.started = asyncio.Event()
+        self.started_ns = 0
+        self.probe_intervals: dict[str, float] = {}
         self.pipeline: Pipeline | None = None
         self.api: ApiServer | None = None
         self.traps: TrapReceiver | None = None
@@ -121,6 +131,7 @@ class Daemon:
                 schedulers = await self._start(stack)
             except (StateDBError, PermissionError, OSError) as exc:
                 raise StartupError(str(exc)) from exc
+            self.started.set()
             log.info(
                 "fleetmon started: %d devices (%d probed), probes %s",
                 len(self.devices), len(self.probed), ", ".join(s.probe.name for s in schedulers) or "none",
@@ -133,6 +144,7 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> list[Scheduler]:
         cfg = self.cfg
+        self.started_ns = time.time_ns()
         db = await stack.enter_async_context(StateDB(cfg.state.database))
         await self._record_statuses(db)
         await db.start_session(len(self.probed))
@@ -152,7 +164,7 @@ class Daemon:
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink) if sink is not None else None,
             online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
-            listeners=[serials],
+            listeners=[serials], open_orders=self._open_orders,
         )
         stack.callback(pipeline.close)
         if cfg.traps.enabled:
@@ -171,11 +183,12 @@ class Daemon:
             for name, r in running.items()
         ]
         reports = await self._start_reports(stack)
+        self.probe_intervals = {s.probe.name: s.interval_s for s in schedulers}
         if cfg.api.enabled:
             ctx = ApiContext(
                 inventory=self.inventory, snapshot=lambda: pipeline.snapshot, faults=alerting.faults,
                 maintenance=alerting.maintenance, token=cfg.api.token, language=cfg.language,
-                timezone=cfg.timezone, started_ns=time.time_ns(),
+                timezone=cfg.timezone, started_ns=time.time_ns(), started_mono_ns=time.monotonic_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
@@ -183,12 +196,34 @@ class Daemon:
                 metrics=SelfMetrics(version=version(), schedulers=schedulers, sink=sink, outbox=alerting.outbox,
                                     routes=[r.name for r in cfg.notify.routes], faults=alerting.faults,
                                     statedb=db.health).exposition,
+                reload=self._reload,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
             task = asyncio.create_task(scheduler.run(), name=f"scheduler-{scheduler.probe.name}")
             stack.push_async_callback(_cancel, task)
         return schedulers
+
+    def _open_orders(self, now_ns: int) -> list[OpenOrder]:
+        """The open work orders for the command hall's wall (`work_order_open`), the most urgent
+        first: by the deadline of the next running SLA clock, orders without one last."""
+        book = self.workorders
+        if book is None:
+            return []
+        rows = []
+        for order in book.open_orders():
+            running = [c for c in book.countdown(order, now_ns) if c.stopped_ns is None]
+            clock = min(running, key=lambda c: c.deadline_ns, default=None)
+            device_id = order.devices[0] if order.devices else ""
+            rows.append(OpenOrder(
+                ref=order.ref, fault_id=order.source_ref if order.source is Source.FAULT and order.source_ref else "",
+                severity=order.severity.value, title=order.title, device_id=device_id,
+                device=self.inventory.devices.get(device_id), owner=order.assignee or "",
+                sla_clock=clock.label if clock is not None else "",
+                sla_deadline_ns=clock.deadline_ns if clock is not None else None,
+                sla_remaining_s=clock.remaining_s if clock is not None else None,
+            ))
+        return sorted(rows, key=lambda r: (r.sla_deadline_ns is None, r.sla_deadline_ns or 0))
 
     async def _record_statuses(self, db: StateDB) -> None:
         """Store the point list's statuses (延建/拆除) that changed since the last start: the
@@ -210,7 +245,7 @@ class Daemon:
         book = await WorkOrderBook.load(
             db, self.inventory, cfg.assessment.workorders, cfg.assessment.clocks(cfg.timezone),
             faults=alerting.faults, known_routes=[r.name for r in cfg.notify.routes], language=cfg.language,
-            timezone=cfg.timezone, wake=alerting.outbox.wake,
+            timezone=cfg.timezone, mono=time.monotonic_ns, wake=alerting.outbox.wake,
         )
         service = await stack.enter_async_context(WorkOrderService(book))
         alerting.faults.listeners.append(service.on_fault_event)

@@ -4,7 +4,7 @@
            ──► rules (latest values) ──► InfluxDB ──► hints for other probes and listeners
     trap   ──► InfluxDB ──► rules (values patched at once) ──► evaluation within a second
     cycle  ──► reconcile topology ──► bases ──► online rates ──► rules (View)
-           ──► InfluxDB (device states, rates, open faults, the cycle)
+           ──► InfluxDB (device states, rates, open faults, open work orders, the cycle)
            ──► state DB (the probe's cycle and the heartbeat) ──► Snapshot
 
 Its inputs are event-loop callbacks that never block: the schedulers call `on_result` and
@@ -26,7 +26,7 @@ from monitor.app.scheduler import CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
 from monitor.fleet.inventory import Inventory
-from monitor.metrics.writer import MetricsWriter
+from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.state.availability import combine, judged
 from monitor.state.online_rate import rates_of_bases
 from monitor.state.recorder import Recorder
@@ -67,7 +67,9 @@ class Pipeline:
     - recorder: the state DB's writer (entered); metrics: None when InfluxDB is disabled;
     - online_requires: availability.online_requires;
     - on_snapshot: called with each new Snapshot (must not block);
-    - listeners: components other than probes that learn hints of results (Listener).
+    - listeners: components other than probes that learn hints of results (Listener);
+    - open_orders: now_ns → the open work orders, most urgent first, for `work_order_open`
+      (None: not written). Called on the event loop at the end of each cycle; must not block.
     `snapshot` is the latest cycle's (None before the first one).
     """
 
@@ -82,8 +84,10 @@ class Pipeline:
         online_requires: Sequence[Basis],
         on_snapshot: Callable[[Snapshot], None] | None = None,
         listeners: Sequence[Listener] = (),
+        open_orders: Callable[[int], Sequence[OpenOrder]] | None = None,
     ) -> None:
         self.inventory = inventory
+        self._open_orders = open_orders
         self.devices = tuple(inventory.devices.values())
         self.snapshot: Snapshot | None = None
         self._running = dict(running)
@@ -152,7 +156,7 @@ class Pipeline:
         rules), write what it settled, publish a Snapshot."""
         now_ns = time.time_ns()
         self._cycles[report.probe] = report
-        view = self._evaluate(report.probe, now_ns)
+        view = self._evaluate(report.probe, now_ns, time.monotonic_ns())
         open_faults = tuple(self._alerting.faults.open_faults())
         if self._metrics is not None:
             self._write_cycle(report, view, open_faults, now_ns)
@@ -172,10 +176,11 @@ class Pipeline:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _evaluate(self, probe: str | None, now_ns: int) -> View:
+    def _evaluate(self, probe: str | None, now_ns: int, mono_ns: int) -> View:
         """Settle `probe`'s topology (down vs unreachable), combine every probe's states into
         the bases (network, service, video, online), compute their online rates and hand the
-        rules a View of this moment, which is returned."""
+        rules a View of this moment (`now_ns` on the wall clock, `mono_ns` on the monotonic
+        one: monitor/core/clock.py), which is returned."""
         self._cancel_early()
         if probe is not None:
             self._transitions(self._trackers[probe].reconcile(now_ns))
@@ -189,6 +194,7 @@ class Pipeline:
             network.since() if network is not None else {},
             tuple(rates_of_bases(self.devices, bases, judged(trackers, self._polled))),
             {b.value: states for b, states in bases.items()},
+            mono_ns,
         )
         self._alerting.cycle(view)
         return view
@@ -200,7 +206,7 @@ class Pipeline:
         (probed next, see Daemon.probed) report first, so topology is settled."""
         if self._early is None and not self._closed:
             loop = asyncio.get_running_loop()
-            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns()))
+            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
 
     def _transitions(self, transitions: list[Transition]) -> None:
         """To the rules (flap damping; a device down or back asks for an early evaluation), to
@@ -216,7 +222,7 @@ class Pipeline:
 
     def _write_cycle(self, report: CycleReport, view: View, open_faults: tuple[Fault, ...], now_ns: int) -> None:
         """What a finished cycle of `report.probe` settled: the device states of its basis and
-        of `online` for the devices it polls, every online rate, open faults, the cycle."""
+        of `online` for the devices it polls, every online rate, open faults and work orders, the cycle."""
         metrics = self._metrics
         assert metrics is not None
         running = self._running[report.probe]
@@ -226,6 +232,8 @@ class Pipeline:
         metrics.online_rates(view.rates, now_ns)
         firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)
         metrics.faults_open({s.value: firing[s] for s in Severity}, now_ns)
+        if self._open_orders is not None:
+            metrics.work_orders_open(self._open_orders(now_ns), now_ns)
         metrics.cycle(report, now_ns)
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.timecheck import check_datetime
 from rules.alerting.duty import DutyShift
 from rules.alerting.notifiers import ROUTE_TYPES
 
@@ -21,6 +22,12 @@ class MaintenanceWindowConfig(Strict):
     start: datetime
     end: datetime
     reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, moment: datetime) -> datetime:
+        # Stored as int64 ns (ends in 2262): a later date crashed `run` instead of erring here.
+        return check_datetime(moment) if moment.tzinfo is not None else moment
 
     @model_validator(mode="after")
     def _order(self) -> "MaintenanceWindowConfig":

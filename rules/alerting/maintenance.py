@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from monitor.core.config_base import SelectorConfig
+from monitor.core.timecheck import check_ns
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
 from rules.alerting.config import MaintenanceWindowConfig
@@ -111,8 +112,11 @@ class MaintenanceBook:
         return (not m.region or fault.region in m.region) and (not m.site or fault.site in m.site) and not m.kind and not m.tags
 
     async def create(self, match: SelectorConfig, start_ns: int, end_ns: int, reason: str, by: str) -> MaintenanceWindow:
-        """Store an ad hoc window. Raises ValueError: end ≤ start, longer than 31 days, already
+        """Store an ad hoc window. Raises ValueError: start or end outside
+        monitor.core.timecheck's range (stored as int64 ns), end ≤ start, longer than 31 days, already
         over, empty reason or author."""
+        check_ns(start_ns, "start")
+        check_ns(end_ns, "end")
         if end_ns <= start_ns:
             raise ValueError("end must be after start")
         if end_ns - start_ns > MAX_WINDOW_S * 1_000_000_000:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets
 from rules.alerting.duty import DutyRoster
@@ -73,6 +73,9 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     - timeout_s: for connecting and for each acknowledgement.
     """
 
+    # Errors must not echo their input: a URL or host may carry a secret. Merged with Strict's config.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     secrets = ("password",)
 
     type: Literal["mqtt"]
@@ -88,6 +91,15 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     password: ResolvedSecret = None
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, host: str) -> str:
+        # Not echoed: "user:password@broker" would be a secret written in the config.
+        if any(c in host for c in "@/?# "):
+            raise ValueError("must be a host name or address only (no URL, no user:password@): "
+                             "the password goes in password_env or password_file")
+        return host
 
     @field_validator("topic_prefix")
     @classmethod

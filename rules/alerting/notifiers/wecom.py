@@ -78,12 +78,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url, url_secret_problem
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
@@ -157,16 +158,14 @@ class WeComConfig(RouteConfigBase, WithSecrets):
         if urlsplit(url).query:
             # The URL itself is not echoed: its query may be the key.
             raise ValueError("must not have a query: the robot key goes in key_env or key_file")
+        if (problem := url_secret_problem(url)) is not None:
+            raise ValueError(problem)
         return url
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {tz!r}") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _key_required(self) -> WeComConfig:
@@ -207,10 +206,10 @@ _WORDS = {
         "resolved_at": "恢复时间",
         "duration": "持续时长",
         "ongoing": "已持续",
-        "unacked": "{d}，尚未确认",
-        "escalated": "{d}，尚未确认，已升级通知",
-        "acked_by": "确认人",
-        "acked_at": "确认时间",
+        "unacked": "{d}，尚未认领",
+        "escalated": "{d}，尚未认领，已升级通知",
+        "acked_by": "认领人",
+        "acked_at": "认领时间",
         "fault_id": "故障编号",
         "notice_id": "通知编号",
         "colon": "：",
@@ -230,7 +229,7 @@ _WORDS = {
         "reminder": "【提醒·{sev}】",
         "escalated_tag": "【升级·{sev}】",
         "resolved": "【已恢复】",
-        "acknowledged": "【已确认】",
+        "acknowledged": "【已认领】",
         "sla_warning": "【时限预警·{sev}】",
         "sla_breached": "【已超时·{sev}】",
         "d": "{n}天",
