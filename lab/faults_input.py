@@ -2,7 +2,7 @@
 configs QA used to crash or exhaust `fleetmon check-config`, built in a directory of the
 caller's, and a runner that reports what check-config did with each.
 
-Shared by tests/test_fault_input.py (each case must end in exit 2 with a located message, never
+Shared by tests/test_fault_input.py (each case must end in exit 1 with a located message, never
 a traceback) and bench/faults/input.py (the figures: tracebacks, time, peak RSS).
 """
 

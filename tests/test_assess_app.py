@@ -352,7 +352,7 @@ def test_bad_input_is_a_clear_error_with_exit_2_and_changes_nothing(site: Path, 
 def test_no_state_database_yet_and_no_scheme_are_said_plainly(tmp_path: Path) -> None:
     write_config(tmp_path, score=None)
     result = fleetmon_process("availability", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "no state database yet: the daemon (fleetmon run) creates it when it first starts" in result.stderr
     assert not (tmp_path / "state.db").exists()  # reading never creates it
     asyncio.run(build_history(tmp_path / "config.yaml"))
@@ -443,7 +443,7 @@ async def test_read_only_never_writes_and_refuses_other_versions(tmp_path: Path)
     conn.commit()
     conn.close()
     result = await asyncio.to_thread(fleetmon, "score", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
-    assert result.returncode == 1 and "workorders are at schema version 99" in result.stderr
+    assert result.returncode == 3 and "workorders are at schema version 99" in result.stderr
     assert "written by a newer fleetmon" in result.stderr
     conn = sqlite3.connect(db_path)
     conn.execute("UPDATE schema_versions SET version = 1 WHERE component = 'state'")

@@ -127,7 +127,7 @@ def test_a_failed_backup_deletes_nothing_and_says_why(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("state:\n  database: missing.db\n")
     result = _cli("--config", str(config), "--keep", "1", "--dir", str(out))
-    assert result.returncode == 1 and "missing.db: no such database file" in result.stderr
+    assert result.returncode == 3 and "missing.db: no such database file" in result.stderr
     assert not (tmp_path / "missing.db").exists()
     with pytest.raises(ValueError):
         backup(db, out, keep=0)

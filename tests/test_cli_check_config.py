@@ -50,11 +50,11 @@ def test_example_config_passes_with_a_summary(script: bool) -> None:
     ]
 
 
-def test_config_errors_all_go_to_stderr_with_exit_2(tmp_path: Path) -> None:
+def test_config_errors_all_go_to_stderr_with_exit_1(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("timezone: Mars/Base\nprobes:\n  icmp:\n    cuont: 3\n")
     result = fleetmon("check-config", str(config))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"{config}:1: timezone: unknown time zone 'Mars/Base': use an IANA name such as Asia/Shanghai "
@@ -64,21 +64,21 @@ def test_config_errors_all_go_to_stderr_with_exit_2(tmp_path: Path) -> None:
     ]
 
 
-def test_malformed_yaml_exit_2(tmp_path: Path) -> None:
+def test_malformed_yaml_exit_1(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("inventory: [\n")
     result = fleetmon("check-config", str(config))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.startswith(f"{config}:2:1: YAML syntax error: ")
 
 
-def test_inventory_errors_exit_2_from_another_directory(tmp_path: Path) -> None:
+def test_inventory_errors_exit_1_from_another_directory(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/points.csv").write_text("id,kind,address,site,region\na,camera,10.0.0.1,s,r\na,camera,10.0.0.1,s,r\n")
     (tmp_path / "etc/config.yaml").write_text("inventory:\n  point_lists: [points.csv]\n")
     result = fleetmon("check-config", "etc/config.yaml", cwd=tmp_path)
     points = tmp_path / "etc/points.csv"
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{points}:3: id: duplicate id 'a' (first at {points}:2)",
         "etc/config.yaml: 1 problem, nothing loaded",
@@ -93,7 +93,7 @@ def test_secrets_and_url_credentials_are_never_printed(tmp_path: Path) -> None:
     )
     result = fleetmon("check-config", str(config), env={"FLEETMON_TEST_PASSWORD": SECRET})
     # A password in the URL is a secret written in the config (docs/OPERATIONS.md "Secrets"): refused.
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert f"{config}:2: influxdb.url: must not carry credentials (user:password@)" in result.stderr
     assert SECRET not in result.stdout + result.stderr
     config.write_text("influxdb:\n  url: http://influx.example:8086/\n  username: fleetmon\n  password_env: FLEETMON_TEST_PASSWORD\n")
@@ -107,16 +107,16 @@ def test_secret_written_in_the_config_is_refused_and_not_echoed(tmp_path: Path) 
     config = tmp_path / "config.yaml"
     config.write_text(f"influxdb:\n  password: {SECRET}\n  token_env: {SECRET}\n")
     result = fleetmon("check-config", str(config))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "'password' must not be written in the config" in result.stderr
     assert SECRET not in result.stdout + result.stderr
 
 
-def test_missing_env_var_exit_2(tmp_path: Path) -> None:
+def test_missing_env_var_exit_1(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("influxdb:\n  password_env: FLEETMON_SURELY_UNSET\n")
     result = fleetmon("check-config", str(config))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert f"{config}:1: influxdb: password: environment variable FLEETMON_SURELY_UNSET is not set" in result.stderr
 
 

@@ -32,8 +32,11 @@ def test_a_silent_address_exits_1_and_says_down_in_chinese(labnet):
     assert "在线" in by_address[str(alive)] and "离线" in by_address[str(dead)] and "timeout" in by_address[str(dead)]
 
 
-def test_bad_address_and_bad_option_exit_2():
-    result = probe("10.0.0.x")
-    assert result.returncode == 2 and "not an IPv4/IPv6 address: 10.0.0.x" in result.stderr
+def test_unknown_target_and_bad_option_exit_2(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("inventory:\n  allow_loopback: true\n  devices: [{id: C1, kind: camera, address: 127.0.0.1, site: s, region: r}]\n")
+    result = probe("10.0.0.x", "-c", str(config))
+    assert result.returncode == 2
+    assert "neither a point id of the config's point list nor an IP address: 10.0.0.x" in result.stderr
     result = probe("127.0.0.1", "--size", "70000")
     assert result.returncode == 2 and "outside" in result.stderr

@@ -102,7 +102,7 @@ async def test_the_api_address_language_and_zone_come_from_the_config(tmp_path, 
         assert order.reported_ns == int(datetime(2026, 1, 5, 9, 30, tzinfo=SH).timestamp()) * S
         status, out, err = await fleetmon(capsys, "workorder", "ack", order.ref, "--at", "2026-01-05 09:00", "-c",
                                           str(config), "--token-file", str(token_files["李工"]))
-        assert (status, out) == (2, "") and err.strip() == (
+        assert (status, out) == (1, "") and err.strip() == (
             f"Refused (409): {order.ref} acknowledged: the time is before the report (30 min 0 s earlier)")
         # "HH:MM" is today in the config's zone.
         now = datetime.now(SH)
@@ -116,23 +116,25 @@ async def test_refusals_are_printed_with_the_daemons_reason_and_write_nothing(tm
                                                                                 monkeypatch):
     async with make_world(tmp_path) as w:
         before = w.rows()
+        # Exit 2: the arguments name nothing or are malformed; 3: no permission (cli_common).
         cases = [
             (["report", "CAM-9999", "--title", "黑屏", "--token-file", str(token_files["张工"])],
-             "被拒绝（400）：unknown device: CAM-9999 (not in the point list)"),
+             2, "被拒绝（400）：unknown device: CAM-9999 (not in the point list)"),
             (["report", "CAM-0001", "--title", "黑屏", "--token-file", str(token_files["赵观察"])],
-             "被拒绝（403）：赵观察's token (roles: read) may not act on work orders: that needs the duty or manager role"),
+             3, "被拒绝（403）：赵观察's token (roles: read) may not act on work orders: that needs the duty or manager role"),
             (["report", "CAM-0001", "--title", "黑屏", "--token-file", str(token_files["write"])],
-             "`by` is required with the shared write token"),
+             2, "`by` is required with the shared write token"),
             (["ack", "WO-20991231-0001", "--token-file", str(token_files["张工"])],
-             "被拒绝（404）：no work order 'WO-20991231-0001'"),
-            (["ack", "WO-20991231-0001"], "写操作需要令牌：--token-file 文件，或环境变量 FLEETMON_TOKEN"),
-            (["arrive", "WO-1", "--at", "yesterday", "--token-file", str(token_files["张工"])], "--at 'yesterday'"),
-            (["show", "WO-20991231-0001", "--token-file", str(tmp_path / "missing.token")], "cannot read the token"),
+             2, "被拒绝（404）：no work order 'WO-20991231-0001'"),
+            (["ack", "WO-20991231-0001"], 3, "写操作需要令牌：--token-file 文件，或环境变量 FLEETMON_TOKEN"),
+            (["arrive", "WO-1", "--at", "yesterday", "--token-file", str(token_files["张工"])], 2, "--at 'yesterday'"),
+            (["show", "WO-20991231-0001", "--token-file", str(tmp_path / "missing.token")], 2,
+             "cannot read the token"),
         ]
         monkeypatch.delenv("FLEETMON_TOKEN", raising=False)
-        for argv, message in cases:
+        for argv, expected, message in cases:
             status, out, err = await fleetmon(capsys, "workorder", *argv, "--url", w.url)
-            assert status == 2 and out == "" and message in err, (argv, err)
+            assert status == expected and out == "" and message in err, (argv, status, err)
         assert w.rows() == before
         # The shared token with --by, and the environment variable instead of a file.
         monkeypatch.setenv("FLEETMON_TOKEN", WRITE)
@@ -145,11 +147,11 @@ async def test_a_daemon_that_is_not_running_is_named_as_such(tmp_path, capsys):
     async with make_world(tmp_path) as w:
         url = w.url
     status, out, err = await fleetmon(capsys, "workorder", "list", "--url", url)
-    assert status == 1 and out == ""
+    assert status == 3 and out == ""
     assert err.strip() == f"无法连接 fleetmon 守护进程 {url}（连接被拒绝）：守护进程在运行吗？（systemctl status fleetmon）"
     config = tmp_path / "nowhere.yaml"
     status, _, err = await fleetmon(capsys, "workorder", "list", "-c", str(config))
-    assert status == 2 and f"{config}: cannot read the config" in err
+    assert status == 1 and f"{config}: cannot read the config" in err
 
 
 async def test_the_command_as_its_own_process_prints_a_table_when_piped(tmp_path, token_files):
@@ -179,6 +181,6 @@ def test_check_config_counts_the_personal_tokens_and_their_roles(tmp_path, capsy
     out = capsys.readouterr().out
     assert "  api: http://127.0.0.1:8080/, writes need a token (2 personal: duty 1, manager 1)" in out
     monkeypatch.setenv("FM_TOKEN_WANG", TOKENS["张工"])
-    assert main(["check-config", str(config)]) == 2
+    assert main(["check-config", str(config)]) == 1
     err = capsys.readouterr().err
     assert f"{config}:2: api: people[1]: 王经理's token is the same as 张工's token" in err and TOKENS["张工"] not in err

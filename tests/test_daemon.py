@@ -321,11 +321,11 @@ def test_sighup_keeps_the_running_config_when_the_new_one_is_bad(small_fleet, in
     assert [s for s, _ in statuses] == ["active", "removed"] and statuses[1][1] > reloaded_ns
 
 
-def test_bad_config_exits_2_and_unusable_state_db_exits_1(tmp_path):
+def test_bad_config_exits_1_and_unusable_state_db_exits_3(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("probes:\n  icmp:\n    count: many\n")
     result = subprocess.run([FLEETMON, "run", "--config", str(bad)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "bad.yaml:3: probes.icmp.count" in result.stderr
+    assert result.returncode == 1 and "bad.yaml:3: probes.icmp.count" in result.stderr
 
     (tmp_path / "state.db").write_bytes(b"not a database" * 100)
     good = tmp_path / "good.yaml"
@@ -334,7 +334,7 @@ def test_bad_config_exits_2_and_unusable_state_db_exits_1(tmp_path):
         "state:\n  database: state.db\ninfluxdb:\n  enabled: false\napi:\n  port: 0\n"
     )
     result = subprocess.run([FLEETMON, "run", "--config", str(good)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1 and "cannot start" in result.stderr and "state.db" in result.stderr
+    assert result.returncode == 3 and "cannot start" in result.stderr and "state.db" in result.stderr
 
 
 async def test_startup_error_is_raised_in_process_too(tmp_path):
@@ -350,12 +350,12 @@ async def test_startup_error_is_raised_in_process_too(tmp_path):
 
 
 def test_devices_are_probed_parent_first_with_everything_behind_it_next():
-    from monitor.app.daemon import _depth_first
+    from monitor.app.daemon import depth_first
     from monitor.fleet.inventory import Inventory
 
     _order = [device("C1", parent="SW1"), device("SW1", parent="L1"), device("C2", parent="SW2"), device("L1"),
               device("SW2", parent="L1"), device("P")]
-    assert [x.id for x in _depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]
+    assert [x.id for x in depth_first(Inventory(_order))] == ["L1", "SW1", "C1", "SW2", "C2", "P"]
 
 
 async def test_probes_without_devices_to_poll_are_not_started(small_fleet, influx, influx_db, tmp_path, caplog):

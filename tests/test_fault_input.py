@@ -1,4 +1,4 @@
-"""Issue 13, bad input: every hostile config of lab/faults_input.py ends in `check-config` exit 2
+"""Issue 13, bad input: every hostile config of lab/faults_input.py ends in `check-config` exit 1
 with its located error, never a traceback, a hang or gigabytes; and the pieces behind it
 (zones, date bounds, the YAML expansion cap, the error cap, bounded secret files, inline
 secrets in URLs and headers, device addresses, XLSX formulas and merged cells) one by one."""
@@ -54,7 +54,7 @@ def check(path: Path) -> tuple[int, str]:
 def test_hostile_config_is_a_located_error(case: Case, tmp_path: Path) -> None:
     path = case.write(tmp_path)
     code, stderr = check(path)  # an exception here is the traceback the issue is about
-    assert code == 2
+    assert code == 1
     assert case.expect.format(path=path, dir=tmp_path) in stderr, stderr[:2000]
 
 
@@ -62,7 +62,7 @@ def test_yaml_bomb_in_a_child_costs_seconds_and_megabytes_not_minutes_and_gigaby
     path = tmp_path / "config.yaml"
     path.write_text(yaml_bomb(), encoding="utf-8")
     outcome = check_config(path)
-    assert outcome.returncode == 2 and not outcome.traceback
+    assert outcome.returncode == 1 and not outcome.traceback
     assert outcome.stderr.count("\n") == 2  # the one located message and the summary, not a million
     assert outcome.peak_rss_mb < 300  # before the cap: 1.3 GB
 
@@ -129,7 +129,7 @@ def test_many_bad_rows_print_the_first_ones_and_the_count(tmp_path: Path) -> Non
     path.write_text("inventory:\n  point_lists: [points.csv]\n", encoding="utf-8")
     code, stderr = check(path)
     lines = stderr.splitlines()
-    assert code == 2 and len(lines) == MAX_MESSAGES + 2
+    assert code == 1 and len(lines) == MAX_MESSAGES + 2
     assert lines[-2] == f"… and {500 - MAX_MESSAGES} more problems" and lines[-1] == f"{path}: 500 problems, nothing loaded"
 
 

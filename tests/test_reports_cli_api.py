@@ -117,7 +117,7 @@ def test_an_unwritable_reports_directory_is_a_clear_error_and_out_still_works(qu
     (tmp_path / "reports").write_text("a file where the directory should be")
     quarter.write_config(tmp_path, reports={"directory": "reports/here"})
     done = fleetmon("report", "daily", "--period", "2026-09-20", "--format", "xlsx", "-c", "config.yaml", cwd=tmp_path)
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 3 and done.stdout == ""
     assert done.stderr.strip() == (f"cannot make the reports directory {tmp_path}/reports/here: Not a directory; "
                                    "give --out PATH to write the report elsewhere")
     out = tmp_path / "daily.xlsx"

@@ -39,7 +39,7 @@ def run() -> list[Figure]:
                 continue
             outcomes[case.name] = outcome
             expect = case.expect.format(path=path, dir=directory)
-            if outcome.traceback or outcome.returncode != 2 or expect not in outcome.stderr:
+            if outcome.traceback or outcome.returncode != 1 or expect not in outcome.stderr:
                 failed.append(case.name)
     bomb, zero, fifo = outcomes.get(_BOMB), outcomes.get(_ZERO), outcomes.get(_FIFO)
     # Times include the interpreter's start: held to the baseline's plus 2 s, not to a fixed

@@ -4,6 +4,8 @@ status page, and an OpenAPI 3.1 document describing exactly these routes.
 Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
 
     GET    /healthz                          liveness: 200, or 503 once cycles stopped finishing or state writes fail
+    GET    /metrics                          fleetmon's own health for Prometheus (text format 0.0.4;
+                                             monitor/app/selfmetrics.py)
     GET    /api/v1/status                    online rates (fleet, regions, sites, kinds), states, open faults
     GET    /api/v1/devices                   ?region=&site=&kind=&state=&limit=&offset=
     GET    /api/v1/faults                    ?state=open|pending|firing|resolved|all&limit=
@@ -37,6 +39,8 @@ Security decisions:
   which a phone opens as a link, is static and open; its link carries the token after the #
   (/status#token=…), which browsers never send, and its script sends it as a bearer header.
   /healthz, the OpenAPI document and the page's files stay open: they show no fleet data.
+  /metrics is a read like the others (open faults by severity are fleet data): with a status
+  token, Prometheus sends it (`authorization: {credentials_file: …}` in its scrape config).
 - No token is taken from a URL: a query with `token` (or `access_token`) is answered 400
   pointing to the Authorization header. Query strings end up in proxy logs and browser
   histories; fleetmon's own log lines name the path without the query.
@@ -146,6 +150,7 @@ from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
 from monitor.state.tracker import State
 from monitor.state.writes import WriteHealth
+from monitor.app.selfmetrics import MEDIA_TYPE as METRICS_MEDIA_TYPE, MetricsText
 from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
 from probes.base import ProbeResult
 from rules.alerting.faults import FaultBook, FaultStateError
@@ -199,6 +204,7 @@ class ApiContext:
     - reports: makes the report files of /api/v1/reports (None: it answers 503).
     - reload: the latest reload's outcome (None: none since start), shown by /healthz.
     - statedb: the state database's write health; /healthz answers 503 while writes fail.
+    - metrics: the /metrics page, read at scrape time (monitor.app.selfmetrics; None: 503).
     """
 
     inventory: Inventory
@@ -219,6 +225,7 @@ class ApiContext:
     reports: ReportMaker | None = None
     reload: Callable[[], ReloadOutcome | None] = lambda: None
     statedb: WriteHealth | None = None
+    metrics: Callable[[], Awaitable[MetricsText]] | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -699,7 +706,7 @@ def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
             disposition = f'attachment; filename="{reply.body.filename}"'  # file_name: letters, digits, ._- only
             return web.Response(status=reply.status, body=reply.body.data, content_type=reply.body.media_type,
                                 headers={"Content-Disposition": disposition})
-        if isinstance(reply.body, PageText):
+        if isinstance(reply.body, (PageText, MetricsText)):
             return web.Response(
                 status=reply.status, text=reply.body.root, content_type=endpoint.media_type, headers=PAGE_HEADERS
             )
@@ -810,6 +817,11 @@ class _Api:
                          reload=None if reload is None else ReloadOut(at=_utc(reload.at_ns), ok=reload.ok,
                                                                       error=reload.error))
         return Reply(503 if status in ("stale", "failing") else 200, body)
+
+    async def metrics(self, call: Call) -> Reply:
+        if self.ctx.metrics is None:
+            raise ApiError(503, "no self-monitoring behind this API")
+        return Reply(200, await self.ctx.metrics())
 
     async def status(self, call: Call) -> Reply:
         ctx = self.ctx
@@ -1041,6 +1053,11 @@ def _endpoints(
             503: (f"no cycle finished for {STALE_CYCLES} cycle intervals, or state database writes fail",
                   HealthOut),
         }, public=True),
+        Endpoint("GET", "/metrics", "fleetmon's own health for Prometheus: cycles, queues, sink, outbox, faults, "
+                 "process", api.metrics, {
+                     200: ("Prometheus text exposition format 0.0.4", MetricsText),
+                     503: ("no self-monitoring behind this API", ErrorOut),
+                 }, media_type=METRICS_MEDIA_TYPE),
         Endpoint("GET", "/api/v1/status", "Online rates, device states and open faults", api.status, {
             200: ("fleet status", StatusOut),
         }),

@@ -2,7 +2,9 @@
 
 One function per subcommand, `cmd_<name>(args) -> exit status`, and one `_add_<name>(subparsers)`
 that declares its arguments; a new subcommand is those two functions plus one entry in
-SUBCOMMANDS. Exit status: 0 success, 2 bad input (usage, config or inventory errors).
+SUBCOMMANDS. Every subcommand takes `-c/--config PATH` (default $FLEETMON_CONFIG, else
+/etc/fleetmon/config.yaml) and every read command `--json`. Exit statuses, the same for all:
+monitor.app.cli_common (0 ok, 1 problems found, 2 usage error, 3 cannot run).
 """
 
 from __future__ import annotations
@@ -10,12 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from monitor.app import version
+from monitor.app.cli_common import (
+    EXIT_CANNOT_RUN, EXIT_EPILOG, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, add_config_option, add_progress_option,
+    config_path, progress_printer,
+)
+from monitor.app.cli_faults import add_faults
+from monitor.app.cli_probe import add_probe_kinds, bounded as _bounded
 from monitor.app.cli_workorder import add_workorder
 from monitor.app.config import FleetmonConfig, load_config
 from monitor.core.config_base import ConfigError
@@ -23,16 +33,12 @@ from monitor.fleet.inventory import Inventory, load_inventory
 from monitor.core.model import Status
 from probes import REGISTRY
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # could not start or run (systemd restarts it: Restart=on-failure)
-EXIT_BAD_INPUT = 2  # as argparse uses for usage errors
-
 log = logging.getLogger("fleetmon.cli")
 
 
-def _load(path: Path) -> tuple[FleetmonConfig, Inventory]:
+def _load(path: Path, progress: Callable[[int, int], None] | None = None) -> tuple[FleetmonConfig, Inventory]:
     cfg = load_config(path)
-    return cfg, load_inventory(cfg)
+    return cfg, load_inventory(cfg, progress=progress)
 
 
 def _print_config_errors(path: Path, exc: ConfigError) -> None:
@@ -42,16 +48,54 @@ def _print_config_errors(path: Path, exc: ConfigError) -> None:
     print(f"{path}: {count} problem{'s' if count != 1 else ''}, nothing loaded", file=sys.stderr)
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """Load the config and its inventory; print every problem to stderr (exit 2), or a short
-    summary of what was loaded to stdout (exit 0)."""
+def load_or_complain(args: argparse.Namespace) -> tuple[FleetmonConfig, Inventory] | None:
+    """The config of `args` (-c, $FLEETMON_CONFIG, the default) and its point lists, with
+    progress lines as --progress or a terminal asks; None after printing its problems."""
+    path = config_path(args)
     try:
-        cfg, inventory = _load(args.path)
+        return _load(path, progress_printer(args))
     except ConfigError as exc:
-        _print_config_errors(args.path, exc)
-        return EXIT_BAD_INPUT
-    print(f"{args.path}: OK")
-    for line in _summary(cfg, inventory):
+        _print_config_errors(path, exc)
+        return None
+
+
+# "FILE:LINE[:COL]: yaml.path: message", "FILE:LINE: message" or "FILE: message" (ConfigError).
+_PROBLEM = re.compile(r"^(?P<file>.+?)(?::(?P<line>\d+)(?::\d+)?)?: (?:(?P<path>[\w.\[\]-]+): )?(?P<message>.+)$")
+
+
+def config_problem(message: str) -> dict[str, Any]:
+    """One ConfigError line as {"file", "line", "path", "message"} (line and path null where the
+    problem has none, e.g. an unreadable file or a YAML syntax error)."""
+    m = _PROBLEM.match(message)
+    if m is None:
+        return {"file": None, "line": None, "path": None, "message": message}
+    line = m["line"]
+    return {"file": m["file"], "line": int(line) if line else None, "path": m["path"], "message": m["message"]}
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Load the config and its inventory; print every problem to stderr (exit 1), or a short
+    summary of what was loaded to stdout (exit 0). --json: {"config", "ok", "errors": [{file,
+    line, path, message}], "summary": [lines]} on stdout either way."""
+    import json
+
+    path = args.path if args.path is not None else config_path(args)
+    try:
+        cfg, inventory = _load(path, progress_printer(args))
+    except ConfigError as exc:
+        if args.json:
+            doc = {"config": str(path), "ok": False, "errors": [config_problem(m) for m in exc.messages], "summary": []}
+            print(json.dumps(doc, ensure_ascii=False, indent=2))
+        else:
+            _print_config_errors(path, exc)
+        return EXIT_PROBLEMS
+    summary = _summary(cfg, inventory)
+    if args.json:
+        print(json.dumps({"config": str(path), "ok": True, "errors": [], "summary": summary}, ensure_ascii=False,
+                         indent=2))
+        return EXIT_OK
+    print(f"{path}: OK")
+    for line in summary:
         print(f"  {line}")
     return EXIT_OK
 
@@ -60,23 +104,32 @@ def _add_check_config(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "check-config",
         help="check a config file and its point lists",
-        description="Load the config and the inventory it names, report every problem (exit 2) "
+        description="Load the config and the inventory it names, report every problem (exit 1) "
         "or summarise what would be monitored (exit 0). Secrets are resolved but never shown.",
     )
-    parser.add_argument("path", type=Path, help="the config file (config.yaml)")
+    parser.add_argument("path", type=Path, nargs="?", default=None,
+                        help="the config file: the old form of -c PATH, still accepted")
+    add_config_option(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print {config, ok, errors: [{file, line, path, message}], summary} on stdout")
+    add_progress_option(parser)
     parser.set_defaults(run=cmd_check_config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config and the inventory; a
-    reload that fails is logged and the running config is kept (monitor.app.supervisor)."""
-    try:
-        cfg, inventory = _load(args.config)
-    except ConfigError as exc:
-        _print_config_errors(args.config, exc)
-        return EXIT_BAD_INPUT
+    reload that fails is logged and the running config is kept (monitor.app.supervisor). --once: one cycle of every
+    probe, its summary, exit (monitor.app.run_once)."""
+    loaded = load_or_complain(args)
+    if loaded is None:
+        return EXIT_PROBLEMS
+    cfg, inventory = loaded
+    if args.once:
+        from monitor.app.run_once import run_once
+
+        return run_once(cfg, inventory, json_out=args.json)
     _limit_malloc_arenas()
-    return asyncio.run(_serve(args.config, cfg, inventory, view=args.view))
+    return asyncio.run(_serve(config_path(args), cfg, inventory, view=args.view))
 
 
 def _limit_malloc_arenas() -> None:
@@ -106,87 +159,25 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run the monitoring daemon",
         description="Probe the fleet, keep device state, write metrics. Stops cleanly on SIGTERM "
-        "(pending writes are flushed); SIGHUP reloads the config.",
+        "(pending writes are flushed); SIGHUP reloads the config. Exit 3 when it cannot start (state "
+        "database, sockets). --once: one cycle of every enabled probe, without the state database, "
+        "InfluxDB or notifications; prints the online rates and the faults that would fire; exit 0 "
+        "when all is well, 1 when a device is down or a fault would fire.",
     )
-    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    add_config_option(parser)
     parser.add_argument("--view", action="store_true", help="show a live terminal view (online rates, worst links)")
+    parser.add_argument("--once", action="store_true", help="one cycle of every enabled probe, a summary, exit")
+    parser.add_argument("--json", action="store_true", help="with --once: the summary as JSON")
+    add_progress_option(parser)
     parser.set_defaults(run=cmd_run)
 
 
-PROBE_HEADERS = {
-    "zh": ("地址", "状态", "发送/接收", "丢包 %", "最小 ms", "平均 ms", "最大 ms", "抖动 ms", "原因"),
-    "en": ("address", "state", "sent/recv", "loss %", "min ms", "avg ms", "max ms", "jitter ms", "reason"),
-}
-PROBE_STATES = {"zh": ("在线", "离线"), "en": ("up", "down")}
-
-
-def cmd_probe_icmp(args: argparse.Namespace) -> int:
-    """Ping the addresses once with fleetmon's own engine and print a table.
-    Exit 0 when every address answered, 1 when one did not, 2 for a bad address."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from probes.icmp import IcmpEngine, IcmpPermissionError, PingParams, Target
-
-    bad = []
-    for address in args.addresses:
-        try:
-            Target.parse(address)
-        except ValueError:
-            bad.append(address)
-    if bad:
-        print(f"not an IPv4/IPv6 address: {', '.join(bad)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    params = PingParams(
-        count=args.count, echo_interval_s=args.interval / 1000, timeout_s=args.timeout,
-        retries=args.retries, payload_size=args.size,
-    )
-
-    async def sweep():
-        async with IcmpEngine(mode=args.mode, packets_per_second=args.pps) as engine:
-            return await engine.ping_many(args.addresses, params)
-
-    try:
-        results = asyncio.run(sweep())
-    except IcmpPermissionError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_FAILED
-    table = Table(*PROBE_HEADERS[args.lang])
-    up_text, down_text = PROBE_STATES[args.lang]
-    for stats in results:
-        f = stats.fields()
-        table.add_row(
-            stats.address,
-            f"[green]{up_text}[/green]" if stats.up else f"[red]{down_text}[/red]",
-            f"{stats.sent}/{stats.received}",
-            f"{stats.loss_pct:.0f}",
-            *(f"{f[k]:.2f}" if k in f else "—" for k in ("rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "jitter_ms")),
-            stats.reason or "",
-        )
-    # Piped output (scripts, tickets) gets full columns instead of rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
-    return EXIT_OK if all(s.up for s in results) else EXIT_FAILED
-
-
 def _add_probe(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("probe", help="probe devices once (on-duty tool)")
+    parser = subparsers.add_parser("probe", help="probe devices once (on-duty tool)",
+                                   description="Probe points (ids from the config's point list) or addresses once, "
+                                   "with fleetmon's own probes and the config's credentials (never printed).")
     kinds = parser.add_subparsers(title="probe types", metavar="PROBE", required=True)
-    icmp = kinds.add_parser(
-        "icmp",
-        help="ping addresses once",
-        description="Ping each address with fleetmon's ICMP engine; print RTT min/avg/max, jitter and "
-        "loss. Exit 0 when all answered, 1 when one did not, 2 for a bad address.",
-    )
-    icmp.add_argument("addresses", nargs="+", metavar="ADDRESS", help="IPv4 or IPv6 address")
-    icmp.add_argument("--count", type=_bounded(int, 1, 100), default=5, help="echo requests per address (5)")
-    icmp.add_argument("--size", type=_bounded(int, 0, 65_000), default=56, help="payload bytes (56; 20000 for line tests)")
-    icmp.add_argument("--interval", type=_bounded(float, 1, 60_000), default=200.0, help="ms between echoes (200)")
-    icmp.add_argument("--timeout", type=_bounded(float, 0.01, 60), default=1.0, help="seconds to wait per reply (1)")
-    icmp.add_argument("--retries", type=_bounded(int, 0, 10), default=0, help="extra echoes when none answered (0)")
-    icmp.add_argument("--pps", type=_bounded(float, 1, 1_000_000), default=5000.0, help="packets per second (5000)")
-    icmp.add_argument("--mode", choices=("auto", "raw", "dgram"), default="auto", help="socket type (auto)")
-    icmp.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
-    icmp.set_defaults(run=cmd_probe_icmp)
+    add_probe_kinds(kinds)
     vqd = kinds.add_parser(
         "vqd",
         help="video-quality diagnosis of images or streams",
@@ -200,6 +191,7 @@ def _add_probe(subparsers: argparse._SubParsersAction) -> None:
     vqd.add_argument("--timeout", type=_bounded(float, 2, 120), default=20.0, help="seconds per stream (20)")
     vqd.add_argument("--json", action="store_true", help="JSON instead of a table")
     vqd.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
+    add_config_option(vqd)  # accepted for uniformity: the diagnosis of files and URLs reads no config
     vqd.set_defaults(run=cmd_probe_vqd)
 
 
@@ -221,7 +213,7 @@ def cmd_probe_vqd(args: argparse.Namespace) -> int:
             reference = measures.reference(measures.prepare(read_image(args.reference, cfg.max_pixels)))
     except (FrameError, ValueError) as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     reports, status = [], EXIT_OK
     for target in args.targets:
         try:
@@ -234,7 +226,7 @@ def cmd_probe_vqd(args: argparse.Namespace) -> int:
                       "frames": len(images), "size": [d.width, d.height]}
         except (FrameError, ValueError, TimeoutError) as exc:
             report = {"target": _redact(target), "ok": False, "error": str(exc) or "timeout"}
-        status = max(status, EXIT_OK if report["ok"] else EXIT_FAILED)
+        status = max(status, EXIT_OK if report["ok"] else EXIT_PROBLEMS)
         reports.append(report)
     if args.json:
         print(json.dumps(reports, ensure_ascii=False, indent=2))
@@ -281,19 +273,6 @@ async def _grab_stream(url: str, cfg, timeout_s: float):
     return frames, decode_errors(stderr)
 
 
-def _bounded(cast: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low:g}…{high:g}")
-        return value
-
-    return parse
-
-
 # --- the assessment: read from the state database, beside the running daemon -------------------
 
 
@@ -301,30 +280,30 @@ def _assess(args: argparse.Namespace, answer: Callable[[Any], Awaitable[Any]],
             text: Callable[[Any, FleetmonConfig], list[str]]) -> int:
     """Load the config, open the state database read-only, answer with
     monitor.app.assess_views (the documents of the HTTP API): `--json` prints the document,
-    else `text(document, cfg)` in the config's language. Exit 2 for bad input (config, period,
-    unknown point or group, a metric without value), 1 when the database cannot be read."""
+    else `text(document, cfg)` in the config's language. Exit 1 for an invalid config, 2 for bad
+    arguments (period, unknown point or group, a metric without value), 3 when the database
+    cannot be read."""
     from monitor.app.assess_views import RequestError
     from monitor.assess.periods import PeriodError, parse_period
     from monitor.state.db import StateDBError
 
-    try:
-        cfg, inventory = _load(args.config)
-    except ConfigError as exc:
-        _print_config_errors(args.config, exc)
-        return EXIT_BAD_INPUT
+    loaded = load_or_complain(args)
+    if loaded is None:
+        return EXIT_PROBLEMS
+    cfg, inventory = loaded
     try:
         if getattr(args, "period", None) is not None:
             parse_period(args.period, cfg.timezone)  # a bad period is said before the database is opened
         doc = asyncio.run(_read_only(cfg, inventory, answer))
     except PeriodError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     except RequestError as exc:
         print(exc.message, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     except StateDBError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_CANNOT_RUN
     if args.json:
         print(doc.model_dump_json(indent=2))
     else:
@@ -410,9 +389,10 @@ def cmd_long_offline(args: argparse.Namespace) -> int:
 def _assess_parser(subparsers: argparse._SubParsersAction, name: str, help: str, description: str,
                    run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help, description=description + " Reads the state database (read-only: "
-                                   "safe beside the running daemon). Exit 2 for bad input, 1 when the database "
-                                   "cannot be read.")
-    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+                                   "safe beside the running daemon). Exit 1 for an invalid config, 2 for bad "
+                                   "arguments, 3 when the database cannot be read.")
+    add_config_option(parser)
+    add_progress_option(parser)
     parser.add_argument("--json", action="store_true", help="print the JSON document (as the HTTP API answers)")
     parser.set_defaults(run=run)
     return parser
@@ -465,8 +445,9 @@ def _add_long_offline(subparsers: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     """Make one report now from the state database (read-only, beside the running daemon) and
     write it: to --out (a file, or a directory for the usual name), else into the reports
-    directory (reports.directory). Exit 2 for bad input (config, period, an empty point list), 1
-    when the database cannot be read or the file cannot be rendered or written."""
+    directory (reports.directory). Exit 1 for an invalid config, 2 for bad arguments (period, an
+    empty point list), 3 when the database cannot be read or the file cannot be rendered or
+    written."""
     import time
 
     from monitor.app.reports import ReportMaker, report_period
@@ -477,11 +458,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from monitor.reports.store import ReportStore, StoreError, file_name
     from monitor.state.db import StateDBError
 
-    try:
-        cfg, inventory = _load(args.config)
-    except ConfigError as exc:
-        _print_config_errors(args.config, exc)
-        return EXIT_BAD_INPUT
+    loaded = load_or_complain(args)
+    if loaded is None:
+        return EXIT_PROBLEMS
+    cfg, inventory = loaded
     try:
         period = report_period(cfg.timezone, args.kind, args.period, time.time_ns())  # before the database is opened
 
@@ -491,15 +471,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = asyncio.run(_read_only(cfg, inventory, answer))
     except (PeriodError, AvailabilityError) as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     except StateDBError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_CANNOT_RUN
     try:
         data = render(report, args.format, pdf_max_rows=cfg.reports.pdf_max_rows)
     except RuntimeError as exc:  # charts.FontMissing: says what to install
         print(f"cannot render the {args.format}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_CANNOT_RUN
     name = file_name(args.kind, period.label, args.format)
     if args.out is not None:
         target = args.out / name if args.out.is_dir() else args.out
@@ -507,14 +487,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             target.write_bytes(data)
         except OSError as exc:
             print(f"cannot write {target}: {exc.strerror}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_CANNOT_RUN
     else:
         try:
             target = ReportStore(cfg.reports.directory, cfg.reports.keep_days).save(args.kind, period.label, args.format,
                                                                                    data)
         except StoreError as exc:
             print(f"{exc}; give --out PATH to write the report elsewhere", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_CANNOT_RUN
     print(target)
     colon = "：" if report.language == "zh" else ": "
     for label, value, _ in summary_lines(report):
@@ -526,8 +506,9 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report", help="make a report now (巡检日报 … 年报, PDF or XLSX)",
         description="Make a report from the state database (read-only: safe beside the running daemon), as the "
-        "schedule and GET /api/v1/reports/{kind} make it, and write it to --out or into reports.directory. Exit 2 "
-        "for bad input, 1 when the database cannot be read or the file cannot be written.")
+        "schedule and GET /api/v1/reports/{kind} make it, and write it to --out or into reports.directory. Exit 1 "
+        "for an invalid config, 2 for bad arguments, 3 when the database cannot be read or the file cannot be "
+        "written.")
     parser.add_argument("kind", choices=("daily", "weekly", "monthly", "quarterly", "half-year", "annual"),
                         help="巡检日报, 统计分析周报, 月报, 季度考核, 半年报, 年报")
     parser.add_argument("--period", help=PERIOD_HELP + "; default: the last whole period (yesterday, the week before …)")
@@ -535,27 +516,49 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="write here (a file, or a directory for the usual name, e.g. "
                         "monthly_2026-12.pdf) instead of into reports.directory")
     parser.add_argument("--lang", choices=("zh", "en"), help="the report's language (default: the config's)")
-    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    add_config_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(run=cmd_report)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """The shell completion script of this parser (shtab), on stdout."""
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK
+
+
+def _add_completion(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "completion", help="print the shell completion script (bash, zsh)",
+        description="Print a completion script for every command and option. bash: "
+        "`fleetmon completion bash > /etc/bash_completion.d/fleetmon`; zsh: "
+        "`fleetmon completion zsh > \"${fpath[1]}/_fleetmon\"`.",
+    )
+    parser.add_argument("shell", choices=("bash", "zsh"))
+    add_config_option(parser)  # accepted for uniformity: the script does not depend on the config
+    parser.set_defaults(run=cmd_completion)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """An online backup of the config's state database (monitor.state.backup), safe while the
-    daemon runs; keeps the newest --keep. Prints the new file and what was deleted. Exit 2 for
-    a bad config, 1 when the backup failed (nothing deleted then)."""
+    daemon runs; keeps the newest --keep. Prints the new file and what was deleted. Exit 1 for
+    a bad config, 3 when the backup failed (nothing deleted then)."""
     from monitor.state.backup import BackupError, backup
 
+    path = config_path(args)
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(path)
     except ConfigError as exc:
-        _print_config_errors(args.config, exc)
-        return EXIT_BAD_INPUT
+        _print_config_errors(path, exc)
+        return EXIT_PROBLEMS
     database = cfg.state.database
     try:
         result = backup(database, args.dir or database.parent / "backups", keep=args.keep)
     except BackupError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_CANNOT_RUN
     print(f"{result.path} ({result.size} bytes)")
     for path in result.deleted:
         print(f"deleted {path}")
@@ -569,15 +572,15 @@ def _add_backup(subparsers: argparse._SubParsersAction) -> None:
         description="Copy the state database with SQLite's backup API while the daemon writes, check the "
         "copy (integrity_check) and keep the newest --keep backups. Restore: docs/OPERATIONS.md.",
     )
-    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    add_config_option(parser)
     parser.add_argument("--dir", type=Path, help="where backups go (default: backups/ beside the state database)")
     parser.add_argument("--keep", type=_bounded(int, 1, 10_000), default=14, help="backups kept, newest first (14)")
     parser.set_defaults(run=cmd_backup)
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_check_config, _add_run, _add_probe, add_workorder,
-    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup,
+    _add_check_config, _add_run, _add_probe, add_faults, add_workorder,
+    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup, _add_completion,
 )
 
 
@@ -664,7 +667,9 @@ def _influxdb(cfg: FleetmonConfig) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleetmon", description="Monitoring daemon for video-surveillance fleets.")
+    parser = argparse.ArgumentParser(prog="fleetmon", description="Monitoring daemon for video-surveillance fleets.",
+                                     epilog=EXIT_EPILOG)
+    parser.add_argument("--version", action="version", version=f"fleetmon {version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)

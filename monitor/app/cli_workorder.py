@@ -6,7 +6,7 @@ Reads and writes both go through the API: the daemon's work-order book is the si
 what the daemon holds.
 
 - Where: `--url`, else api.listen / api.port of the config file (`--config`, default
-  /etc/fleetmon/config.yaml). Only those keys, `language` and `timezone` are read from it, raw:
+  $FLEETMON_CONFIG, else /etc/fleetmon/config.yaml). Only those keys, `language` and `timezone` are read from it, raw:
   validating the whole file would resolve the daemon's secrets, which a duty engineer's shell
   does not hold.
 - Who: the bearer token from `--token-file` or the environment variable FLEETMON_TOKEN: a
@@ -15,8 +15,10 @@ what the daemon holds.
 - Output: Chinese by default (the config's `language`, `--lang`), times in the config's zone;
   `--json` prints the API's JSON as it came.
 
-Exit status: 0 done; 1 the daemon is not reachable or failed (5xx, 503 work orders not
-enabled); 2 bad input or refused (usage, 4xx: the daemon's reason is printed).
+Exit status (monitor.app.cli_common): 0 done; 1 the daemon refused it as the order stands
+(409), or the config cannot be read; 2 bad input (usage, a bad --at, 400/404: the daemon's
+reason is printed); 3 cannot run: the daemon is not reachable or failed (5xx, 503 work orders
+not enabled), the token is missing or refused (401/403).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from monitor.app.cli_common import (
+    EXIT_CANNOT_RUN, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, add_config_option, config_path,
+)
 from monitor.core.timecheck import check_zone
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 TOKEN_ENV = "FLEETMON_TOKEN"
 TIMEOUT_S = 30.0
-DEFAULT_CONFIG = Path("/etc/fleetmon/config.yaml")
 
 WORDS = {
     "zh": {
@@ -123,6 +126,13 @@ class CliError(Exception):
         self.status = status
 
 
+class Unreachable(CliError):
+    """The daemon did not answer at all (not running, wrong address, timeout): exit 3."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_CANNOT_RUN, message)
+
+
 @dataclass(frozen=True)
 class Target:
     """The daemon's API and how to talk to people about it."""
@@ -161,17 +171,17 @@ class Target:
 
 def target(args: argparse.Namespace) -> Target:
     """The API's URL, the language and zone (from --url/--lang and the config's raw keys) and
-    the token. Raises CliError (2) for an unreadable config or token file."""
+    the token. Raises CliError (1) for an unreadable config, (2) for an unreadable token file."""
     raw: dict[str, Any] = {}
+    path = config_path(args)
     if args.url is None or args.config is not None:
-        path = args.config or DEFAULT_CONFIG
         try:
             loaded = _load_bounded(path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
-            raise CliError(EXIT_BAD_INPUT, f"{path}: cannot read the config ({reason}); or give --url") from None
+            raise CliError(EXIT_PROBLEMS, f"{path}: cannot read the config ({reason}); or give --url") from None
         raw = loaded if isinstance(loaded, dict) else {}
-    url = args.url.rstrip("/") if args.url else _api_url(raw.get("api") or {}, args.config or DEFAULT_CONFIG)
+    url = args.url.rstrip("/") if args.url else _api_url(raw.get("api") or {}, path)
     language = args.lang or (raw.get("language") if raw.get("language") in WORDS else "zh")
     try:
         zone = ZoneInfo(check_zone(str(raw.get("timezone") or "Asia/Shanghai")))
@@ -195,14 +205,14 @@ def _api_url(api: Any, path: Path) -> str:
     """http://HOST:PORT of the config's `api` section (a wildcard listen address is reached on
     loopback). Raises CliError for a disabled API or values the daemon would refuse too."""
     if not isinstance(api, dict):
-        raise CliError(EXIT_BAD_INPUT, f"{path}: api must be a mapping")
+        raise CliError(EXIT_PROBLEMS, f"{path}: api must be a mapping")
     if api.get("enabled") is False:
-        raise CliError(EXIT_BAD_INPUT, f"{path}: the daemon's HTTP API is disabled (api.enabled: false)")
+        raise CliError(EXIT_CANNOT_RUN, f"{path}: the daemon's HTTP API is disabled (api.enabled: false)")
     try:
         address = ipaddress.ip_address(str(api.get("listen", "127.0.0.1")))
         port = int(api.get("port", 8080))
     except ValueError:
-        raise CliError(EXIT_BAD_INPUT, f"{path}: api.listen must be an IP address and api.port a number") from None
+        raise CliError(EXIT_PROBLEMS, f"{path}: api.listen must be an IP address and api.port a number") from None
     if address.is_unspecified:
         address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
     host = f"[{address}]" if address.version == 6 else str(address)
@@ -215,9 +225,9 @@ def _token(args: argparse.Namespace) -> str | None:
             token = args.token_file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise CliError(EXIT_BAD_INPUT, f"{args.token_file}: cannot read the token ({reason})") from None
+            raise CliError(EXIT_USAGE, f"{args.token_file}: cannot read the token ({reason})") from None
         if not token:
-            raise CliError(EXIT_BAD_INPUT, f"{args.token_file}: the token file is empty")
+            raise CliError(EXIT_USAGE, f"{args.token_file}: the token file is empty")
         return token
     return os.environ.get(TOKEN_ENV) or None
 
@@ -237,7 +247,7 @@ def _at(text: str | None, zone: ZoneInfo) -> str | None:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=zone)
     except ValueError:
-        raise CliError(EXIT_BAD_INPUT, f"--at {text!r}: write a time as \"2026-12-01 10:00\" or \"10:00\" "
+        raise CliError(EXIT_USAGE, f"--at {text!r}: write a time as \"2026-12-01 10:00\" or \"10:00\" "
                                        f"(local time, {zone.key})") from None
     return dt.isoformat()
 
@@ -247,7 +257,8 @@ def _at(text: str | None, zone: ZoneInfo) -> str | None:
 
 async def _request(t: Target, method: str, path: str, body: dict[str, Any] | None = None,
                    params: dict[str, str] | None = None) -> Any:
-    """The API's JSON answer. Raises CliError: 1 unreachable or 5xx, 2 for 4xx."""
+    """The API's JSON answer. Raises CliError: 3 unreachable, 5xx, 401/403; 1 for 409; 2 for
+    other 4xx (the request's arguments name nothing, or are malformed)."""
     import aiohttp
 
     headers = {"Accept": "application/json"}
@@ -265,16 +276,17 @@ async def _request(t: Target, method: str, path: str, body: dict[str, Any] | Non
     except aiohttp.ClientConnectorError as exc:
         code = exc.os_error.errno if exc.os_error is not None else None
         reason = t.w["refused_connection"] if code == errno.ECONNREFUSED else os.strerror(code) if code else str(exc)
-        raise CliError(EXIT_FAILED, t.w["unreachable"].format(url=t.url, reason=reason)) from None
+        raise Unreachable(t.w["unreachable"].format(url=t.url, reason=reason)) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise CliError(EXIT_FAILED, t.w["unreachable"].format(url=t.url, reason=type(exc).__name__)) from None
+        raise Unreachable(t.w["unreachable"].format(url=t.url, reason=type(exc).__name__)) from None
     if status < 400 and isinstance(answer, dict):
         return answer
     error = answer.get("error") if isinstance(answer, dict) else None
     error = error if isinstance(error, str) else f"not a fleetmon answer from {url}"
     if 400 <= status < 500:
-        raise CliError(EXIT_BAD_INPUT, t.w["refused"].format(status=status, error=error))
-    raise CliError(EXIT_FAILED, t.w["failed"].format(status=status, error=error))
+        code = EXIT_CANNOT_RUN if status in (401, 403) else EXIT_PROBLEMS if status == 409 else EXIT_USAGE
+        raise CliError(code, t.w["refused"].format(status=status, error=error))
+    raise CliError(EXIT_CANNOT_RUN, t.w["failed"].format(status=status, error=error))
 
 
 def _ref(ref: str) -> str:
@@ -431,7 +443,7 @@ def _write(args: argparse.Namespace, done: str, path: Callable[[argparse.Namespa
     """POST `body(args, target)` to `path(args)`, with `by` when given; print the order."""
     async def work(t: Target) -> int:
         if t.token is None:
-            raise CliError(EXIT_BAD_INPUT, t.w["no_token"])
+            raise CliError(EXIT_CANNOT_RUN, t.w["no_token"])
         payload = {k: v for k, v in body(args, t).items() if v is not None}
         if args.by is not None:
             payload["by"] = args.by
@@ -491,8 +503,7 @@ def cmd_close(args: argparse.Namespace) -> int:
 def add_workorder(subparsers: argparse._SubParsersAction) -> None:
     """`fleetmon workorder …` (registered in monitor.app.cli SUBCOMMANDS)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", type=Path, default=None,
-                        help=f"the daemon's config file, for api.listen/port, language, timezone ({DEFAULT_CONFIG})")
+    add_config_option(common)
     common.add_argument("--url", help="the daemon's API instead, e.g. http://127.0.0.1:8080")
     common.add_argument("--token-file", type=Path, help=f"your token (default: the environment variable {TOKEN_ENV})")
     common.add_argument("--lang", choices=tuple(WORDS), help="output language (default: the config's)")

@@ -25,12 +25,14 @@ import time
 from contextlib import AsyncExitStack
 from typing import Callable
 
+from monitor.app import version
 from monitor.app.api import ApiContext, ApiServer
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
 from monitor.app.reloads import ReloadOutcome
 from monitor.app.reports import ReportMaker
 from monitor.app.scheduler import Scheduler
+from monitor.app.selfmetrics import SelfMetrics
 from monitor.app.snapshot import Snapshot
 from monitor.assess.assessment import Assessment
 from monitor.assess.records import record_inventory_statuses
@@ -59,7 +61,7 @@ class StartupError(RuntimeError):
     """A component could not start; the message says which and why."""
 
 
-def _depth_first(inventory: Inventory) -> list[Device]:
+def depth_first(inventory: Inventory) -> list[Device]:
     """Every device, each parent immediately followed by everything behind it (load order
     among siblings)."""
     children: dict[str | None, list[Device]] = {}
@@ -111,7 +113,7 @@ class Daemon:
         # each parent right before the devices behind it: a switch that dies is then seen dead
         # before its cameras are, not seconds after them.
         self.probed: tuple[Device, ...] = tuple(
-            d for d in _depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
+            d for d in depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
         )
 
     @property
@@ -191,6 +193,9 @@ class Daemon:
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
                 workorders=self.workorders, assessment=self.assessment, reports=reports, statedb=db.health,
+                metrics=SelfMetrics(version=version(), schedulers=schedulers, sink=sink, outbox=alerting.outbox,
+                                    routes=[r.name for r in cfg.notify.routes], faults=alerting.faults,
+                                    statedb=db.health).exposition,
                 reload=self._reload,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))

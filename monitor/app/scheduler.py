@@ -72,6 +72,10 @@ class Scheduler:
         self._on_cycle = on_cycle
         self.cycles_run = 0
         self.cycles_skipped = 0
+        self.last_report: CycleReport | None = None  # the latest finished cycle's
+        # The queue, for /metrics: probes started and waiting for a slot, probes running.
+        self.waiting = 0
+        self.in_flight = 0
 
     async def run(self) -> None:
         """Run cycles until cancelled; a running cycle is cancelled and awaited with it."""
@@ -95,6 +99,11 @@ class Scheduler:
             if cycle_task is not None and not cycle_task.done():
                 cycle_task.cancel()
                 await asyncio.gather(cycle_task, return_exceptions=True)
+
+    async def run_once(self) -> None:
+        """One cycle (number 0) now, reported to on_cycle as `run` reports each: for
+        `fleetmon run --once`."""
+        await self._cycle(0)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         # A crashed cycle is a bug (in a callback, say); say so loudly, the next cycle still runs.
@@ -139,16 +148,21 @@ class Scheduler:
             raise
         self.cycles_run += 1
         ok, timeouts = tally
-        self._on_cycle(
-            CycleReport(
-                self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
-                mono_ns,
-            )
+        self.last_report = CycleReport(
+            self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
+            mono_ns,
         )
+        self._on_cycle(self.last_report)
 
     async def _probe_one(self, device: Device) -> ProbeResult:
         ts_ns = time.time_ns()
-        async with self._semaphore:
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+        try:
             try:
                 # asyncio.timeout, not wait_for: no extra task per probe (10,000 per cycle).
                 async with asyncio.timeout(self.probe.budget_s(device) + _TIMEOUT_MARGIN_S):
@@ -160,5 +174,8 @@ class Scheduler:
                 result = ProbeResult(
                     device.id, self.probe.name, ts_ns, False, f"probe error: {type(exc).__name__}", {"up": False}
                 )
+        finally:
+            self.in_flight -= 1
+            self._semaphore.release()
         self._on_result(result)
         return result

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from monitor.app import logs
+from monitor.app.cli_common import EXIT_CANNOT_RUN as EXIT_FAILED, EXIT_OK  # 3: cannot run
 from monitor.app.config import FleetmonConfig, load_config
 from monitor.app.daemon import Daemon, StartupError
 from monitor.app.reloads import ReloadOutcome, preflight
@@ -36,7 +37,6 @@ from monitor.fleet.inventory import Inventory, load_inventory
 
 log = logging.getLogger("fleetmon.cli")
 
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def load(path: Path) -> tuple[FleetmonConfig, Inventory]:
@@ -86,7 +86,7 @@ class Supervisor:
         self._terminate = self._hup = False
 
     async def serve(self, cfg: FleetmonConfig, inventory: Inventory) -> int:
-        """Run on `cfg`/`inventory` (already loaded) until stopped: exit status 0, or 1 when no
+        """Run on `cfg`/`inventory` (already loaded) until stopped: exit status 0, or 3 (cannot run) when no
         config could be started."""
         loop = asyncio.get_running_loop()
         for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),

@@ -422,6 +422,11 @@ class InfluxSink:
     def stats(self) -> SinkStats:
         return SinkStats(self._pending(), self._written, self._dropped, self._errors, self._reachable)
 
+    @property
+    def spool_bytes(self) -> int | None:
+        """Bytes the spool holds on disk; None without a spool."""
+        return self._spool.size_bytes if self._spool is not None else None
+
     def _pending(self) -> int:
         """Lines not yet settled: in memory, and on disk only."""
         return len(self._queue) + (self._spool.unloaded_lines if self._spool is not None else 0)

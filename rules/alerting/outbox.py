@@ -200,6 +200,13 @@ class OutboxWorker:
             sql, args = "SELECT count(*) FROM outbox WHERE delivered_ns IS NULL AND route = ?", (route,)
         return int(await self._db.execute(lambda conn: conn.execute(sql, args).fetchone()[0]))
 
+    async def backlog(self) -> dict[str, tuple[int, int]]:
+        """Undelivered rows per route (configured or not): {route: (count, oldest created_ns)}.
+        Raises sqlite3.Error when the state database cannot be read."""
+        sql = "SELECT route, count(*), min(created_ns) FROM outbox WHERE delivered_ns IS NULL GROUP BY route"
+        rows = await self._db.execute(lambda conn: conn.execute(sql).fetchall())
+        return {route: (int(n), int(oldest)) for route, n, oldest in rows}
+
     def disabled(self) -> dict[str, str]:
         """Routes disabled since the start: {route: reason}."""
         return dict(self._disabled)
