@@ -524,7 +524,7 @@ async def test_maintenance_create_list_active_and_delete(world, caplog):
     body = window_body(start="2099-01-01T02:00:00.123457+08:00")
     created = await world.call("POST", "/api/v1/maintenance", 201, json=body, headers=AUTH)
     assert created["source"] == "api" and created["created_by"] == "张工"
-    assert created["match"] == {"region": [], "site": ["城关站"], "kind": ["camera"], "tags": []}
+    assert created["match"] == {"region": [], "site": ["城关站"], "kind": ["camera"], "tags": [], "devices": []}
     # 02:00 at +08:00 is 18:00 UTC the day before, to the nanosecond (no float rounding)
     assert created["start_ns"] == int(datetime(2098, 12, 31, 18, tzinfo=timezone.utc).timestamp()) * S + 123_457_000
     assert created["start"] == "2098-12-31T18:00:00.123457Z"
@@ -711,7 +711,9 @@ async def test_openapi_parameters_and_refs_resolve(world):
     assert fault_id["in"] == "path" and fault_id["required"]
     body = doc["paths"]["/api/v1/maintenance"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     maintenance_in = doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
-    assert maintenance_in["required"] == ["match", "start", "end", "reason"]  # by: from a personal token
+    # start+end (one-off) or every+duration (recurring): checked by the model; by: from a personal token
+    assert maintenance_in["required"] == ["match", "reason"]
+    assert {"start", "end", "every", "duration", "from", "until"} <= set(maintenance_in["properties"])
     assert maintenance_in["additionalProperties"] is False
 
 

@@ -57,6 +57,7 @@ class Alerting:
         self.inventory = inventory
         self._db = db
         self._language = language
+        self._timezone = timezone
         self._maintenance_cfg = maintenance
         self._notify = notify
         self.engine = RulesEngine(inventory, rules, flapping, language=language, timezone=timezone)
@@ -70,7 +71,9 @@ class Alerting:
     async def __aenter__(self) -> Self:
         stack = self._stack
         try:
-            self.maintenance = await MaintenanceBook.load(self._db, self.inventory, self._maintenance_cfg)
+            self.maintenance = await MaintenanceBook.load(
+                self._db, self.inventory, self._maintenance_cfg, self._timezone
+            )
             self.faults = await FaultBook.load(self._db, self.inventory, self._notify.routes, self.maintenance)
             routes = {}
             for route_cfg in self._notify.routes:
