@@ -18,8 +18,9 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from monitor.app import logs
+from monitor.app.cli_maintenance import add_maintenance
 from monitor.app.cli_workorder import add_workorder
-from monitor.app.config import FleetmonConfig, load_config
+from monitor.app.config import FleetmonConfig, check_maintenance_devices, load_config
 from monitor.core.config_base import ConfigError
 from monitor.fleet.inventory import Inventory, load_inventory
 from monitor.core.model import Status
@@ -34,7 +35,9 @@ log = logging.getLogger("fleetmon.cli")
 
 def _load(path: Path) -> tuple[FleetmonConfig, Inventory]:
     cfg = load_config(path)
-    return cfg, load_inventory(cfg)
+    inventory = load_inventory(cfg)
+    check_maintenance_devices(cfg, inventory)
+    return cfg, inventory
 
 
 def _print_config_errors(path: Path, exc: ConfigError) -> None:
@@ -574,7 +577,7 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_check_config, _add_run, _add_probe, add_workorder,
+    _add_check_config, _add_run, _add_probe, add_workorder, add_maintenance,
     _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report,
 )
 

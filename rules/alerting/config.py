@@ -65,7 +65,7 @@ def check_schedule(start: datetime | None, end: datetime | None, every: str | No
             raise ValueError("a one-off maintenance window may last at most 31 days (a longer one recurs: every)")
         return
     if start is not None or end is not None:
-        raise ValueError("give either start and end (a one-off window) or every and duration (a recurring one)")
+        raise ValueError("give either start and end (a one-off window) or every and duration (a recurring one), not both")
     if every is None:
         raise ValueError("duration goes with every (e.g. every: \"tue 01:00\")")
     if duration_s is None:
