@@ -844,7 +844,7 @@ class _Api:
         q: MaintenanceQuery = call.query
         now = time.time_ns()
         found = self.ctx.maintenance.windows(now if q.active else None)
-        return Reply(200, WindowListOut(windows=[window_out(w, now) for w in found]))
+        return Reply(200, WindowListOut(windows=[window_out(w, now, self.ctx.language) for w in found]))
 
     # -- the assessment (monitor.app.assess_views: the same answers as the CLI's) --
 
@@ -910,7 +910,7 @@ class _Api:
             f"maintenance window {window.id} created by {by}: {when}, "
             f"match {b.match.model_dump_json(exclude_defaults=True)}, reason {b.reason}"
         )
-        return Reply(201, window_out(window, time.time_ns()), audit)
+        return Reply(201, window_out(window, time.time_ns(), self.ctx.language), audit)
 
     async def delete_window(self, call: Call) -> Reply:
         # The shared token may leave `by` out here (ending a window records no one); a person is always named.

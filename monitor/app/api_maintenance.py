@@ -20,7 +20,7 @@ from monitor.core.model import Device, Selector
 from monitor.app.api_base import BodyModel, OutModel, Person, Reason, utc
 from rules.alerting.config import DurationS, Every, Match, MaintenanceMatch, check_schedule
 from rules.alerting.maintenance import MaintenanceWindow
-from rules.alerting.recurrence import FOREVER_NS
+from rules.alerting.recurrence import FOREVER_NS, describe_every
 
 NEXT_SHOWN = 3
 """Occurrences listed per window: the one running now (if any) and the next ones."""
@@ -77,6 +77,9 @@ class WindowOut(OutModel):
     ]
     end_ns: int | None
     every: Annotated[str | None, Field(description="recurring: the rule as written; null: a one-off window")] = None
+    every_label: Annotated[
+        str | None, Field(description="recurring: the rule for people, in the configured language (每周二 01:00)"),
+    ] = None
     cron: Annotated[str | None, Field(description="recurring: the rule as a cron expression")] = None
     duration_s: Annotated[int | None, Field(description="recurring: one occurrence, seconds")] = None
     timezone: Annotated[str | None, Field(description="recurring: the zone the rule is read in")] = None
@@ -103,13 +106,13 @@ class WindowListOut(OutModel):
     windows: list[WindowOut]
 
 
-def window_out(w: MaintenanceWindow, now_ns: int) -> WindowOut:
+def window_out(w: MaintenanceWindow, now_ns: int, language: str) -> WindowOut:
     rec = w.recurrence
     forever = rec is not None and w.end_ns >= FOREVER_NS
     return WindowOut(
         id=w.id, match=w.match, start=utc(w.start_ns), start_ns=w.start_ns,
         end=None if forever else utc(w.end_ns), end_ns=None if forever else w.end_ns,
-        every=w.every, cron=rec.cron if rec else None, duration_s=rec.duration_ns // 1_000_000_000 if rec else None,
+        every=w.every, every_label=describe_every(w.every, language) if w.every else None, cron=rec.cron if rec else None, duration_s=rec.duration_ns // 1_000_000_000 if rec else None,
         timezone=rec.zone if rec else None, active=w.active(now_ns),
         next=[OccurrenceOut(start=utc(s), start_ns=s, end=utc(e), end_ns=e)
               for s, e in w.next_occurrences(now_ns, NEXT_SHOWN)],

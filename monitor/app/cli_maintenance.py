@@ -36,6 +36,7 @@ from monitor.app.cli_workorder import (
     DEFAULT_CONFIG, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, Target, _request, target,
 )
 from monitor.core.model import Kind
+from rules.alerting.recurrence import describe_every
 
 TOKEN_ENVS = ("FLEETMON_API_TOKEN", "FLEETMON_TOKEN")
 
@@ -43,7 +44,7 @@ WORDS = {
     "zh": {
         "columns": ("编号", "范围", "时间", "下次", "原因", "来源"),
         "none": "没有维护窗口。", "count": "维护窗口 {n} 个", "active": "（维护中）",
-        "every": "每{rule}，{d}", "from": "自{t}", "until": "至{t}", "forever": "长期",
+        "every": "{rule}，{d}", "from": "自{t}", "until": "至{t}", "forever": "长期",
         "source": {"config": "配置", "api": "临时"},
         "scope_all": "全部点位", "devices": "点位", "region": "区域", "site": "站点", "kind": "类型", "tags": "标签",
         "created": "已创建维护窗口 #{id}", "ended": "已结束维护窗口 #{id}",
@@ -54,7 +55,7 @@ WORDS = {
     "en": {
         "columns": ("id", "scope", "when", "next", "reason", "source"),
         "none": "No maintenance window.", "count": "{n} maintenance window(s)", "active": " (in maintenance)",
-        "every": "every {rule}, {d}", "from": "from {t}", "until": "until {t}", "forever": "until ended",
+        "every": "{rule}, {d}", "from": "from {t}", "until": "until {t}", "forever": "until ended",
         "source": {"config": "config", "api": "ad hoc"},
         "scope_all": "all points", "devices": "points", "region": "regions", "site": "sites", "kind": "kinds",
         "tags": "tags",
@@ -92,7 +93,7 @@ def _scope(w: dict[str, Any], match: dict[str, list[str]]) -> str:
 def _when(t: Target, w: dict[str, Any], window: dict[str, Any]) -> str:
     if window["every"] is None:
         return f"{t.time(window['start_ns'])} → {t.time(window['end_ns'])}"
-    text = w["every"].format(rule=window["every"], d=_duration(w, window["duration_s"]))
+    text = w["every"].format(rule=describe_every(window["every"], t.language), d=_duration(w, window["duration_s"]))
     span = [w["from"].format(t=t.time(window["start_ns"]))]
     span.append(w["until"].format(t=t.time(window["end_ns"])) if window["end_ns"] is not None else w["forever"])
     return f"{text} ({' '.join(span)})"
@@ -140,7 +141,7 @@ def _state_db(args: argparse.Namespace) -> Path:
     return db if db.is_absolute() else path.absolute().parent / db
 
 
-async def _from_state_db(path: Path, active: bool) -> dict[str, Any]:
+async def _from_state_db(path: Path, active: bool, language: str) -> dict[str, Any]:
     """The list the API would give, from the state database read-only. Raises CliError (1)."""
     from monitor.app.api_maintenance import WindowListOut, window_out
     from monitor.state.db import StateDB, StateDBError
@@ -155,7 +156,7 @@ async def _from_state_db(path: Path, active: bool) -> dict[str, Any]:
         raise CliError(EXIT_FAILED, str(exc)) from None
     if active:
         windows = [x for x in windows if x.active(now)]
-    return WindowListOut(windows=[window_out(x, now) for x in windows]).model_dump(mode="json")
+    return WindowListOut(windows=[window_out(x, now, language) for x in windows]).model_dump(mode="json")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -167,7 +168,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             if exc.status != EXIT_FAILED or args.no_fallback:
                 raise
             path = _state_db(args)
-            body = await _from_state_db(path, args.active)
+            body = await _from_state_db(path, args.active, t.language)
             print(WORDS[t.language]["offline_db"].format(reason=str(exc), path=path), file=sys.stderr)
         _emit(args, t, body)
         return EXIT_OK

@@ -90,6 +90,26 @@ def _days(spec: str, text: str) -> str:
     return ",".join(out)
 
 
+_ZH_DAYS = {"sun": "周日", "mon": "周一", "tue": "周二", "wed": "周三", "thu": "周四", "fri": "周五", "sat": "周六"}
+_EN_DAYS = {"sun": "Sun", "mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri", "sat": "Sat"}
+
+
+def describe_every(text: str, language: str) -> str:
+    """A rule for people: "tue 01:00" → "每周二 01:00" / "every Tue 01:00", "mon-fri 02:00" →
+    "每周一至周五 02:00", "daily 03:00" → "每天 03:00"; a cron expression as it is ("cron 0 1 * * 2")."""
+    raw = " ".join(text.strip().lower().split())
+    m = _DAYS_AT.fullmatch(raw)
+    if m is None:
+        return f"cron {raw}"
+    at = f"{int(m['h']):02d}:{m['m']}"
+    if m["days"] in _EVERY_DAY:
+        return f"每天 {at}" if language == "zh" else f"daily {at}"
+    names = _ZH_DAYS if language == "zh" else _EN_DAYS
+    items = ["至".join(names[_FULL.get(d, d)] for d in item.split("-")) if language == "zh"
+             else "–".join(names[_FULL.get(d, d)] for d in item.split("-")) for item in m["days"].split(",")]
+    return f"每{'、'.join(items)} {at}" if language == "zh" else f"every {', '.join(items)} {at}"
+
+
 def parse_duration_s(value: object) -> int:
     """Whole seconds of "4h", "90m", "1h30m", "2d" or a number of seconds. Raises RuleError for
     anything else, zero, a negative value or more than 31 days."""
