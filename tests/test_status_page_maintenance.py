@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -18,15 +19,22 @@ from monitor.state.db import StateDB
 from rules.alerting.config import MaintenanceWindowConfig
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
-from tests.test_status_page import (  # noqa: F401 (chromium: the fixture)
-    CHROMIUM, INVENTORY, REPO, WRITE_TOKEN, chromium, cls, open_page, serve, snapshot, texts,
+from tests.test_status_page import (
+    CHROMIUM, INVENTORY, REPO, WRITE_TOKEN, Chromium, cls, open_page, serve, snapshot, texts,
 )
 
 S = 1_000_000_000
 SH = ZoneInfo("Asia/Shanghai")
-pytestmark = [pytest.mark.peer]
+pytestmark = [pytest.mark.peer,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ZH_DAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    with Chromium(tmp_path / "chromium") as browser:
+        yield browser
 
 
 async def test_windows_listed_and_offline_points_in_maintenance_marked(tmp_path, chromium):
