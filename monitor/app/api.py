@@ -813,12 +813,11 @@ class _Api:
                 matching = [(d, s) for d, s in matching if by_basis.get(d.id) is q.state]
         page = matching[q.offset : q.offset + q.limit]
         now = time.time_ns()
-        active = [(w, w.match.selector()) for w in self.ctx.maintenance.windows(now)]
         body = DeviceListOut(
             total=len(matching), limit=q.limit, offset=q.offset,
             devices=[
                 _device_out(d, s, since.get(d.id, 0), snapshot).model_copy(
-                    update={"maintenance": in_maintenance(d, active, now)})
+                    update={"maintenance": in_maintenance(self.ctx.maintenance, d.id, now)})
                 for d, s in page
             ],
         )

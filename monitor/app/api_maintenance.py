@@ -12,14 +12,13 @@ describes; `from`/`until` are local dates, both included.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from monitor.core.model import Device, Selector
 from monitor.app.api_base import BodyModel, OutModel, Person, Reason, utc
 from rules.alerting.config import DurationS, Every, Match, MaintenanceMatch, check_schedule
-from rules.alerting.maintenance import MaintenanceWindow
+from rules.alerting.maintenance import MaintenanceBook, MaintenanceWindow
 from rules.alerting.recurrence import FOREVER_NS, describe_every
 
 NEXT_SHOWN = 3
@@ -120,11 +119,11 @@ def window_out(w: MaintenanceWindow, now_ns: int, language: str) -> WindowOut:
     )
 
 
-def in_maintenance(device: Device, active: Sequence[tuple[MaintenanceWindow, Selector]], now_ns: int
-                   ) -> InMaintenanceOut | None:
-    """The first of the windows `active` now (window, its selector) covering `device`, or None."""
-    for w, selector in active:
-        if selector.matches(device):
-            s, e = w.next_occurrences(now_ns, 1)[0]
-            return InMaintenanceOut(id=w.id, reason=w.reason, until=utc(e), until_ns=e)
-    return None
+def in_maintenance(book: MaintenanceBook, device_id: str, now_ns: int) -> InMaintenanceOut | None:
+    """The window covering the device now (book.device_covered), with the end of its running
+    occurrence; None when none does."""
+    w = book.device_covered(device_id, now_ns)
+    if w is None:
+        return None
+    _, end = w.next_occurrences(now_ns, 1)[0]
+    return InMaintenanceOut(id=w.id, reason=w.reason, until=utc(end), until_ns=end)

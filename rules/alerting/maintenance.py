@@ -67,7 +67,8 @@ _COLUMNS = "id, selector, start_ns, end_ns, reason, created_by, source, every, c
 class MaintenanceWindow:
     """One window. One-off: in force over [start_ns, end_ns). Recurring (`recurrence` set,
     `every` the rule as written): its occurrences, clipped to [start_ns, end_ns), the span the
-    schedule is in force; an occurrence may start no later than end_ns - duration."""
+    schedule is in force; an occurrence starts before end_ns - duration. (An occurrence that
+    windows_between returns keeps `every` but has no `recurrence`: it is one-off.)"""
 
     id: int
     match: MaintenanceMatch
@@ -103,14 +104,15 @@ class MaintenanceWindow:
         return list(self.occurrences(now_ns, FOREVER_NS, n))
 
     def expanded(self, start_ns: int, end_ns: int, ended_ns: int | None = None) -> list["MaintenanceWindow"]:
-        """Each occurrence overlapping [start_ns, end_ns) as a window of its own (same id, reason,
-        rule), ending at `ended_ns` when the window was ended early; for reports."""
+        """Each occurrence overlapping [start_ns, end_ns) as a one-off window of its own (same id,
+        reason and `every`, for people; no `recurrence`: it is that one interval), ending at
+        `ended_ns` when the window was ended early; for reports."""
         out = []
         for s, e in self.occurrences(start_ns, end_ns):
             if ended_ns is not None:
                 e = min(e, ended_ns)
             if e > s and e > start_ns:
-                out.append(replace(self, start_ns=s, end_ns=e))
+                out.append(replace(self, start_ns=s, end_ns=e, recurrence=None))
         return out
 
 
