@@ -128,7 +128,8 @@ async def test_add_list_end_through_the_daemon_and_list_from_the_state_db_when_i
 
     # The daemon is down: list reads the state database (read-only) and says so.
     status, out, err = await fleetmon(capsys, "maintenance", "list", "-c", str(cli_config), "--lang", "en")
-    assert status == 0 and "not reachable" in err and "state.db" in err
+    assert status == 0 and "Cannot reach the fleetmon daemon" in err and "Read from the state database" in err
+    assert str(tmp_path / "state.db") in err
     assert "#2 (in maintenance)" in out and "#1" not in out and "更换镜头" in out
     status, out, err = await fleetmon(capsys, "maintenance", "list", "-c", str(cli_config), "--no-fallback")
     assert status == 1 and out == "" and "无法连接" in err

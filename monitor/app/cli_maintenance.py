@@ -48,7 +48,7 @@ WORDS = {
         "source": {"config": "配置", "api": "临时"},
         "scope_all": "全部点位", "devices": "点位", "region": "区域", "site": "站点", "kind": "类型", "tags": "标签",
         "created": "已创建维护窗口 #{id}", "ended": "已结束维护窗口 #{id}",
-        "offline_db": "守护进程不可达（{reason}），以下读自状态库 {path}（只读）",
+        "offline_db": "{reason}\n以下读自状态库 {path}（只读）。",
         "no_token": "写操作需要令牌：--token-file 文件，或环境变量 FLEETMON_API_TOKEN",
         "d": "{n}天", "h": "{n}小时", "m": "{n}分", "sep": "",
     },
@@ -60,7 +60,7 @@ WORDS = {
         "scope_all": "all points", "devices": "points", "region": "regions", "site": "sites", "kind": "kinds",
         "tags": "tags",
         "created": "created maintenance window #{id}", "ended": "ended maintenance window #{id}",
-        "offline_db": "the daemon is not reachable ({reason}); read from the state database {path} (read-only)",
+        "offline_db": "{reason}\nRead from the state database {path} (read-only) instead.",
         "no_token": "Writes need a token: --token-file FILE, or the environment variable FLEETMON_API_TOKEN",
         "d": "{n} d", "h": "{n} h", "m": "{n} min", "sep": " ",
     },
@@ -94,8 +94,13 @@ def _when(t: Target, w: dict[str, Any], window: dict[str, Any]) -> str:
     if window["every"] is None:
         return f"{t.time(window['start_ns'])} → {t.time(window['end_ns'])}"
     text = w["every"].format(rule=describe_every(window["every"], t.language), d=_duration(w, window["duration_s"]))
-    span = [w["from"].format(t=t.time(window["start_ns"]))]
-    span.append(w["until"].format(t=t.time(window["end_ns"])) if window["end_ns"] is not None else w["forever"])
+    first = t.time(window["start_ns"]).removesuffix(" 00:00")  # from a day, or from when it was created
+    span = [w["from"].format(t=first)]
+    if window["end_ns"] is None:
+        span.append(w["forever"])
+    else:  # the schedule ends one duration after the end of its last day (recurrence.span_of)
+        last = t.time(window["end_ns"] - window["duration_s"] * 1_000_000_000 - 1)[:10]
+        span.append(w["until"].format(t=last))
     return f"{text} ({' '.join(span)})"
 
 
@@ -109,6 +114,8 @@ def print_windows(t: Target, body: dict[str, Any]) -> None:
     if not windows:
         print(w["none"])
         return
+    # Those running first, then by their next start (the API lists by start).
+    windows = sorted(windows, key=lambda x: (not x["active"], x["next"][0]["start_ns"] if x["next"] else 2**63))
     table = Table(title=w["count"].format(n=len(windows)), title_justify="left")
     for name in w["columns"]:
         table.add_column(name, overflow="fold")
