@@ -248,6 +248,15 @@ async def test_a_recurring_window_excludes_exactly_its_occurrences_with_its_reas
             for e in report.points["C1"].exclusions] == [
         (2.0, 4.0, "夜间割接 (maintenance #1)"), (26.0, 28.0, "夜间割接 (maintenance #1)"),
         (50.0, 52.0, "夜间割接 (maintenance #1)")]
+    # The reports' annex of excluded time: one row per occurrence, with the window's reason and number.
+    from types import SimpleNamespace
+
+    from monitor.reports.content.parts_availability import exclusions
+    from monitor.reports.content.words import Say
+
+    annex = exclusions(SimpleNamespace(availability=report), Say("zh"))
+    assert [(row[0], row[1], (row[2] - start) / NS / H, row[5]) for row in annex.rows] == [
+        ("C1", "维护窗口", at, "夜间割接（维护窗口 #1）") for at in (2.0, 26.0, 50.0)]
 
 
 async def test_a_point_counts_from_its_first_evidence_and_a_removed_point_is_excluded(fleet):
