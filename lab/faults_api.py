@@ -39,6 +39,7 @@ START_TIMEOUT_S = 30.0
 
 CONFIG = """\
 inventory:
+  allow_loopback: true        # the camera is this host
   devices:
     - {{id: CAM1, name: 北门摄像机, kind: camera, address: 127.0.0.1, site: 北门, region: 城区}}
 probes:

@@ -43,7 +43,11 @@ simulator clock's time of arrival.
 Fault injection: `fail_with(errcode, for_s=… | times=…)` answers every request with that errcode
 for a while; `fail_http(status, body, times=, headers=)` answers with a raw HTTP status and a
 non-WeCom body (a proxy's 502, a portal's redirect, a 200 that is not JSON); `delay_s` holds
-every answer back (for client timeouts).
+every answer back (for client timeouts); `hang(times=, after=)` reads requests and never answers
+them (nor posts them: a server that stalled before doing anything); `answer_late(seconds,
+times=, after=)` posts the message at once, as WeCom does, and answers only after `seconds`
+(the client may have given up by then: its retry is a duplicate in the group). Held requests
+are let go when the simulator stops.
 
 Use: `async with WeComSimulator() as wecom: key = wecom.add_robot(); … wecom.url …`.
 """
@@ -133,6 +137,18 @@ class Answer:
 
 
 @dataclass(slots=True)
+class _Stall:
+    kind: str  # "hang" | "late"
+    seconds: float
+    times: int
+    after: int  # requests answered normally before the stall applies
+
+
+HANG_MAX_S = 600.0
+"""A hung request is answered after this at the latest (bounded; the client has long given up)."""
+
+
+@dataclass(slots=True)
 class _Injection:
     errcode: int
     until: float | None  # simulator clock; None = count-limited
@@ -175,6 +191,10 @@ class WeComSimulator:
         self._robots: set[str] = set()
         self._messages: dict[str, list[ReceivedMessage]] = {}
         self._injection: _Injection | None = None
+        self._stall: _Stall | None = None
+        self._released: asyncio.Event | None = None
+        self.stalled: list[tuple[str, float]] = []
+        """(kind, simulator clock) of every request held by `hang` or `answer_late`."""
         self._http_failures: list[tuple[int, str, dict[str, str]]] = []
         self._hints = itertools.count(1_700_000_000_000_000_000)
         self._runner: web.AppRunner | None = None
@@ -231,6 +251,42 @@ class WeComSimulator:
         would; status 200 makes a 200 that is not JSON."""
         self._http_failures += [(status, body, headers or {})] * times
 
+    def hang(self, *, times: int = 1, after: int = 0) -> None:
+        """After `after` requests answered normally, read the next `times` send requests and
+        answer none of them (nothing is posted); the client's timeout decides. Replaces an
+        earlier hang or late answer."""
+        self._stall = _Stall("hang", HANG_MAX_S, times, after)
+
+    def answer_late(self, seconds: float, *, times: int = 1, after: int = 0) -> None:
+        """After `after` requests answered normally, process the next `times` send requests at
+        once (a valid message is posted to the group) and answer each only after `seconds`.
+        Replaces an earlier hang or late answer."""
+        self._stall = _Stall("late", seconds, times, after)
+
+    def answer_normally(self) -> None:
+        """End a hang or late-answer injection (requests already held stay held)."""
+        self._stall = None
+
+    def _next_stall(self) -> _Stall | None:
+        stall = self._stall
+        if stall is None:
+            return None
+        if stall.after > 0:
+            stall.after -= 1
+            return None
+        stall.times -= 1
+        if stall.times <= 0:
+            self._stall = None
+        return stall
+
+    async def _hold(self, seconds: float) -> None:
+        """Wait `seconds`, or until the simulator stops."""
+        assert self._released is not None
+        try:
+            await asyncio.wait_for(self._released.wait(), seconds)
+        except TimeoutError:
+            pass
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> Self:
@@ -238,6 +294,7 @@ class WeComSimulator:
         app = web.Application(client_max_size=2 * MAX_MEDIA_BYTES["file"])
         app.router.add_post(SEND_PATH, self._send)
         app.router.add_post(UPLOAD_PATH, self._upload)
+        self._released = asyncio.Event()
         self._runner = web.AppRunner(app, access_log=None)  # quiet: tests read `answers` instead
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -248,6 +305,8 @@ class WeComSimulator:
         return self
 
     async def stop(self) -> None:
+        if self._released is not None:
+            self._released.set()  # held requests end now, not at their time
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -266,10 +325,18 @@ class WeComSimulator:
         raw = await request.read()
         key = request.query.get("key", "")
         now = self.clock()
+        stall = self._next_stall()
+        if stall is not None:
+            self.stalled.append((stall.kind, now))
+            if stall.kind == "hang":
+                await self._hold(stall.seconds)
+                return web.Response(status=504, text="held by the simulator", content_type="text/plain")
         if self._http_failures:
             return self._http_failure(now, key)
         errcode, detail = self._check(key, raw, now)
         self.answers.append(Answer(now, key, errcode))
+        if stall is not None:  # late: posted already, answered only now
+            await self._hold(stall.seconds)
         return web.json_response({"errcode": errcode, "errmsg": self._errmsg(errcode, detail)})
 
     async def _upload(self, request: web.Request) -> web.Response:

@@ -34,6 +34,11 @@ OnNotification = Callable[[Version, list[tuple[str, str]]], None]
 """Called from within decode() with (SNMP version, varbinds as (dotted OID, rendered text)) for a
 notification that passed the community/USM checks."""
 
+DRAIN_BATCH = 512
+"""Datagrams read per turn of the event loop beyond asyncio's one (a flood costs ~2 µs each)."""
+MAX_DATAGRAM = 65_535
+"""Largest UDP payload read (RFC 3417 §3: an SNMP message fits one UDP datagram)."""
+
 _VERSIONS: dict[int, Version] = {0: "1", 1: "2c", 3: "3"}  # msgProcessingModel
 
 # pysnmp's instrumentation of RFC 3418 (snmpIn*), RFC 3412 §5 (snmp*) and RFC 3414 §5 (usmStats*).
@@ -146,6 +151,16 @@ class TrapEngine:
                     # Instead of pysnmp's, which defers decoding with call_soon and lets decoder
                     # exceptions escape into the event loop's handler.
                     on_datagram(address, partial(self._callback_function, self, address, datagram))
+                    # asyncio reads one datagram per turn of the event loop, and under a flood
+                    # that turn costs more than dropping the datagram: a flood from elsewhere
+                    # would fill the socket buffer and push the fleet's own traps out of it.
+                    # So whatever is queued now is read here, DRAIN_BATCH at most per turn.
+                    for _ in range(DRAIN_BATCH):
+                        try:
+                            datagram, address = sock.recvfrom(MAX_DATAGRAM)
+                        except OSError:  # nothing queued (BlockingIOError), or an ICMP error
+                            return
+                        on_datagram(address, partial(self._callback_function, self, address, datagram))
 
             def notification(snmp_engine: Any, state_reference: Any, context_engine_id: Any, context_name: Any,
                              varbinds: Any, cb_ctx: Any) -> None:

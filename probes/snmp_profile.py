@@ -32,7 +32,7 @@ from typing import Annotated, Any, Iterable, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from monitor.core.config_base import locate
+from monitor.core.config_base import expansion_problem, locate
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.model import Device, Kind
 from probes.base import FieldValue
@@ -262,6 +262,8 @@ def _load_yaml(path: Path) -> tuple[yaml.Node, Any]:
         raise ProfileError([f"{path}: cannot read: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}"]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and (too_large := expansion_problem(root)) is not None:
+            raise ProfileError([f"{path}:{too_large[0].line + 1}: {too_large[1]}"])
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

@@ -63,8 +63,17 @@ class TrapConfig(WithSecrets):
       (secrets; resolved into `communities`).
     - users: SNMPv3 users (TrapUser).
     - max_events_per_s: per sender address; datagrams beyond it are dropped before decoding.
-    - unknown_log_interval_s: a sender that is not in the inventory, or is rejected, is logged at
-      most once per interval per address (always counted).
+    - max_total_events_per_s: all senders together (a token bucket, bursts up to the same
+      number); what is beyond is dropped before decoding. Only datagrams from fleet addresses
+      and relays count against it: unknown senders never reach it, so they cannot starve the
+      fleet's traps.
+    - relays: addresses of trap forwarders (not devices themselves) whose notifications are
+      decoded: their SNMPv1 traps map to a device by agent-addr (RFC 1157 §4.1.6). Datagrams
+      from any other address not in the inventory are dropped before decoding.
+    - unknown_log_interval_s: rejected datagrams (unknown senders, floods, wrong communities or
+      keys, malformed) are counted always and logged in aggregate: the first of a quiet spell at
+      once, then one summary line per interval ("dropped N SNMP notifications from M unknown
+      senders in the last 60 s …"); 0 logs every rejection.
     """
 
     # A list of secrets: resolved here (into a tuple), not by WithSecrets into one SecretStr.
@@ -77,7 +86,9 @@ class TrapConfig(WithSecrets):
     communities_file: Path | None = None
     users: list[TrapUser] = []
     max_events_per_s: Annotated[float, Field(gt=0, le=100_000)] = 50.0
-    unknown_log_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    max_total_events_per_s: Annotated[float, Field(gt=0, le=1_000_000)] = 1000.0
+    relays: list[str] = []
+    unknown_log_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
 
     # Resolved at load time from communities_env / communities_file; never part of the YAML.
     communities: tuple[SecretStr, ...] = Field(default=(), exclude=True, repr=False)
@@ -89,6 +100,13 @@ class TrapConfig(WithSecrets):
         except ValueError:
             raise ValueError(f"listen must be an IP address such as 0.0.0.0 or ::, not {self.listen!r}") from None
         object.__setattr__(self, "listen", str(address))
+        relays = []
+        for relay in self.relays:
+            try:
+                relays.append(str(ipaddress.ip_address(relay)))
+            except ValueError:
+                raise ValueError(f"relays: {relay!r} is not an IP address") from None
+        object.__setattr__(self, "relays", relays)
         secret = resolve_secret(self, "communities")
         names = [c.strip() for c in secret.get_secret_value().split(",")] if secret else []
         if any(not c for c in names):

@@ -6,15 +6,24 @@ SnmpEngine and one UDP socket (probes/_trap_engine.py, imported by TrapReceiver.
 importing this module loads neither pysnmp nor pyasn1), wrapped so that hostile or broken input
 never stops it:
 
-- every datagram passes a per-source token bucket (`max_events_per_s`) BEFORE it is decoded, so a
-  flood costs no ASN.1 decoding or decryption (dropped datagrams are counted as flood_dropped);
+- every datagram is checked BEFORE it is decoded: its UDP source must be a device's address
+  (or a configured relay's), else it is dropped at the cost of a dictionary lookup
+  (unknown_sender); then a per-source token bucket (`max_events_per_s`, flood_dropped) and a
+  global one across all senders (`max_total_events_per_s`, overload_dropped). So a flood from
+  thousands of foreign or spoofed addresses costs no ASN.1 decoding or decryption, and the
+  fleet's own traps keep their place (issue 13: a genuine trap acted on within 1 s during a
+  flood from 5,000 sources, bench/faults/traps.py); the socket is read in batches so that the
+  flood does not fill its buffer;
 - pysnmp's own MIB counters (snmpInASNParseErrs, snmpInBadCommunityNames, usmStats*, RFC 3418
   and RFC 3414 §5) are read before and after each datagram, which attributes every rejection to its
-  sender: counted in `stats` and logged at most once per `unknown_log_interval_s` per address;
+  sender: counted in `stats`;
+- rejections are logged in aggregate: the first after a quiet spell at once, then one line per
+  `unknown_log_interval_s` ("dropped N SNMP notifications from M unknown senders … in the last
+  60 s"), never a line per sender;
 - decoder exceptions (e.g. an SNMPv1 generic-trap value outside 0..6) count as malformed;
 - only events of known devices are delivered: by the UDP source address or, for SNMPv1, by the
-  Trap-PDU's agent-addr (RFC 1157 §4.1.6) when that maps to a device. Others are counted per
-  address (`unknown_senders`).
+  Trap-PDU's agent-addr (RFC 1157 §4.1.6) when that maps to a device (a relay's traps map only
+  this way). Others are counted per address (`unknown_senders`).
 
 SNMPv1 traps are translated to the SNMPv2 form by pysnmp (RFC 3584 §3.1: generic traps 0..5 →
 snmpTraps.1..6, enterprise-specific → enterprise.0.specific, agent-addr → snmpTrapAddress.0);
@@ -36,17 +45,21 @@ Public API:
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import ipaddress
 import logging
 import socket
 import time
 from dataclasses import dataclass
 from dataclasses import field
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Self
 
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.model import Device, IPAddress
+from probes import source_filter
 from probes.base import FieldValue
 from probes.trap_model import MAX_VARBINDS, MalformedNotification, TrapConfig
 
@@ -330,13 +343,25 @@ _REASONS = {
     "bad_community": "wrong community",
     "bad_auth": "SNMPv3 authentication or decryption failed",
     "unknown_sender": "sender not in the inventory",
-    "flood_dropped": "too many datagrams, dropping",
+    "flood_dropped": "too many datagrams from this sender, dropping",
+    "overload_dropped": "too many datagrams from the fleet together, dropping",
 }
 RECEIVE_BUFFER_BYTES = 4 << 20
 """Asked-for SO_RCVBUF (the kernel caps it at net.core.rmem_max)."""
 MAX_TRACKED_ADDRESSES = 4096
-"""Per-address state (flood buckets, log times, unknown counts) is bounded: spoofed sources must
-not grow memory. Beyond it the oldest entries are forgotten (totals still count)."""
+"""Per-address state (flood buckets, unknown counts) is bounded: spoofed sources must not grow
+memory. Beyond it the oldest entries are forgotten (totals still count)."""
+MAX_COUNTED_SENDERS = 16_384
+"""Distinct senders counted per kind and log period (the summary says "more than" beyond)."""
+_EXAMPLES = 3  # sender addresses named in a summary line, per kind
+FLOOD_PER_S = 1000
+"""Datagrams per second from senders not in the inventory that make the receiver hand their
+dropping to the kernel (probes/source_filter.py): beyond, reading them would crowd the fleet's
+own traps out of the socket buffer. Below half of it for FLOOD_COOLDOWN_S, it takes over again."""
+FLOOD_COOLDOWN_S = 10.0
+FLOOD_SAMPLE = 64
+"""While the kernel drops a flood, one datagram in this many still reaches the receiver, which
+counts it as FLOOD_SAMPLE (the counts are then estimates, and the log says so)."""
 
 
 def _canonical(address: IPAddress | str) -> str:
@@ -352,18 +377,76 @@ class _TokenBucket:
     def __init__(self, tokens: float, at: float) -> None:
         self.tokens, self.at = tokens, at
 
+    def take(self, rate: float, now: float) -> bool:
+        """One token if there is one; refills at `rate` per second up to max(rate, 1)."""
+        self.tokens = min(max(rate, 1.0), self.tokens + (now - self.at) * rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class _Tally:
+    """Rejections of one kind in the current log period: how many, and from which senders
+    (distinct, at most MAX_COUNTED_SENDERS; in arrival order, for the examples)."""
+
+    __slots__ = ("count", "senders", "more", "estimated")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.senders: dict[str, None] = {}
+        self.more = False
+        self.estimated = False  # some of it sampled in the kernel: count ≈, senders "at least"
+
+    def add(self, source: str, weight: int = 1) -> None:
+        self.count += weight
+        self.estimated |= weight > 1
+        if source not in self.senders:
+            if len(self.senders) < MAX_COUNTED_SENDERS:
+                self.senders[source] = None
+            else:
+                self.more = True
+
+    def describe(self, kind: str) -> str:
+        """"4 SNMP notifications from 4 unknown senders (sender not in the inventory, e.g. …)"."""
+        m = len(self.senders)
+        who = f"more than {m}" if self.more else f"at least {m}" if self.estimated else str(m)
+        noun = "sender" if m == 1 and not self.more else "senders"
+        if kind == "unknown_sender":
+            noun = "unknown " + noun
+        examples = ", ".join(islice(self.senders, _EXAMPLES)) + (", …" if m > _EXAMPLES else "")
+        count = f"≈{self.count}" if self.estimated else str(self.count)
+        return f"{count} SNMP notifications from {who} {noun} ({_REASONS[kind]}, e.g. {examples})"
+
 
 class TrapReceiver:
     """Listens for SNMP notifications on `cfg.listen`:`cfg.port` (UDP) between `__aenter__` and
     `__aexit__` and calls `on_event(TrapEvent)` on the event loop for each one from a device in
     `devices` (IP address → device id, built from the inventory; replace with `set_devices`).
 
+    Each datagram, in this order, before pysnmp decodes anything:
+    1. its UDP source address must be a device's or one of `cfg.relays`, else it is dropped
+       (unknown_sender): a flood from spoofed or foreign addresses costs a dictionary lookup
+       per datagram, no BER decoding, and cannot use up the budgets below;
+    2. the sender's token bucket (`cfg.max_events_per_s`; flood_dropped);
+    3. the global token bucket of all senders together (`cfg.max_total_events_per_s`;
+       overload_dropped), which bounds the decoding work whatever the number of senders.
+    When unknown senders send more than FLOOD_PER_S datagrams a second, the kernel drops them
+    (probes/source_filter.py) until the flood is over, so that they do not fill the socket
+    buffer; one in FLOOD_SAMPLE still arrives and counts for FLOOD_SAMPLE (unknown_sender and
+    `unknown_senders` are estimates then, and the log says "≈"). So the fleet's own traps keep
+    their place during a flood from elsewhere.
+
     `__aenter__` raises OSError with a clear message when the port cannot be bound (e.g. 162
     without root/CAP_NET_BIND_SERVICE). Nothing a sender does raises: datagrams are counted in
     `stats` (received, delivered, unknown_sender, bad_community, bad_auth, malformed,
-    flood_dropped; `discovery` = SNMPv3 engine ID discoveries by inform senders, RFC 3414 §4,
-    which are normal) and unknown senders per address in `unknown_senders`. An exception in
-    `on_event` is logged and does not stop the receiver.
+    flood_dropped, overload_dropped; decoded = handed to pysnmp; `discovery` = SNMPv3 engine ID discoveries by inform
+    senders, RFC 3414 §4, which are normal) and unknown senders per address in
+    `unknown_senders`. Rejections are logged in aggregate (`cfg.unknown_log_interval_s`): the
+    first one after a quiet spell at once, then one summary line per interval while they go
+    on, and one for the rest at exit. An exception in `on_event` is logged and does not stop the
+    receiver.
     """
 
     def __init__(
@@ -371,11 +454,10 @@ class TrapReceiver:
     ) -> None:
         self.cfg = cfg
         self.on_event = on_event
-        self.set_devices(devices)
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "received", "delivered", "discovery", "unknown_sender", "bad_community", "bad_auth", "malformed",
-                "flood_dropped",
+                "flood_dropped", "overload_dropped", "decoded",
             ),
             0,
         )
@@ -384,12 +466,35 @@ class TrapReceiver:
         """The bound UDP port (differs from cfg.port when that is 0)."""
         self._engine: TrapEngine | None = None
         self._buckets: collections.OrderedDict[str, _TokenBucket] = collections.OrderedDict()
-        self._logged: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
+        self._global = _TokenBucket(cfg.max_total_events_per_s, time.monotonic())
+        self._tallies: dict[str, _Tally] = {}
+        self._period_start: float | None = None  # time.monotonic() of the open log period; None = quiet
+        self._timer: asyncio.TimerHandle | None = None
+        # Flood handling (FLOOD_PER_S): the socket, whether the kernel filter is on, and the
+        # rate of unknown senders' datagrams in the current second.
+        self._sock: socket.socket | None = None
+        self._filtered = False
+        self._filter_unavailable = False
+        self._rate_start = time.monotonic()
+        self._rate_count = 0
+        self._calm_since: float | None = None
+        self._flood_timer: asyncio.TimerHandle | None = None
+        self.set_devices(devices)
         self._source = ""  # sender of the datagram being decoded (pysnmp callbacks are synchronous)
 
     def set_devices(self, devices: Mapping[IPAddress | str, str]) -> None:
         """Replace the address → device id map (e.g. after an inventory reload)."""
         self._devices = {_canonical(address): device_id for address, device_id in devices.items()}
+        allowed = set(self._devices) | set(self.cfg.relays)
+        # The address as the socket reports it → canonical: IPv4 senders come as dotted quads,
+        # or as ::ffff:a.b.c.d on a dual-stack socket; both are looked up without parsing.
+        known = {address: address for address in allowed}
+        known.update({f"::ffff:{address}": address for address in allowed if ":" not in address})
+        self._allowed = allowed
+        self._known = known
+        if self._filtered and self._sock is not None:
+            if not source_filter.attach(self._sock, allowed, FLOOD_SAMPLE):
+                self._disengage()
 
     async def __aenter__(self) -> Self:
         # Imported here, not at module level: pysnmp and pyasn1 cost about 20 MB of RSS (pysnmp
@@ -417,6 +522,7 @@ class TrapReceiver:
         except BaseException:
             sock.close()
             raise
+        self._sock = sock
         log.info("listening for SNMP traps on UDP %s port %d", self.cfg.listen, self.port)
         return self
 
@@ -424,6 +530,11 @@ class TrapReceiver:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+        if self._flood_timer is not None:
+            self._flood_timer.cancel()
+            self._flood_timer = None
+        self._sock, self._filtered = None, False
+        self._flush_summary(closing=True)
 
     @property
     def engine_id(self) -> bytes:
@@ -435,14 +546,25 @@ class TrapReceiver:
     # --- per datagram (handed to probes._trap_engine.TrapEngine.start as callbacks) ----------
 
     def _datagram_received(self, address: tuple, decode: Callable[[], None]) -> None:
-        """Every datagram, before pysnmp sees it: the flood guard, then `decode()` (pysnmp's
-        message processing, synchronous) with its rejections attributed to the sender."""
+        """Every datagram, before pysnmp sees it: the source check and both rate guards, then
+        `decode()` (pysnmp's message processing, synchronous) with its rejections attributed
+        to the sender."""
         assert self._engine is not None
         self.stats["received"] += 1
-        source = _canonical(address[0])
-        if not self._admit(source):
+        source = self._known.get(address[0])
+        if source is None:
+            source = self._known_slow(address[0])
+            if source is None:
+                self._drop_unknown(address[0])
+                return
+        now = time.monotonic()
+        if not self._admit(source, now):
             self._reject("flood_dropped", source)
             return
+        if not self._global.take(self.cfg.max_total_events_per_s, now):
+            self._reject("overload_dropped", source)
+            return
+        self.stats["decoded"] += 1
         before = self._engine.read_counters()
         self._source = source
         try:
@@ -463,10 +585,78 @@ class TrapReceiver:
                 else:
                     self._reject(kind, source)
 
-    def _admit(self, source: str) -> bool:
+    def _known_slow(self, raw: str) -> str | None:
+        """The canonical address of a sender whose text is not in the lookup table as it came
+        (an IPv6 form other than the canonical one, a scope id), when it is allowed."""
+        if ":" not in raw:
+            return None  # IPv4 from the kernel is already a canonical dotted quad
+        try:
+            source = _canonical(raw)
+        except ValueError:
+            return None
+        return source if source in self._allowed else None
+
+    def _drop_unknown(self, raw: str) -> None:
+        weight = FLOOD_SAMPLE if self._filtered else 1
+        self._reject("unknown_sender", raw if ":" not in raw else _canonical(raw), weight)
+        self._rate_count += weight
+        now = time.monotonic()
+        if now - self._rate_start >= 1.0:
+            self._rate_tick(now)
+        elif self._rate_count >= FLOOD_PER_S and not self._filtered and not self._filter_unavailable:
+            self._engage()
+
+    # --- floods from senders not in the inventory -----------------------------------------
+
+    def _rate_tick(self, now: float) -> None:
+        """A new second of the unknown senders' rate; while the kernel filter is on, it comes off
+        after FLOOD_COOLDOWN_S below half of FLOOD_PER_S."""
+        rate = self._rate_count / max(now - self._rate_start, 1e-9)
+        self._rate_start, self._rate_count = now, 0
+        if not self._filtered:
+            return
+        if rate >= FLOOD_PER_S / 2:
+            self._calm_since = None
+        elif self._calm_since is None:
+            self._calm_since = now
+        elif now - self._calm_since >= FLOOD_COOLDOWN_S:
+            self._disengage()
+
+    def _engage(self) -> None:
+        if self._sock is None or not source_filter.attach(self._sock, self._allowed, FLOOD_SAMPLE):
+            self._filter_unavailable = True  # an IPv6 socket, a fleet too large: the check above only
+            log.warning("flood from senders not in the inventory (≥ %d datagrams/s); the kernel filter is not "
+                        "available for this socket, so each one is dropped here", FLOOD_PER_S)
+            return
+        self._filtered, self._calm_since = True, None
+        log.warning("flood from senders not in the inventory (≥ %d datagrams/s): the kernel drops them from now "
+                    "on, 1 in %d still reaches the receiver and is counted for %d", FLOOD_PER_S, FLOOD_SAMPLE,
+                    FLOOD_SAMPLE)
+        self._schedule_flood_check()
+
+    def _schedule_flood_check(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no running loop: checked as datagrams come
+            self._flood_timer = asyncio.get_running_loop().call_later(1.0, self._flood_check)
+
+    def _flood_check(self) -> None:
+        """Every second while filtered (a flood that stops sends nothing that would tick)."""
+        self._flood_timer = None
+        self._rate_tick(time.monotonic())
+        if self._filtered:
+            self._schedule_flood_check()
+
+    def _disengage(self) -> None:
+        if self._sock is not None:
+            source_filter.detach(self._sock)
+        self._filtered, self._calm_since = False, None
+        if self._flood_timer is not None:
+            self._flood_timer.cancel()
+            self._flood_timer = None
+        log.info("the flood from senders not in the inventory is over: every datagram is checked here again")
+
+    def _admit(self, source: str, now: float) -> bool:
         """Token bucket per sender: max_events_per_s, bursts up to the same number (≥ 1)."""
         rate = self.cfg.max_events_per_s
-        now = time.monotonic()
         bucket = self._buckets.get(source)
         if bucket is None:
             bucket = self._buckets[source] = _TokenBucket(max(rate, 1.0), now)
@@ -474,28 +664,55 @@ class TrapReceiver:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(source)
-            bucket.tokens = min(max(rate, 1.0), bucket.tokens + (now - bucket.at) * rate)
-            bucket.at = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+        return bucket.take(rate, now)
 
-    def _reject(self, kind: str, source: str) -> None:
-        self.stats[kind] += 1
+    def _reject(self, kind: str, source: str, weight: int = 1) -> None:
+        """Count (`weight`: datagrams this one stands for, > 1 when sampled in the kernel) and log
+        in aggregate."""
+        self.stats[kind] += weight
         if kind == "unknown_sender":
-            self.unknown_senders[source] = self.unknown_senders.pop(source, 0) + 1
+            self.unknown_senders[source] = self.unknown_senders.pop(source, 0) + weight
             if len(self.unknown_senders) > MAX_TRACKED_ADDRESSES:
                 self.unknown_senders.popitem(last=False)
-        now = time.monotonic()
-        last = self._logged.get((kind, source))
-        if last is None or now - last >= self.cfg.unknown_log_interval_s:
-            self._logged.pop((kind, source), None)
-            self._logged[(kind, source)] = now
-            if len(self._logged) > MAX_TRACKED_ADDRESSES:
-                self._logged.popitem(last=False)
-            log.warning("SNMP notification from %s ignored: %s (counted; logged at most every %g s)",
-                        source, _REASONS[kind], self.cfg.unknown_log_interval_s)
+        if self._period_start is not None:
+            tally = self._tallies.get(kind)
+            if tally is None:
+                tally = self._tallies[kind] = _Tally()
+            tally.add(source, weight)
+            return
+        # The first rejection after a quiet spell: at once, so that one misconfigured switch
+        # shows up in the log when it happens; what follows is summed up per period.
+        interval = self.cfg.unknown_log_interval_s
+        log.warning("SNMP notification from %s ignored: %s (further rejections summed up every %g s)",
+                    source, _REASONS[kind], interval)
+        if interval > 0:
+            self._open_period()
+
+    def _open_period(self) -> None:
+        self._period_start = time.monotonic()
+        with contextlib.suppress(RuntimeError):  # no running loop: summed up at exit only
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.cfg.unknown_log_interval_s, self._flush_summary)
+
+    def _flush_summary(self, closing: bool = False) -> None:
+        """End the log period: one line for what was rejected in it; a new period follows when
+        there was something (a flood goes on), else the receiver is quiet again."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        start, self._period_start = self._period_start, None
+        tallies, self._tallies = self._tallies, {}
+        if start is None or not tallies:
+            return
+        elapsed = time.monotonic() - start
+        parts = [t.describe(kind) for kind, t in tallies.items()]
+        if len(parts) == 1:
+            log.warning("dropped %s in the last %.3g s", parts[0], elapsed)
+        else:
+            total = sum(t.count for t in tallies.values())
+            log.warning("dropped %d SNMP notifications in the last %.3g s: %s", total, elapsed, "; ".join(parts))
+        if not closing:
+            self._open_period()
 
     def _notification(self, version: Literal["1", "2c", "3"], varbinds: list[tuple[str, str]]) -> None:
         """A notification that passed community/USM checks, in SNMPv2 form: (dotted OID,

@@ -4,7 +4,8 @@ A fault is one real problem (a dead switch with 40 cameras behind it is ONE faul
 `affected` lists the 40 cameras). Its lifecycle: pending (condition seen, not yet sustained
 for the rule's `for_s`) → firing (notified) → resolved (notified). Pending faults that clear
 are dropped without a word. Every notification is a FaultEvent, written to the outbox in the
-same SQLite transaction as the fault's state, so a crash can neither lose nor repeat one.
+same SQLite transaction as the fault's state, so a crash can neither lose one nor queue it twice
+(its delivery is at least once: rules/alerting/outbox.py).
 """
 
 from __future__ import annotations

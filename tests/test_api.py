@@ -561,6 +561,9 @@ async def test_maintenance_delete_unknown_or_malformed_id(world):
     (window_body(start="2000-01-01T00:00:00Z", end="2000-01-01T01:00:00Z"), "already over"),
     (window_body(start="2099-01-01T02:00:00"), "body.start: Input should have timezone info"),
     (window_body(start=4070908800), "body.start"),
+    # Stored as int64 ns: a window in 2300 was an OverflowError and a 500.
+    (window_body(start="2300-01-01T00:00:00+08:00", end="2300-01-02T00:00:00+08:00"), "2300-01-01 is out of range"),
+    (window_body(end="9999-12-31T23:59:59Z"), "9999-12-31 is out of range"),
     (window_body(match={"zone": ["x"]}), "body.match.zone: Extra inputs are not permitted"),
     (window_body(match={"kind": ["tower"]}), "body.match.kind[0]"),
     (window_body(reason=""), "body.reason"),

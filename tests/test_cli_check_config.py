@@ -92,6 +92,12 @@ def test_secrets_and_url_credentials_are_never_printed(tmp_path: Path) -> None:
         "  username: fleetmon\n  password_env: FLEETMON_TEST_PASSWORD\n"
     )
     result = fleetmon("check-config", str(config), env={"FLEETMON_TEST_PASSWORD": SECRET})
+    # A password in the URL is a secret written in the config (docs/OPERATIONS.md "Secrets"): refused.
+    assert result.returncode == 2
+    assert f"{config}:2: influxdb.url: must not carry credentials (user:password@)" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    config.write_text("influxdb:\n  url: http://influx.example:8086/\n  username: fleetmon\n  password_env: FLEETMON_TEST_PASSWORD\n")
+    result = fleetmon("check-config", str(config), env={"FLEETMON_TEST_PASSWORD": SECRET})
     assert result.returncode == 0, result.stderr
     assert "  influxdb: api v1, http://influx.example:8086/, database fleetmon" in result.stdout.splitlines()
     assert SECRET not in result.stdout + result.stderr

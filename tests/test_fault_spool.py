@@ -217,7 +217,7 @@ def daemon_config(tmp_path: Path, influx_url: str, db: str) -> Path:
             rows.writerow([f"CAM-{n}", f"camera {n}", "camera", f"127.0.0.{n}", "S1", "城关镇", "", "active",
                            *[""] * (len(POINT_LIST_COLUMNS) - 8)])
     config = {
-        "inventory": {"point_lists": ["points.csv"]},
+        "inventory": {"point_lists": ["points.csv"], "allow_loopback": True},
         "probes": {"icmp": {"interval_s": 1.0, "count": 1, "timeout_s": 0.2},
                    **{name: {"enabled": False} for name in ("rtsp", "onvif", "snmp")}},
         "state": {"database": "state.db", "down_after": 1, "up_after": 1},

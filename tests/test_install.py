@@ -238,7 +238,7 @@ def test_installed_daemon_serves_api_and_status_page(first: Installed, tmp_path:
     (port,) = free_ports(1)
     config = tmp_path / "config.yaml"
     config.write_text(
-        "inventory:\n  devices:\n"
+        "inventory:\n  allow_loopback: true\n  devices:\n"
         "    - {id: LO, name: loopback, kind: server, address: 127.0.0.1, site: lab, region: lab}\n"
         "probes:\n  icmp: {interval_s: 1, count: 1, timeout_s: 0.5}\n"
         f"state: {{database: {tmp_path}/state.db}}\n"

@@ -52,7 +52,7 @@ class ScriptedRoute:
     async def __aexit__(self, *exc_info: object) -> None:
         pass
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
+    async def deliver(self, events: Sequence[FaultEvent], progress=None) -> Delivery:
         self.calls.append(list(events))
         answer = self.script[min(len(self.calls) - 1, len(self.script) - 1)](events)
         self.delivered += answer.delivered
@@ -279,3 +279,39 @@ async def test_prune_deletes_only_rows_delivered_long_ago(db):
     assert await worker.prune() == 1
     left = await db.execute(lambda c: [r[0] for r in c.execute("SELECT id FROM outbox ORDER BY id")])
     assert left == [recent, pending]
+
+
+async def test_a_stop_in_the_middle_of_a_batch_repeats_only_the_message_in_flight(tmp_path):
+    """Routes report each accepted message (`progress`), recorded at once: a run that stops (or
+    dies) while the third of five is in flight sends only that one again, not the batch."""
+    path = tmp_path / "state.db"
+
+    class Stalls:
+        name, type = "wecom-a", "scripted"
+        sent: list[int] = []
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc_info):
+            pass
+
+        async def deliver(self, events, progress=None):
+            for event in events:
+                self.sent.append(event.id)
+                if len(self.sent) == 3:
+                    await asyncio.sleep(3600)  # in flight when the run ends
+                await progress([event.id, 10**6])  # an id of no row of this batch is ignored
+            return Delivery(tuple(e.id for e in events))
+
+    stalls = Stalls()
+    async with StateDB(path) as db:
+        await db.migrate(outbox.SCHEMA)
+        ids = await put(db, "wecom-a", 1, 2, 3, 4, 5)
+        async with OutboxWorker(db, {"wecom-a": stalls}, **FAST):
+            await eventually(lambda: len(stalls.sent) == 3)
+    route = ScriptedRoute("wecom-a")
+    async with StateDB(path) as db:
+        async with OutboxWorker(db, {"wecom-a": route}, **FAST) as worker:
+            await drained(worker)
+    assert stalls.sent == ids[:3] and route.delivered == ids[2:]

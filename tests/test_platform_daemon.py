@@ -33,6 +33,7 @@ EXPECTED = {
 
 CONFIG = """\
 inventory:
+  allow_loopback: true      # the platform and NVR simulators listen on this host
   devices:
     - {{id: PLT, name: 视频平台, kind: platform, address: 127.0.0.1, site: 中心, region: 城区,
        url: "http://127.0.0.1:{http}/portal"}}

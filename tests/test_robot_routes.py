@@ -132,6 +132,29 @@ async def test_a_silent_robot_is_a_timeout(monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["dingtalk", "feishu"])
+async def test_a_late_answer_is_resent_only_after_a_conservative_delay(kind, monkeypatch):
+    """The robot posts the message but answers after the timeout (issue 13: WeCom did, and quick
+    retries posted it 6 times): the route waits resend_after_s, doubling, before sending again."""
+    async with RobotServer(fail_next=["late:1.5", "late:1.5"]) as server:
+        async with route(kind, server, monkeypatch, timeout_s=0.5, resend_after_s=30) as r:
+            first = await r.deliver([event(1)])
+            second = await r.deliver([event(1)])
+            third = await r.deliver([event(1)])
+    assert first.delivered == () and first.retry_after_s == 30 and "repeat is possible" in first.error
+    assert second.delivered == () and second.retry_after_s == 60
+    assert third.delivered == (1,)
+    assert len(server.received) == 3  # posted each time: the wait is what keeps repeats rare
+
+
+async def test_a_robot_that_cannot_be_reached_is_retried_at_the_quick_backoff(monkeypatch):
+    async with RobotServer() as server:
+        r = route("dingtalk", server, monkeypatch)
+    async with r:  # the server is gone: nothing was sent
+        result = await r.deliver([event(1)])
+    assert result.delivered == () and result.retry_after_s is None and "cannot connect" in result.error
+
+
+@pytest.mark.parametrize("kind", ["dingtalk", "feishu"])
 async def test_the_outbox_delivers_every_event_once_through_500s(kind, tmp_path, monkeypatch):
     async with StateDB(tmp_path / "state.db") as db, RobotServer(fail_next=["http500", "http500"]) as server:
         await db.migrate(outbox.SCHEMA)

@@ -122,6 +122,14 @@ async def test_a_silent_gateway_is_a_timeout_not_a_hang(monkeypatch):
         t0 = time.monotonic()
         result = await deliver(config(gw, monkeypatch, timeout_s=0.5), event(1))
     assert result.delivered == () and "no answer" in result.error and time.monotonic() - t0 < 3
+    assert result.retry_after_s == 300 and "repeat is possible" in result.error  # it may have gone out
+
+
+async def test_an_unreachable_gateway_is_retried_at_the_quick_backoff(monkeypatch):
+    async with SmsGateway("tencent") as gw:
+        cfg = config(gw, monkeypatch)
+    result = await deliver(cfg, event(1))  # gone: nothing was sent
+    assert result.delivered == () and result.retry_after_s is None and "cannot connect" in result.error
 
 
 async def test_tencent_per_number_outcomes_retry_only_the_numbers_that_can_still_get_it(monkeypatch):

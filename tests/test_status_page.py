@@ -32,6 +32,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from lab.process import ServerProcess, stop_process
+from monitor.app import status_reasons
 from monitor.app.api import ApiConfig, ApiContext, ApiServer
 from monitor.core.config_base import SelectorConfig
 from monitor.fleet.inventory import Inventory
@@ -437,7 +438,8 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
         "延建/拆除": str(fleet["excluded"]),
     }
 
-    # Regions: worst first by the contract's rate, a column per basis the API reports.
+    # Regions: worst first by the contract's rate, beside the name; every other basis the API
+    # reports below it, with the offline count.
     bases = list(dict.fromkeys(r["basis"] for r in status["rates"]))
     assert bases == ["online", "network", "video"]
     regions: dict[str, dict[str, Any]] = {}
@@ -445,41 +447,50 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
         if r["scope"] == "region" and r["kind"] == "all":
             regions.setdefault(r["group"], {})[r["basis"]] = r
     worst_first = sorted(regions.items(), key=lambda item: item[1]["online"]["rate_pct"])
-    assert texts(dom, "//section[@id='regions']//th") == ["区域", "在线率", "网络", "视频", "离线"]
-    rows = dom.xpath(f"//section[@id='regions']//tr[{cls('region')}]")
-    shown_regions = [[" ".join(td.text_content().split()) for td in row.xpath("td")] for row in rows]
+    assert texts(dom, "//section[@id='regions']/h2/small") == ["在线率 · 最差在前"]
+    rows = dom.xpath(f"//section[@id='regions']//li[{cls('region')}]")
+    shown_regions = [
+        (texts(row, f".//span[{cls('name')}]")[0], texts(row, f".//span[{cls('rate')}]")[0],
+         texts(row, f".//span[{cls('basis')}]"), texts(row, f".//span[{cls('off')}]")[0])
+        for row in rows
+    ]
     assert shown_regions == [
-        [name, *(pct(by[b]["rate_pct"]) for b in bases), f"{by['online']['offline']}/{by['online']['total']}"]
+        (name, pct(by["online"]["rate_pct"]), [f"{label} {pct(by[b]['rate_pct'])}" for b, label in
+                                               (("network", "网络"), ("video", "视频"))],
+         f"离线 {by['online']['offline']}/{by['online']['total']}")
         for name, by in worst_first
     ]
     assert [r[0] for r in shown_regions] == ["城关镇", "南山乡", "北河镇"]
-    assert [[td.get("class").split()[-1] for td in row.xpath("td")[1:4]] for row in rows] == [
-        ["bad", "bad", "bad"], ["bad", "bad", "bad"], ["bad", "good", "bad"],
-    ]
+    assert [[e.get("class").split()[-1] for e in row.xpath(f".//span[{cls('rate')}] | .//span[{cls('basis')}]/b")]
+            for row in rows] == [["bad", "bad", "bad"], ["bad", "bad", "bad"], ["bad", "good", "bad"]]
     # The fleet's other bases beside the headline.
     fleet_bases = {r["basis"]: r for r in status["rates"] if r["scope"] == "fleet" and r["kind"] == "all"}
     assert texts(dom, f"//section[@id='fleet']//span[{cls('basis')}]") == [
         f"网络 {pct(fleet_bases['network']['rate_pct'])}", f"视频 {pct(fleet_bases['video']['rate_pct'])}",
     ]
 
-    # Offline points: active ones only (not the point under construction), down first, newest first.
+    # Offline points: active ones only (not the point under construction); down first, those with
+    # the most offline points behind them first (L1: S1, C1, C2), then newest first.
     active = [d for d in offline if d["status"] == "active"]
-    expected = sorted(active, key=lambda d: (d["state"] != "down", -d["since_ns"]))
+    behind = {"L1": 3}
+    expected = sorted(active, key=lambda d: (d["state"] != "down", -behind.get(d["id"], 0), -d["since_ns"]))
     items = dom.xpath(f"//section[@id='offline']//li[{cls('point')}]")
     assert texts(dom, f"//section[@id='offline']//li//span[{cls('name')}]") == [d["name"] for d in expected]
-    assert [d["id"] for d in expected] == ["C4", "L1", "C2", "S1", "C1"]  # S1, C1: same time, inventory order
+    assert [d["id"] for d in expected] == ["L1", "C4", "C2", "S1", "C1"]  # S1, C1: same time, inventory order
+    assert [texts(li, f".//div[{cls('impact')}]") for li in items] == [["下挂 3 个点位随之离线"], [], [], [], []]
     for item, d in zip(items, expected):
         sub = texts(item, f".//span[{cls('since')}]")[0]
         assert sub.startswith(f"{shown_since(d['since_ns'])} 起 · "), sub
         badge = item.xpath(f".//span[{cls('badge')}]")[0].text_content()
         cause = texts(item, f".//div[{cls('cause')}]")
+        assert texts(item, f".//span[{cls('id')}]") == [d["id"]] and texts(item, f".//span[{cls('ip')}]") == [d["address"]]
         if d["state"] == "down":
             assert (badge, cause) == ("离线", [])
         else:  # behind the down link, however deep
             assert (badge, cause) == ("上级故障", ["上级 城关专线 离线"])
-    assert texts(dom, "//section[@id='offline']/h2/span[@class='count']") == [str(len(expected))]
+    assert texts(dom, "//section[@id='offline']//h2/span[@class='count']") == [str(len(expected))]
     assert "南山新点" not in texts(dom, "//section[@id='offline']//li//span")
-    assert "小时" in texts(dom, f"//section[@id='offline']//li[2]//span[{cls('since')}]")[0]
+    assert "小时" in texts(dom, f"//section[@id='offline']//li[1]//span[{cls('since')}]")[0]
 
     # Network up, no video: exactly the API's list (cameras that answer ping, RTSP fails), by
     # region then name in Chinese (pinyin) order, which is neither the inventory's nor the code
@@ -497,17 +508,18 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     ]
     assert shown_novideo == [
         ([by_id[i]["name"]], [f"{by_id[i]['site']} · {by_id[i]['region']}"],
-         [f"RTSP：{by_id[i]['results']['rtsp']['reason']}"], [])
+         [f"RTSP：{status_reasons.translate(by_id[i]['results']['rtsp']['reason'])}"], [])
         for i in expected_ids
     ]
+    # The reasons the probe writes, in Chinese; the camera's own phrase (C9) as it came.
     assert [reason for _, _, (reason,), _ in shown_novideo] == [
-        "RTSP：404 Not Found", "RTSP：503 <b>Service Unavailable</b>", "RTSP：401 Unauthorized (wrong credentials)",
-        "RTSP：connection refused",
+        "RTSP：404 未找到（取流地址错误？）", "RTSP：503 <b>Service Unavailable</b>", "RTSP：401 未授权（账号或密码错误）",
+        "RTSP：连接被拒绝",
     ]
     assert texts(dom, "//section[@id='novideo']/h2/span[@class='count']") == [str(len(no_video))] == ["4"]
     assert dom.xpath("//section[@id='novideo']//b") == []  # the camera's reason phrase stayed text
     assert texts(dom, "//main/section/@id") == [
-        "signin", "fleet", "orders", "regions", "offline", "novideo", "links", "faults", "maintenance",
+        "signin", "fleet", "orders", "faults", "offline", "novideo", "regions", "links", "maintenance",
     ]
     # Without work orders in the daemon (503) their card and the sign-in stay empty and hidden.
     assert dom.xpath("//section[@id='orders']/*") == [] and dom.xpath("//*[@id='account']")[0].get("hidden") is not None
@@ -532,15 +544,15 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
         ("北河专线", "35.2 ms", "good", "20%", "1.1 ms"),
     ]
 
-    # Open faults: the API's order (most severe first), severity, since, acknowledged or not.
+    # Open faults: most severe first, severity, since, taken (已认领) or not (待认领).
     fault_items = dom.xpath(f"//section[@id='faults']//li[{cls('fault')}]")
     assert texts(dom, f"//section[@id='faults']//span[{cls('title')}]") == [f["title"] for f in faults]
     assert [f["severity"] for f in faults] == ["critical", "major", "minor"]
     assert texts(dom, f"//section[@id='faults']//span[{cls('sev')}]") == ["紧急", "严重", "一般"]
-    assert [texts(li, f".//span[{cls('ack')}]")[0] for li in fault_items] == ["已认领 · 张工", "未认领", "未认领"]
+    assert [texts(li, f".//span[{cls('ack')}]")[0] for li in fault_items] == ["已认领 · 张工", "待认领", "待认领"]
     for li, f in zip(fault_items, faults):
         assert texts(li, f".//span[{cls('since')}]")[0].startswith(f"{shown_since(f['first_seen_ns'])} 起")
-        assert texts(li, f".//span[{cls('state')}]") == [{"firing": "告警中", "pending": "待确认"}[f["state"]]]
+        assert texts(li, f".//span[{cls('state')}]") == [{"firing": "告警中", "pending": "观察中"}[f["state"]]]
 
     (cycle,) = texts(dom, "//*[@id='cycle']")
     assert cycle.startswith("第 42 轮探测（icmp）完成于") and "12 台" in cycle
@@ -558,13 +570,13 @@ async def test_english_on_request_and_by_the_language_button(tmp_path, chromium)
             assert page.errors() == []
     assert english.get("lang") == "en"
     assert texts(english, "//h2/text()") == [
-        "Fleet online rate", "Online rate per region", "Offline points", "Network up, no video", "Dedicated links",
-        "Open faults", "Maintenance windows",
+        "Fleet online rate", "Open faults", "Offline points", "Network up, no video", "Online rate per region",
+        "Dedicated links", "Maintenance windows",
     ]
     assert texts(english, f"//section[@id='novideo']//div[{cls('reason')}]")[0] == "RTSP: 404 Not Found"
     assert texts(english, f"//section[@id='faults']//span[{cls('sev')}]") == ["critical", "major", "minor"]
     assert texts(english, "//*[@id='lang']") == ["中文"]
-    assert texts(chinese, "//h2/text()") == ["全网在线率", "各区域在线率", "离线点位", "有网无视频", "专线", "当前故障",
+    assert texts(chinese, "//h2/text()") == ["全网在线率", "当前故障", "离线点位", "有网无视频", "各区域在线率", "专线",
                                            "维护窗口"]
     assert chinese.get("lang") == "zh-CN"
 

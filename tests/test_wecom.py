@@ -164,6 +164,7 @@ async def test_a_text_message_mentioning_who_is_on_duty_then_the_markdown_in_chi
         "> 影响：40个点位（" + "、".join(f"CAM-{i:03d}" for i in range(1, 11)) + " 等40个）",
         "> 首次发现：2026-11-20 09:15:03",  # Asia/Shanghai
         "> 故障编号：F12",
+        "> 通知编号：#1",  # the event id: a repeat (at-least-once delivery) is seen for what it is
     ]
     assert mention.msgtype == "text" and mention.mentioned_mobile_list == (ON_DUTY,)
     assert "交换机SW-01离线" in mention.content and "F12" in mention.content
@@ -205,10 +206,10 @@ async def test_reminder_escalated_and_acknowledged_variants(wecom, clock, monkey
 
     contents = [(m.msgtype, m.content) for m in wecom.messages(key)]
     reminder_mention, reminder, escalated_mention, escalated, acked = contents
-    assert "【提醒·紧急】" in reminder[1] and "已持续：2小时，尚未确认" in reminder[1]
+    assert "【提醒·紧急】" in reminder[1] and "已持续：2小时，尚未认领" in reminder[1]
     assert "【升级·严重】" in escalated[1] and "已升级通知" in escalated[1]
     assert reminder_mention[0] == escalated_mention[0] == "text"
-    assert "【已确认】" in acked[1] and "确认人：张工" in acked[1] and "确认时间：2026-11-20 09:25:03" in acked[1]
+    assert "【已认领】" in acked[1] and "认领人：张工" in acked[1] and "认领时间：2026-11-20 09:25:03" in acked[1]
     assert len(contents) == 5, "an acknowledgement mentions nobody"
 
 
@@ -294,7 +295,9 @@ async def test_an_event_too_large_is_shortened_then_truncated_with_a_marker(weco
 
     listed, truncated = wecom.messages(key)
     assert "3000个点位（摄像机-0000、" in listed.content and "摄像机-0010" not in listed.content
-    assert utf8_len(truncated.content) <= limit and truncated.content.endswith("…（内容过长，已截断）")
+    assert utf8_len(truncated.content) <= limit
+    # The event id survives the truncation: it is how a repeat is recognised.
+    assert truncated.content.endswith("…（内容过长，已截断）" + ("\n> " if msgtype == "markdown" else "\n") + "通知编号：#2")
     assert wecom.errcodes(key) == [0, 0]
 
 
@@ -325,7 +328,7 @@ async def test_25_events_one_per_second_make_20_messages_then_one_digest_of_5(we
     assert len(messages) == 21
     digest = messages[-1].content
     assert digest.startswith("**5 条告警：**\n")
-    assert [line.split("，")[-1].rstrip("）") for line in digest.split("\n")[1:]] == ["F21", "F22", "F23", "F24", "F25"]
+    assert [line.split("，")[-1] for line in digest.split("\n")[1:]] == [f"F{n}） #{n}" for n in range(21, 26)]
     assert messages[-1].at - messages[0].at >= 60.0, "the digest waited for the window"
 
 
@@ -339,8 +342,8 @@ async def test_a_burst_larger_than_the_window_is_one_digest_in_order(wecom, cloc
     mention, digest = wecom.messages(key)
     lines = digest.content.split("\n")
     assert lines[0] == "**25 条告警：**" and len(lines) == 26
-    assert lines[1] == '<font color="warning">【紧急】</font>摄像机CAM-001离线（城东区/东关派出所，11-20 09:15，F1）'
-    assert [line.rsplit("，", 1)[1] for line in lines[1:]] == [f"F{n}）" for n in range(1, 26)]
+    assert lines[1] == '<font color="warning">【紧急】</font>摄像机CAM-001离线（城东区/东关派出所，11-20 09:15，F1） #1'
+    assert [line.rsplit("，", 1)[1] for line in lines[1:]] == [f"F{n}） #{n}" for n in range(1, 26)]
     assert mention.mentioned_mobile_list == (ON_DUTY,)
     assert mention.content.startswith("请值班人员处理 25 条告警：F1、F2、") and mention.content.endswith("等25条")
 
@@ -383,7 +386,7 @@ async def test_45009_for_a_minute_then_every_event_arrives_in_order(wecom, clock
 
     assert [i for d in rest for i in d.delivered] == [1, 2, 3, 4]
     assert wecom.errcodes(key) == [45009, 0, 0, 0, 0]
-    assert [m.content.split("\n")[-1] for m in wecom.messages(key)] == [f"> 故障编号：F{n}" for n in range(1, 5)]
+    assert [m.content.split("\n")[-2] for m in wecom.messages(key)] == [f"> 故障编号：F{n}" for n in range(1, 5)]
 
 
 async def test_45009_midway_keeps_the_delivered_prefix(wecom, clock, monkeypatch):
@@ -424,7 +427,7 @@ async def test_40058_for_a_single_event_truncates_it_and_never_loops(clock, monk
         async with route_for(wecom, key, monkeypatch, clock) as route:
             assert (await route.deliver([long_title])).delivered == (1,)
         (message,) = wecom.messages(key)
-        assert utf8_len(message.content) <= 520 and message.content.endswith("…（内容过长，已截断）")
+        assert utf8_len(message.content) <= 520 and message.content.endswith("…（内容过长，已截断）\n> 通知编号：#1")
 
     async with WeComSimulator(clock=clock, markdown_max_bytes=300) as wecom:  # refuses all we can make
         key = wecom.add_robot()
@@ -452,7 +455,6 @@ async def test_93000_disables_the_route(wecom, clock, monkeypatch):
         pytest.param(lambda sim: sim.fail_with(40008, times=1), id="errcode 40008 in a 200 body"),
         pytest.param(lambda sim: sim.fail_http(502), id="HTTP 502 html"),
         pytest.param(lambda sim: sim.fail_http(200, "<html>portal login</html>"), id="200 not JSON"),
-        pytest.param(lambda sim: setattr(sim, "delay_s", 0.5), id="timeout"),
     ],
 )
 async def test_anything_but_errcode_0_is_an_error_for_the_outbox_to_retry(wecom, clock, monkeypatch, break_it):
@@ -460,14 +462,42 @@ async def test_anything_but_errcode_0_is_an_error_for_the_outbox_to_retry(wecom,
     break_it(wecom)
     async with route_for(wecom, key, monkeypatch, clock, timeout_s=0.2) as route:
         failed = await route.deliver([event(1), event(2)])
-        wecom.delay_s = 0.0
         again = await route.deliver([event(1), event(2)])
 
-    # No retry_after: the outbox's backoff applies, as for every route's transport failures.
+    # No retry_after: the outbox's backoff applies, as for every route's definite failures.
     assert failed.delivered == () and failed.error and failed.retry_after_s is None and failed.disabled is None
     assert again == Delivery((1, 2))
-    # [:2]: a timed-out request may still be posted later, as at WeCom (at-least-once delivery).
-    assert [m.content.split("\n")[-1] for m in wecom.messages(key)][:2] == ["> 故障编号：F1", "> 故障编号：F2"]
+    assert [m.content.split("\n")[-1] for m in wecom.messages(key)] == ["> 通知编号：#1", "> 通知编号：#2"]
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        pytest.param(lambda sim: setattr(sim, "delay_s", 0.5), id="no answer in time"),
+        pytest.param(lambda sim: sim.hang(), id="hang"),
+        pytest.param(lambda sim: sim.answer_late(0.5), id="late answer"),
+        pytest.param(lambda sim: sim.fail_http(504), id="HTTP 504 from a gateway"),
+    ],
+)
+async def test_no_answer_is_sent_again_only_after_resend_after_s(wecom, clock, monkeypatch, break_it):
+    """WeCom may have posted a request that got no answer: the outbox is told to wait
+    resend_after_s (doubled for each further such attempt of the event), not its quick backoff."""
+    key = wecom.add_robot()
+    break_it(wecom)
+    async with route_for(wecom, key, monkeypatch, clock, timeout_s=0.2, resend_after_s=7) as route:
+        first = await route.deliver([event(1), event(2)])
+        break_it(wecom)  # still no answer
+        second = await route.deliver([event(1), event(2)])
+        wecom.delay_s = 0.0
+        wecom.answer_normally()
+        third = await route.deliver([event(1), event(2)])
+        break_it(wecom)
+        fourth = await route.deliver([event(3)])  # another event starts from resend_after_s again
+    assert first.delivered == () and first.retry_after_s == 7 and first.disabled is None
+    assert "may have posted it: sent again in 7 s" in (first.error or "")
+    assert second.delivered == () and second.retry_after_s == 14
+    assert third == Delivery((1, 2))
+    assert fourth.delivered == () and fourth.retry_after_s == 7
 
 
 async def test_a_redirect_is_not_followed_so_the_key_reaches_no_other_host(wecom, clock, monkeypatch):

@@ -96,6 +96,7 @@ async def test_fault_order_warning_breach_arrival_restore_close_in_the_wecom_gro
                 "剩余：3分",
                 "负责人：未指派",
                 "报障时间：2026-12-04 10:00",
+                "通知编号：#2",  # the outbox event id: a repeat is recognisable
             ]
             assert wecom.messages(key)[1].mentioned_mobile_list == (ON_DUTY,)
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, model_validator
 
 from monitor.app.api_base import BodyModel, OutModel, Person, Reason, utc
-from rules.alerting.config import DurationS, Every, Match, MaintenanceMatch, check_schedule
+from monitor.core.timecheck import check_datetime
+from rules.alerting.config import DurationS, Every, Match, MaintenanceMatch, check_day, check_schedule
 from rules.alerting.maintenance import MaintenanceBook, MaintenanceWindow
 from rules.alerting.recurrence import FOREVER_NS, describe_every
 
@@ -32,10 +33,13 @@ class MaintenanceIn(BodyModel):
     match: Annotated[Match, Field(description="points covered: regions, sites, kinds, tags, devices (point ids); "
                                               "every list empty = all devices")]
     start: Annotated[
-        AwareDatetime | None,
-        Field(description="one-off: ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00"),
+        Annotated[AwareDatetime, AfterValidator(check_datetime)] | None,
+        Field(description="one-off: ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00; before 2100"),
     ] = None
-    end: Annotated[AwareDatetime | None, Field(description="one-off: after start, at most 31 days later")] = None
+    end: Annotated[
+        Annotated[AwareDatetime, AfterValidator(check_datetime)] | None,
+        Field(description="one-off: after start, at most 31 days later; before 2100"),
+    ] = None
     every: Annotated[
         Every | None,
         Field(description='recurring: days and a local time ("tue 01:00", "mon,thu 22:30", "daily 03:00") or a '
@@ -45,10 +49,13 @@ class MaintenanceIn(BodyModel):
         DurationS | None, Field(description='recurring: one occurrence, "4h", "90m", "1h30m" or seconds; ≤ 31 days'),
     ] = None
     from_: Annotated[
-        date | None, Field(alias="from", description="recurring: first local day (default: now)"),
+        Annotated[date, AfterValidator(check_day)] | None,
+        Field(alias="from", description="recurring: first local day (default: now)"),
     ] = None
-    until: Annotated[date | None, Field(description="recurring: last local day an occurrence starts (default: "
-                                                    "until ended)")] = None
+    until: Annotated[
+        Annotated[date, AfterValidator(check_day)] | None,
+        Field(description="recurring: last local day an occurrence starts (default: until ended)"),
+    ] = None
     reason: Reason
     by: Annotated[Person | None, Field(description=_BY)] = None
 

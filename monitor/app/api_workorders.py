@@ -31,13 +31,14 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Awaitable, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 from monitor.app.access import Permission
 from monitor.app.api_base import (
     ApiError, BodyModel, Call, InModel, Line, OutModel, Person, Reason, Reply, opt_utc, to_ns, utc,
 )
 from monitor.assess.model import Cause
+from monitor.core.timecheck import check_datetime
 from monitor.assess.orders import (
     MAX_TEXT, OrderEvent, OrderStateError, Resolution, Source, UnknownOrderError, WorkOrder, WorkOrderError,
 )
@@ -56,8 +57,14 @@ NOT_ENABLED = "work orders are not enabled in this daemon (config assessment.wor
 DeviceId = Annotated[Line, StringConstraints(max_length=64)]
 Serial = Annotated[Line, StringConstraints(max_length=64)]
 ModelName = Annotated[Line, StringConstraints(max_length=64)]
+def _in_range(moment: datetime | None) -> datetime | None:
+    """monitor.core.timecheck's range: stamps are stored as int64 ns."""
+    return None if moment is None else check_datetime(moment)
+
+
 Stamp = Annotated[
     AwareDatetime | None,
+    AfterValidator(_in_range),
     Field(description="when it happened, ISO-8601 with a UTC offset (entered late: the real time); default now"),
 ]
 By = Annotated[
@@ -94,6 +101,7 @@ class ReportIn(BodyModel):
     assignee: Annotated[Person | None, Field(description="who should take it (default: whoever acknowledges)")] = None
     reported: Annotated[
         AwareDatetime | None,
+        AfterValidator(_in_range),
         Field(description="when the fault was reported (the call), ISO-8601 with offset; default now"),
     ] = None
     by: By = None

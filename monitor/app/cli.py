@@ -43,7 +43,7 @@ def _load(path: Path) -> tuple[FleetmonConfig, Inventory]:
 def _print_config_errors(path: Path, exc: ConfigError) -> None:
     for message in exc.messages:
         print(message, file=sys.stderr)
-    count = len(exc.messages)
+    count = exc.total
     print(f"{path}: {count} problem{'s' if count != 1 else ''}, nothing loaded", file=sys.stderr)
 
 

@@ -33,9 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
+
+from monitor.core.timecheck import check_zone
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 TOKEN_ENV = "FLEETMON_TOKEN"
@@ -164,18 +166,29 @@ def target(args: argparse.Namespace) -> Target:
     if args.url is None or args.config is not None:
         path = args.config or DEFAULT_CONFIG
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            loaded = _load_bounded(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
             raise CliError(EXIT_BAD_INPUT, f"{path}: cannot read the config ({reason}); or give --url") from None
         raw = loaded if isinstance(loaded, dict) else {}
     url = args.url.rstrip("/") if args.url else _api_url(raw.get("api") or {}, args.config or DEFAULT_CONFIG)
     language = args.lang or (raw.get("language") if raw.get("language") in WORDS else "zh")
     try:
-        zone = ZoneInfo(str(raw.get("timezone") or "Asia/Shanghai"))
-    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(check_zone(str(raw.get("timezone") or "Asia/Shanghai")))
+    except ValueError:  # check-config says why; the client need not
         zone = ZoneInfo("Asia/Shanghai")
     return Target(url, language, zone, _token(args))
+
+
+def _load_bounded(text: str) -> Any:
+    """yaml.safe_load, refusing a document whose aliases expand beyond the config's bound
+    (ValueError): this client reads the same file as the daemon."""
+    from monitor.core.config_base import expansion_problem  # here: pydantic only when a config is read
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None and (too_large := expansion_problem(root)) is not None:
+        raise ValueError(f"line {too_large[0].line + 1}: {too_large[1]}")
+    return yaml.safe_load(text)
 
 
 def _api_url(api: Any, path: Path) -> str:

@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -46,9 +45,12 @@ from monitor.core.config_base import (
     ResolvedSecret,
     Strict,
     WithSecrets,
+    expansion_problem,
     locate,
+    read_regular_file,
 )
 from monitor.core.model import Kind
+from monitor.core.timecheck import check_zone
 from monitor.fleet.inventory import Inventory, InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
 from monitor.reports.config import ReportsConfig, wecom_routes
@@ -248,14 +250,7 @@ class FleetmonConfig(Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai "
-                "(the tzdata package provides them)"
-            ) from None
-        return name
+        return check_zone(name)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -359,12 +354,18 @@ def _by_line(problems: list[tuple[int, str]]) -> list[str]:
     return [message for _, message in sorted(problems, key=lambda problem: problem[0])]
 
 
+MAX_CONFIG_BYTES = 16 << 20
+"""A config file larger than this is refused unread (the example is ~30 KB)."""
+
+
 def _read_text(path: Path) -> str:
     """The file's text; UTF-8, a BOM tolerated. Raises ConfigError."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_CONFIG_BYTES, "a config file")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except ValueError as exc:  # a FIFO, a device, a directory, too large
+        raise ConfigError([f"{path}: {exc}"]) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -387,9 +388,17 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any, list[tuple[int, 
             [f"{path}:{line}:{column}: YAML syntax error: {exc.reason} (character #x{exc.character:02x})"]
         ) from None
     try:
-        root = loader.get_single_node()
+        try:
+            root = loader.get_single_node()
+        except RecursionError:  # PyYAML composes nested collections recursively
+            mark = loader.get_mark()
+            raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: YAML nested too deeply"]) from None
         if root is None:
             raise _empty(path)
+        # Before construction, which would build every expansion (exponential in the text).
+        if (too_large := expansion_problem(root)) is not None:
+            mark, why = too_large
+            raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: {why}"])
         # Before construction: constructing merges `<<:` keys into their mappings, and a key
         # overriding a merged one is not a duplicate.
         problems = list(_duplicate_keys(path, root, (), set()))

@@ -33,12 +33,13 @@ from monitor.app.snapshot import Snapshot
 from monitor.assess.assessment import Assessment
 from monitor.assess.records import record_inventory_statuses
 from monitor.assess.serials import SerialWatch
+from monitor.assess.orders import Source
 from monitor.assess.workorders import WorkOrderBook, WorkOrderService
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import InfluxResults
 from monitor.metrics.sink import InfluxSink
-from monitor.metrics.writer import MetricsWriter
+from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.reports.config import wecom_routes
 from monitor.reports.service import ReportService
 from monitor.state.db import StateDB, StateDBError
@@ -150,7 +151,7 @@ class Daemon:
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink) if sink is not None else None,
             online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
-            listeners=[serials],
+            listeners=[serials], open_orders=self._open_orders,
         )
         stack.callback(pipeline.close)
         if cfg.traps.enabled:
@@ -184,6 +185,27 @@ class Daemon:
             task = asyncio.create_task(scheduler.run(), name=f"scheduler-{scheduler.probe.name}")
             stack.push_async_callback(_cancel, task)
         return schedulers
+
+    def _open_orders(self, now_ns: int) -> list[OpenOrder]:
+        """The open work orders for the command hall's wall (`work_order_open`), the most urgent
+        first: by the deadline of the next running SLA clock, orders without one last."""
+        book = self.workorders
+        if book is None:
+            return []
+        rows = []
+        for order in book.open_orders():
+            running = [c for c in book.countdown(order, now_ns) if c.stopped_ns is None]
+            clock = min(running, key=lambda c: c.deadline_ns, default=None)
+            device_id = order.devices[0] if order.devices else ""
+            rows.append(OpenOrder(
+                ref=order.ref, fault_id=order.source_ref if order.source is Source.FAULT and order.source_ref else "",
+                severity=order.severity.value, title=order.title, device_id=device_id,
+                device=self.inventory.devices.get(device_id), owner=order.assignee or "",
+                sla_clock=clock.label if clock is not None else "",
+                sla_deadline_ns=clock.deadline_ns if clock is not None else None,
+                sla_remaining_s=clock.remaining_s if clock is not None else None,
+            ))
+        return sorted(rows, key=lambda r: (r.sla_deadline_ns is None, r.sla_deadline_ns or 0))
 
     async def _record_statuses(self, db: StateDB) -> None:
         """Store the point list's statuses (延建/拆除) that changed since the last start: the

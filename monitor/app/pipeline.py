@@ -4,7 +4,7 @@
            ──► rules (latest values) ──► InfluxDB ──► hints for other probes and listeners
     trap   ──► InfluxDB ──► rules (values patched at once) ──► evaluation within a second
     cycle  ──► reconcile topology ──► bases ──► online rates ──► rules (View)
-           ──► InfluxDB (device states, rates, open faults, the cycle)
+           ──► InfluxDB (device states, rates, open faults, open work orders, the cycle)
            ──► state DB (the probe's cycle and the heartbeat) ──► Snapshot
 
 Its inputs are event-loop callbacks that never block: the schedulers call `on_result` and
@@ -26,7 +26,7 @@ from monitor.app.scheduler import CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
 from monitor.fleet.inventory import Inventory
-from monitor.metrics.writer import MetricsWriter
+from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.state.availability import combine, judged
 from monitor.state.online_rate import rates_of_bases
 from monitor.state.recorder import Recorder
@@ -67,7 +67,9 @@ class Pipeline:
     - recorder: the state DB's writer (entered); metrics: None when InfluxDB is disabled;
     - online_requires: availability.online_requires;
     - on_snapshot: called with each new Snapshot (must not block);
-    - listeners: components other than probes that learn hints of results (Listener).
+    - listeners: components other than probes that learn hints of results (Listener);
+    - open_orders: now_ns → the open work orders, most urgent first, for `work_order_open`
+      (None: not written). Called on the event loop at the end of each cycle; must not block.
     `snapshot` is the latest cycle's (None before the first one).
     """
 
@@ -82,8 +84,10 @@ class Pipeline:
         online_requires: Sequence[Basis],
         on_snapshot: Callable[[Snapshot], None] | None = None,
         listeners: Sequence[Listener] = (),
+        open_orders: Callable[[int], Sequence[OpenOrder]] | None = None,
     ) -> None:
         self.inventory = inventory
+        self._open_orders = open_orders
         self.devices = tuple(inventory.devices.values())
         self.snapshot: Snapshot | None = None
         self._running = dict(running)
@@ -216,7 +220,7 @@ class Pipeline:
 
     def _write_cycle(self, report: CycleReport, view: View, open_faults: tuple[Fault, ...], now_ns: int) -> None:
         """What a finished cycle of `report.probe` settled: the device states of its basis and
-        of `online` for the devices it polls, every online rate, open faults, the cycle."""
+        of `online` for the devices it polls, every online rate, open faults and work orders, the cycle."""
         metrics = self._metrics
         assert metrics is not None
         running = self._running[report.probe]
@@ -226,6 +230,8 @@ class Pipeline:
         metrics.online_rates(view.rates, now_ns)
         firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)
         metrics.faults_open({s.value: firing[s] for s in Severity}, now_ns)
+        if self._open_orders is not None:
+            metrics.work_orders_open(self._open_orders(now_ns), now_ns)
         metrics.cycle(report, now_ns)
 
 

@@ -12,6 +12,13 @@ send to a server, so it is in no server or proxy log (the API refuses tokens in 
 It builds the DOM with textContent only (device names come from point
 lists: untrusted). When the daemon cannot be reached it says so and keeps the last data on screen.
 
+What needs a person comes first: work orders and open faults (most urgent first), then the
+offline points with id, IP, since when and the probe's reason in Chinese (status_reasons), with a
+search (id, name, IP, site, region) and filters (region, kind, state) over the whole list; every
+list shows PAGE_STEP items more per tap and says how many of how many ("显示 20 / 151"), never
+cutting silently; then cameras without video, regions and links. The layout keeps names whole on
+a 360 px phone (no break-all; tests/test_status_page_hall.py measures it in Chromium).
+
 Work orders (工单): the open orders with their SLA countdowns; a duty engineer signs in once with
 their personal token (api.people), which the script keeps in the browser's localStorage and sends
 only as a bearer header (to /api/v1/whoami and the work-order writes, never in a URL: it grants
@@ -26,12 +33,14 @@ an error at start, not a 500 later.
 
 from __future__ import annotations
 
+import html as html_text
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from monitor.app import status_reasons
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
 
 STATIC = Path(__file__).with_name("static")
@@ -87,12 +96,13 @@ def load_assets() -> tuple[Asset, ...]:
 
     The page's thresholds (online rate target, RTT limit) are the contract's
     (monitor.core.contract), written into data attributes of the HTML so that the script has no
-    copies of them."""
+    copies of them; so is the Chinese of the probes' failure reasons (status_reasons), as JSON."""
     html = (
         (STATIC / "status.html").read_text(encoding="utf-8")
         .replace("{{online_target_pct}}", f"{ONLINE_RATE_TARGET_PCT:g}")
         .replace("{{rtt_limit_ms}}", f"{LINE_RTT_LIMIT_MS:g}")
         .replace("{{refresh_s}}", " ".join(str(s) for s in REFRESH_S))
+        .replace("{{reasons}}", html_text.escape(status_reasons.as_json(), quote=True))
     )
     return (
         Asset("/status", "status_page", "The phone status page (HTML)", "text/html", html),

@@ -35,7 +35,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from monitor.assess.config_workorders import CalendarConfig, parse_hours
-from monitor.core.config_base import ConfigError, Strict, locate
+from monitor.core.config_base import ConfigError, Strict, expansion_problem, locate
 
 _NS = 1_000_000_000
 MAX_DAYS = 3660
@@ -213,6 +213,8 @@ def load_days(path: Path) -> Days:
 def _from_yaml(path: Path, text: str) -> tuple[dict[Date, str], dict[Date, str]]:
     try:
         root = yaml.compose(text)
+        if root is not None and (too_large := expansion_problem(root)) is not None:
+            raise CalendarError([f"{path}:{too_large[0].line + 1}: {too_large[1]}"])
         doc = yaml.load(text, Loader=_DatesAsText)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from monitor.core.timecheck import check_ns
+
 NS = 1_000_000_000
 
 FORMATS = "2026-12-01, 2026-W49, 2026-12, 2026Q4, 2026H2, 2026, or 2026-10-01..2026-12-31"
@@ -78,9 +80,10 @@ def parse_period(text: str, timezone: str, now_ns: int | None = None) -> Period:
     raw = text.strip()
     try:
         label, kind, start, end = _bounds(raw.upper(), zone)
-    except ValueError as exc:  # ours, or date()'s: month 13, day 31 of a 30-day month, week 54 …
+        start_ns, end_ns = check_ns(_ns(start)), _ns(end)
+        check_ns(end_ns - 1)  # the end is exclusive: 2099 ends at 2100-01-01 00:00
+    except (ValueError, OverflowError) as exc:  # ours, or date()'s: month 13, week 54, 9999-12-31 + 1 day …
         raise PeriodError(f"period {text!r}: {exc}") from None
-    start_ns, end_ns = _ns(start), _ns(end)
     if end_ns <= start_ns:
         raise PeriodError(f"period {text!r}: the end is not after the start")
     if start_ns >= now_ns:
@@ -154,7 +157,10 @@ def parse_instant(text: str, timezone: str) -> int:
         stamp = datetime.fromisoformat(local.isoformat() + ("+00:00" if offset == "Z" else offset))
     else:
         stamp = local.replace(tzinfo=ZoneInfo(timezone))
-    return _ns(stamp)
+    try:
+        return check_ns(_ns(stamp))
+    except (ValueError, OverflowError) as exc:  # stored as int64 ns: see monitor.core.timecheck
+        raise PeriodError(f"time {text!r}: {exc}") from None
 
 
 def check_instants(period: Period, minutes: tuple[int, ...]) -> tuple[int, ...]:

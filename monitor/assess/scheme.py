@@ -49,7 +49,7 @@ from pydantic import (
 
 from monitor.assess.inputs import METRICS, Label, Unit
 from monitor.assess.ranges import Range, check_cover, parse_range
-from monitor.core.config_base import ConfigError, Strict, locate
+from monitor.core.config_base import ConfigError, Strict, expansion_problem, locate
 
 SCORE_POINTS = Decimal(100)
 """Every scheme scores out of 100 分, as the tenders do; payment thresholds are on that scale."""
@@ -330,6 +330,8 @@ def parse_scheme(text: str, origin: str) -> Scheme:
     as load_scheme_file."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and (too_large := expansion_problem(root)) is not None:
+            raise ConfigError([f"{origin}:{too_large[0].line + 1}: {too_large[1]}"])
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

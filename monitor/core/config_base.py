@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -17,6 +18,10 @@ from monitor.core.model import Kind, Selector
 
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+MAX_SECRET_FILE = 64 * 1024
+"""Bytes a `*_file` secret may hold: keys, tokens and passwords are far shorter; a larger file is
+the wrong file (or /dev/zero), refused rather than read into memory."""
 
 
 def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | None:
@@ -34,16 +39,86 @@ def read_secret(env: str | None, file: Path | None, what: str) -> SecretStr | No
         origin = f"environment variable {env}"
     elif file is not None:
         try:
-            value = file.read_text(encoding="utf-8").strip()
+            value = read_regular_file(file, MAX_SECRET_FILE, "a regular file holding the secret").decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ValueError(f"{what}: cannot read {file}: {reason}") from None
+        except ValueError as exc:
+            raise ValueError(f"{what}: {file}: {exc}") from None
         origin = str(file)
     else:
         return None
     if not value:
         raise ValueError(f"{what}: {origin} is empty")
     return SecretStr(value)
+
+
+def read_regular_file(file: Path, limit: int, wanted: str = "a regular file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. Never blocks: opened with
+    O_NONBLOCK (a FIFO without a writer would hang a plain open), then fstat decides. Raises
+    OSError (unreadable) or ValueError (not a regular file: "is a FIFO, not {wanted}"; too
+    large). For secret files, the config and point lists: /dev/zero must not eat the memory."""
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
+            )
+            raise ValueError(f"is {kind}, not {wanted}")
+        if info.st_size > limit:
+            raise ValueError(f"is larger than {_size(limit)}")
+        # Read one byte past the cap: a file growing after fstat is caught too.
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"is larger than {_size(limit)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+
+
+_SECRET_WORDS = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session|cookie", re.IGNORECASE)
+"""Parts of URL query parameter and header names that carry secrets (access_token, apikey,
+X-Api-Key, Authorization, signature, sessionid, …)."""
+_SECRET_PARAMS = frozenset({"p", "u", "sign", "code", "ticket"})
+"""Short query parameter names that carry secrets: InfluxDB 1.x's ?u=&p=, signed-URL schemes."""
+
+
+def url_secret_problem(url: str, query: bool = True) -> str | None:
+    """Why `url` carries a secret (user:password@, or with `query` a query parameter named like
+    a secret: ?token=, ?key=, ?p= …); None when it does not; with `query=False` any query is a
+    problem. The message never shows the URL. For validators of URLs in the config: secrets
+    belong in `*_env` / `*_file` (docs/OPERATIONS.md "Secrets")."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None  # malformed: the caller's own URL check reports it
+    if "@" in parts.netloc:
+        return "must not carry credentials (user:password@): secrets go in *_env or *_file"
+    if parts.query and not query:
+        return "must not have a query (?…): secrets go in *_env or *_file"
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in _SECRET_PARAMS or _SECRET_WORDS.search(name):
+            return f"must not carry a secret in the query ({name}=…): secrets go in *_env or *_file"
+    return None
+
+
+def header_secret_problem(name: str) -> str | None:
+    """Why a header named `name` would carry a secret (Authorization, Cookie, X-Api-Key,
+    X-Auth-Token …), None when it would not. Headers are written in the config, so such a
+    header would put the secret in it."""
+    if _SECRET_WORDS.search(name):
+        return f"header {name} would carry a secret in the config: give it as token_env or token_file"
+    return None
 
 
 def refuse_inline_secrets(data: object, *keys: str) -> object:
@@ -77,8 +152,9 @@ def is_http_url(url: str) -> bool:
 
 def check_http_url(text: str) -> str:
     """`text` stripped when it is an http:// or https:// URL with a host (and a port, if any,
-    1–65535) and no user:password@; raises ValueError otherwise, without echoing it. For the
-    point list's `url` and the HTTP check's templates."""
+    1–65535), no user:password@ and no query parameter named like a secret (url_secret_problem);
+    raises ValueError otherwise, without echoing it. For the point list's `url` and the HTTP
+    check's templates."""
     url = text.strip()
     if not is_http_url(url):
         raise ValueError("must be an http:// or https:// URL with a host")
@@ -86,6 +162,8 @@ def check_http_url(text: str) -> str:
     if parts.username is not None or parts.password is not None:
         # Point lists get mailed around: credentials belong in the config's *_env or *_file.
         raise ValueError("must not carry credentials (user:password@): set them in probes.http")
+    if (problem := url_secret_problem(url)) is not None:
+        raise ValueError(problem)
     return url
 
 
@@ -160,13 +238,78 @@ Loc = tuple[str | int, ...]
 """A path into the YAML document, e.g. ("inventory", "devices", 3, "kind")."""
 
 
+MAX_MESSAGES = 100
+"""Problems a ConfigError lists; the rest are counted in a last line "… and K more problems"."""
+
+
 class ConfigError(Exception):
-    """The config is invalid. `messages` holds every problem found, one line each:
-    "FILE:LINE: yaml.path: message" (or "FILE:LINE:COL: YAML syntax error: …")."""
+    """The config is invalid. `messages` holds the problems found, one line each:
+    "FILE:LINE: yaml.path: message" (or "FILE:LINE:COL: YAML syntax error: …"): the first
+    MAX_MESSAGES of them, then "… and K more problems" when there were more (a broken point list
+    of 5,000 rows must not print 5,000 lines, nor a hostile config a million)."""
 
     def __init__(self, messages: Iterable[str]) -> None:
-        self.messages = list(messages)
+        kept: list[str] = []
+        more = 0
+        for message in messages:
+            if len(kept) < MAX_MESSAGES:
+                kept.append(message)
+            else:
+                more += 1
+        self.total = len(kept) + more
+        """Problems found, those not listed included."""
+        if more:
+            kept.append(f"… and {more} more problem{'s' if more > 1 else ''}")
+        self.messages = kept
         super().__init__("\n".join(self.messages))
+
+
+MAX_YAML_NODES = 250_000
+"""Nodes a config document may hold once its aliases (*name) and merge keys (<<) are expanded.
+A point list's worth of inline devices is far below it; a "billion laughs" document of a few
+kilobytes expanding to millions of nodes (minutes of CPU, gigabytes, a million error lines) is
+refused before it is constructed."""
+
+
+def expansion_problem(root: yaml.Node, limit: int = MAX_YAML_NODES) -> tuple[yaml.Mark, str] | None:
+    """(where, why) when the node graph under `root` expands to more than `limit` nodes, or
+    when an alias refers to a node that contains it (a recursive document); None otherwise.
+
+    Counts in time linear in the composed document (each node once, its expanded size
+    memoised), without recursion (nesting depth is unbounded in YAML). `where` is the smallest
+    node that is too large, so the message points at the expansion at fault."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose subtree is being counted: the current path
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            open_.discard(id(node))
+            total = 1 + sum(size[id(child)] for child in children)
+            if total > limit:
+                return node.start_mark, (
+                    f"the YAML here expands to more than {limit:,} nodes through aliases (*name) "
+                    "and merge keys (<<): refused"
+                )
+            size[id(node)] = total
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_:
+            return node.start_mark, "an alias (*name) refers to a node that contains it: recursive YAML is refused"
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(children) if id(child) not in size)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +332,17 @@ def locate(root: yaml.Node, loc: Loc) -> tuple[Loc, int]:
     line of its key).
 
     Stops at scalars, so that pydantic's union-member steps ("int", "function-after[…]") are
-    dropped from the path shown.
+    dropped from the path shown; skips the tag of a discriminated union ("wecom" in
+    ("notify", "routes", 0, "wecom", "timezone")), which is the value of the mapping's `type`.
     """
     node, line, shown = root, root.start_mark.line + 1, []
     for part in loc:
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            shown.append(part)
             # The last entry: for a duplicated key PyYAML keeps the last value.
             entry = next((kv for kv in reversed(node.value) if kv[0].value == part), None)
+            if entry is None and any(k.value == "type" and getattr(v, "value", None) == part for k, v in node.value):
+                continue  # the union's tag, not a key
+            shown.append(part)
             if entry is None:  # a required key that is missing: name it, point at its parent
                 break
             line, node = entry[0].start_mark.line + 1, entry[1]

@@ -44,6 +44,17 @@ Point-list files:
 - XLSX (.xlsx, .xlsm): the first sheet, or the sheet named after '#': `points.xlsx#点位明细`.
 - The header row is the first row naming at least two known columns, so that title rows above
   it (merged "XX县雪亮工程点位明细表") are skipped.
+- Merged cells (a 站点 or 乡镇 written once for the rows of one site, as ops teams keep them)
+  count as that value written into every row and column of the merge.
+- A formula cell counts with the value Excel saved with it. A formula without a saved value (a
+  file written by a script and never opened in Excel) is an error naming the cell: reading it
+  as empty would silently lose e.g. a parent, and with it the topology.
+
+Addresses: the unspecified address (0.0.0.0, ::), broadcast (255.255.255.255), multicast and
+reserved (240.0.0.0/4) addresses are refused: no device answers there. Loopback (127.0.0.0/8,
+::1) is refused too unless `inventory.allow_loopback: true` (labs and tests whose simulated
+devices listen on this host). A subnet's own broadcast address is not checked: the point list
+carries no prefix lengths.
 
 Removed points keep their row (reports need them) but claim no address: a replacement camera
 often takes over the address of the one it replaced.
@@ -69,7 +80,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, PrivateAttr
 
-from monitor.core.config_base import ConfigError, ConfigSource, Strict, check_http_url
+from monitor.core.config_base import ConfigError, ConfigSource, Strict, check_http_url, read_regular_file
 from monitor.core.model import Device, IPAddress, Kind, Selector, Status
 from monitor.fleet.renewals import Renewal, RenewalConfig, unique_renewal_names
 from monitor.fleet.values import parse_bandwidth, parse_date
@@ -156,6 +167,8 @@ _TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 _XLSX_SUFFIXES = (".xlsx", ".xlsm")
 _HEADER_SCAN_ROWS = 10  # title rows tolerated above the header
 _EXACT_FLOAT_LIMIT = 2.0**53  # beyond it a number read from Excel may have lost digits
+MAX_POINT_LIST_BYTES = 64 << 20
+"""A CSV point list larger than this is refused unread (100,000 points are ~15 MB)."""
 
 
 class InventoryConfig(Strict):
@@ -167,6 +180,9 @@ class InventoryConfig(Strict):
     renewals: Annotated[list[RenewalConfig], AfterValidator(unique_renewal_names)] = []
     """Dates to renew by that no point-list row carries (domains, licences, the contract itself);
     see monitor.fleet.renewals."""
+    allow_loopback: bool = False
+    """Accept loopback device addresses (127.0.0.0/8, ::1): for labs and tests whose simulated
+    devices listen on this host; in the field a loopback address is a typo."""
 
     # Set by load_config so that monitor.fleet.inventory can report inline devices by file and line.
     _source: ConfigSource | None = PrivateAttr(default=None)
@@ -317,7 +333,7 @@ def load_inventory(cfg: InventoryConfig | Any, base_dir: str | Path | None = Non
         rows += config_rows
         issues += config_issues
         sources.append(str(section.source.path) if section.source else "<config>")
-    entries = [entry for row in rows if (entry := _parse_row(row, issues)) is not None]
+    entries = [entry for row in rows if (entry := _parse_row(row, issues, section.allow_loopback)) is not None]
     issues += _cross_check(entries, parents_known=complete)
     if complete:
         issues += _renewal_devices(section, {e.id for e in entries}, len(section.point_lists))
@@ -429,6 +445,18 @@ def _read_point_list(path: Path, index: int) -> _Table:
     return _table(name, index, records, spreadsheet=suffix not in _TEXT_SUFFIXES)
 
 
+class _Uncached:
+    """A formula cell without a saved value, in place of the None openpyxl reads for it."""
+
+    __slots__ = ("coordinate",)
+
+    def __init__(self, coordinate: str) -> None:
+        self.coordinate = coordinate
+
+    def __str__(self) -> str:  # as a header: no name
+        return ""
+
+
 def _split_sheet(path: Path) -> tuple[Path, str | None]:
     """points.xlsx#点位明细 → (points.xlsx, "点位明细"); other paths → (path, None)."""
     stem, hash_, sheet = path.name.rpartition("#")
@@ -443,9 +471,11 @@ _Record = tuple[int, Sequence[Any]]
 
 def _csv_records(path: Path) -> list[_Record]:
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_POINT_LIST_BYTES, "a point list")
     except OSError as exc:
         raise _Bad(f"cannot read: {exc.strerror}") from None
+    except ValueError as exc:  # a FIFO, a device, a directory, too large
+        raise _Bad(str(exc)) from None
     text = _decode(raw)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     records = []
@@ -485,7 +515,7 @@ def _delimiter(text: str) -> str:
 
 def _xlsx_records(path: Path, sheet: str | None) -> list[_Record]:
     if not path.is_file():
-        raise _Bad("cannot read: No such file or directory")
+        raise _Bad("is not a regular file" if path.exists() else "cannot read: No such file or directory")
     import openpyxl  # here: ~8 MB of RSS that a daemon fed by CSV never needs
 
     try:
@@ -500,9 +530,70 @@ def _xlsx_records(path: Path, sheet: str | None) -> list[_Record]:
         else:
             raise _Bad(f"no sheet named {sheet!r} (sheets: {', '.join(book.sheetnames)})")
         # Read-only sheets yield missing rows as empty ones, so numbering from 1 is the row number.
-        return list(enumerate(worksheet.iter_rows(min_row=1, values_only=True), start=1))
+        rows = [list(cells) for cells in worksheet.iter_rows(min_row=1, values_only=True)]
+        uncached, merges = _formulas_and_merges(worksheet)
     finally:
         book.close()
+    _fill_merges(rows, merges)
+    for row, col, coordinate in uncached:  # after the fill: a merge's first cell may be one
+        _put(rows, row, col, _Uncached(coordinate))
+    return list(enumerate(rows, start=1))
+
+
+_SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def _formulas_and_merges(worksheet: Any) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """([(row, column, "D5") of formula cells without a saved value], ["A3:A7" merged ranges])
+    of a read-only sheet, by one streaming pass over its XML. Read-only sheets expose neither:
+    openpyxl reads such a formula as None (data_only) and keeps no merged ranges; loading the
+    whole sheet instead would cost several times the memory of a large point list."""
+    from openpyxl.utils.cell import coordinate_to_tuple
+    from xml.etree.ElementTree import ParseError, iterparse
+
+    uncached: list[tuple[int, int, str]] = []
+    merges: list[str] = []
+    try:
+        with worksheet._get_source() as source:  # the sheet's XML part in the open archive
+            for _, element in iterparse(source):
+                if element.tag == _SHEET_NS + "c":
+                    formula, value = element.find(_SHEET_NS + "f"), element.find(_SHEET_NS + "v")
+                    if formula is not None and (value is None or not value.text) and element.get("r"):
+                        row, col = coordinate_to_tuple(element.get("r"))
+                        uncached.append((row, col, element.get("r")))
+                    element.clear()
+                elif element.tag == _SHEET_NS + "mergeCell" and element.get("ref"):
+                    merges.append(element.get("ref"))
+    except (ParseError, ValueError) as exc:
+        raise _Bad(f"cannot read as XLSX: {exc}") from None
+    return uncached, merges
+
+
+def _fill_merges(rows: list[list[Any]], merges: Sequence[str]) -> None:
+    """Write each merged range's value (its top-left cell) into every cell of the range."""
+    from openpyxl.utils.cell import range_boundaries
+
+    for ref in merges:
+        try:
+            min_col, min_row, max_col, max_row = range_boundaries(ref)
+        except (ValueError, TypeError):
+            continue  # a damaged merge record: the cells read as they are
+        value = rows[min_row - 1][min_col - 1] if min_row <= len(rows) and min_col <= len(rows[min_row - 1]) else None
+        if value is None:
+            continue
+        for row in range(min_row, min(max_row, len(rows)) + 1):
+            for col in range(min_col, max_col + 1):
+                _put(rows, row, col, value)
+
+
+def _put(rows: list[list[Any]], row: int, col: int, value: Any) -> None:
+    """rows[row-1][col-1] = value (1-based), padding a short row; rows beyond the sheet are ignored."""
+    if row > len(rows):
+        return
+    cells = rows[row - 1]
+    if len(cells) < col:
+        cells.extend([None] * (col - len(cells)))
+    cells[col - 1] = value
 
 
 def _table(name: str, index: int, records: list[_Record], spreadsheet: bool) -> _Table:
@@ -582,6 +673,7 @@ def _column_name(j: int, spreadsheet: bool) -> str:
 
 
 def _present(cell: Any) -> bool:
+    # An _Uncached formula is present: it must be reported, not read as an empty cell.
     return cell is not None and (not isinstance(cell, str) or bool(cell.strip()))
 
 
@@ -591,6 +683,11 @@ def _text(cell: Any) -> str:
     device code not stored as text)."""
     if cell is None:
         return ""
+    if isinstance(cell, _Uncached):
+        raise _Bad(
+            f"cell {cell.coordinate} holds a formula without a saved value: open the file in Excel or WPS "
+            "and save it, or paste the values"
+        )
     if isinstance(cell, str):
         return cell.strip()
     if isinstance(cell, float) and cell.is_integer():
@@ -642,9 +739,9 @@ def _inline_rows(devices: list[dict], source: ConfigSource | None, index: int) -
 # --- checking rows -------------------------------------------------------------------------
 
 
-def _parse_row(row: _Row, issues: list[_Issue]) -> _Entry | None:
+def _parse_row(row: _Row, issues: list[_Issue], allow_loopback: bool = False) -> _Entry | None:
     """The row's entry (None without an id), its Device when every cell is good; appends one
-    problem per bad cell to `issues`."""
+    problem per bad cell to `issues`. `allow_loopback`: see InventoryConfig."""
     before = len(issues)
 
     def cell(column: str, parse: Any, default: Any = None) -> Any:
@@ -659,7 +756,7 @@ def _parse_row(row: _Row, issues: list[_Issue]) -> _Entry | None:
     device_id = cell("id", str)
     kind = cell("kind", _kind)
     status = cell("status", _status, Status.ACTIVE)
-    address = cell("address", _address)
+    address = cell("address", lambda text: _address(text, allow_loopback))
     site, region = cell("site", str), cell("region", str)
     lat, lon = cell("lat", _latitude), cell("lon", _longitude)
     parent = cell("parent", str)
@@ -735,11 +832,27 @@ def _status(text: str) -> Status:
         raise _Bad(f"unknown status {text!r} (expected {', '.join(Status)})") from None
 
 
-def _address(text: str) -> IPAddress:
+def _address(text: str, allow_loopback: bool = False) -> IPAddress:
+    """A device's address; raises _Bad for text that is none, and for addresses no device can
+    have (see the module docstring)."""
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise _Bad(f"{text!r} is not an IPv4 or IPv6 address") from None
+    if address.is_unspecified:
+        raise _Bad(f"{text} is the unspecified address, not a device's")
+    if address.is_multicast:
+        raise _Bad(f"{text} is a multicast address, not a device's")
+    if address == _BROADCAST:
+        raise _Bad(f"{text} is the broadcast address, not a device's")
+    if address.version == 4 and address.is_reserved:
+        raise _Bad(f"{text} is in the reserved range 240.0.0.0/4, not a device's")
+    if address.is_loopback and not allow_loopback:
+        raise _Bad(f"{text} is a loopback address (this host): set inventory.allow_loopback for a lab")
+    return address
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def _degrees(text: str) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, Strict, WithSecrets, is_http_url
+from monitor.core.config_base import ResolvedSecret, Strict, WithSecrets, is_http_url, url_secret_problem
 
 
 class RetryConfig(Strict):
@@ -18,6 +18,9 @@ class RetryConfig(Strict):
 class InfluxDBConfig(WithSecrets):
     """Where metrics go. `api: v1` = POST /write + InfluxQL (InfluxDB 1.x; 2.x/3.x v1
     compatibility); `api: v2` = the influxdb-client async write API (2.x, 3.x, 1.8+)."""
+
+    # Errors must not echo their input: a URL or host may carry a secret. Merged with Strict's config.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     secrets = ("password", "token")
 
@@ -61,6 +64,9 @@ class InfluxDBConfig(WithSecrets):
         # The URL itself is never echoed: it may carry user:password@.
         if not is_http_url(url):
             raise ValueError("must look like http://HOST:PORT or https://HOST:PORT")
+        # No query at all: InfluxDB reads ?u=&p= and ?token= as credentials; fleetmon adds its own.
+        if (problem := url_secret_problem(url, query=False)) is not None:
+            raise ValueError(problem)
         return url
 
     @model_validator(mode="after")

@@ -11,6 +11,11 @@ from typing import Mapping
 
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 
+OPEN_ORDER_SLOTS = 50
+"""Slots of the `work_order_open` snapshot: the most urgent orders a wall can show, and a bound
+on the measurement's series."""
+
+
 def _probe_measurements() -> tuple[MeasurementSpec, ...]:
     # Imported here: probe modules import monitor.core.measurement, never this module.
     from probes import REGISTRY
@@ -32,6 +37,9 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
                 "state": FieldSpec("string", "", "up | down | unreachable (parent down) | unknown (not yet decided)"),
                 "online": FieldSpec("integer", "0/1", "1 when state is up"),
                 "counted": FieldSpec("integer", "0/1", "1 when the device counts towards online rates (status active)"),
+                "name": FieldSpec("string", "", "the device's name from the point list (点位名称), what people read"),
+                "lat": FieldSpec("float", "°", "latitude (WGS 84) from the point list; absent when it has none"),
+                "lon": FieldSpec("float", "°", "longitude (WGS 84) from the point list; absent when it has none"),
             },
         ),
         MeasurementSpec(
@@ -58,6 +66,31 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
             "Firing faults by severity, at the end of every probe cycle (0 when none).",
             {"severity": "critical | major | minor"},
             {"count": FieldSpec("integer", "faults", "faults firing now (pending ones not counted)")},
+        ),
+        MeasurementSpec(
+            "work_order_open",
+            "Open work orders (工单), a snapshot at the end of every probe cycle, most urgent SLA first: one point per "
+            f"slot 0 … {OPEN_ORDER_SLOTS - 1} (orders beyond are left out); a slot no longer holding an order gets "
+            "`open` 0. The latest point of each slot is the order in it now.",
+            {"slot": f"position of the order in the snapshot, 0 … {OPEN_ORDER_SLOTS - 1} (bounded: low cardinality)"},
+            {
+                "open": FieldSpec("integer", "0/1", "1 when the slot holds an open order; 0 and no other field when not"),
+                "ref": FieldSpec("string", "", "order reference (WO-20261204-0007)"),
+                "fault_id": FieldSpec("string", "", "the fault that opened it (F123), or '' for a manual report"),
+                "severity": FieldSpec("string", "", "critical | major | minor"),
+                "title": FieldSpec("string", "", "the order's one-line title, in the configured language"),
+                "device_id": FieldSpec("string", "", "its first device"),
+                "device_name": FieldSpec("string", "", "that device's name from the point list (点位名称)"),
+                "site": FieldSpec("string", "", "that device's site"),
+                "region": FieldSpec("string", "", "that device's region (township)"),
+                "owner": FieldSpec("string", "", "the engineer it is assigned to (处理人), '' while nobody is"),
+                "sla_clock": FieldSpec("string", "", "label of the next SLA clock still running (响应/到场/修复/更换), "
+                                       "'' when none runs"),
+                "sla_deadline_ms": FieldSpec("integer", "ms", "that clock's deadline, UTC ms since the epoch "
+                                             "(absent when none runs)"),
+                "sla_remaining_s": FieldSpec("float", "s", "seconds from the snapshot to that deadline, negative when "
+                                             "past it (absent when none runs)"),
+            },
         ),
         MeasurementSpec(
             "fault_event",

@@ -2,7 +2,7 @@
 
 Measured series as they come: every probe result (the probe's measurement and its Series)
 and every SNMP trap. Derived series (fleetmon's own conclusions): at the end of every cycle
-`device_state`, `online_rate`, `faults_open` and `fleetmon_cycle`; `fault_event` for every
+`device_state`, `online_rate`, `faults_open`, `work_order_open` and `fleetmon_cycle`; `fault_event` for every
 firing, resolution and acknowledgement. Shapes and units: monitor.metrics.schema (the sink
 refuses anything undeclared). Times are UTC ns since the epoch.
 
@@ -12,9 +12,11 @@ traps); what it needs of higher ones (a cycle report, a fault) it names as a Pro
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Protocol
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from monitor.core.model import Device
+from monitor.metrics.schema import OPEN_ORDER_SLOTS
 from monitor.metrics.sink import InfluxSink
 from monitor.state.online_rate import GroupRate
 from monitor.state.tracker import State
@@ -47,6 +49,25 @@ class FaultRecord(Protocol):
     region: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """An open work order (monitor.assess.orders.WorkOrder) as `work_order_open` records it:
+    its first device (None when the point list no longer has it), who owns it ('' nobody yet)
+    and its next running SLA clock (label '', deadline and remaining None when none runs).
+    Times UTC ns; remaining_s may be negative (past the deadline)."""
+
+    ref: str
+    fault_id: str
+    severity: str
+    title: str
+    device_id: str
+    device: Device | None
+    owner: str
+    sla_clock: str = ""
+    sla_deadline_ns: int | None = None
+    sla_remaining_s: float | None = None
+
+
 def device_tags(device: Device) -> dict[str, str]:
     """monitor.core.measurement.DEVICE_TAGS of `device`."""
     return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
@@ -57,6 +78,9 @@ class MetricsWriter:
 
     def __init__(self, sink: InfluxSink) -> None:
         self._sink = sink
+        # Slots of work_order_open holding an order in the last snapshot written; all of them at
+        # start, so that the first snapshot also empties what an earlier run left in them.
+        self._order_slots = OPEN_ORDER_SLOTS
 
     def result(self, device: Device, result: ProbeResult) -> None:
         """The result's own point (measurement named like its probe) and its Series, at its time."""
@@ -75,12 +99,13 @@ class MetricsWriter:
             state = states.get(device.id)
             if state is None:
                 continue
-            self._sink.write(
-                "device_state",
-                {**device_tags(device), "basis": basis},
-                {"state": state.value, "online": int(state is State.UP), "counted": int(device.counted)},
-                ts_ns,
-            )
+            fields: dict[str, str | int | float] = {
+                "state": state.value, "online": int(state is State.UP), "counted": int(device.counted),
+                "name": device.name,
+            }
+            if device.lat is not None and device.lon is not None:
+                fields |= {"lat": device.lat, "lon": device.lon}
+            self._sink.write("device_state", {**device_tags(device), "basis": basis}, fields, ts_ns)
 
     def online_rates(self, rates: Iterable[GroupRate], ts_ns: int) -> None:
         """One `online_rate` point per group and basis; the percentage only once any device is decided."""
@@ -98,6 +123,27 @@ class MetricsWriter:
         """`firing`: severity → faults firing now, every severity listed (0 included)."""
         for severity, count in firing.items():
             self._sink.write("faults_open", {"severity": severity}, {"count": count}, ts_ns)
+
+    def work_orders_open(self, orders: Sequence[OpenOrder], ts_ns: int) -> None:
+        """The `work_order_open` snapshot: `orders` (most urgent first) in slots 0, 1, …, at
+        most OPEN_ORDER_SLOTS of them; the slots that held an order in the previous snapshot
+        and hold none now get `open` 0."""
+        shown = orders[:OPEN_ORDER_SLOTS]
+        for slot, order in enumerate(shown):
+            device = order.device
+            fields: dict[str, str | int | float] = {
+                "open": 1, "ref": order.ref, "fault_id": order.fault_id, "severity": order.severity,
+                "title": order.title, "device_id": order.device_id,
+                "device_name": device.name if device is not None else order.device_id,
+                "site": device.site if device is not None else "", "region": device.region if device is not None else "",
+                "owner": order.owner, "sla_clock": order.sla_clock,
+            }
+            if order.sla_deadline_ns is not None and order.sla_remaining_s is not None:
+                fields |= {"sla_deadline_ms": order.sla_deadline_ns // 1_000_000, "sla_remaining_s": order.sla_remaining_s}
+            self._sink.write("work_order_open", {"slot": str(slot)}, fields, ts_ns)
+        for slot in range(len(shown), self._order_slots):
+            self._sink.write("work_order_open", {"slot": str(slot)}, {"open": 0}, ts_ns)
+        self._order_slots = len(shown)
 
     def cycle(self, report: CycleStats, ts_ns: int) -> None:
         """Self-monitoring: one `fleetmon_cycle` point per finished cycle."""

@@ -33,7 +33,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from monitor.core.timecheck import check_zone
 
 REPORT_TYPES = ("daily", "weekly", "monthly", "quarterly", "half-year", "annual")
 """The report types (`Report.kind`): 巡检日报, 统计分析周报, 月报, 季度考核, 半年报, 年报."""
@@ -380,9 +381,9 @@ def _plain(value: Any) -> Any:
 
 def _zone(name: str) -> None:
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ReportError(f"unknown time zone {name!r}") from None
+        check_zone(name)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.model import Selector
+from monitor.core.timecheck import EARLIEST, LATEST, RANGE_TEXT, check_datetime
 from rules.alerting.recurrence import MAX_OCCURRENCE_S, parse_duration_s, parse_every
 from rules.alerting.duty import DutyShift
 from rules.alerting.notifiers import ROUTE_TYPES
@@ -47,6 +48,13 @@ Every = Annotated[str, Field(max_length=100), AfterValidator(_every)]
 expression (rules.alerting.recurrence.parse_every)."""
 DurationS = Annotated[int, BeforeValidator(parse_duration_s)]
 """Seconds of one occurrence: "4h", "90m", "1h30m", "2d" or a number of seconds; > 0, ≤ 31 days."""
+
+
+def check_day(day: date | None) -> date | None:
+    """`day` (a schedule's from/until) when it lies in monitor.core.timecheck's range; raises ValueError."""
+    if day is not None and not EARLIEST.date() <= day < LATEST.date():
+        raise ValueError(f"{day.isoformat()} is out of range: dates must lie {RANGE_TEXT}")
+    return day
 
 
 def check_schedule(start: datetime | None, end: datetime | None, every: str | None, duration_s: int | None,
@@ -91,6 +99,17 @@ class MaintenanceWindowConfig(Strict):
     from_: Annotated[date | None, Field(alias="from")] = None
     until: date | None = None
     reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, moment: datetime | None) -> datetime | None:
+        # Stored as int64 ns (ends in 2262): a later date crashed `run` instead of erring here.
+        return check_datetime(moment) if moment is not None and moment.tzinfo is not None else moment
+
+    @field_validator("from_", "until")
+    @classmethod
+    def _day_in_range(cls, day: date | None) -> date | None:
+        return check_day(day)
 
     @field_validator("until")
     @classmethod

@@ -14,7 +14,8 @@ Each cycle `apply()` takes the conditions that hold now (rules/engine.py) and:
 
 Faults, their event history (fault_events: the evidence for response-time reports) and the
 outbox rows of their notifications are written in ONE SQLite transaction per cycle, so a
-crash (even kill -9) loses no fault and neither loses nor repeats a notification.
+crash (even kill -9) loses no fault, loses no notification and queues none twice (delivery
+itself is at least once: rules/alerting/outbox.py says when a message can repeat).
 
 When that transaction fails (disk full, I/O error) the change is not lost: it waits in memory
 behind the other unstored changes, in order, and each later cycle stores the waiting ones

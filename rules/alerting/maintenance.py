@@ -23,9 +23,10 @@ from typing import Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 from monitor.core.config_base import SelectorConfig
+from monitor.core.timecheck import check_ns
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
-from rules.alerting.config import MaintenanceMatch, MaintenanceWindowConfig
+from rules.alerting.config import MaintenanceMatch, MaintenanceWindowConfig, check_day
 from rules.alerting.recurrence import (
     FOREVER_NS, MAX_OCCURRENCE_S, NS, Recurrence, RuleError, parse_every, span_of,
 )
@@ -209,8 +210,11 @@ class MaintenanceBook:
         return [d for d in getattr(match, "devices", ()) if d not in self._inventory.devices]
 
     async def create(self, match: SelectorConfig, start_ns: int, end_ns: int, reason: str, by: str) -> MaintenanceWindow:
-        """Store an ad hoc one-off window. Raises ValueError: end ≤ start, longer than 31 days,
+        """Store an ad hoc one-off window. Raises ValueError: start or end outside
+        monitor.core.timecheck's range (stored as int64 ns), end ≤ start, longer than 31 days,
         already over, empty reason or author, an unknown point id (match.devices)."""
+        check_ns(start_ns, "start")
+        check_ns(end_ns, "end")
         if end_ns <= start_ns:
             raise ValueError("end must be after start")
         if end_ns - start_ns > MAX_WINDOW_S * NS:
@@ -225,9 +229,12 @@ class MaintenanceBook:
     ) -> MaintenanceWindow:
         """Store an ad hoc recurring window: occurrences when `every` fires in the book's zone,
         `duration_s` long, from 00:00 of `first` (None: now) until the day `last` (None: until
-        ended). Raises ValueError (RuleError): a bad rule or duration, last before first, no
-        occurrence left, empty reason or author, an unknown point id."""
+        ended). Raises ValueError (RuleError): a bad rule or duration, a day out of
+        monitor.core.timecheck's range, last before first, no occurrence left, empty reason or
+        author, an unknown point id."""
         cron = parse_every(every)
+        check_day(first)
+        check_day(last)
         if not 0 < duration_s <= MAX_OCCURRENCE_S:
             raise RuleError("duration must be longer than zero and at most 31 days")
         zone = ZoneInfo(self._zone)

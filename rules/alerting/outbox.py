@@ -5,10 +5,17 @@ Data flow: the fault store changes a fault and, in the same SQLite transaction, 
 `enqueue()` once per route the event goes to → `outbox` rows → `OutboxWorker`: one task per
 route hands that route's pending rows, oldest first, to `route.deliver()` and records the
 outcome. A crash before the commit loses the fault change and its notification together; after
-it, both survive. Delivery itself is at least once: a crash (or a lost MQTT PUBACK, an HTTP
-answer that never came) between the peer accepting an event and the row being marked delivered
-sends that event again after the restart. `FaultEvent.id` (the row id) is stable across
-attempts, so receivers can drop repeats.
+it, both survive. Delivery itself is at least once, never exactly once: an event is sent again
+when the peer took it but fleetmon did not learn so in time:
+- a crash (kill -9, power) between the peer accepting a message and its rows being marked
+  delivered: routes report each accepted message at once (`progress`, recorded before the next
+  request goes out), so a crash repeats at most the one message that was in flight;
+- an answer that never came (a lost MQTT PUBACK, an HTTP answer after the timeout, a broken
+  connection): the event is sent again later. The WeCom route waits `resend_after_s` (doubling)
+  before such a resend, so that a slow WeCom does not turn one message into many.
+`FaultEvent.id` (the row id) is stable across attempts and travels with every message (the
+webhook's `Idempotency-Key` header and "id" field, the MQTT payload's "id", "#17" in a WeCom
+text), so receivers and people can drop repeats.
 
 Tables (in the state database, through `StateDB.execute`, so on its one thread and connection):
 
@@ -47,7 +54,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -249,8 +256,14 @@ class OutboxWorker:
             await self._sleep(state, self._poll_s)
             return False
         events = [FaultEvent.from_dict({"id": row_id, **json.loads(doc)}) for row_id, doc in rows]
+        batch = {e.id for e in events}
+
+        async def progress(ids: Sequence[int]) -> None:
+            # Recorded before the route sends its next message (only ids of this batch).
+            await self._mark_delivered(state, [i for i in ids if i in batch])
+
         try:
-            outcome, exc = await state.route.deliver(events), None
+            outcome, exc = await state.route.deliver(events, progress), None
         except Exception as raised:  # a bug in the route: it must answer with a Delivery
             outcome, exc = Delivery((), error=f"route raised {raised!r}"), raised
         # Only ids of this batch: a route reporting other ids must not mark other rows.
@@ -328,12 +341,33 @@ class OutboxWorker:
                 conn.execute("BEGIN")
                 conn.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", offered)
                 conn.executemany(
-                    "UPDATE outbox SET delivered_ns = ?, last_error = NULL WHERE id = ?",
+                    "UPDATE outbox SET delivered_ns = ?, last_error = NULL WHERE id = ? AND delivered_ns IS NULL",
                     [(now, row_id) for row_id in delivered],
                 )
                 conn.executemany("UPDATE outbox SET last_error = ?, next_attempt_ns = ? WHERE id = ?", waiting)
 
-        # Shielded and tracked: see __aexit__.
+        await self._write(state, op, delivered)
+
+    async def _mark_delivered(self, state: _RouteState, ids: Sequence[int]) -> None:
+        """Mark rows delivered now, as the route reports each accepted message."""
+        if not ids:
+            return
+        now = time.time_ns()
+        rows = [(now, row_id) for row_id in ids]
+
+        def op(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.executemany(
+                    "UPDATE outbox SET delivered_ns = ?, last_error = NULL WHERE id = ? AND delivered_ns IS NULL", rows
+                )
+
+        await self._write(state, op, ids)
+
+    async def _write(self, state: _RouteState, op: Callable[[sqlite3.Connection], None], delivered: Sequence[int]) -> None:
+        """Run a bookkeeping write (`delivered`: the row ids it marks delivered) shielded and
+        tracked, so that a stop that interrupts the task does not lose it (see __aexit__); when
+        the state DB does not take it, keep it for `_rerecord` (reported to `db.health`), and
+        offer its delivered rows no more meanwhile."""
         write = asyncio.ensure_future(self._db.execute(op))
         self._bookkeeping.add(write)
         write.add_done_callback(self._bookkeeping.discard)

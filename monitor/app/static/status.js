@@ -33,7 +33,7 @@
       region: "区域",
       worst_first: "最差在前",
       offline_points: "离线点位",
-      offline_note: "网络不通，新的在前",
+      offline_note: "网络不通，故障源在前，新的在前",
       none_offline: "没有离线点位。",
       down: "离线",
       unreachable_state: "上级故障",
@@ -42,10 +42,19 @@
       no_video_badge: "无视频",
       none_no_video: "无",
       rtsp_reason: "RTSP：{r}",
+      reason: "原因：{r}",
       no_reason: "原因未知",
+      no_address: "无地址",
       behind_parent: "上级 {p} 离线",
+      behind_it: "下挂 {n} 个点位随之离线",
       since: "{t} 起 · {d}",
-      more: "另有 {n} 个未显示",
+      shown_of: "显示 {n} / {total}",
+      shown_filtered: "显示 {n} / {total}（筛选自 {all}）",
+      show_more: "再显示 {n} 个",
+      search: "搜索编号、名称、IP、站点、区域",
+      all_regions: "全部区域",
+      all_kinds: "全部类型",
+      all_states: "全部状态",
       links: "专线",
       links_note: "时延上限 {ms} ms，最差在前",
       none_links: "没有专线。",
@@ -55,11 +64,12 @@
       no_reply: "无响应",
       no_result: "尚无结果",
       faults: "当前故障",
+      faults_note: "最紧急在前",
       none_faults: "没有未恢复的故障。",
-      pending: "待确认",
+      pending: "观察中",
       firing: "告警中",
       acked: "已认领 · {by}",
-      not_acked: "未认领",
+      not_acked: "待认领",
       maintenance: "维护期",
       in_maintenance: "维护中",
       maint_until: "维护至 {t} · {r}",
@@ -71,7 +81,7 @@
       window_each: "{rule} · 每次 {d}",
       scope_all: "全部点位",
       scope_devices: "点位", scope_region: "区域", scope_site: "站点", scope_kind: "类型", scope_tags: "标签",
-      cycle: "第 {n} 轮探测（{probe}）完成于 {t} · {targets} 台 · 用时 {d} 秒",
+      cycle: "第 {n} 轮探测（{probe}）完成于 {t} · {targets}\u00a0台 · 用时 {d}\u00a0秒", // no break before a unit
       no_cycle: "第一轮探测尚未完成。",
       critical: "紧急", major: "严重", minor: "一般",
       camera: "摄像机", switch: "交换机", ups: "UPS", link: "专线", server: "服务器", platform: "平台", nvr: "录像机",
@@ -109,6 +119,7 @@
       submit_report: "提交报障",
       stage_reported: "待认领", stage_acknowledged: "已认领", stage_arrived: "已到场", stage_restored: "已修复",
       stage_closed: "已关闭",
+      stage_by: "{stage} · {by}",
       assignee: "负责人 {n}",
       unassigned: "未指派",
       more_points: "等{n}个点位",
@@ -163,7 +174,7 @@
       region: "Region",
       worst_first: "worst first",
       offline_points: "Offline points",
-      offline_note: "no network, newest first",
+      offline_note: "no network, root causes first, newest first",
       none_offline: "No point is offline.",
       down: "down",
       unreachable_state: "unreachable",
@@ -172,10 +183,19 @@
       no_video_badge: "no video",
       none_no_video: "none",
       rtsp_reason: "RTSP: {r}",
+      reason: "reason: {r}",
       no_reason: "no reason given",
+      no_address: "no address",
       behind_parent: "behind {p} (down)",
+      behind_it: "{n} points behind it are offline too",
       since: "since {t} · {d}",
-      more: "{n} more not shown",
+      shown_of: "showing {n} / {total}",
+      shown_filtered: "showing {n} / {total} (filtered from {all})",
+      show_more: "Show {n} more",
+      search: "search id, name, IP, site, region",
+      all_regions: "region", // the filter's label while it is off: short, for a 360 px phone
+      all_kinds: "kind",
+      all_states: "state",
       links: "Dedicated links",
       links_note: "RTT limit {ms} ms, worst first",
       none_links: "No links.",
@@ -185,11 +205,12 @@
       no_reply: "no reply",
       no_result: "no result yet",
       faults: "Open faults",
+      faults_note: "most urgent first",
       none_faults: "No open fault.",
-      pending: "pending",
+      pending: "watching",
       firing: "firing",
-      acked: "acknowledged · {by}",
-      not_acked: "not acknowledged",
+      acked: "taken · {by}",
+      not_acked: "to take",
       maintenance: "maintenance",
       in_maintenance: "in maintenance",
       maint_until: "maintenance until {t} · {r}",
@@ -239,6 +260,7 @@
       submit_report: "Report",
       stage_reported: "to take", stage_acknowledged: "taken", stage_arrived: "on site", stage_restored: "restored",
       stage_closed: "closed",
+      stage_by: "{stage} · {by}",
       assignee: "assignee {n}",
       unassigned: "unassigned",
       more_points: "+{n} points",
@@ -272,10 +294,8 @@
       response: "response", arrival: "arrival", restore: "restore", replacement: "replacement",
     },
   };
-  const MAX_OFFLINE = 100;
-  const MAX_LINKS = 10;
-  const MAX_FAULTS = 50;
-  const MAX_WINDOWS = 20;
+  const PAGE_STEP = 20; // items per list at first and per "show more": a phone scrolls, it does not page
+  const SEVERITY_RANK = { critical: 0, major: 1, minor: 2 };
   const FETCH_TIMEOUT_S = 20; // a hung daemon is reported, not waited for
   const MAX_PARENT_HOPS = 32; // bounds the walk up to a root cause, whatever the data
   const HEADLINE_BASIS = "online"; // the contract's rate, when the API reports several
@@ -286,6 +306,10 @@
 
   const body = document.body;
   const targetPct = Number(body.dataset.onlineTargetPct);
+  // The Chinese of the probes' failure reasons (monitor/app/status_reasons.py): whole texts and
+  // patterns; English pages and unknown reasons show the probe's own words.
+  const REASONS = JSON.parse(body.dataset.reasons);
+  const REASON_PATTERNS = REASONS.patterns.map(([re, template]) => [new RegExp(re), template]);
   const rttLimitMs = Number(body.dataset.rttLimitMs);
   const [minRefresh, defaultRefresh, maxRefresh] = body.dataset.refreshS.split(" ").map(Number);
   const params = new URLSearchParams(location.search);
@@ -303,6 +327,9 @@
   let panel = null; // the open work-order form: {kind: "report"|"restore"|"replace"|"close", ref, …}
   let notice = null; // {ok, text}: what the last action did
   let busy = false; // a write is on its way: no second one
+  const shown = {}; // list key → how many of its items are on screen (PAGE_STEP more per tap)
+  const filter = { q: "", region: "", kind: "", state: "" }; // the offline list's search and filters
+  let toolsKey = null; // language and options the offline filters were built for
 
   // -- helpers ----------------------------------------------------------------------------------
 
@@ -357,14 +384,53 @@
   function duration(ms) {
     let s = Math.max(0, Math.floor(ms / 1000));
     const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
-    const out = [];
+    const out = []; // the largest unit and the next one: 3小时5分, never 3小时1秒
     for (const [unit, size] of units) {
       const n = Math.floor(s / size);
       s -= n * size;
-      if (n > 0 || (unit === "s" && out.length === 0)) out.push(t(unit, { n }));
-      if (out.length === 2) break;
+      if (out.length) {
+        if (n > 0) out.push(t(unit, { n }));
+        break;
+      }
+      if (n > 0 || unit === "s") out.push(t(unit, { n }));
     }
     return out.join(currentLang() === "zh" ? "" : " ");
+  }
+
+  function count(n) {
+    return n.toLocaleString("en-US"); // 1,234 in both languages
+  }
+
+  function reasonText(reason) {
+    if (currentLang() !== "zh") return reason;
+    if (Object.prototype.hasOwnProperty.call(REASONS.exact, reason)) return REASONS.exact[reason];
+    for (const [re, template] of REASON_PATTERNS) {
+      const m = re.exec(reason);
+      if (m) return template.replace(/\$(\d)/g, (_, i) => m[Number(i)]);
+    }
+    return reason;
+  }
+
+  // How many of a list's `total` items to draw: PAGE_STEP at first, more after each tap.
+  function limitOf(key, total) {
+    return Math.min(total, shown[key] || PAGE_STEP);
+  }
+
+  // Never a silent cut: "显示 20 / 1,234" under a list longer than one step, with a button for
+  // the next step while some are left; `all` is the list's size before a filter.
+  function pager(key, drawn, total, all, redraw) {
+    if (total <= PAGE_STEP && (all === undefined || all === total)) return null;
+    const filtered = all !== undefined && all !== total;
+    const line = el("p", { class: "more", id: `${key}-shown`, "data-shown": drawn, "data-total": total },
+      filtered ? t("shown_filtered", { n: count(drawn), total: count(total), all: count(all) })
+        : t("shown_of", { n: count(drawn), total: count(total) }));
+    if (drawn >= total) return line;
+    const more = button(`${key}-more`, t("show_more", { n: count(Math.min(PAGE_STEP, total - drawn)) }), () => {
+      shown[key] = drawn + PAGE_STEP;
+      redraw();
+    });
+    more.classList.add("show-more");
+    return [line, el("div", { class: "actions" }, more)];
   }
 
   function pct(value) {
@@ -570,6 +636,9 @@
     return out;
   }
 
+  // One item per region, worst first by the contract's rate: the name on a line of its own
+  // width, the headline rate beside it, the other bases and the offline count below. (A table of
+  // five columns left a township's name one character per line on a 360 px phone.)
   function renderRegions() {
     const { bases, groups } = ratesBy("region", "all");
     const key = headline(bases);
@@ -580,84 +649,179 @@
       if (rb === null && ra !== null) return -1;
       return (ra === rb ? 0 : ra - rb) || nameA.localeCompare(nameB, "zh-CN");
     });
-    const head = el("tr", null, el("th", { class: "name" }, t("region")),
-      bases.map((b) => el("th", { class: "num" }, basisLabel(b))), el("th", { class: "num" }, t("offline")));
-    const body = rows.map(([name, byBasis]) => el("tr", { class: "region" },
-      el("td", { class: "name" }, name),
-      bases.map((b) => {
-        const r = byBasis[b];
-        return el("td", { class: `num rate ${rateClass(r ? r.rate_pct : null)}` }, pct(r ? r.rate_pct : null));
-      }),
-      el("td", { class: "num off" }, byBasis[key] ? `${byBasis[key].offline}/${byBasis[key].total}` : "—")));
-    fill("regions", heading(t("regions"), rows.length, t("worst_first")),
-      el("table", { class: "rates" }, el("thead", null, head), el("tbody", null, body)));
+    const items = rows.map(([name, byBasis]) => {
+      const main = byBasis[key];
+      return el("li", { class: "region" },
+        el("div", { class: "line" },
+          el("span", { class: "name" }, name),
+          el("span", { class: `rate ${rateClass(main ? main.rate_pct : null)}`, "data-basis": key },
+            pct(main ? main.rate_pct : null))),
+        el("div", { class: "sub" },
+          bases.filter((b) => b !== key).map((b) => {
+            const r = byBasis[b];
+            return el("span", { class: "basis", "data-basis": b }, `${basisLabel(b)} `,
+              el("b", { class: rateClass(r ? r.rate_pct : null) }, pct(r ? r.rate_pct : null)));
+          }),
+          el("span", { class: "off" }, `${t("offline")} ${main ? `${main.offline}/${main.total}` : "—"}`)));
+    });
+    fill("regions", heading(t("regions"), rows.length, `${basisLabel(key)} · ${t("worst_first")}`),
+      el("ul", { class: "list rates" }, items));
+  }
+
+  // Offline points (the rate counts them: status active), down first (root causes, those with
+  // the most points behind them first: a dead line before a camera), then those behind them;
+  // newest first within each. Searched and filtered here, over the whole list. Returns
+  // {points, byId, behind: id of a down device → how many offline points are behind it}.
+  function offlinePoints() {
+    const all = [...data.down.devices, ...data.unreachable.devices];
+    const byId = new Map(all.map((d) => [d.id, d]));
+    const points = all.filter((d) => d.status === "active");
+    const behind = new Map();
+    for (const d of points) {
+      const root = d.state === "down" ? null : rootOf(d, byId);
+      if (root) behind.set(root.id, (behind.get(root.id) || 0) + 1);
+    }
+    points.sort((a, b) => (a.state === b.state ? 0 : a.state === "down" ? -1 : 1)
+      || (behind.get(b.id) || 0) - (behind.get(a.id) || 0)
+      || (b.since_ns || 0) - (a.since_ns || 0));
+    return { points, byId, behind };
+  }
+
+  function matches(d) {
+    if (filter.region && d.region !== filter.region) return false;
+    if (filter.kind && d.kind !== filter.kind) return false;
+    if (filter.state && d.state !== filter.state) return false;
+    const q = filter.q.trim().toLowerCase();
+    return !q || [d.id, d.name, d.address || "", d.site, d.region].some((v) => v.toLowerCase().includes(q));
   }
 
   function renderOffline() {
-    const offline = [...data.down.devices, ...data.unreachable.devices];
-    const byId = new Map(offline.map((d) => [d.id, d]));
-    const points = offline.filter((d) => d.status === "active"); // the points the rate counts
-    // Down first (root causes), then the points behind them; newest first within each.
-    points.sort((a, b) => (a.state === b.state ? 0 : a.state === "down" ? -1 : 1)
-      || (b.since_ns || 0) - (a.since_ns || 0));
-    const total = points.length;
-    const rows = points.slice(0, MAX_OFFLINE).map((d) => {
-      const down = d.state === "down";
-      const since = d.since_ns
-        ? t("since", { t: clock(d.since_ns / 1e6, false), d: duration(data.fetchedMs - d.since_ns / 1e6) }) : "";
-      const cause = down ? null : rootCause(d, byId);
-      return el("li", { class: `point ${d.state}` },
-        el("div", { class: "line" },
-          el("span", { class: "name" }, d.name),
-          d.maintenance ? el("span", { class: "badge maint" }, t("in_maintenance")) : null,
-          el("span", { class: `badge ${down ? "bad" : "warn"}` }, down ? t("down") : t("unreachable_state"))),
-        el("div", { class: "sub" },
-          el("span", { class: "site" }, `${d.site} · ${d.region}`),
-          since ? el("span", { class: "since" }, since) : null),
-        cause ? el("div", { class: "sub cause" }, t("behind_parent", { p: cause })) : null,
-        d.maintenance ? el("div", { class: "sub maint" },
-          t("maint_until", { t: clock(d.maintenance.until_ns / 1e6, false), r: d.maintenance.reason })) : null);
-    });
-    fill("offline", heading(t("offline_points"), total, t("offline_note")),
-      rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_offline")),
-      total > rows.length ? el("p", { class: "more" }, t("more", { n: total - rows.length })) : null);
+    if (!document.getElementById("offline-body")) {
+      fill("offline", el("div", { id: "offline-head" }), el("div", { class: "tools", id: "offline-tools" }),
+        el("div", { id: "offline-body" }));
+    }
+    renderOfflineTools();
+    renderOfflineBody();
   }
 
-  // The name of the down device an unreachable one is behind: up its offline parents, bounded.
-  function rootCause(device, byId) {
+  // The search box is made once and never replaced (a refresh must not take its focus or what
+  // is typed); the selects are made again only when the language or their options change.
+  function renderOfflineTools() {
+    const regions = [...ratesBy("region", "all").groups.keys()].sort((a, b) => a.localeCompare(b, "zh-CN"));
+    const kinds = [...new Set(data.status.rates.filter((r) => r.scope === "fleet" && r.kind !== "all" && r.total > 0)
+      .map((r) => r.kind))];
+    const key = JSON.stringify([currentLang(), regions, kinds]);
+    const box = document.getElementById("offline-tools");
+    let search = document.getElementById("offline-search");
+    if (!search) {
+      search = el("input", { id: "offline-search", type: "search", autocomplete: "off", spellcheck: "false",
+        enterkeyhint: "search" });
+      search.addEventListener("input", () => {
+        filter.q = search.value;
+        shown.offline = PAGE_STEP;
+        renderOfflineBody();
+      });
+      box.append(search, el("div", { class: "filters", id: "offline-filters" }));
+    }
+    search.placeholder = t("search");
+    search.setAttribute("aria-label", t("search"));
+    if (key === toolsKey) return;
+    toolsKey = key;
+    const select = (name, all, options) => {
+      const node = el("select", { id: `offline-${name}`, "aria-label": all },
+        el("option", { value: "" }, all), options.map(([value, label]) => el("option", { value }, label)));
+      node.value = options.some(([value]) => value === filter[name]) ? filter[name] : "";
+      filter[name] = node.value;
+      node.addEventListener("change", () => {
+        filter[name] = node.value;
+        shown.offline = PAGE_STEP;
+        renderOfflineBody();
+      });
+      return node;
+    };
+    fill("offline-filters",
+      select("region", t("all_regions"), regions.map((r) => [r, r])),
+      select("kind", t("all_kinds"), kinds.map((k) => [k, t(k)])),
+      select("state", t("all_states"), [["down", t("down")], ["unreachable", t("unreachable_state")]]));
+  }
+
+  function renderOfflineBody() {
+    const { points, byId, behind } = offlinePoints();
+    const found = points.filter(matches);
+    const drawn = limitOf("offline", found.length);
+    const rows = found.slice(0, drawn).map((d) => offlineItem(d, byId, behind.get(d.id) || 0));
+    fill("offline-head", heading(t("offline_points"), points.length, t("offline_note")));
+    fill("offline-body",
+      rows.length ? el("ul", { class: "list" }, rows)
+        : el("p", { class: points.length ? "hint" : "empty" }, points.length ? t("no_points") : t("none_offline")),
+      pager("offline", drawn, found.length, points.length, renderOfflineBody));
+  }
+
+  // A point as the engineer on the way needs it: name, id and IP (to ping, to find it in the
+  // point list), since when (local time and how long), and why: the probe's reason or the
+  // down device it is behind.
+  function offlineItem(d, byId, behind) {
+    const down = d.state === "down";
+    const since = d.since_ns
+      ? t("since", { t: clock(d.since_ns / 1e6, false), d: duration(data.fetchedMs - d.since_ns / 1e6) }) : "";
+    const root = down ? null : rootOf(d, byId);
+    const cause = down ? null : root ? root.name : d.parent;
+    const reason = down && d.latest && !d.latest.ok ? reasonText(d.latest.reason || t("no_reason")) : null;
+    return el("li", { class: `point ${d.state}`, "data-id": d.id },
+      el("div", { class: "line" },
+        el("span", { class: "name" }, d.name),
+        d.maintenance ? el("span", { class: "badge maint" }, t("in_maintenance")) : null,
+        el("span", { class: `badge ${down ? "bad" : "warn"}` }, down ? t("down") : t("unreachable_state"))),
+      el("div", { class: "sub ids" },
+        el("span", { class: "id" }, d.id),
+        el("span", { class: "ip" }, d.address || t("no_address")),
+        since ? el("span", { class: "since" }, since) : null),
+      el("div", { class: "sub" }, el("span", { class: "site" }, `${d.site} · ${d.region}`)),
+      reason ? el("div", { class: "sub reason" }, t("reason", { r: reason })) : null,
+      behind ? el("div", { class: "sub impact" }, t("behind_it", { n: count(behind) })) : null,
+      cause ? el("div", { class: "sub cause" }, t("behind_parent", { p: cause })) : null,
+      d.maintenance ? el("div", { class: "sub maint" },
+        t("maint_until", { t: clock(d.maintenance.until_ns / 1e6, false), r: d.maintenance.reason })) : null);
+  }
+
+  // The down device an unreachable one is behind: up its offline parents, bounded. With no down
+  // device up the chain (states changed between two requests) its offline parent, if any.
+  function rootOf(device, byId) {
     let current = device;
     for (let hop = 0; hop < MAX_PARENT_HOPS; hop++) {
       const parent = current.parent ? byId.get(current.parent) : undefined;
       if (!parent) break;
-      if (parent.state === "down") return parent.name;
+      if (parent.state === "down") return parent;
       current = parent;
     }
-    // No down device up the chain (states changed between two requests): name the parent.
-    const parent = byId.get(device.parent);
-    return parent ? parent.name : device.parent;
+    return byId.get(device.parent);
   }
 
   // Cameras that answer ping but whose RTSP DESCRIBE fails: the API's list (video basis down),
-  // by region then name, with the RTSP probe's reason (the camera's own words: untrusted text).
-  // The API gives no since-when per basis, so none is shown.
+  // by region then name, with the RTSP probe's reason (translated when known; otherwise the
+  // camera's own words: untrusted text). The API gives no since-when per basis, so none is shown.
   function renderNoVideo() {
     const cameras = [...data.noVideo.devices];
     cameras.sort((a, b) => a.region.localeCompare(b.region, "zh-CN") || a.name.localeCompare(b.name, "zh-CN")
       || a.id.localeCompare(b.id));
     const total = cameras.length;
-    const rows = cameras.slice(0, MAX_OFFLINE).map((d) => {
+    const drawn = limitOf("novideo", total);
+    const rows = cameras.slice(0, drawn).map((d) => {
       const rtsp = d.results ? d.results.rtsp : undefined;
-      const reason = !rtsp ? t("no_result") : rtsp.reason || t("no_reason");
-      return el("li", { class: "novideo" },
+      const reason = !rtsp ? t("no_result") : rtsp.reason ? reasonText(rtsp.reason) : t("no_reason");
+      return el("li", { class: "novideo", "data-id": d.id },
         el("div", { class: "line" },
           el("span", { class: "name" }, d.name),
           el("span", { class: "badge bad" }, t("no_video_badge"))),
+        el("div", { class: "sub ids" },
+          el("span", { class: "id" }, d.id),
+          el("span", { class: "ip" }, d.address || t("no_address"))),
         el("div", { class: "sub" }, el("span", { class: "site" }, `${d.site} · ${d.region}`)),
         el("div", { class: "sub reason" }, t("rtsp_reason", { r: reason })));
     });
     fill("novideo", heading(t("no_video"), total, t("no_video_note")),
       rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_no_video")),
-      total > rows.length ? el("p", { class: "more" }, t("more", { n: total - rows.length })) : null);
+      pager("novideo", drawn, total, undefined, renderNoVideo));
   }
 
   function renderLinks() {
@@ -667,7 +831,8 @@
     const loss = (d) => (d.latest && typeof d.latest.fields.loss_pct === "number" ? d.latest.fields.loss_pct : 0);
     // No reply first, then the slowest, then the lossiest; links without a result yet last.
     links.sort((a, b) => (rtt(b) - rtt(a)) || (loss(b) - loss(a)));
-    const rows = links.slice(0, MAX_LINKS).map((d) => {
+    const drawn = limitOf("links", links.length);
+    const rows = links.slice(0, drawn).map((d) => {
       const f = d.latest ? d.latest.fields : null;
       const ms = f && typeof f.rtt_avg_ms === "number" ? f.rtt_avg_ms : null;
       const lossPct = f && typeof f.loss_pct === "number" ? f.loss_pct : null;
@@ -686,12 +851,22 @@
     });
     fill("links", heading(t("links"), links.length, t("links_note", { ms: rttLimitMs })),
       rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_links")),
-      links.length > rows.length ? el("p", { class: "more" }, t("more", { n: links.length - rows.length })) : null);
+      pager("links", drawn, links.length, undefined, renderLinks));
+  }
+
+  // Most urgent first: the most severe; within it those nobody has taken (待认领), those firing
+  // before those still watched (pending), the longest open first.
+  function faultUrgency(a, b) {
+    return (SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity])
+      || (Boolean(a.acked_by) - Boolean(b.acked_by))
+      || ((a.state === "firing" ? 0 : 1) - (b.state === "firing" ? 0 : 1))
+      || (a.first_seen_ns - b.first_seen_ns);
   }
 
   function renderFaults() {
-    const faults = data.faults.faults;
-    const rows = faults.slice(0, MAX_FAULTS).map((f) => el("li", { class: `fault ${f.severity}` },
+    const faults = [...data.faults.faults].sort(faultUrgency);
+    const drawn = limitOf("faults", faults.length);
+    const rows = faults.slice(0, drawn).map((f) => el("li", { class: `fault ${f.severity}`, "data-id": f.id },
       el("div", { class: "line" },
         el("span", { class: `badge sev ${f.severity}` }, t(f.severity)),
         el("span", { class: "title" }, f.title)),
@@ -702,9 +877,9 @@
         el("span", { class: `ack ${f.acked_by ? "yes" : "no"}` },
           f.acked_by ? t("acked", { by: f.acked_by }) : t("not_acked")),
         f.in_maintenance ? el("span", { class: "badge maint" }, t("maintenance")) : null)));
-    fill("faults", heading(t("faults"), faults.length, null),
+    fill("faults", heading(t("faults"), faults.length, t("faults_note")),
       rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_faults")),
-      faults.length > rows.length ? el("p", { class: "more" }, t("more", { n: faults.length - rows.length })) : null);
+      pager("faults", drawn, faults.length, undefined, renderFaults));
   }
 
   // Maintenance windows not yet over: those running first, then by their next start. A recurring
@@ -712,7 +887,8 @@
   function renderMaintenance() {
     const nextStart = (w) => (w.next.length ? w.next[0].start_ns : Infinity);
     const windows = [...data.maintenance.windows].sort((a, b) => (b.active - a.active) || (nextStart(a) - nextStart(b)));
-    const rows = windows.slice(0, MAX_WINDOWS).map((w) => {
+    const drawn = limitOf("maintenance", windows.length);
+    const rows = windows.slice(0, drawn).map((w) => {
       const scope = ["devices", "region", "site", "kind", "tags"].filter((k) => w.match[k].length)
         .map((k) => `${t(`scope_${k}`)} ${w.match[k].map((v) => (k === "kind" ? t(v) : v)).join("、")}`);
       const occurrence = w.next.length ? w.next[0] : null;
@@ -734,7 +910,7 @@
     });
     fill("maintenance", heading(t("windows"), windows.length, t("windows_note")),
       rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_windows")),
-      windows.length > rows.length ? el("p", { class: "more" }, t("more", { n: windows.length - rows.length })) : null);
+      pager("maintenance", drawn, windows.length, undefined, renderMaintenance));
   }
 
   // -- work orders (工单) ------------------------------------------------------------------------
@@ -930,8 +1106,15 @@
       panel && panel.kind === "report" ? reportForm() : null,
       orders.length ? el("ul", { class: "list orders" }, orders.map((o) => orderItem(o, nowMs, canAct)))
         : el("p", { class: "empty" }, t("none_orders")),
-      data.orders.total > orders.length ? el("p", { class: "more" }, t("more", { n: data.orders.total - orders.length }))
-        : null);
+      data.orders.total > orders.length ? el("p", { class: "more", id: "orders-shown" },
+        t("shown_of", { n: count(orders.length), total: count(data.orders.total) })) : null);
+  }
+
+  // The stage in the work orders' words, with who took the last step: 已认领 · 李工.
+  function stageText(o) {
+    const by = { acknowledged: o.acknowledged_by, arrived: o.arrived_by, restored: o.restored_by,
+      closed: o.closed_by }[o.stage];
+    return by ? t("stage_by", { stage: t(`stage_${o.stage}`), by }) : t(`stage_${o.stage}`);
   }
 
   function orderItem(o, nowMs, canAct) {
@@ -944,7 +1127,7 @@
         el("span", { class: "title" }, o.title)),
       el("div", { class: "sub" },
         el("span", { class: "ref" }, o.ref),
-        el("span", { class: `stage ${o.stage}` }, t(`stage_${o.stage}`)),
+        el("span", { class: `stage ${o.stage}` }, stageText(o)),
         el("span", { class: "assignee" }, o.assignee ? t("assignee", { n: o.assignee }) : t("unassigned"))),
       el("div", { class: "sub" },
         el("span", { class: "point" }, point),

@@ -7,6 +7,7 @@ put events on its wire and what its peer answered.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Protocol, Self, Sequence
 
@@ -55,6 +56,12 @@ class Delivery:
     error: str | None = None
 
 
+Progress = Callable[[Sequence[int]], Awaitable[None]]
+"""What a route calls, when given one, with the ids of the events of each message as soon as the
+peer accepted it, before the next request goes out: the outbox records them at once, so that a
+crash in the middle of a batch repeats at most the message that was in flight, not the batch."""
+
+
 class Route(Protocol):
     """A notification route. One instance per configured route, used by one outbox worker at
     a time; holds its HTTP session / MQTT client between `__aenter__` and `__aexit__`.
@@ -67,8 +74,9 @@ class Route(Protocol):
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
         """Deliver as many of `events` (oldest first) as the peer and the route's own limits
         allow now; may combine several into one message (digest). Never raises for a dead,
-        slow or erroring peer: that is what Delivery says."""
+        slow or erroring peer: that is what Delivery says. Awaits `progress(ids)` after each
+        message the peer accepted (Progress)."""
         ...

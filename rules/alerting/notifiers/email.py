@@ -34,14 +34,14 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosmtplib
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import Renderer
 from rules.model import FaultEvent
 
@@ -181,11 +181,7 @@ class EmailConfig(RouteConfigBase, SmtpConfig):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("unknown time zone") from None
-        return tz
+        return check_zone(tz)
 
 
 def event_message(cfg: EmailConfig, events: Sequence[FaultEvent]) -> EmailMessage:
@@ -222,8 +218,9 @@ class EmailRoute:
     async def __aexit__(self, *exc_info: object) -> None:
         return None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """One mail with the first `max_events` events (module doc for the outcomes)."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """One mail with the first `max_events` events (module doc for the outcomes). One
+        request per call, so `progress` has nothing to report before the call returns."""
         batch = tuple(events[: self.cfg.max_events])
         if not batch:
             return Delivery(())

@@ -33,12 +33,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.webhook import event_json
 
 if TYPE_CHECKING:  # imported where used: ~5 MB of RSS that a daemon without MQTT routes never needs
@@ -73,6 +73,9 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     - timeout_s: for connecting and for each acknowledgement.
     """
 
+    # Errors must not echo their input: a URL or host may carry a secret. Merged with Strict's config.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     secrets = ("password",)
 
     type: Literal["mqtt"]
@@ -88,6 +91,15 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     password: ResolvedSecret = None
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, host: str) -> str:
+        # Not echoed: "user:password@broker" would be a secret written in the config.
+        if any(c in host for c in "@/?# "):
+            raise ValueError("must be a host name or address only (no URL, no user:password@): "
+                             "the password goes in password_env or password_file")
+        return host
 
     @field_validator("topic_prefix")
     @classmethod
@@ -133,8 +145,9 @@ class MqttRoute:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._disconnect()
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """Publish the events one by one, oldest first, each acknowledged before the next."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """Publish the events one by one, oldest first, each acknowledged before the next;
+        `progress([id])` after each acknowledgement."""
         import aiomqtt
 
         delivered: list[int] = []
@@ -149,6 +162,8 @@ class MqttRoute:
                     timeout=self._cfg.timeout_s,
                 )
                 delivered.append(event.id)
+                if progress is not None:
+                    await progress((event.id,))
         except aiomqtt.MqttError as exc:
             retry_after_s, error = self._failure(exc, connected=self._client is not None)
             # Whatever broke, the next delivery starts on a fresh connection.

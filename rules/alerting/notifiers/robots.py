@@ -35,7 +35,12 @@ parts):
   REJECTED_RETRY_S with an error saying what to check (a token that does not exist disables the
   route, like WeCom's 93000).
 - Too long: the message budget is halved and the events rendered again (down to 512 bytes).
-- No answer, HTTP status ≠ 200, other codes: an error; the outbox's backoff.
+- No connection (nothing was sent), HTTP status ≠ 200 other than 504, other codes: an error;
+  the outbox's backoff.
+- No answer after the request went out (timeout, broken connection, 504): the robot may have
+  posted it (as WeCom did, issue 13), so it is sent again only after `resend_after_s`, doubled
+  for each further such attempt of the same event (at most MAX_RESEND_S), never at the quick
+  backoff; every message names its events' ids (#17), so a repeat is visible as one.
 The token and secret never appear in logs or errors (the URL is shown with `***`).
 """
 
@@ -51,15 +56,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
-from rules.alerting.notifiers.wecom import Renderer, robot_window, utf8_len
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
+from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S, Renderer, robot_window, utf8_len
 from rules.model import EventKind, FaultEvent, Severity
 
 THROTTLE_S = 600.0
@@ -105,7 +110,8 @@ class _RobotConfig(RouteConfigBase, WithSecrets):
     secret_file: Path | None = None
     language: Literal["zh", "en"] = "zh"
     timezone: str = "Asia/Shanghai"
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 30.0
+    resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
     token: ResolvedSecret = None
     secret: ResolvedSecret = None
@@ -120,11 +126,7 @@ class _RobotConfig(RouteConfigBase, WithSecrets):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("unknown time zone") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _token_required(self) -> Self:
@@ -180,9 +182,11 @@ class _RobotRoute:
         self._url = cfg.url or self.dialect.default_url
         self._window = robot_window(self._url, cfg.token)
         self._session: aiohttp.ClientSession | None = None
+        self._uncertain: dict[int, int] = {}  # first event id of a message → answerless attempts
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+            total=self.cfg.timeout_s, connect=min(CONNECT_TIMEOUT_S, self.cfg.timeout_s)))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -190,8 +194,9 @@ class _RobotRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """As many of `events` as the window allows, singly when they fit, else as digests."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """As many of `events` as the window allows, singly when they fit, else as digests;
+        `progress(ids)` after each message the robot accepted."""
         delivered: list[int] = []
         pending = list(events)
         while pending:
@@ -204,10 +209,19 @@ class _RobotRoute:
             else:
                 plan = list(self._renderer.digest(pending, self._budget))[:free]
             for group, content in plan:
-                code, message = await self._post(self._payload(group, content))
+                code, message, uncertain = await self._post(self._payload(group, content))
+                if uncertain:
+                    attempts = self._uncertain[group[0].id] = self._uncertain.get(group[0].id, 0) + 1
+                    wait = min(MAX_RESEND_S, self.cfg.resend_after_s * 2 ** (attempts - 1))
+                    return Delivery(tuple(delivered), retry_after_s=wait, error=(
+                        f"{self.dialect.name} {message}; it may have been posted: sent again in {wait:g} s, so a "
+                        f"repeat is possible (event #{group[0].id}, no answer {attempts}×)"))
                 if code == self.dialect.ok:
+                    self._uncertain.pop(group[0].id, None)
                     delivered += [e.id for e in group]
                     del pending[: len(group)]
+                    if progress is not None:
+                        await progress([e.id for e in group])
                     continue
                 if code in self.dialect.too_long and self._budget > MIN_BYTES:
                     self._budget = max(MIN_BYTES, min(self._budget, utf8_len(content)) // 2)
@@ -231,7 +245,9 @@ class _RobotRoute:
                             error=f"{what}: check the robot's security settings (signing secret, keywords, IP whitelist)")
         return Delivery(tuple(delivered), error=what)
 
-    async def _post(self, payload: dict[str, Any]) -> tuple[int | None, str]:
+    async def _post(self, payload: dict[str, Any]) -> tuple[int | None, str, bool]:
+        """(code, message, uncertain): code None = no robot answer; uncertain = the request went
+        out and no answer came (the robot may have posted it)."""
         assert self._session is not None
         url, params = self._target(payload)
         body = json.dumps(payload, ensure_ascii=False).encode()
@@ -239,20 +255,22 @@ class _RobotRoute:
             async with self._session.post(url, params=params, data=body, allow_redirects=False,
                                           headers={"Content-Type": "application/json; charset=utf-8"}) as resp:
                 raw, status = await resp.content.read(65_536), resp.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return None, f"cannot connect to {self._masked()}: {type(exc).__name__}", False
         except (TimeoutError, aiohttp.ClientError) as exc:
-            return None, f"no answer from {self._masked()}: {type(exc).__name__}"
+            return None, f"no answer from {self._masked()}: {type(exc).__name__}", True
         finally:
             self._window.take(self._clock())
         if status != 200:
-            return None, f"HTTP {status} from {self._masked()}"
+            return None, f"HTTP {status} from {self._masked()}", status == 504
         try:
             doc = json.loads(raw)
             code = doc["errcode" if self.dialect is DINGTALK else "code"]
             if not isinstance(code, int):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
-            return None, f"HTTP 200 without a {self.dialect.name} answer: {raw[:_ERRMSG]!r}"
-        return code, str(doc.get("errmsg" if self.dialect is DINGTALK else "msg", ""))[:_ERRMSG]
+            return None, f"HTTP 200 without a {self.dialect.name} answer: {raw[:_ERRMSG]!r}", False
+        return code, str(doc.get("errmsg" if self.dialect is DINGTALK else "msg", ""))[:_ERRMSG], False
 
     def _masked(self) -> str:
         return f"{self._url}{'?access_token=***' if self.dialect is DINGTALK else '/***'}"

@@ -35,7 +35,10 @@ What the route does (the outbox owns durability and order):
   isv.OUT_OF_SERVICE, FailedOperation.InsufficientBalanceInSmsPackage) and configuration errors
   (wrong key or signature, unapproved sign name or template, bad numbers or parameters) →
   retry_after_s = REJECTED_RETRY_S with what to fix; never dropped. System errors, HTTP 5xx,
-  timeouts → the outbox's backoff.
+  no connection → the outbox's backoff.
+- No answer after the request went out (timeout, broken connection): the gateway may have sent
+  the SMS, so it is sent again only after `resend_after_s`, doubled for each further such
+  attempt (at most MAX_RESEND_S): an SMS repeated costs money and wakes people twice.
 - The secret never leaves this module except inside the signature.
 """
 
@@ -52,14 +55,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
+from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S
 from rules.model import EventKind, FaultEvent, Severity
 
 ENDPOINTS = {"aliyun": "https://dysmsapi.aliyuncs.com/", "tencent": "https://sms.tencentcloudapi.com/"}
@@ -116,6 +121,7 @@ class SmsConfig(RouteConfigBase, WithSecrets):
     language: Literal["zh", "en"] = "zh"
     timezone: str = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
     access_key_secret: ResolvedSecret = None
 
@@ -129,11 +135,7 @@ class SmsConfig(RouteConfigBase, WithSecrets):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("unknown time zone") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
@@ -193,10 +195,12 @@ class SmsRoute:
         self.duty = duty
         self.tz = ZoneInfo(cfg.timezone)
         self._got: dict[int, set[str]] = {}  # event id → numbers that got it (until all did)
+        self._uncertain: dict[int, int] = {}  # first texted event id → answerless attempts
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+            total=self.cfg.timeout_s, connect=min(CONNECT_TIMEOUT_S, self.cfg.timeout_s)))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -204,8 +208,9 @@ class SmsRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """One SMS with every pending texted event to each number that has not got them."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """One SMS with every pending texted event to each number that has not got them. One
+        request per call, so `progress` has nothing to report before the call returns."""
         texted = [e for e in events if e.kind in self.cfg.kinds]
         if not texted:
             return Delivery(tuple(e.id for e in events))
@@ -219,8 +224,15 @@ class SmsRoute:
         try:
             done, error, retry = await (self._aliyun if self.cfg.provider == "aliyun" else self._tencent)(
                 todo, values, ",".join(str(e.id) for e in texted))
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return Delivery((), error=f"cannot connect to {self.cfg.provider} SMS ({type(exc).__name__})")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return Delivery((), error=f"no answer from {self.cfg.provider} SMS ({type(exc).__name__})")
+            attempts = self._uncertain[texted[0].id] = self._uncertain.get(texted[0].id, 0) + 1
+            wait = min(MAX_RESEND_S, self.cfg.resend_after_s * 2 ** (attempts - 1))
+            return Delivery((), retry_after_s=wait, error=(
+                f"no answer from {self.cfg.provider} SMS ({type(exc).__name__}); it may have been sent: "
+                f"sent again in {wait:g} s, so a repeat is possible (event #{texted[0].id}, no answer {attempts}×)"))
+        self._uncertain.pop(texted[0].id, None)
         for e in texted:
             self._got.setdefault(e.id, set()).update(done)
         if error is None or all(all(n in self._got[e.id] for n in numbers) for e in texted):

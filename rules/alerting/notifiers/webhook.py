@@ -2,10 +2,11 @@
 WeCom nor MQTT (ticketing, a command-hall bridge, a script).
 
 Request: `POST {url}` with `Content-Type: application/json; charset=utf-8`, the configured
-`headers`, `Authorization: Bearer <token>` when token_env / token_file is set (RFC 6750 §2.1),
-and the body `event_document(event)` (UTF-8, Chinese text as is):
+`headers`, `Authorization: Bearer <token>` (or the token as `token_header`) when token_env / token_file is set (RFC 6750 §2.1),
+`Idempotency-Key: <id>` (the event id, as in the IETF httpapi draft "The Idempotency-Key HTTP
+Header Field"), and the body `event_document(event)` (UTF-8, Chinese text as is):
 
-    {"id": 17,                 # outbox row id: stable across retries, so receivers drop repeats
+    {"id": 17,                 # outbox row id = the Idempotency-Key: the same in every resend
      "event": "firing",        # rules.model.EventKind: firing|resolved|reminder|escalated|acknowledged|
                                #   sla_warning|sla_breached (work orders: "fault" is the order)
      "ts_ns": 1764000000000000000,    # when it happened, UTC ns since the epoch
@@ -13,7 +14,9 @@ and the body `event_document(event)` (UTF-8, Chinese text as is):
      "source": "fleetmon"}
 
 Events of a route are posted one at a time, oldest first; the first failure ends the attempt, so
-the receiver sees them in order. Delivery is at least once (see rules/alerting/outbox.py).
+the receiver sees them in order. Delivery is at least once (see rules/alerting/outbox.py): an
+event whose answer never came (timeout_s) is posted again, and after a crash the event in
+flight is; a receiver that must act once drops a repeated Idempotency-Key.
 
 What the receiver answers, and what the route reports (status semantics: RFC 9110 §15):
 - 2xx: delivered.
@@ -40,12 +43,18 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.config_base import (
+    ResolvedSecret,
+    WithSecrets,
+    header_secret_problem,
+    is_http_url,
+    url_secret_problem,
+)
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 
 REJECTED_RETRY_S = 600.0
 """Wait before retrying an event the receiver refused (3xx, 4xx other than 408/429)."""
@@ -54,7 +63,7 @@ MAX_RETRY_AFTER_S = 3600.0
 
 _TRANSIENT = frozenset({408, 429})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2 token
-_SET_BY_FLEETMON = frozenset({"content-type", "content-length", "host"})
+_SET_BY_FLEETMON = frozenset({"content-type", "content-length", "host", "idempotency-key"})
 _SNIPPET_CHARS = 200
 
 
@@ -71,12 +80,20 @@ def event_json(event: FaultEvent) -> bytes:
 class WebhookConfig(RouteConfigBase, WithSecrets):
     """A webhook route (config `notify.routes[]` with `type: webhook`).
 
-    - url: http:// or https:// (user:password@ in it means HTTP Basic auth; never logged).
-    - token_env / token_file: a bearer token, sent as `Authorization: Bearer`.
+    - url: http:// or https://, without secrets: user:password@ and query parameters named like
+      secrets (?token=, ?key=, ?sign= …) are refused (docs/OPERATIONS.md "Secrets").
+    - token_env / token_file: the receiver's secret, sent as `Authorization: Bearer <token>`
+      (RFC 6750 §2.1), or as the value of the header `token_header` when that names another
+      header (a receiver's API key header, e.g. `token_header: X-Api-Key`).
     - timeout_s: per request, connecting included.
-    - headers: extra request headers (e.g. a receiver's API key header); Content-Type,
-      Content-Length and Host are fleetmon's, Authorization too when a token is configured.
+    - headers: extra request headers, without secrets (e.g. `X-Site: 城区`); Content-Type,
+      Content-Length, Host and Idempotency-Key are fleetmon's; headers named like secrets
+      (Authorization, Cookie, X-Api-Key, X-Auth-Token …) are refused: use the token and
+      `token_header`.
     """
+
+    # Errors must not echo their input: a URL or host may carry a secret. Merged with Strict's config.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     secrets = ("token",)
 
@@ -86,6 +103,7 @@ class WebhookConfig(RouteConfigBase, WithSecrets):
     token_file: Path | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     headers: dict[str, str] = {}
+    token_header: str = "Authorization"
 
     token: ResolvedSecret = None
 
@@ -95,7 +113,18 @@ class WebhookConfig(RouteConfigBase, WithSecrets):
         # The URL itself is never echoed: it may carry user:password@ or a key in the query.
         if not is_http_url(url):
             raise ValueError("must look like http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH")
+        if (problem := url_secret_problem(url)) is not None:
+            raise ValueError(problem)
         return url
+
+    @field_validator("token_header")
+    @classmethod
+    def _token_header(cls, name: str) -> str:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if name.lower() in _SET_BY_FLEETMON:
+            raise ValueError(f"header {name} is set by fleetmon")
+        return name
 
     @field_validator("headers")
     @classmethod
@@ -105,17 +134,16 @@ class WebhookConfig(RouteConfigBase, WithSecrets):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
             if name.lower() in _SET_BY_FLEETMON:
                 raise ValueError(f"header {name} is set by fleetmon")
+            if (problem := header_secret_problem(name)) is not None:
+                raise ValueError(problem)
             if any(c in value for c in "\r\n\0"):
                 raise ValueError(f"header {name}: the value must not contain CR, LF or NUL")
         return headers
 
     @model_validator(mode="after")
-    def _one_authorization(self) -> Self:
-        if self.token is not None:
-            if any(name.lower() == "authorization" for name in self.headers):
-                raise ValueError("an Authorization header and a token exclude each other")
-            if urlsplit(self.url).username is not None:
-                raise ValueError("credentials in the url and a token exclude each other")
+    def _token_header_not_twice(self) -> Self:
+        if self.token is not None and any(name.lower() == self.token_header.lower() for name in self.headers):
+            raise ValueError(f"the header {self.token_header} carries the token: do not set it in headers too")
         return self
 
 
@@ -135,7 +163,9 @@ class WebhookRoute:
     async def __aenter__(self) -> Self:
         headers = {**self._cfg.headers, "Content-Type": "application/json; charset=utf-8"}
         if self._cfg.token is not None:
-            headers["Authorization"] = f"Bearer {self._cfg.token.get_secret_value()}"
+            secret = self._cfg.token.get_secret_value()
+            bearer = self._cfg.token_header.lower() == "authorization"
+            headers[self._cfg.token_header] = f"Bearer {secret}" if bearer else secret
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._cfg.timeout_s), headers=headers
         )
@@ -146,8 +176,9 @@ class WebhookRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
-        """POST the events one by one, oldest first, until one fails."""
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
+        """POST the events one by one, oldest first, until one fails; `progress([id])` after
+        each one the receiver took."""
         delivered: list[int] = []
         for event in events:
             failure = await self._post(event)
@@ -155,6 +186,8 @@ class WebhookRoute:
                 retry_after_s, error = failure
                 return Delivery(tuple(delivered), retry_after_s=retry_after_s, error=error)
             delivered.append(event.id)
+            if progress is not None:
+                await progress((event.id,))
         return Delivery(tuple(delivered))
 
     async def _post(self, event: FaultEvent) -> tuple[float | None, str] | None:
@@ -162,7 +195,9 @@ class WebhookRoute:
         assert self._session is not None, "WebhookRoute used outside its context"
         try:
             # Redirects are not followed: aiohttp would turn a 303 into a GET without the body.
-            async with self._session.post(self._cfg.url, data=event_json(event), allow_redirects=False) as resp:
+            async with self._session.post(
+                self._cfg.url, data=event_json(event), headers={"Idempotency-Key": str(event.id)}, allow_redirects=False
+            ) as resp:
                 if 200 <= resp.status < 300:
                     return None
                 body = await resp.text(errors="replace")

@@ -28,9 +28,24 @@ What the route does with that (the outbox owns durability and calls `deliver()` 
 - 45009: nothing more to this key for a whole window; retry_after ≈ 60 s, with the error (WeCom
   counted messages this route did not send: somebody else uses the robot).
 - 93000: `Delivery(disabled=…)`: the outbox stops the route and raises the local alarm.
-- No answer, HTTP status ≠ 200 (redirects are not followed: the key is in the query), a body
+- A definite failure: no connection within CONNECT_TIMEOUT_S (nothing was sent), an HTTP
+  status ≠ 200 other than 504 (redirects are not followed: the key is in the query), a body
   that is not a WeCom answer, other errcodes: an error without retry_after, so the outbox's
   backoff (exponential, with jitter) applies, as for the other routes.
+- An uncertain failure: the request went out and no answer came within `timeout_s` (or the
+  connection broke, or a gateway answered 504). WeCom may well have posted the message, as
+  it did when it answered late (issue 13: a message posted 6 times, because a 10 s timeout
+  was followed by quick retries). Such a request is sent again only after `resend_after_s`,
+  doubled for each further uncertain attempt of the same event (at most MAX_RESEND_S), never
+  at the outbox's quick backoff.
+- Repeats: delivery is at least once and WeCom has no idempotency key, so every message names
+  its events' ids ("通知编号：#17", a digest line ends in "#17"): people and tools can see a
+  repeat for what it is. A repeat happens only (a) when fleetmon dies (kill -9, power) between
+  WeCom posting a message and the outbox recording it: each accepted message is reported to
+  the outbox at once (`progress`), so only the message in flight repeats, once per crash; or
+  (b) when WeCom posts a message but answers later than `timeout_s` (default 30 s; WeCom
+  answers within a second normally): then at most once per uncertain attempt, the attempts
+  `resend_after_s`, 2 × `resend_after_s`, … apart.
 - Logging: the outbox logs failure episodes, recoveries and the disabling; the route itself logs
   only what the outbox cannot see (a smaller byte budget after 40058).
 - @mention: text messages carry `mentioned_mobile_list`. WeCom markdown can only @ by userid
@@ -63,15 +78,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url, url_secret_problem
+from monitor.core.timecheck import check_zone
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
-from rules.alerting.notifiers.base import Delivery, RouteConfigBase
+from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 
 log = logging.getLogger("fleetmon.wecom")
 
@@ -90,6 +106,10 @@ _MIN_BYTES = 512  # 40058 shrinking stops here: smaller than any plausible real 
 _AFFECTED_SHOWN = (10, 5, 0)  # affected points listed by name, tried in turn until the message fits
 _MENTION_IDS = 10  # fault ids named in one @mention message
 _ERRMSG_LIMIT = 200  # characters of a peer's answer kept in an error
+CONNECT_TIMEOUT_S = 5.0
+"""Connecting to WeCom: a failure here is definite (nothing was sent)."""
+MAX_RESEND_S = 3600.0
+"""The longest wait before sending again a request that got no answer."""
 
 
 class WeComConfig(RouteConfigBase, WithSecrets):
@@ -104,7 +124,11 @@ class WeComConfig(RouteConfigBase, WithSecrets):
     - mention_min_severity: @mention the on-duty engineers for faults at least this severe
       (None: never).
     - language / timezone: of the message texts and the times in them.
-    - timeout_s: per request.
+    - timeout_s: how long one request waits for WeCom's answer (connecting takes at most
+      CONNECT_TIMEOUT_S of it); longer than WeCom's slowest answers, because a request given up
+      on may still have been posted.
+    - resend_after_s: after a request got no answer (it may have been posted), wait this long
+      before sending it again; doubled for each further such attempt of the same event.
     """
 
     # An error must not echo its input: it may be an inline key. Merged with Strict's config.
@@ -121,7 +145,8 @@ class WeComConfig(RouteConfigBase, WithSecrets):
     mention_min_severity: Severity | None = Severity.MAJOR
     language: Literal["zh", "en"] = "zh"
     timezone: str = "Asia/Shanghai"
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 30.0
+    resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
     key: ResolvedSecret = None
 
@@ -133,16 +158,14 @@ class WeComConfig(RouteConfigBase, WithSecrets):
         if urlsplit(url).query:
             # The URL itself is not echoed: its query may be the key.
             raise ValueError("must not have a query: the robot key goes in key_env or key_file")
+        if (problem := url_secret_problem(url)) is not None:
+            raise ValueError(problem)
         return url
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {tz!r}") from None
-        return tz
+        return check_zone(tz)
 
     @model_validator(mode="after")
     def _key_required(self) -> WeComConfig:
@@ -183,11 +206,12 @@ _WORDS = {
         "resolved_at": "恢复时间",
         "duration": "持续时长",
         "ongoing": "已持续",
-        "unacked": "{d}，尚未确认",
-        "escalated": "{d}，尚未确认，已升级通知",
-        "acked_by": "确认人",
-        "acked_at": "确认时间",
+        "unacked": "{d}，尚未认领",
+        "escalated": "{d}，尚未认领，已升级通知",
+        "acked_by": "认领人",
+        "acked_at": "认领时间",
         "fault_id": "故障编号",
+        "notice_id": "通知编号",
         "colon": "：",
         "threshold": "{v}（阈值 {t}）",
         "points": "{n}个点位",
@@ -205,7 +229,7 @@ _WORDS = {
         "reminder": "【提醒·{sev}】",
         "escalated_tag": "【升级·{sev}】",
         "resolved": "【已恢复】",
-        "acknowledged": "【已确认】",
+        "acknowledged": "【已认领】",
         "sla_warning": "【时限预警·{sev}】",
         "sla_breached": "【已超时·{sev}】",
         "d": "{n}天",
@@ -229,6 +253,7 @@ _WORDS = {
         "acked_by": "Acknowledged by",
         "acked_at": "Acknowledged at",
         "fault_id": "Fault",
+        "notice_id": "Notice",
         "colon": ": ",
         "threshold": "{v} (threshold {t})",
         "points": "{n} points",
@@ -304,12 +329,15 @@ class Renderer:
         self.tz = ZoneInfo(tz)
 
     def single(self, event: FaultEvent, budget: int) -> str:
-        """One event as a full message: headline, then one line per fact."""
+        """One event as a full message: headline, then one line per fact, and last the event id
+        ("通知编号：#17", kept when the rest is truncated): the key to spot a repeat."""
+        id_line = self._id_line(event)
+        room = budget - utf8_len(id_line)
         for shown in _AFFECTED_SHOWN:
             content = self._single(event, shown)
-            if utf8_len(content) <= budget:
-                return content
-        return fit_bytes(content, budget, self.words["truncated"])
+            if utf8_len(content) <= room:
+                return content + id_line
+        return fit_bytes(content, room, self.words["truncated"]) + id_line
 
     def digest(self, events: Sequence[FaultEvent], budget: int) -> Iterator[tuple[tuple[FaultEvent, ...], str]]:
         """`events` packed in order into digest messages, each within `budget`: yields (the events
@@ -319,7 +347,8 @@ class Renderer:
         group: list[tuple[FaultEvent, str]] = []
         used = header_room
         for event in events:
-            line = fit_bytes(self._digest_line(event), budget - header_room, w["truncated"])
+            tail = self._id_tail(event)
+            line = fit_bytes(self._digest_line(event), budget - header_room - utf8_len(tail), w["truncated"]) + tail
             if group and used + utf8_len(line) + 1 > budget:
                 yield self._group(group, budget)
                 group, used = [], header_room
@@ -349,6 +378,14 @@ class Renderer:
         quote = "> " if self.markdown else ""
         lines = [headline] + [f"{quote}{label}{w['colon']}{value}" for label, value in self._facts(event, shown)]
         return "\n".join(lines)
+
+    def _id_line(self, event: FaultEvent) -> str:
+        quote = "> " if self.markdown else ""
+        return f"\n{quote}{self.words['notice_id']}{self.words['colon']}#{event.id}"
+
+    @staticmethod
+    def _id_tail(event: FaultEvent) -> str:
+        return f" #{event.id}"
 
     def _facts(self, event: FaultEvent, shown: int) -> list[tuple[str, str]]:
         """(label, value) lines of one event, by kind."""
@@ -509,10 +546,13 @@ class _Message:
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
-    """How one request ended: errcode None = no WeCom answer (message says why)."""
+    """How one request ended: errcode None = no WeCom answer (message says why); uncertain: the
+    request went out and WeCom may have posted it (no answer in time, a broken connection, a
+    gateway's 504)."""
 
     errcode: int | None
     message: str
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +594,7 @@ class WeComRoute:
         self._renderer = Renderer(cfg.msgtype, cfg.language, cfg.timezone)
         self._budget = MAX_BYTES[cfg.msgtype]
         self._pinged: set[int] = set()  # events whose @mention went out, their message not yet
+        self._uncertain: dict[int, int] = {}  # event id → its requests that got no answer so far
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -566,7 +607,8 @@ class WeComRoute:
 
     async def __aenter__(self) -> Self:
         # trust_env stays False: never through an http_proxy from the environment.
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._cfg.timeout_s))
+        timeout = aiohttp.ClientTimeout(total=self._cfg.timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, self._cfg.timeout_s))
+        self._session = aiohttp.ClientSession(timeout=timeout)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -574,10 +616,11 @@ class WeComRoute:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, events: Sequence[FaultEvent]) -> Delivery:
+    async def deliver(self, events: Sequence[FaultEvent], progress: Progress | None = None) -> Delivery:
         """Send as many of `events` (oldest first) as the rate window allows, singly when all fit,
         else as digests; returns the delivered prefix of their ids and, when not all went out,
-        when to call again or why never. Never raises for WeCom's or the network's failures."""
+        when to call again or why never; `progress(ids)` after each message WeCom accepted.
+        Never raises for WeCom's or the network's failures."""
         if self._session is None:
             raise RuntimeError("WeComRoute.deliver() outside `async with route`")
         delivered: list[int] = []
@@ -590,7 +633,7 @@ class WeComRoute:
                     return self._wait(now, msg.cost).delivery(delivered)
                 ids = [e.id for e in msg.events]
                 if msg.mention is not None:
-                    stop = self._judge(await self._post(msg.mention))
+                    stop = self._judge(await self._post(msg.mention), ids)
                     if stop is not None:
                         return stop.delivery(delivered)
                     self._pinged.update(ids)
@@ -600,11 +643,15 @@ class WeComRoute:
                     if stop is None:
                         break  # plan again with the smaller budget
                     return stop.delivery(delivered)
-                stop = self._judge(reply)
+                stop = self._judge(reply, ids)
                 if stop is not None:
                     return stop.delivery(delivered)
                 delivered += ids
                 self._pinged.difference_update(ids)
+                for event_id in ids:
+                    self._uncertain.pop(event_id, None)
+                if progress is not None:
+                    await progress(ids)
                 del pending[: len(msg.events)]
         return Delivery(tuple(delivered))
 
@@ -658,9 +705,13 @@ class WeComRoute:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Not connected: nothing was sent. (ConnectionTimeoutError is a TimeoutError too.)
+            return _Reply(None, self._redact(f"cannot connect to {self.masked_url}: {type(exc).__name__}: {exc}"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             # aiohttp's ClientResponseError (a peer not speaking HTTP) names the URL with its query.
-            return _Reply(None, self._redact(f"no answer from {self.masked_url}: {type(exc).__name__}: {exc}"))
+            what = f"no answer within {self._cfg.timeout_s:g} s" if isinstance(exc, TimeoutError) else "no answer"
+            return _Reply(None, self._redact(f"{what} from {self.masked_url}: {type(exc).__name__}: {exc}"), True)
         finally:
             self._window.take(self._clock())
         return _parse_reply(status, raw)
@@ -671,10 +722,17 @@ class WeComRoute:
         limit, not a failure."""
         return _Stop(retry_after_s=self._window.wait_s(now, self._cfg.rate_per_minute, need))
 
-    def _judge(self, reply: _Reply) -> _Stop | None:
-        """None when the request succeeded; else what to tell the outbox."""
+    def _judge(self, reply: _Reply, ids: Sequence[int]) -> _Stop | None:
+        """None when the request (for the events `ids`) succeeded; else what to tell the outbox."""
         if reply.errcode == ERR_OK:
             return None
+        if reply.uncertain:
+            # WeCom may have posted it: sent again only after a conservative delay.
+            attempts = self._uncertain[ids[0]] = self._uncertain.get(ids[0], 0) + 1
+            wait = min(MAX_RESEND_S, self._cfg.resend_after_s * 2 ** (attempts - 1))
+            return _Stop(retry_after_s=wait, error=(
+                f"{reply.message}; WeCom may have posted it: sent again in {wait:g} s, so a repeat is possible "
+                f"(event #{ids[0]}, no answer {attempts}×)"))
         if reply.errcode == ERR_BAD_KEY:
             reason = f"WeCom rejects the robot key (errcode 93000, {reply.message}); url {self.masked_url}"
             return _Stop(disabled=reason, error=reason)
@@ -707,7 +765,8 @@ class WeComRoute:
 def _parse_reply(status: int, raw: bytes) -> _Reply:
     """WeCom's answer: HTTP 200 and a JSON object with an integer errcode, else no answer."""
     if status != 200:
-        return _Reply(None, f"HTTP {status}: {raw[:_ERRMSG_LIMIT]!r}")
+        # 504: a gateway gave up waiting for WeCom, which may have posted the message.
+        return _Reply(None, f"HTTP {status}: {raw[:_ERRMSG_LIMIT]!r}", uncertain=status == 504)
     try:
         doc = json.loads(raw)
         errcode = doc["errcode"]
