@@ -36,7 +36,7 @@ async def fleetmon(capsys, *argv: str) -> tuple[int, str, str]:
 
 def write_config(tmp_path: Path, port: int = 0) -> Path:
     doc = {
-        "inventory": {"devices": [
+        "inventory": {"allow_loopback": True, "devices": [
             {"id": f"CAM-{i}", "name": f"{i}号摄像机", "kind": "camera", "address": f"127.0.0.{i + 1}",
              "site": "人民广场", "region": "城关镇"} for i in (1, 2)
         ]},
