@@ -63,13 +63,19 @@ async def test_windows_listed_and_offline_points_in_maintenance_marked(tmp_path,
                 dom = await page.dom()
                 await page.evaluate("document.getElementById('maintenance').scrollIntoView()")
                 await page.screenshot(tmp_path / "status-maintenance.png")
+                await page.evaluate(  # C4 just below the sticky header
+                    "(() => { const head = document.getElementById('top').getBoundingClientRect().bottom;"
+                    " const li = document.querySelector('#offline li[data-id=\"C4\"]').getBoundingClientRect();"
+                    " window.scrollBy(0, li.top - head - 8); })()")
+                await page.screenshot(tmp_path / "status-maintenance-offline.png")
                 await page.evaluate("document.getElementById('lang').click()")
                 english = await page.dom()
                 errors = page.errors()
             async with http.get(daemon.url + "/api/v1/maintenance") as resp:
                 listed = (await resp.json())["windows"]
     (artifacts := REPO / "artifacts").mkdir(exist_ok=True)
-    shutil.copyfile(tmp_path / "status-maintenance.png", artifacts / "status-maintenance.png")
+    for name in ("status-maintenance.png", "status-maintenance-offline.png"):
+        shutil.copyfile(tmp_path / name, artifacts / name)
     assert errors == []
 
     # The offline list: C4 (down, in its point window) marked with the window's end and reason; L1 not.
