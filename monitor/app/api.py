@@ -9,9 +9,11 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/faults                    ?state=open|pending|firing|resolved|all&limit=
     GET    /api/v1/faults/{id}
     POST   /api/v1/faults/{id}/ack           {"by": "张工"}                           (write)
-    GET    /api/v1/maintenance               ?active=true
-    POST   /api/v1/maintenance               {"match", "start", "end", "reason", "by"} (write)
-    DELETE /api/v1/maintenance/{id}          ?by=张工                                  (write)
+    GET    /api/v1/maintenance               ?active=true   (with each window's next occurrences)
+    POST   /api/v1/maintenance               {"match", "start", "end" | "every", "duration", "from", "until",
+                                              "reason", "by"}  one-off or recurring (monitor/app/api_maintenance.py)
+                                                                                       (write)
+    DELETE /api/v1/maintenance/{id}          ?by=张工   ends it (a recurring one: its schedule)   (write)
     GET    /api/v1/whoami                    who the request's token makes: person, roles, permissions
     GET    /api/v1/workorders …              work orders (工单): list, one, report, actions  (writes)
                                              (monitor/app/api_workorders.py)
