@@ -129,7 +129,8 @@ class MaintenanceBook:
         self._windows = {w.id: w for w in windows}
         self._zone = timezone
         # Recurring window id → (from_ns, to_ns, its occurrences overlapping [from, to)): covers()
-        # runs for every open fault every cycle; croniter is too slow to ask each time.
+        # runs for every open fault every cycle, and would otherwise redo the same croniter
+        # iteration for each of them.
         self._cache: dict[int, tuple[int, int, list[tuple[int, int]]]] = {}
 
     @property
