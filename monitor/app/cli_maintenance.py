@@ -257,7 +257,7 @@ def add_maintenance(subparsers: argparse._SubParsersAction) -> None:
     """`fleetmon maintenance …` (registered in monitor.app.cli SUBCOMMANDS)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", type=Path, default=None,
-                        help=f"the daemon's config file, for api.listen/port, language, timezone ({DEFAULT_CONFIG})")
+                        help=f"the daemon's config file, for api.listen/port, language, timezone, state.database ({DEFAULT_CONFIG})")
     common.add_argument("--url", help="the daemon's API instead, e.g. http://127.0.0.1:8080")
     common.add_argument("--token-file", type=Path,
                         help=f"your token (default: the environment variable {TOKEN_ENVS[0]})")
