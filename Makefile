@@ -13,7 +13,8 @@ APT_PKGS   := influxdb influxdb-client fping curl iproute2 procps tzdata mosquit
               snmp snmpd snmptrapd nftables ffmpeg systemd \
               python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
               gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver \
-              fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+              fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+              faketime libfaketime
 DEMO_SECONDS ?= 0
 
 .PHONY: all deps demo test check bench clean
@@ -37,9 +38,13 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
 
 deps: $(STAMPS)/venv
 
+# The suite in parallel, one worker per core, each test file kept on one worker (its module
+# fixtures built once); labs, ports and temp dirs are per process already. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= auto
+
 test: deps
 	$(PY) -m ruff check --quiet .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # Markers in pyproject.toml: `root` (network namespaces, raw sockets), `peer` (a real peer program).
 check: deps

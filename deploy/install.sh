@@ -18,6 +18,8 @@ Install or upgrade fleetmon from this checkout (run as root):
     (an existing config is never changed; the new example goes to config.yaml.new);
   - /etc/fleetmon/secrets (0750 root:fleetmon), /var/lib/fleetmon (0750 fleetmon, kept);
   - /etc/systemd/system/fleetmon.service; enabled, and restarted on an upgrade, when systemd runs;
+  - /etc/systemd/system/fleetmon-backup.{service,timer}: a daily online backup of the state
+    database (fleetmon backup --keep 14); the timer enabled and started when systemd runs;
   - /usr/local/bin/fleetmon, a symlink to /opt/fleetmon/venv/bin/fleetmon.
 `fleetmon check-config` must accept the installed config with the new version before it is
 switched to; otherwise nothing changes and the running version stays.
@@ -146,12 +148,13 @@ systemd_apply() {  # $1: restart (an upgrade or rollback) | none (a first instal
     if [ "$SYSTEMD" -eq 1 ]; then
         systemctl daemon-reload
         systemctl enable --quiet fleetmon.service
+        systemctl enable --quiet --now fleetmon-backup.timer
         if [ "$1" = restart ] && [ "$START" -eq 1 ]; then
             systemctl try-restart fleetmon.service
             say "restarted fleetmon if it was running: check 'systemctl status fleetmon'"
         fi
     else
-        local what="systemctl daemon-reload && systemctl enable fleetmon"
+        local what="systemctl daemon-reload && systemctl enable fleetmon && systemctl enable --now fleetmon-backup.timer"
         [ "$1" = none ] || what="$what && systemctl restart fleetmon"
         say "systemd is not running here; on the target system run: $what"
     fi
@@ -217,7 +220,8 @@ install -d -m 0750 -o "${IDS%:*}" -g "$GID" "$ROOT$STATE"
 
 # --- build the new release ---------------------------------------------------------------------
 
-for f in pyproject.toml config.yaml examples/points.csv examples/points.xlsx deploy/fleetmon.service; do
+for f in pyproject.toml config.yaml examples/points.csv examples/points.xlsx deploy/fleetmon.service \
+    deploy/fleetmon-backup.service deploy/fleetmon-backup.timer; do
     [ -f "$SRC/$f" ] || die "$SRC/$f is missing: run install.sh from a fleetmon checkout"
 done
 VERSION="$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
@@ -300,6 +304,7 @@ for dir in "$ROOT$OPT/releases/"*; do
     fi
 done
 install -m 0644 -o 0 -g 0 "$SRC/deploy/fleetmon.service" "$ROOT$UNIT"
+install -m 0644 -o 0 -g 0 "$SRC/deploy/fleetmon-backup.service" "$SRC/deploy/fleetmon-backup.timer" "$ROOT/etc/systemd/system/"
 # `fleetmon` on root's PATH (check-config, probe icmp), unless something else holds the name.
 BIN=/usr/local/bin/fleetmon
 if [ ! -e "$ROOT$BIN" ] || [ "$(readlink "$ROOT$BIN" || true)" = "$OPT/venv/bin/fleetmon" ]; then

@@ -30,6 +30,7 @@ from probes.onvif_model import PROBE_NAME, OnvifConfig, inventory_mismatch, stri
 # onvif.client calls logging.basicConfig(level=INFO) at import; the daemon owns logging.
 _root = logging.getLogger()
 _root_handlers, _root_level = list(_root.handlers), _root.level
+import onvif.client  # noqa: E402
 import zeep.exceptions  # noqa: E402
 from onvif import ONVIFCamera  # noqa: E402
 from onvif.client import AsyncTransportProtocolErrorHandler, ONVIFService  # noqa: E402
@@ -124,6 +125,27 @@ def http_reason(status: int) -> str:
     if status == 404:
         return "HTTP 404 Not Found (ONVIF service not enabled?)"
     return f"HTTP {status} without SOAP answer"
+
+
+class _Service(ONVIFService):
+    """ONVIFService that closes its aiohttp session when setup() does not finish.
+
+    onvif-zeep-async opens a service's session in __init__ but registers the service with its
+    camera (whose close() closes it) only after setup(), which parses the service's WSDL in a
+    thread the first time: a probe cancelled in between (a daemon stopped or reloaded within
+    its first seconds) leaked the session ("Unclosed client session" at exit)."""
+
+    async def setup(self) -> None:
+        try:
+            await super().setup()
+        except BaseException:
+            await self.close()
+            raise
+
+
+# The library makes its services by this module-level name (ONVIFCamera.create_onvif_service);
+# only this probe uses the library in fleetmon, and only through OnvifDevice.
+onvif.client.ONVIFService = _Service
 
 
 class OnvifDevice(ONVIFCamera):

@@ -51,6 +51,9 @@ from probes.onvif_model import PROBE_NAME, OnvifConfig
 
 _T = TypeVar("_T")
 
+CLOSE_GRACE_S = 5.0
+"""How long the worker waits at stop for cancelled probes to close their cameras."""
+
 MAX_CALLS = 7
 """Most calls in one probe: GetSystemDateAndTime ×2 (without, then with credentials),
 GetDeviceInformation, GetServices, GetCapabilities (fallback), GetProfiles, GetStreamUri."""
@@ -100,12 +103,21 @@ class ZeepLoop:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def stop(self) -> None:
-        """Cancel what still runs there, stop the loop, join the thread (blocking)."""
+        """Cancel what still runs there, stop the loop, join the thread (blocking).
+
+        Probes whose callers were cancelled (the schedulers stop first) are cancelling already
+        and closing their camera's sessions: they are not cancelled a second time, which would
+        cut that close short and leak the sessions; they get CLOSE_GRACE_S to finish."""
         async def cancel_all() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                if not task.cancelling():
+                    task.cancel()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=CLOSE_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -64,15 +64,18 @@ class Condition:
 @dataclass(frozen=True, slots=True)
 class View:
     """The fleet at `ts_ns` (UTC ns): network states (the icmp tracker's: device_down and the
-    window rules) and since when, online rates of every basis, and the states of every basis
-    (monitor.state.availability: basis → device id → State; a device a basis does not apply to is
-    absent)."""
+    window rules) and since when (UTC ns), online rates of every basis, and the states of every
+    basis (monitor.state.availability: basis → device id → State; a device a basis does not
+    apply to is absent). `mono_ns`: the same moment on the monotonic clock, for durations (the
+    flapping window; monitor/core/clock.py); None: `ts_ns` serves for both (time driven by
+    hand, with no steps)."""
 
     ts_ns: int
     states: Mapping[str, State]
     since_ns: Mapping[str, int]
     rates: Sequence[GroupRate]
     bases: Mapping[str, Mapping[str, State]] = field(default_factory=dict)
+    mono_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ Evaluation is a pure function of the engine's inputs, so it is tested without I/
 - `observe_trap(event)`: SNMP traps, applied to those latest values at once as the values the
   trap implies (probes/traps.py TrapEvent.values: a linkDown marks the port down before the
   next poll confirms it);
-- `observe_transition(t)`: every network state transition (for flap damping);
+- `observe_transition(t, mono_ns)`: every network state transition (for flap damping), with
+  its moment on the monotonic clock: the flapping window is a duration (monitor/core/clock.py);
 - `evaluate(view, firing)`: the conditions now. `firing` are the keys of faults that fired and
   are not resolved; for them the *clear* thresholds apply (hysteresis), and a condition with no
   data (a down device has no RTT) is held rather than cleared: a fault resolves only when its
@@ -123,9 +124,11 @@ class RulesEngine:
                 key, known = next(((k, f) for k, f in instances.items() if f.get(patch.same) == same), (key, None))
             instances[key] = {**(patch.defaults if known is None else known), **patch.fields}
 
-    def observe_transition(self, t: Transition) -> None:
+    def observe_transition(self, t: Transition, mono_ns: int | None = None) -> None:
+        """`mono_ns`: the transition's moment on the monotonic clock (the View's `mono_ns` is
+        the same clock's now); None: its `ts_ns` (time driven by hand)."""
         if t.probe in self._network and t.old is not State.UNKNOWN:
-            self._changes[t.device_id].append(t.ts_ns)
+            self._changes[t.device_id].append(t.ts_ns if mono_ns is None else mono_ns)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -141,7 +144,7 @@ class RulesEngine:
 
     def _flapping(self, view: View, firing: AbstractSet[Key], out: dict[Key, Condition]) -> set[str]:
         cfg = self.flapping
-        horizon = view.ts_ns - int(cfg.window_s * 1e9)
+        horizon = (view.ts_ns if view.mono_ns is None else view.mono_ns) - int(cfg.window_s * 1e9)
         flapping = set()
         for device_id, changes in list(self._changes.items()):
             while changes and changes[0] < horizon:

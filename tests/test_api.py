@@ -261,7 +261,8 @@ async def test_healthz_grants_a_starting_daemon_three_intervals_for_its_first_cy
     async with make_world(tmp_path / "a", snap=None, started_ns=time.time_ns() - 5 * S) as w:
         body = await w.call("GET", "/healthz", 200)
         assert body == {"status": "starting", "uptime_s": pytest.approx(5, abs=5), "last_cycle_age_s": None,
-                        "probes": {}, "stale_probes": [], "statedb_error": None}
+                        "probes": {}, "stale_probes": [], "statedb_error": None,
+                        "reload": None}
     async with make_world(tmp_path / "b", snap=None, started_ns=time.time_ns() - 100 * S) as w:
         assert (await w.call("GET", "/healthz", 503))["status"] == "stale"
 
@@ -279,6 +280,22 @@ async def test_healthz_is_503_when_one_probe_stalled_while_another_still_finishe
     ok = replace(fresh, cycles={"icmp": fresh.cycle, "rtsp": replace(rtsp_cycle, ts_ns=now - 30 * S)})
     async with make_world(tmp_path / "ok", snap=ok, probe_intervals={"icmp": 30.0, "rtsp": 60.0}) as w:
         assert (await w.call("GET", "/healthz", 200))["stale_probes"] == []
+
+
+async def test_healthz_ages_run_on_the_monotonic_clock(tmp_path):
+    """Issue 13: the wall clock stepped since the last cycle must neither hide a stall nor fake
+    one. A cycle 400 s ago whose wall stamp reads an hour later (the clock stepped back since):
+    stale; a cycle 3 s ago whose wall stamp reads an hour earlier (stepped forward): ok."""
+    now, mono = time.time_ns(), time.monotonic_ns()
+    fresh = snapshot(now - S)
+    back = replace(fresh, cycle=replace(fresh.cycle, ts_ns=now + (3600 - 402) * S, mono_ns=mono - 402 * S))
+    async with make_world(tmp_path / "back", snap=back) as w:
+        body = await w.call("GET", "/healthz", 503)
+        assert body["status"] == "stale" and body["last_cycle_age_s"] == pytest.approx(400, abs=5)
+    ahead = replace(fresh, cycle=replace(fresh.cycle, ts_ns=now - (3600 + 3) * S, mono_ns=mono - 3 * S))
+    async with make_world(tmp_path / "ahead", snap=ahead) as w:
+        body = await w.call("GET", "/healthz", 200)
+        assert body["status"] == "ok" and body["last_cycle_age_s"] == pytest.approx(1, abs=5)
 
 
 async def test_healthz_is_503_with_the_cause_while_state_database_writes_fail(tmp_path):

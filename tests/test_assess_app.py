@@ -51,6 +51,7 @@ from monitor.state.db import StateDB, StateDBError
 from monitor.state.tracker import State, Transition
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
+from tests.plugins.cli import run_cli
 
 SH = ZoneInfo("Asia/Shanghai")
 NS, H, MIN = 10**9, 3600 * 10**9, 60 * 10**9
@@ -153,9 +154,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def fleetmon(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def fleetmon_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script in a real subprocess: for the tests about its exit status."""
     return subprocess.run([sys.executable, "-m", "monitor.app.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+fleetmon = run_cli  # the same command in this process (tests/plugins/cli.py)
 
 
 def cli_json(site: Path, *args: str) -> dict[str, Any]:
@@ -264,7 +269,7 @@ async def test_the_api_answers_the_same_documents_as_the_cli(site: Path) -> None
             resp = await client.get(path)
             body = await resp.json()
             assert resp.status == 200, body
-            expected = cli_json(site, *args)
+            expected = await asyncio.to_thread(cli_json, site, *args)
             if path == "/api/v1/long-offline":  # days grow while the test runs
                 for p in (*body["points"], *expected["points"]):
                     p.pop("days")
@@ -293,7 +298,9 @@ def test_a_period_not_over_yet_is_counted_up_to_now_and_says_so(site: Path) -> N
 
 
 def test_long_offline_lists_the_ups_down_for_weeks(site: Path) -> None:
-    doc = cli_json(site, "long-offline")
+    result = fleetmon_process("long-offline", "--json", "-c", "config.yaml", cwd=site)  # the console script itself
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
     (point,) = doc["points"]
     assert point["device_id"] == "U1" and point["since_ns"] == T0 + 9 * H and point["days"] > 7
     assert doc["days"] == 7 and point["order_ref"] is None
@@ -344,12 +351,12 @@ def test_bad_input_is_a_clear_error_with_exit_2_and_changes_nothing(site: Path, 
 
 def test_no_state_database_yet_and_no_scheme_are_said_plainly(tmp_path: Path) -> None:
     write_config(tmp_path, score=None)
-    result = fleetmon("availability", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
+    result = fleetmon_process("availability", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
     assert result.returncode == 1
     assert "no state database yet: the daemon (fleetmon run) creates it when it first starts" in result.stderr
     assert not (tmp_path / "state.db").exists()  # reading never creates it
     asyncio.run(build_history(tmp_path / "config.yaml"))
-    result = fleetmon("score", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
+    result = fleetmon_process("score", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
     assert result.returncode == 2 and "no assessment scheme in the config: set assessment.score.scheme" in result.stderr
 
 
@@ -435,7 +442,7 @@ async def test_read_only_never_writes_and_refuses_other_versions(tmp_path: Path)
     conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'workorders'")
     conn.commit()
     conn.close()
-    result = fleetmon("score", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
+    result = await asyncio.to_thread(fleetmon, "score", "--period", PERIOD, "-c", "config.yaml", cwd=tmp_path)
     assert result.returncode == 1 and "workorders are at schema version 99" in result.stderr
     assert "written by a newer fleetmon" in result.stderr
     conn = sqlite3.connect(db_path)

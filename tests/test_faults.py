@@ -167,3 +167,40 @@ async def test_reminders_until_acknowledged_and_escalation(tmp_path):
             await faults.ack("F999", "李工")
     history = sqlite3.connect(tmp_path / "s.db").execute("SELECT event, by FROM fault_events ORDER BY id").fetchall()
     assert history == [("firing", None), ("acknowledged", "张工"), ("resolved", None)]
+
+
+async def test_quiet_hours_hold_back_all_but_critical_faults_until_they_end(tmp_path):
+    """An SMS route quiet 22:00–07:00 Beijing time for all but critical faults: a major fault
+    firing at 23:00 goes to the duty group at once and to SMS at 07:00 if still open; a critical
+    one goes to both at once; one resolved before 07:00 never reaches SMS (nor its resolution)."""
+    from rules.alerting.notifiers.base import QuietHours
+
+    sms = RouteConfigBase(name="sms", quiet_hours=QuietHours(start="22:00", end="07:00"))
+    night = int(datetime(2027, 1, 15, 15, 0, tzinfo=timezone.utc).timestamp()) * S  # 23:00 in Beijing
+    async with StateDB(tmp_path / "s.db") as db:
+        faults = await book(db, routes=[RouteConfigBase(name="duty"), sms])
+        major, crit, brief = down("SW1", for_s=0), down("C1", Severity.CRITICAL, for_s=0), down("C2", for_s=0)
+        await faults.apply({major.key: major, crit.key: crit, brief.key: brief}, night)
+        fired = {(r, fid) for r, e, fid in outbox(tmp_path / "s.db") if e == "firing"}
+        ids = {f.device_id: f.id for f in faults.open_faults()}
+        assert fired == {("duty", ids["SW1"]), ("duty", ids["C1"]), ("duty", ids["C2"]), ("sms", ids["C1"])}
+        await faults.apply({major.key: major, crit.key: crit}, night + 3600 * S)  # C2 resolves at midnight
+        await faults.apply({major.key: major, crit.key: crit}, night + (8 * 3600 - 1) * S)  # 06:59:59
+        assert ("sms", "firing", ids["SW1"]) not in outbox(tmp_path / "s.db")
+        await faults.apply({major.key: major, crit.key: crit}, night + 8 * 3600 * S)  # 07:00
+        events = outbox(tmp_path / "s.db")
+    assert ("sms", "firing", ids["SW1"]) in events
+    assert [e for e in events if e[0] == "sms" and e[2] == ids["C2"]] == []  # never told, so no resolution
+
+
+def test_quiet_hours_refuse_nonsense():
+    from pydantic import ValidationError
+
+    from rules.alerting.notifiers.base import QuietHours
+
+    for bad, says in [({"start": "22:00", "end": "22:00"}, "need a length"),
+                      ({"start": "22:00", "end": "07:00", "timezone": "Asia"}, "time zone"),
+                      ({"start": "22:00", "end": "07:00", "weekdays": [8]}, "less than or equal to 7"),
+                      ({"start": "25:00", "end": "07:00"}, "time")]:
+        with pytest.raises(ValidationError, match=says):
+            QuietHours.model_validate(bad)

@@ -29,14 +29,19 @@ from monitor.fleet.inventory import load_inventory
 from monitor.state.db import StateDB
 from rules.alerting.faults import FaultBook
 from rules.alerting.maintenance import MaintenanceBook
+from tests.plugins.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def fleetmon(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def fleetmon_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script in a real subprocess (the first test: the command as people run it)."""
     return subprocess.run([sys.executable, "-m", "monitor.app.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+fleetmon = run_cli  # the same command in this process (tests/plugins/cli.py)
 
 
 def sheet_column(data: bytes, sheet: str, header: str) -> list:
@@ -85,13 +90,13 @@ async def served(folder: Path, tmp_path: Path, *, reports: bool = True) -> Async
 
 
 def test_the_cli_writes_the_report_where_asked_with_the_apis_figures(site, quarter, tmp_path):
-    done = fleetmon("report", "monthly", "--period", "2026-09", "--format", "xlsx", "--out", str(tmp_path),
+    done = fleetmon_process("report", "monthly", "--period", "2026-09", "--format", "xlsx", "--out", str(tmp_path),
                     "-c", "config.yaml", cwd=site)
     assert done.returncode == 0, done.stderr
     path = tmp_path / "monthly_2026-09.xlsx"
     assert done.stdout.splitlines()[0] == str(path)
     assert "摄像机在线率：" in done.stdout and "（目标 95.00%" in done.stdout
-    avail = fleetmon("availability", "--period", "2026-09", "--scope", "region", "--json", "-c", "config.yaml",
+    avail = fleetmon_process("availability", "--period", "2026-09", "--scope", "region", "--json", "-c", "config.yaml",
                      cwd=site)
     groups = json.loads(avail.stdout)["groups"]
     rates = {g["group"]: g["figures"]["rate_pct"] / 100 for g in groups}

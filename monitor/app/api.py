@@ -139,7 +139,8 @@ from monitor.app.assess_views import (
 )
 from monitor.assess.assessment import Assessment
 from monitor.assess.workorders import WorkOrderBook
-from monitor.app.snapshot import Snapshot
+from monitor.app.reloads import ReloadOutcome
+from monitor.app.snapshot import STALE_CYCLES, Snapshot, probe_ages
 from monitor.fleet.inventory import Inventory
 from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
@@ -153,8 +154,6 @@ from rules.model import Fault, FaultState, Severity
 
 log = logging.getLogger("fleetmon.api")
 
-STALE_CYCLES = 3
-"""/healthz answers 503 once no cycle finished for this many cycle intervals."""
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted; the API's bodies are a few hundred bytes."""
 _MAX_ERRORS_SHOWN = 5  # validation problems listed in one error message
@@ -185,7 +184,10 @@ class ApiContext:
     - language: "zh" | "en", for labels meant for people (severity_label).
     - timezone: IANA zone for displaying times (reported in /api/v1/status; times in the API
       itself are UTC).
-    - started_ns: when the daemon started (UTC ns), for uptime.
+    - started_ns: when the daemon started (UTC ns), for uptime; started_mono_ns: the same on the
+      monotonic clock (None: not known, the wall clock serves). /healthz measures uptime and
+      cycle ages on the monotonic clock where it can (monitor/core/clock.py), so a step of the
+      wall clock neither hides a stall nor fakes one.
     - cycle_interval_s: the shortest probe interval; /healthz turns 503 after STALE_CYCLES of
       them without a finished cycle.
     - probe_intervals: each running probe's interval; /healthz also turns 503 when any one probe
@@ -195,6 +197,7 @@ class ApiContext:
     - assessment: availability over periods, score, spot checks, long-offline points (None:
       those endpoints answer 503).
     - reports: makes the report files of /api/v1/reports (None: it answers 503).
+    - reload: the latest reload's outcome (None: none since start), shown by /healthz.
     - statedb: the state database's write health; /healthz answers 503 while writes fail.
     """
 
@@ -206,6 +209,7 @@ class ApiContext:
     language: Literal["zh", "en"]
     timezone: str
     started_ns: int
+    started_mono_ns: int | None = None
     cycle_interval_s: float
     status_token: SecretStr | None = None
     probe_intervals: Mapping[str, float] = field(default_factory=dict)
@@ -213,6 +217,7 @@ class ApiContext:
     workorders: WorkOrderBook | None = None
     assessment: Assessment | None = None
     reports: ReportMaker | None = None
+    reload: Callable[[], ReloadOutcome | None] = lambda: None
     statedb: WriteHealth | None = None
 
 
@@ -277,6 +282,13 @@ class AckIn(_Body):
 # --- response models -----------------------------------------------------------------------------
 
 
+class ReloadOut(_Out):
+    at: Annotated[datetime, Field(description="when the reload ended (UTC)")]
+    ok: Annotated[bool, Field(description="false: the new config could not be used; the old one still runs")]
+    error: Annotated[str | None, Field(description="why it failed: located messages (FILE:LINE: key: reason), "
+                                                   "one per line")] = None
+
+
 class HealthOut(_Out):
     status: Annotated[
         Literal["ok", "starting", "stale", "failing"],
@@ -296,6 +308,11 @@ class HealthOut(_Out):
         str | None,
         Field(description="why state database writes fail, e.g. \"database or disk is full (SQLITE_FULL, ENOSPC)\" "
                           "(null: they work); what could not be stored waits in memory and is retried"),
+    ] = None
+    reload: Annotated[
+        ReloadOut | None,
+        Field(description="the latest reload (SIGHUP); null: none since start. A failed one left the old config "
+                          "running and does not make /healthz 503"),
     ] = None
 
 
@@ -731,34 +748,34 @@ class _Api:
     # -- reads --
 
     async def health(self, call: Call) -> Reply:
-        now = time.time_ns()
-        uptime_s = (now - self.ctx.started_ns) / 1e9
+        now, mono = time.time_ns(), time.monotonic_ns()
+
+        def age_s(wall_ns: int, mono_ns: int | None) -> float:
+            return (now - wall_ns if mono_ns is None else mono - mono_ns) / 1e9
+
+        uptime_s = age_s(self.ctx.started_ns, self.ctx.started_mono_ns)
         snapshot = self.ctx.snapshot()
         limit_s = STALE_CYCLES * self.ctx.cycle_interval_s
         if snapshot is None:
             # The first cycle needs up to an interval to finish: grant the same grace time.
-            age_s, status = None, "starting" if uptime_s <= limit_s else "stale"
+            last_age_s, status = None, "starting" if uptime_s <= limit_s else "stale"
         else:
             cycle = snapshot.cycle
-            age_s = (now - cycle.ts_ns) / 1e9 - cycle.duration_s
-            status = "ok" if age_s <= limit_s else "stale"
-        probes: dict[str, float | None] = {}
-        stale: list[str] = []
-        for name, interval_s in self.ctx.probe_intervals.items():
-            report = snapshot.cycles.get(name) if snapshot is not None else None
-            probe_age = None if report is None else (now - report.ts_ns) / 1e9 - report.duration_s
-            probes[name] = None if probe_age is None else round(probe_age, 3)
-            # A probe that never finished a cycle gets the same grace time as the daemon.
-            if (uptime_s if probe_age is None else probe_age) > STALE_CYCLES * interval_s:
-                stale.append(name)
+            last_age_s = age_s(cycle.ts_ns, cycle.mono_ns) - cycle.duration_s
+            status = "ok" if last_age_s <= limit_s else "stale"
+        ages, stale = probe_ages(snapshot, self.ctx.probe_intervals, now, uptime_s, mono)
+        probes = {name: None if a is None else round(a, 3) for name, a in ages.items()}
         if stale:
             status = "stale"
         failure = self.ctx.statedb.failure if self.ctx.statedb is not None else None
         if failure is not None:
             status = "failing"
-        age = None if age_s is None else round(age_s, 3)
+        age = None if last_age_s is None else round(last_age_s, 3)
+        reload = self.ctx.reload()
         body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
-                         stale_probes=stale, statedb_error=failure.cause if failure is not None else None)
+                         stale_probes=stale, statedb_error=failure.cause if failure is not None else None,
+                         reload=None if reload is None else ReloadOut(at=_utc(reload.at_ns), ok=reload.ok,
+                                                                      error=reload.error))
         return Reply(503 if status in ("stale", "failing") else 200, body)
 
     async def status(self, call: Call) -> Reply:

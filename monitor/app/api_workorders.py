@@ -379,13 +379,13 @@ class WorkOrderRoutes:
             raise ApiError(503, NOT_ENABLED)
         return self._book
 
-    def _out(self, order: WorkOrder, now_ns: int) -> WorkOrderOut:
-        clocks = self.book.countdown(order, now_ns)
+    def _out(self, order: WorkOrder) -> WorkOrderOut:
+        clocks = self.book.countdown(order)  # now: running clocks on the monotonic clock
         return WorkOrderOut(**_order_fields(order, clocks, self._inventory, self._language))
 
     async def _detail(self, order: WorkOrder) -> WorkOrderDetailOut:
         events = await self.book.events(order.ref)
-        clocks = self.book.countdown(order, time.time_ns())
+        clocks = self.book.countdown(order)
         return WorkOrderDetailOut(**_order_fields(order, clocks, self._inventory, self._language),
                                   events=[_event_out(e) for e in events])
 
@@ -417,7 +417,7 @@ class WorkOrderRoutes:
             found = [o for o in found if q.state == "all" or not o.is_open]
             found.reverse()  # newest report first
         body = WorkOrderListOut(now=utc(now), now_ns=now, total=len(found),
-                                orders=[self._out(o, now) for o in found[: q.limit]])
+                                orders=[self._out(o) for o in found[: q.limit]])
         return Reply(200, body)
 
     async def workorder(self, call: Call) -> Reply:

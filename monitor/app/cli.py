@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from monitor.app import logs
 from monitor.app.cli_maintenance import add_maintenance
 from monitor.app.cli_workorder import add_workorder
 from monitor.app.config import FleetmonConfig, check_maintenance_devices, load_config
@@ -74,7 +72,7 @@ def _add_check_config(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config and the inventory; a
-    reload that fails is logged and the running config is kept."""
+    reload that fails is logged and the running config is kept (monitor.app.supervisor)."""
     try:
         cfg, inventory = _load(args.config)
     except ConfigError as exc:
@@ -101,41 +99,9 @@ def _limit_malloc_arenas() -> None:
 
 async def _serve(path: Path, cfg: FleetmonConfig, inventory: Inventory, *, view: bool) -> int:
     # Imported here: check-config and probe need none of the daemon's machinery.
-    from monitor.app.daemon import Daemon, StartupError
+    from monitor.app.supervisor import Supervisor
 
-    loop = asyncio.get_running_loop()
-    while True:
-        stop = asyncio.Event()
-        reloaded: list[tuple[FleetmonConfig, Inventory]] = []
-
-        def reload() -> None:
-            try:
-                reloaded.append(_load(path))
-            except ConfigError as exc:
-                log.error("reload of %s failed, keeping the running config:\n  %s", path, "\n  ".join(exc.messages))
-                return
-            log.info("reloading %s", path)
-            stop.set()
-
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, reload)
-        try:
-            if view:
-                from monitor.app.view import LiveView  # rich: only for the terminal view
-
-                with LiveView(inventory, language=cfg.language, tz=cfg.timezone) as live:
-                    logs.setup(cfg.log)  # after Live took over stderr, so log lines print above it
-                    await Daemon(cfg, inventory, on_snapshot=live.update).run(stop)
-            else:
-                logs.setup(cfg.log)
-                await Daemon(cfg, inventory).run(stop)
-        except StartupError as exc:
-            log.error("cannot start: %s", exc)
-            return EXIT_FAILED
-        if not reloaded:
-            return EXIT_OK
-        cfg, inventory = reloaded[-1]
+    return await Supervisor(path, view=view).serve(cfg, inventory)
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
@@ -576,9 +542,45 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=cmd_report)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """An online backup of the config's state database (monitor.state.backup), safe while the
+    daemon runs; keeps the newest --keep. Prints the new file and what was deleted. Exit 2 for
+    a bad config, 1 when the backup failed (nothing deleted then)."""
+    from monitor.state.backup import BackupError, backup
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        _print_config_errors(args.config, exc)
+        return EXIT_BAD_INPUT
+    database = cfg.state.database
+    try:
+        result = backup(database, args.dir or database.parent / "backups", keep=args.keep)
+    except BackupError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{result.path} ({result.size} bytes)")
+    for path in result.deleted:
+        print(f"deleted {path}")
+    return EXIT_OK
+
+
+def _add_backup(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "backup",
+        help="back up the state database (online, beside the running daemon)",
+        description="Copy the state database with SQLite's backup API while the daemon writes, check the "
+        "copy (integrity_check) and keep the newest --keep backups. Restore: docs/OPERATIONS.md.",
+    )
+    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/fleetmon/config.yaml"), help="the config file")
+    parser.add_argument("--dir", type=Path, help="where backups go (default: backups/ beside the state database)")
+    parser.add_argument("--keep", type=_bounded(int, 1, 10_000), default=14, help="backups kept, newest first (14)")
+    parser.set_defaults(run=cmd_backup)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_check_config, _add_run, _add_probe, add_workorder, add_maintenance,
-    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report,
+    _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup,
 )
 
 

@@ -10,9 +10,10 @@ rendering children killed), the trap receiver closes, the pipeline evaluates no 
 proposal written), alerting stops, the last transitions are stored, the sink flushes what is
 pending (bounded), the session is closed.
 
-A reload (SIGHUP, monitor.app.cli) stops this daemon and starts a new one on the new config
-and point list, so everything done at start, the statuses recorded included, is done after
-every successful reload too.
+A reload (SIGHUP, monitor.app.supervisor) stops this daemon and starts a new one on the new
+config and point list, so everything done at start, the statuses recorded included, is done
+after every successful reload too; a new one that cannot start is stopped again and the old
+config started anew.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Callable
 from monitor.app.api import ApiContext, ApiServer
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
+from monitor.app.reloads import ReloadOutcome
 from monitor.app.reports import ReportMaker
 from monitor.app.scheduler import Scheduler
 from monitor.app.snapshot import Snapshot
@@ -77,7 +79,9 @@ class Daemon:
     """Monitors `inventory` as configured until `stop` is set.
 
     `on_snapshot` is called after each cycle with a Snapshot (from the event loop; it must not
-    block). Each component gets its own config section only.
+    block). `reload` gives the latest reload's outcome for /healthz. Each component gets its
+    own config section only. `started` is set once every component runs; `probe_intervals`
+    then holds each running probe's interval (s).
     """
 
     def __init__(
@@ -86,10 +90,15 @@ class Daemon:
         inventory: Inventory,
         *,
         on_snapshot: Callable[[Snapshot], None] | None = None,
+        reload: Callable[[], ReloadOutcome | None] = lambda: None,
     ) -> None:
         self.cfg = cfg
         self.inventory = inventory
         self._on_snapshot = on_snapshot
+        self._reload = reload
+        self.started = asyncio.Event()
+        self.started_ns = 0
+        self.probe_intervals: dict[str, float] = {}
         self.pipeline: Pipeline | None = None
         self.api: ApiServer | None = None
         self.traps: TrapReceiver | None = None
@@ -120,6 +129,7 @@ class Daemon:
                 schedulers = await self._start(stack)
             except (StateDBError, PermissionError, OSError) as exc:
                 raise StartupError(str(exc)) from exc
+            self.started.set()
             log.info(
                 "fleetmon started: %d devices (%d probed), probes %s",
                 len(self.devices), len(self.probed), ", ".join(s.probe.name for s in schedulers) or "none",
@@ -132,6 +142,7 @@ class Daemon:
 
     async def _start(self, stack: AsyncExitStack) -> list[Scheduler]:
         cfg = self.cfg
+        self.started_ns = time.time_ns()
         db = await stack.enter_async_context(StateDB(cfg.state.database))
         await self._record_statuses(db)
         await db.start_session(len(self.probed))
@@ -170,15 +181,17 @@ class Daemon:
             for name, r in running.items()
         ]
         reports = await self._start_reports(stack)
+        self.probe_intervals = {s.probe.name: s.interval_s for s in schedulers}
         if cfg.api.enabled:
             ctx = ApiContext(
                 inventory=self.inventory, snapshot=lambda: pipeline.snapshot, faults=alerting.faults,
                 maintenance=alerting.maintenance, token=cfg.api.token, language=cfg.language,
-                timezone=cfg.timezone, started_ns=time.time_ns(),
+                timezone=cfg.timezone, started_ns=time.time_ns(), started_mono_ns=time.monotonic_ns(),
                 cycle_interval_s=min((s.interval_s for s in schedulers), default=60.0),
                 status_token=cfg.api.status_token, people=tuple(cfg.api.people),
                 probe_intervals={s.probe.name: s.interval_s for s in schedulers},
                 workorders=self.workorders, assessment=self.assessment, reports=reports, statedb=db.health,
+                reload=self._reload,
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
@@ -227,7 +240,7 @@ class Daemon:
         book = await WorkOrderBook.load(
             db, self.inventory, cfg.assessment.workorders, cfg.assessment.clocks(cfg.timezone),
             faults=alerting.faults, known_routes=[r.name for r in cfg.notify.routes], language=cfg.language,
-            timezone=cfg.timezone, wake=alerting.outbox.wake,
+            timezone=cfg.timezone, mono=time.monotonic_ns, wake=alerting.outbox.wake,
         )
         service = await stack.enter_async_context(WorkOrderService(book))
         alerting.faults.listeners.append(service.on_fault_event)

@@ -1,4 +1,5 @@
-"""Logging set-up: one line per event, text for a terminal or JSON for journald/log shippers.
+"""Logging set-up: one line per event, text for a terminal or JSON for journald/log shippers;
+under systemd, each line prefixed with its syslog priority for journald.
 
 Components log state changes, not individual probes; extra context goes in `extra=` keys
 which both formats print.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -98,13 +100,48 @@ class _Handler(logging.StreamHandler):
     """fleetmon's handler (a type of its own, so that setup() replaces only its own)."""
 
 
+class JournalFormatter(logging.Formatter):
+    """`inner`'s lines, each prefixed with the record's syslog priority as journald reads it
+    from a service's stderr (sd-daemon(3): "<3>" error … "<7>" debug), so `journalctl -p err`
+    finds errors; every line of a multi-line record gets it, since journald takes each line as
+    an entry. Text lines drop their own timestamp: the journal stamps every entry."""
+
+    PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        text = self._inner.format(record)
+        if isinstance(self._inner, TextFormatter):
+            text = text.split(" ", 1)[1]
+        return "\n".join(f"<{priority}>{line}" for line in text.split("\n"))
+
+
+def under_journal(stream) -> bool:
+    """Whether `stream` is the journal's stream of this service: $JOURNAL_STREAM ("DEV:INODE",
+    set by systemd) names the same file (systemd.exec(5) says to compare, since a child whose
+    stderr was redirected inherits the variable)."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return f"{st.st_dev}:{st.st_ino}" == f"{dev}:{ino}"
+
+
 def setup(cfg: LogConfig, stream=None) -> None:
     """Route the `fleetmon` loggers (at the configured level) and every other library's
     warnings and errors (the root logger, Python warnings included) to `stream` (stderr by
-    default) in the configured format, redacted. Handlers others put on the root logger (a
-    test's capture) stay."""
-    handler = _Handler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if cfg.format == "json" else TextFormatter())
+    default) in the configured format, redacted, with journald's priority prefixes when
+    `stream` is the journal (under_journal). Handlers others put on the root logger (a test's
+    capture) stay."""
+    stream = stream or sys.stderr
+    handler = _Handler(stream)
+    formatter: logging.Formatter = JsonFormatter() if cfg.format == "json" else TextFormatter()
+    handler.setFormatter(JournalFormatter(formatter) if under_journal(stream) else formatter)
     ours = logging.getLogger("fleetmon")
     ours.handlers[:] = [handler]
     ours.setLevel(cfg.level.upper())

@@ -156,7 +156,7 @@ class Pipeline:
         rules), write what it settled, publish a Snapshot."""
         now_ns = time.time_ns()
         self._cycles[report.probe] = report
-        view = self._evaluate(report.probe, now_ns)
+        view = self._evaluate(report.probe, now_ns, time.monotonic_ns())
         open_faults = tuple(self._alerting.faults.open_faults())
         if self._metrics is not None:
             self._write_cycle(report, view, open_faults, now_ns)
@@ -176,10 +176,11 @@ class Pipeline:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _evaluate(self, probe: str | None, now_ns: int) -> View:
+    def _evaluate(self, probe: str | None, now_ns: int, mono_ns: int) -> View:
         """Settle `probe`'s topology (down vs unreachable), combine every probe's states into
         the bases (network, service, video, online), compute their online rates and hand the
-        rules a View of this moment, which is returned."""
+        rules a View of this moment (`now_ns` on the wall clock, `mono_ns` on the monotonic
+        one: monitor/core/clock.py), which is returned."""
         self._cancel_early()
         if probe is not None:
             self._transitions(self._trackers[probe].reconcile(now_ns))
@@ -193,6 +194,7 @@ class Pipeline:
             network.since() if network is not None else {},
             tuple(rates_of_bases(self.devices, bases, judged(trackers, self._polled))),
             {b.value: states for b, states in bases.items()},
+            mono_ns,
         )
         self._alerting.cycle(view)
         return view
@@ -204,7 +206,7 @@ class Pipeline:
         (probed next, see Daemon.probed) report first, so topology is settled."""
         if self._early is None and not self._closed:
             loop = asyncio.get_running_loop()
-            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns()))
+            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
 
     def _transitions(self, transitions: list[Transition]) -> None:
         """To the rules (flap damping; a device down or back asks for an early evaluation), to

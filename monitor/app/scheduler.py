@@ -35,7 +35,9 @@ CALLER_TIMEOUT = "caller timeout"
 
 @dataclass(frozen=True, slots=True)
 class CycleReport:
-    """What one finished cycle did. Times: `ts_ns` UTC ns at the start, `duration_s` seconds."""
+    """What one finished cycle did. Times: `ts_ns` UTC ns at the start, `duration_s` seconds;
+    `mono_ns`: the start on the monotonic clock, for its age (/healthz; monitor/core/clock.py),
+    None when not known (then `ts_ns` serves)."""
 
     probe: str
     cycle: int
@@ -46,6 +48,7 @@ class CycleReport:
     failed: int
     caller_timeouts: int
     cycles_skipped: int
+    mono_ns: int | None = None
 
 
 class Scheduler:
@@ -100,7 +103,7 @@ class Scheduler:
 
     async def _cycle(self, k: int) -> None:
         started = time.monotonic()
-        ts_ns = time.time_ns()
+        ts_ns, mono_ns = time.time_ns(), time.monotonic_ns()
         n = len(self.devices)
         step = self.spread * self.interval_s / n if n else 0.0
         # Only the probes still running are kept: holding every finished task (and its result)
@@ -138,7 +141,8 @@ class Scheduler:
         ok, timeouts = tally
         self._on_cycle(
             CycleReport(
-                self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped
+                self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
+                mono_ns,
             )
         )
 

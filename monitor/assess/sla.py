@@ -17,6 +17,12 @@ time (basis business, monitor.assess.calendar). A clock's state:
 - running: ok; warning once `warn_at_pct` of its time is used; breached once past the deadline;
 - stopped: met when stopped at or before the deadline, else missed.
 
+Time: the report, the stops and the deadline are wall-clock stamps (people read them, type
+them in, and they are stored). A running clock's "now" is the report plus the time since it on
+the monotonic clock when the caller knows it (`elapsed_ns`: the work-order book's countdowns,
+monitor/core/clock.py), so a step of the wall clock neither breaches a clock early nor holds a
+breach back; a stopped clock compares its stamps.
+
 Breaches (breached or missed) are counted per order, per engineer (the assignee) and per
 period (by the deadline's instant). An order whose cause is excluded (市政, 电力 … "均不在考核
 范围内") is not assessed: its breaches are not counted (and monitor.assess.workorders sends no
@@ -136,15 +142,19 @@ class Sla:
             clocks = self._resolved[key] = {c: merged[c] for c in Clock if merged.get(c) is not None}
         return clocks
 
-    def evaluate(self, order: WorkOrder, now_ns: int) -> list[ClockStatus]:
-        """The order's clocks at `now_ns`, in the order response, arrival, restore, replacement."""
+    def evaluate(self, order: WorkOrder, now_ns: int, *, elapsed_ns: int | None = None) -> list[ClockStatus]:
+        """The order's clocks at `now_ns` (UTC ns), in the order response, arrival, restore,
+        replacement. `elapsed_ns`: the time since the report on the monotonic clock; running
+        clocks then stand at reported_ns + elapsed_ns instead of now_ns (a wall-clock step
+        since the report does not count)."""
         if order.cancelled:
             return []
+        now = now_ns if elapsed_ns is None else order.reported_ns + elapsed_ns
         out = []
         for clock, spec in self.clocks_for(order.severity, order.kind).items():
             if clock is Clock.ARRIVAL and order.resolution is Resolution.REMOTE:
                 continue
-            out.append(self._status(order, clock, spec, now_ns))
+            out.append(self._status(order, clock, spec, now))
         return out
 
     def _status(self, order: WorkOrder, clock: Clock, spec: ClockSpec, now_ns: int) -> ClockStatus:

@@ -17,12 +17,13 @@ Codes used in the tables:
 from __future__ import annotations
 
 import itertools
+import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from monitor.assess.config import UnknownPolicy
 from monitor.assess.history import PROBE_ORDER, History
@@ -60,14 +61,82 @@ CHECK_BUCKETS = 4
 @dataclass(frozen=True, slots=True)
 class Tables:
     """Lookup tables of one `online_requires` and unknown policy. A segment's code is
-    key × 5 + exclusion, key = Σ probe code × weight."""
+    key × 5 + exclusion, key = Σ probe code × weight. `add`, `offline`, `checks` and `ratio` are
+    indexed by code and filled on first use (see `_Rows`)."""
 
     weights: tuple[int, ...]
     eff: tuple[tuple[int, ...], ...]  # [coverage][stored state or NA] → probe code
-    add: tuple[tuple[int, ...], ...]  # [code] → flat time buckets to add the segment's length to
-    offline: tuple[tuple[tuple[int, int], ...], ...]  # [code] → (basis index, DOWN|UNREACHABLE) counted offline
-    checks: tuple[tuple[int, ...], ...]  # [code] → flat check buckets of a check in the segment
-    ratio: tuple[tuple[int, ...], ...]  # [code] → ratio slots (basis × 2 + 0 numerator / 1 denominator), interned
+    add: Mapping[int, tuple[int, ...]]  # [code] → flat time buckets to add the segment's length to
+    offline: Mapping[int, tuple[tuple[int, int], ...]]  # [code] → (basis index, DOWN|UNREACHABLE) counted offline
+    checks: Mapping[int, tuple[int, ...]]  # [code] → flat check buckets of a check in the segment
+    ratio: Mapping[int, tuple[int, ...]]  # [code] → ratio slots (basis × 2 + 0 numerator / 1 denominator), interned
+
+
+class _Rows(dict):
+    """One table of `Tables`, code → entry, filled key by key on first use: the keys a fleet's
+    history goes through are a handful of the 6^7 × 5 possible codes, and building every row
+    up front (`combine` once per combination) took ~9 CPU-s per process, paid by every
+    `fleetmon availability` / `score` / `spot-check` run. A missing code fills the rows of its
+    key in all four tables at once (`_TableBuilder.fill`); a present one is a plain dict lookup."""
+
+    __slots__ = ("_builder",)
+
+    def __init__(self, builder: _TableBuilder) -> None:
+        super().__init__()
+        self._builder = builder
+
+    def __missing__(self, code: int) -> tuple:
+        if not 0 <= code < self._builder.size:
+            raise KeyError(code)
+        self._builder.fill(code // _EX_CODES)
+        return dict.__getitem__(self, code)
+
+
+class _TableBuilder:
+    """Computes the rows of one key (one combination of probe codes) for all four tables; safe
+    from several threads (the assessment runs on the state database's thread, spot checks on
+    the event loop's): a lock keeps the interned ratio tuples one object per value."""
+
+    def __init__(self, online_requires: tuple[Basis, ...], policy: UnknownPolicy, n: int) -> None:
+        self.online_requires, self.policy, self.n = online_requires, policy, n
+        self.size = 6**n * _EX_CODES
+        self.add, self.offline, self.checks, self.ratio = (_Rows(self) for _ in range(4))
+        self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal ratio tuples are one object: `is` compares
+        self._lock = threading.Lock()
+
+    def fill(self, key: int) -> None:
+        codes = [0] * self.n  # the key's digits in base 6, most significant first (the weights' order)
+        rest = key
+        for i in range(self.n - 1, -1, -1):
+            rest, codes[i] = divmod(rest, 6)
+        classes = _classify(codes, self.online_requires)
+        policy = self.policy
+        with self._lock:
+            if key * _EX_CODES in self.add:
+                return  # another thread filled it meanwhile
+            for ex in range(_EX_CODES):
+                code = key * _EX_CODES + ex
+                chk, rat = [], []
+                for b, c in enumerate(classes):
+                    if c == NA or ex == EX_OUTSIDE:
+                        continue
+                    if ex != EX_NONE:
+                        chk.append(b * CHECK_BUCKETS + C_EXCLUDED)
+                        continue
+                    bucket = C_UP if c == UP else C_OFFLINE if c in (DOWN, UNREACHABLE) else C_UNKNOWN
+                    chk.append(b * CHECK_BUCKETS + bucket)
+                    up = bucket == C_UP or (bucket == C_UNKNOWN and policy is UnknownPolicy.COUNT_AS_UP)
+                    counted = bucket != C_UNKNOWN or policy is not UnknownPolicy.EXCLUDE
+                    rat += ([2 * b] if up else []) + ([2 * b + 1] if counted else [])
+                self.offline[code] = tuple(
+                    (b, c) for b, c in enumerate(classes) if c in (DOWN, UNREACHABLE) and ex == EX_NONE)
+                self.checks[code] = tuple(chk)
+                self.ratio[code] = self._interned.setdefault(tuple(rat), tuple(rat))
+                # `add` last: its presence tells other threads the key is complete.
+                self.add[code] = tuple(
+                    b * BUCKETS + (_CLASS_BUCKET[c] if ex == EX_NONE else _EX_BUCKET[ex])
+                    for b, c in enumerate(classes) if c != NA and ex != EX_OUTSIDE
+                )
 
 
 @lru_cache(maxsize=16)
@@ -79,31 +148,8 @@ def tables(online_requires: tuple[Basis, ...], policy: UnknownPolicy) -> Tables:
         (NA,) * 5,  # COV_OFF
         tuple(range(5)),  # COV_RUN: the stored state (or NA)
     )
-    add, offline, checks, ratio = [], [], [], []
-    interned: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal ratio tuples are one object: `is` compares
-    for codes in itertools.product(range(6), repeat=n):  # same order as the key's weights
-        classes = _classify(codes, online_requires)
-        for ex in range(_EX_CODES):
-            add.append(tuple(
-                b * BUCKETS + (_CLASS_BUCKET[c] if ex == EX_NONE else _EX_BUCKET[ex])
-                for b, c in enumerate(classes) if c != NA and ex != EX_OUTSIDE
-            ))
-            offline.append(tuple((b, c) for b, c in enumerate(classes) if c in (DOWN, UNREACHABLE) and ex == EX_NONE))
-            chk, rat = [], []
-            for b, c in enumerate(classes):
-                if c == NA or ex == EX_OUTSIDE:
-                    continue
-                if ex != EX_NONE:
-                    chk.append(b * CHECK_BUCKETS + C_EXCLUDED)
-                    continue
-                bucket = C_UP if c == UP else C_OFFLINE if c in (DOWN, UNREACHABLE) else C_UNKNOWN
-                chk.append(b * CHECK_BUCKETS + bucket)
-                up = bucket == C_UP or (bucket == C_UNKNOWN and policy is UnknownPolicy.COUNT_AS_UP)
-                counted = bucket != C_UNKNOWN or policy is not UnknownPolicy.EXCLUDE
-                rat += ([2 * b] if up else []) + ([2 * b + 1] if counted else [])
-            checks.append(tuple(chk))
-            ratio.append(interned.setdefault(tuple(rat), tuple(rat)))
-    return Tables(weights, eff, tuple(add), tuple(offline), tuple(checks), tuple(ratio))
+    rows = _TableBuilder(online_requires, policy, n)
+    return Tables(weights, eff, rows.add, rows.offline, rows.checks, rows.ratio)
 
 
 _PROBE_DEVICE = Device("x", "x", Kind.CAMERA, None, "-", "-")

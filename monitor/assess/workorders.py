@@ -20,6 +20,15 @@ from them, and what fleetmon does with them by itself.
 - Reading: open orders (memory), any order or period (folded from the database), countdowns,
   breach counts, long-offline points, `excluded(start, end)` for the availability report and
   `facts(start, end)` for the score's count ratios (monitor.assess.order_ratios).
+- Time (monitor/core/clock.py): every stamp is wall-clock UTC ns. The countdowns of open orders
+  (`tick`'s warnings and breaches, `countdown` without a time) run on the monotonic clock from
+  the report's moment on it: taken when the order is opened here, placed from the stored
+  report stamp by its wall-clock age for an order loaded at start. So a wall-clock step does
+  not move a deadline nearer or further, and across a restart the time before it counts on the
+  wall clock, the time after it on the monotonic one. Given an explicit time (`tick(now_ns)`,
+  `countdown(order, now_ns)`, reports of a period), everything stands at that wall instant;
+  breach counts, order facts and long-offline days read the stored stamps at the wall clock's
+  now (periods of days and months, shared with the CLI and reports beside the daemon).
 
 Tables (component "workorders"; UPDATE and DELETE refused by triggers: nothing is edited in
 place):
@@ -57,6 +66,7 @@ from monitor.assess.orders import (
 )
 from monitor.assess.sla import BreachReport, ClockState, ClockStatus, Sla, count_breaches
 from monitor.assess.texts import Texts
+from monitor.core.clock import place
 from monitor.core.periodic import PeriodicTask
 from monitor.core.model import Device
 from monitor.fleet.inventory import Inventory
@@ -130,10 +140,12 @@ class TickReport:
 
 
 class _Batch:
-    """Events to write in one transaction, each checked against its order as the batch leaves it."""
+    """Events to write in one transaction, each checked against its order as the batch leaves it.
+    `now`: UTC ns; `mono`: the same moment on the monotonic clock (None: a time given by hand)."""
 
-    def __init__(self, open_histories: Mapping[str, list[OrderEvent]], now_ns: int) -> None:
+    def __init__(self, open_histories: Mapping[str, list[OrderEvent]], now_ns: int, mono_ns: int | None) -> None:
         self.now = now_ns
+        self.mono = mono_ns
         self._open = open_histories
         self.histories: dict[str, list[OrderEvent]] = {}
         self.orders: dict[str, WorkOrder] = {}
@@ -155,14 +167,17 @@ class _Batch:
         order = self.orders[ref] = fold([event])
         return order
 
-    def add(self, ref: str, steps: Sequence[tuple[Action, int, str, dict[str, Any]]]) -> WorkOrder:
+    def add(
+        self, ref: str, steps: Sequence[tuple[Action, int, str, dict[str, Any]]], now_ns: int | None = None
+    ) -> WorkOrder:
         """Append `steps` (action, ts_ns, by, payload) to order `ref`, all or none: each is
-        checked against the order the previous ones made. Raises WorkOrderError."""
+        checked against the order the previous ones made, and against `now_ns` (default the
+        batch's now) for stamps in the future. Raises WorkOrderError."""
         history = list(self.histories.get(ref) or self._open[ref])
         order = self.order(ref)
         added = []
         for action, ts_ns, by, payload in steps:
-            check(order, action, ts_ns, self.now, payload)
+            check(order, action, ts_ns, self.now if now_ns is None else now_ns, payload)
             event = OrderEvent(0, ref, action, ts_ns, self.now, by, payload)
             history.append(event)
             added.append(event)
@@ -179,8 +194,9 @@ class WorkOrderBook:
     - routes: notify routes for warnings, breaches and escalations (cfg.routes, checked against
       `known_routes` when given).
     - language / timezone: of texts and of reference dates.
-    - clock: UTC ns now (tests drive it); wake: called after notices were queued (the outbox
-      worker's `wake`).
+    - clock: UTC ns now (tests drive it); mono: the monotonic clock in ns, for the countdowns
+      (the daemon passes time.monotonic_ns; None: `clock` serves for both, a clock driven by
+      hand with no steps); wake: called after notices were queued (the outbox worker's `wake`).
     """
 
     def __init__(
@@ -194,6 +210,7 @@ class WorkOrderBook:
         language: str,
         timezone: str,
         clock: Callable[[], int],
+        mono: Callable[[], int] | None = None,
         wake: Callable[[], None] | None,
         open_histories: dict[str, list[OrderEvent]],
         enabled_ns: int,
@@ -209,6 +226,8 @@ class WorkOrderBook:
         self._texts = Texts(language, timezone)
         self._tz = ZoneInfo(timezone)
         self._clock = clock
+        self._mono = mono or clock
+        self._reported_mono: dict[str, int] = {}  # open order → its report on the monotonic clock
         self._wake = wake
         self._histories = open_histories
         self._open = {ref: fold(events) for ref, events in open_histories.items()}
@@ -235,6 +254,7 @@ class WorkOrderBook:
         language: str = "zh",
         timezone: str = "Asia/Shanghai",
         clock: Callable[[], int] = time.time_ns,
+        mono: Callable[[], int] | None = None,
         wake: Callable[[], None] | None = None,
     ) -> "WorkOrderBook":
         """Create or migrate the tables and load the open orders. Raises ValueError when
@@ -282,7 +302,7 @@ class WorkOrderBook:
         if histories:
             log.info("resumed %d open work orders", len(histories))
         return cls(
-            db, inventory, cfg, sla, faults=faults, language=language, timezone=timezone, clock=clock, wake=wake,
+            db, inventory, cfg, sla, faults=faults, language=language, timezone=timezone, clock=clock, mono=mono, wake=wake,
             open_histories=histories, enabled_ns=enabled, fault_ids=fault_ids, serials=serials, sequences=sequences,
         )
 
@@ -331,8 +351,12 @@ class WorkOrderBook:
         return sorted(orders, key=lambda o: (o.reported_ns, o.ref))
 
     def countdown(self, order: WorkOrder, now_ns: int | None = None) -> list[ClockStatus]:
-        """The order's SLA clocks at `now_ns` (default: now)."""
-        return self.sla.evaluate(order, self._clock() if now_ns is None else now_ns)
+        """The order's SLA clocks at `now_ns` (default: now, an open order's running clocks on
+        the monotonic clock since its report)."""
+        if now_ns is not None:
+            return self.sla.evaluate(order, now_ns)
+        now, mono = self._clock(), self._mono()
+        return self.sla.evaluate(order, now, elapsed_ns=self._elapsed(order, now, mono))
 
     async def breaches(self, start_ns: int, end_ns: int, now_ns: int | None = None) -> BreachReport:
         """Breaches (clocks breached or missed) whose deadline fell in [start_ns, end_ns),
@@ -451,10 +475,10 @@ class WorkOrderBook:
         except ValueError:
             raise WorkOrderError(f"report: severity {severity!r} is not critical, major or minor") from None
         async with self._lock:
-            now = self._clock()
+            batch = self._batch()
+            now = batch.now
             ts = now if ts_ns is None else ts_ns
             check_time(ts, now, "report")
-            batch = self._batch(now)
             ref = self._open_order(batch, ts, by, ids, severity, Source.MANUAL, None, title, None, assignee)
             await self._commit(batch)
         log.info("work order %s reported by %s: %s", ref, by, title)
@@ -468,7 +492,7 @@ class WorkOrderBook:
         """响应 / 认领: `by` takes the order; an order without assignee becomes theirs."""
         by = check_by(by)
         async with self._lock:
-            batch = self._batch(self._clock())
+            batch = self._batch()
             order = await self._require_open(ref)
             ts = batch.now if ts_ns is None else ts_ns
             steps = [(Action.ACKNOWLEDGED, ts, by, {})]
@@ -579,9 +603,9 @@ class WorkOrderBook:
         if not old_serial or not new_serial or old_serial == new_serial:
             raise WorkOrderError("propose_replacement: two different, non-empty serial numbers are needed")
         async with self._lock:
-            now = self._clock()
+            batch = self._batch()
+            now = batch.now
             ts = now if ts_ns is None else ts_ns
-            batch = self._batch(now)
             ref: str | None
             if order_or_device in self.inventory.devices:
                 device_id = order_or_device
@@ -611,11 +635,11 @@ class WorkOrderBook:
         """Advance everything automatic to `now_ns` (default now) in one transaction: orders for
         firing faults, automatic restores and closes, long-offline escalation, SLA notices."""
         async with self._lock:
-            now = self._clock() if now_ns is None else now_ns
+            batch = self._batch(now_ns)
+            now = batch.now
             resolved = await self._resolved_sources()
             offline = await self._db.execute(lambda conn: offline_since(conn, self._probes))
             back = await self._back_online(offline, now)
-            batch = self._batch(now)
             report: dict[str, list[str]] = defaultdict(list)
             self._open_for_faults(batch, report)
             self._auto_close(batch, {**resolved, **back}, report)
@@ -691,7 +715,9 @@ class WorkOrderBook:
             order = batch.order(ref)
             stamps = [order.reported_ns, order.acknowledged_ns, order.arrived_ns, order.restored_ns,
                       *(r.ts_ns for r in order.replacements)]
-            ts = min(max(ts, *(s for s in stamps if s is not None)), batch.now)
+            # When it cleared, but not after now, nor before the order's stamps: after the wall
+            # clock stepped back those may lie after now, and they win.
+            ts = max(min(ts, batch.now), *(s for s in stamps if s is not None))
             steps: list[tuple[Action, int, str, dict[str, Any]]] = []
             if order.restored_ns is None:
                 resolution = Resolution.ON_SITE if order.arrived_ns is not None or order.replacements else Resolution.REMOTE
@@ -703,7 +729,7 @@ class WorkOrderBook:
             else:
                 steps.append((Action.CLOSE_PROPOSED, ts, FLEETMON, {"reason": reason}))
             try:
-                batch.add(ref, steps)
+                batch.add(ref, steps, now_ns=max(ts, batch.now))
             except WorkOrderError:  # a bug: the steps were built to be valid
                 log.exception("work order %s: automatic close refused", ref)
                 continue
@@ -742,21 +768,39 @@ class WorkOrderBook:
             order = batch.orders.get(ref) or self._open[ref]
             if not order.is_open or (order.cause is not None and order.cause.excluded):
                 continue
-            for s in self.sla.evaluate(order, batch.now):
+            elapsed = None if batch.mono is None else self._elapsed(order, batch.now, batch.mono)
+            for s in self.sla.evaluate(order, batch.now, elapsed_ns=elapsed):
                 level = {ClockState.BREACHED: "breached", ClockState.WARNING: "warning"}.get(s.state)
                 if level is None or (s.clock.value, "breached") in order.notices or (s.clock.value, level) in order.notices:
                     continue
                 payload = {"clock": s.clock.value, "level": level, "deadline_ns": s.deadline_ns,
                            "percent_used": round(s.percent_used, 1)}
-                order = batch.add(ref, [(Action.SLA_NOTICE, batch.now, FLEETMON, payload)])
+                # Stamped now, but not before the report: the wall clock may have stepped back
+                # since (the countdown itself runs on the monotonic clock).
+                ts = max(batch.now, order.reported_ns)
+                order = batch.add(ref, [(Action.SLA_NOTICE, ts, FLEETMON, payload)], now_ns=ts)
                 fault = self._texts.clock_notice(order, s, self.inventory.devices, batch.now)
                 kind = EventKind.SLA_BREACHED if level == "breached" else EventKind.SLA_WARNING
                 batch.notices += [(route, kind, fault) for route in self.cfg.routes]
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _batch(self, now_ns: int) -> _Batch:
-        return _Batch(self._histories, now_ns)
+    def _batch(self, now_ns: int | None = None) -> _Batch:
+        """A batch at now (both clocks), or at the wall instant `now_ns` given by hand."""
+        if now_ns is not None:
+            return _Batch(self._histories, now_ns, None)
+        return _Batch(self._histories, self._clock(), self._mono())
+
+    def _elapsed(self, order: WorkOrder, now_ns: int, mono_ns: int) -> int | None:
+        """Time since the order's report on the monotonic clock (ns), for an open order; None
+        for a closed one (its clocks have stopped, or it has none). The report's moment on that
+        clock is kept from the first time it is asked (monitor.core.clock.place)."""
+        if order.ref not in self._open and order.ref not in self._reported_mono:
+            return None
+        start = self._reported_mono.get(order.ref)
+        if start is None:
+            start = self._reported_mono[order.ref] = place(order.reported_ns, now_ns, mono_ns)
+        return mono_ns - start
 
     def _devices(self, devices: Iterable[str]) -> tuple[str, ...]:
         ids = tuple(dict.fromkeys(str(d).strip() for d in devices))
@@ -782,7 +826,7 @@ class WorkOrderBook:
         by = check_by(by)
         async with self._lock:
             await self._require_open(ref)
-            batch = self._batch(self._clock())
+            batch = self._batch()
             order = batch.add(ref, [(action, batch.now if ts_ns is None else ts_ns, by, payload)])
             await self._commit(batch)
         return order
@@ -850,7 +894,10 @@ class WorkOrderBook:
             else:
                 self._histories.pop(ref, None)
                 self._open.pop(ref, None)
+                self._reported_mono.pop(ref, None)
         for e in new:
+            if e.action is Action.OPENED and batch.mono is not None and e.ref in self._open:
+                self._reported_mono[e.ref] = place(e.ts_ns, now, batch.mono)
             if e.action is Action.OPENED and e.payload["source"] == Source.FAULT:
                 self._fault_ids.add(e.payload["source_ref"])
             elif e.action in (Action.REPLACED, Action.REPLACEMENT_PROPOSED):

@@ -22,6 +22,13 @@ behind the other unstored changes, in order, and each later cycle stores the wai
 first (`flush`). Listeners hear of an event only once it is stored, and the outbox gets a
 fault's firing notice before its resolution, so a group never reads "已恢复" for a fault it
 was not told of. The open faults in memory run ahead of the database meanwhile.
+
+Time (monitor/core/clock.py): every stamp stored or shown (first seen, fired, resolved, the
+last notice per route, clear since) is wall-clock UTC ns; every duration (for_s, clear_for_s,
+reminders, escalation) is measured on the monotonic clock, from the same moments kept on it in
+memory (`_Mono`), so a step of the wall clock neither fires a pending fault early nor holds it.
+After a restart those moments are placed from the stored wall stamps at the first `apply`:
+the time before the restart counts on the wall clock, the time after it on the monotonic one.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import Schema, StateDB
+from monitor.core.clock import place
 from rules.base import Condition, Key
 from rules.alerting.maintenance import MaintenanceBook
 from rules.model import EventKind, Fault, FaultState
@@ -94,9 +102,37 @@ class _Life:
 
 
 @dataclass(slots=True)
+class _Mono:
+    """An open fault's moments on the monotonic clock (ns; memory only, never stored): first
+    seen, fired, clear since and the last notice per route, as in Fault and _Life."""
+
+    first: int
+    fired: int | None
+    clear_since: int | None
+    notices: dict[str, int]
+
+
+@dataclass(slots=True)
 class _Open:
     fault: Fault
     life: _Life
+    mono: _Mono | None = None  # None until placed (a fault loaded at start: at the first apply)
+
+    def placed(self, now_ns: int, mono_ns: int) -> _Mono:
+        """The fault's moments on the monotonic clock; placed from its wall stamps the first
+        time (their age now on the wall clock, see monitor.core.clock.place)."""
+        if self.mono is None:
+            f, life = self.fault, self.life
+
+            def at(wall_ns: int) -> int:
+                return place(wall_ns, now_ns, mono_ns)
+
+            self.mono = _Mono(
+                at(f.first_seen_ns), None if f.fired_ns is None else at(f.fired_ns),
+                None if life.clear_since_ns is None else at(life.clear_since_ns),
+                {route: at(ts) for route, ts in life.notices.items()},
+            )
+        return self.mono
 
 
 class FaultBook:
@@ -176,11 +212,15 @@ class FaultBook:
 
     # -- the cycle ------------------------------------------------------------------------------
 
-    async def apply(self, conditions: Mapping[Key, Condition], now_ns: int) -> int:
-        """Advance every fault to `now_ns` (UTC ns) given the conditions that hold; store the
-        changes and their notifications in one transaction, after the changes of earlier cycles
-        that could not be stored yet (see `flush`). Returns the notifications stored in the
-        outbox by this call (0 while the database fails: they wait in memory, in order)."""
+    async def apply(self, conditions: Mapping[Key, Condition], now_ns: int, mono_ns: int | None = None) -> int:
+        """Advance every fault to `now_ns` (UTC ns, the stamps) given the conditions that hold;
+        store the changes and their notifications in one transaction, after the changes of
+        earlier cycles that could not be stored yet (see `flush`). Returns the notifications
+        stored in the outbox by this call (0 while the database fails: they wait in memory, in
+        order).
+        `mono_ns`: the same moment on the monotonic clock (durations are measured on it); None:
+        `now_ns` serves for both (time driven by hand, with no steps)."""
+        mono = now_ns if mono_ns is None else mono_ns
         changed: dict[Key, _Open] = {}
         dropped: list[Fault] = []
         notices: list[tuple[str, EventKind, Fault]] = []
@@ -190,6 +230,7 @@ class FaultBook:
             o = self._open.get(key)
             if o is None:
                 o = self._open[key] = self._new(c, now_ns)
+            m = o.placed(now_ns, mono)
             if c.held:  # no fresh data: keep what was last measured
                 o.fault = replace(o.fault, last_seen_ns=now_ns)
             else:
@@ -198,8 +239,10 @@ class FaultBook:
                     affected=c.affected, last_seen_ns=now_ns, details=dict(c.details),
                 )
             o.life.clear_since_ns, o.life.for_s, o.life.clear_for_s = None, c.for_s, c.clear_for_s
-            if o.fault.state is FaultState.PENDING and now_ns - o.fault.first_seen_ns >= c.for_s * 1e9:
+            m.clear_since = None
+            if o.fault.state is FaultState.PENDING and mono - m.first >= c.for_s * 1e9:
                 o.fault = replace(o.fault, state=FaultState.FIRING, fired_ns=now_ns)
+                m.fired = mono
                 history.append((o.fault, EventKind.FIRING, None))
                 log.warning("fault %s firing: %s", o.fault.id, o.fault.title, extra={"rule": o.fault.rule})
             changed[key] = o
@@ -211,8 +254,10 @@ class FaultBook:
                 dropped.append(o.fault)
                 del self._open[key]
                 continue
-            o.life.clear_since_ns = o.life.clear_since_ns or now_ns
-            if now_ns - o.life.clear_since_ns >= o.life.clear_for_s * 1e9:
+            m = o.placed(now_ns, mono)
+            if m.clear_since is None:
+                o.life.clear_since_ns, m.clear_since = now_ns, mono
+            if mono - m.clear_since >= o.life.clear_for_s * 1e9:
                 o.fault = replace(o.fault, state=FaultState.RESOLVED, resolved_ns=now_ns)
                 history.append((o.fault, EventKind.RESOLVED, None))
                 log.info("fault %s resolved: %s", o.fault.id, o.fault.title, extra={"rule": o.fault.rule})
@@ -223,7 +268,7 @@ class FaultBook:
 
         for key, o in self._open.items():
             before = (o.fault.in_maintenance, len(notices))
-            notices += self._due_notices(o, now_ns)
+            notices += self._due_notices(o, now_ns, mono)
             if (o.fault.in_maintenance, len(notices)) != before:
                 changed[key] = o
 
@@ -241,8 +286,10 @@ class FaultBook:
         )
         return _Open(fault, _Life(for_s=c.for_s, clear_for_s=c.clear_for_s))
 
-    def _due_notices(self, o: _Open, now_ns: int) -> list[tuple[str, EventKind, Fault]]:
-        """Firing notices, reminders and escalations due now for one open fault."""
+    def _due_notices(self, o: _Open, now_ns: int, mono: int) -> list[tuple[str, EventKind, Fault]]:
+        """Firing notices, reminders and escalations due now (`now_ns` on the wall clock, `mono`
+        on the monotonic one) for one open fault."""
+        m = o.placed(now_ns, mono)
         fault = o.fault
         in_maintenance = self._maintenance.covers(fault, now_ns)
         if in_maintenance != fault.in_maintenance:
@@ -251,23 +298,26 @@ class FaultBook:
             return []
         out: list[tuple[str, EventKind, Fault]] = []
         for route in self._matching_routes(fault):
+            if route.quiet_hours is not None and route.quiet_hours.holds_back(fault.severity, now_ns):
+                continue  # notified once the quiet hours end, if still open
             last = o.life.notices.get(route.name)
             if last is None:
                 out.append((route.name, EventKind.FIRING, fault))
-            elif fault.acked_ns is None and route.remind_every_s and now_ns - last >= route.remind_every_s * 1e9:
+            elif fault.acked_ns is None and route.remind_every_s and mono - m.notices[route.name] >= route.remind_every_s * 1e9:
                 out.append((route.name, EventKind.REMINDER, fault))
             else:
                 continue
-            o.life.notices[route.name] = now_ns
+            o.life.notices[route.name], m.notices[route.name] = now_ns, mono
         for route in self._matching_routes(fault):
             if (
                 fault.acked_ns is None and route.escalate_after_s and route.escalate_to in self._routes
-                and route.name not in o.life.escalated and fault.fired_ns is not None
-                and now_ns - fault.fired_ns >= route.escalate_after_s * 1e9
+                and route.name not in o.life.escalated and m.fired is not None
+                and mono - m.fired >= route.escalate_after_s * 1e9
             ):
                 o.life.escalated.append(route.name)
                 out.append((route.escalate_to, EventKind.ESCALATED, fault))
-                o.life.notices.setdefault(route.escalate_to, now_ns)  # it gets the resolution too
+                if route.escalate_to not in o.life.notices:  # it gets the resolution too
+                    o.life.notices[route.escalate_to], m.notices[route.escalate_to] = now_ns, mono
         if out:
             o.life.notified = True
         return out

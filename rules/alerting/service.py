@@ -4,16 +4,20 @@ notification routes and their outbox, started and stopped together.
 The daemon feeds it results and transitions as they come and a View at the end of every
 cycle; evaluation and the fault lifecycle run on one task, cycle after cycle, so faults
 change in cycle order and the event loop's callbacks never wait on SQLite.
+
+Time: it reads both clocks of `clock` (monitor/core/clock.py): the wall clock stamps faults,
+the monotonic clock measures hold times, reminders, escalation and the flapping window (a
+transition is placed on it by its wall-clock age when it arrives, a probe's duration at most).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Self, Sequence
 
+from monitor.core.clock import SYSTEM_CLOCK, Clock, place
 from monitor.fleet.inventory import Inventory
 from monitor.state.tracker import Transition
 from monitor.state.db import StateDB
@@ -40,7 +44,8 @@ NOTIFIER_RULE = RESERVED_RULE_NAMES[1]
 
 class Alerting:
     """Use as `async with Alerting(inventory, db, rules=…, …) as alerting`: the config sections
-    `rules`, `flapping`, `maintenance` and `notify`, and the language and time zone of texts."""
+    `rules`, `flapping`, `maintenance` and `notify`, and the language and time zone of texts;
+    `clock`: the machine's clocks (tests drive their own)."""
 
     def __init__(
         self,
@@ -53,8 +58,10 @@ class Alerting:
         notify: NotifyConfig,
         language: str,
         timezone: str,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.inventory = inventory
+        self._clock = clock
         self._db = db
         self._language = language
         self._timezone = timezone
@@ -103,7 +110,7 @@ class Alerting:
         self.engine.observe(result)
 
     def observe_transition(self, t: Transition) -> None:
-        self.engine.observe_transition(t)
+        self.engine.observe_transition(t, place(t.ts_ns, self._clock.wall_ns(), self._clock.mono_ns()))
 
     def observe_trap(self, event: "TrapEvent") -> None:
         self.engine.observe_trap(event)
@@ -121,7 +128,7 @@ class Alerting:
                     conditions[c.key] = c
                 # A failing state DB is not an error here: the book keeps its changes in order
                 # and stores them on a later cycle (WriteHealth says so, once).
-                if await self.faults.apply(conditions, time.time_ns()):
+                if await self.faults.apply(conditions, self._clock.wall_ns(), self._clock.mono_ns()):
                     self.outbox.wake()
             except Exception:  # a bug: say so, and keep alerting on the next cycle
                 log.exception("rules evaluation failed (a bug)")

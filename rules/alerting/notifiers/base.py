@@ -9,12 +9,52 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Annotated, ClassVar, Protocol, Self, Sequence
+from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
+from monitor.core.timecheck import check_zone
 from rules.model import FaultEvent, Severity
+
+
+class QuietHours(Strict):
+    """Quiet hours of a route (config `notify.routes[].quiet_hours`): from `start` to `end`
+    local time in `timezone` (over midnight when end ≤ start, e.g. 22:00–07:00), on the ISO
+    `weekdays` the quiet hours start on (1 = Monday); only faults at least `min_severity` go out
+    meanwhile."""
+
+    start: dt_time
+    end: dt_time
+    weekdays: list[Annotated[int, Field(ge=1, le=7)]] = [1, 2, 3, 4, 5, 6, 7]
+    min_severity: Severity = Severity.CRITICAL
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, tz: str) -> str:
+        return check_zone(tz)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: quiet hours need a length")
+        return self
+
+    def holds_back(self, severity: Severity, ts_ns: int) -> bool:
+        """True when a fault of `severity` is held back at `ts_ns` (UTC ns)."""
+        if severity.rank <= self.min_severity.rank:
+            return False
+        local = datetime.fromtimestamp(ts_ns / 1e9, UTC).astimezone(ZoneInfo(self.timezone))
+        now = local.time()
+        if self.start < self.end:
+            return local.isoweekday() in self.weekdays and self.start <= now < self.end
+        if now >= self.start:
+            return local.isoweekday() in self.weekdays
+        return now < self.end and (local - timedelta(days=1)).isoweekday() in self.weekdays
 
 
 class RouteConfigBase(Strict):
@@ -28,6 +68,10 @@ class RouteConfigBase(Strict):
     - remind_every_s: repeat a firing, unacknowledged fault this often (None = never).
     - escalate_after_s / escalate_to: after this long unacknowledged, also send it to the
       route named `escalate_to`.
+    - quiet_hours: local hours in which this route only gets faults at least
+      `quiet_hours.min_severity` (e.g. SMS at night only for critical ones); a fault held back
+      that is still open when the quiet hours end is notified then. Escalations to the route
+      are not held back: escalating is a deliberate choice of the route that escalates.
     """
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
@@ -36,6 +80,7 @@ class RouteConfigBase(Strict):
     remind_every_s: Annotated[float, Field(ge=60)] | None = None
     escalate_after_s: Annotated[float, Field(ge=60)] | None = None
     escalate_to: str | None = None
+    quiet_hours: QuietHours | None = None
 
 
 @dataclass(frozen=True, slots=True)
