@@ -316,10 +316,14 @@ def test_an_unknown_device_id_in_the_config_is_located(tmp_path):
     assert caught.value.messages == [
         f"{path}:{line_of(path, '- CAM-404')}: maintenance[0].match.devices[1]: unknown device 'CAM-404' "
         "(not in the point list)"]
-    # check-config (the same _load as run and reload) refuses it too.
+    # check-config refuses it too, and so do `fleetmon run` and its reloads (supervisor.load).
     from monitor.app.cli import main
+    from monitor.app.supervisor import load
 
     assert main(["check-config", str(path)]) == 2
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert "maintenance[0].match.devices[1]: unknown device 'CAM-404'" in caught.value.messages[0]
 
 
 async def test_the_book_refuses_bad_recurring_windows_and_stores_nothing(tmp_path):
