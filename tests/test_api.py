@@ -14,6 +14,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from typing import Any
 
 import aiohttp
@@ -541,7 +542,7 @@ async def test_maintenance_create_list_active_and_delete(world, caplog):
     body = window_body(start="2099-01-01T02:00:00.123457+08:00")
     created = await world.call("POST", "/api/v1/maintenance", 201, json=body, headers=AUTH)
     assert created["source"] == "api" and created["created_by"] == "张工"
-    assert created["match"] == {"region": [], "site": ["城关站"], "kind": ["camera"], "tags": []}
+    assert created["match"] == {"region": [], "site": ["城关站"], "kind": ["camera"], "tags": [], "devices": []}
     # 02:00 at +08:00 is 18:00 UTC the day before, to the nanosecond (no float rounding)
     assert created["start_ns"] == int(datetime(2098, 12, 31, 18, tzinfo=timezone.utc).timestamp()) * S + 123_457_000
     assert created["start"] == "2098-12-31T18:00:00.123457Z"
@@ -591,6 +592,51 @@ async def test_maintenance_create_rejects_bad_windows_with_reason(world, body, r
     error = (await world.call("POST", "/api/v1/maintenance", 400, json=body, headers=AUTH))["error"]
     assert reason in error
     assert len(world.maintenance.windows()) == 1
+
+
+def recurring_body(**kw: Any):
+    return {"match": {"devices": ["C1"]}, "every": "tue 01:00", "duration": "4h", "reason": "光缆割接", "by": "张工", **kw}
+
+
+async def test_maintenance_recurring_create_list_with_next_occurrences_and_end(world):
+    created = await world.call("POST", "/api/v1/maintenance", 201, json=recurring_body(), headers=AUTH)
+    assert created["every"] == "tue 01:00" and created["every_label"] == "每周二 01:00"
+    assert (created["cron"], created["duration_s"], created["timezone"]) == ("0 1 * * 2", 14400, "Asia/Shanghai")
+    assert created["end"] is None and created["match"]["devices"] == ["C1"]
+    shanghai = ZoneInfo("Asia/Shanghai")
+    starts = [datetime.fromtimestamp(o["start_ns"] / S, timezone.utc).astimezone(shanghai) for o in created["next"]]
+    assert len(starts) == 3 and {s.strftime("%a %H:%M") for s in starts} == {"Tue 01:00"}
+    assert all(o["end_ns"] - o["start_ns"] == 14400 * S for o in created["next"])
+    listed = await world.call("GET", "/api/v1/maintenance", 200)
+    assert [w["id"] for w in listed["windows"]] == [1, created["id"]]
+    await world.call("DELETE", f"/api/v1/maintenance/{created['id']}", 200, headers=AUTH)
+    assert [w.id for w in world.maintenance.windows()] == [1]
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (recurring_body(every="tus 01:00"), "body.every: Value error, every 'tus 01:00': unknown weekday 'tus'"),
+    (recurring_body(duration="0h"), "body.duration: Value error, duration '0h': must be longer than zero"),
+    (recurring_body(duration=-60), "body.duration"),
+    (recurring_body(duration="32d"), "one occurrence may last at most 31 days"),
+    (recurring_body(**{"from": "2027-02-01", "until": "2027-01-01"}), "until 2027-01-01 is before from 2027-02-01"),
+    (recurring_body(**{"from": "2020-01-01", "until": "2020-02-01"}), "no occurrence left"),
+    (recurring_body(duration=None), "every needs a duration"),
+    (recurring_body(start="2099-01-01T02:00:00+08:00"), "not both"),
+    (recurring_body(match={"devices": ["C1", "C404"]}), "match.devices[1]: unknown device C404"),
+    (window_body(match={"devices": ["C404"]}), "match.devices[0]: unknown device C404"),
+])
+async def test_maintenance_recurring_bad_input_is_refused_with_its_place(world, body, reason):
+    error = (await world.call("POST", "/api/v1/maintenance", 400, json=body, headers=AUTH))["error"]
+    assert reason in error, error
+    assert len(world.maintenance.windows()) == 1
+
+
+async def test_devices_in_maintenance_are_marked(world):
+    body = await world.call("GET", "/api/v1/devices", 200)
+    marked = {d["id"]: d["maintenance"] for d in body["devices"]}
+    # The config window covers 南山 (C3, C4, C5) now; 城关 is not covered.
+    assert {k for k, v in marked.items() if v} == {"C3", "C4", "C5"}
+    assert marked["C3"]["reason"] == "供电检修" and marked["C3"]["id"] == 1
 
 
 # --- malformed requests never yield 500 ----------------------------------------------------------
@@ -731,7 +777,9 @@ async def test_openapi_parameters_and_refs_resolve(world):
     assert fault_id["in"] == "path" and fault_id["required"]
     body = doc["paths"]["/api/v1/maintenance"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     maintenance_in = doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
-    assert maintenance_in["required"] == ["match", "start", "end", "reason"]  # by: from a personal token
+    # start+end (one-off) or every+duration (recurring): checked by the model; by: from a personal token
+    assert maintenance_in["required"] == ["match", "reason"]
+    assert {"start", "end", "every", "duration", "from", "until"} <= set(maintenance_in["properties"])
     assert maintenance_in["additionalProperties"] is False
 
 

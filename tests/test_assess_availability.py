@@ -220,6 +220,45 @@ async def test_a_window_deleted_early_ends_at_its_deletion(fleet):
     assert seconds(report.points["C1"].figures[Basis.ONLINE], "excluded_maintenance_ns") == H
 
 
+async def test_a_recurring_window_excludes_exactly_its_occurrences_with_its_reason(fleet):
+    """每天 02:00–04:00 for C1 only, over three local days: three occurrences excluded, each in
+    the evidence with the window's reason and number; the neighbour C2, down as long, is not."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from rules.alerting.config import MaintenanceMatch
+
+    c1, c2 = dev("C1"), dev("C2")
+    start = int(datetime(2026, 9, 23, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()) * NS
+    days = Period("test", "custom", start, start + 3 * 24 * H * NS, "Asia/Shanghai")
+    await fleet.session(-H, (start - T0) / NS + 4 * 24 * H)
+    for d in ("C1", "C2"):
+        await fleet.record(tr(d, "icmp", -H, "unknown", "down"), tr(d, "rtsp", -H, "unknown", "down"))
+    with simulated(fleet.clock):
+        fleet.clock.now_ns = s(0)
+        book = await MaintenanceBook.load(fleet.db, inventory(c1, c2), [], "Asia/Shanghai")
+        await book.create_recurring(MaintenanceMatch(devices=["C1"]), "daily 02:00", 2 * H, date(2026, 9, 22), None,
+                                    "夜间割接", "张工")
+    report = await availability(fleet.db, inventory(c1, c2), days, config(), online_requires=NET_VIDEO)
+    one, two = (report.points[d].figures[Basis.ONLINE] for d in ("C1", "C2"))
+    assert seconds(one, "excluded_maintenance_ns") == 3 * 2 * H
+    assert seconds(one, "down_ns") == 3 * 22 * H
+    assert seconds(two, "excluded_maintenance_ns") == 0 and seconds(two, "down_ns") == 3 * 24 * H
+    assert [((e.start_ns - start) / NS / H, (e.end_ns - start) / NS / H, e.reason)
+            for e in report.points["C1"].exclusions] == [
+        (2.0, 4.0, "夜间割接 (maintenance #1)"), (26.0, 28.0, "夜间割接 (maintenance #1)"),
+        (50.0, 52.0, "夜间割接 (maintenance #1)")]
+    # The reports' annex of excluded time: one row per occurrence, with the window's reason and number.
+    from types import SimpleNamespace
+
+    from monitor.reports.content.parts_availability import exclusions
+    from monitor.reports.content.words import Say
+
+    annex = exclusions(SimpleNamespace(availability=report), Say("zh"))
+    assert [(row[0], row[1], (row[2] - start) / NS / H, row[5]) for row in annex.rows] == [
+        ("C1", "维护窗口", at, "夜间割接（维护窗口 #1）") for at in (2.0, 26.0, 50.0)]
+
+
 async def test_a_point_counts_from_its_first_evidence_and_a_removed_point_is_excluded(fleet):
     old, new, gone = dev("OLD"), dev("NEW"), dev("GONE", status=Status.REMOVED)
     await fleet.session(-H, 11 * H)

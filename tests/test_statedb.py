@@ -86,7 +86,7 @@ async def test_every_component_is_versioned_and_a_new_step_migrates_an_old_file(
         await db.execute(lambda conn: conn.execute("INSERT INTO notes (text) VALUES ('kept')"))
     with sqlite3.connect(path) as conn:
         versions = dict(conn.execute("SELECT component, version FROM schema_versions").fetchall())
-    assert versions == {"state": SCHEMA.version, "faults": 1, "maintenance": 1, "outbox": 1, "probe_notes": 1}
+    assert versions == {"state": SCHEMA.version, "faults": 1, "maintenance": 2, "outbox": 1, "probe_notes": 1}
     v2 = Schema("probe_notes", (
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",
         "ALTER TABLE notes ADD COLUMN by TEXT; UPDATE notes SET by='migration'",

@@ -524,7 +524,7 @@ async def test_the_page_shows_on_a_phone_what_the_api_says(tmp_path, chromium):
     assert texts(dom, "//section[@id='novideo']/h2/span[@class='count']") == [str(len(no_video))] == ["4"]
     assert dom.xpath("//section[@id='novideo']//b") == []  # the camera's reason phrase stayed text
     assert texts(dom, "//main/section/@id") == [
-        "signin", "fleet", "orders", "faults", "offline", "novideo", "regions", "links",
+        "signin", "fleet", "orders", "faults", "offline", "novideo", "regions", "links", "maintenance",
     ]
     # Without work orders in the daemon (503) their card and the sign-in stay empty and hidden.
     assert dom.xpath("//section[@id='orders']/*") == [] and dom.xpath("//*[@id='account']")[0].get("hidden") is not None
@@ -576,12 +576,13 @@ async def test_english_on_request_and_by_the_language_button(tmp_path, chromium)
     assert english.get("lang") == "en"
     assert texts(english, "//h2/text()") == [
         "Fleet online rate", "Open faults", "Offline points", "Network up, no video", "Online rate per region",
-        "Dedicated links",
+        "Dedicated links", "Maintenance windows",
     ]
     assert texts(english, f"//section[@id='novideo']//div[{cls('reason')}]")[0] == "RTSP: 404 Not Found"
     assert texts(english, f"//section[@id='faults']//span[{cls('sev')}]") == ["critical", "major", "minor"]
     assert texts(english, "//*[@id='lang']") == ["中文"]
-    assert texts(chinese, "//h2/text()") == ["全网在线率", "当前故障", "离线点位", "有网无视频", "各区域在线率", "专线"]
+    assert texts(chinese, "//h2/text()") == ["全网在线率", "当前故障", "离线点位", "有网无视频", "各区域在线率", "专线",
+                                           "维护窗口"]
     assert chinese.get("lang") == "zh-CN"
 
 

@@ -11,9 +11,11 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/faults                    ?state=open|pending|firing|resolved|all&limit=
     GET    /api/v1/faults/{id}
     POST   /api/v1/faults/{id}/ack           {"by": "张工"}                           (write)
-    GET    /api/v1/maintenance               ?active=true
-    POST   /api/v1/maintenance               {"match", "start", "end", "reason", "by"} (write)
-    DELETE /api/v1/maintenance/{id}          ?by=张工                                  (write)
+    GET    /api/v1/maintenance               ?active=true   (with each window's next occurrences)
+    POST   /api/v1/maintenance               {"match", "start", "end" | "every", "duration", "from", "until",
+                                              "reason", "by"}  one-off or recurring (monitor/app/api_maintenance.py)
+                                                                                       (write)
+    DELETE /api/v1/maintenance/{id}          ?by=张工   ends it (a recurring one: its schedule)   (write)
     GET    /api/v1/whoami                    who the request's token makes: person, roles, permissions
     GET    /api/v1/workorders …              work orders (工单): list, one, report, actions  (writes)
                                              (monitor/app/api_workorders.py)
@@ -81,8 +83,6 @@ from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mappi
 
 from aiohttp import web
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     Field,
     RootModel,
@@ -91,8 +91,6 @@ from pydantic import (
 )
 from pydantic.json_schema import models_json_schema
 
-from monitor.core.config_base import SelectorConfig
-from monitor.core.timecheck import check_datetime
 from monitor.app.access import Caller, Permission, Role, identify, roles_granting
 from monitor.app.api_guard import AcceptErrors, BadRequests, Guard, Summaries, Tally, connection_cap, tally_line
 from monitor.app.api_base import (
@@ -104,11 +102,13 @@ from monitor.app.api_base import (
     InModel as _In,
     OutModel as _Out,
     Person,
-    Reason,
     Reply,
     opt_utc as _opt_utc,
     to_ns as _ns,
     utc as _utc,
+)
+from monitor.app.api_maintenance import (
+    InMaintenanceOut, MaintenanceIn, WindowListOut, WindowOut, in_maintenance, window_out,
 )
 from monitor.app import api_workorders as wo
 from monitor.app.api_workorders import (
@@ -154,7 +154,7 @@ from monitor.app.selfmetrics import MEDIA_TYPE as METRICS_MEDIA_TYPE, MetricsTex
 from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
 from probes.base import ProbeResult
 from rules.alerting.faults import FaultBook, FaultStateError
-from rules.alerting.maintenance import MaintenanceBook, MaintenanceWindow
+from rules.alerting.maintenance import MaintenanceBook
 from rules.model import Fault, FaultState, Severity
 
 log = logging.getLogger("fleetmon.api")
@@ -284,20 +284,6 @@ _BY = ("who: absent (or the same name) with a personal token, which records its 
 
 class AckIn(_Body):
     by: Annotated[Person | None, Field(description=f"who takes the fault (认领), e.g. 张工; {_BY}")] = None
-
-
-class MaintenanceIn(_Body):
-    match: Annotated[SelectorConfig, Field(description="devices covered; every list empty = all devices")]
-    start: Annotated[
-        AwareDatetime, AfterValidator(check_datetime),
-        Field(description="ISO-8601 with a UTC offset, e.g. 2026-12-01T02:00:00+08:00; before 2100"),
-    ]
-    end: Annotated[
-        AwareDatetime, AfterValidator(check_datetime),
-        Field(description="ISO-8601 with a UTC offset; after start, at most 31 days later; before 2100"),
-    ]
-    reason: Reason
-    by: Annotated[Person | None, Field(description=_BY)] = None
 
 
 # --- response models -----------------------------------------------------------------------------
@@ -443,6 +429,10 @@ class DeviceOut(_Out):
                           "is absent"),
     ]
     results: Annotated[dict[str, LatestOut], Field(description="latest result of every probe that polls the device")]
+    maintenance: Annotated[
+        InMaintenanceOut | None,
+        Field(description="the maintenance window the device is in now (维护中); null: none"),
+    ] = None
 
 
 class DeviceListOut(_Out):
@@ -485,22 +475,6 @@ class FaultOut(_Out):
 
 class FaultListOut(_Out):
     faults: list[FaultOut]
-
-
-class WindowOut(_Out):
-    id: int
-    match: SelectorConfig
-    start: datetime
-    start_ns: int
-    end: datetime
-    end_ns: int
-    reason: str
-    created_by: str
-    source: Annotated[Literal["config", "api"], Field(description="config windows cannot be deleted here")]
-
-
-class WindowListOut(_Out):
-    windows: list[WindowOut]
 
 
 class DeletedOut(_Out):
@@ -567,13 +541,6 @@ def _fault_out(f: Fault, language: str) -> FaultOut:
         resolved=_opt_utc(f.resolved_ns), resolved_ns=f.resolved_ns,
         acked_by=f.acked_by, acked=_opt_utc(f.acked_ns), acked_ns=f.acked_ns,
         in_maintenance=f.in_maintenance, details=dict(f.details),
-    )
-
-
-def _window_out(w: MaintenanceWindow) -> WindowOut:
-    return WindowOut(
-        id=w.id, match=w.match, start=_utc(w.start_ns), start_ns=w.start_ns, end=_utc(w.end_ns), end_ns=w.end_ns,
-        reason=w.reason, created_by=w.created_by, source=w.source,  # type: ignore[arg-type]
     )
 
 
@@ -876,9 +843,14 @@ class _Api:
                 by_basis = snapshot.bases.get(q.basis.value, {}) if snapshot is not None else {}
                 matching = [(d, s) for d, s in matching if by_basis.get(d.id) is q.state]
         page = matching[q.offset : q.offset + q.limit]
+        now = time.time_ns()
         body = DeviceListOut(
             total=len(matching), limit=q.limit, offset=q.offset,
-            devices=[_device_out(d, s, since.get(d.id, 0), snapshot) for d, s in page],
+            devices=[
+                _device_out(d, s, since.get(d.id, 0), snapshot).model_copy(
+                    update={"maintenance": in_maintenance(self.ctx.maintenance, d.id, now)})
+                for d, s in page
+            ],
         )
         return Reply(200, body)
 
@@ -900,8 +872,9 @@ class _Api:
 
     async def windows(self, call: Call) -> Reply:
         q: MaintenanceQuery = call.query
-        found = self.ctx.maintenance.windows(time.time_ns() if q.active else None)
-        return Reply(200, WindowListOut(windows=[_window_out(w) for w in found]))
+        now = time.time_ns()
+        found = self.ctx.maintenance.windows(now if q.active else None)
+        return Reply(200, WindowListOut(windows=[window_out(w, now, self.ctx.language) for w in found]))
 
     # -- the assessment (monitor.app.assess_views: the same answers as the CLI's) --
 
@@ -952,15 +925,22 @@ class _Api:
     async def create_window(self, call: Call) -> Reply:
         b: MaintenanceIn = call.body
         by = call.who(b.by)
+        book = self.ctx.maintenance
         try:
-            window = await self.ctx.maintenance.create(b.match, _ns(b.start), _ns(b.end), b.reason, by)
+            if b.every is not None and b.duration is not None:
+                window = await book.create_recurring(b.match, b.every, b.duration, b.from_, b.until, b.reason, by)
+                when = f"every {b.every} for {b.duration} s ({book.timezone})"
+            else:
+                assert b.start is not None and b.end is not None  # MaintenanceIn's validator
+                window = await book.create(b.match, _ns(b.start), _ns(b.end), b.reason, by)
+                when = f"{_utc(window.start_ns):%Y-%m-%d %H:%M} → {_utc(window.end_ns):%Y-%m-%d %H:%M} UTC"
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         audit = (
-            f"maintenance window {window.id} created by {by}: {_utc(window.start_ns):%Y-%m-%d %H:%M} → "
-            f"{_utc(window.end_ns):%Y-%m-%d %H:%M} UTC, match {b.match.model_dump_json()}, reason {b.reason}"
+            f"maintenance window {window.id} created by {by}: {when}, "
+            f"match {b.match.model_dump_json(exclude_defaults=True)}, reason {b.reason}"
         )
-        return Reply(201, _window_out(window), audit)
+        return Reply(201, window_out(window, time.time_ns(), self.ctx.language), audit)
 
     async def delete_window(self, call: Call) -> Reply:
         # The shared token may leave `by` out here (ending a window records no one); a person is always named.
@@ -1075,13 +1055,16 @@ def _endpoints(
             **dict([unknown_fault]),
             409: ("the fault is already resolved", ErrorOut),
         }, path_params=FaultPath, body=AckIn, permission=Permission.FAULT_ACK),
-        Endpoint("GET", "/api/v1/maintenance", "Maintenance windows not yet over", api.windows, {
+        Endpoint("GET", "/api/v1/maintenance", "Maintenance windows not yet over, with their next occurrences",
+                 api.windows, {
             200: ("windows by start", WindowListOut),
         }, query=MaintenanceQuery),
-        Endpoint("POST", "/api/v1/maintenance", "Create an ad hoc maintenance window", api.create_window, {
+        Endpoint("POST", "/api/v1/maintenance", "Create an ad hoc maintenance window, one-off or recurring",
+                 api.create_window, {
             201: ("the window", WindowOut),
         }, body=MaintenanceIn, permission=Permission.EXCLUDE),
-        Endpoint("DELETE", "/api/v1/maintenance/{id}", "End an ad hoc maintenance window now", api.delete_window, {
+        Endpoint("DELETE", "/api/v1/maintenance/{id}", "End an ad hoc maintenance window (a recurring one: its "
+                 "schedule) now", api.delete_window, {
             200: ("the window is ended (kept in the state database for reports)", DeletedOut),
             404: ("no such window", ErrorOut),
             409: ("the window comes from config.yaml: change it there", ErrorOut),

@@ -26,8 +26,9 @@ from monitor.app.cli_common import (
 )
 from monitor.app.cli_faults import add_faults
 from monitor.app.cli_probe import add_probe_kinds, bounded as _bounded
+from monitor.app.cli_maintenance import add_maintenance
 from monitor.app.cli_workorder import add_workorder
-from monitor.app.config import FleetmonConfig, load_config
+from monitor.app.config import FleetmonConfig, check_maintenance_devices, load_config
 from monitor.core.config_base import ConfigError
 from monitor.fleet.inventory import Inventory, load_inventory
 from monitor.core.model import Status
@@ -38,7 +39,9 @@ log = logging.getLogger("fleetmon.cli")
 
 def _load(path: Path, progress: Callable[[int, int], None] | None = None) -> tuple[FleetmonConfig, Inventory]:
     cfg = load_config(path)
-    return cfg, load_inventory(cfg, progress=progress)
+    inventory = load_inventory(cfg, progress=progress)
+    check_maintenance_devices(cfg, inventory)
+    return cfg, inventory
 
 
 def _print_config_errors(path: Path, exc: ConfigError) -> None:
@@ -579,7 +582,7 @@ def _add_backup(subparsers: argparse._SubParsersAction) -> None:
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_check_config, _add_run, _add_probe, add_faults, add_workorder,
+    _add_check_config, _add_run, _add_probe, add_faults, add_workorder, add_maintenance,
     _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup, _add_completion,
 )
 

@@ -51,7 +51,7 @@ from monitor.core.config_base import (
 )
 from monitor.core.model import Kind
 from monitor.core.timecheck import check_zone
-from monitor.fleet.inventory import InventoryConfig
+from monitor.fleet.inventory import Inventory, InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
 from monitor.reports.config import ReportsConfig, wecom_routes
 from monitor.state.availability import AvailabilityConfig
@@ -284,6 +284,21 @@ def load_config(path: str | os.PathLike[str]) -> FleetmonConfig:
     cfg.assessment._sla = sla = _sla(path, root, cfg)
     _arrival_clocks(path, root, cfg, sla)
     return cfg
+
+
+def check_maintenance_devices(cfg: FleetmonConfig, inventory: Inventory) -> None:
+    """The point ids of `maintenance[i].match.devices` must be in the point list (loaded after
+    the config, so checked apart). Raises ConfigError, one "FILE:LINE: path: message" per id."""
+    problems = []
+    for i, window in enumerate(cfg.maintenance):
+        for j, device_id in enumerate(window.match.devices):
+            if device_id not in inventory.devices:
+                where: Loc = ("maintenance", i, "match", "devices", j)
+                source = cfg.inventory.source
+                path, line = (source.path, source.line(where)) if source else ("<config>", 0)
+                problems.append(f"{path}:{line}: {_dotted(where)}: unknown device {device_id!r} (not in the point list)")
+    if problems:
+        raise ConfigError(problems)
 
 
 def _arrival_clocks(path: Path, root: yaml.Node, cfg: FleetmonConfig, sla: Sla) -> None:

@@ -4,7 +4,8 @@ by the HTTP API (monitor.app.api) for the duty engineer's phone.
 The page is static: the server never writes data, let alone a token, into it. Its script
 (static/status.js) fetches the JSON API every `refresh` seconds (/api/v1/status,
 /api/v1/devices?state=down|unreachable, /api/v1/devices?basis=video&state=down (cameras that ping
-but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /healthz, /api/v1/whoami and,
+but send no picture), /api/v1/devices?kind=link, /api/v1/faults, /api/v1/maintenance (the windows, and a device's
+`maintenance` marks it 维护中), /healthz, /api/v1/whoami and,
 when the daemon keeps them, /api/v1/workorders), sending the `token` of the page's own link as
 `Authorization: Bearer`: the link carries it after the # (/status#token=…), which browsers never
 send to a server, so it is in no server or proxy log (the API refuses tokens in query strings).

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from monitor.app import logs
 from monitor.app.cli_common import EXIT_CANNOT_RUN as EXIT_FAILED, EXIT_OK  # 3: cannot run
-from monitor.app.config import FleetmonConfig, load_config
+from monitor.app.config import FleetmonConfig, check_maintenance_devices, load_config
 from monitor.app.daemon import Daemon, StartupError
 from monitor.app.reloads import ReloadOutcome, preflight
 from monitor.app.sdnotify import Notifier
@@ -40,10 +40,12 @@ log = logging.getLogger("fleetmon.cli")
 
 
 def load(path: Path) -> tuple[FleetmonConfig, Inventory]:
-    """The config at `path` and its inventory; raises ConfigError. Blocking: a reload runs it in
-    a thread."""
+    """The config at `path` and its inventory (the maintenance windows' point ids checked
+    against it); raises ConfigError. Blocking: a reload runs it in a thread."""
     cfg = load_config(path)
-    return cfg, load_inventory(cfg)
+    inventory = load_inventory(cfg)
+    check_maintenance_devices(cfg, inventory)
+    return cfg, inventory
 
 
 def _read(path: Path) -> tuple[FleetmonConfig, Inventory]:

@@ -113,16 +113,17 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class Selector:
-    """Selects devices by region, site, kind and tags; an empty list means "any".
+    """Selects devices by region, site, kind, tags and point ids; an empty list means "any".
 
     A device matches when it matches every non-empty criterion; for `tags` it must carry
-    all listed tags.
+    all listed tags, for `devices` be one of them.
     """
 
     region: frozenset[str] = frozenset()
     site: frozenset[str] = frozenset()
     kind: frozenset[Kind] = frozenset()
     tags: frozenset[str] = frozenset()
+    devices: frozenset[str] = frozenset()
 
     def matches(self, device: Device) -> bool:
         return (
@@ -130,6 +131,7 @@ class Selector:
             and (not self.site or device.site in self.site)
             and (not self.kind or device.kind in self.kind)
             and self.tags <= device.tags
+            and (not self.devices or device.id in self.devices)
         )
 
     @classmethod
@@ -139,5 +141,8 @@ class Selector:
         site: Iterable[str] = (),
         kind: Iterable[Kind | str] = (),
         tags: Iterable[str] = (),
+        devices: Iterable[str] = (),
     ) -> "Selector":
-        return cls(frozenset(region), frozenset(site), frozenset(Kind(k) for k in kind), frozenset(tags))
+        return cls(
+            frozenset(region), frozenset(site), frozenset(Kind(k) for k in kind), frozenset(tags), frozenset(devices)
+        )

@@ -64,6 +64,7 @@ class Alerting:
         self._clock = clock
         self._db = db
         self._language = language
+        self._timezone = timezone
         self._maintenance_cfg = maintenance
         self._notify = notify
         self.engine = RulesEngine(inventory, rules, flapping, language=language, timezone=timezone)
@@ -77,7 +78,9 @@ class Alerting:
     async def __aenter__(self) -> Self:
         stack = self._stack
         try:
-            self.maintenance = await MaintenanceBook.load(self._db, self.inventory, self._maintenance_cfg)
+            self.maintenance = await MaintenanceBook.load(
+                self._db, self.inventory, self._maintenance_cfg, self._timezone
+            )
             self.faults = await FaultBook.load(self._db, self.inventory, self._notify.routes, self.maintenance)
             routes = {}
             for route_cfg in self._notify.routes:

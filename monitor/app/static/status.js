@@ -71,6 +71,16 @@
       acked: "已认领 · {by}",
       not_acked: "待认领",
       maintenance: "维护期",
+      in_maintenance: "维护中",
+      maint_until: "维护至 {t} · {r}",
+      windows: "维护窗口",
+      windows_note: "期间不告警，考核扣除",
+      none_windows: "没有维护窗口。",
+      window_running: "进行中 · 至 {t}",
+      window_next: "下次 {t}",
+      window_each: "{rule} · 每次 {d}",
+      scope_all: "全部点位",
+      scope_devices: "点位", scope_region: "区域", scope_site: "站点", scope_kind: "类型", scope_tags: "标签",
       cycle: "第 {n} 轮探测（{probe}）完成于 {t} · {targets}\u00a0台 · 用时 {d}\u00a0秒", // no break before a unit
       no_cycle: "第一轮探测尚未完成。",
       critical: "紧急", major: "严重", minor: "一般",
@@ -202,6 +212,16 @@
       acked: "taken · {by}",
       not_acked: "to take",
       maintenance: "maintenance",
+      in_maintenance: "in maintenance",
+      maint_until: "maintenance until {t} · {r}",
+      windows: "Maintenance windows",
+      windows_note: "no alarms inside, excluded from the assessment",
+      none_windows: "No maintenance window.",
+      window_running: "running · until {t}",
+      window_next: "next {t}",
+      window_each: "{rule} · {d} each",
+      scope_all: "all points",
+      scope_devices: "points", scope_region: "regions", scope_site: "sites", scope_kind: "kinds", scope_tags: "tags",
       cycle: "Cycle {n} ({probe}) finished {t} · {targets} devices · {d} s",
       no_cycle: "The first cycle has not finished yet.",
       critical: "critical", major: "major", minor: "minor",
@@ -454,7 +474,7 @@
   }
 
   async function load() {
-    const [status, down, unreachable, noVideo, links, faults, health, me] = await Promise.all([
+    const [status, down, unreachable, noVideo, links, faults, health, me, maintenance] = await Promise.all([
       get("/api/v1/status"),
       get("/api/v1/devices?state=down&limit=10000"),
       get("/api/v1/devices?state=unreachable&limit=10000"),
@@ -463,10 +483,11 @@
       get("/api/v1/faults?state=open&limit=500"),
       get("/healthz", [503]),
       get("/api/v1/whoami"), // says whether the daemon keeps work orders at all
+      get("/api/v1/maintenance"),
     ]);
     const orders = me.workorders ? await get(`/api/v1/workorders?state=open&limit=${MAX_ORDERS}`) : null;
     return {
-      status, down, unreachable, noVideo, links, faults, health, fetchedMs: Date.now(),
+      status, down, unreachable, noVideo, links, faults, health, maintenance, fetchedMs: Date.now(),
       orders: orders ? { ...orders, fetchedMs: Date.now() } : null,
     };
   }
@@ -512,6 +533,7 @@
     renderNoVideo();
     renderLinks();
     renderFaults();
+    renderMaintenance();
     renderAccount();
     if (!panel) renderOrders(); // an open form is left alone: a refresh must not eat what is typed
     const c = s.cycle;
@@ -748,6 +770,7 @@
     return el("li", { class: `point ${d.state}`, "data-id": d.id },
       el("div", { class: "line" },
         el("span", { class: "name" }, d.name),
+        d.maintenance ? el("span", { class: "badge maint" }, t("in_maintenance")) : null,
         el("span", { class: `badge ${down ? "bad" : "warn"}` }, down ? t("down") : t("unreachable_state"))),
       el("div", { class: "sub ids" },
         el("span", { class: "id" }, d.id),
@@ -756,7 +779,9 @@
       el("div", { class: "sub" }, el("span", { class: "site" }, `${d.site} · ${d.region}`)),
       reason ? el("div", { class: "sub reason" }, t("reason", { r: reason })) : null,
       behind ? el("div", { class: "sub impact" }, t("behind_it", { n: count(behind) })) : null,
-      cause ? el("div", { class: "sub cause" }, t("behind_parent", { p: cause })) : null);
+      cause ? el("div", { class: "sub cause" }, t("behind_parent", { p: cause })) : null,
+      d.maintenance ? el("div", { class: "sub maint" },
+        t("maint_until", { t: clock(d.maintenance.until_ns / 1e6, false), r: d.maintenance.reason })) : null);
   }
 
   // The down device an unreachable one is behind: up its offline parents, bounded. With no down
@@ -855,6 +880,37 @@
     fill("faults", heading(t("faults"), faults.length, t("faults_note")),
       rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_faults")),
       pager("faults", drawn, faults.length, undefined, renderFaults));
+  }
+
+  // Maintenance windows not yet over: those running first, then by their next start. A recurring
+  // window shows its rule (the API's label, in the daemon's language) and its next occurrence.
+  function renderMaintenance() {
+    const nextStart = (w) => (w.next.length ? w.next[0].start_ns : Infinity);
+    const windows = [...data.maintenance.windows].sort((a, b) => (b.active - a.active) || (nextStart(a) - nextStart(b)));
+    const drawn = limitOf("maintenance", windows.length);
+    const rows = windows.slice(0, drawn).map((w) => {
+      const scope = ["devices", "region", "site", "kind", "tags"].filter((k) => w.match[k].length)
+        .map((k) => `${t(`scope_${k}`)} ${w.match[k].map((v) => (k === "kind" ? t(v) : v)).join("、")}`);
+      const occurrence = w.next.length ? w.next[0] : null;
+      const when = w.every
+        ? t("window_each", { rule: w.every_label, d: duration(w.duration_s * 1000) })
+        : `${clock(w.start_ns / 1e6, false)} → ${clock(w.end_ns / 1e6, false)}`;
+      const state = !occurrence ? null : w.active
+        ? t("window_running", { t: clock(occurrence.end_ns / 1e6, false) })
+        : t("window_next", { t: clock(occurrence.start_ns / 1e6, false) });
+      return el("li", { class: `window ${w.active ? "active" : ""}`, "data-window": w.id },
+        el("div", { class: "line" },
+          el("span", { class: "name" }, w.reason),
+          w.active ? el("span", { class: "badge maint" }, t("in_maintenance")) : null),
+        el("div", { class: "sub" },
+          el("span", { class: "scope" }, scope.length ? scope.join(" · ") : t("scope_all"))),
+        el("div", { class: "sub" },
+          el("span", { class: "when" }, when),
+          state ? el("span", { class: "state" }, state) : null));
+    });
+    fill("maintenance", heading(t("windows"), windows.length, t("windows_note")),
+      rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_windows")),
+      pager("maintenance", drawn, windows.length, undefined, renderMaintenance));
   }
 
   // -- work orders (工单) ------------------------------------------------------------------------
