@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from monitor.app.cli_common import DEFAULT_CONFIG, EXIT_CANNOT_RUN, EXIT_OK
+from monitor.app.cli_common import EXIT_CANNOT_RUN, EXIT_OK, add_config_option, config_path
 from monitor.app.cli_common import EXIT_USAGE as EXIT_BAD_INPUT
 from monitor.app.cli_workorder import CliError, Target, Unreachable, _request, target
 from monitor.core.model import Kind
@@ -137,7 +137,7 @@ def _emit(args: argparse.Namespace, t: Target, body: dict[str, Any]) -> None:
 
 def _state_db(args: argparse.Namespace) -> Path:
     """The state database of the config's raw `state.database` (relative to the config's folder)."""
-    path = args.config or DEFAULT_CONFIG
+    path = config_path(args)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -256,8 +256,7 @@ def _run(args: argparse.Namespace, work: Any) -> int:
 def add_maintenance(subparsers: argparse._SubParsersAction) -> None:
     """`fleetmon maintenance …` (registered in monitor.app.cli SUBCOMMANDS)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", type=Path, default=None,
-                        help=f"the daemon's config file, for api.listen/port, language, timezone, state.database ({DEFAULT_CONFIG})")
+    add_config_option(common)
     common.add_argument("--url", help="the daemon's API instead, e.g. http://127.0.0.1:8080")
     common.add_argument("--token-file", type=Path,
                         help=f"your token (default: the environment variable {TOKEN_ENVS[0]})")
