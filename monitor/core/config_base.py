@@ -150,6 +150,12 @@ def is_http_url(url: str) -> bool:
         return False
 
 
+def is_bare_http_url(url: str) -> bool:
+    """is_http_url, and without user:password@ and without a query: for endpoints whose
+    credentials travel elsewhere (a token file, a signature), so none may hide in the URL."""
+    return is_http_url(url) and not urlsplit(url).query and urlsplit(url).username is None
+
+
 def check_http_url(text: str) -> str:
     """`text` stripped when it is an http:// or https:// URL with a host (and a port, if any,
     1–65535), no user:password@ and no query parameter named like a secret (url_secret_problem);

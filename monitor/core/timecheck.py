@@ -10,8 +10,11 @@ which ends in 2262; Python's datetime ends in 9999. A date beyond either crashed
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 """First instant accepted (inclusive)."""
@@ -61,3 +64,7 @@ def check_ns(ts_ns: int, what: str = "time") -> int:
     if not EARLIEST_NS <= ts_ns < LATEST_NS:
         raise ValueError(f"{what} is out of range: dates must lie {RANGE_TEXT}")
     return ts_ns
+
+
+ZoneName = Annotated[str, AfterValidator(check_zone)]
+"""A config field holding an IANA time zone name, checked by `check_zone` (located ValueError)."""

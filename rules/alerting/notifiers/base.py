@@ -14,10 +14,10 @@ from datetime import time as dt_time
 from typing import Annotated, ClassVar, Protocol, Self, Sequence
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
-from monitor.core.timecheck import check_zone
+from monitor.core.timecheck import ZoneName
 from rules.model import FaultEvent, Severity
 
 
@@ -31,12 +31,7 @@ class QuietHours(Strict):
     end: dt_time
     weekdays: list[Annotated[int, Field(ge=1, le=7)]] = [1, 2, 3, 4, 5, 6, 7]
     min_severity: Severity = Severity.CRITICAL
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, tz: str) -> str:
-        return check_zone(tz)
+    timezone: ZoneName = "Asia/Shanghai"
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:

@@ -39,7 +39,7 @@ import aiosmtplib
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets
-from monitor.core.timecheck import check_zone
+from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import Renderer
@@ -176,12 +176,8 @@ class EmailConfig(RouteConfigBase, SmtpConfig):
     type: Literal["email"]
     max_events: Annotated[int, Field(ge=1, le=500)] = 50
     language: Literal["zh", "en"] = "zh"
-    timezone: str = "Asia/Shanghai"
+    timezone: ZoneName = "Asia/Shanghai"
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, tz: str) -> str:
-        return check_zone(tz)
 
 
 def event_message(cfg: EmailConfig, events: Sequence[FaultEvent]) -> EmailMessage:

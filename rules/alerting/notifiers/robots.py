@@ -55,13 +55,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
-from monitor.core.timecheck import check_zone
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_bare_http_url
+from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S, Renderer, robot_window, utf8_len
@@ -109,7 +108,7 @@ class _RobotConfig(RouteConfigBase, WithSecrets):
     secret_env: str | None = None
     secret_file: Path | None = None
     language: Literal["zh", "en"] = "zh"
-    timezone: str = "Asia/Shanghai"
+    timezone: ZoneName = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 30.0
     resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
@@ -119,14 +118,10 @@ class _RobotConfig(RouteConfigBase, WithSecrets):
     @field_validator("url")
     @classmethod
     def _plain_url(cls, url: str | None) -> str | None:
-        if url is not None and (not is_http_url(url) or urlsplit(url).query or urlsplit(url).username):
+        if url is not None and not is_bare_http_url(url):
             raise ValueError("must be the robot's http(s) address without the token: the token goes in token_env or token_file")
         return url
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, tz: str) -> str:
-        return check_zone(tz)
 
     @model_validator(mode="after")
     def _token_required(self) -> Self:

@@ -60,8 +60,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url
-from monitor.core.timecheck import check_zone
+from monitor.core.config_base import ResolvedSecret, WithSecrets, is_bare_http_url
+from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S
@@ -119,7 +119,7 @@ class SmsConfig(RouteConfigBase, WithSecrets):
     kinds: list[EventKind] = [EventKind.FIRING, EventKind.ESCALATED, EventKind.SLA_BREACHED]
     min_severity: Severity = Severity.CRITICAL
     language: Literal["zh", "en"] = "zh"
-    timezone: str = "Asia/Shanghai"
+    timezone: ZoneName = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
@@ -128,14 +128,10 @@ class SmsConfig(RouteConfigBase, WithSecrets):
     @field_validator("endpoint")
     @classmethod
     def _url(cls, url: str | None) -> str | None:
-        if url is not None and (not is_http_url(url) or urlsplit(url).query or urlsplit(url).username):
+        if url is not None and not is_bare_http_url(url):
             raise ValueError("must be an http(s) URL without credentials or query")
         return url
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, tz: str) -> str:
-        return check_zone(tz)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:

@@ -84,7 +84,7 @@ import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url, url_secret_problem
-from monitor.core.timecheck import check_zone
+from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
 from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
@@ -144,7 +144,7 @@ class WeComConfig(RouteConfigBase, WithSecrets):
     rate_per_minute: Annotated[int, Field(ge=2, le=20)] = 20
     mention_min_severity: Severity | None = Severity.MAJOR
     language: Literal["zh", "en"] = "zh"
-    timezone: str = "Asia/Shanghai"
+    timezone: ZoneName = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 30.0
     resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
@@ -162,10 +162,6 @@ class WeComConfig(RouteConfigBase, WithSecrets):
             raise ValueError(problem)
         return url
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, tz: str) -> str:
-        return check_zone(tz)
 
     @model_validator(mode="after")
     def _key_required(self) -> WeComConfig:
