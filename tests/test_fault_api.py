@@ -74,7 +74,10 @@ def test_every_log_line_is_one_json_object_without_secrets_or_tracebacks(scenari
     for secret in SECRETS:
         assert secret not in text, secret
     assert not [d for d in docs if "exc" in d], "a traceback in the log"
-    assert "Too many open files" not in text
+    # Under a loaded machine the kernel may hand over a burst of connections faster than the cap
+    # closes them, and accept() meets EMFILE: that is said once, summed up, never as a storm.
+    emfile = [line for line in scenario.log_lines if "Too many open files" in line]
+    assert len(emfile) <= 2 and all("counted, not logged each time" in line or "failed" in line for line in emfile), emfile
     assert len(docs) < 40, len(docs)  # a storm would be thousands
     bad = [d for d in docs if d["logger"] == "aiohttp.server"]
     assert bad and all(d["level"] == "warning" and "bad request from" in d["msg"] for d in bad)

@@ -320,7 +320,7 @@ def test_an_unknown_device_id_in_the_config_is_located(tmp_path):
     from monitor.app.cli import main
     from monitor.app.supervisor import load
 
-    assert main(["check-config", str(path)]) == 2
+    assert main(["check-config", str(path)]) == 1  # problems found
     with pytest.raises(ConfigError) as caught:
         load(path)
     assert "maintenance[0].match.devices[1]: unknown device 'CAM-404'" in caught.value.messages[0]

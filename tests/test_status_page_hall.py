@@ -255,7 +255,7 @@ async def test_the_duty_desk_page_on_a_phone(tmp_path, browser, width):
     assert errors == []
     # What needs a person comes first, right after the fleet's rate; the summaries last.
     assert texts(dom, "//main/section[not(@hidden)]/@id") == [
-        "fleet", "orders", "faults", "offline", "novideo", "regions", "links"]
+        "fleet", "orders", "faults", "offline", "novideo", "regions", "links", "maintenance"]
 
     # Nothing wider than the phone, no break-all, no name squeezed below two characters.
     assert layout["scroll"] == width and layout["breakAll"] == 0, layout
