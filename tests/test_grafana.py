@@ -227,6 +227,14 @@ class Filled:
         return self.influx.query(influxql, self.db)[0].get("series", [])
 
 
+MAINTENANCE_REASON = "更换镜头"
+
+
+def in_maintenance(fleet: LabFleet) -> str:
+    """The counted camera behind the failed switch that the config puts in maintenance."""
+    return next(d.id for d in fleet.behind(FAILED[0]) if d.counted)
+
+
 def _write_config(workdir: Path, fleet: LabFleet, services: FleetServices, influx_url: str, db: str) -> Path:
     fleet.write_point_list(workdir / "points.csv")
     (workdir / "trap.communities").write_text(TRAP_COMMUNITY)
@@ -242,6 +250,10 @@ def _write_config(workdir: Path, fleet: LabFleet, services: FleetServices, influ
         "rules": [{"name": name, "type": kind} for name, kind in RULES.items()],
         # Every fault about a device opens a work order; the Qionglai tender's SLA clocks run on it.
         "assessment": {"workorders": {"open_on": [{}]}, "sla": {"preset": "qionglai"}},
+        # One camera behind the failed switch is in maintenance: the wall's offline table says so.
+        "maintenance": [{"match": {"devices": [in_maintenance(fleet)]}, "reason": MAINTENANCE_REASON,
+                         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)),
+                         "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))}],
     }
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
@@ -432,6 +444,9 @@ def test_offline_points_table_lists_exactly_the_devices_down(filled: Filled):
     rows = _rows(filled, "fleetmon-hall", "离线点位")
     assert {r["device_id"] for r in rows} == expected
     assert {r["state"] for r in rows} == {"down", "unreachable"}
+    # The point in a maintenance window carries its reason (维护); the others an empty one.
+    assert {r["device_id"]: r["maintenance"] for r in rows if r["maintenance"]} == {
+        in_maintenance(fleet): MAINTENANCE_REASON}
     # Filtered to the region of the last site: only its devices.
     region = fleet.device(FAILED[1]).region
     rows = _rows(filled, "fleetmon-hall", "离线点位", {"region": [region]})

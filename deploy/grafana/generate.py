@@ -175,10 +175,12 @@ PER_INTERVAL = "GROUP BY time($__interval)"
 
 def latest_offline(where: str) -> str:
     """Devices whose latest device_state of the contract's basis is not online (only counted
-    ones: 延建/拆除 points are expected to be dark), one row each with its name and state (the
-    selector last() returns the other fields of the same point)."""
+    ones: 延建/拆除 points are expected to be dark), one row each with its name, state and the
+    maintenance window's reason ('' when none; the selector last() returns the other fields of
+    the same point)."""
     return (
-        'SELECT "name", "state" FROM (SELECT last("online") AS "online", "state", "name" FROM "device_state" '
+        'SELECT "name", "state", "maintenance" FROM (SELECT last("online") AS "online", "state", "name", "maintenance" '
+        'FROM "device_state" '
         f'WHERE $timeFilter AND {CONTRACT_RATE} AND {where} AND "counted" = 1 '
         'GROUP BY "device_id", "kind", "site", "region") '
         'WHERE "online" = 0 GROUP BY "device_id", "kind", "site", "region"'
@@ -689,10 +691,12 @@ def command_hall() -> Board:
     b.add(
         table.Panel().title("离线点位").span(7).height(WALL_TABLES_H)
         .description("Counted points whose latest state (the contract's basis) is not up: down, or unreachable "
-                     "behind a failed parent; by name.")
+                     "behind a failed parent; by name; 维护 gives the reason of the maintenance window a point is in.")
         .sort_by([common_b.TableSortByFieldState().display_name("区域")])
-        .with_transformation(organize({"name": "点位", "kind": "类型", "region": "区域", "state": "状态"},
-                                      hide=("Time", "device_id", "site"), order=("name", "state", "kind", "region")))
+        .with_transformation(organize({"name": "点位", "kind": "类型", "region": "区域", "state": "状态",
+                                       "maintenance": "维护"},
+                                      hide=("Time", "device_id", "site"),
+                                      order=("name", "state", "maintenance", "kind", "region")))
         .override_by_name("状态", [mapped(STATE_MAPPINGS), colored("color-background")])
         .override_by_name("类型", [mapped(KIND_MAPPINGS)]),
         InfluxQL(latest_offline(IN_SITES)).table(),
@@ -743,7 +747,7 @@ def region_drilldown() -> Board:
                      "unreachable behind a failed parent; points under construction or removed are left out.")
         .sort_by([common_b.TableSortByFieldState().display_name("站点")])
         .with_transformation(organize({"name": "点位", "device_id": "点位编号", "kind": "类型", "site": "站点",
-                                       "region": "区域", "state": "状态"}))
+                                       "region": "区域", "state": "状态", "maintenance": "维护"}))
         .override_by_name("状态", [mapped(STATE_MAPPINGS), colored("color-background")])
         .override_by_name("类型", [mapped(KIND_MAPPINGS)])
         .override_by_name("点位编号", [DEVICE_LINK]),

@@ -227,8 +227,14 @@ class Pipeline:
         assert metrics is not None
         running = self._running[report.probe]
         basis = type(running.probe).basis
+        book = self._alerting.maintenance
+        maintenance: dict[str, str] = {}
+        if basis is not None and book.windows(now_ns):  # most cycles: no window in force, nothing to match
+            for device in running.devices:
+                if (window := book.device_covered(device.id, now_ns)) is not None:
+                    maintenance[device.id] = window.reason
         for b in (basis, Basis.ONLINE) if basis is not None else ():
-            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns)
+            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns, maintenance)
         metrics.online_rates(view.rates, now_ns)
         firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)
         metrics.faults_open({s.value: firing[s] for s in Severity}, now_ns)

@@ -38,6 +38,7 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
                 "online": FieldSpec("integer", "0/1", "1 when state is up"),
                 "counted": FieldSpec("integer", "0/1", "1 when the device counts towards online rates (status active)"),
                 "name": FieldSpec("string", "", "the device's name from the point list (点位名称), what people read"),
+                "maintenance": FieldSpec("string", "", "the reason of the maintenance window (维护) the device is in; '' when none (always written, so last() never shows an ended window)"),
                 "lat": FieldSpec("float", "°", "latitude (WGS 84) from the point list; absent when it has none"),
                 "lon": FieldSpec("float", "°", "longitude (WGS 84) from the point list; absent when it has none"),
             },

@@ -93,15 +93,18 @@ class MetricsWriter:
         """One `snmp_trap` point, at reception."""
         self._sink.write(TRAP_MEASUREMENT.name, {**device_tags(device), "trap": event.name}, event_fields(event), event.ts_ns)
 
-    def device_states(self, basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int) -> None:
-        """`device_state` of each of `devices` that `states` (device id → State of `basis`) has."""
+    def device_states(self, basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int,
+                      maintenance: Mapping[str, str] | None = None) -> None:
+        """`device_state` of each of `devices` that `states` (device id → State of `basis`) has;
+        `maintenance`: device id → the reason of the maintenance window it is in now."""
+        maintenance = maintenance or {}
         for device in devices:
             state = states.get(device.id)
             if state is None:
                 continue
             fields: dict[str, str | int | float] = {
                 "state": state.value, "online": int(state is State.UP), "counted": int(device.counted),
-                "name": device.name,
+                "name": device.name, "maintenance": maintenance.get(device.id, ""),
             }
             if device.lat is not None and device.lon is not None:
                 fields |= {"lat": device.lat, "lon": device.lon}
