@@ -179,7 +179,7 @@ async def phone(browser: Chromium, url: str, width: int, scale: int = 2) -> Asyn
             for domain in ("Page", "Runtime", "Log"):
                 await page.send(f"{domain}.enable")
             await page.send("Page.navigate", url=url)
-            assert await page.wait_for_state("ok", "error") == "ok"
+            assert await page.loaded() == "ok"
             yield page
 
 

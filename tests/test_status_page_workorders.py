@@ -163,7 +163,7 @@ def browser(tmp_path):
 async def test_a_duty_engineer_reports_and_works_an_order_from_the_phone(tmp_path, browser):
     async with served(tmp_path) as (url, book), aiohttp.ClientSession() as http:
         async with open_page(browser, f"{url}/status#token={STATUS}") as page:
-            assert await page.wait_for_state("ok", "error") == "ok"
+            assert await page.loaded() == "ok"
             await page.wait_until("document.querySelectorAll('#orders li.order').length === 2")
             before = await page.dom()
             await shot(page, tmp_path, "workorders-phone-signed-out.png")
