@@ -122,7 +122,6 @@ class _RobotConfig(RouteConfigBase, WithSecrets):
             raise ValueError("must be the robot's http(s) address without the token: the token goes in token_env or token_file")
         return url
 
-
     @model_validator(mode="after")
     def _token_required(self) -> Self:
         if self.token is None:

@@ -132,7 +132,6 @@ class SmsConfig(RouteConfigBase, WithSecrets):
             raise ValueError("must be an http(s) URL without credentials or query")
         return url
 
-
     @model_validator(mode="after")
     def _complete(self) -> Self:
         if self.access_key_secret is None:

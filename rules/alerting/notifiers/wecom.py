@@ -162,7 +162,6 @@ class WeComConfig(RouteConfigBase, WithSecrets):
             raise ValueError(problem)
         return url
 
-
     @model_validator(mode="after")
     def _key_required(self) -> WeComConfig:
         if self.key is None:
