@@ -31,7 +31,8 @@ from monitor.reports.delivery import (
 from monitor.reports.document import Column, Kpi, Part
 from monitor.reports.store import ReportStore
 from monitor.reports.xlsx import render_xlsx
-from rules.alerting.notifiers.wecom import WeComConfig, robot_window, utf8_len
+from rules.alerting.notifiers.texts import utf8_len
+from rules.alerting.notifiers.wecom import WeComConfig, robot_window
 
 _env = itertools.count(1)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -24,7 +24,8 @@ from lab.wecom import ReceivedMessage, WeComSimulator
 from rules.alerting.duty import DutyRoster, DutyShift
 from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery
-from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute, fit_bytes, utf8_len
+from rules.alerting.notifiers.texts import fit_bytes, utf8_len
+from rules.alerting.notifiers.wecom import WeComConfig, WeComRoute
 from tests.plugins.factories import fault_event
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -158,7 +158,7 @@ async def test_the_service_ticks_at_once_when_a_fault_fires(tmp_path):
 def test_sla_notices_render_in_markdown_and_in_english():
     from monitor.assess.orders import Source, WorkOrder
     from monitor.assess.texts import Texts
-    from rules.alerting.notifiers.wecom import Renderer
+    from rules.alerting.notifiers.texts import Renderer
     from rules.model import EventKind, FaultEvent
 
     order = WorkOrder("WO-20261204-0003", ("SW1", "C1"), Kind.SWITCH, Severity.MINOR, Source.FAULT, "F3", "t", T0,

@@ -46,7 +46,8 @@ from monitor.reports.config import EmailConfig
 from monitor.reports.document import Report
 from monitor.reports.text import kpi_text, period_text, verdict, words
 from rules.alerting.notifiers.email import SmtpError, smtp_send
-from rules.alerting.notifiers.wecom import MAX_BYTES, RATE_WINDOW_S, WeComConfig, fit_bytes, robot_window, utf8_len
+from rules.alerting.notifiers.texts import fit_bytes, utf8_len
+from rules.alerting.notifiers.wecom import MAX_BYTES, RATE_WINDOW_S, WeComConfig, robot_window
 
 MIN_FILE_BYTES = 6
 """WeCom: "所有类型的文件大小均要求大于5个字节"."""

@@ -42,7 +42,7 @@ from monitor.core.config_base import ResolvedSecret, WithSecrets
 from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
-from rules.alerting.notifiers.wecom import Renderer
+from rules.alerting.notifiers.texts import Renderer
 from rules.model import FaultEvent
 
 REJECTED_RETRY_S = 600.0

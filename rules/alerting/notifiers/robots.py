@@ -63,15 +63,14 @@ from monitor.core.config_base import ResolvedSecret, WithSecrets, is_bare_http_u
 from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
-from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S, Renderer, robot_window, utf8_len
-from rules.model import EventKind, FaultEvent, Severity
+from rules.alerting.notifiers.texts import MENTIONED_KINDS, Renderer, utf8_len
+from rules.alerting.notifiers.wecom import CONNECT_TIMEOUT_S, MAX_RESEND_S, robot_window
+from rules.model import FaultEvent, Severity
 
 THROTTLE_S = 600.0
 """DingTalk throttles a robot that sent more than 20 messages in a minute for 10 minutes."""
 REJECTED_RETRY_S = 600.0
 MIN_BYTES = 512
-_MENTIONED = frozenset({EventKind.FIRING, EventKind.REMINDER, EventKind.ESCALATED, EventKind.SLA_WARNING,
-                        EventKind.SLA_BREACHED})
 _ERRMSG = 200
 
 
@@ -294,7 +293,7 @@ class DingTalkRoute(_RobotRoute):
         assert isinstance(self.cfg, DingTalkConfig)
         floor = self.cfg.mention_min_severity
         urgent = floor is not None and self._duty is not None and any(
-            e.kind in _MENTIONED and e.fault.severity.rank <= floor.rank for e in events)
+            e.kind in MENTIONED_KINDS and e.fault.severity.rank <= floor.rank for e in events)
         mobiles = list(dict.fromkeys(s.mobile for s in self._duty.on_duty(time.time_ns()))) if urgent and self._duty else []
         if mobiles:
             content += "\n" + " ".join(f"@{m}" for m in mobiles)
