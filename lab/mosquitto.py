@@ -39,7 +39,9 @@ class MosquittoServer(ServerProcess):
     """One mosquitto process with its own temporary folder; `host`/`port` say where it listens.
 
     - users: {username: password}; when given, only these may connect (password_file,
-      allow_anonymous false).
+      allow_anonymous false);
+    - persistence: keep sessions and queued messages across a clean stop/start;
+    - tls: (certificate, key) PEM files: the listener speaks TLS only.
     Context manager: starts, and at exit stops and deletes the folder.
     """
 
@@ -47,7 +49,8 @@ class MosquittoServer(ServerProcess):
 
     stop_timeout_s = 5.0
 
-    def __init__(self, *, users: Mapping[str, str] | None = None, start_timeout_s: float = 10.0) -> None:
+    def __init__(self, *, users: Mapping[str, str] | None = None, start_timeout_s: float = 10.0,
+                 persistence: bool = False, tls: tuple[Path, Path] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fleetmon-mosquitto-"))
         (self.port,) = free_ports(1)
         self.log_path = self.dir / "mosquitto.log"
@@ -55,9 +58,17 @@ class MosquittoServer(ServerProcess):
         super().__init__()
         lines = [
             f"listener {self.port} {self.host}",
-            "persistence false",
             f"log_dest file {self.log_path}",
         ]
+        if tls is not None:  # (certificate chain, key), PEM files, e.g. from lab.certs
+            for name, source in zip(("cert.pem", "key.pem"), tls):
+                shutil.copyfile(source, self.dir / name)
+            lines += [f"certfile {self.dir / 'cert.pem'}", f"keyfile {self.dir / 'key.pem'}"]
+        if persistence:
+            # Sessions and their queued QoS 1 messages survive a clean restart (saved at SIGTERM).
+            lines += ["persistence true", f"persistence_location {self.dir}/"]
+        else:
+            lines.append("persistence false")
         if users:
             password_file = self.dir / "passwd"
             _make_password_file(password_file, users)

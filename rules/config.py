@@ -99,7 +99,7 @@ class FlappingConfig(Strict):
     severity: Severity = Severity.MAJOR
 
 
-RESERVED_RULE_NAMES = ("flapping", "notifier")  # faults fleetmon raises itself
+RESERVED_RULE_NAMES = ("flapping", "notifier", "probe_agent")  # faults fleetmon raises itself
 
 
 def unique_rule_names(rules: list[Rule]) -> list[Rule]:

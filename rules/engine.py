@@ -127,7 +127,8 @@ class RulesEngine:
     def observe_transition(self, t: Transition, mono_ns: int | None = None) -> None:
         """`mono_ns`: the transition's moment on the monotonic clock (the View's `mono_ns` is
         the same clock's now); None: its `ts_ns` (time driven by hand)."""
-        if t.probe in self._network and t.old is not State.UNKNOWN:
+        # Unknown is no state of the device (never decided, or its probe agent went silent).
+        if t.probe in self._network and t.old is not State.UNKNOWN and t.new is not State.UNKNOWN:
             self._changes[t.device_id].append(t.ts_ns if mono_ns is None else mono_ns)
 
     # -- evaluation ---------------------------------------------------------------------------

@@ -24,10 +24,12 @@ from monitor.app.cli_common import (
     EXIT_CANNOT_RUN, EXIT_EPILOG, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, add_config_option, add_progress_option,
     config_path, progress_printer,
 )
+from monitor.app.cli_agent import add_agent
 from monitor.app.cli_faults import add_faults
 from monitor.app.cli_probe import add_probe_kinds, bounded as _bounded
 from monitor.app.cli_maintenance import add_maintenance
 from monitor.app.cli_workorder import add_workorder
+from monitor.app.agent_config import ownership
 from monitor.app.config import FleetmonConfig, check_maintenance_devices, load_config
 from monitor.core.config_base import ConfigError
 from monitor.fleet.inventory import Inventory, load_inventory
@@ -41,6 +43,7 @@ def _load(path: Path, progress: Callable[[int, int], None] | None = None) -> tup
     cfg = load_config(path)
     inventory = load_inventory(cfg, progress=progress)
     check_maintenance_devices(cfg, inventory)
+    ownership(cfg.mqtt_agents, inventory, cfg.inventory.source)  # each device one agent's at most
     return cfg, inventory
 
 
@@ -582,7 +585,7 @@ def _add_backup(subparsers: argparse._SubParsersAction) -> None:
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_check_config, _add_run, _add_probe, add_faults, add_workorder, add_maintenance,
+    _add_check_config, _add_run, add_agent, _add_probe, add_faults, add_workorder, add_maintenance,
     _add_availability, _add_score, _add_spot_check, _add_long_offline, _add_report, _add_backup, _add_completion,
 )
 

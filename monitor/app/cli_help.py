@@ -11,7 +11,7 @@ import sys
 from monitor.app.cli import main
 
 COMMANDS = (
-    (), ("check-config",), ("run",), ("probe",), ("probe", "icmp"), ("probe", "rtsp"), ("probe", "onvif"),
+    (), ("check-config",), ("run",), ("agent",), ("probe",), ("probe", "icmp"), ("probe", "rtsp"), ("probe", "onvif"),
     ("probe", "snmp"), ("probe", "vqd"), ("faults",), ("maintenance",), ("maintenance", "list"),
     ("maintenance", "add"), ("maintenance", "end"), ("workorder",), ("workorder", "list"), ("availability",),
     ("score",), ("spot-check",), ("long-offline",), ("report",), ("backup",), ("completion",),

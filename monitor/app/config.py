@@ -18,7 +18,7 @@ import ipaddress
 import os
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Iterator, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from monitor.app.access import FLEETMON, Role
+from monitor.app.agent_config import MqttAgentsConfig
 from monitor.assess.calendar import CalendarError
 from monitor.assess.config_workorders import Clock
 from monitor.assess.config import AssessmentConfig
@@ -66,6 +67,9 @@ from rules.config import (
     default_rules,
     unique_rule_names,
 )
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
 
 class SchedulerConfig(Strict):
     spread: Annotated[float, Field(ge=0.0, le=0.9)] = 0.5
@@ -236,6 +240,20 @@ class FleetmonConfig(Strict):
     """考核: availability over periods, work orders and their SLA clocks, the score."""
     reports: ReportsConfig = ReportsConfig()
     """Reports: where they are kept, the schedule, delivery to WeCom groups and by e-mail."""
+    mqtt_agents: MqttAgentsConfig = MqttAgentsConfig()
+    """Probe agents that probe the devices they own and publish results over MQTT."""
+
+    @field_validator("mqtt_agents")
+    @classmethod
+    def _agent_probes(cls, agents: MqttAgentsConfig, info: ValidationInfo) -> MqttAgentsConfig:
+        """Each agent's probes are enabled here: their results go through the same trackers."""
+        probes = info.data.get("probes")
+        if probes is not None:
+            off = sorted({p for a in agents.agents for p in a.probes if not getattr(probes, p).enabled})
+            if off:
+                raise ValueError(f"agents run probe(s) {', '.join(off)}, which are disabled in probes: "
+                                 "enable them (the central keeps the state of the agents' devices)")
+        return agents
 
     @field_validator("reports")
     @classmethod
@@ -280,6 +298,24 @@ def load_config(path: str | os.PathLike[str]) -> FleetmonConfig:
     cfg.assessment._sla = sla = _sla(path, root, cfg)
     _arrival_clocks(path, root, cfg, sla)
     return cfg
+
+
+def validate_file(path: str | os.PathLike[str], model: type[ModelT]) -> tuple[ModelT, ConfigSource]:
+    """Another YAML file validated like the config (located errors, relative paths against its
+    folder, secrets resolved): e.g. a probe agent's agent.yaml. Raises ConfigError."""
+    path = Path(path)
+    root, data, problems = _parse_yaml(path, _read_text(path))
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:{root.start_mark.line + 1}: the file must be a mapping of sections (key: value)"])
+    data = _with_base(model, data, path.absolute().parent)
+    try:
+        cfg = model.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(path, root, error, model) for error in exc.errors(include_url=False)]
+        raise ConfigError(_by_line(problems)) from None
+    if problems:
+        raise ConfigError(_by_line(problems))
+    return cfg, ConfigSource(path, root)
 
 
 def check_maintenance_devices(cfg: FleetmonConfig, inventory: Inventory) -> None:
@@ -465,12 +501,13 @@ def _duplicate_keys(path: Path, node: yaml.Node, loc: Loc, seen: set[int]) -> It
             yield from _duplicate_keys(path, item, loc + (index,), seen)
 
 
-def _describe(path: Path, root: yaml.Node, error: Any) -> tuple[int, str]:
-    """(line, "FILE:LINE: yaml.path: message") for one pydantic error."""
+def _describe(path: Path, root: yaml.Node, error: Any, model: type[BaseModel] | None = None) -> tuple[int, str]:
+    """(line, "FILE:LINE: yaml.path: message") for one pydantic error of `model` (the config's
+    by default)."""
     shown, line = locate(root, error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = _unknown_key(error["loc"])
+        message = _unknown_key(error["loc"], model or FleetmonConfig)
     elif error["type"] == "missing":
         message = "required key missing"
     elif error["type"] == "model_type":  # pydantic's text names our classes
@@ -479,9 +516,9 @@ def _describe(path: Path, root: yaml.Node, error: Any) -> tuple[int, str]:
     return line, prefix + (f"{_dotted(shown)}: {message}" if shown else message)
 
 
-def _unknown_key(loc: Loc) -> str:
+def _unknown_key(loc: Loc, model: type[BaseModel]) -> str:
     """"unknown key", with the closest known key or the list of known keys."""
-    known = _known_keys(FleetmonConfig, loc[:-1])
+    known = _known_keys(model, loc[:-1])
     if not known:
         return "unknown key"
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)

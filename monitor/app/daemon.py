@@ -26,6 +26,8 @@ from contextlib import AsyncExitStack
 from typing import Callable
 
 from monitor.app import version
+from monitor.app.agent_config import agent_devices, ownership, points_digest, probes_digest
+from monitor.app.agent_hub import AgentHub, Expected
 from monitor.app.api import ApiContext, ApiServer
 from monitor.app.config import FleetmonConfig
 from monitor.app.pipeline import Pipeline, Running
@@ -39,6 +41,7 @@ from monitor.assess.records import record_inventory_statuses
 from monitor.assess.serials import SerialWatch
 from monitor.assess.orders import Source
 from monitor.assess.workorders import WorkOrderBook, WorkOrderService
+from monitor.core.config_base import ConfigError
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.results import InfluxResults
@@ -104,6 +107,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.api: ApiServer | None = None
         self.traps: TrapReceiver | None = None
+        self.agents: AgentHub | None = None
         self._alerting: Alerting | None = None
         self.workorders: WorkOrderBook | None = None
         self.reports: ReportService | None = None
@@ -131,6 +135,8 @@ class Daemon:
                 schedulers = await self._start(stack)
             except (StateDBError, PermissionError, OSError) as exc:
                 raise StartupError(str(exc)) from exc
+            except ConfigError as exc:  # agents' devices: checked at load, unless handed a config by hand
+                raise StartupError("; ".join(exc.messages)) from exc
             self.started.set()
             log.info(
                 "fleetmon started: %d devices (%d probed), probes %s",
@@ -159,7 +165,8 @@ class Daemon:
             notify=cfg.notify, language=cfg.language, timezone=cfg.timezone,
         ))
         serials = await self._start_workorders(stack, db, alerting)
-        running = await self._start_probes(stack, db)
+        owner = ownership(cfg.mqtt_agents, self.inventory, cfg.inventory.source) if cfg.mqtt_agents.enabled else {}
+        running = await self._start_probes(stack, db, owner)
         self.pipeline = pipeline = Pipeline(
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink) if sink is not None else None,
@@ -167,13 +174,19 @@ class Daemon:
             listeners=[serials], open_orders=self._open_orders,
         )
         stack.callback(pipeline.close)
+        if cfg.mqtt_agents.enabled:
+            self.agents = await stack.enter_async_context(AgentHub(
+                cfg.mqtt_agents, self._expected_agents(running), pipeline.on_result, pipeline.blind,
+                language=cfg.language,
+            ))
+            alerting.sources.append(self.agents.conditions)
         if cfg.traps.enabled:
             addresses = {d.address: d.id for d in self.devices if d.address is not None}
             self.traps = await stack.enter_async_context(TrapReceiver(cfg.traps, addresses, pipeline.on_trap))
         schedulers = [
             Scheduler(
                 r.probe,
-                r.devices,
+                r.local,
                 interval_s=getattr(cfg.probes, name).interval_s,
                 spread=cfg.scheduler.spread,
                 max_concurrency=cfg.scheduler.max_concurrency,
@@ -274,22 +287,28 @@ class Daemon:
                 cfg.reports, cfg.timezone, maker.make, wecom=wecom_routes(cfg.reports, cfg.notify.routes)))
         return maker
 
-    async def _start_probes(self, stack: AsyncExitStack, db: StateDB) -> dict[str, Running]:
+    async def _start_probes(self, stack: AsyncExitStack, db: StateDB, owner: dict[str, str]) -> dict[str, Running]:
         """Every enabled probe type that polls a device, entered, with its tracker resuming the
-        states saved in `db`."""
+        states saved in `db`. `owner`: device id → the probe agent that probes it with the
+        probes of its entry (mqtt_agents): kept in the tracker, never probed here; a probe all
+        of whose devices are agents' is not entered (its scheduler runs empty cycles, which
+        settle the tracker and evaluate the rules)."""
         running: dict[str, Running] = {}
+        agent_probes = {a.name: frozenset(a.probes) for a in self.cfg.mqtt_agents.agents}
         for name, probe_cls in REGISTRY.items():
             probe_cfg = getattr(self.cfg.probes, name)
             if not probe_cfg.enabled:
                 continue
             probe = probe_cls(probe_cfg)
             polled = tuple(d for d in self.probed if probe.wants(d))
+            remote = frozenset(d.id for d in polled if d.id in owner and name in agent_probes[owner[d.id]])
             if not polled:
                 # Not entered: a probe without devices (no credentials configured, say) costs
                 # neither its library's memory nor a thread.
                 log.info("probe %s enabled but polls no device: not started", name)
                 continue
-            probe = await stack.enter_async_context(probe)
+            if len(remote) < len(polled):
+                probe = await stack.enter_async_context(probe)
             tracker = StateTracker(
                 self.inventory,
                 name,
@@ -297,8 +316,25 @@ class Daemon:
                 up_after=self.cfg.state.up_after,
                 initial=await db.load_states(name),
             )
-            running[name] = Running(probe, tracker, polled, probe_cfg.interval_s)
+            running[name] = Running(probe, tracker, polled, probe_cfg.interval_s, remote)
         return running
+
+    def _expected_agents(self, running: dict[str, Running]) -> dict[str, Expected]:
+        """Each agent's devices per probe (those of its probes the central polls them with) and
+        the digests its hello must carry."""
+        out = {}
+        for spec in self.cfg.mqtt_agents.agents:
+            mine = agent_devices(spec.select, self.inventory)
+            ids = {d.id for d in mine}
+            devices = {
+                p: tuple(d.id for d in running[p].devices if d.id in ids and d.id in running[p].remote)
+                for p in spec.probes if p in running
+            }
+            out[spec.name] = Expected(
+                {p: v for p, v in devices.items() if v}, points_digest(mine),
+                probes_digest(self.cfg.probes, spec.probes), tuple(spec.probes),
+            )
+        return out
 
 
 async def _end_session(db: StateDB) -> None:

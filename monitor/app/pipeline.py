@@ -9,7 +9,7 @@
 
 Its inputs are event-loop callbacks that never block: the schedulers call `on_result` and
 `on_cycle`, the trap receiver `on_trap`; results of remote probe agents enter through
-`on_result` too. The components it feeds (alerting, the state DB's Recorder, the metrics
+`on_result` too (monitor.app.agent_hub), and `blind` makes a silent agent's devices unknown. The components it feeds (alerting, the state DB's Recorder, the metrics
 writer) are started and stopped by the daemon (monitor.app.daemon), which only wires.
 """
 
@@ -46,17 +46,24 @@ EARLY_EVALUATION_S = 1.0
 
 @dataclass(frozen=True)
 class Running:
-    """A started probe type: its instance, its tracker, the devices it polls (parents first)
-    and its cycle interval in seconds."""
+    """A started probe type: its instance, its tracker, the devices whose state it keeps
+    (parents first) and its cycle interval in seconds. `remote`: the ids among them that probe
+    agents probe (monitor.app.agent_hub; their results come through `on_result` too), the
+    daemon's own scheduler polls the others (`local`)."""
 
     probe: Probe
     tracker: StateTracker
     devices: tuple[Device, ...]
     interval_s: float
+    remote: frozenset[str] = frozenset()
     polled: frozenset[str] = field(init=False)  # their ids
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "polled", frozenset(d.id for d in self.devices))
+
+    @property
+    def local(self) -> tuple[Device, ...]:
+        return tuple(d for d in self.devices if d.id not in self.remote) if self.remote else self.devices
 
 
 class Pipeline:
@@ -150,6 +157,11 @@ class Pipeline:
                      extra={"device_id": device.id, "site": device.site, "region": device.region})
         self._alerting.observe_trap(event)
         self._evaluate_soon(None)
+
+    def blind(self, probe: str, device_ids: Sequence[str], reason: str) -> None:
+        """Nobody watches these devices of `probe` any more (their probe agent went silent):
+        unknown (monitor blind), not down; stored as transitions like any other."""
+        self._transitions(self._trackers[probe].blind(device_ids, time.time_ns(), reason))
 
     def on_cycle(self, report: CycleReport) -> None:
         """A probe's finished cycle: settle and evaluate (reconcile → bases → online rates →

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from monitor.app import logs
 from monitor.app.cli_common import EXIT_CANNOT_RUN as EXIT_FAILED, EXIT_OK  # 3: cannot run
+from monitor.app.agent_config import ownership
 from monitor.app.config import FleetmonConfig, check_maintenance_devices, load_config
 from monitor.app.daemon import Daemon, StartupError
 from monitor.app.reloads import ReloadOutcome, preflight
@@ -45,6 +46,7 @@ def load(path: Path) -> tuple[FleetmonConfig, Inventory]:
     cfg = load_config(path)
     inventory = load_inventory(cfg)
     check_maintenance_devices(cfg, inventory)
+    ownership(cfg.mqtt_agents, inventory, cfg.inventory.source)  # each device one agent's at most
     return cfg, inventory
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from probes.base import ProbeResult
 
@@ -120,6 +120,21 @@ class StateTracker:
                 track.failing = True
         return self._publish(result.device_id, track, result.ts_ns, result.reason)
 
+    def blind(self, device_ids: Iterable[str], ts_ns: int, reason: str) -> list[Transition]:
+        """Nobody watches these devices any more (their probe agent went silent): each becomes
+        UNKNOWN at `ts_ns` with `reason`, its streaks forgotten, so the next result decides
+        afresh (one ok result: UP; down_after failed ones: DOWN). Returns the transitions."""
+        out = []
+        for device_id in device_ids:
+            track = self._tracks.get(device_id)
+            if track is None or track.state is State.UNKNOWN:
+                continue
+            old = track.state
+            track.failing, track.streak_ok, track.streak_fail = None, 0, 0
+            track.state, track.since_ns = State.UNKNOWN, max(ts_ns, track.since_ns)
+            out.append(Transition(device_id, self._probe, track.since_ns, old, State.UNKNOWN, reason))
+        return out
+
     def reconcile(self, ts_ns: int) -> list[Transition]:
         """Re-derive every published state parents-first; returns the transitions."""
         out = []
@@ -134,6 +149,10 @@ class StateTracker:
         if new is track.state:
             return None
         old = track.state
+        # Never before the current state began: a result that arrives late (replayed by a probe
+        # agent after an outage, or one that outlived a reconcile) must not date a transition
+        # before the one it follows.
+        ts_ns = max(ts_ns, track.since_ns)
         track.state, track.since_ns = new, ts_ns
         if new is State.UNREACHABLE:
             parent = self._inventory.devices[device_id].parent

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Self, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Self, Sequence
 
 from monitor.core.clock import SYSTEM_CLOCK, Clock, place
 from monitor.fleet.inventory import Inventory
@@ -70,6 +70,9 @@ class Alerting:
         self.engine = RulesEngine(inventory, rules, flapping, language=language, timezone=timezone)
         self._duty = DutyRoster(notify.duty, timezone)
         self._views: asyncio.Queue[View | None] = asyncio.Queue()
+        self.sources: list[Callable[[], Iterable[Condition]]] = []
+        """Faults fleetmon raises itself beside the rules (e.g. a silent probe agent,
+        monitor.app.agent_hub): called on the alerting task at each evaluation, must not block."""
         self._stack = AsyncExitStack()
         self.faults: FaultBook
         self.maintenance: MaintenanceBook
@@ -126,6 +129,9 @@ class Alerting:
                 conditions = self.engine.evaluate(view, self.faults.firing_keys())
                 for c in self._route_alarms():
                     conditions[c.key] = c
+                for source in self.sources:
+                    for c in source():
+                        conditions[c.key] = c
                 # A failing state DB is not an error here: the book keeps its changes in order
                 # and stores them on a later cycle (WriteHealth says so, once).
                 if await self.faults.apply(conditions, self._clock.wall_ns(), self._clock.mono_ns()):

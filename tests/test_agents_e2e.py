@@ -1,0 +1,192 @@
+"""Probe agents end to end with a real mosquitto: a central daemon and an agent probing loopback
+devices (real ICMP), results over MQTT. Broker restart, the agent cut off (a relay closes its
+line) and kill -9 of the agent: no result lost, no false down, every silence a recorded blind
+period with one fault that resolves. Time is compressed: 1 s cycles, silent after 3 s."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.mosquitto import MosquittoServer
+from lab.tcpcut import TcpCut
+from monitor.app.agent import Agent
+from monitor.app.agent_file import load_agent
+from monitor.app.config import load_config
+from monitor.app.daemon import Daemon
+from monitor.fleet.inventory import load_inventory
+from monitor.state.tracker import State
+from tests.agents_lab import AGENT, outcome, write_lab
+
+pytestmark = [pytest.mark.root, pytest.mark.peer]
+FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
+
+
+async def until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Central:
+    """The central daemon in this process, recording every agent result it takes."""
+
+    def __init__(self, config: Path) -> None:
+        cfg = load_config(config)
+        self.daemon = Daemon(cfg, load_inventory(cfg))
+        self.stop = asyncio.Event()
+        self.received: list[tuple[str, int]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.daemon.run(self.stop))
+        await asyncio.wait_for(self.daemon.started.wait(), 20)
+        hub = self.daemon.agents
+        assert hub is not None
+        take = hub._on_result
+
+        def record(result):
+            self.received.append((result.device_id, result.ts_ns))
+            take(result)
+
+        hub._on_result = record
+
+    def state(self, device_id: str) -> State:
+        return self.daemon.pipeline._trackers["icmp"].state(device_id)
+
+    def remote_states(self) -> set[State]:
+        return {self.state(f"fo-{i}") for i in range(6)}
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 30)
+
+
+class InProcessAgent:
+    def __init__(self, agent_config: Path) -> None:
+        cfg, devices = load_agent(agent_config)
+        self.agent = Agent(cfg, devices)
+        self.produced: list[tuple[str, int]] = []
+        spool = self.agent._on_result
+
+        def record(result):
+            self.produced.append((result.device_id, result.ts_ns))
+            spool(result)
+
+        self.agent._on_result = record
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.agent.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+async def test_broker_restart_and_cut_off_lose_nothing_and_raise_one_fault(tmp_path):
+    broker = MosquittoServer(persistence=True).start()
+    relay = await TcpCut(broker.host, broker.port).start()
+    config, agent_config = write_lab(tmp_path, broker.host, broker.port, agent_port=relay.port)
+    central = Central(config)
+    try:
+        await central.start()
+        agent = InProcessAgent(agent_config)
+        hub = central.daemon.agents
+        await until(lambda: central.remote_states() == {State.UP}, 20, "the agent's devices up at the central")
+        assert central.state("hq-0") is State.UP  # the central's own devices, probed by itself
+
+        # The broker restarts (clean stop: its persistence keeps the central's session).
+        broker.stop()
+        await asyncio.sleep(1.5)
+        broker.start()
+        await until(lambda: agent.agent.connected.is_set() and hub.connected.is_set(), 20, "both reconnected")
+        await asyncio.sleep(1.5)
+
+        # The agent's line is cut for longer than silent_after_s: blind, one fault, then back.
+        relay.cut()
+        await until(lambda: hub.agents[AGENT].silent, 15, "the agent seen silent")
+        await until(lambda: central.remote_states() == {State.UNKNOWN}, 5, "its devices unknown (monitor blind)")
+        await until(lambda: any(f.rule == "probe_agent" for f in central.daemon._alerting.faults.open_faults()), 10,
+                    "the agent's fault")
+        await asyncio.sleep(2)
+        relay.restore()
+        await until(lambda: not hub.agents[AGENT].silent and central.remote_states() == {State.UP}, 20,
+                    "the agent back, its devices up")
+        await until(lambda: not any(f.rule == "probe_agent" for f in central.daemon._alerting.faults.open_faults()),
+                    10, "the fault resolved")
+        await agent.close()
+        await asyncio.sleep(1.0)  # the last batch through the broker to the central
+    finally:
+        await central.close()
+        await relay.close()
+        broker.close()
+
+    result = outcome(agent.produced, central.received, tmp_path / "state.db", hub.agents[AGENT].blind_periods)
+    print(result)
+    assert result.produced > 50
+    assert result.lost == 0, result
+    assert result.false_downs == 0, result
+    # One silence from the cut (the broker restart is shorter than silent_after_s), maybe a
+    # second one at the end ("stopping"): each a recorded blind period, one transition per device.
+    assert result.blind_periods and result.blind_periods[0][1] is not None
+    assert result.blind_transitions == 6 * len(result.blind_periods)
+    cut_faults = [f for f in result.agent_faults if f[0] == f"agent:{AGENT}"]
+    assert len(cut_faults) >= 1 and cut_faults[0][1] == "resolved"
+
+
+async def test_kill_9_of_the_agent_blinds_its_devices_and_its_spool_replays(tmp_path):
+    broker = MosquittoServer(persistence=True).start()
+    config, agent_config = write_lab(tmp_path, broker.host, broker.port)
+    central = Central(config)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([FLEETMON, "agent", "--config", str(agent_config)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=(tmp_path / "agent.log").open("ab"))
+
+    proc = None
+    try:
+        await central.start()
+        hub = central.daemon.agents
+        proc = spawn()
+        await until(lambda: central.remote_states() == {State.UP}, 30, "the agent's devices up")
+        # Results probed while the broker is away wait in the agent's spool when it is killed.
+        broker.stop()
+        broker_down_ns = time.time_ns()
+        await asyncio.sleep(2.5)
+        killed_ns = time.time_ns()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        broker.start()
+        await until(lambda: hub.agents[AGENT].silent, 10, "the agent seen silent")
+        assert central.remote_states() == {State.UNKNOWN}
+        received_before = len(central.received)
+        proc = spawn()
+        await until(lambda: not hub.agents[AGENT].silent and central.remote_states() == {State.UP}, 30,
+                    "the restarted agent back")
+        # The killed agent's spooled results arrived after it restarted.
+        await until(lambda: len(central.received) > received_before + 6 * 3, 10, "the replay")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        await central.close()
+        broker.close()
+    received = central.received
+    # The spool made it: the results probed while the broker was down, before the kill, arrived
+    # (2 cycles of 6 devices at least, in 2.5 s of 1 s cycles).
+    spooled = [ts for _, ts in received if broker_down_ns + 0.2e9 < ts < killed_ns]
+    assert len(spooled) >= 12, len(spooled)
+    result = outcome(received, received, tmp_path / "state.db", hub.agents[AGENT].blind_periods)
+    assert result.false_downs == 0
+    assert result.duplicated == 0
+    assert result.blind_transitions >= 6
