@@ -121,7 +121,7 @@ def test_unknown_top_level_key_lists_the_known_ones(tmp_path: Path) -> None:
     path = write(tmp_path, "log: {}\nzzz: 1\n")
     assert errors(path) == [
         f"{path}:2: zzz: unknown key (known: timezone, language, inventory, probes, scheduler, state, availability, influxdb, log, rules, "
-        "flapping, maintenance, notify, api, traps, assessment, reports)"
+        "flapping, maintenance, notify, api, traps, assessment, reports, mqtt_agents)"
     ]
 
 

@@ -18,7 +18,7 @@ record as unknown time.
 
 Drift: an agent whose hello announces other points (digest of its selected devices), other
 probe settings (digest of its probes' sections) or other probes than the central's entry for it
-gets a warning line and one fault "探测代理<name>配置与中心不一致" (warning), until a hello
+gets a warning line and one fault "探测代理<name>配置与中心不一致" (minor, 一般), until a hello
 agrees. Its results are still taken: each is checked against the central's view anyway (a
 device it does not own, a probe it does not run for it, are dropped one by one).
 
@@ -133,7 +133,7 @@ class AgentHub:
     # -- faults -----------------------------------------------------------------------------------
 
     def conditions(self) -> list[Condition]:
-        """One critical condition per silent agent, one warning per drifting one."""
+        """One critical condition per silent agent, one minor per drifting one."""
         out = []
         for state in self.agents.values():
             devices = len({d for ids in self._expected[state.name].devices.values() for d in ids})
@@ -147,7 +147,7 @@ class AgentHub:
                 what = "、".join(self._what[w] for w in state.drift) if self._t is TITLES["zh"] else ", ".join(
                     self._what[w] for w in state.drift)
                 out.append(Condition(
-                    RULE, RULE, f"drift:{state.name}", Severity.WARNING,
+                    RULE, RULE, f"drift:{state.name}", Severity.MINOR,
                     self._t["drift"].format(name=state.name, what=what), 0.0, 0.0,
                     details={"agent": state.name, "differs": list(state.drift)},
                 ))
