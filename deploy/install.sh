@@ -20,6 +20,8 @@ Install or upgrade fleetmon from this checkout (run as root):
   - /etc/systemd/system/fleetmon.service; enabled, and restarted on an upgrade, when systemd runs;
   - /etc/systemd/system/fleetmon-backup.{service,timer}: a daily online backup of the state
     database (fleetmon backup --keep 14); the timer enabled and started when systemd runs;
+  - /etc/systemd/system/fleetmon-agent.service: the probe agent's unit (fleetmon agent), not
+    enabled: an agent machine enables it;
   - /usr/local/bin/fleetmon, a symlink to /opt/fleetmon/venv/bin/fleetmon.
 `fleetmon check-config` must accept the installed config with the new version before it is
 switched to; otherwise nothing changes and the running version stays.
@@ -221,7 +223,7 @@ install -d -m 0750 -o "${IDS%:*}" -g "$GID" "$ROOT$STATE"
 # --- build the new release ---------------------------------------------------------------------
 
 for f in pyproject.toml config.yaml examples/points.csv examples/points.xlsx deploy/fleetmon.service \
-    deploy/fleetmon-backup.service deploy/fleetmon-backup.timer; do
+    deploy/fleetmon-agent.service deploy/fleetmon-backup.service deploy/fleetmon-backup.timer; do
     [ -f "$SRC/$f" ] || die "$SRC/$f is missing: run install.sh from a fleetmon checkout"
 done
 VERSION="$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
@@ -305,6 +307,8 @@ for dir in "$ROOT$OPT/releases/"*; do
 done
 install -m 0644 -o 0 -g 0 "$SRC/deploy/fleetmon.service" "$ROOT$UNIT"
 install -m 0644 -o 0 -g 0 "$SRC/deploy/fleetmon-backup.service" "$SRC/deploy/fleetmon-backup.timer" "$ROOT/etc/systemd/system/"
+# The probe agent's unit, for the sites' agent machines: installed, never enabled here.
+install -m 0644 -o 0 -g 0 "$SRC/deploy/fleetmon-agent.service" "$ROOT/etc/systemd/system/"
 # `fleetmon` on root's PATH (check-config, probe icmp), unless something else holds the name.
 BIN=/usr/local/bin/fleetmon
 if [ ! -e "$ROOT$BIN" ] || [ "$(readlink "$ROOT$BIN" || true)" = "$OPT/venv/bin/fleetmon" ]; then

@@ -359,3 +359,20 @@ def test_blind_devices_are_unknown_and_late_results_never_date_a_transition_befo
     tracker.blind(["fo-0"], 400, "x")
     assert tracker.observe(result("fo-0", ts_ns=500, ok=False)) is None
     assert tracker.state("fo-0") is State.UNKNOWN
+
+
+def test_the_example_agent_agrees_with_the_example_config(tmp_path):
+    from monitor.app.agent import Agent
+    from monitor.app.agent_config import agent_devices
+
+    repo = Path(__file__).resolve().parent.parent
+    doc = yaml.safe_load((repo / "config.yaml").read_text(encoding="utf-8"))
+    doc["mqtt_agents"] = {"broker": BROKER, "agents": [{"name": "donghu", "select": {"region": ["东湖镇"]}}]}
+    (tmp_path / "examples").symlink_to(repo / "examples")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    cfg, inventory = _load(tmp_path / "config.yaml")
+    (spec,) = cfg.mqtt_agents.agents
+    hello = Agent(*load_agent(repo / "examples/agent.yaml")).hello
+    assert hello["points"] == points_digest(agent_devices(spec.select, inventory))
+    assert hello["probes"] == probes_digest(cfg.probes, spec.probes)
+    assert hello["devices"] == 7

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.mosquitto import MosquittoServer
 from lab.tcpcut import TcpCut
@@ -190,3 +191,36 @@ async def test_kill_9_of_the_agent_blinds_its_devices_and_its_spool_replays(tmp_
     assert result.false_downs == 0
     assert result.duplicated == 0
     assert result.blind_transitions >= 6
+
+
+async def test_tls_and_credentials_with_an_mqtt_3_1_1_agent_and_an_mqtt_5_central(tmp_path, monkeypatch):
+    from lab.certs import make_ca, make_cert
+
+    ca = make_ca()
+    leaf = make_cert(["127.0.0.1"], issuer=ca)
+    (tmp_path / "broker.pem").write_bytes(leaf.pem())
+    (tmp_path / "broker.key").write_bytes(leaf.key_pem())
+    ca.write(tmp_path / "ca.pem")
+    (tmp_path / "central.pass").write_text("c-secret-1\n", encoding="utf-8")
+    monkeypatch.setenv("AGENT_MQTT_PASSWORD", "a-secret-2")
+    broker = MosquittoServer(users={"central": "c-secret-1", "forest": "a-secret-2"},
+                             tls=(tmp_path / "broker.pem", tmp_path / "broker.key")).start()
+    config, agent_config = write_lab(tmp_path, broker.host, broker.port)
+    for path, account in ((config, {"username": "central", "password_file": "central.pass", "protocol": "5"}),
+                          (agent_config, {"username": "forest", "password_env": "AGENT_MQTT_PASSWORD",
+                                          "protocol": "3.1.1"})):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        section = doc["mqtt_agents"]["broker"] if "mqtt_agents" in doc else doc["broker"]
+        section.update(account, tls={"ca_file": "ca.pem"})
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    central = Central(config)
+    try:
+        await central.start()
+        agent = InProcessAgent(agent_config)
+        await until(lambda: central.remote_states() == {State.UP}, 20, "the agent's devices up over TLS")
+        assert central.daemon.agents.agents[AGENT].drift == ()
+        await agent.close()
+    finally:
+        await central.close()
+        broker.close()
+    assert "a-secret-2" not in (tmp_path / "agent.yaml").read_text(encoding="utf-8")

@@ -290,6 +290,13 @@ def test_installed_unit_verifies(first: Installed, tmp_path: Path) -> None:
     assert "Unknown key 'ProtectSystm'" in typo.stderr
 
 
+def test_installed_agent_unit_verifies(first: Installed, tmp_path: Path) -> None:
+    unit = (first.root / "etc/systemd/system/fleetmon-agent.service").read_text()
+    assert unit == (REPO / "deploy/fleetmon-agent.service").read_text()
+    result = verify_unit(unit, first.root, tmp_path)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
 @pytest.fixture(scope="module")
 def upgraded(first: Installed, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory):
     """A second run from a newer checkout, after the admin edited the config and the daemon
