@@ -3,7 +3,7 @@
 Every component goes on one AsyncExitStack, started in dependency order — state DB (the point
 list's statuses recorded, the session), InfluxDB sink, the state DB's recorder, alerting
 (rules, faults, routes, outbox), work orders (their book and service, the serial watch),
-probes and their trackers, the pipeline, trap receiver, reports (a read-only connection, the
+probes and their trackers, the pipeline, the probe agents' hub, trap receiver, reports (a read-only connection, the
 schedule), HTTP API, schedulers — and stopped in reverse: schedulers are cancelled and awaited
 first (nothing new flows in), the API closes, a scheduled report being made is cancelled (its
 rendering children killed), the trap receiver closes, the pipeline evaluates no more, probes close, work orders stop (a last
