@@ -50,7 +50,9 @@ class MosquittoServer(ServerProcess):
     stop_timeout_s = 5.0
 
     def __init__(self, *, users: Mapping[str, str] | None = None, start_timeout_s: float = 10.0,
-                 persistence: bool = False, tls: tuple[Path, Path] | None = None) -> None:
+                 persistence: bool = False, tls: tuple[Path, Path] | None = None, host: str | None = None) -> None:
+        if host is not None:  # another local address (a namespace's peer reaches it), still this machine's
+            self.host = host
         self.dir = Path(tempfile.mkdtemp(prefix="fleetmon-mosquitto-"))
         (self.port,) = free_ports(1)
         self.log_path = self.dir / "mosquitto.log"

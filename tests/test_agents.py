@@ -27,7 +27,7 @@ from monitor.state.tracker import State, StateTracker
 from probes import ProbeResult
 from probes.base import Series
 from rules.model import Severity
-from tests.agents_lab import AGENT, probes_section, write_lab
+from lab.agents import AGENT, probes_section, write_lab
 
 FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
 NOW = time.time_ns()
@@ -244,13 +244,15 @@ def hub_for(tmp_path, *, language="zh", points=None, probes=None):
     expected = Expected({"icmp": ids}, points or points_digest([inventory.devices[i] for i in ids]),
                         probes or probes_digest(cfg.probes, ["icmp"]), ("icmp",))
     taken, blinded = [], []
+    resumed.clear()
     clock = Clock()
     hub = AgentHub(cfg.mqtt_agents, {AGENT: expected}, taken.append, lambda p, ids, why: blinded.append((p, ids, why)),
-                   language=language, clock=clock)
+                   lambda p, ids: resumed.append((p, ids)), language=language, clock=clock)
     return hub, taken, blinded, clock, cfg, inventory
 
 
 TOPIC = f"fleetmon/v1/{AGENT}"
+resumed: list = []
 
 
 def test_results_go_to_the_pipeline_once_and_bad_ones_are_logged_and_counted(tmp_path, caplog):
@@ -290,6 +292,7 @@ def test_silence_blinds_every_device_once_and_raises_one_fault_until_it_is_back(
         "probe_agent", "agent:forest", Severity.CRITICAL, "探测代理forest失联（6个设备监测盲区）")
     hub.on_message(f"{TOPIC}/status", status_payload("online", ts_ns=NOW))
     assert hub.conditions() == []
+    assert resumed == [("icmp", [f"fo-{i}" for i in range(6)])]
     (period,) = hub.agents[AGENT].blind_periods
     assert period[1] is not None and period[1] >= period[0]
 
@@ -351,10 +354,15 @@ def test_blind_devices_are_unknown_and_late_results_never_date_a_transition_befo
     tracker.observe(result("fo-0", ts_ns=100))
     (t,) = tracker.blind(["fo-0", "fo-1"], 200, "monitor blind: probe agent forest silent")  # fo-1 was unknown already
     assert (t.device_id, t.old, t.new, t.ts_ns) == ("fo-0", State.UP, State.UNKNOWN, 200)
-    assert tracker.blind(["fo-0"], 300, "again") == []
+    assert tracker.blind(["fo-0"], 250, "again") == []
     # A replayed result from before the blind moment: up again, dated at the blind moment.
     back = tracker.observe(result("fo-0", ts_ns=150))
     assert (back.new, back.ts_ns) == (State.UP, 200)
+    # Back at 350 after a second silence: replayed results of the silence are dated at 350.
+    tracker.blind(["fo-0"], 300, "x")
+    tracker.resume(["fo-0"], 350)
+    back = tracker.observe(result("fo-0", ts_ns=310))
+    assert (back.new, back.ts_ns) == (State.UP, 350)
     # One failed result after blindness is not a down (down_after counts afresh).
     tracker.blind(["fo-0"], 400, "x")
     assert tracker.observe(result("fo-0", ts_ns=500, ok=False)) is None

@@ -24,7 +24,7 @@ from monitor.app.config import load_config
 from monitor.app.daemon import Daemon
 from monitor.fleet.inventory import load_inventory
 from monitor.state.tracker import State
-from tests.agents_lab import AGENT, outcome, write_lab
+from lab.agents import AGENT, blind_periods_of, outcome, write_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.peer]
 FLEETMON = str(Path(sys.executable).with_name("fleetmon"))
@@ -140,6 +140,10 @@ async def test_broker_restart_and_cut_off_lose_nothing_and_raise_one_fault(tmp_p
     # second one at the end ("stopping"): each a recorded blind period, one transition per device.
     assert result.blind_periods and result.blind_periods[0][1] is not None
     assert result.blind_transitions == 6 * len(result.blind_periods)
+    # The state DB keeps the cut as unknown time: from the silence to the agent's return (at
+    # least the 2 s the line stayed cut after the fault), not shortened by the replayed results.
+    stored = blind_periods_of(tmp_path / "state.db")
+    assert any(end is not None and end - start >= 2e9 and n == 6 for start, end, n in stored), stored
     cut_faults = [f for f in result.agent_faults if f[0] == f"agent:{AGENT}"]
     assert len(cut_faults) >= 1 and cut_faults[0][1] == "resolved"
 

@@ -125,7 +125,8 @@ class Agent:
                     await publisher
         finally:
             self._spool.close()
-        log.info("agent %s stopped: %d results published, %d waiting in the spool", self.name, self.published,
+        log.info("agent %s stopped: %d results probed, %d published, %d waiting in the spool", self.name,
+                 self.spooled, self.published,
                  len(self._pending) + self._spool.unloaded_lines + (self._batch.count if self._batch else 0))
 
     async def _start_probes(self, stack: AsyncExitStack) -> list[Scheduler]:

@@ -12,9 +12,10 @@ Silence: nothing from an agent (results, heartbeat, hello) for `silent_after_s`,
 makes it silent: each of its devices becomes unknown ("monitor blind", Pipeline.blind), never
 down, and one fault "探测代理<name>失联" (critical) is raised for the agent, not one per device.
 The next message from it ends the silence (the fault resolves at the next evaluation); its
-devices take their state from their next results, replayed ones included: the transitions
-are dated no earlier than the blind one (monitor.state.tracker), so the blind period stays on
-record as unknown time.
+devices take their state from their next results, replayed ones included, but their
+transitions are dated no earlier than that moment (Pipeline.resume, StateTracker.resume): the
+blind period stays on record as unknown time, while InfluxDB gets every replayed result at
+its own time.
 
 Drift: an agent whose hello announces other points (digest of its selected devices), other
 probe settings (digest of its probes' sections) or other probes than the central's entry for it
@@ -89,6 +90,7 @@ class AgentHub:
 
     - expected: agent name → Expected (monitor.app.daemon computes it from the central config);
     - on_result: Pipeline.on_result; blind(probe, device ids, reason): Pipeline.blind;
+      resume(probe, device ids): Pipeline.resume;
     - `conditions()`: the faults it raises, for Alerting.sources.
     """
 
@@ -98,6 +100,7 @@ class AgentHub:
         expected: Mapping[str, Expected],
         on_result: Callable[[ProbeResult], None],
         blind: Callable[[str, list[str], str], None],
+        resume: Callable[[str, list[str]], None] = lambda probe, ids: None,
         *,
         language: str = "zh",
         clock: Callable[[], float] = time.monotonic,
@@ -106,6 +109,7 @@ class AgentHub:
         self._expected = dict(expected)
         self._on_result = on_result
         self._blind = blind
+        self._resume = resume
         self._t = TITLES[language]
         self._what = WHAT[language]
         self._clock = clock
@@ -129,6 +133,11 @@ class AgentHub:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for state in self.agents.values():
+            c = state.counts
+            log.info("probe agent %s: %d results taken, %d repeats dropped, %d bad results and %d bad messages "
+                     "dropped, %d silences", state.name, c["results"], c["duplicates"], c["dropped"],
+                     c["bad_messages"], c["silences"])
 
     # -- faults -----------------------------------------------------------------------------------
 
@@ -229,6 +238,8 @@ class AgentHub:
             log.info("probe agent %s is back after %.0f s: its devices are watched again", state.name,
                      (now - (state.silent_since_ns or now)) / 1e9)
             state.silent_since_ns = None
+            for probe, ids in self._expected[state.name].devices.items():
+                self._resume(probe, list(ids))
 
     def _go_silent(self, state: AgentState, why: str) -> None:
         state.silent = True

@@ -177,7 +177,7 @@ class Daemon:
         if cfg.mqtt_agents.enabled:
             self.agents = await stack.enter_async_context(AgentHub(
                 cfg.mqtt_agents, self._expected_agents(running), pipeline.on_result, pipeline.blind,
-                language=cfg.language,
+                pipeline.resume, language=cfg.language,
             ))
             alerting.sources.append(self.agents.conditions)
         if cfg.traps.enabled:

@@ -163,6 +163,11 @@ class Pipeline:
         unknown (monitor blind), not down; stored as transitions like any other."""
         self._transitions(self._trackers[probe].blind(device_ids, time.time_ns(), reason))
 
+    def resume(self, probe: str, device_ids: Sequence[str]) -> None:
+        """Their probe agent is back: their next transitions are dated from now on (the blind
+        period ends when the daemon hears again, whatever the replayed results' times)."""
+        self._trackers[probe].resume(device_ids, time.time_ns())
+
     def on_cycle(self, report: CycleReport) -> None:
         """A probe's finished cycle: settle and evaluate (reconcile → bases → online rates →
         rules), write what it settled, publish a Snapshot."""

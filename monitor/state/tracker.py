@@ -57,6 +57,7 @@ class _Track:
     streak_ok: int = 0
     streak_fail: int = 0
     last_reason: str | None = None
+    floor_ns: int = 0  # no transition is dated before this (a blind period's end)
 
 
 class StateTracker:
@@ -135,6 +136,15 @@ class StateTracker:
             out.append(Transition(device_id, self._probe, track.since_ns, old, State.UNKNOWN, reason))
         return out
 
+    def resume(self, device_ids: Iterable[str], ts_ns: int) -> None:
+        """Their watcher is back at `ts_ns` (the probe agent was silent): the transitions their
+        next results cause, replayed ones probed during the silence included, are dated no
+        earlier, so the blind period stays on record as unknown time."""
+        for device_id in device_ids:
+            track = self._tracks.get(device_id)
+            if track is not None:
+                track.floor_ns = max(track.floor_ns, ts_ns)
+
     def reconcile(self, ts_ns: int) -> list[Transition]:
         """Re-derive every published state parents-first; returns the transitions."""
         out = []
@@ -152,7 +162,7 @@ class StateTracker:
         # Never before the current state began: a result that arrives late (replayed by a probe
         # agent after an outage, or one that outlived a reconcile) must not date a transition
         # before the one it follows.
-        ts_ns = max(ts_ns, track.since_ns)
+        ts_ns = max(ts_ns, track.since_ns, track.floor_ns)
         track.state, track.since_ns = new, ts_ns
         if new is State.UNREACHABLE:
             parent = self._inventory.devices[device_id].parent

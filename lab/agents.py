@@ -1,4 +1,4 @@
-"""The probe agents' test bed, shared by tests/test_agents_e2e.py and bench/agents.py: a point
+"""The probe agents' test bed, shared by tests/test_agents*.py and bench/agents.py: a point
 list of loopback devices (real ICMP), a central config with `mqtt_agents` and an agent.yaml, and
 the checks on what came out (results lost, duplicated, false downs, blind periods, faults)."""
 
@@ -93,3 +93,28 @@ def outcome(produced: Iterable[tuple[str, int]], received: list[tuple[str, int]]
         len(produced_set), len(received), len(produced_set - received_set), len(received) - len(received_set),
         downs, blind, blind_periods, faults,
     )
+
+
+def blind_periods_of(state_db: Path) -> list[tuple[int, int | None, int]]:
+    """The blind periods stored in the state DB: (start ns, end ns or None, devices), one per
+    distinct start moment of "monitor blind" transitions; a device's period ends at its next
+    transition."""
+    with sqlite3.connect(state_db) as db:
+        rows = db.execute(
+            "SELECT t.device_id, t.ts_ns, (SELECT min(n.ts_ns) FROM transitions n WHERE n.device_id = t.device_id "
+            "AND n.probe = t.probe AND n.id > t.id) FROM transitions t "
+            "WHERE t.to_state = 'unknown' AND t.reason LIKE 'monitor blind%' ORDER BY t.ts_ns"
+        ).fetchall()
+    periods: dict[int, list[int | None]] = {}
+    counts: dict[int, int] = {}
+    for _, start, end in rows:
+        # One silence blinds every device in the same call: the same start moment.
+        key = start
+        periods.setdefault(key, [])
+        periods[key].append(end)
+        counts[key] = counts.get(key, 0) + 1
+    out = []
+    for start, ends in periods.items():
+        ended = [e for e in ends if e is not None]
+        out.append((start, max(ended) if len(ended) == len(ends) else None, counts[start]))
+    return out
