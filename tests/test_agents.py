@@ -85,6 +85,7 @@ def test_central_config_errors_are_located(tmp_path):
     ({"broker": BROKER, "agents": [{**FOREST, "probes": ["tcp"]}]}, "agents run probe(s) tcp, which are disabled"),
 ])
 def test_central_config_refusals(tmp_path, section, message):
+    (tmp_path / "c.pem").write_text("a certificate\n", encoding="utf-8")
     path = central(tmp_path, **section)
     problems = errors_of(load_config, path)
     assert any(message in p and p.startswith(f"{path}:") for p in problems), problems
@@ -384,3 +385,26 @@ def test_the_example_agent_agrees_with_the_example_config(tmp_path):
     assert hello["points"] == points_digest(agent_devices(spec.select, inventory))
     assert hello["probes"] == probes_digest(cfg.probes, spec.probes)
     assert hello["devices"] == 7
+
+
+def test_tls_files_must_exist(tmp_path):
+    path = central(tmp_path, broker={**BROKER, "tls": {"ca_file": "missing-ca.pem"}}, agents=[FOREST])
+    problems = errors_of(load_config, path)
+    assert f"{path}:{line_of(path, 'ca_file')}: mqtt_agents.broker.tls.ca_file: {tmp_path}/missing-ca.pem is not a " \
+           "readable file" in problems, problems
+
+
+async def test_a_bug_in_the_pipeline_is_logged_and_the_next_message_taken(tmp_path, caplog):
+    hub, taken, _, _, _, _ = hub_for(tmp_path)
+    calls = []
+
+    def broken(r):
+        calls.append(r)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    hub._on_result = broken
+    hub.on_message(f"{TOPIC}/results", batch(result("fo-1"), first=1, last=1))
+    hub.on_message(f"{TOPIC}/results", batch(result("fo-2"), first=2, last=2))
+    assert [r.device_id for r in calls] == ["fo-1", "fo-2"]
+    assert "message not processed (a bug)" in caplog.text

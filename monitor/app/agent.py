@@ -164,10 +164,10 @@ class Agent:
         backoff = agent_link.Backoff()
         will = (topic(self._prefix, self.name, STATUS), status_payload("offline"))
         while not stop.is_set():
-            client = agent_link.client(self.cfg.broker, f"fleetmon-{self.name}", will=will, log=log)
             try:
+                client = agent_link.client(self.cfg.broker, f"fleetmon-{self.name}", will=will, log=log)
                 await client.__aenter__()
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:  # OSError: a CA file TLS cannot use, say
                 log.warning("agent %s: broker %s:%d unreachable (%s): results wait in the spool", self.name,
                             self.cfg.broker.host, self.cfg.broker.port, exc)
                 await _sleep_or(stop, backoff.next_s())
@@ -176,7 +176,7 @@ class Agent:
             try:
                 await self._serve(client, stop)
                 backoff.reset()
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:
                 log.warning("agent %s: connection to the broker lost (%s): results wait in the spool", self.name, exc)
                 backoff.reset()  # it worked a moment ago: try again soon
                 await _sleep_or(stop, backoff.next_s())

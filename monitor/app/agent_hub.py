@@ -171,8 +171,9 @@ class AgentHub:
         backoff = agent_link.Backoff()
         filters = [f"{self.cfg.topic_prefix}/+/{kind}" for kind in KINDS]
         while True:
-            client = agent_link.client(self.cfg.broker, "fleetmon-central", log=log)
+            client = None
             try:
+                client = agent_link.client(self.cfg.broker, "fleetmon-central", log=log)
                 await client.__aenter__()
                 for f in filters:
                     await client.subscribe(f, qos=1, timeout=self.cfg.broker.timeout_s)
@@ -182,12 +183,13 @@ class AgentHub:
                          ", ".join(filters))
                 async for message in client.messages:
                     self.on_message(str(message.topic), bytes(message.payload), retained=bool(message.retain))
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:  # OSError: TLS refused, say
                 log.warning("probe agents: broker %s:%d: %s; reconnecting", self.cfg.broker.host,
                             self.cfg.broker.port, exc)
             finally:
                 self.connected.clear()
-                await agent_link.close(client)
+                if client is not None:
+                    await agent_link.close(client)
             await asyncio.sleep(backoff.next_s())
 
     async def _watch(self) -> None:
@@ -227,6 +229,9 @@ class AgentHub:
         except MessageError as exc:
             state.counts["bad_messages"] += 1
             log.warning("probe agent %s: %s: %s: message dropped", name, topic, exc.problem)
+        except Exception:  # a bug: said loudly, the message dropped, the next one taken
+            state.counts["bad_messages"] += 1
+            log.exception("probe agent %s: %s: message not processed (a bug)", name, topic)
 
     def _alive(self, state: AgentState) -> None:
         state.last_seen = self._clock()
