@@ -408,3 +408,10 @@ async def test_a_bug_in_the_pipeline_is_logged_and_the_next_message_taken(tmp_pa
     hub.on_message(f"{TOPIC}/results", batch(result("fo-2"), first=2, last=2))
     assert [r.device_id for r in calls] == ["fo-1", "fo-2"]
     assert "message not processed (a bug)" in caplog.text
+
+
+def test_check_config_summarises_the_agents(tmp_path):
+    path = central(tmp_path, broker=BROKER, agents=[FOREST])
+    done = subprocess.run([FLEETMON, "check-config", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "probe agents via 127.0.0.1:1883 (plain TCP): forest (6 devices, icmp)" in done.stdout

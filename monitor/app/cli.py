@@ -610,8 +610,20 @@ def _summary(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:
         f"rules: {', '.join(r.name for r in cfg.rules) or 'none'}",
         f"notify routes: {', '.join(f'{r.name} ({r.type})' for r in cfg.notify.routes) or 'none'}",
         f"api: {_api(cfg)}",
+        *_agents(cfg, inventory),
         *_assessment(cfg),
     ]
+
+
+def _agents(cfg: FleetmonConfig, inventory: Inventory) -> list[str]:
+    """The probe agents and how many devices each owns (never probed by this daemon)."""
+    if not cfg.mqtt_agents.enabled:
+        return []
+    owned = Counter(ownership(cfg.mqtt_agents, inventory).values())
+    b = cfg.mqtt_agents.broker
+    assert b is not None
+    agents = ", ".join(f"{a.name} ({owned[a.name]} devices, {'/'.join(a.probes)})" for a in cfg.mqtt_agents.agents)
+    return [f"probe agents via {b.host}:{b.port} ({'TLS' if b.tls else 'plain TCP'}): {agents}"]
 
 
 def _assessment(cfg: FleetmonConfig) -> list[str]:
