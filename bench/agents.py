@@ -232,9 +232,14 @@ async def throughput(devices: int, interval_s: float, steady_s: float, outage_s:
           f"{'agent/1k':>8} {'central/1k':>8}")
     for phase in phases:
         print(phase.row())
-    print(f"(replay: from the agent's reconnection, {reconnect_s:.1f} s after the broker's restart, to its first "
-          "status with ≤ 1 batch spooled; statuses every 0.5 s; the CPU of the replay includes the probing "
-          "that goes on meanwhile)")
+    replay = phases[-1]
+    print(f"(steady and spooling: the results due in that time; replay: agent → broker, from the agent's "
+          f"reconnection, {reconnect_s:.1f} s after the broker's restart, to its first status with ≤ 1 batch "
+          "spooled, statuses every 0.5 s; the replay's CPU, counted up to 3 s after it, includes the probing that "
+          "goes on)")
+    if replay.central_cpu:
+        print(f"central ingest capacity in the replay: {replay.results / replay.central_cpu:,.0f} results per CPU-second "
+              f"(validation, tracker, rules facts, InfluxDB lines)")
     print_counts(counts)
 
 
