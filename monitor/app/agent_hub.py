@@ -112,6 +112,7 @@ class AgentHub:
         self._resume = resume
         self._t = TITLES[language]
         self._what = WHAT[language]
+        self._sep = "、" if language == "zh" else ", "
         self._clock = clock
         now = clock()
         self.agents = {name: AgentState(name, now) for name in expected}
@@ -153,8 +154,7 @@ class AgentHub:
                     since_ns=state.silent_since_ns, details={"agent": state.name, "devices": devices},
                 ))
             if state.drift:
-                what = "、".join(self._what[w] for w in state.drift) if self._t is TITLES["zh"] else ", ".join(
-                    self._what[w] for w in state.drift)
+                what = self._sep.join(self._what[w] for w in state.drift)
                 out.append(Condition(
                     RULE, RULE, f"drift:{state.name}", Severity.MINOR,
                     self._t["drift"].format(name=state.name, what=what), 0.0, 0.0,
