@@ -415,3 +415,24 @@ def test_check_config_summarises_the_agents(tmp_path):
     done = subprocess.run([FLEETMON, "check-config", "-c", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "probe agents via 127.0.0.1:1883 (plain TCP): forest (6 devices, icmp)" in done.stdout
+
+
+def test_the_agent_spool_is_bounded_and_drops_the_oldest(tmp_path):
+    from monitor.app.agent import Agent
+
+    _, agent_path = write_lab(tmp_path, "127.0.0.1", 1883, agent_extra={})
+    doc = yaml.safe_load(agent_path.read_text(encoding="utf-8"))
+    doc["agent"]["spool_max_bytes"] = 1 << 20
+    agent_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    agent = Agent(*load_agent(agent_path))
+    agent._spool.open()
+    try:
+        for i in range(20_000):  # ~2.5 MB of results: the broker unreachable for long
+            agent._on_result(result("fo-1", ts_ns=NOW + i, rtt_avg_ms=1.25, loss_pct=0.0))
+        dropped = agent._spool.take_dropped()
+        assert dropped > 5_000 and agent.backlog == 20_000 - dropped
+        batch = agent._next_batch()
+        first = json.loads(batch.payload)["results"][0]
+        assert first["ts_ns"] == NOW + dropped  # the oldest went first; the rest in order
+    finally:
+        agent._spool.close()
