@@ -311,7 +311,7 @@ def test_the_will_blinds_at_once_a_retained_status_does_not(tmp_path):
 
 def hello(points: str, probes: str, names=("icmp",)) -> bytes:
     return json.dumps({"v": 1, "version": "x", "points": points, "probes": probes, "devices": 6,
-                       "probe_names": list(names), "heartbeat_s": 10}).encode()
+                       "probe_names": list(names), "heartbeat_s": 1}).encode()
 
 
 def test_drift_is_a_warning_fault_until_a_hello_agrees(tmp_path, caplog):
@@ -327,6 +327,16 @@ def test_drift_is_a_warning_fault_until_a_hello_agrees(tmp_path, caplog):
     assert hub.conditions()[0].title == "探测代理forest配置与中心不一致：探测设置、探测类型"
     hub.on_message(f"{TOPIC}/hello", hello(expected.points, expected.probes))
     assert hub.conditions() == []
+    assert "silent_after_s" not in caplog.text
+
+
+def test_a_heartbeat_too_slow_for_silent_after_s_is_warned_of(tmp_path, caplog):
+    hub, *_ = hub_for(tmp_path)  # silent_after_s 5
+    expected = hub._expected[AGENT]
+    doc = json.loads(hello(expected.points, expected.probes))
+    with caplog.at_level(logging.WARNING, "fleetmon.agents"):
+        hub.on_message(f"{TOPIC}/hello", json.dumps({**doc, "heartbeat_s": 3}).encode())
+    assert "probe agent forest beats every 3 s, but mqtt_agents.silent_after_s is 5 s" in caplog.text
 
 
 def test_the_agent_computes_the_digests_the_central_expects(tmp_path):

@@ -290,6 +290,11 @@ class AgentHub:
         hello = parse_hello(payload)
         if not retained:
             self._alive(state)
+        if 2 * hello.heartbeat_s > self.cfg.silent_after_s and not state.counts["slow_heartbeat"]:
+            state.counts["slow_heartbeat"] += 1
+            log.warning("probe agent %s beats every %g s, but mqtt_agents.silent_after_s is %g s: one late heartbeat "
+                        "would blind its devices; make silent_after_s at least 3 × its heartbeat_s", state.name,
+                        hello.heartbeat_s, self.cfg.silent_after_s)
         expected = self._expected[state.name]
         differs = []
         if hello.points != expected.points:
