@@ -6,6 +6,7 @@ period with one fault that resolves. Time is compressed: 1 s cycles, silent afte
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -146,6 +147,14 @@ async def test_broker_restart_and_cut_off_lose_nothing_and_raise_one_fault(tmp_p
     # least the 2 s the line stayed cut after the fault), not shortened by the replayed results.
     stored = blind_periods_of(tmp_path / "state.db")
     assert any(end is not None and end - start >= 2e9 and n == 6 for start, end, n in stored), stored
+    # The assessment counts that time as unknown, never as down.
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))  # the config's zone: Asia/Shanghai
+    done = subprocess.run([FLEETMON, "availability", "-c", str(config), "--period", day, "--points", "--json"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    figures = next(p for p in json.loads(done.stdout)["points"] if p["id"] == "fo-0")["figures"]
+    assert figures["down_s"] == 0 and figures["unreachable_s"] == 0 and figures["undecided_s"] >= 2, figures
     cut_faults = [f for f in result.agent_faults if f[0] == f"agent:{AGENT}"]
     assert len(cut_faults) >= 1 and cut_faults[0][1] == "resolved"
 
