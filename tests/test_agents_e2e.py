@@ -148,8 +148,9 @@ async def test_broker_restart_and_cut_off_lose_nothing_and_raise_one_fault(tmp_p
     stored = blind_periods_of(tmp_path / "state.db")
     assert any(end is not None and end - start >= 2e9 and n == 6 for start, end, n in stored), stored
     # The assessment counts that time as unknown, never as down.
-    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))  # the config's zone: Asia/Shanghai
-    done = subprocess.run([FLEETMON, "availability", "-c", str(config), "--period", day, "--points", "--json"],
+    local = time.time() + 8 * 3600  # the config's zone, Asia/Shanghai; two days: the run may span midnight
+    days = "..".join(time.strftime("%Y-%m-%d", time.gmtime(t)) for t in (local - 86400, local))
+    done = subprocess.run([FLEETMON, "availability", "-c", str(config), "--period", days, "--points", "--json"],
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr
