@@ -1,7 +1,10 @@
 """Device state from probe results: hysteresis, then topology.
 
-A device is *failing* once `down_after` consecutive results of its probe were not ok, and
-stops failing after `up_after` consecutive ok results. Its published state is then:
+A device is *failing* once `down_after` consecutive probes of it failed, and stops failing
+after `up_after` consecutive ok results. A failed result confirmed by n re-probes
+(ProbeResult.confirmations, monitor.app.scheduler) counts as 1 + n failed probes: with
+confirmation a dead device fails within seconds of its first miss, without it after
+`down_after` cycles. Its published state is then:
 
 - UP when it is not failing;
 - UNREACHABLE when it is failing and its parent (switch, link, UPS …) is DOWN or UNREACHABLE:
@@ -92,6 +95,12 @@ class StateTracker:
     def state(self, device_id: str) -> State:
         return self._tracks[device_id].state
 
+    def failing(self, device_id: str) -> bool:
+        """True when the device is failing (published down or unreachable): a further miss
+        confirms nothing new. False for a device this tracker does not know."""
+        track = self._tracks.get(device_id)
+        return track is not None and track.failing is True
+
     def since_ns(self, device_id: str) -> int:
         return self._tracks[device_id].since_ns
 
@@ -113,7 +122,7 @@ class StateTracker:
             if track.failing is not False and track.streak_ok >= (self._up_after if track.failing else 1):
                 track.failing = False
         else:
-            track.streak_fail += 1
+            track.streak_fail += 1 + result.confirmations
             track.streak_ok = 0
             track.last_reason = result.reason
             if track.failing is not True and track.streak_fail >= self._down_after:
