@@ -124,6 +124,19 @@ class ConfirmConfig(Strict):
     spacing_s: Annotated[float, Field(ge=0, le=60)] = 1.0
     max_concurrent: Annotated[int, Field(ge=1, le=100_000)] = 100
 
+    def check_fits(self, interval_s: float, silent_probe_s: float) -> None:
+        """For the probe config's own validator. Raises ValueError when `count` re-probes of a
+        device that does not answer (`silent_probe_s` each: the probe's timeouts) with their
+        spacing take more than half of `interval_s`: confirmations hold their cycle open, whose
+        starts already take scheduler.spread (0.5 by default) of it, so a miss late in the
+        cycle would make the next cycle be skipped."""
+        worst = self.count * (silent_probe_s + self.spacing_s)
+        if worst > interval_s / 2:
+            raise ValueError(
+                f"confirm: {self.count} re-probes of up to {silent_probe_s:g} s, {self.spacing_s:g} s apart, take up "
+                f"to {worst:g} s, more than half of interval_s {interval_s:g}: fewer or closer re-probes"
+            )
+
 
 class Probe(Protocol):
     """A probe type. One instance serves every device of the fleet for that probe type and

@@ -192,10 +192,23 @@ def test_bad_confirm_values_are_located_errors(tmp_path: Path, body: str, expect
     assert config_errors(tmp_path, f"probes:\n  icmp:\n    interval_s: 30\n    confirm:\n      {body}\n") == [expected]
 
 
-def test_confirmations_longer_than_half_the_interval_are_refused(tmp_path: Path) -> None:
-    (message,) = config_errors(tmp_path, "probes:\n  icmp:\n    interval_s: 10\n    confirm: {count: 4, spacing_s: 1}\n")
-    assert message.startswith("config.yaml:2: probes.icmp: ")
-    assert "4 re-probes of up to 1.4 s, 1 s apart, take up to 9.6 s, more than half of interval_s 10" in message
+@pytest.mark.parametrize(("probe", "interval", "silent_s"), [("icmp", 10, 1.4), ("rtsp", 30, 5), ("onvif", 30, 5)])
+def test_confirmations_longer_than_half_the_interval_are_refused(tmp_path: Path, probe: str, interval: int,
+                                                                 silent_s: float) -> None:
+    text = f"probes:\n  {probe}:\n    interval_s: {interval}\n    confirm: {{count: 4, spacing_s: 1}}\n"
+    (message,) = config_errors(tmp_path, text)
+    worst = 4 * (silent_s + 1)
+    assert message.startswith(f"config.yaml:2: probes.{probe}: ")
+    assert f"4 re-probes of up to {silent_s:g} s, 1 s apart, take up to {worst:g} s, more than half of interval_s {interval}" in message
+
+
+def test_rtsp_and_onvif_take_confirm_too_and_snmp_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("probes:\n  rtsp: {confirm: {count: 1}}\n  onvif: {confirm: {count: 2, spacing_s: 2}}\n")
+    cfg = load_config(path)
+    assert (cfg.probes.rtsp.confirm.count, cfg.probes.onvif.confirm.spacing_s) == (1, 2.0)
+    assert config_errors(tmp_path, "probes:\n  snmp:\n    confirm: {count: 1}\n")[0].startswith(
+        "config.yaml:3: probes.snmp.confirm: unknown key")
 
 
 # --- the real ICMP engine against lab devices -----------------------------------------------------
