@@ -267,3 +267,36 @@ async def test_lab_lost_probe_stays_up_dead_goes_down_in_one_cycle_cap_holds(lab
         assert sorted(r.confirmations for r in results) == [0, 0, 0, 2, 2]
         assert crowded.confirmations == {"failed": 2, "capped": 3}
         assert sorted(tracker.state(d.id) for d in crowd) == sorted([State.DOWN] * 2 + [State.UNKNOWN] * 3)
+
+
+@pytest.mark.root
+async def test_daemon_confirms_a_dead_camera_within_the_cycle_that_sees_it(labnet, tmp_path: Path) -> None:
+    import yaml
+
+    from lab.fleet import build_small_fleet
+    from tests.plugins.daemon import running_daemon, until
+
+    fleet = build_small_fleet(labnet(), regions=["R"], sites_per_region=1, cameras_per_site=3)
+    fleet.write_point_list(tmp_path / "points.csv")
+    doc = {
+        "inventory": {"point_lists": ["points.csv"]},
+        "probes": {"icmp": {**LAB_ICMP, "interval_s": 2.5, "timeout_s": 0.3,
+                            "confirm": {"count": 2, "spacing_s": 0.2}},
+                   "rtsp": {"enabled": False}},
+        "scheduler": {"spread": 0.2},
+        "state": {"database": "state.db", "down_after": 3, "up_after": 2},
+        "influxdb": {"enabled": False},
+        "api": {"enabled": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    async with running_daemon(path) as d:
+        camera = "CAM-0001"
+        assert d.snapshot.states[camera] is State.UP
+        failed_after = d.snapshot.cycle.cycle
+        fleet.fail(camera)
+        seen_in = await until(lambda: d.snapshot.cycle.cycle if d.snapshot.states[camera] is State.DOWN else None,
+                              15, "the camera down")
+        # Its miss comes in the cycle running now or the next; without the re-probes down_after 3
+        # would take two more cycles after that.
+        assert seen_in - failed_after <= 2
