@@ -132,6 +132,21 @@ async def test_cancelling_during_a_confirmation_leaves_nothing_counted_as_runnin
     assert s.confirming == 0
 
 
+async def test_metrics_show_devices_confirming_and_the_outcomes() -> None:
+    from monitor.app.selfmetrics import Health, exposition
+
+    ids = [f"D{i}" for i in range(4)]
+    probe = ScriptedProbe({"D0": [False, True], "D1": [False], "D2": [False], "D3": [False]}, duration_s=0.05)
+    s = scheduler(probe, [device(d) for d in ids], ConfirmConfig(count=1, max_concurrent=2), [])
+    await s.run_once()
+    page = exposition(Health(now_ns=time.time_ns(), version="t", schedulers=[s], sink=None, spool_bytes=None,
+                             outbox={}, disabled_routes={}, faults_open={}, statedb_failing=False))
+    lines = set(page.splitlines())
+    assert 'fleetmon_scheduler_confirming{probe="scripted"} 0.0' in lines
+    assert {f'fleetmon_confirmations_total{{outcome="{o}",probe="scripted"}} {n}.0'
+            for o, n in (("answered", 1), ("failed", 1), ("capped", 2))} <= lines, page
+
+
 # --- the tracker ----------------------------------------------------------------------------------
 
 
