@@ -9,6 +9,10 @@ are probed by fleetmon's own pieces in this process, as the daemon wires them: t
 `up_after`, skipping the confirmation of devices already failing), for `cycles` cycles at a
 compressed `interval`: one probe decision per device and cycle.
 
+`--dark [--cap 100]`: the devices all dead instead (a whole site dark at once), three cycles: the
+echoes sent beside the scheduled ones, the peak of devices being confirmed, how many were
+confirmed or capped, how many are DOWN after each cycle.
+
 Printed beside the confirmed figure, from the same run: what the scheduled probes alone (their
 fields: a probe missed when no echo came back, before any re-probe) would have given with no
 confirmation, replayed through StateTrackers: down_after 1 (the naive "one missed probe is
@@ -125,6 +129,61 @@ async def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+async def dark(args: argparse.Namespace) -> str:
+    """A whole site dark at once: what confirmation costs and how the cap bounds it."""
+    from lab.net import Behaviour, LabNet
+    from monitor.app.scheduler import Scheduler
+    from monitor.core.model import Device, Kind
+    from monitor.fleet.inventory import Inventory
+    from monitor.state.tracker import State, StateTracker
+    from probes.icmp import IcmpConfig, IcmpProbe
+
+    cfg = IcmpConfig(interval_s=args.interval, count=3, echo_interval_ms=200, timeout_s=1.0, retries=0,
+                     confirm={"count": args.confirm, "spacing_s": args.spacing, "max_concurrent": args.cap})
+    rows = []
+    with LabNet() as net:
+        addresses = net.add_site("dark", args.devices, Behaviour(loss_pct=100))
+        check_routed_into_lab([str(addresses[0]), str(addresses[-1])])
+        devices = [Device(f"K{i:05d}", f"K{i:05d}", Kind.CAMERA, a, "dark", "lab") for i, a in enumerate(addresses)]
+        tracker = StateTracker(Inventory(devices), "icmp", down_after=args.down_after, up_after=args.up_after)
+        async with IcmpProbe(cfg) as probe:
+            scheduler = Scheduler(probe, devices, interval_s=args.interval, spread=0.5, max_concurrency=5000,
+                                  on_result=tracker.observe, on_cycle=lambda r: None, confirm=cfg.confirm,
+                                  confirm_skip=tracker.failing)
+            for cycle in range(3):
+                peak = 0
+
+                async def watch() -> None:
+                    nonlocal peak
+                    while True:
+                        peak = max(peak, scheduler.confirming)
+                        await asyncio.sleep(0.02)
+
+                watcher = asyncio.create_task(watch())
+                sent0, before = probe.engine.counters["sent"], dict(scheduler.confirmations)
+                await scheduler.run_once()
+                watcher.cancel()
+                report = scheduler.last_report
+                outcomes = {k: v - before.get(k, 0) for k, v in scheduler.confirmations.items()}
+                down = sum(1 for d in devices if tracker.state(d.id) is State.DOWN)
+                rows.append((cycle + 1, report.duration_s, probe.engine.counters["sent"] - sent0, peak,
+                             outcomes.get("failed", 0), outcomes.get("capped", 0), down))
+    scheduled = args.devices * 3
+    lines = [
+        (f"A site dark: {args.devices} lab devices dead at once (100 % loss); ICMP count 3 × 200 ms, timeout 1 s, "
+         f"interval {args.interval:g} s, spread 0.5; confirm {args.confirm} × {args.spacing:g} s, max_concurrent "
+         f"{args.cap}; down_after {args.down_after}"),
+        f"{'cycle':>5}{'duration s':>12}{'echoes sent':>13}{'scheduled':>11}{'confirming peak':>17}"
+        f"{'confirmed':>11}{'capped':>8}{'DOWN after':>12}",
+        *(f"{c:>5}{d:>12.1f}{sent:>13}{scheduled:>11}{peak:>17}{failed:>11}{capped:>8}{down:>12}"
+          for c, d, sent, peak, failed, capped, down in rows),
+        (f"without a cap the first cycle would re-probe all {args.devices} at once ({args.devices * args.confirm * 3} "
+         f"more echoes within seconds); with it at most {args.cap} devices are re-probed at a time, the rest "
+         "count once towards down_after, as without confirmation."),
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench detection --lossy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
@@ -135,12 +194,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spacing", type=float, default=1.0, help="probes.icmp.confirm.spacing_s")
     parser.add_argument("--down-after", type=int, default=3)
     parser.add_argument("--up-after", type=int, default=2)
+    parser.add_argument("--dark", action="store_true",
+                        help="instead: the devices all dead at once, three cycles: the cost of confirmation and its cap")
+    parser.add_argument("--cap", type=int, default=100, help="probes.icmp.confirm.max_concurrent (--dark)")
     args = parser.parse_args(argv)
     if not (1 <= args.devices <= 50_000 and args.cycles >= 1 and 0 < args.loss < 100 and args.down_after >= 1
             and args.up_after >= 1):
         parser.error("--devices within 1–50,000, --cycles ≥ 1, --loss within 0–100 (exclusive), --down-after, --up-after ≥ 1")
     try:
-        print(asyncio.run(run(args)), flush=True)
+        print(asyncio.run(dark(args) if args.dark else run(args)), flush=True)
     except ValueError as exc:  # the IcmpConfig's checks (interval too short for the confirmations …)
         print(f"bad settings: {exc}", file=sys.stderr)
         return 2
