@@ -9,9 +9,10 @@ are probed by fleetmon's own pieces in this process, as the daemon wires them: t
 `up_after`, skipping the confirmation of devices already failing), for `cycles` cycles at a
 compressed `interval`: one probe decision per device and cycle.
 
-`--dark [--cap 100]`: the devices all dead instead (a whole site dark at once), three cycles: the
-echoes sent beside the scheduled ones, the peak of devices being confirmed, how many were
-confirmed or capped, how many are DOWN after each cycle.
+`--dark [--cap 100 --sites 1]`: the devices all dead instead (whole sites dark at once: each a
+link, its switch and cameras behind them), three cycles: the echoes sent beside the scheduled
+ones, the peak of devices being confirmed, how many were confirmed or capped, and after each
+cycle the links DOWN, the other devices DOWN (taken for root causes) and those UNREACHABLE.
 
 Printed beside the confirmed figure, from the same run: what the scheduled probes alone (their
 fields: a probe missed when no echo came back, before any re-probe) would have given with no
@@ -144,12 +145,21 @@ async def dark(args: argparse.Namespace) -> str:
     with LabNet() as net:
         addresses = net.add_site("dark", args.devices, Behaviour(loss_pct=100))
         check_routed_into_lab([str(addresses[0]), str(addresses[-1])])
-        devices = [Device(f"K{i:05d}", f"K{i:05d}", Kind.CAMERA, a, "dark", "lab") for i, a in enumerate(addresses)]
+        # `sites` sites, each a link, its switch and the cameras behind it, parents first (as
+        # the daemon orders them): every device is dead, only the links are root causes.
+        devices = []
+        per_site = args.devices // args.sites
+        for i, a in enumerate(addresses[: per_site * args.sites]):
+            site, n = divmod(i, per_site)
+            kind, parent = ((Kind.LINK, None) if n == 0 else (Kind.SWITCH, f"K{site:03d}-0000") if n == 1
+                            else (Kind.CAMERA, f"K{site:03d}-0001"))
+            devices.append(Device(f"K{site:03d}-{n:04d}", f"K{site:03d}-{n:04d}", kind, a, f"dark{site}", "lab",
+                                  parent=parent))
         tracker = StateTracker(Inventory(devices), "icmp", down_after=args.down_after, up_after=args.up_after)
         async with IcmpProbe(cfg) as probe:
             scheduler = Scheduler(probe, devices, interval_s=args.interval, spread=0.5, max_concurrency=5000,
-                                  on_result=tracker.observe, on_cycle=lambda r: None, confirm=cfg.confirm,
-                                  confirm_skip=tracker.failing)
+                                  on_result=tracker.observe, on_cycle=lambda r: tracker.reconcile(time.time_ns()),
+                                  confirm=cfg.confirm, confirm_skip=tracker.failing)
             for cycle in range(3):
                 peak = 0
 
@@ -165,18 +175,24 @@ async def dark(args: argparse.Namespace) -> str:
                 watcher.cancel()
                 report = scheduler.last_report
                 outcomes = {k: v - before.get(k, 0) for k, v in scheduler.confirmations.items()}
-                down = sum(1 for d in devices if tracker.state(d.id) is State.DOWN)
+                states = [(d.kind, tracker.state(d.id)) for d in devices]
+                links = sum(1 for k, st in states if k is Kind.LINK and st is State.DOWN)
+                behind = sum(1 for k, st in states if k is not Kind.LINK and st is State.DOWN)
+                unreachable = sum(1 for _, st in states if st is State.UNREACHABLE)
                 rows.append((cycle + 1, report.duration_s, probe.engine.counters["sent"] - sent0, peak,
-                             outcomes.get("failed", 0), outcomes.get("capped", 0), down))
-    scheduled = args.devices * 3
+                             outcomes.get("failed", 0), outcomes.get("capped", 0), links, behind, unreachable))
+    scheduled = len(devices) * 3
     lines = [
-        (f"A site dark: {args.devices} lab devices dead at once (100 % loss); ICMP count 3 × 200 ms, timeout 1 s, "
-         f"interval {args.interval:g} s, spread 0.5; confirm {args.confirm} × {args.spacing:g} s, max_concurrent "
-         f"{args.cap}; down_after {args.down_after}"),
+        (f"Sites dark: {len(devices)} lab devices dead at once (100 % loss), {args.sites} sites of a link, its "
+         f"switch and {per_site - 2} cameras; ICMP count 3 × 200 ms, timeout 1 s, interval {args.interval:g} s, "
+         f"spread 0.5; confirm {args.confirm} × {args.spacing:g} s, max_concurrent {args.cap}; down_after "
+         f"{args.down_after}; states after each cycle (reconciled)"),
         f"{'cycle':>5}{'duration s':>12}{'echoes sent':>13}{'scheduled':>11}{'confirming peak':>17}"
-        f"{'confirmed':>11}{'capped':>8}{'DOWN after':>12}",
-        *(f"{c:>5}{d:>12.1f}{sent:>13}{scheduled:>11}{peak:>17}{failed:>11}{capped:>8}{down:>12}"
-          for c, d, sent, peak, failed, capped, down in rows),
+        f"{'confirmed':>11}{'capped':>8}{'links DOWN':>12}{'others DOWN':>13}{'UNREACHABLE':>13}",
+        *(f"{c:>5}{d:>12.1f}{sent:>13}{scheduled:>11}{peak:>17}{failed:>11}{capped:>8}{links:>12}{behind:>13}{unr:>13}"
+          for c, d, sent, peak, failed, capped, links, behind, unr in rows),
+        ("others DOWN: switches or cameras taken for root causes (their link was not down yet: its miss was "
+         "capped or its confirmation still ran)."),
         (f"without a cap the first cycle would re-probe all {args.devices} at once ({args.devices * args.confirm * 3} "
          f"more echoes within seconds); with it at most {args.cap} devices are re-probed at a time, the rest "
          "count once towards down_after, as without confirmation."),
@@ -197,10 +213,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dark", action="store_true",
                         help="instead: the devices all dead at once, three cycles: the cost of confirmation and its cap")
     parser.add_argument("--cap", type=int, default=100, help="probes.icmp.confirm.max_concurrent (--dark)")
+    parser.add_argument("--sites", type=int, default=1, help="sites the dark devices are split into (--dark)")
     args = parser.parse_args(argv)
-    if not (1 <= args.devices <= 50_000 and args.cycles >= 1 and 0 < args.loss < 100 and args.down_after >= 1
+    if not (1 <= args.sites <= args.devices // 3 and 1 <= args.devices <= 50_000 and args.cycles >= 1 and 0 < args.loss < 100 and args.down_after >= 1
             and args.up_after >= 1):
-        parser.error("--devices within 1–50,000, --cycles ≥ 1, --loss within 0–100 (exclusive), --down-after, --up-after ≥ 1")
+        parser.error("--devices within 1–50,000 (≥ 3 per site), --sites ≥ 1, --cycles ≥ 1, --loss within 0–100 (exclusive), --down-after, --up-after ≥ 1")
     try:
         print(asyncio.run(dark(args) if args.dark else run(args)), flush=True)
     except ValueError as exc:  # the IcmpConfig's checks (interval too short for the confirmations …)

@@ -171,6 +171,32 @@ def test_a_confirmed_miss_counts_its_reprobes_towards_down_after() -> None:
     assert not tr.failing("nobody")
 
 
+def test_a_confirmed_child_of_a_parent_whose_miss_was_not_confirmed_is_unreachable_not_down() -> None:
+    # A whole site dark with more misses than confirmation slots: the link's miss passed on
+    # unconfirmed (capped), a camera behind it got a slot. The camera is no root cause.
+    from monitor.core.model import Kind
+
+    inv = Inventory([device("L", Kind.LINK), device("C", parent="L")])
+    tr = StateTracker(inv, "icmp", down_after=3, up_after=2)
+    for d in ("L", "C"):
+        tr.observe(ProbeResult(d, "icmp", 1, True))
+    assert tr.observe(ProbeResult("L", "icmp", 2, False, "timeout")) is None  # capped: streak 1, still up
+    t = tr.observe(ProbeResult("C", "icmp", 3, False, "timeout", confirmations=2))
+    assert (t.new, t.reason) == (State.UNREACHABLE, "parent L missed its probe")
+    assert tr.reconcile(4) == []
+    # The link confirmed down next cycle: the camera stays unreachable, now for that reason.
+    assert tr.observe(ProbeResult("L", "icmp", 5, False, "timeout", confirmations=2)).new is State.DOWN
+    assert tr.state("C") is State.UNREACHABLE
+    # Had the link answered instead, the camera would be the root cause once reconciled.
+    tr2 = StateTracker(inv, "icmp", down_after=3, up_after=2)
+    for d in ("L", "C"):
+        tr2.observe(ProbeResult(d, "icmp", 1, True))
+    tr2.observe(ProbeResult("L", "icmp", 2, False, "timeout"))
+    tr2.observe(ProbeResult("C", "icmp", 3, False, "timeout", confirmations=2))
+    tr2.observe(ProbeResult("L", "icmp", 4, True))
+    assert [(t.device_id, t.new) for t in tr2.reconcile(5)] == [("C", State.DOWN)]
+
+
 def test_result_dict_carries_confirmations_and_old_dicts_read_as_none() -> None:
     r = ProbeResult("A", "icmp", 1, False, "timeout", {"up": False}, confirmations=2)
     assert ProbeResult.from_dict(r.to_dict()) == r

@@ -7,8 +7,10 @@ confirmation a dead device fails within seconds of its first miss, without it af
 `down_after` cycles. Its published state is then:
 
 - UP when it is not failing;
-- UNREACHABLE when it is failing and its parent (switch, link, UPS …) is DOWN or UNREACHABLE:
-  the device cannot be judged, the parent is the root cause;
+- UNREACHABLE when it is failing and its parent (switch, link, UPS …) is DOWN or UNREACHABLE,
+  or missed its own latest probe without failing yet (a whole site going dark: the link's miss
+  passed on unconfirmed, its cameras' confirmed): the device cannot be judged, the parent is
+  the root cause;
 - DOWN when it is failing and its parent is not;
 - UNKNOWN until the first verdict (right after the very first start; a restart resumes the
   states saved in the state database).
@@ -146,7 +148,8 @@ class StateTracker:
         track.state, track.since_ns = new, ts_ns
         if new is State.UNREACHABLE:
             parent = self._inventory.devices[device_id].parent
-            reason = f"parent {parent} is {self._tracks[parent].state}"
+            parent_state = self._tracks[parent].state
+            reason = f"parent {parent} is {parent_state}" if parent_state.offline else f"parent {parent} missed its probe"
         elif new is State.DOWN:
             reason = reason or track.last_reason
         return Transition(device_id, self._probe, ts_ns, old, new, reason if new is not State.UP else None)
@@ -158,7 +161,7 @@ class StateTracker:
             return State.UP
         parent = self._inventory.devices[device_id].parent
         parent_track = self._tracks.get(parent) if parent else None
-        if parent_track is not None and parent_track.state.offline:
+        if parent_track is not None and (parent_track.state.offline or parent_track.streak_fail):
             return State.UNREACHABLE
         return State.DOWN
 
