@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Protocol, Self
+from typing import Annotated, Any, ClassVar, Mapping, Protocol, Self
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from monitor.core.config_base import Strict
 from monitor.core.measurement import MeasurementSpec
 from monitor.core.model import Basis, Device
 
@@ -52,6 +53,11 @@ class ProbeResult:
       into monitor/metrics/schema.py); every probe's measurement has the boolean field `up`
       (= ok), so even a result the scheduler made up (caller timeout) can be written. Read-only.
     - series: further points of the same probe (per port, per disk …), see Series.
+    - confirmations: re-probes the scheduler made after this probe missed (ConfirmConfig;
+      0: none). A result stands for the device's scheduled probe: its fields are that probe's
+      measurement, `ok`/`up` the verdict once confirmed. Not ok with n confirmations: 1 + n
+      probes in a row failed (the state tracker counts them all towards `down_after`); ok with
+      n: the n-th re-probe answered.
     """
 
     device_id: str
@@ -61,6 +67,7 @@ class ProbeResult:
     reason: str | None = None
     fields: Mapping[str, FieldValue] = field(default_factory=dict)
     series: tuple[Series, ...] = ()
+    confirmations: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", types.MappingProxyType(dict(self.fields)))
@@ -75,6 +82,7 @@ class ProbeResult:
             "reason": self.reason,
             "fields": dict(self.fields),
             "series": [s.to_dict() for s in self.series],
+            "confirmations": self.confirmations,
         }
 
     @classmethod
@@ -90,7 +98,44 @@ class ProbeResult:
                 Series(str(s["measurement"]), dict(s.get("tags") or {}), dict(s.get("fields") or {}))
                 for s in data.get("series") or ()
             ),
+            confirmations=int(data.get("confirmations") or 0),
         )
+
+
+class ConfirmConfig(Strict):
+    """`confirm` of a probe's config (probes.icmp.confirm, …): confirmation probing.
+
+    A device whose scheduled probe misses is probed again at once, then `spacing_s` apart, up
+    to `count` times, stopping at the first answer (monitor.app.scheduler). The cycle's one
+    result then carries the verdict: ok when a re-probe answered (a lost echo is not a
+    failure), not ok with 1 + count failed probes when none did, which the state tracker
+    counts towards `state.down_after` (consecutive failed probes), so a dead device is down
+    seconds after its first miss instead of down_after cycles later.
+
+    - count: re-probes after a miss (0–10; 0 = off).
+    - spacing_s: pause between the end of one re-probe and the start of the next, s (0–60).
+    - max_concurrent: devices being confirmed at once (1–100,000); a miss beyond it is passed
+      on unconfirmed (it counts once towards down_after), so a whole site going dark adds at
+      most this many devices' re-probes.
+    Devices already failing are not re-probed (their misses confirm nothing new).
+    """
+
+    count: Annotated[int, Field(ge=0, le=10)] = 0
+    spacing_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    max_concurrent: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+    def check_fits(self, interval_s: float, silent_probe_s: float) -> None:
+        """For the probe config's own validator. Raises ValueError when `count` re-probes of a
+        device that does not answer (`silent_probe_s` each: the probe's timeouts) with their
+        spacing take more than half of `interval_s`: confirmations hold their cycle open, whose
+        starts already take scheduler.spread (0.5 by default) of it, so a miss late in the
+        cycle would make the next cycle be skipped."""
+        worst = self.count * (silent_probe_s + self.spacing_s)
+        if worst > interval_s / 2:
+            raise ValueError(
+                f"confirm: {self.count} re-probes of up to {silent_probe_s:g} s, {self.spacing_s:g} s apart, take up "
+                f"to {worst:g} s, more than half of interval_s {interval_s:g}: fewer or closer re-probes"
+            )
 
 
 class Probe(Protocol):

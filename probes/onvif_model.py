@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from monitor.core.config_base import SelectorConfig
 from monitor.core.model import Device, Kind
 from probes.accounts import CameraAccounts
+from probes.base import ConfirmConfig
 
 PROBE_NAME = "onvif"
 """The probe's name (probes.base.Probe.name): its config section, its results' `probe`."""
@@ -36,6 +37,14 @@ class OnvifConfig(CameraAccounts):
     media_refresh_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 3600.0
     """GetServices, GetProfiles and GetStreamUri at most this often per camera (0: every probe):
     stream URIs rarely change, and these calls are half of a probe's cost."""
+    confirm: ConfirmConfig = ConfirmConfig()
+    """Confirmation probing of a camera whose device service failed (probes.base.ConfirmConfig);
+    off unless configured."""
+
+    @model_validator(mode="after")
+    def _confirm_fits(self) -> "OnvifConfig":
+        self.confirm.check_fits(self.interval_s, self.timeout_s)  # a silent camera: its first call
+        return self
 
 
 def strip_userinfo(uri: str) -> str:

@@ -54,7 +54,7 @@ from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.model import Basis, Device, Kind
 from probes.accounts import CameraAccounts
-from probes.base import ProbeResult, Series
+from probes.base import ConfirmConfig, ProbeResult, Series
 from probes.vqd.config import MEASUREMENT as VQD_MEASUREMENT, VqdConfig
 
 log = logging.getLogger("fleetmon.rtsp")
@@ -143,6 +143,14 @@ class RtspConfig(_RtspTargetConfig):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     """Deadline of each request attempt, connecting included."""
     limits: RtspLimits = RtspLimits()
+    confirm: ConfirmConfig = ConfirmConfig()
+    """Confirmation probing of a camera whose DESCRIBE failed (probes.base.ConfirmConfig); off
+    unless configured."""
+
+    @model_validator(mode="after")
+    def _confirm_fits(self) -> Self:
+        self.confirm.check_fits(self.interval_s, self.timeout_s)  # a silent camera: one connect attempt
+        return self
 
 
 class RtspFrameConfig(_RtspTargetConfig):

@@ -192,6 +192,8 @@ class Daemon:
                 max_concurrency=cfg.scheduler.max_concurrency,
                 on_result=pipeline.on_result,
                 on_cycle=pipeline.on_cycle,
+                confirm=getattr(getattr(cfg.probes, name), "confirm", None),
+                confirm_skip=r.tracker.failing,
             )
             for name, r in running.items()
         ]

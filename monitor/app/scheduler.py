@@ -8,6 +8,12 @@
   margin) is cancelled and reported as a failed result with reason "caller timeout".
 - Cycles never overlap: when a cycle is still running at the next tick, that tick is skipped
   and counted.
+- Confirmation (probes.base.ConfirmConfig, when given with count > 0): a probe that missed is
+  repeated at once, then `spacing_s` apart, up to `count` times or until one answers, and the
+  device's one result of the cycle carries the verdict (ProbeResult.confirmations). Re-probes
+  take no concurrency slot; at most `max_concurrent` devices are confirmed at once, a miss
+  beyond that is passed on unconfirmed. Devices for which `confirm_skip(device_id)` is true
+  (already failing: StateTracker.failing) are not re-probed.
 
 Results and cycle reports go to callbacks, in that order, on the event loop.
 """
@@ -15,13 +21,15 @@ Results and cycle reports go to callbacks, in that order, on the event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from monitor.core.model import Device
-from probes.base import Probe, ProbeResult
+from probes.base import ConfirmConfig, Probe, ProbeResult
 
 log = logging.getLogger("fleetmon.scheduler")
 
@@ -62,6 +70,8 @@ class Scheduler:
         max_concurrency: int,
         on_result: Callable[[ProbeResult], None],
         on_cycle: Callable[[CycleReport], None],
+        confirm: ConfirmConfig | None = None,
+        confirm_skip: Callable[[str], bool] | None = None,
     ) -> None:
         self.probe = probe
         self.devices = tuple(devices)
@@ -76,6 +86,13 @@ class Scheduler:
         # The queue, for /metrics: probes started and waiting for a slot, probes running.
         self.waiting = 0
         self.in_flight = 0
+        self._confirm = confirm if confirm is not None and confirm.count > 0 else None
+        self._confirm_skip = confirm_skip
+        # Confirmation, for /metrics: devices being confirmed now, and outcomes since start:
+        # "failed" (every re-probe missed), "answered" (a re-probe answered), "capped" (no
+        # room under max_concurrent: passed on unconfirmed).
+        self.confirming = 0
+        self.confirmations: collections.Counter[str] = collections.Counter()
 
     async def run(self) -> None:
         """Run cycles until cancelled; a running cycle is cancelled and awaited with it."""
@@ -155,7 +172,6 @@ class Scheduler:
         self._on_cycle(self.last_report)
 
     async def _probe_one(self, device: Device) -> ProbeResult:
-        ts_ns = time.time_ns()
         self.waiting += 1
         try:
             await self._semaphore.acquire()
@@ -163,19 +179,50 @@ class Scheduler:
             self.waiting -= 1
         self.in_flight += 1
         try:
-            try:
-                # asyncio.timeout, not wait_for: no extra task per probe (10,000 per cycle).
-                async with asyncio.timeout(self.probe.budget_s(device) + _TIMEOUT_MARGIN_S):
-                    result = await self.probe.probe(device)
-            except TimeoutError:
-                result = ProbeResult(device.id, self.probe.name, ts_ns, False, CALLER_TIMEOUT, {"up": False})
-            except Exception as exc:  # a probe bug must not stop the fleet's monitoring
-                log.exception("%s probe of %s raised (a bug)", self.probe.name, device.id)
-                result = ProbeResult(
-                    device.id, self.probe.name, ts_ns, False, f"probe error: {type(exc).__name__}", {"up": False}
-                )
+            result = await self._attempt(device)
         finally:
             self.in_flight -= 1
             self._semaphore.release()
+        if not result.ok and self._confirm is not None and (
+            self._confirm_skip is None or not self._confirm_skip(device.id)
+        ):
+            result = await self._confirmed(device, result, self._confirm)
         self._on_result(result)
         return result
+
+    async def _attempt(self, device: Device) -> ProbeResult:
+        """One probe of `device` under the caller's timeout; a bug becomes a failed result."""
+        ts_ns = time.time_ns()
+        try:
+            # asyncio.timeout, not wait_for: no extra task per probe (10,000 per cycle).
+            async with asyncio.timeout(self.probe.budget_s(device) + _TIMEOUT_MARGIN_S):
+                return await self.probe.probe(device)
+        except TimeoutError:
+            return ProbeResult(device.id, self.probe.name, ts_ns, False, CALLER_TIMEOUT, {"up": False})
+        except Exception as exc:  # a probe bug must not stop the fleet's monitoring
+            log.exception("%s probe of %s raised (a bug)", self.probe.name, device.id)
+            return ProbeResult(
+                device.id, self.probe.name, ts_ns, False, f"probe error: {type(exc).__name__}", {"up": False}
+            )
+
+    async def _confirmed(self, device: Device, missed: ProbeResult, cfg: ConfirmConfig) -> ProbeResult:
+        """`missed` after re-probing: the scheduled probe's measurement (its fields are the
+        unbiased sample of the cycle: a re-probe's echoes are neither written nor counted in
+        loss or RTT), with ok/up the verdict and the number of re-probes made."""
+        if self.confirming >= cfg.max_concurrent:
+            self.confirmations["capped"] += 1
+            return missed
+        self.confirming += 1
+        try:
+            for n in range(1, cfg.count + 1):
+                if n > 1:
+                    await asyncio.sleep(cfg.spacing_s)
+                if (await self._attempt(device)).ok:
+                    self.confirmations["answered"] += 1
+                    return dataclasses.replace(
+                        missed, ok=True, reason=None, fields={**missed.fields, "up": True}, confirmations=n
+                    )
+        finally:
+            self.confirming -= 1
+        self.confirmations["failed"] += 1
+        return dataclasses.replace(missed, confirmations=cfg.count)

@@ -18,6 +18,10 @@ Metrics (labels in braces):
     fleetmon_scheduler_targets{probe}                        devices the probe polls
     fleetmon_scheduler_in_flight{probe}                      probes running now
     fleetmon_scheduler_waiting{probe}                        probes started, waiting for a concurrency slot
+    fleetmon_scheduler_confirming{probe}                     devices being re-probed after a miss now
+    fleetmon_confirmations_total{probe,outcome}              misses confirmed since the start: failed (every
+                                                             re-probe missed), answered, capped (passed on
+                                                             unconfirmed: max_concurrent reached)
     fleetmon_sink_buffered_lines                             InfluxDB lines waiting (memory and spool)
     fleetmon_sink_written_lines_total, …_dropped_lines_total, …_write_errors_total
     fleetmon_sink_reachable                                  1 while InfluxDB accepts writes
@@ -117,8 +121,15 @@ class FleetmonCollector(Collector):
         in_flight = GaugeMetricFamily("fleetmon_scheduler_in_flight", "probes running now", labels=label)
         waiting = GaugeMetricFamily("fleetmon_scheduler_waiting", "probes waiting for a concurrency slot",
                                     labels=label)
+        confirming = GaugeMetricFamily("fleetmon_scheduler_confirming", "devices being re-probed after a miss",
+                                       labels=label)
+        confirmations = CounterMetricFamily("fleetmon_confirmations", "misses confirmed by re-probing, by outcome",
+                                            labels=["probe", "outcome"])
         for s in h.schedulers:
             name = [s.probe.name]
+            confirming.add_metric(name, s.confirming)
+            for outcome in ("failed", "answered", "capped"):
+                confirmations.add_metric([s.probe.name, outcome], s.confirmations[outcome])
             cycles.add_metric(name, s.cycles_run)
             skipped.add_metric(name, s.cycles_skipped)
             interval.add_metric(name, s.interval_s)
@@ -129,7 +140,7 @@ class FleetmonCollector(Collector):
             if report is not None:  # no sample before the first cycle: absent, not 0
                 duration.add_metric(name, report.duration_s)
                 age.add_metric(name, max(0.0, (h.now_ns - report.ts_ns) / 1e9 - report.duration_s))
-        yield from (cycles, skipped, duration, age, interval, targets, in_flight, waiting)
+        yield from (cycles, skipped, duration, age, interval, targets, in_flight, waiting, confirming, confirmations)
 
     def _sink(self, stats: SinkStats) -> Iterator[Metric]:
         yield GaugeMetricFamily("fleetmon_sink_buffered_lines", "InfluxDB lines waiting to be written",

@@ -1,11 +1,16 @@
 """Device state from probe results: hysteresis, then topology.
 
-A device is *failing* once `down_after` consecutive results of its probe were not ok, and
-stops failing after `up_after` consecutive ok results. Its published state is then:
+A device is *failing* once `down_after` consecutive probes of it failed, and stops failing
+after `up_after` consecutive ok results. A failed result confirmed by n re-probes
+(ProbeResult.confirmations, monitor.app.scheduler) counts as 1 + n failed probes: with
+confirmation a dead device fails within seconds of its first miss, without it after
+`down_after` cycles. Its published state is then:
 
 - UP when it is not failing;
-- UNREACHABLE when it is failing and its parent (switch, link, UPS …) is DOWN or UNREACHABLE:
-  the device cannot be judged, the parent is the root cause;
+- UNREACHABLE when it is failing and its parent (switch, link, UPS …) is DOWN or UNREACHABLE,
+  or missed its own latest probe without failing yet (a whole site going dark: the link's miss
+  passed on unconfirmed, its cameras' confirmed): the device cannot be judged, the parent is
+  the root cause;
 - DOWN when it is failing and its parent is not;
 - UNKNOWN until the first verdict (right after the very first start; a restart resumes the
   states saved in the state database).
@@ -93,6 +98,12 @@ class StateTracker:
     def state(self, device_id: str) -> State:
         return self._tracks[device_id].state
 
+    def failing(self, device_id: str) -> bool:
+        """True when the device is failing (published down or unreachable): a further miss
+        confirms nothing new. False for a device this tracker does not know."""
+        track = self._tracks.get(device_id)
+        return track is not None and track.failing is True
+
     def since_ns(self, device_id: str) -> int:
         return self._tracks[device_id].since_ns
 
@@ -114,7 +125,7 @@ class StateTracker:
             if track.failing is not False and track.streak_ok >= (self._up_after if track.failing else 1):
                 track.failing = False
         else:
-            track.streak_fail += 1
+            track.streak_fail += 1 + result.confirmations
             track.streak_ok = 0
             track.last_reason = result.reason
             if track.failing is not True and track.streak_fail >= self._down_after:
@@ -166,7 +177,8 @@ class StateTracker:
         track.state, track.since_ns = new, ts_ns
         if new is State.UNREACHABLE:
             parent = self._inventory.devices[device_id].parent
-            reason = f"parent {parent} is {self._tracks[parent].state}"
+            parent_state = self._tracks[parent].state
+            reason = f"parent {parent} is {parent_state}" if parent_state.offline else f"parent {parent} missed its probe"
         elif new is State.DOWN:
             reason = reason or track.last_reason
         return Transition(device_id, self._probe, ts_ns, old, new, reason if new is not State.UP else None)
@@ -178,7 +190,7 @@ class StateTracker:
             return State.UP
         parent = self._inventory.devices[device_id].parent
         parent_track = self._tracks.get(parent) if parent else None
-        if parent_track is not None and parent_track.state.offline:
+        if parent_track is not None and (parent_track.state.offline or parent_track.streak_fail):
             return State.UNREACHABLE
         return State.DOWN
 
