@@ -27,7 +27,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
+from collections import defaultdict, deque
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Callable
@@ -91,6 +91,7 @@ class Agent:
         self.spooled = 0
         self.connections = 0
         self.cycles = 0
+        self._failing: defaultdict[str, set[str]] = defaultdict(set)  # probe → devices whose last result failed
         self.connected = asyncio.Event()
         self.hello = {
             "v": 1, "version": version(), "points": points_digest(devices),
@@ -143,11 +144,19 @@ class Agent:
             out.append(Scheduler(
                 probe, devices, interval_s=probe_cfg.interval_s, spread=cfg.scheduler.spread,
                 max_concurrency=cfg.scheduler.max_concurrency, on_result=self._on_result, on_cycle=self._on_cycle,
+                confirm=getattr(probe_cfg, "confirm", None), confirm_skip=self._failing[name].__contains__,
             ))
         return out
 
     def _on_result(self, result: ProbeResult) -> None:
         """Into the spool at once (the durable copy), then the publisher is woken."""
+        # A device whose last result failed is not re-probed again (as StateTracker.failing on
+        # the central): confirmation is for the first miss, the central's hysteresis does the rest.
+        failing = self._failing[result.probe]
+        if result.ok:
+            failing.discard(result.device_id)
+        else:
+            failing.add(result.device_id)
         position = self._spool.append(result_line(result), keep_loaded=False)
         if position is not None:
             self.spooled += 1
