@@ -47,7 +47,7 @@ def test_burst_must_fit_in_the_frame_check_timeout() -> None:
 def test_infrared_black_and_white_is_no_colour_cast() -> None:
     day = measures.prepare(photo("coffee"))
     night = measures.prepare(photo("camera")[:400, :600])  # grey: an IR picture
-    assert measures.colour_cast(night, day) == 0.0
+    assert measures.colour_cast(night, measures.reference(day)) == 0.0
     assert measures.colour_cast(night, None) == 0.0
     tinted = night.bgr.astype(np.float32) * [1.0, 1.0, 1.6]  # red gain: IR-cut filter stuck
     assert measures.colour_cast(measures.prepare(np.clip(tinted, 0, 255).astype(np.uint8)), None) > 0.3
