@@ -1,11 +1,21 @@
 """Video-quality diagnosis of one camera check: the measures, their thresholds, the verdicts.
 
 `diagnose(frames, reference, thresholds, decode_errors)` → `Diagnosis`: every score, and the
-faults, in DIAGNOSES order. A fault hides the ones it makes meaningless (SUPPRESSED_BY): a lost
-signal is not also dark or frozen; on a dark, glaring or blurred picture sharpness, position
-and colour cannot be judged. A reference frame (measures.reference) makes occlusion, colour
-cast and the moved camera relative to what this camera normally sees; without one, moved is
-not judged and occlusion and cast use absolute measures.
+faults, in DIAGNOSES order. A fault hides the ones it makes meaningless (SUPPRESSED_BY), in
+this precedence:
+1. signal loss hides everything else but decoding errors (a "no video" screen is also dark,
+   flat, frozen and one colour); a dark frame that still follows the reference scene is dark,
+   not a lost signal (measures.signal_loss);
+2. dark hides blur, occlusion, cast, noise and moved (nothing can be judged in the dark);
+3. blur hides bright (fog and a dirty dome lift the blacks like glare, but soften the edges;
+   glare leaves them sharp), and bright hides occlusion, frozen, cast and moved;
+4. blur hides occlusion, cast and moved (a blurred scene is flat and unmatched everywhere);
+5. occlusion hides cast and moved (the cover has its own colour and hides the features);
+6. a view matched to the reference but displaced (moved < 1) hides the measures against the
+   reference (DISPLACED_HIDES: occlusion, blur, cast): it is moved, not occluded.
+A reference frame (measures.reference) makes blur, darkness, brightness, occlusion, colour
+cast, signal loss and the moved camera relative to what this camera normally sees; without
+one, moved is not judged and the others use absolute measures (weaker: docs/VQD.md).
 """
 
 from __future__ import annotations
@@ -68,7 +78,7 @@ def scores(frames: list[Frame], reference: Reference | None, decode_errors: int 
     first = frames[0]
     out = {
         "signal_loss": measures.signal_loss(first, reference),
-        "dark": measures.luma(first),
+        "dark": measures.luma(first, reference),
         "bright": measures.bright(first, reference),
         "blur": measures.blur(first, reference),
         "occlusion": measures.low_texture_share(first, reference),

@@ -145,7 +145,7 @@ def _percentiles(gray: np.ndarray) -> np.ndarray:
 class Reference:
     """A camera's reference frame with what the measures compare against, computed once
     (`reference(frame)`): ORB features, block texture, block blur effect, block colour, luma
-    percentiles."""
+    percentiles, clipped share and p90 luma."""
 
     frame: Frame
     keypoints: tuple
@@ -157,6 +157,7 @@ class Reference:
     b: np.ndarray
     percentiles: np.ndarray
     clipped: float
+    p90: float
 
 
 def _orb():
@@ -168,7 +169,8 @@ def reference(frame: Frame) -> Reference:
     keypoints, descriptors = _orb().detectAndCompute(frame.gray, None)
     bgr, a, b = _chroma_blocks(frame)
     return Reference(frame, tuple(keypoints), descriptors, block_texture(frame.gray), block_blur(frame.gray), bgr, a, b,
-                     _percentiles(frame.gray), float((frame.gray >= CLIPPED).mean()))
+                     _percentiles(frame.gray), float((frame.gray >= CLIPPED).mean()),
+                     float(np.percentile(frame.gray, 90)))
 
 
 def _is_grey(a: np.ndarray, b: np.ndarray, grey: float) -> bool:
@@ -236,13 +238,19 @@ def frozen(frames: list[Frame], still: float = 0.5) -> float:
 
 
 
-def luma(frame: Frame) -> float:
-    """Dark: 1 − p90/255 of the luminance histogram (BT.601 luma 0–255): even the brightest
-    tenth of the picture is dark, a night picture without IR. Absolute on purpose: an infrared
-    night picture is darker than a day reference and must not read as dark; a camera dark by
-    nature (a tunnel) gets a per-camera threshold."""
+def luma(frame: Frame, ref: Reference | None = None) -> float:
+    """Too dark, 0–1: 1 − p90/255 of the luminance histogram (BT.601 luma): even the brightest
+    tenth of the picture is dark, a night picture without IR. With a reference, the smaller of
+    that and 1 − p90/p90 of the reference: dark for a camera means dark in absolute terms AND
+    much darker than it normally is, so a scene dark by nature (a street at night, a tunnel)
+    whose reference is as dark is not a fault, and an infrared night picture, darker than a
+    day reference but well lit, is not either."""
     cdf = np.cumsum(np.bincount(frame.gray.ravel(), minlength=256)) / frame.gray.size
-    return 1.0 - int(np.searchsorted(cdf, 0.90)) / 255.0
+    p90 = float(np.searchsorted(cdf, 0.90))
+    dark = 1.0 - p90 / 255.0
+    if ref is None:
+        return dark
+    return float(max(0.0, min(dark, 1.0 - p90 / max(1.0, ref.p90))))
 
 
 def bright(frame: Frame, ref: Reference | None) -> float:
@@ -277,10 +285,11 @@ def chroma(frame: Frame) -> tuple[float, float, float, float]:
 
 def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float:
     """Colour cast: how far the channel ratios moved, max |Δ log R/G|, |Δ log B/G| (0.3 ≈ one
-    channel 35 % too strong). Against the camera's reference when both are in colour: the
-    median over the mid-tone blocks of each block's change (a cast moves every block alike; an
-    object across half the view or a brown scene by nature moves only its own blocks, and the
-    median ignores them). Otherwise against neutral (grey world), and only when the mean chroma
+    channel 35 % too strong). Against the camera's reference when both are in colour: per
+    ratio, the offset of the line frame = k·reference fitted (Theil-Sen) over the mid-tone
+    blocks (a cast shifts every block alike; a gamma or saturation change scales them, k; an
+    object across part of the view or a brown scene by nature moves only its own blocks, and
+    the medians ignore them). Otherwise against neutral (grey world), and only when the mean chroma
     offset D exceeds the chroma spread M (the equivalent-circle test: the whole picture pushed
     one way). A black-and-white picture (D and M below `grey`: infrared at night) scores 0:
     not a colour fault."""
@@ -291,9 +300,18 @@ def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float
         bgr, _, _ = _chroma_blocks(frame)
         mid = (bgr.min(axis=0) > 20) & (bgr.max(axis=0) < 240) & (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
         if mid.sum() >= 0.1 * mid.size:
-            d_rg = np.log(bgr[2] / bgr[1]) - np.log(ref.bgr[2] / ref.bgr[1])
-            d_bg = np.log(bgr[0] / bgr[1]) - np.log(ref.bgr[0] / ref.bgr[1])
-            return float(max(abs(np.median(d_rg[mid])), abs(np.median(d_bg[mid]))))
+            offsets = []
+            for c in (2, 0):  # R/G, B/G
+                x, y = np.log(ref.bgr[c] / ref.bgr[1])[mid], np.log(bgr[c] / bgr[1])[mid]
+                # A gamma or saturation change scales every block's ratio (slope k); a cast shifts
+                # them all (offset). Theil-Sen (median of pairwise slopes) and a median offset,
+                # so that an object across part of the view does not decide.
+                i, j = np.triu_indices(len(x), 1)
+                dx, dy = x[j] - x[i], y[j] - y[i]
+                wide = np.abs(dx) > 0.05
+                k = float(np.clip(np.median(dy[wide] / dx[wide]), 0.5, 2.0)) if wide.sum() >= 10 else 1.0
+                offsets.append(abs(float(np.median(y - k * x))))
+            return max(offsets)
     return max(abs(rg), abs(bg)) if d > m else 0.0
 
 
