@@ -8,9 +8,15 @@ statistics (medians, shares) stay put.
 
 Sources: blur after Crete, Dolmiere, Ladret, Nicolas, "The blur effect: perception and
 estimation with a new no-reference perceptual blur metric", SPIE 6492 (2007); noise after
-Immerkær, "Fast noise variance estimation", CVIU 64(2) 1996; colour cast after the
-equivalent-circle method (Xu, Li et al., mean chroma offset D against the chroma spread M in
-CIELAB); moved camera by ORB features (Rublee et al., ICCV 2011) and a RANSAC similarity.
+Immerkær, "Fast noise variance estimation", CVIU 64(2) 1996; colour cast without a reference
+after the equivalent-circle method (Xu, Li et al., mean chroma offset D against the chroma
+spread M in CIELAB), with one by a Theil-Sen line through the blocks' channel ratios (Sen,
+JASA 63, 1968); moved camera by ORB features (Rublee et al., ICCV 2011) and a RANSAC
+similarity.
+
+The reference (`reference`): the camera's first frame without a fault, kept per camera. Most
+measures compare against it (what this camera normally sees: a scene soft, dark, flat or
+brown by nature is not a fault) and fall back to absolute measures without one.
 """
 
 from __future__ import annotations
@@ -99,9 +105,11 @@ def block_blur(gray: np.ndarray) -> np.ndarray:
     return np.maximum(scores[0], scores[1])
 
 
-SHARP = 0.35
-"""The blur effect of a sharp camera picture (median over textured blocks of the clean tuning
-samples of lab/vqd_data.py): the baseline of `blur` when there is no reference frame."""
+SHARP = 0.39
+"""The baseline blur effect when there is no reference frame. On the tuning split of
+lab/vqd_data.py the BLUR_QUANTILE of the block blur effect is 0.35 on clean pictures (median;
+0.56 at the 99th percentile) and ≥ 0.57 on blurred ones (1st percentile): 0.39 puts the
+default threshold's boundary (0.292 of the sharpness lost ⇔ B ≈ 0.57) between the two."""
 BLUR_QUANTILE = 0.7
 """Blocks judged by `blur`: the quantile over the textured blocks of their loss. Above the
 median so that a few blocks kept sharp by an overlay (the OSD clock is drawn after the lens)
