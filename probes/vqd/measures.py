@@ -270,7 +270,7 @@ def bright(frame: Frame, ref: Reference | None) -> float:
     reference's share (a white wall is white in both)."""
     clipped = float((frame.gray >= CLIPPED).mean())
     if ref is None:
-        return max(_percentiles(frame.gray)[0] / 255.0, clipped)
+        return float(max(_percentiles(frame.gray)[0] / 255.0, clipped))
     _, lift = _exposure_fit(frame, ref)
     return float(np.clip(max(lift / 255.0, clipped - ref.clipped), 0.0, 1.0))
 
