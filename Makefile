@@ -14,7 +14,7 @@ APT_PKGS   := influxdb influxdb-client fping curl iproute2 procps tzdata mosquit
               python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
               gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver \
               fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
-              faketime libfaketime
+              faketime libfaketime opencv-doc
 DEMO_SECONDS ?= 0
 
 .PHONY: all deps demo test check bench clean

@@ -3,6 +3,7 @@ measures' documented edge cases (IR black-and-white is no colour cast, bad frame
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from monitor.core.model import Kind
 from probes.rtsp import RtspFrameConfig
 from probes.vqd import measures
 from probes.vqd.config import VqdConfig
-from probes.vqd.diagnose import diagnose
+from probes.vqd.diagnose import diagnose, judge
 from tests.plugins.factories import device
 
 
@@ -47,7 +48,7 @@ def test_burst_must_fit_in_the_frame_check_timeout() -> None:
 def test_infrared_black_and_white_is_no_colour_cast() -> None:
     day = measures.prepare(photo("coffee"))
     night = measures.prepare(photo("camera")[:400, :600])  # grey: an IR picture
-    assert measures.colour_cast(night, day) == 0.0
+    assert measures.colour_cast(night, measures.reference(day)) == 0.0
     assert measures.colour_cast(night, None) == 0.0
     tinted = night.bgr.astype(np.float32) * [1.0, 1.0, 1.6]  # red gain: IR-cut filter stuck
     assert measures.colour_cast(measures.prepare(np.clip(tinted, 0, 255).astype(np.uint8)), None) > 0.3
@@ -68,3 +69,52 @@ def test_solid_blue_no_video_screen() -> None:
     blue[:] = (200, 20, 0)
     d = diagnose([blue, blue.copy()], None, VqdConfig().thresholds)
     assert d.faults == ("signal_loss",)  # frozen and dark too, but suppressed
+
+
+def _frame(image: np.ndarray) -> measures.Frame:
+    return measures.prepare(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def test_dark_is_dark_and_darker_than_the_reference() -> None:
+    street = photo("coffee").astype(np.float32)
+    night = street * 0.15  # a street dark by nature: its reference is as dark
+    ref = measures.reference(_frame(night))
+    assert measures.luma(_frame(night * 1.1), ref) < 0.2  # as dark as usual: no fault
+    assert measures.luma(_frame(night * 1.1), None) > 0.7  # absolute only: would be dark
+    assert measures.luma(_frame(night * 0.1), ref) > 0.85  # IR lamp out: far darker than usual
+
+
+def test_a_dark_picture_that_still_shows_the_scene_is_no_lost_signal() -> None:
+    scene = photo("camera").astype(np.float32)
+    ref = measures.reference(_frame(scene))
+    rng = np.random.default_rng(1)
+    dim, dim_later = (_frame(scene * 0.06 + rng.normal(0, 1.0, scene.shape)) for _ in range(2))  # sensor noise
+    black = _frame(np.full_like(scene, 6.0))
+    assert measures.signal_loss(dim, ref) < 0.5 < measures.signal_loss(dim, None)
+    assert measures.signal_loss(black, ref) > 0.95
+    d = diagnose([dim.bgr, dim_later.bgr], ref, VqdConfig().thresholds)
+    assert d.faults == ("dark",)
+
+
+def test_cast_is_a_shift_of_every_block_not_an_object_across_part_of_the_view() -> None:
+    scene = photo("coffee").astype(np.float32)
+    ref = measures.reference(_frame(scene))
+    covered = scene.copy()
+    covered[:, : covered.shape[1] // 4] = (40, 140, 60)  # a green branch over a quarter of the view
+    assert measures.colour_cast(_frame(covered), ref) < 0.05
+    assert measures.colour_cast(_frame(scene * [1.0, 1.0, 1.5]), ref) > 0.25  # red gain up by half
+
+
+def test_blur_against_the_reference() -> None:
+    scene = photo("astronaut")
+    ref = measures.reference(measures.prepare(scene))
+    soft = cv2.GaussianBlur(scene, (0, 0), 3.0)
+    assert measures.blur(measures.prepare(scene), ref) < 0.05
+    assert measures.blur(measures.prepare(soft), ref) > VqdConfig().thresholds.blur
+
+
+def test_a_displaced_view_is_moved_not_blurred_occluded_or_tinted() -> None:
+    thresholds = VqdConfig().thresholds
+    scores = {"blur": 0.9, "occlusion": 0.9, "cast": 0.9, "moved": 0.2}
+    assert judge(scores, thresholds) == ("moved",)
+    assert judge({**scores, "moved": 1.0}, thresholds) == ("blur",)  # unmatched: blurred beyond recognition

@@ -22,19 +22,21 @@ Share = Annotated[float, Field(gt=0, le=1)]
 
 
 class Thresholds(Strict):
-    """A fault when the score reaches the threshold. Units: blur 0–1 (Crete blur effect),
-    occlusion share of the frame, frozen share of identical blocks, dark 1 − p90/255, bright
-    median luma / 255, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
-    share of a solid colour or bars, moved share of the width, decode_errors per burst."""
+    """A fault when the score reaches the threshold. Units: blur share of the sharpness lost
+    (Crete blur effect against the reference), occlusion share of the frame, frozen share of
+    identical blocks, dark 1 − p90/255 (and against the reference), bright light added / 255
+    or share newly clipped, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
+    share of a solid colour or bars, moved share of the width, decode_errors per burst.
+    Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
 
-    blur: Share = 0.667
-    occlusion: Share = 0.15
-    frozen: Share = 0.84
-    dark: Share = 0.75
-    bright: Share = 0.84
-    cast: Annotated[float, Field(gt=0, le=5)] = 0.247
-    noise: Annotated[float, Field(gt=0, le=128)] = 3.46
-    signal_loss: Share = 0.855
+    blur: Share = 0.292
+    occlusion: Share = 0.172
+    frozen: Share = 0.924
+    dark: Share = 0.712
+    bright: Share = 0.437
+    cast: Annotated[float, Field(gt=0, le=5)] = 0.141
+    noise: Annotated[float, Field(gt=0, le=128)] = 3.28
+    signal_loss: Share = 0.888
     moved: Share = 0.053
     decode_errors: Annotated[int, Field(ge=1)] = 1
 
@@ -86,13 +88,14 @@ class VqdConfig(Strict):
 
 
 _SCORE_FIELDS = {
-    "signal_loss": ("", "share of the frame in one solid colour or colour bars (no video screen)"),
-    "dark": ("", "1 − p90 luma / 255: even the brightest tenth is dark"),
-    "bright": ("", "median luma / 255: half the picture near white"),
-    "blur": ("", "blur effect after Crete et al. 2007, 0 sharp … 1 blurred, median over textured blocks"),
-    "occlusion": ("", "share of the frame in the largest region that lost its texture (covered lens)"),
+    "signal_loss": ("", "share of the frame in one solid colour or colour bars (no video screen); 0 for the "
+                        "solid colour when the frame still follows the reference scene"),
+    "dark": ("", "1 − p90 luma / 255, and at most 1 − p90 / reference p90: dark and darker than usual"),
+    "bright": ("", "light added to every pixel / 255 (exposure fit to the reference) or share newly clipped white"),
+    "blur": ("", "share of the sharpness lost against the reference, per block (Crete et al. 2007), 0.7 quantile"),
+    "occlusion": ("", "share of the frame in the largest flat region that is not what the reference shows there"),
     "frozen": ("", "share of blocks identical between two frames burst_gap_s apart"),
-    "cast": ("", "max |Δ log R/G|, |Δ log B/G| of the grey world against the reference (or neutral)"),
+    "cast": ("", "max |offset of log R/G, log B/G| against the reference's blocks (or the grey world)"),
     "noise": ("grey levels", "noise σ, the quietest fifth of the blocks (spatial and temporal)"),
     "moved": ("", "largest displacement of a frame corner against the reference frame, share of the width"),
     "decode_errors": ("", "decoder errors (concealed macroblocks, missing references) in the burst"),

@@ -1,11 +1,21 @@
 """Video-quality diagnosis of one camera check: the measures, their thresholds, the verdicts.
 
 `diagnose(frames, reference, thresholds, decode_errors)` → `Diagnosis`: every score, and the
-faults, in DIAGNOSES order. A fault hides the ones it makes meaningless (SUPPRESSED_BY): a lost
-signal is not also dark or frozen; on a dark, glaring or blurred picture sharpness, position
-and colour cannot be judged. A reference frame (measures.reference) makes occlusion, colour
-cast and the moved camera relative to what this camera normally sees; without one, moved is
-not judged and occlusion and cast use absolute measures.
+faults, in DIAGNOSES order. A fault hides the ones it makes meaningless (SUPPRESSED_BY), in
+this precedence:
+1. signal loss hides everything else but decoding errors (a "no video" screen is also dark,
+   flat, frozen and one colour); a dark frame that still follows the reference scene is dark,
+   not a lost signal (measures.signal_loss);
+2. dark hides blur, occlusion, cast, noise and moved (nothing can be judged in the dark);
+3. blur hides bright (fog and a dirty dome lift the blacks like glare, but soften the edges;
+   glare leaves them sharp), and bright hides occlusion, frozen, cast and moved;
+4. blur hides occlusion, cast and moved (a blurred scene is flat and unmatched everywhere);
+5. occlusion hides cast and moved (the cover has its own colour and hides the features);
+6. a view matched to the reference but displaced (moved < 1) hides the measures against the
+   reference (DISPLACED_HIDES: occlusion, blur, cast): it is moved, not occluded.
+A reference frame (measures.reference) makes blur, darkness, brightness, occlusion, colour
+cast, signal loss and the moved camera relative to what this camera normally sees; without
+one, moved is not judged and the others use absolute measures (weaker: docs/VQD.md).
 """
 
 from __future__ import annotations
@@ -26,8 +36,8 @@ _CANNOT_SEE = ("signal_loss", "dark", "bright")
 SUPPRESSED_BY: Mapping[str, tuple[str, ...]] = {
     "signal_loss": (),
     "dark": ("signal_loss",),
-    "bright": ("signal_loss",),
-    "blur": _CANNOT_SEE,
+    "bright": ("signal_loss", "blur"),  # fog lifts the blacks too; glare leaves edges sharp
+    "blur": ("signal_loss", "dark"),
     "occlusion": (*_CANNOT_SEE, "blur"),
     "frozen": ("signal_loss", "bright"),  # a clipped white picture has no noise left to change
     "cast": (*_CANNOT_SEE, "blur", "occlusion"),
@@ -35,6 +45,8 @@ SUPPRESSED_BY: Mapping[str, tuple[str, ...]] = {
     "moved": (*_CANNOT_SEE, "blur", "occlusion"),
     "decode_errors": (),
 }
+DISPLACED_HIDES = ("occlusion", "blur", "cast")
+"""Judged against the reference frame: meaningless once the view is displaced (moved < 1)."""
 TITLES = {
     "zh": {"signal_loss": "无信号", "dark": "画面过暗", "bright": "画面过亮", "blur": "画面模糊", "occlusion": "画面遮挡",
            "frozen": "画面冻结", "cast": "偏色", "noise": "画面噪声", "moved": "镜头移位", "decode_errors": "花屏卡顿"},
@@ -64,16 +76,14 @@ class Diagnosis:
 def scores(frames: list[Frame], reference: Reference | None, decode_errors: int | None = None) -> dict[str, float]:
     """Every score of the burst `frames` (the first is judged, the others show change)."""
     first = frames[0]
-    ref_frame = reference.frame if reference is not None else None
-    dark, bright = measures.luma(first)
     out = {
-        "signal_loss": measures.signal_loss(first),
-        "dark": dark,
-        "bright": bright,
-        "blur": measures.blur(first),
-        "occlusion": measures.low_texture_share(first, ref_frame),
+        "signal_loss": measures.signal_loss(first, reference),
+        "dark": measures.luma(first, reference),
+        "bright": measures.bright(first, reference),
+        "blur": measures.blur(first, reference),
+        "occlusion": measures.low_texture_share(first, reference),
         "frozen": measures.frozen(frames),
-        "cast": measures.colour_cast(first, ref_frame),
+        "cast": measures.colour_cast(first, reference),
         "noise": measures.noise(frames),
     }
     if reference is not None:
@@ -85,12 +95,14 @@ def scores(frames: list[Frame], reference: Reference | None, decode_errors: int 
 
 def judge(scores: Mapping[str, float], thresholds: Thresholds) -> tuple[str, ...]:
     """The faults: scores at or above their thresholds, minus the suppressed ones. One more
-    rule between occlusion and moved: a view matched to the reference but displaced
-    (moved < 1) explains blocks that lost their texture (they show another part of the scene),
-    so it is moved, not occluded; an unmatched view with a flat region is a cover."""
+    rule for the moved camera: a view matched to the reference but displaced (moved < 1)
+    makes the measures against the reference meaningless (DISPLACED_HIDES: blocks that lost
+    their texture or changed colour show another part of the scene, a zoom softens the
+    picture), so it is moved, not occluded, blurred or tinted; an unmatched view with a flat
+    region is a cover."""
     raw = {name for name, score in scores.items() if score >= getattr(thresholds, name)}
     if "moved" in raw and scores["moved"] < 1.0:
-        raw.discard("occlusion")
+        raw.difference_update(DISPLACED_HIDES)
     return tuple(n for n in DIAGNOSES if n in raw and not raw.intersection(SUPPRESSED_BY[n]))
 
 

@@ -8,9 +8,15 @@ statistics (medians, shares) stay put.
 
 Sources: blur after Crete, Dolmiere, Ladret, Nicolas, "The blur effect: perception and
 estimation with a new no-reference perceptual blur metric", SPIE 6492 (2007); noise after
-Immerkær, "Fast noise variance estimation", CVIU 64(2) 1996; colour cast after the
-equivalent-circle method (Xu, Li et al., mean chroma offset D against the chroma spread M in
-CIELAB); moved camera by ORB features (Rublee et al., ICCV 2011) and a RANSAC similarity.
+Immerkær, "Fast noise variance estimation", CVIU 64(2) 1996; colour cast without a reference
+after the equivalent-circle method (Xu, Li et al., mean chroma offset D against the chroma
+spread M in CIELAB), with one by a Theil-Sen line through the blocks' channel ratios (Sen,
+JASA 63, 1968); moved camera by ORB features (Rublee et al., ICCV 2011) and a RANSAC
+similarity.
+
+The reference (`reference`): the camera's first frame without a fault, kept per camera. Most
+measures compare against it (what this camera normally sees: a scene soft, dark, flat or
+brown by nature is not a fault) and fall back to absolute measures without one.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import numpy as np
 ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
 BAR_BANDS = 6
+CLIPPED = 250  # luma at or above: clipped white
+RECOLOURED, RELIT = 12.0, 25.0  # occlusion: a block's change of chroma (a*b*) and luma (grey levels)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
@@ -78,15 +86,15 @@ def block_texture(gray: np.ndarray) -> np.ndarray:
     return _block_means(np.sqrt(gx * gx + gy * gy))
 
 
-def blur(frame: Frame, min_texture: float = 1.5) -> float:
-    """Blur effect after Crete et al. (2007), 0 = sharp … 1 = fully blurred, the median over
-    textured blocks (those with at least `min_texture`, so that flat sky, a covered part of the
-    lens or an OSD overlay do not decide). A frame without textured blocks scores 1."""
-    f = frame.gray.astype(np.float32)
+def block_blur(gray: np.ndarray) -> np.ndarray:
+    """Blur effect after Crete et al. (2007) of each block of GRID, 0 = sharp … 1 = fully blurred:
+    the share of the grey-level variation between neighbours that survives a 9-tap box re-blur
+    (a sharp edge loses most of it, a blurred one almost none); the worse of the two axes.
+    Independent of contrast, so fog or a dim picture is not taken for blur by itself."""
+    f = gray.astype(np.float32)
     scores = []
     for axis in (0, 1):
-        ksize = (1, 9) if axis == 0 else (9, 1)  # 9-tap box across the axis of the difference
-        b = cv2.blur(f, ksize[::-1] if axis == 0 else ksize)
+        b = cv2.blur(f, (1, 9) if axis == 0 else (9, 1))  # box across the axis of the difference
         d_f = np.abs(np.diff(f, axis=axis))
         d_b = np.abs(np.diff(b, axis=axis))
         v = np.maximum(0.0, d_f - d_b)
@@ -94,20 +102,124 @@ def blur(frame: Frame, min_texture: float = 1.5) -> float:
         s_f = _block_sums(np.pad(d_f, pad))
         s_v = _block_sums(np.pad(v, pad))
         scores.append((s_f - s_v) / np.maximum(s_f, 1e-6))
-    per_block = np.maximum(scores[0], scores[1])
+    return np.maximum(scores[0], scores[1])
+
+
+SHARP = 0.39
+"""The baseline blur effect when there is no reference frame. On the tuning split of
+lab/vqd_data.py the BLUR_QUANTILE of the block blur effect is 0.35 on clean pictures (median;
+0.56 at the 99th percentile) and ≥ 0.57 on blurred ones (1st percentile): 0.39 puts the
+default threshold's boundary (0.292 of the sharpness lost ⇔ B ≈ 0.57) between the two."""
+BLUR_QUANTILE = 0.7
+"""Blocks judged by `blur`: the quantile over the textured blocks of their loss. Above the
+median so that a few blocks kept sharp by an overlay (the OSD clock is drawn after the lens)
+do not decide; below the top so that the soft edge of a close object (occlusion) does not."""
+
+
+def blur(frame: Frame, ref: "Reference | None" = None, min_texture: float = 1.5) -> float:
+    """Share of the sharpness lost, 0 = as sharp as the baseline … 1 = nothing sharp left: per
+    block 1 − (1 − B) / (1 − B₀), with B the block's blur effect (`block_blur`) and B₀ the
+    reference's in the same block (the camera's own sharpness: a scene soft by nature is not
+    taken for defocus) or SHARP without a reference; the BLUR_QUANTILE over the blocks textured
+    (≥ `min_texture`) in the frame and in the reference (flat sky or a covered part do not
+    decide). A frame without such blocks scores 1."""
     textured = block_texture(frame.gray) >= min_texture
-    return float(np.median(per_block[textured])) if textured.any() else 1.0
+    if ref is not None:
+        textured &= ref.texture >= min_texture
+    if not textured.any():
+        return 1.0
+    b = block_blur(frame.gray)[textured]
+    b0 = ref.blur[textured] if ref is not None else SHARP
+    loss = 1.0 - (1.0 - b) / np.maximum(1e-3, 1.0 - b0)
+    return float(np.clip(np.quantile(loss, BLUR_QUANTILE), 0.0, 1.0))
 
 
-def low_texture_share(frame: Frame, reference: Frame | None, flat: float = 1.0, was_textured: float = 2.0) -> float:
+def _chroma_blocks(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per block of GRID: mean BGR (3×rows×cols, +1 so that ratios exist), mean CIELAB a* and b*
+    (OpenCV's 8-bit Lab, centred on 0) — (bgr, a, b)."""
+    f = frame.bgr.astype(np.float32)
+    bgr = np.stack([_block_means(f[..., c]) for c in range(3)]) + 1.0
+    lab = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    return bgr, _block_means(lab[..., 1]) - 128, _block_means(lab[..., 2]) - 128
+
+
+def _percentiles(gray: np.ndarray) -> np.ndarray:
+    """Luma at the quantiles 0.05, 0.15 … 0.95 (10 values, grey levels)."""
+    cdf = np.cumsum(np.bincount(gray.ravel(), minlength=256)) / gray.size
+    return np.searchsorted(cdf, np.arange(0.05, 0.96, 0.1)).astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A camera's reference frame with what the measures compare against, computed once
+    (`reference(frame)`): ORB features, block texture, block blur effect, block colour, luma
+    percentiles, clipped share and p90 luma."""
+
+    frame: Frame
+    keypoints: tuple
+    descriptors: np.ndarray | None
+    texture: np.ndarray
+    blur: np.ndarray
+    bgr: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    percentiles: np.ndarray
+    clipped: float
+    p90: float
+
+
+def _orb():
+    return cv2.ORB_create(nfeatures=600, fastThreshold=10)
+
+
+def reference(frame: Frame) -> Reference:
+    """The reference of a camera from one of its frames without a fault (see Reference)."""
+    keypoints, descriptors = _orb().detectAndCompute(frame.gray, None)
+    bgr, a, b = _chroma_blocks(frame)
+    return Reference(frame, tuple(keypoints), descriptors, block_texture(frame.gray), block_blur(frame.gray), bgr, a, b,
+                     _percentiles(frame.gray), float((frame.gray >= CLIPPED).mean()),
+                     float(np.percentile(frame.gray, 90)))
+
+
+def _is_grey(a: np.ndarray, b: np.ndarray, grey: float) -> bool:
+    """No colour to speak of: mean and spread of the block chroma below `grey` (IR at night)."""
+    return bool(np.hypot(a.mean(), b.mean()) < grey and np.sqrt(a.var() + b.var()) < grey)
+
+
+def _exposure_fit(frame: Frame, ref: Reference) -> tuple[float, float]:
+    """(a, b) of the line frame luma = a·reference luma + b fitted to the luma percentiles
+    5…95 that are not clipped: an exposure change scales (a), a veil of light adds (b).
+    (1, 0) when fewer than three percentiles are unclipped."""
+    pf = _percentiles(frame.gray)
+    ok = pf < CLIPPED
+    if ok.sum() < 3 or np.ptp(ref.percentiles[ok]) == 0:
+        return 1.0, 0.0
+    a, b = np.polyfit(ref.percentiles[ok], pf[ok], 1)
+    return float(a), float(b)
+
+
+def low_texture_share(frame: Frame, ref: Reference | None, flat: float = 1.0, was_textured: float = 2.0,
+                      recoloured: float = RECOLOURED, relit: float = RELIT) -> float:
     """Share of the frame (0–1) in the largest 4-connected region of flat blocks (texture below
-    `flat`): a covered lens, a branch or a bag across it. With a reference frame of this camera
-    only blocks that had texture there (≥ `was_textured`) count, so sky, a white wall or a
-    still lake that are always flat are not taken for a cover."""
-    texture = block_texture(frame.gray)
-    mask = texture < flat
-    if reference is not None and reference.gray.shape == frame.gray.shape:
-        mask &= block_texture(reference.gray) >= was_textured
+    `flat`) that are not what the camera normally sees there: a covered lens, a branch or a bag
+    across it. Without a reference every flat block counts. With one, a flat block counts when
+    the reference had texture there (≥ `was_textured`), or its mean luma is off the exposure
+    fit (`_exposure_fit`) by more than `relit` grey levels (a dark object over the sky), or,
+    both pictures in colour, its mean chroma moved by more than `recoloured` beyond the median
+    move of all blocks (CIELAB a*b* units: sky turned brown or green by a close object, not the
+    whole picture by a colour cast); sky, a white wall or a still lake that are always flat do
+    not count."""
+    mask = block_texture(frame.gray) < flat
+    if ref is not None:
+        a_fit, b_fit = _exposure_fit(frame, ref)
+        lum = _block_means(frame.gray.astype(np.float32))
+        ref_lum = _block_means(ref.frame.gray.astype(np.float32))
+        changed = (ref.texture >= was_textured) | (np.abs(lum - (a_fit * ref_lum + b_fit)) > relit)
+        _, a, b = _chroma_blocks(frame)
+        if not _is_grey(a, b, 4.0) and not _is_grey(ref.a, ref.b, 4.0):
+            da, db = a - ref.a, b - ref.b  # less the shift of the whole picture (white balance, a cast)
+            changed |= np.hypot(da - np.median(da), db - np.median(db)) > recoloured
+        mask &= changed
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
     if count <= 1:
         return 0.0
@@ -132,15 +244,35 @@ def frozen(frames: list[Frame], still: float = 0.5) -> float:
     return min(shares)
 
 
-def luma(frame: Frame) -> tuple[float, float]:
-    """(dark, bright) from the luminance histogram (BT.601 luma 0–255): dark = 1 − p90/255
-    (even the brightest tenth of the picture is dark: a night picture without IR); bright =
-    p50/255, the median (half the picture near white: an open iris, glare, a washed-out
-    picture)."""
-    hist = cv2.calcHist([frame.gray], [0], None, [256], [0, 256]).ravel()
-    cdf = np.cumsum(hist) / hist.sum()
-    p50, p90 = int(np.searchsorted(cdf, 0.50)), int(np.searchsorted(cdf, 0.90))
-    return 1.0 - p90 / 255.0, p50 / 255.0
+
+
+def luma(frame: Frame, ref: Reference | None = None) -> float:
+    """Too dark, 0–1: 1 − p90/255 of the luminance histogram (BT.601 luma): even the brightest
+    tenth of the picture is dark, a night picture without IR. With a reference, the smaller of
+    that and 1 − p90/p90 of the reference: dark for a camera means dark in absolute terms AND
+    much darker than it normally is, so a scene dark by nature (a street at night, a tunnel)
+    whose reference is as dark is not a fault, and an infrared night picture, darker than a
+    day reference but well lit, is not either."""
+    cdf = np.cumsum(np.bincount(frame.gray.ravel(), minlength=256)) / frame.gray.size
+    p90 = float(np.searchsorted(cdf, 0.90))
+    dark = 1.0 - p90 / 255.0
+    if ref is None:
+        return dark
+    return float(max(0.0, min(dark, 1.0 - p90 / max(1.0, ref.p90))))
+
+
+def bright(frame: Frame, ref: Reference | None) -> float:
+    """Too bright, 0–1: the larger of the light added to every pixel (glare, a washed-out veil)
+    and the share of pixels newly clipped white (an iris wide open). The added light is the
+    offset b/255 of the line frame = a·reference + b fitted to the luma percentiles 5…95 that
+    are not clipped (an exposure change scales, a veil adds); without a reference, the darkest
+    twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels ≥ CLIPPED beyond the
+    reference's share (a white wall is white in both)."""
+    clipped = float((frame.gray >= CLIPPED).mean())
+    if ref is None:
+        return float(max(_percentiles(frame.gray)[0] / 255.0, clipped))
+    _, lift = _exposure_fit(frame, ref)
+    return float(np.clip(max(lift / 255.0, clipped - ref.clipped), 0.0, 1.0))
 
 
 def chroma(frame: Frame) -> tuple[float, float, float, float]:
@@ -159,20 +291,35 @@ def chroma(frame: Frame) -> tuple[float, float, float, float]:
             float(np.sqrt(a.var() + b.var())))
 
 
-def colour_cast(frame: Frame, reference: Frame | None, grey: float = 4.0) -> float:
-    """Colour cast: how far the grey-world channel ratios moved, max |Δ log R/G|, |Δ log B/G|
-    (0.3 ≈ one channel 35 % too strong). Against the camera's reference frame when both are in
-    colour, so a scene brown or green by nature is no cast; otherwise against neutral, and only
-    when the mean chroma offset D exceeds the chroma spread M (the equivalent-circle test: the
-    whole picture pushed one way). A black-and-white picture (D and M below `grey`: infrared
-    at night) scores 0: not a colour fault."""
+def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float:
+    """Colour cast: how far the channel ratios moved, max |Δ log R/G|, |Δ log B/G| (0.3 ≈ one
+    channel 35 % too strong). Against the camera's reference when both are in colour: per
+    ratio, the offset of the line frame = k·reference fitted (Theil-Sen) over the mid-tone
+    blocks (a cast shifts every block alike; a gamma or saturation change scales them, k; an
+    object across part of the view or a brown scene by nature moves only its own blocks, and
+    the medians ignore them). Otherwise against neutral (grey world), and only when the mean chroma
+    offset D exceeds the chroma spread M (the equivalent-circle test: the whole picture pushed
+    one way). A black-and-white picture (D and M below `grey`: infrared at night) scores 0:
+    not a colour fault."""
     rg, bg, d, m = chroma(frame)
     if d < grey and m < grey:
         return 0.0
-    if reference is not None:
-        ref_rg, ref_bg, ref_d, ref_m = chroma(reference)
-        if ref_d >= grey or ref_m >= grey:
-            return max(abs(rg - ref_rg), abs(bg - ref_bg))
+    if ref is not None and not _is_grey(ref.a, ref.b, grey):
+        bgr, _, _ = _chroma_blocks(frame)
+        mid = (bgr.min(axis=0) > 20) & (bgr.max(axis=0) < 240) & (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
+        if mid.sum() >= 0.1 * mid.size:
+            offsets = []
+            for c in (2, 0):  # R/G, B/G
+                x, y = np.log(ref.bgr[c] / ref.bgr[1])[mid], np.log(bgr[c] / bgr[1])[mid]
+                # A gamma or saturation change scales every block's ratio (slope k); a cast shifts
+                # them all (offset). Theil-Sen (median of pairwise slopes) and a median offset,
+                # so that an object across part of the view does not decide.
+                i, j = np.triu_indices(len(x), 1)
+                dx, dy = x[j] - x[i], y[j] - y[i]
+                wide = np.abs(dx) > 0.05
+                k = float(np.clip(np.median(dy[wide] / dx[wide]), 0.5, 2.0)) if wide.sum() >= 10 else 1.0
+                offsets.append(abs(float(np.median(y - k * x))))
+            return max(offsets)
     return max(abs(rg), abs(bg)) if d > m else 0.0
 
 
@@ -193,19 +340,26 @@ def noise(frames: list[Frame], quantile: float = 0.2) -> float:
     return min(spatial, temporal)
 
 
-def signal_loss(frame: Frame, tolerance: int = 3) -> float:
+def signal_loss(frame: Frame, ref: Reference | None = None, tolerance: int = 3, follows: float = 0.5) -> float:
     """How much the frame is one solid colour or a colour-bar test pattern (0–1): the share of
     pixels within `tolerance` grey levels of the median luma, or, for colour bars (at least three
     sharp steps across the top band), of their column's median within each of BAR_BANDS
-    horizontal bands. Encoders' "no video" screens are
-    solid blue, black or grey with a little text, or colour bars; a camera's picture, however
-    dark, keeps some structure and sensor noise. A clipped white frame is glare (too bright),
-    not a lost signal: a median above 230 scores 0."""
+    horizontal bands. Encoders' "no video" screens are solid blue, black or grey with a little
+    text, or colour bars. A camera's picture, however dark, still shows its scene: with a
+    reference, a frame whose block luma follows the reference's (Pearson r ≥ `follows` over
+    the inner block rows, the OSD rows left out) is a dark picture, not a lost signal, and
+    scores 0 for the solid colour. A clipped white frame is glare (too bright), not a lost
+    signal: a median above 230 scores 0."""
     gray = frame.gray
     median = int(np.median(gray[::4, ::4]))
     if median > 230:
         return 0.0
     uniform = float((np.abs(gray.astype(np.int16) - median) <= tolerance).mean())
+    if ref is not None and uniform > 0.5:
+        inner = _block_means(gray.astype(np.float32))[1:-1].ravel()
+        ref_inner = _block_means(ref.frame.gray.astype(np.float32))[1:-1].ravel()
+        if inner.std() > 0 and ref_inner.std() > 0 and np.corrcoef(inner, ref_inner)[0, 1] >= follows:
+            uniform = 0.0
     # Bars per horizontal band: SMPTE patterns change below two thirds of the height.
     bands = np.array_split(gray, BAR_BANDS, axis=0)
     medians = [np.median(band[::2], axis=0) for band in bands]
@@ -214,24 +368,6 @@ def signal_loss(frame: Frame, tolerance: int = 3) -> float:
         return uniform
     near = sum(int((np.abs(band - med.astype(np.int16)) <= tolerance).sum()) for band, med in zip(bands, medians))
     return max(uniform, near / gray.size)
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """A camera's reference frame with its ORB features, computed once (`reference(frame)`)."""
-
-    frame: Frame
-    keypoints: tuple
-    descriptors: np.ndarray | None
-
-
-def _orb():
-    return cv2.ORB_create(nfeatures=600, fastThreshold=10)
-
-
-def reference(frame: Frame) -> Reference:
-    keypoints, descriptors = _orb().detectAndCompute(frame.gray, None)
-    return Reference(frame, tuple(keypoints), descriptors)
 
 
 def moved(frame: Frame, ref: Reference, min_inliers: int = 12) -> float:
