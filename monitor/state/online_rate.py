@@ -61,19 +61,34 @@ def online_rates(
     the basis' own probes decided (availability.judged), for a derived basis; None when every
     state is a verdict. A group none of whose active devices is judged has no rate.
     """
-    # counts[(scope, group, kind)] = [online, offline, unknown, excluded, judged]
-    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    # Counted once per device into its (site, region, kind), then rolled up per group: a
+    # device costs one dict lookup, not six (the fleet, its region and its site, each for all
+    # kinds and its own); at 100,000 devices and several evaluations a cycle that is most of
+    # the work. Rows: [online, offline, unknown, excluded, judged].
+    up, unknown = State.UP, State.UNKNOWN
+    cells: dict[tuple[str, str, str], list[int]] = {}
     for device in devices:
+        key = (device.site, device.region, device.kind.value)
+        row = cells.get(key)
+        if row is None:
+            row = cells[key] = [0, 0, 0, 0, 0]
         if not device.counted:
-            slot = 3
-        else:
-            state = states.get(device.id, State.UNKNOWN)
-            slot = 0 if state is State.UP else 1 if state.offline else 2
-        own = int(device.counted and judged is not None and device.id in judged)
-        for scope, group in (("fleet", ALL), ("region", device.region), ("site", device.site)):
-            for key in ((scope, group, ALL), (scope, group, device.kind.value)):
-                counts[key][slot] += 1
-                counts[key][4] += own
+            row[3] += 1
+            continue
+        state = states.get(device.id, unknown)
+        row[0 if state is up else 1 if state.offline else 2] += 1
+        if judged is not None and device.id in judged:
+            row[4] += 1
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for (site, region, kind), row in cells.items():
+        for scope, group in (("fleet", ALL), ("region", region), ("site", site)):
+            for key in ((scope, group, ALL), (scope, group, kind)):
+                total = counts[key]
+                total[0] += row[0]
+                total[1] += row[1]
+                total[2] += row[2]
+                total[3] += row[3]
+                total[4] += row[4]
     order = {"fleet": 0, "region": 1, "site": 2}
     keys = sorted(counts, key=lambda k: (order[k[0]], k[1], k[2] != ALL, k[2]))
     return [
