@@ -4,6 +4,7 @@ the SQLite state database. Online rates are checked against the lab's ground tru
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sqlite3
@@ -369,3 +370,24 @@ async def test_probes_without_devices_to_poll_are_not_started(small_fleet, influ
     assert set(snapshots[-1].results) == {"icmp"}
     assert "probe onvif enabled but polls no device: not started" in caplog.text
     assert "probe snmp enabled but polls no device: not started" in caplog.text
+
+
+async def test_a_running_daemon_keeps_its_startup_objects_out_of_the_collectors_sight(tmp_path):
+    """gc.freeze() once started (the inventory of 100,000 points is not walked by every full
+    collection), gc.unfreeze() when stopping (a reload's old daemon is collected as usual)."""
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(
+        "inventory:\n  allow_loopback: true\n  devices:\n    - {id: A, kind: camera, address: 127.0.0.1, site: s, region: r}\n"
+        "probes:\n  icmp: {enabled: false}\n  rtsp: {enabled: false}\n"
+        "state:\n  database: state.db\ninfluxdb:\n  enabled: false\napi:\n  port: 0\n"
+    )
+    cfg = load_config(cfg_path)
+    daemon, stop = Daemon(cfg, load_inventory(cfg)), asyncio.Event()
+    assert gc.get_freeze_count() == 0
+    task = asyncio.create_task(daemon.run(stop))
+    await asyncio.wait_for(daemon.started.wait(), 30)
+    await asyncio.sleep(0.05)
+    assert gc.get_freeze_count() > 10_000  # modules, config, inventory: everything alive at start
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert gc.get_freeze_count() == 0
