@@ -20,7 +20,7 @@ from lab.fleet import LabFleet
 from lab.services import Anomalies, FleetServices
 from lab.influxdb import InfluxServer
 from monitor.app.config import load_config
-from monitor.app.daemon import Daemon, StartupError
+from monitor.app.daemon import GC_YOUNG, Daemon, StartupError
 from monitor.app.snapshot import Snapshot
 from monitor.fleet.inventory import load_inventory
 from monitor.core.model import Kind
@@ -373,8 +373,9 @@ async def test_probes_without_devices_to_poll_are_not_started(small_fleet, influ
 
 
 async def test_a_running_daemon_keeps_its_startup_objects_out_of_the_collectors_sight(tmp_path):
-    """gc.freeze() once started (the inventory of 100,000 points is not walked by every full
-    collection), gc.unfreeze() when stopping (a reload's old daemon is collected as usual)."""
+    """gc.freeze() and a larger youngest generation once started (the inventory of 100,000
+    points is not walked by every full collection, and full collections are rarer), both
+    undone when stopping (a reload's old daemon is collected as usual)."""
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(
         "inventory:\n  allow_loopback: true\n  devices:\n    - {id: A, kind: camera, address: 127.0.0.1, site: s, region: r}\n"
@@ -384,10 +385,12 @@ async def test_a_running_daemon_keeps_its_startup_objects_out_of_the_collectors_
     cfg = load_config(cfg_path)
     daemon, stop = Daemon(cfg, load_inventory(cfg)), asyncio.Event()
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     task = asyncio.create_task(daemon.run(stop))
     await asyncio.wait_for(daemon.started.wait(), 30)
     await asyncio.sleep(0.05)
     assert gc.get_freeze_count() > 10_000  # modules, config, inventory: everything alive at start
+    assert gc.get_threshold()[0] == GC_YOUNG
     stop.set()
     await asyncio.wait_for(task, 30)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
