@@ -1,15 +1,16 @@
 """Daemon benchmark: `fleetmon run` over a lab fleet of N devices beside fping doing one cycle's
 worth of the same echoes at the same pacing.
 
-`python -m bench daemon [--devices 10000 --interval 30 --pps P --cycles 4 --profile DIR]` (root).
+`python -m bench daemon [--devices 10000 --interval 30 --pps P --warmup 3 --cycles 3 --concurrency 5000
+--profile DIR]` (root; --profile needs py-spy, the `test` extra).
 
 The lab fleet is the contract shape (lab/fleet.py) scaled to `devices`: cameras in sites of
 8–40 behind their switches and links, with UPS units, a few sites slow, lossy or dark. The
 real daemon (a child process, default rules, real InfluxDB from lab/influxdb.py) probes ICMP
 only: count 3, 200 ms apart, 1 s timeout, one retry, `pps` echoes/s for all devices together
 (default: what sends a cycle's echoes within half the interval, at least 5,000/s). Once its
-first cycle is in InfluxDB the steady state starts; it ends `cycles` cycles later and the
-daemon is stopped with SIGTERM.
+first `warmup` cycles are in InfluxDB (first verdicts, the lab's dead devices found) the steady
+state starts; it ends `cycles` cycles later and the daemon is stopped with SIGTERM.
 
 Printed: lab build and teardown (wall s); for the daemon the process CPU seconds (user + sys,
 /proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM), the durations and
@@ -21,6 +22,7 @@ over the steady state (`DIR/daemon.txt`: collapsed stacks) and the table's end l
 functions with the largest share of samples, own and with callees. Timings are printed, never
 asserted. The machine is shared: CPU seconds are what contention disturbs least.
 
+Measured figures, the profiles before and after, and what is left: docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
