@@ -1,28 +1,43 @@
-"""Daemon benchmark: `fleetmon run` over a 10,000-device lab fleet beside fping doing one
-cycle's worth of the same echoes.
+"""Daemon benchmark: `fleetmon run` over a lab fleet of N devices beside fping doing one cycle's
+worth of the same echoes at the same pacing.
 
-`python -m bench.daemon [--cameras 9000 --cycles 4 --interval 20]` (root).
+`python -m bench daemon [--devices 10000 --interval 30 --pps P --warmup 3 --cycles 3 --concurrency 5000
+--profile DIR]` (root; --profile needs py-spy, the `test` extra).
 
-The lab fleet is the contract shape (lab/fleet.py) scaled up: ~9,000 cameras behind their
-switches and links, with UPS units, so ~10,000 devices, a few sites slow, lossy or dark. The
-real daemon (a child process, real InfluxDB) runs `cycles` cycles of its ICMP probe (count 3,
-200 ms apart, 1 s timeout, one retry, 5,000 echoes/s) and is stopped with SIGTERM. Reported:
-its peak RSS (VmHWM), CPU seconds per cycle in steady state (after the first cycle), the cycle
-durations and skipped cycles it wrote to InfluxDB itself (fleetmon_cycle), and the lines it
-wrote. Beside it, `fping -C3 -q -p 200 -t 1000` at the same pacing over the same addresses:
-one cycle's CPU, wall time and RSS. Timings are printed, never asserted.
+The lab fleet is the contract shape (lab/fleet.py) scaled to `devices`: cameras in sites of
+8–40 behind their switches and links, with UPS units, a few sites slow, lossy or dark. The
+real daemon (a child process, default rules, real InfluxDB from lab/influxdb.py) probes ICMP
+only: count 3, 200 ms apart, 1 s timeout, one retry, `pps` echoes/s for all devices together
+(default: what sends a cycle's echoes within half the interval, at least 5,000/s). Once its
+first `warmup` cycles are in InfluxDB (first verdicts, the lab's dead devices found) the steady
+state starts; it ends `cycles` cycles later and the daemon is stopped with SIGTERM.
+
+Printed: lab build and teardown (wall s); for the daemon the process CPU seconds (user + sys,
+/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM), the durations and
+skipped cycles it wrote to InfluxDB itself (fleetmon_cycle) and the lines it wrote
+(fleetmon_sink); beside it `fping -C3 -q -p200 -t1000 -i <1000/pps>` over the same addresses:
+one cycle's CPU, % of one core over the same interval, RSS and wall time. fping is the
+reference: the same echoes, no state, no storage. With --profile DIR, py-spy samples the daemon
+over the steady state (`DIR/daemon.txt`: collapsed stacks) and the table's end lists the
+functions with the largest share of samples, own and with callees. Timings are printed, never
+asserted. The machine is shared: CPU seconds are what contention disturbs least.
+
+Measured figures, the profiles before and after, and what is left: docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -30,6 +45,9 @@ import yaml
 from bench._common import check_routed_into_lab, run_child, vm_hwm_kb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+COUNT, ECHO_INTERVAL_MS, TIMEOUT_S, RETRIES = 3, 200, 1.0, 1
+DEVICES_PER_CAMERA = 1.125  # a site: ~24 cameras + link, switch and UPS (lab/fleet.py)
+START_TIMEOUT_S = 300.0  # reading a 100,000-point list and a first cycle, on a busy machine
 
 
 def cpu_s(pid: int) -> float:
@@ -39,84 +57,197 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def run_daemon(config: Path, cycles: int, interval_s: float, work: Path) -> dict[str, float]:
+def default_pps(devices: int, interval_s: float) -> float:
+    """Pacing that sends one cycle's echoes within half the interval, at least 5,000/s."""
+    return float(max(5000, math.ceil(devices * COUNT / (interval_s / 2) / 1000) * 1000))
+
+
+def cycles_seen(influx, db: str) -> int:
+    """ICMP cycles the daemon has written to InfluxDB so far (0 before it made the database)."""
+    from lab.influxdb import InfluxError
+
+    try:
+        rows = influx.rows("SELECT count(duration_s) AS n FROM fleetmon_cycle WHERE probe = 'icmp'", db)
+    except InfluxError:
+        return 0
+    return int(rows[0]["n"]) if rows else 0
+
+
+def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: Path, influx, db: str,
+               profile: Path | None) -> dict:
+    """Run `fleetmon run` until `cycles` cycles after its first `warmup` are in InfluxDB (first
+    verdicts, the hysteresis settling the lab's dead devices); returns its steady-state CPU s
+    per cycle, peak RSS MB (over the whole run) and the wall time of the steady state."""
     fleetmon = Path(sys.executable).with_name("fleetmon")
     with (work / "fleetmon.log").open("wb") as log:
         proc = subprocess.Popen([str(fleetmon), "run", "--config", str(config)], stdout=log, stderr=log)
-    started = time.monotonic()
-    warm_at, end_at = started + 1.5 * interval_s, started + (cycles + 0.5) * interval_s
-    peak_kb, warm_cpu = 0, None
-    while time.monotonic() < end_at and proc.poll() is None:
+    spy = None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        peak_kb, seen = 0, 0
+        deadline += warmup * interval_s
+        while seen < warmup and time.monotonic() < deadline and proc.poll() is None:  # bounded
+            peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+            time.sleep(0.5)
+            seen = cycles_seen(influx, db)
+        if seen < warmup:
+            raise SystemExit(f"only {seen} cycles from fleetmon; see {work / 'fleetmon.log'}")
+        warm_cpu, warm_t, warm_seen = cpu_s(proc.pid), time.monotonic(), seen
+        if profile is not None:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "50",
+                 "--pid", str(proc.pid), "--output", str(profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + (cycles + 2) * interval_s
+        while seen < warm_seen + cycles and time.monotonic() < deadline and proc.poll() is None:
+            peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+            time.sleep(0.5)
+            seen = cycles_seen(influx, db)
+        end_cpu, end_t = cpu_s(proc.pid), time.monotonic()
         peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
-        if warm_cpu is None and time.monotonic() >= warm_at:
-            warm_cpu, warm_t = cpu_s(proc.pid), time.monotonic()
-        time.sleep(0.1)
-    end_cpu, end_t = cpu_s(proc.pid), time.monotonic()
-    peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=60)
-    if code != 0 or warm_cpu is None:
-        raise SystemExit(f"fleetmon exited with {code}; see {work / 'fleetmon.log'}")
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            spy.wait(timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    if code != 0 or seen <= warm_seen:
+        raise SystemExit(f"fleetmon exited with {code} after {seen} cycles; see {work / 'fleetmon.log'}")
+    steady = end_t - warm_t
     return {
         "peak_rss_mb": peak_kb / 1024,
-        "cpu_s_per_cycle": (end_cpu - warm_cpu) / (end_t - warm_t) * interval_s,
+        "cpu_s_per_cycle": (end_cpu - warm_cpu) / steady * interval_s,
+        "steady_s": steady,
     }
 
 
-def bench(cameras: int, cycles: int, interval_s: float) -> str:
+def top_functions(collapsed: Path, n: int = 15) -> list[tuple[str, float, float]]:
+    """(function, own %, with-callees %) of the `n` functions with most own samples, from
+    py-spy's raw output (one line per stack: frames ';'-separated, then the sample count)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [_short(f) for f in stack.split(";")]
+        samples += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            total[frame] += int(count)
+    if not samples:
+        return []
+    return [(f, 100 * c / samples, 100 * total[f] / samples) for f, c in own.most_common(n)]
+
+
+def _short(frame: str) -> str:
+    """'encode (monitor/metrics/line.py:42)' → 'encode (monitor/metrics/line.py)'; paths inside
+    the virtualenv or the standard library keep their last two parts."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(path).parts
+    for anchor in ("monitor", "probes", "rules", "lab"):
+        if anchor in parts:
+            return f"{name} ({'/'.join(parts[parts.index(anchor):])})"
+    return f"{name} ({'/'.join(parts[-2:])})"
+
+
+def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float, concurrency: int,
+          profile_dir: Path | None) -> str:
     from lab.fleet import build_contract_fleet
     from lab.influxdb import InfluxServer
     from lab.net import LabNet
 
-    with LabNet() as net, InfluxServer() as influx, tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
-        work = Path(tmp)
-        fleet = build_contract_fleet(net, cameras=cameras)
-        fleet.write_point_list(work / "points.csv")
-        icmp = {"interval_s": interval_s, "count": 3, "echo_interval_ms": 200, "timeout_s": 1.0, "retries": 1,
-                "packets_per_second": 5000}
-        config = work / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "inventory": {"point_lists": ["points.csv"]},
-            # ICMP at scale; the camera and SNMP probes have benchmarks of their own
-            "probes": {"icmp": icmp, "rtsp": {"enabled": False}},
-            "state": {"database": "state.db"},
-            "influxdb": {"url": influx.url, "database": "bench"},
-        }, allow_unicode=True))
-        addresses = [str(d.address) for d in fleet.devices if d.address is not None]
-        check_routed_into_lab([addresses[0], addresses[-1]])
-        daemon = run_daemon(config, cycles, interval_s, work)
-        rows = influx.rows("SELECT duration_s, targets, cycles_skipped FROM fleetmon_cycle", "bench")
-        written = influx.rows("SELECT last(written_lines) AS n FROM fleetmon_sink", "bench")
-        targets_file = work / "targets.txt"
-        targets_file.write_text("\n".join(addresses) + "\n")
-        check_routed_into_lab([addresses[0], addresses[-1]])
-        fping = run_child(
-            ["fping", "-C3", "-q", "-p", "200", "-t", "1000", "-i", "0.2", "-f", str(targets_file)],
-            work / "fping.out", work / "fping.err",
-        )
+    cameras = max(1, round((devices - 4) / DEVICES_PER_CAMERA))
+    net = LabNet()
+    try:
+        with InfluxServer() as influx, tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+            work = Path(tmp)
+            started = time.monotonic()
+            fleet = build_contract_fleet(net, cameras=cameras)
+            build_s = time.monotonic() - started
+            fleet.write_point_list(work / "points.csv")
+            icmp = {"interval_s": interval_s, "count": COUNT, "echo_interval_ms": ECHO_INTERVAL_MS,
+                    "timeout_s": TIMEOUT_S, "retries": RETRIES, "packets_per_second": pps}
+            config = work / "config.yaml"
+            config.write_text(yaml.safe_dump({
+                "inventory": {"point_lists": ["points.csv"]},
+                # ICMP at scale; the camera and SNMP probes have benchmarks of their own
+                "probes": {"icmp": icmp, "rtsp": {"enabled": False}},
+                "scheduler": {"max_concurrency": concurrency},
+                "state": {"database": "state.db"},
+                "influxdb": {"url": influx.url, "database": "bench"},
+            }, allow_unicode=True))
+            addresses = [str(d.address) for d in fleet.devices if d.address is not None]
+            check_routed_into_lab([addresses[0], addresses[-1]])
+            profile = None
+            if profile_dir is not None:
+                profile_dir.mkdir(parents=True, exist_ok=True)
+                profile = profile_dir / "daemon.txt"
+            daemon = run_daemon(config, warmup, cycles, interval_s, work, influx, "bench", profile)
+            rows = influx.rows("SELECT duration_s, targets, cycles_skipped FROM fleetmon_cycle WHERE probe = 'icmp'", "bench")
+            written = influx.rows("SELECT last(written_lines) AS n FROM fleetmon_sink", "bench")
+            targets_file = work / "targets.txt"
+            targets_file.write_text("\n".join(addresses) + "\n")
+            check_routed_into_lab([addresses[0], addresses[-1]])
+            fping = run_child(
+                ["fping", f"-C{COUNT}", "-q", "-p", str(ECHO_INTERVAL_MS), "-t", f"{TIMEOUT_S * 1000:g}",
+                 "-i", f"{1000 / pps:g}", "-f", str(targets_file)],
+                work / "fping.out", work / "fping.err",
+            )
+            if profile_dir is not None:
+                shutil.copy(work / "fleetmon.log", profile_dir / "fleetmon.log")
+    finally:
+        started = time.monotonic()
+        net.close()
+        teardown_s = time.monotonic() - started
     durations = [r["duration_s"] for r in rows]
+    per_cycle = daemon["cpu_s_per_cycle"]
+    head = (f"Daemon: {len(addresses)} devices probed ({cameras} cameras, {len(fleet.devices)} points), ICMP count "
+            f"{COUNT} × {ECHO_INTERVAL_MS} ms, timeout {TIMEOUT_S:g} s, {RETRIES} retry, {pps:g} echoes/s, interval "
+            f"{interval_s:g} s, max_concurrency {concurrency}, {len(rows)} cycles ({daemon['steady_s']:.0f} s steady state "
+            f"after {warmup})\n"
+            f"Lab: built in {build_s:.1f} s, torn down in {teardown_s:.1f} s")
     lines = [
-        f"Daemon: {len(addresses)} devices probed ({cameras} cameras), ICMP count 3 × 200 ms, timeout 1 s, "
-        f"1 retry, 5,000 echoes/s, interval {interval_s:g} s, {len(rows)} cycles",
-        f"{'run':<44}{'CPU s/cycle':>12}{'peak RSS MB':>13}{'cycle s (mean/max)':>20}{'skipped':>9}{'lines':>9}",
-        f"{'fleetmon run (daemon, steady state)':<44}{daemon['cpu_s_per_cycle']:>12.2f}{daemon['peak_rss_mb']:>13.1f}"
-        f"{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}{rows[-1]['cycles_skipped']:>9}"
-        f"{(written[0]['n'] if written else 0):>9}",
-        f"{'fping -C3 -q -p200 -t1000 -i0.2 (one cycle)':<44}{fping[1]:>12.2f}{fping[2]:>13.1f}{fping[0]:>11.2f}",
+        head,
+        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'cycle s (mean/max)':>20}{'skipped':>9}"
+        f"{'lines':>10}",
+        f"{'fleetmon run (daemon, steady state)':<46}{per_cycle:>12.2f}{100 * per_cycle / interval_s:>8.1f}"
+        f"{daemon['peak_rss_mb']:>13.1f}{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
+        f"{rows[-1]['cycles_skipped']:>9}{(written[0]['n'] if written else 0):>10}",
+        f"{f'fping -C{COUNT} -q -p{ECHO_INTERVAL_MS} -t{TIMEOUT_S * 1000:g} -i{1000 / pps:g} (one cycle)':<46}"
+        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{fping[0]:>11.2f}",
+        f"ratio fleetmon / fping CPU per cycle: {per_cycle / fping[1]:.2f}" if fping[1] else "",
     ]
+    if profile_dir is not None and (profile_dir / "daemon.txt").exists():
+        lines += ["", f"py-spy over the steady state ({profile_dir / 'daemon.txt'}): own % / with callees %"]
+        lines += [f"  {own:5.1f} {total:6.1f}  {name}" for name, own, total in top_functions(profile_dir / "daemon.txt")]
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.daemon", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cameras", type=int, default=9000, help="cameras in the lab fleet (~1.1 devices each)")
-    parser.add_argument("--cycles", type=int, default=4)
-    parser.add_argument("--interval", type=float, default=20.0, help="probe interval, s")
+    parser.add_argument("--devices", type=int, default=10_000, help="lab fleet size, devices (≥ 50)")
+    parser.add_argument("--warmup", type=int, default=3, help="cycles before the steady state")
+    parser.add_argument("--cycles", type=int, default=3, help="steady-state cycles measured")
+    parser.add_argument("--interval", type=float, default=30.0, help="probe interval, s")
+    parser.add_argument("--pps", type=float, help="echoes/s, all devices together (default: fit half the interval)")
+    parser.add_argument("--concurrency", type=int, default=5000,
+                        help="scheduler.max_concurrency (default: the daemon's own, 5,000): more probes in flight "
+                             "queue more echoes behind the pacing, and a probe still queued when its budget ends "
+                             "is a caller timeout (a false down); measured at 100,000 with 20,000")
+    parser.add_argument("--profile", type=Path, help="directory for a py-spy profile of the steady state")
     args = parser.parse_args(argv)
+    if args.devices < 50 or args.cycles < 1 or args.warmup < 1 or args.interval < 1 or (args.pps or 1) < 1 \
+            or not 1 <= args.concurrency <= 100_000:
+        parser.error("need --devices ≥ 50, --warmup ≥ 1, --cycles ≥ 1, --interval ≥ 1, --pps ≥ 1, --concurrency 1–100000")
     if os.geteuid() != 0:
         print("bench.daemon needs root (lab namespaces, raw sockets)", file=sys.stderr)
         return 2
-    print(bench(args.cameras, args.cycles, args.interval), flush=True)
+    pps = args.pps or default_pps(args.devices, args.interval)
+    print(bench(args.devices, args.warmup, args.cycles, args.interval, pps, args.concurrency, args.profile), flush=True)
     return 0
 
 

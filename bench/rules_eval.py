@@ -59,6 +59,9 @@ class AddressBook:
         start, self._next = self._next, self._next + count
         return [ipaddress.IPv4Address(start + i) for i in range(count)]
 
+    def add_sites(self, sites, *, ipv6: bool = False):
+        return [self.add_site(site, count) for site, count, _ in sites]
+
     def set_down(self, addresses) -> None:
         for _ in addresses:  # a generator in lab.fleet: consume it, do nothing
             pass

@@ -300,11 +300,10 @@ def _build(
     devices: list[Device] = []
     centre = [("PLT-01", "视频监控平台", Kind.PLATFORM, "video platform")]
     centre += [(f"SRV-{i:02d}", f"存储服务器{i}", Kind.SERVER, "storage server") for i in range(1, servers + 1)]
-    addresses = iter(net.add_site(CENTRE_SITE, len(centre)))
-    for device_id, name, kind, model in centre:
-        devices.append(Device(device_id, name, kind, next(addresses), CENTRE_SITE, centre_region,
-                              lat=COUNTY_LAT, lon=COUNTY_LON, model=model))
-
+    # Every site's devices and coordinates first (the random stream in the order it always had),
+    # then all lab sites in one add_sites call, then the devices with their addresses.
+    planned: list[tuple[_SitePlan, list[tuple[str, str, Kind, str | None, str, Status, frozenset[str]]],
+                        list[tuple[float, float]]]] = []
     region_centres = _region_centres([site.region for site in plan], rng)
     camera_no = 0
     dark_links = []
@@ -326,20 +325,32 @@ def _build(
             tags = frozenset({"bullet" if bullet else "dome", batches[camera_no - 1]})
             status = statuses.get(camera_no, Status.ACTIVE)
             specs.append((f"CAM-{camera_no:0{cam_width}d}", name, Kind.CAMERA, switch, model, status, tags))
-        addressed = [spec for spec in specs if spec[5] is not Status.REMOVED]
-        addresses = iter(net.add_site(site.name, len(addressed), site.behaviour))
-        for device_id, name, kind, parent, model, status, tags in specs:
+        coordinates = []
+        for _ in specs:
+            device_lat = round(lat + rng.uniform(-5e-4, 5e-4), 6)
+            coordinates.append((device_lat, round(lon + rng.uniform(-5e-4, 5e-4), 6)))
+        planned.append((site, specs, coordinates))
+        if site.dark:
+            dark_links.append(link)
+
+    lab_sites = [(CENTRE_SITE, len(centre), Behaviour())]
+    lab_sites += [(site.name, sum(spec[5] is not Status.REMOVED for spec in specs), site.behaviour)
+                  for site, specs, _ in planned]
+    centre_addresses, *site_addresses = net.add_sites(lab_sites)
+    for (device_id, name, kind, model), address in zip(centre, centre_addresses):
+        devices.append(Device(device_id, name, kind, address, CENTRE_SITE, centre_region,
+                              lat=COUNTY_LAT, lon=COUNTY_LON, model=model))
+    for (site, specs, coordinates), site_address_list in zip(planned, site_addresses):
+        addresses = iter(site_address_list)
+        for (device_id, name, kind, parent, model, status, tags), (lat, lon) in zip(specs, coordinates):
             camera = kind is Kind.CAMERA
             devices.append(Device(
                 device_id, name, kind, None if status is Status.REMOVED else next(addresses), site.name, site.region,
-                parent=parent, status=status, lat=round(lat + rng.uniform(-5e-4, 5e-4), 6),
-                lon=round(lon + rng.uniform(-5e-4, 5e-4), 6), model=model, tags=tags,
+                parent=parent, status=status, lat=lat, lon=lon, model=model, tags=tags,
                 manufacturer=MANUFACTURERS.get(kind), firmware=CAMERA_FIRMWARE if camera else None,
                 serial=f"DS{device_id.removeprefix('CAM-')}0713CCWR" if camera else None,
                 uplink=SWITCH_UPLINK if kind is Kind.SWITCH else None,
             ))
-        if site.dark:
-            dark_links.append(link)
 
     fleet = LabFleet(devices, net)
     net.set_down(d.address for d in devices if d.status is Status.CONSTRUCTION and d.address is not None)

@@ -471,7 +471,8 @@ class Target:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if isinstance(ip, ipaddress.IPv4Address):
-            return cls(str(ip), AF_INET, (str(ip), 0), ip.packed)
+            text = str(ip)  # once: formatting an address is most of this (every device, every cycle)
+            return cls(text, AF_INET, (text, 0), ip.packed)
         scope = ip.scope_id
         scope_index = 0
         if scope:

@@ -509,3 +509,21 @@ def test_ten_thousand_rows_load_with_their_topology(tmp_path: Path) -> None:
     assert len(inventory.devices) == 10_001
     assert len(inventory.children("sw1")) == 10_000
     assert inventory.topo_order()[0].id == "sw1"
+
+
+def test_values_repeated_on_many_rows_are_held_once(tmp_path):
+    """A site, region, parent, model or tag set repeated on thousands of rows is one object
+    (memory at 100,000 points); equal, not merely identical, values are what is shared."""
+    rows = "".join(f"C{i},camera,10.0.{i // 250}.{i % 250 + 1},城关镇人民广场,城关镇,SW1,DS-2CD,bullet;new\n" for i in range(300))
+    path = tmp_path / "points.csv"
+    path.write_text("id,kind,address,site,region,parent,model,tags\nSW1,switch,10.1.0.1,城关镇人民广场,城关镇,,,\n" + rows,
+                    encoding="utf-8")
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("inventory:\n  point_lists: [points.csv]\n", encoding="utf-8")
+    from monitor.app.config import load_config
+    from monitor.fleet.inventory import load_inventory
+
+    cameras = [d for d in load_inventory(load_config(cfg_path)).devices.values() if d.id.startswith("C")]
+    assert len(cameras) == 300 and cameras[0].tags == frozenset({"bullet", "new"})
+    for attribute in ("site", "region", "parent", "model", "tags"):
+        assert len({id(getattr(d, attribute)) for d in cameras}) == 1, attribute

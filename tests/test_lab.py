@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import CENTRE_SITE, POINT_LIST_COLUMNS, Impairments, build_contract_fleet
-from lab.net import POOL4, POOL6, STATE_DIR, Behaviour, LabNet, cleanup_stale
+from lab.net import POOL4, POOL6, STATE_DIR, Allocator, Behaviour, LabError, LabNet, cleanup_stale
 from monitor.core.model import Kind, Status
 
 SUMMARY = re.compile(r"^(\S+)\s+: (.*)$")
@@ -321,6 +321,9 @@ class PaperNet:
         self._site_of.update(dict.fromkeys(addresses, site))
         return addresses
 
+    def add_sites(self, sites) -> list[list[ipaddress.IPv4Address]]:
+        return [self.add_site(site, count, behaviour) for site, count, behaviour in sites]
+
     def set_down(self, addresses) -> None:
         for address in addresses:
             ip = ipaddress.ip_address(address)
@@ -401,3 +404,76 @@ def test_a_contract_fleet_plan_built_in_the_lab(labnet):
     rtts = fping(targets, count=2, period_ms=50, timeout_ms=1000)
     assert all(v is not None and v >= 250 for v in rtts[str(targets[0])]), rtts
     assert rtts[str(targets[1])] == [None, None] and all(v is not None and v < 50 for v in rtts[str(targets[2])])
+
+
+def test_allocator_skips_taken_routes_first_fit_then_next_fit():
+    pool = ipaddress.ip_network("10.0.0.0/24")
+    taken = [ipaddress.ip_network(n) for n in ("10.0.0.0/30", "10.0.0.8/29", "10.0.0.64/26", "0.0.0.0/0", "10.9.0.0/16")]
+    base = int(pool.network_address)
+    free = Allocator(pool, taken)  # free: .4–.7, .16–.63, .128–.255; the default and foreign routes do not count
+    assert free.take(4) == base + 4  # first fit
+    assert free.take(1) == base + 16
+    assert free.block(30) == ipaddress.ip_network("10.0.0.20/30")  # aligned: .17–.19 skipped
+    assert free.take(44) == base + 128  # .24–.63 holds only 40
+    assert free.take(1) == base + 172  # next fit: the cursor does not go back to .24
+    with pytest.raises(LabError, match="no 200 free addresses"):
+        free.take(200)
+    # The next allocator (the next batch) reads the routes again and finds what was skipped.
+    now_taken = [*taken, *map(ipaddress.ip_network, ("10.0.0.4/30", "10.0.0.16/32", "10.0.0.20/30"))]
+    assert Allocator(pool, now_taken).take(3) == base + 17
+
+
+def test_allocator_blocks_are_disjoint_and_fill_the_pool_at_scale():
+    """3,000 sites of 12–44 addresses among 300 foreign routes: no block overlaps another or a
+    taken route, all lie in the pool, and little space is lost."""
+    rng = random.Random(3)
+    base = int(POOL4.network_address)
+    taken = [ipaddress.ip_network((base + rng.randrange(0, 1 << 17, 64), 26)) for _ in range(300)]
+    free = Allocator(POOL4, taken)
+    spans = []
+    for _ in range(3000):
+        size = rng.randint(12, 44)
+        start = free.take(size)
+        spans.append((start, start + size - 1))
+    spans += [_span(free.block(31)) for _ in range(2)]
+    allocated, end = sum(hi - lo + 1 for lo, hi in spans), max(hi for _, hi in spans)
+    spans += [_span(n) for n in set(taken)]
+    spans.sort()
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:])), "overlap"
+    assert base <= spans[0][0] and spans[-1][1] <= int(POOL4.broadcast_address)
+    taken_below = sum(hi - lo + 1 for lo, hi in spans if hi <= end) - allocated
+    assert allocated > 0.95 * (end + 1 - base - taken_below)  # next fit loses only short gap tails
+
+
+def test_allocator_refuses_when_the_pool_is_full():
+    pool = ipaddress.ip_network("198.18.0.0/30")
+    free = Allocator(pool, [ipaddress.ip_network("198.18.0.0/31")])
+    assert free.take(2) == int(pool.network_address) + 2
+    with pytest.raises(LabError, match="no 1 free addresses left in 198.18.0.0/30"):
+        free.take(1)
+
+
+@pytest.mark.root
+def test_a_20000_device_fleet_is_built_in_one_batch_and_answers(labnet):
+    """The contract shape at scale (≈ 800 sites): every address distinct and in the pool, the
+    sites' routes disjoint, and the lab answers as its ground truth says (fping over a sample
+    of sites, the impaired ones, the dark ones and the construction points)."""
+    net = labnet()
+    fleet = build_contract_fleet(net, cameras=17_800, impaired=Impairments(slow=2, lossy=2, dark=2))
+    addressed = [d for d in fleet.devices if d.address is not None]
+    assert len(fleet.devices) > 20_000 and len({d.address for d in addressed}) == len(addressed)
+    assert all(d.address in POOL4 for d in addressed)
+    blocks = sorted(net.blocks)
+    assert all(a.broadcast_address < b.network_address for a, b in zip(blocks, blocks[1:]))
+    sites = list(dict.fromkeys(d.site for d in addressed))
+    picked = set(sites[:: len(sites) // 40]) | {s for s in net.sites if net.behaviour(s).impaired}
+    sample = [d for d in addressed if d.site in picked or d.status is Status.CONSTRUCTION or not net.is_up(d.address)]
+    sure = {str(d.address) for d in sample if net.is_up(d.address) and not net.behaviour(d.site).loss_pct}
+    maybe = {str(d.address) for d in sample if net.is_up(d.address)}  # lossy sites lose one echo in five
+    assert len(sure) > 500 and len(maybe) < len(sample)
+    seen = alive([d.address for d in sample], timeout_ms=1000)
+    assert sure <= seen <= maybe
+
+
+def _span(n) -> tuple[int, int]:
+    return int(n.network_address), int(n.broadcast_address)

@@ -64,3 +64,20 @@ def test_a_group_none_of_whose_devices_its_basis_judged_has_no_rate():
     assert (town.offline, town.judged, town.rate_pct) == (2, 0, None)
     assert rates[("region", "A", "camera")].rate_pct == 0.0  # D3 judged: its 0 % is true
     assert rates[("fleet", "all", "all")].judged == 1 and rates[("fleet", "all", "all")].rate_pct == 0.0
+
+
+def test_a_fleet_tuple_counted_again_and_a_new_tuple_regrouped():
+    """The groups of a device tuple are kept between calls (the daemon's fleet, each cycle): the
+    same tuple with other states counts anew, and a new tuple (an inventory reload) is
+    grouped anew, never with the previous fleet's groups."""
+    fleet = (dev("D1"), dev("D2"), dev("D3", site="S2"))
+    first = {(r.scope, r.group, r.kind): (r.online, r.offline) for r in online_rates(fleet, {"D1": State.UP})}
+    assert first[("site", "S1", "all")] == (1, 0) and first[("site", "S2", "all")] == (0, 0)
+    again = {(r.scope, r.group, r.kind): (r.online, r.offline) for r in online_rates(fleet, {"D3": State.DOWN})}
+    assert again[("site", "S1", "all")] == (0, 0) and again[("site", "S2", "all")] == (0, 1)
+    reloaded = (dev("D1", site="S3"), dev("D9", kind=Kind.SWITCH))
+    rates = {(r.scope, r.group, r.kind): (r.online, r.offline) for r in online_rates(reloaded, {"D1": State.UP, "D9": State.UP})}
+    assert set(rates) == {(scope, group, kind) for scope, group in (("fleet", "all"), ("region", "城关镇"), ("site", "S3"))
+                          for kind in ("all", "camera")} | {("fleet", "all", "switch"), ("region", "城关镇", "switch"),
+                                                            ("site", "S1", "all"), ("site", "S1", "switch")}
+    assert rates[("fleet", "all", "all")] == (2, 0) and rates[("site", "S3", "camera")] == (1, 0)

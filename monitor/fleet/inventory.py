@@ -338,10 +338,11 @@ def load_inventory(cfg: InventoryConfig | Any, base_dir: str | Path | None = Non
         issues += config_issues
         sources.append(str(section.source.path) if section.source else "<config>")
     entries = []
+    shared: dict[object, object] = {}
     for n, row in enumerate(rows):
         if progress is not None and n % PROGRESS_ROWS == 0:
             progress(n, len(rows))
-        if (entry := _parse_row(row, issues, section.allow_loopback)) is not None:
+        if (entry := _parse_row(row, issues, section.allow_loopback, shared)) is not None:
             entries.append(entry)
     if progress is not None:
         progress(len(rows), len(rows))
@@ -750,9 +751,14 @@ def _inline_rows(devices: list[dict], source: ConfigSource | None, index: int) -
 # --- checking rows -------------------------------------------------------------------------
 
 
-def _parse_row(row: _Row, issues: list[_Issue], allow_loopback: bool = False) -> _Entry | None:
+def _parse_row(
+    row: _Row, issues: list[_Issue], allow_loopback: bool = False, shared: dict[object, object] | None = None
+) -> _Entry | None:
     """The row's entry (None without an id), its Device when every cell is good; appends one
-    problem per bad cell to `issues`. `allow_loopback`: see InventoryConfig."""
+    problem per bad cell to `issues`. `allow_loopback`: see InventoryConfig. `shared`: equal
+    values of earlier rows (the same dict for all rows of a load), so that a site, region,
+    parent, model … or tag set repeated on thousands of rows is held once: at 100,000 points
+    that is ~100 MB less."""
     before = len(issues)
 
     def cell(column: str, parse: Any, default: Any = None) -> Any:
@@ -786,6 +792,11 @@ def _parse_row(row: _Row, issues: list[_Issue], allow_loopback: bool = False) ->
     url, bandwidth_bps, expires = cell("url", _url), cell("bandwidth", _bandwidth), cell("expires", _expires)
     device = None
     if len(issues) == before:
+        if shared is not None:
+            site, region, parent, model, tags, manufacturer, firmware, port, uplink = (
+                value if value is None else shared.setdefault(value, value)
+                for value in (site, region, parent, model, tags, manufacturer, firmware, port, uplink)
+            )
         device = Device(
             device_id, name, kind, address, site, region, parent, status, lat, lon, model, tags,
             manufacturer=manufacturer, firmware=firmware, serial=serial, stream_url=stream_url, port=port, uplink=uplink,

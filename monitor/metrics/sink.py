@@ -132,18 +132,51 @@ def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, 
     monitor/metrics/schema.py, or a field value does not have the declared type (bool is not a number).
     Returns b"" when no field has a value (NaN and ±inf floats cannot be written)."""
     spec = schema.check(measurement, tags, fields)
+    plan = _PLANS.get(measurement) or _plan(measurement, spec)
+    head, tag_prefixes, field_prefixes = plan
     encoded = []
     for key, value in fields.items():
-        text = _field_text(_typed(measurement, key, spec.fields[key].type, value))
-        if text is not None:
-            encoded.append(f"{key.translate(_KEY)}={text}")
+        prefix, declared = field_prefixes[key]
+        # The common exact types first (bool is not int here: type(True) is bool), then the
+        # general path, which converts and raises like it always did.
+        kind = type(value)
+        if kind is float and declared == "float":
+            if not math.isfinite(value):
+                continue
+            text = repr(value)
+        elif kind is int and declared == "integer":
+            text = f"{value}i"
+        elif kind is str and declared == "string":
+            text = '"' + value.translate(_STRING) + '"'
+        else:
+            general = _field_text(_typed(measurement, key, declared, value))
+            if general is None:
+                continue
+            text = general
+        encoded.append(prefix + text)
     if not encoded:
         return b""
-    head = measurement.translate(_MEASUREMENT)
-    for key in sorted(tags):
-        if tags[key]:
-            head += f",{key.translate(_KEY)}={tags[key].translate(_KEY)}"
-    return f"{head} {','.join(encoded)} {ts_ns}".encode()
+    parts = [head]
+    for key, prefix in tag_prefixes:
+        value = tags.get(key)
+        if value:
+            parts.append(prefix + value.translate(_KEY))
+    return f"{''.join(parts)} {','.join(encoded)} {ts_ns}".encode()
+
+
+# measurement → (escaped measurement, ((tag key, ",key="), … sorted by key), {field: ("key=", declared type)}):
+# what encode_line would otherwise escape and look up again for every line.
+_PLANS: dict[str, tuple[str, tuple[tuple[str, str], ...], dict[str, tuple[str, schema.FieldType]]]] = {}
+
+
+def _plan(measurement: str, spec: schema.MeasurementSpec) -> tuple[str, tuple[tuple[str, str], ...], dict[str, tuple[str, schema.FieldType]]]:
+    plan = (
+        measurement.translate(_MEASUREMENT),
+        tuple((key, f",{key.translate(_KEY)}=") for key in sorted(spec.tags)),
+        {key: (f"{key.translate(_KEY)}=", f.type) for key, f in spec.fields.items()},
+    )
+    _PLANS[measurement] = plan
+    return plan
 
 
 def _field_text(value: FieldValue) -> str | None:

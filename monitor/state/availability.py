@@ -99,9 +99,21 @@ def combine(
     # basis → the probes of it that run (are in `polled`)
     running = {b: [(trackers[p], polled[p]) for p in probes_of(b) if p in polled] for b in MEASURED}
     out: dict[Basis, dict[str, State]] = {b: {} for b in Basis}
+    network_probes = running[Basis.NETWORK]
+    derived = any(running[b] for b in (Basis.SERVICE, Basis.VIDEO))
+    out_network, out_online = out[Basis.NETWORK], out[Basis.ONLINE]
     for device in devices:
         key = device.id
-        network = _network([states[key] for states, ids in running[Basis.NETWORK] if key in ids])
+        if len(network_probes) == 1:  # the common case, without building a list per device
+            states, ids = network_probes[0]
+            network = states[key] if key in ids else None
+        else:
+            network = _network([states[key] for states, ids in network_probes if key in ids])
+        if not derived:
+            # Only network probes run: online is the network state (_online of it alone).
+            if network is not None:
+                out_network[key] = out_online[key] = network
+            continue
         measured: dict[Basis, State] = {}
         if network is not None:
             measured[Basis.NETWORK] = network
