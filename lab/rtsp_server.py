@@ -100,10 +100,10 @@ def picture(scene: str, defect: str) -> str:
         tail = blend(tail, "tint", _solid(0xFFFF8000), 0.35)
     elif defect == "occlusion":  # a close dark object across 45 % of the frame from the left border
         tail = blend(tail, "cover", _solid(0xFF3A3026, SCENE_W * 45 // 100), 1.0)
-    noise = {"frozen": 0.0, "noise": _SNOW}.get(defect, _NOISE)
-    if noise:  # the sensor's noise changes every frame; a frozen encoder repeats one
-        snow = f"videotestsrc pattern=snow is-live=true ! video/x-raw,width={SCENE_W},height={SCENE_H},framerate={FPS}/1"
-        tail = blend(tail, "sensor", snow, noise)
+    # The sensor's noise changes every frame; a frozen encoder repeats one. The frozen picture
+    # goes through the compositor too (alpha 0): alone, imagefreeze's live branch stalled at times.
+    snow = f"videotestsrc pattern=snow is-live=true ! video/x-raw,width={SCENE_W},height={SCENE_H},framerate={FPS}/1"
+    tail = blend(tail, "sensor", snow, {"frozen": 0.0, "noise": _SNOW}.get(defect, _NOISE))
     clock = 'clockoverlay time-format="%Y-%m-%d %H:%M:%S"'
     return " ".join([*chains, f"{tail} ! videoconvert ! {clock} ! videoconvert ! video/x-raw,format=I420"])
 
@@ -159,7 +159,8 @@ class Pictures:
                 pipeline.get_state(5 * Gst.SECOND)  # live: playing as soon as its elements are
                 time.sleep(3 / FPS)  # its first frames reach the channel before a client asks
                 self._running[channel] = pipeline
-        source = (f"intervideosrc channel=\"{channel}\" ! video/x-raw,width={SCENE_W},height={SCENE_H},"
+        # timeout: a late frame of the picture's pipeline is repeated, not replaced by black
+        source = (f"intervideosrc channel=\"{channel}\" timeout=5000000000 ! video/x-raw,width={SCENE_W},height={SCENE_H},"
                   f"framerate={FPS}/1 ! videoconvert ! video/x-raw,format=I420")
         return f"( {source} ! {_ENCODERS[path]} )"
 
