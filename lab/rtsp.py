@@ -9,7 +9,8 @@ and cameras that "ping but send no video".
   Mounts /Streaming/Channels/101 (H.264) and /102 (MJPEG), 320x240 at 5 fps, shared media.
   With `scenes` (PNG photographs, lab/vqd_streams.py) they show a photograph, 480x360, and
   `defects` {address: defect} (rtsp_server.DEFECTS) spoils chosen cameras' pictures;
-  `set_defects()` changes them while it runs (new sessions see the change).
+  `set_defects()` changes them while it runs (new sessions see the change). `files`
+  {mount path: H.264 MP4} serves files as streams too (hostile pictures in tests).
 - `block_video(ns, addresses)` / `unblock_video(ns, addresses)`: nftables in that namespace
   rejects (TCP RST: "connection refused") or drops (silence: "connect timeout") TCP to the RTSP
   port of chosen addresses, which still answer ICMP echo.
@@ -59,7 +60,7 @@ class RtspServer(ServerProcess):
     def __init__(
         self, *, bind: str = "127.0.0.1", port: int | None = None, auth: Literal["none", "basic", "digest"] = "none",
         user: str = "admin", password: str | None = None, netns: str | None = None,
-        scenes: Iterable[Path] = (), defects: dict[str, str] | None = None,
+        scenes: Iterable[Path] = (), defects: dict[str, str] | None = None, files: dict[str, Path] | None = None,
     ) -> None:
         if auth != "none" and not password:
             raise ValueError("auth basic/digest needs a password")
@@ -69,6 +70,7 @@ class RtspServer(ServerProcess):
         self.port = port if port is not None else free_ports(1)[0]
         self.log_path = self.dir / "rtsp_server.log"
         self.scenes = [Path(p) for p in scenes]
+        self.files = dict(files or {})
         self.defects_path = self.dir / "defects.json"
         self.defects: dict[str, str] = {}
         self._write_defects(defects or {})
@@ -89,6 +91,8 @@ class RtspServer(ServerProcess):
             cmd += ["--user", self.user, "--password-file", str(secret)]
         for scene in self.scenes:
             cmd += ["--scene", str(scene)]
+        for mount, file in self.files.items():
+            cmd += ["--file", f"{mount}={file}"]
         if self.scenes:
             cmd += ["--defects", str(self.defects_path)]
         if self.netns:

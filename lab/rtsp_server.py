@@ -19,6 +19,9 @@ the JSON object in `--defects FILE` ({"address": "defect"}), one of DEFECTS appl
 picture; the URL stays the camera's. SIGHUP re-reads the file: new sessions get the new picture
 (a defect removed = the stream switched back). Media are shared per scene, defect and mount.
 
+`--file PATH=FILE` (repeatable) also mounts an H.264 MP4 file at PATH, played from its start to
+each client (hostile streams in tests: an 8K picture, damaged slices).
+
 Prints `READY <port>` on stdout once listening; errors go to stderr and exit non-zero.
 Stops on SIGTERM/SIGINT.
 """
@@ -206,7 +209,7 @@ def keep_prepared(server: GstRtspServer.RTSPServer, pictures: Pictures,
 
 
 def build_server(bind: str, port: int, auth: str, user: str | None, password: str | None,
-                 pictures: Pictures) -> GstRtspServer.RTSPServer:
+                 pictures: Pictures, files: dict[str, str] | None = None) -> GstRtspServer.RTSPServer:
     server = GstRtspServer.RTSPServer()
     server.set_address(bind)
     server.set_service(str(port))
@@ -227,6 +230,13 @@ def build_server(bind: str, port: int, auth: str, user: str | None, password: st
         permissions.add_permission_for_role(ROLE, "media.factory.access", True)
         permissions.add_permission_for_role(ROLE, "media.factory.construct", True)
     mounts = server.get_mount_points()
+    for path, file in (files or {}).items():
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(f"( filesrc location=\"{file}\" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 "
+                           "config-interval=1 )")
+        if permissions is not None:
+            factory.set_permissions(permissions)
+        mounts.add_factory(path, factory)
     for path in MOUNTS:
         factory = _SharedFactory(pictures)
         factory.set_shared(True)
@@ -245,6 +255,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--password-file")
     parser.add_argument("--scene", action="append", default=[], help="PNG of a scene (repeatable)")
     parser.add_argument("--defects", help="JSON {address: defect}, re-read on SIGHUP")
+    parser.add_argument("--file", action="append", default=[], metavar="PATH=FILE", help="mount an H.264 MP4 file")
     args = parser.parse_args(argv)
     password = None
     if args.auth != "none":
@@ -254,7 +265,8 @@ def main(argv: list[str]) -> int:
             password = f.read().strip()
     Gst.init(None)
     pictures = Pictures(args.scene, args.defects)
-    server = build_server(args.bind, args.port, args.auth, args.user, password, pictures)
+    files = dict(item.split("=", 1) for item in args.file)
+    server = build_server(args.bind, args.port, args.auth, args.user, password, pictures, files)
     loop = GLib.MainLoop()
     if server.attach(None) == 0:
         print(f"cannot listen on {args.bind}:{args.port}", file=sys.stderr)
