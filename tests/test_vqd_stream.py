@@ -161,7 +161,7 @@ async def test_hostile_streams_through_the_frame_check(tmp_path: Path) -> None:
         loop = asyncio.get_running_loop()
         for mount in ("/8k", "/bad"):
             cfg = RtspFrameConfig(port=server.port, url_template=f"rtsp://{{host}}:{{port}}{mount}", timeout_s=20.0,
-                                  vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+                                  max_check_bytes=None, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
             async with RtspFrameProbe(cfg) as probe:
                 started = loop.time()
                 result = await probe.probe(camera())
@@ -175,3 +175,25 @@ async def test_hostile_streams_through_the_frame_check(tmp_path: Path) -> None:
             else:
                 assert (result.ok and result.series[0].fields["decode_errors_score"] >= 1) or (
                     result.reason in ("no frame decoded", "timeout (no frame within 20 s)")), (result.reason, result.series)
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+async def test_byte_budget_stops_ffmpeg_and_reports_the_bytes(tmp_path: Path) -> None:
+    """max_check_bytes holds: the 8K stream (≈ 15 MB in two seconds) is cut near the budget and
+    what the check received is reported; a budget it fits in lets it through untouched."""
+    big = _mp4(tmp_path / "8k.mp4", "7680x4320", 2.2)
+    with RtspServer(files={"/8k": big}) as server:
+        for budget in (1_000_000, 64_000_000):
+            cfg = RtspFrameConfig(port=server.port, url_template="rtsp://{host}:{port}/8k", timeout_s=20.0,
+                                  max_check_bytes=budget, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+            async with RtspFrameProbe(cfg) as probe:
+                result = await probe.probe(camera())
+            received = result.fields["received_bytes"]
+            if budget == 1_000_000:
+                assert result.fields["over_budget"] is True
+                assert budget < received < budget + 3_000_000  # cut at the next look, 0.2 s later
+                assert result.ok or result.reason.startswith("byte budget exceeded")
+            else:
+                assert result.ok and "over_budget" not in result.fields
+                assert received >= result.fields["bytes"] > 10_000_000  # the kernel's count covers the stream
