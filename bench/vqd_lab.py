@@ -12,7 +12,8 @@ Prints:
 2. per ffmpeg variant (all frames or key frames only; ffmpeg's default threads or one):
    ffmpeg's CPU per check (user+sys of the reaped children, getrusage RUSAGE_CHILDREN: the
    process CPU that contention on a shared machine disturbs least), the analysis (worker
-   thread CPU), the stream bytes ffmpeg demuxed per check, and the fleet's load: 1,850 cameras
+   thread CPU), the TCP bytes received per check (the kernel's count that max_check_bytes
+   holds), and the fleet's load: 1,850 cameras
    at one check per 15 minutes as a share of one core (target ≤ 5 %), the bytes as seconds
    of a 10 Mbit/s line.
 """
@@ -99,7 +100,7 @@ async def _cost(args: argparse.Namespace, server, cameras) -> None:
                 results = [await probe.probe(c) for c in cameras]
                 ffmpeg_s = (_children_cpu_s() - before) / len(cameras)
             analysis = [r.series[0].fields["analysis_ms"] / 1000 for r in results if r.series]
-            read = [r.fields["bytes"] for r in results if "bytes" in r.fields]
+            read = [r.fields["received_bytes"] for r in results if "received_bytes" in r.fields]
             per_check_s = ffmpeg_s + statistics.mean(analysis)
             load = per_check_s * CAMERAS / PERIOD_S
             kb = statistics.mean(read) / 1000
@@ -107,8 +108,21 @@ async def _cost(args: argparse.Namespace, server, cameras) -> None:
                   f"{load:>11.2%} {kb * 8000 / LINE_BPS:>7.2f}")
     finally:
         grab.ffmpeg_input_args = shipped
-    print(f"fleet load = (ffmpeg + analysis CPU) × {CAMERAS} cameras / {PERIOD_S} s; line s = the bytes of one "
-          f"check at {LINE_BPS // 1_000_000} Mbit/s")
+    print(f"fleet load = (ffmpeg + analysis CPU) × {CAMERAS} cameras / {PERIOD_S} s; KB read = TCP payload "
+          f"received (kernel count); line s = those bytes at {LINE_BPS // 1_000_000} Mbit/s")
+    start_s = _startup_cpu_s()
+    print(f"of which starting ffmpeg alone (`ffmpeg -version`, Debian's build linking ~200 libraries): "
+          f"{start_s * 1e3:.1f} ms = {start_s * CAMERAS / PERIOD_S:.2%} of a core for the fleet")
+
+
+def _startup_cpu_s(runs: int = 10) -> float:
+    """CPU (user+sys) of `ffmpeg -version`: the floor of a check that starts a process."""
+    import subprocess
+
+    before = _children_cpu_s()
+    for _ in range(runs):
+        subprocess.run(["ffmpeg", "-version"], stdout=subprocess.DEVNULL, check=True)
+    return (_children_cpu_s() - before) / runs
 
 
 def main(argv: list[str]) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import base64
+import hashlib
 import json
 import logging
 import re
@@ -260,7 +262,8 @@ async def test_simulator_answers_protocol_errors_in_a_200_body_like_wecom(wecom)
     cases = [
         ({"key": key}, b"not json", 47001),
         ({"key": key}, b"[1, 2]", 47001),
-        ({"key": key}, json.dumps({"msgtype": "image", "image": {}}).encode(), 40008),
+        ({"key": key}, json.dumps({"msgtype": "image", "image": {}}).encode(), 40035),
+        ({"key": key}, json.dumps({"msgtype": "news", "news": {}}).encode(), 40008),
         ({"key": key}, json.dumps({"msgtype": "text", "text": {"content": ""}}).encode(), 44004),
         ({"key": key}, json.dumps({"msgtype": "text", "text": {"content": 123}}).encode(), 40035),
         ({"key": key}, json.dumps({"msgtype": "text", "text": {"content": "x", "mentioned_mobile_list": "1"}}).encode(), 40035),
@@ -582,3 +585,33 @@ def test_config_refuses_inline_keys_and_wrong_limits(monkeypatch, tmp_path):
         with pytest.raises(ValidationError) as info:
             WeComConfig(**base | bad)
         assert "k-123" not in str(info.value)
+
+
+def _image(data: bytes, md5: str | None = None) -> bytes:
+    body = {"base64": base64.b64encode(data).decode(), "md5": md5 or hashlib.md5(data).hexdigest()}
+    return json.dumps({"msgtype": "image", "image": body}).encode()
+
+
+async def test_simulator_validates_image_messages_like_wecom(wecom):
+    """The robot's image message: base64 of a JPG or PNG of at most 2 MB and the md5 of the bytes."""
+    import cv2
+    import numpy as np
+
+    key = wecom.add_robot()
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    too_big = b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024)
+    cases = [
+        (_image(jpeg, md5="0" * 32), 301019),
+        (_image(too_big), 40009),
+        (_image(b"GIF89a" + bytes(100)), 40005),
+        (json.dumps({"msgtype": "image", "image": {"base64": "!!not base64!!", "md5": "0" * 32}}).encode(), 40035),
+        (json.dumps({"msgtype": "image", "image": {"base64": "", "md5": hashlib.md5(b"").hexdigest()}}).encode(), 44004),
+        (_image(jpeg), 0),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for body, expected in cases:
+            async with session.post(wecom.url, params={"key": key}, data=body) as resp:
+                answer = await resp.json()
+            assert answer["errcode"] == expected, (body[:80], answer)
+    (message,) = wecom.messages(key)
+    assert (message.msgtype, message.content, message.image) == ("image", hashlib.md5(jpeg).hexdigest(), jpeg)
