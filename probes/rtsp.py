@@ -45,6 +45,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, ClassVar, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -162,6 +163,12 @@ class RtspFrameConfig(_RtspTargetConfig):
     ≈ 5 s of such a line). The frames decoded by then are still judged. None = no bound."""
     vqd: VqdConfig = VqdConfig()
     """Video-quality diagnosis of the frames (probes/vqd): a burst of two frames per check."""
+    thumbnail_dir: Path | None = None
+    """With vqd: keep a JPEG thumbnail of each camera's latest frame here (probes/vqd/thumbs.py:
+    <device id>.jpg, 320 px wide, written atomically); None keeps none."""
+    thumbnail_max_count: Annotated[int, Field(ge=1, le=1_000_000)] = 4000
+    thumbnail_max_bytes: Annotated[int, Field(ge=1 << 20, le=64 << 30)] = 128 << 20
+    """Bounds of the thumbnail folder: the oldest files go first beyond either."""
 
     @model_validator(mode="after")
     def _burst_fits(self) -> Self:
@@ -1016,7 +1023,13 @@ class RtspFrameProbe:
         if self.cfg.vqd.enabled:  # OpenCV is loaded only here
             from probes.vqd.runner import VqdRunner
 
-            self._vqd = VqdRunner(self.cfg.vqd)
+            thumbs = None
+            if self.cfg.thumbnail_dir is not None:
+                from probes.vqd.thumbs import ThumbnailStore
+
+                thumbs = ThumbnailStore(self.cfg.thumbnail_dir, self.cfg.thumbnail_max_count,
+                                        self.cfg.thumbnail_max_bytes)
+            self._vqd = VqdRunner(self.cfg.vqd, thumbs)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

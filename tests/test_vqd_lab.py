@@ -41,11 +41,12 @@ def test_set_defects_refuses_unknown_names(lab: RtspServer) -> None:
     lab.set_defects({})
 
 
-async def test_each_defect_diagnosed_then_cleared(lab: RtspServer) -> None:
+async def test_each_defect_diagnosed_then_cleared(lab: RtspServer, tmp_path) -> None:
     cameras = [camera(id=f"C{i}", address=a) for i, a in enumerate(ADDRESSES)]
     truth = dict(zip(ADDRESSES, STREAM_DEFECTS))  # the last address stays clean
     scores: dict[str, dict] = {}  # the last check's fields per address, for the failure message
-    cfg = RtspFrameConfig(port=lab.port, max_concurrency=4, vqd=VqdConfig(enabled=True, burst_gap_s=2.0))
+    cfg = RtspFrameConfig(port=lab.port, max_concurrency=4, vqd=VqdConfig(enabled=True, burst_gap_s=2.0),
+                          thumbnail_dir=tmp_path)
 
     async def faults() -> dict[str, str]:
         results = await asyncio.gather(*(probe.probe(c) for c in cameras))
@@ -55,6 +56,7 @@ async def test_each_defect_diagnosed_then_cleared(lab: RtspServer) -> None:
 
     async with RtspFrameProbe(cfg) as probe:
         assert set((await faults()).values()) == {""}  # clean first: each camera's reference frame
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{c.id}.jpg" for c in cameras)
         lab.set_defects(truth)
         found = await faults()
         wrong = {a for a in ADDRESSES if found[a] != truth.get(a, "")}

@@ -9,9 +9,9 @@ instead of sleeping a minute."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import base64
 import hashlib
+import itertools
 import json
 import logging
 import re
