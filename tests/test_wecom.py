@@ -615,3 +615,30 @@ async def test_simulator_validates_image_messages_like_wecom(wecom):
             assert answer["errcode"] == expected, (body[:80], answer)
     (message,) = wecom.messages(key)
     assert (message.msgtype, message.content, message.image) == ("image", hashlib.md5(jpeg).hexdigest(), jpeg)
+
+
+async def test_a_video_quality_fault_brings_the_cameras_picture(wecom, clock, monkeypatch, tmp_path):
+    """After the message of a firing video_* fault, the camera's thumbnail as an image message;
+    none for other faults, resolutions or a camera without a thumbnail."""
+    import cv2
+    import numpy as np
+
+    key = wecom.add_robot()
+    jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))[1].tobytes()
+    for camera in ("CAM-001", "CAM-002"):
+        (tmp_path / f"{camera}.jpg").write_bytes(jpeg)
+    video = {"kind": "video_blur", "rule": "camera-blur", "title": "摄像机CAM-001画面模糊（评分0.75）", "severity": Severity.MINOR,
+             "device_id": "CAM-001"}
+    events = [
+        fault_event(1, EventKind.FIRING, **video),
+        fault_event(2, EventKind.FIRING, kind="device_down", title="摄像机CAM-002离线", device_id="CAM-002",
+                    severity=Severity.MINOR),
+        fault_event(3, EventKind.FIRING, **(video | {"device_id": "CAM-003", "title": "摄像机CAM-003画面模糊"})),
+        fault_event(4, EventKind.RESOLVED, **video),
+    ]
+    route = route_for(wecom, key, monkeypatch, clock, thumbnail_dir=tmp_path)
+    async with route:
+        await drain(route, events, clock)
+    messages = wecom.messages(key)
+    assert [m.msgtype for m in messages] == ["markdown", "image", "markdown", "markdown", "markdown"]
+    assert "画面模糊" in messages[0].content and messages[1].image == jpeg

@@ -13,9 +13,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+if TYPE_CHECKING:  # OpenCV and NumPy load only where thumbnails are written, not where they are read
+    import numpy as np
 
 THUMB_WIDTH = 320
 JPEG_QUALITY = 70
@@ -43,6 +44,8 @@ class ThumbnailStore:
     def put(self, device_id: str, bgr: np.ndarray) -> Path:
         """Write the thumbnail of `bgr` (uint8 H×W×3) for `device_id`, then evict the oldest
         beyond the bounds. Raises OSError when the folder cannot be written."""
+        import cv2
+
         h, w = bgr.shape[:2]
         if w > THUMB_WIDTH:
             bgr = cv2.resize(bgr, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
