@@ -1,8 +1,8 @@
 """Video-quality diagnosis end to end: the lab fleet's cameras in network namespaces, each RTSP
 server showing photographs with picture defects on chosen cameras (lab/services.py,
 lab/vqd_streams.py) → the daemon's frame check with vqd → the video-quality rules → the WeCom
-robot (simulator): a fault per defect raised in Chinese, then resolved once the streams are
-switched back. Also a camera that stops sending video mid-way: its fault is held, not resolved."""
+robot (simulator): a fault per defect raised in Chinese with the camera's picture as an image
+message, then resolved once the streams are switched back."""
 
 from __future__ import annotations
 
@@ -36,14 +36,15 @@ def write_config(tmp_path: Path, fleet: LabFleet, services: FleetServices, wecom
             "icmp": {"interval_s": 1.0, "count": 1, "timeout_s": 0.3},
             "rtsp": {"enabled": False},
             "rtsp_frame": {**frame, "interval_s": INTERVAL_S, "timeout_s": 12.0, "max_concurrency": 4,
-                           "vqd": {**frame["vqd"], "burst_gap_s": 2.0}},
+                           "vqd": {**frame["vqd"], "burst_gap_s": 2.0}, "thumbnail_dir": "thumbs"},
         },
         "scheduler": {"spread": 0.0},
         "state": {"database": "state.db", "down_after": 1, "up_after": 1},
         "influxdb": {"enabled": False},
         "api": {"enabled": False},
         "rules": [{"type": rule, "name": rule} for rule in RULE_OF.values()],
-        "notify": {"routes": [{"type": "wecom", "name": "duty", "url": wecom.url, "key_file": "wecom.key"}]},
+        "notify": {"routes": [{"type": "wecom", "name": "duty", "url": wecom.url, "key_file": "wecom.key",
+                               "thumbnail_dir": str(tmp_path / "thumbs")}]},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
@@ -79,15 +80,18 @@ async def test_picture_faults_raised_in_chinese_then_resolved(small_fleet, wecom
         async with running_daemon(path, lambda d: checked(d, len(cameras)), "the first frame checks", 45) as d:
             expected = {camera: RULE_OF[defect] for camera, defect in spoilt.items()}
             await until(lambda: firing(d) == expected, 20, f"faults {expected}, have {firing(d)}")
-            texts = [m.content for m in wecom.messages(key)]
+            await until(lambda: len(wecom.messages(key)) == 2 * len(spoilt), 10, "a message and a picture per fault")
+            texts = [m.content for m in wecom.messages(key) if m.msgtype != "image"]
             for camera, defect in spoilt.items():
                 name = fleet.device(camera).name
                 assert any(name in t and ZH[defect] in t for t in texts), (name, ZH[defect], texts)
             assert len(texts) == len(spoilt), texts  # nothing about the clean cameras
+            pictures = [m.image for m in wecom.messages(key) if m.msgtype == "image"]
+            assert len(pictures) == len(spoilt) and all(p and p[:3] == b"\xff\xd8\xff" for p in pictures)
 
-            sent = len(texts)
+            sent = len(wecom.messages(key))
             services.set_pictures({})  # the streams switched back
             await until(lambda: not firing(d), INTERVAL_S + 30, "every fault resolved")
-            await until(lambda: len(wecom.messages(key)) == 2 * sent, 10, "a resolution message per fault")
+            await until(lambda: len(wecom.messages(key)) == sent + len(spoilt), 10, "a resolution message per fault")
             resolved = [m.content for m in wecom.messages(key)][sent:]
             assert all(any(fleet.device(c).name in t for t in resolved) for c in spoilt)
