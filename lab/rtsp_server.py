@@ -88,9 +88,9 @@ def picture(scene: str, defect: str) -> str:
               f"! videocrop left={left} right={dx - left} top={top} bottom={dy - top}")
     chains: list[str] = []  # branches into compositors, before the picture's own chain
 
-    def blend(tail: str, name: str, overlay: str, alpha: float) -> str:
+    def blend(tail: str, name: str, overlay: str, alpha: float, xpos: int = 0) -> str:
         chains.extend([f"{tail} ! {name}.sink_0", f"{overlay} ! {name}.sink_1"])
-        return f"compositor name={name} sink_1::alpha={alpha} ! video/x-raw,format=AYUV"
+        return f"compositor name={name} sink_1::alpha={alpha} sink_1::xpos={xpos} ! video/x-raw,format=AYUV"
 
     tail = source
     if defect == "blur":  # defocus or a fogged lens: Gaussian σ 3 px (0.6 % of the width)
@@ -101,8 +101,9 @@ def picture(scene: str, defect: str) -> str:
         tail += " ! videobalance brightness=0.6 contrast=0.6"
     elif defect == "cast":  # white balance lost: an orange veil over the whole picture
         tail = blend(tail, "tint", _solid(0xFFFF8000), 0.35)
-    elif defect == "occlusion":  # a close dark object across 45 % of the frame from the left border
-        tail = blend(tail, "cover", _solid(0xFF3A3026, SCENE_W * 45 // 100), 1.0)
+    elif defect == "occlusion":  # a close dark object across 45 % of the frame from the right border
+        width = SCENE_W * 45 // 100
+        tail = blend(tail, "cover", _solid(0xFF3A3026, width), 1.0, SCENE_W - width)
     # The sensor's noise changes every frame; a frozen encoder repeats one. The frozen picture
     # goes through the compositor too (alpha 0): alone, imagefreeze's live branch stalled at times.
     snow = f"videotestsrc pattern=snow is-live=true ! video/x-raw,width={SCENE_W},height={SCENE_H},framerate={FPS}/1"
