@@ -11,6 +11,10 @@ it and, while it runs:
 - takes one access switch down and brings it back (its cameras turn *unreachable*, not *down*:
   one fault, "交换机X离线，影响N路摄像机");
 - takes another switch's uplink port down (ifOperStatus, and a linkDown trap): one fault.
+- shows one camera per picture defect (lab/vqd_streams.py: blurred, dark, glaring, tinted,
+  covered, frozen, snowy, "no video"), which the frame check's video-quality diagnosis raises
+  in Chinese (画面模糊, 画面过暗, 画面遮挡, 画面冻结, 偏色, 无信号, …); one more camera turns away
+  after its first check (镜头移位).
 Ends on Ctrl-C or after DEMO_SECONDS (0 = until Ctrl-C), then prints the per-region network,
 service, video and contract online rates that InfluxDB holds beside the lab's ground truth and
 the messages the WeCom group received, and removes everything it started.
@@ -47,7 +51,9 @@ DATABASE = "fleetmon"
 # When, after the daemon's start, the demo changes the fleet (seconds).
 UPS_ON_BATTERY_AT_S, SWITCH_DOWN_AT_S, UPLINK_DOWN_AT_S, SWITCH_UP_AT_S, ALL_BACK_AT_S = 40.0, 55.0, 75.0, 120.0, 140.0
 # A real fleet's share of such cameras, about: 6 of 1,850 send no video, 2 clocks, 2 firmwares.
-ANOMALIES = Anomalies(no_video=6, clock_drift=2, upgraded=2)
+# And one camera per picture defect (lab/vqd_streams.py), diagnosed by the frame check (vqd).
+ANOMALIES = Anomalies(no_video=6, clock_drift=2, upgraded=2, picture_defects=1)
+MOVED_AT_S = 100.0  # a camera turns away: after its first check, whose clean picture is its reference
 REGION_SERIES_QUERY = (
     "SELECT count(online_rate_pct) AS points, last(online_rate_pct) AS last_pct, min(online_rate_pct) AS min_pct "
     "FROM online_rate WHERE scope = 'region' AND kind = 'camera' GROUP BY \"group\", \"basis\""
@@ -97,6 +103,11 @@ def write_config(workdir: Path, influx_url: str, wecom: WeComGroup, services: Fl
             "rtsp": {**probes["rtsp"], "interval_s": 20},
             "onvif": {**probes["onvif"], "interval_s": 120},
             "snmp": {**probes["snmp"], "interval_s": 15},
+            # The frame check with video-quality diagnosis on the sites of the spoilt cameras only:
+            # a check costs ~0.1 s of CPU (bench/vqd_lab.py), the whole fleet every 2 min would not fit.
+            "rtsp_frame": {**probes["rtsp_frame"], "interval_s": 120, "max_concurrency": 8,
+                           "match": {"kind": ["camera"], "site": sorted(
+                               {services.fleet.device(c).site for c in services.picture_defects})}},
         },
         "traps": {"enabled": True, "port": trap_port, "communities_file": "trap.communities"},
         "state": {"database": "state.db", "down_after": 2, "up_after": 2},
@@ -116,6 +127,9 @@ def write_config(workdir: Path, influx_url: str, wecom: WeComGroup, services: Fl
             {"name": "uplink-down", "type": "port_down"},
             {"name": "ups-on-battery", "type": "ups_on_battery"},
             {"name": "ups-battery-low", "type": "ups_battery_low"},
+            *({"name": f"camera-{rule.removeprefix('video_').replace('_', '-')}", "type": rule}
+              for rule in ("video_signal_loss", "video_dark", "video_bright", "video_blur", "video_occlusion",
+                           "video_frozen", "video_cast", "video_noise", "video_moved")),
         ],
         "notify": {"routes": [{"name": "duty", "type": "wecom", "url": wecom.sim.url, "key_file": "wecom.key"}]},
         "api": {"port": 0},
@@ -139,6 +153,9 @@ def pick_switches(fleet: LabFleet, count: int) -> list[str]:
 def run_daemon(
     config: Path, fleet: LabFleet, services: FleetServices, trap_port: int, seconds: float, console: Console
 ) -> None:
+    pictures = dict(services.picture_defects)
+    moved = [c for c, d in pictures.items() if d == "moved"]
+    services.set_pictures({c: d for c, d in pictures.items() if d != "moved"})  # clean at the first check: its reference
     fleetmon = Path(sys.executable).with_name("fleetmon")
     proc = subprocess.Popen([str(fleetmon), "run", "--config", str(config), "--view"])
     switch, uplink = pick_switches(fleet, 2)
@@ -158,13 +175,14 @@ def run_daemon(
         services.send_trap(uplink, "link_up", trap_port)
 
     started = time.monotonic()
-    events = [
+    events = sorted([
+        (MOVED_AT_S, lambda: services.set_pictures(pictures), f"lab: camera {', '.join(moved)} turned away (moved)"),
         (UPS_ON_BATTERY_AT_S, on_battery, f"lab: UPS {ups} lost mains (on battery, trap sent)"),
         (SWITCH_DOWN_AT_S, lambda: fleet.fail(switch), f"lab: switch {switch} taken down with its cameras"),
         (UPLINK_DOWN_AT_S, uplink_down, f"lab: switch {uplink} uplink port down (linkDown trap sent)"),
         (SWITCH_UP_AT_S, lambda: fleet.restore(switch), f"lab: switch {switch} restored"),
         (ALL_BACK_AT_S, all_back, f"lab: UPS {ups} on mains again, uplink of {uplink} up"),
-    ]
+    ], key=lambda event: event[0])
     try:
         while proc.poll() is None:
             elapsed = time.monotonic() - started
@@ -242,6 +260,7 @@ def main() -> int:
             console.log(
                 f"lab fleet: {len(fleet.devices)} devices in {len({d.region for d in fleet.devices})} regions, "
                 f"ONVIF, RTSP and SNMP served; cameras without video: {', '.join(sorted(services.no_video))}; "
+                f"pictures spoilt: {', '.join(f'{c} {d}' for c, d in sorted(services.picture_defects.items()))}; "
                 f"InfluxDB at {influx.url}; {'until Ctrl-C' if not seconds else f'{seconds:.0f} s'}"
             )
             run_daemon(config, fleet, services, trap_port, seconds, console)

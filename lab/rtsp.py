@@ -7,6 +7,10 @@ and cameras that "ping but send no video".
   (b) lab fleets: `RtspServer(netns=ns, bind="0.0.0.0", port=554)` inside a LabNet namespace,
       where every lab address is a `local` route on lo, so one server answers on all of them.
   Mounts /Streaming/Channels/101 (H.264) and /102 (MJPEG), 320x240 at 5 fps, shared media.
+  With `scenes` (PNG photographs, lab/vqd_streams.py) they show a photograph, 480x360, and
+  `defects` {address: defect} (rtsp_server.DEFECTS) spoils chosen cameras' pictures;
+  `set_defects()` changes them while it runs (new sessions see the change). `files`
+  {mount path: H.264 MP4} serves files as streams too (hostile pictures in tests).
 - `block_video(ns, addresses)` / `unblock_video(ns, addresses)`: nftables in that namespace
   rejects (TCP RST: "connection refused") or drops (silence: "connect timeout") TCP to the RTSP
   port of chosen addresses, which still answer ICMP echo.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import tempfile
 import time
@@ -55,6 +60,7 @@ class RtspServer(ServerProcess):
     def __init__(
         self, *, bind: str = "127.0.0.1", port: int | None = None, auth: Literal["none", "basic", "digest"] = "none",
         user: str = "admin", password: str | None = None, netns: str | None = None,
+        scenes: Iterable[Path] = (), defects: dict[str, str] | None = None, files: dict[str, Path] | None = None,
     ) -> None:
         if auth != "none" and not password:
             raise ValueError("auth basic/digest needs a password")
@@ -63,6 +69,11 @@ class RtspServer(ServerProcess):
         self.bind, self.auth, self.user, self.password, self.netns = bind, auth, user, password, netns
         self.port = port if port is not None else free_ports(1)[0]
         self.log_path = self.dir / "rtsp_server.log"
+        self.scenes = [Path(p) for p in scenes]
+        self.files = dict(files or {})
+        self.defects_path = self.dir / "defects.json"
+        self.defects: dict[str, str] = {}
+        self._write_defects(defects or {})
 
     def url(self, path: str = MAIN_STREAM, host: str | None = None) -> str:
         """rtsp:// URL of a mount on `host` (default: the bind address)."""
@@ -78,6 +89,12 @@ class RtspServer(ServerProcess):
             secret.touch(mode=0o600)
             secret.write_text(self.password or "", encoding="utf-8")
             cmd += ["--user", self.user, "--password-file", str(secret)]
+        for scene in self.scenes:
+            cmd += ["--scene", str(scene)]
+        for mount, file in self.files.items():
+            cmd += ["--file", f"{mount}={file}"]
+        if self.scenes:
+            cmd += ["--defects", str(self.defects_path)]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         with open(self.log_path, "ab") as log:
@@ -92,21 +109,42 @@ class RtspServer(ServerProcess):
             raise
         return self
 
+    def _write_defects(self, defects: dict[str, str]) -> None:
+        """The server's defects file, replaced whole (rename: the server never reads half of it)."""
+        partial = self.defects_path.with_suffix(".tmp")
+        partial.write_text(json.dumps({str(k): v for k, v in defects.items()}), encoding="utf-8")
+        partial.replace(self.defects_path)
+        self.defects = dict(defects)
+
+    def set_defects(self, defects: dict[str, str]) -> None:
+        """Show these defects {address: defect} from now on (the other cameras clean): the file
+        is rewritten and the server re-reads it on SIGHUP; returns once it said RELOADED.
+        Raises RtspServerError when it does not within START_TIMEOUT_S."""
+        if not self.scenes:
+            raise ValueError("defects need scenes")
+        self._write_defects(defects)
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGHUP)
+        self._wait_line(b"RELOADED")
+
     def _wait_ready(self) -> None:
+        self._wait_line(b"READY")
+
+    def _wait_line(self, word: bytes) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         out = b""
         while b"\n" not in out:
             left = deadline - time.monotonic()
             ready = select.select([self._proc.stdout], [], [], left)[0] if left > 0 else []
-            chunk = os.read(self._proc.stdout.fileno(), 256) if ready else b""
+            chunk = os.read(self._proc.stdout.fileno(), 1) if ready else b""  # a line at a time: the next is another answer
             if not chunk:
-                why = "exited" if self._proc.poll() is not None else f"printed no READY within {START_TIMEOUT_S:g} s"
+                why = "exited" if self._proc.poll() is not None else f"printed no {word.decode()} within {START_TIMEOUT_S:g} s"
                 tail = self.log_path.read_text(errors="replace")[-2000:]
                 raise RtspServerError(f"RTSP server {why}; log {self.log_path}:\n{tail}")
             out += chunk
-        if not out.startswith(b"READY"):
-            raise RtspServerError(f"RTSP server said {out[:200]!r} instead of READY")
+        if not out.startswith(word):
+            raise RtspServerError(f"RTSP server said {out[:200]!r} instead of {word.decode()}")
 
     def stop(self, timeout_s: float | None = None) -> None:
         proc = self._proc

@@ -9,7 +9,9 @@ switches, UPS units and servers, each a real server process inside the LabNet's 
 
 Anomalies a real fleet has, picked with the seed among the active cameras of sites that are
 not dark: cameras that ping but send no video (RTSP refused), clocks that drifted, firmware
-upgraded without the point list being updated. `expected_video()` is the ground truth of the
+upgraded without the point list being updated, and pictures spoilt (lab/vqd_streams.py: blur,
+dark, cover, frozen, … per defect `picture_defects` cameras; with them every camera's stream
+shows a photograph instead of colour bars, for video-quality diagnosis). `expected_video()` is the ground truth of the
 video basis; `probe_config()` the probes section a daemon needs to watch it all.
 
 Needs root (namespaces, nftables). Not thread-safe, like the LabNet under it.
@@ -30,6 +32,7 @@ from typing import Any, Self, Sequence
 from lab.fleet import CAMERA_FIRMWARE, LabFleet
 from lab.onvif import OnvifSimulatorProcess
 from lab.rtsp import MAIN_STREAM, RtspServer, block_video, unblock_video
+from lab.vqd_streams import STREAM_DEFECTS, write_scenes
 from lab.snmp import SWITCH_UPLINK, SWITCH_UPLINK_INDEX, SnmpSim
 from monitor.core.model import Device, Kind, Status
 
@@ -55,11 +58,13 @@ SNMP_KINDS = {Kind.SWITCH: "switch", Kind.UPS: "ups", Kind.SERVER: "server", Kin
 
 @dataclass(frozen=True)
 class Anomalies:
-    """How many active cameras send no video, have a drifted clock, run upgraded firmware."""
+    """How many active cameras send no video, have a drifted clock, run upgraded firmware; how
+    many show each picture defect (lab/vqd_streams.STREAM_DEFECTS)."""
 
     no_video: int = 0
     clock_drift: int = 0
     upgraded: int = 0
+    picture_defects: int = 0
 
 
 class FleetServices:
@@ -77,14 +82,23 @@ class FleetServices:
             and fleet.net.is_up(d.address)
         ]
         rng = random.Random(f"services-{seed}")
-        picked = rng.sample(healthy, min(len(healthy), anomalies.no_video + anomalies.clock_drift + anomalies.upgraded))
+        spoilt = anomalies.picture_defects * len(STREAM_DEFECTS)
+        wanted = anomalies.no_video + anomalies.clock_drift + anomalies.upgraded + spoilt
+        picked = rng.sample(healthy, min(len(healthy), wanted))
         self.no_video = {d.id for d in picked[: anomalies.no_video]}
         rest = picked[anomalies.no_video:]
         self.clock_drift = {d.id for d in rest[: anomalies.clock_drift]}
-        self.upgraded = {d.id for d in rest[anomalies.clock_drift:]}
+        rest = rest[anomalies.clock_drift:]
+        self.upgraded = {d.id for d in rest[: anomalies.upgraded]}
+        rest = rest[anomalies.upgraded:]
+        self.pictures = bool(spoilt)  # photographs instead of colour bars
+        self.picture_defects: dict[str, str] = {  # the ground truth: camera id → defect
+            d.id: STREAM_DEFECTS[i // anomalies.picture_defects] for i, d in enumerate(rest[:spoilt])
+        }
         self.dir = Path(tempfile.mkdtemp(prefix="fmlab-services-"))
         self._stack = ExitStack()
         self._snmp: dict[str, SnmpSim] = {}  # namespace → its agent process
+        self._rtsp: dict[str, RtspServer] = {}  # namespace → its RTSP server
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -114,10 +128,13 @@ class FleetServices:
             for ns in net.namespaces:
                 self._stack.enter_context(OnvifSimulatorProcess(config, netns=ns, bind="0.0.0.0", port=80))
         if self._want["rtsp"]:
+            scenes = write_scenes(self.dir / "scenes") if self.pictures else []
+            spoilt = self._by_namespace(list(self.picture_defects))
             for ns in net.namespaces:
+                defects = {a: self.picture_defects[self._ids[a]] for a in spoilt.get(ns, [])}
                 server = RtspServer(bind="0.0.0.0", port=554, auth="digest", user=CAMERA_USER,
-                                    password=CAMERA_PASSWORD, netns=ns)
-                self._stack.enter_context(server)
+                                    password=CAMERA_PASSWORD, netns=ns, scenes=scenes, defects=defects)
+                self._rtsp[ns] = self._stack.enter_context(server)
             self.fail_video(self.no_video)
         if self._want["snmp"]:
             agents = [d for d in self.fleet.devices if d.kind in SNMP_KINDS and d.address is not None]
@@ -146,6 +163,17 @@ class FleetServices:
     def restore_video(self, camera_ids: set[str] | list[str]) -> None:
         for ns, addresses in self._by_namespace(camera_ids).items():
             unblock_video(ns, addresses)
+
+    def set_pictures(self, defects: dict[str, str]) -> None:
+        """From now on these cameras {id: defect} show their defect and every other camera a
+        clean picture (the streams switched back); `picture_defects` becomes `defects`. Needs
+        `picture_defects` > 0 at start (the photographs)."""
+        if not self.pictures:
+            raise ValueError("picture defects need Anomalies(picture_defects=…) at start")
+        by_ns = self._by_namespace(list(defects))
+        for ns, server in self._rtsp.items():
+            server.set_defects({a: defects[self._ids[a]] for a in by_ns.get(ns, [])})
+        self.picture_defects = dict(defects)
 
     def ups_on_battery(self, ups_id: str, minutes_remaining: int = 30) -> None:
         self._agent(ups_id).ups_on_battery(self._address(ups_id), minutes_remaining=minutes_remaining)
@@ -177,6 +205,11 @@ class FleetServices:
         done = subprocess.run(["ip", "netns", "exec", ns, *command], capture_output=True, text=True, timeout=15, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{command[0]} {trap} from {device_id} failed: {done.stderr.strip()}")
+
+    @property
+    def _ids(self) -> dict[str, str]:
+        """Address → device id."""
+        return {str(d.address): d.id for d in self.fleet.devices if d.address is not None}
 
     def _address(self, device_id: str) -> str:
         address = self.fleet.device(device_id).address
@@ -215,6 +248,8 @@ class FleetServices:
         camera = {"username": CAMERA_USER, "password_file": str(password)}
         out["onvif"] = {"enabled": self._want["onvif"], **camera}
         out["rtsp"] = {"enabled": self._want["rtsp"], **camera}
+        if self.pictures:  # the frame check with video-quality diagnosis
+            out["rtsp_frame"] = {"enabled": self._want["rtsp"], **camera, "vqd": {"enabled": True}}
         credentials = []
         for kind, community in SNMP_KINDS.items():
             path = self.dir / f"{community}.community"

@@ -10,8 +10,8 @@ https://developer.work.weixin.qq.com/document/path/90313):
   https://open.work.weixin.qq.com/devtool/query?e=<N>".
 - 93000 "invalid webhook url": no key, or a key that is not (or no longer) a robot.
 - 47001 "data format error": the body is not a UTF-8 JSON object.
-- 40008 "invalid message type": msgtype is not "text", "markdown" or "file" (the robot API has
-  more types, image, news, template_card…; they are not simulated and are answered 40008).
+- 40008 "invalid message type": msgtype is not "text", "markdown", "file" or "image" (the robot
+  API has more types, news, template_card…; they are not simulated and are answered 40008).
 - 40035 "invalid parameter": `text`/`markdown` is not an object, content is not a string, a
   mentioned list is not a list of strings.
 - 44004 "empty content": content missing or empty.
@@ -36,6 +36,13 @@ File messages and their upload:
   (three days: "该media_id仅三天内有效") or was uploaded by another robot ("media_id只能是对应上传
   文件的机器人可以使用").
 
+Image messages, `{"msgtype": "image", "image": {"base64": …, "md5": …}}` ("图片（base64编码前）
+最大不能超过2M，支持JPG,PNG格式"; md5 of the image before encoding): 40035 when `image` is not
+an object with string base64 and md5 or base64 does not decode; 44004 for no image data; 40009
+"invalid image size" above MAX_IMAGE_BYTES; 40005 "invalid file type" when the bytes are
+neither JPEG nor PNG; 301019 "media md5 not match" when the md5 differs (the errmsg WeCom
+answers, as clients report it). The image is kept on the message (`image`).
+
 Markdown messages cannot @mention by mobile: their `mentioned_mobile_list` is ignored (recorded as
 empty), as WeCom ignores it. Received messages are kept per key, in arrival order, with the
 simulator clock's time of arrival.
@@ -55,6 +62,9 @@ Use: `async with WeComSimulator() as wecom: key = wecom.add_robot(); … wecom.u
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import itertools
 import json
 import time
@@ -72,7 +82,8 @@ MAX_BYTES = {"markdown": 4096, "text": 2048}
 MAX_MEDIA_BYTES = {"file": 20 * 1024 * 1024, "voice": 2 * 1024 * 1024}
 MIN_MEDIA_BYTES = 6  # "大于5个字节"
 MEDIA_TTL_S = 3 * 86_400.0
-MSGTYPES = ("text", "markdown", "file")
+MAX_IMAGE_BYTES = 2 * 1024 * 1024  # before base64
+MSGTYPES = ("text", "markdown", "file", "image")
 RATE_LIMIT = 20  # messages per robot key
 RATE_WINDOW_S = 60.0
 
@@ -82,6 +93,7 @@ ERRMSG = {
     40006: "invalid file size",
     40007: "invalid media_id",
     40008: "invalid message type",
+    40009: "invalid image size",
     40035: "invalid parameter",
     40058: "invalid Request Parameter",
     44001: "empty media data",
@@ -89,6 +101,7 @@ ERRMSG = {
     45009: "api freq out of limit",
     47001: "data format error",
     93000: "invalid webhook url",
+    301019: "media md5 not match",
     -1: "system busy",
 }
 
@@ -113,8 +126,9 @@ class ReceivedMessage:
     """A message the robot posted to its group.
 
     - at: simulator clock (seconds) at arrival.
-    - msgtype: "text" | "markdown" | "file"; content: as sent (str); for a file message the
-      media's filename, and `media` the uploaded file it posted.
+    - msgtype: "text" | "markdown" | "file" | "image"; content: as sent (str); for a file message
+      the media's filename, and `media` the uploaded file it posted; for an image its md5, and
+      `image` the bytes.
     - mentioned_mobile_list / mentioned_list: the @mentions of a text message (empty for markdown,
       which cannot carry them).
     """
@@ -125,6 +139,7 @@ class ReceivedMessage:
     mentioned_mobile_list: tuple[str, ...] = ()
     mentioned_list: tuple[str, ...] = ()
     media: Media | None = None
+    image: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +417,8 @@ class WeComSimulator:
             return 40008, None
         if msgtype == "file":
             return self._file_message(key, body.get("file"), now)
+        if msgtype == "image":
+            return self._image_message(key, body.get("image"), now)
         part = body.get(msgtype)
         if part is None or isinstance(part, dict) and not part.get("content"):
             return 44004, None
@@ -437,6 +454,26 @@ class WeComSimulator:
         if self._in_window(key, now) >= self.rate_limit:
             return 45009, None
         self._messages[key].append(ReceivedMessage(now, "file", media.filename or "", media=media))
+        return 0, None
+
+    def _image_message(self, key: str, part: object, now: float) -> tuple[int, str | None]:
+        if not isinstance(part, dict) or not isinstance(part.get("base64"), str) or not isinstance(part.get("md5"), str):
+            return 40035, None
+        try:
+            data = base64.b64decode(part["base64"], validate=True)
+        except (binascii.Error, ValueError):
+            return 40035, None
+        if not data:
+            return 44004, None
+        if len(data) > MAX_IMAGE_BYTES:
+            return 40009, None
+        if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
+            return 40005, None
+        if hashlib.md5(data).hexdigest() != part["md5"].lower():
+            return 301019, None
+        if self._in_window(key, now) >= self.rate_limit:
+            return 45009, None
+        self._messages[key].append(ReceivedMessage(now, "image", part["md5"].lower(), image=data))
         return 0, None
 
     def _injected(self, now: float) -> int | None:

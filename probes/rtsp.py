@@ -45,6 +45,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, ClassVar, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -164,8 +165,18 @@ class RtspFrameConfig(_RtspTargetConfig):
     """Bytes ffmpeg may read to find the stream (-probesize): the bandwidth budget per check."""
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
     """ffmpeg processes at once (dedicated lines are 10 Mbit/s; decoding costs CPU)."""
+    max_check_bytes: Annotated[int, Field(ge=64 << 10, le=1 << 30)] | None = 6_000_000
+    """Bytes one check may receive from the camera (TCP payload, the kernel's count): ffmpeg is
+    stopped beyond it, so a high-bitrate stream does not load a 10 Mbit/s line for long (6 MB
+    ≈ 5 s of such a line). The frames decoded by then are still judged. None = no bound."""
     vqd: VqdConfig = VqdConfig()
     """Video-quality diagnosis of the frames (probes/vqd): a burst of two frames per check."""
+    thumbnail_dir: Path | None = None
+    """With vqd: keep a JPEG thumbnail of each camera's latest frame here (probes/vqd/thumbs.py:
+    <device id>.jpg, 320 px wide, written atomically); None keeps none."""
+    thumbnail_max_count: Annotated[int, Field(ge=1, le=1_000_000)] = 4000
+    thumbnail_max_bytes: Annotated[int, Field(ge=1 << 20, le=64 << 30)] = 128 << 20
+    """Bounds of the thumbnail folder: the oldest files go first beyond either."""
 
     @model_validator(mode="after")
     def _burst_fits(self) -> Self:
@@ -965,6 +976,8 @@ FRAME_MEASUREMENT = MeasurementSpec(
         "width": FieldSpec("integer", "pixels", "width of the decoded frame"),
         "height": FieldSpec("integer", "pixels", "height of the decoded frame"),
         "bytes": FieldSpec("integer", "bytes", "stream bytes ffmpeg demuxed (RTP payload, not TCP overhead)"),
+        "received_bytes": FieldSpec("integer", "bytes", "TCP payload the check received (kernel tcp_info, last poll)"),
+        "over_budget": FieldSpec("boolean", "", "ffmpeg was stopped at max_check_bytes"),
     },
 )
 _PGM_HEADER = re.compile(rb"P5\s+(\d+)\s+(\d+)\s+(\d+)\s")
@@ -977,6 +990,7 @@ _FFMPEG_REASONS = (  # ffmpeg's stderr → our reason; the stderr itself may con
     (re.compile(rb"No route to host"), "host unreachable"),
 )
 STDERR_CAP = 256 << 10
+BUDGET_POLL_S = 0.2  # at 10 Mbit/s, 250 kB between two looks at the byte count
 
 
 class RtspFrameProbe:
@@ -1011,12 +1025,19 @@ class RtspFrameProbe:
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
         self._queued = 0  # probe() calls waiting for or holding a slot
         self._vqd = None  # probes.vqd.runner.VqdRunner while entered with vqd enabled
+        self._received: dict[int, tuple[int, bool]] = {}  # ffmpeg pid → (bytes received, stopped at the budget)
 
     async def __aenter__(self) -> Self:
         if self.cfg.vqd.enabled:  # OpenCV is loaded only here
             from probes.vqd.runner import VqdRunner
 
-            self._vqd = VqdRunner(self.cfg.vqd)
+            thumbs = None
+            if self.cfg.thumbnail_dir is not None:
+                from probes.vqd.thumbs import ThumbnailStore
+
+                thumbs = ThumbnailStore(self.cfg.thumbnail_dir, self.cfg.thumbnail_max_count,
+                                        self.cfg.thumbnail_max_bytes)
+            self._vqd = VqdRunner(self.cfg.vqd, thumbs)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -1119,6 +1140,7 @@ class RtspFrameProbe:
             os.close(read_end)
         fields: dict[str, float | int | bool | str] = {"up": False}
         frames: list = []
+        budget = asyncio.create_task(self._hold_budget(proc))
         try:
             async with asyncio.timeout(self.cfg.timeout_s):
                 if self._vqd is not None:
@@ -1132,6 +1154,10 @@ class RtspFrameProbe:
         except TimeoutError:
             return fields, f"timeout (no frame within {self.cfg.timeout_s:g} s)", ()
         finally:
+            budget.cancel()
+            received, over = self._received.pop(proc.pid, (None, False))
+            if received is not None:  # also on the timeout's result (the same dict)
+                fields["received_bytes"] = received
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -1139,7 +1165,11 @@ class RtspFrameProbe:
                 await asyncio.shield(proc.wait())
         if m := _DEMUXED.search(stderr):
             fields["bytes"] = int(m[1])
-        if size is None or proc.returncode != 0:
+        if over:
+            fields["over_budget"] = True
+            if size is None:
+                return fields, f"byte budget exceeded before a frame ({self.cfg.max_check_bytes:,} bytes)", ()
+        elif size is None or proc.returncode != 0:
             for pattern, reason in _FFMPEG_REASONS:
                 if pattern.search(stderr):
                     return fields, reason, ()
@@ -1151,6 +1181,30 @@ class RtspFrameProbe:
             series = await self._vqd.series(device, frames, stderr)
             return fields, None, (series,) if series is not None else ()
         return fields, None, ()
+
+
+    async def _hold_budget(self, proc: asyncio.subprocess.Process) -> None:
+        """Poll the bytes ffmpeg has received (probes._sockdiag) every BUDGET_POLL_S and kill
+        it beyond max_check_bytes; the last count and whether it was killed go to
+        self._received[pid]. Ends when cancelled or when the kernel cannot tell."""
+        from probes._sockdiag import received_bytes
+
+        seen = 0
+        try:
+            while proc.returncode is None:
+                count = received_bytes(proc.pid)  # a netlink dump of a few sockets: well under a millisecond
+                if count is None:
+                    return
+                seen = max(seen, count)
+                self._received[proc.pid] = (seen, False)
+                if self.cfg.max_check_bytes is not None and seen > self.cfg.max_check_bytes:
+                    self._received[proc.pid] = (seen, True)
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    return
+                await asyncio.sleep(BUDGET_POLL_S)
+        except asyncio.CancelledError:
+            pass
 
 
 async def _read_frame(proc: asyncio.subprocess.Process, t0: float) -> tuple[tuple[int, int] | None, float]:

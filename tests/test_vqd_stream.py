@@ -130,3 +130,71 @@ def test_image_files_hostile(tmp_path: Path) -> None:
     with pytest.raises(FrameError, match="larger than"):
         read_image(big, 8_000_000)  # refused from the header, before decoding
     assert read_image(big, 40_000_000).shape == (4320, 7680, 3)
+
+
+def _mp4(path: Path, size: str, seconds: float) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=5", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "5", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+         "-y", str(path)],
+        check=True, timeout=180,
+    )
+    return path
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+async def test_hostile_streams_through_the_frame_check(tmp_path: Path) -> None:
+    """The daemon's path (RtspFrameProbe with vqd) on an 8K stream and on one with damaged
+    slices: within the probe's budget, frames that reach this process at most 480 px wide, and
+    a reason or the damage counted."""
+    big = _mp4(tmp_path / "8k.mp4", "7680x4320", 2.2)
+    good = _mp4(tmp_path / "ok.mp4", "640x360", 4.0)
+    data = bytearray(good.read_bytes())
+    moov_end = data.find(b"mdat") + 8  # faststart: the index first, then the slices
+    rng = np.random.default_rng(7)
+    for pos in rng.integers(moov_end + 4000, len(data), 60):
+        data[pos] ^= 0xFF
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    with RtspServer(files={"/8k": big, "/bad": bad}) as server:
+        loop = asyncio.get_running_loop()
+        for mount in ("/8k", "/bad"):
+            cfg = RtspFrameConfig(port=server.port, url_template=f"rtsp://{{host}}:{{port}}{mount}", timeout_s=20.0,
+                                  max_check_bytes=None, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+            async with RtspFrameProbe(cfg) as probe:
+                started = loop.time()
+                result = await probe.probe(camera())
+                elapsed = loop.time() - started
+            assert elapsed < probe.budget_s(camera())
+            if mount == "/8k":
+                assert result.ok, result.reason
+                assert (result.fields["width"], result.fields["height"]) == (7680, 4320)  # the camera's size, reported
+                (series,) = result.series
+                assert series.fields["frames"] == 2  # scaled inside ffmpeg: two 480 × 270 frames reached us
+            else:
+                assert (result.ok and result.series[0].fields["decode_errors_score"] >= 1) or (
+                    result.reason in ("no frame decoded", "timeout (no frame within 20 s)")), (result.reason, result.series)
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+async def test_byte_budget_stops_ffmpeg_and_reports_the_bytes(tmp_path: Path) -> None:
+    """max_check_bytes holds: the 8K stream (≈ 15 MB in two seconds) is cut near the budget and
+    what the check received is reported; a budget it fits in lets it through untouched."""
+    big = _mp4(tmp_path / "8k.mp4", "7680x4320", 2.2)
+    with RtspServer(files={"/8k": big}) as server:
+        for budget in (1_000_000, 64_000_000):
+            cfg = RtspFrameConfig(port=server.port, url_template="rtsp://{host}:{port}/8k", timeout_s=20.0,
+                                  max_check_bytes=budget, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+            async with RtspFrameProbe(cfg) as probe:
+                result = await probe.probe(camera())
+            received = result.fields["received_bytes"]
+            if budget == 1_000_000:
+                assert result.fields["over_budget"] is True
+                assert budget < received < budget + 3_000_000  # cut at the next look, 0.2 s later
+                assert result.ok or result.reason.startswith("byte budget exceeded")
+            else:
+                assert result.ok and "over_budget" not in result.fields
+                # Sampled every 0.2 s: the last look sees most of the 15 MB, not the final packets.
+                assert received > 10_000_000 and result.fields["bytes"] > 10_000_000

@@ -9,6 +9,8 @@ instead of sleeping a minute."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import json
 import logging
@@ -260,7 +262,8 @@ async def test_simulator_answers_protocol_errors_in_a_200_body_like_wecom(wecom)
     cases = [
         ({"key": key}, b"not json", 47001),
         ({"key": key}, b"[1, 2]", 47001),
-        ({"key": key}, json.dumps({"msgtype": "image", "image": {}}).encode(), 40008),
+        ({"key": key}, json.dumps({"msgtype": "image", "image": {}}).encode(), 40035),
+        ({"key": key}, json.dumps({"msgtype": "news", "news": {}}).encode(), 40008),
         ({"key": key}, json.dumps({"msgtype": "text", "text": {"content": ""}}).encode(), 44004),
         ({"key": key}, json.dumps({"msgtype": "text", "text": {"content": 123}}).encode(), 40035),
         ({"key": key}, json.dumps({"msgtype": "text", "text": {"content": "x", "mentioned_mobile_list": "1"}}).encode(), 40035),
@@ -582,3 +585,60 @@ def test_config_refuses_inline_keys_and_wrong_limits(monkeypatch, tmp_path):
         with pytest.raises(ValidationError) as info:
             WeComConfig(**base | bad)
         assert "k-123" not in str(info.value)
+
+
+def _image(data: bytes, md5: str | None = None) -> bytes:
+    body = {"base64": base64.b64encode(data).decode(), "md5": md5 or hashlib.md5(data).hexdigest()}
+    return json.dumps({"msgtype": "image", "image": body}).encode()
+
+
+async def test_simulator_validates_image_messages_like_wecom(wecom):
+    """The robot's image message: base64 of a JPG or PNG of at most 2 MB and the md5 of the bytes."""
+    import cv2
+    import numpy as np
+
+    key = wecom.add_robot()
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    too_big = b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024)
+    cases = [
+        (_image(jpeg, md5="0" * 32), 301019),
+        (_image(too_big), 40009),
+        (_image(b"GIF89a" + bytes(100)), 40005),
+        (json.dumps({"msgtype": "image", "image": {"base64": "!!not base64!!", "md5": "0" * 32}}).encode(), 40035),
+        (json.dumps({"msgtype": "image", "image": {"base64": "", "md5": hashlib.md5(b"").hexdigest()}}).encode(), 44004),
+        (_image(jpeg), 0),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for body, expected in cases:
+            async with session.post(wecom.url, params={"key": key}, data=body) as resp:
+                answer = await resp.json()
+            assert answer["errcode"] == expected, (body[:80], answer)
+    (message,) = wecom.messages(key)
+    assert (message.msgtype, message.content, message.image) == ("image", hashlib.md5(jpeg).hexdigest(), jpeg)
+
+
+async def test_a_video_quality_fault_brings_the_cameras_picture(wecom, clock, monkeypatch, tmp_path):
+    """After the message of a firing video_* fault, the camera's thumbnail as an image message;
+    none for other faults, resolutions or a camera without a thumbnail."""
+    import cv2
+    import numpy as np
+
+    key = wecom.add_robot()
+    jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))[1].tobytes()
+    for camera in ("CAM-001", "CAM-002"):
+        (tmp_path / f"{camera}.jpg").write_bytes(jpeg)
+    video = {"kind": "video_blur", "rule": "camera-blur", "title": "摄像机CAM-001画面模糊（评分0.75）", "severity": Severity.MINOR,
+             "device_id": "CAM-001"}
+    events = [
+        fault_event(1, EventKind.FIRING, **video),
+        fault_event(2, EventKind.FIRING, kind="device_down", title="摄像机CAM-002离线", device_id="CAM-002",
+                    severity=Severity.MINOR),
+        fault_event(3, EventKind.FIRING, **(video | {"device_id": "CAM-003", "title": "摄像机CAM-003画面模糊"})),
+        fault_event(4, EventKind.RESOLVED, **video),
+    ]
+    route = route_for(wecom, key, monkeypatch, clock, thumbnail_dir=tmp_path)
+    async with route:
+        await drain(route, events, clock)
+    messages = wecom.messages(key)
+    assert [m.msgtype for m in messages] == ["markdown", "image", "markdown", "markdown", "markdown"]
+    assert "画面模糊" in messages[0].content and messages[1].image == jpeg

@@ -33,8 +33,10 @@ class FrameError(ValueError):
 
 
 def ffmpeg_input_args(cfg: VqdConfig) -> list[str]:
-    """Decoder options that go before `-i`: only key frames when configured."""
-    return ["-skip_frame", "nokey"] if cfg.keyframes_only else []
+    """Options that go before `-i`: one decoder and one filter thread (ffmpeg's default starts a
+    thread per core for frame threading, which costs CPU and memory for the two frames of a
+    burst; bench/vqd_lab.py measures it), and only key frames when configured."""
+    return ["-threads", "1", "-filter_threads", "1", *(["-skip_frame", "nokey"] if cfg.keyframes_only else [])]
 
 
 def ffmpeg_output_args(cfg: VqdConfig) -> list[str]:

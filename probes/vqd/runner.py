@@ -4,7 +4,8 @@
 The image work runs on one worker thread of its own (OpenCV and NumPy release the GIL), so the
 event loop never waits on it and at most one analysis runs at a time whatever the number of
 ffmpeg processes. Each camera's reference frame (measures.Reference) is the first frame
-without a fault, kept in memory and, with `reference_dir`, as <device id>.png.
+without a fault, kept in memory and, with `reference_dir`, as <device id>.png. With a ThumbnailStore,
+each check's first frame is also kept as the camera's thumbnail (probes/vqd/thumbs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from probes.vqd import measures
 from probes.vqd.config import MEASUREMENT, VqdConfig
 from probes.vqd.diagnose import Diagnosis, diagnose
 from probes.vqd.grab import decode_errors
+from probes.vqd.thumbs import ThumbnailStore
 
 log = logging.getLogger("fleetmon.vqd")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
@@ -33,8 +35,9 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 class VqdRunner:
     """The diagnosis side of RtspFrameProbe for one daemon run; `close()` ends the worker."""
 
-    def __init__(self, cfg: VqdConfig) -> None:
+    def __init__(self, cfg: VqdConfig, thumbnails: ThumbnailStore | None = None) -> None:
         self.cfg = cfg
+        self.thumbnails = thumbnails
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqd")
         self._references: dict[str, measures.Reference] = {}
 
@@ -68,6 +71,11 @@ class VqdRunner:
                     cv2.imwrite(str(path), prepared.bgr)
                 except OSError as exc:  # the diagnosis stands; the reference lives in memory
                     log.warning("cannot keep the reference frame of %s: %s", device.id, exc)
+        if self.thumbnails is not None:
+            try:
+                self.thumbnails.put(device.id, frames[0])
+            except OSError as exc:  # the diagnosis stands without its picture
+                log.warning("cannot keep the thumbnail of %s: %s", device.id, exc)
         return diagnosis, (time.thread_time() - started) * 1000
 
     async def series(self, device: Device, frames: list[np.ndarray], stderr: bytes) -> Series | None:

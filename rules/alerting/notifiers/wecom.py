@@ -66,6 +66,7 @@ What the route does with that (the outbox owns durability and calls `deliver()` 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -84,7 +85,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from monitor.core.config_base import ResolvedSecret, WithSecrets, is_http_url, url_secret_problem
 from monitor.core.timecheck import ZoneName
 from rules.alerting.duty import DutyRoster
-from rules.model import FaultEvent, Severity
+from rules.model import EventKind, FaultEvent, Severity
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
 from rules.alerting.notifiers.texts import MENTIONED_KINDS, Renderer, utf8_len
 
@@ -100,6 +101,7 @@ ERR_OK = 0
 ERR_TOO_LONG = 40058
 ERR_RATE = 45009
 ERR_BAD_KEY = 93000
+MAX_IMAGE_BYTES = 2 * 1024 * 1024  # an image message's picture, before base64 ("最大不能超过2M")
 
 _MIN_BYTES = 512  # 40058 shrinking stops here: smaller than any plausible real limit
 _ERRMSG_LIMIT = 200  # characters of a peer's answer kept in an error
@@ -144,6 +146,11 @@ class WeComConfig(RouteConfigBase, WithSecrets):
     timezone: ZoneName = "Asia/Shanghai"
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 30.0
     resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    thumbnail_dir: Path | None = None
+    """The frame check's thumbnails (probes.rtsp_frame.thumbnail_dir): after the message of a
+    video-quality fault that fires (rule types video_*), the camera's picture follows as an
+    image message. Best effort: skipped when the rate window has no room left, the file is
+    missing or larger than WeCom's 2 MB; a refused image is logged, the fault's message stands."""
 
     key: ResolvedSecret = None
 
@@ -345,6 +352,8 @@ class WeComRoute:
                 if progress is not None:
                     await progress(ids)
                 del pending[: len(msg.events)]
+                if len(msg.events) == 1:
+                    await self._send_picture(msg.events[0])
         return Delivery(tuple(delivered))
 
     # -- planning --------------------------------------------------------------------------------
@@ -383,6 +392,30 @@ class WeComRoute:
         return list(dict.fromkeys(s.mobile for s in self._duty.on_duty(time.time_ns())))
 
     # -- sending ---------------------------------------------------------------------------------
+
+    async def _send_picture(self, event: FaultEvent) -> None:
+        """The camera's thumbnail as an image message after a firing video-quality fault
+        (WeCom: base64 of a JPG or PNG ≤ 2 MB and the md5 of its bytes)."""
+        fault = event.fault
+        folder = self._cfg.thumbnail_dir
+        if folder is None or event.kind is not EventKind.FIRING or not fault.kind.startswith("video_"):
+            return
+        if fault.device_id is None or self._window.free(self._clock(), self._cfg.rate_per_minute) < 1:
+            return
+        from probes.vqd.thumbs import thumbnail_name
+
+        try:
+            data = (folder / thumbnail_name(fault.device_id)).read_bytes()
+        except OSError:
+            return  # no picture of this camera (yet)
+        if not data or len(data) > MAX_IMAGE_BYTES:
+            return
+        payload = {"msgtype": "image", "image": {"base64": base64.b64encode(data).decode("ascii"),
+                                                 "md5": hashlib.md5(data).hexdigest()}}
+        reply = await self._post(payload)
+        if reply.errcode != 0:
+            log.warning("route %s: the picture of %s was not sent: %s", self.name, fault.id,
+                        reply.message or f"errcode {reply.errcode}")
 
     async def _post(self, payload: dict[str, Any]) -> _Reply:
         """One request; every attempt counts against the rate window."""
