@@ -42,6 +42,7 @@ from monitor.app.agent_wire import (
     HELLO, KINDS, RESULTS, STATUS, MessageError, Validator, parse_hello, parse_status,
 )
 from probes import ProbeResult
+from monitor.state.tracker import agent_silent_reason
 from rules.base import Condition
 from rules.model import Severity
 
@@ -309,7 +310,7 @@ class AgentHub:
         devices = sum(len(ids) for ids in expected.devices.values())
         log.error("probe agent %s silent (%s): its %d devices are unknown (monitor blind) until it is back",
                   state.name, why, devices)
-        reason = f"monitor blind: probe agent {state.name} silent"
+        reason = agent_silent_reason(state.name)
         for probe, ids in expected.devices.items():
             self._blind(probe, list(ids), reason)
 
