@@ -220,12 +220,16 @@ def generate(
     first = [c for c in cameras if joined[c.id] == t0 and c not in (*construction, *removed, removed_before)]
     maint_cam = next(c for c in first if c.region == TOWNSHIPS[1])
     crash_cam, edge_cam = [c for c in first if c is not maint_cam][:2]
-    # A probe agent's sites: two of one township with no status change, one camera dead across
-    # the silence (day 70, 10:00–14:30): that time is monitor-blind, never down.
+    # A probe agent's sites: up to two with no status change (of one township, when there are
+    # enough), one camera dead across the silence (three quarters into the period, 10:00–14:30):
+    # that time is monitor-blind, never down.
     changed = {d.site for d in (*construction, *removed, removed_before)} | {devices[new_site * (cameras_per_site + 1)].site}
-    agent_sites = sorted({d.site for d in devices if d.region == TOWNSHIPS[8]} - changed)[:2]
-    silent_cam = next(c for c in first if c.site == agent_sites[0] and c not in (maint_cam, crash_cam, edge_cam))
-    silences = [SilencePlan("forest-a", frozenset(agent_sites), at(70, 10), at(70, 14, 30))]
+    quiet = sorted({c.site for c in first} - changed - {c.site for c in (maint_cam, crash_cam, edge_cam)})
+    agent_sites = [s for s in quiet if s.startswith(TOWNSHIPS[8])][:2] or quiet[-1:]
+    silent_cam = next((c for c in first if agent_sites and c.site == agent_sites[0]), None)
+    silent_day = days * 3 // 4
+    silences = [SilencePlan("forest-a", frozenset(agent_sites), at(silent_day, 10), at(silent_day, 14, 30))] \
+        if silent_cam is not None else []
     outages += [
         Outage(maint_cam.id, at(10, 2), at(10, 8), "device"),
         Outage(crash_cam.id, at(20, 6), at(20, 12), "device"),
@@ -265,7 +269,8 @@ def generate(
         for i, o in enumerate(chosen)
     ]
     # After the exclusions are chosen: no work order takes the silent camera's outage out.
-    outages.append(Outage(silent_cam.id, at(70, 8), at(70, 20), "device"))
+    if silent_cam is not None:
+        outages.append(Outage(silent_cam.id, at(silent_day, 8), at(silent_day, 20), "device"))
     return Scenario(p, grid, t0, end + DAY, HOUR, 2 * HOUR, inventories, joined, onvif, outages, sessions, windows,
                     exclusions, silences)
 

@@ -376,7 +376,7 @@ def test_exclusions_are_shown_with_their_reasons(quarter):
 
 
 def test_an_agents_silence_is_agent_silent_time_never_down_and_the_report_names_it(quarter):
-    """The known silence (day 70, 10:00–14:30, 4.5 h) of the agent's camera that was dead from
+    """The known silence (10:00–14:30, 4.5 h, on day 69) of the agent's camera that was dead from
     08:00 to 20:00: exactly 4.5 h monitor-blind, the rest of the outage down; the gap names the
     agent; the Chinese text says 监测盲区."""
     from monitor.app.assess_text import availability_text
