@@ -131,7 +131,8 @@ class AgentHub:
     - expected: agent name → Expected (monitor.app.daemon computes it from the central config);
     - on_result: Pipeline.on_result; blind(probe, device ids, reason): Pipeline.blind;
       resume(probe, device ids): Pipeline.resume;
-    - `conditions()`: the faults it raises, for Alerting.sources.
+    - `conditions()`: the faults it raises, for Alerting.sources;
+    - `views()`: each agent as of now, for /metrics and /healthz (monitor.app.selfmetrics, api).
     """
 
     def __init__(
