@@ -25,6 +25,8 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/long-offline              points offline for the configured days (a week)
     GET    /api/v1/reports/{kind}            ?period=&format=pdf|xlsx&lang=  the report file (daily … annual)
                                              (monitor/app/api_reports.py)
+    GET    /api/v1/thumbnails/{device_id}    a camera's latest frame-check picture (JPEG, Last-Modified:
+                                             when taken; monitor/app/api_thumbs.py)
     GET    /api/v1/openapi.json
     GET    /status                           the phone status page (HTML), ?lang=&refresh=, #token=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
@@ -79,6 +81,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self
 
 from aiohttp import web
@@ -128,6 +131,7 @@ from monitor.app.api_workorders import (
     WorkOrderRoutes,
 )
 from monitor.app.api_reports import MEDIA_TYPES, NOT_AVAILABLE, ReportFile, ReportPath, ReportQuery, ReportRoutes
+from monitor.app.api_thumbs import MEDIA_TYPE as THUMBNAIL_MEDIA_TYPE, Thumbnail, ThumbnailPath, ThumbnailRoutes
 from monitor.app.config import ApiConfig, PersonConfig
 from monitor.app.reports import ReportMaker
 from monitor.app import assess_views as views
@@ -205,6 +209,8 @@ class ApiContext:
     - reload: the latest reload's outcome (None: none since start), shown by /healthz.
     - statedb: the state database's write health; /healthz answers 503 while writes fail.
     - metrics: the /metrics page, read at scrape time (monitor.app.selfmetrics; None: 503).
+    - thumbnails: the frame check's thumbnail folder (probes.rtsp_frame.thumbnail_dir; None:
+      none kept, /api/v1/thumbnails answers 404 saying so).
     """
 
     inventory: Inventory
@@ -226,6 +232,7 @@ class ApiContext:
     reload: Callable[[], ReloadOutcome | None] = lambda: None
     statedb: WriteHealth | None = None
     metrics: Callable[[], Awaitable[MetricsText]] | None = None
+    thumbnails: Path | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -673,6 +680,9 @@ def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
             disposition = f'attachment; filename="{reply.body.filename}"'  # file_name: letters, digits, ._- only
             return web.Response(status=reply.status, body=reply.body.data, content_type=reply.body.media_type,
                                 headers={"Content-Disposition": disposition})
+        if isinstance(reply.body, Thumbnail):
+            return web.Response(status=reply.status, body=reply.body.data, content_type=THUMBNAIL_MEDIA_TYPE,
+                                headers={**PAGE_HEADERS, "Last-Modified": reply.body.last_modified})
         if isinstance(reply.body, (PageText, MetricsText)):
             return web.Response(
                 status=reply.status, text=reply.body.root, content_type=endpoint.media_type, headers=PAGE_HEADERS
@@ -1005,11 +1015,13 @@ def _cycle_out(snapshot: Snapshot) -> CycleOut:
 
 
 def _endpoints(
-    api: _Api, orders: WorkOrderRoutes, reports: ReportRoutes, openapi: Handler, assets: tuple[Asset, ...]
+    api: _Api, orders: WorkOrderRoutes, reports: ReportRoutes, openapi: Handler, assets: tuple[Asset, ...],
+    thumbs: ThumbnailRoutes,
 ) -> tuple[Endpoint, ...]:
     """Every route of the API: the single source of routes, validation and documentation.
     `orders`: the work-order handlers (monitor.app.api_workorders); `reports`: the report
-    handler (monitor.app.api_reports); `assets`: the status page and its files
+    handler (monitor.app.api_reports); `thumbs`: the thumbnail handler (monitor.app.api_thumbs);
+    `assets`: the status page and its files
     (monitor.app.status_page.load_assets), page first."""
     unknown_fault = (404, ("no such fault", ErrorOut))
     page, *files = assets
@@ -1125,6 +1137,12 @@ def _endpoints(
             409: ("the point list is empty: nothing to report on", ErrorOut),
             503: (f"{NOT_AVAILABLE}; or the file could not be rendered (the reason says)", ErrorOut),
         }, path_params=ReportPath, query=ReportQuery, media_types=tuple(MEDIA_TYPES.values())),
+        Endpoint("GET", "/api/v1/thumbnails/{device_id}", "A camera's latest picture from the frame check (画面截图)",
+                 thumbs.thumbnail, {
+            200: ("the JPEG (at most 320 px wide); Last-Modified: when the frame was taken", Thumbnail),
+            404: ("no such point, no thumbnails kept (vqd off), or none of this camera yet (the reason says)",
+                  ErrorOut),
+        }, path_params=ThumbnailPath, media_type=THUMBNAIL_MEDIA_TYPE),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
         }, public=True),
@@ -1284,7 +1302,8 @@ def create_app(ctx: ApiContext, body_timeout_s: float = 10.0) -> web.Application
         return Reply(200, OpenApiOut(document))
 
     orders = WorkOrderRoutes(ctx.workorders, ctx.inventory, ctx.language)
-    endpoints = _endpoints(api, orders, ReportRoutes(ctx.reports), openapi, load_assets())
+    endpoints = _endpoints(api, orders, ReportRoutes(ctx.reports), openapi, load_assets(),
+                           ThumbnailRoutes(ctx.thumbnails, ctx.inventory))
     document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:

@@ -255,6 +255,22 @@ class FleetmonConfig(Strict):
                                  "enable them (the central keeps the state of the agents' devices)")
         return agents
 
+    @model_validator(mode="after")
+    def _thumbnail_dir(self) -> "FleetmonConfig":
+        """With the frame check's video-quality diagnosis on, thumbnails are kept by default in
+        `thumbnails/` beside the state database (the state directory, /var/lib/fleetmon in the
+        packages): the phone page and the WeCom image message need them, and the folder is
+        bounded (thumbnail_max_count, thumbnail_max_bytes). Set thumbnail_dir to keep them
+        elsewhere."""
+        probes = self.probes
+        frame = getattr(probes, "rtsp_frame", None)
+        if frame is not None and frame.enabled and frame.vqd.enabled and frame.thumbnail_dir is None:
+            # The config is frozen; this runs once, while it is being built. `probes` is the
+            # file's own (vqd on means it was given), never the shared default.
+            folder = self.state.database.parent / "thumbnails"
+            object.__setattr__(probes, "rtsp_frame", frame.model_copy(update={"thumbnail_dir": folder}))
+        return self
+
     @field_validator("reports")
     @classmethod
     def _report_routes(cls, reports: ReportsConfig, info: ValidationInfo) -> ReportsConfig:

@@ -24,6 +24,7 @@ import logging
 import sqlite3
 import time
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Callable
 
 from monitor.app import version
@@ -229,7 +230,7 @@ class Daemon:
                 metrics=SelfMetrics(version=version(), schedulers=schedulers, sink=sink, outbox=alerting.outbox,
                                     routes=[r.name for r in cfg.notify.routes], faults=alerting.faults,
                                     statedb=db.health).exposition,
-                reload=self._reload,
+                reload=self._reload, thumbnails=_thumbnails(cfg),
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
@@ -369,3 +370,10 @@ async def _end_session(db: StateDB) -> None:
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def _thumbnails(cfg: FleetmonConfig) -> Path | None:
+    """The frame check's thumbnail folder the API serves; None unless vqd runs (a folder left
+    from an earlier run is not served: its pictures are no longer refreshed)."""
+    frame = cfg.probes.rtsp_frame  # type: ignore[attr-defined]
+    return frame.thumbnail_dir if frame.enabled and frame.vqd.enabled else None
