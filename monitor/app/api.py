@@ -252,8 +252,9 @@ class DeviceQuery(_In):
     state: Annotated[State | None, Field(description="only devices in this state (of `basis`)")] = None
     basis: Annotated[
         Basis,
-        Field(description="which state `state` filters on: network (default), service, video or online; "
-                          "video + down = cameras that ping but send no picture"),
+        Field(description="which state `state` filters on: network (default), service, video, picture or "
+                          "online; video + down = cameras that ping but send no picture; picture + down = cameras "
+                          "whose picture the video-quality diagnosis faults (画面异常)"),
     ] = Basis.NETWORK
     q: Annotated[
         str | None,
@@ -432,8 +433,8 @@ class DeviceOut(_Out):
     bases: Annotated[
         dict[str, State],
         Field(description="state per basis: online (what the contract counts), network (icmp), service (onvif; "
-                          "http, tcp, nvr for platforms), video (rtsp); a basis that does not apply to the device "
-                          "is absent"),
+                          "http, tcp, nvr for platforms), video (rtsp), picture (the frame check's video-quality "
+                          "verdict, with vqd on); a basis that does not apply to the device is absent"),
     ]
     results: Annotated[dict[str, LatestOut], Field(description="latest result of every probe that polls the device")]
     maintenance: Annotated[

@@ -50,7 +50,7 @@ from monitor.core.config_base import (
     locate,
     read_regular_file,
 )
-from monitor.core.model import Kind
+from monitor.core.model import Basis, Kind
 from monitor.core.timecheck import ZoneName
 from monitor.fleet.inventory import Inventory, InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
@@ -270,6 +270,18 @@ class FleetmonConfig(Strict):
             folder = self.state.database.parent / "thumbnails"
             object.__setattr__(probes, "rtsp_frame", frame.model_copy(update={"thumbnail_dir": folder}))
         return self
+
+    @field_validator("availability")
+    @classmethod
+    def _picture_needs_vqd(cls, availability: AvailabilityConfig, info: ValidationInfo) -> AvailabilityConfig:
+        """`picture` in online_requires needs its verdicts: the frame check with vqd on."""
+        probes = info.data.get("probes")
+        frame = getattr(probes, "rtsp_frame", None)
+        if Basis.PICTURE in availability.online_requires and frame is not None and not (
+                frame.enabled and frame.vqd.enabled):
+            raise ValueError("online_requires lists picture (画面正常), which needs probes.rtsp_frame.enabled and "
+                             "probes.rtsp_frame.vqd.enabled: without them no camera's picture is ever judged")
+        return availability
 
     @field_validator("reports")
     @classmethod
