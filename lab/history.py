@@ -6,12 +6,14 @@ can sample it exactly: the fleet (sites of one access switch and its cameras, te
 outages (a dead camera, a camera with no video or no ONVIF service, a dead switch with its
 cameras behind it), point-list status changes (延建 → active, active → 拆除, a site added
 mid-quarter), monitoring sessions (a crash, a clean stop, a probe that stalls, a probe that
-is switched off), maintenance windows (from the config and from the API, one ended early) and
-work-order exclusions (an excluded cause) for some outages.
+is switched off), maintenance windows (from the config and from the API, one ended early),
+work-order exclusions (an excluded cause) for some outages, and a probe agent's silence (the
+sites it probes are monitor-blind for a few hours, one of its cameras dead throughout).
 
 `write()` stores it the way the daemon would: Transition objects (what each probe's tracker
 would have published: hysteresis already settled, topology applied, nothing published while the
-probe produced no results) through `StateDB.record`, sessions through `StateDB.start_session`,
+probe produced no results, UNKNOWN with the monitor-blind reason when an agent went silent, as
+StateTracker.blind publishes it) through `StateDB.record`, sessions through `StateDB.start_session`,
 `heartbeat` and `end_session`, probe cycles through `StateDB.probe_cycle`, statuses through
 `record_inventory_statuses`, windows through `MaintenanceBook`. Those calls take their time from
 the clock, so `write()` runs them on a simulated clock (`SimClock`).
@@ -37,7 +39,7 @@ from monitor.assess.periods import NS, Period, parse_period
 from monitor.core.config_base import SelectorConfig
 from monitor.core.model import Device, Kind, Status
 from monitor.fleet.inventory import Inventory
-from monitor.state.tracker import State, Transition
+from monitor.state.tracker import State, Transition, agent_silent_reason
 
 TOWNSHIPS = ("城关镇", "河西乡", "东关镇", "南湖乡", "北山镇", "西坪乡", "石桥镇", "柳林乡", "白沙镇", "青龙乡")
 HOUR = 3600 * NS
@@ -83,6 +85,18 @@ class WindowPlan:
     deleted_ns: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SilencePlan:
+    """Probe agent `agent`, which probes every device of `sites`, was silent over [start_ns,
+    end_ns): its devices' states go UNKNOWN (monitor blind) at the start, and take the world's
+    state again at the end (its first results after the silence)."""
+
+    agent: str
+    sites: frozenset[str]
+    start_ns: int
+    end_ns: int
+
+
 @dataclass
 class Scenario:
     """What happened. `inventories`: (load time, inventory) in time order, the daemon loading
@@ -102,6 +116,7 @@ class Scenario:
     sessions: list[SessionPlan]
     windows: list[WindowPlan]
     exclusions: list[Exclusion] = field(default_factory=list)
+    silences: list[SilencePlan] = field(default_factory=list)
 
     @property
     def inventory(self) -> Inventory:
@@ -205,13 +220,23 @@ def generate(
     first = [c for c in cameras if joined[c.id] == t0 and c not in (*construction, *removed, removed_before)]
     maint_cam = next(c for c in first if c.region == TOWNSHIPS[1])
     crash_cam, edge_cam = [c for c in first if c is not maint_cam][:2]
+    # A probe agent's sites: up to two with no status change (of one township, when there are
+    # enough), one camera dead across the silence (three quarters into the period, 10:00–14:30):
+    # that time is monitor-blind, never down.
+    changed = {d.site for d in (*construction, *removed, removed_before)} | {devices[new_site * (cameras_per_site + 1)].site}
+    quiet = sorted({c.site for c in first} - changed - {c.site for c in (maint_cam, crash_cam, edge_cam)})
+    agent_sites = [s for s in quiet if s.startswith(TOWNSHIPS[8])][:2] or quiet[-1:]
+    silent_cam = next((c for c in first if agent_sites and c.site == agent_sites[0]), None)
+    silent_day = days * 3 // 4
+    silences = [SilencePlan("forest-a", frozenset(agent_sites), at(silent_day, 10), at(silent_day, 14, 30))] \
+        if silent_cam is not None else []
     outages += [
         Outage(maint_cam.id, at(10, 2), at(10, 8), "device"),
         Outage(crash_cam.id, at(20, 6), at(20, 12), "device"),
         Outage(edge_cam.id, start - 2 * HOUR, start + 3 * HOUR, "video"),
     ]
     for cam in cameras:
-        if cam not in (maint_cam, crash_cam, edge_cam):
+        if cam not in (maint_cam, crash_cam, edge_cam, silent_cam):
             plan(cam, outages_per_camera, (("device", 0.5), ("video", 0.35), ("service", 0.15)))
     for sw in (d for d in devices if d.kind is Kind.SWITCH):
         plan(sw, outages_per_switch, (("device", 1.0),))
@@ -243,8 +268,11 @@ def generate(
         Exclusion(o.device_id, o.start_ns, o.end_ns, "cause", f"WO-{i:04d} {causes[i % len(causes)]}")
         for i, o in enumerate(chosen)
     ]
+    # After the exclusions are chosen: no work order takes the silent camera's outage out.
+    if silent_cam is not None:
+        outages.append(Outage(silent_cam.id, at(silent_day, 8), at(silent_day, 20), "device"))
     return Scenario(p, grid, t0, end + DAY, HOUR, 2 * HOUR, inventories, joined, onvif, outages, sessions, windows,
-                    exclusions)
+                    exclusions, silences)
 
 
 def _length(rng: random.Random) -> int:
@@ -263,8 +291,9 @@ def _length(rng: random.Random) -> int:
 def producing(scenario: Scenario, probe: str, device: Device) -> list[tuple[int, int]]:
     """[start, end) stretches in which `probe` delivered results for `device`: its sessions,
     minus stalls and sessions with the probe off, minus time the point was removed (the daemon
-    does not probe 拆除 points), from its first verdict on."""
+    does not probe 拆除 points), minus its agent's silences, from its first verdict on."""
     removed = _status_spans(scenario, device.id, Status.REMOVED)
+    removed += [(s.start_ns, s.end_ns) for s in scenario.silences if device.site in s.sites]
     out = []
     for s in scenario.sessions:
         if probe in s.off:
@@ -295,7 +324,8 @@ def world(scenario: Scenario, device: Device, ts: int, outages: dict[str, list[O
 def transitions(scenario: Scenario) -> Iterator[Transition]:
     """Every transition the trackers publish, device by device: a probe's first verdict at the
     device's `joined`, then a change whenever the world changed while the probe was producing,
-    or at the start of a producing stretch when it changed while it was not."""
+    or at the start of a producing stretch when it changed while it was not; UNKNOWN (monitor
+    blind) when its agent goes silent, if it had a verdict."""
     by_device: dict[str, list[Outage]] = {}
     for o in scenario.outages:
         by_device.setdefault(o.device_id, []).append(o)
@@ -308,8 +338,12 @@ def transitions(scenario: Scenario) -> Iterator[Transition]:
             stretches = producing(scenario, probe, device)
             edges = sorted(times | {t for s in stretches for t in s})
             starts = [a for a, _ in stretches]
+            silent_at = {s.start_ns: s.agent for s in scenario.silences if device.site in s.sites}
             last: State | None = None
             for ts in edges:
+                if ts in silent_at and last not in (None, State.UNKNOWN):
+                    yield Transition(device.id, probe, ts, last, State.UNKNOWN, agent_silent_reason(silent_at[ts]))
+                    last = State.UNKNOWN
                 i = bisect_right(starts, ts) - 1
                 if i < 0 or ts >= stretches[i][1]:
                     continue  # not producing: the tracker holds its state

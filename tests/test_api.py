@@ -133,7 +133,7 @@ def _documented_model(doc: dict[str, Any], method: str, path: str, status: int) 
 @asynccontextmanager
 async def make_world(tmp_path, token: str | None = TOKEN, *, started_ns: int | None = None,
                      snap: Snapshot | None | str = "fresh", interval_s: float = 30.0,
-                     probe_intervals: dict[str, float] | None = None):
+                     probe_intervals: dict[str, float] | None = None, agents: Any = None):
     """A World served on a free loopback port; `snap` "fresh" is a cycle finished 1 s ago."""
     now = time.time_ns()
     holder = {"snapshot": snapshot(now - S) if snap == "fresh" else snap}
@@ -151,7 +151,7 @@ async def make_world(tmp_path, token: str | None = TOKEN, *, started_ns: int | N
             inventory=INVENTORY, snapshot=lambda: holder["snapshot"], faults=faults, maintenance=maintenance,
             token=None if token is None else SecretStr(token), language="zh", timezone="Asia/Shanghai",
             started_ns=now - 120 * S if started_ns is None else started_ns, cycle_interval_s=interval_s,
-            probe_intervals=probe_intervals or {}, statedb=db.health,
+            probe_intervals=probe_intervals or {}, statedb=db.health, agents=agents,
         )
         cfg = ApiConfig(port=0)
         async with ApiServer(cfg, ctx) as server, aiohttp.ClientSession() as http:
@@ -262,7 +262,7 @@ async def test_healthz_grants_a_starting_daemon_three_intervals_for_its_first_cy
         body = await w.call("GET", "/healthz", 200)
         assert body == {"status": "starting", "uptime_s": pytest.approx(5, abs=5), "last_cycle_age_s": None,
                         "probes": {}, "stale_probes": [], "statedb_error": None,
-                        "reload": None}
+                        "reload": None, "agents": None, "silent_agents": []}
     async with make_world(tmp_path / "b", snap=None, started_ns=time.time_ns() - 100 * S) as w:
         assert (await w.call("GET", "/healthz", 503))["status"] == "stale"
 

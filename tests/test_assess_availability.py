@@ -383,7 +383,7 @@ async def test_bad_exclusions_are_errors_listing_each(fleet):
 
 def test_the_lookup_rows_are_made_on_first_use_once_and_shared_between_threads():
     """monitor.assess.timeline.tables fills a key's rows when a segment first needs them (all
-    6^7 × 5 codes up front cost ~9 CPU-s per process): only what is asked is made, the same from
+    7^7 × 5 codes up front cost ~9 CPU-s per process): only what is asked is made, the same from
     any thread, equal ratio rows one object (the sweep compares them with `is`)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -403,4 +403,4 @@ def test_the_lookup_rows_are_made_on_first_use_once_and_shared_between_threads()
     assert t.offline[codes[3]] == ((0, DOWN), (3, DOWN))  # network and online down
     assert t.ratio[codes[1]] is t.ratio[codes[4]]  # excluded, up or down: the same (empty) ratio row
     with pytest.raises(KeyError):
-        t.add[6**7 * 5]
+        t.add[7**7 * 5]

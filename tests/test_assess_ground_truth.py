@@ -5,8 +5,9 @@ by sampling every 5-minute slot with numpy.
 The scenario has outages (dead cameras, cameras without video or ONVIF, dead switches with
 their cameras unreachable), maintenance windows (from the config, overlapping, one over the
 period's start, one from the API ended early), work orders with excluded causes, status changes
-(延建 → active, → 拆除, one removed all quarter, a site connected mid-quarter) and blind time
-(a crash, a clean stop, a stalled probe, a probe switched off). Every time is on the 5-minute
+(延建 → active, → 拆除, one removed all quarter, a site connected mid-quarter), blind time
+(a crash, a clean stop, a stalled probe, a probe switched off) and a probe agent's silence
+(monitor blind: its sites' time is agent-silent unknown time, a dead camera's included). Every time is on the 5-minute
 grid, so sampling is exact: times must agree to the nanosecond, rates to 0.01 percentage points
 (the issue's bar) on both definitions.
 
@@ -14,7 +15,8 @@ The truth re-implements the rules from their statement, not from monitor.assess:
 monitor.state.availability (network = icmp; video/service unreachable while the network is
 offline, else the probe's verdict; online = network and video), exclusion precedence (not yet a
 point > status > maintenance > cause), blind time (no session; a probe watched until its
-grace after its last cycle), unknown policy.
+grace after its last cycle; an agent's silence: its devices' verdicts are SILENT from the
+silence until its first results after it, below blind), unknown policy.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from monitor.assess.config import AvailabilityAssessmentConfig
 from monitor.assess.periods import check_instants
 from monitor.core.model import Basis, Kind, Status
 from monitor.state.db import StateDB
+from monitor.state.tracker import State
 
-UNKNOWN, UP, DOWN, UNREACH, NA, BLIND = range(6)
+UNKNOWN, UP, DOWN, UNREACH, NA, BLIND, SILENT = range(7)
 RUN, OFF = 1, 2  # coverage; 0 = blind
 EX_NONE, EX_CAUSE, EX_MAINT, EX_STATUS, EX_OUTSIDE = range(5)
 BASES = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO, Basis.ONLINE)
 FIELDS = ("up_ns", "down_ns", "unreachable_ns", "undecided_ns", "blind_ns", "excluded_status_ns",
-          "excluded_maintenance_ns", "excluded_cause_ns")
+          "excluded_maintenance_ns", "excluded_cause_ns", "agent_silent_ns")
 CHECK_FIELDS = ("checks_up", "checks_offline", "checks_unknown", "checks_excluded")
 TOLERANCE_PP = 0.01
 
@@ -148,6 +151,7 @@ class Truth:
             if device.id in sc.onvif:
                 world["onvif"] = np.where(dead | parent_dead | no_service, DOWN, UP).astype(np.int8)
         index = np.arange(self.slots)
+        silent = self._mask((s.start_ns, s.end_ns) for s in sc.silences if device.site in s.sites)
         eff = {}
         for probe in ("icmp", "rtsp", "onvif"):
             if probe not in world:
@@ -163,9 +167,12 @@ class Truth:
                         producing[self.span(a, b)] = False
             producing &= ~self._removed(device.id)  # the daemon does not probe 拆除 points
             producing[:joined] = False
-            # What the tracker shows: the verdict of the last slot it produced one, held.
+            producing &= ~silent  # its agent delivers nothing while silent
+            # What the tracker shows: the verdict of the last slot it produced one, held; while
+            # the agent is silent, unknown (monitor blind) once it had a verdict.
             last = np.maximum.accumulate(np.where(producing, index, -1))
             seen = np.where(last >= 0, world[probe][np.maximum(last, 0)], NA).astype(np.int8)
+            seen = np.where(silent & (last >= 0), SILENT, seen).astype(np.int8)
             cov = self.coverage[probe]
             eff[probe] = np.where((seen == NA) | (cov == OFF), NA, np.where(cov == 0, BLIND, seen)).astype(np.int8)
 
@@ -173,7 +180,7 @@ class Truth:
         net_off = (network == DOWN) | (network == UNREACH)
 
         def measured(code: np.ndarray) -> np.ndarray:
-            out = np.where(code == UP, UP, np.where(code == BLIND, BLIND, UNKNOWN))
+            out = np.where(code == UP, UP, np.where(code == BLIND, BLIND, np.where(code == SILENT, SILENT, UNKNOWN)))
             out = np.where((code == DOWN) | (code == UNREACH), DOWN, out)
             out = np.where(net_off, UNREACH, out)
             return np.where(code == NA, NA, out).astype(np.int8)
@@ -186,13 +193,15 @@ class Truth:
         use.append(none_required & (service != NA))
         off = np.zeros(self.slots, bool)
         blind = np.zeros(self.slots, bool)
+        agent_silent = np.zeros(self.slots, bool)
         unknown = np.zeros(self.slots, bool)
         for b, u in zip(used, use):
             off |= u & ((b == DOWN) | (b == UNREACH))
             blind |= u & (b == BLIND)
-            unknown |= u & ((b == UNKNOWN) | (b == BLIND))
+            agent_silent |= u & (b == SILENT)
+            unknown |= u & ((b == UNKNOWN) | (b == BLIND) | (b == SILENT))
         nothing = none_required & (service == NA)
-        online = np.where(blind, BLIND, np.where(unknown, UNKNOWN, UP))
+        online = np.where(blind, BLIND, np.where(agent_silent, SILENT, np.where(unknown, UNKNOWN, UP)))
         online = np.where(off, DOWN, online)
         online = np.where(net_off, network, online)
         online = np.where(nothing, UNKNOWN, online).astype(np.int8)
@@ -227,6 +236,7 @@ class Truth:
                 np.sum(free & (c == UP)), np.sum(free & (c == DOWN)), np.sum(free & (c == UNREACH)),
                 np.sum(free & (c == UNKNOWN)), np.sum(free & (c == BLIND)),
                 np.sum(applies & (x == EX_STATUS)), np.sum(applies & (x == EX_MAINT)), np.sum(applies & (x == EX_CAUSE)),
+                np.sum(free & (c == SILENT)),
             ])
             ci, xi = cls[self.instant_slots], excl[self.instant_slots]
             # per instant: 0 up, 1 offline, 2 unknown, 3 excluded, -1 not applicable
@@ -273,9 +283,9 @@ def test_the_scenario_is_the_one_the_issue_asks_for(quarter):
     assert kinds == {"device", "video", "service"}
     fleet = report.group().figures[Basis.ONLINE]
     # Every kind of time is there, so that each can be wrong.
-    assert fleet.down_ns and fleet.unreachable_ns and fleet.blind_ns
+    assert fleet.down_ns and fleet.unreachable_ns and fleet.blind_ns and fleet.agent_silent_ns
     assert fleet.excluded_status_ns and fleet.excluded_maintenance_ns and fleet.excluded_cause_ns
-    assert {g.reason for g in report.gaps} == {"not running", "stalled"}
+    assert {g.reason for g in report.gaps} == {"not running", "stalled", "agent silent"}
     assert any(s.status is Status.REMOVED for s in scenario.inventory.devices.values())
 
 
@@ -309,7 +319,7 @@ def test_point_rates_equal_the_truth(quarter, truth, definition):
                 assert [getattr(figures, f) for f in CHECK_FIELDS] == [int(np.sum(k == i)) for i in range(4)], device_id
             else:
                 c = truth.counts[device_id][basis]
-                expected = rate(c[0], c[1] + c[2], c[3] + c[4], policy)
+                expected = rate(c[0], c[1] + c[2], c[3] + c[4] + c[8], policy)
             assert close(figures.rate_pct, expected), (device_id, basis, figures.rate_pct, expected)
             num, den = figures.rate_parts
             assert figures.rate_pct is None if den == 0 else figures.rate_pct == 100.0 * num / den
@@ -340,7 +350,7 @@ def test_group_figures_equal_the_truth_and_the_sums_of_their_points(quarter, tru
                 expected = 100.0 * sum(per_instant) / len(per_instant) if per_instant else None
                 assert [tuple(x) for x in zip(up.tolist(), counted.tolist())] == list(group.checks[basis])
             else:
-                expected = rate(total[0], total[1] + total[2], total[3] + total[4], policy)
+                expected = rate(total[0], total[1] + total[2], total[3] + total[4] + total[8], policy)
             assert close(figures.rate_pct, expected), (group.scope, group.group, group.kind, basis)
 
 
@@ -363,3 +373,36 @@ def test_exclusions_are_shown_with_their_reasons(quarter):
     early = next(w for w in scenario.windows if w.deleted_ns)
     ended = [x for p in points.values() for x in p.exclusions if x.reason.startswith(early.reason)]
     assert ended and all(x.end_ns == early.deleted_ns for x in ended)
+
+
+def test_an_agents_silence_is_agent_silent_time_never_down_and_the_report_names_it(quarter):
+    """The known silence (10:00–14:30, 4.5 h, on day 69) of the agent's camera that was dead from
+    08:00 to 20:00: exactly 4.5 h monitor-blind, the rest of the outage down; the gap names the
+    agent; the Chinese text says 监测盲区."""
+    from monitor.app.assess_text import availability_text
+    from monitor.app.assess_views import AvailabilityQuery, availability_out
+
+    scenario, reports, _ = quarter
+    (silence,) = scenario.silences
+    length = silence.end_ns - silence.start_ns
+    outage = scenario.outages[-1]  # lab.history adds it last
+    assert scenario.inventory.devices[outage.device_id].site in silence.sites and outage.what == "device"
+    assert outage.start_ns < silence.start_ns and silence.end_ns < outage.end_ns
+    report = reports["point_time"]
+    for basis in (Basis.NETWORK, Basis.ONLINE):
+        f = report.points[outage.device_id].figures[basis]
+        assert f.agent_silent_ns == length
+        assert f.down_ns == outage.end_ns - outage.start_ns - length, basis
+        around = [(o.start_ns, o.end_ns, o.state) for o in report.points[outage.device_id].outages(basis)
+                  if o.start_ns < outage.end_ns and outage.start_ns < o.end_ns]
+        assert around == [(outage.start_ns, silence.start_ns, State.DOWN), (silence.end_ns, outage.end_ns, State.DOWN)]
+    # Every point of the agent's sites: the same 4.5 h, nobody else's.
+    for point in report.points.values():
+        expected = length if point.device.site in silence.sites else 0
+        assert point.figures[Basis.ONLINE].agent_silent_ns == expected, point.device.id
+    (gap,) = [g for g in report.gaps if g.reason == "agent silent"]
+    assert (gap.agent, gap.start_ns, gap.end_ns, gap.probe) == (silence.agent, silence.start_ns, silence.end_ns, None)
+    text = "\n".join(availability_text(availability_out(report, AvailabilityQuery(period="2026Q3", points=True)), "zh"))
+    assert "其中监测盲区(时)" in text and f"监测盲区：探测代理{silence.agent}失联" in text
+    row = next(line for line in text.splitlines() if line.startswith(outage.device_id))
+    assert f"{length / 60e9:.1f}" in row.split()

@@ -23,7 +23,8 @@ ZONE = "Asia/Shanghai"
 NET_VIDEO = [Basis.NETWORK, Basis.VIDEO]
 NAMES = {"up_ns": "up", "down_ns": "down", "unreachable_ns": "unreachable", "undecided_ns": "unknown",
          "blind_ns": "not watched", "excluded_status_ns": "excluded: status",
-         "excluded_maintenance_ns": "excluded: maintenance", "excluded_cause_ns": "excluded: cause"}
+         "excluded_maintenance_ns": "excluded: maintenance", "excluded_cause_ns": "excluded: cause",
+         "agent_silent_ns": "agent silent"}
 
 
 @pytest.fixture(scope="module")

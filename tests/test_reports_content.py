@@ -262,6 +262,11 @@ async def test_quarterly_annexes_hold_every_point_order_replacement_and_exclusio
     blind = report.part("监测盲区")
     assert sum(r[4] for r in blind.rows if r[0] == "监测系统未运行") == round(
         sum(g.end_ns - g.start_ns for g in expected.gaps if g.reason == "not running") / 1e9)
+    # The probe agent's silence of the generated quarter (lab/history): a row and a note of its own.
+    (silence,) = [g for g in expected.gaps if g.reason == "agent silent"]
+    assert [(r[2], r[3], r[4]) for r in blind.rows if r[0] == f"探测代理{silence.agent}失联"] == [
+        (silence.start_ns, silence.end_ns, 4.5 * 3600)]
+    assert any(f"监测盲区：探测代理{silence.agent}共失联" in n for n in notes)
 
 
 async def test_without_a_scheme_the_quarterly_says_so_and_lists_every_order(quarter):

@@ -42,6 +42,7 @@ from monitor.app.agent_wire import (
     HELLO, KINDS, RESULTS, STATUS, MessageError, Validator, parse_hello, parse_status,
 )
 from probes import ProbeResult
+from monitor.state.tracker import agent_silent_reason
 from rules.base import Condition
 from rules.model import Severity
 
@@ -70,12 +71,51 @@ class Expected:
     probe_names: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """One agent as the central's self-monitoring shows it (GET /metrics, /healthz); counts
+    since the daemon started.
+
+    - online: not silent (its devices are watched); heard: a message came from it since the
+      daemon started; last_heard_s: seconds since its latest message (None: none yet);
+    - state: what its latest status message said ("online", "offline" = its will, "stopping";
+      None: none yet);
+    - results taken, duplicates (repeats of batches already taken) dropped, rejected by reason:
+      "bad_result" (one result of a batch: a device it does not own, a field not declared …),
+      "bad_message" (a whole message: not JSON, wrong version …); silences so far;
+    - drift: what differs from the central's view ("points", "probes", "probe_names");
+    - spooled / spool_dropped: its spool backlog as its latest heartbeat said (results waiting
+      for the broker's acknowledgement; results its full spool dropped since it started); None
+      until a heartbeat carried them."""
+
+    name: str
+    devices: int
+    online: bool
+    heard: bool
+    last_heard_s: float | None
+    state: str | None
+    results: int
+    duplicates: int
+    rejected: Mapping[str, int]
+    silences: int
+    drift: tuple[str, ...]
+    spooled: int | None
+    spool_dropped: int | None
+
+
+REJECT_REASONS = ("bad_result", "bad_message")
+
+
 @dataclass
 class AgentState:
     """What the hub knows of one agent; counters since the daemon started."""
 
     name: str
     last_seen: float  # monotonic s
+    heard: bool = False
+    status: str | None = None  # its latest status message's state
+    spooled: int | None = None  # its spool backlog, as its latest heartbeat said
+    spool_dropped: int | None = None
     silent: bool = False
     silent_since_ns: int | None = None
     drift: tuple[str, ...] = ()
@@ -91,7 +131,8 @@ class AgentHub:
     - expected: agent name → Expected (monitor.app.daemon computes it from the central config);
     - on_result: Pipeline.on_result; blind(probe, device ids, reason): Pipeline.blind;
       resume(probe, device ids): Pipeline.resume;
-    - `conditions()`: the faults it raises, for Alerting.sources.
+    - `conditions()`: the faults it raises, for Alerting.sources;
+    - `views()`: each agent as of now, for /metrics and /healthz (monitor.app.selfmetrics, api).
     """
 
     def __init__(
@@ -122,6 +163,20 @@ class AgentHub:
         self.unknown_agents: Counter[str] = Counter()
         self.connected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._devices = {name: len({d for ids in e.devices.values() for d in ids}) for name, e in self._expected.items()}
+
+    def views(self) -> list[AgentView]:
+        """Every configured agent, in config order, as of now."""
+        now = self._clock()
+        return [
+            AgentView(
+                s.name, self._devices[s.name], not s.silent, s.heard, now - s.last_seen if s.heard else None, s.status,
+                s.counts["results"], s.counts["duplicates"],
+                {"bad_result": s.counts["dropped"], "bad_message": s.counts["bad_messages"]}, s.counts["silences"],
+                s.drift, s.spooled, s.spool_dropped,
+            )
+            for s in self.agents.values()
+        ]
 
     async def __aenter__(self) -> Self:
         self._tasks = [
@@ -235,6 +290,7 @@ class AgentHub:
 
     def _alive(self, state: AgentState) -> None:
         state.last_seen = self._clock()
+        state.heard = True
         if state.silent:
             state.silent = False
             now = time.time_ns()
@@ -255,7 +311,7 @@ class AgentHub:
         devices = sum(len(ids) for ids in expected.devices.values())
         log.error("probe agent %s silent (%s): its %d devices are unknown (monitor blind) until it is back",
                   state.name, why, devices)
-        reason = f"monitor blind: probe agent {state.name} silent"
+        reason = agent_silent_reason(state.name)
         for probe, ids in expected.devices.items():
             self._blind(probe, list(ids), reason)
 
@@ -281,10 +337,15 @@ class AgentHub:
             # The broker's copy from before this subscription: an old heartbeat is no sign of
             # life now, and an old will no news (silence detection decides either way).
             return
-        if status == "online":
+        state.status = status.state
+        if status.spooled is not None:
+            state.spooled = status.spooled
+        if status.dropped is not None:
+            state.spool_dropped = status.dropped
+        if status.state == "online":
             self._alive(state)
         elif not state.silent:
-            self._go_silent(state, "its connection died (will)" if status == "offline" else "it stopped")
+            self._go_silent(state, "its connection died (will)" if status.state == "offline" else "it stopped")
 
     def _hello(self, state: AgentState, payload: bytes, retained: bool) -> None:
         hello = parse_hello(payload)

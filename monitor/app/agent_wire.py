@@ -139,12 +139,32 @@ def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
 
 
-def parse_status(payload: bytes) -> str:
-    """The state of a status message ("online", "offline", "stopping"). Raises MessageError."""
-    state = _need(_load(payload), "state", str)
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A status message: `state` "online", "offline" (the will) or "stopping"; an online
+    heartbeat also carries the agent's spool backlog: `spooled` results not yet acknowledged
+    by the broker, `dropped` results its full spool dropped since the agent started (None when
+    the message does not say)."""
+
+    state: str
+    spooled: int | None = None
+    dropped: int | None = None
+
+
+def parse_status(payload: bytes) -> Status:
+    """A status message. Raises MessageError for a bad state or a backlog figure that is not a
+    count."""
+    doc = _load(payload)
+    state = _need(doc, "state", str)
     if state not in ("online", "offline", "stopping"):
         raise MessageError(Problem("state", f"unknown state {state!r}"))
-    return state
+    counts = {}
+    for key in ("spooled", "dropped"):
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise MessageError(Problem(key, f"{value!r} is not a count"))
+        counts[key] = value
+    return Status(state, **counts)
 
 
 def parse_hello(payload: bytes) -> Hello:

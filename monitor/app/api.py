@@ -82,7 +82,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self
+from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self, Sequence
 
 from aiohttp import web
 from pydantic import (
@@ -154,6 +154,7 @@ from monitor.core.model import Basis, Device, Kind, Status
 from monitor.state.online_rate import ALL, GroupRate, online_rates
 from monitor.state.tracker import State
 from monitor.state.writes import WriteHealth
+from monitor.app.agent_hub import AgentView
 from monitor.app.selfmetrics import MEDIA_TYPE as METRICS_MEDIA_TYPE, MetricsText
 from monitor.app.status_page import HEADERS as PAGE_HEADERS, Asset, PageQuery, PageText, load_assets
 from probes.base import ProbeResult
@@ -209,6 +210,8 @@ class ApiContext:
     - reload: the latest reload's outcome (None: none since start), shown by /healthz.
     - statedb: the state database's write health; /healthz answers 503 while writes fail.
     - metrics: the /metrics page, read at scrape time (monitor.app.selfmetrics; None: 503).
+    - agents: the probe agents as of now (monitor.app.agent_hub.AgentHub.views; None: no
+      agents configured), shown by /healthz; a silent one does not make it 503.
     - thumbnails: the frame check's thumbnail folder (probes.rtsp_frame.thumbnail_dir; None:
       none kept, /api/v1/thumbnails answers 404 saying so).
     """
@@ -232,6 +235,7 @@ class ApiContext:
     reload: Callable[[], ReloadOutcome | None] = lambda: None
     statedb: WriteHealth | None = None
     metrics: Callable[[], Awaitable[MetricsText]] | None = None
+    agents: Callable[[], Sequence[AgentView]] | None = None
     thumbnails: Path | None = None
 
 
@@ -304,6 +308,23 @@ class ReloadOut(_Out):
                                                    "one per line")] = None
 
 
+class AgentHealthOut(_Out):
+    """One probe agent as the central sees it; counts since the daemon started."""
+
+    name: str
+    online: Annotated[bool, Field(description="false: silent, its devices unknown (monitor blind)")]
+    devices: Annotated[int, Field(description="devices it probes for the central")]
+    last_heard_s: Annotated[float | None, Field(description="seconds since its latest message (null: none yet)")]
+    state: Annotated[str | None, Field(description="its latest status: online, offline (its will), stopping")]
+    results: Annotated[int, Field(description="results taken")]
+    rejected: Annotated[dict[str, int], Field(description="dropped by reason: bad_result, bad_message")]
+    duplicates: Annotated[int, Field(description="repeated results dropped")]
+    silences: int
+    drift: Annotated[list[str], Field(description="what differs from the central config: points, probes, probe_names")]
+    spooled: Annotated[int | None, Field(description="results waiting in its spool, as its latest heartbeat said")]
+    spool_dropped: Annotated[int | None, Field(description="results its full spool dropped since it started")]
+
+
 class HealthOut(_Out):
     status: Annotated[
         Literal["ok", "starting", "stale", "failing"],
@@ -329,6 +350,14 @@ class HealthOut(_Out):
         Field(description="the latest reload (SIGHUP); null: none since start. A failed one left the old config "
                           "running and does not make /healthz 503"),
     ] = None
+    agents: Annotated[
+        list[AgentHealthOut] | None, Field(description="the probe agents (null: none configured)")
+    ] = None
+    silent_agents: Annotated[
+        list[str],
+        Field(description="probe agents silent now: their devices are unknown (a fault says so); the central itself "
+                          "works, so they do not make /healthz 503"),
+    ] = []
 
 
 class CycleOut(_Out):
@@ -790,10 +819,20 @@ class _Api:
             status = "failing"
         age = None if last_age_s is None else round(last_age_s, 3)
         reload = self.ctx.reload()
+        agents = None if self.ctx.agents is None else [
+            AgentHealthOut(
+                name=a.name, online=a.online, devices=a.devices,
+                last_heard_s=None if a.last_heard_s is None else round(a.last_heard_s, 3), state=a.state,
+                results=a.results, rejected=dict(a.rejected), duplicates=a.duplicates, silences=a.silences,
+                drift=list(a.drift), spooled=a.spooled, spool_dropped=a.spool_dropped,
+            )
+            for a in self.ctx.agents()
+        ]
         body = HealthOut(status=status, uptime_s=round(uptime_s, 3), last_cycle_age_s=age, probes=probes,
                          stale_probes=stale, statedb_error=failure.cause if failure is not None else None,
                          reload=None if reload is None else ReloadOut(at=_utc(reload.at_ns), ok=reload.ok,
-                                                                      error=reload.error))
+                                                                      error=reload.error),
+                         agents=agents, silent_agents=[a.name for a in agents or () if not a.online])
         return Reply(503 if status in ("stale", "failing") else 200, body)
 
     async def metrics(self, call: Call) -> Reply:

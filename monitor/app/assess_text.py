@@ -26,10 +26,12 @@ _WORDS = {
         "basis": "口径", "point_time": "按时长加权（Σ在线时长÷Σ计入时长）",
         "daily_snapshot": "每日定时点平均（在线点位÷计入点位）", "exclude": "不计入", "count_as_up": "按在线计",
         "count_as_down": "按离线计",
-        "group_head": ("范围", "分组", "类型", "点位", "在线率", "在线(时)", "离线(时)", "未知(时)", "排除(时)"),
-        "point_head": ("编号", "名称", "站点", "在线率", "离线(分)", "中断次数", "未知(分)", "排除(分)"),
+        "group_head": ("范围", "分组", "类型", "点位", "在线率", "在线(时)", "离线(时)", "未知(时)", "其中监测盲区(时)",
+                       "排除(时)"),
+        "point_head": ("编号", "名称", "站点", "在线率", "离线(分)", "中断次数", "未知(分)", "其中监测盲区(分)", "排除(分)"),
         "fleet": "全网", "region": "区域", "site": "站点", "all": "全部",
         "gaps": "未监测时段", "not running": "fleetmon未运行", "stalled": "探测停滞",
+        "agent silent": "监测盲区：探测代理{agent}失联",
         "since the last heartbeat": "最后心跳之后", "notes": "说明",
         "score": "考核得分", "item_head": ("考核项目", "分值", "指标值", "适用档位", "扣分", "得分"),
         "total": "总分", "fee": "服务费", "deduction": "扣除", "payable": "应付", "yuan": "元",
@@ -50,10 +52,12 @@ _WORDS = {
         "daily_snapshot": "mean of the daily checks (points online ÷ points counted)", "exclude": "left out",
         "count_as_up": "counted as online", "count_as_down": "counted as offline",
         "group_head": ("scope", "group", "kind", "points", "rate", "up (h)", "offline (h)", "unknown (h)",
-                       "excluded (h)"),
-        "point_head": ("id", "name", "site", "rate", "offline (min)", "outages", "unknown (min)", "excluded (min)"),
+                       "of which agent silent (h)", "excluded (h)"),
+        "point_head": ("id", "name", "site", "rate", "offline (min)", "outages", "unknown (min)",
+                       "of which agent silent (min)", "excluded (min)"),
         "fleet": "fleet", "region": "region", "site": "site", "all": "all",
         "gaps": "not watched", "not running": "fleetmon not running", "stalled": "probe stalled",
+        "agent silent": "monitor blind: probe agent {agent} silent",
         "since the last heartbeat": "since the last heartbeat", "notes": "notes",
         "score": "Score", "item_head": ("item", "points", "value", "tier", "deducted", "score"),
         "total": "total", "fee": "fee", "deduction": "deducted", "payable": "payable", "yuan": "yuan",
@@ -111,8 +115,8 @@ def availability_text(doc: AvailabilityOut, language: str) -> list[str]:
         f = g.figures
         rows.append((
             w[g.scope], w["all"] if g.group == "all" else g.group, w["all"] if g.kind == "all" else g.kind,
-            str(g.points), _rate(f), *((_h(f.up_s), _h(f.offline_s), _h(f.unknown_s), _h(f.excluded_s)) if f else
-                                       ("-",) * 4),
+            str(g.points), _rate(f), *((_h(f.up_s), _h(f.offline_s), _h(f.unknown_s), _h(f.agent_silent_s),
+                                        _h(f.excluded_s)) if f else ("-",) * 5),
         ))
     lines += table(rows)
     if doc.points is not None:
@@ -120,13 +124,14 @@ def availability_text(doc: AvailabilityOut, language: str) -> list[str]:
         for p in doc.points:
             f = p.figures
             rows.append((p.id, p.name, p.site, _rate(f), _m(f.offline_s) if f else "-", str(len(p.outages)),
-                         _m(f.unknown_s) if f else "-", _m(f.excluded_s) if f else "-"))
+                         _m(f.unknown_s) if f else "-", _m(f.agent_silent_s) if f else "-",
+                         _m(f.excluded_s) if f else "-"))
         lines += ["", *table(rows)]
     if doc.gaps:
         tz = doc.period.timezone
         lines += ["", f"{w['gaps']}:"] + [
             f"  {format_local(g.start_ns, tz)} – {format_local(g.end_ns, tz)}  "
-            + " ".join(x for x in (g.probe, w.get(g.reason, g.reason)) if x)
+            + " ".join(x for x in (g.probe, w.get(g.reason, g.reason).format(agent=g.agent or "")) if x)
             for g in doc.gaps
         ]
     return lines + _notes(doc.notes, w)

@@ -108,7 +108,7 @@ class PeriodOut(_Out):
 
 class FiguresOut(_Out):
     """One basis over the period, of a point or summed over a group's points (seconds; disjoint:
-    counted = up + down + unreachable; unknown = undecided + blind; excluded = status +
+    counted = up + down + unreachable; unknown = undecided + blind + agent_silent; excluded = status +
     maintenance + cause; span = all three)."""
 
     up_s: float
@@ -118,6 +118,8 @@ class FiguresOut(_Out):
     counted_s: float
     undecided_s: Annotated[float, Field(description="state unknown")]
     blind_s: Annotated[float, Field(description="not watched: fleetmon not running, or the probe stalled")]
+    agent_silent_s: Annotated[float, Field(description="monitor blind (监测盲区): the probe agent watching the point "
+                                                       "was silent (探测代理失联)")]
     unknown_s: float
     excluded_status_s: Annotated[float, Field(description="延建/拆除")]
     excluded_maintenance_s: float
@@ -174,12 +176,14 @@ class PointOut(_Out):
 
 
 class GapOut(_Out):
-    probe: Annotated[str | None, Field(description="null: no monitoring session at all; else that probe stalled")]
+    probe: Annotated[str | None, Field(description="null: no monitoring session at all, or an agent's silence; else "
+                                                   "that probe stalled")]
     start: datetime
     start_ns: int
     end: datetime
     end_ns: int
-    reason: str
+    reason: Annotated[str, Field(description="not running, since the last heartbeat, stalled, agent silent")]
+    agent: Annotated[str | None, Field(description="the probe agent that was silent (reason agent silent)")] = None
 
 
 class AvailabilityOut(_Out):
@@ -268,7 +272,7 @@ def availability_out(report: AvailabilityReport, q: AvailabilityQuery) -> Availa
         unknown_policy=report.unknown_policy.value, online_requires=list(report.online_requires),  # type: ignore[arg-type]
         basis=q.basis, groups=groups, points=points,
         gaps=[GapOut(probe=g.probe, start=_utc(g.start_ns), start_ns=g.start_ns, end=_utc(g.end_ns), end_ns=g.end_ns,
-                     reason=g.reason) for g in report.gaps],
+                     reason=g.reason, agent=g.agent) for g in report.gaps],
         notes=list(report.notes),
     )
 

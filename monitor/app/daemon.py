@@ -230,7 +230,8 @@ class Daemon:
                 workorders=self.workorders, assessment=self.assessment, reports=reports, statedb=db.health,
                 metrics=SelfMetrics(version=version(), schedulers=schedulers, sink=sink, outbox=alerting.outbox,
                                     routes=[r.name for r in cfg.notify.routes], faults=alerting.faults,
-                                    statedb=db.health).exposition,
+                                    statedb=db.health, agents=self.agents).exposition,
+                agents=self.agents.views if self.agents is not None else None,
                 reload=self._reload, thumbnails=_thumbnails(cfg),
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))

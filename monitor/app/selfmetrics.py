@@ -31,9 +31,26 @@ Metrics (labels in braces):
     fleetmon_outbox_route_disabled{route}                    1 when the route was disabled (bad key …)
     fleetmon_faults_open{severity,state}                     open faults (pending, firing)
     fleetmon_statedb_writes_failing                          1 while state database writes fail
+    fleetmon_agents_broker_connected                         1 while the central is subscribed at the broker
+    fleetmon_agent_online{agent}                             1 while the probe agent is heard (0: silent, its
+                                                             devices unknown, "monitor blind")
+    fleetmon_agent_devices{agent}                            devices the agent probes for the central
+    fleetmon_agent_last_heard_seconds{agent}                 since its latest message (absent: none yet)
+    fleetmon_agent_results_total{agent}                      results taken into the pipeline
+    fleetmon_agent_results_rejected_total{agent,reason}      dropped: bad_result (one result), bad_message (a
+                                                             whole message; its results are not counted)
+    fleetmon_agent_duplicates_total{agent}                   results of batches taken before, dropped (QoS 1)
+    fleetmon_agent_silences_total{agent}                     times it went silent
+    fleetmon_agent_config_drift{agent,differs}               1 when its hello differs from the central config
+                                                             (differs: points, probes, probe_names)
+    fleetmon_agent_spool_lines{agent}                        results waiting in its spool, as its latest
+                                                             heartbeat said (absent until one did)
+    fleetmon_agent_spool_dropped_lines{agent}                results its full spool dropped since it started,
+                                                             as its latest heartbeat said
     process_resident_memory_bytes, process_open_fds, …       prometheus_client's ProcessCollector
 
-Sink metrics are absent when InfluxDB is disabled, outbox ones when no route is configured.
+Sink metrics are absent when InfluxDB is disabled, outbox ones when no route is configured,
+agent ones when mqtt_agents is off.
 """
 
 from __future__ import annotations
@@ -50,6 +67,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from pydantic import RootModel
 
+from monitor.app.agent_hub import REJECT_REASONS, AgentHub, AgentView
 from monitor.app.scheduler import Scheduler
 from monitor.metrics.sink import InfluxSink, SinkStats
 from monitor.state.writes import WriteHealth
@@ -79,6 +97,8 @@ class Health:
     disabled_routes: Mapping[str, str]
     faults_open: Mapping[tuple[Severity, FaultState], int]
     statedb_failing: bool
+    agents: Sequence[AgentView] | None = None  # None: no probe agents configured
+    agents_connected: bool = False
 
 
 class FleetmonCollector(Collector):
@@ -105,6 +125,8 @@ class FleetmonCollector(Collector):
         yield faults
         yield GaugeMetricFamily("fleetmon_statedb_writes_failing", "1 while state database writes fail",
                                 value=int(h.statedb_failing))
+        if h.agents is not None:
+            yield from self._agents(h.agents)
 
     def _probes(self) -> Iterator[Metric]:
         h = self.health
@@ -154,6 +176,46 @@ class FleetmonCollector(Collector):
             yield GaugeMetricFamily("fleetmon_sink_spool_bytes", "size of the metrics spool on disk",
                                     value=self.health.spool_bytes)
 
+    def _agents(self, agents: Sequence[AgentView]) -> Iterator[Metric]:
+        yield GaugeMetricFamily("fleetmon_agents_broker_connected", "1 while the central is subscribed at the broker",
+                                value=int(self.health.agents_connected))
+        label = ["agent"]
+        online = GaugeMetricFamily("fleetmon_agent_online", "1 while the probe agent is heard, 0 while silent",
+                                   labels=label)
+        devices = GaugeMetricFamily("fleetmon_agent_devices", "devices the agent probes", labels=label)
+        heard = GaugeMetricFamily("fleetmon_agent_last_heard_seconds", "seconds since the agent's latest message",
+                                  labels=label)
+        results = CounterMetricFamily("fleetmon_agent_results", "agent results taken into the pipeline", labels=label)
+        rejected = CounterMetricFamily("fleetmon_agent_results_rejected", "agent results or messages dropped, by reason",
+                                       labels=["agent", "reason"])
+        duplicates = CounterMetricFamily("fleetmon_agent_duplicates", "repeated agent results dropped", labels=label)
+        silences = CounterMetricFamily("fleetmon_agent_silences", "times the agent went silent", labels=label)
+        drift = GaugeMetricFamily("fleetmon_agent_config_drift", "1 when the agent's config differs from the central's",
+                                  labels=["agent", "differs"])
+        spooled = GaugeMetricFamily("fleetmon_agent_spool_lines", "results waiting in the agent's spool (its heartbeat)",
+                                    labels=label)
+        spool_dropped = GaugeMetricFamily("fleetmon_agent_spool_dropped_lines",
+                                          "results the agent's full spool dropped since it started (its heartbeat)",
+                                          labels=label)
+        for a in agents:
+            name = [a.name]
+            online.add_metric(name, int(a.online))
+            devices.add_metric(name, a.devices)
+            if a.last_heard_s is not None:
+                heard.add_metric(name, a.last_heard_s)
+            results.add_metric(name, a.results)
+            for reason in REJECT_REASONS:
+                rejected.add_metric([a.name, reason], a.rejected.get(reason, 0))
+            duplicates.add_metric(name, a.duplicates)
+            silences.add_metric(name, a.silences)
+            for what in ("points", "probes", "probe_names"):
+                drift.add_metric([a.name, what], int(what in a.drift))
+            if a.spooled is not None:
+                spooled.add_metric(name, a.spooled)
+            if a.spool_dropped is not None:
+                spool_dropped.add_metric(name, a.spool_dropped)
+        yield from (online, devices, heard, results, rejected, duplicates, silences, drift, spooled, spool_dropped)
+
     def _outbox(self, backlog: Mapping[str, tuple[int, int | None]]) -> Iterator[Metric]:
         h = self.health
         pending = GaugeMetricFamily("fleetmon_outbox_backlog", "notifications not yet delivered", labels=["route"])
@@ -180,7 +242,8 @@ class SelfMetrics:
     """The daemon's components, read at each scrape (wired by monitor.app.daemon)."""
 
     def __init__(self, *, version: str, schedulers: Sequence[Scheduler], sink: InfluxSink | None,
-                 outbox: OutboxWorker, routes: Sequence[str], faults: FaultBook, statedb: WriteHealth) -> None:
+                 outbox: OutboxWorker, routes: Sequence[str], faults: FaultBook, statedb: WriteHealth,
+                 agents: AgentHub | None = None) -> None:
         self._version = version
         self._schedulers = tuple(schedulers)
         self._sink = sink
@@ -188,6 +251,7 @@ class SelfMetrics:
         self._routes = tuple(routes)
         self._faults = faults
         self._statedb = statedb
+        self._agents = agents
 
     async def health(self) -> Health:
         backlog: dict[str, tuple[int, int | None]] | None = None
@@ -205,6 +269,8 @@ class SelfMetrics:
             sink=sink.stats if sink is not None else None, spool_bytes=sink.spool_bytes if sink is not None else None,
             outbox=backlog, disabled_routes=self._outbox.disabled() if self._routes else {},
             faults_open=dict(counts), statedb_failing=self._statedb.failure is not None,
+            agents=self._agents.views() if self._agents is not None else None,
+            agents_connected=self._agents is not None and self._agents.connected.is_set(),
         )
 
     async def exposition(self) -> MetricsText:

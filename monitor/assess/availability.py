@@ -8,8 +8,10 @@ Every moment of a point's time in the period is one of (per basis):
   history), a maintenance window matched it, an `Exclusion` given by the caller (a work order
   with an excluded cause: 市政, 电力, 人为破坏, 不可抗力, 运营商, 采购方原因) covered it;
 - **unknown**: *blind* (no monitoring session, i.e. before a session started or after its last
-  heartbeat; or a probe of the basis stalled, see monitor.assess.records) or *undecided* (the
-  stored state is UNKNOWN); never silently up or down: `unknown_policy` decides;
+  heartbeat; or a probe of the basis stalled, see monitor.assess.records), *agent silent* (the
+  probe agent watching the point was silent: monitor blind, 探测代理失联, from the transition
+  StateTracker.blind stored to the point's next one) or *undecided* (the stored state is
+  UNKNOWN otherwise); never silently up or down: `unknown_policy` decides;
 - **counted**: up, down, or unreachable (behind a dead parent: the camera is not online
   either, so it counts as offline; its time is kept apart as well).
 Before a point's first stored evidence (first transition or status row) it was not a point yet:
@@ -49,6 +51,7 @@ from monitor.assess.periods import NS, Period, check_instants, format_local
 from monitor.assess.timeline import (
     B_BLIND,
     B_CAUSE,
+    B_SILENT,
     B_DOWN,
     B_MAINTENANCE,
     B_STATUS,
@@ -76,7 +79,7 @@ from monitor.assess.timeline import (
 from monitor.core.model import Basis, Device, Selector
 from monitor.fleet.inventory import Inventory
 from monitor.state.db import StateDB
-from monitor.state.tracker import State
+from monitor.state.tracker import State, silent_agent_of
 
 ALL = "all"
 _OFFLINE_STATE = {DOWN: State.DOWN, UNREACHABLE: State.UNREACHABLE}
@@ -95,7 +98,8 @@ class Figures:
     """One basis of a point, or summed over a group's points, over the period.
 
     Times in ns, disjoint: up, down, unreachable (counted); undecided (state unknown), blind (not
-    watched) (unknown); excluded for status (延建/拆除), maintenance, cause (a work order's
+    watched by fleetmon), agent_silent (monitor blind: the point's probe agent was silent)
+    (unknown); excluded for status (延建/拆除), maintenance, cause (a work order's
     excluded cause); each excluded moment is in one bucket only (status before maintenance
     before cause). checks_*: daily check instants (point × instant for groups) by class, for
     daily_snapshot. rate_pct: the online rate in % by the configured definition and unknown
@@ -117,6 +121,7 @@ class Figures:
     checks_excluded: int = 0
     rate_pct: float | None = None
     rate_parts: tuple[int, int] | None = None
+    agent_silent_ns: int = 0
 
     @property
     def offline_ns(self) -> int:
@@ -128,7 +133,7 @@ class Figures:
 
     @property
     def unknown_ns(self) -> int:
-        return self.undecided_ns + self.blind_ns
+        return self.undecided_ns + self.blind_ns + self.agent_silent_ns
 
     @property
     def excluded_ns(self) -> int:
@@ -145,7 +150,7 @@ class Figures:
             name[:-3] + "_s": round(getattr(self, name) / NS, 3)
             for name in (
                 "up_ns", "down_ns", "unreachable_ns", "offline_ns", "counted_ns", "undecided_ns", "blind_ns",
-                "unknown_ns", "excluded_status_ns", "excluded_maintenance_ns", "excluded_cause_ns", "excluded_ns",
+                "agent_silent_ns", "unknown_ns", "excluded_status_ns", "excluded_maintenance_ns", "excluded_cause_ns", "excluded_ns",
                 "span_ns",
             )
         }
@@ -215,12 +220,16 @@ class GroupAvailability:
 @dataclass(frozen=True, slots=True)
 class CoverageGap:
     """Time in the period when fleetmon was not watching: `probe` None = no monitoring session
-    at all ("not running"), else that probe stalled inside a session ("stalled")."""
+    at all ("not running"), else that probe stalled inside a session ("stalled"); or when probe
+    agent `agent` was silent ("agent silent", probe None: its devices, every probe), from its
+    blind transitions to the first of its devices' next ones (it was heard again then; each
+    point's own figures count to its own next transition)."""
 
     probe: str | None
     start_ns: int
     end_ns: int
     reason: str
+    agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +413,10 @@ def compute(
                 f"fleetmon's last heartbeat was at {format_local(g.start_ns, period.timezone)}: the "
                 f"{(g.end_ns - g.start_ns) / NS:.0f} s since are unknown"
             )
+    for g in gaps:
+        if g.reason == "agent silent":
+            notes.append(f"probe agent {g.agent} was silent from {format_local(g.start_ns, period.timezone)} for "
+                         f"{(g.end_ns - g.start_ns) / NS / 60:.1f} min: its points' state then is unknown (monitor blind)")
     missing = sum(1 for d in devices if history.first_seen[d.id] is None)
     if missing:
         notes.append(f"{missing} point(s) have no stored evidence at all (never judged, no status recorded)")
@@ -428,14 +441,14 @@ def _figures(time: Sequence[int], checks: Sequence[int], b: int, config: Availab
     or of the point's checks (a group's daily_snapshot rate is set by `_groups`)."""
     tb, cb = time[b * BUCKETS: (b + 1) * BUCKETS], checks[b * CHECK_BUCKETS: (b + 1) * CHECK_BUCKETS]
     if config.definition is Definition.POINT_TIME:
-        up, offline, unknown = tb[B_UP], tb[B_DOWN] + tb[B_UNREACHABLE], tb[B_UNDECIDED] + tb[B_BLIND]
+        up, offline, unknown = tb[B_UP], tb[B_DOWN] + tb[B_UNREACHABLE], tb[B_UNDECIDED] + tb[B_BLIND] + tb[B_SILENT]
     else:
         up, offline, unknown = cb[C_UP], cb[C_OFFLINE], cb[C_UNKNOWN]
     num, den = _parts(up, offline, unknown, config.unknown_policy)
     return Figures(
         tb[B_UP], tb[B_DOWN], tb[B_UNREACHABLE], tb[B_UNDECIDED], tb[B_BLIND], tb[B_STATUS], tb[B_MAINTENANCE],
         tb[B_CAUSE], cb[C_UP], cb[C_OFFLINE], cb[C_UNKNOWN], cb[C_EXCLUDED], 100.0 * num / den if den else None,
-        (num, den),
+        (num, den), tb[B_SILENT],
     )
 
 
@@ -517,4 +530,23 @@ def coverage_gaps(history: History, start: int, end: int) -> tuple[CoverageGap, 
             for (a, code), (b, _) in itertools.pairwise(paint(start, end, inside + seen) + [(end, 0)])
             if code == 1 and b > a
         ]
-    return tuple(sorted(gaps, key=lambda g: (g.start_ns, g.probe or "")))
+    gaps += agent_silences(history, start, end)
+    return tuple(sorted(gaps, key=lambda g: (g.start_ns, g.probe or "", g.agent or "")))
+
+
+def agent_silences(history: History, start: int, end: int) -> list[CoverageGap]:
+    """The silences of probe agents over [start, end): per agent and moment it went silent
+    (its blind transitions share it), until the first next transition of one of its devices
+    (the agent was heard again), the period's end while none has one."""
+    begun: dict[tuple[str, int], int] = {}  # (agent, silent since) → end
+    for reason, device_id, slot, ts in history.silences:
+        agent = silent_agent_of(reason)
+        if agent is None:
+            continue
+        after = next((t for _, t, s, _ in history.changes.get(device_id, ()) if s == slot and t > ts), end)
+        key = (agent, ts)
+        begun[key] = min(begun.get(key, end), after)
+    return [
+        CoverageGap(None, max(ts, start), stop, "agent silent", agent)
+        for (agent, ts), stop in begun.items() if stop > max(ts, start)
+    ]

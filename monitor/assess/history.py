@@ -16,7 +16,7 @@ from operator import itemgetter
 
 from monitor.core.model import Status
 from monitor.state.availability import MEASURED
-from monitor.state.tracker import State
+from monitor.state.tracker import MONITOR_BLIND, State
 from probes import probes_of
 from rules.alerting.maintenance import MaintenanceWindow, windows_between
 
@@ -26,6 +26,10 @@ PROBE_ORDER: tuple[str, ...] = tuple(p for b in MEASURED for p in probes_of(b))
 STATE_CODE = {State.UNKNOWN.value: 0, State.UP.value: 1, State.DOWN.value: 2, State.UNREACHABLE.value: 3}
 NO_VERDICT = 4
 """Probe code of a device the probe has not judged yet (its basis does not apply yet)."""
+SILENT = 5
+"""Probe code of a device made UNKNOWN because its probe agent went silent (a transition whose
+reason starts with MONITOR_BLIND, StateTracker.blind), until its next transition."""
+_BLIND_SQL = "substr(reason, 1, ?5) = ?6"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,7 @@ class History:
     """Evidence for points over [start_ns, end_ns).
 
     - initial: device id → per-probe code (PROBE_ORDER) just before start_ns: a STATE_CODE
-      value, or NO_VERDICT;
+      value, SILENT, or NO_VERDICT;
     - changes: device id → [(device id, ts_ns, probe slot, code)] inside the period, in stored
       order (time, then arrival);
     - sessions: (id, started_ns, last_seen_ns) of the sessions overlapping the period;
@@ -55,7 +59,9 @@ class History:
     - windows: maintenance windows in force at some time of the period (deleted ones end at
       their deletion);
     - open_heartbeat_ns: the last heartbeat of the latest session when it has not stopped (the
-      daemon is running, or crashed and not restarted yet), else None.
+      daemon is running, or crashed and not restarted yet), else None;
+    - silences: (reason, device id, probe slot, ts_ns) of the monitor-blind transitions (an agent
+      gone silent) in force at start_ns (stored before it) or inside the period, in time order.
     """
 
     start_ns: int
@@ -68,6 +74,7 @@ class History:
     first_seen: dict[str, int | None]
     windows: tuple[MaintenanceWindow, ...]
     open_heartbeat_ns: int | None
+    silences: tuple[tuple[str, str, int, int], ...] = ()
 
 
 def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int, end_ns: int) -> History:
@@ -79,10 +86,12 @@ def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int,
 
     initial: dict[str, list[int]] = {d: [NO_VERDICT] * len(PROBE_ORDER) for d in device_ids}
     first_seen: dict[str, int | None] = dict.fromkeys(device_ids)
+    silences: list[tuple[str, str, int, int]] = []
+    blind = (len(MONITOR_BLIND), MONITOR_BLIND)
     # One indexed look-up per (device, probe) pair (transitions_device_ts), all inside SQLite.
-    for device_id, probe, state, ts_ns in conn.execute(
+    for device_id, probe, state, ts_ns, reason in conn.execute(
         """
-        SELECT d.value, p.value, t.to_state, t.ts_ns
+        SELECT d.value, p.value, t.to_state, t.ts_ns, t.reason
         FROM json_each(?1) d, json_each(?2) p
         JOIN transitions t ON t.id = (
             SELECT id FROM transitions WHERE device_id = d.value AND probe = p.value AND ts_ns < ?3
@@ -90,20 +99,36 @@ def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int,
         """,
         (ids_json, json.dumps(PROBE_ORDER), start_ns),
     ):
-        initial[device_id][slot[probe]] = STATE_CODE[state]
+        code = STATE_CODE[state]
+        if code == STATE_CODE[State.UNKNOWN.value] and reason is not None and reason.startswith(MONITOR_BLIND):
+            code = SILENT
+            silences.append((reason, device_id, slot[probe], ts_ns))
+        initial[device_id][slot[probe]] = code
         first_seen[device_id] = start_ns - 1  # before the period: its exact time does not matter
 
     # Slots and codes computed by SQLite: the rows are the events as they are, no copies.
     slot_sql = " ".join(f"WHEN '{p}' THEN {i}" for i, p in enumerate(PROBE_ORDER))
     code_sql = " ".join(f"WHEN '{s}' THEN {c}" for s, c in STATE_CODE.items())
+    unknown = State.UNKNOWN.value
     rows = conn.execute(
         f"""
-        SELECT device_id, ts_ns, CASE probe {slot_sql} END, CASE to_state {code_sql} END FROM transitions
+        SELECT device_id, ts_ns, CASE probe {slot_sql} END,
+               CASE WHEN to_state = '{unknown}' AND {_BLIND_SQL} THEN {SILENT} ELSE CASE to_state {code_sql} END END
+        FROM transitions
         WHERE ts_ns >= ?1 AND ts_ns < ?2 AND device_id IN (SELECT value FROM json_each(?3))
           AND probe IN (SELECT value FROM json_each(?4))
         ORDER BY device_id, ts_ns, id
         """,
-        (start_ns, end_ns, ids_json, json.dumps(PROBE_ORDER)),
+        (start_ns, end_ns, ids_json, json.dumps(PROBE_ORDER), *blind),
+    ).fetchall()
+    silences += conn.execute(
+        f"""
+        SELECT reason, device_id, CASE probe {slot_sql} END, ts_ns FROM transitions
+        WHERE ts_ns >= ?1 AND ts_ns < ?2 AND device_id IN (SELECT value FROM json_each(?3))
+          AND probe IN (SELECT value FROM json_each(?4)) AND to_state = '{unknown}' AND {_BLIND_SQL}
+        ORDER BY ts_ns, id
+        """,
+        (start_ns, end_ns, ids_json, json.dumps(PROBE_ORDER), *blind),
     ).fetchall()
     changes = {device_id: list(events) for device_id, events in itertools.groupby(rows, key=itemgetter(0))}
     for device_id, events in changes.items():
@@ -147,4 +172,5 @@ def load_history(conn: sqlite3.Connection, device_ids: list[str], start_ns: int,
     return History(
         start_ns, end_ns, initial, changes, sessions, tuple(watches), statuses, first_seen,
         tuple(windows_between(conn, start_ns, end_ns)), latest[0] if latest and latest[1] is None else None,
+        tuple(sorted(silences, key=itemgetter(3))),
     )

@@ -162,7 +162,8 @@ class AssessmentSource:
                            f"{device.name}, {device.site}: {self._outages(point)}")
         if figures.unknown_ns:
             yield Evidence("point", device.id, "unknown", figures.unknown_ns / NS_PER_MINUTE,
-                           f"{device.name}: not watched {_min(figures.blind_ns)} min, undecided "
+                           f"{device.name}: not watched {_min(figures.blind_ns)} min, probe agent silent "
+                           f"{_min(figures.agent_silent_ns)} min, undecided "
                            f"{_min(figures.undecided_ns)} min ({self.report.unknown_policy.value})")
         if figures.excluded_ns:
             reasons = "; ".join(dict.fromkeys(f"{e.kind} {e.reason}" for e in point.exclusions)) or "-"

@@ -30,6 +30,7 @@ from monitor.assess.timeline import (
     B_CAUSE,
     B_DOWN,
     B_MAINTENANCE,
+    B_SILENT,
     B_STATUS,
     B_UNDECIDED,
     B_UNREACHABLE,
@@ -55,7 +56,7 @@ from monitor.state.tracker import State, Transition
 
 _BUCKET_NAMES = {
     B_UP: "up", B_DOWN: "down", B_UNREACHABLE: "unreachable", B_UNDECIDED: "unknown", B_BLIND: "not watched",
-    B_STATUS: "excluded: status", B_MAINTENANCE: "excluded: maintenance", B_CAUSE: "excluded: cause",
+    B_SILENT: "agent silent", B_STATUS: "excluded: status", B_MAINTENANCE: "excluded: maintenance", B_CAUSE: "excluded: cause",
 }
 _COVERAGE_NAMES = {COV_RUN: "watched", COV_OFF: "not running"}
 
@@ -89,7 +90,8 @@ class SpotCheck:
     """The point `device` at `at_ns`.
 
     - seen: per basis that applied then, its state as fleetmon saw it: "up", "down",
-      "unreachable", "unknown" (undecided) or "not watched";
+      "unreachable", "unknown" (undecided), "not watched" or "agent silent" (monitor blind: the
+      probe agent watching it was silent);
     - counted: the same as the assessment counts it: one of those, or "excluded: status",
       "excluded: maintenance", "excluded: cause" (the first that applies, in that order), or
       "not a point yet" (before its first stored evidence);

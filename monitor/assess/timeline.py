@@ -8,8 +8,11 @@ online rate cannot drift apart. Everything else is integer arithmetic on UTC ns.
 Codes used in the tables:
 - a probe's code for a device at a moment: UNKNOWN, UP, DOWN, UNREACHABLE (its stored state),
   NA (it has not judged the device yet, or it was not running in that session: its basis does
-  not apply), BLIND (it applies but nobody was watching: no session, or the probe stalled);
-- a basis' class: the same six (NA: the basis does not apply to the device then);
+  not apply), SILENT (stored UNKNOWN because the probe agent watching it went silent:
+  monitor.assess.history.SILENT), BLIND (it applies but nobody was watching: no session, or
+  the probe stalled);
+- a basis' class: the same seven (NA: the basis does not apply to the device then); an unknown
+  basis is BLIND when one of its probes is, else SILENT when one of its probes is;
 - the exclusion layer (the highest applies): NONE, CAUSE (a work order's excluded cause),
   MAINTENANCE, STATUS (延建/拆除), OUTSIDE (before the point's first evidence: not a point yet).
 """
@@ -26,7 +29,8 @@ from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
 from monitor.assess.config import UnknownPolicy
-from monitor.assess.history import PROBE_ORDER, History
+from monitor.assess.history import NO_VERDICT, PROBE_ORDER, History
+from monitor.assess.history import SILENT as _STORED_SILENT
 from monitor.assess.model import Exclusion
 from monitor.core.model import Basis, Device, Kind, Selector, Status
 from monitor.state.availability import combine
@@ -34,7 +38,10 @@ from monitor.state.tracker import State
 from probes import probes_of
 from rules.alerting.maintenance import MaintenanceWindow
 
-UNKNOWN, UP, DOWN, UNREACHABLE, NA, BLIND = range(6)
+UNKNOWN, UP, DOWN, UNREACHABLE, NA, SILENT, BLIND = range(7)
+_CODES = 7
+"""Probe codes; the stored ones (history.STATE_CODE, NO_VERDICT, SILENT) are the first six."""
+assert (NA, SILENT) == (NO_VERDICT, _STORED_SILENT)
 _STATES = (State.UNKNOWN, State.UP, State.DOWN, State.UNREACHABLE)
 BASES: tuple[Basis, ...] = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO, Basis.ONLINE)
 
@@ -47,10 +54,11 @@ EXCLUSION_KINDS = {"cause": EX_CAUSE, "maintenance": EX_MAINTENANCE, "status": E
 """Kinds of `Exclusion` taken from callers (work orders give "cause") and their layer."""
 _FOREVER = 2**62
 
-B_UP, B_DOWN, B_UNREACHABLE, B_UNDECIDED, B_BLIND, B_STATUS, B_MAINTENANCE, B_CAUSE = range(8)
-BUCKETS = 8
+B_UP, B_DOWN, B_UNREACHABLE, B_UNDECIDED, B_BLIND, B_STATUS, B_MAINTENANCE, B_CAUSE, B_SILENT = range(9)
+BUCKETS = 9
 """Time buckets per basis; flat index = basis index × BUCKETS + bucket."""
-_CLASS_BUCKET = {UP: B_UP, DOWN: B_DOWN, UNREACHABLE: B_UNREACHABLE, UNKNOWN: B_UNDECIDED, BLIND: B_BLIND}
+_CLASS_BUCKET = {UP: B_UP, DOWN: B_DOWN, UNREACHABLE: B_UNREACHABLE, UNKNOWN: B_UNDECIDED, BLIND: B_BLIND,
+                 SILENT: B_SILENT}
 _EX_BUCKET = {EX_CAUSE: B_CAUSE, EX_MAINTENANCE: B_MAINTENANCE, EX_STATUS: B_STATUS}
 
 C_UP, C_OFFLINE, C_UNKNOWN, C_EXCLUDED = range(4)
@@ -74,7 +82,7 @@ class Tables:
 
 class _Rows(dict):
     """One table of `Tables`, code → entry, filled key by key on first use: the keys a fleet's
-    history goes through are a handful of the 6^7 × 5 possible codes, and building every row
+    history goes through are a handful of the 7^7 × 5 possible codes, and building every row
     up front (`combine` once per combination) took ~9 CPU-s per process, paid by every
     `fleetmon availability` / `score` / `spot-check` run. A missing code fills the rows of its
     key in all four tables at once (`_TableBuilder.fill`); a present one is a plain dict lookup."""
@@ -99,16 +107,16 @@ class _TableBuilder:
 
     def __init__(self, online_requires: tuple[Basis, ...], policy: UnknownPolicy, n: int) -> None:
         self.online_requires, self.policy, self.n = online_requires, policy, n
-        self.size = 6**n * _EX_CODES
+        self.size = _CODES**n * _EX_CODES
         self.add, self.offline, self.checks, self.ratio = (_Rows(self) for _ in range(4))
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal ratio tuples are one object: `is` compares
         self._lock = threading.Lock()
 
     def fill(self, key: int) -> None:
-        codes = [0] * self.n  # the key's digits in base 6, most significant first (the weights' order)
+        codes = [0] * self.n  # the key's digits in base _CODES, most significant first (the weights' order)
         rest = key
         for i in range(self.n - 1, -1, -1):
-            rest, codes[i] = divmod(rest, 6)
+            rest, codes[i] = divmod(rest, _CODES)
         classes = _classify(codes, self.online_requires)
         policy = self.policy
         with self._lock:
@@ -142,11 +150,12 @@ class _TableBuilder:
 @lru_cache(maxsize=16)
 def tables(online_requires: tuple[Basis, ...], policy: UnknownPolicy) -> Tables:
     n = len(PROBE_ORDER)
-    weights = tuple(6 ** (n - 1 - i) for i in range(n))
+    weights = tuple(_CODES ** (n - 1 - i) for i in range(n))
+    stored = BLIND  # the stored codes: 0 … SILENT
     eff = (
-        tuple(NA if s == NA else BLIND for s in range(5)),  # COV_BLIND
-        (NA,) * 5,  # COV_OFF
-        tuple(range(5)),  # COV_RUN: the stored state (or NA)
+        tuple(NA if s == NA else BLIND for s in range(stored)),  # COV_BLIND: nobody watched, agent or not
+        (NA,) * stored,  # COV_OFF
+        tuple(range(stored)),  # COV_RUN: the stored state (or NA, or SILENT)
     )
     rows = _TableBuilder(online_requires, policy, n)
     return Tables(weights, eff, rows.add, rows.offline, rows.checks, rows.ratio)
@@ -158,24 +167,32 @@ _PROBE_DEVICE = Device("x", "x", Kind.CAMERA, None, "-", "-")
 def _classify(codes: Sequence[int], online_requires: tuple[Basis, ...]) -> tuple[int, ...]:
     """Class of each basis (BASES order) for one combination of probe codes, by the live rules."""
     judged = {p: c for p, c in zip(PROBE_ORDER, codes) if c != NA}
-    trackers = {p: {"x": _STATES[UNKNOWN if c == BLIND else c]} for p, c in judged.items()}
+    trackers = {p: {"x": _STATES[UNKNOWN if c in (BLIND, SILENT) else c]} for p, c in judged.items()}
     polled = {p: frozenset({"x"}) for p in judged}
     combined = combine([_PROBE_DEVICE], trackers, polled, online_requires)
     classes: dict[Basis, int] = {}
     for basis in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO):
         state = combined[basis].get("x")
         cls = NA if state is None else _STATES.index(state)
-        if cls == UNKNOWN and any(judged.get(p) == BLIND for p in probes_of(basis)):
-            cls = BLIND
+        if cls == UNKNOWN:
+            cls = _unknown_class([judged.get(p) for p in probes_of(basis)], cls)
         classes[basis] = cls
     state = combined[Basis.ONLINE].get("x")
     # A point none of whose probes has judged it yet is in the fleet but undecided.
     online = UNKNOWN if state is None else _STATES.index(state)
     measured = [b for b in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO) if classes[b] != NA]
     used = [b for b in online_requires if b in measured] or measured
-    if online == UNKNOWN and any(classes[b] == BLIND for b in used):
-        online = BLIND
+    if online == UNKNOWN:
+        online = _unknown_class([classes[b] for b in used], online)
     return tuple(classes[b] for b in BASES[:3]) + (online,)
+
+
+def _unknown_class(parts: Sequence[int | None], default: int) -> int:
+    """An unknown basis: BLIND when one of `parts` (its probes' codes, or the bases online
+    uses) is (nobody watched), else SILENT when one is (its agent was silent), else `default`."""
+    if BLIND in parts:
+        return BLIND
+    return SILENT if SILENT in parts else default
 
 
 def paint(start_ns: int, end_ns: int, pieces: Iterable[tuple[int, int, int]]) -> list[tuple[int, int]]:

@@ -17,6 +17,10 @@ confirmation a dead device fails within seconds of its first miss, without it af
 
 Every change of published state is a Transition; the caller stores them (monitor.state.db),
 they are the evidence availability reports are computed from.
+
+A transition to UNKNOWN whose reason starts with MONITOR_BLIND (`StateTracker.blind`: the probe
+agent watching the device went silent) marks the time until the device's next transition as
+monitor-blind: the assessment counts it apart from undecided time (monitor.assess.history).
 """
 
 from __future__ import annotations
@@ -26,6 +30,24 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from probes.base import ProbeResult
+
+MONITOR_BLIND = "monitor blind: "
+"""Prefix of the reason of a transition to UNKNOWN because nobody watches the device any more
+(StateTracker.blind); stored, and read back by the assessment: keep it as it is."""
+
+
+def agent_silent_reason(agent: str) -> str:
+    """The reason stored when probe agent `agent` went silent: "monitor blind: probe agent
+    <agent> silent"."""
+    return f"{MONITOR_BLIND}probe agent {agent} silent"
+
+
+def silent_agent_of(reason: str | None) -> str | None:
+    """The agent named by a reason made by agent_silent_reason (None for any other)."""
+    head, tail = MONITOR_BLIND + "probe agent ", " silent"
+    if reason is None or not reason.startswith(head) or not reason.endswith(tail):
+        return None
+    return reason[len(head): -len(tail)] or None
 
 if TYPE_CHECKING:
     from monitor.fleet.inventory import Inventory

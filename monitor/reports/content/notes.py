@@ -55,6 +55,12 @@ def data_notes(f: ReportFacts, say: Say) -> list[str]:
         out.append(say(f"探测停滞：{probes} 探针共停滞 {word_duration(stalled / NS, 'zh')}，相应基准的状态未知，{policy[0]}。",
                        f"Probes stalled: {probes} for {word_duration(stalled / NS, 'en')} in all; that basis is "
                        f"unknown then and {policy[1]}."))
+    for agent in sorted({g.agent or "" for g in av.gaps if g.reason == "agent silent"}):
+        lost = sum(g.end_ns - g.start_ns for g in av.gaps if g.reason == "agent silent" and g.agent == agent)
+        d = word_duration(lost / NS, say.language)
+        out.append(say(f"监测盲区：探测代理{agent}共失联 {d}（见“监测盲区”），其点位该时段状态未知，{policy[0]}。",
+                       f"Blind time: probe agent {agent} was silent for {d} (see \"Blind periods\"); its points' "
+                       f"state then is unknown and {policy[1]}."))
     silent = [p.device.id for p in av.points.values() if p.device.counted and p.figures[Basis.ONLINE].span_ns == 0]
     if silent:
         shown = say.join(silent[:MAX_IDS]) + (say(f" 等 {len(silent):,} 个", f" and {len(silent) - MAX_IDS:,} more")

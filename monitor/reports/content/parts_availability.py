@@ -208,14 +208,21 @@ def exclusions(f: ReportFacts, say: Say) -> Part:
 
 
 def blind(f: ReportFacts, say: Say) -> Part:
-    """The monitor's own blind periods: not running, a probe stalled, since the last heartbeat."""
+    """The monitor's own blind periods: not running, a probe stalled, since the last heartbeat, a
+    probe agent silent."""
     kinds = {
         "not running": say("监测系统未运行", "fleetmon not running"),
         "stalled": say("探针停滞", "probe stalled"),
         "since the last heartbeat": say("最近心跳之后", "since the last heartbeat"),
     }
+
+    def what(reason: str, agent: str | None) -> str:
+        if reason == "agent silent":
+            return say(f"探测代理{agent}失联", f"probe agent {agent} silent")
+        return kinds.get(reason, reason)
+
     rows = tuple(
-        (kinds.get(g.reason, g.reason), g.probe or say("全部", "all"), g.start_ns, g.end_ns, seconds(g.end_ns - g.start_ns))
+        (what(g.reason, g.agent), g.probe or say("全部", "all"), g.start_ns, g.end_ns, seconds(g.end_ns - g.start_ns))
         for g in f.availability.gaps
     )
     return Part(
