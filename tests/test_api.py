@@ -738,7 +738,8 @@ async def test_openapi_documents_exactly_the_app_routes(world):
     routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()}
     documented = {(method, path) for path, ops in world.doc["paths"].items() for method in ops}
     assert routes == documented
-    assert len(routes) == 32  # 11 of the API, /metrics, 12 of work orders, 4 of the assessment, 1 of reports, the status page and its CSS and script
+    assert len(routes) == 33  # 11 of the API, /metrics, 12 of work orders, 4 of the assessment, 1 of reports, 1 of
+    # thumbnails, the status page and its CSS and script
     assert world.doc["openapi"].startswith("3.1")
 
 

@@ -16,6 +16,7 @@ from lab.fleet import LabFleet
 from lab.services import Anomalies, FleetServices
 from lab.wecom import WeComSimulator
 from monitor.app.daemon import Daemon
+from monitor.state.tracker import State
 from rules.families.vqd import _NAMES
 from rules.model import FaultState
 from tests.plugins.daemon import running_daemon, until
@@ -63,6 +64,12 @@ def firing(d: Daemon) -> dict[str, str]:
             if f.state is FaultState.FIRING and f.rule.startswith("video_")}
 
 
+def picture_down(d: Daemon) -> set[str]:
+    """The cameras whose picture basis (monitor.state.availability.PICTURE) is down."""
+    assert d.snapshot is not None
+    return {c for c, s in d.snapshot.bases["picture"].items() if s is State.DOWN}
+
+
 def checked(d: Daemon, count: int) -> bool:
     return d.snapshot is not None and len(d.snapshot.results.get("rtsp_frame", ())) >= count
 
@@ -88,6 +95,8 @@ async def test_picture_faults_raised_in_chinese_then_resolved(small_fleet, wecom
             assert len(texts) == len(spoilt), texts  # nothing about the clean cameras
             pictures = [m.image for m in wecom.messages(key) if m.msgtype == "image"]
             assert len(pictures) == len(spoilt) and all(p and p[:3] == b"\xff\xd8\xff" for p in pictures)
+            # The picture basis (画面正常) says the same: down for the spoilt cameras only.
+            assert picture_down(d) == set(spoilt)
 
             sent = len(wecom.messages(key))
             services.set_pictures({})  # the streams switched back
@@ -95,3 +104,4 @@ async def test_picture_faults_raised_in_chinese_then_resolved(small_fleet, wecom
             await until(lambda: len(wecom.messages(key)) == sent + len(spoilt), 10, "a resolution message per fault")
             resolved = [m.content for m in wecom.messages(key)][sent:]
             assert all(any(fleet.device(c).name in t for t in resolved) for c in spoilt)
+            assert picture_down(d) == set()

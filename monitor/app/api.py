@@ -25,6 +25,8 @@ Routes (JSON in and out; times as UTC ISO-8601 strings plus `*_ns` integers):
     GET    /api/v1/long-offline              points offline for the configured days (a week)
     GET    /api/v1/reports/{kind}            ?period=&format=pdf|xlsx&lang=  the report file (daily … annual)
                                              (monitor/app/api_reports.py)
+    GET    /api/v1/thumbnails/{device_id}    a camera's latest frame-check picture (JPEG, Last-Modified:
+                                             when taken; monitor/app/api_thumbs.py)
     GET    /api/v1/openapi.json
     GET    /status                           the phone status page (HTML), ?lang=&refresh=, #token=
     GET    /status/status.css, /status/status.js   its files (monitor/app/status_page.py)
@@ -79,6 +81,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal, Mapping, Self, Sequence
 
 from aiohttp import web
@@ -128,6 +131,7 @@ from monitor.app.api_workorders import (
     WorkOrderRoutes,
 )
 from monitor.app.api_reports import MEDIA_TYPES, NOT_AVAILABLE, ReportFile, ReportPath, ReportQuery, ReportRoutes
+from monitor.app.api_thumbs import MEDIA_TYPE as THUMBNAIL_MEDIA_TYPE, Thumbnail, ThumbnailPath, ThumbnailRoutes
 from monitor.app.config import ApiConfig, PersonConfig
 from monitor.app.reports import ReportMaker
 from monitor.app import assess_views as views
@@ -208,6 +212,8 @@ class ApiContext:
     - metrics: the /metrics page, read at scrape time (monitor.app.selfmetrics; None: 503).
     - agents: the probe agents as of now (monitor.app.agent_hub.AgentHub.views; None: no
       agents configured), shown by /healthz; a silent one does not make it 503.
+    - thumbnails: the frame check's thumbnail folder (probes.rtsp_frame.thumbnail_dir; None:
+      none kept, /api/v1/thumbnails answers 404 saying so).
     """
 
     inventory: Inventory
@@ -230,6 +236,7 @@ class ApiContext:
     statedb: WriteHealth | None = None
     metrics: Callable[[], Awaitable[MetricsText]] | None = None
     agents: Callable[[], Sequence[AgentView]] | None = None
+    thumbnails: Path | None = None
 
 
 # --- request models ------------------------------------------------------------------------------
@@ -249,8 +256,9 @@ class DeviceQuery(_In):
     state: Annotated[State | None, Field(description="only devices in this state (of `basis`)")] = None
     basis: Annotated[
         Basis,
-        Field(description="which state `state` filters on: network (default), service, video or online; "
-                          "video + down = cameras that ping but send no picture"),
+        Field(description="which state `state` filters on: network (default), service, video, picture or "
+                          "online; video + down = cameras that ping but send no picture; picture + down = cameras "
+                          "whose picture the video-quality diagnosis faults (画面异常)"),
     ] = Basis.NETWORK
     q: Annotated[
         str | None,
@@ -454,8 +462,8 @@ class DeviceOut(_Out):
     bases: Annotated[
         dict[str, State],
         Field(description="state per basis: online (what the contract counts), network (icmp), service (onvif; "
-                          "http, tcp, nvr for platforms), video (rtsp); a basis that does not apply to the device "
-                          "is absent"),
+                          "http, tcp, nvr for platforms), video (rtsp), picture (the frame check's video-quality "
+                          "verdict, with vqd on); a basis that does not apply to the device is absent"),
     ]
     results: Annotated[dict[str, LatestOut], Field(description="latest result of every probe that polls the device")]
     maintenance: Annotated[
@@ -702,6 +710,9 @@ def _route_handler(endpoint: Endpoint, api: _Api) -> RouteHandler:
             disposition = f'attachment; filename="{reply.body.filename}"'  # file_name: letters, digits, ._- only
             return web.Response(status=reply.status, body=reply.body.data, content_type=reply.body.media_type,
                                 headers={"Content-Disposition": disposition})
+        if isinstance(reply.body, Thumbnail):
+            return web.Response(status=reply.status, body=reply.body.data, content_type=THUMBNAIL_MEDIA_TYPE,
+                                headers={**PAGE_HEADERS, "Last-Modified": reply.body.last_modified})
         if isinstance(reply.body, (PageText, MetricsText)):
             return web.Response(
                 status=reply.status, text=reply.body.root, content_type=endpoint.media_type, headers=PAGE_HEADERS
@@ -1044,11 +1055,13 @@ def _cycle_out(snapshot: Snapshot) -> CycleOut:
 
 
 def _endpoints(
-    api: _Api, orders: WorkOrderRoutes, reports: ReportRoutes, openapi: Handler, assets: tuple[Asset, ...]
+    api: _Api, orders: WorkOrderRoutes, reports: ReportRoutes, openapi: Handler, assets: tuple[Asset, ...],
+    thumbs: ThumbnailRoutes,
 ) -> tuple[Endpoint, ...]:
     """Every route of the API: the single source of routes, validation and documentation.
     `orders`: the work-order handlers (monitor.app.api_workorders); `reports`: the report
-    handler (monitor.app.api_reports); `assets`: the status page and its files
+    handler (monitor.app.api_reports); `thumbs`: the thumbnail handler (monitor.app.api_thumbs);
+    `assets`: the status page and its files
     (monitor.app.status_page.load_assets), page first."""
     unknown_fault = (404, ("no such fault", ErrorOut))
     page, *files = assets
@@ -1164,6 +1177,12 @@ def _endpoints(
             409: ("the point list is empty: nothing to report on", ErrorOut),
             503: (f"{NOT_AVAILABLE}; or the file could not be rendered (the reason says)", ErrorOut),
         }, path_params=ReportPath, query=ReportQuery, media_types=tuple(MEDIA_TYPES.values())),
+        Endpoint("GET", "/api/v1/thumbnails/{device_id}", "A camera's latest picture from the frame check (画面截图)",
+                 thumbs.thumbnail, {
+            200: ("the JPEG (at most 320 px wide); Last-Modified: when the frame was taken", Thumbnail),
+            404: ("no such point, no thumbnails kept (vqd off), or none of this camera yet (the reason says)",
+                  ErrorOut),
+        }, path_params=ThumbnailPath, media_type=THUMBNAIL_MEDIA_TYPE),
         Endpoint("GET", "/api/v1/openapi.json", "This document", openapi, {
             200: ("an OpenAPI 3.1 document", OpenApiOut),
         }, public=True),
@@ -1323,7 +1342,8 @@ def create_app(ctx: ApiContext, body_timeout_s: float = 10.0) -> web.Application
         return Reply(200, OpenApiOut(document))
 
     orders = WorkOrderRoutes(ctx.workorders, ctx.inventory, ctx.language)
-    endpoints = _endpoints(api, orders, ReportRoutes(ctx.reports), openapi, load_assets())
+    endpoints = _endpoints(api, orders, ReportRoutes(ctx.reports), openapi, load_assets(),
+                           ThumbnailRoutes(ctx.thumbnails, ctx.inventory))
     document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:

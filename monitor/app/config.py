@@ -50,7 +50,7 @@ from monitor.core.config_base import (
     locate,
     read_regular_file,
 )
-from monitor.core.model import Kind
+from monitor.core.model import Basis, Kind
 from monitor.core.timecheck import ZoneName
 from monitor.fleet.inventory import Inventory, InventoryConfig
 from monitor.metrics.config import InfluxDBConfig
@@ -254,6 +254,34 @@ class FleetmonConfig(Strict):
                 raise ValueError(f"agents run probe(s) {', '.join(off)}, which are disabled in probes: "
                                  "enable them (the central keeps the state of the agents' devices)")
         return agents
+
+    @model_validator(mode="after")
+    def _thumbnail_dir(self) -> "FleetmonConfig":
+        """With the frame check's video-quality diagnosis on, thumbnails are kept by default in
+        `thumbnails/` beside the state database (the state directory, /var/lib/fleetmon in the
+        packages): the phone page and the WeCom image message need them, and the folder is
+        bounded (thumbnail_max_count, thumbnail_max_bytes). Set thumbnail_dir to keep them
+        elsewhere."""
+        probes = self.probes
+        frame = getattr(probes, "rtsp_frame", None)
+        if frame is not None and frame.enabled and frame.vqd.enabled and frame.thumbnail_dir is None:
+            # The config is frozen; this runs once, while it is being built. `probes` is the
+            # file's own (vqd on means it was given), never the shared default.
+            folder = self.state.database.parent / "thumbnails"
+            object.__setattr__(probes, "rtsp_frame", frame.model_copy(update={"thumbnail_dir": folder}))
+        return self
+
+    @field_validator("availability")
+    @classmethod
+    def _picture_needs_vqd(cls, availability: AvailabilityConfig, info: ValidationInfo) -> AvailabilityConfig:
+        """`picture` in online_requires needs its verdicts: the frame check with vqd on."""
+        probes = info.data.get("probes")
+        frame = getattr(probes, "rtsp_frame", None)
+        if Basis.PICTURE in availability.online_requires and frame is not None and not (
+                frame.enabled and frame.vqd.enabled):
+            raise ValueError("online_requires lists picture (画面正常), which needs probes.rtsp_frame.enabled and "
+                             "probes.rtsp_frame.vqd.enabled: without them no camera's picture is ever judged")
+        return availability
 
     @field_validator("reports")
     @classmethod

@@ -24,7 +24,8 @@ import logging
 import sqlite3
 import time
 from contextlib import AsyncExitStack
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
 from monitor.app import version
 from monitor.app.agent_config import agent_devices, ownership, points_digest, probes_digest
@@ -50,6 +51,7 @@ from monitor.metrics.sink import InfluxSink
 from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.reports.config import wecom_routes
 from monitor.reports.service import ReportService
+from monitor.state.availability import PICTURE, PICTURE_PROBE
 from monitor.state.db import StateDB, StateDBError
 from monitor.state.recorder import Recorder
 from monitor.state.writes import cause_of
@@ -189,7 +191,7 @@ class Daemon:
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink) if sink is not None else None,
             online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
-            listeners=[serials], open_orders=self._open_orders,
+            listeners=[serials], open_orders=self._open_orders, picture=await self._picture(db, running),
         )
         stack.callback(pipeline.close)
         if cfg.mqtt_agents.enabled:
@@ -230,7 +232,7 @@ class Daemon:
                                     routes=[r.name for r in cfg.notify.routes], faults=alerting.faults,
                                     statedb=db.health, agents=self.agents).exposition,
                 agents=self.agents.views if self.agents is not None else None,
-                reload=self._reload,
+                reload=self._reload, thumbnails=_thumbnails(cfg),
             )
             self.api = await stack.enter_async_context(ApiServer(cfg.api, ctx))
         for scheduler in schedulers:
@@ -308,6 +310,14 @@ class Daemon:
                 cfg.reports, cfg.timezone, maker.make, wecom=wecom_routes(cfg.reports, cfg.notify.routes)))
         return maker
 
+    async def _picture(self, db: StateDB, running: Mapping[str, Running]) -> StateTracker | None:
+        """The picture basis' tracker (画面正常, monitor.state.availability.PICTURE) when the frame
+        check runs with vqd, resuming its saved states like the probes' trackers; else None."""
+        if PICTURE_PROBE not in running or not self.cfg.probes.rtsp_frame.vqd.enabled:  # type: ignore[attr-defined]
+            return None
+        return StateTracker(self.inventory, PICTURE, down_after=self.cfg.state.down_after,
+                            up_after=self.cfg.state.up_after, initial=await db.load_states(PICTURE))
+
     async def _start_probes(self, stack: AsyncExitStack, db: StateDB, owner: dict[str, str]) -> dict[str, Running]:
         """Every enabled probe type that polls a device, entered, with its tracker resuming the
         states saved in `db`. `owner`: device id → the probe agent that probes it with the
@@ -370,3 +380,10 @@ async def _end_session(db: StateDB) -> None:
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def _thumbnails(cfg: FleetmonConfig) -> Path | None:
+    """The frame check's thumbnail folder the API serves; None unless vqd runs (a folder left
+    from an earlier run is not served: its pictures are no longer refreshed)."""
+    frame = cfg.probes.rtsp_frame  # type: ignore[attr-defined]
+    return frame.thumbnail_dir if frame.enabled and frame.vqd.enabled else None

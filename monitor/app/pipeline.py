@@ -27,7 +27,7 @@ from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.writer import MetricsWriter, OpenOrder
-from monitor.state.availability import combine, judged
+from monitor.state.availability import PICTURE, PICTURE_PROBE, combine, judged, picture_verdict
 from monitor.state.online_rate import rates_of_bases
 from monitor.state.recorder import Recorder
 from monitor.state.tracker import State, StateTracker, Transition
@@ -77,6 +77,8 @@ class Pipeline:
     - listeners: components other than probes that learn hints of results (Listener);
     - open_orders: now_ns → the open work orders, most urgent first, for `work_order_open`
       (None: not written). Called on the event loop at the end of each cycle; must not block.
+    - picture: the picture basis' tracker (availability.PICTURE: 画面正常), fed by the frame
+      check's verdicts, when rtsp_frame runs with vqd; None: no picture basis.
     `snapshot` is the latest cycle's (None before the first one).
     """
 
@@ -92,6 +94,7 @@ class Pipeline:
         on_snapshot: Callable[[Snapshot], None] | None = None,
         listeners: Sequence[Listener] = (),
         open_orders: Callable[[int], Sequence[OpenOrder]] | None = None,
+        picture: StateTracker | None = None,
     ) -> None:
         self.inventory = inventory
         self._open_orders = open_orders
@@ -100,6 +103,12 @@ class Pipeline:
         self._running = dict(running)
         self._trackers = {name: r.tracker for name, r in self._running.items()}
         self._polled = {name: r.polled for name, r in self._running.items()}
+        # The picture tracker sits beside the probes' (its transitions are stored and logged
+        # alike): settled with the frame check's cycles, over the frame check's devices.
+        self._picture = picture if picture is not None and PICTURE_PROBE in self._running else None
+        if self._picture is not None:
+            self._trackers[PICTURE] = self._picture
+            self._polled[PICTURE] = self._running[PICTURE_PROBE].polled
         self._alerting = alerting
         self._recorder = recorder
         self._metrics = metrics
@@ -137,6 +146,10 @@ class Pipeline:
         transition = self._trackers[result.probe].observe(result)
         if transition is not None:
             self._transitions([transition])
+        if self._picture is not None and result.probe == PICTURE_PROBE:
+            verdict = picture_verdict(result)
+            if verdict is not None and (seen := self._picture.observe(verdict)) is not None:
+                self._transitions([seen])
         self._alerting.observe(result)
         if self._metrics is not None:
             self._metrics.result(device, result)
@@ -162,11 +175,15 @@ class Pipeline:
         """Nobody watches these devices of `probe` any more (their probe agent went silent):
         unknown (monitor blind), not down; stored as transitions like any other."""
         self._transitions(self._trackers[probe].blind(device_ids, time.time_ns(), reason))
+        if self._picture is not None and probe == PICTURE_PROBE:
+            self._transitions(self._picture.blind(device_ids, time.time_ns(), reason))
 
     def resume(self, probe: str, device_ids: Sequence[str]) -> None:
         """Their probe agent is back: their next transitions are dated from now on (the blind
         period ends when the daemon hears again, whatever the replayed results' times)."""
         self._trackers[probe].resume(device_ids, time.time_ns())
+        if self._picture is not None and probe == PICTURE_PROBE:
+            self._picture.resume(device_ids, time.time_ns())
 
     def on_cycle(self, report: CycleReport) -> None:
         """A probe's finished cycle: settle and evaluate (reconcile → bases → online rates →
@@ -201,6 +218,8 @@ class Pipeline:
         self._cancel_early()
         if probe is not None:
             self._transitions(self._trackers[probe].reconcile(now_ns))
+            if self._picture is not None and probe == PICTURE_PROBE:
+                self._transitions(self._picture.reconcile(now_ns))
         self._log.summary()
         trackers = {name: t.states() for name, t in self._trackers.items()}
         bases = combine(self.devices, trackers, self._polled, self._online_requires)
@@ -250,7 +269,8 @@ class Pipeline:
             for device in running.devices:
                 if (window := book.device_covered(device.id, now_ns)) is not None:
                     maintenance[device.id] = window.reason
-        for b in (basis, Basis.ONLINE) if basis is not None else ():
+        picture = (Basis.PICTURE,) if self._picture is not None and report.probe == PICTURE_PROBE else ()
+        for b in (basis, *picture, Basis.ONLINE) if basis is not None else ():
             metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns, maintenance)
         metrics.online_rates(view.rates, now_ns)
         firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)

@@ -12,6 +12,11 @@ send to a server, so it is in no server or proxy log (the API refuses tokens in 
 It builds the DOM with textContent only (device names come from point
 lists: untrusted). When the daemon cannot be reached it says so and keeps the last data on screen.
 
+An open video-quality fault (画面模糊 …, rules.families.vqd) shows the camera's latest picture
+with its time ("画面截图 12:03"): the script fetches /api/v1/thumbnails/{id} with the same bearer
+header, as a blob, and shows it through an object URL (CSP img-src blob:); a camera without one
+(404) shows none. Fetched again once a minute at most, only for the faults drawn.
+
 What needs a person comes first: work orders and open faults (most urgent first), then the
 offline points with id, IP, since when and the probe's reason in Chinese (status_reasons), with a
 search (id, name, IP, site, region) and filters (region, kind, state) over the whole list; every
@@ -42,12 +47,13 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from monitor.app import status_reasons
 from monitor.core.contract import LINE_RTT_LIMIT_MS, ONLINE_RATE_TARGET_PCT
+from rules.families.vqd import TITLES as VQD_TITLES
 
 STATIC = Path(__file__).with_name("static")
 
 HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data: blob:; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -96,13 +102,16 @@ def load_assets() -> tuple[Asset, ...]:
 
     The page's thresholds (online rate target, RTT limit) are the contract's
     (monitor.core.contract), written into data attributes of the HTML so that the script has no
-    copies of them; so is the Chinese of the probes' failure reasons (status_reasons), as JSON."""
+    copies of them; so is the Chinese of the probes' failure reasons (status_reasons), as JSON,
+    and the fault kinds of video-quality diagnosis (rules.families.vqd), whose faults show the
+    camera's thumbnail."""
     html = (
         (STATIC / "status.html").read_text(encoding="utf-8")
         .replace("{{online_target_pct}}", f"{ONLINE_RATE_TARGET_PCT:g}")
         .replace("{{rtt_limit_ms}}", f"{LINE_RTT_LIMIT_MS:g}")
         .replace("{{refresh_s}}", " ".join(str(s) for s in REFRESH_S))
         .replace("{{reasons}}", html_text.escape(status_reasons.as_json(), quote=True))
+        .replace("{{vqd_kinds}}", " ".join(sorted(VQD_TITLES["zh"])))
     )
     return (
         Asset("/status", "status_page", "The phone status page (HTML)", "text/html", html),

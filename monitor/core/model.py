@@ -63,6 +63,7 @@ class Basis(StrEnum):
     NETWORK = "network"  # 网络在线: answers ICMP echo
     SERVICE = "service"  # 服务在线: its ONVIF device service answers
     VIDEO = "video"  # 视频在线: its RTSP stream is described (and a frame decodes)
+    PICTURE = "picture"  # 画面正常: the frame check's video-quality diagnosis found no fault (probes.rtsp_frame.vqd)
 
 
 @dataclass(frozen=True, slots=True)

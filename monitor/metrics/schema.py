@@ -32,7 +32,7 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
             "device_state",
             "State of each device at the end of every cycle of a probe that settles a basis (after hysteresis and "
             "topology): the probe's basis and `online`, for the devices it polls.",
-            {**DEVICE_TAGS, "basis": "online (what the contract counts) | network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp)"},
+            {**DEVICE_TAGS, "basis": "online (what the contract counts) | network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp) | picture (rtsp_frame's vqd verdict, 画面正常)"},
             {
                 "state": FieldSpec("string", "", "up | down | unreachable (parent down) | unknown (not yet decided)"),
                 "online": FieldSpec("integer", "0/1", "1 when state is up"),
@@ -51,7 +51,8 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
                 "group": "name of the region or site; 'all' for the fleet",
                 "kind": "device kind, or 'all' for every kind",
                 "basis": "online (the contract's: availability.online_requires, default network and video) | "
-                "network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp)",
+                "network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp) | picture (rtsp_frame's vqd "
+                "verdict, 画面正常)",
             },
             {
                 "online_rate_pct": FieldSpec("float", "%", "online / (online + offline) × 100; absent while nothing is decided (service, video: while none of the group's devices was judged by their probe)"),

@@ -6,7 +6,11 @@ problems hide (a camera that answers ping but sends no picture):
 - network (网络在线): the device answers ICMP echo (probe `icmp`);
 - service (服务在线): its ONVIF device service answers, authenticated (probe `onvif`);
 - video (视频在线): its RTSP stream is described (probe `rtsp`) and, where the frame check is
-  enabled, a frame decodes (probe `rtsp_frame`).
+  enabled, a frame decodes (probe `rtsp_frame`);
+- picture (画面正常): the frame check's video-quality diagnosis (probes.rtsp_frame.vqd) found
+  no score at or over its threshold. Its tracker (named PICTURE) is fed by the `picture_ok` of
+  each check's `video_quality` series (picture_verdict); a check that decoded no frame gives no
+  verdict. It applies to the cameras the frame check polls while vqd is on.
 
 Each *basis* has a published State per device, derived from the probes' own trackers
 (monitor.state.tracker, hysteresis and topology each):
@@ -15,6 +19,8 @@ Each *basis* has a published State per device, derived from the probes' own trac
 - service / video: UNREACHABLE while the device is offline on the network (the network is the
   cause, not the service: one fault per problem); else DOWN when any of the basis' probes
   says so, UP when all that poll the device say UP, UNKNOWN until then.
+- picture: UNREACHABLE while the network or the video is offline (no picture to judge: they
+  are the cause); else its tracker's state (UNKNOWN until the camera's first diagnosed check).
 - online (the contract's 在线, for the 95 % rule): the bases listed in
   `availability.online_requires` that apply to the device (default: network and video, i.e.
   "network up and RTSP DESCRIBE OK"); a switch has no video, so for it online = network.
@@ -35,9 +41,31 @@ from monitor.core.config_base import Strict
 from monitor.core.model import Basis, Device
 from monitor.state.tracker import State
 from probes import probes_of
+from probes.base import ProbeResult
+from probes.vqd.config import MEASUREMENT as VIDEO_QUALITY
 
 MEASURED = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO)
-"""The bases probes feed (Probe.basis); `online` is combined from them."""
+"""The bases probes feed (Probe.basis); `online` is combined from them (and from picture)."""
+PICTURE = "picture"
+"""The picture basis' tracker: its key among the trackers of `combine` and the `probe` of its
+transitions in the state database. The period assessment (monitor.assess) reads the probes of
+MEASURED only: it does not count the picture (yet), the live rates and device_state do."""
+PICTURE_PROBE = "rtsp_frame"
+"""The probe whose results carry the picture verdict."""
+
+
+def picture_verdict(result: ProbeResult) -> ProbeResult | None:
+    """The picture tracker's result from a frame check (`result` of PICTURE_PROBE): ok when its
+    `video_quality` series says picture_ok (no diagnosis at or over its threshold), else failed
+    with the faults found as the reason ("frozen", "blur,dark"). None without a verdict: no
+    frame decoded (the video basis speaks), or vqd off."""
+    for series in result.series:
+        if series.measurement == VIDEO_QUALITY.name:
+            ok = series.fields.get("picture_ok")
+            if isinstance(ok, bool):
+                faults = str(series.fields.get("faults", ""))
+                return ProbeResult(result.device_id, PICTURE, result.ts_ns, ok, None if ok else f"picture: {faults}", {})
+    return None
 
 
 class AvailabilityConfig(Strict):
@@ -45,13 +73,14 @@ class AvailabilityConfig(Strict):
 
     online_requires: Annotated[list[Basis], Field(min_length=1)] = [Basis.NETWORK, Basis.VIDEO]
     """What "online" means for online rates and the 95 % rule: every listed basis that applies
-    to a device must be up. Tenders differ: some count ping only ([network])."""
+    to a device must be up. Tenders differ: some count ping only ([network]); `picture` (画面正常)
+    needs probes.rtsp_frame with vqd enabled (checked by the whole config)."""
 
     @field_validator("online_requires")
     @classmethod
     def _measured_only(cls, bases: list[Basis]) -> list[Basis]:
         if Basis.ONLINE in bases:
-            raise ValueError("online_requires lists measured bases: network, service, video")
+            raise ValueError("online_requires lists measured bases: network, service, video, picture")
         if len(set(bases)) != len(bases):
             raise ValueError("online_requires lists a basis twice")
         return bases
@@ -93,14 +122,16 @@ def combine(
     - trackers: probe name → (device id → published state of that probe's tracker);
     - polled: probe name → ids of the devices the (enabled) probe polls.
     Returns basis → (device id → State), with only the devices a basis applies to (`online`:
-    every device polled by any probe).
+    every device polled by any probe). The picture tracker, when it runs, is `trackers[PICTURE]`
+    with `polled[PICTURE]` (the frame check's devices).
     """
     required = tuple(online_requires)
     # basis → the probes of it that run (are in `polled`)
     running = {b: [(trackers[p], polled[p]) for p in probes_of(b) if p in polled] for b in MEASURED}
     out: dict[Basis, dict[str, State]] = {b: {} for b in Basis}
     network_probes = running[Basis.NETWORK]
-    derived = any(running[b] for b in (Basis.SERVICE, Basis.VIDEO))
+    picture = (trackers[PICTURE], polled[PICTURE]) if PICTURE in polled else None
+    derived = any(running[b] for b in (Basis.SERVICE, Basis.VIDEO)) or picture is not None
     out_network, out_online = out[Basis.NETWORK], out[Basis.ONLINE]
     for device in devices:
         key = device.id
@@ -121,6 +152,10 @@ def combine(
             state = _measured([states[key] for states, ids in running[basis] if key in ids], network)
             if state is not None:
                 measured[basis] = state
+        if picture is not None and key in picture[1]:
+            video = measured.get(Basis.VIDEO)
+            blind = (network is not None and network.offline) or (video is not None and video.offline)
+            measured[Basis.PICTURE] = State.UNREACHABLE if blind else picture[0][key]
         for basis, state in measured.items():
             out[basis][key] = state
         if measured:
@@ -129,7 +164,7 @@ def combine(
 
 
 def judged(trackers: Mapping[str, Mapping[str, State]], polled: Mapping[str, frozenset[str]]) -> dict[Basis, frozenset[str]]:
-    """Per derived basis (service, video): the ids of the devices one of its own probes has
+    """Per derived basis (service, video, picture): the ids of the devices one of its own probes has
     given a verdict (a state other than UNKNOWN). `combine` calls a device offline on the
     network UNREACHABLE on these bases before their probes ever ran; such a state is derived,
     not judged, and an online rate made only of derived states would be false (issue 13:
@@ -142,6 +177,9 @@ def judged(trackers: Mapping[str, Mapping[str, State]], polled: Mapping[str, fro
             key for p in probes_of(basis) if p in polled
             for key, state in trackers[p].items() if state is not State.UNKNOWN and key in polled[p]
         )
+    if PICTURE in polled:
+        out[Basis.PICTURE] = frozenset(
+            key for key, state in trackers[PICTURE].items() if state is not State.UNKNOWN and key in polled[PICTURE])
     return out
 
 

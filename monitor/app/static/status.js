@@ -42,6 +42,7 @@
       no_video_badge: "无视频",
       none_no_video: "无",
       rtsp_reason: "RTSP：{r}",
+      snapshot: "画面截图 {t}",
       reason: "原因：{r}",
       no_reason: "原因未知",
       no_address: "无地址",
@@ -85,7 +86,7 @@
       no_cycle: "第一轮探测尚未完成。",
       critical: "紧急", major: "严重", minor: "一般",
       camera: "摄像机", switch: "交换机", ups: "UPS", link: "专线", server: "服务器", platform: "平台", nvr: "录像机",
-      basis_online: "在线率", basis_network: "网络", basis_service: "服务", basis_video: "视频",
+      basis_online: "在线率", basis_network: "网络", basis_service: "服务", basis_video: "视频", basis_picture: "画面",
       d: "{n}天", h: "{n}小时", m: "{n}分", s: "{n}秒",
       tz_Asia_Shanghai: "北京时间",
       orders: "工单",
@@ -183,6 +184,7 @@
       no_video_badge: "no video",
       none_no_video: "none",
       rtsp_reason: "RTSP: {r}",
+      snapshot: "picture of {t}",
       reason: "reason: {r}",
       no_reason: "no reason given",
       no_address: "no address",
@@ -226,7 +228,7 @@
       no_cycle: "The first cycle has not finished yet.",
       critical: "critical", major: "major", minor: "minor",
       camera: "cameras", switch: "switches", ups: "UPS", link: "links", server: "servers", platform: "platforms", nvr: "NVRs",
-      basis_online: "online", basis_network: "network", basis_service: "service", basis_video: "video",
+      basis_online: "online", basis_network: "network", basis_service: "service", basis_video: "video", basis_picture: "picture",
       d: "{n} d", h: "{n} h", m: "{n} min", s: "{n} s",
       orders: "Work orders",
       orders_note: "most urgent first",
@@ -303,6 +305,7 @@
   const MAX_POINTS_FOUND = 8; // search results shown while picking a point
   const SEARCH_DELAY_MS = 250; // typing pause before the point search asks the API
   const PERSON_KEY = "fleetmon.person-token"; // localStorage: the signed-in person's own token
+  const THUMB_MAX_AGE_MS = 60000; // a camera's picture is fetched again at most once a minute (checks are minutes apart)
 
   const body = document.body;
   const targetPct = Number(body.dataset.onlineTargetPct);
@@ -311,6 +314,8 @@
   const REASONS = JSON.parse(body.dataset.reasons);
   const REASON_PATTERNS = REASONS.patterns.map(([re, template]) => [new RegExp(re), template]);
   const rttLimitMs = Number(body.dataset.rttLimitMs);
+  // Fault kinds of video-quality diagnosis (rules.families.vqd): their faults show the camera's picture.
+  const VQD_KINDS = new Set(body.dataset.vqdKinds.split(" ").filter((k) => k));
   const [minRefresh, defaultRefresh, maxRefresh] = body.dataset.refreshS.split(" ").map(Number);
   const params = new URLSearchParams(location.search);
   // The status token travels after the # of the page's link (/status#token=…): browsers never send
@@ -328,6 +333,8 @@
   let notice = null; // {ok, text}: what the last action did
   let busy = false; // a write is on its way: no second one
   const shown = {}; // list key → how many of its items are on screen (PAGE_STEP more per tap)
+  // Camera pictures: device id → {url (an object URL, null: none), takenMs, fetchedMs, busy}.
+  const thumbs = new Map();
   const filter = { q: "", region: "", kind: "", state: "" }; // the offline list's search and filters
   let toolsKey = null; // language and options the offline filters were built for
 
@@ -876,10 +883,68 @@
         el("span", { class: `state ${f.state}` }, t(f.state)),
         el("span", { class: `ack ${f.acked_by ? "yes" : "no"}` },
           f.acked_by ? t("acked", { by: f.acked_by }) : t("not_acked")),
-        f.in_maintenance ? el("span", { class: "badge maint" }, t("maintenance")) : null)));
+        f.in_maintenance ? el("span", { class: "badge maint" }, t("maintenance")) : null),
+      VQD_KINDS.has(f.kind) && f.device_id ? thumbnail(f.device_id) : null));
+    forgetThumbs(new Set(faults.slice(0, drawn).filter((f) => VQD_KINDS.has(f.kind)).map((f) => f.device_id)));
     fill("faults", heading(t("faults"), faults.length, t("faults_note")),
       rows.length ? el("ul", { class: "list" }, rows) : el("p", { class: "empty" }, t("none_faults")),
       pager("faults", drawn, faults.length, undefined, renderFaults));
+  }
+
+  // The camera's latest picture with its time, or nothing while there is none (yet). A missing or
+  // old one is fetched in the background; the faults are drawn again when it arrives.
+  function thumbnail(id) {
+    const known = thumbs.get(id);
+    if (!known || (!known.busy && Date.now() - known.fetchedMs > THUMB_MAX_AGE_MS)) fetchThumb(id);
+    if (!known || !known.url) return null;
+    return el("figure", { class: "thumb", "data-device": id },
+      el("img", { src: known.url, alt: t("snapshot", { t: clock(known.takenMs, false) }), width: 320 }),
+      el("figcaption", null, t("snapshot", { t: clock(known.takenMs, false) })));
+  }
+
+  // GET the picture as a blob with the page's bearer header (an <img src> could not send it); a
+  // 404 (none kept, none of this camera yet) is remembered as no picture, other failures too.
+  async function fetchThumb(id) {
+    const entry = thumbs.get(id) || { url: null, takenMs: 0, fetchedMs: 0 };
+    entry.busy = true;
+    thumbs.set(id, entry);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), FETCH_TIMEOUT_S * 1000);
+    let changed = false;
+    try {
+      const resp = await fetch(`/api/v1/thumbnails/${encodeURIComponent(id)}`, {
+        headers: token ? { Authorization: `Bearer ${token}` } : {}, cache: "no-store", credentials: "omit",
+        signal: abort.signal,
+      });
+      const taken = Date.parse(resp.headers.get("Last-Modified") || "");
+      if (resp.ok && (resp.headers.get("Content-Type") || "").startsWith("image/")) {
+        const blob = await resp.blob();
+        if (entry.url) URL.revokeObjectURL(entry.url);
+        entry.url = URL.createObjectURL(blob);
+        entry.takenMs = Number.isFinite(taken) ? taken : Date.now();
+        changed = true;
+      } else if (entry.url) {
+        URL.revokeObjectURL(entry.url);
+        entry.url = null;
+        changed = true;
+      }
+    } catch (err) {
+      // unreachable: keep what is shown; the next refresh tries again
+    } finally {
+      clearTimeout(timer);
+      entry.fetchedMs = Date.now();
+      entry.busy = false;
+    }
+    if (changed && thumbs.get(id) === entry && data) renderFaults();
+  }
+
+  // Pictures of cameras no longer drawn are let go (their object URLs hold memory).
+  function forgetThumbs(keep) {
+    for (const [id, entry] of thumbs) {
+      if (keep.has(id) || entry.busy) continue;
+      if (entry.url) URL.revokeObjectURL(entry.url);
+      thumbs.delete(id);
+    }
   }
 
   // Maintenance windows not yet over: those running first, then by their next start. A recurring
