@@ -261,18 +261,39 @@ def luma(frame: Frame, ref: Reference | None = None) -> float:
     return float(max(0.0, min(dark, 1.0 - p90 / max(1.0, ref.p90))))
 
 
+def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0) -> float:
+    """log of the exposure gain against the reference: the median over the blocks textured
+    (≥ `textured`) in both pictures and not dark in the reference (mean luma > `floor`, where
+    sensor noise clipped at black would lift the mean) of log(frame block luma / reference's).
+    Blocks textured in both are the scene still seen: a cover over part of the view (flat) or
+    a veil (which flattens) does not vote. 0 with fewer than 10 such blocks."""
+    lum = _block_means(frame.gray.astype(np.float32))
+    ref_lum = _block_means(ref.frame.gray.astype(np.float32))
+    ok = (block_texture(frame.gray) >= textured) & (ref.texture >= textured) & (ref_lum > floor)
+    if ok.sum() < 10:
+        return 0.0
+    return float(np.median(np.log((lum[ok] + 1.0) / (ref_lum[ok] + 1.0))))
+
+
+GAIN_SCALE = 2.0
+"""bright's gain term is log(gain) / GAIN_SCALE: 0.5 at a gain of e ≈ 2.7×, 1 at e² ≈ 7.4×."""
+
+
 def bright(frame: Frame, ref: Reference | None) -> float:
-    """Too bright, 0–1: the larger of the light added to every pixel (glare, a washed-out veil)
-    and the share of pixels newly clipped white (an iris wide open). The added light is the
-    offset b/255 of the line frame = a·reference + b fitted to the luma percentiles 5…95 that
-    are not clipped (an exposure change scales, a veil adds); without a reference, the darkest
-    twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels ≥ CLIPPED beyond the
-    reference's share (a white wall is white in both)."""
+    """Too bright, 0–1: the largest of the light added to every pixel (glare, a washed-out
+    veil), the share of pixels newly clipped white (an iris wide open), and the exposure gain
+    against the reference, log(gain) / GAIN_SCALE (`exposure_gain`: an iris or gain wide open
+    on a scene dark by nature brightens it severalfold before it clips anything). The added
+    light is the offset b/255 of the line frame = a·reference + b fitted to the luma
+    percentiles 5…95 that are not clipped (an exposure change scales, a veil adds); without a
+    reference, the darkest twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels
+    ≥ CLIPPED beyond the reference's share (a white wall is white in both)."""
     clipped = float((frame.gray >= CLIPPED).mean())
     if ref is None:
         return float(max(_percentiles(frame.gray)[0] / 255.0, clipped))
     _, lift = _exposure_fit(frame, ref)
-    return float(np.clip(max(lift / 255.0, clipped - ref.clipped), 0.0, 1.0))
+    gain = exposure_gain(frame, ref) / GAIN_SCALE
+    return float(np.clip(max(lift / 255.0, clipped - ref.clipped, gain), 0.0, 1.0))
 
 
 def chroma(frame: Frame) -> tuple[float, float, float, float]:
