@@ -30,7 +30,7 @@ class Thresholds(Strict):
     Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
 
     blur: Share = 0.292
-    occlusion: Share = 0.172
+    occlusion: Share = 0.099
     frozen: Share = 0.924
     dark: Share = 0.712
     bright: Share = 0.435

@@ -30,7 +30,7 @@ ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
 BAR_BANDS = 6
 CLIPPED = 250  # luma at or above: clipped white
-RECOLOURED, RELIT = 12.0, 25.0  # occlusion: a block's change of chroma (a*b*) and luma (grey levels)
+RECOLOURED = 0.25  # occlusion: a block's colour off the reference's prediction (log units, ×1.28)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
@@ -198,27 +198,37 @@ def _exposure_fit(frame: Frame, ref: Reference) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _colour_residual(frame: Frame, ref: Reference, textured: np.ndarray) -> np.ndarray:
+    """Per block, how far its colour is from what the reference predicts there: the largest
+    over B, G, R of |log frame − (k·log reference + o)|, with k and o fitted per channel
+    (least squares) on the `textured` blocks, the scene still seen. An exposure or white
+    balance change, a colour cast or a gamma change maps every block's colour by one such
+    line per channel; a close object over part of the view puts its own colour there."""
+    bgr, _, _ = _chroma_blocks(frame)
+    lf, lr = np.log(bgr + 7.0), np.log(ref.bgr + 7.0)  # +8 in all: dark blocks' noise does not blow up
+    out = np.zeros(textured.shape, np.float64)
+    for c in range(3):
+        x, y = lr[c][textured], lf[c][textured]
+        k = float(np.clip(np.polyfit(x, y, 1)[0], 0.7, 1.4)) if len(x) >= 10 and np.ptp(x) > 0.3 else 1.0
+        o = float(np.median(y - k * x)) if len(x) else float(np.median(lf[c] - lr[c]))
+        out = np.maximum(out, np.abs(lf[c] - (k * lr[c] + o)))
+    return out
+
+
 def low_texture_share(frame: Frame, ref: Reference | None, flat: float = 1.0, was_textured: float = 2.0,
-                      recoloured: float = RECOLOURED, relit: float = RELIT) -> float:
+                      recoloured: float = RECOLOURED) -> float:
     """Share of the frame (0–1) in the largest 4-connected region of flat blocks (texture below
     `flat`) that are not what the camera normally sees there: a covered lens, a branch or a bag
     across it. Without a reference every flat block counts. With one, a flat block counts when
-    the reference had texture there (≥ `was_textured`), or its mean luma is off the exposure
-    fit (`_exposure_fit`) by more than `relit` grey levels (a dark object over the sky), or,
-    both pictures in colour, its mean chroma moved by more than `recoloured` beyond the median
-    move of all blocks (CIELAB a*b* units: sky turned brown or green by a close object, not the
-    whole picture by a colour cast); sky, a white wall or a still lake that are always flat do
-    not count."""
-    mask = block_texture(frame.gray) < flat
+    the reference had texture there (≥ `was_textured`), or its colour is off what the reference
+    predicts there by more than `recoloured` (`_colour_residual`, log units: a dark or green
+    object over the sky); sky, a white wall or a still lake that are always flat, under any
+    exposure, white balance or colour cast, do not count."""
+    texture = block_texture(frame.gray)
+    mask = texture < flat
     if ref is not None:
-        a_fit, b_fit = _exposure_fit(frame, ref)
-        lum = _block_means(frame.gray.astype(np.float32))
-        ref_lum = _block_means(ref.frame.gray.astype(np.float32))
-        changed = (ref.texture >= was_textured) | (np.abs(lum - (a_fit * ref_lum + b_fit)) > relit)
-        _, a, b = _chroma_blocks(frame)
-        if not _is_grey(a, b, 4.0) and not _is_grey(ref.a, ref.b, 4.0):
-            da, db = a - ref.a, b - ref.b  # less the shift of the whole picture (white balance, a cast)
-            changed |= np.hypot(da - np.median(da), db - np.median(db)) > recoloured
+        changed = ref.texture >= was_textured
+        changed |= _colour_residual(frame, ref, (texture >= 1.5) & (ref.texture >= 1.5)) > recoloured
         mask &= changed
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
     if count <= 1:
