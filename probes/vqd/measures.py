@@ -186,6 +186,25 @@ def _is_grey(a: np.ndarray, b: np.ndarray, grey: float) -> bool:
     return bool(np.hypot(a.mean(), b.mean()) < grey and np.sqrt(a.var() + b.var()) < grey)
 
 
+GREY_SPREAD = 0.03
+"""A reference is black-and-white when, besides a low CIELAB chroma (`_is_grey`), its
+mid-tone blocks' log R/G and log B/G spread less than this (standard deviation): an infrared
+picture has one ratio everywhere (0.001–0.022 on the grey photographs of lab/vqd_data.py),
+while a colour scene that is dark, so low in CIELAB chroma (trees at dusk), still has its
+blocks' colours apart (≥ 0.033 on the colour ones)."""
+
+
+def _ref_is_grey(ref: "Reference", grey: float) -> bool:
+    """The reference is a black-and-white (IR) picture: see GREY_SPREAD."""
+    if not _is_grey(ref.a, ref.b, grey):
+        return False
+    mid = (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
+    if mid.sum() < 10:
+        return True
+    spread = max(np.std(np.log(ref.bgr[c][mid] / ref.bgr[1][mid])) for c in (2, 0))
+    return bool(spread < GREY_SPREAD)
+
+
 def _exposure_fit(frame: Frame, ref: Reference) -> tuple[float, float]:
     """(a, b) of the line frame luma = a·reference luma + b fitted to the luma percentiles
     5…95 that are not clipped: an exposure change scales (a), a veil of light adds (b).
@@ -335,7 +354,7 @@ def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float
     rg, bg, d, m = chroma(frame)
     if d < grey and m < grey:
         return 0.0
-    if ref is not None and not _is_grey(ref.a, ref.b, grey):
+    if ref is not None and not _ref_is_grey(ref, grey):
         bgr, _, _ = _chroma_blocks(frame)
         mid = (bgr.min(axis=0) > 20) & (bgr.max(axis=0) < 240) & (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
         if mid.sum() >= 0.1 * mid.size:
