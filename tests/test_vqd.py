@@ -118,3 +118,35 @@ def test_a_displaced_view_is_moved_not_blurred_occluded_or_tinted() -> None:
     scores = {"blur": 0.9, "occlusion": 0.9, "cast": 0.9, "moved": 0.2}
     assert judge(scores, thresholds) == ("moved",)
     assert judge({**scores, "moved": 1.0}, thresholds) == ("blur",)  # unmatched: blurred beyond recognition
+
+
+def test_a_gain_wide_open_on_a_scene_dark_by_nature_is_too_bright() -> None:
+    dusk = photo("coffee").astype(np.float32) * 0.25  # dark by nature: nothing clips at 3.5×
+    ref = measures.reference(_frame(dusk))
+    threshold = VqdConfig().thresholds.bright
+    assert measures.bright(_frame(dusk * 1.3), ref) < threshold  # an ordinary exposure change
+    assert measures.bright(_frame(dusk * 3.5), ref) >= threshold
+    assert measures.exposure_gain(_frame(dusk * 3.5), ref) == pytest.approx(np.log(3.5), abs=0.15)
+
+
+def test_cast_against_a_colour_reference_dark_enough_to_look_grey_in_cielab() -> None:
+    dusk = photo("motorcycle_left").astype(np.float32) * 0.2 * [0.8, 1.0, 0.8]  # green under trees at dusk
+    ref = measures.reference(_frame(dusk))
+    assert measures._is_grey(ref.a, ref.b, 4.0) and not measures._ref_is_grey(ref, 4.0)  # coloured, not IR
+    threshold = VqdConfig().thresholds.cast
+    assert measures.colour_cast(_frame(dusk * 1.05), ref) < threshold  # the grey world would say 0.27
+    assert measures.colour_cast(_frame(dusk * [0.6, 1.0, 1.0]), ref) >= threshold  # blue down: a cast
+    grey = measures.reference(_frame(photo("camera").astype(np.float32) * 0.3))
+    assert measures._ref_is_grey(grey, 4.0)
+
+
+def test_occlusion_is_a_cover_not_a_flat_sky_under_a_cast() -> None:
+    scene = photo("chelsea").astype(np.float32)
+    scene[: scene.shape[0] // 2] = (250, 150, 40)  # the upper half a saturated blue sky over a brown scene
+    ref = measures.reference(_frame(scene))
+    threshold = VqdConfig().thresholds.occlusion
+    # a red cast, darker: the sky's chroma moves unlike the brown scene's (0.5 by a*b* against the median move)
+    assert measures.low_texture_share(_frame(scene * [0.6, 0.9, 1.3] * 0.8), ref) < threshold
+    covered = scene.copy()
+    covered[:, : scene.shape[1] // 3] = (40, 90, 50)  # a green branch from the left border, over sky and scene
+    assert measures.low_texture_share(_frame(covered), ref) >= threshold

@@ -24,16 +24,16 @@ Share = Annotated[float, Field(gt=0, le=1)]
 class Thresholds(Strict):
     """A fault when the score reaches the threshold. Units: blur share of the sharpness lost
     (Crete blur effect against the reference), occlusion share of the frame, frozen share of
-    identical blocks, dark 1 − p90/255 (and against the reference), bright light added / 255
-    or share newly clipped, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
+    identical blocks, dark 1 − p90/255 (and against the reference), bright light added / 255,
+    share newly clipped or log(exposure gain) / 2, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
     share of a solid colour or bars, moved share of the width, decode_errors per burst.
     Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
 
     blur: Share = 0.292
-    occlusion: Share = 0.172
+    occlusion: Share = 0.099
     frozen: Share = 0.924
     dark: Share = 0.712
-    bright: Share = 0.437
+    bright: Share = 0.435
     cast: Annotated[float, Field(gt=0, le=5)] = 0.141
     noise: Annotated[float, Field(gt=0, le=128)] = 3.28
     signal_loss: Share = 0.888
@@ -91,7 +91,8 @@ _SCORE_FIELDS = {
     "signal_loss": ("", "share of the frame in one solid colour or colour bars (no video screen); 0 for the "
                         "solid colour when the frame still follows the reference scene"),
     "dark": ("", "1 − p90 luma / 255, and at most 1 − p90 / reference p90: dark and darker than usual"),
-    "bright": ("", "light added to every pixel / 255 (exposure fit to the reference) or share newly clipped white"),
+    "bright": ("", "light added to every pixel / 255 (exposure fit to the reference), share newly clipped white, "
+                   "or log(exposure gain against the reference) / 2"),
     "blur": ("", "share of the sharpness lost against the reference, per block (Crete et al. 2007), 0.7 quantile"),
     "occlusion": ("", "share of the frame in the largest flat region that is not what the reference shows there"),
     "frozen": ("", "share of blocks identical between two frames burst_gap_s apart"),

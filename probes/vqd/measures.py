@@ -30,7 +30,7 @@ ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
 BAR_BANDS = 6
 CLIPPED = 250  # luma at or above: clipped white
-RECOLOURED, RELIT = 12.0, 25.0  # occlusion: a block's change of chroma (a*b*) and luma (grey levels)
+RECOLOURED = 0.25  # occlusion: a block's colour off the reference's prediction (log units, ×1.28)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
@@ -186,6 +186,25 @@ def _is_grey(a: np.ndarray, b: np.ndarray, grey: float) -> bool:
     return bool(np.hypot(a.mean(), b.mean()) < grey and np.sqrt(a.var() + b.var()) < grey)
 
 
+GREY_SPREAD = 0.03
+"""A reference is black-and-white when, besides a low CIELAB chroma (`_is_grey`), its
+mid-tone blocks' log R/G and log B/G spread less than this (standard deviation): an infrared
+picture has one ratio everywhere (0.001–0.022 on the grey photographs of lab/vqd_data.py),
+while a colour scene that is dark, so low in CIELAB chroma (trees at dusk), still has its
+blocks' colours apart (≥ 0.033 on the colour ones)."""
+
+
+def _ref_is_grey(ref: "Reference", grey: float) -> bool:
+    """The reference is a black-and-white (IR) picture: see GREY_SPREAD."""
+    if not _is_grey(ref.a, ref.b, grey):
+        return False
+    mid = (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
+    if mid.sum() < 10:
+        return True
+    spread = max(np.std(np.log(ref.bgr[c][mid] / ref.bgr[1][mid])) for c in (2, 0))
+    return bool(spread < GREY_SPREAD)
+
+
 def _exposure_fit(frame: Frame, ref: Reference) -> tuple[float, float]:
     """(a, b) of the line frame luma = a·reference luma + b fitted to the luma percentiles
     5…95 that are not clipped: an exposure change scales (a), a veil of light adds (b).
@@ -198,27 +217,37 @@ def _exposure_fit(frame: Frame, ref: Reference) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _colour_residual(frame: Frame, ref: Reference, textured: np.ndarray) -> np.ndarray:
+    """Per block, how far its colour is from what the reference predicts there: the largest
+    over B, G, R of |log frame − (k·log reference + o)|, with k and o fitted per channel
+    (least squares) on the `textured` blocks, the scene still seen. An exposure or white
+    balance change, a colour cast or a gamma change maps every block's colour by one such
+    line per channel; a close object over part of the view puts its own colour there."""
+    bgr, _, _ = _chroma_blocks(frame)
+    lf, lr = np.log(bgr + 7.0), np.log(ref.bgr + 7.0)  # +8 in all: dark blocks' noise does not blow up
+    out = np.zeros(textured.shape, np.float64)
+    for c in range(3):
+        x, y = lr[c][textured], lf[c][textured]
+        k = float(np.clip(np.polyfit(x, y, 1)[0], 0.7, 1.4)) if len(x) >= 10 and np.ptp(x) > 0.3 else 1.0
+        o = float(np.median(y - k * x)) if len(x) else float(np.median(lf[c] - lr[c]))
+        out = np.maximum(out, np.abs(lf[c] - (k * lr[c] + o)))
+    return out
+
+
 def low_texture_share(frame: Frame, ref: Reference | None, flat: float = 1.0, was_textured: float = 2.0,
-                      recoloured: float = RECOLOURED, relit: float = RELIT) -> float:
+                      recoloured: float = RECOLOURED) -> float:
     """Share of the frame (0–1) in the largest 4-connected region of flat blocks (texture below
     `flat`) that are not what the camera normally sees there: a covered lens, a branch or a bag
     across it. Without a reference every flat block counts. With one, a flat block counts when
-    the reference had texture there (≥ `was_textured`), or its mean luma is off the exposure
-    fit (`_exposure_fit`) by more than `relit` grey levels (a dark object over the sky), or,
-    both pictures in colour, its mean chroma moved by more than `recoloured` beyond the median
-    move of all blocks (CIELAB a*b* units: sky turned brown or green by a close object, not the
-    whole picture by a colour cast); sky, a white wall or a still lake that are always flat do
-    not count."""
-    mask = block_texture(frame.gray) < flat
+    the reference had texture there (≥ `was_textured`), or its colour is off what the reference
+    predicts there by more than `recoloured` (`_colour_residual`, log units: a dark or green
+    object over the sky); sky, a white wall or a still lake that are always flat, under any
+    exposure, white balance or colour cast, do not count."""
+    texture = block_texture(frame.gray)
+    mask = texture < flat
     if ref is not None:
-        a_fit, b_fit = _exposure_fit(frame, ref)
-        lum = _block_means(frame.gray.astype(np.float32))
-        ref_lum = _block_means(ref.frame.gray.astype(np.float32))
-        changed = (ref.texture >= was_textured) | (np.abs(lum - (a_fit * ref_lum + b_fit)) > relit)
-        _, a, b = _chroma_blocks(frame)
-        if not _is_grey(a, b, 4.0) and not _is_grey(ref.a, ref.b, 4.0):
-            da, db = a - ref.a, b - ref.b  # less the shift of the whole picture (white balance, a cast)
-            changed |= np.hypot(da - np.median(da), db - np.median(db)) > recoloured
+        changed = ref.texture >= was_textured
+        changed |= _colour_residual(frame, ref, (texture >= 1.5) & (ref.texture >= 1.5)) > recoloured
         mask &= changed
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
     if count <= 1:
@@ -261,18 +290,39 @@ def luma(frame: Frame, ref: Reference | None = None) -> float:
     return float(max(0.0, min(dark, 1.0 - p90 / max(1.0, ref.p90))))
 
 
+def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0) -> float:
+    """log of the exposure gain against the reference: the median over the blocks textured
+    (≥ `textured`) in both pictures and not dark in the reference (mean luma > `floor`, where
+    sensor noise clipped at black would lift the mean) of log(frame block luma / reference's).
+    Blocks textured in both are the scene still seen: a cover over part of the view (flat) or
+    a veil (which flattens) does not vote. 0 with fewer than 10 such blocks."""
+    lum = _block_means(frame.gray.astype(np.float32))
+    ref_lum = _block_means(ref.frame.gray.astype(np.float32))
+    ok = (block_texture(frame.gray) >= textured) & (ref.texture >= textured) & (ref_lum > floor)
+    if ok.sum() < 10:
+        return 0.0
+    return float(np.median(np.log((lum[ok] + 1.0) / (ref_lum[ok] + 1.0))))
+
+
+GAIN_SCALE = 2.0
+"""bright's gain term is log(gain) / GAIN_SCALE: 0.5 at a gain of e ≈ 2.7×, 1 at e² ≈ 7.4×."""
+
+
 def bright(frame: Frame, ref: Reference | None) -> float:
-    """Too bright, 0–1: the larger of the light added to every pixel (glare, a washed-out veil)
-    and the share of pixels newly clipped white (an iris wide open). The added light is the
-    offset b/255 of the line frame = a·reference + b fitted to the luma percentiles 5…95 that
-    are not clipped (an exposure change scales, a veil adds); without a reference, the darkest
-    twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels ≥ CLIPPED beyond the
-    reference's share (a white wall is white in both)."""
+    """Too bright, 0–1: the largest of the light added to every pixel (glare, a washed-out
+    veil), the share of pixels newly clipped white (an iris wide open), and the exposure gain
+    against the reference, log(gain) / GAIN_SCALE (`exposure_gain`: an iris or gain wide open
+    on a scene dark by nature brightens it severalfold before it clips anything). The added
+    light is the offset b/255 of the line frame = a·reference + b fitted to the luma
+    percentiles 5…95 that are not clipped (an exposure change scales, a veil adds); without a
+    reference, the darkest twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels
+    ≥ CLIPPED beyond the reference's share (a white wall is white in both)."""
     clipped = float((frame.gray >= CLIPPED).mean())
     if ref is None:
         return float(max(_percentiles(frame.gray)[0] / 255.0, clipped))
     _, lift = _exposure_fit(frame, ref)
-    return float(np.clip(max(lift / 255.0, clipped - ref.clipped), 0.0, 1.0))
+    gain = exposure_gain(frame, ref) / GAIN_SCALE
+    return float(np.clip(max(lift / 255.0, clipped - ref.clipped, gain), 0.0, 1.0))
 
 
 def chroma(frame: Frame) -> tuple[float, float, float, float]:
@@ -304,7 +354,7 @@ def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float
     rg, bg, d, m = chroma(frame)
     if d < grey and m < grey:
         return 0.0
-    if ref is not None and not _is_grey(ref.a, ref.b, grey):
+    if ref is not None and not _ref_is_grey(ref, grey):
         bgr, _, _ = _chroma_blocks(frame)
         mid = (bgr.min(axis=0) > 20) & (bgr.max(axis=0) < 240) & (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
         if mid.sum() >= 0.1 * mid.size:
