@@ -18,7 +18,8 @@
 - Batch path: a probe with `start` (probes.base.Starter: ICMP) is handed each device at its
   slot and calls back when done, with no task, timeout or semaphore per device (the largest
   cost at 100,000 devices); the bound, the caller timeouts (one deadline heap, checked every
-  tick), the confirmation and the results are the same. Other probes run a task per device.
+  tick; an event-loop stall does not count towards a budget), the confirmation and the
+  results are the same. Other probes run a task per device.
 
 Results and cycle reports go to callbacks, in that order, on the event loop.
 """
@@ -45,6 +46,9 @@ log = logging.getLogger("fleetmon.scheduler")
 _TICK_S = 0.01
 # Extra time granted beyond a probe's own worst case before the scheduler cancels it.
 _TIMEOUT_MARGIN_S = 1.0
+# Batch path: a gap between two ticks longer than this is an event-loop stall (a long synchronous
+# step, e.g. an early rules evaluation over 100,000 devices), which a device's budget does not count.
+_STALL_S = 0.1
 CALLER_TIMEOUT = "caller timeout"
 
 
@@ -198,7 +202,13 @@ class Scheduler:
         probe: Starter = self.probe  # type: ignore[assignment]  # checked by the caller
         devices, n, cap = self.devices, len(self.devices), self._max_concurrency
         live: dict[int, tuple[Device, int, Callable[[], None] | None]] = {}
-        deadlines: list[tuple[float, int]] = []  # (monotonic deadline, token), a heap
+        # (deadline, token), a heap; a deadline is on the loop's clock: monotonic time minus the
+        # stalls before the device started. A stall delays the probe's own timers (its echoes
+        # leave and time out late), so counting it would time out devices that were never late:
+        # at 100,000 devices a 1–2 s evaluation mid-cycle made hundreds of false downs.
+        deadlines: list[tuple[float, int]] = []
+        stalled = 0.0  # stalls so far this cycle, s
+        last = time.monotonic()
         confirming: set[asyncio.Task[None]] = set()
         tally = [0, 0]  # ok, caller timeouts
         crashed: list[BaseException] = []
@@ -246,7 +256,8 @@ class Scheduler:
                     ts_ns = time.time_ns()
                     live[token] = (device, ts_ns, None)
                     self.in_flight += 1
-                    heapq.heappush(deadlines, (time.monotonic() + probe.budget_s(device) + _TIMEOUT_MARGIN_S, token))
+                    heapq.heappush(deadlines, (time.monotonic() - stalled + probe.budget_s(device) + _TIMEOUT_MARGIN_S,
+                                               token))
                     try:
                         cancel = probe.start(device, functools.partial(done, token))
                     except Exception as exc:  # a probe bug must not stop the fleet's monitoring
@@ -258,7 +269,9 @@ class Scheduler:
                         live[token] = (device, ts_ns, cancel)
                 self.waiting = due - i
                 now = time.monotonic()
-                while deadlines and deadlines[0][0] <= now:
+                stalled += max(0.0, now - last - _STALL_S)
+                last = now
+                while deadlines and deadlines[0][0] <= now - stalled:
                     expired = live.pop(heapq.heappop(deadlines)[1], None)
                     if expired is None:
                         continue  # finished in time
