@@ -243,9 +243,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval", type=float, default=30.0, help="probe interval, s")
     parser.add_argument("--pps", type=float, help="echoes/s, all devices together (default: fit half the interval)")
     parser.add_argument("--concurrency", type=int, default=5000,
-                        help="scheduler.max_concurrency (default: the daemon's own, 5,000): more probes in flight "
-                             "queue more echoes behind the pacing, and a probe still queued when its budget ends "
-                             "is a caller timeout (a false down); measured at 100,000 with 20,000")
+                        help="scheduler.max_concurrency (default: the daemon's own, 5,000): at 100,000 devices "
+                             "and 30 s the cycle needs ~16,000 in flight (see SchedulerConfig); measured with 20,000")
     parser.add_argument("--profile", type=Path, help="directory for a py-spy profile of the steady state")
     args = parser.parse_args(argv)
     if args.devices < 50 or args.cycles < 1 or args.warmup < 1 or args.interval < 1 or (args.pps or 1) < 1 \
