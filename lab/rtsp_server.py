@@ -82,6 +82,8 @@ def picture(scene: str, defect: str) -> str:
                 "! videoconvert ! video/x-raw,format=I420")
     dx, dy = SCENE_SIZE[0] - SCENE_W, SCENE_SIZE[1] - SCENE_H
     left, top = (0, 0) if defect == "moved" else (dx // 2, dy // 2)  # moved: the view panned up-left
+    if defect == "cast":  # white balance lost: a gain per channel, written beside the scene
+        scene = scene.removesuffix(".png") + ".cast.png"  # (lab/vqd_streams.py cast_scene)
     source = (f"filesrc location=\"{scene}\" ! pngdec ! videoconvert ! videoscale "
               f"! video/x-raw,format=AYUV,width={SCENE_SIZE[0]},height={SCENE_SIZE[1]} "
               f"! imagefreeze is-live=true ! video/x-raw,framerate={FPS}/1 "
@@ -99,8 +101,6 @@ def picture(scene: str, defect: str) -> str:
         tail += " ! videobalance brightness=-0.05 contrast=0.3"
     elif defect == "bright":  # iris open, glare
         tail += " ! videobalance brightness=0.6 contrast=0.6"
-    elif defect == "cast":  # white balance lost: an orange veil over the whole picture
-        tail = blend(tail, "tint", _solid(0xFFFF8000), 0.35)
     elif defect == "occlusion":  # a close dark object across 45 % of the frame from the right border
         width = SCENE_W * 45 // 100
         tail = blend(tail, "cover", _solid(0xFF3A3026, width), 1.0, SCENE_W - width)

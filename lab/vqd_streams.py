@@ -19,11 +19,13 @@ from typing import Sequence
 SCENES = ("astronaut", "gravel", "camera")
 STREAM_DEFECTS = ("blur", "dark", "bright", "cast", "occlusion", "frozen", "noise", "moved", "signal_loss")
 SCENE_SIZE = (600, 450)  # = lab/rtsp_server.py SCENE_SIZE (that file runs under Debian's python)
+CAST_GAINS = (1.45, 1.0, 0.7)  # R, G, B: within lab/vqd_data.py's cast strengths (×1.35–1.8, ×0.55–0.75)
 
 
 def write_scenes(folder: Path) -> list[Path]:
     """SCENES as PNG files SCENE_SIZE large in `folder` (created); returns their paths."""
     import cv2
+    import numpy as np
     import skimage.data
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,7 +42,17 @@ def write_scenes(folder: Path) -> list[Path]:
         path = folder / f"{name}.png"
         cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
         paths.append(path)
+        # The cast defect's picture: white balance lost is a gain per channel (red up, blue down:
+        # the warm cast of a camera stuck on its tungsten preset), texture untouched; GStreamer
+        # has no per-channel gain element, so the server reads this sibling file instead.
+        cast = np.clip(crop.astype(np.float32) * CAST_GAINS, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(cast_scene(path)), cv2.cvtColor(cast, cv2.COLOR_RGB2BGR))
     return paths
+
+
+def cast_scene(path: Path) -> Path:
+    """The file of `path`'s scene with the cast defect (rtsp_server.picture reads the same name)."""
+    return path.with_suffix(".cast.png")
 
 
 def pick_defects(camera_ids: Sequence[str], per_defect: int = 1, seed: int = 0,
