@@ -13,10 +13,9 @@ first `warmup` cycles are in InfluxDB (first verdicts, the lab's dead devices fo
 state starts; it ends `cycles` cycles later and the daemon is stopped with SIGTERM.
 
 Printed: lab build and teardown (wall s); for the daemon the process CPU seconds (user + sys,
-/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM, loading the point list
-included) and steady RSS (largest VmRSS in the steady state), the durations, skipped cycles and
-caller timeouts (probes the scheduler gave up on: false downs) it wrote to InfluxDB itself
-(fleetmon_cycle) and the lines it wrote (fleetmon_sink); beside it `fping -C3 -q -p200 -t1000 -i <1000/pps>` over the same addresses:
+/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM), the durations and
+skipped cycles it wrote to InfluxDB itself (fleetmon_cycle) and the lines it wrote
+(fleetmon_sink); beside it `fping -C3 -q -p200 -t1000 -i <1000/pps>` over the same addresses:
 one cycle's CPU, % of one core over the same interval, RSS and wall time. fping is the
 reference: the same echoes, no state, no storage. With --profile DIR, py-spy samples the daemon
 over the steady state (`DIR/daemon.txt`: collapsed stacks) and the table's end lists the
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._common import check_routed_into_lab, run_child, vm_hwm_kb, vm_rss_kb
+from bench._common import check_routed_into_lab, run_child, vm_hwm_kb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COUNT, ECHO_INTERVAL_MS, TIMEOUT_S, RETRIES = 3, 200, 1.0, 1
@@ -78,8 +77,7 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
                profile: Path | None) -> dict:
     """Run `fleetmon run` until `cycles` cycles after its first `warmup` are in InfluxDB (first
     verdicts, the hysteresis settling the lab's dead devices); returns its steady-state CPU s
-    per cycle, peak RSS MB (VmHWM: over the whole run, loading the point list included), steady
-    RSS MB (the largest VmRSS seen in the steady state) and the wall time of the steady state."""
+    per cycle, peak RSS MB (over the whole run) and the wall time of the steady state."""
     fleetmon = Path(sys.executable).with_name("fleetmon")
     with (work / "fleetmon.log").open("wb") as log:
         proc = subprocess.Popen([str(fleetmon), "run", "--config", str(config)], stdout=log, stderr=log)
@@ -102,10 +100,8 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + (cycles + 2) * interval_s
-        steady_kb = 0
         while seen < warm_seen + cycles and time.monotonic() < deadline and proc.poll() is None:
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
-            steady_kb = max(steady_kb, vm_rss_kb(proc.pid))
             time.sleep(0.5)
             seen = cycles_seen(influx, db)
         end_cpu, end_t = cpu_s(proc.pid), time.monotonic()
@@ -121,7 +117,6 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
     steady = end_t - warm_t
     return {
         "peak_rss_mb": peak_kb / 1024,
-        "steady_rss_mb": steady_kb / 1024,
         "cpu_s_per_cycle": (end_cpu - warm_cpu) / steady * interval_s,
         "steady_s": steady,
     }
@@ -192,8 +187,7 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
                 profile_dir.mkdir(parents=True, exist_ok=True)
                 profile = profile_dir / "daemon.txt"
             daemon = run_daemon(config, warmup, cycles, interval_s, work, influx, "bench", profile)
-            rows = influx.rows("SELECT duration_s, targets, cycles_skipped, caller_timeouts FROM fleetmon_cycle "
-                               "WHERE probe = 'icmp'", "bench")
+            rows = influx.rows("SELECT duration_s, targets, cycles_skipped FROM fleetmon_cycle WHERE probe = 'icmp'", "bench")
             written = influx.rows("SELECT last(written_lines) AS n FROM fleetmon_sink", "bench")
             targets_file = work / "targets.txt"
             targets_file.write_text("\n".join(addresses) + "\n")
@@ -218,15 +212,13 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
             f"Lab: built in {build_s:.1f} s, torn down in {teardown_s:.1f} s")
     lines = [
         head,
-        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'steady RSS MB':>15}"
-        f"{'cycle s (mean/max)':>20}{'skipped':>9}{'caller t/o':>12}{'lines':>10}",
+        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'cycle s (mean/max)':>20}{'skipped':>9}"
+        f"{'lines':>10}",
         f"{'fleetmon run (daemon, steady state)':<46}{per_cycle:>12.2f}{100 * per_cycle / interval_s:>8.1f}"
-        f"{daemon['peak_rss_mb']:>13.1f}{daemon['steady_rss_mb']:>15.1f}"
-        f"{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
-        f"{rows[-1]['cycles_skipped']:>9}{sum(r['caller_timeouts'] or 0 for r in rows):>12}"
-        f"{(written[0]['n'] if written else 0):>10}",
+        f"{daemon['peak_rss_mb']:>13.1f}{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
+        f"{rows[-1]['cycles_skipped']:>9}{(written[0]['n'] if written else 0):>10}",
         f"{f'fping -C{COUNT} -q -p{ECHO_INTERVAL_MS} -t{TIMEOUT_S * 1000:g} -i{1000 / pps:g} (one cycle)':<46}"
-        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{'':>15}{fping[0]:>11.2f}",
+        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{fping[0]:>11.2f}",
         f"ratio fleetmon / fping CPU per cycle: {per_cycle / fping[1]:.2f}" if fping[1] else "",
     ]
     if profile_dir is not None and (profile_dir / "daemon.txt").exists():
@@ -243,8 +235,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval", type=float, default=30.0, help="probe interval, s")
     parser.add_argument("--pps", type=float, help="echoes/s, all devices together (default: fit half the interval)")
     parser.add_argument("--concurrency", type=int, default=5000,
-                        help="scheduler.max_concurrency (default: the daemon's own, 5,000): at 100,000 devices "
-                             "and 30 s the cycle needs ~16,000 in flight (see SchedulerConfig); measured with 20,000")
+                        help="scheduler.max_concurrency (default: the daemon's own, 5,000): more probes in flight "
+                             "queue more echoes behind the pacing, and a probe still queued when its budget ends "
+                             "is a caller timeout (a false down); measured at 100,000 with 20,000")
     parser.add_argument("--profile", type=Path, help="directory for a py-spy profile of the steady state")
     args = parser.parse_args(argv)
     if args.devices < 50 or args.cycles < 1 or args.warmup < 1 or args.interval < 1 or (args.pps or 1) < 1 \

@@ -881,15 +881,6 @@ class IcmpEngine:
                     run.cancel()
         return results  # type: ignore[return-value]  # all filled once `done` is set
 
-    def start(self, target: Target, params: PingParams, on_done: Callable[[PingStats], None]) -> _Run | None:
-        """Begin pinging `target` without a future: `on_done(stats)` is called once it is
-        finished (from the reply, error or expiry callbacks), or at once when no socket serves
-        its family (then None is returned). Returns the run; `run.cancel()` forgets it (no
-        callback follows). The scheduler's batch path (IcmpProbe.start)."""
-        if self.loop is None or self._sender is None:
-            raise RuntimeError("IcmpEngine is not open")
-        return self._start(target, params, on_done)
-
     def _new_waiter(self) -> asyncio.Future:
         if self.loop is None or self._sender is None:
             raise RuntimeError("IcmpEngine is not open")
@@ -1267,26 +1258,6 @@ class IcmpProbe:
         echoes = params.count + params.retries
         backlog = self.engine.backlog_s() if self.engine is not None else 0.0
         return params.timeline_s() + echoes * (backlog + 1 / self.cfg.packets_per_second) + 0.05
-
-    def start(self, device: Device, on_done: Callable[[ProbeResult], None]) -> Callable[[], None] | None:
-        """probes.base.Starter: the result probe(device) would give, through `on_done`, with no
-        task or future of its own (IcmpEngine.start). Returns the run's cancel function, None
-        when the result was given at once (no address, no socket for its family)."""
-        started = time.time_ns()
-        if self.engine is None:
-            raise RuntimeError("IcmpProbe used outside `async with`")
-        params = self.params_for(device)
-        if device.address is None:
-            on_done(ProbeResult(device.id, self.name, started, False, "no address", {"up": False}))
-            return None
-        self._warn_if_overloaded()
-        device_id, name = device.id, self.name
-
-        def finished(stats: PingStats) -> None:
-            on_done(ProbeResult(device_id, name, started, stats.up, stats.reason, stats.fields()))
-
-        run = self.engine.start(Target.parse(device.address), params, finished)
-        return None if run is None else run.cancel
 
     async def probe(self, device: Device) -> ProbeResult:
         """Ping the device; ok when at least one echo was answered. Never raises for a dead,

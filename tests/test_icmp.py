@@ -270,32 +270,6 @@ async def test_probe_adapter_returns_schema_fields() -> None:
     assert (removed.ok, removed.reason) == (False, "no address")
 
 
-@root
-async def test_probe_start_gives_what_probe_gives_through_the_schedulers_batch_path() -> None:
-    from monitor.app.scheduler import CycleReport, Scheduler
-
-    cfg = IcmpConfig(count=2, echo_interval_ms=5)
-    devices = [device(f"d{i}", address=f"127.0.0.{i + 1}") for i in range(200)]
-    devices += [device("v6", address="::1"), device("gone", address=None)]
-    results: list[ProbeResult] = []
-    cycles: list[CycleReport] = []
-    async with IcmpProbe(cfg) as probe:
-        one = await probe.probe(devices[0])
-        before = time.time_ns()
-        await Scheduler(probe, devices, interval_s=10, spread=0.0, max_concurrency=50,
-                        on_result=results.append, on_cycle=cycles.append).run_once()
-        assert probe.engine.in_flight() == 0
-    assert sorted(r.device_id for r in results) == sorted(d.id for d in devices)
-    assert (cycles[0].ok, cycles[0].failed, cycles[0].caller_timeouts) == (201, 1, 0)
-    by_id = {r.device_id: r for r in results}
-    assert (by_id["gone"].ok, by_id["gone"].reason) == (False, "no address")
-    for r in results:
-        assert r.probe == "icmp" and before <= r.ts_ns <= time.time_ns()
-        if r.ok:
-            assert set(r.fields) == set(one.fields) and r.fields["received"] == 2
-            schema.check("icmp", {"device_id": r.device_id}, r.fields)
-
-
 # --- privileges --------------------------------------------------------------------------------
 
 

@@ -75,11 +75,7 @@ class SchedulerConfig(Strict):
     spread: Annotated[float, Field(ge=0.0, le=0.9)] = 0.5
     """Fraction of a probe's interval over which the starts of its targets are spread evenly."""
     max_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    """Probes of one type in flight at once. Size it for the fleet: a cycle starts devices /
-    (spread × interval_s) probes a second, each in flight for up to its timeline (ICMP count 3,
-    1 s timeout, 1 retry: 2.4 s), so 100,000 devices at 30 s need ~16,000; when the bound binds,
-    starts wait and the cycle overruns its interval (skipped cycles). An ICMP device in flight
-    costs a few hundred bytes (the scheduler's batch path: no task per device)."""
+    """Probes of one type in flight at once."""
 
 
 PersonName = Annotated[

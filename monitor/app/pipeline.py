@@ -42,10 +42,6 @@ log = logging.getLogger("fleetmon.daemon")
 
 # Delay of a mid-cycle rules evaluation after a device went down or came back, seconds.
 EARLY_EVALUATION_S = 1.0
-# ... and at least this many times the previous early evaluation's duration: at 100,000 devices
-# one takes ~1 s of the event loop (every online rate), and back to back they starved the probes
-# (late echoes, cycles overrunning the interval); so they take at most a quarter of the loop.
-EARLY_SPACING = 3.0
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,6 @@ class Pipeline:
         self._latest: dict[str, dict[str, ProbeResult]] = {name: {} for name in self._running}
         self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
         self._early: asyncio.TimerHandle | None = None
-        self._early_s = 0.0  # how long the latest early evaluation took, s
         self._closed = False
         if metrics is not None:
             alerting.faults.listeners.append(metrics.fault_event)
@@ -247,13 +242,7 @@ class Pipeline:
         (probed next, see Daemon.probed) report first, so topology is settled."""
         if self._early is None and not self._closed:
             loop = asyncio.get_running_loop()
-            delay = max(EARLY_EVALUATION_S, EARLY_SPACING * self._early_s)
-            self._early = loop.call_later(delay, self._evaluate_early, probe)
-
-    def _evaluate_early(self, probe: str | None) -> None:
-        started = time.monotonic()
-        self._evaluate(probe, time.time_ns(), time.monotonic_ns())
-        self._early_s = time.monotonic() - started
+            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
 
     def _transitions(self, transitions: list[Transition]) -> None:
         """To the rules (flap damping; a device down or back asks for an early evaluation), to

@@ -15,12 +15,6 @@
   beyond that is passed on unconfirmed. Devices for which `confirm_skip(device_id)` is true
   (already failing: StateTracker.failing) are not re-probed.
 
-- Batch path: a probe with `start` (probes.base.Starter: ICMP) is handed each device at its
-  slot and calls back when done, with no task, timeout or semaphore per device (the largest
-  cost at 100,000 devices); the bound, the caller timeouts (one deadline heap, checked every
-  tick; an event-loop stall does not count towards a budget), the confirmation and the
-  results are the same. Other probes run a task per device.
-
 Results and cycle reports go to callbacks, in that order, on the event loop.
 """
 
@@ -29,15 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import functools
-import heapq
 import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from monitor.core.model import Device
-from probes.base import ConfirmConfig, Probe, ProbeResult, Starter
+from probes.base import ConfirmConfig, Probe, ProbeResult
 
 log = logging.getLogger("fleetmon.scheduler")
 
@@ -46,9 +38,6 @@ log = logging.getLogger("fleetmon.scheduler")
 _TICK_S = 0.01
 # Extra time granted beyond a probe's own worst case before the scheduler cancels it.
 _TIMEOUT_MARGIN_S = 1.0
-# Batch path: a gap between two ticks longer than this is an event-loop stall (a long synchronous
-# step, e.g. an early rules evaluation over 100,000 devices), which a device's budget does not count.
-_STALL_S = 0.1
 CALLER_TIMEOUT = "caller timeout"
 
 
@@ -89,7 +78,6 @@ class Scheduler:
         self.interval_s = interval_s
         self.spread = spread
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._max_concurrency = max_concurrency
         self._on_result = on_result
         self._on_cycle = on_cycle
         self.cycles_run = 0
@@ -144,21 +132,6 @@ class Scheduler:
         ts_ns, mono_ns = time.time_ns(), time.monotonic_ns()
         n = len(self.devices)
         step = self.spread * self.interval_s / n if n else 0.0
-        if callable(getattr(self.probe, "start", None)):
-            tally = await self._batch(started, step)
-        else:
-            tally = await self._tasks(started, step)
-        self.cycles_run += 1
-        ok, timeouts = tally
-        self.last_report = CycleReport(
-            self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
-            mono_ns,
-        )
-        self._on_cycle(self.last_report)
-
-    async def _tasks(self, started: float, step: float) -> list[int]:
-        """A cycle with a task per device; returns [ok, caller timeouts]."""
-        n = len(self.devices)
         # Only the probes still running are kept: holding every finished task (and its result)
         # until the cycle ends would cost megabytes at 10,000 devices.
         running: set[asyncio.Task[ProbeResult]] = set()
@@ -190,118 +163,13 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             raise
-        return tally
-
-    async def _batch(self, started: float, step: float) -> list[int]:
-        """A cycle through `probe.start` (probes.base.Starter); returns [ok, caller timeouts].
-
-        Per device in flight: an entry in `live` (device, caller's start time, cancel) and one
-        in the deadline heap; a result is taken only while its entry is live, so a device timed
-        out by the caller and then answered counts once. Misses go through `_confirmed` in a
-        task each (bounded by confirm.max_concurrent), as in the task path."""
-        probe: Starter = self.probe  # type: ignore[assignment]  # checked by the caller
-        devices, n, cap = self.devices, len(self.devices), self._max_concurrency
-        live: dict[int, tuple[Device, int, Callable[[], None] | None]] = {}
-        # (deadline, token), a heap; a deadline is on the loop's clock: monotonic time minus the
-        # stalls before the device started. A stall delays the probe's own timers (its echoes
-        # leave and time out late), so counting it would time out devices that were never late:
-        # at 100,000 devices a 1–2 s evaluation mid-cycle made hundreds of false downs.
-        deadlines: list[tuple[float, int]] = []
-        stalled = 0.0  # stalls so far this cycle, s
-        last = time.monotonic()
-        confirming: set[asyncio.Task[None]] = set()
-        tally = [0, 0]  # ok, caller timeouts
-        crashed: list[BaseException] = []
-
-        def report(result: ProbeResult) -> None:
-            try:
-                self._on_result(result)
-            except Exception as exc:  # a callback bug crashes the cycle, loudly, as in _tasks
-                crashed.append(exc)
-                return
-            tally[0] += result.ok
-            tally[1] += result.reason == CALLER_TIMEOUT
-
-        def confirm_done(task: asyncio.Task[None]) -> None:
-            confirming.discard(task)
-
-        def finish(device: Device, result: ProbeResult) -> None:
-            if not result.ok and self._confirm is not None and (
-                self._confirm_skip is None or not self._confirm_skip(device.id)
-            ):
-                task = asyncio.create_task(self._confirm_and_report(device, result, report))
-                confirming.add(task)
-                task.add_done_callback(confirm_done)
-            else:
-                report(result)
-
-        def done(token: int, result: ProbeResult) -> None:
-            entry = live.pop(token, None)
-            if entry is None:
-                return  # timed out by the caller (or cancelled) before: counted then
-            self.in_flight -= 1
-            finish(entry[0], result)
-
-        token = 0
-        try:
-            i = 0
-            while True:
-                if crashed:
-                    raise crashed[0]
-                due = min(int((time.monotonic() - started) / step) + 1, n) if step else n
-                while i < due and self.in_flight < cap:
-                    device = devices[i]
-                    i += 1
-                    token += 1
-                    ts_ns = time.time_ns()
-                    live[token] = (device, ts_ns, None)
-                    self.in_flight += 1
-                    heapq.heappush(deadlines, (time.monotonic() - stalled + probe.budget_s(device) + _TIMEOUT_MARGIN_S,
-                                               token))
-                    try:
-                        cancel = probe.start(device, functools.partial(done, token))
-                    except Exception as exc:  # a probe bug must not stop the fleet's monitoring
-                        log.exception("%s probe of %s raised (a bug)", probe.name, device.id)
-                        done(token, ProbeResult(device.id, probe.name, ts_ns, False,
-                                                f"probe error: {type(exc).__name__}", {"up": False}))
-                        continue
-                    if token in live:
-                        live[token] = (device, ts_ns, cancel)
-                self.waiting = due - i
-                now = time.monotonic()
-                stalled += max(0.0, now - last - _STALL_S)
-                last = now
-                while deadlines and deadlines[0][0] <= now - stalled:
-                    expired = live.pop(heapq.heappop(deadlines)[1], None)
-                    if expired is None:
-                        continue  # finished in time
-                    device, ts_ns, cancel = expired
-                    if cancel is not None:
-                        cancel()
-                    self.in_flight -= 1
-                    finish(device, ProbeResult(device.id, probe.name, ts_ns, False, CALLER_TIMEOUT, {"up": False}))
-                if i >= n and not live and not confirming:
-                    break
-                if not live and deadlines:
-                    deadlines.clear()  # every entry left is of a finished device
-                await asyncio.sleep(_TICK_S)
-            if crashed:
-                raise crashed[0]
-        finally:
-            self.waiting = 0
-            for _device, _ts, cancel in live.values():
-                if cancel is not None:
-                    cancel()
-            self.in_flight -= len(live)
-            live.clear()
-            for task in confirming:
-                task.cancel()
-            await asyncio.gather(*confirming, return_exceptions=True)
-        return tally
-
-    async def _confirm_and_report(self, device: Device, missed: ProbeResult,
-                                  report: Callable[[ProbeResult], None]) -> None:
-        report(await self._confirmed(device, missed, self._confirm))  # type: ignore[arg-type]
+        self.cycles_run += 1
+        ok, timeouts = tally
+        self.last_report = CycleReport(
+            self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
+            mono_ns,
+        )
+        self._on_cycle(self.last_report)
 
     async def _probe_one(self, device: Device) -> ProbeResult:
         self.waiting += 1

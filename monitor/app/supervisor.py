@@ -17,7 +17,6 @@ the old config cannot be started again either does `fleetmon run` exit 1.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import logging
 import signal
@@ -49,23 +48,6 @@ def load(path: Path) -> tuple[FleetmonConfig, Inventory]:
     check_maintenance_devices(cfg, inventory)
     ownership(cfg.mqtt_agents, inventory, cfg.inventory.source)  # each device one agent's at most
     return cfg, inventory
-
-
-def trim_heap() -> bool:
-    """Give the heap's free memory back to the kernel (glibc malloc_trim(0)); False where there
-    is no glibc. Why: reading a 100,000-row point list makes millions of small objects, freed
-    once the inventory is built; CPython returns its emptied arenas, but the rest (dicts, big
-    strings, lists: malloc's own heap) stays mapped and fragmented, counting as the daemon's
-    RSS for as long as it runs (~200 MB at 100,000 rows) unless trimmed. Called after a load
-    and after each reload; it takes a few ms."""
-    try:
-        libc = ctypes.CDLL(None)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # musl, or no libc symbols
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
-    return True
 
 
 def _read(path: Path) -> tuple[FleetmonConfig, Inventory]:
@@ -115,13 +97,11 @@ class Supervisor:
                              (signal.SIGHUP, self._on_hup)):
             loop.add_signal_handler(sig, handler)
         try:
-            trim_heap()  # the point list's parse objects are garbage by now
             try:
                 running = await self._start(cfg, inventory)
             except StartupError as exc:
                 log.error("cannot start: %s", exc)
                 return EXIT_FAILED
-            del cfg, inventory  # `running` holds them; after a reload nothing may keep the first ones
             self._ready(running)
             while True:
                 await self._wait(running)
@@ -137,7 +117,6 @@ class Supervisor:
                 if replaced is None:
                     return EXIT_FAILED
                 running = replaced
-                trim_heap()  # the old daemon, its inventory and the new list's parse objects are freed
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
