@@ -132,7 +132,9 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
 
     options = {
         "rtsp_transport": "tcp", "allowed_media_types": "video", "probesize": str(limits.probe_bytes),
-        "analyzeduration": "0", "fpsprobesize": "0",
+        # What the SDP's SPS does not say (pix_fmt) is found in the first frames: 0.1 s of
+        # stream, not FFmpeg's default 5 s (0 would mean that default), each frame decoded whole.
+        "analyzeduration": "100000", "fpsprobesize": "0",
     }
     deadline = t0 + limits.timeout_s
     try:  # the open timeout bounds connecting, the RTSP exchange and finding the stream's parameters
@@ -178,8 +180,9 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
             if limits.max_bytes is not None and burst.received_bytes > limits.max_bytes:
                 burst.over_budget = True
                 break
-            if limits.keyframes_only and not packet.is_keyframe and packet.size:
-                continue  # the decoder would skip it anyway: save the call
+            if limits.keyframes_only and packet.size and (not packet.is_keyframe or (
+                    first_t is not None and last_t is not None and last_t - first_t < limits.gap_s)):
+                continue  # skipped by the decoder anyway, or a key frame inside the gap: not needed
             try:
                 decoded = ctx.decode(packet)
             except av.error.InvalidDataError:
