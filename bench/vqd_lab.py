@@ -1,5 +1,5 @@
 """Video-quality diagnosis on the lab's streams: per diagnosis precision and recall over defect
-and clean cameras, and the cost of one camera check (ffmpeg's CPU, the analysis, bytes read).
+and clean cameras, and the cost of one camera check (the decoder's CPU, the analysis, bytes read).
 
 `python -m bench vqd_lab [--per-defect 2] [--clean 9] [--rounds 2] [--gap 3]` (no root): the
 lab's RTSP server (lab/rtsp_server.py with the photographs of lab/vqd_streams.py) on 0.0.0.0
@@ -9,13 +9,18 @@ cameras left clean), each camera checked by the daemon's own probe (RtspFramePro
 Prints:
 1. per diagnosis TP, FP, FN, precision, recall over all checks of the defect rounds, and the
    false alarms on the clean cameras' checks (issue 17: ≥ 0.95 each, ≤ 1 %);
-2. per ffmpeg variant (all frames or key frames only; ffmpeg's default threads or one):
-   ffmpeg's CPU per check (user+sys of the reaped children, getrusage RUSAGE_CHILDREN: the
-   process CPU that contention on a shared machine disturbs least), the analysis (worker
-   thread CPU), the TCP bytes received per check (the kernel's count that max_check_bytes
-   holds), and the fleet's load: 1,850 cameras
-   at one check per 15 minutes as a share of one core (target ≤ 5 %), the bytes as seconds
-   of a 10 Mbit/s line.
+2. per decoder (ffmpeg with all frames or key frames only, its default threads or one; PyAV
+   in-process, as shipped), on the lab's 480×360 streams and on a 1920×1080 H.264 file made
+   from a photograph (25 fps, a key frame every 2 s, ~4 Mbit/s with the sensor's noise;
+   served by the lab server's --file): the decoder's CPU per check (ffmpeg: user+sys of the
+   reaped children, getrusage RUSAGE_CHILDREN; PyAV: its worker thread's CPU), the analysis
+   (worker thread CPU), all CPU of this process and its children per check ("process": the
+   process CPU that contention on a shared machine disturbs least), the TCP bytes received
+   per check (ffmpeg: the kernel's count that max_check_bytes holds; PyAV: its packets and
+   their RTP/TCP framing, checked against the kernel in tests/test_vqd_stream.py), and the
+   fleet's load: 1,850 cameras at one check per 15 minutes as a share of one core (target
+   ≤ 5 %), the bytes as seconds of a 10 Mbit/s line. `--skip-accuracy` prints these only;
+   `--cost-checks N` checks per decoder (12).
 """
 
 from __future__ import annotations

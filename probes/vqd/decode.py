@@ -44,7 +44,7 @@ from probes.vqd.measures import ANALYSIS_WIDTH
 RTP_PAYLOAD = 1400  # bytes of NAL data per RTP packet (GStreamer's and the cameras' MTU choice)
 RTP_FRAMING = 4 + 12 - 2  # interleaving + RTP header, less the start code's surplus over the FU header
 RTSP_EXCHANGE = 2000  # OPTIONS … PLAY and their answers with the SDP, both ways: ~1–2 kB
-GAP_FACTOR = 3.0  # a timestamp gap of more than this many frame intervals is a loss
+GAP_FACTOR = 3.0  # a gap in the decoding timestamps of more than this many frame intervals is a loss
 MAX_HEIGHT = 2000  # a frame taller than this after scaling to ANALYSIS_WIDTH is refused
 
 
@@ -158,9 +158,10 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
             if ctx.width * ctx.height > limits.max_pixels:
                 burst.reason = f"frame of {ctx.width}×{ctx.height} is larger than {limits.max_pixels:,} pixels"
                 return
-        interval = 1 / float(stream.average_rate or stream.guessed_rate or 25)
         first_t: float | None = None
-        last_t: float | None = None
+        last_t: float | None = None  # the latest presentation time seen
+        last_dts: float | None = None
+        step = 1.0  # the shortest decoding-time step seen: the frame interval
         read_at = time.monotonic()
         for packet in container.demux(stream):
             read_at = time.monotonic()
@@ -172,11 +173,17 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
                 burst.received_bytes += _wire_bytes(packet.size)
             if packet.is_corrupt:
                 burst.decode_errors += 1
-            if packet.pts is not None and packet.time_base is not None:
-                t = float(packet.pts * packet.time_base)
-                if last_t is not None and t - last_t > GAP_FACTOR * max(interval, 0.04):
-                    burst.decode_errors += 1
-                last_t = t if last_t is None else max(last_t, t)
+            if packet.time_base is not None:
+                if packet.pts is not None:
+                    t = float(packet.pts * packet.time_base)
+                    last_t = t if last_t is None else max(last_t, t)
+                if packet.dts is not None:  # decoding order: monotonic, B-frames or not
+                    dts = float(packet.dts * packet.time_base)
+                    if last_dts is not None and dts > last_dts:
+                        if dts - last_dts > GAP_FACTOR * step:
+                            burst.decode_errors += 1
+                        step = min(step, dts - last_dts)
+                    last_dts = dts
             if limits.max_bytes is not None and burst.received_bytes > limits.max_bytes:
                 burst.over_budget = True
                 break
@@ -185,6 +192,12 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
                 continue  # skipped by the decoder anyway, or a key frame inside the gap: not needed
             try:
                 decoded = ctx.decode(packet)
+                if limits.keyframes_only and not decoded:
+                    # A stream with B-frames makes H.264 hold each picture back until the next
+                    # ones arrive (reordering), seconds of stream later with key frames alone:
+                    # drained now, then reset for the next key frame (the SPS/PPS are kept).
+                    decoded = ctx.decode(None)
+                    ctx.flush_buffers()
             except av.error.InvalidDataError:
                 burst.decode_errors += 1
                 continue
