@@ -124,6 +124,26 @@ def test_8k_frame_scaled_by_pyav_or_refused(tmp_path: Path) -> None:
 
 @pytest.mark.peer
 @needs_ffmpeg
+def test_pyav_burst_with_b_frames_stops_at_the_second_key_frame(tmp_path: Path) -> None:
+    """With B-frames H.264 holds a picture back until later ones arrive; with key frames alone
+    that is seconds of stream. The grab drains each key frame: it reads up to the key frame
+    1 s after the first (plus what the demuxer holds), not the stream's next GOPs."""
+    import av
+
+    src = tmp_path / "bframes.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "6",
+                    "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-y", str(src)], check=True, timeout=120)
+    with av.open(str(src)) as container:
+        assert container.streams.video[0].codec_context.has_b_frames
+        upto = sum(p.size for p in container.demux(video=0) if p.dts is not None and p.dts * p.time_base < 1.5)
+    burst = grab(str(src), _limits(gap_s=1.0), threading.Event())
+    assert (len(burst.frames), burst.decode_errors) == (2, 0)
+    assert burst.packet_bytes <= upto, (burst.packet_bytes, upto)
+
+
+@pytest.mark.peer
+@needs_ffmpeg
 def test_pyav_counts_corrupt_frames(tmp_path: Path) -> None:
     """Damaged slices: FFmpeg conceals them and flags the frame corrupt; PyAV's grab counts it.
     The same stream undamaged counts none."""

@@ -23,9 +23,15 @@ packet 4 bytes of interleaving ($, channel, length, RFC 2326 §10.12) and 12 of 
 the 4-byte start code FFmpeg writes), plus the RTSP exchange. bench/vqd_lab.py compares it
 with the kernel's count of the same socket.
 
-Decoding errors (stutter, mosaic): packets or frames FFmpeg flags corrupt, packets it
-refuses (InvalidDataError), and gaps in the video's timestamps longer than GAP_FACTOR
-frame intervals (frames lost on the way).
+Decoding errors (stutter, mosaic): packets or frames FFmpeg flags corrupt (it conceals damaged
+slices and flags the frame), packets it refuses (InvalidDataError), and gaps in the decoding
+timestamps longer than GAP_FACTOR frame intervals (frames lost on the way).
+
+Where it runs: on a worker thread of the frame check (probes/rtsp.py, `max_concurrency` of
+them); FFmpeg's reading, decoding and scaling release the GIL, so the event loop keeps
+running. A thread, not a process pool: no frame copied between processes and no process to
+start; the price is that a crash inside FFmpeg's decoder would take the daemon with it (the
+ffmpeg decoder, `decoder: ffmpeg`, isolates it, at six times the CPU).
 
 The URL carries the credentials: it is never logged nor put in a reason (FFmpeg's errors
 name it, so only their type is used), and FFmpeg's own log stays off (PyAV's default).
