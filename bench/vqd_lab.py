@@ -1,5 +1,5 @@
 """Video-quality diagnosis on the lab's streams: per diagnosis precision and recall over defect
-and clean cameras, and the cost of one camera check (ffmpeg's CPU, the analysis, bytes read).
+and clean cameras, and the cost of one camera check (the decoder's CPU, the analysis, bytes read).
 
 `python -m bench vqd_lab [--per-defect 2] [--clean 9] [--rounds 2] [--gap 3]` (no root): the
 lab's RTSP server (lab/rtsp_server.py with the photographs of lab/vqd_streams.py) on 0.0.0.0
@@ -9,13 +9,18 @@ cameras left clean), each camera checked by the daemon's own probe (RtspFramePro
 Prints:
 1. per diagnosis TP, FP, FN, precision, recall over all checks of the defect rounds, and the
    false alarms on the clean cameras' checks (issue 17: ≥ 0.95 each, ≤ 1 %);
-2. per ffmpeg variant (all frames or key frames only; ffmpeg's default threads or one):
-   ffmpeg's CPU per check (user+sys of the reaped children, getrusage RUSAGE_CHILDREN: the
-   process CPU that contention on a shared machine disturbs least), the analysis (worker
-   thread CPU), the TCP bytes received per check (the kernel's count that max_check_bytes
-   holds), and the fleet's load: 1,850 cameras
-   at one check per 15 minutes as a share of one core (target ≤ 5 %), the bytes as seconds
-   of a 10 Mbit/s line.
+2. per decoder (ffmpeg with all frames or key frames only, its default threads or one; PyAV
+   in-process, as shipped), on the lab's 480×360 streams and on a 1920×1080 H.264 file made
+   from a photograph (25 fps, a key frame every 2 s, ~4 Mbit/s with the sensor's noise;
+   served by the lab server's --file): the decoder's CPU per check (ffmpeg: user+sys of the
+   reaped children, getrusage RUSAGE_CHILDREN; PyAV: its worker thread's CPU), the analysis
+   (worker thread CPU), all CPU of this process and its children per check ("process": the
+   process CPU that contention on a shared machine disturbs least), the TCP bytes received
+   per check (ffmpeg: the kernel's count that max_check_bytes holds; PyAV: its packets and
+   their RTP/TCP framing, checked against the kernel in tests/test_vqd_stream.py), and the
+   fleet's load: 1,850 cameras at one check per 15 minutes as a share of one core (target
+   ≤ 5 %), the bytes as seconds of a 10 Mbit/s line. `--skip-accuracy` prints these only;
+   `--cost-checks N` checks per decoder (12).
 """
 
 from __future__ import annotations
@@ -76,43 +81,83 @@ async def _accuracy(args: argparse.Namespace, server, cameras, truth: dict[str, 
     print(f"false alarms on clean cameras: {alarms} of {len(clean)} checks ({alarms / max(1, len(clean)):.1%})")
 
 
-async def _cost(args: argparse.Namespace, server, cameras) -> None:
+def _self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+VARIANTS = {  # name → (decoder, keyframes_only, ffmpeg's input args or None for the shipped ones)
+    "ffmpeg, all frames, its threads": ("ffmpeg", False, lambda cfg: []),
+    "ffmpeg, key frames, its threads": ("ffmpeg", True, lambda cfg: ["-skip_frame", "nokey"]),
+    "ffmpeg, key frames, 1 thread": ("ffmpeg", True, None),
+    "pyav, key frames (shipped)": ("pyav", True, None),
+}
+
+
+async def _cost(args: argparse.Namespace, server, cameras, label: str, template: str | None = None,
+                variants: tuple[str, ...] = tuple(VARIANTS)) -> None:
     import probes.vqd.grab as grab
     from probes.rtsp import RtspFrameConfig, RtspFrameProbe
     from probes.vqd.config import VqdConfig
 
     shipped = grab.ffmpeg_input_args
-    variants = {  # name → (keyframes_only, input args)
-        "all frames, ffmpeg's threads": (False, lambda cfg: []),
-        "key frames, ffmpeg's threads": (True, lambda cfg: ["-skip_frame", "nokey"]),
-        "key frames, 1 thread (shipped)": (True, shipped),
-    }
-    print(f"\nper camera check, {len(cameras)} cameras one at a time, gap {args.gap:g} s, 480x360 H.264 5 fps:")
-    print(f"{'ffmpeg variant':<32} {'ffmpeg ms':>10} {'analysis ms':>12} {'KB read':>8} {'fleet load':>11} "
-          f"{'line s':>7}")
+    print(f"\nper camera check, {len(cameras)} checks one at a time, gap {args.gap:g} s, {label}:")
+    print(f"{'decoder':<32} {'decode ms':>10} {'analysis ms':>12} {'process ms':>11} {'KB read':>8} "
+          f"{'fleet load':>11} {'line s':>7}")
+    extra = {"url_template": template} if template else {}
     try:
-        for name, (keyframes, input_args) in variants.items():
-            grab.ffmpeg_input_args = input_args
-            cfg = RtspFrameConfig(port=server.port, max_concurrency=1, timeout_s=args.gap + 12,
+        for name in variants:
+            decoder, keyframes, input_args = VARIANTS[name]
+            grab.ffmpeg_input_args = input_args or shipped
+            cfg = RtspFrameConfig(port=server.port, max_concurrency=1, timeout_s=args.gap + 12, decoder=decoder,
+                                  **extra,
                                   vqd=VqdConfig(enabled=True, burst_gap_s=args.gap, keyframes_only=keyframes))
             async with RtspFrameProbe(cfg) as probe:
-                before = _children_cpu_s()
+                await probe.probe(cameras[0])  # PyAV's and OpenCV's first use (imports, tables) not counted
+                children, own = _children_cpu_s(), _self_cpu_s()
                 results = [await probe.probe(c) for c in cameras]
-                ffmpeg_s = (_children_cpu_s() - before) / len(cameras)
-            analysis = [r.series[0].fields["analysis_ms"] / 1000 for r in results if r.series]
-            read = [r.fields["received_bytes"] for r in results if "received_bytes" in r.fields]
-            per_check_s = ffmpeg_s + statistics.mean(analysis)
-            load = per_check_s * CAMERAS / PERIOD_S
-            kb = statistics.mean(read) / 1000
-            print(f"{name:<32} {ffmpeg_s * 1e3:>10.1f} {statistics.mean(analysis) * 1e3:>12.1f} {kb:>8.0f} "
-                  f"{load:>11.2%} {kb * 8000 / LINE_BPS:>7.2f}")
+                children_s = (_children_cpu_s() - children) / len(cameras)
+                own_s = (_self_cpu_s() - own) / len(cameras)
+            ok = [r for r in results if r.series]
+            if not ok:
+                print(f"{name:<32} no frame: {results[0].reason}")
+                continue
+            analysis_s = statistics.mean(r.series[0].fields["analysis_ms"] for r in ok) / 1000
+            decode_s = (children_s if decoder == "ffmpeg"
+                        else statistics.mean(r.fields["decode_cpu_ms"] for r in ok) / 1000)
+            process_s = children_s + own_s  # everything: the decoder, the analysis, the event loop
+            kb = statistics.mean(r.fields.get("received_bytes", 0) for r in ok) / 1000
+            print(f"{name:<32} {decode_s * 1e3:>10.1f} {analysis_s * 1e3:>12.1f} {process_s * 1e3:>11.1f} "
+                  f"{kb:>8.0f} {process_s * CAMERAS / PERIOD_S:>11.2%} {kb * 8000 / LINE_BPS:>7.2f}")
     finally:
         grab.ffmpeg_input_args = shipped
-    print(f"fleet load = (ffmpeg + analysis CPU) × {CAMERAS} cameras / {PERIOD_S} s; KB read = TCP payload "
-          f"received (kernel count); line s = those bytes at {LINE_BPS // 1_000_000} Mbit/s")
+
+
+def _legend() -> None:
+    print(f"decode = ffmpeg's CPU (user+sys of the reaped children) or PyAV's (its worker thread's CPU); "
+          f"analysis = the vqd worker thread's CPU; process = all CPU of this process and its children per "
+          f"check (decoder, analysis, event loop); fleet load = process × {CAMERAS} cameras / {PERIOD_S} s; "
+          f"KB read = TCP payload received (ffmpeg: the kernel's count; pyav: packets + RTP/TCP framing); "
+          f"line s = those bytes at {LINE_BPS // 1_000_000} Mbit/s")
     start_s = _startup_cpu_s()
-    print(f"of which starting ffmpeg alone (`ffmpeg -version`, Debian's build linking ~200 libraries): "
+    print(f"starting ffmpeg alone (`ffmpeg -version`, Debian's build linking ~200 libraries): "
           f"{start_s * 1e3:.1f} ms = {start_s * CAMERAS / PERIOD_S:.2%} of a core for the fleet")
+
+
+def _camera_1080p(folder: Path, scene: Path, seconds: float = 10.0) -> Path:
+    """A 1920×1080 H.264 file of a photograph as a camera sends it: 25 fps, a key frame every
+    2 s, ~4 Mbit/s, with the sensor's temporal noise so that P frames cost what they cost."""
+    import subprocess
+
+    out = folder / "1080p.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-loop", "1", "-i", str(scene), "-t", f"{seconds:g}", "-r", "25",
+         "-vf", "scale=1920:1080,noise=alls=6:allf=t", "-c:v", "libx264", "-preset", "veryfast",
+         "-b:v", "4M", "-maxrate", "4M", "-bufsize", "4M", "-g", "50", "-pix_fmt", "yuv420p",
+         "-movflags", "+faststart", "-y", str(out)],
+        check=True, timeout=300,
+    )
+    return out
 
 
 def _startup_cpu_s(runs: int = 10) -> float:
@@ -131,6 +176,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clean", type=int, default=9, help="cameras left clean (9)")
     parser.add_argument("--rounds", type=int, default=2, help="checks per camera with the defects on (2)")
     parser.add_argument("--gap", type=float, default=3.0, help="seconds between the burst's frames (3)")
+    parser.add_argument("--cost-checks", type=int, default=12, help="checks per decoder for the cost (12)")
+    parser.add_argument("--skip-accuracy", action="store_true", help="only the cost tables")
     args = parser.parse_args(argv)
 
     from lab.rtsp import RtspServer
@@ -145,10 +192,17 @@ def main(argv: list[str]) -> int:
     truth = {c.id: picked.get(c.id, "clean") for c in cameras}
     with tempfile.TemporaryDirectory(prefix="fm-vqd-lab-") as folder:
         scenes = write_scenes(Path(folder))
-        with RtspServer(bind="0.0.0.0", scenes=scenes) as server:
-            asyncio.run(_accuracy(args, server, cameras, truth))
+        hd = _camera_1080p(Path(folder), scenes[0])
+        with RtspServer(bind="0.0.0.0", scenes=scenes, files={"/hd": hd}) as server:
+            if not args.skip_accuracy:
+                asyncio.run(_accuracy(args, server, cameras, truth))
             server.set_defects({})
-            asyncio.run(_cost(args, server, cameras[: min(len(cameras), 12)]))
+            some = cameras[: min(len(cameras), args.cost_checks)]
+            asyncio.run(_cost(args, server, some, "the lab's 480x360 H.264 5 fps, key frame every 1 s"))
+            asyncio.run(_cost(args, server, some, "1920x1080 H.264 25 fps from a photograph, key frame every 2 s, "
+                              "4 Mbit/s", "rtsp://{host}:{port}/hd",
+                              ("ffmpeg, key frames, 1 thread", "pyav, key frames (shipped)")))
+        _legend()
     return 0
 
 

@@ -23,7 +23,9 @@ answered 200 with at least one video media section.
   or the SPS VUI timing.
 
 `RtspFrameProbe` ("rtsp_frame", off by default) decodes one frame with Debian's ffmpeg as a
-subprocess, on its own slower schedule and with its own concurrency limit.
+subprocess, on its own slower schedule and with its own concurrency limit; with video-quality
+diagnosis, the burst is decoded in this process with PyAV (probes/vqd/decode.py) unless
+`decoder: ffmpeg`.
 
 Public API: `RtspConfig`, `RtspFrameConfig` (accounts: probes.accounts), `RtspProbe`, `RtspFrameProbe`,
 `parse_sdp`, `parse_h264_sps`, `parse_challenges`, `digest_response`.
@@ -43,10 +45,12 @@ import os
 import re
 import secrets
 import string
+import threading
 import time
 from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -171,6 +175,10 @@ class RtspFrameConfig(_RtspTargetConfig):
     ≈ 5 s of such a line). The frames decoded by then are still judged. None = no bound."""
     vqd: VqdConfig = VqdConfig()
     """Video-quality diagnosis of the frames (probes/vqd): a burst of two frames per check."""
+    decoder: Literal["pyav", "ffmpeg"] = "pyav"
+    """Who decodes the vqd burst: PyAV in this process, on `max_concurrency` worker threads
+    (probes/vqd/decode.py: a fraction of the CPU, bench/vqd_lab.py), or an ffmpeg child per
+    check. The plain frame check (vqd off) always runs ffmpeg."""
     thumbnail_dir: Path | None = None
     """With vqd: keep a JPEG thumbnail of each camera's latest frame here (probes/vqd/thumbs.py:
     <device id>.jpg, 320 px wide, written atomically); None keeps none."""
@@ -976,8 +984,10 @@ FRAME_MEASUREMENT = MeasurementSpec(
         "width": FieldSpec("integer", "pixels", "width of the decoded frame"),
         "height": FieldSpec("integer", "pixels", "height of the decoded frame"),
         "bytes": FieldSpec("integer", "bytes", "stream bytes ffmpeg demuxed (RTP payload, not TCP overhead)"),
-        "received_bytes": FieldSpec("integer", "bytes", "TCP payload the check received (kernel tcp_info, last poll)"),
-        "over_budget": FieldSpec("boolean", "", "ffmpeg was stopped at max_check_bytes"),
+        "received_bytes": FieldSpec("integer", "bytes", "TCP payload the check received (ffmpeg: kernel tcp_info, "
+                                    "last poll; pyav: the packets and their RTP/TCP framing)"),
+        "over_budget": FieldSpec("boolean", "", "the decoder was stopped at max_check_bytes"),
+        "decode_cpu_ms": FieldSpec("float", "ms", "CPU time of the in-process decoding (decoder pyav)"),
     },
 )
 _PGM_HEADER = re.compile(rb"P5\s+(\d+)\s+(\d+)\s+(\d+)\s")
@@ -990,6 +1000,7 @@ _FFMPEG_REASONS = (  # ffmpeg's stderr → our reason; the stderr itself may con
     (re.compile(rb"No route to host"), "host unreachable"),
 )
 STDERR_CAP = 256 << 10
+PYAV_READ_S = 5.0  # one blocking read or connect of PyAV's (its interrupt callback), at most
 BUDGET_POLL_S = 0.2  # at 10 Mbit/s, 250 kB between two looks at the byte count
 
 
@@ -1026,6 +1037,8 @@ class RtspFrameProbe:
         self._queued = 0  # probe() calls waiting for or holding a slot
         self._vqd = None  # probes.vqd.runner.VqdRunner while entered with vqd enabled
         self._received: dict[int, tuple[int, bool]] = {}  # ffmpeg pid → (bytes received, stopped at the budget)
+        self._decoders: ThreadPoolExecutor | None = None  # PyAV's threads while entered with vqd and pyav
+        self._running: set[threading.Event] = set()  # the cancel flags of the grabs under way
 
     async def __aenter__(self) -> Self:
         if self.cfg.vqd.enabled:  # OpenCV is loaded only here
@@ -1038,9 +1051,16 @@ class RtspFrameProbe:
                 thumbs = ThumbnailStore(self.cfg.thumbnail_dir, self.cfg.thumbnail_max_count,
                                         self.cfg.thumbnail_max_bytes)
             self._vqd = VqdRunner(self.cfg.vqd, thumbs)
+            if self.cfg.decoder == "pyav":
+                self._decoders = ThreadPoolExecutor(self.cfg.max_concurrency, thread_name_prefix="vqd-decode")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._decoders is not None:
+            for flag in self._running:
+                flag.set()
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
         if self._vqd is not None:
             self._vqd.close()
             self._vqd = None
@@ -1056,11 +1076,15 @@ class RtspFrameProbe:
         self._targets.learn_stream_uri(device_id, value)
 
     def budget_s(self, device: Device) -> float:
-        """The ffmpeg deadline, times the rounds of the slot queue as it is now (call right
-        before probe()), plus 1 s to kill and reap ffmpeg."""
+        """The decoder's deadline, times the rounds of the slot queue as it is now (call right
+        before probe()), plus 1 s to kill and reap ffmpeg; PyAV's grab may end one blocking
+        read (PYAV_READ_S) after its deadline, as it checks the deadline between packets."""
+        deadline = self.cfg.timeout_s
+        if self.cfg.vqd.enabled and self.cfg.decoder == "pyav":
+            deadline += min(self.cfg.timeout_s, PYAV_READ_S)
         rounds = 1 + self._queued // self.cfg.max_concurrency
         analysis = 2.0 if self.cfg.vqd.enabled else 0.0  # the worker thread's queue, one analysis at a time
-        return rounds * self.cfg.timeout_s + 1.0 + analysis
+        return rounds * deadline + 1.0 + analysis
 
     def _stream_url(self, device: Device, target: _Target) -> str:
         """The stream URL with the device's account as userinfo (percent-encoded)."""
@@ -1116,7 +1140,10 @@ class RtspFrameProbe:
                 except ValueError as exc:
                     fields, reason, series = {"up": False}, f"bad stream URL ({exc})", ()
                 else:
-                    fields, reason, series = await self._run(self._command(), listing, device)
+                    if self._decoders is not None:
+                        fields, reason, series = await self._run_pyav(self._stream_url(device, target), device)
+                    else:
+                        fields, reason, series = await self._run(self._command(), listing, device)
         finally:
             self._queued -= 1
         return ProbeResult(device.id, self.name, started, reason is None, reason, fields, series)
@@ -1178,9 +1205,50 @@ class RtspFrameProbe:
         if self._vqd is not None:
             if m := _SOURCE_SIZE.search(stderr):  # the camera's size, not the scaled frames'
                 fields.update(width=int(m[1]), height=int(m[2]))
-            series = await self._vqd.series(device, frames, stderr)
+            from probes.vqd.grab import decode_errors
+
+            series = await self._vqd.series(device, frames, decode_errors(stderr))
             return fields, None, (series,) if series is not None else ()
         return fields, None, ()
+
+    async def _run_pyav(
+        self, url: str, device: Device,
+    ) -> tuple[dict[str, float | int | bool | str], str | None, tuple[Series, ...]]:
+        """The vqd burst decoded by PyAV on a worker thread (probes.vqd.decode.grab). The grab
+        ends by itself within timeout_s + one read timeout; a cancelled probe() sets its flag
+        and the thread stops at its next packet. The worker pool has max_concurrency threads,
+        so grabs never outnumber the slots even while a cancelled one winds down."""
+        from probes.vqd.decode import Limits, grab
+
+        assert self._decoders is not None and self._vqd is not None
+        limits = Limits(timeout_s=self.cfg.timeout_s, read_s=min(self.cfg.timeout_s, PYAV_READ_S),
+                        gap_s=self.cfg.vqd.burst_gap_s, max_bytes=self.cfg.max_check_bytes,
+                        probe_bytes=self.cfg.max_bytes, max_pixels=self.cfg.vqd.max_pixels,
+                        keyframes_only=self.cfg.vqd.keyframes_only)
+        flag = threading.Event()
+        self._running.add(flag)
+        try:
+            burst = await asyncio.get_running_loop().run_in_executor(self._decoders, grab, url, limits, flag)
+        finally:
+            flag.set()
+            self._running.discard(flag)
+        fields: dict[str, float | int | bool | str] = {
+            "up": False, "received_bytes": burst.received_bytes, "bytes": burst.packet_bytes,
+            "decode_cpu_ms": round(burst.cpu_ms, 3),
+        }
+        if burst.width is not None and burst.height is not None:
+            fields.update(width=burst.width, height=burst.height)  # the camera's size, not the scaled frames'
+        if burst.over_budget:
+            fields["over_budget"] = True
+        if not burst.frames:
+            if burst.over_budget:
+                return fields, f"byte budget exceeded before a frame ({self.cfg.max_check_bytes:,} bytes)", ()
+            if burst.reason == "timeout":
+                return fields, f"timeout (no frame within {self.cfg.timeout_s:g} s)", ()
+            return fields, burst.reason, ()
+        fields.update(up=True, frame_ms=round(burst.frame_ms, 3))
+        series = await self._vqd.series(device, burst.frames, burst.decode_errors)
+        return fields, None, (series,) if series is not None else ()
 
 
     async def _hold_budget(self, proc: asyncio.subprocess.Process) -> None:

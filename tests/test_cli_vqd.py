@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -47,9 +46,13 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.peer
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
 def test_stream(capsys: pytest.CaptureFixture[str]) -> None:
-    with RtspServer() as server:
-        main(["probe", "vqd", server.url(), "--gap", "1", "--json"])
-    (report,) = json.loads(capsys.readouterr().out)
-    assert report["frames"] == 2 and set(report["scores"]) >= {"blur", "frozen", "noise", "decode_errors"}
+    with RtspServer(auth="digest", user="admin", password="pw-9") as server:
+        main(["probe", "vqd", server.url().replace("rtsp://", "rtsp://admin:pw-9@"), "--gap", "1", "--json"])
+        (report,) = json.loads(capsys.readouterr().out)
+        assert report["frames"] == 2 and set(report["scores"]) >= {"blur", "frozen", "noise", "decode_errors"}
+        assert report["target"].startswith("rtsp://admin:***@")
+        # A wrong password: the reason, and the URL printed without it.
+        assert main(["probe", "vqd", server.url().replace("rtsp://", "rtsp://admin:wrong-7@"), "--timeout", "5"]) == 1
+        out = capsys.readouterr().out
+        assert "401 Unauthorized" in out and "wrong-7" not in out

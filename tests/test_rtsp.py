@@ -521,13 +521,15 @@ def _ffmpeg_cmdlines() -> list[bytes]:
 
 @pytest.mark.peer
 @needs_ffmpeg
-@pytest.mark.parametrize("vqd", [False, True], ids=["frame", "vqd"])
+@pytest.mark.parametrize(("vqd", "decoder"), [(False, "ffmpeg"), (True, "ffmpeg"), (True, "pyav")],
+                         ids=["frame", "vqd-ffmpeg", "vqd-pyav"])
 async def test_frame_probe_keeps_the_password_out_of_ffmpegs_argv(
-    digest: RtspServer, password_env: str, vqd: bool
+    digest: RtspServer, password_env: str, vqd: bool, decoder: str
 ) -> None:
     # /proc/PID/cmdline is world-readable: the password must reach ffmpeg another way (a pipe).
+    # PyAV decodes in this process: no child, no argv (and the account still works).
     cfg = RtspFrameConfig(enabled=True, port=digest.port, username="admin", password_env=password_env,
-                          vqd={"enabled": vqd})
+                          vqd={"enabled": vqd}, decoder=decoder)
     seen: list[bytes] = []
     async with RtspFrameProbe(cfg) as probe:
         running = asyncio.create_task(probe.probe(camera()))
@@ -538,6 +540,9 @@ async def test_frame_probe_keeps_the_password_out_of_ffmpegs_argv(
             await asyncio.sleep(0.005)
         result = await running
     assert result.ok, result.reason
+    if vqd and decoder == "pyav":
+        assert seen == []
+        return
     assert seen, "ffmpeg was never seen running"
     assert all(PASSWORD.encode() not in c and quote(PASSWORD, safe="").encode() not in c for c in seen), seen[0]
     assert all(b"rtsp://" not in c for c in seen)  # not even the address with its user name

@@ -1,13 +1,16 @@
 """Video-quality diagnosis inside the frame check, on real streams: the GStreamer RTSP server of
 the lab (its videotestsrc sends SMPTE colour bars: an encoder's "no video" screen) decoded by
-Debian's ffmpeg, and the hostile inputs: a stream that never sends a frame, an 8K frame, a
-corrupt frame."""
+PyAV in the daemon's process (decoder pyav) and by Debian's ffmpeg (decoder ffmpeg), and the
+hostile inputs: a stream that never sends a frame, an 8K frame, a corrupt frame."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -16,14 +19,17 @@ import numpy as np
 import pytest
 
 from lab.rtsp import RtspServer
+from probes._sockdiag import received_bytes
 from probes.rtsp import RtspFrameConfig, RtspFrameProbe
 from probes.vqd.config import MEASUREMENT, VqdConfig
+from probes.vqd.decode import Limits, grab
 from probes.vqd.diagnose import DIAGNOSES
 from probes.vqd.grab import FrameError, decode_errors, read_image
 from tests.plugins.factories import device
 
 camera = partial(device, address="127.0.0.1", site="s1", region="r1")
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
+DECODERS = [pytest.param("pyav"), pytest.param("ffmpeg", marks=needs_ffmpeg)]
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +39,13 @@ def plain() -> Iterator[RtspServer]:
 
 
 @pytest.mark.peer
-@needs_ffmpeg
-async def test_burst_diagnosed_in_the_frame_check(plain: RtspServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", DECODERS)
+async def test_burst_diagnosed_in_the_frame_check(plain: RtspServer, tmp_path: Path, decoder: str) -> None:
     vqd = VqdConfig(enabled=True, burst_gap_s=1.0, keyframes_only=False, reference_dir=tmp_path)
-    async with RtspFrameProbe(RtspFrameConfig(port=plain.port, vqd=vqd)) as probe:
+    async with RtspFrameProbe(RtspFrameConfig(port=plain.port, vqd=vqd, decoder=decoder)) as probe:
         result = await probe.probe(camera())
     assert result.ok, result.reason
+    assert ("decode_cpu_ms" in result.fields) is (decoder == "pyav")
     (series,) = result.series
     assert series.measurement == MEASUREMENT.name
     assert set(series.fields) <= set(MEASUREMENT.fields)
@@ -51,8 +58,8 @@ async def test_burst_diagnosed_in_the_frame_check(plain: RtspServer, tmp_path: P
 
 
 @pytest.mark.peer
-@needs_ffmpeg
-async def test_stream_that_never_sends_a_frame_is_bounded() -> None:
+@pytest.mark.parametrize("decoder", DECODERS)
+async def test_stream_that_never_sends_a_frame_is_bounded(decoder: str) -> None:
     accepted: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,7 +67,7 @@ async def test_stream_that_never_sends_a_frame_is_bounded() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    cfg = RtspFrameConfig(port=port, timeout_s=6.0, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+    cfg = RtspFrameConfig(port=port, timeout_s=6.0, vqd=VqdConfig(enabled=True, burst_gap_s=1.0), decoder=decoder)
     loop = asyncio.get_running_loop()
     async with RtspFrameProbe(cfg) as probe:
         started = loop.time()
@@ -93,6 +100,65 @@ def test_8k_frame_reaches_us_scaled(tmp_path: Path) -> None:
     out = subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout
     assert out.startswith(b"P6\n480 270\n255\n")
     assert len(out) <= 2 * (480 * 270 * 3 + 20)
+
+
+def _limits(**changes: object) -> Limits:
+    base = dict(timeout_s=60.0, read_s=30.0, gap_s=1.0, max_bytes=None, probe_bytes=2_000_000,
+                max_pixels=40_000_000)
+    return Limits(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_8k_frame_scaled_by_pyav_or_refused(tmp_path: Path) -> None:
+    """PyAV scales in libswscale: an 8K stream yields 480 × 270 frames and reports its own size;
+    with max_pixels below 8K it is refused before a frame is decoded."""
+    src = tmp_path / "8k.mp4"
+    _ffmpeg_h264(src, "7680x4320", 1.4)
+    burst = grab(str(src), _limits(), threading.Event())
+    assert burst.reason is None and (burst.width, burst.height) == (7680, 4320)
+    assert [f.shape for f in burst.frames] == [(270, 480, 3)] * 2
+    refused = grab(str(src), _limits(max_pixels=8_000_000), threading.Event())
+    assert (refused.frames, refused.reason) == ([], "frame of 7680×4320 is larger than 8,000,000 pixels")
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_pyav_burst_with_b_frames_stops_at_the_second_key_frame(tmp_path: Path) -> None:
+    """With B-frames H.264 holds a picture back until later ones arrive; with key frames alone
+    that is seconds of stream. The grab drains each key frame: it reads up to the key frame
+    1 s after the first (plus what the demuxer holds), not the stream's next GOPs."""
+    import av
+
+    src = tmp_path / "bframes.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "6",
+                    "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-y", str(src)], check=True, timeout=120)
+    with av.open(str(src)) as container:
+        assert container.streams.video[0].codec_context.has_b_frames
+        upto = sum(p.size for p in container.demux(video=0) if p.dts is not None and p.dts * p.time_base < 1.5)
+    burst = grab(str(src), _limits(gap_s=1.0), threading.Event())
+    assert (len(burst.frames), burst.decode_errors) == (2, 0)
+    assert burst.packet_bytes <= upto, (burst.packet_bytes, upto)
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_pyav_counts_corrupt_frames(tmp_path: Path) -> None:
+    """Damaged slices: FFmpeg conceals them and flags the frame corrupt; PyAV's grab counts it.
+    The same stream undamaged counts none."""
+    src = tmp_path / "ok.h264"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", "-y", str(src)], check=True, timeout=60)
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(1)
+    for pos in rng.integers(2000, len(data), 40):
+        data[pos] ^= 0xFF
+    bad = tmp_path / "bad.h264"
+    bad.write_bytes(bytes(data))
+    every_frame = _limits(keyframes_only=False, gap_s=1.9)
+    assert grab(str(src), every_frame, threading.Event()).decode_errors == 0
+    assert grab(str(bad), every_frame, threading.Event()).decode_errors > 0
 
 
 @needs_ffmpeg
@@ -144,7 +210,8 @@ def _mp4(path: Path, size: str, seconds: float) -> Path:
 
 @pytest.mark.peer
 @needs_ffmpeg
-async def test_hostile_streams_through_the_frame_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", ["pyav", "ffmpeg"])
+async def test_hostile_streams_through_the_frame_check(tmp_path: Path, decoder: str) -> None:
     """The daemon's path (RtspFrameProbe with vqd) on an 8K stream and on one with damaged
     slices: within the probe's budget, frames that reach this process at most 480 px wide, and
     a reason or the damage counted."""
@@ -161,7 +228,7 @@ async def test_hostile_streams_through_the_frame_check(tmp_path: Path) -> None:
         loop = asyncio.get_running_loop()
         for mount in ("/8k", "/bad"):
             cfg = RtspFrameConfig(port=server.port, url_template=f"rtsp://{{host}}:{{port}}{mount}", timeout_s=20.0,
-                                  max_check_bytes=None, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+                                  max_check_bytes=None, vqd=VqdConfig(enabled=True, burst_gap_s=1.0), decoder=decoder)
             async with RtspFrameProbe(cfg) as probe:
                 started = loop.time()
                 result = await probe.probe(camera())
@@ -171,7 +238,7 @@ async def test_hostile_streams_through_the_frame_check(tmp_path: Path) -> None:
                 assert result.ok, result.reason
                 assert (result.fields["width"], result.fields["height"]) == (7680, 4320)  # the camera's size, reported
                 (series,) = result.series
-                assert series.fields["frames"] == 2  # scaled inside ffmpeg: two 480 × 270 frames reached us
+                assert series.fields["frames"] == 2  # scaled by the decoder: two 480 × 270 frames reached us
             else:
                 assert (result.ok and result.series[0].fields["decode_errors_score"] >= 1) or (
                     result.reason in ("no frame decoded", "timeout (no frame within 20 s)")), (result.reason, result.series)
@@ -186,7 +253,8 @@ async def test_byte_budget_stops_ffmpeg_and_reports_the_bytes(tmp_path: Path) ->
     with RtspServer(files={"/8k": big}) as server:
         for budget in (1_000_000, 64_000_000):
             cfg = RtspFrameConfig(port=server.port, url_template="rtsp://{host}:{port}/8k", timeout_s=20.0,
-                                  max_check_bytes=budget, vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+                                  max_check_bytes=budget, vqd=VqdConfig(enabled=True, burst_gap_s=1.0),
+                                  decoder="ffmpeg")
             async with RtspFrameProbe(cfg) as probe:
                 result = await probe.probe(camera())
             received = result.fields["received_bytes"]
@@ -198,3 +266,70 @@ async def test_byte_budget_stops_ffmpeg_and_reports_the_bytes(tmp_path: Path) ->
                 assert result.ok and "over_budget" not in result.fields
                 # Sampled every 0.2 s: the last look sees most of the 15 MB, not the final packets.
                 assert received > 10_000_000 and result.fields["bytes"] > 10_000_000
+
+
+class _KernelCount:
+    """The TCP payload this process's sockets have received, the kernel's count
+    (probes._sockdiag), sampled every 10 ms on a thread: the largest sample, a floor of the
+    final count (the socket is gone once the grab closes it)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.seen = max(self.seen, received_bytes(os.getpid()) or 0)
+
+    def __enter__(self) -> "_KernelCount":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+async def test_pyav_byte_count_and_budget_against_the_kernel(tmp_path: Path) -> None:
+    """PyAV's count of the bytes received (packets + RTP/TCP framing) against the kernel's
+    count of the same socket (this test process holds no other TCP socket): on the lab's live
+    stream within 10 % of it; a 1 MB budget stops the 8K stream (≈ 15 MB, served faster than
+    real time) at the access unit that crosses it, and the kernel's count stays far below the
+    stream's 15 MB (what arrived in the socket's buffer before it was closed)."""
+    big = _mp4(tmp_path / "8k.mp4", "7680x4320", 2.2)
+    with RtspServer(files={"/8k": big}) as server:
+        for mount, budget in (("/Streaming/Channels/101", None), ("/8k", 1_000_000)):
+            cfg = RtspFrameConfig(port=server.port, url_template=f"rtsp://{{host}}:{{port}}{mount}", timeout_s=20.0,
+                                  max_check_bytes=budget, vqd=VqdConfig(enabled=True, burst_gap_s=3.0))
+            with _KernelCount() as kernel:
+                async with RtspFrameProbe(cfg) as probe:
+                    result = await probe.probe(camera())
+            counted = result.fields["received_bytes"]
+            if budget is None:
+                assert result.ok, result.reason
+                assert "over_budget" not in result.fields
+                assert abs(counted - kernel.seen) <= 0.1 * kernel.seen, (counted, kernel.seen)
+            else:
+                assert result.fields["over_budget"] is True
+                assert budget < counted < budget + 3_000_000  # one 8K access unit at most beyond it
+                assert kernel.seen < 8_000_000, kernel.seen
+
+
+@pytest.mark.peer
+async def test_pyav_keeps_the_password_out_of_reasons_and_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FFmpeg's errors name the URL with its userinfo: PyAV's grab maps them by type only."""
+    secret = "s3cr3t-Pa55"
+    monkeypatch.setenv("FM_TEST_VQD_PW", secret)
+    caplog.set_level(logging.DEBUG)
+    with RtspServer(auth="digest", user="admin", password="right-one") as server:
+        cfg = RtspFrameConfig(port=server.port, username="admin", password_env="FM_TEST_VQD_PW", timeout_s=8.0,
+                              vqd=VqdConfig(enabled=True, burst_gap_s=1.0))
+        async with RtspFrameProbe(cfg) as probe:
+            result = await probe.probe(camera())
+    assert (result.ok, result.reason) == (False, "401 Unauthorized")
+    assert secret not in repr(result) and secret not in caplog.text

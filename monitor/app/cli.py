@@ -202,8 +202,8 @@ def _add_probe(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_probe_vqd(args: argparse.Namespace) -> int:
-    """Video-quality diagnosis of image files or rtsp:// streams (a burst of two frames with
-    ffmpeg): each score and verdict, as a table or JSON. Exit 0 when every picture is normal,
+    """Video-quality diagnosis of image files or rtsp:// streams (a burst of two frames decoded
+    by PyAV, as the frame check takes it): each score and verdict, as a table or JSON. Exit 0 when every picture is normal,
     1 when one has a fault or could not be read, 2 for bad arguments."""
     import json
 
@@ -224,7 +224,7 @@ def cmd_probe_vqd(args: argparse.Namespace) -> int:
     for target in args.targets:
         try:
             if target.lower().startswith("rtsp://"):
-                images, errors = asyncio.run(_grab_stream(target, cfg, args.timeout))
+                images, errors = _grab_stream(target, cfg, args.timeout)
             else:
                 images, errors = [read_image(Path(target), cfg.max_pixels)], None
             d = diagnose(images, reference, cfg.thresholds, errors)
@@ -259,24 +259,20 @@ def _redact(target: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-async def _grab_stream(url: str, cfg, timeout_s: float):
-    """The burst of `url` with ffmpeg (as the frame check takes it): (frames, decoder errors)."""
-    from probes.vqd.grab import ffmpeg_input_args, ffmpeg_output_args, read_ppm_frames, decode_errors
+def _grab_stream(url: str, cfg, timeout_s: float):
+    """The burst of `url` as the frame check takes it (probes.vqd.decode.grab, PyAV in this
+    process: the URL reaches no other process's argv): (frames, decoder errors). Raises
+    ValueError with the reason when no frame was decoded."""
+    import threading
 
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-rtsp_transport", "tcp",
-           "-timeout", str(int(timeout_s * 1e6)), *ffmpeg_input_args(cfg), "-i", url, *ffmpeg_output_args(cfg)]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        async with asyncio.timeout(timeout_s):
-            frames, stderr, _ = await asyncio.gather(read_ppm_frames(proc.stdout), proc.stderr.read(), proc.wait())
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if not frames:
-        raise ValueError("no frame decoded")
-    return frames, decode_errors(stderr)
+    from probes.vqd.decode import Limits, grab
+
+    limits = Limits(timeout_s=timeout_s, read_s=min(timeout_s, 5.0), gap_s=cfg.burst_gap_s, max_bytes=None,
+                    probe_bytes=2_000_000, max_pixels=cfg.max_pixels, keyframes_only=cfg.keyframes_only)
+    burst = grab(url, limits, threading.Event())
+    if not burst.frames:
+        raise ValueError(burst.reason or "no frame decoded")
+    return burst.frames, burst.decode_errors
 
 
 # --- the assessment: read from the state database, beside the running daemon -------------------

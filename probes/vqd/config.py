@@ -67,14 +67,15 @@ class VqdConfig(Strict):
     """Seconds between the two frames of the burst (frozen picture, noise): the stream is read
     this long longer, so bytes per check ≈ probesize + gap × bitrate."""
     keyframes_only: bool = True
-    """Decode only key frames (ffmpeg -skip_frame nokey): a fraction of the CPU; decoding
-    errors are then counted on key frames only."""
+    """Decode only key frames (FFmpeg's skip_frame nokey, both decoders): a fraction of the
+    CPU; decoding errors are then counted on key frames only."""
     reference_dir: Path | None = None
     """Where each camera's reference frame (moved camera, occlusion, colour) is kept as
     <device id>.png; None keeps them in memory only. The first frame without a fault becomes
     the reference; delete the file (or restart without a directory) to take a new one."""
     max_pixels: Annotated[int, Field(ge=64 * 48, le=200_000_000)] = 40_000_000
-    """Larger images are refused by `fleetmon probe vqd IMAGE` before decoding (8K is 33 MP)."""
+    """Larger images are refused by `fleetmon probe vqd IMAGE` before decoding (8K is 33 MP),
+    and larger streams by the PyAV decoder before their first frame (the size from the SDP)."""
 
     def thresholds_for(self, device: Device | None) -> Thresholds:
         """The thresholds of `device`: the first override whose selector matches, else the defaults."""

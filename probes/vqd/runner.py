@@ -1,4 +1,4 @@
-"""Video-quality diagnosis inside the frame check: ffmpeg's burst → diagnosis in a worker thread
+"""Video-quality diagnosis inside the frame check: the decoder's burst → diagnosis in a worker thread
 → a `video_quality` series of the rtsp_frame result. Imported only when vqd is enabled.
 
 The image work runs on one worker thread of its own (OpenCV and NumPy release the GIL), so the
@@ -25,7 +25,6 @@ from probes.base import Series
 from probes.vqd import measures
 from probes.vqd.config import MEASUREMENT, VqdConfig
 from probes.vqd.diagnose import Diagnosis, diagnose
-from probes.vqd.grab import decode_errors
 from probes.vqd.thumbs import ThumbnailStore
 
 log = logging.getLogger("fleetmon.vqd")
@@ -78,13 +77,14 @@ class VqdRunner:
                 log.warning("cannot keep the thumbnail of %s: %s", device.id, exc)
         return diagnosis, (time.thread_time() - started) * 1000
 
-    async def series(self, device: Device, frames: list[np.ndarray], stderr: bytes) -> Series | None:
-        """The `video_quality` series of a burst, or None when no frame was decoded."""
+    async def series(self, device: Device, frames: list[np.ndarray], errors: int) -> Series | None:
+        """The `video_quality` series of a burst with `errors` decoding errors (mosaic,
+        stutter), or None when no frame was decoded."""
         if not frames:
             return None
         loop = asyncio.get_running_loop()
         diagnosis, cpu_ms = await loop.run_in_executor(
-            self._worker, self._analyse, device, frames, decode_errors(stderr)
+            self._worker, self._analyse, device, frames, errors
         )
         fields: dict[str, float | int | bool | str] = {f"{k}_score": v for k, v in diagnosis.scores.items()}
         fields.update(faults=",".join(diagnosis.faults), picture_ok=diagnosis.ok, frames=len(frames),
