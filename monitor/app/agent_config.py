@@ -23,7 +23,9 @@ from typing import Annotated, Any, Iterable, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ConfigError, ConfigSource, Loc, ResolvedSecret, SelectorConfig, Strict, WithSecrets
+from monitor.core.config_base import (
+    BareHost, ConfigError, ConfigSource, Loc, ResolvedSecret, SelectorConfig, Strict, WithSecrets,
+)
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
 from probes import REGISTRY
@@ -76,7 +78,7 @@ class BrokerConfig(WithSecrets):
 
     secrets = ("password",)
 
-    host: Annotated[str, Field(min_length=1)]
+    host: BareHost
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     tls: TlsConfig | None = None
     username: Annotated[str, Field(min_length=1)] | None = None
@@ -89,14 +91,6 @@ class BrokerConfig(WithSecrets):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     password: ResolvedSecret = None
-
-    @field_validator("host")
-    @classmethod
-    def _bare_host(cls, host: str) -> str:
-        if any(c in host for c in "@/?# "):
-            raise ValueError("must be a host name or address only (no URL, no user:password@): "
-                             "the password goes in password_env or password_file")
-        return host
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> Self:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from monitor.core.model import Kind, Selector
 
@@ -177,6 +177,18 @@ class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, instances are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _bare_host(host: str) -> str:
+    # Not echoed: "user:password@broker" would be a secret written in the config.
+    if any(c in host for c in "@/?# "):
+        raise ValueError("must be a host name or address only (no URL, no user:password@): "
+                         "the password goes in password_env or password_file")
+    return host
+
+
+BareHost = Annotated[str, Field(min_length=1), AfterValidator(_bare_host)]
+"""Type of a broker's or server's `host`: a name or address only, never a URL with an account in it."""
 
 
 ResolvedSecret = Annotated[SecretStr | None, Field(exclude=True, repr=False)]

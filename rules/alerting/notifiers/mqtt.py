@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from monitor.core.config_base import ResolvedSecret, WithSecrets
+from monitor.core.config_base import BareHost, ResolvedSecret, WithSecrets
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
@@ -79,7 +79,7 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     secrets = ("password",)
 
     type: Literal["mqtt"]
-    host: Annotated[str, Field(min_length=1)]
+    host: BareHost
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     username: Annotated[str, Field(min_length=1)] | None = None
     password_env: str | None = None
@@ -91,15 +91,6 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     password: ResolvedSecret = None
-
-    @field_validator("host")
-    @classmethod
-    def _bare_host(cls, host: str) -> str:
-        # Not echoed: "user:password@broker" would be a secret written in the config.
-        if any(c in host for c in "@/?# "):
-            raise ValueError("must be a host name or address only (no URL, no user:password@): "
-                             "the password goes in password_env or password_file")
-        return host
 
     @field_validator("topic_prefix")
     @classmethod
