@@ -33,7 +33,6 @@ import json
 import signal
 import sys
 import threading
-import time
 import zlib
 
 import gi
@@ -111,6 +110,8 @@ def picture(scene: str, defect: str) -> str:
     clock = 'clockoverlay time-format="%Y-%m-%d %H:%M:%S"'
     return " ".join([*chains, f"{tail} ! videoconvert ! {clock} ! videoconvert ! video/x-raw,format=I420"])
 
+FIRST_FRAMES = 3  # frames of a picture pipeline passed before its channel is served (compositors
+# start on their background)
 ROLE = "user"
 BACKLOG = 4096  # the benchmark connects to thousands of addresses at once; GStreamer's default is 5
 
@@ -158,10 +159,24 @@ class Pictures:
         channel = f"{scene}|{defect}"
         with self._lock:
             if channel not in self._running:
-                pipeline = Gst.parse_launch(f"{picture(scene, defect)} ! intervideosink channel=\"{channel}\"")
+                pipeline = Gst.parse_launch(
+                    f"{picture(scene, defect)} ! intervideosink name=out channel=\"{channel}\"")
+                # Until the picture's first frames reach the channel, intervideosrc sends black
+                # (read as a lost signal by a client that connects at once): wait for a few of
+                # them, however long a loaded machine takes to decode the photograph.
+                shown, frames = threading.Event(), [0]
+
+                def count(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                    frames[0] += 1
+                    if frames[0] < FIRST_FRAMES:
+                        return Gst.PadProbeReturn.OK
+                    shown.set()
+                    return Gst.PadProbeReturn.REMOVE
+
+                pipeline.get_by_name("out").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
                 pipeline.set_state(Gst.State.PLAYING)
-                pipeline.get_state(5 * Gst.SECOND)  # live: playing as soon as its elements are
-                time.sleep(3 / FPS)  # its first frames reach the channel before a client asks
+                if not shown.wait(20):
+                    print(f"picture {channel}: no frame within 20 s", file=sys.stderr, flush=True)
                 self._running[channel] = pipeline
         # timeout: a late frame of the picture's pipeline is repeated, not replaced by black
         source = (f"intervideosrc channel=\"{channel}\" timeout=5000000000 ! video/x-raw,width={SCENE_W},height={SCENE_H},"
