@@ -44,7 +44,8 @@ PYTEST_WORKERS ?= auto
 
 test: deps
 	$(PY) -m ruff check --quiet .
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not alone"
+	$(PY) -m pytest -q -m alone
 
 # Markers in pyproject.toml: `root` (network namespaces, raw sockets), `peer` (a real peer program).
 check: deps

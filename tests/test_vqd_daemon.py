@@ -21,7 +21,7 @@ from rules.families.vqd import _NAMES
 from rules.model import FaultState
 from tests.plugins.daemon import running_daemon, until
 
-pytestmark = [pytest.mark.root, pytest.mark.peer]
+pytestmark = [pytest.mark.alone, pytest.mark.root, pytest.mark.peer]
 RULE_OF = {diagnosis: rule for rule, (diagnosis, _, _) in _NAMES.items()}
 ZH = {diagnosis: zh for _, (diagnosis, zh, _) in _NAMES.items()}
 INTERVAL_S = 60.0  # the frame check's shortest interval

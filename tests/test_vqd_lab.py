@@ -16,7 +16,7 @@ from probes.rtsp import RtspFrameConfig, RtspFrameProbe
 from probes.vqd.config import VqdConfig
 from tests.plugins.factories import device
 
-pytestmark = [pytest.mark.peer, pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")]
+pytestmark = [pytest.mark.alone, pytest.mark.peer, pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")]
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 2 + len(STREAM_DEFECTS) + 1)]  # one camera per defect, one clean
 camera = partial(device, site="s1", region="r1")
 
