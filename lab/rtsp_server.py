@@ -110,7 +110,7 @@ def picture(scene: str, defect: str) -> str:
     clock = 'clockoverlay time-format="%Y-%m-%d %H:%M:%S"'
     return " ".join([*chains, f"{tail} ! videoconvert ! {clock} ! videoconvert ! video/x-raw,format=I420"])
 
-FIRST_FRAMES = 10  # frames (2 s) of a picture pipeline passed before its channel is served (compositors
+FIRST_FRAMES = 3  # frames of a picture pipeline passed before its channel is served (compositors
 # start on their background)
 ROLE = "user"
 BACKLOG = 4096  # the benchmark connects to thousands of addresses at once; GStreamer's default is 5
@@ -162,8 +162,8 @@ class Pictures:
                 pipeline = Gst.parse_launch(
                     f"{picture(scene, defect)} ! intervideosink name=out channel=\"{channel}\"")
                 # Until the picture's first frames reach the channel, intervideosrc sends black
-                # (read as a lost signal by a client that connects at once), and on a loaded
-                # machine the compositors send their background first: wait for FIRST_FRAMES.
+                # (read as a lost signal by a client that connects at once): wait for a few of
+                # them, however long a loaded machine takes to decode the photograph.
                 shown, frames = threading.Event(), [0]
 
                 def count(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
