@@ -96,14 +96,6 @@ def test_a_dark_picture_that_still_shows_the_scene_is_no_lost_signal() -> None:
     assert d.faults == ("dark",)
 
 
-def test_a_black_first_frame_of_the_session_is_no_lost_signal_when_the_picture_follows() -> None:
-    scene = photo("camera").astype(np.float32)
-    black, picture = _frame(np.full_like(scene, 6.0)), _frame(scene)
-    thresholds = VqdConfig().thresholds
-    assert "signal_loss" not in diagnose([black.bgr, picture.bgr], None, thresholds).faults
-    assert "signal_loss" in diagnose([black.bgr, black.bgr], None, thresholds).faults
-
-
 def test_cast_is_a_shift_of_every_block_not_an_object_across_part_of_the_view() -> None:
     scene = photo("coffee").astype(np.float32)
     ref = measures.reference(_frame(scene))

@@ -77,9 +77,7 @@ def scores(frames: list[Frame], reference: Reference | None, decode_errors: int 
     """Every score of the burst `frames` (the first is judged, the others show change)."""
     first = frames[0]
     out = {
-        # A lost signal lasts: every frame of the burst must show it (encoders send a black or
-        # grey picture at the start of a session, and that first frame is no fault).
-        "signal_loss": min(measures.signal_loss(f, reference) for f in frames),
+        "signal_loss": measures.signal_loss(first, reference),
         "dark": measures.luma(first, reference),
         "bright": measures.bright(first, reference),
         "blur": measures.blur(first, reference),
