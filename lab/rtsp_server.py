@@ -73,11 +73,12 @@ def _solid(argb: int, width: int = SCENE_W, height: int = SCENE_H) -> str:
 
 def picture(scene: str, defect: str) -> str:
     """The launch text of a camera's raw picture (I420, SCENE_W×SCENE_H, FPS) showing `scene`
-    (a PNG) with `defect`. Raises KeyError for a defect not in DEFECTS."""
+    (a PNG) with `defect`; the element named `view` puts out the scene before any blending.
+    Raises KeyError for a defect not in DEFECTS."""
     if defect not in DEFECTS:
         raise KeyError(defect)
     if defect == "signal_loss":  # an encoder's "no video" screen: solid blue with a line of text
-        return (f"{_solid(0xFF1030C0)} ! textoverlay text=\"NO VIDEO\" font-desc=\"Sans 14\" "
+        return (f"{_solid(0xFF1030C0)} ! textoverlay name=view text=\"NO VIDEO\" font-desc=\"Sans 14\" "
                 "! videoconvert ! video/x-raw,format=I420")
     dx, dy = SCENE_SIZE[0] - SCENE_W, SCENE_SIZE[1] - SCENE_H
     left, top = (0, 0) if defect == "moved" else (dx // 2, dy // 2)  # moved: the view panned up-left
@@ -86,7 +87,7 @@ def picture(scene: str, defect: str) -> str:
     source = (f"filesrc location=\"{scene}\" ! pngdec ! videoconvert ! videoscale "
               f"! video/x-raw,format=AYUV,width={SCENE_SIZE[0]},height={SCENE_SIZE[1]} "
               f"! imagefreeze is-live=true ! video/x-raw,framerate={FPS}/1 "
-              f"! videocrop left={left} right={dx - left} top={top} bottom={dy - top}")
+              f"! videocrop name=view left={left} right={dx - left} top={top} bottom={dy - top}")
     chains: list[str] = []  # branches into compositors, before the picture's own chain
 
     def blend(tail: str, name: str, overlay: str, alpha: float, xpos: int = 0) -> str:
@@ -110,8 +111,7 @@ def picture(scene: str, defect: str) -> str:
     clock = 'clockoverlay time-format="%Y-%m-%d %H:%M:%S"'
     return " ".join([*chains, f"{tail} ! videoconvert ! {clock} ! videoconvert ! video/x-raw,format=I420"])
 
-FIRST_FRAMES = 3  # frames of a picture pipeline passed before its channel is served (compositors
-# start on their background)
+FIRST_FRAMES = 3  # frames of a picture pipeline passed, once its view runs, before its channel is served
 ROLE = "user"
 BACKLOG = 4096  # the benchmark connects to thousands of addresses at once; GStreamer's default is 5
 
@@ -162,17 +162,26 @@ class Pictures:
                 pipeline = Gst.parse_launch(
                     f"{picture(scene, defect)} ! intervideosink name=out channel=\"{channel}\"")
                 # Until the picture's first frames reach the channel, intervideosrc sends black
-                # (read as a lost signal by a client that connects at once): wait for a few of
-                # them, however long a loaded machine takes to decode the photograph.
-                shown, frames = threading.Event(), [0]
+                # (read as a lost signal by a client that connects at once), and until the
+                # photograph is decoded the live compositors put out their checkerboard with the
+                # snow and the clock (read as a cover, a lost signal or a moved camera): count the
+                # frames passed only once the view has put one out, however long that takes.
+                shown, view_started, frames = threading.Event(), threading.Event(), [0]
+
+                def started(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                    view_started.set()
+                    return Gst.PadProbeReturn.REMOVE
 
                 def count(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                    if not view_started.is_set():
+                        return Gst.PadProbeReturn.OK
                     frames[0] += 1
                     if frames[0] < FIRST_FRAMES:
                         return Gst.PadProbeReturn.OK
                     shown.set()
                     return Gst.PadProbeReturn.REMOVE
 
+                pipeline.get_by_name("view").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, started)
                 pipeline.get_by_name("out").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
                 pipeline.set_state(Gst.State.PLAYING)
                 if not shown.wait(20):

@@ -152,13 +152,54 @@ def test_pyav_counts_corrupt_frames(tmp_path: Path) -> None:
                     "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", "-y", str(src)], check=True, timeout=60)
     data = bytearray(src.read_bytes())
     rng = np.random.default_rng(1)
-    for pos in rng.integers(2000, len(data), 40):
+    for pos in rng.integers(_nal_starts(data)[4], len(data), 40):  # after the first access unit (SPS … IDR)
         data[pos] ^= 0xFF
     bad = tmp_path / "bad.h264"
     bad.write_bytes(bytes(data))
     every_frame = _limits(keyframes_only=False, gap_s=1.9)
     assert grab(str(src), every_frame, threading.Event()).decode_errors == 0
     assert grab(str(bad), every_frame, threading.Event()).decode_errors > 0
+
+
+def _nal_starts(data: bytes | bytearray) -> list[int]:
+    """Offsets of the NAL unit headers in H.264 Annex B `data` (after each 00 00 01)."""
+    return [i + 3 for i in range(len(data) - 3) if data[i:i + 3] == b"\x00\x00\x01"]
+
+
+def _cut_key_frame(data: bytes, which: int) -> bytes:
+    """`data` (H.264 Annex B) with the `which`-th IDR slice (0-based) cut to half its length,
+    as a session that lost the end of a key frame gets it."""
+    starts = _nal_starts(data)
+    idr = [i for i in starts if data[i] & 0x1F == 5][which]
+    end = next(i for i in starts if i > idr)
+    return data[:idr + (end - idr) // 2] + data[end:]
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_a_session_opening_on_a_cut_key_frame_is_no_decoding_error(tmp_path: Path) -> None:
+    """A stream joined mid-frame (a media server, the lab's GStreamer server on a fresh media)
+    opens on a cut key frame: it is skipped, neither counted nor analysed, and the burst starts
+    at the next key frame; the same cut later in the stream is the camera's and counted."""
+    src = tmp_path / "ok.h264"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "5", "-f", "h264", "-y", str(src)],
+                   check=True, timeout=60)
+    data = src.read_bytes()
+    opening, later = tmp_path / "opening.h264", tmp_path / "later.h264"
+    opening.write_bytes(_cut_key_frame(data, 0))
+    later.write_bytes(_cut_key_frame(data, 3))
+    limits = _limits(gap_s=0.0, frames=3)  # (a raw H.264 file has no timestamps): consecutive key frames
+    clean = grab(str(src), limits, threading.Event())
+    cut = grab(str(opening), limits, threading.Event())
+    assert (cut.decode_errors, len(cut.frames)) == (0, 3)
+    # The next key frame's picture, whole (the decoder's state after the skipped unit leaves
+    # differences of a deblocking filter's size, 2.7 levels; the cut frame itself differs by 16).
+    assert np.abs(cut.frames[0].astype(int) - clean.frames[1]).mean() < 4
+    assert np.array_equal(cut.frames[1], clean.frames[2])
+    every = _limits(gap_s=1.9, keyframes_only=False)
+    assert grab(str(src), every, threading.Event()).decode_errors == 0
+    assert grab(str(later), every, threading.Event()).decode_errors > 0
 
 
 @needs_ffmpeg

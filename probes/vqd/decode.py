@@ -25,7 +25,9 @@ with the kernel's count of the same socket.
 
 Decoding errors (stutter, mosaic): packets or frames FFmpeg flags corrupt (it conceals damaged
 slices and flags the frame), packets it refuses (InvalidDataError), and gaps in the decoding
-timestamps longer than GAP_FACTOR frame intervals (frames lost on the way).
+timestamps longer than GAP_FACTOR frame intervals (frames lost on the way). Not the session's
+first access unit: joined mid-frame, it may be cut short; its damage is neither counted nor
+its concealed picture analysed.
 
 Where it runs: on a worker thread of the frame check (probes/rtsp.py, `max_concurrency` of
 them); FFmpeg's reading, decoding and scaling release the GIL, so the event loop keeps
@@ -174,10 +176,15 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
             if cancelled.is_set() or read_at >= deadline:
                 burst.reason = burst.reason or "timeout"
                 break
+            # The session's first access unit may be cut short (a media server or NVR joined
+            # mid-frame, or its first RTP packets gone while the session was being set up: the
+            # lab's GStreamer server cuts a fresh media's first key frame in half): damage there
+            # is the session's start, not the camera's, and its picture is not analysed.
+            opening = packet.size > 0 and burst.packet_bytes == 0
             if packet.size:
                 burst.packet_bytes += packet.size
                 burst.received_bytes += _wire_bytes(packet.size)
-            if packet.is_corrupt:
+            if packet.is_corrupt and not opening:
                 burst.decode_errors += 1
             if packet.time_base is not None:
                 if packet.pts is not None:
@@ -205,7 +212,10 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
                     decoded = ctx.decode(None)
                     ctx.flush_buffers()
             except av.error.InvalidDataError:
-                burst.decode_errors += 1
+                burst.decode_errors += 0 if opening else 1
+                continue
+            if opening and any(frame.is_corrupt for frame in decoded):
+                ctx.flush_buffers()  # nor what the decoder holds back of the cut unit
                 continue
             for frame in decoded:
                 if frame.is_corrupt:
