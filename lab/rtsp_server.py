@@ -141,56 +141,76 @@ class Pictures:
             return
         self.defects = {str(k).strip("[]"): v for k, v in loaded.items()}
 
+    def scene_of(self, host: str) -> str:
+        """The scene (PNG path) a camera address shows: CRC-32 of the address; needs scenes."""
+        return self.scenes[zlib.crc32(host.strip("[]").encode()) % len(self.scenes)]
+
     def key(self, host: str, path: str) -> str:
         host = host.strip("[]")
         if not self.scenes:
             return path
-        scene = self.scenes[zlib.crc32(host.encode()) % len(self.scenes)]
-        return f"{scene}|{self.defects.get(host, 'clean')}|{path}"
+        return f"{self.scene_of(host)}|{self.defects.get(host, 'clean')}|{path}"
 
     def launch(self, key: str) -> str:
-        """The media's launch text. A camera's picture runs in a pipeline of its own that never
-        stops (`_running`), fed to the media through intervideosink/src: a media pipeline is
-        paused whenever its last client leaves, and restarted, its compositors would show their
-        checkerboard background until the photograph's branch catches up."""
+        """The media's launch text: the camera's picture channel (`channel`) encoded."""
         if not self.scenes:
             return MOUNTS[key]
         scene, defect, path = key.split("|")
-        channel = f"{scene}|{defect}"
-        with self._lock:
-            if channel not in self._running:
-                pipeline = Gst.parse_launch(
-                    f"{picture(scene, defect)} ! intervideosink name=out channel=\"{channel}\"")
-                # Until the picture's first frames reach the channel, intervideosrc sends black
-                # (read as a lost signal by a client that connects at once), and until the
-                # photograph is decoded the live compositors put out their checkerboard with the
-                # snow and the clock (read as a cover, a lost signal or a moved camera): count the
-                # frames passed only once the view has put one out, however long that takes.
-                shown, view_started, frames = threading.Event(), threading.Event(), [0]
-
-                def started(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-                    view_started.set()
-                    return Gst.PadProbeReturn.REMOVE
-
-                def count(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-                    if not view_started.is_set():
-                        return Gst.PadProbeReturn.OK
-                    frames[0] += 1
-                    if frames[0] < FIRST_FRAMES:
-                        return Gst.PadProbeReturn.OK
-                    shown.set()
-                    return Gst.PadProbeReturn.REMOVE
-
-                pipeline.get_by_name("view").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, started)
-                pipeline.get_by_name("out").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
-                pipeline.set_state(Gst.State.PLAYING)
-                if not shown.wait(20):
-                    print(f"picture {channel}: no frame within 20 s", file=sys.stderr, flush=True)
-                self._running[channel] = pipeline
+        channel = self.channel(scene, defect)
         # timeout: a late frame of the picture's pipeline is repeated, not replaced by black
         source = (f"intervideosrc channel=\"{channel}\" timeout=5000000000 ! video/x-raw,width={SCENE_W},height={SCENE_H},"
                   f"framerate={FPS}/1 ! videoconvert ! video/x-raw,format=I420")
         return f"( {source} ! {_ENCODERS[path]} )"
+
+    def warm(self) -> None:
+        """Start the picture channel of every scene clean and of every defect in the map, so that
+        a camera's first session finds its picture running (at a fleet's first check, every
+        camera at once, the channels would otherwise start together on a loaded machine and
+        stall: a repeated frame reads as a frozen picture)."""
+        for scene in self.scenes:
+            self.channel(scene, "clean")
+        for host, defect in self.defects.items():
+            self.channel(self.scene_of(host), defect)
+
+    def channel(self, scene: str, defect: str) -> str:
+        """The intervideo channel showing `scene` with `defect`, its pipeline started on first use.
+        A camera's picture runs in a pipeline of its own that never stops (`_running`), fed to
+        the media through intervideosink/src: a media pipeline is paused whenever its last client
+        leaves, and restarted, its compositors would show their checkerboard background until the
+        photograph's branch catches up. Returns once the channel shows the picture (or after 20 s,
+        said on stderr)."""
+        channel = f"{scene}|{defect}"
+        with self._lock:
+            if channel in self._running:
+                return channel
+            pipeline = Gst.parse_launch(f"{picture(scene, defect)} ! intervideosink name=out channel=\"{channel}\"")
+            # Until the picture's first frames reach the channel, intervideosrc sends black
+            # (read as a lost signal by a client that connects at once), and until the
+            # photograph is decoded the live compositors put out their checkerboard with the
+            # snow and the clock (read as a cover, a lost signal or a moved camera): count the
+            # frames passed only once the view has put one out, however long that takes.
+            shown, view_started, frames = threading.Event(), threading.Event(), [0]
+
+            def started(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                view_started.set()
+                return Gst.PadProbeReturn.REMOVE
+
+            def count(_pad: Gst.Pad, _info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+                if not view_started.is_set():
+                    return Gst.PadProbeReturn.OK
+                frames[0] += 1
+                if frames[0] < FIRST_FRAMES:
+                    return Gst.PadProbeReturn.OK
+                shown.set()
+                return Gst.PadProbeReturn.REMOVE
+
+            pipeline.get_by_name("view").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, started)
+            pipeline.get_by_name("out").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
+            pipeline.set_state(Gst.State.PLAYING)
+            if not shown.wait(20):
+                print(f"picture {channel}: no frame within 20 s", file=sys.stderr, flush=True)
+            self._running[channel] = pipeline
+            return channel
 
 
 class _SharedFactory(GstRtspServer.RTSPMediaFactory):
@@ -297,10 +317,12 @@ def main(argv: list[str]) -> int:
         print(f"cannot listen on {args.bind}:{args.port}", file=sys.stderr)
         return 1
     held: dict[str, GstRtspServer.RTSPMedia] = {}  # for the server's lifetime
+    pictures.warm()
     keep_prepared(server, pictures, held)
 
     def reload() -> bool:
         pictures.load()
+        pictures.warm()
         keep_prepared(server, pictures, held)
         print("RELOADED", flush=True)
         return True  # keep the handler
