@@ -145,6 +145,17 @@ class Pictures:
         """The scene (PNG path) a camera address shows: CRC-32 of the address; needs scenes."""
         return self.scenes[zlib.crc32(host.strip("[]").encode()) % len(self.scenes)]
 
+    def stand_ins(self) -> list[str]:
+        """An address showing each scene clean (127.0.0.x; the map's own addresses not used):
+        preparing their media at start means no clean picture's media starts at a camera's
+        first DESCRIBE, when its intervideosrc sends black before the channel's first frame."""
+        found: dict[str, str] = {}
+        for i in range(2, 255 if self.scenes else 2):
+            host = f"127.0.0.{i}"
+            if host not in self.defects:
+                found.setdefault(self.scene_of(host), host)
+        return list(found.values())
+
     def key(self, host: str, path: str) -> str:
         host = host.strip("[]")
         if not self.scenes:
@@ -231,13 +242,13 @@ class _SharedFactory(GstRtspServer.RTSPMediaFactory):
 
 def keep_prepared(server: GstRtspServer.RTSPServer, pictures: Pictures,
                   held: dict[str, GstRtspServer.RTSPMedia]) -> None:
-    """Prepare each shared media a camera of `pictures` (or 127.0.0.1) uses once, and hold it in
+    """Prepare each shared media a camera of `pictures` (or 127.0.0.1, or each scene clean) uses once, and hold it in
     `held` (key → media). GStreamer unprepares a shared media when its last client goes (every
     DESCRIBE-only client does), and a DESCRIBE arriving while it unprepares gets 503 Service
     Unavailable; a held prepare count keeps the pipeline running."""
     mounts = server.get_mount_points()
     for path in MOUNTS:
-        for host in ["127.0.0.1", *pictures.defects]:
+        for host in ["127.0.0.1", *pictures.stand_ins(), *pictures.defects]:
             key = pictures.key(host, path)
             if key in held:
                 continue
