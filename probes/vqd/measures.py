@@ -22,6 +22,7 @@ brown by nature is not a fault) and fall back to absolute measures without one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -34,12 +35,31 @@ RECOLOURED = 0.25  # occlusion: a block's colour off the reference's prediction 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Frame:
-    """A frame ready for the measures: `bgr` uint8 H×W×3 and `gray` uint8 H×W, W ≤ ANALYSIS_WIDTH."""
+    """A frame ready for the measures: `bgr` uint8 H×W×3 and `gray` uint8 H×W, W ≤ ANALYSIS_WIDTH.
+    What several measures derive from it is computed once, on first use (a reference's, once
+    per camera): `texture` (block_texture), `block_luma` (block means of `gray`, float),
+    `lab` (OpenCV's 8-bit CIELAB, H×W×3 uint8) and `chroma_blocks` (_chroma_blocks)."""
 
     bgr: np.ndarray
     gray: np.ndarray
+
+    @cached_property
+    def texture(self) -> np.ndarray:
+        return block_texture(self.gray)
+
+    @cached_property
+    def block_luma(self) -> np.ndarray:
+        return _block_means(self.gray.astype(np.float32))
+
+    @cached_property
+    def lab(self) -> np.ndarray:
+        return cv2.cvtColor(self.bgr, cv2.COLOR_BGR2LAB)
+
+    @cached_property
+    def chroma_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _chroma_blocks(self)
 
 
 def prepare(image: np.ndarray) -> Frame:
@@ -123,7 +143,7 @@ def blur(frame: Frame, ref: "Reference | None" = None, min_texture: float = 1.5)
     taken for defocus) or SHARP without a reference; the BLUR_QUANTILE over the blocks textured
     (≥ `min_texture`) in the frame and in the reference (flat sky or a covered part do not
     decide). A frame without such blocks scores 1."""
-    textured = block_texture(frame.gray) >= min_texture
+    textured = frame.texture >= min_texture
     if ref is not None:
         textured &= ref.texture >= min_texture
     if not textured.any():
@@ -139,7 +159,7 @@ def _chroma_blocks(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     (OpenCV's 8-bit Lab, centred on 0) — (bgr, a, b)."""
     f = frame.bgr.astype(np.float32)
     bgr = np.stack([_block_means(f[..., c]) for c in range(3)]) + 1.0
-    lab = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    lab = frame.lab.astype(np.float32)
     return bgr, _block_means(lab[..., 1]) - 128, _block_means(lab[..., 2]) - 128
 
 
@@ -175,8 +195,8 @@ def _orb():
 def reference(frame: Frame) -> Reference:
     """The reference of a camera from one of its frames without a fault (see Reference)."""
     keypoints, descriptors = _orb().detectAndCompute(frame.gray, None)
-    bgr, a, b = _chroma_blocks(frame)
-    return Reference(frame, tuple(keypoints), descriptors, block_texture(frame.gray), block_blur(frame.gray), bgr, a, b,
+    bgr, a, b = frame.chroma_blocks
+    return Reference(frame, tuple(keypoints), descriptors, frame.texture, block_blur(frame.gray), bgr, a, b,
                      _percentiles(frame.gray), float((frame.gray >= CLIPPED).mean()),
                      float(np.percentile(frame.gray, 90)))
 
@@ -223,7 +243,7 @@ def _colour_residual(frame: Frame, ref: Reference, textured: np.ndarray) -> np.n
     (least squares) on the `textured` blocks, the scene still seen. An exposure or white
     balance change, a colour cast or a gamma change maps every block's colour by one such
     line per channel; a close object over part of the view puts its own colour there."""
-    bgr, _, _ = _chroma_blocks(frame)
+    bgr, _, _ = frame.chroma_blocks
     lf, lr = np.log(bgr + 7.0), np.log(ref.bgr + 7.0)  # +8 in all: dark blocks' noise does not blow up
     out = np.zeros(textured.shape, np.float64)
     for c in range(3):
@@ -243,7 +263,7 @@ def low_texture_share(frame: Frame, ref: Reference | None, flat: float = 1.0, wa
     predicts there by more than `recoloured` (`_colour_residual`, log units: a dark or green
     object over the sky); sky, a white wall or a still lake that are always flat, under any
     exposure, white balance or colour cast, do not count."""
-    texture = block_texture(frame.gray)
+    texture = frame.texture
     mask = texture < flat
     if ref is not None:
         changed = ref.texture >= was_textured
@@ -296,9 +316,8 @@ def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: fl
     sensor noise clipped at black would lift the mean) of log(frame block luma / reference's).
     Blocks textured in both are the scene still seen: a cover over part of the view (flat) or
     a veil (which flattens) does not vote. 0 with fewer than 10 such blocks."""
-    lum = _block_means(frame.gray.astype(np.float32))
-    ref_lum = _block_means(ref.frame.gray.astype(np.float32))
-    ok = (block_texture(frame.gray) >= textured) & (ref.texture >= textured) & (ref_lum > floor)
+    lum, ref_lum = frame.block_luma, ref.frame.block_luma
+    ok = (frame.texture >= textured) & (ref.texture >= textured) & (ref_lum > floor)
     if ok.sum() < 10:
         return 0.0
     return float(np.median(np.log((lum[ok] + 1.0) / (ref_lum[ok] + 1.0))))
@@ -330,15 +349,15 @@ def chroma(frame: Frame) -> tuple[float, float, float, float]:
     exposure change scales all channels alike and leaves them), and in CIELAB (OpenCV's 8-bit
     Lab, a* b* centred on 0) the distance D of the mean chroma from neutral and its spread
     M = √(var a* + var b*). An infrared black-and-white picture has D and M ≈ 0."""
-    lab = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2LAB)
-    mid = (lab[..., 0] > 25) & (lab[..., 0] < 230)
-    if mid.sum() < 0.05 * mid.size:
+    lab = frame.lab
+    mid = cv2.inRange(lab, (26, 0, 0), (229, 255, 255))  # mid-tone: 25 < L < 230 (one pass, no copies)
+    if cv2.countNonZero(mid) < 0.05 * mid.size:
         return 0.0, 0.0, 0.0, 0.0
-    a = lab[..., 1][mid].astype(np.float32) - 128
-    b = lab[..., 2][mid].astype(np.float32) - 128
-    bgr = frame.bgr[mid].astype(np.float64).mean(axis=0) + 1.0
-    return (float(np.log(bgr[2] / bgr[1])), float(np.log(bgr[0] / bgr[1])), float(np.hypot(a.mean(), b.mean())),
-            float(np.sqrt(a.var() + b.var())))
+    mean, std = cv2.meanStdDev(lab, mask=mid)
+    a, b = mean[1, 0] - 128, mean[2, 0] - 128
+    bgr = np.array(cv2.mean(frame.bgr, mask=mid)[:3]) + 1.0
+    return (float(np.log(bgr[2] / bgr[1])), float(np.log(bgr[0] / bgr[1])), float(np.hypot(a, b)),
+            float(np.hypot(std[1, 0], std[2, 0])))
 
 
 def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float:
@@ -355,7 +374,7 @@ def colour_cast(frame: Frame, ref: Reference | None, grey: float = 4.0) -> float
     if d < grey and m < grey:
         return 0.0
     if ref is not None and not _ref_is_grey(ref, grey):
-        bgr, _, _ = _chroma_blocks(frame)
+        bgr, _, _ = frame.chroma_blocks
         mid = (bgr.min(axis=0) > 20) & (bgr.max(axis=0) < 240) & (ref.bgr.min(axis=0) > 20) & (ref.bgr.max(axis=0) < 240)
         if mid.sum() >= 0.1 * mid.size:
             offsets = []
@@ -406,8 +425,8 @@ def signal_loss(frame: Frame, ref: Reference | None = None, tolerance: int = 3, 
         return 0.0
     uniform = float((np.abs(gray.astype(np.int16) - median) <= tolerance).mean())
     if ref is not None and uniform > 0.5:
-        inner = _block_means(gray.astype(np.float32))[1:-1].ravel()
-        ref_inner = _block_means(ref.frame.gray.astype(np.float32))[1:-1].ravel()
+        inner = frame.block_luma[1:-1].ravel()
+        ref_inner = ref.frame.block_luma[1:-1].ravel()
         if inner.std() > 0 and ref_inner.std() > 0 and np.corrcoef(inner, ref_inner)[0, 1] >= follows:
             uniform = 0.0
     # Bars per horizontal band: SMPTE patterns change below two thirds of the height.
