@@ -75,6 +75,15 @@ def test_central_config_errors_are_located(tmp_path):
     assert any("mqtt_agents.agents[1].probes: unknown probe(s) 'pingg'" in p for p in problems), problems
 
 
+def test_a_topic_prefix_with_a_leading_slash_is_refused_where_it_is(tmp_path):
+    """The central's and the notifier's prefixes are one type (config_base.TopicPrefix): a
+    leading "/" would put the agents' topics under an empty first level."""
+    path = central(tmp_path, broker=BROKER, topic_prefix="/fleetmon/v1", agents=[FOREST])
+    problems = errors_of(load_config, path)
+    assert any(p.startswith(f"{path}:{line_of(path, 'topic_prefix')}: mqtt_agents.topic_prefix: must not start with /")
+               for p in problems), problems
+
+
 @pytest.mark.parametrize(("section", "message"), [
     ({"agents": [FOREST]}, "mqtt_agents: agents need a broker (mqtt_agents.broker)"),
     ({"broker": BROKER, "agents": [FOREST, FOREST]}, "mqtt_agents: agent name(s) used twice: forest"),

@@ -132,6 +132,7 @@ def test_region_names_cannot_add_topic_levels_or_wildcards():
         ({"topic_prefix": "fleetmon/#"}, "wildcards"),
         ({"topic_prefix": "$SYS/x"}, "broker's own"),
         ({"topic_prefix": "/"}, "must not be empty"),
+        ({"topic_prefix": "/fleetmon/faults"}, "must not start with /"),
         ({"password": "inline"}, "must not be written in the config"),
         ({"password_env": "MQ_PASSWORD"}, "needs a username"),
         ({"username": "u", "password_env": "MQ_PASSWORD", "password_file": "/tmp/x"}, "not both"),

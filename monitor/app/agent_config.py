@@ -24,7 +24,7 @@ from typing import Annotated, Any, Iterable, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.core.config_base import (
-    BareHost, ConfigError, ConfigSource, Loc, ResolvedSecret, SelectorConfig, Strict, WithSecrets,
+    BareHost, ConfigError, ConfigSource, Loc, ResolvedSecret, SelectorConfig, Strict, TopicPrefix, WithSecrets,
 )
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
@@ -99,17 +99,6 @@ class BrokerConfig(WithSecrets):
         return self
 
 
-def topic_prefix(prefix: str) -> str:
-    prefix = prefix.strip("/")
-    if not prefix:
-        raise ValueError("must not be empty")
-    if any(c in prefix for c in "+#\0"):
-        raise ValueError("must not contain the wildcards + and # or NUL (MQTT 3.1.1 §4.7)")
-    if prefix.startswith("$"):
-        raise ValueError("topics starting with $ are the broker's own (MQTT 3.1.1 §4.7.2)")
-    return prefix
-
-
 def _probe_names(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
@@ -162,15 +151,10 @@ class MqttAgentsConfig(Strict):
     """
 
     broker: BrokerConfig | None = None
-    topic_prefix: str = "fleetmon/v1"
+    topic_prefix: TopicPrefix = "fleetmon/v1"
     silent_after_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
     fault_after_s: Annotated[float, Field(ge=0, le=86_400)] = 30.0
     agents: list[AgentSpec] = []
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, prefix: str) -> str:
-        return topic_prefix(prefix)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

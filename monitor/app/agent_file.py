@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from monitor.app.agent_config import AgentSection, BrokerConfig, agent_devices, topic_prefix
+from monitor.app.agent_config import AgentSection, BrokerConfig, agent_devices
 from monitor.app.config import LogConfig, ProbesConfig, SchedulerConfig, validate_file
-from monitor.core.config_base import ConfigError, Strict
+from monitor.core.config_base import ConfigError, Strict, TopicPrefix
 from monitor.core.model import Device
 from monitor.fleet.inventory import InventoryConfig, load_inventory
-from pydantic import field_validator
 
 
 class AgentFileConfig(Strict):
@@ -24,16 +23,11 @@ class AgentFileConfig(Strict):
 
     agent: AgentSection
     broker: BrokerConfig
-    topic_prefix: str = "fleetmon/v1"
+    topic_prefix: TopicPrefix = "fleetmon/v1"
     inventory: InventoryConfig = InventoryConfig()
     probes: ProbesConfig = ProbesConfig()  # type: ignore[valid-type]
     scheduler: SchedulerConfig = SchedulerConfig()
     log: LogConfig = LogConfig()
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, prefix: str) -> str:
-        return topic_prefix(prefix)
 
 
 def load_agent(path: str | os.PathLike[str]) -> tuple[AgentFileConfig, list[Device]]:

@@ -191,6 +191,25 @@ BareHost = Annotated[str, Field(min_length=1), AfterValidator(_bare_host)]
 """Type of a broker's or server's `host`: a name or address only, never a URL with an account in it."""
 
 
+def _topic_prefix(prefix: str) -> str:
+    prefix = prefix.rstrip("/")
+    if not prefix:
+        raise ValueError("must not be empty")
+    if prefix.startswith("/"):
+        raise ValueError("must not start with /: that adds an empty first topic level, which subscribers of "
+                         "the prefix without it never see (MQTT 3.1.1 §4.7.1.1)")
+    if any(c in prefix for c in "+#\0"):
+        raise ValueError("must not contain the wildcards + and # or NUL (MQTT 3.1.1 §4.7)")
+    if prefix.startswith("$"):
+        raise ValueError("topics starting with $ are the broker's own (MQTT 3.1.1 §4.7.2)")
+    return prefix
+
+
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
+"""Type of an MQTT topic prefix of ours (`fleetmon/faults`): the topics are `{prefix}/…`, so a
+trailing "/" is dropped; empty, a leading "/", wildcards, NUL and `$…` are errors."""
+
+
 ResolvedSecret = Annotated[SecretStr | None, Field(exclude=True, repr=False)]
 """Type of the field a secret is resolved into (`token: ResolvedSecret = None`): never part of
 the YAML, of dumps or of repr."""

@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from monitor.core.config_base import BareHost, ResolvedSecret, WithSecrets
+from monitor.core.config_base import BareHost, ResolvedSecret, TopicPrefix, WithSecrets
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
@@ -84,25 +84,13 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     username: Annotated[str, Field(min_length=1)] | None = None
     password_env: str | None = None
     password_file: Path | None = None
-    topic_prefix: str = "fleetmon/faults"
+    topic_prefix: TopicPrefix = "fleetmon/faults"
     qos: Literal[0, 1, 2] = 1
     retain: bool = False
     client_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     password: ResolvedSecret = None
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _topic_name(cls, prefix: str) -> str:
-        prefix = prefix.rstrip("/")
-        if not prefix:
-            raise ValueError("must not be empty")
-        if any(c in prefix for c in "+#\0"):
-            raise ValueError("must not contain the wildcards + and # or NUL (MQTT 3.1.1 §4.7)")
-        if prefix.startswith("$"):
-            raise ValueError("topics starting with $ are the broker's own (MQTT 3.1.1 §4.7.2)")
-        return prefix
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> Self:
