@@ -27,16 +27,13 @@ from monitor.metrics.sink import InfluxSink
 from monitor.metrics.writer import MetricsWriter
 from monitor.state.availability import PICTURE, AvailabilityConfig, picture_verdict
 from monitor.state.db import StateDB
-from monitor.state.recorder import Recorder
 from monitor.state.tracker import State, StateTracker
 from probes.base import ProbeResult, Series
 from probes.icmp import IcmpConfig, IcmpProbe
 from probes.rtsp import RtspFrameConfig, RtspFrameProbe
 from probes.vqd.config import VqdConfig
-from rules.alerting.config import NotifyConfig
-from rules.alerting.service import Alerting
-from rules.config import DeviceDownRule, FlappingConfig
 from tests.test_pipeline import CAMERAS, DEVICES, INV, report, result, running
+from tests.test_pipeline import flow as pipeline_flow
 
 U, D, X, K = State.UP, State.DOWN, State.UNREACHABLE, State.UNKNOWN
 WITH_PICTURE = [Basis.NETWORK, Basis.VIDEO, Basis.PICTURE]
@@ -59,22 +56,10 @@ async def flow(tmp_path: Path, online_requires: list[Basis], metrics: MetricsWri
     """icmp over every device and the frame check with vqd over the cameras, with the picture
     tracker the daemon makes for it (hysteresis 1/1 like the probes' here)."""
     probe = RtspFrameProbe(RtspFrameConfig(enabled=True, vqd=VqdConfig(enabled=True)))
-    icmp, frames = running(IcmpProbe(IcmpConfig())), running(probe, CAMERAS)
-    async with StateDB(tmp_path / "state.db") as db:
-        await db.start_session(len(DEVICES))
-        async with Recorder(db) as recorder, Alerting(
-            INV, db, rules=[DeviceDownRule(name="down")], flapping=FlappingConfig(), maintenance=[],
-            notify=NotifyConfig(), language="en", timezone="Asia/Shanghai",
-        ) as alerting:
-            pipeline = Pipeline(
-                INV, {r.probe.name: r for r in (icmp, frames)}, alerting=alerting, recorder=recorder, metrics=metrics,
-                online_requires=online_requires, on_snapshot=None if snapshots is None else snapshots.append,
-                picture=StateTracker(INV, PICTURE, down_after=1, up_after=1),
-            )
-            try:
-                yield pipeline
-            finally:
-                pipeline.close()
+    probes = [running(IcmpProbe(IcmpConfig())), running(probe, CAMERAS)]
+    picture = StateTracker(INV, PICTURE, down_after=1, up_after=1)
+    async with pipeline_flow(tmp_path, probes, metrics, snapshots, online_requires, picture) as (pipeline, _):
+        yield pipeline
 
 
 def feed(pipeline: Pipeline, faults: dict[str, str | None]) -> None:

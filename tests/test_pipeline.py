@@ -68,8 +68,11 @@ def report(probe: str, targets: int, ok: int) -> CycleReport:
 
 @contextlib.asynccontextmanager
 async def flow(tmp_path: Path, probes: list[Running], metrics: MetricsWriter | None = None,
-               snapshots: list[Snapshot] | None = None) -> AsyncIterator[tuple[Pipeline, Alerting]]:
-    """A Pipeline over INV on a real state DB, recorder and alerting (rule: device_down)."""
+               snapshots: list[Snapshot] | None = None, online_requires: list[Basis] | None = None,
+               picture: StateTracker | None = None) -> AsyncIterator[tuple[Pipeline, Alerting]]:
+    """A Pipeline over INV on a real state DB, recorder and alerting (rule: device_down); online
+    requires network and video unless `online_requires` says otherwise; `picture`: the picture
+    basis's tracker, when the probes include the frame check with vqd."""
     async with StateDB(tmp_path / "state.db") as db:
         await db.start_session(len(DEVICES))
         async with Recorder(db) as recorder, Alerting(
@@ -78,7 +81,8 @@ async def flow(tmp_path: Path, probes: list[Running], metrics: MetricsWriter | N
         ) as alerting:
             pipeline = Pipeline(
                 INV, {r.probe.name: r for r in probes}, alerting=alerting, recorder=recorder, metrics=metrics,
-                online_requires=[Basis.NETWORK, Basis.VIDEO], on_snapshot=None if snapshots is None else snapshots.append,
+                online_requires=online_requires or [Basis.NETWORK, Basis.VIDEO],
+                on_snapshot=None if snapshots is None else snapshots.append, picture=picture,
             )
             try:
                 yield pipeline, alerting

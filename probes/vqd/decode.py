@@ -212,7 +212,8 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
                     decoded = ctx.decode(None)
                     ctx.flush_buffers()
             except av.error.InvalidDataError:
-                burst.decode_errors += 0 if opening else 1
+                if not opening:
+                    burst.decode_errors += 1
                 continue
             if opening and any(frame.is_corrupt for frame in decoded):
                 ctx.flush_buffers()  # nor what the decoder holds back of the cut unit
