@@ -150,3 +150,20 @@ def test_occlusion_is_a_cover_not_a_flat_sky_under_a_cast() -> None:
     covered = scene.copy()
     covered[:, : scene.shape[1] // 3] = (40, 90, 50)  # a green branch from the left border, over sky and scene
     assert measures.low_texture_share(_frame(covered), ref) >= threshold
+
+
+@pytest.mark.parametrize("shape", [(360, 480), (270, 480), (49, 67)])
+def test_block_sums_are_each_blocks_sum_on_an_uneven_grid_and_one_row_or_column_short(shape) -> None:
+    values = np.random.default_rng(3).random(shape, dtype=np.float32)
+    rows, cols = measures.GRID
+    ys = np.linspace(0, shape[0], rows + 1).astype(int)
+    xs = np.linspace(0, shape[1], cols + 1).astype(int)
+    expected = np.array([[values[ys[i]:ys[i + 1], xs[j]:xs[j + 1]].sum() for j in range(cols)] for i in range(rows)])
+    assert np.allclose(measures._block_sums(values), expected, rtol=1e-5)
+    counts = np.outer(np.diff(ys), np.diff(xs))
+    assert np.allclose(measures._block_means(values), expected / counts, rtol=1e-5)
+    # a neighbour difference is a row (column) short: its last block row (column) sums one fewer
+    short = np.allclose(measures._block_sums(values[:-1], shape)[:-1], expected[:-1], rtol=1e-5)
+    assert short and np.allclose(measures._block_sums(values[:-1], shape)[-1],
+                                 expected[-1] - np.add.reduceat(values[-1], xs[:-1]), rtol=1e-4)
+    assert np.allclose(measures._block_sums(values[:, :-1], shape)[:, :-1], expected[:, :-1], rtol=1e-5)

@@ -22,10 +22,15 @@ brown by nature is not a fault) and fall back to absolute measures without one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
+
+# The measures are many short OpenCV calls on a 480-px frame, run one check at a time on the
+# frame check's worker thread: OpenCV's pool of a thread per core adds a tenth to their CPU
+# (waking and waiting) and saves nothing the fleet needs (bench/vqd.py, docs/VQD.md).
+cv2.setNumThreads(1)
 
 ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
@@ -84,17 +89,30 @@ def prepare(image: np.ndarray) -> Frame:
     return Frame(image, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
 
 
-def _block_sums(values: np.ndarray) -> np.ndarray:
-    """Sum of `values` (H×W float) over each block of GRID (rows × columns)."""
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a frame of h×w: the first row and first column of each block of GRID, and the
+    blocks' pixel counts (rows×cols, float32). One per frame size, kept: the measures take
+    block means ~20 times per check."""
     rows, cols = GRID
-    h, w = values.shape
     ys = np.linspace(0, h, rows + 1).astype(int)
     xs = np.linspace(0, w, cols + 1).astype(int)
-    return np.add.reduceat(np.add.reduceat(values, ys[:-1], axis=0), xs[:-1], axis=1)
+    counts = np.outer(np.diff(ys), np.diff(xs)).astype(np.float32)
+    for m in (ys, xs, counts):
+        m.flags.writeable = False
+    return ys[:-1], xs[:-1], counts
+
+
+def _block_sums(values: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Sum of `values` (H×W float) over each block of GRID (rows × columns) of a frame of
+    `shape` (default values.shape). `values` may be a row or column shorter than the frame
+    (differences between neighbours): the missing one counts 0."""
+    ys, xs, _ = _grid(*(shape or values.shape)[:2])
+    return np.add.reduceat(np.add.reduceat(values, ys, axis=0), xs, axis=1)
 
 
 def _block_means(values: np.ndarray) -> np.ndarray:
-    return _block_sums(values) / _block_sums(np.ones_like(values))
+    return _block_sums(values) / _grid(*values.shape)[2]
 
 
 def block_texture(gray: np.ndarray) -> np.ndarray:
@@ -118,9 +136,8 @@ def block_blur(gray: np.ndarray) -> np.ndarray:
         d_f = np.abs(np.diff(f, axis=axis))
         d_b = np.abs(np.diff(b, axis=axis))
         v = np.maximum(0.0, d_f - d_b)
-        pad = ((0, 1), (0, 0)) if axis == 0 else ((0, 0), (0, 1))
-        s_f = _block_sums(np.pad(d_f, pad))
-        s_v = _block_sums(np.pad(v, pad))
+        s_f = _block_sums(d_f, gray.shape)
+        s_v = _block_sums(v, gray.shape)
         scores.append((s_f - s_v) / np.maximum(s_f, 1e-6))
     return np.maximum(scores[0], scores[1])
 
@@ -423,7 +440,7 @@ def signal_loss(frame: Frame, ref: Reference | None = None, tolerance: int = 3, 
     median = int(np.median(gray[::4, ::4]))
     if median > 230:
         return 0.0
-    uniform = float((np.abs(gray.astype(np.int16) - median) <= tolerance).mean())
+    uniform = cv2.countNonZero(cv2.inRange(gray, median - tolerance, median + tolerance)) / gray.size
     if ref is not None and uniform > 0.5:
         inner = frame.block_luma[1:-1].ravel()
         ref_inner = ref.frame.block_luma[1:-1].ravel()
@@ -431,10 +448,11 @@ def signal_loss(frame: Frame, ref: Reference | None = None, tolerance: int = 3, 
             uniform = 0.0
     # Bars per horizontal band: SMPTE patterns change below two thirds of the height.
     bands = np.array_split(gray, BAR_BANDS, axis=0)
-    medians = [np.median(band[::2], axis=0) for band in bands]
-    jumps = np.abs(medians[0][4:] - medians[0][:-4]) > 20  # over 4 columns: the encoder softens edges
+    top = np.median(bands[0][::2], axis=0)  # the other bands' medians only for a frame with bars
+    jumps = np.abs(top[4:] - top[:-4]) > 20  # over 4 columns: the encoder softens edges
     if int((np.diff(jumps.astype(np.int8)) == 1).sum() + jumps[0]) < 3:  # runs of jumps = edges
         return uniform
+    medians = [top, *(np.median(band[::2], axis=0) for band in bands[1:])]
     near = sum(int((np.abs(band - med.astype(np.int16)) <= tolerance).sum()) for band, med in zip(bands, medians))
     return max(uniform, near / gray.size)
 
