@@ -470,7 +470,7 @@ ALIGNED_RESIDUAL_PX = 2.0
 ANALYSIS_WIDTH), or the view is not one picture moved as a whole and ORB decides."""
 ALIGNED_MAX = 0.025
 """`aligned` answers for a view displaced at most this share of the width (half the default
-threshold of `moved`, 0.053); a larger displacement is measured by ORB."""
+threshold of `moved`, 0.052); a larger displacement is measured by ORB."""
 _QUADRANT_SCALE = 2  # the quadrants are correlated at half the analysis width: 120×68 px each at 480×270
 
 
