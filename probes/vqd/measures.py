@@ -104,8 +104,8 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _block_sums(values: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Sum of `values` (H×W float) over each block of GRID (rows × columns) of a frame of
-    `shape` (default values.shape). `values` may be a row or column shorter than the frame
+    """Sum of `values` (H×W or H×W×C float) over each block of GRID (rows × columns [× C]) of a
+    frame of `shape` (default values.shape). `values` may be a row or column shorter than the frame
     (differences between neighbours): the missing one counts 0."""
     ys, xs, _ = _grid(*(shape or values.shape)[:2])
     return np.add.reduceat(np.add.reduceat(values, ys, axis=0), xs, axis=1)
@@ -174,10 +174,10 @@ def blur(frame: Frame, ref: "Reference | None" = None, min_texture: float = 1.5)
 def _chroma_blocks(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per block of GRID: mean BGR (3×rows×cols, +1 so that ratios exist), mean CIELAB a* and b*
     (OpenCV's 8-bit Lab, centred on 0) — (bgr, a, b)."""
-    f = frame.bgr.astype(np.float32)
-    bgr = np.stack([_block_means(f[..., c]) for c in range(3)]) + 1.0
-    lab = frame.lab.astype(np.float32)
-    return bgr, _block_means(lab[..., 1]) - 128, _block_means(lab[..., 2]) - 128
+    counts = _grid(*frame.gray.shape)[2][..., None]
+    bgr = (_block_sums(frame.bgr.astype(np.float32)) / counts).transpose(2, 0, 1) + 1.0  # all channels at once
+    ab = _block_sums(frame.lab[..., 1:].astype(np.float32)) / counts - 128
+    return bgr, ab[..., 0], ab[..., 1]
 
 
 def _percentiles(gray: np.ndarray) -> np.ndarray:
