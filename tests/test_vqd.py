@@ -150,3 +150,47 @@ def test_occlusion_is_a_cover_not_a_flat_sky_under_a_cast() -> None:
     covered = scene.copy()
     covered[:, : scene.shape[1] // 3] = (40, 90, 50)  # a green branch from the left border, over sky and scene
     assert measures.low_texture_share(_frame(covered), ref) >= threshold
+
+
+@pytest.mark.parametrize("shape", [(360, 480), (270, 480), (49, 67)])
+def test_block_sums_are_each_blocks_sum_on_an_uneven_grid_and_one_row_or_column_short(shape) -> None:
+    values = np.random.default_rng(3).random(shape, dtype=np.float32)
+    rows, cols = measures.GRID
+    ys = np.linspace(0, shape[0], rows + 1).astype(int)
+    xs = np.linspace(0, shape[1], cols + 1).astype(int)
+    expected = np.array([[values[ys[i]:ys[i + 1], xs[j]:xs[j + 1]].sum() for j in range(cols)] for i in range(rows)])
+    assert np.allclose(measures._block_sums(values), expected, rtol=1e-5)
+    counts = np.outer(np.diff(ys), np.diff(xs))
+    assert np.allclose(measures._block_means(values), expected / counts, rtol=1e-5)
+    # a neighbour difference is a row (column) short: its last block row (column) sums one fewer
+    short = np.allclose(measures._block_sums(values[:-1], shape)[:-1], expected[:-1], rtol=1e-5)
+    assert short and np.allclose(measures._block_sums(values[:-1], shape)[-1],
+                                 expected[-1] - np.add.reduceat(values[-1], xs[:-1]), rtol=1e-4)
+    assert np.allclose(measures._block_sums(values[:, :-1], shape)[:, :-1], expected[:, :-1], rtol=1e-5)
+
+
+def _warped(image: np.ndarray, turn_deg: float = 0.0, zoom: float = 1.0, pan: float = 0.0) -> np.ndarray:
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), turn_deg, zoom)
+    matrix[0, 2] += pan * w
+    return cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_a_still_view_is_measured_without_orb_and_a_moved_one_by_orb() -> None:
+    scene = photo("coffee")
+    ref = measures.reference(measures.prepare(scene))
+    rng = np.random.default_rng(5)
+    again = np.clip(scene * 1.1 + rng.normal(0, 2, scene.shape), 0, 255).astype(np.uint8)  # exposure, noise
+    still = measures.aligned(measures.prepare(again), ref)
+    assert still is not None and still < 0.01
+    assert measures.moved(measures.prepare(again), ref) == still
+    slight = measures.aligned(measures.prepare(_warped(scene, pan=0.01)), ref)  # 1 % of the width
+    assert slight == pytest.approx(0.01, abs=0.003)
+    threshold = VqdConfig().thresholds.moved
+    # displaced beyond ALIGNED_MAX, by a pan, a turn or a zoom at the default threshold: ORB decides
+    for kind in ({"pan": 0.04}, {"turn_deg": 6.0}, {"zoom": 1.1}, {"pan": 0.2}):
+        frame = measures.prepare(_warped(scene, **kind))
+        assert measures.aligned(frame, ref) is None, kind
+        assert measures.moved(frame, ref) >= (0.035 if "pan" in kind and kind["pan"] < 0.1 else threshold), kind
+    another_scene = cv2.resize(photo("chelsea"), (scene.shape[1], scene.shape[0]))
+    assert measures.aligned(measures.prepare(another_scene), ref) is None

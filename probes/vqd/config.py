@@ -37,7 +37,7 @@ class Thresholds(Strict):
     cast: Annotated[float, Field(gt=0, le=5)] = 0.141
     noise: Annotated[float, Field(gt=0, le=128)] = 3.28
     signal_loss: Share = 0.888
-    moved: Share = 0.053
+    moved: Share = 0.052
     decode_errors: Annotated[int, Field(ge=1)] = 1
 
 

@@ -22,10 +22,15 @@ brown by nature is not a fault) and fall back to absolute measures without one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
+
+# The measures are many short OpenCV calls on a 480-px frame, run one check at a time on the
+# frame check's worker thread: OpenCV's pool of a thread per core adds a tenth to their CPU
+# (waking and waiting) and saves nothing the fleet needs (bench/vqd.py, docs/VQD.md).
+cv2.setNumThreads(1)
 
 ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
@@ -84,17 +89,30 @@ def prepare(image: np.ndarray) -> Frame:
     return Frame(image, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
 
 
-def _block_sums(values: np.ndarray) -> np.ndarray:
-    """Sum of `values` (H×W float) over each block of GRID (rows × columns)."""
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a frame of h×w: the first row and first column of each block of GRID, and the
+    blocks' pixel counts (rows×cols, float32). One per frame size, kept: the measures take
+    block means ~20 times per check."""
     rows, cols = GRID
-    h, w = values.shape
     ys = np.linspace(0, h, rows + 1).astype(int)
     xs = np.linspace(0, w, cols + 1).astype(int)
-    return np.add.reduceat(np.add.reduceat(values, ys[:-1], axis=0), xs[:-1], axis=1)
+    counts = np.outer(np.diff(ys), np.diff(xs)).astype(np.float32)
+    for m in (ys, xs, counts):
+        m.flags.writeable = False
+    return ys[:-1], xs[:-1], counts
+
+
+def _block_sums(values: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Sum of `values` (H×W or H×W×C float) over each block of GRID (rows × columns [× C]) of a
+    frame of `shape` (default values.shape). `values` may be a row or column shorter than the frame
+    (differences between neighbours): the missing one counts 0."""
+    ys, xs, _ = _grid(*(shape or values.shape)[:2])
+    return np.add.reduceat(np.add.reduceat(values, ys, axis=0), xs, axis=1)
 
 
 def _block_means(values: np.ndarray) -> np.ndarray:
-    return _block_sums(values) / _block_sums(np.ones_like(values))
+    return _block_sums(values) / _grid(*values.shape)[2]
 
 
 def block_texture(gray: np.ndarray) -> np.ndarray:
@@ -118,9 +136,8 @@ def block_blur(gray: np.ndarray) -> np.ndarray:
         d_f = np.abs(np.diff(f, axis=axis))
         d_b = np.abs(np.diff(b, axis=axis))
         v = np.maximum(0.0, d_f - d_b)
-        pad = ((0, 1), (0, 0)) if axis == 0 else ((0, 0), (0, 1))
-        s_f = _block_sums(np.pad(d_f, pad))
-        s_v = _block_sums(np.pad(v, pad))
+        s_f = _block_sums(d_f, gray.shape)
+        s_v = _block_sums(v, gray.shape)
         scores.append((s_f - s_v) / np.maximum(s_f, 1e-6))
     return np.maximum(scores[0], scores[1])
 
@@ -157,10 +174,10 @@ def blur(frame: Frame, ref: "Reference | None" = None, min_texture: float = 1.5)
 def _chroma_blocks(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per block of GRID: mean BGR (3×rows×cols, +1 so that ratios exist), mean CIELAB a* and b*
     (OpenCV's 8-bit Lab, centred on 0) — (bgr, a, b)."""
-    f = frame.bgr.astype(np.float32)
-    bgr = np.stack([_block_means(f[..., c]) for c in range(3)]) + 1.0
-    lab = frame.lab.astype(np.float32)
-    return bgr, _block_means(lab[..., 1]) - 128, _block_means(lab[..., 2]) - 128
+    counts = _grid(*frame.gray.shape)[2][..., None]
+    bgr = (_block_sums(frame.bgr.astype(np.float32)) / counts).transpose(2, 0, 1) + 1.0  # all channels at once
+    ab = _block_sums(frame.lab[..., 1:].astype(np.float32)) / counts - 128
+    return bgr, ab[..., 0], ab[..., 1]
 
 
 def _percentiles(gray: np.ndarray) -> np.ndarray:
@@ -172,12 +189,13 @@ def _percentiles(gray: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A camera's reference frame with what the measures compare against, computed once
-    (`reference(frame)`): ORB features, block texture, block blur effect, block colour, luma
-    percentiles, clipped share and p90 luma."""
+    (`reference(frame)`): ORB features, the quadrants for `aligned`, block texture, block blur
+    effect, block colour, luma percentiles, clipped share and p90 luma."""
 
     frame: Frame
     keypoints: tuple
     descriptors: np.ndarray | None
+    quadrants: tuple[np.ndarray, ...]
     texture: np.ndarray
     blur: np.ndarray
     bgr: np.ndarray
@@ -196,7 +214,8 @@ def reference(frame: Frame) -> Reference:
     """The reference of a camera from one of its frames without a fault (see Reference)."""
     keypoints, descriptors = _orb().detectAndCompute(frame.gray, None)
     bgr, a, b = frame.chroma_blocks
-    return Reference(frame, tuple(keypoints), descriptors, frame.texture, block_blur(frame.gray), bgr, a, b,
+    return Reference(frame, tuple(keypoints), descriptors, _quadrants(frame.gray), frame.texture,
+                     block_blur(frame.gray), bgr, a, b,
                      _percentiles(frame.gray), float((frame.gray >= CLIPPED).mean()),
                      float(np.percentile(frame.gray, 90)))
 
@@ -423,7 +442,7 @@ def signal_loss(frame: Frame, ref: Reference | None = None, tolerance: int = 3, 
     median = int(np.median(gray[::4, ::4]))
     if median > 230:
         return 0.0
-    uniform = float((np.abs(gray.astype(np.int16) - median) <= tolerance).mean())
+    uniform = cv2.countNonZero(cv2.inRange(gray, median - tolerance, median + tolerance)) / gray.size
     if ref is not None and uniform > 0.5:
         inner = frame.block_luma[1:-1].ravel()
         ref_inner = ref.frame.block_luma[1:-1].ravel()
@@ -431,12 +450,82 @@ def signal_loss(frame: Frame, ref: Reference | None = None, tolerance: int = 3, 
             uniform = 0.0
     # Bars per horizontal band: SMPTE patterns change below two thirds of the height.
     bands = np.array_split(gray, BAR_BANDS, axis=0)
-    medians = [np.median(band[::2], axis=0) for band in bands]
-    jumps = np.abs(medians[0][4:] - medians[0][:-4]) > 20  # over 4 columns: the encoder softens edges
+    top = np.median(bands[0][::2], axis=0)  # the other bands' medians only for a frame with bars
+    jumps = np.abs(top[4:] - top[:-4]) > 20  # over 4 columns: the encoder softens edges
     if int((np.diff(jumps.astype(np.int8)) == 1).sum() + jumps[0]) < 3:  # runs of jumps = edges
         return uniform
+    medians = [top, *(np.median(band[::2], axis=0) for band in bands[1:])]
     near = sum(int((np.abs(band - med.astype(np.int16)) <= tolerance).sum()) for band, med in zip(bands, medians))
     return max(uniform, near / gray.size)
+
+
+ALIGNED_RESPONSE = 0.6
+"""`aligned` trusts the quadrants' phase correlation when each peak is at least this (1 = the
+same picture). On the tuning split of lab/vqd_data.py (1,500 samples, 384 px), the smallest
+quadrant peak of a frame: clean ≥ 0.75 (median 0.93), moved ≤ 0.47 (a pan, a zoom or a turn
+changes what each quadrant shows; median 0.03); 0.6 is midway, and every moved sample also
+fails ALIGNED_MAX, so all of them go to ORB."""
+ALIGNED_RESIDUAL_PX = 2.0
+"""`aligned`: the four quadrants' shifts fit one similarity within this (pixels at
+ANALYSIS_WIDTH), or the view is not one picture moved as a whole and ORB decides."""
+ALIGNED_MAX = 0.025
+"""`aligned` answers for a view displaced at most this share of the width (half the default
+threshold of `moved`, 0.052); a larger displacement is measured by ORB."""
+_QUADRANT_SCALE = 2  # the quadrants are correlated at half the analysis width: 120×68 px each at 480×270
+
+
+def _quadrants(gray: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The four quadrants of `gray` scaled down by _QUADRANT_SCALE (INTER_AREA), float32, in
+    the order top left, top right, bottom left, bottom right."""
+    h, w = gray.shape
+    small = cv2.resize(gray, (w // _QUADRANT_SCALE, h // _QUADRANT_SCALE), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    qh, qw = small.shape[0] // 2, small.shape[1] // 2
+    return tuple(small[i * qh:(i + 1) * qh, j * qw:(j + 1) * qw] for i in (0, 1) for j in (0, 1))
+
+
+@lru_cache(maxsize=4)
+def _hanning(width: int, height: int) -> np.ndarray:
+    return cv2.createHanningWindow((width, height), cv2.CV_32F)
+
+
+def _corner_shift(transform: np.ndarray, h: int, w: int) -> float:
+    """Largest displacement of a frame corner under the 2×3 `transform`, share of the width."""
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
+    shift = corners @ transform.T - corners[:, :2]
+    return float(min(1.0, np.hypot(shift[:, 0], shift[:, 1]).max() / w))
+
+
+def aligned(frame: Frame, ref: Reference) -> float | None:
+    """`moved` without ORB for a view that is the reference's, barely displaced: each quadrant's
+    shift by phase correlation (Kuglin & Hines 1975; OpenCV's phaseCorrelate, Hanning window)
+    against the reference's same quadrant, a similarity fitted (least squares) to the four
+    quadrant centres so shifted, and its largest corner displacement (share of the width), as
+    `moved` measures it. None, for ORB to decide, unless every quadrant's peak is at least
+    ALIGNED_RESPONSE, the shifts fit one similarity within ALIGNED_RESIDUAL_PX and the
+    displacement is at most ALIGNED_MAX. ~0.5 ms against ~6 ms for ORB at 480 px."""
+    h, w = frame.gray.shape
+    quadrants = _quadrants(frame.gray)
+    qh, qw = quadrants[0].shape
+    window = _hanning(qw, qh)
+    k = _QUADRANT_SCALE
+    rows = []
+    for index, (r, f) in enumerate(zip(ref.quadrants, quadrants)):
+        (dx, dy), response = cv2.phaseCorrelate(r, f, window)
+        if response < ALIGNED_RESPONSE:
+            return None
+        cx, cy = ((index % 2) + 0.5) * qw * k, ((index // 2) + 0.5) * qh * k
+        rows.append((cx, cy, cx + dx * k, cy + dy * k))
+    src_x, src_y, dst_x, dst_y = np.array(rows).T
+    one, zero = np.ones(4), np.zeros(4)
+    # x' = a·x − b·y + tx, y' = b·x + a·y + ty: 8 equations, 4 unknowns
+    design = np.concatenate([np.c_[src_x, -src_y, one, zero], np.c_[src_y, src_x, zero, one]])
+    target = np.concatenate([dst_x, dst_y])
+    (a, b, tx, ty), *_ = np.linalg.lstsq(design, target, rcond=None)
+    if np.abs(design @ (a, b, tx, ty) - target).max() > ALIGNED_RESIDUAL_PX * w / ANALYSIS_WIDTH:
+        return None
+    displaced = _corner_shift(np.array([[a, -b, tx], [b, a, ty]]), h, w)
+    return displaced if displaced <= ALIGNED_MAX else None
 
 
 def moved(frame: Frame, ref: Reference, min_inliers: int = 12) -> float:
@@ -444,9 +533,13 @@ def moved(frame: Frame, ref: Reference, min_inliers: int = 12) -> float:
     frame corner under the similarity transform fitted (RANSAC) to ORB matches, as a share of
     the frame width (0.10 = a tenth of the picture; corners, so a zoom or a turn counts too).
     1.0 when the scene cannot be matched at all (fewer than `min_inliers` consistent matches):
-    another scene."""
+    another scene. A view plainly the reference's, displaced at most ALIGNED_MAX, is measured
+    by `aligned` instead (a twelfth of the CPU): the usual check of a camera that did not move."""
     if frame.gray.shape != ref.frame.gray.shape:
         return 1.0
+    quick = aligned(frame, ref)
+    if quick is not None:
+        return quick
     kp_f, des_f = _orb().detectAndCompute(frame.gray, None)
     kp_r, des_r = ref.keypoints, ref.descriptors
     if des_r is None or des_f is None or len(kp_r) < min_inliers or len(kp_f) < min_inliers:
@@ -460,6 +553,4 @@ def moved(frame: Frame, ref: Reference, min_inliers: int = 12) -> float:
     if transform is None or inliers is None or int(inliers.sum()) < min_inliers:
         return 1.0
     h, w = frame.gray.shape
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
-    shift = corners @ transform.T - corners[:, :2]
-    return float(min(1.0, np.hypot(shift[:, 0], shift[:, 1]).max() / w))
+    return _corner_shift(transform, h, w)
