@@ -36,10 +36,20 @@ def run_child(cmd: list[str], out_path: Path, err_path: Path) -> tuple[float, fl
 
 def vm_hwm_kb(pid: int) -> int:
     """High-water mark of a process's resident memory (kB); 0 once it has exited."""
+    return _status_kb(pid, "VmHWM:")
+
+
+def vm_rss_kb(pid: int) -> int:
+    """A process's resident memory now (kB); 0 once it has exited."""
+    return _status_kb(pid, "VmRSS:")
+
+
+def _status_kb(pid: int, field: str) -> int:
+    """One kB field of /proc/PID/status; 0 once the process has exited."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass

@@ -13,7 +13,8 @@ first `warmup` cycles are in InfluxDB (first verdicts, the lab's dead devices fo
 state starts; it ends `cycles` cycles later and the daemon is stopped with SIGTERM.
 
 Printed: lab build and teardown (wall s); for the daemon the process CPU seconds (user + sys,
-/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM), the durations and
+/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM, loading included) and
+the largest RSS of the steady state (VmRSS sampled every 0.5 s), the durations and
 skipped cycles it wrote to InfluxDB itself (fleetmon_cycle) and the lines it wrote
 (fleetmon_sink); beside it `fping -C3 -q -p200 -t1000 -i <1000/pps>` over the same addresses:
 one cycle's CPU, % of one core over the same interval, RSS and wall time. fping is the
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._common import check_routed_into_lab, run_child, vm_hwm_kb
+from bench._common import check_routed_into_lab, run_child, vm_hwm_kb, vm_rss_kb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COUNT, ECHO_INTERVAL_MS, TIMEOUT_S, RETRIES = 3, 200, 1.0, 1
@@ -77,14 +78,15 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
                profile: Path | None) -> dict:
     """Run `fleetmon run` until `cycles` cycles after its first `warmup` are in InfluxDB (first
     verdicts, the hysteresis settling the lab's dead devices); returns its steady-state CPU s
-    per cycle, peak RSS MB (over the whole run) and the wall time of the steady state."""
+    per cycle, peak RSS MB (VmHWM, over the whole run: loading the point list included), the
+    largest RSS MB seen in the steady state (VmRSS every 0.5 s) and the wall time of the steady state."""
     fleetmon = Path(sys.executable).with_name("fleetmon")
     with (work / "fleetmon.log").open("wb") as log:
         proc = subprocess.Popen([str(fleetmon), "run", "--config", str(config)], stdout=log, stderr=log)
     spy = None
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        peak_kb, seen = 0, 0
+        peak_kb, steady_kb, seen = 0, 0, 0
         deadline += warmup * interval_s
         while seen < warmup and time.monotonic() < deadline and proc.poll() is None:  # bounded
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
@@ -102,6 +104,7 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
         deadline = time.monotonic() + (cycles + 2) * interval_s
         while seen < warm_seen + cycles and time.monotonic() < deadline and proc.poll() is None:
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+            steady_kb = max(steady_kb, vm_rss_kb(proc.pid))
             time.sleep(0.5)
             seen = cycles_seen(influx, db)
         end_cpu, end_t = cpu_s(proc.pid), time.monotonic()
@@ -117,6 +120,7 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
     steady = end_t - warm_t
     return {
         "peak_rss_mb": peak_kb / 1024,
+        "steady_rss_mb": steady_kb / 1024,
         "cpu_s_per_cycle": (end_cpu - warm_cpu) / steady * interval_s,
         "steady_s": steady,
     }
@@ -212,13 +216,13 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
             f"Lab: built in {build_s:.1f} s, torn down in {teardown_s:.1f} s")
     lines = [
         head,
-        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'cycle s (mean/max)':>20}{'skipped':>9}"
+        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'steady RSS MB':>15}{'cycle s (mean/max)':>20}{'skipped':>9}"
         f"{'lines':>10}",
         f"{'fleetmon run (daemon, steady state)':<46}{per_cycle:>12.2f}{100 * per_cycle / interval_s:>8.1f}"
-        f"{daemon['peak_rss_mb']:>13.1f}{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
+        f"{daemon['peak_rss_mb']:>13.1f}{daemon['steady_rss_mb']:>15.1f}{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
         f"{rows[-1]['cycles_skipped']:>9}{(written[0]['n'] if written else 0):>10}",
         f"{f'fping -C{COUNT} -q -p{ECHO_INTERVAL_MS} -t{TIMEOUT_S * 1000:g} -i{1000 / pps:g} (one cycle)':<46}"
-        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{fping[0]:>11.2f}",
+        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{'':>15}{fping[0]:>11.2f}",
         f"ratio fleetmon / fping CPU per cycle: {per_cycle / fping[1]:.2f}" if fping[1] else "",
     ]
     if profile_dir is not None and (profile_dir / "daemon.txt").exists():
