@@ -45,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._common import check_routed_into_lab, run_child, vm_hwm_kb, vm_rss_kb
+from bench._common import check_routed_into_lab, memory_map, run_child, vm_hwm_kb, vm_rss_kb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COUNT, ECHO_INTERVAL_MS, TIMEOUT_S, RETRIES = 3, 200, 1.0, 1
@@ -124,6 +124,7 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
             seen = cycles_seen(influx, db)
         end_cpu, end_t = cpu_s(proc.pid), time.monotonic()
         peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+        mapped = memory_map(proc.pid)
         if traced is not None:
             proc.send_signal(signal.SIGUSR1)
             deadline = time.monotonic() + 120
@@ -142,6 +143,7 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
     return {
         "peak_rss_mb": peak_kb / 1024,
         "steady_rss_mb": steady_kb / 1024,
+        "map": mapped,
         "cpu_s_per_cycle": (end_cpu - warm_cpu) / steady * interval_s,
         "steady_s": steady,
     }
@@ -267,6 +269,11 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
         f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{'':>15}{fping[0]:>11.2f}",
         f"ratio fleetmon / fping CPU per cycle: {per_cycle / fping[1]:.2f}" if fping[1] else "",
     ]
+    if daemon["map"]:
+        m = daemon["map"]
+        lines.append(f"daemon RSS at the end of the steady state: malloc heap {m['heap'] / 1024:.1f} MB, other anonymous "
+                     f"(Python's arenas, large blocks) {m['anon'] / 1024:.1f} MB, libraries and files "
+                     f"{m['libs'] / 1024:.1f} MB, stack {m['stack'] / 1024:.1f} MB; {m.get('threads', 0)} threads")
     if memory:
         lines += ["", *memory]
     if profile_dir is not None and (profile_dir / "daemon.txt").exists():

@@ -41,6 +41,22 @@ def test_a_newer_result_replaces_and_a_copy_stays_as_it_was() -> None:
     assert len(latest) == len(kept) == 1
 
 
+def test_values_read_back_with_their_types() -> None:
+    """Packed values come back as the same types (a bool stays a bool, an int an int, not 1.0);
+    text and integers beyond 64 bits, which do not pack, come back too."""
+    latest = LatestResults("http")
+    odd = {"up": True, "status": 200, "ms": 12.0, "big": 2**70, "neg": -(2**63), "zero": -0.0}
+    latest.put(ProbeResult("w1", "http", 1, True, None, odd))
+    latest.put(ProbeResult("w2", "http", 1, True, None, {"up": True, "status": 200, "ms": 12.0, "big": 2**62,
+                                                        "neg": -(2**63), "zero": -0.0}))
+    latest.put(ProbeResult("w3", "http", 1, True, None, {"up": False, "server": "nginx"}))
+    assert dict(latest["w1"].fields) == odd
+    assert latest["w2"].fields["big"] == 2**62 and str(latest["w2"].fields["zero"]) == "-0.0"
+    assert latest["w3"].fields == {"up": False, "server": "nginx"}
+    assert type(latest["w2"].fields["up"]) is bool and type(latest["w2"].fields["status"]) is int
+    assert isinstance(latest._rows["w2"][4], bytes) and isinstance(latest._rows["w3"][4], tuple)
+
+
 def test_results_of_one_shape_share_their_field_names() -> None:
     latest = LatestResults("icmp")
     for i in range(3):
