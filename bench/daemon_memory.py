@@ -161,7 +161,6 @@ async def _run(config: Path, devices_asked: int, phases: _Phases) -> int:
     from monitor.app.daemon import Daemon
     from monitor.app.scheduler import CycleReport, Scheduler
 
-    phases.mark("event loop", 1)
     cfg, inventory = supervisor.load(config)
     n = len(inventory.devices)
     phases.mark(f"point list loaded ({n} devices)", n)

@@ -4,7 +4,7 @@ and probe for the snapshot (the API's device pages, the terminal view).
 A ProbeResult costs ~540 bytes with its fields (the object, a dict of 9 ICMP fields, a read-only
 proxy over it, a float object per RTT); kept as its field values packed into bytes (struct)
 beside the shape its probe's results take (field names and types, one shared object per shape),
-~190. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. The
+~220. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. The
 snapshot holds the previous cycle's results while the next cycle's arrive, so each byte saved
 counts twice (docs/PERFORMANCE.md "## Memory"). A ProbeResult equal to the one stored is made
 again on each read.
