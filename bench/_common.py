@@ -36,10 +36,44 @@ def run_child(cmd: list[str], out_path: Path, err_path: Path) -> tuple[float, fl
 
 def vm_hwm_kb(pid: int) -> int:
     """High-water mark of a process's resident memory (kB); 0 once it has exited."""
+    return _status_kb(pid, "VmHWM:")
+
+
+def vm_rss_kb(pid: int) -> int:
+    """A process's resident memory now (kB); 0 once it has exited."""
+    return _status_kb(pid, "VmRSS:")
+
+
+def memory_map(pid: int) -> dict[str, int]:
+    """A process's resident memory by kind of mapping (kB, /proc/PID/smaps): "heap" (malloc's
+    brk heap: blocks over 512 bytes, lists' and dicts' tables), "anon" (other anonymous
+    mappings: Python's small-object arenas, big blocks, threads' malloc arenas), "libs" (shared
+    libraries and other files), "stack" and "threads" (their number). Empty once it exited."""
+    out = {"heap": 0, "anon": 0, "libs": 0, "stack": 0}
+    kind = "anon"
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as f:
+            for line in f:
+                head = line.split(maxsplit=6)
+                if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+                    name = head[5].strip() if len(head) > 5 else ""
+                    kind = ("heap" if name == "[heap]" else "stack" if name == "[stack]"
+                            else "anon" if not name or name.startswith("[anon") else "libs" if name.startswith("/") else "")
+                elif head[0] == "Rss:" and kind:
+                    out[kind] += int(head[1])
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            out["threads"] = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except (OSError, StopIteration):
+        return {}
+    return out
+
+
+def _status_kb(pid: int, field: str) -> int:
+    """One kB field of /proc/PID/status; 0 once the process has exited."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass

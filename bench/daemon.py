@@ -2,7 +2,7 @@
 worth of the same echoes at the same pacing.
 
 `python -m bench daemon [--devices 10000 --interval 30 --pps P --warmup 3 --cycles 3 --concurrency 5000
---profile DIR]` (root; --profile needs py-spy, the `test` extra).
+--profile DIR --tracemalloc]` (root; --profile needs py-spy, the `test` extra).
 
 The lab fleet is the contract shape (lab/fleet.py) scaled to `devices`: cameras in sites of
 8–40 behind their switches and links, with UPS units, a few sites slow, lossy or dark. The
@@ -13,13 +13,16 @@ first `warmup` cycles are in InfluxDB (first verdicts, the lab's dead devices fo
 state starts; it ends `cycles` cycles later and the daemon is stopped with SIGTERM.
 
 Printed: lab build and teardown (wall s); for the daemon the process CPU seconds (user + sys,
-/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM), the durations and
+/proc) per cycle in steady state and as % of one core, its peak RSS (VmHWM, loading included) and
+the largest RSS of the steady state (VmRSS sampled every 0.5 s), the durations and
 skipped cycles it wrote to InfluxDB itself (fleetmon_cycle) and the lines it wrote
 (fleetmon_sink); beside it `fping -C3 -q -p200 -t1000 -i <1000/pps>` over the same addresses:
 one cycle's CPU, % of one core over the same interval, RSS and wall time. fping is the
 reference: the same echoes, no state, no storage. With --profile DIR, py-spy samples the daemon
 over the steady state (`DIR/daemon.txt`: collapsed stacks) and the table's end lists the
-functions with the largest share of samples, own and with callees. Timings are printed, never
+functions with the largest share of samples, own and with callees. With --tracemalloc the daemon
+runs under tracemalloc (slower, its RSS inflated by the tracing) and the source lines holding most
+memory at the end of the steady state are listed, in bytes per device. Timings are printed, never
 asserted. The machine is shared: CPU seconds are what contention disturbs least.
 
 Measured figures, the profiles before and after, and what is left: docs/PERFORMANCE.md.
@@ -42,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._common import check_routed_into_lab, run_child, vm_hwm_kb
+from bench._common import check_routed_into_lab, memory_map, run_child, vm_hwm_kb, vm_rss_kb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COUNT, ECHO_INTERVAL_MS, TIMEOUT_S, RETRIES = 3, 200, 1.0, 1
@@ -73,25 +76,39 @@ def cycles_seen(influx, db: str) -> int:
     return int(rows[0]["n"]) if rows else 0
 
 
+# `fleetmon run` under tracemalloc: SIGUSR1 writes a snapshot to the file named by argv[1]
+_TRACED = (
+    "import signal, sys, tracemalloc\n"
+    "tracemalloc.start(1)\n"
+    "out = sys.argv.pop(1)\n"
+    "signal.signal(signal.SIGUSR1, lambda *_: tracemalloc.take_snapshot().dump(out))\n"
+    "from monitor.app.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
 def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: Path, influx, db: str,
-               profile: Path | None) -> dict:
+               profile: Path | None, traced: Path | None = None) -> dict:
     """Run `fleetmon run` until `cycles` cycles after its first `warmup` are in InfluxDB (first
     verdicts, the hysteresis settling the lab's dead devices); returns its steady-state CPU s
-    per cycle, peak RSS MB (over the whole run) and the wall time of the steady state."""
-    fleetmon = Path(sys.executable).with_name("fleetmon")
+    per cycle, peak RSS MB (VmHWM, over the whole run: loading the point list included), the
+    largest RSS MB seen in the steady state (VmRSS every 0.5 s) and the wall time of the steady state."""
+    fleetmon = [str(Path(sys.executable).with_name("fleetmon"))]
+    if traced is not None:
+        fleetmon = [sys.executable, "-c", _TRACED, str(traced)]
     with (work / "fleetmon.log").open("wb") as log:
-        proc = subprocess.Popen([str(fleetmon), "run", "--config", str(config)], stdout=log, stderr=log)
+        proc = subprocess.Popen([*fleetmon, "run", "--config", str(config)], stdout=log, stderr=log)
     spy = None
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        peak_kb, seen = 0, 0
+        peak_kb, steady_kb, seen = 0, 0, 0
         deadline += warmup * interval_s
         while seen < warmup and time.monotonic() < deadline and proc.poll() is None:  # bounded
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
             time.sleep(0.5)
             seen = cycles_seen(influx, db)
         if seen < warmup:
-            raise SystemExit(f"only {seen} cycles from fleetmon; see {work / 'fleetmon.log'}")
+            raise SystemExit(f"only {seen} cycles from fleetmon; its log ends:\n{_tail(work / 'fleetmon.log')}")
         warm_cpu, warm_t, warm_seen = cpu_s(proc.pid), time.monotonic(), seen
         if profile is not None:
             spy = subprocess.Popen(
@@ -102,21 +119,31 @@ def run_daemon(config: Path, warmup: int, cycles: int, interval_s: float, work: 
         deadline = time.monotonic() + (cycles + 2) * interval_s
         while seen < warm_seen + cycles and time.monotonic() < deadline and proc.poll() is None:
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+            steady_kb = max(steady_kb, vm_rss_kb(proc.pid))
             time.sleep(0.5)
             seen = cycles_seen(influx, db)
         end_cpu, end_t = cpu_s(proc.pid), time.monotonic()
         peak_kb = max(peak_kb, vm_hwm_kb(proc.pid))
+        mapped = memory_map(proc.pid)
+        if traced is not None:
+            proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 120
+            while not traced.exists() and time.monotonic() < deadline:  # bounded
+                time.sleep(0.5)
+            time.sleep(2.0)  # the dump being written
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
             spy.wait(timeout=60)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
-    if code != 0 or seen <= warm_seen:
+    if code != 0 or (seen <= warm_seen and traced is None):  # traced: the memory is the point, not the cycles
         raise SystemExit(f"fleetmon exited with {code} after {seen} cycles; see {work / 'fleetmon.log'}")
     steady = end_t - warm_t
     return {
         "peak_rss_mb": peak_kb / 1024,
+        "steady_rss_mb": steady_kb / 1024,
+        "map": mapped,
         "cpu_s_per_cycle": (end_cpu - warm_cpu) / steady * interval_s,
         "steady_s": steady,
     }
@@ -154,8 +181,27 @@ def _short(frame: str) -> str:
     return f"{name} ({'/'.join(parts[-2:])})"
 
 
+def _tail(path: Path, n: int = 15) -> str:
+    """The last `n` lines of a log (the work directory is gone once the benchmark ends)."""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+def top_lines(snapshot: Path, devices: int, n: int = 25) -> list[str]:
+    """The `n` source lines holding most memory in a tracemalloc snapshot, in bytes per device."""
+    import tracemalloc
+
+    stats = tracemalloc.Snapshot.load(str(snapshot)).statistics("lineno")
+    total = sum(s.size for s in stats)
+    lines = [f"tracemalloc at the end of the steady state: {total / 2**20:.1f} MB held, {total / devices:.0f} B/device"]
+    for stat in stats[:n]:
+        frame = stat.traceback[0]
+        lines.append(f"  {stat.size / devices:7.0f} B/device {stat.count:>9} blocks  "
+                     f"{_short(f'x ({frame.filename}:{frame.lineno})')[3:-1]}:{frame.lineno}")
+    return lines
+
+
 def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float, concurrency: int,
-          profile_dir: Path | None) -> str:
+          profile_dir: Path | None, traced: bool = False) -> str:
     from lab.fleet import build_contract_fleet
     from lab.influxdb import InfluxServer
     from lab.net import LabNet
@@ -186,7 +232,9 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
             if profile_dir is not None:
                 profile_dir.mkdir(parents=True, exist_ok=True)
                 profile = profile_dir / "daemon.txt"
-            daemon = run_daemon(config, warmup, cycles, interval_s, work, influx, "bench", profile)
+            snapshot = work / "tracemalloc.bin" if traced else None
+            daemon = run_daemon(config, warmup, cycles, interval_s, work, influx, "bench", profile, snapshot)
+            memory = top_lines(snapshot, len(addresses)) if snapshot is not None and snapshot.exists() else []
             rows = influx.rows("SELECT duration_s, targets, cycles_skipped FROM fleetmon_cycle WHERE probe = 'icmp'", "bench")
             written = influx.rows("SELECT last(written_lines) AS n FROM fleetmon_sink", "bench")
             targets_file = work / "targets.txt"
@@ -212,15 +260,22 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
             f"Lab: built in {build_s:.1f} s, torn down in {teardown_s:.1f} s")
     lines = [
         head,
-        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'cycle s (mean/max)':>20}{'skipped':>9}"
+        f"{'run':<46}{'CPU s/cycle':>12}{'% core':>8}{'peak RSS MB':>13}{'steady RSS MB':>15}{'cycle s (mean/max)':>20}{'skipped':>9}"
         f"{'lines':>10}",
         f"{'fleetmon run (daemon, steady state)':<46}{per_cycle:>12.2f}{100 * per_cycle / interval_s:>8.1f}"
-        f"{daemon['peak_rss_mb']:>13.1f}{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
+        f"{daemon['peak_rss_mb']:>13.1f}{daemon['steady_rss_mb']:>15.1f}{statistics.mean(durations):>11.2f}/{max(durations):<8.2f}"
         f"{rows[-1]['cycles_skipped']:>9}{(written[0]['n'] if written else 0):>10}",
         f"{f'fping -C{COUNT} -q -p{ECHO_INTERVAL_MS} -t{TIMEOUT_S * 1000:g} -i{1000 / pps:g} (one cycle)':<46}"
-        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{fping[0]:>11.2f}",
+        f"{fping[1]:>12.2f}{100 * fping[1] / interval_s:>8.1f}{fping[2]:>13.1f}{'':>15}{fping[0]:>11.2f}",
         f"ratio fleetmon / fping CPU per cycle: {per_cycle / fping[1]:.2f}" if fping[1] else "",
     ]
+    if daemon["map"]:
+        m = daemon["map"]
+        lines.append(f"daemon RSS at the end of the steady state: malloc heap {m['heap'] / 1024:.1f} MB, other anonymous "
+                     f"(Python's arenas, large blocks) {m['anon'] / 1024:.1f} MB, libraries and files "
+                     f"{m['libs'] / 1024:.1f} MB, stack {m['stack'] / 1024:.1f} MB; {m.get('threads', 0)} threads")
+    if memory:
+        lines += ["", *memory]
     if profile_dir is not None and (profile_dir / "daemon.txt").exists():
         lines += ["", f"py-spy over the steady state ({profile_dir / 'daemon.txt'}): own % / with callees %"]
         lines += [f"  {own:5.1f} {total:6.1f}  {name}" for name, own, total in top_functions(profile_dir / "daemon.txt")]
@@ -239,6 +294,9 @@ def main(argv: list[str]) -> int:
                              "queue more echoes behind the pacing, and a probe still queued when its budget ends "
                              "is a caller timeout (a false down); measured at 100,000 with 20,000")
     parser.add_argument("--profile", type=Path, help="directory for a py-spy profile of the steady state")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="run the daemon under tracemalloc (slower, more RSS) and list the source lines "
+                             "holding most memory at the end of the steady state")
     args = parser.parse_args(argv)
     if args.devices < 50 or args.cycles < 1 or args.warmup < 1 or args.interval < 1 or (args.pps or 1) < 1 \
             or not 1 <= args.concurrency <= 100_000:
@@ -247,7 +305,8 @@ def main(argv: list[str]) -> int:
         print("bench.daemon needs root (lab namespaces, raw sockets)", file=sys.stderr)
         return 2
     pps = args.pps or default_pps(args.devices, args.interval)
-    print(bench(args.devices, args.warmup, args.cycles, args.interval, pps, args.concurrency, args.profile), flush=True)
+    print(bench(args.devices, args.warmup, args.cycles, args.interval, pps, args.concurrency, args.profile,
+                args.tracemalloc), flush=True)
     return 0
 
 

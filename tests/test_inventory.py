@@ -344,6 +344,49 @@ def test_parent_not_found_is_not_claimed_when_another_list_is_unreadable(tmp_pat
     assert problems(broken, child) == [f"{broken}:1: region: missing column (headers accepted: region, 区域, 乡镇, 所属区域)"]
 
 
+def test_rows_made_one_at_a_time_are_all_checked_and_located(tmp_path: Path) -> None:
+    """The loader makes each row from its cells as it checks it (memory at 100,000 points):
+    problems of the first and last rows, between rows far apart (a duplicate id, an unknown
+    parent, a cycle) and of a second list are all found, each at its own line, in file order,
+    after a quoted cell spanning lines and with CR LF, lone CR and a missing last line end."""
+    rows = [f"c{i},,camera,10.1.{i // 250}.{i % 250 + 1},s,r,,,,,," for i in range(3000)]
+    rows[0] = "c0,,camera,10.1.0.x,s,r,,,,,,"
+    rows[1] = 'c1,"two\nlines",camera,10.1.0.2,s,r,,,,,,'
+    rows[1500] = "c1500,,camera,10.1.6.1,s,r,c2999,,,,,"
+    rows[2999] = "c0,,camera,10.1.11.250,s,r,c1500,,,,,"
+    first = tmp_path / "a.csv"
+    first.write_bytes(("\r\n".join((HEADER, *rows[:2000])) + "\r" + "\n".join(rows[2000:])).encode())
+    second = csv_file(tmp_path, "x,,camera,10.2.0.1,s,r,nowhere,,,,,", "y,,plane,10.1.0.2,s,r,,,,,,", name="b.csv")
+    assert problems(first, second) == [
+        f"{first}:2: address: '10.1.0.x' is not an IPv4 or IPv6 address",
+        f"{first}:1503: parent: parent 'c2999' not found",
+        f"{first}:3002: id: duplicate id 'c0' (first at {first}:2)",
+        f"{second}:2: parent: parent 'nowhere' not found",
+        f"{second}:3: kind: unknown kind 'plane' {KINDS}",
+        f"{second}:3: address: duplicate address 10.1.0.2 (first at {first}:3, id c1)",
+    ]
+    rows[0], rows[2999] = "c0,,camera,10.1.0.1,s,r,,,,,,", "c2999,,camera,10.1.11.250,s,r,c1500,,,,,"
+    first.write_bytes(("\r\n".join((HEADER, *rows[:2000])) + "\r" + "\n".join(rows[2000:])).encode())
+    assert problems(first) == [f"{first}:1503: parent: parent cycle: c1500 -> c2999 -> c1500"]
+    rows[1500] = "c1500,,camera,10.1.6.1,s,r,,,,,,"
+    first.write_bytes(("\r\n".join((HEADER, *rows[:2000])) + "\r" + "\n".join(rows[2000:])).encode())
+    inventory = load(first)
+    assert len(inventory.devices) == 3000 and inventory.devices["c1"].name == "two\nlines"
+    assert inventory.devices["c2999"].parent == "c1500"
+
+
+def test_invalid_csv_far_down_refuses_the_whole_list(tmp_path: Path) -> None:
+    """Text that is not CSV on row 2,001 (a cell past the csv module's field limit) refuses the
+    list as a whole, as when it was read at once: none of its rows, none of their problems,
+    and no "parent not found" claimed in another list."""
+    rows = [f"c{i},,camera,10.1.{i // 250}.{i % 250 + 1},s,r,,,,,," for i in range(2000)]
+    rows[5] = "c5,,plane,10.1.0.6,s,r,,,,,,"
+    broken = csv_file(tmp_path, *rows, "big," + "x" * 200_000 + ",camera,10.1.9.1,s,r,,,,,,", name="a.csv")
+    child = csv_file(tmp_path, "cam,,camera,10.2.0.2,s,r,c1,,,,,", name="b.csv")
+    assert problems(broken, child) == [
+        f"{broken}: line 2002: not valid CSV: field larger than field limit (131072)"]
+
+
 def test_undecodable_csv(tmp_path: Path) -> None:
     path = tmp_path / "points.csv"
     path.write_bytes(b"id,kind,address,site,region\n\x80,camera,10.0.0.1,s,r\n")

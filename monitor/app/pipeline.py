@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Protocol, Sequence, cast
 
+from monitor.app.latest import LatestResults, latest_of
 from monitor.app.scheduler import CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
@@ -119,7 +120,7 @@ class Pipeline:
         self._network = next((p for p in probes_of(Basis.NETWORK) if p in self._running), None)
         self._log = TransitionLog(inventory, self._trackers, self._network)
         self._hints = _hints(self._running, listeners)
-        self._latest: dict[str, dict[str, ProbeResult]] = {name: {} for name in self._running}
+        self._latest = {name: LatestResults(name) for name in self._running}  # compact: monitor/app/latest.py
         self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
         self._early: asyncio.TimerHandle | None = None
         self._closed = False
@@ -142,7 +143,7 @@ class Pipeline:
     def on_result(self, result: ProbeResult) -> None:
         """One probe result: tracker → rules → InfluxDB → hints for other probes."""
         device = self.inventory.devices[result.device_id]
-        self._latest[result.probe][result.device_id] = result
+        self._latest[result.probe].put(result)
         transition = self._trackers[result.probe].observe(result)
         if transition is not None:
             self._transitions([transition])
@@ -199,7 +200,7 @@ class Pipeline:
         # (its devices then count as not watched on that probe's basis, not as up or down).
         end_ns = report.ts_ns + round(report.duration_s * 1e9)
         self._recorder.cycle(report.probe, report.ts_ns, end_ns, round(2 * self._running[report.probe].interval_s * 1e9))
-        results = {p: dict(r) for p, r in self._latest.items()}
+        results = latest_of(self._latest)
         network = results.get(self._network, {}) if self._network is not None else {}
         self.snapshot = Snapshot(
             report, tuple(view.rates), view.states, network, open_faults,

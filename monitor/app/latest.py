@@ -1,0 +1,92 @@
+"""Each device's latest result of one probe, held compactly: the pipeline keeps one per device
+and probe for the snapshot (the API's device pages, the terminal view).
+
+A ProbeResult costs ~540 bytes with its fields (the object, a dict of 9 ICMP fields, a read-only
+proxy over it, a float object per RTT); kept as its field values packed into bytes (struct)
+beside the shape its probe's results take (field names and types, one shared object per shape),
+~220. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. The
+snapshot holds the previous cycle's results while the next cycle's arrive, so each byte saved
+counts twice (docs/PERFORMANCE.md "## Memory"). A ProbeResult equal to the one stored is made
+again on each read.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterator, Mapping
+
+from probes.base import ProbeResult
+
+_Shape = tuple[tuple[str, ...], "struct.Struct | None"]
+"""(field names in order, the Struct their values pack with; None: kept as a tuple)"""
+
+_Row = tuple[int, bool, "str | None", _Shape, "bytes | tuple", tuple, int]
+"""(ts_ns, ok, reason, shape, the values packed (or a tuple), series, confirmations)"""
+
+_CODES = {bool: "?", int: "q", float: "d"}  # exact types only: a bool is no int here
+_SHAPES: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape] = {}
+"""Each shape once: the few that every probe's results take (ICMP: answered or not)."""
+
+
+def _shape(names: tuple[str, ...], values: tuple[Any, ...]) -> _Shape:
+    key = (names, tuple(map(type, values)))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        codes = [_CODES.get(t) for t in key[1]]
+        packer = None if None in codes else struct.Struct("=" + "".join(codes))  # type: ignore[arg-type]
+        shape = _SHAPES.setdefault(key, (names, packer))
+    return shape
+
+
+class LatestResults(Mapping[str, ProbeResult]):
+    """device id → the latest ProbeResult of `probe` put for it (a read-only Mapping; `put`
+    stores, `copy` is a snapshot that later puts leave alone)."""
+
+    __slots__ = ("probe", "_rows")
+
+    def __init__(self, probe: str, rows: dict[str, _Row] | None = None) -> None:
+        self.probe = probe
+        self._rows: dict[str, _Row] = rows if rows is not None else {}
+
+    def put(self, result: ProbeResult) -> None:
+        """Keep `result` as its device's latest (replacing the one before). Raises ValueError
+        for a result of another probe."""
+        if result.probe != self.probe:
+            raise ValueError(f"a {result.probe} result among the {self.probe} results")
+        fields = result.fields
+        values = tuple(fields.values())
+        shape = _shape(tuple(fields), values)
+        packed: bytes | tuple = values
+        if shape[1] is not None:
+            try:
+                packed = shape[1].pack(*values)
+            except struct.error:  # an integer beyond 64 bits
+                packed = values
+        self._rows[result.device_id] = (
+            result.ts_ns, result.ok, result.reason, shape, packed, result.series, result.confirmations
+        )
+
+    def copy(self) -> LatestResults:
+        return LatestResults(self.probe, dict(self._rows))
+
+    def __getitem__(self, device_id: str) -> ProbeResult:
+        ts_ns, ok, reason, (names, packer), packed, series, confirmations = self._rows[device_id]
+        values = packer.unpack(packed) if isinstance(packed, bytes) and packer is not None else packed
+        return ProbeResult(device_id, self.probe, ts_ns, ok, reason, dict(zip(names, values)), series, confirmations)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"LatestResults({self.probe!r}, {len(self._rows)} devices)"
+
+
+def latest_of(results: Mapping[str, LatestResults]) -> dict[str, LatestResults]:
+    """A snapshot's copy of every probe's latest results."""
+    return {probe: latest.copy() for probe, latest in results.items()}
