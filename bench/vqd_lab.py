@@ -10,9 +10,11 @@ Prints:
 1. per diagnosis TP, FP, FN, precision, recall over all checks of the defect rounds, and the
    false alarms on the clean cameras' checks (issue 17: ≥ 0.95 each, ≤ 1 %);
 2. per decoder (ffmpeg with all frames or key frames only, its default threads or one; PyAV
-   in-process, as shipped), on the lab's 480×360 streams and on a 1920×1080 H.264 file made
+   in-process, as shipped), on the lab's 480×360 streams, on a 1920×1080 H.264 file made
    from a photograph (25 fps, a key frame every 2 s, ~4 Mbit/s with the sensor's noise;
-   served by the lab server's --file): the decoder's CPU per check (ffmpeg: user+sys of the
+   served by the lab server's --file) and on the same photograph as a 640×360 sub-stream
+   (25 fps, key frame every 2 s, 512 kbit/s: what the frame check reads by default, PyAV
+   only): the decoder's CPU per check (ffmpeg: user+sys of the
    reaped children, getrusage RUSAGE_CHILDREN; PyAV: its worker thread's CPU), the analysis
    (worker thread CPU), all CPU of this process and its children per check ("process": the
    process CPU that contention on a shared machine disturbs least), the TCP bytes received
@@ -152,16 +154,18 @@ def _legend(ffmpeg: bool) -> None:
           f"{start_s * 1e3:.1f} ms = {start_s * CAMERAS / PERIOD_S:.2%} of a core for the fleet")
 
 
-def _camera_1080p(folder: Path, scene: Path, seconds: float = 10.0) -> Path:
-    """A 1920×1080 H.264 file of a photograph as a camera sends it: 25 fps, a key frame every
-    2 s, ~4 Mbit/s, with the sensor's temporal noise so that P frames cost what they cost."""
+def _camera_file(folder: Path, scene: Path, width: int = 1920, height: int = 1080, rate: str = "4M",
+                 seconds: float = 10.0) -> Path:
+    """A width×height H.264 file of a photograph as a camera sends it: 25 fps, a key frame every
+    2 s, `rate` bit/s (ffmpeg units), with the sensor's temporal noise so that P frames cost what
+    they cost. 1920×1080 at 4M: a main stream; 640×360 at 512k: a Hikvision sub-stream (子码流)."""
     import subprocess
 
-    out = folder / "1080p.mp4"
+    out = folder / f"{width}x{height}.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-loop", "1", "-i", str(scene), "-t", f"{seconds:g}", "-r", "25",
-         "-vf", "scale=1920:1080,noise=alls=6:allf=t", "-c:v", "libx264", "-preset", "veryfast",
-         "-b:v", "4M", "-maxrate", "4M", "-bufsize", "4M", "-g", "50", "-pix_fmt", "yuv420p",
+         "-vf", f"scale={width}:{height},noise=alls=6:allf=t", "-c:v", "libx264", "-preset", "veryfast",
+         "-b:v", rate, "-maxrate", rate, "-bufsize", rate, "-g", "50", "-pix_fmt", "yuv420p",
          "-movflags", "+faststart", "-y", str(out)],
         check=True, timeout=300,
     )
@@ -201,8 +205,9 @@ def main(argv: list[str]) -> int:
     truth = {c.id: picked.get(c.id, "clean") for c in cameras}
     with tempfile.TemporaryDirectory(prefix="fm-vqd-lab-") as folder:
         scenes = write_scenes(Path(folder))
-        hd = _camera_1080p(Path(folder), scenes[0])
-        with RtspServer(bind="0.0.0.0", scenes=scenes, files={"/hd": hd}) as server:
+        hd = _camera_file(Path(folder), scenes[0])
+        sub = _camera_file(Path(folder), scenes[0], 640, 360, "512k")
+        with RtspServer(bind="0.0.0.0", scenes=scenes, files={"/hd": hd, "/sub": sub}) as server:
             if not args.skip_accuracy:
                 asyncio.run(_accuracy(args, server, cameras, truth))
             server.set_defects({})
@@ -213,6 +218,8 @@ def main(argv: list[str]) -> int:
             asyncio.run(_cost(args, server, some, "1920x1080 H.264 25 fps from a photograph, key frame every 2 s, "
                               "4 Mbit/s", "rtsp://{host}:{port}/hd",
                               shipped if args.pyav_only else ("ffmpeg, key frames, 1 thread", *shipped)))
+            asyncio.run(_cost(args, server, some, "the same camera's 640x360 sub-stream (子码流): H.264 25 fps, "
+                              "key frame every 2 s, 512 kbit/s", "rtsp://{host}:{port}/sub", shipped))
         _legend(ffmpeg=not args.pyav_only)
     return 0
 

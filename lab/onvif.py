@@ -35,8 +35,9 @@ Configuration (a dict, or the same as a JSON file for the command line):
      "devices": {"198.18.0.5": {...identity...}, ...}}
 
 Identity keys (all optional, see `Identity`): manufacturer, model, firmware, serial,
-hardware_id, clock_offset_s, username, password, stream_path, rtsp_port, profiles, behaviour,
-recordings (a list of `Recording` dicts: source, earliest_days, latest_s, status, job).
+hardware_id, clock_offset_s, username, password, stream_path, rtsp_port, profiles, media (a list
+of `MediaProfile` dicts: width, height, uri; replaces `profiles`), behaviour, recordings (a list
+of `Recording` dicts: source, earliest_days, latest_s, status, job).
 A device entry starts from the default identity and overrides what it names.
 
 Hostile `behaviour`s for the probe's tests: "billion_laughs" (entity-expansion DTD in the
@@ -135,13 +136,32 @@ class Recording:
 
 
 @dataclass(frozen=True)
+class MediaProfile:
+    """One media profile of a camera with an explicit profile list (`Identity.media`), for the
+    answers real cameras give: e.g. Hikvision 101 main 1920×1080 and 102 sub 640×360, Dahua
+    subtype=0/1, a CIF (352×288) sub-stream, or hostile ones.
+
+    - width/height: the encoder's resolution; None leaves tt:Resolution out (a hostile answer).
+    - uri: a path ("/Streaming/Channels/102") → rtsp://ADDRESS:rtsp_port/PATH; anything else
+      is GetStreamUri's tt:Uri verbatim (a malformed URI: "rtsp://[bad", "http://…", "").
+    """
+
+    width: int | None = 1920
+    height: int | None = 1080
+    uri: str = "/Streaming/Channels/101"
+
+
+@dataclass(frozen=True)
 class Identity:
     """What one simulated camera is and how it behaves.
 
     - clock_offset_s: device clock minus real UTC, seconds (signed; e.g. -3600 = an hour slow).
     - username/password: the one account of the device (WS-Security UsernameToken).
     - stream_path: path of the RTSP URI GetStreamUri returns (rtsp://ADDRESS:rtsp_port/PATH).
-    - profiles: 1 (main stream) or 2 (main + sub stream) media profiles, H.264.
+    - profiles: 1 (main stream, 2560×1440) or 2 (main + sub stream, 640×360) media profiles,
+      H.264; stream_path is the main's, its last 1 made a 2 the sub's.
+    - media: an explicit profile list (`MediaProfile`s, tokens Profile_1, Profile_2 …)
+      instead; empty: `profiles` decides.
     - behaviour: "" (a well-behaved camera) or one of the hostile behaviours of the module doc.
     - recordings: a recorder's recordings (Profile G); empty for a camera.
     """
@@ -157,6 +177,7 @@ class Identity:
     stream_path: str = "/Streaming/Channels/101"
     rtsp_port: int = 554
     profiles: int = 2
+    media: tuple[MediaProfile, ...] = ()
     behaviour: str = ""
     recordings: tuple[Recording, ...] = ()
 
@@ -176,6 +197,8 @@ class Identity:
         if unknown:
             raise ValueError(f"unknown identity keys {unknown}; known: {sorted(known)}")
         values = dict(data)
+        if "media" in values:
+            values["media"] = tuple(m if isinstance(m, MediaProfile) else MediaProfile(**m) for m in values["media"])
         if "recordings" in values:
             values["recordings"] = tuple(r if isinstance(r, Recording) else Recording(**r) for r in values["recordings"])
         return replace(base or cls(), **values)
@@ -385,17 +408,33 @@ _STREAMS = (  # token suffix, name, width, height, bitrate kbit/s
 )
 
 
-def profiles(ident: Identity) -> str:
+def _media(ident: Identity, address: str) -> dict[str, tuple[str, int | None, int | None, int, str]]:
+    """{token: (name, width, height, kbit/s, GetStreamUri's Uri)} of the identity's profiles."""
+    base = f"rtsp://{_url_host(address)}:{ident.rtsp_port}"
+    if ident.media:
+        return {f"Profile_{n}": (f"stream{n}", m.width, m.height, 4096 >> (n - 1),
+                                 base + m.uri if m.uri.startswith("/") else m.uri)
+                for n, m in enumerate(ident.media, 1)}
+    sub_path = ident.stream_path.rstrip("1") + "2"
+    return {f"Profile_{suffix}": (name, width, height, kbps, base + (ident.stream_path if suffix == "1" else sub_path))
+            for suffix, name, width, height, kbps in _STREAMS[: ident.profiles]}
+
+
+def profiles(ident: Identity, address: str) -> str:
     out = []
-    for suffix, name, width, height, kbps in _STREAMS[: ident.profiles]:
+    media = _media(ident, address)
+    for token, (name, width, height, kbps, _) in media.items():
+        resolution = ("" if width is None or height is None else
+                      f"<tt:Resolution><tt:Width>{width}</tt:Width><tt:Height>{height}</tt:Height></tt:Resolution>")
+        suffix = token.removeprefix("Profile_")
         out.append(
-            f'<trt:Profiles token="Profile_{suffix}" fixed="true"><tt:Name>{name}</tt:Name>'
+            f'<trt:Profiles token="{token}" fixed="true"><tt:Name>{name}</tt:Name>'
             '<tt:VideoSourceConfiguration token="VideoSourceToken"><tt:Name>VideoSourceConfig</tt:Name>'
-            f"<tt:UseCount>{ident.profiles}</tt:UseCount><tt:SourceToken>VideoSource_1</tt:SourceToken>"
+            f"<tt:UseCount>{len(media)}</tt:UseCount><tt:SourceToken>VideoSource_1</tt:SourceToken>"
             '<tt:Bounds x="0" y="0" width="2560" height="1440"/></tt:VideoSourceConfiguration>'
             f'<tt:VideoEncoderConfiguration token="VideoEncoderToken_{suffix}"><tt:Name>VideoEncoder_{suffix}</tt:Name>'
             "<tt:UseCount>1</tt:UseCount><tt:Encoding>H264</tt:Encoding>"
-            f"<tt:Resolution><tt:Width>{width}</tt:Width><tt:Height>{height}</tt:Height></tt:Resolution>"
+            f"{resolution}"
             "<tt:Quality>3</tt:Quality><tt:RateControl><tt:FrameRateLimit>25</tt:FrameRateLimit>"
             f"<tt:EncodingInterval>1</tt:EncodingInterval><tt:BitrateLimit>{kbps}</tt:BitrateLimit></tt:RateControl>"
             "<tt:H264><tt:GovLength>50</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264>"
@@ -408,16 +447,15 @@ def profiles(ident: Identity) -> str:
 
 def stream_uri(request: etree._Element, ident: Identity, address: str) -> str:
     token = (request.findtext(f"{{{NS_TRT}}}ProfileToken") or "").strip()
-    tokens = {f"Profile_{s[0]}": s for s in _STREAMS[: ident.profiles]}
-    if token not in tokens:
+    media = _media(ident, address)
+    if token not in media:
         raise SoapFault("env:Sender", ["ter:InvalidArgVal", "ter:NoProfile"], "The requested profile token does not exist")
     setup = request.find(f"{{{NS_TRT}}}StreamSetup")
     stream = setup.findtext(f"{{{NS_TT}}}Stream") if setup is not None else None
     protocol = setup.findtext(f"{{{NS_TT}}}Transport/{{{NS_TT}}}Protocol") if setup is not None else None
     if stream != "RTP-Unicast" or protocol not in ("UDP", "TCP", "RTSP", "HTTP"):
         raise SoapFault("env:Sender", ["ter:InvalidArgVal", "ter:InvalidStreamSetup"], "Specification of StreamType or Transport part in StreamSetup is not supported")
-    path = ident.stream_path if tokens[token][0] == "1" else ident.stream_path.rstrip("1") + "2"
-    uri = f"rtsp://{_url_host(address)}:{ident.rtsp_port}{path}"
+    uri = media[token][4]
     return (
         f"<trt:GetStreamUriResponse><trt:MediaUri><tt:Uri>{escape(uri)}</tt:Uri>"
         "<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false</tt:InvalidAfterReboot>"
@@ -630,7 +668,7 @@ class OnvifSimulator:
         if name == "GetDeviceInformation":
             return device_information(ident)
         if name == "GetProfiles":
-            return profiles(ident)
+            return profiles(ident, address)
         if name == "GetStreamUri":
             return stream_uri(request, ident, address)
         return recording_answer(name, request, ident, device.now())  # Profile G

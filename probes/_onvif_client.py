@@ -25,7 +25,9 @@ from pydantic import SecretStr
 
 from monitor.core.model import Device
 from probes.base import ProbeResult
-from probes.onvif_model import PROBE_NAME, OnvifConfig, inventory_mismatch, strip_userinfo
+from probes.onvif_model import (
+    PROBE_NAME, OnvifConfig, inventory_mismatch, pick_analysis_profile, profile_size, rtsp_uri, strip_userinfo,
+)
 
 # onvif.client calls logging.basicConfig(level=INFO) at import; the daemon owns logging.
 _root = logging.getLogger()
@@ -335,11 +337,30 @@ async def _run(cfg: OnvifConfig, camera: OnvifDevice, device: Device, fields: di
             uri = _text(strip_userinfo(str(answer.Uri or ""))) if answer is not None else ""
             if uri:
                 fields["stream_uri"] = uri
+            sub = await _sub_stream_uri(call, media, profiles, setup)
+            if sub or rtsp_uri(uri):
+                fields["sub_stream_uri"] = sub or rtsp_uri(uri)
         media_due[device.id] = time.monotonic() + cfg.media_refresh_s
     except (CallFailed, ONVIFError) as failed:
         # The device is up (it answered GetDeviceInformation); its media part is not.
         log.debug("%s: media service: %s", device.id, getattr(failed, "reason", "not offered"))
     return None
+
+
+async def _sub_stream_uri(call: Any, media: ONVIFService, profiles: list[Any], setup: dict[str, Any]) -> str:
+    """The RTSP URI of the profile the frame check prefers (pick_analysis_profile: the
+    smallest at least 480 px wide), or "" when that is the first profile (its URI is the
+    main one, no second call) or the camera's answer is a fault or not an rtsp:// URL: the
+    caller then offers the main stream's."""
+    index = pick_analysis_profile([profile_size(p) for p in profiles])
+    if index == 0:
+        return ""
+    try:
+        answer = await call(media.GetStreamUri({"StreamSetup": setup, "ProfileToken": profiles[index].token}))
+    except CallFailed as failed:
+        log.debug("sub-stream URI: %s", failed.reason)
+        return ""
+    return rtsp_uri(_text(answer.Uri or "")) if answer is not None else ""
 
 
 async def read_clock(camera: OnvifDevice, devicemgmt: ONVIFService, fields: dict[str, Any], timeout_s: float,

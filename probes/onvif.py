@@ -10,8 +10,12 @@ One probe of one camera, each call bounded by `timeout_s`:
 2. GetDeviceInformation (WS-Security UsernameToken, PasswordDigest): manufacturer, model,
    firmware, serial; compared with the point list → inventory_mismatch. Answered = `up`.
 3. update_xaddrs (GetServices, else GetCapabilities), GetProfiles, GetStreamUri of the first
-   profile (RTP-Unicast over RTSP) → profiles, stream_uri (user:password@ removed). Failures
-   here leave `up` true and the fields out (the device answered authenticated).
+   profile (RTP-Unicast over RTSP) → profiles, stream_uri (user:password@ removed; the main
+   stream, for the rtsp probe); GetStreamUri of the smallest profile at least 480 px wide
+   (probes.vqd.config.ANALYSIS_WIDTH; probes.onvif_model.pick_analysis_profile) →
+   sub_stream_uri, the sub-stream (子码流) the frame check reads: the first profile's URI when
+   no other qualifies (no size, below 480 px as a CIF stream, a fault or a malformed URI).
+   Failures here leave `up` true and the fields out (the device answered authenticated).
 
 Safety against hostile or broken devices: every response is read through a transport that
 stops at `max_response_bytes` and checks it is well-formed XML without a DTD or entities (a
@@ -78,6 +82,9 @@ MEASUREMENT = MeasurementSpec(
         ),
         "profiles": FieldSpec("integer", "", "media profiles (GetProfiles)"),
         "stream_uri": FieldSpec("string", "", "RTSP URI of the first profile, without user:password@"),
+        "sub_stream_uri": FieldSpec(
+            "string", "", "RTSP URI of the smallest profile ≥ 480 px wide (子码流), else of the first; no user:password@"
+        ),
     },
 )
 
@@ -132,9 +139,9 @@ class OnvifProbe:
     Config: ClassVar[type[OnvifConfig]] = OnvifConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (MEASUREMENT,)
     basis: ClassVar[Basis | None] = Basis.SERVICE
-    # stream_uri for the RTSP checks; serial for the work orders (a changed serial proposes a
-    # replacement: monitor.assess.serials).
-    offers: ClassVar[tuple[str, ...]] = ("stream_uri", "serial")
+    # stream_uri for the RTSP checks, sub_stream_uri for the frame check (rtsp_frame `stream`);
+    # serial for the work orders (a changed serial proposes a replacement: monitor.assess.serials).
+    offers: ClassVar[tuple[str, ...]] = ("stream_uri", "sub_stream_uri", "serial")
     learns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: OnvifConfig) -> None:

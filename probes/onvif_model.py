@@ -1,11 +1,13 @@
 """What the ONVIF probe (probes.onvif) and its zeep side (probes._onvif_client) share, so that
 neither imports the other: the probe's name and config (OnvifConfig) and the pure helpers on what
-a camera reports (strip_userinfo, inventory_mismatch). Loads neither zeep nor onvif-zeep-async.
+a camera reports (strip_userinfo, rtsp_uri, profile_size, pick_analysis_profile,
+inventory_mismatch). Loads neither zeep nor onvif-zeep-async.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
@@ -14,6 +16,7 @@ from monitor.core.config_base import SelectorConfig
 from monitor.core.model import Device, Kind
 from probes.accounts import CameraAccounts
 from probes.base import ConfirmConfig
+from probes.vqd.config import ANALYSIS_WIDTH
 
 PROBE_NAME = "onvif"
 """The probe's name (probes.base.Probe.name): its config section, its results' `probe`."""
@@ -53,6 +56,46 @@ def strip_userinfo(uri: str) -> str:
     if "@" not in parts.netloc:
         return uri
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def rtsp_uri(uri: str) -> str:
+    """`uri` without user:password@ when it is an rtsp:// URL with a host (and no port 0),
+    else "" (a camera's malformed or non-RTSP answer)."""
+    try:
+        parts = urlsplit(uri.strip())
+        ok = parts.scheme.lower() == "rtsp" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # e.g. an unclosed [ or a port that is not a number
+        return ""
+    return strip_userinfo(uri.strip()) if ok else ""
+
+
+MAX_SIDE = 16384
+"""Pixels: a profile reporting a larger (or non-positive) width or height has no usable size."""
+
+
+def profile_size(profile: Any) -> tuple[int, int] | None:
+    """(width, height) in pixels of a GetProfiles tt:Profile (its VideoEncoderConfiguration
+    Resolution, ONVIF Media Service §5.2 / onvif.xsd), or None when it has none, or one that
+    is not two integers in 1..MAX_SIDE."""
+    try:
+        resolution = profile.VideoEncoderConfiguration.Resolution
+        width, height = int(resolution.Width), int(resolution.Height)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (width, height) if 0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE else None
+
+
+def pick_analysis_profile(sizes: Sequence[tuple[int, int] | None]) -> int:
+    """Index of the profile the frame check reads (hint sub_stream_uri): the smallest in pixels
+    whose video is at least ANALYSIS_WIDTH (probes/vqd: 480 px) wide, the earlier among equal
+    sizes; 0 (the first profile, the main stream) when none is or `sizes` is empty. `sizes`:
+    profile_size of each profile, in GetProfiles order. A CIF (352×288) sub-stream is below the
+    analysis width, so such a camera is checked on its main stream."""
+    best, best_pixels = 0, None
+    for index, size in enumerate(sizes):
+        if size is not None and size[0] >= ANALYSIS_WIDTH and (best_pixels is None or size[0] * size[1] < best_pixels):
+            best, best_pixels = index, size[0] * size[1]
+    return best
 
 
 _INVENTORY = ("manufacturer", "model", "firmware", "serial")

@@ -16,7 +16,9 @@ answered 200 with at least one video media section.
   garbage is refused at its first bytes. Memory per probe is bounded by those limits.
 - Which URL: the device's `stream_url` (point list) > a URI learned from ONVIF
   (`learn_stream_uri`) > `url_template`. Userinfo in any URL is dropped: credentials come only
-  from `username` + `password_env`/`password_file` (and `credentials` overrides).
+  from `username` + `password_env`/`password_file` (and `credentials` overrides). The ONVIF
+  URI is the main stream's (hint `stream_uri`) for this probe; the frame check prefers the
+  sub-stream's (hint `sub_stream_uri`, see RtspFrameConfig.stream).
 - SDP (RFC 8866): media sections, codec from a=rtpmap (or the static payload type, RFC 3551),
   resolution from a=framesize, a=x-dimensions, a=cliprect or the H.264 SPS in
   sprop-parameter-sets (RFC 6184 §8.1; ITU-T H.264 §7.3.2.1.1), frame rate from a=framerate
@@ -158,6 +160,13 @@ class RtspConfig(_RtspTargetConfig):
         return self
 
 
+class StreamOverride(Strict):
+    """The stream the frame check reads on the cameras `match` picks."""
+
+    match: SelectorConfig
+    stream: Literal["sub", "main"]
+
+
 class RtspFrameConfig(_RtspTargetConfig):
     """probes.rtsp_frame in config.yaml: decode one frame per camera with ffmpeg."""
 
@@ -185,6 +194,16 @@ class RtspFrameConfig(_RtspTargetConfig):
     thumbnail_max_count: Annotated[int, Field(ge=1, le=1_000_000)] = 4000
     thumbnail_max_bytes: Annotated[int, Field(ge=1 << 20, le=64 << 30)] = 128 << 20
     """Bounds of the thumbnail folder: the oldest files go first beyond either."""
+    stream: Literal["sub", "main"] = "sub"
+    """Which ONVIF stream URI the check reads: "sub" = the smallest media profile at least
+    probes.vqd.config.ANALYSIS_WIDTH (480) px wide (the sub-stream, 子码流; the first profile
+    when no other qualifies), as vendors' VQD does: the analysis scales frames to 480 px anyway,
+    and a 640×360 key frame costs a fraction of a 1080p one (docs/VQD.md); "main" = the first
+    profile, as the rtsp probe. The point list's stream_url still wins, url_template is the
+    last resort either way."""
+    stream_overrides: list[StreamOverride] = []
+    """`stream` for the cameras each selector picks (first match wins), e.g. main for cameras
+    whose sub-stream is too coarse for a wide scene."""
 
     @model_validator(mode="after")
     def _burst_fits(self) -> Self:
@@ -220,29 +239,32 @@ class _Targets:
     def __init__(self, cfg: _RtspTargetConfig) -> None:
         self._cfg = cfg
         self._match = cfg.match.selector()
-        self._learned: dict[str, str] = {}
+        self._learned: dict[str, str] = {}  # device id → main stream URI (ONVIF hint stream_uri)
+        self._learned_sub: dict[str, str] = {}  # device id → sub-stream URI (ONVIF hint sub_stream_uri)
 
     def wants(self, device: Device) -> bool:
         """Devices the selector `match` picks, when they have an address."""
         return device.address is not None and self._match.matches(device)
 
-    def learn_stream_uri(self, device_id: str, uri: str) -> bool:
-        """Remember the stream URI ONVIF GetStreamUri reported for a device (userinfo dropped);
-        used unless the point list gives the device a stream_url. Returns False (and keeps the
-        previous one) for anything but an rtsp:// URL with a host."""
+    def learn_stream_uri(self, device_id: str, uri: str, sub: bool = False) -> bool:
+        """Remember the stream URI ONVIF GetStreamUri reported for a device (userinfo dropped),
+        the main stream's or (`sub`) the sub-stream's; used unless the point list gives the
+        device a stream_url. Returns False (and keeps the previous one) for anything but an
+        rtsp:// URL with a host."""
         try:
             parts = urlsplit(uri.strip())
             ok = parts.scheme.lower() == "rtsp" and bool(parts.hostname) and parts.port != 0
         except ValueError:
             ok = False
         if ok:
-            self._learned[device_id] = _strip_userinfo(uri.strip())
+            (self._learned_sub if sub else self._learned)[device_id] = _strip_userinfo(uri.strip())
         else:  # the URI itself is not logged: it may carry credentials
             log.debug("ignoring the ONVIF stream URI of %s: not an rtsp:// URL with a host", device_id)
         return ok
 
-    def target(self, device: Device) -> _Target | None:
-        """Where to connect and what URL to ask for; None when there is no usable URL."""
+    def target(self, device: Device, sub: bool = False) -> _Target | None:
+        """Where to connect and what URL to ask for; None when there is no usable URL. `sub`:
+        the learned sub-stream URI first, then the main one."""
         if device.stream_url:
             url = _strip_userinfo(device.stream_url)
             try:
@@ -254,8 +276,8 @@ class _Targets:
                 return None
         if device.address is None:
             return None
-        learned = self._learned.get(device.id)
-        if learned is not None:
+        learned = (sub and self._learned_sub.get(device.id)) or self._learned.get(device.id)
+        if learned:
             # ONVIF often reports the camera's own LAN address (wrong behind NAT) and this probe
             # checks the device it is given: connect to the device's address, keep path and port.
             parts = urlsplit(learned)
@@ -1027,12 +1049,13 @@ class RtspFrameProbe:
     Config: ClassVar[type[RtspFrameConfig]] = RtspFrameConfig
     measurements: ClassVar[tuple[MeasurementSpec, ...]] = (FRAME_MEASUREMENT, VQD_MEASUREMENT)
     offers: ClassVar[tuple[str, ...]] = ()
-    learns: ClassVar[tuple[str, ...]] = ("stream_uri",)
+    learns: ClassVar[tuple[str, ...]] = ("stream_uri", "sub_stream_uri")
 
     def __init__(self, cfg: RtspFrameConfig, ffmpeg: str = FFMPEG) -> None:
         self.cfg = cfg
         self.ffmpeg = ffmpeg
         self._targets = _Targets(cfg)
+        self._streams = [(o.match.selector(), o.stream) for o in cfg.stream_overrides]
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
         self._queued = 0  # probe() calls waiting for or holding a slot
         self._vqd = None  # probes.vqd.runner.VqdRunner while entered with vqd enabled
@@ -1068,12 +1091,19 @@ class RtspFrameProbe:
     def wants(self, device: Device) -> bool:
         return self._targets.wants(device)
 
-    def learn_stream_uri(self, device_id: str, uri: str) -> bool:
-        return self._targets.learn_stream_uri(device_id, uri)
+    def learn_stream_uri(self, device_id: str, uri: str, sub: bool = False) -> bool:
+        """See _Targets.learn_stream_uri: the main (or `sub`) stream URI ONVIF reported."""
+        return self._targets.learn_stream_uri(device_id, uri, sub)
 
     def learn(self, device_id: str, hint: str, value: str) -> None:
-        """probes.base.Learner: the hint `stream_uri`, as RtspProbe.learn."""
-        self._targets.learn_stream_uri(device_id, value)
+        """probes.base.Learner: the hints `stream_uri` (main stream) and `sub_stream_uri` (the
+        stream the check prefers with `stream: sub`), both offered by onvif."""
+        self._targets.learn_stream_uri(device_id, value, sub=hint == "sub_stream_uri")
+
+    def stream_for(self, device: Device) -> Literal["sub", "main"]:
+        """The stream the check reads on `device`: `stream` of the first of `stream_overrides`
+        whose selector picks it, else the config's `stream`."""
+        return next((stream for selector, stream in self._streams if selector.matches(device)), self.cfg.stream)
 
     def budget_s(self, device: Device) -> float:
         """The decoder's deadline, times the rounds of the slot queue as it is now (call right
@@ -1129,7 +1159,7 @@ class RtspFrameProbe:
 
     async def probe(self, device: Device) -> ProbeResult:
         started = time.time_ns()
-        target = self._targets.target(device)
+        target = self._targets.target(device, sub=self.stream_for(device) == "sub")
         if target is None:
             return ProbeResult(device.id, self.name, started, False, "no stream URL", {"up": False})
         self._queued += 1

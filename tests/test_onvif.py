@@ -19,12 +19,14 @@ from onvif import ONVIFCamera
 from pydantic import ValidationError
 from zeep.settings import Settings
 
+import lab.onvif
 from lab.onvif import NS_WSSE, NS_WSU, PASSWORD_DIGEST, OnvifSimulator, OnvifSimulatorProcess
 from lab.process import free_ports
 from monitor.core.model import Device, Kind
 from probes._onvif_client import ResponseRefused, check_response, reason_of
 from probes.onvif import OnvifConfig, OnvifProbe
-from probes.onvif_model import strip_userinfo
+from probes.onvif_model import pick_analysis_profile, profile_size, rtsp_uri, strip_userinfo
+from probes.vqd.config import ANALYSIS_WIDTH
 
 from tests.plugins.factories import device
 
@@ -85,6 +87,7 @@ async def test_four_calls_give_identity_profiles_and_stream_uri(simulator, passw
     assert (f["manufacturer"], f["model"], f["firmware"], f["serial"]) == ("HIKVISION", "DS-2CD2T47G2-L", "V5.7.1", "SN0001")
     assert f["profiles"] == 2
     assert f["stream_uri"] == "rtsp://127.0.0.1:554/Streaming/Channels/101"
+    assert f["sub_stream_uri"] == "rtsp://127.0.0.1:554/Streaming/Channels/102"  # 640×360, for the frame check
     assert f["inventory_mismatch"] == ""  # the point list is silent
     assert f["response_ms"] > 0 and abs(f["clock_offset_s"]) < 1.5 and f["clock_drift_s"] == abs(f["clock_offset_s"])
     assert set(f) <= set(OnvifProbe.measurements[0].fields)
@@ -112,8 +115,82 @@ async def test_single_profile_and_stream_path_with_credentials_stripped(simulato
     result = await run(probe_for(sim), camera())
     assert result.fields["profiles"] == 1
     assert result.fields["stream_uri"] == "rtsp://127.0.0.1:554/h264/ch1/main/av_stream"
+    assert result.fields["sub_stream_uri"] == result.fields["stream_uri"]  # the only profile: the frame check's too
     assert strip_userinfo("rtsp://admin:secret@10.1.2.3:554/live") == "rtsp://10.1.2.3:554/live"
     assert strip_userinfo("rtsp://10.1.2.3/live") == "rtsp://10.1.2.3/live"
+
+
+HIK_MAIN = {"width": 1920, "height": 1080, "uri": "/Streaming/Channels/101"}
+HIK_SUB = {"width": 640, "height": 360, "uri": "/Streaming/Channels/102"}
+DAHUA = "/cam/realmonitor?channel=1&subtype="
+
+
+@pytest.mark.parametrize(("media", "sub", "calls"), [
+    ([HIK_MAIN, HIK_SUB], 2, 2),  # Hikvision 101 / 102
+    ([{**HIK_MAIN, "uri": DAHUA + "0"}, {"width": 704, "height": 576, "uri": DAHUA + "1"}], 2, 2),  # Dahua D1 sub
+    ([HIK_MAIN, {"width": 1280, "height": 720, "uri": "/Streaming/Channels/102"}, {**HIK_SUB, "uri": "/s3"}], 3, 2),
+    ([HIK_MAIN, HIK_SUB, {"width": 352, "height": 288, "uri": "/cif"}], 2, 2),  # the smallest at least 480 wide
+    ([HIK_MAIN, {"width": 352, "height": 288, "uri": "/cif"}], 1, 1),  # CIF only: below the analysis width → main
+    ([HIK_MAIN, {**HIK_SUB, "width": None, "height": None}], 1, 1),  # no resolution → main
+    ([{**HIK_MAIN, "width": None}, {**HIK_SUB, "height": None}], 1, 1),  # none has a size → main
+    ([HIK_MAIN, {**HIK_MAIN, "uri": "/Streaming/Channels/102"}], 1, 1),  # equal sizes: the first
+    ([HIK_MAIN, {**HIK_SUB, "uri": "rtsp://[bad:554/102"}], 1, 2),  # malformed URIs → main
+    ([HIK_MAIN, {**HIK_SUB, "uri": "http://127.0.0.1/102"}], 1, 2),
+    ([HIK_MAIN, {**HIK_SUB, "uri": "rtsp://:0/102"}], 1, 2),
+    ([HIK_MAIN, {**HIK_SUB, "uri": ""}], 1, 2),
+    ([HIK_SUB, HIK_MAIN], 1, 1),  # the sub-stream listed first is the first profile, no second call
+])
+async def test_sub_stream_uri_is_the_smallest_profile_at_least_the_analysis_width(simulator, password_env, media,
+                                                                                   sub, calls) -> None:
+    """`sub`: the 1-based profile whose URI is offered as sub_stream_uri; `calls`: GetStreamUri
+    calls made (a second one only for a profile other than the first)."""
+    sim = await simulator({"default": {**IDENTITY, "media": media}})
+    result = await run(probe_for(sim), camera())
+    assert result.ok and result.fields["profiles"] == len(media)
+    assert result.fields["stream_uri"] == f"rtsp://127.0.0.1:554{media[0]['uri']}"  # the rtsp probe's: the first
+    assert result.fields["sub_stream_uri"] == f"rtsp://127.0.0.1:554{media[sub - 1]['uri']}"
+    assert sim.requests[("127.0.0.1", "GetStreamUri")] == calls
+
+
+async def test_a_faulting_sub_stream_uri_leaves_the_main_one(simulator, password_env, monkeypatch) -> None:
+    sim = await simulator({"default": {**IDENTITY, "media": [HIK_MAIN, HIK_SUB]}})
+    real = lab.onvif.stream_uri
+
+    def second_faults(request, ident, address):  # as a camera whose sub profile vanished answers
+        if (request.findtext(f"{{{lab.onvif.NS_TRT}}}ProfileToken") or "").strip() == "Profile_2":
+            raise lab.onvif.SoapFault("env:Sender", ["ter:InvalidArgVal", "ter:NoProfile"], "gone")
+        return real(request, ident, address)
+
+    monkeypatch.setattr(lab.onvif, "stream_uri", second_faults)
+    result = await run(probe_for(sim), camera())
+    assert result.ok and result.fields["sub_stream_uri"] == result.fields["stream_uri"] == \
+        "rtsp://127.0.0.1:554/Streaming/Channels/101"
+
+
+class _Obj:
+    def __init__(self, **kw) -> None:
+        self.__dict__.update(kw)
+
+
+def test_profile_size_and_pick_on_hostile_answers() -> None:
+    def prof(width, height):
+        return _Obj(VideoEncoderConfiguration=_Obj(Resolution=_Obj(Width=width, Height=height)))
+
+    assert profile_size(prof(640, 360)) == (640, 360)
+    assert profile_size(prof("640", "360")) == (640, 360)
+    for bad in (prof(None, 360), prof("wide", 360), prof(0, 360), prof(640, -1), prof(1 << 20, 360),
+                _Obj(VideoEncoderConfiguration=None), _Obj()):
+        assert profile_size(bad) is None
+    assert pick_analysis_profile([]) == 0
+    assert pick_analysis_profile([None, None]) == 0
+    assert pick_analysis_profile([(1920, 1080), (640, 360)]) == 1
+    assert pick_analysis_profile([(1920, 1080), (ANALYSIS_WIDTH, 270), (640, 360)]) == 1  # exactly the width counts
+    assert pick_analysis_profile([(1920, 1080), (ANALYSIS_WIDTH - 1, 1000)]) == 0
+    assert pick_analysis_profile([(1920, 1080), (640, 480), (640, 480)]) == 1  # equal: the earlier
+    assert pick_analysis_profile([(320, 240), (352, 288)]) == 0  # an old CIF camera: its first profile
+    assert rtsp_uri(" rtsp://admin:pw@10.1.2.3:554/live ") == "rtsp://10.1.2.3:554/live"
+    for bad in ("rtsp://[bad/", "rtsp://10.1.2.3:port/", "rtsp://10.1.2.3:0/", "http://10.1.2.3/", "rtsp:///x", ""):
+        assert rtsp_uri(bad) == ""
 
 
 async def test_wrong_password_is_not_authorized(simulator, monkeypatch, caplog) -> None:

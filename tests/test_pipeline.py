@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.influxdb import InfluxServer
+from lab.onvif import OnvifSimulator
 from lab.rtsp import SUB_STREAM, RtspServer
 from monitor.app.pipeline import EARLY_EVALUATION_S, Pipeline, Running
 from monitor.app.scheduler import CycleReport
@@ -32,7 +33,7 @@ from monitor.state.transition_log import TransitionLog
 from probes.base import Probe, ProbeResult
 from probes.icmp import IcmpConfig, IcmpProbe
 from probes.onvif import OnvifConfig, OnvifProbe
-from probes.rtsp import RtspConfig, RtspProbe
+from probes.rtsp import RtspConfig, RtspFrameConfig, RtspFrameProbe, RtspProbe
 from rules.alerting.config import NotifyConfig
 from rules.alerting.service import Alerting
 from rules.config import DeviceDownRule, FlappingConfig
@@ -189,6 +190,41 @@ async def test_the_onvif_stream_uri_is_handed_to_the_rtsp_probe(tmp_path):
                 # Only the probe's own hints are passed: another probe's field of that name is not one.
                 pipeline.on_result(result("rtsp", "C1", True, stream_uri="rtsp://10.99.0.7/elsewhere"))
                 assert (await rtsp.probe(c1)).fields["video_codec"] == "JPEG"
+
+
+async def test_onvif_main_stream_goes_to_the_rtsp_probe_and_its_sub_stream_to_the_frame_check(tmp_path, monkeypatch):
+    """End to end: the ONVIF probe against the simulator (a 1920×1080 main profile whose path
+    the RTSP server does not serve, a 640×360 sub profile on SUB_STREAM) → the pipeline → the
+    video-online probe keeps the main stream (404), the frame check reads the sub-stream unless
+    configured (or overridden for the camera) to read the main one."""
+    monkeypatch.setenv("FLEETMON_TEST_ONVIF_PASSWORD", "Cam-pass-7731")
+    with RtspServer() as server:
+        identity = {"password": "Cam-pass-7731", "rtsp_port": server.port,
+                    "media": [{"width": 1920, "height": 1080, "uri": "/main/not/served"},
+                              {"width": 640, "height": 360, "uri": SUB_STREAM}]}
+        async with OnvifSimulator({"default": identity}, hosts=["127.0.0.1"]) as sim:
+            onvif = OnvifProbe(OnvifConfig(port=sim.port, timeout_s=3, username="admin",
+                                           password_env="FLEETMON_TEST_ONVIF_PASSWORD"))
+            template = "rtsp://{host}:{port}/template/path"
+            rtsp = RtspProbe(RtspConfig(port=server.port, url_template=template))
+            frame = RtspFrameProbe(RtspFrameConfig(enabled=True, port=server.port, url_template=template))
+            main_frame = RtspFrameProbe(RtspFrameConfig(enabled=True, port=server.port, url_template=template,
+                                                        stream_overrides=[{"match": {"region": ["R1"]}, "stream": "main"}]))
+            probes = [running(onvif, CAMERAS), running(rtsp, CAMERAS), running(frame, CAMERAS)]
+            async with onvif, rtsp, frame, main_frame, flow(tmp_path, probes) as (pipeline, _):
+                c1 = INV.devices["C1"]
+                assert (await frame.probe(c1)).reason == "404 Not Found"  # nothing learned: the template
+                told = await onvif.probe(c1)
+                assert told.fields["sub_stream_uri"].endswith(SUB_STREAM)
+                pipeline.on_result(told)
+                assert (await rtsp.probe(c1)).reason == "404 Not Found"  # the main stream's path
+                sub = await frame.probe(c1)
+                assert sub.ok and (sub.fields["width"], sub.fields["height"]) == (320, 240), sub.reason
+                # A pipeline runs one probe per name: the overridden one is handed the hints as it would be.
+                for hint in set(OnvifProbe.offers) & set(RtspFrameProbe.learns):
+                    main_frame.learn("C1", hint, told.fields[hint])
+                assert main_frame.stream_for(c1) == "main"
+                assert (await main_frame.probe(c1)).reason == "404 Not Found"
 
 
 async def test_a_cycle_writes_its_basis_online_rates_faults_and_itself(tmp_path, influx: InfluxServer, influx_db: str):

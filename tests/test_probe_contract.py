@@ -37,5 +37,6 @@ def test_every_probe_declares_basis_offers_and_learns(name: str):
 
 
 def test_the_onvif_stream_uri_is_offered_to_both_rtsp_checks():
-    assert REGISTRY["onvif"].offers == ("stream_uri", "serial")  # serial: for the work orders, no probe
+    assert REGISTRY["onvif"].offers == ("stream_uri", "sub_stream_uri", "serial")  # serial: for the work orders
     assert [n for n, cls in REGISTRY.items() if "stream_uri" in cls.learns] == ["rtsp", "rtsp_frame"]
+    assert [n for n, cls in REGISTRY.items() if "sub_stream_uri" in cls.learns] == ["rtsp_frame"]  # rtsp: the main

@@ -637,3 +637,51 @@ async def test_lab_namespace_server_and_blocked_video(labnet) -> None:
             unblock_video(ns, addresses[:2])
             after = [await probe.probe(c) for c in cameras]
             assert [r.ok for r in after] == [True] * 4, [r.reason for r in after]
+
+
+def test_frame_check_prefers_the_sub_stream_the_rtsp_probe_keeps_the_main() -> None:
+    """Which URL (probes/rtsp.py module doc): the point list's stream_url > the learned sub-stream
+    (frame check with stream: sub) > the learned main stream > url_template."""
+    main, sub = "rtsp://u:p@10.99.0.7:8554/Streaming/Channels/101", "rtsp://10.99.0.7:8554/Streaming/Channels/102"
+
+    def url(probe, device=None) -> str:
+        device = device or camera("c")
+        target = probe._targets.target(device, sub=probe.stream_for(device) == "sub") \
+            if isinstance(probe, RtspFrameProbe) else probe._targets.target(device)
+        return target.url
+
+    frame, rtsp = RtspFrameProbe(RtspFrameConfig(enabled=True)), RtspProbe(RtspConfig())
+    assert url(frame) == url(rtsp) == "rtsp://127.0.0.1:554/Streaming/Channels/101"  # the template
+    frame.learn("c", "sub_stream_uri", sub)  # a sub-stream alone: the frame check reads it
+    assert url(frame) == "rtsp://127.0.0.1:8554/Streaming/Channels/102"
+    for probe in (frame, rtsp):
+        probe.learn("c", "stream_uri", main)
+    assert url(frame) == "rtsp://127.0.0.1:8554/Streaming/Channels/102"
+    assert url(rtsp) == "rtsp://127.0.0.1:8554/Streaming/Channels/101"  # video online: the main stream
+    listed = camera("c", stream_url="rtsp://10.0.0.9/listed")
+    assert url(frame, listed) == url(rtsp, listed) == "rtsp://10.0.0.9/listed"  # the point list wins
+    # Garbage as the sub-stream is not learned and changes nothing.
+    frame.learn("c", "sub_stream_uri", "rtsp://[bad/102")
+    frame.learn("c", "sub_stream_uri", "http://10.99.0.7/102")
+    assert url(frame) == "rtsp://127.0.0.1:8554/Streaming/Channels/102"
+    # Only the main stream learned (another camera): the frame check reads it.
+    frame.learn("d", "stream_uri", main)
+    assert url(frame, camera("d")) == "rtsp://127.0.0.1:8554/Streaming/Channels/101"
+
+    # stream: main, or an override for some cameras (first match wins): the main stream.
+    overridden = RtspFrameProbe(RtspFrameConfig(enabled=True, stream_overrides=[
+        {"match": {"site": ["s2"]}, "stream": "main"}, {"match": {"site": ["s2"]}, "stream": "sub"}]))
+    every_main = RtspFrameProbe(RtspFrameConfig(enabled=True, stream="main"))
+    for probe in (overridden, every_main):
+        for device_id in ("c", "e"):
+            probe.learn(device_id, "stream_uri", main)
+            probe.learn(device_id, "sub_stream_uri", sub)
+    assert url(overridden, camera("e", site="s2")).endswith("/101")
+    assert url(overridden, camera("c")).endswith("/102")
+    assert url(every_main, camera("c")).endswith("/101")
+    with pytest.raises(ValidationError):
+        RtspFrameConfig(stream="third")
+    with pytest.raises(ValidationError):
+        RtspFrameConfig(stream_overrides=[{"match": {"site": ["s2"]}}])  # which stream?
+    with pytest.raises(ValidationError):
+        RtspFrameConfig(stream_overrides=[{"match": {}, "stream": "sub", "width": 640}])

@@ -20,6 +20,11 @@ from monitor.core.model import Device
 
 Share = Annotated[float, Field(gt=0, le=1)]
 
+ANALYSIS_WIDTH = 480
+"""Pixels: frames are scaled down to this width before the measures (probes/vqd/measures.py),
+so scores do not depend on the camera's resolution. Here, without OpenCV, because the ONVIF
+probe picks the frame check's sub-stream by it (probes/_onvif_client.py pick_analysis_profile)."""
+
 
 class Thresholds(Strict):
     """A fault when the score reaches the threshold. Units: blur share of the sharpness lost

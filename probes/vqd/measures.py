@@ -27,12 +27,13 @@ from functools import cached_property, lru_cache
 import cv2
 import numpy as np
 
+from probes.vqd.config import ANALYSIS_WIDTH
+
 # The measures are many short OpenCV calls on a 480-px frame, run one check at a time on the
 # frame check's worker thread: OpenCV's pool of a thread per core adds a tenth to their CPU
 # (waking and waiting) and saves nothing the fleet needs (bench/vqd.py, docs/VQD.md).
 cv2.setNumThreads(1)
 
-ANALYSIS_WIDTH = 480
 GRID = (12, 16)  # block rows, block columns
 BAR_BANDS = 6
 CLIPPED = 250  # luma at or above: clipped white
