@@ -12,12 +12,13 @@ traps); what it needs of higher ones (a cycle report, a fault) it names as a Pro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence
 
 from monitor.core.model import Device
 from monitor.metrics.schema import OPEN_ORDER_SLOTS
-from monitor.metrics.sink import InfluxSink
+from monitor.metrics.sink import KEY_ESCAPES, STRING_ESCAPES, InfluxSink, encode_line
 from monitor.state.online_rate import GroupRate
 from monitor.state.tracker import State
 from probes.base import ProbeResult
@@ -73,6 +74,40 @@ def device_tags(device: Device) -> dict[str, str]:
     return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
 
 
+def device_state_lines(basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int,
+                       maintenance: Mapping[str, str]) -> list[bytes]:
+    """The `device_state` lines of MetricsWriter.device_states, byte for byte what `encode_line`
+    makes of its tags and fields (tests/test_metrics_writer.py compares them), built directly:
+    these are two of every three lines the daemon writes (network and online basis per device
+    per cycle), and the general encoder's dict, schema check and per-field dispatch cost about
+    twice as much (docs/PERFORMANCE.md)."""
+    head = "device_state,basis=" + basis.translate(KEY_ESCAPES)
+    tail = f" {ts_ns}"
+    up = State.UP
+    lines = []
+    for device in devices:
+        state = states.get(device.id)
+        if state is None:
+            continue
+        region, site = device.region, device.site  # tags: sorted by key; an empty value is left out
+        text = (
+            f"{head},device_id={device.id.translate(KEY_ESCAPES)},kind={device.kind.value.translate(KEY_ESCAPES)}"
+            f"{',region=' + region.translate(KEY_ESCAPES) if region else ''}"
+            f"{',site=' + site.translate(KEY_ESCAPES) if site else ''}"
+            f' state="{state.value}",online={int(state is up)}i,counted={int(device.counted)}i'
+            f',name="{device.name.translate(STRING_ESCAPES)}"'
+            f',maintenance="{maintenance.get(device.id, "").translate(STRING_ESCAPES)}"'
+        )
+        lat, lon = device.lat, device.lon
+        if lat is not None and lon is not None:
+            if math.isfinite(lat):
+                text += f",lat={float(lat)!r}"
+            if math.isfinite(lon):
+                text += f",lon={float(lon)!r}"
+        lines.append((text + tail).encode())
+    return lines
+
+
 class MetricsWriter:
     """Turns the daemon's data into points of `sink` (never blocks, see InfluxSink.write)."""
 
@@ -96,31 +131,24 @@ class MetricsWriter:
     def device_states(self, basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int,
                       maintenance: Mapping[str, str] | None = None) -> None:
         """`device_state` of each of `devices` that `states` (device id → State of `basis`) has;
-        `maintenance`: device id → the reason of the maintenance window it is in now."""
-        maintenance = maintenance or {}
-        for device in devices:
-            state = states.get(device.id)
-            if state is None:
-                continue
-            fields: dict[str, str | int | float] = {
-                "state": state.value, "online": int(state is State.UP), "counted": int(device.counted),
-                "name": device.name, "maintenance": maintenance.get(device.id, ""),
-            }
-            if device.lat is not None and device.lon is not None:
-                fields |= {"lat": device.lat, "lon": device.lon}
-            self._sink.write("device_state", {**device_tags(device), "basis": basis}, fields, ts_ns)
+        `maintenance`: device id → the reason of the maintenance window it is in now. One
+        spool write for all (InfluxSink.write_encoded)."""
+        self._sink.write_encoded(device_state_lines(basis, states, devices, ts_ns, maintenance or {}))
 
     def online_rates(self, rates: Iterable[GroupRate], ts_ns: int) -> None:
-        """One `online_rate` point per group and basis; the percentage only once any device is decided."""
+        """One `online_rate` point per group and basis; the percentage only once any device is
+        decided. One spool write for all."""
+        lines = []
         for r in rates:
             fields: dict[str, float | int] = {
                 "online": r.online, "offline": r.offline, "unknown": r.unknown, "total": r.total, "excluded": r.excluded,
             }
             if r.rate_pct is not None:
                 fields["online_rate_pct"] = r.rate_pct
-            self._sink.write(
+            lines.append(encode_line(
                 "online_rate", {"scope": r.scope, "group": r.group, "kind": r.kind, "basis": r.basis}, fields, ts_ns
-            )
+            ))
+        self._sink.write_encoded(lines)
 
     def faults_open(self, firing: Mapping[str, int], ts_ns: int) -> None:
         """`firing`: severity → faults firing now, every severity listed (0 included)."""

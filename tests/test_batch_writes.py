@@ -1,0 +1,149 @@
+"""Batched metrics writes: Spool.append_many, InfluxSink.write_encoded and the direct
+`device_state` encoder (monitor.metrics.writer.device_state_lines), each against the one-by-one
+path it replaces (docs/PERFORMANCE.md: these are two of every three lines at scale)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import subprocess
+
+import pytest
+
+from lab.faults_spool import point_time
+from monitor.core.model import Device, Kind, Status
+from monitor.metrics.config import InfluxDBConfig, RetryConfig
+from monitor.metrics.sink import InfluxSink, encode_line
+from monitor.metrics.spool import Spool
+from monitor.metrics.writer import device_state_lines
+from monitor.state.tracker import State
+
+CAM = {"device_id": "cam-001", "kind": "camera", "site": "S1", "region": "城关镇"}
+
+
+def _device(n: int, **kw) -> Device:
+    base = dict(id=f"CAM-{n}", name=f"camera {n}", kind=Kind.CAMERA, address=ipaddress.ip_address(f"10.0.0.{n}"),
+                site="S1", region="城关镇")
+    return Device(**(base | kw))
+
+
+HOSTILE = [
+    _device(1),
+    _device(2, id="CAM 2,a=b", name='东门 "主" 路口\\北\n侧', site="site, one", region="区 = 二", lat=31.2, lon=121.5),
+    _device(3, lat=31, lon=121),  # ints in the point list: written as floats
+    _device(4, lat=float("nan"), lon=121.25),  # NaN cannot be written: left out, as encode_line does
+    _device(5, status=Status.CONSTRUCTION, lat=None, lon=121.0),  # not counted; one coordinate only: none written
+    _device(6, site="", name=""),  # an empty tag value is left out
+]
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_device_state_lines_are_what_encode_line_makes(state):
+    maintenance = {"CAM-2": '换 "镜头", 1/2', "CAM-3": ""}
+    states = {d.id: state for d in HOSTILE} | {"CAM-404": State.UP}  # a state of a device not asked for
+    lines = device_state_lines("network", states, [*HOSTILE, _device(7)], 1_700_000_000_123_456_789, maintenance)
+    expected = []
+    for d in HOSTILE:  # CAM-7 has no state: no line
+        fields = {"state": state.value, "online": int(state is State.UP), "counted": int(d.counted), "name": d.name,
+                  "maintenance": maintenance.get(d.id, "")}
+        if d.lat is not None and d.lon is not None:
+            fields |= {"lat": d.lat, "lon": d.lon}
+        tags = {"device_id": d.id, "kind": d.kind.value, "site": d.site, "region": d.region, "basis": "network"}
+        expected.append(encode_line("device_state", tags, fields, 1_700_000_000_123_456_789))
+    assert lines == expected
+    assert b"lat=nan" not in b"".join(lines) and math.isnan(HOSTILE[3].lat)
+
+
+def _records(spool_dir) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(spool_dir.glob("*.seg")))
+
+
+def test_append_many_writes_what_appends_one_by_one_write_across_segments(tmp_path):
+    """Same bytes, same segment files, same end positions and counters as append() per line,
+    with lines spilling over several 64 KiB segments."""
+    lines = [f"icmp,device_id=cam-{i:05d} sent={i}i {point_time(i)}".encode() for i in range(6000)]
+    one, many = Spool(tmp_path / "one", 1 << 20), Spool(tmp_path / "many", 1 << 20)
+    one.open()
+    many.open()
+    try:
+        ends_one = [one.append(line, keep_loaded=False) for line in lines]
+        ends_many = many.append_many(lines[:10], keep_loaded=False) + many.append_many(lines[10:], keep_loaded=False)
+        assert ends_many == ends_one and None not in ends_many
+        assert [p.name for p in sorted((tmp_path / "many").glob("*.seg"))] == \
+               [p.name for p in sorted((tmp_path / "one").glob("*.seg"))]
+        assert len(list((tmp_path / "many").glob("*.seg"))) >= 4
+        assert _records(tmp_path / "many") == _records(tmp_path / "one")
+        assert many.unloaded_lines == one.unloaded_lines == 6000
+        assert [line for line, _end in many.load(6000)] == lines
+    finally:
+        one.close()
+        many.close()
+
+
+@pytest.fixture
+def sink_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """caplog for the sink's records (monitor.app.logs.setup() stops "fleetmon" propagating)."""
+    monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
+    caplog.set_level(logging.INFO)
+    return caplog
+
+
+def _config(url: str, db: str, **overrides) -> InfluxDBConfig:
+    fast = dict(flush_interval_s=0.05, timeout_s=1.0, max_buffer_lines=1000, retry=RetryConfig(initial_s=0.05, max_s=0.2))
+    return InfluxDBConfig(url=url, database=db, **(fast | overrides))
+
+
+def _line(i: int) -> bytes:
+    return encode_line("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("spooled", [True, False])
+async def test_write_encoded_and_write_interleave_in_order_into_a_real_influxdb(influx_own, tmp_path, spooled):
+    """Single points and batches (larger than the RAM buffer, so a batch goes to disk only and is
+    loaded back) arrive in the order written, none lost, none twice."""
+    influx_own.start()
+    influx_own.create_database("batches")
+    spool = tmp_path / "spool" if spooled else None
+    async with InfluxSink(_config(influx_own.url, "batches", max_buffer_lines=1000 if spooled else 5000), spool) as sink:
+        i = 0
+        for batch in (1, 700, 1, 2500, 3, 900):
+            if batch == 1:
+                sink.write("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
+            else:
+                sink.write_encoded([_line(j) for j in range(i, i + batch)])
+            i += batch
+        assert await sink.flush(30)
+        assert sink.stats.dropped_lines == 0
+    rows = influx_own.rows("SELECT sent FROM icmp", "batches")
+    assert [r["sent"] for r in rows] == list(range(i))
+
+
+@pytest.mark.peer
+@pytest.mark.root
+async def test_a_full_disk_refusing_a_batch_counts_each_of_its_lines(influx_own, tmp_path, sink_log):
+    """A batch the spool's file system refuses (a 256 KiB tmpfs) is counted line by line as
+    dropped, one error is logged, nothing raises; what the disk took arrives, in order."""
+    influx_own.start()
+    influx_own.create_database("enospc_batch")
+    await asyncio.to_thread(influx_own.stop)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        async with InfluxSink(_config(influx_own.url, "enospc_batch", spool_max_bytes=1 << 20), mnt / "spool") as sink:
+            for start in range(0, 4000, 400):  # ~460 KB of records in batches of 400
+                sink.write_encoded([_line(j) for j in range(start, start + 400)])
+            dropped = sink.stats.dropped_lines
+            assert 1000 < dropped < 4000
+            await asyncio.to_thread(influx_own.start)
+            assert await sink.flush(30)
+            assert sink.stats.dropped_lines == dropped
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    kept = [r["sent"] for r in influx_own.rows("SELECT sent FROM icmp", "enospc_batch")]
+    assert kept == list(range(4000 - dropped))
+    errors = [r.getMessage() for r in sink_log.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "cannot append" in errors[0]
