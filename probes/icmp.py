@@ -597,14 +597,17 @@ class _Channel:
         echo_type = ICMP_ECHO if self.family == AF_INET else ICMP6_ECHO_REQUEST
         return _ECHO_HEADER.pack(echo_type, 0, 0, self.ident, seq) + payload
 
-    def on_readable(self) -> None:
-        """Read up to READ_BATCH datagrams (the loop calls again while more are queued)."""
+    def on_readable(self) -> int:
+        """Read up to READ_BATCH datagrams (the loop calls again while more are queued); returns
+        how many were read, so READ_BATCH means more may wait."""
         sock, bufs, anc_size = self.sock, self._bufs, self._anc_size
         view = bufs[0]
-        for _ in range(READ_BATCH):
+        read = 0
+        for read in range(1, READ_BATCH + 1):
             try:
                 n, ancdata, flags, addr = sock.recvmsg_into(bufs, anc_size)
             except (BlockingIOError, InterruptedError):
+                read -= 1
                 break
             except OSError:
                 # A datagram socket reports each ICMP error once more as a pending socket
@@ -616,6 +619,7 @@ class _Channel:
             self.engine.on_message(self, view[:n], addr[0], _kernel_time_ns(ancdata))
         if self.kind == "dgram":
             self._drain_error_queue()
+        return read
 
     def _drain_error_queue(self) -> None:
         """ICMP errors about our echoes (IP_RECVERR/IPV6_RECVERR, datagram sockets only): the
@@ -847,7 +851,7 @@ class IcmpEngine:
         """Ping one target. Raises ValueError for an invalid address, never for a dead one."""
         target = address if isinstance(address, Target) else Target.parse(address)
         future: asyncio.Future[PingStats] = self._new_waiter()
-        run = self._start(target, params, functools.partial(_set_result, future))
+        run = self.start(target, params, functools.partial(_set_result, future))
         try:
             return await future
         finally:
@@ -870,7 +874,7 @@ class IcmpEngine:
             if remaining == 0 and not done.done():
                 done.set_result(None)
 
-        runs = [self._start(t, params, functools.partial(store, i)) for i, t in enumerate(targets)]
+        runs = [self.start(t, params, functools.partial(store, i)) for i, t in enumerate(targets)]
         try:
             if remaining:
                 await done
@@ -907,8 +911,12 @@ class IcmpEngine:
 
     # -- starting and finishing runs ------------------------------------------------------------
 
-    def _start(self, target: Target, params: PingParams, on_done: Callable[[PingStats], None]) -> _Run | None:
-        """Begin pinging `target`; returns None when it finished at once (no socket)."""
+    def start(self, target: Target, params: PingParams, on_done: Callable[[PingStats], None]) -> _Run | None:
+        """Begin pinging `target` without a task: `on_done(stats)` follows exactly once, on the
+        event loop, from the reply and expiry callbacks (every echo sent has a deadline, so a
+        run always ends), or at once, inside this call, when there is no socket for its family
+        (then None is returned). Otherwise the run is returned: `run.cancel()` forgets it, after
+        which on_done is never called."""
         channel = self.channels.get(target.family)
         if channel is None:
             reason = self.unavailable.get(target.family, "ICMP engine closed")
@@ -1043,7 +1051,12 @@ class IcmpEngine:
         read first so that a busy event loop never turns an answered echo into a timeout."""
         self._reaper = None
         for channel in list(self.channels.values()):
-            channel.on_readable()
+            # Everything queued, not one batch: after the event loop was held up (a long
+            # evaluation at 100,000 devices) thousands of replies can wait, and each one left
+            # unread here would expire as a false loss.
+            for _ in range(SOCKET_BUFFER_BYTES // (64 * READ_BATCH)):
+                if channel.on_readable() < READ_BATCH:
+                    break
         now = time.monotonic_ns()
         next_deadline = None
         for fifo in self._expiry.values():
@@ -1258,6 +1271,25 @@ class IcmpProbe:
         echoes = params.count + params.retries
         backlog = self.engine.backlog_s() if self.engine is not None else 0.0
         return params.timeline_s() + echoes * (backlog + 1 / self.cfg.packets_per_second) + 0.05
+
+    def start(self, device: Device, on_done: Callable[[ProbeResult], None]) -> Callable[[], None] | None:
+        """probes.base.Starter: the result probe(device) would give, handed to `on_done` from
+        the engine's callbacks (no task per device); None when it was given at once, else a
+        function that cancels the probe (on_done is not called after it)."""
+        started = time.time_ns()
+        if self.engine is None:
+            raise RuntimeError("IcmpProbe used outside `async with`")
+        if device.address is None:
+            on_done(ProbeResult(device.id, self.name, started, False, "no address", {"up": False}))
+            return None
+        self._warn_if_overloaded()
+        name, device_id = self.name, device.id
+
+        def finished(stats: PingStats) -> None:
+            on_done(ProbeResult(device_id, name, started, stats.up, stats.reason, stats.fields()))
+
+        run = self.engine.start(Target.parse(device.address), self.params_for(device), finished)
+        return None if run is None else run.cancel
 
     async def probe(self, device: Device) -> ProbeResult:
         """Ping the device; ok when at least one echo was answered. Never raises for a dead,

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Protocol, Sequence, cast
 
-from monitor.app.scheduler import CycleReport
+from monitor.app.scheduler import CALLER_TIMEOUT, CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
 from monitor.fleet.inventory import Inventory
@@ -30,7 +30,7 @@ from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.state.availability import PICTURE, PICTURE_PROBE, combine, judged, picture_verdict
 from monitor.state.online_rate import rates_of_bases
 from monitor.state.recorder import Recorder
-from monitor.state.tracker import State, StateTracker, Transition
+from monitor.state.tracker import MONITOR_LATE, State, StateTracker, Transition
 from monitor.state.transition_log import TransitionLog
 from probes import REGISTRY, Learner, Probe, ProbeResult, probes_of
 from probes.traps import TrapEvent
@@ -142,6 +142,11 @@ class Pipeline:
     def on_result(self, result: ProbeResult) -> None:
         """One probe result: tracker → rules → InfluxDB → hints for other probes."""
         device = self.inventory.devices[result.device_id]
+        if result.reason == CALLER_TIMEOUT:
+            # fleetmon, not the device, ran late (a stalled event loop, a probe bug): nothing is
+            # known of the device this cycle, so it is unknown, not down; no point, no rule input.
+            self._transitions(self._trackers[result.probe].blind([result.device_id], result.ts_ns, MONITOR_LATE))
+            return
         self._latest[result.probe][result.device_id] = result
         transition = self._trackers[result.probe].observe(result)
         if transition is not None:
