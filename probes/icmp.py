@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import errno
 import functools
 import ipaddress
@@ -561,6 +562,32 @@ def open_icmp_socket(family: int, kind: Literal["raw", "dgram"]) -> socket.socke
     return sock
 
 
+SO_ATTACH_FILTER = 26  # asm-generic/socket.h (not exported by Python's socket module)
+_BPF = struct.Struct("HBBI")  # struct sock_filter: code, jt, jf, k
+
+
+def _keep_own_replies(sock: socket.socket, family: int, ident: int) -> None:
+    """A kernel filter (classic BPF, SO_ATTACH_FILTER) on a raw socket: echo replies carrying
+    another identifier are dropped before they are queued to us. A raw socket receives every
+    ICMP message of the host, so every other pinger's replies (fping, Zabbix, a second
+    fleetmon) would otherwise be read and parsed only to be thrown away: on a shared ops
+    server that is CPU and receive-buffer room taken from our own replies. Errors and other
+    types pass (ICMP_FILTER already limits them; their quoted identifier is checked in
+    Python). Best effort: a kernel refusing it changes nothing but the cost."""
+    if family == AF_INET:  # the packet starts at the IPv4 header: X = its length
+        head, reply = [(0xB1, 0, 0, 0), (0x50, 0, 0, 0)], ICMP_ECHO_REPLY  # ldxb 4*([0]&0xf); ldb [x+0]
+        ident_at = (0x48, 0, 0, 4)  # ldh [x+4]
+    else:  # ICMPv6: the packet starts at the ICMPv6 header
+        head, reply = [(0x30, 0, 0, 0)], ICMP6_ECHO_REPLY  # ldb [0]
+        ident_at = (0x28, 0, 0, 4)  # ldh [4]
+    code = [*head, (0x15, 0, 2, reply), ident_at, (0x15, 0, 1, ident), (0x06, 0, 0, 0xFFFFFFFF), (0x06, 0, 0, 0)]
+    buf = ctypes.create_string_buffer(b"".join(_BPF.pack(*insn) for insn in code))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(code), ctypes.addressof(buf)))
+    except OSError as exc:
+        log.debug("ICMP: no kernel filter for other pingers' replies (%s): they are dropped in Python", exc)
+
+
 class _Channel:
     """One ICMP socket (one address family) and the echoes outstanding on it, by sequence."""
 
@@ -573,6 +600,7 @@ class _Channel:
             self.ident = sock.getsockname()[1]
         else:
             self.ident = int.from_bytes(os.urandom(2), "big")
+            _keep_own_replies(sock, family, self.ident)
         self.pending: dict[int, _Echo] = {}
         self.next_seq = int.from_bytes(os.urandom(2), "big")
         self._buf = bytearray(MAX_IP_PACKET + 1)  # +1: a full buffer means truncation
