@@ -17,7 +17,8 @@ import pytest
 
 from lab.influxdb import InfluxServer
 from lab.rtsp import SUB_STREAM, RtspServer
-from monitor.app.pipeline import EARLY_EVALUATION_S, Pipeline, Running
+from monitor.app.pipeline import EARLY_EVALUATION_S, EARLY_SPACING, Pipeline, Running
+from monitor.app import pipeline as pipeline_module
 from monitor.app.scheduler import CALLER_TIMEOUT, CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device, Kind
@@ -166,6 +167,30 @@ async def test_a_caller_timeout_makes_the_device_unknown_never_down_and_writes_n
     async with StateDB(tmp_path / "state.db") as db:
         c2 = [(t.old, t.new, t.reason) for t in await db.transitions() if t.device_id == "C2"]
     assert c2 == [(K, U, None), (U, K, MONITOR_LATE), (K, D, "timeout")]
+
+
+async def test_early_evaluations_are_spaced_by_three_times_the_last_ones_duration(tmp_path, monkeypatch):
+    """At 100,000 devices an evaluation takes ~0.5 s: a stream of transitions must not keep the
+    event loop evaluating; the next early evaluation waits 3 × the last one's duration (at
+    least EARLY_EVALUATION_S)."""
+    icmp = running(IcmpProbe(IcmpConfig()))
+    async with flow(tmp_path, [icmp]) as (pipeline, _):
+        loop = asyncio.get_running_loop()
+        for d in DEVICES:
+            pipeline.on_result(result("icmp", d.id, True))
+        pipeline.on_cycle(report("icmp", 5, 5))  # fast: the plain delay
+        pipeline.on_result(result("icmp", "C1", False))
+        assert pipeline._early.when() - loop.time() == pytest.approx(EARLY_EVALUATION_S, abs=0.1)
+        slow = pipeline_module.rates_of_bases
+
+        def slowly(*args, **kwargs):
+            time.sleep(0.5)
+            return slow(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline_module, "rates_of_bases", slowly)
+        pipeline.on_cycle(report("icmp", 5, 4))  # took ≥ 0.5 s
+        pipeline.on_result(result("icmp", "C1", True))
+        assert pipeline._early.when() - loop.time() >= EARLY_SPACING * 0.5 - 0.05
 
 
 async def test_each_cycle_is_recorded_so_that_a_stalled_probe_is_seen(tmp_path):

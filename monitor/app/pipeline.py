@@ -42,6 +42,10 @@ log = logging.getLogger("fleetmon.daemon")
 
 # Delay of a mid-cycle rules evaluation after a device went down or came back, seconds.
 EARLY_EVALUATION_S = 1.0
+# ... and at least this many times the last evaluation's duration: at 100,000 devices one takes
+# ~0.5 s, and a stream of transitions (a start, a region going dark) would otherwise keep the
+# event loop busy evaluating half the time. So early evaluations take at most a quarter of it.
+EARLY_SPACING = 3.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class Pipeline:
         self._latest: dict[str, dict[str, ProbeResult]] = {name: {} for name in self._running}
         self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
         self._early: asyncio.TimerHandle | None = None
+        self._evaluation_s = 0.0  # how long the last evaluation took (EARLY_SPACING)
         self._closed = False
         if metrics is not None:
             alerting.faults.listeners.append(metrics.fault_event)
@@ -220,6 +225,7 @@ class Pipeline:
         the bases (network, service, video, online), compute their online rates and hand the
         rules a View of this moment (`now_ns` on the wall clock, `mono_ns` on the monotonic
         one: monitor/core/clock.py), which is returned."""
+        started = time.monotonic()
         self._cancel_early()
         if probe is not None:
             self._transitions(self._trackers[probe].reconcile(now_ns))
@@ -238,6 +244,7 @@ class Pipeline:
             mono_ns,
         )
         self._alerting.cycle(view)
+        self._evaluation_s = time.monotonic() - started
         return view
 
     def _evaluate_soon(self, probe: str | None) -> None:
@@ -247,7 +254,8 @@ class Pipeline:
         (probed next, see Daemon.probed) report first, so topology is settled."""
         if self._early is None and not self._closed:
             loop = asyncio.get_running_loop()
-            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
+            delay = max(EARLY_EVALUATION_S, EARLY_SPACING * self._evaluation_s)
+            self._early = loop.call_later(delay, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
 
     def _transitions(self, transitions: list[Transition]) -> None:
         """To the rules (flap damping; a device down or back asks for an early evaluation), to
