@@ -147,3 +147,40 @@ async def test_a_full_disk_refusing_a_batch_counts_each_of_its_lines(influx_own,
     assert kept == list(range(4000 - dropped))
     errors = [r.getMessage() for r in sink_log.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "cannot append" in errors[0]
+
+
+@pytest.mark.peer
+async def test_device_state_is_written_on_change_and_refreshed_every_nth_cycle(influx, influx_db):
+    """state_refresh_cycles 5 over 8 cycles of 20 devices: the first cycle writes all; then a
+    device's point comes when its state changes, while it is in maintenance and once after,
+    and on its refresh turn, so every device has a point in every 5 cycles and `last()`
+    (what the dashboards ask) is every device's latest state."""
+    from monitor.metrics.writer import MetricsWriter
+
+    devices = [_device(n) for n in range(1, 21)]
+    t0 = 1_700_000_000_000_000_000
+    cycle_ns = 30_000_000_000
+    async with InfluxSink(_config(influx.url, influx_db)) as sink:
+        writer = MetricsWriter(sink, state_refresh_cycles=5)
+        for k in range(8):
+            states = {d.id: State.UP for d in devices}
+            if k >= 2:
+                states["CAM-7"] = State.DOWN  # goes down in cycle 2
+            maintenance = {"CAM-9": "换镜头"} if k == 3 else {}  # one cycle of maintenance
+            writer.device_states("online", states, devices, t0 + k * cycle_ns, maintenance, cycle=k)
+        assert await sink.flush(10)
+    rows = influx.rows("SELECT device_id, state, maintenance FROM device_state", influx_db)
+    cycles_of: dict[str, list[int]] = {}
+    for r in rows:
+        cycles_of.setdefault(r["device_id"], []).append((r["time"] - t0) // cycle_ns)
+    assert len(rows) < 20 * 8 / 2  # most cycles write a fifth of the devices
+    for d in devices:
+        seen = sorted(cycles_of[d.id])
+        assert seen[0] == 0 and all(b - a <= 5 for a, b in zip(seen, [*seen, 8][1:])), (d.id, seen)
+    assert 2 in cycles_of["CAM-7"] and {3, 4} <= set(cycles_of["CAM-9"])
+    nine = [r for r in rows if r["device_id"] == "CAM-9"]
+    assert [r["maintenance"] for r in sorted(nine, key=lambda r: r["time"]) if (r["time"] - t0) // cycle_ns in (3, 4)] == \
+        ["换镜头", ""]
+    latest = influx.query('SELECT last("state") FROM device_state GROUP BY "device_id"', influx_db)[0]["series"]
+    assert {s["tags"]["device_id"]: s["values"][0][1] for s in latest} == \
+        {d.id: "down" if d.id == "CAM-7" else "up" for d in devices}

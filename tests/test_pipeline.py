@@ -144,7 +144,7 @@ async def test_a_caller_timeout_makes_the_device_unknown_never_down_and_writes_n
         def result(self, device, result):
             written.append((result.device_id, result.reason))
 
-        def device_states(self, *args): pass
+        def device_states(self, *args, **kwargs): pass
         def online_rates(self, *args): pass
         def faults_open(self, *args): pass
         def cycle(self, *args): pass

@@ -284,7 +284,7 @@ class Pipeline:
                     maintenance[device.id] = window.reason
         picture = (Basis.PICTURE,) if self._picture is not None and report.probe == PICTURE_PROBE else ()
         for b in (basis, *picture, Basis.ONLINE) if basis is not None else ():
-            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns, maintenance)
+            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns, maintenance, cycle=report.cycle)
         metrics.online_rates(view.rates, now_ns)
         firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)
         metrics.faults_open({s.value: firing[s] for s in Severity}, now_ns)

@@ -111,8 +111,14 @@ def device_state_lines(basis: str, states: Mapping[str, State], devices: Iterabl
 class MetricsWriter:
     """Turns the daemon's data into points of `sink` (never blocks, see InfluxSink.write)."""
 
-    def __init__(self, sink: InfluxSink) -> None:
+    def __init__(self, sink: InfluxSink, *, state_refresh_cycles: int = 1) -> None:
+        """`state_refresh_cycles`: InfluxDBConfig.state_refresh_cycles."""
         self._sink = sink
+        self._refresh = state_refresh_cycles
+        # basis → device id → the state last written, and the devices whose last point carries
+        # a maintenance reason (so that the point ending it is written too).
+        self._written: dict[str, dict[str, State]] = {}
+        self._in_maintenance: dict[str, set[str]] = {}
         # Slots of work_order_open holding an order in the last snapshot written; all of them at
         # start, so that the first snapshot also empties what an earlier run left in them.
         self._order_slots = OPEN_ORDER_SLOTS
@@ -128,12 +134,28 @@ class MetricsWriter:
         """One `snmp_trap` point, at reception."""
         self._sink.write(TRAP_MEASUREMENT.name, {**device_tags(device), "trap": event.name}, event_fields(event), event.ts_ns)
 
-    def device_states(self, basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int,
-                      maintenance: Mapping[str, str] | None = None) -> None:
-        """`device_state` of each of `devices` that `states` (device id → State of `basis`) has;
-        `maintenance`: device id → the reason of the maintenance window it is in now. One
-        spool write for all (InfluxSink.write_encoded)."""
-        self._sink.write_encoded(device_state_lines(basis, states, devices, ts_ns, maintenance or {}))
+    def device_states(self, basis: str, states: Mapping[str, State], devices: Sequence[Device], ts_ns: int,
+                      maintenance: Mapping[str, str] | None = None, *, cycle: int = 0) -> None:
+        """`device_state` of the `devices` that `states` (device id → State of `basis`) has and
+        that are due: the state differs from the one last written (or none was), the device is
+        or was just in maintenance, or it is the device's turn to be refreshed (device i in
+        its probe's `cycle` when (i + cycle) % state_refresh_cycles == 0). `maintenance`: device
+        id → the reason of the maintenance window it is in now. One spool write for all
+        (InfluxSink.write_encoded)."""
+        maintenance = maintenance or {}
+        written = self._written.setdefault(basis, {})
+        was = self._in_maintenance.get(basis, set())
+        refresh, due = self._refresh, []
+        for i, device in enumerate(devices):
+            state = states.get(device.id)
+            if state is None:
+                continue
+            if written.get(device.id) is not state or (i + cycle) % refresh == 0 or device.id in maintenance \
+                    or device.id in was:
+                written[device.id] = state
+                due.append(device)
+        self._in_maintenance[basis] = {d for d in maintenance if d in states} if maintenance else set()
+        self._sink.write_encoded(device_state_lines(basis, states, due, ts_ns, maintenance))
 
     def online_rates(self, rates: Iterable[GroupRate], ts_ns: int) -> None:
         """One `online_rate` point per group and basis; the percentage only once any device is
