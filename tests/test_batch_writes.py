@@ -184,3 +184,40 @@ async def test_device_state_is_written_on_change_and_refreshed_every_nth_cycle(i
     latest = influx.query('SELECT last("state") FROM device_state GROUP BY "device_id"', influx_db)[0]["series"]
     assert {s["tags"]["device_id"]: s["values"][0][1] for s in latest} == \
         {d.id: "down" if d.id == "CAM-7" else "up" for d in devices}
+
+
+@pytest.mark.peer
+async def test_a_turns_results_reach_the_spool_in_one_write_in_order(influx, influx_db, tmp_path, monkeypatch):
+    """MetricsWriter.result encodes at once (a schema error raises in the caller) and hands the
+    results of one turn of the event loop to the sink in one spool write; a cycle's own points
+    flush them first; a result whose every field is NaN writes nothing."""
+    from monitor.metrics.schema import SchemaError
+    from monitor.metrics.writer import MetricsWriter
+    from probes.base import ProbeResult
+
+    writes: list[int] = []
+    real_write = Spool._write
+    monkeypatch.setattr(Spool, "_write", lambda self, data, count, keep: writes.append(count) or real_write(self, data, count, keep))
+    devices = [_device(n) for n in range(1, 101)]
+    t0 = 1_700_000_000_000_000_000
+
+    def icmp(n: int, rtt: float) -> ProbeResult:
+        return ProbeResult(f"CAM-{n}", "icmp", t0 + n, True, None, {"rtt_avg_ms": rtt})
+
+    async with InfluxSink(_config(influx.url, influx_db), tmp_path / "spool") as sink:
+        writer = MetricsWriter(sink)
+        for d in devices:
+            writer.result(d, icmp(int(d.id[4:]), 1.0 + int(d.id[4:])))
+        writer.result(devices[0], ProbeResult("CAM-1", "icmp", t0 + 500, True, None, {"rtt_avg_ms": float("nan")}))
+        with pytest.raises(SchemaError):
+            writer.result(devices[0], ProbeResult("CAM-1", "icmp", t0, True, None, {"no_such_field": 1}))
+        assert writes == []
+        await asyncio.sleep(0)
+        assert writes == [100]
+        writer.result(devices[1], icmp(2, 99.0))  # same time as before: overwrites the point
+        writer.device_states("network", {"CAM-1": State.UP}, devices[:1], t0 + 1000)
+        assert writes == [100, 1, 1]  # the result first, then the cycle's point
+        assert await sink.flush(10)
+    rows = influx.rows("SELECT device_id, rtt_avg_ms FROM icmp", influx_db)
+    assert [(r["device_id"], r["rtt_avg_ms"]) for r in rows] == \
+        [(f"CAM-{n}", 99.0 if n == 2 else 1.0 + n) for n in range(1, 101)]

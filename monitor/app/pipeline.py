@@ -136,6 +136,8 @@ class Pipeline:
         stops): a pending one is cancelled, none is scheduled."""
         self._closed = True
         self._cancel_early()
+        if self._metrics is not None:
+            self._metrics.flush()
 
     def _cancel_early(self) -> None:
         if self._early is not None:
