@@ -225,6 +225,7 @@ def bench(devices: int, warmup: int, cycles: int, interval_s: float, pps: float,
                 "scheduler": {"max_concurrency": concurrency},
                 "state": {"database": "state.db"},
                 "influxdb": {"url": influx.url, "database": "bench"},
+                "api": {"port": 0},  # not 8080: another bench or daemon may hold it
             }, allow_unicode=True))
             addresses = [str(d.address) for d in fleet.devices if d.address is not None]
             check_routed_into_lab([addresses[0], addresses[-1]])

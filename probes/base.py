@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Mapping, Protocol, Self
+from typing import Annotated, Any, Callable, ClassVar, Mapping, Protocol, Self
 
 from pydantic import BaseModel, Field
 
@@ -184,6 +184,22 @@ class Probe(Protocol):
         ...
 
     async def probe(self, device: Device) -> ProbeResult: ...
+
+
+class Starter(Probe, Protocol):
+    """A probe that can also be started without a task (probes.icmp: the engine sends the paced
+    echoes and ends each device from its reply and expiry callbacks, as fping does). The
+    scheduler hands it each device of a cycle at its slot instead of a task, a timeout and a
+    semaphore slot per device, the largest cost at 100,000 devices; `probe()` stays for one-off
+    probes and confirmation re-probes."""
+
+    def start(self, device: Device, on_done: Callable[[ProbeResult], None]) -> Callable[[], None] | None:
+        """Begin probing `device`; `on_done(result)` (the result probe(device) would give)
+        follows exactly once on the event loop, within budget_s(device) unless the loop itself
+        is held up, or at once inside this call when nothing needs to be sent (then None is
+        returned). Otherwise returns a cancel function: after it, on_done is never called and
+        nothing of the device stays outstanding. Raises only on bugs, like probe()."""
+        ...
 
 
 class Learner(Probe, Protocol):

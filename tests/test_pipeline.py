@@ -18,8 +18,9 @@ import pytest
 from lab.influxdb import InfluxServer
 from lab.onvif import OnvifSimulator
 from lab.rtsp import SUB_STREAM, RtspServer
-from monitor.app.pipeline import EARLY_EVALUATION_S, Pipeline, Running
-from monitor.app.scheduler import CycleReport
+from monitor.app.pipeline import EARLY_EVALUATION_S, EARLY_SPACING, Pipeline, Running
+from monitor.app import pipeline as pipeline_module
+from monitor.app.scheduler import CALLER_TIMEOUT, CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device, Kind
 from monitor.fleet.inventory import Inventory
@@ -28,7 +29,7 @@ from monitor.metrics.sink import InfluxSink
 from monitor.metrics.writer import MetricsWriter
 from monitor.state.db import StateDB
 from monitor.state.recorder import Recorder
-from monitor.state.tracker import State, StateTracker
+from monitor.state.tracker import MONITOR_LATE, State, StateTracker
 from monitor.state.transition_log import TransitionLog
 from probes.base import Probe, ProbeResult
 from probes.icmp import IcmpConfig, IcmpProbe
@@ -131,6 +132,66 @@ async def test_results_and_cycles_make_bases_rates_a_snapshot_and_stored_transit
     assert stored == [*((d.id, "icmp", K, D if d.id == "C3" else U) for d in DEVICES),
                       ("C1", "rtsp", K, U), ("C2", "rtsp", K, D), ("C3", "rtsp", K, D)]
     assert session.last_seen_ns > session.started_ns  # a heartbeat per cycle
+
+
+async def test_a_caller_timeout_makes_the_device_unknown_never_down_and_writes_no_point(tmp_path):
+    """The scheduler's caller timeout says fleetmon ran late, not that the device failed: the
+    device becomes unknown (reason MONITOR_LATE, stored), no fault fires, no point is written,
+    and its next real result decides afresh."""
+    icmp = running(IcmpProbe(IcmpConfig()))
+    written: list[tuple[str, str]] = []
+
+    class Recording(MetricsWriter):  # results recorded, the cycle's points not written
+        def result(self, device, result):
+            written.append((result.device_id, result.reason))
+
+        def device_states(self, *args, **kwargs): pass
+        def online_rates(self, *args): pass
+        def faults_open(self, *args): pass
+        def cycle(self, *args): pass
+
+    snapshots: list[Snapshot] = []
+    async with flow(tmp_path, [icmp], metrics=Recording(None), snapshots=snapshots) as (pipeline, alerting):
+        for d in DEVICES:
+            pipeline.on_result(result("icmp", d.id, True))
+        pipeline.on_cycle(report("icmp", 5, 5))
+        for d in DEVICES:
+            pipeline.on_result(result("icmp", d.id, d.id != "C2", reason=CALLER_TIMEOUT))
+        pipeline.on_cycle(report("icmp", 5, 4))
+        late = snapshots[-1]
+        assert not alerting.faults.open_faults()
+        pipeline.on_result(result("icmp", "C2", False))  # the next real verdict: down (down_after 1)
+        pipeline.on_cycle(report("icmp", 5, 4))
+    assert late.states["C2"] == K and late.states["C1"] == U
+    assert snapshots[-1].states["C2"] == D
+    assert ("C2", CALLER_TIMEOUT) not in written and written.count(("C2", "timeout")) == 1
+    async with StateDB(tmp_path / "state.db") as db:
+        c2 = [(t.old, t.new, t.reason) for t in await db.transitions() if t.device_id == "C2"]
+    assert c2 == [(K, U, None), (U, K, MONITOR_LATE), (K, D, "timeout")]
+
+
+async def test_early_evaluations_are_spaced_by_three_times_the_last_ones_duration(tmp_path, monkeypatch):
+    """At 100,000 devices an evaluation takes ~0.5 s: a stream of transitions must not keep the
+    event loop evaluating; the next early evaluation waits 3 × the last one's duration (at
+    least EARLY_EVALUATION_S)."""
+    icmp = running(IcmpProbe(IcmpConfig()))
+    async with flow(tmp_path, [icmp]) as (pipeline, _):
+        loop = asyncio.get_running_loop()
+        for d in DEVICES:
+            pipeline.on_result(result("icmp", d.id, True))
+        pipeline.on_cycle(report("icmp", 5, 5))  # fast: the plain delay
+        pipeline.on_result(result("icmp", "C1", False))
+        assert pipeline._early.when() - loop.time() == pytest.approx(EARLY_EVALUATION_S, abs=0.1)
+        slow = pipeline_module.rates_of_bases
+
+        def slowly(*args, **kwargs):
+            time.sleep(0.5)
+            return slow(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline_module, "rates_of_bases", slowly)
+        pipeline.on_cycle(report("icmp", 5, 4))  # took ≥ 0.5 s
+        pipeline.on_result(result("icmp", "C1", True))
+        assert pipeline._early.when() - loop.time() >= EARLY_SPACING * 0.5 - 0.05
 
 
 async def test_each_cycle_is_recorded_so_that_a_stalled_probe_is_seen(tmp_path):

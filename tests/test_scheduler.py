@@ -7,9 +7,11 @@ scheduler's timing logic, not a protocol.
 import asyncio
 import time
 
+import pytest
+
 from monitor.core.model import Device
 from monitor.app.scheduler import CycleReport, Scheduler
-from probes.base import ProbeResult
+from probes.base import ConfirmConfig, ProbeResult
 from tests.plugins.factories import device
 
 
@@ -147,3 +149,160 @@ async def test_a_crashing_callback_is_logged_and_the_next_cycle_still_runs(caplo
     await run_for(s, 1.0)
     assert len(calls) >= 6  # 2 devices × ≥ 3 cycles
     assert "scripted-cycle-0 crashed (a bug)" in caplog.text and "callback bug" in caplog.text
+
+
+# --- the batch path (probes.base.Starter: no task per device) ----------------------------------
+
+
+class ScriptedStarter(ScriptedProbe):
+    """ScriptedProbe with `start`: the scheduler takes its batch path. A device answers through
+    a timer after its duration; `never` devices never answer; `ignore_cancel`: a cancelled
+    device still answers (a buggy probe), which must not count twice."""
+
+    name = "starter"
+
+    def __init__(self, *args, never=(), ignore_cancel: bool = False, miss=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.never = set(never)
+        self.miss = set(miss)
+        self.ignore_cancel = ignore_cancel
+        self.cancels = 0
+
+    def start(self, device: Device, on_done):
+        self.starts.append((time.monotonic(), device.id))
+        if device.id in self.raise_for:
+            raise ValueError("scripted bug")
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        ts_ns = time.time_ns()
+        ok = device.id not in self.miss
+
+        def answer() -> None:
+            self.in_flight -= 1
+            on_done(ProbeResult(device.id, self.name, ts_ns, ok, None if ok else "timeout", {"up": ok}))
+
+        delay = 3600.0 if device.id in self.never else self.durations.get(device.id, self.default_s)
+        timer = asyncio.get_running_loop().call_later(delay, answer)
+
+        def cancel() -> None:
+            self.cancels += 1
+            if not self.ignore_cancel:
+                self.in_flight -= 1
+                timer.cancel()
+
+        return cancel
+
+
+async def test_batch_path_bounds_concurrency_and_reports_each_device_once_without_tasks():
+    probe = ScriptedStarter(default_s=0.05)
+    results: list[ProbeResult] = []
+    cycles: list[CycleReport] = []
+    tasks: list[int] = []
+
+    def on_result(result: ProbeResult) -> None:
+        results.append(result)
+        tasks.append(len(asyncio.all_tasks()))
+
+    s = Scheduler(probe, devices(40), interval_s=5.0, spread=0.0, max_concurrency=4,
+                  on_result=on_result, on_cycle=cycles.append)
+    await run_for(s, 1.5)
+    assert probe.max_in_flight == 4
+    assert sorted(r.device_id for r in results) == sorted(f"D{i}" for i in range(40))
+    assert (cycles[0].targets, cycles[0].ok, cycles[0].failed) == (40, 40, 0)
+    # The test, the scheduler and its cycle: no task per device.
+    assert max(tasks) <= 3, max(tasks)
+    assert s.in_flight == 0 and s.waiting == 0
+
+
+async def test_batch_path_spreads_starts_over_the_configured_part_of_the_interval():
+    probe = ScriptedStarter()
+    s = Scheduler(probe, devices(50), interval_s=2.0, spread=0.5, max_concurrency=100,
+                  on_result=lambda r: None, on_cycle=lambda c: None)
+    await run_for(s, 1.5)
+    times = [t for t, _ in probe.starts]
+    assert 0.8 < times[-1] - times[0] < 1.2
+    assert [d for _, d in probe.starts] == [f"D{i}" for i in range(50)]
+
+
+@pytest.mark.parametrize("ignore_cancel", [False, True], ids=["cancelled", "answers-late"])
+async def test_batch_path_times_out_a_device_after_its_budget_once(ignore_cancel: bool):
+    # Budget 0.1 s + the margin (interval / 2 = 1 s); D1 never answers, or answers at 1.5 s
+    # despite the cancel.
+    durations = {"D1": 1.5} if ignore_cancel else {}
+    probe = ScriptedStarter(budget_s=0.1, durations=durations, never=() if ignore_cancel else {"D1"},
+                            ignore_cancel=ignore_cancel)
+    results: list[ProbeResult] = []
+    cycles: list[CycleReport] = []
+    s = Scheduler(probe, devices(3), interval_s=2.0, spread=0.0, max_concurrency=10,
+                  on_result=results.append, on_cycle=cycles.append)
+    await run_for(s, 2.0)
+    by_id = {r.device_id: r for r in results}
+    assert len(results) == 3
+    assert (by_id["D1"].ok, by_id["D1"].reason, dict(by_id["D1"].fields)) == (False, "caller timeout", {"up": False})
+    assert by_id["D0"].ok and by_id["D2"].ok
+    assert probe.cancels == 1
+    assert (cycles[0].caller_timeouts, cycles[0].failed) == (1, 1)
+    assert 1.0 < cycles[0].duration_s < 1.5
+
+
+async def test_batch_path_probe_bug_becomes_a_failed_result(caplog):
+    probe = ScriptedStarter(raise_for={"D1"})
+    results: list[ProbeResult] = []
+    s = Scheduler(probe, devices(3), interval_s=0.4, spread=0.0, max_concurrency=10,
+                  on_result=results.append, on_cycle=lambda c: None)
+    await run_for(s, 1.0)
+    bad = [r for r in results if r.device_id == "D1"]
+    assert len(bad) >= 2 and all(r.reason == "probe error: ValueError" for r in bad)
+    assert sum(r.ok for r in results) >= 4 and s.in_flight == 0
+    assert "raised (a bug)" in caplog.text
+
+
+async def test_batch_path_cancelling_cancels_every_device_in_flight():
+    probe = ScriptedStarter(default_s=10.0, budget_s=20.0)
+    s = Scheduler(probe, devices(5), interval_s=30.0, spread=0.0, max_concurrency=10,
+                  on_result=lambda r: None, on_cycle=lambda c: None)
+    await run_for(s, 0.3)
+    assert probe.cancels == 5 and probe.in_flight == 0 and s.in_flight == 0
+
+
+async def test_batch_path_crashing_callback_is_logged_and_the_next_cycle_still_runs(caplog):
+    calls = []
+
+    def broken(result: ProbeResult) -> None:
+        calls.append(result)
+        raise RuntimeError("callback bug")
+
+    s = Scheduler(ScriptedStarter(), devices(2), interval_s=0.3, spread=0.0, max_concurrency=10,
+                  on_result=broken, on_cycle=lambda c: None)
+    await run_for(s, 1.0)
+    assert len(calls) >= 3
+    assert "starter-cycle-0 crashed (a bug)" in caplog.text and "callback bug" in caplog.text
+
+
+async def test_batch_path_misses_go_through_confirmation_by_probe():
+    # D1 misses its scheduled (batch) probe; the re-probe (probe(), the task path) answers.
+    probe = ScriptedStarter(miss={"D1"})
+    results: list[ProbeResult] = []
+    s = Scheduler(probe, devices(3), interval_s=5.0, spread=0.0, max_concurrency=10,
+                  on_result=results.append, on_cycle=lambda c: None,
+                  confirm=ConfirmConfig(count=2, spacing_s=0.1))
+    await run_for(s, 0.5)
+    by_id = {r.device_id: r for r in results}
+    assert len(results) == 3
+    assert (by_id["D1"].ok, by_id["D1"].confirmations, by_id["D1"].fields["up"]) == (True, 1, True)
+    assert by_id["D0"].confirmations == 0 and s.confirmations["answered"] == 1 and s.confirming == 0
+
+
+async def test_batch_path_an_event_loop_held_up_for_seconds_makes_no_caller_timeout():
+    """The batch path's only deadline is the cycle's (interval / 2 past the budgets): a loop held
+    up 1.5 s (a long evaluation at 100,000 devices) delays the answers, it does not turn them
+    into caller timeouts, which would make every device in flight unknown."""
+    probe = ScriptedStarter(default_s=0.05, budget_s=0.1)
+    results: list[ProbeResult] = []
+    cycles: list[CycleReport] = []
+    s = Scheduler(probe, devices(20), interval_s=4.0, spread=0.0, max_concurrency=50,
+                  on_result=results.append, on_cycle=cycles.append)
+    asyncio.get_running_loop().call_later(0.02, time.sleep, 1.5)
+    await run_for(s, 2.5)
+    assert len(results) == 20 and all(r.ok for r in results)
+    assert (cycles[0].ok, cycles[0].caller_timeouts) == (20, 0) and cycles[0].duration_s > 1.5

@@ -189,7 +189,7 @@ class Daemon:
         running = await self._start_probes(stack, db, owner)
         self.pipeline = pipeline = Pipeline(
             self.inventory, running, alerting=alerting, recorder=recorder,
-            metrics=MetricsWriter(sink) if sink is not None else None,
+            metrics=MetricsWriter(sink, state_refresh_cycles=cfg.influxdb.state_refresh_cycles) if sink is not None else None,
             online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
             listeners=[serials], open_orders=self._open_orders, picture=await self._picture(db, running),
         )

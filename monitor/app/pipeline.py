@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Protocol, Sequence, cast
 
 from monitor.app.latest import LatestResults, latest_of
-from monitor.app.scheduler import CycleReport
+from monitor.app.scheduler import CALLER_TIMEOUT, CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
 from monitor.fleet.inventory import Inventory
@@ -31,7 +31,7 @@ from monitor.metrics.writer import MetricsWriter, OpenOrder
 from monitor.state.availability import PICTURE, PICTURE_PROBE, combine, judged, picture_verdict
 from monitor.state.online_rate import rates_of_bases
 from monitor.state.recorder import Recorder
-from monitor.state.tracker import State, StateTracker, Transition
+from monitor.state.tracker import MONITOR_LATE, State, StateTracker, Transition
 from monitor.state.transition_log import TransitionLog
 from probes import REGISTRY, Learner, Probe, ProbeResult, probes_of
 from probes.traps import TrapEvent
@@ -43,6 +43,10 @@ log = logging.getLogger("fleetmon.daemon")
 
 # Delay of a mid-cycle rules evaluation after a device went down or came back, seconds.
 EARLY_EVALUATION_S = 1.0
+# ... and at least this many times the last evaluation's duration: at 100,000 devices one takes
+# ~0.5 s, and a stream of transitions (a start, a region going dark) would otherwise keep the
+# event loop busy evaluating half the time. So early evaluations take at most a quarter of it.
+EARLY_SPACING = 3.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class Pipeline:
         self._latest = {name: LatestResults(name) for name in self._running}  # compact: monitor/app/latest.py
         self._cycles: dict[str, CycleReport] = {}  # each probe's latest finished cycle
         self._early: asyncio.TimerHandle | None = None
+        self._evaluation_s = 0.0  # how long the last evaluation took (EARLY_SPACING)
         self._closed = False
         if metrics is not None:
             alerting.faults.listeners.append(metrics.fault_event)
@@ -132,6 +137,8 @@ class Pipeline:
         stops): a pending one is cancelled, none is scheduled."""
         self._closed = True
         self._cancel_early()
+        if self._metrics is not None:
+            self._metrics.flush()
 
     def _cancel_early(self) -> None:
         if self._early is not None:
@@ -143,6 +150,11 @@ class Pipeline:
     def on_result(self, result: ProbeResult) -> None:
         """One probe result: tracker → rules → InfluxDB → hints for other probes."""
         device = self.inventory.devices[result.device_id]
+        if result.reason == CALLER_TIMEOUT:
+            # fleetmon, not the device, ran late (a stalled event loop, a probe bug): nothing is
+            # known of the device this cycle, so it is unknown, not down; no point, no rule input.
+            self._transitions(self._trackers[result.probe].blind([result.device_id], result.ts_ns, MONITOR_LATE))
+            return
         self._latest[result.probe].put(result)
         transition = self._trackers[result.probe].observe(result)
         if transition is not None:
@@ -216,6 +228,7 @@ class Pipeline:
         the bases (network, service, video, online), compute their online rates and hand the
         rules a View of this moment (`now_ns` on the wall clock, `mono_ns` on the monotonic
         one: monitor/core/clock.py), which is returned."""
+        started = time.monotonic()
         self._cancel_early()
         if probe is not None:
             self._transitions(self._trackers[probe].reconcile(now_ns))
@@ -234,6 +247,7 @@ class Pipeline:
             mono_ns,
         )
         self._alerting.cycle(view)
+        self._evaluation_s = time.monotonic() - started
         return view
 
     def _evaluate_soon(self, probe: str | None) -> None:
@@ -243,7 +257,8 @@ class Pipeline:
         (probed next, see Daemon.probed) report first, so topology is settled."""
         if self._early is None and not self._closed:
             loop = asyncio.get_running_loop()
-            self._early = loop.call_later(EARLY_EVALUATION_S, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
+            delay = max(EARLY_EVALUATION_S, EARLY_SPACING * self._evaluation_s)
+            self._early = loop.call_later(delay, lambda: self._evaluate(probe, time.time_ns(), time.monotonic_ns()))
 
     def _transitions(self, transitions: list[Transition]) -> None:
         """To the rules (flap damping; a device down or back asks for an early evaluation), to
@@ -272,7 +287,7 @@ class Pipeline:
                     maintenance[device.id] = window.reason
         picture = (Basis.PICTURE,) if self._picture is not None and report.probe == PICTURE_PROBE else ()
         for b in (basis, *picture, Basis.ONLINE) if basis is not None else ():
-            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns, maintenance)
+            metrics.device_states(b.value, view.bases[b.value], running.devices, now_ns, maintenance, cycle=report.cycle)
         metrics.online_rates(view.rates, now_ns)
         firing = Counter(f.severity for f in open_faults if f.state is FaultState.FIRING)
         metrics.faults_open({s.value: firing[s] for s in Severity}, now_ns)

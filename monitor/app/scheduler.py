@@ -5,7 +5,15 @@
   10,000-device fleet is not probed in one burst.
 - At most `max_concurrency` probes are in flight.
 - The scheduler owns timeouts: a probe that outlives its budget (Probe.budget_s plus a
-  margin) is cancelled and reported as a failed result with reason "caller timeout".
+  margin) is cancelled and reported as a failed result with reason "caller timeout". That says
+  nothing of the device (the probe or the event loop ran late): the pipeline makes the device
+  unknown, never down (monitor.app.pipeline, MONITOR_LATE).
+- Batch path: a probe with `start` (probes.base.Starter: ICMP) is handed each device at its
+  slot and calls back when done: no task, timeout or semaphore per device. Such a probe ends
+  every device by itself (the ICMP engine's expiry), so the only deadline is the cycle's, for
+  bugs: once every device was started, devices still out `interval_s / 2` (at least the
+  margin) after their budget ran out are cancelled as caller timeouts. An event loop held up
+  for seconds therefore makes no caller timeout on this path.
 - Cycles never overlap: when a cycle is still running at the next tick, that tick is skipped
   and counted.
 - Confirmation (probes.base.ConfirmConfig, when given with count > 0): a probe that missed is
@@ -23,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from monitor.core.model import Device
-from probes.base import ConfirmConfig, Probe, ProbeResult
+from probes.base import ConfirmConfig, Probe, ProbeResult, Starter
 
 log = logging.getLogger("fleetmon.scheduler")
 
@@ -78,6 +87,7 @@ class Scheduler:
         self.interval_s = interval_s
         self.spread = spread
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
         self._on_result = on_result
         self._on_cycle = on_cycle
         self.cycles_run = 0
@@ -132,6 +142,20 @@ class Scheduler:
         ts_ns, mono_ns = time.time_ns(), time.monotonic_ns()
         n = len(self.devices)
         step = self.spread * self.interval_s / n if n else 0.0
+        if callable(getattr(self.probe, "start", None)):
+            ok, timeouts = await self._batch(started, step)
+        else:
+            ok, timeouts = await self._tasks(started, step)
+        self.cycles_run += 1
+        self.last_report = CycleReport(
+            self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
+            mono_ns,
+        )
+        self._on_cycle(self.last_report)
+
+    async def _tasks(self, started: float, step: float) -> tuple[int, int]:
+        """A cycle with a task per device; returns (ok, caller timeouts)."""
+        n = len(self.devices)
         # Only the probes still running are kept: holding every finished task (and its result)
         # until the cycle ends would cost megabytes at 10,000 devices.
         running: set[asyncio.Task[ProbeResult]] = set()
@@ -163,13 +187,108 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             raise
-        self.cycles_run += 1
-        ok, timeouts = tally
-        self.last_report = CycleReport(
-            self.probe.name, k, ts_ns, time.monotonic() - started, n, ok, n - ok, timeouts, self.cycles_skipped,
-            mono_ns,
-        )
-        self._on_cycle(self.last_report)
+        return tally[0], tally[1]
+
+    async def _batch(self, started: float, step: float) -> tuple[int, int]:
+        """A cycle through `probe.start` (probes.base.Starter); returns (ok, caller timeouts).
+
+        Per device out: one entry in `live` (device, start time, cancel function); a result
+        counts only while its entry is live, so a device cancelled by the cycle's deadline
+        counts once. Misses go through `_confirmed` in a task each, as on the task path."""
+        probe: Starter = self.probe  # type: ignore[assignment]  # start() checked by _cycle
+        devices, n, cap = self.devices, len(self.devices), self._max_concurrency
+        live: dict[int, tuple[Device, int, Callable[[], None] | None]] = {}
+        confirming: set[asyncio.Task[None]] = set()
+        tally = [0, 0]  # ok, caller timeouts
+        crashed: list[BaseException] = []
+        margin = max(_TIMEOUT_MARGIN_S, self.interval_s / 2)
+        deadline = 0.0  # the latest (budget + margin) of a device started: the cycle's deadline
+
+        def report(result: ProbeResult) -> None:
+            try:
+                self._on_result(result)
+            except Exception as exc:  # a callback bug crashes the cycle, loudly, as on the task path
+                crashed.append(exc)
+                return
+            tally[0] += result.ok
+            tally[1] += result.reason == CALLER_TIMEOUT
+
+        def finish(device: Device, result: ProbeResult) -> None:
+            if not result.ok and self._confirm is not None and (
+                self._confirm_skip is None or not self._confirm_skip(device.id)
+            ):
+                task = asyncio.create_task(self._confirm_and_report(device, result, report))
+                confirming.add(task)
+                task.add_done_callback(confirming.discard)
+            else:
+                report(result)
+
+        def done(token: int, result: ProbeResult) -> None:
+            entry = live.pop(token, None)
+            if entry is not None:  # else cancelled by the deadline: counted then
+                self.in_flight -= 1
+                finish(entry[0], result)
+
+        try:
+            i = 0
+            while True:
+                if crashed:
+                    raise crashed[0]
+                due = min(int((time.monotonic() - started) / step) + 1, n) if step else n
+                while i < due and self.in_flight < cap:
+                    device = devices[i]
+                    i += 1
+                    ts_ns = time.time_ns()
+                    live[i] = (device, ts_ns, None)
+                    self.in_flight += 1
+                    deadline = max(deadline, time.monotonic() + probe.budget_s(device) + margin)
+                    try:
+                        cancel = probe.start(device, functools.partial(done, i))
+                    except Exception as exc:  # a probe bug must not stop the fleet's monitoring
+                        log.exception("%s probe of %s raised (a bug)", probe.name, device.id)
+                        done(i, ProbeResult(device.id, probe.name, ts_ns, False, f"probe error: {type(exc).__name__}",
+                                            {"up": False}))
+                        continue
+                    if i in live:
+                        live[i] = (device, ts_ns, cancel)
+                self.waiting = due - i
+                if i >= n and not live and not confirming:
+                    break
+                if i >= n and live and time.monotonic() > deadline:
+                    self._overdue(live, finish)
+                await asyncio.sleep(_TICK_S)
+            if crashed:
+                raise crashed[0]
+        finally:
+            self.waiting = 0
+            for _device, _ts, cancel in live.values():
+                if cancel is not None:
+                    cancel()
+            self.in_flight -= len(live)
+            live.clear()
+            for task in confirming:
+                task.cancel()
+            await asyncio.gather(*confirming, return_exceptions=True)
+        return tally[0], tally[1]
+
+    def _overdue(self, live: dict[int, tuple[Device, int, Callable[[], None] | None]],
+                 finish: Callable[[Device, ProbeResult], None]) -> None:
+        """The cycle's deadline passed with devices still out on the batch path: a bug in the
+        probe (it promised to end each device itself). Each becomes a caller timeout."""
+        log.error("%s: %d probes still out long after their budget (a bug in the probe): ended as caller timeouts",
+                  self.probe.name, len(live))
+        for _device, _ts, cancel in live.values():
+            if cancel is not None:
+                cancel()
+        overdue = list(live.values())
+        self.in_flight -= len(live)
+        live.clear()
+        for device, ts_ns, _cancel in overdue:
+            finish(device, ProbeResult(device.id, self.probe.name, ts_ns, False, CALLER_TIMEOUT, {"up": False}))
+
+    async def _confirm_and_report(self, device: Device, missed: ProbeResult,
+                                  report: Callable[[ProbeResult], None]) -> None:
+        report(await self._confirmed(device, missed, self._confirm))  # type: ignore[arg-type]
 
     async def _probe_one(self, device: Device) -> ProbeResult:
         self.waiting += 1

@@ -54,6 +54,11 @@ class InfluxDBConfig(WithSecrets):
     """Bytes the spool may hold (~200 B a point: 512 MiB ≈ 2.5 million points); beyond it the
     oldest points are dropped, counted in the sink's dropped_lines and logged."""
     retry: RetryConfig = RetryConfig()
+    state_refresh_cycles: Annotated[int, Field(ge=1, le=1000)] = 10
+    """`device_state` is written when a device's state changes, and otherwise once every this
+    many of its probe's cycles (spread: a tenth of the devices each cycle with 10), so that
+    `last()` over any dashboard range longer than that (the shipped ones: 6 h) shows every
+    device. 1: every device every cycle (two of every three points the daemon writes)."""
 
     password: ResolvedSecret = None
     token: ResolvedSecret = None

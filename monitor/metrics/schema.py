@@ -30,8 +30,10 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
         *_probe_measurements(),
         MeasurementSpec(
             "device_state",
-            "State of each device at the end of every cycle of a probe that settles a basis (after hysteresis and "
-            "topology): the probe's basis and `online`, for the devices it polls.",
+            "State of a device at the end of a cycle of a probe that settles a basis (after hysteresis and "
+            "topology): the probe's basis and `online`, for the devices it polls; written when the state changes, "
+            "while and right after a maintenance window, and otherwise every `influxdb.state_refresh_cycles` "
+            "cycles (default 10), so query it with last() over a range longer than that.",
             {**DEVICE_TAGS, "basis": "online (what the contract counts) | network (icmp) | service (onvif, http, tcp, nvr) | video (rtsp) | picture (rtsp_frame's vqd verdict, 画面正常)"},
             {
                 "state": FieldSpec("string", "", "up | down | unreachable (parent down) | unknown (not yet decided)"),

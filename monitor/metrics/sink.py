@@ -58,7 +58,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Protocol, Self
+from typing import TYPE_CHECKING, Mapping, Protocol, Self, Sequence
 
 import aiohttp
 import yarl
@@ -114,8 +114,9 @@ class SinkStats:
 # keys, tag values and field keys; double quotes and backslashes in string field values. Newlines
 # cannot appear raw anywhere in a line, so they are escaped too.
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
-_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
-_STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+# Line-protocol escapes (str.translate tables): tag keys and values, field keys; string field values.
+KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
+STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 
 def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int) -> bytes:
@@ -147,7 +148,7 @@ def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, 
         elif kind is int and declared == "integer":
             text = f"{value}i"
         elif kind is str and declared == "string":
-            text = '"' + value.translate(_STRING) + '"'
+            text = '"' + value.translate(STRING_ESCAPES) + '"'
         else:
             general = _field_text(_typed(measurement, key, declared, value))
             if general is None:
@@ -160,7 +161,7 @@ def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, 
     for key, prefix in tag_prefixes:
         value = tags.get(key)
         if value:
-            parts.append(prefix + value.translate(_KEY))
+            parts.append(prefix + value.translate(KEY_ESCAPES))
     return f"{''.join(parts)} {','.join(encoded)} {ts_ns}".encode()
 
 
@@ -172,8 +173,8 @@ _PLANS: dict[str, tuple[str, tuple[tuple[str, str], ...], dict[str, tuple[str, s
 def _plan(measurement: str, spec: schema.MeasurementSpec) -> tuple[str, tuple[tuple[str, str], ...], dict[str, tuple[str, schema.FieldType]]]:
     plan = (
         measurement.translate(_MEASUREMENT),
-        tuple((key, f",{key.translate(_KEY)}=") for key in sorted(spec.tags)),
-        {key: (f"{key.translate(_KEY)}=", f.type) for key, f in spec.fields.items()},
+        tuple((key, f",{key.translate(KEY_ESCAPES)}=") for key in sorted(spec.tags)),
+        {key: (f"{key.translate(KEY_ESCAPES)}=", f.type) for key, f in spec.fields.items()},
     )
     _PLANS[measurement] = plan
     return plan
@@ -186,7 +187,7 @@ def _field_text(value: FieldValue) -> str | None:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None
-    return '"' + value.translate(_STRING) + '"'
+    return '"' + value.translate(STRING_ESCAPES) + '"'
 
 
 def _typed(measurement: str, name: str, declared: schema.FieldType, value: FieldValue) -> FieldValue:
@@ -478,6 +479,32 @@ class InfluxSink:
             if len(self._queue) >= self._cfg.max_buffer_lines:
                 self._evict_oldest()
             self._queue.append(line)
+        self._queued()
+
+    def write_encoded(self, lines: Sequence[bytes]) -> None:
+        """Queue points already encoded by `encode_line` (so checked against the schema), in
+        order, as `write` would one by one but with one spool write for all of them (a cycle's
+        `device_state` points). Empty lines (encode_line's "nothing to store") are not allowed."""
+        if not lines:
+            return
+        spool = self._spool
+        if spool is not None:
+            keep = spool.loaded == spool.tail and len(self._queue) + len(lines) <= self._cfg.max_buffer_lines
+            ends = spool.append_many(lines, keep_loaded=keep)
+            if keep:
+                for line, end in zip(lines, ends):
+                    if end is not None:
+                        self._queue.append(line)
+                        self._ends.append(end)
+            self._forget_dropped(spool)
+        else:
+            for line in lines:
+                if len(self._queue) >= self._cfg.max_buffer_lines:
+                    self._evict_oldest()
+                self._queue.append(line)
+        self._queued()
+
+    def _queued(self) -> None:
         self._drained.clear()
         if self._pending() - self._inflight >= self._batch_limit and not self._backing_off:
             self._wake.set()

@@ -12,12 +12,14 @@ traps); what it needs of higher ones (a cycle report, a fault) it names as a Pro
 
 from __future__ import annotations
 
+import asyncio
+import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence
 
 from monitor.core.model import Device
 from monitor.metrics.schema import OPEN_ORDER_SLOTS
-from monitor.metrics.sink import InfluxSink
+from monitor.metrics.sink import KEY_ESCAPES, STRING_ESCAPES, InfluxSink, encode_line
 from monitor.state.online_rate import GroupRate
 from monitor.state.tracker import State
 from probes.base import ProbeResult
@@ -73,54 +75,126 @@ def device_tags(device: Device) -> dict[str, str]:
     return {"device_id": device.id, "kind": device.kind.value, "site": device.site, "region": device.region}
 
 
+def device_state_lines(basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int,
+                       maintenance: Mapping[str, str]) -> list[bytes]:
+    """The `device_state` lines of MetricsWriter.device_states, byte for byte what `encode_line`
+    makes of its tags and fields (tests/test_metrics_writer.py compares them), built directly:
+    these are two of every three lines the daemon writes (network and online basis per device
+    per cycle), and the general encoder's dict, schema check and per-field dispatch cost about
+    twice as much (docs/PERFORMANCE.md)."""
+    head = "device_state,basis=" + basis.translate(KEY_ESCAPES)
+    tail = f" {ts_ns}"
+    up = State.UP
+    lines = []
+    for device in devices:
+        state = states.get(device.id)
+        if state is None:
+            continue
+        region, site = device.region, device.site  # tags: sorted by key; an empty value is left out
+        text = (
+            f"{head},device_id={device.id.translate(KEY_ESCAPES)},kind={device.kind.value.translate(KEY_ESCAPES)}"
+            f"{',region=' + region.translate(KEY_ESCAPES) if region else ''}"
+            f"{',site=' + site.translate(KEY_ESCAPES) if site else ''}"
+            f' state="{state.value}",online={int(state is up)}i,counted={int(device.counted)}i'
+            f',name="{device.name.translate(STRING_ESCAPES)}"'
+            f',maintenance="{maintenance.get(device.id, "").translate(STRING_ESCAPES)}"'
+        )
+        lat, lon = device.lat, device.lon
+        if lat is not None and lon is not None:
+            if math.isfinite(lat):
+                text += f",lat={float(lat)!r}"
+            if math.isfinite(lon):
+                text += f",lon={float(lon)!r}"
+        lines.append((text + tail).encode())
+    return lines
+
+
 class MetricsWriter:
     """Turns the daemon's data into points of `sink` (never blocks, see InfluxSink.write)."""
 
-    def __init__(self, sink: InfluxSink) -> None:
+    def __init__(self, sink: InfluxSink, *, state_refresh_cycles: int = 1) -> None:
+        """`state_refresh_cycles`: InfluxDBConfig.state_refresh_cycles."""
         self._sink = sink
+        self._refresh = state_refresh_cycles
+        # basis → device id → the state last written, and the devices whose last point carries
+        # a maintenance reason (so that the point ending it is written too).
+        self._written: dict[str, dict[str, State]] = {}
+        self._in_maintenance: dict[str, set[str]] = {}
+        self._results: list[bytes] = []  # encoded result lines of this turn of the event loop
+        self._flush_soon = False
         # Slots of work_order_open holding an order in the last snapshot written; all of them at
         # start, so that the first snapshot also empties what an earlier run left in them.
         self._order_slots = OPEN_ORDER_SLOTS
 
     def result(self, device: Device, result: ProbeResult) -> None:
-        """The result's own point (measurement named like its probe) and its Series, at its time."""
+        """The result's own point (measurement named like its probe) and its Series, at its time.
+
+        Encoded (and checked against the schema) now; handed to the sink with the other results
+        of this turn of the event loop in one spool write, at the end of the turn
+        (loop.call_soon) or at `flush()`, whichever comes first: at 10,000 devices a cycle's
+        results are 10,000 write(2) calls otherwise, and the ICMP engine ends hundreds of
+        devices per turn. Until then a result exists only in this process, as it did in the
+        probe a moment before: a kill -9 in between loses what it would have lost a
+        microsecond earlier, and nothing already handed to the sink."""
         tags = device_tags(device)
-        self._sink.write(result.probe, tags, result.fields, result.ts_ns)
+        pending = self._results
+        pending.append(encode_line(result.probe, tags, result.fields, result.ts_ns))
         for series in result.series:
-            self._sink.write(series.measurement, {**tags, **series.tags}, series.fields, result.ts_ns)
+            pending.append(encode_line(series.measurement, {**tags, **series.tags}, series.fields, result.ts_ns))
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand the results queued by `result` to the sink now (the cycle's points and a stop
+        call it first, so a cycle's results are in the spool before its own points)."""
+        self._flush_soon = False
+        if self._results:
+            lines, self._results = self._results, []
+            self._sink.write_encoded([line for line in lines if line])  # b"": every field NaN
 
     def trap(self, device: Device, event: TrapEvent) -> None:
         """One `snmp_trap` point, at reception."""
         self._sink.write(TRAP_MEASUREMENT.name, {**device_tags(device), "trap": event.name}, event_fields(event), event.ts_ns)
 
-    def device_states(self, basis: str, states: Mapping[str, State], devices: Iterable[Device], ts_ns: int,
-                      maintenance: Mapping[str, str] | None = None) -> None:
-        """`device_state` of each of `devices` that `states` (device id → State of `basis`) has;
-        `maintenance`: device id → the reason of the maintenance window it is in now."""
+    def device_states(self, basis: str, states: Mapping[str, State], devices: Sequence[Device], ts_ns: int,
+                      maintenance: Mapping[str, str] | None = None, *, cycle: int = 0) -> None:
+        """`device_state` of the `devices` that `states` (device id → State of `basis`) has and
+        that are due: the state differs from the one last written (or none was), the device is
+        or was just in maintenance, or it is the device's turn to be refreshed (device i in
+        its probe's `cycle` when (i + cycle) % state_refresh_cycles == 0). `maintenance`: device
+        id → the reason of the maintenance window it is in now. One spool write for all
+        (InfluxSink.write_encoded)."""
+        self.flush()
         maintenance = maintenance or {}
-        for device in devices:
+        written = self._written.setdefault(basis, {})
+        was = self._in_maintenance.get(basis, set())
+        refresh, due = self._refresh, []
+        for i, device in enumerate(devices):
             state = states.get(device.id)
             if state is None:
                 continue
-            fields: dict[str, str | int | float] = {
-                "state": state.value, "online": int(state is State.UP), "counted": int(device.counted),
-                "name": device.name, "maintenance": maintenance.get(device.id, ""),
-            }
-            if device.lat is not None and device.lon is not None:
-                fields |= {"lat": device.lat, "lon": device.lon}
-            self._sink.write("device_state", {**device_tags(device), "basis": basis}, fields, ts_ns)
+            if written.get(device.id) is not state or (i + cycle) % refresh == 0 or device.id in maintenance \
+                    or device.id in was:
+                written[device.id] = state
+                due.append(device)
+        self._in_maintenance[basis] = {d for d in maintenance if d in states} if maintenance else set()
+        self._sink.write_encoded(device_state_lines(basis, states, due, ts_ns, maintenance))
 
     def online_rates(self, rates: Iterable[GroupRate], ts_ns: int) -> None:
-        """One `online_rate` point per group and basis; the percentage only once any device is decided."""
+        """One `online_rate` point per group and basis; the percentage only once any device is
+        decided. One spool write for all."""
+        lines = []
         for r in rates:
             fields: dict[str, float | int] = {
                 "online": r.online, "offline": r.offline, "unknown": r.unknown, "total": r.total, "excluded": r.excluded,
             }
             if r.rate_pct is not None:
                 fields["online_rate_pct"] = r.rate_pct
-            self._sink.write(
+            lines.append(encode_line(
                 "online_rate", {"scope": r.scope, "group": r.group, "kind": r.kind, "basis": r.basis}, fields, ts_ns
-            )
+            ))
+        self._sink.write_encoded(lines)
 
     def faults_open(self, firing: Mapping[str, int], ts_ns: int) -> None:
         """`firing`: severity → faults firing now, every severity listed (0 included)."""
@@ -149,7 +223,8 @@ class MetricsWriter:
         self._order_slots = len(shown)
 
     def cycle(self, report: CycleStats, ts_ns: int) -> None:
-        """Self-monitoring: one `fleetmon_cycle` point per finished cycle."""
+        """Self-monitoring: one `fleetmon_cycle` point per finished cycle (after the results)."""
+        self.flush()
         self._sink.write(
             "fleetmon_cycle",
             {"probe": report.probe},

@@ -36,6 +36,12 @@ MONITOR_BLIND = "monitor blind: "
 (StateTracker.blind); stored, and read back by the assessment: keep it as it is."""
 
 
+MONITOR_LATE = "monitor late: the probe outlived its budget (caller timeout)"
+"""The reason of a transition to UNKNOWN because fleetmon itself ran late on the device (the
+scheduler's caller timeout: a stalled event loop or a probe bug), which says nothing of the
+device: unknown (undecided) time, never down."""
+
+
 def agent_silent_reason(agent: str) -> str:
     """The reason stored when probe agent `agent` went silent: "monitor blind: probe agent
     <agent> silent"."""
@@ -155,9 +161,10 @@ class StateTracker:
         return self._publish(result.device_id, track, result.ts_ns, result.reason)
 
     def blind(self, device_ids: Iterable[str], ts_ns: int, reason: str) -> list[Transition]:
-        """Nobody watches these devices any more (their probe agent went silent): each becomes
-        UNKNOWN at `ts_ns` with `reason`, its streaks forgotten, so the next result decides
-        afresh (one ok result: UP; down_after failed ones: DOWN). Returns the transitions."""
+        """Nobody watches these devices any more (their probe agent went silent), or fleetmon
+        ran late on them (MONITOR_LATE): each becomes UNKNOWN at `ts_ns` with `reason`, its
+        streaks forgotten, so the next result decides afresh (one ok result: UP; down_after
+        failed ones: DOWN). Returns the transitions."""
         out = []
         for device_id in device_ids:
             track = self._tracks.get(device_id)
