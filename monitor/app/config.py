@@ -75,7 +75,10 @@ class SchedulerConfig(Strict):
     spread: Annotated[float, Field(ge=0.0, le=0.9)] = 0.5
     """Fraction of a probe's interval over which the starts of its targets are spread evenly."""
     max_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    """Probes of one type in flight at once."""
+    """Probes of one type in flight at once. A probe is in flight for about its timeline (ICMP:
+    count × echo interval, plus the timeout and retries for a silent device), so a type needs
+    about devices / (spread × interval_s) × that: ICMP at 100,000 devices every 30 s, ~20,000.
+    Fewer slots make cycles run longer than the interval (skipped cycles)."""
 
 
 PersonName = Annotated[
