@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import math
-import subprocess
 
 import pytest
 
 from lab.faults_spool import point_time
 from monitor.core.model import Device, Kind, Status
-from monitor.metrics.config import InfluxDBConfig, RetryConfig
 from monitor.metrics.sink import InfluxSink, encode_line
 from monitor.metrics.spool import Spool
 from monitor.metrics.writer import device_state_lines
 from monitor.state.tracker import State
+from tests.plugins.influx import fast_config as _config
 
 CAM = {"device_id": "cam-001", "kind": "camera", "site": "S1", "region": "城关镇"}
 
@@ -82,19 +80,6 @@ def test_append_many_writes_what_appends_one_by_one_write_across_segments(tmp_pa
         many.close()
 
 
-@pytest.fixture
-def sink_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    """caplog for the sink's records (monitor.app.logs.setup() stops "fleetmon" propagating)."""
-    monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
-    caplog.set_level(logging.INFO)
-    return caplog
-
-
-def _config(url: str, db: str, **overrides) -> InfluxDBConfig:
-    fast = dict(flush_interval_s=0.05, timeout_s=1.0, max_buffer_lines=1000, retry=RetryConfig(initial_s=0.05, max_s=0.2))
-    return InfluxDBConfig(url=url, database=db, **(fast | overrides))
-
-
 def _line(i: int) -> bytes:
     return encode_line("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
 
@@ -119,34 +104,6 @@ async def test_write_encoded_and_write_interleave_in_order_into_a_real_influxdb(
         assert sink.stats.dropped_lines == 0
     rows = influx_own.rows("SELECT sent FROM icmp", "batches")
     assert [r["sent"] for r in rows] == list(range(i))
-
-
-@pytest.mark.peer
-@pytest.mark.root
-async def test_a_full_disk_refusing_a_batch_counts_each_of_its_lines(influx_own, tmp_path, sink_log):
-    """A batch the spool's file system refuses (a 256 KiB tmpfs) is counted line by line as
-    dropped, one error is logged, nothing raises; what the disk took arrives, in order."""
-    influx_own.start()
-    influx_own.create_database("enospc_batch")
-    await asyncio.to_thread(influx_own.stop)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
-    try:
-        async with InfluxSink(_config(influx_own.url, "enospc_batch", spool_max_bytes=1 << 20), mnt / "spool") as sink:
-            for start in range(0, 4000, 400):  # ~460 KB of records in batches of 400
-                sink.write_encoded([_line(j) for j in range(start, start + 400)])
-            dropped = sink.stats.dropped_lines
-            assert 1000 < dropped < 4000
-            await asyncio.to_thread(influx_own.start)
-            assert await sink.flush(30)
-            assert sink.stats.dropped_lines == dropped
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-    kept = [r["sent"] for r in influx_own.rows("SELECT sent FROM icmp", "enospc_batch")]
-    assert kept == list(range(4000 - dropped))
-    errors = [r.getMessage() for r in sink_log.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "cannot append" in errors[0]
 
 
 @pytest.mark.peer

@@ -22,26 +22,13 @@ import yaml
 from lab.faults_spool import Target, outage_with_restart_and_kill, point_time
 from lab.fleet import POINT_LIST_COLUMNS
 from lab.influxdb import InfluxServer, V2Forwarder
-from monitor.metrics.config import InfluxDBConfig, RetryConfig
-from monitor.metrics.sink import InfluxSink
+from monitor.metrics.sink import InfluxSink, encode_line
 from monitor.metrics.spool import SpoolError
 from tests.plugins.influx import V2_TOKEN
+from tests.plugins.influx import fast_config as config
 
 pytestmark = pytest.mark.peer
 CAM = {"device_id": "cam-001", "kind": "camera", "site": "S1", "region": "城关镇"}
-
-
-@pytest.fixture
-def sink_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    """caplog for the sink's records (monitor.app.logs.setup() stops "fleetmon" propagating)."""
-    monkeypatch.setattr(logging.getLogger("fleetmon"), "propagate", True)
-    caplog.set_level(logging.INFO)
-    return caplog
-
-
-def config(url: str, db: str, **overrides) -> InfluxDBConfig:
-    fast = dict(flush_interval_s=0.05, timeout_s=1.0, max_buffer_lines=1000, retry=RetryConfig(initial_s=0.05, max_s=0.2))
-    return InfluxDBConfig(url=url, database=db, **(fast | overrides))
 
 
 def write(sink: InfluxSink, i: int) -> None:
@@ -178,10 +165,13 @@ async def test_a_spool_in_use_by_another_sink_is_refused_clearly(tmp_path):
 
 
 @pytest.mark.root
-async def test_a_full_disk_loses_only_what_it_refused_counts_it_and_the_sink_goes_on(influx_own, tmp_path, sink_log):
+@pytest.mark.parametrize("batch", [1, 400], ids=["write", "write_encoded"])
+async def test_a_full_disk_loses_only_what_it_refused_counts_it_and_the_sink_goes_on(influx_own, tmp_path, sink_log,
+                                                                                    batch):
     """The spool's file system fills up (a 256 KiB tmpfs under a 1 MiB spool limit): appends
-    fail, each refused point is counted, one error is logged, write() never raises; what the
-    disk took arrives when InfluxDB is back."""
+    fail, each refused point is counted (a refused batch line by line), one error is logged,
+    neither write() nor write_encoded() raises; what the disk took arrives when InfluxDB is
+    back."""
     influx_own.start()
     influx_own.create_database("enospc")
     await asyncio.to_thread(influx_own.stop)
@@ -190,8 +180,12 @@ async def test_a_full_disk_loses_only_what_it_refused_counts_it_and_the_sink_goe
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
     try:
         async with InfluxSink(config(influx_own.url, "enospc", spool_max_bytes=1 << 20), mnt / "spool") as sink:
-            for i in range(4000):  # ~460 KB of records
-                write(sink, i)
+            for start in range(0, 4000, batch):  # ~460 KB of records
+                if batch == 1:
+                    write(sink, start)
+                else:
+                    sink.write_encoded([encode_line("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
+                                        for i in range(start, start + batch)])
             dropped = sink.stats.dropped_lines
             assert 1000 < dropped < 4000
             await asyncio.to_thread(influx_own.start)

@@ -117,15 +117,16 @@ async def test_late_cycle_skips_the_next_tick_and_cycles_never_overlap():
     assert probe.max_in_flight <= 2
 
 
-async def test_a_probe_bug_becomes_a_failed_result_and_monitoring_goes_on(caplog):
-    probe = ScriptedProbe(raise_for={"D1"})
+@pytest.mark.parametrize("probe_class", ["ScriptedProbe", "ScriptedStarter"], ids=["tasks", "batch"])
+async def test_a_probe_bug_becomes_a_failed_result_and_monitoring_goes_on(caplog, probe_class):
+    probe = globals()[probe_class](raise_for={"D1"})
     results: list[ProbeResult] = []
     s = Scheduler(probe, devices(3), interval_s=0.4, spread=0.0, max_concurrency=10,
                   on_result=results.append, on_cycle=lambda c: None)
     await run_for(s, 1.0)
     bad = [r for r in results if r.device_id == "D1"]
     assert len(bad) >= 2 and all(r.reason == "probe error: ValueError" for r in bad)
-    assert sum(r.ok for r in results) >= 4
+    assert sum(r.ok for r in results) >= 4 and s.in_flight == 0
     assert "raised (a bug)" in caplog.text
 
 
@@ -137,18 +138,23 @@ async def test_cancelling_the_scheduler_cancels_the_running_cycle():
     assert probe.cancelled == 5 and probe.in_flight == 0
 
 
-async def test_a_crashing_callback_is_logged_and_the_next_cycle_still_runs(caplog):
+@pytest.mark.parametrize(("probe_class", "at_least"), [("ScriptedProbe", 6), ("ScriptedStarter", 3)],
+                         ids=["tasks", "batch"])
+async def test_a_crashing_callback_is_logged_and_the_next_cycle_still_runs(caplog, probe_class, at_least):
+    # Tasks: every device's callback runs (2 devices × ≥ 3 cycles); batch: the cycle stops at
+    # its first crashed callback, the next cycles still run.
     calls = []
 
     def broken(result: ProbeResult) -> None:
         calls.append(result)
         raise RuntimeError("callback bug")
 
-    s = Scheduler(ScriptedProbe(), devices(2), interval_s=0.3, spread=0.0, max_concurrency=10,
+    probe = globals()[probe_class]()
+    s = Scheduler(probe, devices(2), interval_s=0.3, spread=0.0, max_concurrency=10,
                   on_result=broken, on_cycle=lambda c: None)
     await run_for(s, 1.0)
-    assert len(calls) >= 6  # 2 devices × ≥ 3 cycles
-    assert "scripted-cycle-0 crashed (a bug)" in caplog.text and "callback bug" in caplog.text
+    assert len(calls) >= at_least
+    assert f"{probe.name}-cycle-0 crashed (a bug)" in caplog.text and "callback bug" in caplog.text
 
 
 # --- the batch path (probes.base.Starter: no task per device) ----------------------------------
@@ -245,38 +251,12 @@ async def test_batch_path_times_out_a_device_after_its_budget_once(ignore_cancel
     assert 1.0 < cycles[0].duration_s < 1.5
 
 
-async def test_batch_path_probe_bug_becomes_a_failed_result(caplog):
-    probe = ScriptedStarter(raise_for={"D1"})
-    results: list[ProbeResult] = []
-    s = Scheduler(probe, devices(3), interval_s=0.4, spread=0.0, max_concurrency=10,
-                  on_result=results.append, on_cycle=lambda c: None)
-    await run_for(s, 1.0)
-    bad = [r for r in results if r.device_id == "D1"]
-    assert len(bad) >= 2 and all(r.reason == "probe error: ValueError" for r in bad)
-    assert sum(r.ok for r in results) >= 4 and s.in_flight == 0
-    assert "raised (a bug)" in caplog.text
-
-
 async def test_batch_path_cancelling_cancels_every_device_in_flight():
     probe = ScriptedStarter(default_s=10.0, budget_s=20.0)
     s = Scheduler(probe, devices(5), interval_s=30.0, spread=0.0, max_concurrency=10,
                   on_result=lambda r: None, on_cycle=lambda c: None)
     await run_for(s, 0.3)
     assert probe.cancels == 5 and probe.in_flight == 0 and s.in_flight == 0
-
-
-async def test_batch_path_crashing_callback_is_logged_and_the_next_cycle_still_runs(caplog):
-    calls = []
-
-    def broken(result: ProbeResult) -> None:
-        calls.append(result)
-        raise RuntimeError("callback bug")
-
-    s = Scheduler(ScriptedStarter(), devices(2), interval_s=0.3, spread=0.0, max_concurrency=10,
-                  on_result=broken, on_cycle=lambda c: None)
-    await run_for(s, 1.0)
-    assert len(calls) >= 3
-    assert "starter-cycle-0 crashed (a bug)" in caplog.text and "callback bug" in caplog.text
 
 
 async def test_batch_path_misses_go_through_confirmation_by_probe():
