@@ -100,8 +100,15 @@ async def test_picture_faults_raised_in_chinese_then_resolved(small_fleet, wecom
 
             sent = len(wecom.messages(key))
             services.set_pictures({})  # the streams switched back
-            await until(lambda: not firing(d), INTERVAL_S + 30, "every fault resolved")
-            await until(lambda: len(wecom.messages(key)) == sent + len(spoilt), 10, "a resolution message per fault")
-            resolved = [m.content for m in wecom.messages(key)][sent:]
-            assert all(any(fleet.device(c).name in t for t in resolved) for c in spoilt)
+            # While the map changes, the lab server's picture pipelines can stall for a moment
+            # and a camera's stream repeat its last frame: read as frozen, truly (seen once in
+            # CI: three cameras, the next check resolved them). So within two intervals every
+            # fault is resolved, and each spoilt camera's resolution was sent.
+            await until(lambda: not firing(d), 2 * INTERVAL_S + 30, "every fault resolved")
+
+            def resolutions() -> bool:
+                after = [m.content for m in wecom.messages(key)][sent:]
+                return all(any(fleet.device(c).name in t for t in after) for c in spoilt)
+
+            await until(resolutions, 10, "a resolution message per fault")
             assert picture_down(d) == set()
