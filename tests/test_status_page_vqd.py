@@ -146,6 +146,27 @@ def test_thumbnails_are_kept_beside_the_state_database_when_vqd_is_on(tmp_path):
     assert FleetmonConfig().probes.rtsp_frame.thumbnail_dir is None  # the shared default is left alone
 
 
+def test_wecom_routes_send_the_frame_checks_thumbnails_unless_they_name_their_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("K", "robot-key")
+
+    def routes(vqd: bool) -> dict:
+        cfg = FleetmonConfig.model_validate({
+            "state": {"database": str(tmp_path / "var" / "state.db")},
+            "probes": {"rtsp_frame": {"enabled": True, "vqd": {"enabled": vqd}}},
+            "notify": {"routes": [
+                {"type": "wecom", "name": "duty", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send",
+                 "key_env": "K"},
+                {"type": "wecom", "name": "own", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send",
+                 "key_env": "K", "thumbnail_dir": str(tmp_path / "mine")},
+                {"type": "webhook", "name": "hook", "url": "https://ops.example.cn/alerts"},
+            ]},
+        })
+        return {r.name: getattr(r, "thumbnail_dir", "n/a") for r in cfg.notify.routes}
+
+    assert routes(vqd=True) == {"duty": tmp_path / "var" / "thumbnails", "own": tmp_path / "mine", "hook": "n/a"}
+    assert routes(vqd=False) == {"duty": None, "own": tmp_path / "mine", "hook": "n/a"}
+
+
 @pytest.fixture
 def chromium(tmp_path):
     with Chromium(tmp_path / "chromium") as browser:

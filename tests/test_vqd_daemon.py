@@ -44,8 +44,8 @@ def write_config(tmp_path: Path, fleet: LabFleet, services: FleetServices, wecom
         "influxdb": {"enabled": False},
         "api": {"enabled": False},
         "rules": [{"type": rule, "name": rule} for rule in RULE_OF.values()],
-        "notify": {"routes": [{"type": "wecom", "name": "duty", "url": wecom.url, "key_file": "wecom.key",
-                               "thumbnail_dir": str(tmp_path / "thumbs")}]},
+        # No thumbnail_dir on the route: it sends the frame check's by default.
+        "notify": {"routes": [{"type": "wecom", "name": "duty", "url": wecom.url, "key_file": "wecom.key"}]},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")

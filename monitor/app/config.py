@@ -264,14 +264,20 @@ class FleetmonConfig(Strict):
         `thumbnails/` beside the state database (the state directory, /var/lib/fleetmon in the
         packages): the phone page and the WeCom image message need them, and the folder is
         bounded (thumbnail_max_count, thumbnail_max_bytes). Set thumbnail_dir to keep them
-        elsewhere."""
+        elsewhere. A WeCom route without a thumbnail_dir of its own sends the frame check's
+        (the camera's picture after a video-quality fault's text)."""
         probes = self.probes
         frame = getattr(probes, "rtsp_frame", None)
-        if frame is not None and frame.enabled and frame.vqd.enabled and frame.thumbnail_dir is None:
-            # The config is frozen; this runs once, while it is being built. `probes` is the
-            # file's own (vqd on means it was given), never the shared default.
-            folder = self.state.database.parent / "thumbnails"
-            object.__setattr__(probes, "rtsp_frame", frame.model_copy(update={"thumbnail_dir": folder}))
+        if frame is None or not (frame.enabled and frame.vqd.enabled):
+            return self
+        # The config is frozen; this runs once, while it is being built. `probes` is the file's
+        # own (vqd on means it was given), never the shared default; so are routes, if any.
+        if frame.thumbnail_dir is None:
+            frame = frame.model_copy(update={"thumbnail_dir": self.state.database.parent / "thumbnails"})
+            object.__setattr__(probes, "rtsp_frame", frame)
+        routes = [r.model_copy(update={"thumbnail_dir": frame.thumbnail_dir})
+                  if r.type == "wecom" and r.thumbnail_dir is None else r for r in self.notify.routes]
+        object.__setattr__(self.notify, "routes", routes)
         return self
 
     @field_validator("availability")

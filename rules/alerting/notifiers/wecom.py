@@ -147,9 +147,9 @@ class WeComConfig(RouteConfigBase, WithSecrets):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 30.0
     resend_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     thumbnail_dir: Path | None = None
-    """The frame check's thumbnails (probes.rtsp_frame.thumbnail_dir): after the message of a
-    video-quality fault that fires (rule types video_*), the camera's picture follows as an
-    image message. Best effort: skipped when the rate window has no room left, the file is
+    """The frame check's thumbnails (probes.rtsp_frame.thumbnail_dir, which it is by default
+    when the frame check's vqd is on): after the message of a video-quality fault that fires
+    (rule types video_*), the camera's picture follows as an image message. Best effort: skipped when the rate window has no room left, the file is
     missing or larger than WeCom's 2 MB; a refused image is logged, the fault's message stands."""
 
     key: ResolvedSecret = None
