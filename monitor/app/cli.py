@@ -126,6 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config and the inventory; a
     reload that fails is logged and the running config is kept (monitor.app.supervisor). --once: one cycle of every
     probe, its summary, exit (monitor.app.run_once)."""
+    from monitor.app import malloc
+
+    malloc.tune()  # before the point list is read (its big blocks) and before any thread starts
     loaded = load_or_complain(args)
     if loaded is None:
         return EXIT_PROBLEMS
@@ -134,23 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from monitor.app.run_once import run_once
 
         return run_once(cfg, inventory, json_out=args.json)
-    _limit_malloc_arenas()
     return asyncio.run(_serve(config_path(args), cfg, inventory, view=args.view))
-
-
-def _limit_malloc_arenas() -> None:
-    """Two glibc malloc arenas instead of 8 per core: the daemon's threads (SQLite, DNS) would
-    otherwise each grow an arena of their own, ~15 MB of RSS for nothing at 10,000 devices.
-    Same as MALLOC_ARENA_MAX=2; must run before any thread starts. No-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    M_ARENA_MAX = -8  # glibc malloc.h
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_ARENA_MAX, 2)
-    except (OSError, AttributeError):
-        pass
 
 
 async def _serve(path: Path, cfg: FleetmonConfig, inventory: Inventory, *, view: bool) -> int:

@@ -27,7 +27,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Callable, Mapping
 
-from monitor.app import version
+from monitor.app import malloc, version
 from monitor.app.agent_config import agent_devices, ownership, points_digest, probes_digest
 from monitor.app.agent_hub import AgentHub, Expected
 from monitor.app.api import ApiContext, ApiServer
@@ -127,6 +127,14 @@ class Daemon:
             d for d in depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
         )
 
+    def _cycle_done(self, snapshot: Snapshot) -> None:
+        """After each cycle's snapshot: the caller's `on_snapshot`, then malloc's free pages
+        given back (the previous cycle's snapshot and per-cycle tables were just freed;
+        monitor.app.malloc)."""
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)
+        malloc.trim()
+
     @property
     def snapshot(self) -> Snapshot | None:
         """The latest cycle's Snapshot; None before the first one."""
@@ -190,7 +198,7 @@ class Daemon:
         self.pipeline = pipeline = Pipeline(
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink, state_refresh_cycles=cfg.influxdb.state_refresh_cycles) if sink is not None else None,
-            online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
+            online_requires=cfg.availability.online_requires, on_snapshot=self._cycle_done,
             listeners=[serials], open_orders=self._open_orders, picture=await self._picture(db, running),
         )
         stack.callback(pipeline.close)

@@ -203,6 +203,10 @@ class Pipeline:
         rules), write what it settled, publish a Snapshot."""
         now_ns = time.time_ns()
         self._cycles[report.probe] = report
+        # The previous snapshot's tables of every device (states, since, bases, results) go
+        # before this cycle's are built, not after: one generation of them at a time (~16 MB
+        # at 100,000 devices). Nobody sees the gap: no await until the new one is set.
+        self.snapshot = None
         view = self._evaluate(report.probe, now_ns, time.monotonic_ns())
         open_faults = tuple(self._alerting.faults.open_faults())
         if self._metrics is not None:
