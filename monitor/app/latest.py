@@ -4,10 +4,10 @@ and probe for the snapshot (the API's device pages, the terminal view).
 A ProbeResult costs ~540 bytes with its fields (the object, a dict of 9 ICMP fields, a read-only
 proxy over it, a float object per RTT); kept as its field values packed into bytes (struct)
 beside the shape its probe's results take (field names and types, one shared object per shape),
-~220. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. The
-snapshot holds the previous cycle's results while the next cycle's arrive, so each byte saved
-counts twice (docs/PERFORMANCE.md "## Memory"). A ProbeResult equal to the one stored is made
-again on each read.
+~220. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. A
+ProbeResult equal to the one stored is made again on each read. The snapshot reads these
+objects themselves, not copies: a copy per cycle held the previous cycle's results while the
+next cycle's arrived, every device's twice (docs/PERFORMANCE.md "## Memory").
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ def _shape(names: tuple[str, ...], values: tuple[Any, ...]) -> _Shape:
 
 class LatestResults(Mapping[str, ProbeResult]):
     """device id → the latest ProbeResult of `probe` put for it (a read-only Mapping; `put`
-    stores, `copy` is a snapshot that later puts leave alone)."""
+    stores)."""
 
     __slots__ = ("probe", "_rows")
 
-    def __init__(self, probe: str, rows: dict[str, _Row] | None = None) -> None:
+    def __init__(self, probe: str) -> None:
         self.probe = probe
-        self._rows: dict[str, _Row] = rows if rows is not None else {}
+        self._rows: dict[str, _Row] = {}
 
     def put(self, result: ProbeResult) -> None:
         """Keep `result` as its device's latest (replacing the one before). Raises ValueError
@@ -66,9 +66,6 @@ class LatestResults(Mapping[str, ProbeResult]):
             result.ts_ns, result.ok, result.reason, shape, packed, result.series, result.confirmations
         )
 
-    def copy(self) -> LatestResults:
-        return LatestResults(self.probe, dict(self._rows))
-
     def __getitem__(self, device_id: str) -> ProbeResult:
         ts_ns, ok, reason, (names, packer), packed, series, confirmations = self._rows[device_id]
         values = packer.unpack(packed) if isinstance(packed, bytes) and packer is not None else packed
@@ -86,7 +83,3 @@ class LatestResults(Mapping[str, ProbeResult]):
     def __repr__(self) -> str:
         return f"LatestResults({self.probe!r}, {len(self._rows)} devices)"
 
-
-def latest_of(results: Mapping[str, LatestResults]) -> dict[str, LatestResults]:
-    """A snapshot's copy of every probe's latest results."""
-    return {probe: latest.copy() for probe, latest in results.items()}

@@ -176,7 +176,7 @@ def check_http_url(text: str) -> str:
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, instances are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _bare_host(host: str) -> str:
