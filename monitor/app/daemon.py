@@ -85,6 +85,10 @@ def depth_first(inventory: Inventory) -> list[Device]:
 
 GC_YOUNG = 50_000
 """Allocations between two collections of the youngest generation while the daemon runs (default 700)."""
+TRIM_DELAY_S = 3.0
+"""Seconds from a cycle's snapshot to malloc.trim(): by then the previous snapshot's tables are
+freed, the rules have evaluated the cycle and the InfluxDB sink has sent its lines
+(influxdb.flush_interval_s, 1 s by default), their buffers freed as well."""
 
 
 class Daemon:
@@ -107,6 +111,7 @@ class Daemon:
         self.cfg = cfg
         self.inventory = inventory
         self._on_snapshot = on_snapshot
+        self._trim: asyncio.TimerHandle | None = None  # malloc.trim() due after a cycle
         self._reload = reload
         self.started = asyncio.Event()
         self.started_ns = 0
@@ -128,12 +133,21 @@ class Daemon:
         )
 
     def _cycle_done(self, snapshot: Snapshot) -> None:
-        """After each cycle's snapshot: the caller's `on_snapshot`, then malloc's free pages
-        given back (the previous cycle's snapshot and per-cycle tables were just freed;
-        monitor.app.malloc)."""
+        """After each cycle's snapshot: the caller's `on_snapshot`, and TRIM_DELAY_S later
+        malloc's free pages given back (monitor.app.malloc), once however many cycles end meanwhile."""
         if self._on_snapshot is not None:
             self._on_snapshot(snapshot)
+        if self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_now)
+
+    def _trim_now(self) -> None:
+        self._trim = None
         malloc.trim()
+
+    def _cancel_trim(self) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -202,6 +216,7 @@ class Daemon:
             listeners=[serials], open_orders=self._open_orders, picture=await self._picture(db, running),
         )
         stack.callback(pipeline.close)
+        stack.callback(self._cancel_trim)
         if cfg.mqtt_agents.enabled:
             self.agents = await stack.enter_async_context(AgentHub(
                 cfg.mqtt_agents, self._expected_agents(running), pipeline.on_result, pipeline.blind,
