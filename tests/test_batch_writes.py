@@ -13,6 +13,7 @@ import pytest
 from lab.faults_spool import point_time
 from monitor.core.model import Device, Kind, Status
 from monitor.metrics.sink import InfluxSink, encode_line
+from monitor.metrics import spool as spool_module
 from monitor.metrics.spool import Spool
 from monitor.metrics.writer import device_state_lines
 from monitor.state.tracker import State
@@ -58,16 +59,28 @@ def _records(spool_dir) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(spool_dir.glob("*.seg")))
 
 
-def test_append_many_writes_what_appends_one_by_one_write_across_segments(tmp_path):
+@pytest.mark.parametrize("write_bytes", [spool_module.WRITE_BYTES, 5000])
+def test_append_many_writes_what_appends_one_by_one_write_across_segments(tmp_path, monkeypatch, write_bytes):
     """Same bytes, same segment files, same end positions and counters as append() per line,
-    with lines spilling over several 64 KiB segments."""
+    with lines spilling over several 64 KiB segments; whatever the largest write (WRITE_BYTES,
+    which bounds the memory a batch takes on top of its lines), never more in one."""
+    monkeypatch.setattr(spool_module, "WRITE_BYTES", write_bytes)
     lines = [f"icmp,device_id=cam-{i:05d} sent={i}i {point_time(i)}".encode() for i in range(6000)]
     one, many = Spool(tmp_path / "one", 1 << 20), Spool(tmp_path / "many", 1 << 20)
     one.open()
     many.open()
+    writes: list[int] = []
+    real_write = many._write
+
+    def write(data: bytes, count: int, keep_loaded: bool) -> int | None:
+        writes.append(len(data))
+        return real_write(data, count, keep_loaded)
+
+    many._write = write  # type: ignore[method-assign]
     try:
         ends_one = [one.append(line, keep_loaded=False) for line in lines]
         ends_many = many.append_many(lines[:10], keep_loaded=False) + many.append_many(lines[10:], keep_loaded=False)
+        assert max(writes) <= write_bytes and len(writes) <= 2 * (6000 * 62 // min(write_bytes, 1 << 16) + 2)
         assert ends_many == ends_one and None not in ends_many
         assert [p.name for p in sorted((tmp_path / "many").glob("*.seg"))] == \
                [p.name for p in sorted((tmp_path / "one").glob("*.seg"))]
