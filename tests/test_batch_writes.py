@@ -101,18 +101,22 @@ def _line(i: int) -> bytes:
 @pytest.mark.parametrize("spooled", [True, False])
 async def test_write_encoded_and_write_interleave_in_order_into_a_real_influxdb(influx_own, tmp_path, spooled):
     """Single points and batches (larger than the RAM buffer, so a batch goes to disk only and is
-    loaded back) arrive in the order written, none lost, none twice."""
+    loaded back) arrive in the order written, none lost, none twice. With a spool at most two
+    batches are held in memory (the rest waits on disk), whatever max_buffer_lines."""
     influx_own.start()
     influx_own.create_database("batches")
     spool = tmp_path / "spool" if spooled else None
-    async with InfluxSink(_config(influx_own.url, "batches", max_buffer_lines=1000 if spooled else 5000), spool) as sink:
-        i = 0
+    cfg = _config(influx_own.url, "batches", max_buffer_lines=1000 if spooled else 5000, batch_size=150)
+    async with InfluxSink(cfg, spool) as sink:
+        i, held = 0, []
         for batch in (1, 700, 1, 2500, 3, 900):
             if batch == 1:
                 sink.write("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
             else:
                 sink.write_encoded([_line(j) for j in range(i, i + batch)])
             i += batch
+            held.append(len(sink._queue))
+        assert max(held) <= 300 if spooled else max(held) > 1000
         assert await sink.flush(30)
         assert sink.stats.dropped_lines == 0
     rows = influx_own.rows("SELECT sent FROM icmp", "batches")
