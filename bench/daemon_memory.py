@@ -6,8 +6,8 @@ in steady state, without a lab or InfluxDB.
 The point list is the lab's contract shape (lab/fleet.py) scaled to `devices`, its addresses
 handed out without namespaces (`_PlanNet`: nothing is probed). In this process, in phases:
 the imports of `fleetmon run` and its malloc settings (monitor/app/malloc.py); the config and
-point list loaded as the daemon loads them
-(monitor.app.supervisor.load); the daemon's components started as `fleetmon run` starts them
+point list loaded as the daemon loads them (monitor.app.supervisor.load); the daemon's
+components started as `fleetmon run` starts them
 (Daemon._start: state DB, alerting, work orders, probes, pipeline, reports, API) with the
 schedulers idle and InfluxDB disabled (the sink's buffer is the metrics layer's and is
 measured by bench/daemon.py); then two cycles of ICMP results made up for every probed
