@@ -5,8 +5,9 @@ in steady state, without a lab or InfluxDB.
 
 The point list is the lab's contract shape (lab/fleet.py) scaled to `devices`, its addresses
 handed out without namespaces (`_PlanNet`: nothing is probed). In this process, in phases:
-the imports of `fleetmon run`; the config and point list loaded as the daemon loads them
-(monitor.app.supervisor.load); the daemon's components started as `fleetmon run` starts them
+the imports of `fleetmon run` and its malloc settings (monitor/app/malloc.py); the config and
+point list loaded as the daemon loads them (monitor.app.supervisor.load); the daemon's
+components started as `fleetmon run` starts them
 (Daemon._start: state DB, alerting, work orders, probes, pipeline, reports, API) with the
 schedulers idle and InfluxDB disabled (the sink's buffer is the metrics layer's and is
 measured by bench/daemon.py); then two cycles of ICMP results made up for every probed
@@ -195,6 +196,9 @@ def main(argv: list[str]) -> int:
     # the imports of `fleetmon run` first: the floor every fleet size pays
     import monitor.app.daemon  # noqa: F401
     import monitor.app.supervisor  # noqa: F401
+    from monitor.app import malloc
+
+    malloc.tune()  # as `fleetmon run` does before reading the point list
 
     floor = vm_rss_kb_self()
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from monitor.core.config_base import SelectorConfig, Strict
-from monitor.core.model import KIND_LABELS, Device
+from monitor.core.model import KIND_LABELS, Device, Selector
 from monitor.fleet.inventory import Inventory
 from monitor.state.online_rate import ALL, GroupRate
 from monitor.state.tracker import State
@@ -120,6 +120,7 @@ class Facts:
         self.kinds = KIND_NAMES[language]
         self.zone = ZoneInfo(timezone)
         self.devices: dict[str, tuple[Device, ...]] = {}
+        self._matched: dict[Selector, tuple[Device, ...]] = {}  # selector → the devices it matched
         self.behind = _behind(inventory)
         at_site: dict[str, list[Device]] = defaultdict(list)
         for device in inventory.devices.values():
@@ -139,6 +140,7 @@ class Facts:
         # would hold every id a second time (~9 MB at 100,000 devices).
         self._windowed.clear()
         self._watched.clear()
+        self._matched.clear()
         self.values: dict[tuple[str, str], dict[tuple[str, ...], Mapping[str, Any]]] = {}
         self.reported: set[str] = set()
         self.reasons: dict[tuple[str, str], str | None] = {}
@@ -149,7 +151,12 @@ class Facts:
         """The counted devices `rule`'s selector matches, topology order; kept as
         devices[rule.name] (selectors are static: matched once)."""
         selector = rule.match.selector()
-        devices = tuple(d for d in self.inventory.topo_order() if d.counted and selector.matches(d))
+        devices = self._matched.get(selector)
+        if devices is None:
+            # One tuple per selector, not per rule: most rules match all cameras or all links
+            # (~3 MB at 100,000 devices for the default rules).
+            devices = tuple(d for d in self.inventory.topo_order() if d.counted and selector.matches(d))
+            self._matched[selector] = devices
         self.devices[rule.name] = devices
         return devices
 

@@ -743,6 +743,27 @@ async def test_openapi_documents_exactly_the_app_routes(world):
     assert world.doc["openapi"].startswith("3.1")
 
 
+async def test_openapi_document_is_made_on_its_first_request_only(tmp_path, monkeypatch):
+    """Not at start: the daemon would hold it (and its models' schemas) for nothing."""
+    made = []
+    real = api.openapi_document
+
+    def openapi_document(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "openapi_document", openapi_document)
+    create_app(ApiContext(
+        inventory=INVENTORY, snapshot=lambda: None, faults=None, maintenance=None, token=None,  # type: ignore[arg-type]
+        language="zh", timezone="UTC", started_ns=0, cycle_interval_s=30,
+    ))
+    assert made == []
+    async with make_world(tmp_path) as w:  # its start fetched the document once
+        async with w.http.get(w.url + "/api/v1/openapi.json") as resp:
+            assert resp.status == 200 and (await resp.json()) == w.doc
+    assert len(made) == 1
+
+
 async def test_openapi_writes_need_the_bearer_scheme_and_reads_none(world):
     for path, ops in world.doc["paths"].items():
         for method, op in ops.items():

@@ -50,6 +50,7 @@ def test_a_disabled_probe_makes_its_basis_vanish_and_online_falls_back_to_what_i
     bases = combine(DEVICES, {"icmp": TRACKERS["icmp"]}, polled, AvailabilityConfig().online_requires)
     assert bases[Basis.VIDEO] == {} and bases[Basis.SERVICE] == {}
     assert bases[Basis.ONLINE] == TRACKERS["icmp"]
+    assert bases[Basis.ONLINE] is bases[Basis.NETWORK]  # one table of every device, not two
 
 
 def test_the_frame_check_is_part_of_video_where_enabled():

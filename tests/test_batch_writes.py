@@ -13,6 +13,7 @@ import pytest
 from lab.faults_spool import point_time
 from monitor.core.model import Device, Kind, Status
 from monitor.metrics.sink import InfluxSink, encode_line
+from monitor.metrics import spool as spool_module
 from monitor.metrics.spool import Spool
 from monitor.metrics.writer import device_state_lines
 from monitor.state.tracker import State
@@ -58,16 +59,28 @@ def _records(spool_dir) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(spool_dir.glob("*.seg")))
 
 
-def test_append_many_writes_what_appends_one_by_one_write_across_segments(tmp_path):
+@pytest.mark.parametrize("write_bytes", [spool_module.WRITE_BYTES, 5000])
+def test_append_many_writes_what_appends_one_by_one_write_across_segments(tmp_path, monkeypatch, write_bytes):
     """Same bytes, same segment files, same end positions and counters as append() per line,
-    with lines spilling over several 64 KiB segments."""
+    with lines spilling over several 64 KiB segments; whatever the largest write (WRITE_BYTES,
+    which bounds the memory a batch takes on top of its lines), never more in one."""
+    monkeypatch.setattr(spool_module, "WRITE_BYTES", write_bytes)
     lines = [f"icmp,device_id=cam-{i:05d} sent={i}i {point_time(i)}".encode() for i in range(6000)]
     one, many = Spool(tmp_path / "one", 1 << 20), Spool(tmp_path / "many", 1 << 20)
     one.open()
     many.open()
+    writes: list[int] = []
+    real_write = many._write
+
+    def write(data: bytes, count: int, keep_loaded: bool) -> int | None:
+        writes.append(len(data))
+        return real_write(data, count, keep_loaded)
+
+    many._write = write  # type: ignore[method-assign]
     try:
         ends_one = [one.append(line, keep_loaded=False) for line in lines]
         ends_many = many.append_many(lines[:10], keep_loaded=False) + many.append_many(lines[10:], keep_loaded=False)
+        assert max(writes) <= write_bytes and len(writes) <= 2 * (6000 * 62 // min(write_bytes, 1 << 16) + 2)
         assert ends_many == ends_one and None not in ends_many
         assert [p.name for p in sorted((tmp_path / "many").glob("*.seg"))] == \
                [p.name for p in sorted((tmp_path / "one").glob("*.seg"))]
@@ -88,18 +101,22 @@ def _line(i: int) -> bytes:
 @pytest.mark.parametrize("spooled", [True, False])
 async def test_write_encoded_and_write_interleave_in_order_into_a_real_influxdb(influx_own, tmp_path, spooled):
     """Single points and batches (larger than the RAM buffer, so a batch goes to disk only and is
-    loaded back) arrive in the order written, none lost, none twice."""
+    loaded back) arrive in the order written, none lost, none twice. With a spool at most two
+    batches are held in memory (the rest waits on disk), whatever max_buffer_lines."""
     influx_own.start()
     influx_own.create_database("batches")
     spool = tmp_path / "spool" if spooled else None
-    async with InfluxSink(_config(influx_own.url, "batches", max_buffer_lines=1000 if spooled else 5000), spool) as sink:
-        i = 0
+    cfg = _config(influx_own.url, "batches", max_buffer_lines=1000 if spooled else 5000, batch_size=150)
+    async with InfluxSink(cfg, spool) as sink:
+        i, held = 0, []
         for batch in (1, 700, 1, 2500, 3, 900):
             if batch == 1:
                 sink.write("icmp", CAM, {"up": True, "sent": i, "rtt_avg_ms": 1.5}, point_time(i))
             else:
                 sink.write_encoded([_line(j) for j in range(i, i + batch)])
             i += batch
+            held.append(len(sink._queue))
+        assert max(held) <= 300 if spooled else max(held) > 1000
         assert await sink.flush(30)
         assert sink.stats.dropped_lines == 0
     rows = influx_own.rows("SELECT sent FROM icmp", "batches")

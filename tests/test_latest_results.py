@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.app.latest import LatestResults, latest_of
+from monitor.app.latest import LatestResults
 from probes.base import ProbeResult, Series
 
 ICMP_FIELDS = {"up": True, "sent": 3, "received": 3, "loss_pct": 0.0, "payload_bytes": 56,
@@ -29,16 +29,14 @@ def test_a_result_reads_back_equal_whatever_it_carries() -> None:
         latest["sw3"]
 
 
-def test_a_newer_result_replaces_and_a_copy_stays_as_it_was() -> None:
+def test_a_newer_result_replaces_the_one_before() -> None:
     latest = LatestResults("icmp")
     first = ProbeResult("c1", "icmp", 1, True, None, ICMP_FIELDS)
     latest.put(first)
-    kept = latest_of({"icmp": latest})["icmp"]
     down = ProbeResult("c1", "icmp", 2, False, "timeout", {"up": False, "sent": 3, "received": 0, "loss_pct": 100.0,
                                                            "payload_bytes": 56})
     latest.put(down)
-    assert latest["c1"] == down and kept["c1"] == first
-    assert len(latest) == len(kept) == 1
+    assert latest["c1"] == down and len(latest) == 1
 
 
 def test_values_read_back_with_their_types() -> None:
@@ -54,14 +52,14 @@ def test_values_read_back_with_their_types() -> None:
     assert latest["w2"].fields["big"] == 2**62 and str(latest["w2"].fields["zero"]) == "-0.0"
     assert latest["w3"].fields == {"up": False, "server": "nginx"}
     assert type(latest["w2"].fields["up"]) is bool and type(latest["w2"].fields["status"]) is int
-    assert isinstance(latest._rows["w2"][4], bytes) and isinstance(latest._rows["w3"][4], tuple)
+    assert isinstance(latest._rows["w2"][2], bytes) and isinstance(latest._rows["w3"][2], tuple)
 
 
 def test_results_of_one_shape_share_their_field_names() -> None:
     latest = LatestResults("icmp")
     for i in range(3):
         latest.put(ProbeResult(f"c{i}", "icmp", i, True, None, dict(ICMP_FIELDS)))
-    names = {id(row[3]) for row in latest._rows.values()}
+    names = {id(row[1]) for row in latest._rows.values()}
     assert len(names) == 1
 
 
@@ -70,3 +68,13 @@ def test_a_result_of_another_probe_is_refused() -> None:
     with pytest.raises(ValueError, match="a http result among the icmp results"):
         latest.put(ProbeResult("c1", "http", 1, True))
     assert len(latest) == 0
+
+
+def test_time_verdict_and_confirmations_are_packed_with_the_values() -> None:
+    latest = LatestResults("icmp")
+    result = ProbeResult("c1", "icmp", 1_764_000_000_123_456_789, False, "timeout", dict(ICMP_FIELDS, up=False),
+                         confirmations=3)
+    latest.put(result)
+    row = latest._rows["c1"]
+    assert len(row) == 4 and isinstance(row[2], bytes)  # no int or bool objects of its own
+    assert latest["c1"] == result and latest["c1"].confirmations == 3 and latest["c1"].ok is False

@@ -134,6 +134,33 @@ async def test_results_and_cycles_make_bases_rates_a_snapshot_and_stored_transit
     assert session.last_seen_ns > session.started_ns  # a heartbeat per cycle
 
 
+async def test_one_generation_of_tables_every_device_is_in(tmp_path, monkeypatch):
+    """Memory at 100,000 devices (docs/PERFORMANCE.md "## Memory"): the previous snapshot is let go
+    before a cycle's tables are built; online shares network's table when only ICMP runs; the
+    snapshot's results are the live ones (a result after the cycle shows, no copy per cycle)."""
+    held: list[Snapshot | None] = []
+    real_combine = pipeline_module.combine
+
+    def combine(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        held.append(pipeline.snapshot)
+        return real_combine(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "combine", combine)
+    snapshots: list[Snapshot] = []
+    async with flow(tmp_path, [running(IcmpProbe(IcmpConfig()))], snapshots=snapshots,
+                    online_requires=[Basis.NETWORK]) as (pipeline, _):
+        for cycle in range(2):
+            for d in DEVICES:
+                pipeline.on_result(result("icmp", d.id, True))
+            pipeline.on_cycle(report("icmp", 5, 5))
+        pipeline.on_result(result("icmp", "C2", False, "timeout"))
+        last = pipeline.snapshot
+        assert last is snapshots[-1] and held == [None, None]
+        assert last.bases["online"] is last.bases["network"] and last.bases["online"] == dict.fromkeys(last.states, U)
+        assert last.latest["C2"].reason == "timeout" and last.results["icmp"]["C2"].ok is False
+        assert last.states["C2"] is U  # the states are the cycle's
+
+
 async def test_a_caller_timeout_makes_the_device_unknown_never_down_and_writes_no_point(tmp_path):
     """The scheduler's caller timeout says fleetmon ran late, not that the device failed: the
     device becomes unknown (reason MONITOR_LATE, stored), no fault fires, no point is written,

@@ -1339,12 +1339,15 @@ def create_app(ctx: ApiContext, body_timeout_s: float = 10.0) -> web.Application
     document: dict[str, Any] = {}
 
     async def openapi(call: Call) -> Reply:
+        # Made on first request, not at start: the document and the JSON schemas of every
+        # model it is made from would stay in the daemon's memory for nothing (~0.6 MB).
+        if not document:
+            document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
         return Reply(200, OpenApiOut(document))
 
     orders = WorkOrderRoutes(ctx.workorders, ctx.inventory, ctx.language)
     endpoints = _endpoints(api, orders, ReportRoutes(ctx.reports), openapi, load_assets(),
                            ThumbnailRoutes(ctx.thumbnails, ctx.inventory))
-    document.update(openapi_document(endpoints, reads_need_token=ctx.status_token is not None))
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     for e in endpoints:
         app.router.add_route(e.method, e.path, _route_handler(e, api))

@@ -27,7 +27,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Callable, Mapping
 
-from monitor.app import version
+from monitor.app import malloc, version
 from monitor.app.agent_config import agent_devices, ownership, points_digest, probes_digest
 from monitor.app.agent_hub import AgentHub, Expected
 from monitor.app.api import ApiContext, ApiServer
@@ -85,6 +85,10 @@ def depth_first(inventory: Inventory) -> list[Device]:
 
 GC_YOUNG = 50_000
 """Allocations between two collections of the youngest generation while the daemon runs (default 700)."""
+TRIM_DELAY_S = 3.0
+"""Seconds from a cycle's snapshot to malloc.trim(): by then the previous snapshot's tables are
+freed, the rules have evaluated the cycle and the InfluxDB sink has sent its lines
+(influxdb.flush_interval_s, 1 s by default), their buffers freed as well."""
 
 
 class Daemon:
@@ -107,6 +111,7 @@ class Daemon:
         self.cfg = cfg
         self.inventory = inventory
         self._on_snapshot = on_snapshot
+        self._trim: asyncio.TimerHandle | None = None  # malloc.trim() due after a cycle
         self._reload = reload
         self.started = asyncio.Event()
         self.started_ns = 0
@@ -126,6 +131,23 @@ class Daemon:
         self.probed: tuple[Device, ...] = tuple(
             d for d in depth_first(inventory) if d.status is not Status.REMOVED and d.address is not None
         )
+
+    def _cycle_done(self, snapshot: Snapshot) -> None:
+        """After each cycle's snapshot: the caller's `on_snapshot`, and TRIM_DELAY_S later
+        malloc's free pages given back (monitor.app.malloc), once however many cycles end meanwhile."""
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)
+        if self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_now)
+
+    def _trim_now(self) -> None:
+        self._trim = None
+        malloc.trim()
+
+    def _cancel_trim(self) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -190,10 +212,11 @@ class Daemon:
         self.pipeline = pipeline = Pipeline(
             self.inventory, running, alerting=alerting, recorder=recorder,
             metrics=MetricsWriter(sink, state_refresh_cycles=cfg.influxdb.state_refresh_cycles) if sink is not None else None,
-            online_requires=cfg.availability.online_requires, on_snapshot=self._on_snapshot,
+            online_requires=cfg.availability.online_requires, on_snapshot=self._cycle_done,
             listeners=[serials], open_orders=self._open_orders, picture=await self._picture(db, running),
         )
         stack.callback(pipeline.close)
+        stack.callback(self._cancel_trim)
         if cfg.mqtt_agents.enabled:
             self.agents = await stack.enter_async_context(AgentHub(
                 cfg.mqtt_agents, self._expected_agents(running), pipeline.on_result, pipeline.blind,

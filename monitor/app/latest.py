@@ -2,12 +2,12 @@
 and probe for the snapshot (the API's device pages, the terminal view).
 
 A ProbeResult costs ~540 bytes with its fields (the object, a dict of 9 ICMP fields, a read-only
-proxy over it, a float object per RTT); kept as its field values packed into bytes (struct)
-beside the shape its probe's results take (field names and types, one shared object per shape),
-~220. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. The
-snapshot holds the previous cycle's results while the next cycle's arrive, so each byte saved
-counts twice (docs/PERFORMANCE.md "## Memory"). A ProbeResult equal to the one stored is made
-again on each read.
+proxy over it, a float object per RTT); kept as its time, verdict, confirmations and field values
+packed into bytes (struct) beside the shape its probe's results take (field names and types, one
+shared object per shape), ~210. Values that do not pack (text, an integer beyond 64 bits) are kept as a tuple. A
+ProbeResult equal to the one stored is made again on each read. The snapshot reads these
+objects themselves, not copies: a copy per cycle held the previous cycle's results while the
+next cycle's arrived, every device's twice (docs/PERFORMANCE.md "## Memory").
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from typing import Any, Iterator, Mapping
 from probes.base import ProbeResult
 
 _Shape = tuple[tuple[str, ...], "struct.Struct | None"]
-"""(field names in order, the Struct their values pack with; None: kept as a tuple)"""
+"""(field names in order, the Struct that packs ts_ns, ok, confirmations and their values; None:
+kept as a tuple)"""
 
-_Row = tuple[int, bool, "str | None", _Shape, "bytes | tuple", tuple, int]
-"""(ts_ns, ok, reason, shape, the values packed (or a tuple), series, confirmations)"""
+_Row = tuple["str | None", _Shape, "bytes | tuple", tuple]
+"""(reason, shape, (ts_ns, ok, confirmations, *field values) packed (or a tuple), series): the
+time, verdict and confirmations packed with the values, not objects of their own (~40 B a row)"""
+
+_HEAD = "=q?q"  # ts_ns, ok, confirmations
 
 _CODES = {bool: "?", int: "q", float: "d"}  # exact types only: a bool is no int here
 _SHAPES: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape] = {}
@@ -33,20 +37,20 @@ def _shape(names: tuple[str, ...], values: tuple[Any, ...]) -> _Shape:
     shape = _SHAPES.get(key)
     if shape is None:
         codes = [_CODES.get(t) for t in key[1]]
-        packer = None if None in codes else struct.Struct("=" + "".join(codes))  # type: ignore[arg-type]
+        packer = None if None in codes else struct.Struct(_HEAD + "".join(codes))  # type: ignore[arg-type]
         shape = _SHAPES.setdefault(key, (names, packer))
     return shape
 
 
 class LatestResults(Mapping[str, ProbeResult]):
     """device id → the latest ProbeResult of `probe` put for it (a read-only Mapping; `put`
-    stores, `copy` is a snapshot that later puts leave alone)."""
+    stores)."""
 
     __slots__ = ("probe", "_rows")
 
-    def __init__(self, probe: str, rows: dict[str, _Row] | None = None) -> None:
+    def __init__(self, probe: str) -> None:
         self.probe = probe
-        self._rows: dict[str, _Row] = rows if rows is not None else {}
+        self._rows: dict[str, _Row] = {}
 
     def put(self, result: ProbeResult) -> None:
         """Keep `result` as its device's latest (replacing the one before). Raises ValueError
@@ -56,22 +60,18 @@ class LatestResults(Mapping[str, ProbeResult]):
         fields = result.fields
         values = tuple(fields.values())
         shape = _shape(tuple(fields), values)
-        packed: bytes | tuple = values
-        if shape[1] is not None:
+        packed: bytes | tuple = (result.ts_ns, result.ok, result.confirmations, *values)
+        if shape[1] is not None and type(result.ok) is bool:
             try:
-                packed = shape[1].pack(*values)
+                packed = shape[1].pack(*packed)
             except struct.error:  # an integer beyond 64 bits
-                packed = values
-        self._rows[result.device_id] = (
-            result.ts_ns, result.ok, result.reason, shape, packed, result.series, result.confirmations
-        )
-
-    def copy(self) -> LatestResults:
-        return LatestResults(self.probe, dict(self._rows))
+                pass
+        self._rows[result.device_id] = (result.reason, shape, packed, result.series)
 
     def __getitem__(self, device_id: str) -> ProbeResult:
-        ts_ns, ok, reason, (names, packer), packed, series, confirmations = self._rows[device_id]
-        values = packer.unpack(packed) if isinstance(packed, bytes) and packer is not None else packed
+        reason, (names, packer), packed, series = self._rows[device_id]
+        ts_ns, ok, confirmations, *values = packer.unpack(packed) if isinstance(packed, bytes) and packer is not None \
+            else packed
         return ProbeResult(device_id, self.probe, ts_ns, ok, reason, dict(zip(names, values)), series, confirmations)
 
     def __contains__(self, device_id: object) -> bool:
@@ -86,7 +86,3 @@ class LatestResults(Mapping[str, ProbeResult]):
     def __repr__(self) -> str:
         return f"LatestResults({self.probe!r}, {len(self._rows)} devices)"
 
-
-def latest_of(results: Mapping[str, LatestResults]) -> dict[str, LatestResults]:
-    """A snapshot's copy of every probe's latest results."""
-    return {probe: latest.copy() for probe, latest in results.items()}

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Protocol, Sequence, cast
 
-from monitor.app.latest import LatestResults, latest_of
+from monitor.app.latest import LatestResults
 from monitor.app.scheduler import CALLER_TIMEOUT, CycleReport
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis, Device
@@ -203,6 +203,10 @@ class Pipeline:
         rules), write what it settled, publish a Snapshot."""
         now_ns = time.time_ns()
         self._cycles[report.probe] = report
+        # The previous snapshot's tables of every device (states, since, bases, results) go
+        # before this cycle's are built, not after: one generation of them at a time (~16 MB
+        # at 100,000 devices). Nobody sees the gap: no await until the new one is set.
+        self.snapshot = None
         view = self._evaluate(report.probe, now_ns, time.monotonic_ns())
         open_faults = tuple(self._alerting.faults.open_faults())
         if self._metrics is not None:
@@ -212,7 +216,9 @@ class Pipeline:
         # (its devices then count as not watched on that probe's basis, not as up or down).
         end_ns = report.ts_ns + round(report.duration_s * 1e9)
         self._recorder.cycle(report.probe, report.ts_ns, end_ns, round(2 * self._running[report.probe].interval_s * 1e9))
-        results = latest_of(self._latest)
+        # The live results, not a copy: a copy kept the previous cycle's results alive while the
+        # next cycle's arrived (two of every device's: ~27 MB at 100,000 devices).
+        results = dict(self._latest)
         network = results.get(self._network, {}) if self._network is not None else {}
         self.snapshot = Snapshot(
             report, tuple(view.rates), view.states, network, open_faults,

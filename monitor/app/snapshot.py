@@ -23,6 +23,8 @@ class Snapshot:
       since: UTC ns since when (0 = never decided).
     - bases: basis (monitor.core.model.Basis value) → device id → State.
     - latest: each device's latest ICMP result; results: probe → device id → latest result.
+      Both are live: a result that arrives after this cycle replaces its device's (one result
+      per device and probe is kept, not a cycle's copy beside the next: monitor/app/latest.py).
     - cycles: each probe's latest finished cycle.
     """
 

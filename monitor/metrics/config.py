@@ -44,8 +44,10 @@ class InfluxDBConfig(WithSecrets):
     gzip: bool = True
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     max_buffer_lines: Annotated[int, Field(ge=1000)] = 250_000
-    """Lines kept in memory: the front of the spool (the rest waits on disk); without a spool
-    directory all there is, and beyond it the oldest are dropped (counted)."""
+    """Lines kept in memory without a spool directory: all there is, and beyond it the oldest are
+    dropped (counted). With a spool (the daemon's default) at most two batches (`batch_size`) of
+    the spool's front are, if this is not lower: the rest waits on disk and is read back as
+    batches go out."""
     spool_dir: Path | None = None
     """Directory of the metrics spool (monitor/metrics/spool.py): points wait there, on disk, while
     InfluxDB cannot take them, across restarts and crashes. Default: `influx-spool` next to

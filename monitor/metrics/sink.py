@@ -489,7 +489,7 @@ class InfluxSink:
             return
         spool = self._spool
         if spool is not None:
-            keep = spool.loaded == spool.tail and len(self._queue) + len(lines) <= self._cfg.max_buffer_lines
+            keep = spool.loaded == spool.tail and len(self._queue) + len(lines) <= self._front()
             ends = spool.append_many(lines, keep_loaded=keep)
             if keep:
                 for line, end in zip(lines, ends):
@@ -512,7 +512,7 @@ class InfluxSink:
     def _spool_line(self, spool: Spool, line: bytes) -> None:
         """Append to the spool; keep the line in memory too while nothing older waits on disk
         only and memory has room. Then forget what a full spool dropped."""
-        keep = spool.loaded == spool.tail and len(self._queue) < self._cfg.max_buffer_lines
+        keep = spool.loaded == spool.tail and len(self._queue) < self._front()
         end = spool.append(line, keep_loaded=keep)
         if end is not None and keep:
             self._queue.append(line)
@@ -545,7 +545,7 @@ class InfluxSink:
         runs on the event loop: a few ms at a time, never the whole backlog). True when lines are
         in memory afterwards."""
         spool = self._spool
-        room = min(self._cfg.max_buffer_lines, 2 * self._batch_limit) - len(self._queue)
+        room = self._front() - len(self._queue)
         if spool is not None and spool.unloaded_lines and room > 0:
             for line, end in spool.load(room):
                 self._queue.append(line)
@@ -553,6 +553,12 @@ class InfluxSink:
             damaged, self._corrupt_counted = spool.corrupt_records - self._corrupt_counted, spool.corrupt_records
             self._dropped += damaged
         return bool(self._queue)
+
+    def _front(self) -> int:
+        """Lines held in memory at most with a spool: the next two batches (`max_buffer_lines` if
+        lower). The rest waits on disk and is read back as batches go out (~1.5 µs a line): a
+        cycle's device_state lines at 100,000 devices held in memory were up to ~60 MB."""
+        return min(self._cfg.max_buffer_lines, 2 * self._batch_limit)
 
     def _evict_oldest(self) -> None:
         self._queue.popleft()

@@ -62,6 +62,8 @@ _CURSOR = "cursor"
 _LOCK = "lock"  # held (flock) by the one process using the spool: two writers would interleave
 _READ_CHUNK = 1 << 20  # bytes read at a time when loading from disk
 _OVERHEAD = 10  # "XXXXXXXX " before a line and "\n" after it
+WRITE_BYTES = 1 << 20
+"""At most this many bytes of records per write(2) of `Spool.append_many`."""
 
 
 class SpoolError(OSError):
@@ -241,29 +243,32 @@ class Spool:
     def append_many(self, lines: Sequence[bytes], *, keep_loaded: bool) -> list[int | None]:
         """Append `lines` in order, as durably as `append` (each is with the kernel when this
         returns), with one write(2) per segment they fill instead of one per line: a cycle's
-        `device_state` points at 100,000 devices are 100,000 system calls otherwise. Returns each
+        `device_state` points at 100,000 devices are 100,000 system calls otherwise; at most
+        WRITE_BYTES a write, the records made as they are written. Returns each
         line's end position, None for the lines of a write the disk refused (counted as dropped,
         as `append` does). `keep_loaded` as in `append`."""
-        records = [record(line) for line in lines]
         ends: list[int | None] = []
-        i = 0
-        while i < len(records):
+        records = map(record, lines)  # made as they are written: never a copy of all the lines at once
+        pending = next(records, None)
+        while pending is not None:
             # As many records as the current segment has room for (at least one: a record that
-            # does not fit starts the next segment in _make_room, as `append` does).
-            room = self.segment_bytes - (self._segments[-1].size if self._segments else 0)
-            j, size = i + 1, len(records[i])
-            while j < len(records) and size + len(records[j]) <= room:
-                size += len(records[j])
-                j += 1
-            end = self._write(b"".join(records[i:j]), j - i, keep_loaded)
+            # does not fit starts the next segment in _make_room, as `append` does), at most
+            # WRITE_BYTES (a cycle's lines at 100,000 devices are ~20 MB of records).
+            room = min(WRITE_BYTES, self.segment_bytes - (self._segments[-1].size if self._segments else 0))
+            chunk, size = [pending], len(pending)
+            pending = next(records, None)
+            while pending is not None and size + len(pending) <= room:
+                chunk.append(pending)
+                size += len(pending)
+                pending = next(records, None)
+            end = self._write(b"".join(chunk), len(chunk), keep_loaded)
             if end is None:
-                ends.extend([None] * (j - i))
+                ends.extend([None] * len(chunk))
             else:
                 position = end - size
-                for rec in records[i:j]:
+                for rec in chunk:
                     position += len(rec)
                     ends.append(position)
-            i = j
         return ends
 
     def _write(self, data: bytes, count: int, keep_loaded: bool) -> int | None:

@@ -138,6 +138,9 @@ class Alerting:
                     self.outbox.wake()
             except Exception:  # a bug: say so, and keep alerting on the next cycle
                 log.exception("rules evaluation failed (a bug)")
+            # Not held while waiting for the next: its tables of every device would live on
+            # beside the next evaluation's (a generation more: ~16 MB at 100,000 devices).
+            del view
 
     async def _stop_worker(self, worker: asyncio.Task[None]) -> None:
         self._views.put_nowait(None)
