@@ -195,6 +195,25 @@ def test_pyav_gap_holds_to_within_half_a_frame(tmp_path: Path) -> None:
         assert burst.times[1] - burst.times[0] == pytest.approx(apart, abs=0.005), (gap, burst.times)
 
 
+def test_kept_scaler_follows_the_frame_size() -> None:
+    """The worker thread's libswscale context is kept between frames: frames of other sizes
+    (cameras of another resolution on the same thread) come out as a fresh scaler makes them."""
+    import av
+
+    from probes.vqd.decode import _scaled
+
+    rng = np.random.default_rng(3)
+    sizes = [(360, 640), (1080, 1920), (360, 640), (240, 320), (1080, 1920)]
+    frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24")
+              for h, w in sizes]
+    for frame, (h, w) in zip(frames, sizes):
+        kept = _scaled(frame)
+        fresh = frame.reformat(width=min(480, w), height=kept.shape[0], format="bgr24", interpolation="AREA",
+                               threads=1).to_ndarray()
+        assert kept.shape == (round(h * min(480, w) / w / 2) * 2, min(480, w), 3)
+        assert np.array_equal(kept, fresh)
+
+
 def test_paced_reading_pause() -> None:
     """The pause of a paced reading: PACE_S for a slow stream, shorter for one that would gather
     more than PACE_BYTES meanwhile, never past the deadline."""
