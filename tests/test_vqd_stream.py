@@ -214,6 +214,27 @@ def test_kept_scaler_follows_the_frame_size() -> None:
         assert np.array_equal(kept, fresh)
 
 
+@pytest.mark.peer
+def test_paced_grab_stops_when_cancelled(plain: RtspServer) -> None:
+    """A grab pausing between reads of a live stream (gap 20 s: it is level with the stream
+    most of the time) stops within a pause of being cancelled, its first frame kept."""
+    cancelled = threading.Event()
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(grab(plain.url(), _limits(gap_s=20.0), cancelled)))
+    thread.start()
+    try:
+        thread.join(3.0)  # the first key frame within a second (5 fps, one a second), then paced
+        assert thread.is_alive()
+        cancelled.set()
+        thread.join(PACE_S + 1.5)  # the pause it is in, one more read at most
+        assert not thread.is_alive()
+    finally:
+        cancelled.set()
+        thread.join()
+    (burst,) = result
+    assert (len(burst.frames), burst.reason) == (1, "timeout")
+
+
 def test_paced_reading_pause() -> None:
     """The pause of a paced reading: PACE_S for a slow stream, shorter for one that would gather
     more than PACE_BYTES meanwhile, never past the deadline."""
