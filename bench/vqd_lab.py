@@ -1,7 +1,7 @@
 """Video-quality diagnosis on the lab's streams: per diagnosis precision and recall over defect
 and clean cameras, and the cost of one camera check (the decoder's CPU, the analysis, bytes read).
 
-`python -m bench vqd_lab [--per-defect 2] [--clean 9] [--rounds 2] [--gap 3]` (no root): the
+`python -m bench vqd_lab [--per-defect 2] [--clean 9] [--rounds 2] [--gap 2]` (no root): the
 lab's RTSP server (lab/rtsp_server.py with the photographs of lab/vqd_streams.py) on 0.0.0.0
 and a free port, one camera per 127.0.0.x address. A clean round first (each camera's reference
 frame), then `rounds` rounds with the defects on (`per_defect` cameras per defect, `clean`
@@ -183,11 +183,14 @@ def _startup_cpu_s(runs: int = 10) -> float:
 
 
 def main(argv: list[str]) -> int:
+    from probes.vqd.config import VqdConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-defect", type=int, default=2, help="cameras per defect (2)")
     parser.add_argument("--clean", type=int, default=9, help="cameras left clean (9)")
     parser.add_argument("--rounds", type=int, default=2, help="checks per camera with the defects on (2)")
-    parser.add_argument("--gap", type=float, default=3.0, help="seconds between the burst's frames (3)")
+    parser.add_argument("--gap", type=float, default=VqdConfig().burst_gap_s,
+                        help=f"seconds between the burst's frames ({VqdConfig().burst_gap_s:g}, the config's default)")
     parser.add_argument("--cost-checks", type=int, default=12, help="checks per decoder for the cost (12)")
     parser.add_argument("--skip-accuracy", action="store_true", help="only the cost tables")
     parser.add_argument("--pyav-only", action="store_true", help="cost of the shipped decoder only (PyAV)")

@@ -18,7 +18,10 @@ The camera (`_camera`): a random crop of 65–85 % of the photograph, 384 px wid
 exposure gain 0.75–1.25, gamma 0.85–1.15, white balance ±4 %, sensor noise σ 0.8–3 grey levels,
 an OSD clock (top left, ticking between frames) and a channel name, JPEG quality 60–90. Each
 sample is a burst of two frames three seconds apart plus a reference frame of the same view
-taken at another time (gain 0.7–1.3, vibration ≤ 0.5 % of the width).
+taken at another time (gain 0.7–1.3, vibration ≤ 0.5 % of the width). With `size` (e.g.
+640×360, a sub-stream's 16:9 frame) the same samples are rendered at that size instead: the
+crop enlarged or reduced to it, noise, OSD and JPEG at that size; the measures then scale
+them down to ANALYSIS_WIDTH as they do a decoded frame.
 
 Defects (`DEFECTS`), each applied to the scene of both frames:
 - blur: defocus, Gaussian σ 0.6–1.4 % of the width (2.3–5.4 px), half of them fogged too
@@ -108,25 +111,27 @@ class _View:
     flip: bool
 
 
-def _render(src: np.ndarray, view: _View) -> np.ndarray:
-    """The crop of `src` seen by `view`, WIDTH px wide (area-averaged, bicubic when rotated)."""
-    h_out = round(WIDTH * view.aspect)
-    scale = WIDTH / view.cw
+def _render(src: np.ndarray, view: _View, width: int = WIDTH) -> np.ndarray:
+    """The crop of `src` seen by `view`, `width` px wide (area-averaged, bicubic when rotated
+    or enlarged)."""
+    h_out = round(width * view.aspect)
+    scale = width / view.cw
     m = cv2.getRotationMatrix2D((view.cx, view.cy), view.angle, scale)
-    m[0, 2] += WIDTH / 2 - view.cx
+    m[0, 2] += width / 2 - view.cx
     m[1, 2] += h_out / 2 - view.cy
     if scale < 1 and view.angle == 0:  # plain downscale: crop then INTER_AREA keeps it sharp
         x0, y0 = view.cx - view.cw / 2, view.cy - view.cw * view.aspect / 2
         crop = src[max(0, round(y0)): round(y0 + view.cw * view.aspect), max(0, round(x0)): round(x0 + view.cw)]
-        out = cv2.resize(crop, (WIDTH, h_out), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(crop, (width, h_out), interpolation=cv2.INTER_AREA)
     else:
-        out = cv2.warpAffine(src, m, (WIDTH, h_out), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        out = cv2.warpAffine(src, m, (width, h_out), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     return out[:, ::-1] if view.flip else out
 
 
-def _base_view(src: np.ndarray, rng: np.random.Generator) -> _View:
+def _base_view(src: np.ndarray, rng: np.random.Generator, aspect_is: float | None = None) -> _View:
     h, w = src.shape[:2]
     aspect = float(rng.choice([0.75, 0.5625]))
+    aspect = aspect if aspect_is is None else aspect_is  # drawn all the same: the same samples otherwise
     cw = min(w, h / aspect) * rng.uniform(0.65, 0.85)
     ch = cw * aspect
     cx = rng.uniform(cw / 2, w - cw / 2)
@@ -271,16 +276,20 @@ def _snow(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def sample(name: str, src: np.ndarray, label: str, rng: np.random.Generator) -> Sample:
-    """One labelled sample of photograph `src` (see the module docstring)."""
-    view = _base_view(src, rng)
+def sample(name: str, src: np.ndarray, label: str, rng: np.random.Generator,
+           size: tuple[int, int] | None = None) -> Sample:
+    """One labelled sample of photograph `src` (see the module docstring); `size` (width,
+    height): the camera's frames at that size instead of WIDTH px wide, 4:3 or 16:9 (the same
+    crops, exposures and defects as without it, for the same random state)."""
+    width = WIDTH if size is None else size[0]
+    view = _base_view(src, rng, None if size is None else size[1] / size[0])
     ref_view = _View(view.cx + rng.uniform(-1, 1) * 0.005 * view.cw, view.cy + rng.uniform(-1, 1) * 0.005 * view.cw,
                      view.cw, 0.0, view.aspect, view.flip)
-    reference = _encode(_sensor(_render(src, ref_view).astype(np.float32), _exposure(rng, (0.7, 1.3)), rng),
+    reference = _encode(_sensor(_render(src, ref_view, width).astype(np.float32), _exposure(rng, (0.7, 1.3)), rng),
                         int(rng.integers(3600)), int(rng.integers(60, 91)))
     if label == "moved":
         view = _moved_view(src, view, rng)
-    scene = _render(src, view).astype(np.float32)
+    scene = _render(src, view, width).astype(np.float32)
     exp = _exposure(rng)
     scene, exp = _degrade(label, scene, exp, rng)
     second = int(rng.integers(3600))
@@ -299,14 +308,15 @@ def sample(name: str, src: np.ndarray, label: str, rng: np.random.Generator) -> 
     return Sample(name, label, tuple(frames), reference)
 
 
-def samples(split: tuple[str, ...], per_photo: int, seed: int = 17) -> Iterator[Sample]:
-    """`per_photo` samples of every label for every photograph of `split`."""
+def samples(split: tuple[str, ...], per_photo: int, seed: int = 17,
+            size: tuple[int, int] | None = None) -> Iterator[Sample]:
+    """`per_photo` samples of every label for every photograph of `split` (`size`: sample's)."""
     rng = np.random.default_rng(seed)
     for name in split:
         src = photo(name)
         for _ in range(per_photo):
             for label in LABELS:
-                yield sample(name, src, label, rng)
+                yield sample(name, src, label, rng, size)
 
 
 # --- evaluation (shared by bench/vqd.py and tests/test_vqd_quality.py) -----------------------
@@ -321,15 +331,18 @@ class Scored:
     ref_cpu_s: float  # CPU seconds of taking the reference (once per camera, not per check)
 
 
-def score_all(split: tuple[str, ...], per_photo: int, seed: int = 17) -> list[Scored]:
-    """Every sample of `split` scored by probes.vqd.diagnose.scores (with its reference)."""
+def score_all(split: tuple[str, ...], per_photo: int, seed: int = 17,
+              size: tuple[int, int] | None = None) -> list[Scored]:
+    """Every sample of `split` (at `size`: sample's) scored by probes.vqd.diagnose.scores
+    (with its reference); frames wider than ANALYSIS_WIDTH are scaled down to it first, as
+    the frame check's decoder does."""
     import time
 
     from probes.vqd import measures
     from probes.vqd.diagnose import scores
 
     out = []
-    for s in samples(split, per_photo, seed):
+    for s in samples(split, per_photo, seed, size):
         t0 = time.process_time()
         ref = measures.reference(measures.prepare(s.reference))
         t1 = time.process_time()

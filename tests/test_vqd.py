@@ -194,3 +194,16 @@ def test_a_still_view_is_measured_without_orb_and_a_moved_one_by_orb() -> None:
         assert measures.moved(frame, ref) >= (0.035 if "pan" in kind and kind["pan"] < 0.1 else threshold), kind
     another_scene = cv2.resize(photo("chelsea"), (scene.shape[1], scene.shape[0]))
     assert measures.aligned(measures.prepare(another_scene), ref) is None
+
+
+def test_integer_block_sums_are_the_float_ones() -> None:
+    """Block sums of uint8 frames summed as integers (no float copy) are the float32 sums, to
+    the bit, up to the decoders' largest frame (480 × 2000), on slices of channels too."""
+    rng = np.random.default_rng(5)
+    for shape in ((270, 480), (360, 480, 3), (2000, 480, 3), (48, 64)):
+        values = rng.integers(0, 256, shape, dtype=np.uint8)
+        if values.ndim == 3:
+            values = values[..., 1:]  # a view, as frame.lab[..., 1:]
+        assert np.array_equal(measures._block_sums_u8(values), measures._block_sums(values.astype(np.float32)))
+    white = np.full((2000, 480, 3), 255, np.uint8)  # the largest sums
+    assert np.array_equal(measures._block_sums_u8(white), measures._block_sums(white.astype(np.float32)))

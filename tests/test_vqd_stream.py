@@ -22,7 +22,7 @@ from lab.rtsp import RtspServer
 from probes._sockdiag import received_bytes
 from probes.rtsp import RtspFrameConfig, RtspFrameProbe
 from probes.vqd.config import MEASUREMENT, VqdConfig
-from probes.vqd.decode import Limits, grab
+from probes.vqd.decode import PACE_BYTES, PACE_S, Limits, grab, pause_s
 from probes.vqd.diagnose import DIAGNOSES
 from probes.vqd.grab import FrameError, decode_errors, read_image
 from tests.plugins.factories import device
@@ -140,6 +140,110 @@ def test_pyav_burst_with_b_frames_stops_at_the_second_key_frame(tmp_path: Path) 
     burst = grab(str(src), _limits(gap_s=1.0), threading.Event())
     assert (len(burst.frames), burst.decode_errors) == (2, 0)
     assert burst.packet_bytes <= upto, (burst.packet_bytes, upto)
+
+
+def _sub_stream(folder: Path, drop: int = 0) -> Path:
+    """5 s of a camera's sub-stream as the frame check reads it by default: 640×360, 25 fps, a
+    key frame every 2 s (at 0, 2 and 4 s), 512 kbit/s, with B-frames and the sensor's noise
+    (small P-frames; their guessed decoding timestamps tripped the stutter count on every
+    check before they were compared as integers); `drop` > 0 removes the first frames,
+    so that the stream opens mid-GOP (its first key frame then comes at 2 s)."""
+    src = folder / "sub.mp4"
+    if not src.exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "5",
+                        "-vf", "noise=alls=6:allf=t", "-c:v", "libx264", "-preset", "veryfast", "-bf", "3",
+                        "-b:v", "512k", "-maxrate", "512k", "-bufsize", "512k",
+                        "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                        "-movflags", "+faststart", "-y", str(src)], check=True, timeout=120)
+    if not drop:
+        return src
+    cut = folder / f"sub-from-{drop}.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c", "copy", "-bsf:v", f"noise=drop=lt(n\\,{drop})",
+                    "-movflags", "+faststart", "-y", str(cut)], check=True, timeout=120)
+    return cut
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_pyav_burst_on_a_sub_stream_reads_one_gop(tmp_path: Path) -> None:
+    """Over RTSP, on a 25-fps stream with a key frame every 2 s: with a gap of 2 s the burst is
+    the first key frame and the next one, 2 s later (not 4 s: one GOP read, not two), from a
+    GOP-aligned start and from a start mid-GOP (non-key frames first, skipped unread by the
+    decoder). RTSP carries no decoding timestamps and FFmpeg guesses them at the start of a
+    B-frame stream (… 10800, 21600, 18000 …, 90 kHz): a step of exactly three frame intervals
+    is no stutter (in float seconds 0.12 > 3 × 0.039999… was, on every check)."""
+    aligned, mid = _sub_stream(tmp_path), _sub_stream(tmp_path, drop=20)
+    with RtspServer(files={"/sub": aligned, "/mid": mid}) as server:
+        for mount in ("/sub", "/mid"):
+            burst = grab(server.url(mount), _limits(gap_s=2.0), threading.Event())
+            assert burst.reason is None, (mount, burst.reason)
+            assert [f.shape for f in burst.frames] == [(270, 480, 3)] * 2
+            assert burst.times[1] - burst.times[0] == pytest.approx(2.0, abs=0.005), (mount, burst.times)
+            assert burst.decode_errors == 0, mount
+            assert burst.packet_bytes < aligned.stat().st_size * 0.7  # ≈ 2 s of the 5, not 4
+
+
+@pytest.mark.peer
+@needs_ffmpeg
+def test_pyav_gap_holds_to_within_half_a_frame(tmp_path: Path) -> None:
+    """The second key frame is the first at least the gap after the first, to within half a
+    frame interval (0.02 s at 25 fps): a camera clock that stamps 2 s as 1.99 s still gives
+    one GOP; a gap longer than that waits for the next key frame."""
+    src = _sub_stream(tmp_path)
+    for gap, apart in ((1.985, 2.0), (2.015, 2.0), (2.03, 4.0)):
+        burst = grab(str(src), _limits(gap_s=gap), threading.Event())
+        assert burst.times[1] - burst.times[0] == pytest.approx(apart, abs=0.005), (gap, burst.times)
+
+
+def test_kept_scaler_follows_the_frame_size() -> None:
+    """The worker thread's libswscale context is kept between frames: frames of other sizes
+    (cameras of another resolution on the same thread) come out as a fresh scaler makes them."""
+    import av
+
+    from probes.vqd.decode import _scaled
+
+    rng = np.random.default_rng(3)
+    sizes = [(360, 640), (1080, 1920), (360, 640), (240, 320), (1080, 1920)]
+    frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24")
+              for h, w in sizes]
+    for frame, (h, w) in zip(frames, sizes):
+        kept = _scaled(frame)
+        fresh = frame.reformat(width=min(480, w), height=kept.shape[0], format="bgr24", interpolation="AREA",
+                               threads=1).to_ndarray()
+        assert kept.shape == (round(h * min(480, w) / w / 2) * 2, min(480, w), 3)
+        assert np.array_equal(kept, fresh)
+
+
+@pytest.mark.peer
+def test_paced_grab_stops_when_cancelled(plain: RtspServer) -> None:
+    """A grab pausing between reads of a live stream (gap 20 s: it is level with the stream
+    most of the time) stops within a pause of being cancelled, its first frame kept."""
+    cancelled = threading.Event()
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(grab(plain.url(), _limits(gap_s=20.0), cancelled)))
+    thread.start()
+    try:
+        thread.join(3.0)  # the first key frame within a second (5 fps, one a second), then paced
+        assert thread.is_alive()
+        cancelled.set()
+        thread.join(PACE_S + 1.5)  # the pause it is in, one more read at most
+        assert not thread.is_alive()
+    finally:
+        cancelled.set()
+        thread.join()
+    (burst,) = result
+    assert (len(burst.frames), burst.reason) == (1, "timeout")
+
+
+def test_paced_reading_pause() -> None:
+    """The pause of a paced reading: PACE_S for a slow stream, shorter for one that would gather
+    more than PACE_BYTES meanwhile, never past the deadline."""
+    assert pause_s(64_000, 1.0, 10.0) == PACE_S  # a 512 kbit/s sub-stream: 32 kB in 0.5 s
+    fast = pause_s(500_000, 1.0, 10.0)  # a 4 Mbit/s main stream
+    assert fast == pytest.approx(PACE_BYTES / 500_000) and fast < PACE_S
+    assert pause_s(64_000, 1.0, 0.1) == 0.1
+    assert pause_s(64_000, 1.0, -0.5) <= 0  # past the deadline: no pause
+    assert pause_s(0, 0.0, 10.0) == PACE_S  # nothing yet: the longest pause, still bounded
 
 
 @pytest.mark.peer

@@ -177,7 +177,8 @@ def _add_probe(subparsers: argparse._SubParsersAction) -> None:
     )
     vqd.add_argument("targets", nargs="+", metavar="IMAGE|rtsp://…", help="image file or stream URL")
     vqd.add_argument("--reference", type=Path, help="the camera's reference picture (moved camera, occlusion, cast)")
-    vqd.add_argument("--gap", type=_bounded(float, 1, 30), default=3.0, help="seconds between the two frames (3)")
+    vqd.add_argument("--gap", type=_bounded(float, 1, 30),
+                     help="seconds between the two frames (burst_gap_s's default, 2)")
     vqd.add_argument("--timeout", type=_bounded(float, 2, 120), default=20.0, help="seconds per stream (20)")
     vqd.add_argument("--json", action="store_true", help="JSON instead of a table")
     vqd.add_argument("--lang", choices=("zh", "en"), default="zh", help="table language (zh)")
@@ -196,7 +197,7 @@ def cmd_probe_vqd(args: argparse.Namespace) -> int:
     from probes.vqd.diagnose import TITLES, diagnose
     from probes.vqd.grab import FrameError, read_image
 
-    cfg = VqdConfig(enabled=True, burst_gap_s=args.gap)
+    cfg = VqdConfig(enabled=True, **({} if args.gap is None else {"burst_gap_s": args.gap}))
     reference = None
     try:
         if args.reference is not None:

@@ -68,9 +68,12 @@ class VqdConfig(Strict):
     enabled: bool = False
     thresholds: Thresholds = Thresholds()
     overrides: list[ThresholdsOverride] = []
-    burst_gap_s: Annotated[float, Field(ge=1, le=30)] = 3.0
+    burst_gap_s: Annotated[float, Field(ge=1, le=30)] = 2.0
     """Seconds between the two frames of the burst (frozen picture, noise): the stream is read
-    this long longer, so bytes per check ≈ probesize + gap × bitrate."""
+    this long longer, so bytes per check ≈ probesize + gap × bitrate. With key frames only, the
+    second frame is the first key frame this long after the first (to within half a frame
+    interval): cameras send one every 2 s (a GOP of 50 at 25 fps) by default, so 2 s reads one
+    GOP where 3 s read two. Two seconds still show the OSD clock ticking on a frozen picture."""
     keyframes_only: bool = True
     """Decode only key frames (FFmpeg's skip_frame nokey, both decoders): a fraction of the
     CPU; decoding errors are then counted on key frames only."""

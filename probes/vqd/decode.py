@@ -4,9 +4,20 @@
 reads packets, decodes key frames only (`skip_frame NONKEY`, no loop filter: a key frame
 needs no reference, and the deblocking filter is a third of H.264's decode time for a
 picture whose blur is measured against the same camera's own reference), keeps the first key
-frame and the next one ≥ `gap_s` later, each scaled by libswscale to ANALYSIS_WIDTH wide,
-then stops. Replaces an ffmpeg child per check, whose start alone cost 64–68 ms of CPU
-(bench/vqd_lab.py).
+frame and the next one ≥ `gap_s` later (to within half a frame interval: camera clocks jitter),
+each scaled by libswscale to ANALYSIS_WIDTH wide, then stops. Replaces an ffmpeg child per
+check, whose start alone cost 64–68 ms of CPU (bench/vqd_lab.py).
+
+Paced reading: between the two key frames a live stream is read only to find the second one,
+and a thread woken for each RTP packet (FFmpeg reads RTSP/TCP three reads per RTP packet, each
+after a poll) spent most of the check's CPU on the wake-ups themselves, cold caches and all:
+profiled on a 640×360 25-fps sub-stream, 21 ms of CPU for the 4 s between its key frames
+without decoding anything. Once a read has had to wait (level with the live stream), the
+reading pauses for PACE_S, or less when the stream would gather more than PACE_BYTES in the
+socket meanwhile (its byte rate so far), then reads what gathered in one go: 6 ms for the same
+4 s. The pause is well inside TCP's receive window, so the camera is not held back; files are
+read without pauses. `frame_ms` may then be late by up to one pause (a session that opens
+mid-GOP waits for its first key frame paced too).
 
 Bounds, all checked between packets and inside every blocking call (PyAV's `timeout=(open,
 read)` installs FFmpeg's interrupt callback): `timeout_s` for the whole grab, `read_s` for
@@ -54,6 +65,9 @@ RTP_FRAMING = 4 + 12 - 2  # interleaving + RTP header, less the start code's sur
 RTSP_EXCHANGE = 2000  # OPTIONS … PLAY and their answers with the SDP, both ways: ~1–2 kB
 GAP_FACTOR = 3.0  # a gap in the decoding timestamps of more than this many frame intervals is a loss
 MAX_HEIGHT = 2000  # a frame taller than this after scaling to ANALYSIS_WIDTH is refused
+PACE_S = 0.5  # longest pause of the reading, once level with a live stream (module docstring)
+PACE_BYTES = 32 << 10  # … shorter for a stream that would gather more than this meanwhile
+CAUGHT_UP_S = 0.001  # a read that waited longer than this (beyond its own CPU) found the socket empty
 
 
 @dataclass(frozen=True)
@@ -79,9 +93,11 @@ class Burst:
     """What one grab got. `frames`: BGR uint8 arrays ≤ ANALYSIS_WIDTH wide; `width`/`height`:
     the camera's frame size (None before the stream's parameters were known); `frame_ms`:
     from the start to the first decoded frame; `received_bytes`: estimated TCP payload;
-    `reason`: why no frame (None when one was decoded); `cpu_ms`: this thread's CPU."""
+    `reason`: why no frame (None when one was decoded); `cpu_ms`: this thread's CPU; `times`:
+    each frame's presentation time, seconds of stream time (0 where the stream has none)."""
 
     frames: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
     width: int | None = None
     height: int | None = None
     frame_ms: float = 0.0
@@ -118,6 +134,14 @@ def _reason(exc: BaseException, waited_s: float, limit_s: float) -> str:
 
 def _wire_bytes(size: int) -> int:
     return size + RTP_FRAMING * (1 + size // RTP_PAYLOAD)
+
+
+def pause_s(received: int, elapsed_s: float, left_s: float) -> float:
+    """Seconds to pause a paced reading that has `received` bytes of stream in `elapsed_s`
+    seconds, with `left_s` seconds left before its deadline: PACE_S, or the time the stream
+    takes to bring PACE_BYTES at that rate if shorter, never beyond the deadline (≤ 0: none)."""
+    rate = received / max(elapsed_s, 1e-3)
+    return min(PACE_S, PACE_BYTES / max(rate, 1.0), left_s)
 
 
 def grab(url: str, limits: Limits, cancelled: threading.Event) -> Burst:
@@ -157,6 +181,7 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
         burst.reason = _reason(exc, time.monotonic() - t0, limits.timeout_s)
         return
     burst.received_bytes = RTSP_EXCHANGE
+    asked = time.monotonic()  # when the latest read began
     try:
         if not container.streams.video:
             burst.reason = "no video stream"
@@ -172,13 +197,45 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
             if ctx.width * ctx.height > limits.max_pixels:
                 burst.reason = f"frame of {ctx.width}×{ctx.height} is larger than {limits.max_pixels:,} pixels"
                 return
-        first_t: float | None = None
-        last_t: float | None = None  # the latest presentation time seen
-        last_dts: float | None = None
-        step = 1.0  # the shortest decoding-time step seen: the frame interval
-        read_at = time.monotonic()
-        for packet in container.demux(stream):
+        # Timestamps stay integers in the stream's time base: PyAV gives each packet's time base
+        # as a Python Fraction, and a Fraction or two per packet cost more CPU than the rest of
+        # the loop (profiled on a 25-fps stream); float seconds also made "more than three frame
+        # intervals" true of exactly three (0.12 > 3 × 0.039999…).
+        base = stream.time_base
+        tick_s = float(base) if base else 1 / 90_000
+        gap = limits.gap_s / tick_s
+        step = 1.0 / tick_s  # the shortest decoding-time step seen (the frame interval); 1 s until seen
+        first_t: int | None = None  # the first kept frame's presentation time
+        last_t: int | None = None  # the latest presentation time seen
+        last_dts: int | None = None
+
+        def apart(t: int) -> bool:
+            """`t` is the gap after the first frame, to within half a frame interval (a camera's
+            clock stamps a key frame 2 s later as 1.999 s as readily as 2.001 s)."""
+            assert first_t is not None
+            return t - first_t >= gap - min(step, 0.1 / tick_s) / 2
+
+        paced = url.startswith(("rtsp://", "rtsps://"))
+        packets = container.demux(stream)
+        opened_at = read_at = asked = time.monotonic()
+        caught_up = False
+        while True:
+            if caught_up:
+                # Level with the live stream: let PACE_BYTES of it (at most PACE_S) gather in the
+                # socket, then read them in one go. Woken for each RTP packet instead, the thread
+                # spent more CPU on waking (cold caches, three reads per RTP packet) than on the
+                # packets (profiled: 21 → 6 ms for 4 s of a 25-fps stream at 0.5 s).
+                pause = pause_s(burst.received_bytes - RTSP_EXCHANGE, read_at - opened_at, deadline - read_at)
+                if pause > 0 and cancelled.wait(pause):  # cancelled meanwhile: no further read
+                    burst.reason = burst.reason or "timeout"
+                    break
+            asked, cpu = time.monotonic(), time.thread_time()
+            packet = next(packets, None)
             read_at = time.monotonic()
+            if packet is None:
+                break
+            # Blocked in the read (its wall time beyond its CPU time): the stream is live and read up to now.
+            caught_up = paced and (read_at - asked) - (time.thread_time() - cpu) > CAUGHT_UP_S
             if cancelled.is_set() or read_at >= deadline:
                 burst.reason = burst.reason or "timeout"
                 break
@@ -186,28 +243,27 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
             # mid-frame, or its first RTP packets gone while the session was being set up: the
             # lab's GStreamer server cuts a fresh media's first key frame in half): damage there
             # is the session's start, not the camera's, and its picture is not analysed.
-            opening = packet.size > 0 and burst.packet_bytes == 0
-            if packet.size:
-                burst.packet_bytes += packet.size
-                burst.received_bytes += _wire_bytes(packet.size)
+            size = packet.size
+            opening = size > 0 and burst.packet_bytes == 0
+            if size:
+                burst.packet_bytes += size
+                burst.received_bytes += _wire_bytes(size)
             if packet.is_corrupt and not opening:
                 burst.decode_errors += 1
-            if packet.time_base is not None:
-                if packet.pts is not None:
-                    t = float(packet.pts * packet.time_base)
-                    last_t = t if last_t is None else max(last_t, t)
-                if packet.dts is not None:  # decoding order: monotonic, B-frames or not
-                    dts = float(packet.dts * packet.time_base)
-                    if last_dts is not None and dts > last_dts:
-                        if dts - last_dts > GAP_FACTOR * step:
-                            burst.decode_errors += 1
-                        step = min(step, dts - last_dts)
-                    last_dts = dts
+            pts, dts = packet.pts, packet.dts
+            if pts is not None:
+                last_t = pts if last_t is None else max(last_t, pts)
+            if dts is not None:  # decoding order: monotonic, B-frames or not
+                if last_dts is not None and dts > last_dts:
+                    if dts - last_dts > GAP_FACTOR * step:
+                        burst.decode_errors += 1
+                    step = min(step, dts - last_dts)
+                last_dts = dts
             if limits.max_bytes is not None and burst.received_bytes > limits.max_bytes:
                 burst.over_budget = True
                 break
-            if limits.keyframes_only and packet.size and (not packet.is_keyframe or (
-                    first_t is not None and last_t is not None and last_t - first_t < limits.gap_s)):
+            if limits.keyframes_only and size and (not packet.is_keyframe or (
+                    first_t is not None and last_t is not None and not apart(last_t))):
                 continue  # skipped by the decoder anyway, or a key frame inside the gap: not needed
             try:
                 decoded = ctx.decode(packet)
@@ -235,26 +291,39 @@ def _grab(url: str, limits: Limits, cancelled: threading.Event, burst: Burst, t0
                         return
                 # The stream's first packet may come without a timestamp (RTP's first, before RTCP
                 # has mapped the clock): it is then the latest packet's time, or the start.
-                t = float(frame.time) if frame.time is not None else (last_t or 0.0)
-                if first_t is not None and t - first_t < limits.gap_s:
+                t = frame.pts if frame.pts is not None else (last_t or 0)
+                if first_t is not None and not apart(t):
                     continue
                 if first_t is None:
                     first_t = t
                     burst.frame_ms = (time.monotonic() - t0) * 1000
                 burst.frames.append(_scaled(frame))
+                burst.times.append(t * tick_s)
                 if len(burst.frames) >= limits.frames:
                     return
     except (av.error.FFmpegError, OSError) as exc:
         if not burst.frames:
-            burst.reason = _reason(exc, time.monotonic() - read_at, limits.read_s)
+            burst.reason = _reason(exc, time.monotonic() - asked, limits.read_s)
     finally:
         container.close()
 
 
+_scalers = threading.local()  # one libswscale context per worker thread, kept between grabs
+
+
 def _scaled(frame) -> np.ndarray:
-    """The frame as BGR, ANALYSIS_WIDTH wide at most (libswscale's area filter, as ffmpeg's)."""
+    """The frame as BGR, ANALYSIS_WIDTH wide at most (libswscale's area filter, as ffmpeg's), on
+    this thread: libswscale's default starts a thread per core for each new scaler, which cost
+    4 ms of this thread's CPU and 10 ms of the process's per 640×360 frame, 0.65 ms on one; the
+    thread's scaler kept for the next frame of the same size and format, 0.4 ms."""
+    from av.video.reformatter import VideoReformatter
+
     width = min(ANALYSIS_WIDTH, frame.width)
     height = max(2, round(frame.height * width / frame.width / 2) * 2)
     if height > MAX_HEIGHT:
         height = MAX_HEIGHT
-    return frame.reformat(width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
+    scaler = getattr(_scalers, "scaler", None)
+    if scaler is None:
+        scaler = _scalers.scaler = VideoReformatter()
+    return scaler.reformat(frame, width=width, height=height, format="bgr24", interpolation="AREA",
+                           threads=1).to_ndarray()

@@ -57,7 +57,7 @@ class Frame:
 
     @cached_property
     def block_luma(self) -> np.ndarray:
-        return _block_means(self.gray.astype(np.float32))
+        return _block_sums_u8(self.gray) / _grid(*self.gray.shape)[2]
 
     @cached_property
     def lab(self) -> np.ndarray:
@@ -110,6 +110,15 @@ def _block_sums(values: np.ndarray, shape: tuple[int, ...] | None = None) -> np.
     (differences between neighbours): the missing one counts 0."""
     ys, xs, _ = _grid(*(shape or values.shape)[:2])
     return np.add.reduceat(np.add.reduceat(values, ys, axis=0), xs, axis=1)
+
+
+def _block_sums_u8(values: np.ndarray) -> np.ndarray:
+    """`_block_sums` of uint8 `values` (H×W or H×W×C), as float32: summed as integers, without
+    a float copy of the frame first (0.2–0.5 ms a frame less). The same numbers: a block of a
+    frame up to 480 × 2000 (the decoders' bound) sums to less than 2²⁴, which float32 holds
+    exactly, so both ways give every block's exact sum."""
+    ys, xs, _ = _grid(*values.shape[:2])
+    return np.add.reduceat(np.add.reduceat(values, ys, axis=0, dtype=np.int32), xs, axis=1).astype(np.float32)
 
 
 def _block_means(values: np.ndarray) -> np.ndarray:
@@ -176,8 +185,8 @@ def _chroma_blocks(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per block of GRID: mean BGR (3×rows×cols, +1 so that ratios exist), mean CIELAB a* and b*
     (OpenCV's 8-bit Lab, centred on 0) — (bgr, a, b)."""
     counts = _grid(*frame.gray.shape)[2][..., None]
-    bgr = (_block_sums(frame.bgr.astype(np.float32)) / counts).transpose(2, 0, 1) + 1.0  # all channels at once
-    ab = _block_sums(frame.lab[..., 1:].astype(np.float32)) / counts - 128
+    bgr = (_block_sums_u8(frame.bgr) / counts).transpose(2, 0, 1) + 1.0  # all channels at once
+    ab = _block_sums_u8(frame.lab[..., 1:]) / counts - 128
     return bgr, ab[..., 0], ab[..., 1]
 
 
@@ -308,8 +317,8 @@ def frozen(frames: list[Frame], still: float = 0.5) -> float:
         if a.gray.shape != b.gray.shape:
             shares.append(0.0)
             continue
-        diff = cv2.absdiff(a.gray, b.gray).astype(np.float32)
-        shares.append(float((_block_means(diff) < still).mean()))
+        diff = cv2.absdiff(a.gray, b.gray)
+        shares.append(float((_block_sums_u8(diff) / _grid(*diff.shape)[2] < still).mean()))
     return min(shares)
 
 
