@@ -44,9 +44,9 @@ from probes.base import ConfirmConfig, Probe, ProbeResult, Starter
 log = logging.getLogger("fleetmon.scheduler")
 
 # How often the spreading loop wakes up to start the targets whose slot has come. Coarser
-# ticks cost less CPU; 10 ms keeps the spread even for any realistic interval. On the daemon's
+# ticks cost less CPU; 20 ms keeps the spread even for any realistic interval. On the daemon's
 # grid (monitor.core.ticks), so its wake-ups are the ICMP engine's too.
-_TICK_NS = 2 * GRID_NS
+_TICK_NS = 4 * GRID_NS
 # Extra time granted beyond a probe's own worst case before the scheduler cancels it.
 _TIMEOUT_MARGIN_S = 1.0
 CALLER_TIMEOUT = "caller timeout"
