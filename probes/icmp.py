@@ -10,7 +10,9 @@ a socket per request run out of descriptors and CPU at a few thousand hosts. Thi
 - ONE table of outstanding echoes per socket, keyed by sequence number; a reply is ours only
   when identifier, sequence, source address and (payload ≥ 1 byte) the engine's random payload
   prefix all match, so other processes' ICMP (fping on raw sockets) and garbage are ignored;
-- ONE expiry timer for all echoes (FIFO per timeout value) instead of a timer per echo.
+- ONE task for all of it, ticking on the daemon's grid (monitor.core.ticks): each tick reads
+  the replies queued, sends, and expires echoes (a FIFO per timeout value); no callback per
+  reply and no timer per echo, each of which would wake the process on its own.
 
 ICMP errors (destination unreachable, time exceeded, parameter problem, packet too big) that
 quote one of our echoes finish that echo at once with the error as its reason; send errors
@@ -45,6 +47,7 @@ from pydantic import Field, model_validator
 
 from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
+from monitor.core.ticks import GRID_NS, at_loop_time, next_tick_ns, resolve
 from monitor.core.model import Basis, Device, IPAddress, Selector
 from probes.base import ConfirmConfig, ProbeResult
 
@@ -133,10 +136,16 @@ MAX_IP_PACKET = 65_535
 """Receive buffer per read: a reassembled IPv4 datagram with its header fits (RFC 791)."""
 SOCKET_BUFFER_BYTES = 32 << 20
 """Asked-for SO_RCVBUF/SO_SNDBUF: replies to a 10,000-target burst must not be dropped."""
-SEND_TICK_S = 0.002
-"""Sender wake-up period; each wake-up sends the tokens earned since (a small burst)."""
+TICK_NS = 2 * GRID_NS
+"""The engine's tick while echoes wait to be sent (IcmpEngine._run), 10 ms; each sends the
+tokens earned since (a small burst: packets_per_second × 10 ms, 50 at 5,000/s, to as many
+targets; a 10 Mbit/s line to a site of 20 cameras takes its share in under 2 ms)."""
+IDLE_TICK_NS = 8 * GRID_NS
+"""The longest tick while only replies are awaited: how late a reply may be read, 40 ms."""
 READ_BATCH = 512
-"""Datagrams read per readability callback before yielding to the event loop."""
+"""Datagrams read per recvmsg round (_Channel.on_readable)."""
+OVERLOAD_BACKLOG_S = 1.0
+"""Send-queue delay beyond which the engine warns that pacing is too slow."""
 CLOCK_SLACK_NS = 1_000_000
 """Allowed excess of the kernel RTT over the monotonic RTT (clock slewing) before the
 kernel timestamp is distrusted (a wall-clock step between send and receive)."""
@@ -430,27 +439,29 @@ class PingStats:
     def fields(self) -> dict[str, float | int | bool]:
         """Fields of the `icmp` measurement (monitor/metrics/schema.py); RTT fields only with a reply,
         jitter only with two."""
+        # Once per device per cycle (100,000 a cycle at scale): the properties' arithmetic inline,
+        # the same values (tests/test_icmp.py compares them with the properties).
+        sent, received, r = self.sent, self.received, self.rtts_ms
         out: dict[str, float | int | bool] = {
-            "up": self.up,
-            "sent": self.sent,
-            "received": self.received,
-            "loss_pct": round(self.loss_pct, 3),
+            "up": received > 0,
+            "sent": sent,
+            "received": received,
+            "loss_pct": round(100.0 * (sent - received) / sent, 3) if sent else 100.0,
             "payload_bytes": self.payload_bytes,
         }
-        if self.rtts_ms:
-            out["rtt_min_ms"] = round(min(self.rtts_ms), 3)
-            out["rtt_avg_ms"] = round(sum(self.rtts_ms) / len(self.rtts_ms), 3)
-            out["rtt_max_ms"] = round(max(self.rtts_ms), 3)
-        jitter = self.jitter_ms
-        if jitter is not None:
-            out["jitter_ms"] = round(jitter, 3)
+        if r:
+            out["rtt_min_ms"] = round(min(r), 3)
+            out["rtt_avg_ms"] = round(sum(r) / len(r), 3)
+            out["rtt_max_ms"] = round(max(r), 3)
+            if len(r) > 1:
+                out["jitter_ms"] = round(self.jitter_ms, 3)
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """A parsed destination: canonical text (as the kernel reports sources), family, socket
-    address for sendto and packed bytes (to compare with the destination quoted in errors)."""
+    address for sendto and packed bytes (to compare with the destination quoted in errors).
+    A tuple, not a frozen dataclass: one is made per device per cycle, at a third of the cost."""
 
     address: str
     family: int
@@ -630,7 +641,7 @@ class _Channel:
     def on_readable(self) -> int:
         """Read up to READ_BATCH datagrams (the loop calls again while more are queued); returns
         how many were read, so READ_BATCH means more may wait."""
-        sock, bufs, anc_size = self.sock, self._bufs, self._anc_size
+        sock, bufs, anc_size, engine, raw4 = self.sock, self._bufs, self._anc_size, self.engine, self._raw4
         view = bufs[0]
         read = 0
         for read in range(1, READ_BATCH + 1):
@@ -646,7 +657,16 @@ class _Channel:
             if n > MAX_IP_PACKET or flags & MSG_TRUNC:
                 self.engine.counters["malformed"] += 1
                 continue
-            self.engine.on_message(self, view[:n], addr[0], _kernel_time_ns(ancdata))
+            if raw4:
+                # Nearly every packet: a whole echo reply, checked and matched here without
+                # parse_icmp4's general path (its tuple and copies); anything else goes there.
+                ihl = (view[0] & 0x0F) << 2
+                if view[0] >> 4 == 4 and ihl >= 20 and n >= ihl + 8 and view[ihl] == ICMP_ECHO_REPLY \
+                        and ones_complement_sum(view[ihl:n]) == 0:
+                    ident, seq = _ID_SEQ.unpack_from(view, ihl + 4)
+                    engine.on_echo_reply(self, ident, seq, view[ihl + 8 : min(n, ihl + 24)], addr[0], _kernel_time_ns(ancdata))
+                    continue
+            engine.on_message(self, view[:n], addr[0], _kernel_time_ns(ancdata))
         if self.kind == "dgram":
             self._drain_error_queue()
         return read
@@ -750,7 +770,7 @@ class _Run:
     def finish(self) -> None:
         self.finished = True
         self.engine.runs.discard(self)
-        rtts = tuple(round(r / 1e6, 6) for r in self.rtts_ns if r is not None)
+        rtts = tuple([round(r / 1e6, 6) for r in self.rtts_ns if r is not None])
         self.on_done(PingStats(self.target.address, self.sent_count, len(rtts), rtts, self.params.payload_size,
                                None if rtts else (self.reason or "timeout")))
 
@@ -799,15 +819,13 @@ class IcmpEngine:
         self._waiters: set[asyncio.Future] = set()  # futures of ping()/ping_many() callers
         self.counters: collections.Counter[str] = collections.Counter()
         self._queue: collections.deque[_Echo] = collections.deque()
-        self._wakeup: asyncio.Future[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None  # the tick task's sleep; set to wake it
+        self._dozing = False  # the tick task sleeps longer than a tick (or until an echo is queued)
         self._sender: asyncio.Task[None] | None = None
         self._expiry: dict[int, collections.deque[_Echo]] = {}  # timeout ns → echoes by deadline
-        self._reaper: asyncio.TimerHandle | None = None
-        self._reaper_at = 0
         self._later: dict[int, collections.deque[tuple[int, _Run]]] = {}  # interval ns → (due ns, run)
-        self._pacer: asyncio.TimerHandle | None = None
-        self._pacer_at = 0
         self._payload_block = os.urandom(MAX_IP_PACKET)
+        self._overload_warned = -60.0
         self._payloads: dict[int, tuple[bytes, int]] = {}
 
     async def __aenter__(self) -> "IcmpEngine":
@@ -840,14 +858,13 @@ class IcmpEngine:
             self._add_channel(AF_INET6, self.mode, open_icmp_socket(AF_INET6, self.mode))
         except OSError as exc:
             self.unavailable[AF_INET6] = f"IPv6 not available ({exc.strerror or exc})"
-        self._sender = self.loop.create_task(self._send_loop(), name="icmp-sender")
+        self._sender = self.loop.create_task(self._run(), name="icmp-engine")
         log.info("ICMP engine: %s sockets, %g echoes/s%s", self.mode, self.packets_per_second,
                  "".join(f"; {why}" for why in self.unavailable.values()))
 
     def _add_channel(self, family: int, kind: Literal["raw", "dgram"], sock: socket.socket) -> None:
         channel = _Channel(self, family, kind, sock)
         self.channels[family] = channel
-        self.loop.add_reader(sock.fileno(), channel.on_readable)
 
     async def close(self) -> None:
         """Stop sending, cancel every outstanding ping (its awaiting caller sees
@@ -863,15 +880,8 @@ class IcmpEngine:
             run.cancel()
         for waiter in self._waiters:
             waiter.cancel()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            self._reaper = None
-        if self._pacer is not None:
-            self._pacer.cancel()
-            self._pacer = None
         self._later.clear()
         for channel in self.channels.values():
-            self.loop.remove_reader(channel.sock.fileno())
             channel.sock.close()
         self.channels.clear()
         self._queue.clear()
@@ -959,39 +969,78 @@ class IcmpEngine:
         run.submit()
         return run
 
-    # -- sending --------------------------------------------------------------------------------
+    # -- the tick: reading, the next echoes, sending, expiry ---------------------------------------
 
     def enqueue(self, echo: _Echo) -> None:
         self._queue.append(echo)
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        if self._dozing and self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)  # idle or waiting long for replies: send it now
 
-    async def _send_loop(self) -> None:
-        """Token bucket over all targets: every SEND_TICK_S send the tokens earned since (up to
-        two ticks' worth, so that a late wake-up catches up without a big burst)."""
+    async def _run(self) -> None:
+        """The engine's one task. A tick reads every reply queued, queues the echoes whose time
+        has come, sends the tokens earned since the last tick (a token bucket over all targets,
+        up to two ticks' worth) and expires the echoes past their timeout, in that order, so a
+        reply waiting in the socket is never taken for a loss. Ticks fall on the daemon's grid
+        (monitor.core.ticks): every TICK_NS while echoes wait to be sent, else at the next echo
+        or deadline due but at least every IDLE_TICK_NS; with nothing outstanding the task
+        sleeps until an echo is queued. No callback per reply or timer: each would wake the
+        process on its own (~50 µs of CPU a wake-up on a VM, most of the daemon's CPU at 10,000
+        devices). Replies read up to IDLE_TICK_NS late keep their RTT: it is timed by the
+        kernel's receive timestamp (SO_TIMESTAMPNS)."""
         rate = self.packets_per_second / 1e9  # tokens per ns
-        burst_max = max(1.0, 2 * self.packets_per_second * SEND_TICK_S)
+        burst_max = max(1.0, 2 * self.packets_per_second * TICK_NS / 1e9)
         tokens, last = 1.0, time.monotonic_ns()
+        loop = self.loop
         while True:
-            if not self._queue:
-                self._wakeup = self.loop.create_future()
-                await self._wakeup
-                self._wakeup = None
             now = time.monotonic_ns()
             tokens = min(burst_max, tokens + (now - last) * rate)
             last = now
-            if tokens < 1:
-                await asyncio.sleep((1 - tokens) / rate / 1e9)
-                continue
-            sent, blocked = self._send_burst(int(tokens))
-            tokens -= sent
-            if blocked is not None:
-                await self._writable(blocked)
-            elif self._queue:
-                await asyncio.sleep(SEND_TICK_S)
+            self._read_all()
+            self._submit_due(now)
+            if tokens >= 1:
+                tokens -= self._send_burst(int(tokens))
+            self._expire(time.monotonic_ns())
+            self._warn_if_overloaded()
+            wake_ns = self._next_wake_ns(tokens, rate)
+            self._wakeup = loop.create_future()
+            self._dozing = wake_ns is None or wake_ns - time.monotonic_ns() > TICK_NS
+            timer = None if wake_ns is None else loop.call_at(at_loop_time(wake_ns), resolve, self._wakeup)
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+                self._dozing = False
+                if timer is not None:
+                    timer.cancel()
 
-    def _send_burst(self, budget: int) -> tuple[int, _Channel | None]:
-        """Send up to `budget` queued echoes. Returns (sent, channel whose socket would block)."""
+    def _next_wake_ns(self, tokens: float, rate: float) -> int | None:
+        """The next tick on the grid (module docstring of monitor.core.ticks): None when nothing
+        is outstanding (woken by `enqueue`)."""
+        now = time.monotonic_ns()
+        if self._queue:
+            # The next tick, or later when the bucket earns its next token later (a low rate).
+            return next_tick_ns(TICK_NS, now + max(0, int((1 - tokens) / rate)) - 1)
+        if not self.runs:
+            return None
+        due = now + IDLE_TICK_NS
+        for fifo in self._later.values():
+            if fifo and fifo[0][0] < due:
+                due = fifo[0][0]
+        for fifo in self._expiry.values():
+            if fifo and fifo[0].deadline_ns < due:
+                due = fifo[0].deadline_ns
+        return next_tick_ns(TICK_NS, max(due, now) - 1)
+
+    def _read_all(self) -> None:
+        """Every datagram queued on every socket (bounded: the buffer's worth)."""
+        for channel in self.channels.values():
+            for _ in range(SOCKET_BUFFER_BYTES // (64 * READ_BATCH)):
+                if channel.on_readable() < READ_BATCH:
+                    break
+
+    def _send_burst(self, budget: int) -> int:
+        """Send up to `budget` queued echoes; stops early when a socket would block (the next
+        tick tries again). Returns how many were sent (or failed to send)."""
         queue, sent = self._queue, 0
         while queue and sent < budget:
             echo = queue.popleft()
@@ -1002,12 +1051,11 @@ class IcmpEngine:
             if seq is None:  # 65,536 echoes in flight on this socket: wait for some to finish
                 queue.appendleft(echo)
                 break
-            status = self._send_one(channel, echo, seq)
-            if status == "blocked":
+            if self._send_one(channel, echo, seq) == "blocked":
                 queue.appendleft(echo)
-                return sent, channel
+                break
             sent += 1
-        return sent, None
+        return sent
 
     def _send_one(self, channel: _Channel, echo: _Echo, seq: int) -> Literal["sent", "failed", "blocked"]:
         run = echo.run
@@ -1024,7 +1072,7 @@ class IcmpEngine:
                 echo.seq = None
                 return "blocked"
             except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
+                if exc.errno == errno.ENOBUFS:  # a full device queue: not signalled by poll
                     del channel.pending[seq]
                     echo.seq = None
                     return "blocked"
@@ -1046,100 +1094,50 @@ class IcmpEngine:
         if fifo is None:
             fifo = self._expiry[timeout_ns] = collections.deque()
         fifo.append(echo)
-        self._arm_reaper(echo.deadline_ns)
         run.sent(echo)
         return "sent"
 
-    async def _writable(self, channel: _Channel) -> None:
-        """Wait until the socket may take more (EAGAIN), at most one tick: ENOBUFS (a full
-        device queue) is not signalled by poll, so the tick bounds that wait."""
-        future: asyncio.Future[None] = self.loop.create_future()
-        fd = channel.sock.fileno()
-
-        def ready() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        self.loop.add_writer(fd, ready)
-        timer = self.loop.call_later(SEND_TICK_S, ready)
-        try:
-            await future
-        finally:
-            timer.cancel()
-            self.loop.remove_writer(fd)
-
-    # -- the next echo of a run ------------------------------------------------------------------
+    def _warn_if_overloaded(self) -> None:
+        # Echoes queue up when the fleet needs more echoes per second than `packets_per_second`
+        # (devices × count / (spread × interval)): every echo then waits, RTTs are still right
+        # (timed from the actual send) but cycles run long. Say so, at most once a minute.
+        backlog = self.backlog_s()
+        if backlog > OVERLOAD_BACKLOG_S:
+            now = time.monotonic()
+            if now - self._overload_warned >= 60.0:
+                self._overload_warned = now
+                log.warning(
+                    "ICMP send queue is %.1f s behind: packets_per_second %g is too low for this fleet "
+                    "(needs about devices × count / (scheduler.spread × interval_s)); cycles will run long",
+                    backlog, self.packets_per_second,
+                )
 
     def later(self, run: _Run, due_ns: int) -> None:
         """Queue `run`'s next echo at `due_ns` (monotonic): one FIFO per echo interval (so each
-        is in time order) and one timer for them all, instead of an asyncio timer per echo
-        (60,000 a cycle at 10,000 devices, each a heap push and pop with Python comparisons).
-        The timer fires on the sender's tick grid (SEND_TICK_S), which sends no sooner anyway;
-        RTTs are timed from the actual send."""
+        is in time order), read by the tick; the echo leaves at the first tick at or after
+        `due_ns` (RTTs are timed from the actual send)."""
         interval_ns = round(run.params.echo_interval_s * 1e9)
         fifo = self._later.get(interval_ns)
         if fifo is None:
             fifo = self._later[interval_ns] = collections.deque()
         fifo.append((due_ns, run))
-        self._arm_pacer(due_ns)
 
-    def _arm_pacer(self, due_ns: int) -> None:
-        tick = round(SEND_TICK_S * 1e9)
-        at = -(-due_ns // tick) * tick  # up to the tick grid
-        if self._pacer is not None and self._pacer_at <= at:
-            return
-        if self._pacer is not None:
-            self._pacer.cancel()
-        self._pacer_at = at
-        self._pacer = self.loop.call_at(at / 1e9, self._submit_due)
-
-    def _submit_due(self) -> None:
-        """Queue the echoes whose time has come; re-arm for the earliest left."""
-        self._pacer = None
-        now = time.monotonic_ns()
-        earliest = None
+    def _submit_due(self, now: int) -> None:
+        """Queue the echoes whose time has come."""
         for fifo in self._later.values():
             while fifo and fifo[0][0] <= now:
                 run = fifo.popleft()[1]
                 if not run.finished:
                     run.submit()
-            if fifo and (earliest is None or fifo[0][0] < earliest):
-                earliest = fifo[0][0]
-        if earliest is not None:
-            self._arm_pacer(earliest)
 
-    # -- expiry ---------------------------------------------------------------------------------
-
-    def _arm_reaper(self, deadline_ns: int) -> None:
-        if self._reaper is not None and self._reaper_at <= deadline_ns:
-            return
-        if self._reaper is not None:
-            self._reaper.cancel()
-        self._reaper_at = deadline_ns
-        self._reaper = self.loop.call_at(deadline_ns / 1e9, self._reap)
-
-    def _reap(self) -> None:
-        """Time out echoes whose deadline passed. Replies already in the socket buffers are
-        read first so that a busy event loop never turns an answered echo into a timeout."""
-        self._reaper = None
-        for channel in list(self.channels.values()):
-            # Everything queued, not one batch: after the event loop was held up (a long
-            # evaluation at 100,000 devices) thousands of replies can wait, and each one left
-            # unread here would expire as a false loss.
-            for _ in range(SOCKET_BUFFER_BYTES // (64 * READ_BATCH)):
-                if channel.on_readable() < READ_BATCH:
-                    break
-        now = time.monotonic_ns()
-        next_deadline = None
+    def _expire(self, now: int) -> None:
+        """Time out the echoes whose deadline passed (after `_read_all`: a reply waiting in the
+        socket, however late the tick, was taken first)."""
         for fifo in self._expiry.values():
             while fifo and (fifo[0].done or fifo[0].deadline_ns <= now):
                 echo = fifo.popleft()
                 if not echo.done:
                     self._complete(echo, None, "timeout")
-            if fifo and (next_deadline is None or fifo[0].deadline_ns < next_deadline):
-                next_deadline = fifo[0].deadline_ns
-        if next_deadline is not None:
-            self._arm_reaper(next_deadline)
 
     def _complete(self, echo: _Echo, rtt_ns: int | None, reason: str | None) -> None:
         channel = echo.run.channel
@@ -1171,20 +1169,25 @@ class IcmpEngine:
             self.counters["malformed"] += 1
             return
         if parsed.kind == "reply":
-            echo = self._match(channel, parsed.ident, parsed.seq, source)
-            if echo is None:
-                return
-            size = echo.run.params.payload_size
-            if parsed.payload[: min(size, 16)] != self._payload_block[: min(size, 16)]:
-                self.counters["foreign"] += 1  # right numbers, someone else's payload
-                return
-            self._on_reply(echo, rx_real_ns)
+            self.on_echo_reply(channel, parsed.ident, parsed.seq, parsed.payload, source, rx_real_ns)
             return
         dst = socket.inet_ntop(channel.family, parsed.quoted_dst)
         echo = self._match(channel, parsed.ident, parsed.seq, dst)
         if echo is not None:
             self.counters["errors"] += 1
             self._complete(echo, None, icmp_error_reason(channel.family, parsed.icmp_type, parsed.code))
+
+    def on_echo_reply(self, channel: _Channel, ident: int, seq: int, payload: bytes | memoryview, source: str,
+                      rx_real_ns: int | None) -> None:
+        """An echo reply from `source`; `payload`: its first 16 payload bytes (or fewer)."""
+        echo = self._match(channel, ident, seq, source)
+        if echo is None:
+            return
+        size = echo.run.params.payload_size
+        if payload[: min(size, 16)] != self._payload_block[: min(size, 16)]:
+            self.counters["foreign"] += 1  # right numbers, someone else's payload
+            return
+        self._on_reply(echo, rx_real_ns)
 
     def on_queued_error(self, channel: _Channel, quoted: memoryview, destination: str,
                         ee_errno: int, origin: int, icmp_type: int, code: int) -> None:
@@ -1248,7 +1251,6 @@ async def sweep(addresses: Iterable[str | IPAddress], cfg: IcmpConfig | None = N
 # The probe.
 
 
-OVERLOAD_BACKLOG_S = 1.0  # send-queue delay beyond which IcmpProbe warns that pacing is too slow
 
 
 MEASUREMENT = MeasurementSpec(
@@ -1292,7 +1294,6 @@ class IcmpProbe:
         self._defaults = PingParams.from_config(cfg)
         self._overrides: list[tuple[Selector, IcmpOverride]] = [(o.match.selector(), o) for o in cfg.overrides]
         self._params: dict[tuple, PingParams] = {}
-        self._overload_warned = -60.0
 
     async def __aenter__(self) -> "IcmpProbe":
         engine = IcmpEngine(mode=self.cfg.mode, packets_per_second=self.cfg.packets_per_second)
@@ -1304,20 +1305,6 @@ class IcmpProbe:
         if self.engine is not None:
             await self.engine.close()
             self.engine = None
-
-    def _warn_if_overloaded(self) -> None:
-        # Echoes queue up when the fleet needs more echoes per second than `packets_per_second`
-        # (devices × count / (spread × interval)): every echo then waits, RTTs are still right
-        # (timed from the actual send) but cycles run long. Say so, at most once a minute.
-        backlog = self.engine.backlog_s() if self.engine is not None else 0.0
-        now = time.monotonic()
-        if backlog > OVERLOAD_BACKLOG_S and now - self._overload_warned >= 60.0:
-            self._overload_warned = now
-            log.warning(
-                "ICMP send queue is %.1f s behind: packets_per_second %g is too low for this fleet "
-                "(needs about devices × count / (scheduler.spread × interval_s)); cycles will run long",
-                backlog, self.cfg.packets_per_second,
-            )
 
     def wants(self, device: Device) -> bool:
         """Every device with an address is pinged."""
@@ -1354,7 +1341,6 @@ class IcmpProbe:
         if device.address is None:
             on_done(ProbeResult(device.id, self.name, started, False, "no address", {"up": False}))
             return None
-        self._warn_if_overloaded()
         name, device_id = self.name, device.id
 
         def finished(stats: PingStats) -> None:
@@ -1372,6 +1358,5 @@ class IcmpProbe:
         params = self.params_for(device)
         if device.address is None:
             return ProbeResult(device.id, self.name, started, False, "no address", {"up": False})
-        self._warn_if_overloaded()
         stats = await self.engine.ping(device.address, params)
         return ProbeResult(device.id, self.name, started, stats.up, stats.reason, stats.fields())

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
+import random
 
 import pytest
 
 from lab.faults_spool import point_time
 from monitor.core.model import Device, Kind, Status
-from monitor.metrics.sink import InfluxSink, encode_line
 from monitor.metrics import spool as spool_module
+from monitor.metrics.sink import KEY_ESCAPES, STRING_ESCAPES, InfluxSink, encode_line, escape_key, escape_string
 from monitor.metrics.spool import Spool
 from monitor.metrics.writer import device_state_lines
 from monitor.state.tracker import State
@@ -53,6 +54,18 @@ def test_device_state_lines_are_what_encode_line_makes(state):
         expected.append(encode_line("device_state", tags, fields, 1_700_000_000_123_456_789))
     assert lines == expected
     assert b"lat=nan" not in b"".join(lines) and math.isnan(HOSTILE[3].lat)
+
+
+def test_escapes_skip_translate_only_when_nothing_needs_escaping():
+    # escape_key/escape_string look for a special character before translating (a hot path):
+    # the same text as translate for every mix of specials, quotes, backslashes and CJK.
+    rng = random.Random(3)
+    alphabet = ' ,="\\\nab石='
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7)))
+        assert escape_key(text) == text.translate(KEY_ESCAPES), repr(text)
+        assert escape_string(text) == text.translate(STRING_ESCAPES), repr(text)
+    assert escape_key("site, one = 二") == "site\\,\\ one\\ \\=\\ 二"
 
 
 def _records(spool_dir) -> bytes:

@@ -150,6 +150,20 @@ def test_stats_fields_follow_the_schema() -> None:
     assert dead == {"up": False, "sent": 2, "received": 0, "loss_pct": 100.0, "payload_bytes": 20_000}
 
 
+def test_stats_fields_agree_with_the_properties() -> None:
+    # fields() computes loss and jitter inline (a hot path): the same values as the properties.
+    rng = random.Random(7)
+    for _ in range(500):
+        sent = rng.randint(0, 6)
+        rtts = tuple(round(rng.uniform(0.05, 900.0), 6) for _ in range(rng.randint(0, sent)))
+        stats = PingStats("10.0.0.1", sent, len(rtts), rtts, 56, None if rtts else "timeout")
+        fields = stats.fields()
+        assert fields["up"] is stats.up and fields["loss_pct"] == round(stats.loss_pct, 3)
+        assert fields.get("jitter_ms") == (None if stats.jitter_ms is None else round(stats.jitter_ms, 3))
+        if rtts:
+            assert fields["rtt_avg_ms"] == round(sum(rtts) / len(rtts), 3)
+
+
 def test_overrides_overlay_in_order_and_budget_covers_the_timeline() -> None:
     cfg = IcmpConfig(
         count=3, echo_interval_ms=200, timeout_s=1, retries=0, payload_size=56,

@@ -38,13 +38,15 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from monitor.core.model import Device
+from monitor.core.ticks import GRID_NS, sleep_to_tick
 from probes.base import ConfirmConfig, Probe, ProbeResult, Starter
 
 log = logging.getLogger("fleetmon.scheduler")
 
 # How often the spreading loop wakes up to start the targets whose slot has come. Coarser
-# ticks cost less CPU; 10 ms keeps the spread even for any realistic interval.
-_TICK_S = 0.01
+# ticks cost less CPU; 20 ms keeps the spread even for any realistic interval. On the daemon's
+# grid (monitor.core.ticks), so its wake-ups are the ICMP engine's too.
+_TICK_NS = 4 * GRID_NS
 # Extra time granted beyond a probe's own worst case before the scheduler cancels it.
 _TIMEOUT_MARGIN_S = 1.0
 CALLER_TIMEOUT = "caller timeout"
@@ -178,7 +180,7 @@ class Scheduler:
                     task.add_done_callback(done)
                     i += 1
                 if i < n:
-                    await asyncio.sleep(_TICK_S)
+                    await sleep_to_tick(_TICK_NS)
             while running:
                 # A callback bug (in _on_result) surfaces here and crashes the cycle, loudly.
                 await asyncio.gather(*running)
@@ -256,7 +258,7 @@ class Scheduler:
                     break
                 if i >= n and live and time.monotonic() > deadline:
                     self._overdue(live, finish)
-                await asyncio.sleep(_TICK_S)
+                await sleep_to_tick(_TICK_NS)
             if crashed:
                 raise crashed[0]
         finally:

@@ -117,6 +117,20 @@ _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 # Line-protocol escapes (str.translate tables): tag keys and values, field keys; string field values.
 KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
 STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+# Most texts need no escape: a regular-expression search finds that in a quarter of the time a
+# translate takes (0.1 against 0.4–0.6 µs; five texts a line, 30,000 lines a cycle at 10,000 devices).
+_KEY_SPECIAL = re.compile("[,= \n]").search
+_STRING_SPECIAL = re.compile('[\\\\"\n]').search
+
+
+def escape_key(text: str) -> str:
+    """A tag key or value, or a field key, escaped for line protocol (KEY_ESCAPES)."""
+    return text if _KEY_SPECIAL(text) is None else text.translate(KEY_ESCAPES)
+
+
+def escape_string(text: str) -> str:
+    """A string field value's text, escaped for line protocol (STRING_ESCAPES), without its quotes."""
+    return text if _STRING_SPECIAL(text) is None else text.translate(STRING_ESCAPES)
 
 
 def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int) -> bytes:
@@ -134,6 +148,7 @@ def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, 
     Returns b"" when no field has a value (NaN and ±inf floats cannot be written)."""
     spec = schema.check(measurement, tags, fields)
     plan = _PLANS.get(measurement) or _plan(measurement, spec)
+    isfinite = math.isfinite
     head, tag_prefixes, field_prefixes = plan
     encoded = []
     for key, value in fields.items():
@@ -142,13 +157,15 @@ def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, 
         # general path, which converts and raises like it always did.
         kind = type(value)
         if kind is float and declared == "float":
-            if not math.isfinite(value):
+            if not isfinite(value):
                 continue
             text = repr(value)
         elif kind is int and declared == "integer":
             text = f"{value}i"
+        elif kind is bool and declared == "boolean":  # every probe's `up`
+            text = "true" if value else "false"
         elif kind is str and declared == "string":
-            text = '"' + value.translate(STRING_ESCAPES) + '"'
+            text = '"' + escape_string(value) + '"'
         else:
             general = _field_text(_typed(measurement, key, declared, value))
             if general is None:
@@ -161,7 +178,7 @@ def encode_line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, 
     for key, prefix in tag_prefixes:
         value = tags.get(key)
         if value:
-            parts.append(prefix + value.translate(KEY_ESCAPES))
+            parts.append(prefix + (value if _KEY_SPECIAL(value) is None else value.translate(KEY_ESCAPES)))
     return f"{''.join(parts)} {','.join(encoded)} {ts_ns}".encode()
 
 
@@ -187,7 +204,7 @@ def _field_text(value: FieldValue) -> str | None:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None
-    return '"' + value.translate(STRING_ESCAPES) + '"'
+    return '"' + escape_string(value) + '"'
 
 
 def _typed(measurement: str, name: str, declared: schema.FieldType, value: FieldValue) -> FieldValue:

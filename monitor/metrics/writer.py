@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Protocol, Sequence
 
 from monitor.core.model import Device
 from monitor.metrics.schema import OPEN_ORDER_SLOTS
-from monitor.metrics.sink import KEY_ESCAPES, STRING_ESCAPES, InfluxSink, encode_line
+from monitor.metrics.sink import InfluxSink, encode_line, escape_key, escape_string
 from monitor.state.online_rate import GroupRate
 from monitor.state.tracker import State
 from probes.base import ProbeResult
@@ -82,7 +82,7 @@ def device_state_lines(basis: str, states: Mapping[str, State], devices: Iterabl
     these are two of every three lines the daemon writes (network and online basis per device
     per cycle), and the general encoder's dict, schema check and per-field dispatch cost about
     twice as much (docs/PERFORMANCE.md)."""
-    head = "device_state,basis=" + basis.translate(KEY_ESCAPES)
+    head = "device_state,basis=" + escape_key(basis)
     tail = f" {ts_ns}"
     up = State.UP
     lines = []
@@ -92,12 +92,12 @@ def device_state_lines(basis: str, states: Mapping[str, State], devices: Iterabl
             continue
         region, site = device.region, device.site  # tags: sorted by key; an empty value is left out
         text = (
-            f"{head},device_id={device.id.translate(KEY_ESCAPES)},kind={device.kind.value.translate(KEY_ESCAPES)}"
-            f"{',region=' + region.translate(KEY_ESCAPES) if region else ''}"
-            f"{',site=' + site.translate(KEY_ESCAPES) if site else ''}"
+            f"{head},device_id={escape_key(device.id)},kind={escape_key(device.kind.value)}"
+            f"{',region=' + escape_key(region) if region else ''}"
+            f"{',site=' + escape_key(site) if site else ''}"
             f' state="{state.value}",online={int(state is up)}i,counted={int(device.counted)}i'
-            f',name="{device.name.translate(STRING_ESCAPES)}"'
-            f',maintenance="{maintenance.get(device.id, "").translate(STRING_ESCAPES)}"'
+            f',name="{escape_string(device.name)}"'
+            f',maintenance="{escape_string(maintenance.get(device.id, ""))}"'
         )
         lat, lon = device.lat, device.lon
         if lat is not None and lon is not None:
