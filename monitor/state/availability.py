@@ -48,8 +48,10 @@ MEASURED = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO)
 """The bases probes feed (Probe.basis); `online` is combined from them (and from picture)."""
 PICTURE = "picture"
 """The picture basis' tracker: its key among the trackers of `combine` and the `probe` of its
-transitions in the state database. The period assessment (monitor.assess) reads the probes of
-MEASURED only: it does not count the picture (yet), the live rates and device_state do."""
+transitions and of its cycles (probe_watch, recorded with the frame check's while vqd is on) in
+the state database. The period assessment (monitor.assess) reads it as a probe of its own and
+combines it with this module's `combine`, so the quarter's 在线率 counts the picture exactly
+when and as the live rates and device_state do."""
 PICTURE_PROBE = "rtsp_frame"
 """The probe whose results carry the picture verdict."""
 
