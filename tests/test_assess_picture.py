@@ -189,3 +189,26 @@ async def test_the_period_and_the_live_combine_agree_on_every_basis(fleet, seed,
     assert Basis.PICTURE not in report.points["C4"].figures
     assert report.points["C3"].figures[Basis.PICTURE].span_ns < 10 * H * NS  # from its first verdict
     assert seen == 2 + 4 + 5 + 4 + 3  # SW: network, online; C1, C3: network, video, picture, online; C2 and service; C4
+
+
+async def test_the_assess_views_show_the_picture_basis_when_asked(fleet):
+    """`fleetmon availability --basis picture` / GET /api/v1/availability?basis=picture: the
+    picture's figures per group and point, its outages, as the report has them."""
+    from monitor.app.assess_text import availability_text
+    from monitor.app.assess_views import AvailabilityQuery, availability_out
+
+    inv = inventory(dev("C1"))
+    await fleet.session(-H, 11 * H)
+    await fleet.record(
+        tr("C1", "icmp", -H, "unknown", "up"), tr("C1", "rtsp", -H, "unknown", "up"),
+        tr("C1", PICTURE, -H, "unknown", "up"), tr("C1", PICTURE, 2 * H, "up", "down"),
+        tr("C1", PICTURE, 3 * H, "down", "up"),
+    )
+    report = await availability(fleet.db, inv, period(), config(), online_requires=WITH_PICTURE)
+    doc = availability_out(report, AvailabilityQuery(period="2026-09-22", basis="picture", points=True))
+    assert doc.basis is Basis.PICTURE and doc.online_requires == WITH_PICTURE
+    assert doc.groups[0].figures is not None and doc.groups[0].figures.rate_pct == 90.0
+    assert doc.groups[0].figures.down_s == H
+    assert doc.points is not None and [(o.start_ns, o.end_ns) for o in doc.points[0].outages] == [(s(2 * H), s(3 * H))]
+    text = "\n".join(availability_text(doc, "zh"))
+    assert "在线判据: network+video+picture; 口径: picture" in text and "90.000 %" in text

@@ -74,9 +74,10 @@ class AvailabilityConfig(Strict):
     """config.yaml section `availability`."""
 
     online_requires: Annotated[list[Basis], Field(min_length=1)] = [Basis.NETWORK, Basis.VIDEO]
-    """What "online" means for online rates and the 95 % rule: every listed basis that applies
-    to a device must be up. Tenders differ: some count ping only ([network]); `picture` (画面正常)
-    needs probes.rtsp_frame with vqd enabled (checked by the whole config)."""
+    """What "online" means for online rates, the period assessment (考核在线率) and the 95 %
+    rule: every listed basis that applies to a device must be up. Tenders differ: some count
+    ping only ([network]); `picture` (画面正常) needs probes.rtsp_frame with vqd enabled
+    (checked by the whole config)."""
 
     @field_validator("online_requires")
     @classmethod
