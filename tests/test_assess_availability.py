@@ -383,24 +383,26 @@ async def test_bad_exclusions_are_errors_listing_each(fleet):
 
 def test_the_lookup_rows_are_made_on_first_use_once_and_shared_between_threads():
     """monitor.assess.timeline.tables fills a key's rows when a segment first needs them (all
-    7^7 × 5 codes up front cost ~9 CPU-s per process): only what is asked is made, the same from
+    7^7 × 5 codes up front cost ~9 CPU-s per process, 7^8 × 5 with the picture): only what is asked is made, the same from
     any thread, equal ratio rows one object (the sweep compares them with `is`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from monitor.assess.config import UnknownPolicy
-    from monitor.assess.timeline import DOWN, EX_CAUSE, EX_NONE, EX_OUTSIDE, NA, UP, tables
+    from monitor.assess.history import PROBE_ORDER
+    from monitor.assess.timeline import BASES, DOWN, EX_CAUSE, EX_NONE, EX_OUTSIDE, NA, UP, tables
 
     t = tables.__wrapped__((Basis.NETWORK, Basis.VIDEO), UnknownPolicy.EXCLUDE)  # a fresh one, not the cache's
     assert len(t.add) == 0
-    icmp_up = sum(code * w for code, w in zip([UP] + [NA] * 6, t.weights))
-    icmp_down = sum(code * w for code, w in zip([DOWN] + [NA] * 6, t.weights))
+    others = [NA] * (len(PROBE_ORDER) - 1)
+    icmp_up = sum(code * w for code, w in zip([UP, *others], t.weights, strict=True))
+    icmp_down = sum(code * w for code, w in zip([DOWN, *others], t.weights, strict=True))
     codes = [key * 5 + ex for key in (icmp_up, icmp_down) for ex in (EX_NONE, EX_CAUSE, EX_OUTSIDE)]
     with ThreadPoolExecutor(8) as pool:
         rows = list(pool.map(lambda code: (t.add[code], t.offline[code], t.checks[code], t.ratio[code]), codes * 8))
     assert rows == [(t.add[c], t.offline[c], t.checks[c], t.ratio[c]) for c in codes] * 8
     assert len(t.add) == len(t.offline) == len(t.checks) == len(t.ratio) == 2 * 5  # two keys, five layers each
     assert t.offline[codes[0]] == () and t.offline[codes[2]] == () and t.add[codes[2]] == ()  # outside: nowhere
-    assert t.offline[codes[3]] == ((0, DOWN), (3, DOWN))  # network and online down
+    assert t.offline[codes[3]] == ((0, DOWN), (BASES.index(Basis.ONLINE), DOWN))  # network and online down
     assert t.ratio[codes[1]] is t.ratio[codes[4]]  # excluded, up or down: the same (empty) ratio row
     with pytest.raises(KeyError):
-        t.add[7**7 * 5]
+        t.add[7 ** len(PROBE_ORDER) * 5]

@@ -19,6 +19,9 @@ import pytest
 
 from lab.influxdb import InfluxServer
 from monitor.app.config import ConfigError, load_config
+from monitor.assess.availability import availability
+from monitor.assess.config import AvailabilityAssessmentConfig
+from monitor.assess.periods import Period
 from monitor.app.pipeline import Pipeline
 from monitor.app.snapshot import Snapshot
 from monitor.core.model import Basis
@@ -123,6 +126,37 @@ async def test_device_state_and_online_rate_carry_the_picture(tmp_path, influx: 
         "SELECT * FROM online_rate WHERE scope = 'fleet' AND kind = 'camera'", influx_db)}
     assert set(rates) == {"online", "network", "video", "picture"}
     assert (rates["picture"]["online"], rates["picture"]["offline"]) == (2, 1)
+
+
+@pytest.mark.parametrize("online_requires", [WITH_PICTURE, DEFAULT])
+async def test_the_period_assessment_reads_what_the_pipeline_stored(tmp_path, online_requires):
+    """End to end: the picture's transitions and its cycles (watched with the frame check's
+    while vqd is on) go to the state database, and the period assessment counts the picture
+    basis from them, in online only when online_requires lists it."""
+    start = time.time_ns()
+    async with flow(tmp_path, online_requires) as pipeline:
+        feed(pipeline, {"C1": "", "C2": "frozen", "C3": ""})
+        feed(pipeline, {"C1": "", "C2": "frozen", "C3": ""})
+    end = time.time_ns() + 1
+    async with StateDB(tmp_path / "state.db") as db:
+        watched = await db.execute(lambda conn: {r[0] for r in conn.execute("SELECT probe FROM probe_watch")})
+        report = await availability(db, INV, Period("test", "custom", start, end, "Asia/Shanghai"),
+                                    AvailabilityAssessmentConfig(), online_requires=online_requires)
+    assert watched == {"icmp", "rtsp_frame", PICTURE}
+    c1, c2 = report.points["C1"].figures, report.points["C2"].figures
+    assert c2[Basis.PICTURE].down_ns > 0 and c2[Basis.PICTURE].up_ns == 0
+    assert c1[Basis.PICTURE].up_ns > 0 and c1[Basis.PICTURE].down_ns == 0
+    expected = c2[Basis.PICTURE].down_ns if online_requires == WITH_PICTURE else 0
+    assert c2[Basis.ONLINE].down_ns == expected
+
+
+async def test_without_the_diagnosis_no_picture_cycle_is_recorded(tmp_path):
+    probe = RtspFrameProbe(RtspFrameConfig(enabled=True))
+    async with pipeline_flow(tmp_path, [running(IcmpProbe(IcmpConfig())), running(probe, CAMERAS)]) as (pipeline, _):
+        feed(pipeline, {"C1": ""})
+    async with StateDB(tmp_path / "state.db") as db:
+        watched = await db.execute(lambda conn: {r[0] for r in conn.execute("SELECT probe FROM probe_watch")})
+    assert watched == {"icmp", "rtsp_frame"}
 
 
 def test_the_verdict_comes_from_the_video_quality_series_only():

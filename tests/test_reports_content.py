@@ -357,3 +357,44 @@ async def test_the_quarterly_of_the_qionglai_fleet_1850_points(quarter_1850):
     camera = expected.group("fleet", ALL, "camera").figures[Basis.ONLINE].rate_pct
     assert {k.label: k.value for k in report.kpis}["摄像机在线率"] == camera / 100
     assert column(xlsx, report, "区域在线率", "points")[0] == len(ids)
+
+
+async def test_the_picture_column_is_shown_only_where_the_picture_is_measured_or_required(quarter):
+    """画面正常 (the picture basis) beside 网络在线率 and 视频在线率 in the regions part: absent
+    when no point was judged on picture (the generated quarter), its groups' rates when the
+    basis was measured, empty cells when online requires it and nothing was judged."""
+    p = period(DAY)
+    async with quarter.open() as a:
+        facts = await gather("daily", p, quarter.sources(a))
+
+    def regions_part(f):
+        report = build(f)
+        return report, next(x for x in report.parts if x.title == "区域在线率")
+
+    _, plain = regions_part(facts)
+    assert "picture" not in [c.key for c in plain.columns]
+
+    def with_picture(g):  # a picture rate of its own per group: 1.5 points under its video rate
+        video = g.figures.get(Basis.VIDEO)
+        if video is None or video.rate_pct is None:
+            return g
+        return dataclasses.replace(g, figures={**g.figures, Basis.PICTURE: dataclasses.replace(
+            video, rate_pct=video.rate_pct - 1.5)})
+
+    av = facts.availability
+    measured = dataclasses.replace(facts, availability=dataclasses.replace(av, groups=tuple(map(with_picture, av.groups))))
+    report, part = regions_part(measured)
+    xlsx = render(report, "xlsx")
+    regions = [g for g in av.groups if g.scope == "region" and g.kind == ALL]
+    expected = [measured.availability.group("fleet").figures[Basis.PICTURE].rate_pct] + [
+        measured.availability.group("region", g.group).figures[Basis.PICTURE].rate_pct for g in regions]
+    assert column(xlsx, report, "区域在线率", "picture") == pytest.approx([r / 100 for r in expected], abs=1e-12)
+    keys = [c.key for c in part.columns]
+    assert keys.index("picture") == keys.index("video") + 1
+    assert next(c for c in part.columns if c.key == "picture").header("en") == "Picture normal"
+
+    required = dataclasses.replace(facts, availability=dataclasses.replace(
+        av, online_requires=(Basis.NETWORK, Basis.VIDEO, Basis.PICTURE)))
+    _, part = regions_part(required)
+    index = [c.key for c in part.columns].index("picture")
+    assert [row[index] for row in part.rows] == [None] * len(part.rows)

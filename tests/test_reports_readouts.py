@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.assess.offline import offline_at, offline_since
+from monitor.assess.offline import offline_at, offline_since, probes_for
+from monitor.core.model import Basis
 from monitor.fleet.inventory import Inventory
 from monitor.metrics.config import InfluxDBConfig
 from monitor.metrics.results import IcmpSummary, InfluxResults, ResultsUnavailable
+from monitor.state.availability import PICTURE
 from monitor.state.db import StateDB
 from monitor.state.tracker import State, Transition
 from rules.alerting.faults import FaultBook, faults_between
@@ -48,6 +50,16 @@ async def test_offline_at_is_offline_since_as_it_was_then(tmp_path):
         assert await at(301) == {"C2": T0, "C3": T0 + 250 * S}
         now = await db.execute(lambda conn: offline_since(conn, ("icmp", "rtsp")))
         assert await at(10_000) == now
+
+
+async def test_a_picture_basis_is_read_from_the_picture_trackers_transitions(tmp_path):
+    """long_offline.bases may list picture (画面正常): its probe is the picture tracker."""
+    assert probes_for([Basis.NETWORK, Basis.PICTURE]) == ("icmp", PICTURE)
+    async with StateDB(tmp_path / "state.db") as db:
+        await db.record([tr("C1", "icmp", 0, "unknown", "up"), tr("C1", PICTURE, 0, "unknown", "up"),
+                         tr("C1", PICTURE, 100, "up", "down")])
+        probes = probes_for([Basis.PICTURE])
+        assert await db.execute(lambda conn: offline_at(conn, probes, T0 + 150 * S)) == {"C1": T0 + 100 * S}
 
 
 async def test_faults_between_are_those_open_at_some_time_of_the_period(tmp_path):

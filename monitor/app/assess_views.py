@@ -65,7 +65,7 @@ class AvailabilityQuery(_In):
                                                                           "its sites")] = "fleet"
     group: Annotated[str | None, Field(max_length=200, description="one region or site (with scope region or site)")] = None
     kind: Annotated[Kind | None, Field(description="only points of this kind (default: all kinds)")] = None
-    basis: Annotated[Basis, Field(description="the basis shown: online (the contract's) or network, service, video")] = (
+    basis: Annotated[Basis, Field(description="the basis shown: online (the contract's) or network, service, video, picture (画面正常)")] = (
         Basis.ONLINE)
     points: Annotated[bool, Field(description="also every selected point with its figures, outages and exclusions")] = (
         False)

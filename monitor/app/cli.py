@@ -396,7 +396,7 @@ def _add_availability(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scope", choices=("fleet", "region", "site"), default="fleet", help="groups shown (fleet)")
     parser.add_argument("--group", help="one region or site (with --scope region|site)")
     parser.add_argument("--kind", help="only points of this kind (camera, switch, ups, link, server, platform)")
-    parser.add_argument("--basis", default="online", help="online (default), network, service or video")
+    parser.add_argument("--basis", default="online", help="online (default), network, service, video or picture (画面正常)")
     parser.add_argument("--points", action="store_true", help="every point too, with its outages")
 
 

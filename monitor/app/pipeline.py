@@ -215,7 +215,12 @@ class Pipeline:
         # skipped once when this one ran late, so a gap of more than 2 intervals is a stall
         # (its devices then count as not watched on that probe's basis, not as up or down).
         end_ns = report.ts_ns + round(report.duration_s * 1e9)
-        self._recorder.cycle(report.probe, report.ts_ns, end_ns, round(2 * self._running[report.probe].interval_s * 1e9))
+        grace_ns = round(2 * self._running[report.probe].interval_s * 1e9)
+        self._recorder.cycle(report.probe, report.ts_ns, end_ns, grace_ns)
+        if self._picture is not None and report.probe == PICTURE_PROBE:
+            # The picture basis is watched by the frame check's cycles while vqd is on: the
+            # period assessment tells "picture not judged in this session" (vqd off) from it.
+            self._recorder.cycle(PICTURE, report.ts_ns, end_ns, grace_ns)
         # The live results, not a copy: a copy kept the previous cycle's results alive while the
         # next cycle's arrived (two of every device's: ~27 MB at 100,000 devices).
         results = dict(self._latest)

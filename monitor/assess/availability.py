@@ -1,7 +1,9 @@
 """Availability over a period (考核在线率): for every point, and every group of points (fleet,
 region, site, each for all kinds and per kind), the share of time it was online on each basis
-(network, service, video and the contract's online, see monitor.state.availability), from the
-stored transitions.
+(network, service, video, picture 画面正常 and the contract's online, see
+monitor.state.availability), from the stored transitions. The picture basis applies to the
+points the frame check judged with vqd on (its tracker's transitions, stored as probe
+"picture"); online counts it where `online_requires` lists it, as the live rates do.
 
 Every moment of a point's time in the period is one of (per basis):
 - **excluded**, whatever its state, for the highest of: its status was 延建/拆除 (point_status
@@ -78,6 +80,7 @@ from monitor.assess.timeline import (
 )
 from monitor.core.model import Basis, Device, Selector
 from monitor.fleet.inventory import Inventory
+from monitor.state.availability import PICTURE
 from monitor.state.db import StateDB
 from monitor.state.tracker import State, silent_agent_of
 
@@ -520,6 +523,8 @@ def coverage_gaps(history: History, start: int, end: int) -> tuple[CoverageGap, 
         if code == 0 and b > a
     ]
     for probe in PROBE_ORDER:
+        if probe == PICTURE:
+            continue  # its cycles are the frame check's (one stall, said once, under rtsp_frame)
         seen = [(w.start_ns, w.end_ns, 2) for w in history.watches if w.probe == probe]
         if not seen:
             continue  # a probe that never ran in a recorded session is off, not stalled

@@ -257,7 +257,7 @@ class LongOfflineConfig(Strict):
     @classmethod
     def _measured(cls, bases: list[Basis]) -> list[Basis]:
         if Basis.ONLINE in bases:
-            raise ValueError("bases lists measured bases: network, service, video")
+            raise ValueError("bases lists measured bases: network, service, video, picture")
         return bases
 
 

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from monitor.core.model import Status
-from monitor.state.availability import MEASURED
+from monitor.state.availability import MEASURED, PICTURE
 from monitor.state.tracker import MONITOR_BLIND, State
 from probes import probes_of
 from rules.alerting.maintenance import MaintenanceWindow, windows_between
 
-PROBE_ORDER: tuple[str, ...] = tuple(p for b in MEASURED for p in probes_of(b))
-"""The probes that make the bases, in a fixed order: their index is their slot in a timeline."""
+PROBE_ORDER: tuple[str, ...] = (*(p for b in MEASURED for p in probes_of(b)), PICTURE)
+"""The probes that make the bases, in a fixed order: their index is their slot in a timeline.
+The picture tracker (monitor.state.availability.PICTURE, 画面正常) is one of them: its
+transitions and cycles are stored under its own name, as a probe's are."""
 
 STATE_CODE = {State.UNKNOWN.value: 0, State.UP.value: 1, State.DOWN.value: 2, State.UNREACHABLE.value: 3}
 NO_VERDICT = 4

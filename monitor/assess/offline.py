@@ -15,12 +15,14 @@ from typing import Iterable, Sequence
 
 from monitor.assess.model import Cause
 from monitor.core.model import Basis, Kind
+from monitor.state.availability import PICTURE
 from probes import probes_of
 
 
 def probes_for(bases: Iterable[Basis]) -> tuple[str, ...]:
-    """The probes that feed these measured bases (network → icmp, video → rtsp, rtsp_frame …)."""
-    return tuple(p for b in bases for p in probes_of(b))
+    """The probes that feed these measured bases (network → icmp, video → rtsp, rtsp_frame …;
+    picture → its tracker, stored as probe PICTURE: a picture frozen for weeks is long offline)."""
+    return tuple(p for b in bases for p in ((PICTURE,) if b is Basis.PICTURE else probes_of(b)))
 
 
 def offline_since(conn: sqlite3.Connection, probes: Sequence[str]) -> dict[str, int]:

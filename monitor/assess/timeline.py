@@ -6,7 +6,9 @@ every combination of probe states, into a lookup table: the period's figures and
 online rate cannot drift apart. Everything else is integer arithmetic on UTC ns.
 
 Codes used in the tables:
-- a probe's code for a device at a moment: UNKNOWN, UP, DOWN, UNREACHABLE (its stored state),
+- a probe's code for a device at a moment (the picture tracker, monitor.state.availability.
+  PICTURE, is a probe here: its transitions and cycles are stored alike, history.PROBE_ORDER):
+  UNKNOWN, UP, DOWN, UNREACHABLE (its stored state),
   NA (it has not judged the device yet, or it was not running in that session: its basis does
   not apply), SILENT (stored UNKNOWN because the probe agent watching it went silent:
   monitor.assess.history.SILENT), BLIND (it applies but nobody was watching: no session, or
@@ -33,7 +35,7 @@ from monitor.assess.history import NO_VERDICT, PROBE_ORDER, History
 from monitor.assess.history import SILENT as _STORED_SILENT
 from monitor.assess.model import Exclusion
 from monitor.core.model import Basis, Device, Kind, Selector, Status
-from monitor.state.availability import combine
+from monitor.state.availability import PICTURE, combine
 from monitor.state.tracker import State
 from probes import probes_of
 from rules.alerting.maintenance import MaintenanceWindow
@@ -43,7 +45,9 @@ _CODES = 7
 """Probe codes; the stored ones (history.STATE_CODE, NO_VERDICT, SILENT) are the first six."""
 assert (NA, SILENT) == (NO_VERDICT, _STORED_SILENT)
 _STATES = (State.UNKNOWN, State.UP, State.DOWN, State.UNREACHABLE)
-BASES: tuple[Basis, ...] = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO, Basis.ONLINE)
+BASES: tuple[Basis, ...] = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO, Basis.PICTURE, Basis.ONLINE)
+_MEASURED = BASES[:-1]
+"""The bases the probes (and the picture tracker) make; online is combined from them."""
 
 COV_BLIND, COV_OFF, COV_RUN = range(3)
 """Coverage of a probe at a moment, lowest priority first: not watched, not running, watched."""
@@ -82,7 +86,7 @@ class Tables:
 
 class _Rows(dict):
     """One table of `Tables`, code → entry, filled key by key on first use: the keys a fleet's
-    history goes through are a handful of the 7^7 × 5 possible codes, and building every row
+    history goes through are a handful of the 7^8 × 5 possible codes (8 probes, the picture's included), and building every row
     up front (`combine` once per combination) took ~9 CPU-s per process, paid by every
     `fleetmon availability` / `score` / `spot-check` run. A missing code fills the rows of its
     key in all four tables at once (`_TableBuilder.fill`); a present one is a plain dict lookup."""
@@ -171,20 +175,21 @@ def _classify(codes: Sequence[int], online_requires: tuple[Basis, ...]) -> tuple
     polled = {p: frozenset({"x"}) for p in judged}
     combined = combine([_PROBE_DEVICE], trackers, polled, online_requires)
     classes: dict[Basis, int] = {}
-    for basis in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO):
+    for basis in _MEASURED:
         state = combined[basis].get("x")
         cls = NA if state is None else _STATES.index(state)
         if cls == UNKNOWN:
-            cls = _unknown_class([judged.get(p) for p in probes_of(basis)], cls)
+            feeds = (PICTURE,) if basis is Basis.PICTURE else probes_of(basis)
+            cls = _unknown_class([judged.get(p) for p in feeds], cls)
         classes[basis] = cls
     state = combined[Basis.ONLINE].get("x")
     # A point none of whose probes has judged it yet is in the fleet but undecided.
     online = UNKNOWN if state is None else _STATES.index(state)
-    measured = [b for b in (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO) if classes[b] != NA]
+    measured = [b for b in _MEASURED if classes[b] != NA]
     used = [b for b in online_requires if b in measured] or measured
     if online == UNKNOWN:
         online = _unknown_class([classes[b] for b in used], online)
-    return tuple(classes[b] for b in BASES[:3]) + (online,)
+    return tuple(classes[b] for b in _MEASURED) + (online,)
 
 
 def _unknown_class(parts: Sequence[int | None], default: int) -> int:

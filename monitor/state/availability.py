@@ -48,8 +48,10 @@ MEASURED = (Basis.NETWORK, Basis.SERVICE, Basis.VIDEO)
 """The bases probes feed (Probe.basis); `online` is combined from them (and from picture)."""
 PICTURE = "picture"
 """The picture basis' tracker: its key among the trackers of `combine` and the `probe` of its
-transitions in the state database. The period assessment (monitor.assess) reads the probes of
-MEASURED only: it does not count the picture (yet), the live rates and device_state do."""
+transitions and of its cycles (probe_watch, recorded with the frame check's while vqd is on) in
+the state database. The period assessment (monitor.assess) reads it as a probe of its own and
+combines it with this module's `combine`, so the quarter's 在线率 counts the picture exactly
+when and as the live rates and device_state do."""
 PICTURE_PROBE = "rtsp_frame"
 """The probe whose results carry the picture verdict."""
 
@@ -72,9 +74,10 @@ class AvailabilityConfig(Strict):
     """config.yaml section `availability`."""
 
     online_requires: Annotated[list[Basis], Field(min_length=1)] = [Basis.NETWORK, Basis.VIDEO]
-    """What "online" means for online rates and the 95 % rule: every listed basis that applies
-    to a device must be up. Tenders differ: some count ping only ([network]); `picture` (画面正常)
-    needs probes.rtsp_frame with vqd enabled (checked by the whole config)."""
+    """What "online" means for online rates, the period assessment (考核在线率) and the 95 %
+    rule: every listed basis that applies to a device must be up. Tenders differ: some count
+    ping only ([network]); `picture` (画面正常) needs probes.rtsp_frame with vqd enabled
+    (checked by the whole config)."""
 
     @field_validator("online_requires")
     @classmethod

@@ -36,14 +36,19 @@ def _times(figures: Figures | None) -> tuple[int | None, int | None, int | None]
 
 def regions(f: ReportFacts, say: Say) -> Part:
     """Online rate per region on each basis (the fleet first), with the regions' bars against
-    the target; its note says what data could not be seen."""
+    the target; its note says what data could not be seen. The service and picture (画面正常)
+    columns only where the basis was measured (or, the picture, online requires it)."""
     groups = [("fleet", ALL)] + [(g.scope, g.group) for g in f.availability.groups if g.scope == "region" and g.kind == ALL]
     with_service = any(f.figures(s, g, ALL, Basis.SERVICE) is not None for s, g in groups)
+    with_picture = Basis.PICTURE in f.availability.online_requires or any(
+        f.figures(s, g, ALL, Basis.PICTURE) is not None for s, g in groups)
     rows = []
     for scope, group in groups:
         points = f.availability.group(scope, group, ALL).points
         row = [group_label(group, say), points, frac(f.rate(scope, group)), frac(f.rate(scope, group, Kind.CAMERA.value)),
                frac(f.rate(scope, group, ALL, Basis.NETWORK)), frac(f.rate(scope, group, ALL, Basis.VIDEO))]
+        if with_picture:
+            row.append(frac(f.rate(scope, group, ALL, Basis.PICTURE)))
         if with_service:
             row.append(frac(f.rate(scope, group, ALL, Basis.SERVICE)))
         rows.append((*row, *_times(f.figures(scope, group))))
@@ -54,6 +59,7 @@ def regions(f: ReportFacts, say: Say) -> Part:
         Column("camera", "摄像机在线率", "Cameras online", T.PCT),
         Column("network", "网络在线率", "Network", T.PCT),
         Column("video", "视频在线率", "Video", T.PCT),
+        *([Column("picture", "画面正常率", "Picture normal", T.PCT)] if with_picture else []),
         *([Column("service", "服务在线率", "Service", T.PCT)] if with_service else []),
         Column("offline", "离线点时", "Offline point-h", T.DURATION),
         Column("unknown", "未知点时", "Unknown point-h", T.DURATION),
