@@ -103,6 +103,18 @@ def test_online_rate_rule_reads_its_own_basis():
     assert out[("video-rate", "fleet")].title == "全网摄像机视频在线率50.00%，低于95%"
 
 
+@pytest.mark.parametrize("basis", list(Basis))
+def test_online_rate_rule_has_a_title_for_every_basis(basis):
+    # Every basis has its words (picture, 画面正常率, was missing: such a rule raised KeyError).
+    rule = OnlineRateRule(name="rate", scope="fleet", kind="camera", basis=basis)
+    v = view()
+    states = {"C1": State.DOWN, "C2": State.UP}
+    rates = (*online_rates([d for d in DEVICES if d.id in states], states, basis.value),)
+    out = engine(rule).evaluate(View(NOW, v.states, v.since_ns, rates, v.bases), set())
+    title = out[("rate", "fleet")].title
+    assert title.startswith("全网摄像机") and title.endswith("50.00%，低于95%") and basis.value not in title
+
+
 def test_clock_drift_raises_above_and_clears_below_the_clear_limit():
     e = engine(ClockDriftRule(name="clock", above_s=60, clear_below_s=30))
     key = ("clock", "device:C1")

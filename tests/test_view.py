@@ -79,3 +79,15 @@ def test_camera_network_service_and_video_rates_side_by_side():
     row = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("城关镇"))
     # contract 90 % (2 cameras down), network 100 %, video 80 % (4 of 20 send no picture)
     assert re.search(r"90\.00%.*100\.00%.*80\.00%", row), row
+
+
+def test_the_picture_rate_has_its_column_when_measured():
+    base = snapshot()
+    cameras = [d for d in DEVICES if d.kind is Kind.CAMERA]
+    picture = {d.id: State.UP for d in cameras} | {"C3": State.DOWN}
+    rates = (*base.rates, *online_rates(cameras, picture, "picture"))
+    out = text(render(Snapshot(base.cycle, rates, base.states, base.latest, base.open_faults), INV))
+    header = next(line for line in out.splitlines() if "摄像机在线率" in line)
+    assert "画面正常" in header and "picture" not in header
+    row = next(line for line in out.splitlines() if line.lstrip("│ ").startswith("城关镇"))
+    assert "95.00%" in row, row  # 19 of 20 cameras' pictures normal

@@ -34,6 +34,7 @@ TEXTS = {
         "network": "网络",
         "service": "服务",
         "video": "视频",
+        "picture": "画面正常",
         "all_rate": "全部设备在线率",
         "online": "在线",
         "offline": "离线",
@@ -60,6 +61,7 @@ TEXTS = {
         "network": "network",
         "service": "service",
         "video": "video",
+        "picture": "picture normal",
         "all_rate": "all devices online",
         "online": "online",
         "offline": "offline",
@@ -98,7 +100,7 @@ def render(
     )
 
     by_key = {(r.scope, r.group, r.kind, r.basis): r for r in snapshot.rates}
-    measured = [b for b in ("network", "service", "video") if any(r.basis == b for r in snapshot.rates)]
+    measured = [b for b in ("network", "service", "video", "picture") if any(r.basis == b for r in snapshot.rates)]
     regions = Table(title=t["regions"], title_justify="left", expand=False)
     columns = (t["region"], t["camera_rate"], *(t[b] for b in measured), t["all_rate"], t["online"], t["offline"],
                t["unreachable"])

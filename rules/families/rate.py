@@ -17,13 +17,14 @@ TITLES = {
     "zh": {
         "online_rate": "{group}{kind}{basis}{value:.2f}%，低于{limit:g}%",
         "fleet": "全网",
-        "basis": {"online": "在线率", "network": "网络在线率", "service": "服务在线率", "video": "视频在线率"},
+        "basis": {"online": "在线率", "network": "网络在线率", "service": "服务在线率", "video": "视频在线率",
+                  "picture": "画面正常率"},
     },
     "en": {
         "online_rate": "{group} {kind} {basis} {value:.2f}%, below {limit:g}%",
         "fleet": "fleet",
         "basis": {"online": "online rate", "network": "network online rate", "service": "service online rate",
-                  "video": "video online rate"},
+                  "video": "video online rate", "picture": "picture normal rate"},
     },
 }
 
