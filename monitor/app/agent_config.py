@@ -21,10 +21,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from monitor.core.config_base import (
-    BareHost, ConfigError, ConfigSource, Loc, ResolvedSecret, SelectorConfig, Strict, TopicPrefix, WithSecrets,
+    ConfigError, ConfigSource, Loc, MqttAccount, SelectorConfig, Strict, TopicPrefix,
 )
 from monitor.core.model import Device, Status
 from monitor.fleet.inventory import Inventory
@@ -57,11 +57,11 @@ class TlsConfig(Strict):
         return self
 
 
-class BrokerConfig(WithSecrets):
+class BrokerConfig(MqttAccount):
     """The MQTT broker (any MQTT 3.1.1 or 5 broker: mosquitto, EMQX, …).
 
-    - host, port (1883; 8883 is the usual TLS port), tls (None: plain TCP);
-    - username, password_env / password_file;
+    - host, port (1883; 8883 is the usual TLS port), username, password_env / password_file
+      (MqttAccount); tls (None: plain TCP);
     - client_id: this end's MQTT client identifier, the key of its persistent session on the
       broker (each agent and the central need their own; default: fleetmon-<agent name> for an
       agent, fleetmon-central for the central);
@@ -74,29 +74,12 @@ class BrokerConfig(WithSecrets):
     - timeout_s: connecting, and each acknowledgement.
     """
 
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    secrets = ("password",)
-
-    host: BareHost
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
     tls: TlsConfig | None = None
-    username: Annotated[str, Field(min_length=1)] | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
     client_id: Annotated[str, Field(min_length=1, max_length=23 * 10)] | None = None
     protocol: Literal["5", "3.1.1"] = "5"
     session_expiry_s: Annotated[int, Field(ge=60, le=2**32 - 1)] = 7 * 86_400
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
-
-    password: ResolvedSecret = None
-
-    @model_validator(mode="after")
-    def _password_needs_username(self) -> Self:
-        if self.password is not None and self.username is None:
-            raise ValueError("a password needs a username (MQTT 3.1.1 §3.1.2.9)")
-        return self
 
 
 def _probe_names(names: list[str]) -> list[str]:

@@ -261,6 +261,31 @@ class WithSecrets(Strict):
         return self
 
 
+class MqttAccount(WithSecrets):
+    """An MQTT broker and the account on it, shared by the MQTT notify route and the probe
+    agents' broker (both any MQTT 3.1.1/5 broker): `host` (a name or address only), `port`,
+    `username`, the password as `password_env` / `password_file` (a password needs a
+    username: MQTT 3.1.1 §3.1.2.9). Errors never echo their input: a host may carry a secret."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    secrets = ("password",)
+
+    host: BareHost
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: Annotated[str, Field(min_length=1)] | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    password: ResolvedSecret = None
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> "MqttAccount":
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username (MQTT 3.1.1 §3.1.2.9)")
+        return self
+
+
 class SelectorConfig(Strict):
     """Selects devices; every list empty = all devices. See monitor.core.model.Selector."""
 

@@ -30,12 +30,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field
 
-from monitor.core.config_base import BareHost, ResolvedSecret, TopicPrefix, WithSecrets
+from monitor.core.config_base import MqttAccount, TopicPrefix
 from rules.alerting.duty import DutyRoster
 from rules.model import FaultEvent
 from rules.alerting.notifiers.base import Delivery, Progress, RouteConfigBase
@@ -59,12 +58,11 @@ _CREDENTIALS_REFUSED = frozenset({4, 5, 0x86, 0x87})
 _NOT_IN_LEVEL = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
 
-class MqttConfig(RouteConfigBase, WithSecrets):
+class MqttConfig(RouteConfigBase, MqttAccount):
     """An MQTT route (config `notify.routes[]` with `type: mqtt`).
 
-    - host / port: the broker (plain TCP).
-    - username, password_env / password_file: the broker account (a password needs a
-      username: 3.1.1 §3.1.2.9).
+    - host / port, username, password_env / password_file: the broker (plain TCP) and the
+      account (MqttAccount).
     - topic_prefix: events go to `{topic_prefix}/{region or "fleet"}`.
     - qos: 1 (at least once, waits for PUBACK) by default; retain: keep the last event per
       region on the broker for new subscribers.
@@ -73,30 +71,12 @@ class MqttConfig(RouteConfigBase, WithSecrets):
     - timeout_s: for connecting and for each acknowledgement.
     """
 
-    # Errors must not echo their input: a URL or host may carry a secret. Merged with Strict's config.
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    secrets = ("password",)
-
     type: Literal["mqtt"]
-    host: BareHost
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: Annotated[str, Field(min_length=1)] | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
     topic_prefix: TopicPrefix = "fleetmon/faults"
     qos: Literal[0, 1, 2] = 1
     retain: bool = False
     client_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
-
-    password: ResolvedSecret = None
-
-    @model_validator(mode="after")
-    def _password_needs_username(self) -> Self:
-        if self.password is not None and self.username is None:
-            raise ValueError("a password needs a username (MQTT 3.1.1 §3.1.2.9)")
-        return self
 
 
 def topic_for(prefix: str, event: FaultEvent) -> str:
