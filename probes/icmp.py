@@ -859,6 +859,7 @@ class IcmpEngine:
         except OSError as exc:
             self.unavailable[AF_INET6] = f"IPv6 not available ({exc.strerror or exc})"
         self._sender = self.loop.create_task(self._run(), name="icmp-engine")
+        self._sender.add_done_callback(_engine_stopped)
         log.info("ICMP engine: %s sockets, %g echoes/s%s", self.mode, self.packets_per_second,
                  "".join(f"; {why}" for why in self.unavailable.values()))
 
@@ -874,6 +875,8 @@ class IcmpEngine:
             try:
                 await self._sender
             except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001 — a bug that ended the task, logged then (_engine_stopped)
                 pass
             self._sender = None
         for run in list(self.runs):
@@ -1360,3 +1363,11 @@ class IcmpProbe:
             return ProbeResult(device.id, self.name, started, False, "no address", {"up": False})
         stats = await self.engine.ping(device.address, params)
         return ProbeResult(device.id, self.name, started, stats.up, stats.reason, stats.fields())
+
+
+def _engine_stopped(task: asyncio.Task[None]) -> None:
+    """The engine's task ends only when cancelled (close); anything else is a bug that stops
+    every ping (each then ends as the scheduler's caller timeout): say so at once, loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("ICMP engine stopped by a bug: no echo is sent or read until fleetmon restarts",
+                  exc_info=task.exception())

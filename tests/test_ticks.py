@@ -79,3 +79,19 @@ async def test_a_slow_pace_warns_once_and_still_sends_everything(caplog) -> None
     assert [r.received for r in results] == [1] * 60
     warnings = [r.getMessage() for r in caplog.records if "ICMP send queue is" in r.getMessage()]
     assert len(warnings) == 1 and "packets_per_second 40 is too low" in warnings[0]
+
+
+@root
+async def test_a_bug_that_stops_the_engine_is_logged_at_once(caplog, monkeypatch) -> None:
+    caplog.set_level(logging.ERROR, logger="fleetmon.icmp")
+
+    def broken(self, budget):
+        raise RuntimeError("a bug in the sender")
+
+    monkeypatch.setattr(IcmpEngine, "_send_burst", broken)
+    async with IcmpEngine(mode="raw") as engine:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(engine.ping("127.0.0.1", PingParams(count=1, timeout_s=0.2)), 0.5)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "ICMP engine stopped by a bug" in errors[0].getMessage()
+    assert "a bug in the sender" in caplog.text
