@@ -2,7 +2,8 @@
 
 Each diagnosis has a score (probes/vqd/measures.py: larger is worse) and a threshold; a score
 at or above its threshold is a fault. The defaults were chosen on the ROC of the tuning split
-of lab/vqd_data.py (bench/vqd.py prints the choice and the held-out precision and recall).
+of lab/vqd_data.py rendered at its native 384 px and at a sub-stream's 640×360 together (a camera
+can be read at either; bench/vqd.py prints the choice and the held-out precision and recall).
 `overrides` change thresholds for the cameras their selector picks (first match wins), e.g.
 a camera facing a lake (flat, so occlusion needs more) or a tunnel (dark by nature).
 """
@@ -34,15 +35,15 @@ class Thresholds(Strict):
     share of a solid colour or bars, moved share of the width, decode_errors per burst.
     Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
 
-    blur: Share = 0.292
-    occlusion: Share = 0.099
-    frozen: Share = 0.924
-    dark: Share = 0.712
-    bright: Share = 0.435
+    blur: Share = 0.248
+    occlusion: Share = 0.112
+    frozen: Share = 0.934
+    dark: Share = 0.684
+    bright: Share = 0.449
     cast: Annotated[float, Field(gt=0, le=5)] = 0.141
-    noise: Annotated[float, Field(gt=0, le=128)] = 3.28
+    noise: Annotated[float, Field(gt=0, le=128)] = 2.73
     signal_loss: Share = 0.888
-    moved: Share = 0.052
+    moved: Share = 0.050
     decode_errors: Annotated[int, Field(ge=1)] = 1
 
 
