@@ -30,7 +30,7 @@ probe picks the frame check's sub-stream by it (probes/_onvif_client.py pick_ana
 class Thresholds(Strict):
     """A fault when the score reaches the threshold. Units: blur share of the sharpness lost
     (Crete blur effect against the reference), occlusion share of the frame, frozen share of
-    identical blocks, dark 1 − p90/255 (and against the reference), bright light added / 255,
+    identical lit blocks, dark 1 − p90/255 (and against the reference), bright light added / 255,
     share newly clipped or log(exposure gain) / 2, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
     share of a solid colour or bars, moved share of the width, decode_errors per burst.
     Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
@@ -105,7 +105,7 @@ _SCORE_FIELDS = {
                    "or log(exposure gain against the reference) / 2"),
     "blur": ("", "share of the sharpness lost against the reference, per block (Crete et al. 2007), 0.7 quantile"),
     "occlusion": ("", "share of the frame in the largest flat region that is not what the reference shows there"),
-    "frozen": ("", "share of blocks identical between two frames burst_gap_s apart"),
+    "frozen": ("", "share of the lit blocks (mean luma ≥ 16) identical between two frames burst_gap_s apart"),
     "cast": ("", "max |offset of log R/G, log B/G| against the reference's blocks (or the grey world)"),
     "noise": ("grey levels", "noise σ, the quietest fifth of the blocks (spatial and temporal)"),
     "moved": ("", "largest displacement of a frame corner against the reference frame, share of the width"),
