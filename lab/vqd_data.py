@@ -280,7 +280,9 @@ def sample(name: str, src: np.ndarray, label: str, rng: np.random.Generator,
            size: tuple[int, int] | None = None) -> Sample:
     """One labelled sample of photograph `src` (see the module docstring); `size` (width,
     height): the camera's frames at that size instead of WIDTH px wide, 4:3 or 16:9 (the same
-    crops, exposures and defects as without it, for the same random state)."""
+    crop and reference exposure as without it, for the same random state; the reference's noise
+    is an array of another size, so every later draw, the frames' exposure, the defect and its
+    strength, differs)."""
     width = WIDTH if size is None else size[0]
     view = _base_view(src, rng, None if size is None else size[1] / size[0])
     ref_view = _View(view.cx + rng.uniform(-1, 1) * 0.005 * view.cw, view.cy + rng.uniform(-1, 1) * 0.005 * view.cw,

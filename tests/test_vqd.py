@@ -96,6 +96,23 @@ def test_a_dark_picture_that_still_shows_the_scene_is_no_lost_signal() -> None:
     assert d.faults == ("dark",)
 
 
+def test_near_black_blocks_show_nothing_either_way_for_a_frozen_picture() -> None:
+    # A live night picture whose noise the encoder and the scaling to 480 px wiped out: every
+    # block identical between the two frames. Its near-black blocks are not judged: not frozen.
+    scene = photo("camera").astype(np.float32)
+    rng = np.random.default_rng(2)
+    night = np.clip(scene * 0.05, 0, 255).astype(np.uint8)  # block means < BLACK_BLOCK
+    assert measures.frozen([measures.prepare(night), measures.prepare(night.copy())]) == 0.0
+    # A frozen picture half in the dark (a night street under a lamp): its lit half decides.
+    half = np.concatenate([scene[:, : scene.shape[1] // 2] * 0.05, scene[:, scene.shape[1] // 2:]], axis=1)
+    frozen = _frame(half)
+    assert measures.frozen([frozen, _frame(half)]) == 1.0
+    # ... and the same picture live: the lit half's sensor noise changes every lit block.
+    live = [_frame(half + rng.normal(0, 1.5, half.shape)) for _ in range(2)]
+    assert measures.frozen(live) < 0.2
+    assert measures.frozen([frozen, frozen]) >= VqdConfig().thresholds.frozen
+
+
 def test_cast_is_a_shift_of_every_block_not_an_object_across_part_of_the_view() -> None:
     scene = photo("coffee").astype(np.float32)
     ref = measures.reference(_frame(scene))

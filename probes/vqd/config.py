@@ -2,7 +2,8 @@
 
 Each diagnosis has a score (probes/vqd/measures.py: larger is worse) and a threshold; a score
 at or above its threshold is a fault. The defaults were chosen on the ROC of the tuning split
-of lab/vqd_data.py (bench/vqd.py prints the choice and the held-out precision and recall).
+of lab/vqd_data.py rendered at its native 384 px and at a sub-stream's 640×360 together (a camera
+can be read at either; bench/vqd.py prints the choice and the held-out precision and recall).
 `overrides` change thresholds for the cameras their selector picks (first match wins), e.g.
 a camera facing a lake (flat, so occlusion needs more) or a tunnel (dark by nature).
 """
@@ -29,20 +30,20 @@ probe picks the frame check's sub-stream by it (probes/_onvif_client.py pick_ana
 class Thresholds(Strict):
     """A fault when the score reaches the threshold. Units: blur share of the sharpness lost
     (Crete blur effect against the reference), occlusion share of the frame, frozen share of
-    identical blocks, dark 1 − p90/255 (and against the reference), bright light added / 255,
+    identical lit blocks, dark 1 − p90/255 (and against the reference), bright light added / 255,
     share newly clipped or log(exposure gain) / 2, cast |Δ log channel ratio|, noise σ grey levels, signal_loss
     share of a solid colour or bars, moved share of the width, decode_errors per burst.
     Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
 
-    blur: Share = 0.292
-    occlusion: Share = 0.099
-    frozen: Share = 0.924
-    dark: Share = 0.712
-    bright: Share = 0.435
+    blur: Share = 0.248
+    occlusion: Share = 0.112
+    frozen: Share = 0.934
+    dark: Share = 0.684
+    bright: Share = 0.449
     cast: Annotated[float, Field(gt=0, le=5)] = 0.141
-    noise: Annotated[float, Field(gt=0, le=128)] = 3.28
+    noise: Annotated[float, Field(gt=0, le=128)] = 2.73
     signal_loss: Share = 0.888
-    moved: Share = 0.052
+    moved: Share = 0.050
     decode_errors: Annotated[int, Field(ge=1)] = 1
 
 
@@ -104,7 +105,7 @@ _SCORE_FIELDS = {
                    "or log(exposure gain against the reference) / 2"),
     "blur": ("", "share of the sharpness lost against the reference, per block (Crete et al. 2007), 0.7 quantile"),
     "occlusion": ("", "share of the frame in the largest flat region that is not what the reference shows there"),
-    "frozen": ("", "share of blocks identical between two frames burst_gap_s apart"),
+    "frozen": ("", "share of the lit blocks (mean luma ≥ 16) identical between two frames burst_gap_s apart"),
     "cast": ("", "max |offset of log R/G, log B/G| against the reference's blocks (or the grey world)"),
     "noise": ("grey levels", "noise σ, the quietest fifth of the blocks (spatial and temporal)"),
     "moved": ("", "largest displacement of a frame corner against the reference frame, share of the width"),

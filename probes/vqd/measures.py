@@ -37,6 +37,7 @@ cv2.setNumThreads(1)
 GRID = (12, 16)  # block rows, block columns
 BAR_BANDS = 6
 CLIPPED = 250  # luma at or above: clipped white
+BLACK_BLOCK = 16.0  # frozen: a block of lower mean luma is near black, its noise gone (`frozen`)
 RECOLOURED = 0.25  # occlusion: a block's colour off the reference's prediction (log units, ×1.28)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
@@ -152,11 +153,12 @@ def block_blur(gray: np.ndarray) -> np.ndarray:
     return np.maximum(scores[0], scores[1])
 
 
-SHARP = 0.39
+SHARP = 0.43
 """The baseline blur effect when there is no reference frame. On the tuning split of
 lab/vqd_data.py the BLUR_QUANTILE of the block blur effect is 0.35 on clean pictures (median;
-0.56 at the 99th percentile) and ≥ 0.57 on blurred ones (1st percentile): 0.39 puts the
-default threshold's boundary (0.292 of the sharpness lost ⇔ B ≈ 0.57) between the two."""
+0.56 at the 99th percentile) and ≥ 0.57 on blurred ones (1st percentile): 0.43 puts the
+default threshold's boundary (0.248 of the sharpness lost ⇔ B ≈ 0.57) between the two (0.39
+with the earlier threshold 0.292: the same boundary)."""
 BLUR_QUANTILE = 0.7
 """Blocks judged by `blur`: the quantile over the textured blocks of their loss. Above the
 median so that a few blocks kept sharp by an overlay (the OSD clock is drawn after the lens)
@@ -305,11 +307,16 @@ def low_texture_share(frame: Frame, ref: Reference | None, flat: float = 1.0, wa
     return float(sizes.max() / mask.size)
 
 
-def frozen(frames: list[Frame], still: float = 0.5) -> float:
+def frozen(frames: list[Frame], still: float = 0.5, black: float = BLACK_BLOCK, lit: float = 0.25) -> float:
     """Share of blocks (0–1) identical between consecutive frames taken seconds apart (mean
     absolute difference below `still` grey levels): a live camera's sensor noise changes every
     block, a frozen encoder repeats them; the OSD clock that keeps ticking on a frozen picture
-    changes only the few blocks it covers. The smallest share over the pairs; 0 for one frame."""
+    changes only the few blocks it covers. The share is of the blocks lit in both frames (mean
+    luma ≥ `black`): in a near-black block the noise is clipped at black and the encoder's
+    quantisation (or the scaling of a 640-px sub-stream to 480 px) averages the rest away, so it
+    is identical in a live picture too and shows nothing either way. 0 when fewer than `lit`
+    of the blocks are lit (a black picture: `dark` or `signal_loss` says what it is). The
+    smallest share over the pairs; 0 for one frame."""
     if len(frames) < 2:
         return 0.0
     shares = []
@@ -318,10 +325,12 @@ def frozen(frames: list[Frame], still: float = 0.5) -> float:
             shares.append(0.0)
             continue
         diff = cv2.absdiff(a.gray, b.gray)
-        shares.append(float((_block_sums_u8(diff) / _grid(*diff.shape)[2] < still).mean()))
+        judged = np.minimum(a.block_luma, b.block_luma) >= black
+        if judged.sum() < lit * judged.size:
+            shares.append(0.0)
+            continue
+        shares.append(float((_block_sums_u8(diff)[judged] / _grid(*diff.shape)[2][judged] < still).mean()))
     return min(shares)
-
-
 
 
 def luma(frame: Frame, ref: Reference | None = None) -> float:
@@ -480,7 +489,7 @@ ALIGNED_RESIDUAL_PX = 2.0
 ANALYSIS_WIDTH), or the view is not one picture moved as a whole and ORB decides."""
 ALIGNED_MAX = 0.025
 """`aligned` answers for a view displaced at most this share of the width (half the default
-threshold of `moved`, 0.052); a larger displacement is measured by ORB."""
+threshold of `moved`, 0.050); a larger displacement is measured by ORB."""
 _QUADRANT_SCALE = 2  # the quadrants are correlated at half the analysis width: 120×68 px each at 480×270
 
 
