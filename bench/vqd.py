@@ -42,20 +42,28 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _held_out(args: argparse.Namespace, defaults) -> int:
-    """Table 2 and the CPU per check with the held-out split rendered at args.size."""
-    from lab.vqd_data import HELD_OUT, quality, score_all
+def _print_quality(held, thresholds) -> None:
+    """The precision/recall table of `held` (scored samples) at `thresholds`, and the false
+    alarms on its clean samples."""
+    from lab.vqd_data import quality
 
-    width, height = args.size
-    held = score_all(HELD_OUT, args.per_photo, args.seed + 1, (width, height))
-    print(f"held-out split at {width}x{height} (scaled to 480 px wide before the measures): {', '.join(HELD_OUT)}; "
-          f"{len(held)} samples, shipped default thresholds")
-    table, false_alarms = quality(held, defaults)
+    table, false_alarms = quality(held, thresholds)
     print(f"{'diagnosis':<12} {'TP':>5} {'FP':>5} {'FN':>5} {'precision':>10} {'recall':>7}")
     for q in table:
         print(f"{q.diagnosis:<12} {q.tp:>5} {q.fp:>5} {q.fn:>5} {q.precision:>10.3f} {q.recall:>7.3f}")
     clean = sum(1 for s in held if s.label == "clean")
     print(f"false alarms on clean samples: {false_alarms:.2%} of {clean}")
+
+
+def _held_out(args: argparse.Namespace, defaults) -> int:
+    """Table 2 and the CPU per check with the held-out split rendered at args.size."""
+    from lab.vqd_data import HELD_OUT, score_all
+
+    width, height = args.size
+    held = score_all(HELD_OUT, args.per_photo, args.seed + 1, (width, height))
+    print(f"held-out split at {width}x{height} (scaled to 480 px wide before the measures): {', '.join(HELD_OUT)}; "
+          f"{len(held)} samples, shipped default thresholds")
+    _print_quality(held, defaults)
     cpu = [s.cpu_s for s in held]
     print(f"CPU per check at {width}x{height} (prepare, scaled to 480 px, and every measure; reference ready): "
           f"mean {statistics.mean(cpu) * 1e3:.1f} ms, p95 {statistics.quantiles(cpu, n=20)[-1] * 1e3:.1f} ms")
@@ -89,12 +97,7 @@ def main(argv: list[str]) -> int:
 
     held = score_all(HELD_OUT, args.per_photo, args.seed + 1)
     print(f"\nheld-out split: {', '.join(HELD_OUT)}; {len(held)} samples, shipped default thresholds")
-    table, false_alarms = quality(held, defaults)
-    print(f"{'diagnosis':<12} {'TP':>5} {'FP':>5} {'FN':>5} {'precision':>10} {'recall':>7}")
-    for q in table:
-        print(f"{q.diagnosis:<12} {q.tp:>5} {q.fp:>5} {q.fn:>5} {q.precision:>10.3f} {q.recall:>7.3f}")
-    clean = sum(1 for s in held if s.label == "clean")
-    print(f"false alarms on clean samples: {false_alarms:.2%} of {clean}")
+    _print_quality(held, defaults)
     tuned_table, tuned_fa = quality(held, defaults.model_copy(update=chosen))
     worst = min(min(q.precision, q.recall) for q in tuned_table)
     print(f"(with the unrounded ROC thresholds: worst precision/recall {worst:.3f}, false alarms {tuned_fa:.2%})")
