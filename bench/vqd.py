@@ -17,8 +17,8 @@ opencv-doc for its photographs). Prints:
 Targets of issue 17: precision and recall ≥ 0.95, false alarms on clean ≤ 1 %, ≤ 5 % of a core.
 
 `--size 640x360`: the held-out split only, its samples rendered at that size (lab/vqd_data.py:
-the same crops, other draws of the exposures and defects; 640×360 is a camera's 16:9 sub-stream, which the frame
-check reads by default) and scaled down to 480 px wide before the measures, as decoded frames
+the same samples as at 384 px, crop, exposures, defect and strength; 640×360 is a camera's 16:9 sub-stream, which
+the frame check reads by default) and scaled down to 480 px wide before the measures, as decoded frames
 are; table 2 and the CPU per check at that size, with the shipped thresholds.
 """
 

@@ -19,9 +19,10 @@ exposure gain 0.75–1.25, gamma 0.85–1.15, white balance ±4 %, sensor noise 
 an OSD clock (top left, ticking between frames) and a channel name, JPEG quality 60–90. Each
 sample is a burst of two frames three seconds apart plus a reference frame of the same view
 taken at another time (gain 0.7–1.3, vibration ≤ 0.5 % of the width). With `size` (e.g.
-640×360, a sub-stream's 16:9 frame) the same samples are rendered at that size instead: the
-crop enlarged or reduced to it, noise, OSD and JPEG at that size; the measures then scale
-them down to ANALYSIS_WIDTH as they do a decoded frame.
+640×360, a sub-stream's 16:9 frame) the same samples are rendered at that size instead (each
+sample's own seed; `sample`): the crop enlarged or reduced to it (a 4:3 draw's middle 16:9
+band), noise, OSD and JPEG at that size; the measures then scale them down to ANALYSIS_WIDTH
+as they do a decoded frame.
 
 Defects (`DEFECTS`), each applied to the scene of both frames:
 - blur: defocus, Gaussian σ 0.6–1.4 % of the width (2.3–5.4 px), half of them fogged too
@@ -129,14 +130,21 @@ def _render(src: np.ndarray, view: _View, width: int = WIDTH) -> np.ndarray:
 
 
 def _base_view(src: np.ndarray, rng: np.random.Generator, aspect_is: float | None = None) -> _View:
+    """A crop of 65–85 % of `src`, 4:3 or 16:9 at random; with `aspect_is` (a size's height /
+    width) the same crop's centre and width at that aspect (a 16:9 frame of a 4:3 draw is its
+    middle band), narrowed only where that aspect would not fit in `src`."""
     h, w = src.shape[:2]
     aspect = float(rng.choice([0.75, 0.5625]))
-    aspect = aspect if aspect_is is None else aspect_is  # drawn all the same: the same samples otherwise
     cw = min(w, h / aspect) * rng.uniform(0.65, 0.85)
     ch = cw * aspect
     cx = rng.uniform(cw / 2, w - cw / 2)
     cy = rng.uniform(ch / 2, h - ch / 2)
-    return _View(cx, cy, cw, 0.0, aspect, bool(rng.integers(2)))
+    flip = bool(rng.integers(2))
+    if aspect_is is not None and aspect_is != aspect:
+        aspect = aspect_is
+        cw = min(cw, h / aspect)
+        cy = float(np.clip(cy, cw * aspect / 2, h - cw * aspect / 2))
+    return _View(cx, cy, cw, 0.0, aspect, flip)
 
 
 def _moved_view(src: np.ndarray, view: _View, rng: np.random.Generator) -> _View:
@@ -180,11 +188,12 @@ def _osd(image: np.ndarray, second: int) -> None:
         cv2.putText(image, "CAM 01", (w - 70, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, thick, cv2.LINE_AA)
 
 
-def _sensor(scene: np.ndarray, exp: _Exposure, rng: np.random.Generator) -> np.ndarray:
-    """Exposure, gamma, white balance and sensor noise on a float scene (0–255) → uint8."""
+def _sensor(scene: np.ndarray, exp: _Exposure, pixels: np.random.Generator) -> np.ndarray:
+    """Exposure, gamma, white balance and sensor noise (drawn from `pixels`) on a float scene
+    (0–255) → uint8."""
     x = np.clip(scene * exp.gain, 0, 255) / 255.0
     x = 255.0 * x ** exp.gamma * np.array(exp.wb)
-    x = x + rng.normal(0, exp.sigma, x.shape)
+    x = x + pixels.normal(0, exp.sigma, x.shape)
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
@@ -196,8 +205,10 @@ def _encode(image: np.ndarray, second: int, quality: int) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
-def _occluder(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha H×W 0–1, colour H×W×3): a soft blob from one border covering 25–70 %."""
+def _occluder(shape: tuple[int, ...], rng: np.random.Generator,
+              pixels: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha H×W 0–1, colour H×W×3): a soft blob from one border covering 25–70 %; its
+    faint texture drawn from `pixels`, the rest from `rng`."""
     h, w = shape[:2]
     target = rng.uniform(0.25, 0.70)
     side = rng.integers(4)
@@ -211,7 +222,7 @@ def _occluder(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndar
     alpha = cv2.GaussianBlur((dist < radius).astype(np.float32), (0, 0), w * 0.02)
     base = np.array({0: (20, 20, 20), 1: (40, 90, 50), 2: (120, 150, 200)}[int(rng.integers(3))], np.float32)
     base = base * rng.uniform(0.6, 1.3)
-    texture = cv2.GaussianBlur(rng.normal(0, 25, (h, w)).astype(np.float32), (0, 0), w * 0.03)
+    texture = cv2.GaussianBlur(pixels.normal(0, 25, (h, w)).astype(np.float32), (0, 0), w * 0.03)
     colour = np.clip(base + texture[..., None], 0, 255)
     return alpha[..., None], colour
 
@@ -234,8 +245,10 @@ def _signal_loss(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray
     return image.astype(np.float32)
 
 
-def _degrade(label: str, scene: np.ndarray, exp: _Exposure, rng: np.random.Generator) -> tuple[np.ndarray, _Exposure]:
-    """The defect applied to the scene (float) and the exposure."""
+def _degrade(label: str, scene: np.ndarray, exp: _Exposure, rng: np.random.Generator,
+             pixels: np.random.Generator) -> tuple[np.ndarray, _Exposure]:
+    """The defect applied to the scene (float) and the exposure (choices and strengths from
+    `rng`, arrays of the frame's size from `pixels`)."""
     w = scene.shape[1]
     if label == "blur":
         scene = cv2.GaussianBlur(scene, (0, 0), w * rng.uniform(0.006, 0.014))
@@ -243,7 +256,7 @@ def _degrade(label: str, scene: np.ndarray, exp: _Exposure, rng: np.random.Gener
             fog = rng.uniform(0.2, 0.4)
             scene = scene * (1 - fog) + 200 * fog
     elif label == "occlusion":
-        alpha, colour = _occluder(scene.shape, rng)
+        alpha, colour = _occluder(scene.shape, rng, pixels)
         scene = scene * (1 - alpha) + colour * alpha
     elif label == "dark":
         exp = _Exposure(rng.uniform(0.06, 0.15), exp.gamma, exp.wb, exp.sigma, exp.quality)
@@ -268,57 +281,63 @@ def _degrade(label: str, scene: np.ndarray, exp: _Exposure, rng: np.random.Gener
     return scene, exp
 
 
-def _snow(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    x = image.astype(np.float32) + rng.normal(0, rng.uniform(12, 35), image.shape)
+def _snow(image: np.ndarray, rng: np.random.Generator, pixels: np.random.Generator) -> np.ndarray:
+    sigma, share = rng.uniform(12, 35), rng.uniform(0, 0.02)
+    x = image.astype(np.float32) + pixels.normal(0, sigma, image.shape)
     x = np.clip(x, 0, 255).astype(np.uint8)
-    pepper = rng.random(image.shape[:2]) < rng.uniform(0, 0.02)
-    x[pepper] = rng.choice([0, 255], size=(int(pepper.sum()), 1))
+    pepper = pixels.random(image.shape[:2]) < share
+    x[pepper] = pixels.choice([0, 255], size=(int(pepper.sum()), 1))
     return x
 
 
-def sample(name: str, src: np.ndarray, label: str, rng: np.random.Generator,
-           size: tuple[int, int] | None = None) -> Sample:
-    """One labelled sample of photograph `src` (see the module docstring); `size` (width,
-    height): the camera's frames at that size instead of WIDTH px wide, 4:3 or 16:9 (the same
-    crop and reference exposure as without it, for the same random state; the reference's noise
-    is an array of another size, so every later draw, the frames' exposure, the defect and its
-    strength, differs)."""
+def sample(name: str, src: np.ndarray, label: str, seed: int, size: tuple[int, int] | None = None) -> Sample:
+    """One labelled sample of photograph `src` (see the module docstring), drawn from `seed`;
+    `size` (width, height): the camera's frames at that size instead of WIDTH px wide, 4:3 or
+    16:9. The same `seed` gives the same sample at every size: every choice and strength (the
+    crop, the exposures, the defect and how strong, the moved view) comes from one generator
+    whose number of draws does not depend on the size, and the arrays of the frame's size
+    (sensor noise, snow, a cover's texture) from a second one, so they cannot shift the first.
+    Only the aspect is the size's (its draw made all the same), and with it the crop's width."""
+    rng, pixels = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     width = WIDTH if size is None else size[0]
     view = _base_view(src, rng, None if size is None else size[1] / size[0])
     ref_view = _View(view.cx + rng.uniform(-1, 1) * 0.005 * view.cw, view.cy + rng.uniform(-1, 1) * 0.005 * view.cw,
                      view.cw, 0.0, view.aspect, view.flip)
-    reference = _encode(_sensor(_render(src, ref_view, width).astype(np.float32), _exposure(rng, (0.7, 1.3)), rng),
+    ref_exp = _exposure(rng, (0.7, 1.3))
+    reference = _encode(_sensor(_render(src, ref_view, width).astype(np.float32), ref_exp, pixels),
                         int(rng.integers(3600)), int(rng.integers(60, 91)))
     if label == "moved":
         view = _moved_view(src, view, rng)
     scene = _render(src, view, width).astype(np.float32)
     exp = _exposure(rng)
-    scene, exp = _degrade(label, scene, exp, rng)
+    scene, exp = _degrade(label, scene, exp, rng, pixels)
     second = int(rng.integers(3600))
-    first = _sensor(scene, exp, rng)
+    first = _sensor(scene, exp, pixels)
     if label == "noise":
-        first = _snow(first, rng)
+        first = _snow(first, rng, pixels)
     frames = [_encode(first, second, exp.quality)]
     if label == "frozen":
         frames.append(_encode(first, second + 3, exp.quality))
     else:
         again = _Exposure(exp.gain * rng.uniform(0.99, 1.01), exp.gamma, exp.wb, exp.sigma, exp.quality)
-        nxt = _sensor(scene, again, rng)
+        nxt = _sensor(scene, again, pixels)
         if label == "noise":
-            nxt = _snow(nxt, rng)
+            nxt = _snow(nxt, rng, pixels)
         frames.append(_encode(nxt, second + 3, exp.quality))
     return Sample(name, label, tuple(frames), reference)
 
 
 def samples(split: tuple[str, ...], per_photo: int, seed: int = 17,
             size: tuple[int, int] | None = None) -> Iterator[Sample]:
-    """`per_photo` samples of every label for every photograph of `split` (`size`: sample's)."""
+    """`per_photo` samples of every label for every photograph of `split` (`size`: sample's).
+    Each sample's own seed is drawn from `seed` before the size applies: the same samples, in
+    the same order, at every size."""
     rng = np.random.default_rng(seed)
     for name in split:
         src = photo(name)
         for _ in range(per_photo):
             for label in LABELS:
-                yield sample(name, src, label, rng, size)
+                yield sample(name, src, label, int(rng.integers(2**63)), size)
 
 
 # --- evaluation (shared by bench/vqd.py and tests/test_vqd_quality.py) -----------------------
