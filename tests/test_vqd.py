@@ -146,6 +146,38 @@ def test_a_gain_wide_open_on_a_scene_dark_by_nature_is_too_bright() -> None:
     assert measures.exposure_gain(_frame(dusk * 3.5), ref) == pytest.approx(np.log(3.5), abs=0.15)
 
 
+def _gain(frame: measures.Frame, ref: measures.Reference) -> float:
+    """The gain bright's gain term reads (×, not log)."""
+    return float(np.exp(max(measures.exposure_gain(frame, ref), measures.clip_gain(frame, ref))))
+
+
+def test_a_gain_wide_open_on_a_scene_bright_by_nature_is_read_at_its_size() -> None:
+    # A sky and a pale façade: at ×4 the blocks that would show the gain clip flat or partly;
+    # the median over every textured block read ×1.76 here (×1.75 for ×3.85 on the
+    # labelled set's astronaut), the near-white share by rank reads the gain itself.
+    building = photo("cv_building").astype(np.float32)
+    ref = measures.reference(_frame(building))
+    assert _gain(_frame(building * 1.3), ref) == pytest.approx(1.3, rel=0.1)  # an ordinary change
+    assert _gain(_frame(building * 4.0), ref) == pytest.approx(4.0, rel=0.1)
+    # Blocks partly clipped no longer vote: the bright cup scene at ×4 scored 0.427 (the gain
+    # read ×2.35), under the threshold; now too bright, and ×1.3 is not.
+    coffee = photo("coffee").astype(np.float32)
+    ref = measures.reference(_frame(coffee))
+    threshold = VqdConfig().thresholds.bright
+    assert measures.bright(_frame(coffee * 1.3), ref) < threshold
+    assert measures.bright(_frame(coffee * 4.0), ref) >= threshold
+
+
+def test_clip_gain_is_silent_without_new_near_white() -> None:
+    building = photo("cv_building").astype(np.float32)
+    ref = measures.reference(_frame(building))
+    assert measures.clip_gain(_frame(building), ref) == pytest.approx(0.0, abs=0.05)  # as bright as usual
+    assert measures.clip_gain(_frame(building * 0.5), ref) == 0.0  # nothing near white: no reading
+    cover = building.copy()
+    cover[:, : cover.shape[1] // 2] = (120, 150, 200)  # a skin-coloured cover, lit but not white
+    assert measures.clip_gain(_frame(cover), ref) < np.log(1.3)
+
+
 def test_cast_against_a_colour_reference_dark_enough_to_look_grey_in_cielab() -> None:
     dusk = photo("motorcycle_left").astype(np.float32) * 0.2 * [0.8, 1.0, 0.8]  # green under trees at dusk
     ref = measures.reference(_frame(dusk))

@@ -47,6 +47,7 @@ class Frame:
     """A frame ready for the measures: `bgr` uint8 H×W×3 and `gray` uint8 H×W, W ≤ ANALYSIS_WIDTH.
     What several measures derive from it is computed once, on first use (a reference's, once
     per camera): `texture` (block_texture), `block_luma` (block means of `gray`, float),
+    `clipped` (share of pixels ≥ CLIPPED) and `clipped_blocks` (that share per block),
     `lab` (OpenCV's 8-bit CIELAB, H×W×3 uint8) and `chroma_blocks` (_chroma_blocks)."""
 
     bgr: np.ndarray
@@ -59,6 +60,14 @@ class Frame:
     @cached_property
     def block_luma(self) -> np.ndarray:
         return _block_sums_u8(self.gray) / _grid(*self.gray.shape)[2]
+
+    @cached_property
+    def clipped_blocks(self) -> np.ndarray:
+        return _block_sums_u8((self.gray >= CLIPPED).view(np.uint8)) / _grid(*self.gray.shape)[2]
+
+    @cached_property
+    def clipped(self) -> float:
+        return float((self.clipped_blocks * _grid(*self.gray.shape)[2]).sum()) / self.gray.size
 
     @cached_property
     def lab(self) -> np.ndarray:
@@ -202,7 +211,8 @@ def _percentiles(gray: np.ndarray) -> np.ndarray:
 class Reference:
     """A camera's reference frame with what the measures compare against, computed once
     (`reference(frame)`): ORB features, the quadrants for `aligned`, block texture, block blur
-    effect, block colour, luma percentiles, clipped share and p90 luma."""
+    effect, block colour, luma percentiles, clipped share, p90 luma and the luma's cumulative
+    distribution (`cdf`, 256 shares: cdf[v] of the pixels at or below v)."""
 
     frame: Frame
     keypoints: tuple
@@ -216,6 +226,7 @@ class Reference:
     percentiles: np.ndarray
     clipped: float
     p90: float
+    cdf: np.ndarray
 
 
 def _orb():
@@ -226,10 +237,12 @@ def reference(frame: Frame) -> Reference:
     """The reference of a camera from one of its frames without a fault (see Reference)."""
     keypoints, descriptors = _orb().detectAndCompute(frame.gray, None)
     bgr, a, b = frame.chroma_blocks
+    cdf = np.cumsum(np.bincount(frame.gray.ravel(), minlength=256)) / frame.gray.size
+    cdf.flags.writeable = False
     return Reference(frame, tuple(keypoints), descriptors, _quadrants(frame.gray), frame.texture,
                      block_blur(frame.gray), bgr, a, b,
                      _percentiles(frame.gray), float((frame.gray >= CLIPPED).mean()),
-                     float(np.percentile(frame.gray, 90)))
+                     float(np.percentile(frame.gray, 90)), cdf)
 
 
 def _is_grey(a: np.ndarray, b: np.ndarray, grey: float) -> bool:
@@ -348,37 +361,86 @@ def luma(frame: Frame, ref: Reference | None = None) -> float:
     return float(max(0.0, min(dark, 1.0 - p90 / max(1.0, ref.p90))))
 
 
-def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0) -> float:
+def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0,
+                  clipped: float = 0.05) -> float:
     """log of the exposure gain against the reference: the median over the blocks textured
-    (≥ `textured`) in both pictures and not dark in the reference (mean luma > `floor`, where
-    sensor noise clipped at black would lift the mean) of log(frame block luma / reference's).
-    Blocks textured in both are the scene still seen: a cover over part of the view (flat) or
-    a veil (which flattens) does not vote. 0 with fewer than 10 such blocks."""
+    (≥ `textured`) in both pictures, not dark in the reference (mean luma > `floor`, where
+    sensor noise clipped at black would lift the mean) and still unclipped in the frame (at most
+    `clipped` of their pixels ≥ CLIPPED) of log(frame block luma / reference's). Blocks textured
+    in both are the scene still seen: a cover over part of the view (flat) or a veil (which
+    flattens) does not vote. A block partly clipped reads less than the gain (its clipped
+    pixels stopped at white): on a bright scene under a gain wide open those were most of the
+    blocks still textured, and the median read ×1.75 for ×3.85. 0 with fewer than 10 such
+    blocks (then `clip_gain` and the clipped share speak)."""
+    found = _unclipped_gain(frame, ref, textured, floor, clipped)
+    return 0.0 if found is None else found
+
+
+def _unclipped_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0,
+                    clipped: float = 0.05) -> float | None:
+    """`exposure_gain`, None with fewer than 10 blocks to vote."""
     lum, ref_lum = frame.block_luma, ref.frame.block_luma
     ok = (frame.texture >= textured) & (ref.texture >= textured) & (ref_lum > floor)
+    ok &= frame.clipped_blocks <= clipped
     if ok.sum() < 10:
-        return 0.0
+        return None
     return float(np.median(np.log((lum[ok] + 1.0) / (ref_lum[ok] + 1.0))))
 
 
+NEAR_WHITE = 230
+"""`clip_gain` reads the gain at this luma (grey levels): near white rather than at CLIPPED, since
+a pixel clipped in the camera's frame and averaged with its neighbours by the scaling to
+ANALYSIS_WIDTH (or by JPEG) ends a little under white. Chosen on the tuning split of
+lab/vqd_data.py at both sizes (230 against 250, 240 and 220: the most bright samples kept at
+the shipped threshold, no more false positives than the others; docs/VQD.md)."""
+
+
+def clip_gain(frame: Frame, ref: Reference, level: int = NEAR_WHITE, least: float = 0.02,
+              floor: float = 16.0) -> float:
+    """log of the gain that brings as much of the reference to `level` or above as the frame
+    has there: with c the frame's share of pixels ≥ `level` and L the reference's luma at the
+    quantile 1 − c (its brightest share c, by rank), log(level / L). A gain g lifts what was at
+    level / g to `level`, whatever the scene, so this reads the gain where the blocks that would
+    show it have clipped flat (a white suit, a pale façade under an iris wide open). 0 when the
+    frame has less than `least` there or the reference had as much (L ≥ `level`); L at least
+    `floor` (the reference's near-black says nothing of a gain)."""
+    c = cv2.countNonZero(cv2.threshold(frame.gray, level - 1, 255, cv2.THRESH_BINARY)[1]) / frame.gray.size
+    if c < least:
+        return 0.0
+    at = float(np.searchsorted(ref.cdf, 1.0 - c))  # the smallest v with cdf[v] ≥ 1 − c
+    return float(np.log(level / max(at, floor))) if at < level else 0.0
+
+
+RANK_AGREES = 1.4
+"""bright trusts `clip_gain` only where the blocks still unclipped, when at least 10 can vote,
+agree that the picture brightened by at least this much: the rank reading compares
+histograms, so a view that changed (a pan onto the sky) reads as a gain there, while its
+unclipped blocks read ×1.2. On the tuning split of lab/vqd_data.py (both draws, both sizes) the
+same bright samples are kept at any agreement from ×1.3 to ×1.5, and two moved views of
+`cv_leuven_a` (rank ×3.2 and ×2.6, blocks ×1.19 and ×1.23) are no longer too bright."""
+
 GAIN_SCALE = 2.0
-"""bright's gain term is log(gain) / GAIN_SCALE: 0.5 at a gain of e ≈ 2.7×, 1 at e² ≈ 7.4×."""
+"""bright's gain terms are log(gain) / GAIN_SCALE: 0.5 at a gain of e ≈ 2.7×, 1 at e² ≈ 7.4×."""
 
 
 def bright(frame: Frame, ref: Reference | None) -> float:
     """Too bright, 0–1: the largest of the light added to every pixel (glare, a washed-out
     veil), the share of pixels newly clipped white (an iris wide open), and the exposure gain
-    against the reference, log(gain) / GAIN_SCALE (`exposure_gain`: an iris or gain wide open
-    on a scene dark by nature brightens it severalfold before it clips anything). The added
-    light is the offset b/255 of the line frame = a·reference + b fitted to the luma
-    percentiles 5…95 that are not clipped (an exposure change scales, a veil adds); without a
-    reference, the darkest twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels
-    ≥ CLIPPED beyond the reference's share (a white wall is white in both)."""
-    clipped = float((frame.gray >= CLIPPED).mean())
+    against the reference, log(gain) / GAIN_SCALE, read two ways: from the blocks still
+    unclipped (`exposure_gain`: an iris or gain wide open on a scene dark by nature brightens
+    it severalfold before it clips anything) and from how much of the reference, by rank, now
+    sits near white (`clip_gain`: on a scene bright by nature the same gain clips the blocks that
+    would show it; trusted where the unclipped blocks agree, RANK_AGREES). The added light is the offset b/255 of the line frame = a·reference + b
+    fitted to the luma percentiles 5…95 that are not clipped (an exposure change scales, a veil
+    adds); without a reference, the darkest twentieth p5/255 (a veil lifts the blacks). Clipped
+    share: pixels ≥ CLIPPED beyond the reference's share (a white wall is white in both)."""
+    clipped = frame.clipped
     if ref is None:
         return float(max(_percentiles(frame.gray)[0] / 255.0, clipped))
     _, lift = _exposure_fit(frame, ref)
-    gain = exposure_gain(frame, ref) / GAIN_SCALE
+    blocks = _unclipped_gain(frame, ref)
+    rank = clip_gain(frame, ref) if blocks is None or blocks >= np.log(RANK_AGREES) else 0.0
+    gain = max(blocks or 0.0, rank) / GAIN_SCALE
     return float(np.clip(max(lift / 255.0, clipped - ref.clipped, gain), 0.0, 1.0))
 
 
