@@ -178,6 +178,21 @@ def test_clip_gain_is_silent_without_new_near_white() -> None:
     assert measures.clip_gain(_frame(cover), ref) < np.log(1.3)
 
 
+def test_a_view_panned_onto_the_sky_is_no_gain_by_rank() -> None:
+    # The rank reading compares histograms: the street panned up by 40 % of the height, at an
+    # ordinary ×1.2, has more near white than its reference (×2.8 by rank, too bright alone);
+    # its unclipped blocks read ×1.1, so the rank is not taken (RANK_AGREES).
+    street = photo("cv_leuven_a").astype(np.float32)
+    h = street.shape[0]
+    view = int(h * 0.55)
+    ref = measures.reference(_frame(street[h - view:]))
+    panned = _frame(street[h - view - int(0.4 * h): h - int(0.4 * h)] * 1.2)
+    threshold = VqdConfig().thresholds.bright
+    assert measures.clip_gain(panned, ref) / measures.GAIN_SCALE >= threshold
+    assert measures.exposure_gain(panned, ref) < np.log(measures.RANK_AGREES)
+    assert measures.bright(panned, ref) < threshold
+
+
 def test_cast_against_a_colour_reference_dark_enough_to_look_grey_in_cielab() -> None:
     dusk = photo("motorcycle_left").astype(np.float32) * 0.2 * [0.8, 1.0, 0.8]  # green under trees at dusk
     ref = measures.reference(_frame(dusk))
