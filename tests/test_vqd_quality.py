@@ -3,9 +3,10 @@ when the thresholds were chosen), with the shipped default thresholds and the fu
 (suppression included). A quality assertion, not a timing.
 
 Issue 17's target is precision and recall ≥ 0.95 per diagnosis and ≤ 1 % false alarms on clean
-pictures. This test scores 3 samples per label and photograph (390, seed 18); bench/vqd.py
-scores 10 (1,300) and prints the table (docs/VQD.md). Every diagnosis meets the target in
-the bench; here every one must too.
+pictures. This test scores the held-out split bench/vqd.py prints at 384 px (docs/VQD.md,
+"Accuracy"): 10 samples per label and photograph, seed 18, 1,300 samples, 130 per label, so
+that one sample is 0.8 % of a label (at 3 per photograph one clean sample was 2.6 %, above the
+target by itself, and one miss of 39 0.974). Every diagnosis must meet the target.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from lab.vqd_data import DEFECTS, HELD_OUT, WIDTH, photo, quality, sample, score
 from probes.vqd.config import Thresholds
 
 TARGET = 0.95
+PER_PHOTO, SEED = 10, 18  # bench/vqd.py's held-out split: --per-photo 10, its --seed 17 + 1
 
 
 @pytest.fixture(scope="module")
 def held_out():
-    table, false_alarms = quality(score_all(HELD_OUT, 3, 18), Thresholds())
+    table, false_alarms = quality(score_all(HELD_OUT, PER_PHOTO, SEED), Thresholds())
     return {q.diagnosis: q for q in table}, false_alarms
 
 
@@ -33,7 +35,7 @@ def test_diagnoses_meet_the_target(held_out, diagnosis: str) -> None:
 
 
 def test_false_alarms_on_clean_pictures(held_out) -> None:
-    # Target 1 %: none of 130 in the bench; with 39 clean samples here one would be 2.6 %.
+    # Target 1 %: one of the 130 clean samples is 0.77 %, two are 1.54 %.
     assert held_out[1] <= 0.01
 
 

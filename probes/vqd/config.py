@@ -35,15 +35,15 @@ class Thresholds(Strict):
     share of a solid colour or bars, moved share of the width, decode_errors per burst.
     Measures and the ROC choice: probes/vqd/measures.py, bench/vqd.py, docs/VQD.md."""
 
-    blur: Share = 0.248
-    occlusion: Share = 0.112
-    frozen: Share = 0.934
-    dark: Share = 0.684
-    bright: Share = 0.449
-    cast: Annotated[float, Field(gt=0, le=5)] = 0.141
-    noise: Annotated[float, Field(gt=0, le=128)] = 2.73
-    signal_loss: Share = 0.888
-    moved: Share = 0.050
+    blur: Share = 0.311
+    occlusion: Share = 0.107
+    frozen: Share = 0.954
+    dark: Share = 0.730
+    bright: Share = 0.431
+    cast: Annotated[float, Field(gt=0, le=5)] = 0.135
+    noise: Annotated[float, Field(gt=0, le=128)] = 3.13
+    signal_loss: Share = 0.879
+    moved: Share = 0.045
     decode_errors: Annotated[int, Field(ge=1)] = 1
 
 

@@ -164,10 +164,13 @@ def block_blur(gray: np.ndarray) -> np.ndarray:
 
 SHARP = 0.43
 """The baseline blur effect when there is no reference frame. On the tuning split of
-lab/vqd_data.py the BLUR_QUANTILE of the block blur effect is 0.35 on clean pictures (median;
-0.56 at the 99th percentile) and ≥ 0.57 on blurred ones (1st percentile): 0.43 puts the
-default threshold's boundary (0.248 of the sharpness lost ⇔ B ≈ 0.57) between the two (0.39
-with the earlier threshold 0.292: the same boundary)."""
+lab/vqd_data.py (its draw since 2026-12-05, first frames at 384 px and 640×360, 300 clean and
+300 blurred) the BLUR_QUANTILE of the block blur effect is 0.36 on clean pictures (median;
+0.60 at the 99th percentile) and ≥ 0.58 on blurred ones (1st percentile): the two overlap, and
+0.43 puts the default threshold's boundary (0.311 of the sharpness lost ⇔ B ≈ 0.61) where
+0.3 % of the clean and 1.3 % of the blurred fall on the wrong side (SHARP 0.38, the earlier
+boundary B ≈ 0.57: 3.7 % and 0.7 %). On the earlier draw, 0.35, 0.56 and ≥ 0.57, with the
+threshold 0.248 (0.39 with 0.292: the same boundary)."""
 BLUR_QUANTILE = 0.7
 """Blocks judged by `blur`: the quantile over the textured blocks of their loss. Above the
 median so that a few blocks kept sharp by an overlay (the OSD clock is drawn after the lens)
@@ -550,8 +553,9 @@ ALIGNED_RESIDUAL_PX = 2.0
 """`aligned`: the four quadrants' shifts fit one similarity within this (pixels at
 ANALYSIS_WIDTH), or the view is not one picture moved as a whole and ORB decides."""
 ALIGNED_MAX = 0.025
-"""`aligned` answers for a view displaced at most this share of the width (half the default
-threshold of `moved`, 0.050); a larger displacement is measured by ORB."""
+"""`aligned` answers for a view displaced at most this share of the width (half of `moved`'s
+default threshold when it was 0.050; 0.02 of the width under today's 0.045); a larger
+displacement is measured by ORB."""
 _QUADRANT_SCALE = 2  # the quadrants are correlated at half the analysis width: 120×68 px each at 480×270
 
 
