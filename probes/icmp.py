@@ -40,7 +40,7 @@ import os
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Callable, ClassVar, Iterable, Literal, NamedTuple, Sequence
 
 from pydantic import Field, model_validator
@@ -385,6 +385,13 @@ class PingParams:
     timeout_s: float = 1.0
     retries: int = 0
     payload_size: int = 56
+    # Derived, in ns: every echo reads them (a float multiplication and rounding per echo otherwise).
+    timeout_ns: int = field(init=False, repr=False, compare=False)
+    echo_interval_ns: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timeout_ns", int(self.timeout_s * 1e9))
+        object.__setattr__(self, "echo_interval_ns", round(self.echo_interval_s * 1e9))
 
     @classmethod
     def from_config(cls, cfg: IcmpConfig | IcmpOverride, base: "PingParams | None" = None) -> "PingParams":
@@ -753,7 +760,7 @@ class _Run:
         """The sender tried `echo` (successfully or not): schedule the next of `count`."""
         self.sent_count += 1
         if self.next_index < self.params.count:
-            self.engine.later(self, echo.tx_mono_ns + round(self.params.echo_interval_s * 1e9))
+            self.engine.later(self, echo.tx_mono_ns + self.params.echo_interval_ns)
 
     def finish_echo(self, echo: _Echo, rtt_ns: int | None, reason: str | None) -> None:
         """`echo` got its reply (rtt_ns), an error (reason) or timed out (reason "timeout")."""
@@ -774,7 +781,8 @@ class _Run:
     def finish(self) -> None:
         self.finished = True
         self.engine.runs.discard(self)
-        rtts = tuple([round(r / 1e6, 6) for r in self.rtts_ns if r is not None])
+        # ns / 1e6 is already the double nearest to the ms value with 6 decimals: no round().
+        rtts = tuple([r / 1e6 for r in self.rtts_ns if r is not None])
         self.on_done(PingStats(self.target.address, self.sent_count, len(rtts), rtts, self.params.payload_size,
                                None if rtts else (self.reason or "timeout")))
 
@@ -1095,7 +1103,7 @@ class IcmpEngine:
                 return "failed"
             break
         self.counters["sent"] += 1
-        timeout_ns = int(run.params.timeout_s * 1e9)
+        timeout_ns = run.params.timeout_ns
         echo.deadline_ns = echo.tx_mono_ns + timeout_ns
         fifo = self._expiry.get(timeout_ns)
         if fifo is None:
@@ -1123,7 +1131,7 @@ class IcmpEngine:
         """Queue `run`'s next echo at `due_ns` (monotonic): one FIFO per echo interval (so each
         is in time order), read by the tick; the echo leaves at the first tick at or after
         `due_ns` (RTTs are timed from the actual send)."""
-        interval_ns = round(run.params.echo_interval_s * 1e9)
+        interval_ns = run.params.echo_interval_ns
         fifo = self._later.get(interval_ns)
         if fifo is None:
             fifo = self._later[interval_ns] = collections.deque()
@@ -1221,7 +1229,7 @@ class IcmpEngine:
             kernel_rtt = rx_real_ns - echo.tx_real_ns
             if 0 <= kernel_rtt <= mono_rtt + CLOCK_SLACK_NS:
                 rtt = kernel_rtt
-        if rtt > echo.run.params.timeout_s * 1e9:
+        if rtt > echo.run.params.timeout_ns:
             self._complete(echo, None, "timeout")  # arrived after its timeout: lost, like fping
             return
         self.counters["received"] += 1

@@ -164,6 +164,18 @@ def test_stats_fields_agree_with_the_properties() -> None:
             assert fields["rtt_avg_ms"] == round(sum(rtts) / len(rtts), 3)
 
 
+def test_rtts_in_ms_need_no_rounding_and_params_carry_ns() -> None:
+    # _Run.finish divides kernel RTTs in ns by 1e6 without round(…, 6) (a hot path): the
+    # quotient of an integer by 1e6 is already the double nearest to its 6-decimal ms value.
+    rng = random.Random(11)
+    for _ in range(20_000):
+        rtt_ns = rng.choice((rng.randint(1, 10_000), rng.randint(1, 5_000_000_000)))
+        assert rtt_ns / 1e6 == round(rtt_ns / 1e6, 6) == float(f"{rtt_ns // 1_000_000}.{rtt_ns % 1_000_000:06d}")
+    params = PingParams(count=3, echo_interval_s=0.2, timeout_s=1.5)
+    assert (params.timeout_ns, params.echo_interval_ns) == (1_500_000_000, 200_000_000)
+    assert params == PingParams(3, 0.2, 1.5) and hash(params) == hash(PingParams(3, 0.2, 1.5))
+
+
 def test_overrides_overlay_in_order_and_budget_covers_the_timeline() -> None:
     cfg = IcmpConfig(
         count=3, echo_interval_ms=200, timeout_s=1, retries=0, payload_size=56,
