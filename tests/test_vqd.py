@@ -148,7 +148,7 @@ def test_a_gain_wide_open_on_a_scene_dark_by_nature_is_too_bright() -> None:
 
 def _gain(frame: measures.Frame, ref: measures.Reference) -> float:
     """The gain bright's gain term reads (×, not log)."""
-    return float(np.exp(max(measures.exposure_gain(frame, ref), measures.clip_gain(frame, ref))))
+    return float(np.exp(max(measures.exposure_gain(frame, ref) or 0.0, measures.clip_gain(frame, ref))))
 
 
 def test_a_gain_wide_open_on_a_scene_bright_by_nature_is_read_at_its_size() -> None:
@@ -189,7 +189,8 @@ def test_a_view_panned_onto_the_sky_is_no_gain_by_rank() -> None:
     panned = _frame(street[h - view - int(0.4 * h): h - int(0.4 * h)] * 1.2)
     threshold = VqdConfig().thresholds.bright
     assert measures.clip_gain(panned, ref) / measures.GAIN_SCALE >= threshold
-    assert measures.exposure_gain(panned, ref) < np.log(measures.RANK_AGREES)
+    blocks = measures.exposure_gain(panned, ref)
+    assert blocks is not None and blocks < np.log(measures.RANK_AGREES)
     assert measures.bright(panned, ref) < threshold
 
 

@@ -365,7 +365,7 @@ def luma(frame: Frame, ref: Reference | None = None) -> float:
 
 
 def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0,
-                  clipped: float = 0.05) -> float:
+                  clipped: float = 0.05) -> float | None:
     """log of the exposure gain against the reference: the median over the blocks textured
     (≥ `textured`) in both pictures, not dark in the reference (mean luma > `floor`, where
     sensor noise clipped at black would lift the mean) and still unclipped in the frame (at most
@@ -373,15 +373,8 @@ def exposure_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: fl
     in both are the scene still seen: a cover over part of the view (flat) or a veil (which
     flattens) does not vote. A block partly clipped reads less than the gain (its clipped
     pixels stopped at white): on a bright scene under a gain wide open those were most of the
-    blocks still textured, and the median read ×1.75 for ×3.85. 0 with fewer than 10 such
+    blocks still textured, and the median read ×1.75 for ×3.85. None with fewer than 10 such
     blocks (then `clip_gain` and the clipped share speak)."""
-    found = _unclipped_gain(frame, ref, textured, floor, clipped)
-    return 0.0 if found is None else found
-
-
-def _unclipped_gain(frame: Frame, ref: Reference, textured: float = 1.5, floor: float = 16.0,
-                    clipped: float = 0.05) -> float | None:
-    """`exposure_gain`, None with fewer than 10 blocks to vote."""
     lum, ref_lum = frame.block_luma, ref.frame.block_luma
     ok = (frame.texture >= textured) & (ref.texture >= textured) & (ref_lum > floor)
     ok &= frame.clipped_blocks <= clipped
@@ -432,16 +425,17 @@ def bright(frame: Frame, ref: Reference | None) -> float:
     against the reference, log(gain) / GAIN_SCALE, read two ways: from the blocks still
     unclipped (`exposure_gain`: an iris or gain wide open on a scene dark by nature brightens
     it severalfold before it clips anything) and from how much of the reference, by rank, now
-    sits near white (`clip_gain`: on a scene bright by nature the same gain clips the blocks that
-    would show it; trusted where the unclipped blocks agree, RANK_AGREES). The added light is the offset b/255 of the line frame = a·reference + b
-    fitted to the luma percentiles 5…95 that are not clipped (an exposure change scales, a veil
-    adds); without a reference, the darkest twentieth p5/255 (a veil lifts the blacks). Clipped
-    share: pixels ≥ CLIPPED beyond the reference's share (a white wall is white in both)."""
+    sits near white (`clip_gain`: on a scene bright by nature the same gain clips the blocks
+    that would show it; trusted where the unclipped blocks agree, RANK_AGREES). The added light
+    is the offset b/255 of the line frame = a·reference + b fitted to the luma percentiles 5…95
+    that are not clipped (an exposure change scales, a veil adds); without a reference, the
+    darkest twentieth p5/255 (a veil lifts the blacks). Clipped share: pixels ≥ CLIPPED beyond
+    the reference's share (a white wall is white in both)."""
     clipped = frame.clipped
     if ref is None:
         return float(max(_percentiles(frame.gray)[0] / 255.0, clipped))
     _, lift = _exposure_fit(frame, ref)
-    blocks = _unclipped_gain(frame, ref)
+    blocks = exposure_gain(frame, ref)
     rank = clip_gain(frame, ref) if blocks is None or blocks >= np.log(RANK_AGREES) else 0.0
     gain = max(blocks or 0.0, rank) / GAIN_SCALE
     return float(np.clip(max(lift / 255.0, clipped - ref.clipped, gain), 0.0, 1.0))
@@ -554,7 +548,7 @@ ALIGNED_RESIDUAL_PX = 2.0
 ANALYSIS_WIDTH), or the view is not one picture moved as a whole and ORB decides."""
 ALIGNED_MAX = 0.025
 """`aligned` answers for a view displaced at most this share of the width (half of `moved`'s
-default threshold when it was 0.050; 0.02 of the width under today's 0.045); a larger
+default threshold when that was 0.050, a little over half of today's 0.045); a larger
 displacement is measured by ORB."""
 _QUADRANT_SCALE = 2  # the quadrants are correlated at half the analysis width: 120×68 px each at 480×270
 
