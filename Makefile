@@ -9,7 +9,7 @@ PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMPS     := .stamps
-APT_PKGS   := influxdb influxdb-client fping curl iproute2 procps tzdata mosquitto python3-venv \
+APT_PKGS   := influxdb influxdb-client fping curl iproute2 procps tzdata mosquitto python3-venv gcc python3-dev \
               snmp snmpd snmptrapd nftables ffmpeg systemd \
               python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
               gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium chromium-driver \
@@ -30,7 +30,8 @@ $(STAMPS)/apt: Makefile
 	fi
 	@touch $@
 
-$(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
+# probes/_icmpcore.c: the editable install compiles it beside its source; a change rebuilds it.
+$(STAMPS)/venv: pyproject.toml probes/_icmpcore.c $(STAMPS)/apt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

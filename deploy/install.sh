@@ -29,7 +29,7 @@ switched to; otherwise nothing changes and the running version stays.
 Options:
   --prefix-root DIR  install under DIR instead of / (files name the final paths; for tests
                      and image builds; DIR/etc/passwd and DIR/etc/group must exist)
-  --no-apt           do not install Debian packages (python3, python3-venv; fonts-noto-cjk and Pango for reports)
+  --no-apt           do not install Debian packages (python3, python3-venv, gcc, python3-dev; fonts-noto-cjk and Pango for reports)
   --no-start         do not start or restart the service
   --pip-args "ARGS"  extra pip install arguments, e.g. offline:
                      --pip-args "--no-index --find-links /srv/fleetmon-wheels"
@@ -194,10 +194,11 @@ fi
 # --- Debian packages ---------------------------------------------------------------------------
 
 if [ "$APT" -eq 1 ]; then
-    # What the daemon needs at run time: an interpreter and venv (the rest comes from pip), and
-    # for reports the CJK fonts and Pango that WeasyPrint lays the PDFs out with.
+    # What the daemon needs at run time: an interpreter and venv (the rest comes from pip), a C
+    # compiler and the Python headers to build the ICMP core (probes/_icmpcore.c), and for
+    # reports the CJK fonts and Pango that WeasyPrint lays the PDFs out with.
     missing=()
-    for p in python3 python3-venv fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
+    for p in python3 python3-venv gcc python3-dev fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -242,7 +243,7 @@ trap cleanup EXIT
 # Build from a clean copy: an in-tree build would reuse a stale build/ (deleted modules come
 # back) and write into the checkout.
 tar -C "$SRC" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./var --exclude=./.stamps \
-    --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . \
+    --exclude='*.egg-info' --exclude='*.so' --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache -cf - . \
     | tar -C "$STAGE" -xf -
 say "building fleetmon $VERSION in $NEW"
 "$PYTHON" -m venv "$NEW"

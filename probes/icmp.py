@@ -5,14 +5,19 @@ a socket per request run out of descriptors and CPU at a few thousand hosts. Thi
 
 - ONE socket per address family for the whole daemon (raw as root/CAP_NET_RAW, or an ICMP
   datagram socket where `net.ipv4.ping_group_range` allows; `mode: auto` tries raw first);
-- ONE paced send queue: a token bucket over all targets (`packets_per_second`), drained in
-  small bursts per tick instead of a sleep per packet;
+- ONE pace: a token bucket over all targets (`packets_per_second`), drained from the send
+  queues in small bursts per tick instead of a sleep per packet;
 - ONE table of outstanding echoes per socket, keyed by sequence number; a reply is ours only
   when identifier, sequence, source address and (payload ≥ 1 byte) the engine's random payload
   prefix all match, so other processes' ICMP (fping on raw sockets) and garbage are ignored;
 - ONE task for all of it, ticking on the daemon's grid (monitor.core.ticks): each tick reads
-  the replies queued, sends, and expires echoes (a FIFO per timeout value); no callback per
-  reply and no timer per echo, each of which would wake the process on its own.
+  the replies queued, sends, and expires echoes; no callback per reply and no timer per echo,
+  each of which would wake the process on its own;
+- the per-echo work compiled (probes/_icmpcore.c, one Core per socket: the send queue, the
+  echoes in flight by sequence number, their deadlines, building, sending, reading and matching):
+  Python makes one call per target to start it and gets one tuple back when its echoes have
+  ended. In Python the echoes cost 6 of the daemon's 12.5 CPU-s a cycle at 100,000 devices
+  (docs/PERFORMANCE.md, sixth round).
 
 ICMP errors (destination unreachable, time exceeded, parameter problem, packet too big) that
 quote one of our echoes finish that echo at once with the error as its reason; send errors
@@ -49,6 +54,7 @@ from monitor.core.config_base import SelectorConfig, Strict
 from monitor.core.measurement import DEVICE_TAGS, FieldSpec, MeasurementSpec
 from monitor.core.ticks import GRID_NS, at_loop_time, next_tick_ns, resolve
 from monitor.core.model import Basis, Device, IPAddress, Selector
+from probes._icmpcore import Core
 from probes.base import ConfirmConfig, ProbeResult
 
 log = logging.getLogger("fleetmon.icmp")
@@ -130,7 +136,6 @@ ICMP6_ECHO_REQUEST = 128
 ICMP6_ECHO_REPLY = 129
 
 AF_INET, AF_INET6 = int(socket.AF_INET), int(socket.AF_INET6)  # plain ints: cheaper to compare
-MSG_TRUNC = int(socket.MSG_TRUNC)
 
 MAX_IP_PACKET = 65_535
 """Receive buffer per read: a reassembled IPv4 datagram with its header fits (RFC 791)."""
@@ -147,15 +152,9 @@ IDLE_TICK_NS = 16 * GRID_NS
 """The longest tick while only replies are awaited: how late a reply may be read, 80 ms (its
 RTT stays right: the kernel's receive timestamp)."""
 READ_BATCH = 512
-"""Datagrams read per recvmsg round (_Channel.on_readable)."""
+"""Errors read per round from a datagram socket's error queue (_Channel._drain_error_queue)."""
 OVERLOAD_BACKLOG_S = 1.0
 """Send-queue delay beyond which the engine warns that pacing is too slow."""
-CLOCK_SLACK_NS = 1_000_000
-"""Allowed excess of the kernel RTT over the monotonic RTT (clock slewing) before the
-kernel timestamp is distrusted (a wall-clock step between send and receive)."""
-
-_TIMESPEC = struct.Struct("=qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
-_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _ID_SEQ = struct.Struct("!HH")
 _EXT_ERR = struct.Struct("=IBBB")  # sock_extended_err: ee_errno, ee_origin, ee_type, ee_code
 
@@ -245,18 +244,6 @@ def ones_complement_sum(data: bytes | bytearray | memoryview) -> int:
     if len(data) & 1:
         value <<= 8  # RFC 1071: an odd trailing byte is padded with a zero byte
     return value % 0xFFFF
-
-
-def checksum_from_sum(word_sum: int) -> int:
-    """Checksum field for a message whose other words sum to `word_sum` (mod 0xFFFF)."""
-    return 0xFFFF - word_sum if word_sum else 0
-
-
-def build_echo_v4_raw(ident: int, seq: int, payload: bytes, payload_sum: int) -> bytes:
-    """ICMP echo request (RFC 792 "Echo or Echo Reply Message") with its checksum: a raw
-    IPv4 socket sends it as is. `payload_sum` = ones_complement_sum(payload)."""
-    word_sum = (payload_sum + (ICMP_ECHO << 8) + ident + seq) % 0xFFFF
-    return _ECHO_HEADER.pack(ICMP_ECHO, 0, checksum_from_sum(word_sum), ident, seq) + payload
 
 
 class Parsed(NamedTuple):
@@ -611,7 +598,8 @@ def _keep_own_replies(sock: socket.socket, family: int, ident: int) -> None:
 
 
 class _Channel:
-    """One ICMP socket (one address family) and the echoes outstanding on it, by sequence."""
+    """One ICMP socket (one address family); its echoes live in a compiled Core
+    (probes/_icmpcore.c): the send queue, the echoes in flight by sequence, their deadlines."""
 
     def __init__(self, engine: "IcmpEngine", family: int, kind: Literal["raw", "dgram"], sock: socket.socket) -> None:
         self.engine = engine
@@ -623,64 +611,20 @@ class _Channel:
         else:
             self.ident = int.from_bytes(os.urandom(2), "big")
             _keep_own_replies(sock, family, self.ident)
-        self.pending: dict[int, _Echo] = {}
-        self.next_seq = int.from_bytes(os.urandom(2), "big")
-        self._buf = bytearray(MAX_IP_PACKET + 1)  # +1: a full buffer means truncation
-        self._bufs = [memoryview(self._buf)]
-        self._raw4 = kind == "raw" and family == AF_INET
-        self._anc_size = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(512)
+        # A random first sequence number: a restarted daemon does not take the late replies of
+        # its predecessor's last echoes for its own first ones.
+        self.core = Core(sock.fileno(), self.family, kind == "raw", self.ident, engine.payload_block, errno_reason,
+                         int.from_bytes(os.urandom(2), "big"))
+        self._bufs = [memoryview(bytearray(MAX_IP_PACKET + 1))]  # the error queue's reads
+        self._anc_size = socket.CMSG_SPACE(512)
 
-    def alloc_seq(self) -> int | None:
-        """Next free sequence number, cycling through all 65,536 so that a number is reused as
-        late as possible (a late reply must not meet a new echo); None when all are in flight."""
-        for _ in range(0x10000):
-            seq = self.next_seq
-            self.next_seq = (seq + 1) & 0xFFFF
-            if seq not in self.pending:
-                return seq
-        return None
-
-    def build(self, seq: int, size: int) -> bytes:
-        """The echo request as this socket sends it (the kernel computes ICMPv6 checksums, RFC
-        4443 §2.3, and datagram-socket checksums and identifiers)."""
-        payload, payload_sum = self.engine.payload(size)
-        if self._raw4:
-            return build_echo_v4_raw(self.ident, seq, payload, payload_sum)
-        echo_type = ICMP_ECHO if self.family == AF_INET else ICMP6_ECHO_REQUEST
-        return _ECHO_HEADER.pack(echo_type, 0, 0, self.ident, seq) + payload
-
-    def on_readable(self) -> int:
-        """Read up to READ_BATCH datagrams (the loop calls again while more are queued); returns
-        how many were read, so READ_BATCH means more may wait."""
-        sock, bufs, anc_size, engine, raw4 = self.sock, self._bufs, self._anc_size, self.engine, self._raw4
-        view = bufs[0]
-        read = 0
-        for read in range(1, READ_BATCH + 1):
-            try:
-                n, ancdata, flags, addr = sock.recvmsg_into(bufs, anc_size)
-            except (BlockingIOError, InterruptedError):
-                read -= 1
-                break
-            except OSError:
-                # A datagram socket reports each ICMP error once more as a pending socket
-                # error; the details were (or will be) read from the error queue.
-                continue
-            if n > MAX_IP_PACKET or flags & MSG_TRUNC:
-                self.engine.counters["malformed"] += 1
-                continue
-            if raw4:
-                # Nearly every packet: a whole echo reply, checked and matched here without
-                # parse_icmp4's general path (its tuple and copies); anything else goes there.
-                ihl = (view[0] & 0x0F) << 2
-                if view[0] >> 4 == 4 and ihl >= 20 and n >= ihl + 8 and view[ihl] == ICMP_ECHO_REPLY \
-                        and ones_complement_sum(view[ihl:n]) == 0:
-                    ident, seq = _ID_SEQ.unpack_from(view, ihl + 4)
-                    engine.on_echo_reply(self, ident, seq, view[ihl + 8 : min(n, ihl + 24)], addr[0], _kernel_time_ns(ancdata))
-                    continue
-            engine.on_message(self, view[:n], addr[0], _kernel_time_ns(ancdata))
+    def read(self) -> None:
+        """Every datagram queued (bounded: the receive buffer's worth). The core matches echo
+        replies; what it hands back (ICMP errors, stray types) is parsed here."""
+        for packet in self.core.read(SOCKET_BUFFER_BYTES // 64):
+            self.engine.on_message(self, packet)
         if self.kind == "dgram":
             self._drain_error_queue()
-        return read
 
     def _drain_error_queue(self) -> None:
         """ICMP errors about our echoes (IP_RECVERR/IPV6_RECVERR, datagram sockets only): the
@@ -698,41 +642,17 @@ class _Channel:
                     self.engine.on_queued_error(self, self._bufs[0][:n], addr[0], *_EXT_ERR.unpack_from(data))
 
 
-def _kernel_time_ns(ancdata: list) -> int | None:
-    """Receive time (CLOCK_REALTIME, ns) from an SCM_TIMESTAMPNS control message."""
-    for level, ctype, data in ancdata:
-        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            sec, nsec = _TIMESPEC.unpack_from(data)
-            return sec * 1_000_000_000 + nsec
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
-# Echoes and runs (all state of one target's ping).
-
-
-class _Echo:
-    """One echo request: queued (seq None) → in flight (in channel.pending) → done."""
-
-    __slots__ = ("run", "index", "seq", "tx_mono_ns", "tx_real_ns", "deadline_ns", "done")
-
-    def __init__(self, run: "_Run", index: int) -> None:
-        self.run = run
-        self.index = index
-        self.seq: int | None = None
-        self.tx_mono_ns = 0
-        self.tx_real_ns = 0
-        self.deadline_ns = 0
-        self.done = False
+# Runs (all state of one target's ping that is not per echo).
 
 
 class _Run:
-    """The echoes to one target: `count` echoes spaced by the interval, then retries one at a
-    time while nothing was answered. Callback-driven (no task per target): the sender calls
-    `sent`, the receiver and the expiry timer call `finish_echo`."""
+    """The echoes to one target: `count` echoes spaced by the interval (one run of the core),
+    then, while nothing was answered, retries one at a time (a core run of one echo each).
+    The core hands the run back when its echoes have ended (IcmpEngine._deliver)."""
 
-    __slots__ = ("engine", "target", "channel", "params", "on_done", "sent_count", "rtts_ns",
-                 "reason", "next_index", "live", "retries_left", "finished")
+    __slots__ = ("engine", "target", "channel", "params", "on_done", "handle", "sent", "reason",
+                 "retries_left", "finished")
 
     def __init__(self, engine: "IcmpEngine", target: Target, channel: _Channel, params: PingParams,
                  on_done: Callable[[PingStats], None]) -> None:
@@ -741,49 +661,32 @@ class _Run:
         self.channel = channel
         self.params = params
         self.on_done = on_done
-        self.sent_count = 0
-        self.rtts_ns: list[int | None] = [None] * (params.count + params.retries)
+        self.handle = 0
+        self.sent = 0
         self.reason: str | None = None
-        self.next_index = 0
-        self.live: list[_Echo] = []
         self.retries_left = params.retries
         self.finished = False
 
-    def submit(self) -> None:
-        """Queue the next echo."""
-        echo = _Echo(self, self.next_index)
-        self.next_index += 1
-        self.live.append(echo)
-        self.engine.enqueue(echo)
+    def begin(self, count: int) -> None:
+        """Queue `count` echoes in the core."""
+        target, params = self.target, self.params
+        scope = target.sockaddr[3] if target.family == AF_INET6 else 0
+        self.handle = self.channel.core.start(self, target.packed, scope, count, params.echo_interval_ns,
+                                              params.timeout_ns, params.payload_size)
 
-    def sent(self, echo: _Echo) -> None:
-        """The sender tried `echo` (successfully or not): schedule the next of `count`."""
-        self.sent_count += 1
-        if self.next_index < self.params.count:
-            self.engine.later(self, echo.tx_mono_ns + self.params.echo_interval_ns)
-
-    def finish_echo(self, echo: _Echo, rtt_ns: int | None, reason: str | None) -> None:
-        """`echo` got its reply (rtt_ns), an error (reason) or timed out (reason "timeout")."""
-        echo.done = True
-        self.live.remove(echo)
-        if rtt_ns is not None:
-            self.rtts_ns[echo.index] = rtt_ns
-        elif reason != "timeout" or self.reason is None:
+    def ended(self, sent: int, rtts: tuple[float, ...], reason: str | None) -> None:
+        """The core's echoes ended: `sent` attempted, the RTTs (ms) of the answered ones in send
+        order, the last ICMP or send error (None: only timeouts)."""
+        self.sent += sent
+        if reason is not None:
             self.reason = reason  # an ICMP or send error says more than a timeout
-        if self.live or self.next_index < self.params.count:
-            return
-        if self.retries_left and not any(r is not None for r in self.rtts_ns):
+        if not rtts and self.retries_left:
             self.retries_left -= 1
-            self.submit()
+            self.begin(1)
             return
-        self.finish()
-
-    def finish(self) -> None:
         self.finished = True
         self.engine.runs.discard(self)
-        # ns / 1e6 is already the double nearest to the ms value with 6 decimals: no round().
-        rtts = tuple([r / 1e6 for r in self.rtts_ns if r is not None])
-        self.on_done(PingStats(self.target.address, self.sent_count, len(rtts), rtts, self.params.payload_size,
+        self.on_done(PingStats(self.target.address, self.sent, len(rtts), rtts, self.params.payload_size,
                                None if rtts else (self.reason or "timeout")))
 
     def cancel(self) -> None:
@@ -791,12 +694,8 @@ class _Run:
         if self.finished:
             return
         self.finished = True
-        self.engine.runs.discard(self)  # `finished`: its entry in the engine's `later` is skipped
-        for echo in self.live:
-            echo.done = True  # the send queue and the expiry FIFOs skip done echoes
-            if echo.seq is not None and self.channel.pending.get(echo.seq) is echo:
-                del self.channel.pending[echo.seq]
-        self.live.clear()
+        self.engine.runs.discard(self)
+        self.channel.core.cancel(self.handle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -829,16 +728,13 @@ class IcmpEngine:
         self.unavailable: dict[int, str] = {}  # family → reason (e.g. no IPv6 in the kernel)
         self.runs: set[_Run] = set()
         self._waiters: set[asyncio.Future] = set()  # futures of ping()/ping_many() callers
-        self.counters: collections.Counter[str] = collections.Counter()
-        self._queue: collections.deque[_Echo] = collections.deque()
+        self._counters: collections.Counter[str] = collections.Counter()  # parsed here, and closed cores'
         self._wakeup: asyncio.Future[None] | None = None  # the tick task's sleep; set to wake it
         self._dozing = False  # the tick task sleeps longer than a tick (or until an echo is queued)
         self._sender: asyncio.Task[None] | None = None
-        self._expiry: dict[int, collections.deque[_Echo]] = {}  # timeout ns → echoes by deadline
-        self._later: dict[int, collections.deque[tuple[int, _Run]]] = {}  # interval ns → (due ns, run)
-        self._payload_block = os.urandom(MAX_IP_PACKET)
+        self.payload_block = os.urandom(MAX_IP_PACKET)
+        """Every echo's payload is a prefix of it: replies to us carry it, other processes' do not."""
         self._overload_warned = -60.0
-        self._payloads: dict[int, tuple[bytes, int]] = {}
 
     async def __aenter__(self) -> "IcmpEngine":
         self.open()
@@ -846,6 +742,14 @@ class IcmpEngine:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    @property
+    def counters(self) -> collections.Counter[str]:
+        """The counts of the class docstring, summed over the sockets."""
+        total = collections.Counter(self._counters)
+        for channel in self.channels.values():
+            total.update(channel.core.counters())
+        return total
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -895,12 +799,10 @@ class IcmpEngine:
             run.cancel()
         for waiter in self._waiters:
             waiter.cancel()
-        self._later.clear()
         for channel in self.channels.values():
+            self._counters.update(channel.core.counters())
             channel.sock.close()
         self.channels.clear()
-        self._queue.clear()
-        self._expiry.clear()
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -942,6 +844,7 @@ class IcmpEngine:
                     run.cancel()
         return results  # type: ignore[return-value]  # all filled once `done` is set
 
+
     def _new_waiter(self) -> asyncio.Future:
         if self.loop is None or self._sender is None:
             raise RuntimeError("IcmpEngine is not open")
@@ -951,20 +854,11 @@ class IcmpEngine:
 
     def backlog_s(self) -> float:
         """Seconds the echoes already queued need to leave at the configured pace."""
-        return len(self._queue) / self.packets_per_second
+        return sum(c.core.queued() for c in self.channels.values()) / self.packets_per_second
 
     def in_flight(self) -> int:
         """Runs not finished plus echoes waiting for a reply: 0 when nothing is outstanding."""
-        return len(self.runs) + sum(len(c.pending) for c in self.channels.values())
-
-    def payload(self, size: int) -> tuple[bytes, int]:
-        """Payload of `size` bytes (a prefix of this engine's random block, so replies to us
-        carry it and other processes' do not) and its ones_complement_sum."""
-        cached = self._payloads.get(size)
-        if cached is None:
-            data = self._payload_block[:size]
-            cached = self._payloads[size] = (data, ones_complement_sum(data))
-        return cached
+        return len(self.runs) + sum(c.core.state()[2] for c in self.channels.values())
 
     # -- starting and finishing runs ------------------------------------------------------------
 
@@ -981,42 +875,50 @@ class IcmpEngine:
             return None
         run = _Run(self, target, channel, params, on_done)
         self.runs.add(run)
-        run.submit()
+        run.begin(params.count)
+        if self._dozing and self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)  # idle or waiting long for replies: send it now
         return run
 
     # -- the tick: reading, the next echoes, sending, expiry ---------------------------------------
 
-    def enqueue(self, echo: _Echo) -> None:
-        self._queue.append(echo)
-        if self._dozing and self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)  # idle or waiting long for replies: send it now
+
+    # -- the tick: reading, the next echoes, sending, expiry ---------------------------------------
 
     async def _run(self) -> None:
         """The engine's one task. A tick reads every reply queued, queues the echoes whose time
         has come, sends the tokens earned since the last tick (a token bucket over all targets,
         up to two ticks' worth) and expires the echoes past their timeout, in that order, so a
-        reply waiting in the socket is never taken for a loss. Ticks fall on the daemon's grid
+        reply waiting in the socket is never taken for a loss; the runs that ended go to their
+        callers after the reading and at the end. Ticks fall on the daemon's grid
         (monitor.core.ticks): every TICK_NS while echoes wait to be sent, else at the next echo
         or deadline due but at least every IDLE_TICK_NS; with nothing outstanding the task
-        sleeps until an echo is queued. No callback per reply or timer: each would wake the
-        process on its own (50–160 µs of CPU a wake-up on this VM, bench/wakeups.py; 3,700 a cycle at
-        10,000 devices before, docs/PERFORMANCE.md). Replies read up to IDLE_TICK_NS late keep their RTT: it is timed by the
-        kernel's receive timestamp (SO_TIMESTAMPNS)."""
+        sleeps until a run starts. No callback per reply or timer: each would wake the process
+        on its own (50–160 µs of CPU a wake-up on this VM, bench/wakeups.py; 3,700 a cycle at
+        10,000 devices before, docs/PERFORMANCE.md). Replies read up to IDLE_TICK_NS late keep
+        their RTT: it is timed by the kernel's receive timestamp (SO_TIMESTAMPNS)."""
         rate = self.packets_per_second / 1e9  # tokens per ns
         burst_max = max(1.0, 2 * self.packets_per_second * TICK_NS / 1e9)
         tokens, last = 1.0, time.monotonic_ns()
         loop = self.loop
+        cores = [channel.core for channel in self.channels.values()]
         while True:
             now = time.monotonic_ns()
             tokens = min(burst_max, tokens + (now - last) * rate)
             last = now
-            self._read_all()
-            self._submit_due(now)
+            for channel in self.channels.values():
+                channel.read()
+            self._deliver(cores)
+            for core in cores:
+                core.submit_due(now)
             if tokens >= 1:
-                tokens -= self._send_burst(int(tokens))
-            self._expire(time.monotonic_ns())
+                tokens -= self._send_burst(cores, int(tokens))
+            now = time.monotonic_ns()
+            for core in cores:
+                core.expire(now)
+            self._deliver(cores)
             self._warn_if_overloaded()
-            wake_ns = self._next_wake_ns(tokens, rate)
+            wake_ns = self._next_wake_ns(cores, tokens, rate)
             self._wakeup = loop.create_future()
             self._dozing = wake_ns is None or wake_ns - time.monotonic_ns() > TICK_NS
             timer = None if wake_ns is None else loop.call_at(at_loop_time(wake_ns), resolve, self._wakeup)
@@ -1028,89 +930,38 @@ class IcmpEngine:
                 if timer is not None:
                     timer.cancel()
 
-    def _next_wake_ns(self, tokens: float, rate: float) -> int | None:
+    @staticmethod
+    def _deliver(cores: list[Core]) -> None:
+        """Hand every run the cores finished to its _Run (which retries or calls back)."""
+        for core in cores:
+            for run, sent, rtts, reason in core.take_finished():
+                run.ended(sent, rtts, reason)
+
+    def _next_wake_ns(self, cores: list[Core], tokens: float, rate: float) -> int | None:
         """The next tick on the grid (module docstring of monitor.core.ticks): None when nothing
-        is outstanding (woken by `enqueue`)."""
+        is outstanding (woken by `start`)."""
         now = time.monotonic_ns()
-        if self._queue:
+        if any(core.queued() for core in cores):
             # The next tick, or later when the bucket earns its next token later (a low rate).
             return next_tick_ns(TICK_NS, now + max(0, int((1 - tokens) / rate)) - 1)
         if not self.runs:
             return None
         due = now + IDLE_TICK_NS
-        for fifo in self._later.values():
-            if fifo and fifo[0][0] < due:
-                due = fifo[0][0]
-        for fifo in self._expiry.values():
-            if fifo and fifo[0].deadline_ns < due:
-                due = fifo[0].deadline_ns
+        for core in cores:
+            next_due = core.next_due()
+            if next_due is not None and next_due < due:
+                due = next_due
         return next_tick_ns(TICK_NS, max(due, now) - 1)
 
-    def _read_all(self) -> None:
-        """Every datagram queued on every socket (bounded: the buffer's worth)."""
-        for channel in self.channels.values():
-            for _ in range(SOCKET_BUFFER_BYTES // (64 * READ_BATCH)):
-                if channel.on_readable() < READ_BATCH:
-                    break
-
-    def _send_burst(self, budget: int) -> int:
-        """Send up to `budget` queued echoes; stops early when a socket would block (the next
-        tick tries again). Returns how many were sent (or failed to send)."""
-        queue, sent = self._queue, 0
-        while queue and sent < budget:
-            echo = queue.popleft()
-            if echo.done:
-                continue  # its run was cancelled
-            channel = echo.run.channel
-            seq = channel.alloc_seq()
-            if seq is None:  # 65,536 echoes in flight on this socket: wait for some to finish
-                queue.appendleft(echo)
-                break
-            if self._send_one(channel, echo, seq) == "blocked":
-                queue.appendleft(echo)
-                break
-            sent += 1
+    @staticmethod
+    def _send_burst(cores: list[Core], budget: int) -> int:
+        """Send up to `budget` queued echoes, IPv4's first; a socket that would block keeps the
+        rest for the next tick. Returns how many were sent (or failed to send)."""
+        sent = 0
+        for core in cores:
+            if sent < budget:
+                sent += core.send(budget - sent)[0]
         return sent
-
-    def _send_one(self, channel: _Channel, echo: _Echo, seq: int) -> Literal["sent", "failed", "blocked"]:
-        run = echo.run
-        packet = channel.build(seq, run.params.payload_size)
-        echo.seq = seq
-        channel.pending[seq] = echo
-        for attempt in (1, 2):
-            echo.tx_mono_ns = time.monotonic_ns()
-            echo.tx_real_ns = time.time_ns()
-            try:
-                channel.sock.sendto(packet, run.target.sockaddr)
-            except (BlockingIOError, InterruptedError):
-                del channel.pending[seq]
-                echo.seq = None
-                return "blocked"
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:  # a full device queue: not signalled by poll
-                    del channel.pending[seq]
-                    echo.seq = None
-                    return "blocked"
-                # On a datagram socket a send may fail with the pending error of an earlier
-                # ICMP error (IP_RECVERR sets sk_err) that belongs to another target: that
-                # error is now cleared, so one more try tells whether this send itself fails.
-                if attempt == 1 and channel.kind == "dgram":
-                    continue
-                del channel.pending[seq]
-                self.counters["send_errors"] += 1
-                run.sent(echo)
-                run.finish_echo(echo, None, errno_reason(exc.errno or errno.EIO))
-                return "failed"
-            break
-        self.counters["sent"] += 1
-        timeout_ns = run.params.timeout_ns
-        echo.deadline_ns = echo.tx_mono_ns + timeout_ns
-        fifo = self._expiry.get(timeout_ns)
-        if fifo is None:
-            fifo = self._expiry[timeout_ns] = collections.deque()
-        fifo.append(echo)
-        run.sent(echo)
-        return "sent"
 
     def _warn_if_overloaded(self) -> None:
         # Echoes queue up when the fleet needs more echoes per second than `packets_per_second`
@@ -1127,113 +978,34 @@ class IcmpEngine:
                     backlog, self.packets_per_second,
                 )
 
-    def later(self, run: _Run, due_ns: int) -> None:
-        """Queue `run`'s next echo at `due_ns` (monotonic): one FIFO per echo interval (so each
-        is in time order), read by the tick; the echo leaves at the first tick at or after
-        `due_ns` (RTTs are timed from the actual send)."""
-        interval_ns = run.params.echo_interval_ns
-        fifo = self._later.get(interval_ns)
-        if fifo is None:
-            fifo = self._later[interval_ns] = collections.deque()
-        fifo.append((due_ns, run))
 
-    def _submit_due(self, now: int) -> None:
-        """Queue the echoes whose time has come."""
-        for fifo in self._later.values():
-            while fifo and fifo[0][0] <= now:
-                run = fifo.popleft()[1]
-                if not run.finished:
-                    run.submit()
+    # -- what the cores hand back ---------------------------------------------------------------
 
-    def _expire(self, now: int) -> None:
-        """Time out the echoes whose deadline passed (after `_read_all`: a reply waiting in the
-        socket, however late the tick, was taken first)."""
-        for fifo in self._expiry.values():
-            while fifo and (fifo[0].done or fifo[0].deadline_ns <= now):
-                echo = fifo.popleft()
-                if not echo.done:
-                    self._complete(echo, None, "timeout")
-
-    def _complete(self, echo: _Echo, rtt_ns: int | None, reason: str | None) -> None:
-        channel = echo.run.channel
-        if echo.seq is not None and channel.pending.get(echo.seq) is echo:
-            del channel.pending[echo.seq]
-        echo.run.finish_echo(echo, rtt_ns, reason)
-
-    # -- receiving ------------------------------------------------------------------------------
-
-    def _match(self, channel: _Channel, ident: int, seq: int, address: str) -> _Echo | None:
-        """The outstanding echo with this identifier and sequence sent to `address`, if any."""
-        if ident != channel.ident:
-            self.counters["foreign"] += 1
-            return None
-        echo = channel.pending.get(seq)
-        if echo is None or echo.run.target.address != address:
-            self.counters["unmatched"] += 1
-            return None
-        return echo
-
-    def on_message(self, channel: _Channel, packet: memoryview, source: str, rx_real_ns: int | None) -> None:
-        """One received ICMP message (with IPv4 header on raw IPv4 sockets) from `source`."""
+    def on_message(self, channel: _Channel, packet: bytes) -> None:
+        """A received ICMP message that is not an echo reply (with the IPv4 header on raw IPv4
+        sockets): an error quoting one of our echoes ends it; anything else is counted."""
         if channel.family == AF_INET:
             parsed = parse_icmp4(packet, ip_header=channel.kind == "raw", verify_checksum=channel.kind == "raw")
         else:
             parsed = parse_icmp6(packet)
-            source = source.partition("%")[0]  # link-local sources carry their scope
-        if parsed is None:
-            self.counters["malformed"] += 1
+        if parsed is None or parsed.kind != "error":
+            self._counters["malformed"] += 1
             return
-        if parsed.kind == "reply":
-            self.on_echo_reply(channel, parsed.ident, parsed.seq, parsed.payload, source, rx_real_ns)
-            return
-        dst = socket.inet_ntop(channel.family, parsed.quoted_dst)
-        echo = self._match(channel, parsed.ident, parsed.seq, dst)
-        if echo is not None:
-            self.counters["errors"] += 1
-            self._complete(echo, None, icmp_error_reason(channel.family, parsed.icmp_type, parsed.code))
-
-    def on_echo_reply(self, channel: _Channel, ident: int, seq: int, payload: bytes | memoryview, source: str,
-                      rx_real_ns: int | None) -> None:
-        """An echo reply from `source`; `payload`: its first 16 payload bytes (or fewer)."""
-        echo = self._match(channel, ident, seq, source)
-        if echo is None:
-            return
-        size = echo.run.params.payload_size
-        if payload[: min(size, 16)] != self._payload_block[: min(size, 16)]:
-            self.counters["foreign"] += 1  # right numbers, someone else's payload
-            return
-        self._on_reply(echo, rx_real_ns)
+        reason = icmp_error_reason(channel.family, parsed.icmp_type, parsed.code)
+        channel.core.fail(parsed.ident, parsed.seq, parsed.quoted_dst, reason)
 
     def on_queued_error(self, channel: _Channel, quoted: memoryview, destination: str,
                         ee_errno: int, origin: int, icmp_type: int, code: int) -> None:
         """One error from a datagram socket's error queue about the echo quoted in `quoted`."""
         if len(quoted) < 8:
-            self.counters["malformed"] += 1
+            self._counters["malformed"] += 1
             return
         ident, seq = _ID_SEQ.unpack_from(quoted, 4)
-        echo = self._match(channel, ident, seq, destination.partition("%")[0])
-        if echo is None:
-            return
         reason = None
         if origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
             reason = icmp_error_reason(channel.family, icmp_type, code)
-        self.counters["errors"] += 1
-        self._complete(echo, None, reason or errno_reason(ee_errno))
-
-    def _on_reply(self, echo: _Echo, rx_real_ns: int | None) -> None:
-        """RTT from the kernel receive timestamp against the wall-clock send time; the
-        monotonic clock when there is no timestamp or the wall clock stepped meanwhile."""
-        mono_rtt = time.monotonic_ns() - echo.tx_mono_ns
-        rtt = mono_rtt
-        if rx_real_ns is not None:
-            kernel_rtt = rx_real_ns - echo.tx_real_ns
-            if 0 <= kernel_rtt <= mono_rtt + CLOCK_SLACK_NS:
-                rtt = kernel_rtt
-        if rtt > echo.run.params.timeout_ns:
-            self._complete(echo, None, "timeout")  # arrived after its timeout: lost, like fping
-            return
-        self.counters["received"] += 1
-        self._complete(echo, rtt, None)
+        dst = socket.inet_pton(channel.family, destination.partition("%")[0])
+        channel.core.fail(ident, seq, dst, reason or errno_reason(ee_errno))
 
 
 def _set_result(future: asyncio.Future[PingStats], stats: PingStats) -> None:

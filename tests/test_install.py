@@ -221,15 +221,18 @@ def test_installed_entry_point_accepts_installed_config(first: Installed) -> Non
 
 def test_release_holds_package_data(first: Installed) -> None:
     """Non-Python files of the daemon's packages (the status page's HTML/CSS/JS …) are in the
-    installed release, not only in the checkout."""
+    installed release, not only in the checkout; the ICMP core compiled for its Python, its C
+    source not shipped."""
     site = next((first.opt / first.release / "lib").glob("python3*/site-packages"))
     data = [
         path.relative_to(REPO)
         for package in ("monitor", "probes", "rules")
         for path in (REPO / package).rglob("*")
-        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+        if path.is_file() and path.suffix not in (".py", ".pyc", ".c", ".so") and "__pycache__" not in path.parts
     ]
-    assert [str(p) for p in data if not (site / p).is_file()] == []
+    assert data and [str(p) for p in data if not (site / p).is_file()] == []
+    assert [p.name.split(".")[0] for p in (site / "probes").glob("*.so")] == ["_icmpcore"]
+    assert not list((site / "probes").glob("*.c"))
 
 
 def test_installed_daemon_serves_api_and_status_page(first: Installed, tmp_path: Path) -> None:
