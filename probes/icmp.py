@@ -398,8 +398,7 @@ class PingParams:
         return (self.count - 1) * self.echo_interval_s + (1 + self.retries) * self.timeout_s
 
 
-@dataclass(frozen=True, slots=True)
-class PingStats:
+class PingStats(NamedTuple):
     """Outcome of pinging one target.
 
     - address: the target, canonical text form.
@@ -408,6 +407,8 @@ class PingStats:
     - rtts_ms: round-trip times of the answered echoes, in send order, milliseconds.
     - payload_bytes: ICMP payload bytes of each echo request.
     - reason: None when up; else the last ICMP error or send error, or "timeout".
+
+    A tuple, not a frozen dataclass: one is made per device per cycle, at a third of the cost.
     """
 
     address: str
@@ -725,6 +726,7 @@ class IcmpEngine:
         self.mode: Literal["raw", "dgram"] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[int, _Channel] = {}
+        self._cores: list[Core] = []  # the channels' cores, IPv4's first
         self.unavailable: dict[int, str] = {}  # family → reason (e.g. no IPv6 in the kernel)
         self.runs: set[_Run] = set()
         self._waiters: set[asyncio.Future] = set()  # futures of ping()/ping_many() callers
@@ -782,6 +784,7 @@ class IcmpEngine:
     def _add_channel(self, family: int, kind: Literal["raw", "dgram"], sock: socket.socket) -> None:
         channel = _Channel(self, family, kind, sock)
         self.channels[family] = channel
+        self._cores.append(channel.core)
 
     async def close(self) -> None:
         """Stop sending, cancel every outstanding ping (its awaiting caller sees
@@ -803,6 +806,7 @@ class IcmpEngine:
             self._counters.update(channel.core.counters())
             channel.sock.close()
         self.channels.clear()
+        self._cores.clear()
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -854,7 +858,10 @@ class IcmpEngine:
 
     def backlog_s(self) -> float:
         """Seconds the echoes already queued need to leave at the configured pace."""
-        return sum(c.core.queued() for c in self.channels.values()) / self.packets_per_second
+        queued = 0  # a loop, not sum() over a generator: the scheduler asks once per device
+        for core in self._cores:
+            queued += core.queued()
+        return queued / self.packets_per_second
 
     def in_flight(self) -> int:
         """Runs not finished plus echoes waiting for a reply: 0 when nothing is outstanding."""
@@ -900,8 +907,7 @@ class IcmpEngine:
         rate = self.packets_per_second / 1e9  # tokens per ns
         burst_max = max(1.0, 2 * self.packets_per_second * TICK_NS / 1e9)
         tokens, last = 1.0, time.monotonic_ns()
-        loop = self.loop
-        cores = [channel.core for channel in self.channels.values()]
+        loop, cores = self.loop, self._cores
         while True:
             now = time.monotonic_ns()
             tokens = min(burst_max, tokens + (now - last) * rate)

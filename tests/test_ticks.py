@@ -85,10 +85,10 @@ async def test_a_slow_pace_warns_once_and_still_sends_everything(caplog) -> None
 async def test_a_bug_that_stops_the_engine_is_logged_at_once(caplog, monkeypatch) -> None:
     caplog.set_level(logging.ERROR, logger="fleetmon.icmp")
 
-    def broken(self, budget):
+    def broken(cores, budget):
         raise RuntimeError("a bug in the sender")
 
-    monkeypatch.setattr(IcmpEngine, "_send_burst", broken)
+    monkeypatch.setattr(IcmpEngine, "_send_burst", staticmethod(broken))
     async with IcmpEngine(mode="raw") as engine:
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(engine.ping("127.0.0.1", PingParams(count=1, timeout_s=0.2)), 0.5)
