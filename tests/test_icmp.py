@@ -29,6 +29,7 @@ import pytest
 
 from lab.net import Behaviour, LabNet
 from monitor.metrics import schema
+from probes._icmpcore import Core
 from probes.base import ProbeResult
 from probes.icmp import (
     IcmpConfig,
@@ -37,6 +38,7 @@ from probes.icmp import (
     IcmpProbe,
     PingParams,
     PingStats,
+    errno_reason,
     ones_complement_sum,
     parse_icmp4,
     parse_icmp6,
@@ -56,6 +58,47 @@ def test_checksum_matches_rfc1071_example() -> None:
     assert ones_complement_sum(bytes.fromhex("0001f203f4f5f6f7")) == 0xDDF2
     # An odd length is padded with a zero byte.
     assert ones_complement_sum(b"\x01") == 0x0100
+
+
+def test_core_refuses_bad_input_with_clear_errors() -> None:
+    core = Core(-1, socket.AF_INET, True, 7, os.urandom(65_535), errno_reason)
+    token = object()
+    bad_runs = [
+        (b"\x0a\x00\x00", 0, 3, 1, 1, 56),  # a 3-byte IPv4 address
+        (b"\x0a\x00\x00\x01", 0, 0, 1, 1, 56),  # count 0
+        (b"\x0a\x00\x00\x01", 0, 1001, 1, 1, 56),  # count beyond 1,000
+        (b"\x0a\x00\x00\x01", 0, 3, 1, 0, 56),  # timeout 0
+        (b"\x0a\x00\x00\x01", 0, 3, 1, 1, 65_001),  # payload beyond 65,000
+    ]
+    for args in bad_runs:
+        with pytest.raises(ValueError, match="bad destination length, count, size, interval or timeout"):
+            core.start(token, *args)
+    assert core.state() == (0, 0, 0) and core.take_finished() == []
+    with pytest.raises(ValueError, match="family"):
+        Core(-1, 99, True, 7, os.urandom(65_535), errno_reason)
+    with pytest.raises(ValueError, match="65,535 bytes"):
+        Core(-1, socket.AF_INET, True, 7, b"short", errno_reason)
+    with pytest.raises(TypeError, match="callable"):
+        Core(-1, socket.AF_INET, True, 7, os.urandom(65_535), None)
+    # Errors about echoes it never sent: counted, nothing ends.
+    assert core.fail(8, 1, b"\x0a\x00\x00\x01", "host unreachable") is False  # another identifier
+    assert core.fail(7, 1, b"\x0a\x00\x00\x01", "host unreachable") is False  # no such echo
+    assert core.fail(7, 1, b"\x0a\x00", "host unreachable") is False  # a truncated address
+    assert core.counters() == {"sent": 0, "received": 0, "errors": 0, "send_errors": 0, "foreign": 1,
+                               "unmatched": 2, "malformed": 0}
+    assert core.cancel(12_345) is False
+
+
+def test_core_ends_an_echo_whose_send_fails_with_the_errno_reason() -> None:
+    core = Core(-1, socket.AF_INET, True, 7, os.urandom(65_535), errno_reason)  # fd -1: EBADF
+    token = object()
+    handle = core.start(token, b"\x0a\x00\x00\x01", 0, 2, 0, 1_000_000_000, 56)
+    assert core.send(10) == (1, False)  # the first echo: tried and failed; the second is due now
+    core.submit_due(time.monotonic_ns())
+    assert core.send(10) == (1, False)
+    assert core.take_finished() == [(token, 2, (), "bad file descriptor")]
+    assert core.counters()["send_errors"] == 2 and core.state() == (0, 0, 0)
+    assert core.cancel(handle) is False  # ended already
 
 
 def ip4_header(src: str, dst: str, proto: int = 1, ihl_words: int = 5) -> bytes:
