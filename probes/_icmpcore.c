@@ -85,6 +85,14 @@ static void heap_pop(Heap *h) {
     if (n) h->v[i] = last;
 }
 
+/* Pop the top item into `out` when its key is at most `now`; 0 when there is none. */
+static int heap_take(Heap *h, int64_t now, HeapItem *out) {
+    if (h->n == 0 || h->v[0].key > now) return 0;
+    *out = h->v[0];
+    heap_pop(h);
+    return 1;
+}
+
 /* ---- a FIFO of (run, generation) --------------------------------------------------------- */
 
 typedef struct { int32_t run; uint32_t gen; } QItem;
@@ -479,9 +487,8 @@ PyDoc_STRVAR(submit_due_doc,
 static PyObject *Core_submit_due(Core *c, PyObject *arg) {
     long long now = PyLong_AsLongLong(arg);
     if (now == -1 && PyErr_Occurred()) return NULL;
-    while (c->due.n && c->due.v[0].key <= now) {
-        HeapItem it = c->due.v[0];
-        heap_pop(&c->due);
+    HeapItem it;
+    while (heap_take(&c->due, now, &it)) {
         Run *r = &c->runs[it.a];
         if (r->token != NULL && r->gen == it.b && ring_push(&c->queue, it.a, it.b) < 0) return NULL;
     }
@@ -495,9 +502,8 @@ PyDoc_STRVAR(expire_doc,
 static PyObject *Core_expire(Core *c, PyObject *arg) {
     long long now = PyLong_AsLongLong(arg);
     if (now == -1 && PyErr_Occurred()) return NULL;
-    while (c->expiry.n && c->expiry.v[0].key <= now) {
-        HeapItem it = c->expiry.v[0];
-        heap_pop(&c->expiry);
+    HeapItem it;
+    while (heap_take(&c->expiry, now, &it)) {
         Slot *s = &c->slots[it.a];
         if (s->owner == 0 || s->gen != it.b) continue;  /* answered or cancelled */
         int32_t id = s->owner - 1;
