@@ -246,34 +246,31 @@ def ones_complement_sum(data: bytes | bytearray | memoryview) -> int:
     return value % 0xFFFF
 
 
-class Parsed(NamedTuple):
-    """One ICMP message as far as the engine cares (a tuple: built for every packet).
+class QuotedEcho(NamedTuple):
+    """An ICMP error about an echo request, as far as the engine cares (echo replies are the
+    core's, probes/_icmpcore.c).
 
-    - kind: "reply" (echo reply) or "error" (an error quoting an echo request).
-    - ident, seq: identifier and sequence of the echo (of the quoted echo for errors).
-    - payload: the first 16 payload bytes of a reply (empty for errors).
-    - quoted_dst: destination address (packed) of the quoted packet (errors only).
-    - icmp_type, code: of the message itself.
+    - ident, seq: identifier and sequence of the quoted echo request.
+    - quoted_dst: its destination address (packed).
+    - icmp_type, code: of the error message itself.
     """
 
-    kind: Literal["reply", "error"]
     ident: int
     seq: int
-    payload: bytes = b""
-    quoted_dst: bytes = b""
-    icmp_type: int = 0
-    code: int = 0
+    quoted_dst: bytes
+    icmp_type: int
+    code: int
 
 
-def parse_icmp4(packet: bytes | memoryview, *, ip_header: bool, verify_checksum: bool) -> Parsed | None:
-    """Parse an IPv4 ICMP message; None for anything that is not an echo reply or an error
-    quoting an echo request, malformed or truncated.
+def parse_error4(packet: bytes | memoryview, *, ip_header: bool, verify_checksum: bool) -> QuotedEcho | None:
+    """Parse an IPv4 ICMP error quoting an echo request; None for anything else (an echo reply
+    included), malformed or truncated.
 
     `ip_header`: the data starts with the IPv4 header (raw sockets; the kernel hands over the
     reassembled datagram); datagram ICMP sockets start at the ICMP header.
     `verify_checksum`: raw sockets receive ICMP before the kernel checks its checksum.
-    Layouts: RFC 791 §3.1 (IP header), RFC 792 (echo reply; errors carry 4 unused bytes, the
-    quoted IP header and at least the first 8 bytes of the quoted datagram).
+    Layouts: RFC 791 §3.1 (IP header), RFC 792 (errors carry 4 unused bytes, the quoted IP
+    header and at least the first 8 bytes of the quoted datagram).
     """
     off = 0
     if ip_header:
@@ -287,9 +284,6 @@ def parse_icmp4(packet: bytes | memoryview, *, ip_header: bool, verify_checksum:
     if verify_checksum and ones_complement_sum(packet[off:]) != 0:
         return None
     icmp_type, code = packet[off], packet[off + 1]
-    if icmp_type == ICMP_ECHO_REPLY:
-        ident, seq = _ID_SEQ.unpack_from(packet, off + 4)
-        return Parsed("reply", ident, seq, bytes(packet[off + 8 : off + 24]), icmp_type=icmp_type, code=code)
     if icmp_error_reason(AF_INET, icmp_type, code) is None:
         return None
     quoted = off + 8
@@ -302,18 +296,17 @@ def parse_icmp4(packet: bytes | memoryview, *, ip_header: bool, verify_checksum:
     if len(packet) < echo + 8 or packet[echo] != ICMP_ECHO:
         return None
     ident, seq = _ID_SEQ.unpack_from(packet, echo + 4)
-    dst = bytes(packet[quoted + 16 : quoted + 20])
-    return Parsed("error", ident, seq, quoted_dst=dst, icmp_type=icmp_type, code=code)
+    return QuotedEcho(ident, seq, bytes(packet[quoted + 16 : quoted + 20]), icmp_type, code)
 
 
 _IPV6_EXTENSION_HEADERS = {0, 43, 60}  # hop-by-hop, routing, destination options (RFC 8200 §4)
 _IPV6_FRAGMENT = 44
 
 
-def parse_icmp6(packet: bytes | memoryview) -> Parsed | None:
-    """Parse an ICMPv6 message (no IPv6 header: raw and datagram ICMPv6 sockets both start at
-    the ICMPv6 header; the kernel has verified the checksum). None for anything that is not an
-    echo reply or an error quoting an echo request.
+def parse_error6(packet: bytes | memoryview) -> QuotedEcho | None:
+    """Parse an ICMPv6 error quoting an echo request (no IPv6 header: raw and datagram ICMPv6
+    sockets both start at the ICMPv6 header; the kernel has verified the checksum); None for
+    anything else (an echo reply included).
 
     Errors (RFC 4443 §3) carry 4 bytes (unused/MTU/pointer), then as much of the invoking
     packet as fits: the IPv6 header, possibly extension headers (a fragment header when our
@@ -322,9 +315,6 @@ def parse_icmp6(packet: bytes | memoryview) -> Parsed | None:
     if len(packet) < 8:
         return None
     icmp_type, code = packet[0], packet[1]
-    if icmp_type == ICMP6_ECHO_REPLY:
-        ident, seq = _ID_SEQ.unpack_from(packet, 4)
-        return Parsed("reply", ident, seq, bytes(packet[8:24]), icmp_type=icmp_type, code=code)
     if icmp_error_reason(AF_INET6, icmp_type, code) is None:
         return None
     quoted = 8
@@ -350,7 +340,7 @@ def parse_icmp6(packet: bytes | memoryview) -> Parsed | None:
     if len(packet) < pos + 8 or packet[pos] != ICMP6_ECHO_REQUEST:
         return None
     ident, seq = _ID_SEQ.unpack_from(packet, pos + 4)
-    return Parsed("error", ident, seq, quoted_dst=dst, icmp_type=icmp_type, code=code)
+    return QuotedEcho(ident, seq, dst, icmp_type, code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -984,21 +974,20 @@ class IcmpEngine:
                     backlog, self.packets_per_second,
                 )
 
-
     # -- what the cores hand back ---------------------------------------------------------------
 
     def on_message(self, channel: _Channel, packet: bytes) -> None:
         """A received ICMP message that is not an echo reply (with the IPv4 header on raw IPv4
         sockets): an error quoting one of our echoes ends it; anything else is counted."""
         if channel.family == AF_INET:
-            parsed = parse_icmp4(packet, ip_header=channel.kind == "raw", verify_checksum=channel.kind == "raw")
+            error = parse_error4(packet, ip_header=channel.kind == "raw", verify_checksum=channel.kind == "raw")
         else:
-            parsed = parse_icmp6(packet)
-        if parsed is None or parsed.kind != "error":
+            error = parse_error6(packet)
+        if error is None:
             self._counters["malformed"] += 1
             return
-        reason = icmp_error_reason(channel.family, parsed.icmp_type, parsed.code)
-        channel.core.fail(parsed.ident, parsed.seq, parsed.quoted_dst, reason)
+        reason = icmp_error_reason(channel.family, error.icmp_type, error.code)
+        channel.core.fail(error.ident, error.seq, error.quoted_dst, reason)
 
     def on_queued_error(self, channel: _Channel, quoted: memoryview, destination: str,
                         ee_errno: int, origin: int, icmp_type: int, code: int) -> None:

@@ -40,8 +40,8 @@ from probes.icmp import (
     PingStats,
     errno_reason,
     ones_complement_sum,
-    parse_icmp4,
-    parse_icmp6,
+    parse_error4,
+    parse_error6,
 )
 from tests.plugins.factories import device
 
@@ -119,20 +119,17 @@ def echo_header(ident: int, seq: int, icmp_type: int = 8) -> bytes:
     return struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq)
 
 
-def test_parse_icmp4_reply_and_errors() -> None:
-    reply = icmp4(0, 0, struct.pack("!HH", 7, 9) + b"0123456789abcdefXYZ")
-    parsed = parse_icmp4(ip4_header("10.0.0.1", "10.0.0.2") + reply, ip_header=True, verify_checksum=True)
-    assert parsed is not None and (parsed.kind, parsed.ident, parsed.seq, parsed.payload) == ("reply", 7, 9, b"0123456789abcdef")
-    # A datagram socket hands over the ICMP message without the IP header.
-    assert parse_icmp4(reply, ip_header=False, verify_checksum=False).seq == 9
-
+def test_parse_error4_quoting_an_echo() -> None:
     quoted = ip4_header("10.0.0.2", "10.9.9.9", ihl_words=6) + echo_header(7, 9)  # with an IP option
-    error = parse_icmp4(ip4_header("10.0.0.254", "10.0.0.2") + icmp4(3, 1, b"\0\0\0\0" + quoted), ip_header=True, verify_checksum=True)
-    assert error is not None and (error.kind, error.ident, error.seq, error.code) == ("error", 7, 9, 1)
-    assert error.quoted_dst == socket.inet_aton("10.9.9.9")
+    message = icmp4(3, 1, b"\0\0\0\0" + quoted)
+    error = parse_error4(ip4_header("10.0.0.254", "10.0.0.2") + message, ip_header=True, verify_checksum=True)
+    assert error == (7, 9, socket.inet_aton("10.9.9.9"), 3, 1)
+    # A datagram socket hands over the ICMP message without the IP header.
+    assert parse_error4(message, ip_header=False, verify_checksum=False) == error
 
     bad = [
-        ip4_header("10.0.0.1", "10.0.0.2") + icmp4(0, 0, struct.pack("!HH", 7, 9), good_checksum=False),
+        ip4_header("10.0.0.1", "10.0.0.2") + icmp4(0, 0, struct.pack("!HH", 7, 9) + b"0123456789abcdef"),  # a reply: the core's
+        ip4_header("10.0.0.254", "10.0.0.2") + icmp4(3, 1, b"\0\0\0\0" + quoted, good_checksum=False),
         ip4_header("10.0.0.254", "10.0.0.2") + icmp4(3, 1, b"\0\0\0\0" + quoted[:30]),  # quote cut short
         ip4_header("10.0.0.254", "10.0.0.2") + icmp4(3, 3, b"\0\0\0\0" + ip4_header("10.0.0.2", "10.9.9.9", proto=17) + bytes(8)),
         ip4_header("10.0.0.254", "10.0.0.2") + icmp4(5, 0, b"\0\0\0\0" + quoted),  # redirect: no error of ours
@@ -140,20 +137,19 @@ def test_parse_icmp4_reply_and_errors() -> None:
         b"\x45" + bytes(10),
         b"\x4f" + bytes(30),  # IHL 60 bytes, longer than the packet
     ]
-    assert [parse_icmp4(p, ip_header=True, verify_checksum=True) for p in bad] == [None] * len(bad)
+    assert [parse_error4(p, ip_header=True, verify_checksum=True) for p in bad] == [None] * len(bad)
 
 
-def test_parse_icmp6_error_through_a_fragment_header() -> None:
+def test_parse_error6_through_a_fragment_header() -> None:
     # RFC 4443 §3.1 destination unreachable quoting the first fragment of a 20,000-byte echo.
     dst = ipaddress.IPv6Address("fd00::99").packed
     ip6 = struct.pack("!IHBB16s16s", 0x60000000, 1240, 44, 64, ipaddress.IPv6Address("fd00::1").packed, dst)
     fragment = struct.pack("!BBHI", 58, 0, 0x0001, 1234)  # next header ICMPv6, offset 0, more fragments
     message = bytes([1, 3, 0, 0, 0, 0, 0, 0]) + ip6 + fragment + echo_header(5, 6, icmp_type=128)
-    parsed = parse_icmp6(message)
-    assert parsed is not None and (parsed.kind, parsed.ident, parsed.seq, parsed.code, parsed.quoted_dst) == ("error", 5, 6, 3, dst)
+    assert parse_error6(message) == (5, 6, dst, 1, 3)
     later_fragment = struct.pack("!BBHI", 58, 0, 0x0009, 1234)  # offset 1: no ICMPv6 header inside
-    assert parse_icmp6(bytes([1, 3, 0, 0, 0, 0, 0, 0]) + ip6 + later_fragment + echo_header(5, 6, 128)) is None
-    assert parse_icmp6(bytes([129, 0, 0, 0]) + struct.pack("!HH", 5, 6)).seq == 6
+    assert parse_error6(bytes([1, 3, 0, 0, 0, 0, 0, 0]) + ip6 + later_fragment + echo_header(5, 6, 128)) is None
+    assert parse_error6(bytes([129, 0, 0, 0]) + struct.pack("!HH", 5, 6)) is None  # a reply: the core's
 
 
 def test_parsers_survive_random_garbage() -> None:
@@ -162,9 +158,9 @@ def test_parsers_survive_random_garbage() -> None:
         data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 80)))
         if rng.random() < 0.5 and data:  # make IPv4 headers plausible more often
             data = bytes([0x45]) + data[1:]
-        parse_icmp4(data, ip_header=True, verify_checksum=False)
-        parse_icmp4(data, ip_header=False, verify_checksum=False)
-        parse_icmp6(data)
+        parse_error4(data, ip_header=True, verify_checksum=False)
+        parse_error4(data, ip_header=False, verify_checksum=False)
+        parse_error6(data)
 
 
 # --- results, config, budget (no privileges) --------------------------------------------------------
