@@ -421,23 +421,22 @@ static int alloc_seq(Core *c) {
 }
 
 PyDoc_STRVAR(send_doc,
-"send(budget) -> (sent, blocked)\n\n"
-"Send up to `budget` queued echoes; `sent` counts the attempts (a failed send ends its echo\n"
-"with the errno's reason). `blocked`: the socket would block (or every sequence number is in\n"
-"flight), the rest waits for the next call.");
+"send(budget) -> int\n\n"
+"Send up to `budget` queued echoes; returns the attempts (a failed send ends its echo with the\n"
+"errno's reason). Stops early when the socket would block or every sequence number is in\n"
+"flight: the rest waits for the next call.");
 
 static PyObject *Core_send(Core *c, PyObject *arg) {
     long budget = PyLong_AsLong(arg);
     if (budget == -1 && PyErr_Occurred()) return NULL;
     long done = 0;
-    int blocked = 0;
     socklen_t salen = c->family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     while (done < budget && c->queue.n) {
         QItem q = c->queue.v[c->queue.head];
         Run *r = &c->runs[q.run];
         if (r->token == NULL || r->gen != q.gen) { ring_pop(&c->queue); continue; }  /* cancelled */
         int seq = alloc_seq(c);
-        if (seq < 0) { blocked = 1; break; }
+        if (seq < 0) break;
         Py_ssize_t len = build(c, r, (unsigned)seq);
         int64_t tx_mono = 0, tx_real = 0;
         int err = 0;
@@ -450,7 +449,7 @@ static PyObject *Core_send(Core *c, PyObject *arg) {
              * error (IP_RECVERR) about another target: now cleared, one more try tells. */
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ENOBUFS || !c->dgram) break;
         }
-        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ENOBUFS) { blocked = 1; break; }
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ENOBUFS) break;
         ring_pop(&c->queue);
         int32_t id = q.run;
         int index = r->next_index++;
@@ -478,7 +477,7 @@ static PyObject *Core_send(Core *c, PyObject *arg) {
         c->inflight++;
         if (heap_push(&c->expiry, tx_mono + r->timeout_ns, seq, s->gen) < 0) return NULL;
     }
-    return Py_BuildValue("(lO)", done, blocked ? Py_True : Py_False);
+    return PyLong_FromLong(done);
 }
 
 PyDoc_STRVAR(submit_due_doc,

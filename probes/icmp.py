@@ -855,7 +855,7 @@ class IcmpEngine:
 
     def in_flight(self) -> int:
         """Runs not finished plus echoes waiting for a reply: 0 when nothing is outstanding."""
-        return len(self.runs) + sum(c.core.state()[2] for c in self.channels.values())
+        return len(self.runs) + sum(core.state()[2] for core in self._cores)
 
     # -- starting and finishing runs ------------------------------------------------------------
 
@@ -956,7 +956,7 @@ class IcmpEngine:
         sent = 0
         for core in cores:
             if sent < budget:
-                sent += core.send(budget - sent)[0]
+                sent += core.send(budget - sent)
         return sent
 
     def _warn_if_overloaded(self) -> None:

@@ -93,9 +93,9 @@ def test_core_ends_an_echo_whose_send_fails_with_the_errno_reason() -> None:
     core = Core(-1, socket.AF_INET, True, 7, os.urandom(65_535), errno_reason)  # fd -1: EBADF
     token = object()
     handle = core.start(token, b"\x0a\x00\x00\x01", 0, 2, 0, 1_000_000_000, 56)
-    assert core.send(10) == (1, False)  # the first echo: tried and failed; the second is due now
+    assert core.send(10) == 1  # the first echo: tried and failed; the second is due now
     core.submit_due(time.monotonic_ns())
-    assert core.send(10) == (1, False)
+    assert core.send(10) == 1
     assert core.take_finished() == [(token, 2, (), "bad file descriptor")]
     assert core.counters()["send_errors"] == 2 and core.state() == (0, 0, 0)
     assert core.cancel(handle) is False  # ended already
